@@ -1,0 +1,151 @@
+//! The one error type every reposmith operation returns, classified so callers can act on it.
+//!
+//! # Contract for backends
+//!
+//! Each backend maps its driver's errors onto these variants; a caller never
+//! needs to downcast to a driver type to decide what to do.
+//!
+//! | situation | variant | Postgres (sqlx) | MongoDB | Redis |
+//! |---|---|---|---|---|
+//! | unparsable URL, bad setting | [`Error::Config`] | `Error::Configuration`, URL parse | `InvalidArgument` | URL parse |
+//! | host unknown, port closed, TLS refused | [`Error::Connect`] | `Io`, `Tls` while connecting, SQLSTATE 3D000, 53300, 57P03 | `ServerSelection`, `DnsResolve` | connection refused |
+//! | credentials rejected | [`Error::Authentication`] | SQLSTATE 28P01, 28000 | `Authentication`, code 18 | `AuthenticationFailed` |
+//! | no pooled connection in time | [`Error::PoolTimeout`] | `PoolTimedOut` | — | — |
+//! | server silent past a deadline | [`Error::Timeout`] | (connect deadline) | (connect deadline) | response timeout |
+//! | connection broke mid-operation | [`Error::ConnectionLost`] | `Io` after connect | `Io`, `ConnectionPoolCleared` | dropped connection |
+//! | backend not configured | [`Error::Unavailable`] | `PoolClosed` | — | — |
+//! | anything else from the server | [`Error::Backend`] | SQLSTATE in `code` | server code in `code` | error code in `code` |
+//!
+//! Messages never contain a password: backends build them through
+//! [`ConnectionUrl::scrub`](crate::ConnectionUrl::scrub), and the error keeps
+//! the driver's message as text rather than the driver error itself, because
+//! a driver error's `Display` or `Debug` is outside our control.
+
+use std::time::Duration;
+
+use crate::Backend;
+
+/// The result type of every fallible reposmith operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable: a missing or malformed variable, an unparsable URL.
+    #[error("invalid configuration for {subject}: {reason}")]
+    Config {
+        /// What was being configured: a backend name or an environment variable.
+        subject: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// No connection could be established: unknown host, closed port, TLS failure, server refusing.
+    #[error("cannot connect to {backend} at {target}: {reason}")]
+    Connect {
+        /// The store that could not be reached.
+        backend: Backend,
+        /// Host, port and database, without credentials.
+        target: String,
+        /// The driver's explanation, with secrets removed.
+        reason: String,
+    },
+
+    /// The server rejected the credentials.
+    #[error("{backend} at {target} rejected the credentials: {reason}")]
+    Authentication {
+        /// The store that refused.
+        backend: Backend,
+        /// Host, port and database, without credentials.
+        target: String,
+        /// The server's explanation, with secrets removed.
+        reason: String,
+    },
+
+    /// Every pooled connection stayed busy for the whole acquire timeout.
+    #[error("no {backend} connection became free within {waited:?}: the pool is exhausted")]
+    PoolTimeout {
+        /// The store whose pool is exhausted.
+        backend: Backend,
+        /// How long the caller waited (the configured acquire timeout).
+        waited: Duration,
+    },
+
+    /// A server did not answer within a configured deadline.
+    #[error("{backend} did not answer {operation} within {after:?}")]
+    Timeout {
+        /// The store that stayed silent.
+        backend: Backend,
+        /// What was waited for (`connect`, `ping`, a command name).
+        operation: &'static str,
+        /// The deadline that expired.
+        after: Duration,
+    },
+
+    /// An established connection broke while an operation was in flight.
+    #[error("lost the connection to {backend}: {reason}")]
+    ConnectionLost {
+        /// The store whose connection broke.
+        backend: Backend,
+        /// The driver's explanation, with secrets removed.
+        reason: String,
+    },
+
+    /// The backend is not configured in this store, not compiled in, or has been closed.
+    #[error("{backend} is unavailable: {reason}")]
+    Unavailable {
+        /// The store asked for.
+        backend: Backend,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// Any other error the server or driver reported.
+    #[error("{backend} error{}: {reason}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Backend {
+        /// The store that reported it.
+        backend: Backend,
+        /// The server's error code when it gave one (SQLSTATE, Mongo code, Redis code).
+        code: Option<String>,
+        /// The message, with secrets removed.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The backend this error came from, when it came from one.
+    pub fn backend(&self) -> Option<Backend> {
+        match self {
+            Error::Config { .. } => None,
+            Error::Connect { backend, .. }
+            | Error::Authentication { backend, .. }
+            | Error::PoolTimeout { backend, .. }
+            | Error::Timeout { backend, .. }
+            | Error::ConnectionLost { backend, .. }
+            | Error::Unavailable { backend, .. }
+            | Error::Backend { backend, .. } => Some(*backend),
+        }
+    }
+
+    /// True when the store could not be reached or stopped answering, as opposed to
+    /// rejecting the request: the cases where a cache falls back and a health check fails.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::PoolTimeout { .. }
+                | Error::Timeout { .. }
+                | Error::ConnectionLost { .. }
+                | Error::Unavailable { .. }
+        )
+    }
+
+    /// Shorthand for a configuration error.
+    pub fn config(subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            subject: subject.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The connected MongoDB backend: a driver client built from [`MongoConfig`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+
+use crate::config::DEFAULT_DATABASE;
+use crate::error::{Phase, map};
+use crate::{MongoCapabilities, MongoConfig};
+
+/// A connected MongoDB backend. Cloning shares the client and its pools.
+#[derive(Clone)]
+pub struct MongoBackend {
+    client: Client,
+    database: Database,
+    url: ConnectionUrl,
+    capabilities: MongoCapabilities,
+    operation_timeout: Duration,
+}
+
+/// Health of a MongoDB server as seen through the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MongoHealth {
+    /// Hosts and database, without credentials.
+    pub target: String,
+    /// Database repositories use.
+    pub database: String,
+    /// What the server can do, as probed now.
+    pub capabilities: MongoCapabilities,
+    /// Time for the probe commands.
+    pub round_trip: Duration,
+}
+
+impl fmt::Display for MongoHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let caps = &self.capabilities;
+        let topology = match (&caps.replica_set, caps.sharded) {
+            (Some(name), _) => format!("replica set {name}"),
+            (None, true) => "sharded".to_owned(),
+            (None, false) => "standalone".to_owned(),
+        };
+        write!(
+            f,
+            "MongoDB {} at {} (db {}): wire version {}, {topology}, transactions {}; round trip {:?}",
+            caps.server_version,
+            self.target,
+            self.database,
+            caps.max_wire_version,
+            if caps.transactions {
+                "supported"
+            } else {
+                "unsupported"
+            },
+            self.round_trip
+        )
+    }
+}
+
+impl MongoBackend {
+    /// Builds the client and runs `hello` and `buildInfo`, so an unreachable
+    /// server or rejected credentials fail here rather than at the first query.
+    #[tracing::instrument(name = "reposmith.connect", skip_all,
+        fields(db.system = "mongodb", server.address = %config.url.target()))]
+    pub async fn connect(config: &MongoConfig) -> Result<Self> {
+        config.validate()?;
+        let url = config.url.clone();
+        let options = client_options(config).await?;
+        let database_name = config
+            .database
+            .clone()
+            .or_else(|| options.default_database.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let client = Client::with_options(options).map_err(|e| map(&url, e, Phase::Connect))?;
+        let deadline = config.server_selection_timeout + config.connect_timeout;
+        let capabilities = probe(&client, &url, deadline, Phase::Connect).await?;
+        tracing::debug!(server_version = %capabilities.server_version, "mongodb client ready");
+        Ok(MongoBackend {
+            database: client.database(&database_name),
+            client,
+            url,
+            capabilities,
+            operation_timeout: config.operation_timeout,
+        })
+    }
+
+    /// The driver client, for direct use beside repositories.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The database repositories use.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// What the server could do when the client connected.
+    pub fn capabilities(&self) -> &MongoCapabilities {
+        &self.capabilities
+    }
+
+    /// Hosts and database, without credentials.
+    pub fn target(&self) -> &str {
+        self.url.target()
+    }
+
+    /// Maps a driver error from an operation on this backend onto the core error.
+    pub fn map_error(&self, err: mongodb::error::Error) -> Error {
+        map(&self.url, err, Phase::Operation)
+    }
+
+    /// Probes the server again and reports its health.
+    #[tracing::instrument(name = "reposmith.ping", skip_all, fields(db.system = "mongodb"))]
+    pub async fn ping(&self) -> Result<MongoHealth> {
+        let started = Instant::now();
+        let capabilities = probe(
+            &self.client,
+            &self.url,
+            self.operation_timeout,
+            Phase::Operation,
+        )
+        .await?;
+        Ok(MongoHealth {
+            target: self.target().to_owned(),
+            database: self.database.name().to_owned(),
+            capabilities,
+            round_trip: started.elapsed(),
+        })
+    }
+
+    /// Closes the client's connections; later operations fail with [`Error::Unavailable`].
+    pub async fn close(&self) {
+        self.client.clone().shutdown().await;
+    }
+}
+
+impl fmt::Debug for MongoBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoBackend")
+            .field("url", &self.url)
+            .field("database", &self.database.name())
+            .field("capabilities", &self.capabilities)
+            .finish()
+    }
+}
+
+/// Driver options from the URL, with the config's values where the URL is silent.
+async fn client_options(config: &MongoConfig) -> Result<ClientOptions> {
+    let url = &config.url;
+    // Parsing a mongodb+srv:// URL resolves DNS: bound it like a connect.
+    let parsed = tokio::time::timeout(config.connect_timeout, ClientOptions::parse(url.expose()))
+        .await
+        .map_err(|_| timeout("parse connection string", config.connect_timeout))?;
+    let mut options = parsed.map_err(|e| map(url, e, Phase::Connect))?;
+    options
+        .app_name
+        .get_or_insert_with(|| config.app_name.clone());
+    options.max_pool_size = options.max_pool_size.or(config.max_pool_size);
+    options.min_pool_size = options.min_pool_size.or(config.min_pool_size);
+    options
+        .connect_timeout
+        .get_or_insert(config.connect_timeout);
+    options
+        .server_selection_timeout
+        .get_or_insert(config.server_selection_timeout);
+    options.max_idle_time = options.max_idle_time.or(config.max_idle_time);
+    options.read_concern = options
+        .read_concern
+        .take()
+        .or_else(|| config.read_concern.clone());
+    options.write_concern = options
+        .write_concern
+        .take()
+        .or_else(|| config.write_concern.clone());
+    Ok(options)
+}
+
+/// Runs `hello` and `buildInfo` within `deadline`.
+async fn probe(
+    client: &Client,
+    url: &ConnectionUrl,
+    deadline: Duration,
+    phase: Phase,
+) -> Result<MongoCapabilities> {
+    let admin = client.database("admin");
+    let replies = async {
+        let hello = admin.run_command(doc! { "hello": 1 }).await?;
+        let build_info = admin.run_command(doc! { "buildInfo": 1 }).await?;
+        Ok::<(Document, Document), mongodb::error::Error>((hello, build_info))
+    };
+    let (hello, build_info) = tokio::time::timeout(deadline, replies)
+        .await
+        .map_err(|_| timeout("hello", deadline))?
+        .map_err(|e| map(url, e, phase))?;
+    Ok(MongoCapabilities::from_replies(&hello, &build_info))
+}
+
+fn timeout(operation: &'static str, after: Duration) -> Error {
+    Error::Timeout {
+        backend: Backend::Mongo,
+        operation,
+        after,
+    }
+}

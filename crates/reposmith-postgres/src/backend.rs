@@ -1,0 +1,149 @@
+//! The connected PostgreSQL backend: a pool built from [`PgConfig`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+
+use crate::error::{ErrorContext, Phase};
+use crate::{PgConfig, PgHealth};
+
+/// Versions the health probe reads in one round trip.
+const HEALTH_SQL: &str = "SELECT current_setting('server_version'), \
+     (SELECT extversion FROM pg_extension WHERE extname = 'vector'), \
+     (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')";
+
+/// A connected PostgreSQL backend. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    url: ConnectionUrl,
+    acquire_timeout: Duration,
+}
+
+impl PgBackend {
+    /// Opens one connection to prove the server is reachable and accepts the
+    /// credentials, then builds the pool.
+    ///
+    /// The probe connection is opened directly rather than through the pool:
+    /// a pool that cannot connect keeps retrying until its acquire timeout and
+    /// then reports only "timed out", hiding the refused port or bad password.
+    #[tracing::instrument(name = "reposmith.connect", skip_all,
+        fields(db.system = "postgresql", server.address = %config.url.target()))]
+    pub async fn connect(config: &PgConfig) -> Result<Self> {
+        config.validate()?;
+        let options = connect_options(config)?;
+        let backend = PgBackend {
+            pool: pool_options(config).connect_lazy_with(options.clone()),
+            url: config.url.clone(),
+            acquire_timeout: config.acquire_timeout,
+        };
+        backend.probe(&options, config.connect_timeout).await?;
+        tracing::debug!("postgresql pool ready");
+        Ok(backend)
+    }
+
+    async fn probe(&self, options: &PgConnectOptions, deadline: Duration) -> Result<()> {
+        let connection = tokio::time::timeout(deadline, PgConnection::connect_with(options))
+            .await
+            .map_err(|_| Error::Timeout {
+                backend: Backend::Postgres,
+                operation: "connect",
+                after: deadline,
+            })?
+            .map_err(|e| self.error_context().map(e, Phase::Connect))?;
+        // A failed goodbye does not make the server unusable.
+        let _ = connection.close().await;
+        Ok(())
+    }
+
+    /// The sqlx pool, for raw SQL beside repositories.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Host, port and database, without credentials.
+    pub fn target(&self) -> &str {
+        self.url.target()
+    }
+
+    /// A connection from the pool, or [`Error::PoolTimeout`] after the acquire timeout.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(|e| self.map_error(e))
+    }
+
+    /// Maps a sqlx error from an operation on this backend onto the core error.
+    pub fn map_error(&self, err: sqlx::Error) -> Error {
+        self.error_context().map(err, Phase::Operation)
+    }
+
+    /// Round trip through the pool reading the server and pgvector versions.
+    #[tracing::instrument(name = "reposmith.ping", skip_all, fields(db.system = "postgresql"))]
+    pub async fn ping(&self) -> Result<PgHealth> {
+        let started = Instant::now();
+        let mut connection = self.acquire().await?;
+        let (server_version, pgvector_installed, pgvector_available) =
+            sqlx::query_as::<_, (String, Option<String>, Option<String>)>(HEALTH_SQL)
+                .fetch_one(&mut *connection)
+                .await
+                .map_err(|e| self.map_error(e))?;
+        drop(connection);
+        Ok(PgHealth {
+            target: self.target().to_owned(),
+            server_version,
+            pgvector_installed,
+            pgvector_available,
+            round_trip: started.elapsed(),
+            pool_size: self.pool.size(),
+            pool_idle: self.pool.num_idle(),
+        })
+    }
+
+    /// Closes every connection and refuses new acquires.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn error_context(&self) -> ErrorContext<'_> {
+        ErrorContext {
+            url: &self.url,
+            acquire_timeout: self.acquire_timeout,
+        }
+    }
+}
+
+impl fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgBackend")
+            .field("url", &self.url)
+            .field("pool_size", &self.pool.size())
+            .field("pool_idle", &self.pool.num_idle())
+            .finish()
+    }
+}
+
+/// sqlx connect options from the config; never logged (sqlx's `Debug` shows the password).
+fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(config.url.expose())
+        .map_err(|e| Error::config("postgresql", config.url.scrub(&e.to_string())))?
+        .application_name(&config.application_name)
+        .statement_cache_capacity(config.statement_cache_capacity);
+    if let Some(timeout) = config.statement_timeout {
+        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+    }
+    Ok(options)
+}
+
+fn pool_options(config: &PgConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .test_before_acquire(config.test_before_acquire)
+}

@@ -1,0 +1,82 @@
+//! Maps sqlx errors onto [`reposmith_core::Error`] per the core's error contract.
+
+use std::time::Duration;
+
+use reposmith_core::{Backend, ConnectionUrl, Error};
+
+/// SQLSTATEs that mean the server refused the credentials.
+const AUTH_STATES: &[&str] = &["28P01", "28000"];
+/// SQLSTATEs that mean the server is reachable but will not take a session now:
+/// unknown database, too many connections, starting up or shutting down.
+const REFUSED_STATES: &[&str] = &["3D000", "53300", "57P03", "57P01"];
+
+/// What was being done when the error happened; decides whether an I/O error
+/// means "could not connect" or "lost the connection".
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connect,
+    Operation,
+}
+
+/// Everything the mapping needs to name the server without its password.
+pub(crate) struct ErrorContext<'a> {
+    pub(crate) url: &'a ConnectionUrl,
+    pub(crate) acquire_timeout: Duration,
+}
+
+impl ErrorContext<'_> {
+    /// Classifies `err` and removes the URL's secrets from its message.
+    pub(crate) fn map(&self, err: sqlx::Error, phase: Phase) -> Error {
+        let reason = self.url.scrub(&err.to_string());
+        let target = self.url.target().to_owned();
+        let backend = Backend::Postgres;
+        match err {
+            sqlx::Error::Configuration(_) => Error::config(backend.name(), reason),
+            sqlx::Error::PoolTimedOut => Error::PoolTimeout {
+                backend,
+                waited: self.acquire_timeout,
+            },
+            sqlx::Error::PoolClosed => Error::Unavailable { backend, reason },
+            sqlx::Error::Database(db) => self.map_database(db.code().as_deref(), reason),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
+                if phase == Phase::Connect =>
+            {
+                Error::Connect {
+                    backend,
+                    target,
+                    reason,
+                }
+            }
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => {
+                Error::ConnectionLost { backend, reason }
+            }
+            _ => Error::Backend {
+                backend,
+                code: None,
+                reason,
+            },
+        }
+    }
+
+    fn map_database(&self, code: Option<&str>, reason: String) -> Error {
+        let backend = Backend::Postgres;
+        let target = self.url.target().to_owned();
+        match code {
+            Some(code) if AUTH_STATES.contains(&code) => Error::Authentication {
+                backend,
+                target,
+                reason,
+            },
+            Some(code) if REFUSED_STATES.contains(&code) => Error::Connect {
+                backend,
+                target,
+                reason,
+            },
+            _ => Error::Backend {
+                backend,
+                code: code.map(str::to_owned),
+                reason,
+            },
+        }
+    }
+}

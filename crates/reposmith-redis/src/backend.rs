@@ -1,0 +1,164 @@
+//! The connected Redis backend: a reconnecting connection manager built from [`RedisConfig`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+
+use crate::RedisConfig;
+use crate::error::{Phase, map};
+
+/// A connected Redis backend. Cloning shares the one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    manager: ConnectionManager,
+    url: ConnectionUrl,
+    response_timeout: Duration,
+}
+
+/// Health of a Redis server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisHealth {
+    /// Host, port and database number, without credentials.
+    pub target: String,
+    /// `redis_version` from `INFO server`.
+    pub server_version: String,
+    /// `redis_mode`: standalone, cluster or sentinel.
+    pub mode: String,
+    /// Time for the `INFO` round trip.
+    pub round_trip: Duration,
+}
+
+impl fmt::Display for RedisHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Redis {} at {} ({}); round trip {:?}",
+            self.server_version, self.target, self.mode, self.round_trip
+        )
+    }
+}
+
+impl RedisBackend {
+    /// Connects (unless `config.lazy`), failing within the connect budget on an
+    /// unreachable server or a rejected password.
+    #[tracing::instrument(name = "reposmith.connect", skip_all,
+        fields(db.system = "redis", server.address = %config.url.target()))]
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        config.validate()?;
+        let url = config.url.clone();
+        let client = redis::Client::open(url.expose())
+            .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?;
+        let manager_config = manager_config(config);
+        let manager = if config.lazy {
+            ConnectionManager::new_lazy_with_config(client, manager_config)
+                .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?
+        } else {
+            connect_now(client, manager_config, config).await?
+        };
+        Ok(RedisBackend {
+            manager,
+            url,
+            response_timeout: config.response_timeout,
+        })
+    }
+
+    /// A handle on the shared connection; commands time out after the response timeout.
+    pub fn connection(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    /// Host, port and database number, without credentials.
+    pub fn target(&self) -> &str {
+        self.url.target()
+    }
+
+    /// Maps a redis-rs error from an operation on this backend onto the core error.
+    pub fn map_error(&self, err: &redis::RedisError) -> Error {
+        map(&self.url, err, Phase::Operation, self.response_timeout)
+    }
+
+    /// Reads `INFO server` and reports the version and round trip.
+    #[tracing::instrument(name = "reposmith.ping", skip_all, fields(db.system = "redis"))]
+    pub async fn ping(&self) -> Result<RedisHealth> {
+        let started = Instant::now();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.map_error(&e))?;
+        Ok(RedisHealth {
+            target: self.target().to_owned(),
+            server_version: info_field(&info, "redis_version")
+                .unwrap_or("unknown")
+                .to_owned(),
+            mode: info_field(&info, "redis_mode")
+                .unwrap_or("standalone")
+                .to_owned(),
+            round_trip: started.elapsed(),
+        })
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout))
+        .set_number_of_retries(config.reconnect_retries)
+        .set_max_delay(config.reconnect_max_delay)
+}
+
+/// Connects eagerly. The manager retries internally; the outer deadline is the
+/// whole retry budget, so even a server that accepts TCP and never answers
+/// cannot hold startup longer than that.
+async fn connect_now(
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
+    config: &RedisConfig,
+) -> Result<ConnectionManager> {
+    let attempts = config.reconnect_retries as u32 + 1;
+    let budget = (config.connect_timeout + config.response_timeout) * attempts
+        + config.reconnect_max_delay * (attempts - 1);
+    tokio::time::timeout(
+        budget,
+        ConnectionManager::new_with_config(client, manager_config),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        backend: Backend::Redis,
+        operation: "connect",
+        after: budget,
+    })?
+    .map_err(|e| map(&config.url, &e, Phase::Connect, config.connect_timeout))
+}
+
+/// The value of `key` in an `INFO` reply (`key:value` lines).
+fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::info_field;
+
+    #[test]
+    fn reads_info_fields() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "redis_mode"), Some("standalone"));
+        assert_eq!(info_field(info, "missing"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! Redis backend of reposmith: a reconnecting connection manager whose every
+//! wait is bounded, with error mapping onto [`reposmith_core::Error`].
+//!
+//! Redis is optional everywhere in reposmith: callers treat
+//! [`Error::is_unreachable`](reposmith_core::Error::is_unreachable) errors from
+//! here as "serve from the database", never as a failed request. The cache,
+//! rate limiter and queue build on [`RedisBackend`] in later layers.
+
+mod backend;
+mod config;
+mod error;
+
+pub use backend::{RedisBackend, RedisHealth};
+pub use config::RedisConfig;
+
+/// The driver, for applications that need it beside reposmith.
+pub use redis;

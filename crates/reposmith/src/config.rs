@@ -1,0 +1,127 @@
+//! Which stores to connect to and how: one [`Config`] for the whole application.
+
+use reposmith_core::Result;
+use reposmith_core::config::Env;
+
+#[cfg(feature = "mongo")]
+use crate::MongoConfig;
+#[cfg(feature = "postgres")]
+use crate::PgConfig;
+#[cfg(feature = "redis")]
+use crate::RedisConfig;
+
+/// The stores an application uses. A backend left `None` is not connected.
+///
+/// Build it in code with the `with_*` methods, or read it with
+/// [`Config::from_env`]. `Debug` never shows a password.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Config {
+    /// PostgreSQL settings.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub postgres: Option<PgConfig>,
+    /// MongoDB settings.
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub mongo: Option<MongoConfig>,
+    /// Redis settings.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<RedisConfig>,
+}
+
+impl Config {
+    /// A configuration with no backend; add them with the `with_*` methods.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// Reads `DATABASE_URL`, `MONGODB_URL`, `REDIS_URL` and the tuning
+    /// variables each backend documents, from the process environment.
+    ///
+    /// Fails when a variable is malformed (the error names it) or when no
+    /// backend URL is set at all.
+    pub fn from_env() -> Result<Self> {
+        Config::from_env_source(&Env::process())
+    }
+
+    /// Like [`Config::from_env`], reading from any [`Env`] (tests use a map).
+    pub fn from_env_source(env: &Env<'_>) -> Result<Self> {
+        let config = Config {
+            #[cfg(feature = "postgres")]
+            postgres: PgConfig::from_env(env)?,
+            #[cfg(feature = "mongo")]
+            mongo: MongoConfig::from_env(env)?,
+            #[cfg(feature = "redis")]
+            redis: RedisConfig::from_env(env)?,
+        };
+        if config.is_empty() {
+            return Err(reposmith_core::Error::config(
+                "environment",
+                format!("no backend configured: set {}", enabled_url_variables()),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// True when no backend is configured.
+    pub fn is_empty(&self) -> bool {
+        let mut empty = true;
+        #[cfg(feature = "postgres")]
+        {
+            empty &= self.postgres.is_none();
+        }
+        #[cfg(feature = "mongo")]
+        {
+            empty &= self.mongo.is_none();
+        }
+        #[cfg(feature = "redis")]
+        {
+            empty &= self.redis.is_none();
+        }
+        empty
+    }
+
+    /// Adds PostgreSQL.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn with_postgres(mut self, config: PgConfig) -> Self {
+        self.postgres = Some(config);
+        self
+    }
+
+    /// Adds MongoDB.
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub fn with_mongo(mut self, config: MongoConfig) -> Self {
+        self.mongo = Some(config);
+        self
+    }
+
+    /// Adds Redis.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn with_redis(mut self, config: RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+}
+
+/// The URL variables of the compiled-in backends, for the "nothing configured" message.
+fn enabled_url_variables() -> String {
+    let names: &[(&str, bool)] = &[
+        ("DATABASE_URL", cfg!(feature = "postgres")),
+        ("MONGODB_URL", cfg!(feature = "mongo")),
+        ("REDIS_URL", cfg!(feature = "redis")),
+    ];
+    let enabled: Vec<&str> = names
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+    match enabled.as_slice() {
+        [] => "nothing: enable the postgres, mongo or redis feature".to_owned(),
+        _ => enabled.join(" or "),
+    }
+}

@@ -1,0 +1,182 @@
+//! [`Store`]: every configured backend, connected, behind one handle.
+
+use std::fmt;
+
+use reposmith_core::{Backend, Error, Result};
+
+#[cfg(feature = "mongo")]
+use crate::MongoBackend;
+#[cfg(feature = "postgres")]
+use crate::PgBackend;
+#[cfg(feature = "redis")]
+use crate::RedisBackend;
+use crate::{Config, Health};
+
+/// The application's connections: pools and clients for each configured backend.
+///
+/// Cheap to clone; clones share the pools. Repositories come from here.
+#[derive(Clone)]
+pub struct Store {
+    #[cfg(feature = "postgres")]
+    postgres: Option<PgBackend>,
+    #[cfg(feature = "mongo")]
+    mongo: Option<MongoBackend>,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisBackend>,
+}
+
+impl Store {
+    /// Connects every backend in `config` at once, failing with the first
+    /// backend's error (connect, authentication, timeout) if any fails.
+    ///
+    /// Each backend proves it is reachable before this returns: a wrong host,
+    /// a closed port or a rejected password is reported here, naming the
+    /// backend and host but never the password.
+    pub async fn connect(config: Config) -> Result<Self> {
+        if config.is_empty() {
+            return Err(Error::config("store", "no backend configured"));
+        }
+        let (postgres, mongo, redis) = tokio::join!(
+            connect_postgres(&config),
+            connect_mongo(&config),
+            connect_redis(&config)
+        );
+        let (_postgres, _mongo, _redis) = (postgres?, mongo?, redis?);
+        Ok(Store {
+            #[cfg(feature = "postgres")]
+            postgres: _postgres,
+            #[cfg(feature = "mongo")]
+            mongo: _mongo,
+            #[cfg(feature = "redis")]
+            redis: _redis,
+        })
+    }
+
+    /// The PostgreSQL backend, or [`Error::Unavailable`] when not configured.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres(&self) -> Result<&PgBackend> {
+        self.postgres
+            .as_ref()
+            .ok_or_else(|| not_configured(Backend::Postgres, "DATABASE_URL"))
+    }
+
+    /// The MongoDB backend, or [`Error::Unavailable`] when not configured.
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub fn mongo(&self) -> Result<&MongoBackend> {
+        self.mongo
+            .as_ref()
+            .ok_or_else(|| not_configured(Backend::Mongo, "MONGODB_URL"))
+    }
+
+    /// The Redis backend, or [`Error::Unavailable`] when not configured.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(&self) -> Result<&RedisBackend> {
+        self.redis
+            .as_ref()
+            .ok_or_else(|| not_configured(Backend::Redis, "REDIS_URL"))
+    }
+
+    /// Probes every configured backend at once and reports each one's health
+    /// and versions. Never fails as a whole: a down backend is an `Err` entry.
+    pub async fn ping(&self) -> Health {
+        let (postgres, mongo, redis) = tokio::join!(
+            async {
+                #[cfg(feature = "postgres")]
+                if let Some(pg) = &self.postgres {
+                    return Some(pg.ping().await);
+                }
+                None
+            },
+            async {
+                #[cfg(feature = "mongo")]
+                if let Some(mongo) = &self.mongo {
+                    return Some(mongo.ping().await);
+                }
+                None
+            },
+            async {
+                #[cfg(feature = "redis")]
+                if let Some(redis) = &self.redis {
+                    return Some(redis.ping().await);
+                }
+                None
+            }
+        );
+        Health::new(postgres, mongo, redis)
+    }
+
+    /// Closes the Postgres pool and the Mongo client; Redis closes when the last clone drops.
+    pub async fn close(&self) {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = &self.postgres {
+            pg.close().await;
+        }
+        #[cfg(feature = "mongo")]
+        if let Some(mongo) = &self.mongo {
+            mongo.close().await;
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Store");
+        #[cfg(feature = "postgres")]
+        debug.field("postgres", &self.postgres);
+        #[cfg(feature = "mongo")]
+        debug.field("mongo", &self.mongo);
+        #[cfg(feature = "redis")]
+        debug.field("redis", &self.redis);
+        debug.finish()
+    }
+}
+
+#[allow(dead_code, reason = "unused when every backend feature is off")]
+fn not_configured(backend: Backend, variable: &str) -> Error {
+    Error::Unavailable {
+        backend,
+        reason: format!("not configured in this store (set {variable} or add it to the Config)"),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(config: &Config) -> Result<Option<PgBackend>> {
+    match &config.postgres {
+        Some(pg) => Ok(Some(PgBackend::connect(pg).await?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn connect_postgres(_: &Config) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "mongo")]
+async fn connect_mongo(config: &Config) -> Result<Option<MongoBackend>> {
+    match &config.mongo {
+        Some(mongo) => Ok(Some(MongoBackend::connect(mongo).await?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "mongo"))]
+async fn connect_mongo(_: &Config) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "redis")]
+async fn connect_redis(config: &Config) -> Result<Option<RedisBackend>> {
+    match &config.redis {
+        Some(redis) => Ok(Some(RedisBackend::connect(redis).await?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_redis(_: &Config) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `cargo xtask`: the one entry point for people and CI.
+//!
+//! Std only, so that it builds in seconds on a fresh clone. Arguments are
+//! parsed by hand: there are few of them and a parser crate would cost more
+//! build time than it saves.
+
+mod cmd;
+mod demo;
+mod error;
+mod services;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use error::Error;
+
+const USAGE: &str = "\
+cargo xtask <command>
+
+Commands:
+  services up       start (or reuse) PostgreSQL 16 + pgvector, a MongoDB-wire
+                    server (SecantusDB) and Redis; print where each runs
+  services down     stop what `services up` started; leave external servers alone
+  services status   show each service: running, external or stopped
+  services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
+  demo              services up, then run examples/connect against them
+  test [--no-lint] [-- ARGS]
+                    services up, fmt + clippy (unless --no-lint), the test suite
+                    (nextest when installed, ARGS passed to it), then doctests
+  help              this text
+
+Servers named by DATABASE_URL, MONGODB_URL and REDIS_URL are reused, never
+started or stopped. Managed servers keep their state in target/reposmith-services/.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches on the first one or two arguments.
+fn run(args: &[String]) -> Result<ExitCode, Error> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["services", sub] => services::run(sub, &workspace_root()),
+        ["demo"] => demo::run(&workspace_root()),
+        ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
+        [] | ["help" | "-h" | "--help"] => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("unknown command: {}\n\n{USAGE}", args.join(" "));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+///
+/// Taken from the compile-time path rather than the current directory so the
+/// task works from any subdirectory, as `cargo xtask` users expect.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}

@@ -1,0 +1,283 @@
+//! `cargo xtask services up|down|status|env`: the real servers that tests and
+//! the demo talk to.
+//!
+//! Each service is reused when the user's environment names one
+//! (`DATABASE_URL`, `MONGODB_URL`, `REDIS_URL`), otherwise started under the
+//! state directory and recorded there, so `down` stops exactly what `up`
+//! started and nothing else.
+
+mod mongo;
+mod postgres;
+pub(crate) mod process;
+mod python;
+mod redis;
+mod state;
+mod url;
+
+use std::cell::OnceCell;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use python::Venv;
+use state::StateDir;
+
+/// How long an external server named by an environment variable gets to
+/// accept a TCP connection before we call it unreachable.
+const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `services <sub>`.
+pub(crate) fn run(sub: &str, root: &Path) -> Result<ExitCode, Error> {
+    let ctx = Ctx::new(root)?;
+    match sub {
+        "up" => up(&ctx).map(|_| ExitCode::SUCCESS),
+        "down" => down(&ctx),
+        "status" => Ok(status(&ctx)),
+        "env" => Ok(env(&ctx)),
+        other => Err(Error::msg(format!(
+            "unknown `services {other}`: use up, down, status or env"
+        ))),
+    }
+}
+
+/// What every service needs: where state lives and who we run as.
+pub(crate) struct Ctx {
+    state: StateDir,
+    as_root: bool,
+    venv: OnceCell<Venv>,
+}
+
+impl Ctx {
+    fn new(root: &Path) -> Result<Self, Error> {
+        let as_root = process::euid() == 0;
+        let state = StateDir::resolve(root, as_root)?;
+        Ok(Self {
+            state,
+            as_root,
+            venv: OnceCell::new(),
+        })
+    }
+
+    /// The state directory.
+    fn dir(&self) -> &Path {
+        &self.state.path
+    }
+
+    /// The venv, installed on first use only: nobody who sets both
+    /// `DATABASE_URL` and `MONGODB_URL` needs Python.
+    fn venv(&self) -> Result<&Venv, Error> {
+        if let Some(venv) = self.venv.get() {
+            return Ok(venv);
+        }
+        let venv = Venv::ensure(self.dir())?;
+        Ok(self.venv.get_or_init(|| venv))
+    }
+}
+
+/// Where a running service came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Started by xtask, now (`fresh`) or by an earlier `up`.
+    Managed { pid: u32, fresh: bool },
+    /// Named by the user's environment variable; never started or stopped.
+    External,
+    /// Already listening on the well-known port, not started by xtask.
+    Shared,
+}
+
+/// A service that is up: its URL and how to talk about it.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    name: &'static str,
+    var: &'static str,
+    url: String,
+    origin: Origin,
+    /// More variables for the environment, e.g. where Postgres' binaries are.
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Endpoint {
+    /// One line for people: what runs where, password hidden.
+    fn describe(&self) -> String {
+        let how = match self.origin {
+            Origin::Managed { pid, fresh: true } => format!("started (pid {pid})"),
+            Origin::Managed { pid, fresh: false } => {
+                format!("running (started by xtask, pid {pid})")
+            }
+            Origin::External => format!("external (from {})", self.var),
+            Origin::Shared => "running (already there, not started by xtask)".to_owned(),
+        };
+        format!(
+            "{:<10}{how} at {}",
+            format!("{}:", self.name),
+            url::redact(&self.url)
+        )
+    }
+
+    /// The variables a child process needs; an external URL is already in
+    /// the environment and is not repeated.
+    fn vars(&self) -> Vec<(String, String)> {
+        let own = match self.origin {
+            Origin::External => None,
+            _ => Some((self.var, self.url.clone())),
+        };
+        own.into_iter()
+            .chain(self.extra.iter().cloned())
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+}
+
+/// The endpoint for a URL from the user's environment, if that variable is
+/// set: reused when reachable, an error (password redacted) when not.
+fn external(
+    name: &'static str,
+    var: &'static str,
+    default_port: u16,
+) -> Option<Result<Endpoint, Error>> {
+    let url = std::env::var(var).ok().filter(|url| !url.is_empty())?;
+    if !url::reachable(&url, default_port, EXTERNAL_TIMEOUT) {
+        let shown = url::redact(&url);
+        return Some(Err(Error::msg(format!(
+            "{var} is set to {shown}, but nothing answers there within {} s: \
+             start that server, or unset {var} to let xtask start its own {name}",
+            EXTERNAL_TIMEOUT.as_secs()
+        ))));
+    }
+    Some(Ok(Endpoint {
+        name,
+        var,
+        url,
+        origin: Origin::External,
+        extra: Vec::new(),
+    }))
+}
+
+/// Brings every service up and returns the variables a child needs.
+pub(crate) fn up_for_child(root: &Path) -> Result<Vec<(String, String)>, Error> {
+    let ctx = Ctx::new(root)?;
+    let endpoints = up(&ctx)?;
+    Ok(endpoints.iter().flat_map(Endpoint::vars).collect())
+}
+
+fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {
+    if ctx.state.fallback {
+        println!(
+            "note: the postgres OS user cannot reach target/ in this clone, so service state lives in {}",
+            ctx.dir().display()
+        );
+    }
+    let start = Instant::now();
+    let mut endpoints = Vec::new();
+    for up in [postgres::up, mongo::up, redis::up] {
+        let endpoint = up(ctx)?;
+        println!("{}", endpoint.describe());
+        endpoints.push(endpoint);
+    }
+    println!("services up in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(endpoints)
+}
+
+fn down(ctx: &Ctx) -> Result<ExitCode, Error> {
+    let mut failed = false;
+    for down in [postgres::down, mongo::down, redis::down] {
+        match down(ctx) {
+            Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+            Err(err) => {
+                eprintln!("error: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The state of each service: `Ok` when it runs, `Err` with the reason when not.
+fn current(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
+    vec![
+        ("postgres", postgres::status(ctx)),
+        ("mongo", mongo::status(ctx)),
+        ("redis", redis::status(ctx)),
+    ]
+}
+
+fn status(ctx: &Ctx) -> ExitCode {
+    println!("state:    {}", ctx.dir().display());
+    for (name, state) in current(ctx) {
+        match state {
+            Ok(endpoint) => println!("{}", endpoint.describe()),
+            Err(why) => println!("{:<10}{why}", format!("{name}:")),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `export` lines for a shell. Full URLs on purpose: this is how a person
+/// points their own tools at the services. A URL the user set themselves is
+/// never echoed.
+fn env(ctx: &Ctx) -> ExitCode {
+    let mut missing = false;
+    for (name, state) in current(ctx) {
+        match state {
+            Ok(Endpoint {
+                origin: Origin::External,
+                var,
+                ..
+            }) => {
+                println!("# {var} is already set in your environment");
+            }
+            Ok(endpoint) => endpoint
+                .vars()
+                .iter()
+                .for_each(|(k, v)| println!("export {k}={}", shell_quote(v))),
+            Err(why) => {
+                println!("# {name}: {why}: run `cargo xtask services up`");
+                missing = true;
+            }
+        }
+    }
+    if missing {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Single-quotes `value` for POSIX shells.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// `path` as text for command lines and records.
+fn text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+        assert_eq!(shell_quote("postgres://u:p@h/d"), "'postgres://u:p@h/d'");
+    }
+
+    #[test]
+    fn external_urls_are_not_repeated_to_children() {
+        let endpoint = Endpoint {
+            name: "postgres",
+            var: "DATABASE_URL",
+            url: "postgres://u:canary@h/d".to_owned(),
+            origin: Origin::External,
+            extra: Vec::new(),
+        };
+        assert!(endpoint.vars().is_empty());
+        assert!(!endpoint.describe().contains("canary"));
+    }
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask test`: services up, lints, the test suite, doctests, each as
+//! a timed step that stops the run at its first failure.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use crate::cmd;
+use crate::error::Error;
+use crate::services;
+
+/// What `test` was asked to do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    lint: bool,
+    extra: Vec<String>,
+}
+
+impl Options {
+    /// Parses `[--no-lint] [-- ARGS...]`.
+    pub(crate) fn parse(args: &[&str]) -> Result<Self, Error> {
+        let mut options = Self {
+            lint: true,
+            extra: Vec::new(),
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match *arg {
+                "--no-lint" => options.lint = false,
+                "--" => options.extra = rest.by_ref().map(|arg| (*arg).to_owned()).collect(),
+                other => {
+                    return Err(Error::msg(format!(
+                        "unknown `test` option {other}: use [--no-lint] [-- ARGS]"
+                    )));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// A `cargo` command run from the workspace root with the services' variables.
+/// The `cargo` that runs xtask is in `CARGO`; use it so a pinned toolchain
+/// stays pinned.
+pub(crate) fn cargo(root: &Path, vars: &[(String, String)], args: &[&str]) -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(root)
+        .envs(vars.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// The longest one step may take: a cold build of the workspace on two cores
+/// plus the suite fits well inside an hour; `XTASK_STEP_TIMEOUT_SECS` changes it.
+pub(crate) fn step_timeout() -> Duration {
+    let secs = std::env::var("XTASK_STEP_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(3600))
+}
+
+/// Runs the whole sequence; the exit code is the first failing step's.
+pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    header("services up");
+    let vars = services::up_for_child(root)?;
+    timings.push(("services up".to_owned(), started.elapsed()));
+    let mut code = 0;
+    for (title, command) in steps(root, &vars, options) {
+        header(&title);
+        let start = Instant::now();
+        let result = run_step(command);
+        timings.push((title, start.elapsed()));
+        code = result?;
+        if code != 0 {
+            break;
+        }
+    }
+    summary(&timings, code);
+    Ok(ExitCode::from(code))
+}
+
+fn run_step(mut command: Command) -> Result<u8, Error> {
+    let status = cmd::run_inherit(&mut command, step_timeout())?;
+    Ok(cmd::exit_code(status))
+}
+
+/// The steps after `services up`, in order.
+fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(String, Command)> {
+    let mut steps = Vec::new();
+    if options.lint {
+        steps.push(("cargo fmt --all --check", vec!["fmt", "--all", "--check"]));
+        let clippy = vec![
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ];
+        steps.push(("cargo clippy (warnings are errors)", clippy));
+    }
+    let extra: Vec<&str> = options.extra.iter().map(String::as_str).collect();
+    let (title, mut tests) = match has_nextest(root) {
+        true => (
+            "cargo nextest run --workspace",
+            vec!["nextest", "run", "--workspace"],
+        ),
+        false => (
+            "cargo test --workspace (cargo-nextest not installed)",
+            vec!["test", "--workspace"],
+        ),
+    };
+    tests.extend(extra);
+    steps.push((title, tests));
+    // nextest does not run doctests, so they get their own step either way.
+    steps.push((
+        "cargo test --workspace --doc",
+        vec!["test", "--workspace", "--doc"],
+    ));
+    steps
+        .into_iter()
+        .map(|(title, args)| (title.to_owned(), cargo(root, vars, &args)))
+        .collect()
+}
+
+fn has_nextest(root: &Path) -> bool {
+    cmd::run_quiet(
+        &mut cargo(root, &[], &["nextest", "--version"]),
+        Duration::from_secs(30),
+    )
+}
+
+fn header(title: &str) {
+    println!("\n==> {title}");
+}
+
+fn summary(timings: &[(String, Duration)], code: u8) {
+    println!("\n==> timings");
+    for (title, elapsed) in timings {
+        println!("{:>8.1} s  {title}", elapsed.as_secs_f64());
+    }
+    match code {
+        0 => println!("all steps passed"),
+        _ => println!("stopped at the last step above (exit code {code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        assert_eq!(
+            Options::parse(&[]).unwrap(),
+            Options {
+                lint: true,
+                extra: vec![]
+            }
+        );
+        let parsed = Options::parse(&["--no-lint", "--", "-p", "x", "--no-lint"]).unwrap();
+        assert_eq!(
+            parsed,
+            Options {
+                lint: false,
+                extra: vec!["-p".into(), "x".into(), "--no-lint".into()]
+            }
+        );
+        assert!(Options::parse(&["--bogus"]).is_err());
+    }
+}
