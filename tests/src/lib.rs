@@ -1,1 +1,118 @@
-//! placeholder
+//! Helpers shared by the integration tests: where the real servers are, and
+//! URLs bent on purpose (wrong password, closed port, unknown host).
+//!
+//! The servers come from `DATABASE_URL`, `MONGODB_URL` and `REDIS_URL`, which
+//! `cargo xtask test` sets after starting them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A Redis ACL user that does not exist. Redis' `default` user is `nopass` on
+/// a server without a password and accepts any password, so a wrong password
+/// is only refused for a user that has one or does not exist.
+pub const REDIS_NOBODY: &str = "reposmith-test-nobody";
+
+/// The URL in `variable`, or a panic explaining how to run the suite.
+pub fn service_url(variable: &str) -> String {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{variable} is not set: run the suite with `cargo xtask test`, which starts the \
+             services, or export {variable} (see `cargo xtask services env`)"
+        ),
+    }
+}
+
+/// PostgreSQL with pgvector.
+pub fn database_url() -> String {
+    service_url("DATABASE_URL")
+}
+
+/// MongoDB wire-protocol server with transactions.
+pub fn mongodb_url() -> String {
+    service_url("MONGODB_URL")
+}
+
+/// Redis.
+pub fn redis_url() -> String {
+    service_url("REDIS_URL")
+}
+
+/// A name no other test or run uses, for tables, collections and keys.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}_{}_{}_{n}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+/// `url` with its userinfo replaced by `user:password`.
+pub fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    format!("{scheme}://{user}:{password}@{host_part}")
+}
+
+/// `url` with its host and port replaced by `host_port`.
+pub fn with_host(url: &str, host_port: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let tail_start = hosts.find(['/', '?']).unwrap_or(hosts.len());
+    format!("{scheme}://{userinfo}{host_port}{}", &hosts[tail_start..])
+}
+
+/// The user name in `url`, or `default` when it has none.
+pub fn user_of(url: &str, default: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.split(':').next().unwrap_or(default).to_owned(),
+        None => default.to_owned(),
+    }
+}
+
+/// The password in `url`, if it has one.
+pub fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
+/// A loopback port nothing listens on: bound, then released.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bends_urls() {
+        let url = "postgres://postgres:reposmith@127.0.0.1:55432/reposmith?sslmode=disable";
+        assert_eq!(
+            with_credentials(url, "postgres", "x"),
+            "postgres://postgres:x@127.0.0.1:55432/reposmith?sslmode=disable"
+        );
+        assert_eq!(
+            with_host(url, "127.0.0.1:1"),
+            "postgres://postgres:reposmith@127.0.0.1:1/reposmith?sslmode=disable"
+        );
+        assert_eq!(with_host("redis://127.0.0.1:6379", "h:1"), "redis://h:1");
+        assert_eq!(user_of(url, "u"), "postgres");
+        assert_eq!(user_of("redis://127.0.0.1:6379/0", "default"), "default");
+        assert_eq!(password_of(url).as_deref(), Some("reposmith"));
+        assert_eq!(password_of("redis://127.0.0.1:6379/0"), None);
+    }
+}

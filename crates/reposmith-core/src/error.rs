@@ -11,7 +11,7 @@
 //! | host unknown, port closed, TLS refused | [`Error::Connect`] | `Io`, `Tls` while connecting, SQLSTATE 3D000, 53300, 57P03 | `ServerSelection`, `DnsResolve` | connection refused |
 //! | credentials rejected | [`Error::Authentication`] | SQLSTATE 28P01, 28000 | `Authentication`, code 18 | `AuthenticationFailed` |
 //! | no pooled connection in time | [`Error::PoolTimeout`] | `PoolTimedOut` | — | — |
-//! | server silent past a deadline | [`Error::Timeout`] | (connect deadline) | (connect deadline) | response timeout |
+//! | server silent past a deadline | [`Error::Timeout`]; while connecting [`Error::Connect`] | — | operation deadline | response timeout |
 //! | connection broke mid-operation | [`Error::ConnectionLost`] | `Io` after connect | `Io`, `ConnectionPoolCleared` | dropped connection |
 //! | backend not configured | [`Error::Unavailable`] | `PoolClosed` | — | — |
 //! | anything else from the server | [`Error::Backend`] | SQLSTATE in `code` | server code in `code` | error code in `code` |
@@ -139,6 +139,16 @@ impl Error {
                 | Error::ConnectionLost { .. }
                 | Error::Unavailable { .. }
         )
+    }
+
+    /// A connection attempt that got no answer in time: reported as a connect
+    /// failure, because to the caller an unanswering host is an unreachable one.
+    pub fn connect_timed_out(backend: Backend, target: &str, after: Duration) -> Self {
+        Error::Connect {
+            backend,
+            target: target.to_owned(),
+            reason: format!("no answer within {after:?}"),
+        }
     }
 
     /// Shorthand for a configuration error.

@@ -154,7 +154,9 @@ async fn client_options(config: &MongoConfig) -> Result<ClientOptions> {
     // Parsing a mongodb+srv:// URL resolves DNS: bound it like a connect.
     let parsed = tokio::time::timeout(config.connect_timeout, ClientOptions::parse(url.expose()))
         .await
-        .map_err(|_| timeout("parse connection string", config.connect_timeout))?;
+        .map_err(|_| {
+            Error::connect_timed_out(Backend::Mongo, url.target(), config.connect_timeout)
+        })?;
     let mut options = parsed.map_err(|e| map(url, e, Phase::Connect))?;
     options
         .app_name
@@ -194,15 +196,14 @@ async fn probe(
     };
     let (hello, build_info) = tokio::time::timeout(deadline, replies)
         .await
-        .map_err(|_| timeout("hello", deadline))?
+        .map_err(|_| match phase {
+            Phase::Connect => Error::connect_timed_out(Backend::Mongo, url.target(), deadline),
+            Phase::Operation => Error::Timeout {
+                backend: Backend::Mongo,
+                operation: "hello",
+                after: deadline,
+            },
+        })?
         .map_err(|e| map(url, e, phase))?;
     Ok(MongoCapabilities::from_replies(&hello, &build_info))
-}
-
-fn timeout(operation: &'static str, after: Duration) -> Error {
-    Error::Timeout {
-        backend: Backend::Mongo,
-        operation,
-        after,
-    }
 }

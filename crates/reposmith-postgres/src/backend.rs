@@ -50,11 +50,7 @@ impl PgBackend {
     async fn probe(&self, options: &PgConnectOptions, deadline: Duration) -> Result<()> {
         let connection = tokio::time::timeout(deadline, PgConnection::connect_with(options))
             .await
-            .map_err(|_| Error::Timeout {
-                backend: Backend::Postgres,
-                operation: "connect",
-                after: deadline,
-            })?
+            .map_err(|_| Error::connect_timed_out(Backend::Postgres, self.target(), deadline))?
             .map_err(|e| self.error_context().map(e, Phase::Connect))?;
         // A failed goodbye does not make the server unusable.
         let _ = connection.close().await;

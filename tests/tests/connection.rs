@@ -1,0 +1,212 @@
+//! Connecting fails clearly: a typed error naming the backend and the host,
+//! never the password, and never a hang.
+
+use std::time::{Duration, Instant};
+
+use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store};
+use reposmith_tests::{
+    REDIS_NOBODY, closed_port, database_url, mongodb_url, password_of, redis_url, user_of,
+    with_credentials, with_host,
+};
+
+/// A password that must never be printed anywhere.
+const CANARY: &str = "canary-Pa55w0rd-7d1f";
+/// A host name that cannot resolve (RFC 6761 reserves `.invalid`).
+const NO_SUCH_HOST: &str = "reposmith-no-such-host.invalid";
+
+/// The error names `backend` and `host` and shows no trace of the password.
+fn assert_names_target_not_password(err: &Error, backend: &str, host: &str) {
+    let (display, debug) = (err.to_string(), format!("{err:?}"));
+    assert!(
+        display.contains(backend),
+        "backend {backend} not named: {display}"
+    );
+    assert!(display.contains(host), "host {host} not named: {display}");
+    assert!(
+        !display.contains(CANARY) && !debug.contains(CANARY),
+        "password leaked: {debug}"
+    );
+}
+
+fn canary_url(url: &str, default_user: &str) -> String {
+    with_credentials(url, &user_of(url, default_user), CANARY)
+}
+
+async fn connect_err(config: Config) -> (Error, Duration) {
+    let started = Instant::now();
+    let err = Store::connect(config)
+        .await
+        .expect_err("connecting must fail");
+    (err, started.elapsed())
+}
+
+fn pg(url: String) -> Config {
+    Config::new().with_postgres(PgConfig::new(url).connect_timeout(Duration::from_secs(3)))
+}
+
+fn mongo(url: String) -> Config {
+    let config = MongoConfig::new(url).server_selection_timeout(Duration::from_secs(1));
+    Config::new().with_mongo(config)
+}
+
+fn redis(url: String) -> Config {
+    Config::new().with_redis(RedisConfig::new(url).connect_timeout(Duration::from_secs(1)))
+}
+
+#[tokio::test]
+async fn postgres_unknown_host_closed_port_and_wrong_password() {
+    let url = canary_url(&database_url(), "postgres");
+    let (err, _) = connect_err(pg(with_host(&url, &format!("{NO_SUCH_HOST}:5432")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "postgresql", NO_SUCH_HOST);
+
+    let port = closed_port();
+    let (err, took) = connect_err(pg(with_host(&url, &format!("127.0.0.1:{port}")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "postgresql", &format!("127.0.0.1:{port}"));
+    assert!(
+        took < Duration::from_secs(3),
+        "a closed port fails fast, took {took:?}"
+    );
+
+    let (err, _) = connect_err(pg(url)).await;
+    assert!(
+        matches!(err, Error::Authentication { .. }),
+        "the server must refuse a wrong password (password auth on TCP): {err:?}"
+    );
+    assert_names_target_not_password(&err, "postgresql", "127.0.0.1");
+}
+
+#[tokio::test]
+async fn mongo_unknown_host_closed_port_and_wrong_password() {
+    let url = canary_url(&mongodb_url(), "reposmith");
+    let (err, took) = connect_err(mongo(with_host(&url, &format!("{NO_SUCH_HOST}:27017")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "mongodb", NO_SUCH_HOST);
+    assert!(
+        took < Duration::from_secs(10),
+        "bounded by server selection, took {took:?}"
+    );
+
+    let port = closed_port();
+    let (err, _) = connect_err(mongo(with_host(&url, &format!("127.0.0.1:{port}")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "mongodb", &format!("127.0.0.1:{port}"));
+
+    let (err, _) = connect_err(mongo(url)).await;
+    assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "mongodb", "127.0.0.1");
+}
+
+#[tokio::test]
+async fn redis_unknown_host_closed_port_and_wrong_password() {
+    let url = with_credentials(&redis_url(), REDIS_NOBODY, CANARY);
+    let (err, _) = connect_err(redis(with_host(&url, &format!("{NO_SUCH_HOST}:6379")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "redis", NO_SUCH_HOST);
+
+    let port = closed_port();
+    let (err, took) = connect_err(redis(with_host(&url, &format!("127.0.0.1:{port}")))).await;
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "redis", &format!("127.0.0.1:{port}"));
+    assert!(
+        took < Duration::from_secs(10),
+        "retries are bounded, took {took:?}"
+    );
+
+    let (err, _) = connect_err(redis(url)).await;
+    assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+    assert_names_target_not_password(&err, "redis", "127.0.0.1");
+}
+
+#[tokio::test]
+async fn one_bad_backend_fails_the_store_and_names_that_backend() {
+    let port = closed_port();
+    let config = Config::new()
+        .with_postgres(PgConfig::new(database_url()))
+        .with_redis(RedisConfig::new(with_host(
+            &redis_url(),
+            &format!("127.0.0.1:{port}"),
+        )));
+    let (err, _) = connect_err(config).await;
+    assert_eq!(err.backend(), Some(reposmith::Backend::Redis), "{err:?}");
+}
+
+#[tokio::test]
+async fn exhausted_pool_times_out_typed_within_the_acquire_timeout() {
+    let acquire_timeout = Duration::from_millis(300);
+    let config = PgConfig::new(database_url())
+        .max_connections(1)
+        .acquire_timeout(acquire_timeout);
+    let store = Store::connect(Config::new().with_postgres(config))
+        .await
+        .unwrap();
+    let pg = store.postgres().unwrap();
+    let held = pg.acquire().await.unwrap();
+
+    let started = Instant::now();
+    let err = pg.ping().await.expect_err("the only connection is held");
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, Error::PoolTimeout { waited, .. } if waited == acquire_timeout),
+        "{err:?}"
+    );
+    assert!(
+        waited >= acquire_timeout - Duration::from_millis(50),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        waited < acquire_timeout + Duration::from_secs(2),
+        "hung: {waited:?}"
+    );
+
+    drop(held);
+    pg.ping()
+        .await
+        .expect("the released connection serves the next caller");
+}
+
+#[tokio::test]
+async fn canary_password_never_appears_in_config_or_store_debug() {
+    let config = Config::new()
+        .with_postgres(PgConfig::new(canary_url(&database_url(), "postgres")))
+        .with_mongo(MongoConfig::new(canary_url(&mongodb_url(), "reposmith")))
+        .with_redis(RedisConfig::new(with_credentials(
+            &redis_url(),
+            REDIS_NOBODY,
+            CANARY,
+        )));
+    let printed = format!("{config:?}");
+    assert!(!printed.contains(CANARY), "{printed}");
+    assert!(
+        printed.contains("***"),
+        "the masked password still shows there was one: {printed}"
+    );
+
+    // A store that did connect prints its backends without secrets either.
+    let store = Store::connect(Config::from_env().unwrap()).await.unwrap();
+    let store_debug = format!("{store:?}");
+    for url in [database_url(), mongodb_url(), redis_url()] {
+        if let Some(password) = password_of(&url) {
+            assert!(!store_debug.contains(&password), "{store_debug}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn config_from_env_rejects_no_backend_and_names_bad_variables() {
+    use reposmith::config_source::Env;
+    let empty = Config::from_env_source(&Env::from_fn(|_| None)).unwrap_err();
+    assert!(empty.to_string().contains("DATABASE_URL"), "{empty}");
+    let bad = Env::from_fn(|name| match name {
+        "DATABASE_URL" => Some(database_url()),
+        "REPOSMITH_PG_ACQUIRE_TIMEOUT" => Some("soon".to_owned()),
+        _ => None,
+    });
+    let err = Config::from_env_source(&bad).unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("REPOSMITH_PG_ACQUIRE_TIMEOUT"),
+        "{err}"
+    );
+}
