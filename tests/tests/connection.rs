@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store};
+use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store, sqlx};
 use reposmith_tests::{
     REDIS_NOBODY, closed_port, database_url, mongodb_url, password_of, redis_url, user_of,
     with_credentials, with_host,
@@ -209,4 +209,51 @@ async fn config_from_env_rejects_no_backend_and_names_bad_variables() {
         err.to_string().contains("REPOSMITH_PG_ACQUIRE_TIMEOUT"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
+    // No ping before acquire (the default): a connection the server killed is
+    // found out by the statement that uses it, which fails typed, and sqlx's
+    // ping on release drops it so the next statement gets a fresh one.
+    let config = PgConfig::new(database_url()).max_connections(1);
+    let store = Store::connect(Config::new().with_postgres(config))
+        .await
+        .unwrap();
+    let pg = store.postgres().unwrap();
+    let victim: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+
+    let killer = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
+        .await
+        .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(victim)
+        .fetch_one(killer.postgres().unwrap().pool())
+        .await
+        .unwrap();
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut errors = Vec::new();
+    for _ in 0..2 {
+        match pg.ping().await {
+            Ok(_) => break,
+            Err(err) => errors.push(err),
+        }
+    }
+    assert!(
+        errors.len() <= 1,
+        "a dead connection costs at most one statement: {errors:?}"
+    );
+    for err in &errors {
+        assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
+    }
+    let fresh: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_ne!(fresh, victim);
 }

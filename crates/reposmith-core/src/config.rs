@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
+/// Looks a setting up by name.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
 /// A source of settings: `std::env::var` in applications, a map in tests.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Box<Lookup<'a>>,
 }
 
 impl<'a> Env<'a> {

@@ -6,9 +6,13 @@ use reposmith_core::{Backend, ConnectionUrl, Error};
 
 /// SQLSTATEs that mean the server refused the credentials.
 const AUTH_STATES: &[&str] = &["28P01", "28000"];
-/// SQLSTATEs that mean the server is reachable but will not take a session now:
+/// SQLSTATEs that, while connecting, mean the server will not take a session:
 /// unknown database, too many connections, starting up or shutting down.
-const REFUSED_STATES: &[&str] = &["3D000", "53300", "57P03", "57P01"];
+const REFUSED_STATES: &[&str] = &["3D000", "53300", "57P01", "57P02", "57P03"];
+/// SQLSTATEs that, on an established session, mean the server ended it:
+/// terminated by an administrator, crash or shutdown (class 57P), or any
+/// connection exception (class 08).
+const ENDED_STATES: &[&str] = &["57P01", "57P02", "57P03"];
 
 /// What was being done when the error happened; decides whether an I/O error
 /// means "could not connect" or "lost the connection".
@@ -37,7 +41,7 @@ impl ErrorContext<'_> {
                 waited: self.acquire_timeout,
             },
             sqlx::Error::PoolClosed => Error::Unavailable { backend, reason },
-            sqlx::Error::Database(db) => self.map_database(db.code().as_deref(), reason),
+            sqlx::Error::Database(db) => self.map_database(db.code().as_deref(), reason, phase),
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
                 if phase == Phase::Connect =>
             {
@@ -58,20 +62,26 @@ impl ErrorContext<'_> {
         }
     }
 
-    fn map_database(&self, code: Option<&str>, reason: String) -> Error {
+    fn map_database(&self, code: Option<&str>, reason: String, phase: Phase) -> Error {
         let backend = Backend::Postgres;
         let target = self.url.target().to_owned();
+        let session_ended = |code: &str| ENDED_STATES.contains(&code) || code.starts_with("08");
         match code {
             Some(code) if AUTH_STATES.contains(&code) => Error::Authentication {
                 backend,
                 target,
                 reason,
             },
-            Some(code) if REFUSED_STATES.contains(&code) => Error::Connect {
-                backend,
-                target,
-                reason,
-            },
+            Some(code) if phase == Phase::Connect && REFUSED_STATES.contains(&code) => {
+                Error::Connect {
+                    backend,
+                    target,
+                    reason,
+                }
+            }
+            Some(code) if phase == Phase::Operation && session_ended(code) => {
+                Error::ConnectionLost { backend, reason }
+            }
             _ => Error::Backend {
                 backend,
                 code: code.map(str::to_owned),

@@ -47,6 +47,13 @@ impl Config {
     }
 
     /// Like [`Config::from_env`], reading from any [`Env`] (tests use a map).
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mongo", feature = "redis")),
+        allow(
+            unused_variables,
+            reason = "no backend compiled in reads the environment"
+        )
+    )]
     pub fn from_env_source(env: &Env<'_>) -> Result<Self> {
         let config = Config {
             #[cfg(feature = "postgres")]
@@ -66,6 +73,10 @@ impl Config {
     }
 
     /// True when no backend is configured.
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mongo", feature = "redis")),
+        allow(unused_mut, reason = "nothing to clear without a backend")
+    )]
     pub fn is_empty(&self) -> bool {
         let mut empty = true;
         #[cfg(feature = "postgres")]
