@@ -14,6 +14,7 @@ use reposmith_tests::{
     with_host,
 };
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const CANARY: &str = "canary-Tr4ce-Pa55-91c2";
 
@@ -74,6 +75,7 @@ async fn canary_password_never_reaches_trace_logs() {
         .with_writer(captured.clone())
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
+        .with_span_events(FmtSpan::CLOSE)
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
 

@@ -91,42 +91,54 @@ fn run_step(mut command: Command) -> Result<u8, Error> {
 
 /// The steps after `services up`, in order.
 fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(String, Command)> {
-    let mut steps = Vec::new();
+    let mut steps: Vec<(&str, Vec<&str>)> = Vec::new();
     if options.lint {
         steps.push(("cargo fmt --all --check", vec!["fmt", "--all", "--check"]));
-        let clippy = vec![
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ];
+        let clippy = ["clippy", "--workspace", "--all-targets", "--all-features"];
+        let clippy = [&clippy[..], &["--", "-D", "warnings"]].concat();
         steps.push(("cargo clippy (warnings are errors)", clippy));
     }
-    let extra: Vec<&str> = options.extra.iter().map(String::as_str).collect();
-    let (title, mut tests) = match has_nextest(root) {
-        true => (
-            "cargo nextest run --workspace",
-            vec!["nextest", "run", "--workspace"],
-        ),
-        false => (
-            "cargo test --workspace (cargo-nextest not installed)",
-            vec!["test", "--workspace"],
-        ),
+    // `--workspace` beats `-p`, so a package selection replaces it.
+    let whole = package_args(&options.extra).is_empty();
+    // nextest does not run doctests, so they get their own step, before the
+    // suite so that the run ends on the suite's summary line. Not for a
+    // package selection: `--doc` fails on a package without a library.
+    match whole {
+        true => steps.push(("cargo test --doc", vec!["test", "--workspace", "--doc"])),
+        false => println!("note: doctests run only without -p/--package"),
+    }
+    let (title, runner) = match has_nextest(root) {
+        true => ("cargo nextest run", vec!["nextest", "run"]),
+        false => ("cargo test (cargo-nextest not installed)", vec!["test"]),
     };
-    tests.extend(extra);
-    steps.push((title, tests));
-    // nextest does not run doctests, so they get their own step either way.
+    let scope = runner.into_iter().chain(whole.then_some("--workspace"));
     steps.push((
-        "cargo test --workspace --doc",
-        vec!["test", "--workspace", "--doc"],
+        title,
+        scope
+            .chain(options.extra.iter().map(String::as_str))
+            .collect(),
     ));
+    let command = |args: &[&str]| cargo(root, vars, args);
     steps
         .into_iter()
-        .map(|(title, args)| (title.to_owned(), cargo(root, vars, &args)))
+        .map(|(title, args)| (title.to_owned(), command(&args)))
         .collect()
+}
+
+/// The `-p NAME` / `--package NAME` / `--package=NAME` / `-pNAME` arguments
+/// among `extra`, before any `--` (after it they belong to the test binary).
+fn package_args(extra: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut args = extra.iter().take_while(|arg| *arg != "--");
+    while let Some(arg) = args.next() {
+        if arg == "-p" || arg == "--package" {
+            found.push(arg.clone());
+            found.extend(args.next().cloned());
+        } else if arg.starts_with("--package=") || (arg.starts_with("-p") && arg.len() > 2) {
+            found.push(arg.clone());
+        }
+    }
+    found
 }
 
 fn has_nextest(root: &Path) -> bool {
@@ -173,5 +185,16 @@ mod tests {
             }
         );
         assert!(Options::parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn package_selections_are_found() {
+        let args = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        let extra = args(&["-p", "a", "--package=b", "-pc", "filter", "--", "-p", "z"]);
+        assert_eq!(
+            package_args(&extra),
+            args(&["-p", "a", "--package=b", "-pc"])
+        );
+        assert!(package_args(&args(&["some_test", "--no-capture"])).is_empty());
     }
 }

@@ -77,7 +77,8 @@ impl MongoBackend {
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
         let client = Client::with_options(options).map_err(|e| map(&url, e, Phase::Connect))?;
         let deadline = config.server_selection_timeout + config.connect_timeout;
-        let capabilities = probe(&client, &url, deadline, Phase::Connect).await?;
+        let probed = probe(&client, &url, deadline, Phase::Connect).await;
+        let capabilities = probed.inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
         tracing::debug!(server_version = %capabilities.server_version, "mongodb client ready");
         Ok(MongoBackend {
             database: client.database(&database_name),

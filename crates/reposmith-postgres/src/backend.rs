@@ -42,7 +42,8 @@ impl PgBackend {
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
         };
-        backend.probe(&options, config.connect_timeout).await?;
+        let probed = backend.probe(&options, config.connect_timeout).await;
+        probed.inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
         tracing::debug!("postgresql pool ready");
         Ok(backend)
     }

@@ -56,7 +56,8 @@ impl RedisBackend {
             ConnectionManager::new_lazy_with_config(client, manager_config)
                 .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?
         } else {
-            connect_now(client, manager_config, config).await?
+            let connected = connect_now(client, manager_config, config).await;
+            connected.inspect_err(|error| tracing::debug!(%error, "connect failed"))?
         };
         Ok(RedisBackend {
             manager,

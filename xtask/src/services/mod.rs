@@ -129,29 +129,56 @@ impl Endpoint {
     }
 }
 
-/// The endpoint for a URL from the user's environment, if that variable is
-/// set: reused when reachable, an error (password redacted) when not.
-fn external(
+/// A kind of server, and the variable by which a user names their own.
+pub(crate) struct Service {
     name: &'static str,
     var: &'static str,
+    /// The port a URL means when it names none.
     default_port: u16,
-) -> Option<Result<Endpoint, Error>> {
-    let url = std::env::var(var).ok().filter(|url| !url.is_empty())?;
-    if !url::reachable(&url, default_port, EXTERNAL_TIMEOUT) {
-        let shown = url::redact(&url);
-        return Some(Err(Error::msg(format!(
-            "{var} is set to {shown}, but nothing answers there within {} s: \
-             start that server, or unset {var} to let xtask start its own {name}",
-            EXTERNAL_TIMEOUT.as_secs()
-        ))));
+}
+
+impl Service {
+    /// The URL in the user's environment, unless it is one of `own`: after
+    /// `eval "$(cargo xtask services env)"` the variable names our own
+    /// server, which must stay ours (restartable, stoppable), not external.
+    fn user_url(&self, own: &[String]) -> Option<String> {
+        let url = std::env::var(self.var).ok()?;
+        (!url.is_empty() && !own.contains(&url)).then_some(url)
     }
-    Some(Ok(Endpoint {
-        name,
-        var,
-        url,
-        origin: Origin::External,
-        extra: Vec::new(),
-    }))
+
+    /// The user's server, if they named one: reused when it accepts a
+    /// connection, an error (password redacted) when it does not.
+    fn external(&self, own: &[String]) -> Option<Result<Endpoint, Error>> {
+        let url = self.user_url(own)?;
+        let Self { name, var, .. } = *self;
+        if !url::reachable(&url, self.default_port, EXTERNAL_TIMEOUT) {
+            let shown = url::redact(&url);
+            return Some(Err(Error::msg(format!(
+                "{var} is set to {shown}, but nothing answers there within {} s: \
+                 start that server, or unset {var} to let xtask start its own {name}",
+                EXTERNAL_TIMEOUT.as_secs()
+            ))));
+        }
+        let origin = Origin::External;
+        Some(Ok(Endpoint {
+            name,
+            var,
+            url,
+            origin,
+            extra: Vec::new(),
+        }))
+    }
+
+    /// What `down` says about the user's server, if they named one.
+    fn left_alone(&self, own: &[String]) -> Option<String> {
+        self.user_url(own).map(|_| {
+            let label = format!("{}:", self.name);
+            format!(
+                "{label:<10}left alone the server named by {} (not started by xtask)",
+                self.var
+            )
+        })
+    }
 }
 
 /// Brings every service up and returns the variables a child needs.

@@ -13,10 +13,14 @@ use std::time::Duration;
 
 use super::process::{self, log_tail};
 use super::state::Record;
-use super::{Ctx, Endpoint, Origin, external, text};
+use super::{Ctx, Endpoint, Origin, Service, text};
 use crate::error::{Context, Error};
 
-const VAR: &str = "MONGODB_URL";
+const SERVICE: Service = Service {
+    name: "mongo",
+    var: "MONGODB_URL",
+    default_port: 27017,
+};
 const DEFAULT_PORT: u16 = 27117;
 /// It is ready in about 5 s here; a cold Python import cache can take longer.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -47,6 +51,12 @@ impl Paths {
     fn owns(&self, pid: u32) -> bool {
         process::is_ours(pid, &["secantusd-py", &text(&self.data)])
     }
+
+    /// The URL of our server at its recorded port, if it ever ran.
+    fn own_urls(&self) -> Vec<String> {
+        let port = Record::load(&self.record).and_then(|r| r.number("port"));
+        port.map(url).into_iter().collect()
+    }
 }
 
 fn url(port: u16) -> String {
@@ -55,10 +65,10 @@ fn url(port: u16) -> String {
 
 /// Brings the server up: the user's, ours already running, or ours started now.
 pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
-    if let Some(endpoint) = external("mongo", VAR, 27017) {
+    let paths = Paths::new(ctx);
+    if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint;
     }
-    let paths = Paths::new(ctx);
     if let Some((pid, port)) = live(&paths) {
         return Ok(endpoint(pid, port, false));
     }
@@ -80,8 +90,8 @@ pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
 fn endpoint(pid: u32, port: u16, fresh: bool) -> Endpoint {
     let origin = Origin::Managed { pid, fresh };
     Endpoint {
-        name: "mongo",
-        var: VAR,
+        name: SERVICE.name,
+        var: SERVICE.var,
         url: url(port),
         origin,
         extra: Vec::new(),
@@ -154,23 +164,19 @@ fn live(paths: &Paths) -> Option<(u32, u16)> {
 
 /// Running or not, from the user's variable or our own server.
 pub(super) fn status(ctx: &Ctx) -> Result<Endpoint, String> {
-    if let Some(endpoint) = external("mongo", VAR, 27017) {
+    let paths = Paths::new(ctx);
+    if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint.map_err(|err| err.to_string());
     }
-    live(&Paths::new(ctx))
+    live(&paths)
         .map(|(pid, port)| endpoint(pid, port, false))
         .ok_or_else(|| "stopped".to_owned())
 }
 
 /// Stops our server and its whole process group, never the user's.
 pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
-    let mut lines = Vec::new();
-    if std::env::var_os(VAR).is_some() {
-        lines.push(format!(
-            "mongo:    left alone the server named by {VAR} (not started by xtask)"
-        ));
-    }
     let paths = Paths::new(ctx);
+    let mut lines: Vec<String> = SERVICE.left_alone(&paths.own_urls()).into_iter().collect();
     let pid = Record::load(&paths.record).and_then(|r| r.number::<u32>("pid"));
     match pid.filter(|pid| paths.owns(*pid)) {
         Some(pid) => {

@@ -7,7 +7,8 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{Command, Stdio};
-use std::thread::sleep;
+use std::sync::mpsc;
+use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 /// How long `stop` waits after SIGTERM before it sends SIGKILL.
@@ -143,13 +144,24 @@ pub(crate) fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> 
 
 /// True when a TCP connection to `host:port` succeeds within `timeout`.
 pub(crate) fn tcp_reachable(host: &str, port: u16, timeout: Duration) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let Ok(addrs) = (host, port).to_socket_addrs() else {
-        return false;
-    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    // Name lookup has no timeout of its own: run it on a thread we may abandon.
+    let (send, receive) = mpsc::channel();
+    thread::spawn(move || {
+        let addrs: Vec<SocketAddr> = (host.as_str(), port)
+            .to_socket_addrs()
+            .into_iter()
+            .flatten()
+            .collect();
+        let _ = send.send(addrs);
+    });
+    let addrs = receive.recv_timeout(timeout).unwrap_or_default();
     addrs
-        .into_iter()
-        .any(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok())
+        .iter()
+        .any(|addr| TcpStream::connect_timeout(addr, timeout).is_ok())
 }
 
 /// True when nothing listens on 127.0.0.1:`port` (we could bind it).

@@ -38,6 +38,7 @@ impl Venv {
         {
             return Ok(venv);
         }
+        check_python()?;
         let log = state.join("venv-install.log");
         let _ = fs::remove_file(&log);
         println!(
@@ -60,9 +61,14 @@ impl Venv {
     }
 
     fn create(&self, log: &Path) -> Result<(), Error> {
-        check_python()?;
         if self.python().exists() {
             return Ok(());
+        }
+        // A venv whose interpreter link broke (the python3 it came from was
+        // removed or upgraded) cannot be repaired in place.
+        if self.dir.exists() {
+            fs::remove_dir_all(&self.dir)
+                .context(format!("cannot remove {}", self.dir.display()))?;
         }
         let mut venv = Command::new("python3");
         venv.args(["-m", "venv"]).arg(&self.dir);

@@ -14,12 +14,16 @@ use std::time::Duration;
 
 use super::process::{self, log_tail};
 use super::state::Record;
-use super::{Ctx, Endpoint, Origin, external, text};
+use super::{Ctx, Endpoint, Origin, Service, text};
 use crate::cmd;
 use crate::error::{Context, Error};
 
-const VAR: &str = "REDIS_URL";
 const SHARED_PORT: u16 = 6379;
+const SERVICE: Service = Service {
+    name: "redis",
+    var: "REDIS_URL",
+    default_port: SHARED_PORT,
+};
 const DEFAULT_PORT: u16 = 56379;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,6 +44,12 @@ impl Paths {
             record: ctx.dir().join("redis.state"),
             dir,
         }
+    }
+
+    /// Our URLs: the recorded server's and the shared one on 6379.
+    fn own_urls(&self) -> Vec<String> {
+        let port = Record::load(&self.record).and_then(|r| r.number("port"));
+        port.into_iter().chain([SHARED_PORT]).map(url).collect()
     }
 }
 
@@ -66,10 +76,10 @@ pub(crate) fn pings(port: u16) -> bool {
 
 /// Brings Redis up: the user's, ours, the one on 6379, or ours started now.
 pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
-    if let Some(endpoint) = external("redis", VAR, SHARED_PORT) {
+    let paths = Paths::new(ctx);
+    if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint;
     }
-    let paths = Paths::new(ctx);
     if let Some((pid, port)) = live(&paths) {
         return Ok(endpoint(Origin::Managed { pid, fresh: false }, port));
     }
@@ -93,8 +103,8 @@ pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
 
 fn endpoint(origin: Origin, port: u16) -> Endpoint {
     Endpoint {
-        name: "redis",
-        var: VAR,
+        name: SERVICE.name,
+        var: SERVICE.var,
         url: url(port),
         origin,
         extra: Vec::new(),
@@ -172,10 +182,11 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 
 /// Running or not: the user's, ours, the shared one on 6379, or stopped.
 pub(super) fn status(ctx: &Ctx) -> Result<Endpoint, String> {
-    if let Some(endpoint) = external("redis", VAR, SHARED_PORT) {
+    let paths = Paths::new(ctx);
+    if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint.map_err(|err| err.to_string());
     }
-    if let Some((pid, port)) = live(&Paths::new(ctx)) {
+    if let Some((pid, port)) = live(&paths) {
         return Ok(endpoint(Origin::Managed { pid, fresh: false }, port));
     }
     if pings(SHARED_PORT) {
@@ -186,13 +197,8 @@ pub(super) fn status(ctx: &Ctx) -> Result<Endpoint, String> {
 
 /// Stops our server; the user's and the one on 6379 are left alone.
 pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
-    let mut lines = Vec::new();
-    if env::var_os(VAR).is_some() {
-        lines.push(format!(
-            "redis:    left alone the server named by {VAR} (not started by xtask)"
-        ));
-    }
     let paths = Paths::new(ctx);
+    let mut lines: Vec<String> = SERVICE.left_alone(&paths.own_urls()).into_iter().collect();
     let record = Record::load(&paths.record);
     let recorded = record
         .as_ref()
@@ -214,4 +220,39 @@ pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
         ));
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The managed path end to end, on a free port in a scratch directory:
+    /// start, answer PING, be recognised as ours, stop, leave nothing behind.
+    #[test]
+    fn a_managed_server_starts_and_stops() {
+        let Some(server) = find_on_path("redis-server") else {
+            return;
+        };
+        let dir = env::temp_dir().join(format!("xtask-redis-{}", std::process::id()));
+        let paths = Paths {
+            log: dir.join("redis.log"),
+            pid_file: dir.join("redis.pid"),
+            record: dir.join("redis.state"),
+            dir: dir.clone(),
+        };
+        let port = process::free_port().unwrap();
+        let pid = start(&server, &paths, port).unwrap();
+        assert!(pings(port));
+        assert!(owns(pid, port));
+        assert!(!owns(pid, port + 1));
+        assert!(!process::stop(&[pid]));
+        assert!(!pings(port));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_silent_port_does_not_ping() {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        assert!(!pings(listener.local_addr().unwrap().port()));
+    }
 }
