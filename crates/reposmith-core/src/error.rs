@@ -101,6 +101,96 @@ pub enum Error {
         reason: String,
     },
 
+    /// No stored entity has the given id.
+    #[error("{entity} with id {id} not found")]
+    NotFound {
+        /// The entity type.
+        entity: &'static str,
+        /// The id looked for, as text.
+        id: String,
+    },
+
+    /// A unique constraint refused the write (Postgres 23505, Mongo 11000).
+    #[error("{entity}: another row already has this {} (constraint {constraint})",
+        field.unwrap_or("key"))]
+    Conflict {
+        /// The entity type.
+        entity: &'static str,
+        /// The constraint or index that refused it.
+        constraint: String,
+        /// The field it covers, when the schema knows it.
+        field: Option<&'static str>,
+    },
+
+    /// An optimistic-locking update found a newer version: someone else wrote first.
+    #[error("{entity} with id {id} changed since it was read (expected version {expected})")]
+    StaleVersion {
+        /// The entity type.
+        entity: &'static str,
+        /// The id of the row, as text.
+        id: String,
+        /// The version the caller held.
+        expected: i64,
+    },
+
+    /// A value was rejected before anything was sent.
+    #[error("invalid {entity}.{field}: {reason}")]
+    InvalidInput {
+        /// The entity type.
+        entity: &'static str,
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
+
+    /// The server aborted the transaction to keep it serializable or break a
+    /// deadlock (SQLSTATE 40001, 40P01; Mongo TransientTransactionError):
+    /// running the whole unit of work again is safe.
+    #[error("{backend} aborted the transaction ({code}), retry the whole unit of work: {reason}")]
+    Retryable {
+        /// The store that aborted.
+        backend: Backend,
+        /// SQLSTATE or error label.
+        code: String,
+        /// The server's message.
+        reason: String,
+    },
+
+    /// The connection broke after COMMIT was sent: the transaction may or may
+    /// not have committed. Never retried blindly.
+    #[error(
+        "lost the connection to {backend} after sending COMMIT, the outcome is unknown: {reason}"
+    )]
+    CommitOutcomeUnknown {
+        /// The store.
+        backend: Backend,
+        /// The driver's explanation.
+        reason: String,
+    },
+
+    /// A document, value or batch exceeds a limit.
+    #[error("{what} is too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// What was measured.
+        what: String,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// A stored value could not be read into its field.
+    #[error("cannot read {entity}.{field}: {source}")]
+    Decode {
+        /// The entity type.
+        entity: &'static str,
+        /// The field.
+        field: &'static str,
+        /// What was expected and found.
+        source: crate::value::DecodeError,
+    },
+
     /// Any other error the server or driver reported.
     #[error("{backend} error{}: {reason}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
     Backend {
@@ -117,13 +207,21 @@ impl Error {
     /// The backend this error came from, when it came from one.
     pub fn backend(&self) -> Option<Backend> {
         match self {
-            Error::Config { .. } => None,
+            Error::Config { .. }
+            | Error::NotFound { .. }
+            | Error::Conflict { .. }
+            | Error::StaleVersion { .. }
+            | Error::InvalidInput { .. }
+            | Error::TooLarge { .. }
+            | Error::Decode { .. } => None,
             Error::Connect { backend, .. }
             | Error::Authentication { backend, .. }
             | Error::PoolTimeout { backend, .. }
             | Error::Timeout { backend, .. }
             | Error::ConnectionLost { backend, .. }
             | Error::Unavailable { backend, .. }
+            | Error::Retryable { backend, .. }
+            | Error::CommitOutcomeUnknown { backend, .. }
             | Error::Backend { backend, .. } => Some(*backend),
         }
     }
@@ -139,6 +237,24 @@ impl Error {
                 | Error::ConnectionLost { .. }
                 | Error::Unavailable { .. }
         )
+    }
+
+    /// True when rerunning the whole unit of work is safe and may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Retryable { .. })
+    }
+
+    /// Shorthand for an invalid-input error.
+    pub fn invalid(
+        entity: &'static str,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            entity,
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A connection attempt that got no answer in time: reported as a connect

@@ -2,15 +2,29 @@
 //!
 //! This crate knows no database driver. It holds what every backend and the
 //! facade share: the [`Error`] contract, the [`Backend`] names, the
-//! [`ConnectionUrl`] that keeps passwords out of every log line, and the small
-//! parsers configuration needs. Later the entity schema, the repository traits
-//! and the filter AST live here too.
+//! [`ConnectionUrl`] that keeps passwords out of every log line, the entity
+//! [`schema`] the derive emits, stored [`Value`]s, typed [`filter`]s, and the
+//! [`Repository`] trait every backend implements.
 
 pub mod backend;
 pub mod config;
+pub mod cursor;
+pub mod entity;
 pub mod error;
+pub mod filter;
+pub mod repository;
+pub mod schema;
 pub mod url;
+pub mod value;
 
 pub use backend::Backend;
+pub use cursor::Cursor;
+pub use entity::Entity;
 pub use error::{Error, Result};
+pub use filter::{Column, Filter, JsonColumn, Order};
+pub use repository::{Find, FindPage, FindQuery, Page, Repository};
+pub use schema::{
+    ColumnDef, ColumnRole, ColumnType, EntitySchema, IdStrategy, IndexDef, IndexMethod,
+};
 pub use url::ConnectionUrl;
+pub use value::{FieldType, Value};

@@ -1,0 +1,194 @@
+//! [`Repository`]: the operations every backend offers for an entity, and the
+//! query types they take.
+//!
+//! Domain code is written against this trait, not a database: the Postgres
+//! and MongoDB repositories implement it and run the same conformance suite.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use crate::Result;
+use crate::cursor::Cursor;
+use crate::entity::Entity;
+use crate::filter::{Filter, Order};
+
+/// A boxed future, as returned by the query builders' `IntoFuture`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What to fetch: a filter, an ordering, a limit and a keyset position.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FindQuery<E> {
+    /// Rows to match.
+    pub filter: Filter<E>,
+    /// Sort keys, applied in order; the id is always appended as the last key
+    /// so the order is total and pages are stable.
+    pub order: Vec<Order<E>>,
+    /// Most rows to return.
+    pub limit: Option<u64>,
+    /// Start after this position (keyset pagination).
+    pub after: Option<Cursor>,
+}
+
+impl<E: Entity> FindQuery<E> {
+    /// Every row matching `filter`, in id order.
+    pub fn new(filter: Filter<E>) -> Self {
+        FindQuery {
+            filter,
+            order: Vec::new(),
+            limit: None,
+            after: None,
+        }
+    }
+}
+
+impl<E> Clone for FindQuery<E> {
+    fn clone(&self) -> Self {
+        FindQuery {
+            filter: self.filter.clone(),
+            order: self.order.clone(),
+            limit: self.limit,
+            after: self.after.clone(),
+        }
+    }
+}
+
+/// One page of a keyset-paginated query.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Page<E> {
+    /// The rows of this page, in query order.
+    pub items: Vec<E>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<Cursor>,
+}
+
+/// Async persistence of one entity type.
+///
+/// Every method validates its input before anything is sent and returns a
+/// classified [`Error`](crate::Error).
+pub trait Repository<E: Entity>: Send + Sync {
+    /// Stores a new entity and returns it as stored: generated id, version 1,
+    /// timestamps set. A unique violation is [`Error::Conflict`](crate::Error::Conflict).
+    fn insert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Stores many entities in as few round trips as the backend allows;
+    /// all or nothing. Returns how many were stored.
+    fn insert_many(&self, entities: &[E]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The entity with `id`, if any.
+    fn get(&self, id: &E::Id) -> impl Future<Output = Result<Option<E>>> + Send;
+
+    /// The entities with these ids, in no particular order; missing ids are skipped.
+    fn get_many(&self, ids: &[E::Id]) -> impl Future<Output = Result<Vec<E>>> + Send;
+
+    /// Writes every field of an existing entity. On a versioned entity the
+    /// stored version must equal the entity's, else [`Error::StaleVersion`](crate::Error::StaleVersion);
+    /// the returned entity carries the bumped version. A missing row is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    fn update(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Inserts, or on an id conflict overwrites, in one statement.
+    fn upsert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
+
+    /// Deletes the entity with `id`; false when there was none.
+    fn delete(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes every row matching `filter`; returns how many.
+    fn delete_where(&self, filter: Filter<E>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Runs a query built with [`Repository::find`].
+    fn fetch(&self, query: FindQuery<E>) -> impl Future<Output = Result<Vec<E>>> + Send;
+
+    /// Runs a query and returns one page of `size` rows with the cursor of the next.
+    fn fetch_page(
+        &self,
+        query: FindQuery<E>,
+        size: u64,
+    ) -> impl Future<Output = Result<Page<E>>> + Send;
+
+    /// How many rows match `filter`.
+    fn count(&self, filter: Filter<E>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Whether any row matches `filter`.
+    fn exists(&self, filter: Filter<E>) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Starts a query: `repo.find(filter).order_by(col.desc()).limit(20).await`.
+    fn find(&self, filter: Filter<E>) -> Find<'_, E, Self>
+    where
+        Self: Sized,
+    {
+        Find {
+            repo: self,
+            query: FindQuery::new(filter),
+        }
+    }
+}
+
+/// A query under construction; `.await` it for the rows.
+#[must_use = "a query does nothing until it is awaited"]
+pub struct Find<'r, E, R> {
+    repo: &'r R,
+    query: FindQuery<E>,
+}
+
+impl<'r, E: Entity, R: Repository<E>> Find<'r, E, R> {
+    /// Adds a sort key after the ones already given.
+    pub fn order_by(mut self, order: Order<E>) -> Self {
+        self.query.order.push(order);
+        self
+    }
+
+    /// Returns at most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.query.limit = Some(n);
+        self
+    }
+
+    /// One page of `size` rows after `cursor` (the first page when `None`).
+    pub fn page_after(mut self, cursor: Option<Cursor>, size: u64) -> FindPage<'r, E, R> {
+        self.query.after = cursor;
+        FindPage {
+            repo: self.repo,
+            query: self.query,
+            size,
+        }
+    }
+
+    /// The first matching row, if any.
+    pub async fn one(self) -> Result<Option<E>> {
+        let rows = self.limit(1).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The query as data, for backends and tests.
+    pub fn into_query(self) -> FindQuery<E> {
+        self.query
+    }
+}
+
+impl<'r, E: Entity, R: Repository<E>> IntoFuture for Find<'r, E, R> {
+    type Output = Result<Vec<E>>;
+    type IntoFuture = BoxFuture<'r, Result<Vec<E>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.repo.fetch(self.query))
+    }
+}
+
+/// A paginated query; `.await` it for a [`Page`].
+#[must_use = "a query does nothing until it is awaited"]
+pub struct FindPage<'r, E, R> {
+    repo: &'r R,
+    query: FindQuery<E>,
+    size: u64,
+}
+
+impl<'r, E: Entity, R: Repository<E>> IntoFuture for FindPage<'r, E, R> {
+    type Output = Result<Page<E>>;
+    type IntoFuture = BoxFuture<'r, Result<Page<E>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.repo.fetch_page(self.query, self.size))
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Value`]: one stored field on its way to or from a backend, and
+//! [`FieldType`]: which Rust types can be stored and how.
+//!
+//! Backends bind `Value`s as parameters and decode rows into them; the derive
+//! converts each field with its `FieldType` impl. A value never becomes SQL
+//! text: it is always a bound parameter.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::schema::ColumnType;
+
+/// A field's value in backend-neutral form.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// SQL `NULL` / BSON null: the column's type comes from the schema.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// 16-bit integer.
+    I16(i16),
+    /// 32-bit integer.
+    I32(i32),
+    /// 64-bit integer.
+    I64(i64),
+    /// 32-bit float.
+    F32(f32),
+    /// 64-bit float.
+    F64(f64),
+    /// Text, also the stored form of enums.
+    Text(String),
+    /// UUID.
+    Uuid(Uuid),
+    /// Instant in UTC.
+    TimestampTz(DateTime<Utc>),
+    /// Calendar date.
+    Date(NaiveDate),
+    /// JSON document.
+    Json(serde_json::Value),
+    /// Array of values of one type.
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// A short name of the variant, for decode errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::I16(_) => "i16",
+            Value::I32(_) => "i32",
+            Value::I64(_) => "i64",
+            Value::F32(_) => "f32",
+            Value::F64(_) => "f64",
+            Value::Text(_) => "text",
+            Value::Uuid(_) => "uuid",
+            Value::TimestampTz(_) => "timestamptz",
+            Value::Date(_) => "date",
+            Value::Json(_) => "json",
+            Value::Array(_) => "array",
+        }
+    }
+}
+
+/// A stored value did not have the type the field expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, found {found}")]
+pub struct DecodeError {
+    /// What the field type reads.
+    pub expected: &'static str,
+    /// What the backend returned.
+    pub found: String,
+}
+
+impl DecodeError {
+    /// `value` is not what a field of type `expected` reads.
+    pub fn unexpected(expected: &'static str, value: &Value) -> Self {
+        DecodeError {
+            expected,
+            found: value.kind().to_owned(),
+        }
+    }
+}
+
+/// A Rust type that can be stored in a column.
+///
+/// Implemented for `String`, `bool`, `i16`, `i32`, `i64`, `f32`, `f64`,
+/// `Uuid`, `DateTime<Utc>`, `NaiveDate`, `serde_json::Value`, `Option<T>`
+/// (nullable) and `Vec<T>` (array), and by `#[derive(DbEnum)]` for fieldless
+/// enums. Any other `Serialize + DeserializeOwned` type is stored as JSON
+/// with `#[repo(json)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a reposmith column",
+    label = "unsupported field type",
+    note = "supported: String, bool, i16, i32, i64, f32, f64, Uuid, DateTime<Utc>, NaiveDate, \
+            serde_json::Value, Option<T>, Vec<T>, and enums with #[derive(DbEnum)]",
+    note = "to store any Serialize + DeserializeOwned type as JSON, mark the field #[repo(json)]"
+)]
+pub trait FieldType: Sized + Send + Sync {
+    /// The storage type.
+    const COLUMN_TYPE: ColumnType;
+    /// True for `Option<T>`.
+    const NULLABLE: bool = false;
+    /// The type filters compare this field with (`T` for `Option<T>`).
+    type Scalar: FieldType;
+    /// Converts the field for storage.
+    fn to_value(&self) -> Value;
+    /// Reads the field back.
+    fn from_value(value: Value) -> Result<Self, DecodeError>;
+}
+
+/// Implements [`FieldType`] for a type that maps onto one `Value` variant.
+macro_rules! scalar_field {
+    ($ty:ty, $column:expr, $variant:ident, $name:literal) => {
+        impl FieldType for $ty {
+            const COLUMN_TYPE: ColumnType = $column;
+            type Scalar = $ty;
+
+            fn to_value(&self) -> Value {
+                Value::$variant(self.clone())
+            }
+
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value {
+                    Value::$variant(inner) => Ok(inner),
+                    other => Err(DecodeError::unexpected($name, &other)),
+                }
+            }
+        }
+    };
+}
+
+scalar_field!(String, ColumnType::Text, Text, "text");
+scalar_field!(bool, ColumnType::Bool, Bool, "bool");
+scalar_field!(i16, ColumnType::SmallInt, I16, "i16");
+scalar_field!(i32, ColumnType::Int, I32, "i32");
+scalar_field!(i64, ColumnType::BigInt, I64, "i64");
+scalar_field!(f32, ColumnType::Real, F32, "f32");
+scalar_field!(f64, ColumnType::Double, F64, "f64");
+scalar_field!(Uuid, ColumnType::Uuid, Uuid, "uuid");
+scalar_field!(
+    DateTime<Utc>,
+    ColumnType::TimestampTz,
+    TimestampTz,
+    "timestamptz"
+);
+scalar_field!(NaiveDate, ColumnType::Date, Date, "date");
+scalar_field!(serde_json::Value, ColumnType::Json, Json, "json");
+
+impl<T: FieldType> FieldType for Option<T> {
+    const COLUMN_TYPE: ColumnType = T::COLUMN_TYPE;
+    const NULLABLE: bool = true;
+    type Scalar = T::Scalar;
+
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, T::to_value)
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+impl<T: FieldType> FieldType for Vec<T> {
+    const COLUMN_TYPE: ColumnType = ColumnType::Array(&T::COLUMN_TYPE);
+    type Scalar = Vec<T>;
+
+    fn to_value(&self) -> Value {
+        Value::Array(self.iter().map(T::to_value).collect())
+    }
+
+    fn from_value(value: Value) -> Result<Self, DecodeError> {
+        match value {
+            Value::Array(items) => items.into_iter().map(T::from_value).collect(),
+            other => Err(DecodeError::unexpected("array", &other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: FieldType + PartialEq + std::fmt::Debug>(value: T) {
+        let stored = value.to_value();
+        assert_eq!(T::from_value(stored).unwrap(), value);
+    }
+
+    #[test]
+    fn every_scalar_round_trips() {
+        round_trip("héllo 🦀".to_owned());
+        round_trip(true);
+        round_trip(i16::MIN);
+        round_trip(i32::MAX);
+        round_trip(i64::MIN);
+        round_trip(1.5f32);
+        round_trip(-2.25f64);
+        round_trip(Uuid::from_u128(7));
+        round_trip(DateTime::<Utc>::from_timestamp(1_700_000_000, 5).unwrap());
+        round_trip(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+        round_trip(serde_json::json!({"a": [1, "x", null]}));
+        round_trip(Some(3i64));
+        round_trip(None::<String>);
+        round_trip(vec!["a".to_owned(), "b".to_owned()]);
+        round_trip(vec![Some(1i32), None]);
+    }
+
+    #[test]
+    fn schema_types_follow_the_rust_types() {
+        assert_eq!(
+            <Option<Vec<i64>>>::COLUMN_TYPE,
+            ColumnType::Array(&ColumnType::BigInt)
+        );
+        const { assert!(<Option<String>>::NULLABLE) };
+        const { assert!(!<Vec<String>>::NULLABLE) };
+    }
+
+    #[test]
+    fn wrong_kind_is_a_decode_error() {
+        let err = i64::from_value(Value::Text("7".into())).unwrap_err();
+        assert_eq!(err.to_string(), "expected i64, found text");
+        assert!(<Option<i64>>::from_value(Value::Bool(true)).is_err());
+    }
+}
