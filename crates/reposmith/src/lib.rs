@@ -7,7 +7,12 @@ mod store;
 
 pub use config::Config;
 pub use health::{Disabled, Health};
-pub use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+pub use reposmith_core::{
+    Backend, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
+    EntitySchema, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy, IndexDef,
+    IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
+};
+pub use reposmith_macros::{DbEnum, Repository};
 pub use store::Store;
 
 #[cfg(feature = "mongo")]
@@ -27,5 +32,25 @@ pub mod config_source {
 
 /// What most applications import: `use reposmith::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Config, Error, Result, Store};
+    pub use crate::{
+        Config, Cursor, DbEnum, Entity, Error, Filter, Page, Repository, Result, Store,
+    };
+}
+
+/// What `#[derive(Repository)]` and `#[derive(DbEnum)]` expand to refer to.
+/// Not a public API: names here change without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use reposmith_core::entity::codegen::{decode, decode_json, encode_json};
+    pub use reposmith_core::value::DecodeError;
+    pub use reposmith_core::{
+        Column, ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FieldType, IdStrategy,
+        IndexDef, IndexMethod, JsonColumn, Repository, Result, Value,
+    };
+    pub use serde::Serialize;
+    pub use serde::de::DeserializeOwned;
+
+    /// The schema of an entity whose derive failed; never read, the crate does not compile.
+    pub static FALLBACK_SCHEMA: EntitySchema =
+        EntitySchema::new("", "", &[], 0, IdStrategy::Assigned, &[]);
 }

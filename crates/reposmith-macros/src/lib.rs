@@ -1,0 +1,39 @@
+//! `#[derive(Repository)]` and `#[derive(DbEnum)]` for reposmith.
+//!
+//! This crate is a thin shim: the pipelines live in `repository` and
+//! `db_enum` and work on `proc_macro2` tokens so they are unit-tested
+//! without the compiler. Use the derives through the `reposmith` crate,
+//! whose documentation is the attribute reference.
+//!
+//! # Attributes
+//!
+//! On the struct: `table = "..."` (default: the snake_case plural of the
+//! struct name), `schema = "..."`.
+//!
+//! On a field: `id` (`Uuid` generated client-side, `i64` assigned by the
+//! database, `String` supplied by you), `column = "..."`, `unique` (plus a
+//! `find_by_<field>` finder), `index` (plus `find_all_by_<field>`; GIN on
+//! JSON fields), `json` (any `Serialize + DeserializeOwned` type as JSONB),
+//! `version` (optimistic locking, `i64`), `created_at` / `updated_at`
+//! (`DateTime<Utc>`, set by the repository), `skip` (not stored; `Default`
+//! when read), `default = "..."` (a SQL default expression).
+
+mod db_enum;
+mod naming;
+mod repository;
+
+use proc_macro::TokenStream;
+
+/// Derives `Entity` (schema, row mapping), typed column constants and the
+/// `<Struct>Repository` finder trait. See the `reposmith` crate docs.
+#[proc_macro_derive(Repository, attributes(repo))]
+pub fn derive_repository(input: TokenStream) -> TokenStream {
+    repository::derive(input.into()).into()
+}
+
+/// Stores a fieldless enum as text (snake_case variant names, or
+/// `#[repo(rename = "...")]` per variant).
+#[proc_macro_derive(DbEnum, attributes(repo))]
+pub fn derive_db_enum(input: TokenStream) -> TokenStream {
+    db_enum::derive(input.into()).into()
+}

@@ -1,0 +1,272 @@
+//! Stage 2: the rules attributes must obey together. One function per rule,
+//! each stating it; every violation is collected so a user with three
+//! mistakes sees three errors, each on the offending tokens with the
+//! correct syntax as help.
+
+use darling::Error;
+use darling::error::Accumulator;
+use darling::util::{Flag, SpannedValue};
+use syn::spanned::Spanned;
+
+use super::attr::{RepoField, RepoInput};
+use super::model::{Entity, Field, IdKind, Role, Storage};
+use super::types::{is_one_of, last_segment, option_inner};
+use crate::naming;
+
+/// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+const MAX_IDENTIFIER: usize = 63;
+
+/// Checks every rule and builds the model, or returns every violation.
+pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
+    let mut errors = Error::accumulator();
+    no_generics(input, &mut errors);
+    let table = input.table.as_ref().map_or_else(
+        || naming::table_name(&input.ident.to_string()),
+        |t| t.as_str().to_owned(),
+    );
+    if let Some(table) = &input.table {
+        valid_name(
+            table,
+            "table",
+            "#[repo(table = \"documents\")]",
+            &mut errors,
+        );
+    }
+    if let Some(schema) = &input.schema {
+        valid_name(schema, "schema", "#[repo(schema = \"rag\")]", &mut errors);
+    }
+    let fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter_map(|f| errors.handle(field(f)))
+        .collect();
+    let id_kind = exactly_one_id(input, &fields, &mut errors);
+    at_most_one(&fields, Role::Version, "version", &mut errors);
+    at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
+    at_most_one(&fields, Role::UpdatedAt, "updated_at", &mut errors);
+    distinct_columns(&fields, &mut errors);
+    errors.finish()?;
+    Ok(Entity {
+        ident: input.ident.clone(),
+        vis: input.vis.clone(),
+        table,
+        schema: input.schema.as_ref().map(|s| s.as_str().to_owned()),
+        fields,
+        id_kind: id_kind.expect("an id was found when no error was reported"),
+    })
+}
+
+/// Rule: entities are concrete types; a generic struct has no single schema.
+fn no_generics(input: &RepoInput, errors: &mut Accumulator) {
+    if !input.generics.params.is_empty() {
+        let message = "#[derive(Repository)] does not support generic structs: \
+                       a table has one fixed set of column types";
+        errors.push(Error::custom(message).with_span(&input.generics));
+    }
+}
+
+/// Rule: table, schema and column names are non-empty, free of NUL, and fit
+/// Postgres' 63-byte identifiers (longer ones would be silently truncated).
+fn valid_name(name: &SpannedValue<String>, what: &str, example: &str, errors: &mut Accumulator) {
+    let problem = match name.as_str() {
+        "" => Some("is empty".to_owned()),
+        n if n.contains('\0') => Some("contains a NUL character".to_owned()),
+        n if n.len() > MAX_IDENTIFIER => Some(format!(
+            "is {} bytes long; Postgres identifiers hold at most {MAX_IDENTIFIER}",
+            n.len()
+        )),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        let message = format!("the {what} name {problem}; the correct format looks like {example}");
+        errors.push(Error::custom(message).with_span(&name.span()));
+    }
+}
+
+/// Checks one field's own attributes and builds its model.
+fn field(f: &RepoField) -> Result<Field, Error> {
+    let ident = f.ident.clone().expect("darling accepts only named fields");
+    let mut errors = Error::accumulator();
+    let role = errors.handle(one_role(f)).unwrap_or(Role::Data);
+    skip_stands_alone(f, &mut errors);
+    role_type(f, role, &mut errors);
+    json_is_plain_data(f, role, &mut errors);
+    index_flags(f, role, &mut errors);
+    if let Some(column) = &f.column {
+        valid_name(
+            column,
+            "column",
+            "#[repo(column = \"source_url\")]",
+            &mut errors,
+        );
+    }
+    if let Some(default) = f.default.as_ref().filter(|d| d.trim().is_empty()) {
+        let message = "the default is empty; the correct format looks like \
+                       #[repo(default = \"now()\")] with a SQL expression";
+        errors.push(Error::custom(message).with_span(&default.span()));
+    }
+    errors.finish()?;
+    let storage = match (f.skip.is_present(), f.json.is_present()) {
+        (true, _) => Storage::Skipped,
+        (false, true) => Storage::Json,
+        (false, false) => Storage::Typed,
+    };
+    Ok(Field {
+        column: f
+            .column
+            .as_ref()
+            .map_or_else(|| ident.to_string(), |c| c.as_str().to_owned()),
+        ident,
+        ty: f.ty.clone(),
+        role,
+        storage,
+        unique: f.unique.is_present(),
+        index: f.index.is_present(),
+        default_sql: f.default.as_ref().map(|d| d.as_str().to_owned()),
+        span: f.ty.span(),
+    })
+}
+
+/// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
+fn one_role(f: &RepoField) -> Result<Role, Error> {
+    let roles: Vec<(Role, &Flag, &str)> = [
+        (Role::Id, &f.id, "id"),
+        (Role::Version, &f.version, "version"),
+        (Role::CreatedAt, &f.created_at, "created_at"),
+        (Role::UpdatedAt, &f.updated_at, "updated_at"),
+    ]
+    .into_iter()
+    .filter(|(_, flag, _)| flag.is_present())
+    .collect();
+    match roles.as_slice() {
+        [] => Ok(Role::Data),
+        [(role, _, _)] => Ok(*role),
+        [(_, _, first), (_, flag, second), ..] => Err(Error::custom(format!(
+            "a field is either `{first}` or `{second}`, not both: keep one"
+        ))
+        .with_span(&flag.span())),
+    }
+}
+
+/// Rule: a skipped field is not stored, so no other storage option applies to it.
+fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
+    if !f.skip.is_present() {
+        return;
+    }
+    let others = [
+        (f.id.is_present(), "id"),
+        (f.column.is_some(), "column"),
+        (f.unique.is_present(), "unique"),
+        (f.index.is_present(), "index"),
+        (f.json.is_present(), "json"),
+        (f.version.is_present(), "version"),
+        (f.created_at.is_present(), "created_at"),
+        (f.updated_at.is_present(), "updated_at"),
+        (f.default.is_some(), "default"),
+    ];
+    for (_, name) in others.iter().filter(|(present, _)| *present) {
+        let message =
+            format!("`skip` fields are not stored, so `{name}` cannot apply: remove one of them");
+        errors.push(Error::custom(message).with_span(&f.skip.span()));
+    }
+}
+
+/// Rule: the id is `Uuid` (generated), `i64` (database identity) or `String`
+/// (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
+fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
+    let (allowed, example): (&[&str], &str) = match role {
+        Role::Data => return,
+        Role::Id => (&["Uuid", "i64", "String"], "`Uuid`, `i64` or `String`"),
+        Role::Version => (&["i64"], "`i64`"),
+        Role::CreatedAt | Role::UpdatedAt => (&["DateTime"], "`DateTime<Utc>`"),
+    };
+    if option_inner(&f.ty).is_some() || !is_one_of(&f.ty, allowed) {
+        let found = last_segment(&f.ty).unwrap_or_else(|| "this type".to_owned());
+        let what = format!("{role:?}").to_lowercase();
+        let message = format!("a `{what}` field must be {example}, found `{found}`");
+        errors.push(Error::custom(message).with_span(&f.ty));
+    }
+}
+
+/// Rule: `json` applies to plain data fields; keys, versions and timestamps have fixed types.
+fn json_is_plain_data(f: &RepoField, role: Role, errors: &mut Accumulator) {
+    if f.json.is_present() && role != Role::Data {
+        let message = "`json` cannot be combined with id, version or timestamp roles";
+        errors.push(Error::custom(message).with_span(&f.json.span()));
+    }
+    if f.json.is_present() && f.unique.is_present() {
+        let message = "`unique` on a JSON field is not supported: index a plain field instead";
+        errors.push(Error::custom(message).with_span(&f.unique.span()));
+    }
+}
+
+/// Rule: `unique` already creates an index, and the id is the primary key.
+fn index_flags(f: &RepoField, role: Role, errors: &mut Accumulator) {
+    if f.unique.is_present() && f.index.is_present() {
+        let message = "`unique` already creates an index: remove `index`";
+        errors.push(Error::custom(message).with_span(&f.index.span()));
+    }
+    if role == Role::Id {
+        for flag in [&f.unique, &f.index]
+            .into_iter()
+            .filter(|flag| flag.is_present())
+        {
+            let message = "the id is the primary key, already unique and indexed: remove this";
+            errors.push(Error::custom(message).with_span(&flag.span()));
+        }
+    }
+}
+
+/// Rule: exactly one field is the id.
+fn exactly_one_id(input: &RepoInput, fields: &[Field], errors: &mut Accumulator) -> Option<IdKind> {
+    let ids: Vec<&Field> = fields.iter().filter(|f| f.role == Role::Id).collect();
+    match ids.as_slice() {
+        [] => {
+            let message = "no id field: mark the primary key with #[repo(id)] \
+                           (a `Uuid`, `i64` or `String` field)";
+            errors.push(Error::custom(message).with_span(&input.ident));
+            None
+        }
+        [id] => Some(id_kind(id)),
+        [_, extra @ ..] => {
+            for field in extra {
+                let message = "only one field can be #[repo(id)]; composite keys are not supported";
+                errors.push(Error::custom(message).with_span(&field.ident));
+            }
+            None
+        }
+    }
+}
+
+fn id_kind(id: &Field) -> IdKind {
+    match last_segment(&id.ty).as_deref() {
+        Some("i64") => IdKind::I64,
+        Some("String") => IdKind::String,
+        _ => IdKind::Uuid,
+    }
+}
+
+/// Rule: at most one field has each managed role.
+fn at_most_one(fields: &[Field], role: Role, name: &str, errors: &mut Accumulator) {
+    for extra in fields.iter().filter(|f| f.role == role).skip(1) {
+        let message = format!("only one field can be #[repo({name})]");
+        errors.push(Error::custom(message).with_span(&extra.ident));
+    }
+}
+
+/// Rule: two fields never share a column name.
+fn distinct_columns(fields: &[Field], errors: &mut Accumulator) {
+    let stored: Vec<&Field> = fields
+        .iter()
+        .filter(|f| f.storage != Storage::Skipped)
+        .collect();
+    for (i, field) in stored.iter().enumerate() {
+        if let Some(first) = stored[..i].iter().find(|f| f.column == field.column) {
+            let message = format!(
+                "column `{}` is already used by field `{}`: give one a different #[repo(column = \"...\")]",
+                field.column, first.ident
+            );
+            errors.push(Error::custom(message).with_span(&field.ident));
+        }
+    }
+}

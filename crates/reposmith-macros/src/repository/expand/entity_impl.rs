@@ -1,0 +1,65 @@
+//! `impl Entity`: the id accessor and the mapping between fields and stored values.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::repository::model::{Entity, Field, Storage};
+
+/// `impl ::reposmith::__private::Entity for T { ... }`
+pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
+    let ident = &entity.ident;
+    let id = &entity.id_field().ident;
+    let id_ty = &entity.id_field().ty;
+    let encoders = entity.columns().map(encode_field);
+    let decoders = entity.fields.iter().map(decode_field);
+    quote! {
+        impl ::reposmith::__private::Entity for #ident {
+            type Id = #id_ty;
+            const SCHEMA: &'static ::reposmith::__private::EntitySchema = &__REPOSMITH_SCHEMA;
+
+            fn id(&self) -> &Self::Id {
+                &self.#id
+            }
+
+            fn to_values(
+                &self,
+            ) -> ::reposmith::__private::Result<::std::vec::Vec<::reposmith::__private::Value>> {
+                ::core::result::Result::Ok(::std::vec![#(#encoders),*])
+            }
+
+            fn from_values(
+                values: ::std::vec::Vec<::reposmith::__private::Value>,
+            ) -> ::reposmith::__private::Result<Self> {
+                let mut values = values.into_iter();
+                ::core::result::Result::Ok(Self { #(#decoders),* })
+            }
+        }
+    }
+}
+
+fn encode_field(field: &Field) -> TokenStream {
+    let ident = &field.ident;
+    let name = ident.to_string();
+    match field.storage {
+        Storage::Json => quote! {
+            ::reposmith::__private::encode_json::<Self, _>(&self.#ident, #name)?
+        },
+        _ => quote_spanned! {field.span=>
+            ::reposmith::__private::FieldType::to_value(&self.#ident)
+        },
+    }
+}
+
+fn decode_field(field: &Field) -> TokenStream {
+    let ident = &field.ident;
+    let name = ident.to_string();
+    match field.storage {
+        Storage::Skipped => quote!(#ident: ::core::default::Default::default()),
+        Storage::Json => quote! {
+            #ident: ::reposmith::__private::decode_json::<Self, _>(&mut values, #name)?
+        },
+        Storage::Typed => quote! {
+            #ident: ::reposmith::__private::decode::<Self, _>(&mut values, #name)?
+        },
+    }
+}

@@ -1,0 +1,37 @@
+//! What the derive emits when the attributes are wrong: the errors, plus an
+//! `Entity` impl so code using the entity does not add a second error per
+//! use. Its bodies never run, because the crate does not compile.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::Ident;
+
+/// The compile errors and a placeholder `Entity` impl.
+pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
+    quote! {
+        #errors
+        const _: () = {
+            impl ::reposmith::__private::Entity for #ident {
+                type Id = ::std::string::String;
+                const SCHEMA: &'static ::reposmith::__private::EntitySchema =
+                    &::reposmith::__private::FALLBACK_SCHEMA;
+
+                fn id(&self) -> &Self::Id {
+                    ::core::unreachable!()
+                }
+
+                fn to_values(
+                    &self,
+                ) -> ::reposmith::__private::Result<::std::vec::Vec<::reposmith::__private::Value>> {
+                    ::core::unreachable!()
+                }
+
+                fn from_values(
+                    _: ::std::vec::Vec<::reposmith::__private::Value>,
+                ) -> ::reposmith::__private::Result<Self> {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,37 @@
+//! Stage 3: code generated from the checked model, one file per artifact.
+//!
+//! Everything lands inside `const _: () = { ... };` and names only
+//! `::reposmith::__private`, so the user's scope (their own `Result`,
+//! `Option`, lints) cannot change what the code means. The column constants
+//! and the finder trait are the only items the user names.
+
+mod columns;
+mod entity_impl;
+mod fallback;
+mod finders;
+mod schema;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::model::Entity;
+
+pub(crate) use fallback::fallback;
+
+/// All generated code for `entity`.
+pub(crate) fn expand(entity: &Entity) -> TokenStream {
+    let schema = schema::schema_static(entity);
+    let entity_impl = entity_impl::entity_impl(entity);
+    let type_checks = schema::type_checks(entity);
+    let columns = columns::column_constants(entity);
+    let finders = finders::finder_trait(entity);
+    quote! {
+        const _: () = {
+            #schema
+            #entity_impl
+            #type_checks
+        };
+        #columns
+        #finders
+    }
+}

@@ -1,0 +1,26 @@
+//! `#[derive(Repository)]`: attributes → checked model → generated code.
+
+mod attr;
+mod check;
+mod expand;
+mod model;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use darling::FromDeriveInput;
+use proc_macro2::TokenStream;
+
+/// The whole pipeline on token streams, so it is unit-testable without the compiler.
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
+    let input = match syn::parse2::<syn::DeriveInput>(input) {
+        Ok(input) => input,
+        Err(error) => return error.to_compile_error(),
+    };
+    let model = attr::RepoInput::from_derive_input(&input).and_then(|attrs| check::check(&attrs));
+    match model {
+        Ok(entity) => expand::expand(&entity),
+        Err(errors) => expand::fallback(&input.ident, errors.write_errors()),
+    }
+}

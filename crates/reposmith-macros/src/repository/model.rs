@@ -1,0 +1,83 @@
+//! The checked model of an entity: what stage 3 generates from. Built only by
+//! `check`, so every value here already obeys the rules.
+
+use proc_macro2::Span;
+use syn::{Ident, Type, Visibility};
+
+/// An entity ready for code generation.
+pub(crate) struct Entity {
+    pub(crate) ident: Ident,
+    pub(crate) vis: Visibility,
+    pub(crate) table: String,
+    pub(crate) schema: Option<String>,
+    /// Every field in declaration order, skipped ones included.
+    pub(crate) fields: Vec<Field>,
+    pub(crate) id_kind: IdKind,
+}
+
+impl Entity {
+    /// The stored fields, in schema column order.
+    pub(crate) fn columns(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.storage != Storage::Skipped)
+    }
+
+    /// The id field.
+    pub(crate) fn id_field(&self) -> &Field {
+        self.columns()
+            .find(|f| f.role == Role::Id)
+            .expect("check guarantees exactly one id")
+    }
+
+    /// Position of the id among the stored columns.
+    pub(crate) fn id_position(&self) -> usize {
+        self.columns()
+            .position(|f| f.role == Role::Id)
+            .expect("check guarantees exactly one id")
+    }
+}
+
+/// One struct field.
+pub(crate) struct Field {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+    pub(crate) column: String,
+    pub(crate) role: Role,
+    pub(crate) storage: Storage,
+    pub(crate) unique: bool,
+    pub(crate) index: bool,
+    pub(crate) default_sql: Option<String>,
+    /// Where errors about the field's type point.
+    pub(crate) span: Span,
+}
+
+/// What the repository manages about a field.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Role {
+    Data,
+    Id,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// How a field is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Storage {
+    /// Through its `FieldType` impl.
+    Typed,
+    /// As JSON through serde.
+    Json,
+    /// Not stored.
+    Skipped,
+}
+
+/// The id's type, which decides how ids are assigned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum IdKind {
+    /// Generated client-side.
+    Uuid,
+    /// Assigned by the database.
+    I64,
+    /// Supplied by the application.
+    String,
+}
