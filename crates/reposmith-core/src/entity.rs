@@ -36,6 +36,11 @@ pub mod codegen {
 
     use super::*;
 
+    /// A field type's storage type and nullability, in one bound check.
+    pub const fn column_meta<T: FieldType>() -> (crate::schema::ColumnType, bool) {
+        (T::COLUMN_TYPE, T::NULLABLE)
+    }
+
     /// Reads the next stored field of `E` into a typed field.
     pub fn decode<E: Entity, T: FieldType>(
         values: &mut std::vec::IntoIter<Value>,

@@ -228,8 +228,9 @@ impl<E, T> std::fmt::Debug for Column<E, T> {
     }
 }
 
-impl<E: Entity, T: FieldType> Column<E, T> {
+impl<E, T> Column<E, T> {
     /// The column at `index` of `E::SCHEMA.columns`; the derive emits these.
+    /// Unbounded, so an unsupported field type is reported once, at the schema.
     #[doc(hidden)]
     pub const fn at(index: usize) -> Self {
         Column {
@@ -237,7 +238,9 @@ impl<E: Entity, T: FieldType> Column<E, T> {
             types: PhantomData,
         }
     }
+}
 
+impl<E: Entity, T: FieldType> Column<E, T> {
     /// Position in the schema.
     pub const fn index(self) -> usize {
         self.index

@@ -113,6 +113,15 @@ impl ColumnDef {
         }
     }
 
+    /// A data column from `(type, nullable)`, as the derive's `column_meta` returns them.
+    pub const fn from_meta(
+        field: &'static str,
+        name: &'static str,
+        meta: (ColumnType, bool),
+    ) -> Self {
+        ColumnDef::new(field, name, meta.0, meta.1)
+    }
+
     /// Sets the role.
     pub const fn with_role(mut self, role: ColumnRole) -> Self {
         self.role = role;

@@ -41,7 +41,7 @@ pub mod prelude {
 /// Not a public API: names here change without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use reposmith_core::entity::codegen::{decode, decode_json, encode_json};
+    pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
     pub use reposmith_core::value::DecodeError;
     pub use reposmith_core::{
         Column, ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FieldType, IdStrategy,

@@ -38,7 +38,7 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     let fields: Vec<Field> = input
         .fields()
         .iter()
-        .filter_map(|f| errors.handle(field(f)))
+        .map(|f| field(f, &mut errors))
         .collect();
     let id_kind = exactly_one_id(input, &fields, &mut errors);
     at_most_one(&fields, Role::Version, "version", &mut errors);
@@ -83,39 +83,35 @@ fn valid_name(name: &SpannedValue<String>, what: &str, example: &str, errors: &m
     }
 }
 
-/// Checks one field's own attributes and builds its model.
-fn field(f: &RepoField) -> Result<Field, Error> {
+/// Checks one field's own attributes and builds its model. The model is
+/// built even when a rule fails, so later rules (such as "exactly one id")
+/// do not report a second error for the same mistake.
+fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
     let ident = f.ident.clone().expect("darling accepts only named fields");
-    let mut errors = Error::accumulator();
     let role = errors.handle(one_role(f)).unwrap_or(Role::Data);
-    skip_stands_alone(f, &mut errors);
-    role_type(f, role, &mut errors);
-    json_is_plain_data(f, role, &mut errors);
-    index_flags(f, role, &mut errors);
+    skip_stands_alone(f, errors);
+    role_type(f, role, errors);
+    json_is_plain_data(f, role, errors);
+    index_flags(f, role, errors);
     if let Some(column) = &f.column {
-        valid_name(
-            column,
-            "column",
-            "#[repo(column = \"source_url\")]",
-            &mut errors,
-        );
+        valid_name(column, "column", "#[repo(column = \"source_url\")]", errors);
     }
     if let Some(default) = f.default.as_ref().filter(|d| d.trim().is_empty()) {
         let message = "the default is empty; the correct format looks like \
                        #[repo(default = \"now()\")] with a SQL expression";
         errors.push(Error::custom(message).with_span(&default.span()));
     }
-    errors.finish()?;
     let storage = match (f.skip.is_present(), f.json.is_present()) {
         (true, _) => Storage::Skipped,
         (false, true) => Storage::Json,
         (false, false) => Storage::Typed,
     };
-    Ok(Field {
-        column: f
-            .column
-            .as_ref()
-            .map_or_else(|| ident.to_string(), |c| c.as_str().to_owned()),
+    let column = f
+        .column
+        .as_ref()
+        .map_or_else(|| ident.to_string(), |c| c.as_str().to_owned());
+    Field {
+        column,
         ident,
         ty: f.ty.clone(),
         role,
@@ -124,7 +120,7 @@ fn field(f: &RepoField) -> Result<Field, Error> {
         index: f.index.is_present(),
         default_sql: f.default.as_ref().map(|d| d.as_str().to_owned()),
         span: f.ty.span(),
-    })
+    }
 }
 
 /// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
@@ -182,8 +178,10 @@ fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
     };
     if option_inner(&f.ty).is_some() || !is_one_of(&f.ty, allowed) {
         let found = last_segment(&f.ty).unwrap_or_else(|| "this type".to_owned());
-        let what = format!("{role:?}").to_lowercase();
-        let message = format!("a `{what}` field must be {example}, found `{found}`");
+        let message = format!(
+            "a `{}` field must be {example}, found `{found}`",
+            role.attribute()
+        );
         errors.push(Error::custom(message).with_span(&f.ty));
     }
 }

@@ -21,6 +21,8 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     let model = attr::RepoInput::from_derive_input(&input).and_then(|attrs| check::check(&attrs));
     match model {
         Ok(entity) => expand::expand(&entity),
+        // A generic struct cannot take the non-generic fallback impl.
+        Err(errors) if !input.generics.params.is_empty() => errors.write_errors(),
         Err(errors) => expand::fallback(&input.ident, errors.write_errors()),
     }
 }

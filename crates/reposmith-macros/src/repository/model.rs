@@ -60,6 +60,19 @@ pub(crate) enum Role {
     UpdatedAt,
 }
 
+impl Role {
+    /// The `#[repo(...)]` key that gives a field this role.
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            Role::Data => "data",
+            Role::Id => "id",
+            Role::Version => "version",
+            Role::CreatedAt => "created_at",
+            Role::UpdatedAt => "updated_at",
+        }
+    }
+}
+
 /// How a field is stored.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Storage {

@@ -1,1 +1,76 @@
-//! Expansion snapshots (filled below).
+//! Expansion snapshots: what the derive generates, formatted, so a codegen
+//! change shows up as a reviewable diff (`INSTA_UPDATE=always` to accept).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+fn expand(input: TokenStream) -> String {
+    let tokens = super::derive(input);
+    let file = syn::parse2::<syn::File>(tokens).expect("the expansion parses as items");
+    prettyplease::unparse(&file)
+}
+
+#[test]
+fn full_entity() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(table = "documents", schema = "rag")]
+        pub struct Document {
+            #[repo(id)]
+            pub id: Uuid,
+            #[repo(unique, column = "url")]
+            pub source_url: String,
+            #[repo(index)]
+            pub title: String,
+            pub summary: Option<String>,
+            #[repo(json, index)]
+            pub metadata: DocMeta,
+            #[repo(default = "0")]
+            pub views: i64,
+            #[repo(skip)]
+            pub score: f64,
+            #[repo(version)]
+            pub version: i64,
+            #[repo(created_at)]
+            pub created_at: DateTime<Utc>,
+            #[repo(updated_at)]
+            pub updated_at: DateTime<Utc>,
+        }
+    }));
+}
+
+#[test]
+fn identity_id_and_default_table() {
+    insta::assert_snapshot!(expand(quote! {
+        struct ChatMessage {
+            #[repo(id)]
+            id: i64,
+            body: String,
+        }
+    }));
+}
+
+#[test]
+fn errors_are_collected_with_a_fallback_impl() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(table = "")]
+        struct Document {
+            #[repo(version)]
+            version: String,
+            #[repo(unique, index)]
+            url: String,
+        }
+    }));
+}
+
+#[test]
+fn db_enum() {
+    let tokens = crate::db_enum::derive(quote! {
+        enum Status {
+            Draft,
+            #[repo(rename = "live")]
+            Published,
+        }
+    });
+    let file = syn::parse2::<syn::File>(tokens).expect("the expansion parses as items");
+    insta::assert_snapshot!(prettyplease::unparse(&file));
+}

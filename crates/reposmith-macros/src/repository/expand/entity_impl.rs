@@ -37,11 +37,19 @@ pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
     }
 }
 
+/// The field's name carrying its type's span, so a failed trait bound on
+/// the access is reported at the type, where the bound checks point too.
+fn respanned(field: &Field) -> syn::Ident {
+    let mut ident = field.ident.clone();
+    ident.set_span(field.span);
+    ident
+}
+
 fn encode_field(field: &Field) -> TokenStream {
-    let ident = &field.ident;
-    let name = ident.to_string();
+    let ident = respanned(field);
+    let name = field.ident.to_string();
     match field.storage {
-        Storage::Json => quote! {
+        Storage::Json => quote_spanned! {field.span=>
             ::reposmith::__private::encode_json::<Self, _>(&self.#ident, #name)?
         },
         _ => quote_spanned! {field.span=>
@@ -53,12 +61,13 @@ fn encode_field(field: &Field) -> TokenStream {
 fn decode_field(field: &Field) -> TokenStream {
     let ident = &field.ident;
     let name = ident.to_string();
+    let span = field.span;
     match field.storage {
         Storage::Skipped => quote!(#ident: ::core::default::Default::default()),
-        Storage::Json => quote! {
+        Storage::Json => quote_spanned! {span=>
             #ident: ::reposmith::__private::decode_json::<Self, _>(&mut values, #name)?
         },
-        Storage::Typed => quote! {
+        Storage::Typed => quote_spanned! {span=>
             #ident: ::reposmith::__private::decode::<Self, _>(&mut values, #name)?
         },
     }

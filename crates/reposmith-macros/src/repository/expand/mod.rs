@@ -22,14 +22,12 @@ pub(crate) use fallback::fallback;
 pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let schema = schema::schema_static(entity);
     let entity_impl = entity_impl::entity_impl(entity);
-    let type_checks = schema::type_checks(entity);
     let columns = columns::column_constants(entity);
     let finders = finders::finder_trait(entity);
     quote! {
         const _: () = {
             #schema
             #entity_impl
-            #type_checks
         };
         #columns
         #finders

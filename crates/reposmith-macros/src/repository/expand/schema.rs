@@ -37,18 +37,14 @@ fn column_def(field: &Field) -> TokenStream {
     let name = field.ident.to_string();
     let column = &field.column;
     let ty = &field.ty;
-    let (column_type, nullable) = match field.storage {
+    // One spanned use of the type carries both facts, so an unsupported type
+    // is reported here once, pointing at the field's type.
+    let meta = match field.storage {
         Storage::Json => {
             let nullable = option_inner(ty).is_some();
-            (
-                quote!(::reposmith::__private::ColumnType::Json),
-                quote!(#nullable),
-            )
+            quote!((::reposmith::__private::ColumnType::Json, #nullable))
         }
-        _ => (
-            quote_spanned!(field.span=> <#ty as ::reposmith::__private::FieldType>::COLUMN_TYPE),
-            quote_spanned!(field.span=> <#ty as ::reposmith::__private::FieldType>::NULLABLE),
-        ),
+        _ => quote_spanned!(field.span=> ::reposmith::__private::column_meta::<#ty>()),
     };
     let role = match field.role {
         Role::Data => None,
@@ -64,7 +60,7 @@ fn column_def(field: &Field) -> TokenStream {
         .as_ref()
         .map(|d| quote!(.with_default(#d)));
     quote! {
-        ::reposmith::__private::ColumnDef::new(#name, #column, #column_type, #nullable)
+        ::reposmith::__private::ColumnDef::from_meta(#name, #column, #meta)
             #role #unique #default
     }
 }
@@ -88,25 +84,4 @@ fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
             #name, &[#column], #unique, ::reposmith::__private::IndexMethod::#method,
         )
     })
-}
-
-/// Bound checks spanned on each field's type, so an unsupported type is
-/// reported there with `FieldType`'s explanation.
-pub(super) fn type_checks(entity: &Entity) -> TokenStream {
-    let checks = entity.columns().map(|field| {
-        let ty = &field.ty;
-        match field.storage {
-            Storage::Json => quote_spanned!(field.span=> __reposmith_json::<#ty>();),
-            _ => quote_spanned!(field.span=> __reposmith_field::<#ty>();),
-        }
-    });
-    quote! {
-        fn __reposmith_field<T: ::reposmith::__private::FieldType>() {}
-        fn __reposmith_json<
-            T: ::reposmith::__private::Serialize + ::reposmith::__private::DeserializeOwned,
-        >() {}
-        fn __reposmith_type_checks() {
-            #(#checks)*
-        }
-    }
 }
