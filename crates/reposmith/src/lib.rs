@@ -12,7 +12,10 @@ pub use reposmith_core::{
     EntitySchema, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy, IndexDef,
     IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
 };
-pub use reposmith_macros::{DbEnum, Repository};
+#[doc = include_str!("../docs/db_enum.md")]
+pub use reposmith_macros::DbEnum;
+#[doc = include_str!("../docs/derive.md")]
+pub use reposmith_macros::Repository;
 pub use store::Store;
 
 #[cfg(feature = "mongo")]
