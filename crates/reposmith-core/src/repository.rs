@@ -63,6 +63,13 @@ pub struct Page<E> {
     pub next: Option<Cursor>,
 }
 
+impl<E> Page<E> {
+    /// A page of `items`, followed by the page at `next` if any.
+    pub fn new(items: Vec<E>, next: Option<Cursor>) -> Self {
+        Page { items, next }
+    }
+}
+
 /// Async persistence of one entity type.
 ///
 /// Every method validates its input before anything is sent and returns a

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+use reposmith_core::{Backend, ConnectionUrl, EntitySchema, Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
@@ -76,6 +76,16 @@ impl PgBackend {
     /// Maps a sqlx error from an operation on this backend onto the core error.
     pub fn map_error(&self, err: sqlx::Error) -> Error {
         self.error_context().map(err, Phase::Operation)
+    }
+
+    /// Maps a sqlx error from an operation on `schema`'s table: conflicts,
+    /// retryable aborts and refused values name the entity and field.
+    pub(crate) fn map_entity_error(
+        &self,
+        err: sqlx::Error,
+        schema: &'static EntitySchema,
+    ) -> Error {
+        self.error_context().map_for(err, schema)
     }
 
     /// Round trip through the pool reading the server and pgvector versions.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use reposmith_core::{Backend, ConnectionUrl, Error};
+use reposmith_core::{Backend, ConnectionUrl, EntitySchema, Error};
+use sqlx::error::DatabaseError;
+use sqlx::postgres::PgDatabaseError;
 
 /// SQLSTATEs that mean the server refused the credentials.
 const AUTH_STATES: &[&str] = &["28P01", "28000"];
@@ -13,6 +15,12 @@ const REFUSED_STATES: &[&str] = &["3D000", "53300", "57P01", "57P02", "57P03"];
 /// terminated by an administrator, crash or shutdown (class 57P), or any
 /// connection exception (class 08).
 const ENDED_STATES: &[&str] = &["57P01", "57P02", "57P03"];
+/// SQLSTATEs after which rerunning the whole transaction is safe:
+/// serialization failure and deadlock.
+const RETRYABLE_STATES: &[&str] = &["40001", "40P01"];
+/// SQLSTATEs that mean the server refused a value: NOT NULL violation,
+/// unparsable text for the type, string too long, number out of range.
+const INVALID_STATES: &[&str] = &["23502", "22P02", "22001", "22003"];
 
 /// What was being done when the error happened; decides whether an I/O error
 /// means "could not connect" or "lost the connection".
@@ -62,6 +70,51 @@ impl ErrorContext<'_> {
         }
     }
 
+    /// Like [`ErrorContext::map`] for an operation on `schema`'s table, so
+    /// constraint and value errors can name the entity and field.
+    pub(crate) fn map_for(&self, err: sqlx::Error, schema: &'static EntitySchema) -> Error {
+        if let sqlx::Error::Database(db) = &err
+            && let Some(mapped) = self.classify(db.as_ref(), schema)
+        {
+            return mapped;
+        }
+        self.map(err, Phase::Operation)
+    }
+
+    /// The repository-level meaning of a server error, if it has one.
+    fn classify(&self, db: &dyn DatabaseError, schema: &'static EntitySchema) -> Option<Error> {
+        let code = db.code()?;
+        let reason = self.url.scrub(db.message());
+        if code == "23505" {
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            let field = schema.field_of_constraint(&constraint);
+            return Some(Error::Conflict {
+                entity: schema.entity,
+                constraint,
+                field,
+            });
+        }
+        if RETRYABLE_STATES.contains(&&*code) {
+            let (backend, code) = (Backend::Postgres, code.into_owned());
+            return Some(Error::Retryable {
+                backend,
+                code,
+                reason,
+            });
+        }
+        if INVALID_STATES.contains(&&*code) {
+            let column = db
+                .try_downcast_ref::<PgDatabaseError>()
+                .and_then(|e| e.column());
+            return Some(Error::invalid(
+                schema.entity,
+                field_name(schema, column),
+                reason,
+            ));
+        }
+        None
+    }
+
     fn map_database(&self, code: Option<&str>, reason: String, phase: Phase) -> Error {
         let backend = Backend::Postgres;
         let target = self.url.target().to_owned();
@@ -89,4 +142,14 @@ impl ErrorContext<'_> {
             },
         }
     }
+}
+
+/// The field stored in `column`, else the column name, else a generic word:
+/// the server names the column only for some errors (NOT NULL, not 22P02).
+fn field_name(schema: &EntitySchema, column: Option<&str>) -> String {
+    let Some(column) = column else {
+        return "value".to_owned();
+    };
+    let field = schema.columns.iter().find(|c| c.name == column);
+    field.map_or(column, |c| c.field).to_owned()
 }

@@ -1,18 +1,38 @@
 //! PostgreSQL backend of reposmith: a sqlx pool with deliberate defaults,
-//! error mapping onto [`reposmith_core::Error`], and a health probe that
-//! reports the server and pgvector versions.
+//! error mapping onto [`reposmith_core::Error`], a health probe, and the
+//! [`PgRepository`] that implements [`reposmith_core::Repository`] for any
+//! entity, on the pool or inside a [`PgUnitOfWork`].
 //!
-//! Repositories, unit of work and vector search build on [`PgBackend`] in
-//! later layers; this crate is where every Postgres connection comes from.
+//! SQL is built with sea-query from the entity schema: identifiers only from
+//! the schema, every value a bound parameter. [`create_table_sql`] renders
+//! the DDL of an entity.
 
 mod backend;
+mod bind;
+mod bulk;
 mod config;
+mod ddl;
 mod error;
+mod executor;
 mod health;
+mod keyset;
+mod query;
+mod render;
+mod repository;
+mod statements;
+mod unit;
+mod validate;
+mod write;
+
+#[cfg(test)]
+mod sql_tests;
 
 pub use backend::PgBackend;
 pub use config::PgConfig;
+pub use ddl::{create_table_sql, quote_ident, sql_type, table_name};
 pub use health::PgHealth;
+pub use repository::PgRepository;
+pub use unit::{IsolationLevel, PgUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.
 pub use sqlx;

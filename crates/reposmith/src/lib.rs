@@ -23,7 +23,10 @@ pub use store::Store;
 pub use reposmith_mongo::{MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, mongodb};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use reposmith_postgres::{PgBackend, PgConfig, PgHealth, PgPool, sqlx};
+pub use reposmith_postgres::{
+    IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork,
+    create_table_sql, sqlx,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};

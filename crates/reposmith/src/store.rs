@@ -61,6 +61,32 @@ impl Store {
             .ok_or_else(|| not_configured(Backend::Postgres, "DATABASE_URL"))
     }
 
+    /// The PostgreSQL repository of `E` on the pool; [`Error::Unavailable`]
+    /// when Postgres is not configured.
+    ///
+    /// ```no_run
+    /// # use reposmith::prelude::*;
+    /// # #[derive(Repository)] struct Document { #[repo(id)] id: uuid::Uuid }
+    /// # async fn run(store: Store) -> reposmith::Result<()> {
+    /// let docs = store.repo::<Document>()?;
+    /// let total = docs.count(Filter::all()).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn repo<E: reposmith_core::Entity>(&self) -> Result<crate::PgRepository<E>> {
+        Ok(self.postgres()?.repo::<E>())
+    }
+
+    /// Starts a PostgreSQL unit of work (one transaction) at READ COMMITTED:
+    /// `uow.repo::<E>()` gives any entity's repository on it, `commit()` ends
+    /// it, and dropping it uncommitted rolls back.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn begin(&self) -> Result<crate::PgUnitOfWork> {
+        self.postgres()?.begin().await
+    }
+
     /// The MongoDB backend, or [`Error::Unavailable`] when not configured.
     #[cfg(feature = "mongo")]
     #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]

@@ -1,0 +1,154 @@
+//! Statements whose shape depends on a filter or an order: find, pages,
+//! count, exists, delete_where. Rendered per call by sea-query; their text
+//! depends only on the filter's *shape*, so equal shapes still share a
+//! prepared statement.
+
+use reposmith_core::{Cursor, Entity, Filter, FindQuery, Result, Value};
+use sea_query::{Expr, PostgresQueryBuilder, Query, SelectStatement};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::PgRepository;
+use crate::bind::{bind_all, decode_row};
+use crate::keyset::{after, cursor_of, decode_cursor, order_by, sort_keys};
+use crate::render::filter_expr;
+use crate::repository::record_rows;
+use crate::statements::{column_names, table};
+
+/// The rows of `query`, at most `limit`, as schema-ordered values.
+pub(crate) async fn fetch<E: Entity>(
+    repo: &PgRepository<E>,
+    query: FindQuery<E>,
+    limit: Option<u64>,
+) -> Result<Vec<Vec<Value>>> {
+    let schema = E::SCHEMA;
+    let keys = sort_keys(schema, &query.order)?;
+    let mut select = Query::select();
+    select
+        .columns(column_names(schema))
+        .from(table(schema))
+        .and_where(filter_expr(schema, query.filter.node())?);
+    if let Some(cursor) = &query.after {
+        let values = decode_cursor(schema, &keys, cursor)?;
+        select.and_where(after(&keys, values));
+    }
+    order_by(&mut select, &keys);
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    let rows = run_select(repo, &select).await?;
+    record_rows(rows.len() as u64);
+    rows.iter().map(|row| decode_row(schema, row)).collect()
+}
+
+/// One page of `size` rows and the cursor after its last row when more may follow.
+///
+/// Fetches `size + 1` rows: the extra row only says whether a next page exists.
+pub(crate) async fn fetch_page<E: Entity>(
+    repo: &PgRepository<E>,
+    query: FindQuery<E>,
+    size: u64,
+) -> Result<(Vec<E>, Option<Cursor>)> {
+    if size == 0 {
+        let reason = "page size must be at least 1";
+        return Err(reposmith_core::Error::invalid(
+            E::SCHEMA.entity,
+            "page size",
+            reason,
+        ));
+    }
+    let keys = sort_keys(E::SCHEMA, &query.order)?;
+    let mut rows = fetch(repo, query, Some(size.saturating_add(1))).await?;
+    let more = rows.len() as u64 > size;
+    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let next = match rows.last() {
+        Some(last) if more => Some(cursor_of(&keys, last)),
+        _ => None,
+    };
+    let items = rows
+        .into_iter()
+        .map(E::from_values)
+        .collect::<Result<_>>()?;
+    Ok((items, next))
+}
+
+/// `SELECT COUNT(*)` of the rows matching `filter`.
+pub(crate) async fn count<E: Entity>(repo: &PgRepository<E>, filter: Filter<E>) -> Result<u64> {
+    let schema = E::SCHEMA;
+    let mut select = Query::select();
+    select
+        .expr(Expr::cust("COUNT(*)"))
+        .from(table(schema))
+        .and_where(filter_expr(schema, filter.node())?);
+    let rows = run_select(repo, &select).await?;
+    let count: i64 = rows
+        .first()
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(repo.exec.map_err(schema))?
+        .unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Whether a row matches `filter`: `SELECT 1 ... LIMIT 1`, which stops at the first match.
+pub(crate) async fn exists<E: Entity>(repo: &PgRepository<E>, filter: Filter<E>) -> Result<bool> {
+    let schema = E::SCHEMA;
+    let mut select = Query::select();
+    select
+        .expr(Expr::cust("1"))
+        .from(table(schema))
+        .and_where(filter_expr(schema, filter.node())?)
+        .limit(1);
+    Ok(!run_select(repo, &select).await?.is_empty())
+}
+
+/// `DELETE ... WHERE filter`; returns the rows deleted.
+pub(crate) async fn delete_where<E: Entity>(
+    repo: &PgRepository<E>,
+    filter: Filter<E>,
+) -> Result<u64> {
+    let schema = E::SCHEMA;
+    let condition = filter_expr(schema, filter.node())?;
+    let delete = Query::delete()
+        .from_table(table(schema))
+        .and_where(condition)
+        .to_owned();
+    let (sql, values) = delete.build(PostgresQueryBuilder);
+    let mut connection = repo.exec.acquire().await?;
+    // Safe: sea-query text over schema identifiers; values are bound, never in the text.
+    let done = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+        .execute(&mut *connection)
+        .await
+        .map_err(repo.exec.map_err(schema))?;
+    record_rows(done.rows_affected());
+    Ok(done.rows_affected())
+}
+
+async fn run_select<E: Entity>(
+    repo: &PgRepository<E>,
+    select: &SelectStatement,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    let (sql, values) = select.build(PostgresQueryBuilder);
+    let mut connection = repo.exec.acquire().await?;
+    // Safe: sea-query text over schema identifiers; values are bound, never in the text.
+    bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(repo.exec.map_err(E::SCHEMA))
+}
+
+/// The SQL text of a find, for tests that check values never reach it.
+#[cfg(test)]
+pub(crate) fn find_sql<E: Entity>(query: &FindQuery<E>) -> Result<String> {
+    let schema = E::SCHEMA;
+    let keys = sort_keys(schema, &query.order)?;
+    let mut select = Query::select();
+    select
+        .columns(column_names(schema))
+        .from(table(schema))
+        .and_where(filter_expr(schema, query.filter.node())?);
+    if let Some(cursor) = &query.after {
+        select.and_where(after(&keys, decode_cursor(schema, &keys, cursor)?));
+    }
+    order_by(&mut select, &keys);
+    Ok(select.build(PostgresQueryBuilder).0)
+}

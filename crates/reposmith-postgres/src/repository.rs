@@ -1,0 +1,310 @@
+//! [`PgRepository`]: [`Repository`] for PostgreSQL.
+//!
+//! Fixed-shape statements come from the per-entity cache in
+//! [`crate::statements`]; filtered ones are rendered per call by
+//! [`crate::query`]. Every operation runs in a `reposmith.query` span that
+//! records the table and the rows affected, never a bound value.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use reposmith_core::{
+    Entity, EntitySchema, Error, Filter, FindQuery, Page, Repository, Result, Value,
+};
+use sea_query::Values;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+use tracing::Instrument;
+
+use crate::bind::{PgQuery, array_of, bind_all, decode_row, to_sea};
+use crate::executor::Executor;
+use crate::statements::{Statements, statements};
+use crate::unit::UnitShared;
+use crate::validate::check_row;
+use crate::write::{id_text, stamp_new, stamp_update, version_number};
+use crate::{PgBackend, query};
+
+/// The repository of entity `E` on a pool or on a unit of work's transaction.
+pub struct PgRepository<E> {
+    pub(crate) exec: Executor,
+    pub(crate) statements: Arc<Statements>,
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for PgRepository<E> {
+    fn clone(&self) -> Self {
+        PgRepository {
+            exec: self.exec.clone(),
+            statements: Arc::clone(&self.statements),
+            entity: PhantomData,
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for PgRepository<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = if self.exec.in_unit() {
+            "unit of work"
+        } else {
+            "pool"
+        };
+        f.debug_struct("PgRepository").field("on", &on).finish()
+    }
+}
+
+impl PgBackend {
+    /// The repository of `E` on this backend's pool: each operation takes a
+    /// connection and returns it when done.
+    pub fn repo<E: Entity>(&self) -> PgRepository<E> {
+        PgRepository::new(Executor::Pool(self.clone()))
+    }
+}
+
+/// A statement with an audited SQL string and its values bound.
+pub(crate) fn statement(sql: &Arc<str>, values: Vec<sea_query::Value>) -> PgQuery<'static> {
+    // Safe: the text comes from sea-query over schema identifiers; values are never in it.
+    bind_all(sqlx::query(AssertSqlSafe(Arc::clone(sql))), Values(values))
+}
+
+/// A `reposmith.query` span for `operation` on `table`.
+pub(crate) fn span(operation: &'static str, table: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "reposmith.query",
+        db.system = "postgresql",
+        db.operation = operation,
+        db.collection = table,
+        db.rows_affected = tracing::field::Empty,
+    )
+}
+
+/// Records the rows an operation touched on the current span.
+pub(crate) fn record_rows(rows: u64) {
+    tracing::Span::current().record("db.rows_affected", rows);
+}
+
+impl<E: Entity> PgRepository<E> {
+    fn new(exec: Executor) -> Self {
+        PgRepository {
+            exec,
+            statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),
+            entity: PhantomData,
+        }
+    }
+
+    pub(crate) fn on_unit(shared: Arc<UnitShared>) -> Self {
+        PgRepository::new(Executor::Unit(shared))
+    }
+
+    pub(crate) fn schema(&self) -> &'static EntitySchema {
+        E::SCHEMA
+    }
+
+    /// The values of `positions`, typed for binding.
+    pub(crate) fn params(&self, values: &[Value], positions: &[usize]) -> Vec<sea_query::Value> {
+        let columns = self.schema().columns;
+        positions
+            .iter()
+            .map(|&i| to_sea(values[i].clone(), &columns[i].ty))
+            .collect()
+    }
+
+    pub(crate) fn entity(&self, row: &PgRow) -> Result<E> {
+        E::from_values(decode_row(self.schema(), row)?)
+    }
+
+    async fn fetch_optional(
+        &self,
+        sql: &Arc<str>,
+        params: Vec<sea_query::Value>,
+    ) -> Result<Option<E>> {
+        let mut connection = self.exec.acquire().await?;
+        let row = statement(sql, params)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(self.exec.map_err(self.schema()))?;
+        drop(connection);
+        record_rows(u64::from(row.is_some()));
+        row.map(|row| self.entity(&row)).transpose()
+    }
+
+    async fn write_one(&self, sql: &Arc<str>, params: Vec<sea_query::Value>) -> Result<E> {
+        let stored = self.fetch_optional(sql, params).await?;
+        stored.ok_or_else(|| Error::Backend {
+            backend: reposmith_core::Backend::Postgres,
+            code: None,
+            reason: "a write with RETURNING returned no row".to_owned(),
+        })
+    }
+
+    async fn insert_one(&self, entity: &E) -> Result<E> {
+        let mut values = entity.to_values()?;
+        stamp_new(self.schema(), &mut values);
+        check_row(self.schema(), &values)?;
+        let params = self.params(&values, &self.statements.insert_columns);
+        self.write_one(&self.statements.insert, params).await
+    }
+
+    async fn update_one(&self, entity: &E) -> Result<E> {
+        let schema = self.schema();
+        let mut values = entity.to_values()?;
+        stamp_update(schema, &mut values);
+        check_row(schema, &values)?;
+        let mut params = self.params(&values, &self.statements.update_columns);
+        params.extend(self.params(&values, &[schema.id]));
+        if let Some((i, _)) = schema.version_column() {
+            params.extend(self.params(&values, &[i]));
+        }
+        match self.fetch_optional(&self.statements.update, params).await? {
+            Some(stored) => Ok(stored),
+            None => Err(self.update_miss(&values).await?),
+        }
+    }
+
+    /// Why an update matched no row: the row is gone, or (versioned) someone wrote first.
+    async fn update_miss(&self, values: &[Value]) -> Result<Error> {
+        let schema = self.schema();
+        let id = values[schema.id].clone();
+        let params = self.params(values, &[schema.id]);
+        let mut connection = self.exec.acquire().await?;
+        let exists = statement(&self.statements.exists, params)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(self.exec.map_err(schema))?
+            .is_some();
+        Ok(match schema.version_column() {
+            Some((i, _)) if exists => Error::StaleVersion {
+                entity: schema.entity,
+                id: id_text(&id),
+                expected: version_number(&values[i]),
+            },
+            _ => Error::NotFound {
+                entity: schema.entity,
+                id: id_text(&id),
+            },
+        })
+    }
+
+    async fn upsert_one(&self, entity: &E) -> Result<E> {
+        let mut values = entity.to_values()?;
+        stamp_new(self.schema(), &mut values);
+        check_row(self.schema(), &values)?;
+        let all: Vec<usize> = (0..values.len()).collect();
+        let params = self.params(&values, &all);
+        self.write_one(&self.statements.upsert, params).await
+    }
+
+    async fn delete_one(&self, id: &E::Id) -> Result<bool> {
+        let id = self.id_param(id)?;
+        let mut connection = self.exec.acquire().await?;
+        let done = statement(&self.statements.delete, vec![id])
+            .execute(&mut *connection)
+            .await
+            .map_err(self.exec.map_err(self.schema()))?;
+        record_rows(done.rows_affected());
+        Ok(done.rows_affected() > 0)
+    }
+
+    fn id_param(&self, id: &E::Id) -> Result<sea_query::Value> {
+        use reposmith_core::FieldType;
+        let schema = self.schema();
+        let value = id.to_value();
+        crate::validate::check_value(schema.entity, schema.id_column().field, &value)?;
+        Ok(to_sea(value, &schema.id_column().ty))
+    }
+
+    async fn get_many_ids(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        use reposmith_core::FieldType;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = self.schema();
+        let values: Vec<Value> = ids.iter().map(FieldType::to_value).collect();
+        for v in &values {
+            crate::validate::check_value(schema.entity, schema.id_column().field, v)?;
+        }
+        let list = array_of(values, &schema.id_column().ty);
+        let mut connection = self.exec.acquire().await?;
+        let rows = statement(&self.statements.get_many, vec![list])
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(self.exec.map_err(schema))?;
+        drop(connection);
+        record_rows(rows.len() as u64);
+        rows.iter().map(|row| self.entity(row)).collect()
+    }
+}
+
+impl<E: Entity> Repository<E> for PgRepository<E> {
+    async fn insert(&self, entity: &E) -> Result<E> {
+        let span = span("insert", E::SCHEMA.table);
+        self.insert_one(entity).instrument(span).await
+    }
+
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        let span = span("insert_many", E::SCHEMA.table);
+        crate::bulk::insert_many(self, entities)
+            .instrument(span)
+            .await
+    }
+
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        let span = span("select", E::SCHEMA.table);
+        let params = vec![self.id_param(id)?];
+        self.fetch_optional(&self.statements.get, params)
+            .instrument(span)
+            .await
+    }
+
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        let span = span("select", E::SCHEMA.table);
+        self.get_many_ids(ids).instrument(span).await
+    }
+
+    async fn update(&self, entity: &E) -> Result<E> {
+        let span = span("update", E::SCHEMA.table);
+        self.update_one(entity).instrument(span).await
+    }
+
+    async fn upsert(&self, entity: &E) -> Result<E> {
+        let span = span("upsert", E::SCHEMA.table);
+        self.upsert_one(entity).instrument(span).await
+    }
+
+    async fn delete(&self, id: &E::Id) -> Result<bool> {
+        let span = span("delete", E::SCHEMA.table);
+        self.delete_one(id).instrument(span).await
+    }
+
+    async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
+        let span = span("delete", E::SCHEMA.table);
+        query::delete_where(self, filter).instrument(span).await
+    }
+
+    async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
+        let span = span("select", E::SCHEMA.table);
+        let limit = query.limit;
+        let rows = query::fetch(self, query, limit).instrument(span).await?;
+        rows.into_iter().map(E::from_values).collect()
+    }
+
+    /// One page of `size` rows and the cursor of the next page, `None` when
+    /// this page is the last. The order is the query's sort keys then the id
+    /// ascending; see the `keyset` module for NULL placement.
+    async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+        let span = span("select", E::SCHEMA.table);
+        let (items, next) = query::fetch_page(self, query, size)
+            .instrument(span)
+            .await?;
+        Ok(Page::new(items, next))
+    }
+
+    async fn count(&self, filter: Filter<E>) -> Result<u64> {
+        let span = span("count", E::SCHEMA.table);
+        query::count(self, filter).instrument(span).await
+    }
+
+    async fn exists(&self, filter: Filter<E>) -> Result<bool> {
+        let span = span("exists", E::SCHEMA.table);
+        query::exists(self, filter).instrument(span).await
+    }
+}

@@ -1,0 +1,99 @@
+//! Checks run before anything is sent: Postgres rejects `\u{0000}` in `text`
+//! and `jsonb`, and would report it as an encoding error without naming the
+//! field, after a round trip. JSON numbers need no check: serde_json cannot
+//! hold NaN or infinities.
+
+use reposmith_core::{EntitySchema, Error, Result, Value};
+
+/// Why a NUL is refused, in the error a caller sees.
+const NUL_REASON: &str = "contains a NUL character (\\u0000), which PostgreSQL cannot store";
+
+/// Rejects an entity's values when any text or JSON in them holds a NUL.
+pub(crate) fn check_row(schema: &EntitySchema, values: &[Value]) -> Result<()> {
+    for (column, value) in schema.columns.iter().zip(values) {
+        check_value(schema.entity, column.field, value)?;
+    }
+    Ok(())
+}
+
+/// Rejects one value (a field or a filter operand) holding a NUL.
+pub(crate) fn check_value(entity: &'static str, field: &str, value: &Value) -> Result<()> {
+    if has_nul(value) {
+        return Err(Error::invalid(entity, field, NUL_REASON));
+    }
+    Ok(())
+}
+
+/// Rejects a string operand (a LIKE pattern, a JSON key) holding a NUL.
+pub(crate) fn check_text(entity: &'static str, field: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::invalid(entity, field, NUL_REASON));
+    }
+    Ok(())
+}
+
+/// Rejects a JSON operand holding a NUL.
+pub(crate) fn check_json(
+    entity: &'static str,
+    field: &str,
+    json: &serde_json::Value,
+) -> Result<()> {
+    if json_has_nul(json) {
+        return Err(Error::invalid(entity, field, NUL_REASON));
+    }
+    Ok(())
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::Text(s) => s.contains('\0'),
+        Value::Json(j) => json_has_nul(j),
+        Value::Array(items) => items.iter().any(has_nul),
+        _ => false,
+    }
+}
+
+/// Walks keys and strings; iterative so a deeply nested document cannot overflow the stack.
+fn json_has_nul(json: &serde_json::Value) -> bool {
+    let mut pending = vec![json];
+    while let Some(node) = pending.pop() {
+        match node {
+            serde_json::Value::String(s) if s.contains('\0') => return true,
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                pending.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn finds_nul_in_text_arrays_and_json_keys_and_strings() {
+        assert!(has_nul(&Value::Text("a\0b".into())));
+        assert!(has_nul(&Value::Array(vec![Value::Text("\0".into())])));
+        assert!(json_has_nul(&json!({"a": [{"b": "x\u{0000}"}]})));
+        assert!(json_has_nul(&json!({"k\u{0000}": 1})));
+        assert!(!json_has_nul(&json!({"a": ["ok", 1, null, {"é": "🦀"}]})));
+        assert!(!has_nul(&Value::I64(0)));
+    }
+
+    #[test]
+    fn deep_documents_do_not_overflow() {
+        let mut doc = json!("\u{0000}");
+        for _ in 0..1_000 {
+            doc = json!([doc]);
+        }
+        assert!(json_has_nul(&doc));
+    }
+}

@@ -1,0 +1,170 @@
+//! Units of work: commit, rollback on error, drop and panic, savepoints,
+//! and no connection left idle in a transaction.
+
+use reposmith_core::{Filter, Repository};
+use reposmith_postgres::IsolationLevel;
+
+use crate::entities::{Db, Doc, Setting};
+
+fn setting(key: &str) -> Setting {
+    Setting {
+        key: key.into(),
+        value: "v".into(),
+    }
+}
+
+/// Backends of this pool's application that sit idle inside a transaction.
+async fn idle_in_transaction(db: &Db) -> i64 {
+    let sql = "SELECT count(*) FROM pg_stat_activity \
+               WHERE state LIKE 'idle in transaction%' AND application_name = $1 \
+               AND pid <> pg_backend_pid()";
+    reposmith::sqlx::query_scalar(sql)
+        .bind(db.application_name())
+        .fetch_one(db.pg.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn commit_makes_writes_visible_and_rollback_discards_them() {
+    let db = Db::new().await;
+    let unit = db
+        .pg
+        .begin_with(IsolationLevel::Serializable)
+        .await
+        .unwrap();
+    unit.repo::<Setting>().insert(&setting("a")).await.unwrap();
+    unit.repo::<Doc>()
+        .insert(&Doc::new("in unit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.pg.repo::<Setting>().count(Filter::all()).await.unwrap(),
+        0,
+        "not visible before commit"
+    );
+    unit.commit().await.unwrap();
+    assert_eq!(db.pg.repo::<Doc>().count(Filter::all()).await.unwrap(), 1);
+
+    let unit = db.pg.begin().await.unwrap();
+    unit.repo::<Setting>().insert(&setting("b")).await.unwrap();
+    unit.rollback().await.unwrap();
+    assert!(
+        db.pg
+            .repo::<Setting>()
+            .get(&"b".to_owned())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_error_then_drop_rolls_back_everything() {
+    let db = Db::new().await;
+    let unit = db.pg.begin().await.unwrap();
+    let repo = unit.repo::<Setting>();
+    repo.insert(&setting("x")).await.unwrap();
+    assert!(repo.insert(&setting("x")).await.is_err());
+    drop(unit);
+    assert!(
+        repo.get(&"x".to_owned()).await.is_err(),
+        "the unit has ended"
+    );
+    assert_eq!(
+        db.pg.repo::<Setting>().count(Filter::all()).await.unwrap(),
+        0
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn nested_units_are_savepoints() {
+    let db = Db::new().await;
+    let unit = db.pg.begin().await.unwrap();
+    unit.repo::<Setting>()
+        .insert(&setting("outer"))
+        .await
+        .unwrap();
+    let inner = unit.nested().await.unwrap();
+    inner
+        .repo::<Setting>()
+        .insert(&setting("rolled back"))
+        .await
+        .unwrap();
+    inner.rollback().await.unwrap();
+    let kept = unit.nested().await.unwrap();
+    kept.repo::<Setting>()
+        .insert(&setting("kept"))
+        .await
+        .unwrap();
+    kept.commit().await.unwrap();
+    let dropped = unit.nested().await.unwrap();
+    dropped
+        .repo::<Setting>()
+        .insert(&setting("dropped"))
+        .await
+        .unwrap();
+    drop(dropped);
+    unit.commit().await.unwrap();
+    let mut keys: Vec<String> = db
+        .pg
+        .repo::<Setting>()
+        .fetch(reposmith_core::FindQuery::new(Filter::all()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["kept", "outer"]);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_one_connection_a_dropped_or_panicking_unit_leaves_it_usable() {
+    let db = Db::with_pool(1).await;
+    for round in 0..3 {
+        let unit = db.pg.begin().await.unwrap();
+        unit.repo::<Setting>()
+            .insert(&setting(&format!("drop{round}")))
+            .await
+            .unwrap();
+        drop(unit);
+        assert_eq!(idle_in_transaction(&db).await, 0);
+    }
+    let pg = db.pg.clone();
+    let panicked = tokio::spawn(async move {
+        let unit = pg.begin().await.unwrap();
+        unit.repo::<Setting>()
+            .insert(&setting("panic"))
+            .await
+            .unwrap();
+        panic!("while the unit is open");
+    })
+    .await;
+    assert!(panicked.is_err());
+    // Cancelled mid-operation: the future is dropped at whatever await point it reached.
+    let pg = db.pg.clone();
+    let slow = async move {
+        let unit = pg.begin().await.unwrap();
+        unit.repo::<Setting>()
+            .insert(&setting("cancelled"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        unit.commit().await
+    };
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), slow)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        db.pg.repo::<Setting>().count(Filter::all()).await.unwrap(),
+        0
+    );
+    assert_eq!(idle_in_transaction(&db).await, 0);
+    db.cleanup().await;
+}
