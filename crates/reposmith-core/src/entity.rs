@@ -54,8 +54,13 @@ pub mod codegen {
         })
     }
 
-    /// Serializes a `#[repo(json)]` field.
-    pub fn encode_json<E: Entity, T: Serialize>(value: &T, field: &'static str) -> Result<Value> {
+    /// Serializes a `#[repo(json)]` field. On a nullable (`Option`) field a
+    /// JSON `null` is stored as NULL; on any other it is the JSON value `null`.
+    pub fn encode_json<E: Entity, T: Serialize>(
+        value: &T,
+        field: &'static str,
+        nullable: bool,
+    ) -> Result<Value> {
         let json = serde_json::to_value(value).map_err(|e| {
             Error::invalid(
                 E::SCHEMA.entity,
@@ -64,7 +69,7 @@ pub mod codegen {
             )
         })?;
         Ok(match json {
-            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Null if nullable => Value::Null,
             other => Value::Json(other),
         })
     }

@@ -74,7 +74,7 @@ impl Entity for Doc {
             self.title.to_value(),
             self.summary.to_value(),
             self.tags.to_value(),
-            codegen::encode_json::<Self, _>(&self.metadata, "metadata")?,
+            codegen::encode_json::<Self, _>(&self.metadata, "metadata", false)?,
             self.version.to_value(),
             self.created_at.to_value(),
         ])

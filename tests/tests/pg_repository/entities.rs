@@ -1,62 +1,34 @@
-//! Entities written by hand the way `#[derive(Repository)]` expands them,
-//! plus a per-test Postgres schema so parallel tests never share a table.
+//! The entities the Postgres repository tests store, derived with
+//! `#[derive(Repository)]`, plus a per-test Postgres schema so parallel
+//! tests never share a table.
 
 use chrono::{DateTime, Utc};
-use reposmith::{PgBackend, PgConfig};
-use reposmith_core::entity::codegen;
-use reposmith_core::{
-    Column, ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FieldType, IdStrategy,
-    IndexDef, IndexMethod, JsonColumn, Result, Value,
-};
+use reposmith::{PgBackend, PgConfig, Repository};
 use reposmith_tests::{database_url, unique_name};
 use uuid::Uuid;
 
 /// Uuid id, version, timestamps, JSON, nullable, array and a unique field.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "docs")]
 pub(crate) struct Doc {
+    #[repo(id)]
     pub(crate) id: Uuid,
+    #[repo(unique)]
     pub(crate) title: String,
     pub(crate) summary: Option<String>,
     pub(crate) rank: Option<i32>,
     pub(crate) tags: Vec<String>,
+    #[repo(json, index)]
     pub(crate) meta: serde_json::Value,
+    #[repo(version)]
     pub(crate) version: i64,
+    #[repo(created_at)]
     pub(crate) created_at: DateTime<Utc>,
+    #[repo(updated_at)]
     pub(crate) updated_at: DateTime<Utc>,
 }
 
-static DOC_SCHEMA: EntitySchema = EntitySchema::new(
-    "Doc",
-    "docs",
-    &[
-        ColumnDef::new("id", "id", ColumnType::Uuid, false).with_role(ColumnRole::Id),
-        ColumnDef::new("title", "title", ColumnType::Text, false).with_unique(),
-        ColumnDef::new("summary", "summary", ColumnType::Text, true),
-        ColumnDef::new("rank", "rank", ColumnType::Int, true),
-        ColumnDef::new("tags", "tags", <Vec<String>>::COLUMN_TYPE, false),
-        ColumnDef::new("meta", "meta", ColumnType::Json, false),
-        ColumnDef::new("version", "version", ColumnType::BigInt, false)
-            .with_role(ColumnRole::Version),
-        ColumnDef::new("created_at", "created_at", ColumnType::TimestampTz, false)
-            .with_role(ColumnRole::CreatedAt),
-        ColumnDef::new("updated_at", "updated_at", ColumnType::TimestampTz, false)
-            .with_role(ColumnRole::UpdatedAt),
-    ],
-    0,
-    IdStrategy::ClientUuid,
-    &[
-        IndexDef::new("docs_title_key", &["title"], true, IndexMethod::BTree),
-        IndexDef::new("docs_meta_idx", &["meta"], false, IndexMethod::Gin),
-    ],
-);
-
 impl Doc {
-    pub(crate) const TITLE: Column<Doc, String> = Column::at(1);
-    pub(crate) const SUMMARY: Column<Doc, Option<String>> = Column::at(2);
-    pub(crate) const RANK: Column<Doc, Option<i32>> = Column::at(3);
-    pub(crate) const META: JsonColumn<Doc> = JsonColumn::at(5);
-    pub(crate) const VERSION: Column<Doc, i64> = Column::at(6);
-
     /// A new document; the repository assigns id, version and timestamps.
     pub(crate) fn new(title: impl Into<String>) -> Self {
         Doc {
@@ -73,139 +45,22 @@ impl Doc {
     }
 }
 
-impl Entity for Doc {
-    type Id = Uuid;
-    const SCHEMA: &'static EntitySchema = &DOC_SCHEMA;
-
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-
-    fn to_values(&self) -> Result<Vec<Value>> {
-        Ok(vec![
-            self.id.to_value(),
-            self.title.to_value(),
-            self.summary.to_value(),
-            self.rank.to_value(),
-            self.tags.to_value(),
-            self.meta.to_value(),
-            self.version.to_value(),
-            self.created_at.to_value(),
-            self.updated_at.to_value(),
-        ])
-    }
-
-    fn from_values(values: Vec<Value>) -> Result<Self> {
-        let mut v = values.into_iter();
-        Ok(Doc {
-            id: codegen::decode::<Self, _>(&mut v, "id")?,
-            title: codegen::decode::<Self, _>(&mut v, "title")?,
-            summary: codegen::decode::<Self, _>(&mut v, "summary")?,
-            rank: codegen::decode::<Self, _>(&mut v, "rank")?,
-            tags: codegen::decode::<Self, _>(&mut v, "tags")?,
-            meta: codegen::decode::<Self, _>(&mut v, "meta")?,
-            version: codegen::decode::<Self, _>(&mut v, "version")?,
-            created_at: codegen::decode::<Self, _>(&mut v, "created_at")?,
-            updated_at: codegen::decode::<Self, _>(&mut v, "updated_at")?,
-        })
-    }
-}
-
 /// An i64 identity id the database assigns; no arrays, so bulk inserts use UNNEST.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Repository)]
 pub(crate) struct Event {
+    #[repo(id)]
     pub(crate) id: i64,
+    #[repo(unique)]
     pub(crate) name: String,
     pub(crate) score: Option<i32>,
 }
 
-static EVENT_SCHEMA: EntitySchema = EntitySchema::new(
-    "Event",
-    "events",
-    &[
-        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
-        ColumnDef::new("name", "name", ColumnType::Text, false).with_unique(),
-        ColumnDef::new("score", "score", ColumnType::Int, true),
-    ],
-    0,
-    IdStrategy::Identity,
-    &[IndexDef::new(
-        "events_name_key",
-        &["name"],
-        true,
-        IndexMethod::BTree,
-    )],
-);
-
-impl Event {
-    pub(crate) const NAME: Column<Event, String> = Column::at(1);
-    pub(crate) const SCORE: Column<Event, Option<i32>> = Column::at(2);
-}
-
-impl Entity for Event {
-    type Id = i64;
-    const SCHEMA: &'static EntitySchema = &EVENT_SCHEMA;
-
-    fn id(&self) -> &i64 {
-        &self.id
-    }
-
-    fn to_values(&self) -> Result<Vec<Value>> {
-        Ok(vec![
-            self.id.to_value(),
-            self.name.to_value(),
-            self.score.to_value(),
-        ])
-    }
-
-    fn from_values(values: Vec<Value>) -> Result<Self> {
-        let mut v = values.into_iter();
-        Ok(Event {
-            id: codegen::decode::<Self, _>(&mut v, "id")?,
-            name: codegen::decode::<Self, _>(&mut v, "name")?,
-            score: codegen::decode::<Self, _>(&mut v, "score")?,
-        })
-    }
-}
-
 /// A String id the application assigns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Repository)]
 pub(crate) struct Setting {
+    #[repo(id)]
     pub(crate) key: String,
     pub(crate) value: String,
-}
-
-static SETTING_SCHEMA: EntitySchema = EntitySchema::new(
-    "Setting",
-    "settings",
-    &[
-        ColumnDef::new("key", "key", ColumnType::Text, false).with_role(ColumnRole::Id),
-        ColumnDef::new("value", "value", ColumnType::Text, false),
-    ],
-    0,
-    IdStrategy::Assigned,
-    &[],
-);
-
-impl Entity for Setting {
-    type Id = String;
-    const SCHEMA: &'static EntitySchema = &SETTING_SCHEMA;
-
-    fn id(&self) -> &String {
-        &self.key
-    }
-
-    fn to_values(&self) -> Result<Vec<Value>> {
-        Ok(vec![self.key.to_value(), self.value.to_value()])
-    }
-
-    fn from_values(values: Vec<Value>) -> Result<Self> {
-        let mut v = values.into_iter();
-        Ok(Setting {
-            key: codegen::decode::<Self, _>(&mut v, "key")?,
-            value: codegen::decode::<Self, _>(&mut v, "value")?,
-        })
-    }
 }
 
 /// A Postgres schema of its own, put first on every pooled connection's

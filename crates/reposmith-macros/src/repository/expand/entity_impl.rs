@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use crate::repository::model::{Entity, Field, Storage};
+use crate::repository::types::option_inner;
 
 /// `impl ::reposmith::__private::Entity for T { ... }`
 pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
@@ -49,9 +50,12 @@ fn encode_field(field: &Field) -> TokenStream {
     let ident = respanned(field);
     let name = field.ident.to_string();
     match field.storage {
-        Storage::Json => quote_spanned! {field.span=>
-            ::reposmith::__private::encode_json::<Self, _>(&self.#ident, #name)?
-        },
+        Storage::Json => {
+            let nullable = option_inner(&field.ty).is_some();
+            quote_spanned! {field.span=>
+                ::reposmith::__private::encode_json::<Self, _>(&self.#ident, #name, #nullable)?
+            }
+        }
         _ => quote_spanned! {field.span=>
             ::reposmith::__private::FieldType::to_value(&self.#ident)
         },
