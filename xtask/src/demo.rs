@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the services, then `examples/connect` against them.
+//! `cargo xtask demo`: the services, then `examples/quickstart` against them.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode, Error> {
     let mut example = test::cargo(
         root,
         &vars,
-        &["run", "--quiet", "-p", "reposmith-example-connect"],
+        &["run", "--quiet", "-p", "reposmith-example-quickstart"],
     );
     println!("\n==> {}", cmd::describe(&example));
     let status = cmd::run_inherit(&mut example, test::step_timeout())?;

@@ -1,0 +1,94 @@
+//! The domain, written as plain structs. `#[derive(Repository)]` turns each
+//! into a table with typed columns; nothing here mentions SQL.
+
+use chrono::{DateTime, Utc};
+use reposmith::{DbEnum, Repository};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where a document stands in the ingestion pipeline, stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DbEnum)]
+pub enum Status {
+    /// Fetched, not yet chunked.
+    Fetched,
+    /// Chunked and ready for retrieval.
+    Indexed,
+    /// Removed from retrieval.
+    Retired,
+}
+
+/// What the crawler learned about a document, kept as JSONB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// ISO language code.
+    pub lang: String,
+    /// Author, when the page names one.
+    pub author: Option<String>,
+    /// Topic labels.
+    pub topics: Vec<String>,
+}
+
+/// A source document of the knowledge base.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "qs_documents")]
+pub struct Document {
+    /// Generated client-side (uuid v7) on insert.
+    #[repo(id)]
+    pub id: Uuid,
+    /// One row per URL: a unique index and a `find_by_source_url` finder.
+    #[repo(unique)]
+    pub source_url: String,
+    /// Shown in search results.
+    pub title: String,
+    /// Crawler metadata, filterable by JSON path.
+    #[repo(json, index)]
+    pub metadata: DocMeta,
+    /// Pipeline state.
+    #[repo(index)]
+    pub status: Status,
+    /// Optimistic locking: a concurrent edit is an error, never lost.
+    #[repo(version)]
+    pub version: i64,
+    /// Set by the repository on insert.
+    #[repo(created_at)]
+    pub created_at: DateTime<Utc>,
+    /// Set by the repository on every write.
+    #[repo(updated_at)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A retrievable passage of a document.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "qs_chunks")]
+pub struct Chunk {
+    /// Assigned by the database.
+    #[repo(id)]
+    pub id: i64,
+    /// The document it belongs to: `find_all_by_document_id`.
+    #[repo(index)]
+    pub document_id: Uuid,
+    /// Position in the document.
+    pub ordinal: i32,
+    /// The passage.
+    pub body: String,
+}
+
+impl Document {
+    /// A document as the crawler hands it over; the repository fills in the rest.
+    pub fn fetched(url: &str, title: &str, lang: &str, topics: &[&str]) -> Self {
+        Document {
+            id: Uuid::nil(),
+            source_url: url.to_owned(),
+            title: title.to_owned(),
+            metadata: DocMeta {
+                lang: lang.to_owned(),
+                author: None,
+                topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            },
+            status: Status::Fetched,
+            version: 0,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The quickstart's domain as a library, the way an application keeps its
+//! entities in a crate of their own; `src/main.rs` is the service using them.
+
+pub mod domain;

@@ -1,0 +1,232 @@
+//! # Quickstart: a small RAG knowledge base on reposmith
+//!
+//! A crawler hands us documents; we store them, split them into chunks, and
+//! look them up the way a retrieval service would. The domain lives in
+//! `src/domain.rs` as plain structs with `#[derive(Repository)]`; this file is the
+//! service code, written against the `Repository` trait and the typed column
+//! constants the derive generates. Run it with `cargo xtask demo`, which
+//! starts PostgreSQL with pgvector first, or with `DATABASE_URL` set.
+//!
+//! What it shows, in order:
+//! 1. tables created from the structs' schemas (the migrations tooling will
+//!    generate versioned files from the same schemas);
+//! 2. `insert` returning the stored row, `insert_many` in one statement;
+//! 3. a unique violation as a typed `Conflict` naming the field;
+//! 4. a generated finder, typed filters on columns and JSON paths, `count`;
+//! 5. keyset pagination that neither skips nor repeats rows;
+//! 6. optimistic locking: a stale copy cannot overwrite a newer one;
+//! 7. a unit of work: several repositories on one transaction, committed,
+//!    and one dropped uncommitted that leaves nothing behind.
+
+use std::process::ExitCode;
+
+use reposmith::prelude::*;
+use reposmith::{PgRepository, Store};
+use serde_json::json;
+
+use reposmith_example_quickstart::domain::{
+    Chunk, ChunkRepository, Document, DocumentRepository, Status,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("quickstart failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
+    let store = Store::connect(Config::from_env()?).await?;
+    let (docs, chunks) = prepare(&store).await?;
+    let intro = ingest(&docs).await?;
+    search(&docs).await?;
+    paginate(&docs).await?;
+    optimistic_locking(&docs, &intro).await?;
+    unit_of_work(&store, &chunks, &intro).await?;
+    store.close().await;
+    println!("\nquickstart finished: every step behaved as described");
+    Ok(())
+}
+
+/// Step 1: tables from the schemas, emptied so the demo can run again.
+async fn prepare(store: &Store) -> Result<(PgRepository<Document>, PgRepository<Chunk>)> {
+    let pg = store.postgres()?;
+    pg.create_tables::<Document>().await?;
+    pg.create_tables::<Chunk>().await?;
+    let (docs, chunks) = (store.repo::<Document>()?, store.repo::<Chunk>()?);
+    let old = chunks.delete_where(Filter::all()).await? + docs.delete_where(Filter::all()).await?;
+    println!("1. tables qs_documents and qs_chunks ready ({old} rows from an earlier run removed)");
+    Ok((docs, chunks))
+}
+
+/// Steps 2 and 3: single and bulk inserts, and a duplicate URL refused.
+async fn ingest(docs: &PgRepository<Document>) -> Result<Document> {
+    let intro = docs
+        .insert(&Document::fetched(
+            "https://example.com/rust-intro",
+            "An introduction to Rust",
+            "en",
+            &["rust", "intro"],
+        ))
+        .await?;
+    println!(
+        "2. inserted {:?} as id {} (version {}, created {})",
+        intro.title, intro.id, intro.version, intro.created_at
+    );
+    let crawl: Vec<Document> = (0..40)
+        .map(|i| {
+            let (lang, topics): (&str, &[&str]) = match i % 4 {
+                0 => ("de", &["rust"]),
+                1 => ("en", &["python"]),
+                _ => ("en", &["rust", "async"]),
+            };
+            let url = format!("https://example.com/page-{i:02}");
+            Document::fetched(&url, &format!("Page {i}"), lang, topics)
+        })
+        .collect();
+    let stored = docs.insert_many(&crawl).await?;
+    println!("   inserted {stored} more documents in one statement");
+
+    let duplicate = Document::fetched(&intro.source_url, "Same URL again", "en", &[]);
+    match docs.insert(&duplicate).await {
+        Err(Error::Conflict {
+            field, constraint, ..
+        }) => println!(
+            "3. a second row for the same URL is refused: conflict on {} ({constraint})",
+            field.unwrap_or("?")
+        ),
+        other => return Err(unexpected("a conflict on source_url", other.map(|_| ()))),
+    }
+    Ok(intro)
+}
+
+/// Step 4: a generated finder, typed filters, count.
+async fn search(docs: &PgRepository<Document>) -> Result<()> {
+    let found = docs
+        .find_by_source_url("https://example.com/rust-intro")
+        .await?;
+    println!("4. find_by_source_url -> {:?}", found.map(|d| d.title));
+    let english_rust = Document::METADATA.path("lang").eq("en")
+        & Document::METADATA.contains(json!({ "topics": ["rust"] }));
+    let total = docs.count(english_rust.clone()).await?;
+    let newest = docs
+        .find(english_rust & Document::TITLE.starts_with("Page"))
+        .order_by(Document::CREATED_AT.desc())
+        .limit(3)
+        .await?;
+    let titles: Vec<&str> = newest.iter().map(|d| d.title.as_str()).collect();
+    println!("   {total} English documents about Rust; the newest pages: {titles:?}");
+    Ok(())
+}
+
+/// Step 5: walk every document in pages of 12 by title.
+async fn paginate(docs: &PgRepository<Document>) -> Result<()> {
+    let (mut cursor, mut pages, mut seen) = (None, 0, Vec::new());
+    loop {
+        let page = docs
+            .find(Filter::all())
+            .order_by(Document::TITLE.asc())
+            .page_after(cursor, 12)
+            .await?;
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|d| d.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    println!(
+        "5. paged through {} documents in {pages} pages, {} distinct: none skipped or repeated",
+        seen.len(),
+        unique.len()
+    );
+    Ok(())
+}
+
+/// Step 6: two editors load the same row; the second save is refused.
+async fn optimistic_locking(docs: &PgRepository<Document>, intro: &Document) -> Result<()> {
+    let mut first = docs.get(&intro.id).await?.expect("inserted above");
+    let mut second = first.clone();
+    first.title = "An introduction to Rust (2nd edition)".into();
+    let saved = docs.update(&first).await?;
+    second.title = "A stale edit".into();
+    match docs.update(&second).await {
+        Err(Error::StaleVersion { expected, .. }) => println!(
+            "6. first editor saved version {}; the second, holding version {expected}, is refused",
+            saved.version
+        ),
+        other => return Err(unexpected("a stale version", other.map(|_| ()))),
+    }
+    Ok(())
+}
+
+/// Step 7: chunk a document and mark it indexed in one transaction.
+async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Document) -> Result<()> {
+    let uow = store.begin().await?;
+    let mut doc = uow
+        .repo::<Document>()
+        .get(&intro.id)
+        .await?
+        .expect("inserted above");
+    let passages = [
+        "Rust is a systems language.",
+        "Ownership makes it safe.",
+        "Async is zero-cost.",
+    ];
+    let rows: Vec<Chunk> = passages
+        .iter()
+        .enumerate()
+        .map(|(i, body)| Chunk {
+            id: 0,
+            document_id: doc.id,
+            ordinal: i as i32,
+            body: (*body).into(),
+        })
+        .collect();
+    uow.repo::<Chunk>().insert_many(&rows).await?;
+    doc.status = Status::Indexed;
+    uow.repo::<Document>().update(&doc).await?;
+    uow.commit().await?;
+    let stored = chunks.find_all_by_document_id(intro.id).await?;
+    println!(
+        "7. committed: {} chunks stored and the document marked indexed",
+        stored.len()
+    );
+
+    {
+        let abandoned = store.begin().await?;
+        let extra = Chunk {
+            id: 0,
+            document_id: intro.id,
+            ordinal: 99,
+            body: "never kept".into(),
+        };
+        abandoned.repo::<Chunk>().insert(&extra).await?;
+        // Dropped without commit: rolled back, its connection never reused mid-transaction.
+    }
+    let after = chunks.count(Chunk::DOCUMENT_ID.eq(intro.id)).await?;
+    println!("   a unit dropped without commit left nothing: still {after} chunks");
+    Ok(())
+}
+
+fn unexpected(wanted: &str, got: Result<()>) -> Error {
+    let got = match got {
+        Ok(()) => "success".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    Error::Backend {
+        backend: reposmith::Backend::Postgres,
+        code: None,
+        reason: format!("expected {wanted}, got {got}"),
+    }
+}
