@@ -135,6 +135,13 @@ impl ErrorContext<'_> {
             Some(code) if phase == Phase::Operation && session_ended(code) => {
                 Error::ConnectionLost { backend, reason }
             }
+            // Serialization failures and deadlocks also surface on COMMIT and
+            // on statements outside any entity's repository.
+            Some(code) if RETRYABLE_STATES.contains(&code) => Error::Retryable {
+                backend,
+                code: code.to_owned(),
+                reason,
+            },
             _ => Error::Backend {
                 backend,
                 code: code.map(str::to_owned),

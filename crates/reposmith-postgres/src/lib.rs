@@ -19,6 +19,7 @@ mod keyset;
 mod query;
 mod render;
 mod repository;
+mod retry;
 mod statements;
 mod unit;
 mod validate;
@@ -32,6 +33,7 @@ pub use config::PgConfig;
 pub use ddl::{create_table_sql, quote_ident, sql_type, table_name};
 pub use health::PgHealth;
 pub use repository::PgRepository;
+pub use retry::{RetryPolicy, UnitFuture};
 pub use unit::{IsolationLevel, PgUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.

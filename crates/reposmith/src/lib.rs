@@ -24,8 +24,8 @@ pub use reposmith_mongo::{MongoBackend, MongoCapabilities, MongoConfig, MongoHea
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use reposmith_postgres::{
-    IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork,
-    create_table_sql, sqlx,
+    IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork, RetryPolicy,
+    UnitFuture, create_table_sql, sqlx,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

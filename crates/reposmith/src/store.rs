@@ -87,6 +87,18 @@ impl Store {
         self.postgres()?.begin().await
     }
 
+    /// Runs `work` in a PostgreSQL unit of work and commits it, running it
+    /// again (bounded, with jittered backoff) when the server aborts it as a
+    /// serialization failure or deadlock. See [`PgBackend::transaction`](crate::PgBackend::transaction).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn transaction<T, F>(&self, policy: crate::RetryPolicy, work: F) -> Result<T>
+    where
+        F: for<'u> FnMut(&'u crate::PgUnitOfWork) -> crate::UnitFuture<'u, T>,
+    {
+        self.postgres()?.transaction(policy, work).await
+    }
+
     /// The MongoDB backend, or [`Error::Unavailable`] when not configured.
     #[cfg(feature = "mongo")]
     #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]

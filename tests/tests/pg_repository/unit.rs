@@ -168,3 +168,87 @@ async fn with_one_connection_a_dropped_or_panicking_unit_leaves_it_usable() {
     assert_eq!(idle_in_transaction(&db).await, 0);
     db.cleanup().await;
 }
+
+/// Eight read-modify-write units on one counter at SERIALIZABLE: the losers
+/// are aborted with 40001 and rerun by `transaction`, so no increment is lost.
+#[tokio::test]
+async fn transaction_reruns_serialization_failures_until_every_increment_lands() {
+    let db = Db::new().await;
+    let counter = db.pg.repo::<Setting>();
+    let key = "counter".to_owned();
+    let seed = Setting {
+        key: key.clone(),
+        value: "0".into(),
+    };
+    counter.insert(&seed).await.unwrap();
+    let policy = reposmith_postgres::RetryPolicy::default().max_attempts(50);
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    // Every first attempt reads before any writes, so all but one must conflict.
+    let all_read = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks = (0..8).map(|_| {
+        let (pg, key, attempts) = (db.pg.clone(), key.clone(), attempts.clone());
+        let all_read = all_read.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            pg.transaction(policy, |uow| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (key, all_read) = (key.clone(), all_read.clone());
+                let wait = std::mem::take(&mut first);
+                Box::pin(async move {
+                    let repo = uow.repo::<Setting>();
+                    let mut row = repo.get(&key).await?.expect("seeded");
+                    if wait {
+                        all_read.wait().await;
+                    }
+                    let n: i64 = row.value.parse().expect("a number");
+                    row.value = (n + 1).to_string();
+                    repo.update(&row).await?;
+                    Ok(())
+                })
+            })
+            .await
+        })
+    });
+    for task in tasks.collect::<Vec<_>>() {
+        task.await.unwrap().expect("every unit commits eventually");
+    }
+    let total = counter.get(&key).await.unwrap().unwrap().value;
+    assert_eq!(total, "8", "no increment lost");
+    let runs = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        runs >= 15,
+        "the 7 units that lost the first race ran again, {runs} runs"
+    );
+    db.cleanup().await;
+}
+
+/// Errors other than serialization failures and deadlocks end the unit at once.
+#[tokio::test]
+async fn transaction_does_not_rerun_other_errors() {
+    let db = Db::new().await;
+    let seed = Setting {
+        key: "dup".into(),
+        value: "x".into(),
+    };
+    db.pg.repo::<Setting>().insert(&seed).await.unwrap();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = runs.clone();
+    let result: reposmith_core::Result<()> = db
+        .pg
+        .transaction(reposmith_postgres::RetryPolicy::default(), |uow| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let seed = seed.clone();
+            Box::pin(async move {
+                uow.repo::<Setting>().insert(&seed).await?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(
+        matches!(result, Err(reposmith::Error::Conflict { .. })),
+        "{result:?}"
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(idle_in_transaction(&db).await, 0);
+    db.cleanup().await;
+}
