@@ -3,13 +3,13 @@
 //!
 //! Only those aborts are retried: the transaction is known to have rolled
 //! back, so running the unit again cannot apply anything twice. A lost
-//! connection after COMMIT ([`Error::CommitOutcomeUnknown`]) is never retried.
+//! connection after COMMIT ([`Error::CommitOutcomeUnknown`](reposmith_core::Error::CommitOutcomeUnknown)) is never retried.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reposmith_core::{Error, Result};
+use reposmith_core::Result;
 
 use crate::{IsolationLevel, PgBackend, PgUnitOfWork};
 
