@@ -191,3 +191,48 @@ fn unknown_enum_text_is_a_decode_error_naming_the_field() {
         "{err}"
     );
 }
+
+/// Numbers an evaluation produced, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalScores {
+    /// Per-question scores.
+    pub scores: std::vec::Vec<f64>,
+}
+
+/// An LLM evaluation run.
+#[derive(Debug, Clone, PartialEq, Repository)]
+pub struct EvalRun {
+    /// Primary key.
+    #[repo(id)]
+    pub id: Uuid,
+    /// Scores as JSONB.
+    #[repo(json)]
+    pub result: EvalScores,
+}
+
+#[test]
+fn nan_in_a_json_field_is_invalid_input_naming_the_field_and_path() {
+    let run = EvalRun {
+        id: Uuid::nil(),
+        result: EvalScores {
+            scores: vec![0.5, f64::NAN],
+        },
+    };
+    let err = run.to_values().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("EvalRun.result") && text.contains(".scores[1]"),
+        "{text}"
+    );
+    let fine = EvalRun {
+        id: Uuid::nil(),
+        result: EvalScores {
+            scores: vec![0.5, 1e300],
+        },
+    };
+    assert!(fine.to_values().is_ok());
+}

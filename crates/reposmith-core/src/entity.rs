@@ -56,11 +56,20 @@ pub mod codegen {
 
     /// Serializes a `#[repo(json)]` field. On a nullable (`Option`) field a
     /// JSON `null` is stored as NULL; on any other it is the JSON value `null`.
+    /// NaN and ±Infinity are rejected with the path to them: `serde_json`
+    /// would silently store them as `null`.
     pub fn encode_json<E: Entity, T: Serialize>(
         value: &T,
         field: &'static str,
         nullable: bool,
     ) -> Result<Value> {
+        crate::finite::check(value).map_err(|e| {
+            Error::invalid(
+                E::SCHEMA.entity,
+                field,
+                format!("{e}: JSON has no NaN or Infinity"),
+            )
+        })?;
         let json = serde_json::to_value(value).map_err(|e| {
             Error::invalid(
                 E::SCHEMA.entity,

@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod finite;
 pub mod repository;
 pub mod schema;
 pub mod url;
