@@ -15,6 +15,7 @@ pub mod filter;
 pub mod finite;
 pub mod repository;
 pub mod schema;
+pub mod stream;
 pub mod url;
 pub mod value;
 
@@ -27,5 +28,6 @@ pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use schema::{
     ColumnDef, ColumnRole, ColumnType, EntitySchema, IdStrategy, IndexDef, IndexMethod,
 };
+pub use stream::EntityStream;
 pub use url::ConnectionUrl;
 pub use value::{FieldType, Value};

@@ -120,6 +120,17 @@ pub trait Repository<E: Entity>: Send + Sync {
     /// Whether any row matches `filter`.
     fn exists(&self, filter: Filter<E>) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Every row of `query` as a stream, fetched [`STREAM_BATCH`](crate::stream::STREAM_BATCH)
+    /// rows per round trip with keyset pagination, so no connection is held
+    /// between batches. Rows inserted meanwhile appear if they sort after the
+    /// stream's position. An error is yielded once and ends the stream.
+    fn stream(&self, query: FindQuery<E>) -> crate::stream::EntityStream<'_, E>
+    where
+        Self: Sized,
+    {
+        crate::stream::paged(self, query)
+    }
+
     /// Starts a query: `repo.find(filter).order_by(col.desc()).limit(20).await`.
     fn find(&self, filter: Filter<E>) -> Find<'_, E, Self>
     where
@@ -160,6 +171,11 @@ impl<'r, E: Entity, R: Repository<E>> Find<'r, E, R> {
             query: self.query,
             size,
         }
+    }
+
+    /// Every matching row as a stream, fetched in keyset pages; see [`Repository::stream`].
+    pub fn stream(self) -> crate::stream::EntityStream<'r, E> {
+        crate::stream::paged(self.repo, self.query)
     }
 
     /// The first matching row, if any.

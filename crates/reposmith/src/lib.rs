@@ -9,8 +9,8 @@ pub use config::Config;
 pub use health::{Disabled, Health};
 pub use reposmith_core::{
     Backend, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
-    EntitySchema, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy, IndexDef,
-    IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
+    EntitySchema, EntityStream, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy,
+    IndexDef, IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
 };
 #[doc = include_str!("../docs/db_enum.md")]
 pub use reposmith_macros::DbEnum;
