@@ -219,10 +219,7 @@ fn nan_in_a_json_field_is_invalid_input_naming_the_field_and_path() {
         },
     };
     let err = run.to_values().unwrap_err();
-    assert!(
-        matches!(err, Error::InvalidInput { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("EvalRun.result") && text.contains(".scores[1]"),
