@@ -14,6 +14,13 @@
 //! | server silent past a deadline | [`Error::Timeout`]; while connecting [`Error::Connect`] | — | operation deadline | response timeout |
 //! | connection broke mid-operation | [`Error::ConnectionLost`] | `Io` after connect | `Io`, `ConnectionPoolCleared` | dropped connection |
 //! | backend not configured | [`Error::Unavailable`] | `PoolClosed` | — | — |
+//! | unique constraint | [`Error::Conflict`] (constraint and field) | SQLSTATE 23505 | code 11000 | — |
+//! | optimistic-lock miss | [`Error::StaleVersion`] | `UPDATE … WHERE version = $v` hit 0 rows, row exists | same, in the update filter | — |
+//! | id not stored | [`Error::NotFound`] | 0 rows | 0 documents | — |
+//! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON; SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, document over 16 MiB | — |
+//! | serialization failure, deadlock | [`Error::Retryable`] | SQLSTATE 40001, 40P01 (also on COMMIT) | `TransientTransactionError` | — |
+//! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult` | — |
+//! | stored value of the wrong type | [`Error::Decode`] | row mapping | document mapping | — |
 //! | anything else from the server | [`Error::Backend`] | SQLSTATE in `code` | server code in `code` | error code in `code` |
 //!
 //! Messages never contain a password: backends build them through

@@ -1,4 +1,4 @@
-//! [`Repository::stream`](crate::Repository::stream): every matching row as
+//! [`Repository::stream`]: every matching row as
 //! a stream, fetched in keyset pages.
 //!
 //! Paging instead of a server-side cursor means no connection or
