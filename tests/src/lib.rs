@@ -3,6 +3,10 @@
 //!
 //! The servers come from `DATABASE_URL`, `MONGODB_URL` and `REDIS_URL`, which
 //! `cargo xtask test` sets after starting them.
+//!
+//! [`conformance`] is the backend-neutral repository suite every backend runs.
+
+pub mod conformance;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -193,6 +193,43 @@ impl<E: Entity> PgRepository<E> {
         self.write_one(&self.statements.upsert, params).await
     }
 
+    /// Inserts `entity`, or where a row already has its value of the unique
+    /// column `key`, overwrites that row's other fields (its id and
+    /// `created_at` are kept, a version is bumped), in one statement.
+    ///
+    /// `key` must be a `#[repo(unique)]` column, else [`Error::InvalidInput`].
+    /// As with any upsert racing on one key, a conflict on a *different*
+    /// unique index is reported as [`Error::Conflict`].
+    pub async fn upsert_on<T: reposmith_core::FieldType>(
+        &self,
+        entity: &E,
+        key: reposmith_core::Column<E, T>,
+    ) -> Result<E> {
+        let schema = self.schema();
+        let index = key.index();
+        if !schema.columns[index].unique {
+            let reason = "upsert_on needs a #[repo(unique)] column to detect the conflict";
+            return Err(Error::invalid(
+                schema.entity,
+                schema.columns[index].field,
+                reason,
+            ));
+        }
+        let sql = crate::statements::upsert_on_sql(
+            schema,
+            &self.statements.insert_columns,
+            &self.statements.update_columns,
+            index,
+        );
+        let mut values = entity.to_values()?;
+        stamp_new(schema, &mut values);
+        check_row(schema, &values)?;
+        let params = self.params(&values, &self.statements.insert_columns);
+        self.write_one(&sql, params)
+            .instrument(span("upsert", schema.table))
+            .await
+    }
+
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
         let id = self.id_param(id)?;
         let mut connection = self.exec.acquire().await?;

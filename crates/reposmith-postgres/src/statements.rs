@@ -181,12 +181,27 @@ fn update_sql(schema: &'static EntitySchema, columns: &[usize]) -> Arc<str> {
 
 fn upsert_sql(schema: &'static EntitySchema, columns: &[usize]) -> Arc<str> {
     let all: Vec<usize> = (0..schema.columns.len()).collect();
-    let mut insert = insert_of(schema, &all);
-    let id = schema.id_column();
-    let mut action = OnConflict::column(id.name);
-    let names: Vec<&str> = columns.iter().map(|&i| schema.columns[i].name).collect();
+    upsert_on_sql(schema, &all, columns, schema.id)
+}
+
+/// `INSERT (inserted) ... ON CONFLICT (conflict) DO UPDATE SET (updated)
+/// RETURNING cols`; the version, if any, is bumped by SQL.
+pub(crate) fn upsert_on_sql(
+    schema: &'static EntitySchema,
+    inserted: &[usize],
+    updated: &[usize],
+    conflict: usize,
+) -> Arc<str> {
+    let mut insert = insert_of(schema, inserted);
+    let target = &schema.columns[conflict];
+    let mut action = OnConflict::column(target.name);
+    let names: Vec<&str> = updated
+        .iter()
+        .filter(|&&i| i != conflict)
+        .map(|&i| schema.columns[i].name)
+        .collect();
     if names.is_empty() {
-        action.update_column(id.name);
+        action.update_column(target.name);
     } else {
         action.update_columns(names);
     }

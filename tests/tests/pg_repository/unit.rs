@@ -3,8 +3,9 @@
 
 use reposmith_core::{Filter, Repository};
 use reposmith_postgres::IsolationLevel;
+use reposmith_tests::conformance::entities::{Doc, Setting};
 
-use crate::entities::{Db, Doc, Setting};
+use crate::db::Db;
 
 fn setting(key: &str) -> Setting {
     Setting {

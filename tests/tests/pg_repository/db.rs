@@ -1,67 +1,10 @@
-//! The entities the Postgres repository tests store, derived with
-//! `#[derive(Repository)]`, plus a per-test Postgres schema so parallel
-//! tests never share a table.
+//! A per-test Postgres schema holding the conformance entities' tables: the
+//! Postgres [`Fixture`] of the conformance suite.
 
-use chrono::{DateTime, Utc};
-use reposmith::{PgBackend, PgConfig, Repository};
+use reposmith::{PgBackend, PgConfig, PgRepository};
+use reposmith_tests::conformance::entities::{Doc, Event, Setting};
+use reposmith_tests::conformance::{Capabilities, Fixture};
 use reposmith_tests::{database_url, unique_name};
-use uuid::Uuid;
-
-/// Uuid id, version, timestamps, JSON, nullable, array and a unique field.
-#[derive(Debug, Clone, PartialEq, Repository)]
-#[repo(table = "docs")]
-pub(crate) struct Doc {
-    #[repo(id)]
-    pub(crate) id: Uuid,
-    #[repo(unique)]
-    pub(crate) title: String,
-    pub(crate) summary: Option<String>,
-    pub(crate) rank: Option<i32>,
-    pub(crate) tags: Vec<String>,
-    #[repo(json, index)]
-    pub(crate) meta: serde_json::Value,
-    #[repo(version)]
-    pub(crate) version: i64,
-    #[repo(created_at)]
-    pub(crate) created_at: DateTime<Utc>,
-    #[repo(updated_at)]
-    pub(crate) updated_at: DateTime<Utc>,
-}
-
-impl Doc {
-    /// A new document; the repository assigns id, version and timestamps.
-    pub(crate) fn new(title: impl Into<String>) -> Self {
-        Doc {
-            id: Uuid::nil(),
-            title: title.into(),
-            summary: None,
-            rank: None,
-            tags: Vec::new(),
-            meta: serde_json::json!({}),
-            version: 0,
-            created_at: DateTime::UNIX_EPOCH,
-            updated_at: DateTime::UNIX_EPOCH,
-        }
-    }
-}
-
-/// An i64 identity id the database assigns; no arrays, so bulk inserts use UNNEST.
-#[derive(Debug, Clone, PartialEq, Repository)]
-pub(crate) struct Event {
-    #[repo(id)]
-    pub(crate) id: i64,
-    #[repo(unique)]
-    pub(crate) name: String,
-    pub(crate) score: Option<i32>,
-}
-
-/// A String id the application assigns.
-#[derive(Debug, Clone, PartialEq, Repository)]
-pub(crate) struct Setting {
-    #[repo(id)]
-    pub(crate) key: String,
-    pub(crate) value: String,
-}
 
 /// A Postgres schema of its own, put first on every pooled connection's
 /// search path, with the three tables created from their entity schemas.
@@ -119,5 +62,35 @@ impl Db {
             .await
             .unwrap();
         self.admin.close().await;
+    }
+}
+
+impl Fixture for Db {
+    type Docs = PgRepository<Doc>;
+    type Events = PgRepository<Event>;
+    type Settings = PgRepository<Setting>;
+
+    async fn setup() -> Self {
+        Db::new().await
+    }
+
+    async fn teardown(self) {
+        self.cleanup().await;
+    }
+
+    fn docs(&self) -> Self::Docs {
+        self.pg.repo()
+    }
+
+    fn events(&self) -> Self::Events {
+        self.pg.repo()
+    }
+
+    fn settings(&self) -> Self::Settings {
+        self.pg.repo()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
     }
 }
