@@ -4,6 +4,7 @@
 //! parsed by hand: there are few of them and a parser crate would cost more
 //! build time than it saves.
 
+mod bench;
 mod cmd;
 mod demo;
 mod error;
@@ -25,6 +26,9 @@ Commands:
   services status   show each service: running, external or stopped
   services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
   demo              services up, then run examples/connect against them
+  bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
+                    against hand-written sqlx (bench/); `-- --help` lists ARGS,
+                    `-- --quick` is a smoke run
   test [--no-lint] [-- ARGS]
                     services up, fmt + clippy (unless --no-lint), the test suite
                     (nextest when installed, ARGS passed to it), then doctests
@@ -51,6 +55,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
     match words.as_slice() {
         ["services", sub] => services::run(sub, &workspace_root()),
         ["demo"] => demo::run(&workspace_root()),
+        ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

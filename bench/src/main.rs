@@ -1,0 +1,102 @@
+//! `reposmith-bench`: reposmith's Postgres repository against hand-written
+//! sqlx 0.9 doing the same work, in one process, on one database.
+//!
+//! Run it with `cargo xtask bench [-- OPTIONS]`, which starts PostgreSQL and
+//! builds in release mode; `--help` lists the options.
+//!
+//! Each workload runs a warm-up round and then interleaved rounds (see
+//! [`measure`]); the table shows, per side, the rate over all rounds, p50 and
+//! p99 latency, and the median of per-round rate ratios to the baseline
+//! (raw sqlx on `&PgPool`; for `insert_many` the fastest raw bulk path).
+//!
+//! Fairness: by default raw sqlx runs on the very pool the store built, so
+//! pool settings cannot differ; `--own-pool` gives it a pool built with
+//! `PgPoolOptions` from `PgConfig`'s defaults instead. Two extra sides split
+//! the cost of a read: raw sqlx on a connection held across calls (no pool
+//! round trip, no return-to-pool ping) and reposmith inside a unit of work
+//! (its own held connection).
+
+mod args;
+mod bench;
+mod bulk;
+mod heavy;
+mod item;
+mod measure;
+mod raw;
+mod report;
+mod workloads;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use args::Options;
+use bench::{Bench, Table};
+
+/// The bench's error type: any error, reported once at the top.
+pub(crate) type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", args::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    if let Some(side) = &opts.memory_child {
+        return heavy::child(opts.bulk_rows, side).await;
+    }
+    let started = Instant::now();
+    println!(
+        "reposmith-bench: {} rounds (+1 warm-up), {} ops per side per round, {} seeded rows, \
+         insert_many of {} rows; raw sqlx on {}",
+        opts.rounds,
+        opts.ops,
+        opts.seed_rows,
+        opts.bulk_rows,
+        if opts.own_pool {
+            "its own pool"
+        } else {
+            "the store's pool"
+        },
+    );
+    let mut b = Bench::setup(opts).await?;
+    let tables = vec![
+        step("single insert", workloads::insert(&mut b)).await?,
+        step("get by id", workloads::get(&mut b)).await?,
+        step("find", workloads::find(&mut b)).await?,
+        step("update", workloads::update(&mut b)).await?,
+        step("get_many", workloads::get_many(&mut b)).await?,
+        step("concurrent get", workloads::concurrent_get(&mut b)).await?,
+        step("pool overhead", workloads::pool_overhead(&mut b)).await?,
+        // Last: it truncates the table the reads were seeded into.
+        step("insert_many", heavy::insert_many(&mut b)).await?,
+    ];
+    report::print_tables(&tables);
+    if b.opts.memory {
+        let peaks = heavy::peaks(&b)?;
+        report::print_peaks(b.opts.bulk_rows, &peaks);
+    } else {
+        println!("\npeak memory: skipped (--no-memory)");
+    }
+    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs one workload and says on stderr how long it took.
+async fn step(name: &str, work: impl Future<Output = Result<Table>>) -> Result<Table> {
+    let started = Instant::now();
+    let table = work.await?;
+    eprintln!("  {name}: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(table)
+}
