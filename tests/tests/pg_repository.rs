@@ -101,3 +101,22 @@ async fn upsert_on_a_unique_column_overwrites_the_row_that_has_the_key() {
     );
     db.cleanup().await;
 }
+
+/// A NUL deep inside a bulk insert is found while streaming: the COPY is
+/// aborted, the error names the field, and none of the rows already sent stay.
+#[tokio::test]
+async fn insert_many_with_a_bad_row_late_in_the_stream_writes_nothing() {
+    let db = Db::new().await;
+    let repo = db.pg.repo::<Doc>();
+    let mut docs: Vec<Doc> = (0..30_000).map(|i| Doc::new(format!("bulk {i}"))).collect();
+    docs[25_000].summary = Some("nul \u{0} here".into());
+    let err = repo.insert_many(&docs).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "summary"),
+        "{err:?}"
+    );
+    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0);
+    docs[25_000].summary = None;
+    assert_eq!(repo.insert_many(&docs).await.unwrap(), 30_000);
+    db.cleanup().await;
+}

@@ -11,6 +11,7 @@ mod backend;
 mod bind;
 mod bulk;
 mod config;
+mod copy;
 mod ddl;
 mod error;
 mod executor;
