@@ -213,18 +213,23 @@ async fn config_from_env_rejects_no_backend_and_names_bad_variables() {
 
 #[tokio::test]
 async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
-    // No ping before acquire (the default): a connection the server killed is
-    // found out by the statement that uses it, which fails typed, and sqlx's
-    // ping on release drops it so the next statement gets a fresh one.
+    // No ping before acquire or on release: a connection the server killed is
+    // found out by the statement that uses it, which fails typed, and the pool
+    // closes it instead of reusing it, so the next statement gets a fresh one.
     let config = PgConfig::new(database_url()).max_connections(1);
     let store = Store::connect(Config::new().with_postgres(config))
         .await
         .unwrap();
     let pg = store.postgres().unwrap();
-    let victim: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(pg.pool())
-        .await
-        .unwrap();
+    let backend_pid = || async {
+        let mut connection = pg.acquire().await.unwrap();
+        let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut *connection)
+            .await;
+        connection.settle(&pid);
+        pid.unwrap()
+    };
+    let victim = backend_pid().await;
 
     let killer = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
         .await
@@ -244,16 +249,13 @@ async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
             Err(err) => errors.push(err),
         }
     }
-    assert!(
-        errors.len() <= 1,
-        "a dead connection costs at most one statement: {errors:?}"
+    assert_eq!(
+        errors.len(),
+        1,
+        "the pooled connection was dead, and it costs exactly one statement: {errors:?}"
     );
     for err in &errors {
         assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
     }
-    let fresh: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(pg.pool())
-        .await
-        .unwrap();
-    assert_ne!(fresh, victim);
+    assert_ne!(backend_pid().await, victim);
 }

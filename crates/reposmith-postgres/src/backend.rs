@@ -1,15 +1,18 @@
-//! The connected PostgreSQL backend: a pool built from [`PgConfig`].
+//! The connected PostgreSQL backend: the connection pool repositories use,
+//! built from [`PgConfig`], and a lazily connected sqlx `PgPool` for raw SQL.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use reposmith_core::{Backend, ConnectionUrl, EntitySchema, Error, Result};
-use sqlx::pool::PoolConnection;
+use std::sync::Arc;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::error::{ErrorContext, Phase};
+use crate::pool::{ConnectionPool, PooledConnection};
 use crate::{PgConfig, PgHealth};
 
 /// Versions the health probe reads in one round trip.
@@ -20,6 +23,8 @@ const HEALTH_SQL: &str = "SELECT current_setting('server_version'), \
 /// A connected PostgreSQL backend. Cloning shares the pool.
 #[derive(Clone)]
 pub struct PgBackend {
+    connections: Arc<ConnectionPool>,
+    /// sqlx's pool, for raw SQL; connects only when used.
     pool: PgPool,
     url: ConnectionUrl,
     acquire_timeout: Duration,
@@ -38,6 +43,7 @@ impl PgBackend {
         config.validate()?;
         let options = connect_options(config)?;
         let backend = PgBackend {
+            connections: ConnectionPool::new(options.clone(), config),
             pool: pool_options(config).connect_lazy_with(options.clone()),
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
@@ -53,12 +59,15 @@ impl PgBackend {
             .await
             .map_err(|_| Error::connect_timed_out(Backend::Postgres, self.target(), deadline))?
             .map_err(|e| self.error_context().map(e, Phase::Connect))?;
-        // A failed goodbye does not make the server unusable.
-        let _ = connection.close().await;
+        // The proven connection serves the first operation.
+        self.connections.adopt(connection);
         Ok(())
     }
 
-    /// The sqlx pool, for raw SQL beside repositories.
+    /// A sqlx pool for raw SQL beside repositories, with the same settings.
+    /// It is separate from the connections repositories use (see the `pool`
+    /// module: sqlx's pool pings on every release) and connects on first use,
+    /// so its connections count against the server's limit on their own.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -68,9 +77,15 @@ impl PgBackend {
         self.url.target()
     }
 
-    /// A connection from the pool, or [`Error::PoolTimeout`] after the acquire timeout.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
-        self.pool.acquire().await.map_err(|e| self.map_error(e))
+    /// A connection from the repositories' pool, or [`Error::PoolTimeout`]
+    /// after the acquire timeout. It goes back when dropped only if the last
+    /// statement on it was settled cleanly ([`PooledConnection::settle`]).
+    pub async fn acquire(&self) -> Result<PooledConnection> {
+        self.connections.acquire().await.map_err(|e| {
+            e.into_error(self.acquire_timeout, |err| {
+                self.error_context().map(err, Phase::Connect)
+            })
+        })
     }
 
     /// Maps a sqlx error from an operation on this backend onto the core error.
@@ -93,11 +108,12 @@ impl PgBackend {
     pub async fn ping(&self) -> Result<PgHealth> {
         let started = Instant::now();
         let mut connection = self.acquire().await?;
+        let outcome = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(HEALTH_SQL)
+            .fetch_one(&mut *connection)
+            .await;
+        connection.settle(&outcome);
         let (server_version, pgvector_installed, pgvector_available) =
-            sqlx::query_as::<_, (String, Option<String>, Option<String>)>(HEALTH_SQL)
-                .fetch_one(&mut *connection)
-                .await
-                .map_err(|e| self.map_error(e))?;
+            outcome.map_err(|e| self.map_error(e))?;
         drop(connection);
         Ok(PgHealth {
             target: self.target().to_owned(),
@@ -105,13 +121,14 @@ impl PgBackend {
             pgvector_installed,
             pgvector_available,
             round_trip: started.elapsed(),
-            pool_size: self.pool.size(),
-            pool_idle: self.pool.num_idle(),
+            pool_size: self.connections.size(),
+            pool_idle: self.connections.num_idle(),
         })
     }
 
     /// Closes every connection and refuses new acquires.
     pub async fn close(&self) {
+        self.connections.close().await;
         self.pool.close().await;
     }
 
@@ -127,7 +144,7 @@ impl fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgBackend")
             .field("url", &self.url)
-            .field("pool_size", &self.pool.size())
+            .field("pool_size", &self.connections.size())
             .field("pool_idle", &self.pool.num_idle())
             .finish()
     }

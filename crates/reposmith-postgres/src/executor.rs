@@ -6,10 +6,10 @@
 use std::ops::{Deref, DerefMut};
 
 use reposmith_core::{EntitySchema, Error, Result};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres};
+use sqlx::PgConnection;
 
 use crate::PgBackend;
+use crate::pool::PooledConnection;
 use crate::unit::{UnitConnection, UnitShared};
 
 /// The source of connections for a repository.
@@ -23,10 +23,20 @@ pub(crate) enum Executor {
 
 /// A connection borrowed for one operation.
 pub(crate) enum Held<'a> {
-    /// From the pool; goes back when dropped.
-    Pooled(PoolConnection<Postgres>),
+    /// From the pool; goes back when dropped if its last statement settled cleanly.
+    Pooled(PooledConnection),
     /// The unit of work's connection, locked for this operation.
     Unit(UnitConnection<'a>),
+}
+
+impl Held<'_> {
+    /// Records how a statement ended, so a pooled connection is reused only
+    /// when it is ready for the next query; a unit's connection ends with the unit.
+    pub(crate) fn settle<T>(&mut self, outcome: &sqlx::Result<T>) {
+        if let Held::Pooled(connection) = self {
+            connection.settle(outcome);
+        }
+    }
 }
 
 impl Deref for Held<'_> {

@@ -115,10 +115,11 @@ pub(crate) async fn delete_where<E: Entity>(
     let (sql, values) = delete.build(PostgresQueryBuilder);
     let mut connection = repo.exec.acquire().await?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
-    let done = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+    let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
         .execute(&mut *connection)
-        .await
-        .map_err(repo.exec.map_err(schema))?;
+        .await;
+    connection.settle(&outcome);
+    let done = outcome.map_err(repo.exec.map_err(schema))?;
     record_rows(done.rows_affected());
     Ok(done.rows_affected())
 }
@@ -130,10 +131,11 @@ async fn run_select<E: Entity>(
     let (sql, values) = select.build(PostgresQueryBuilder);
     let mut connection = repo.exec.acquire().await?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
-    bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+    let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
         .fetch_all(&mut *connection)
-        .await
-        .map_err(repo.exec.map_err(E::SCHEMA))
+        .await;
+    connection.settle(&outcome);
+    outcome.map_err(repo.exec.map_err(E::SCHEMA))
 }
 
 /// The SQL text of a find, for tests that check values never reach it.

@@ -118,10 +118,11 @@ impl<E: Entity> PgRepository<E> {
         params: Vec<sea_query::Value>,
     ) -> Result<Option<E>> {
         let mut connection = self.exec.acquire().await?;
-        let row = statement(sql, params)
+        let outcome = statement(sql, params)
             .fetch_optional(&mut *connection)
-            .await
-            .map_err(self.exec.map_err(self.schema()))?;
+            .await;
+        connection.settle(&outcome);
+        let row = outcome.map_err(self.exec.map_err(self.schema()))?;
         drop(connection);
         record_rows(u64::from(row.is_some()));
         row.map(|row| self.entity(&row)).transpose()
@@ -166,11 +167,11 @@ impl<E: Entity> PgRepository<E> {
         let id = values[schema.id].clone();
         let params = self.params(values, &[schema.id]);
         let mut connection = self.exec.acquire().await?;
-        let exists = statement(&self.statements.exists, params)
+        let outcome = statement(&self.statements.exists, params)
             .fetch_optional(&mut *connection)
-            .await
-            .map_err(self.exec.map_err(schema))?
-            .is_some();
+            .await;
+        connection.settle(&outcome);
+        let exists = outcome.map_err(self.exec.map_err(schema))?.is_some();
         Ok(match schema.version_column() {
             Some((i, _)) if exists => Error::StaleVersion {
                 entity: schema.entity,
@@ -233,10 +234,11 @@ impl<E: Entity> PgRepository<E> {
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
         let id = self.id_param(id)?;
         let mut connection = self.exec.acquire().await?;
-        let done = statement(&self.statements.delete, vec![id])
+        let outcome = statement(&self.statements.delete, vec![id])
             .execute(&mut *connection)
-            .await
-            .map_err(self.exec.map_err(self.schema()))?;
+            .await;
+        connection.settle(&outcome);
+        let done = outcome.map_err(self.exec.map_err(self.schema()))?;
         record_rows(done.rows_affected());
         Ok(done.rows_affected() > 0)
     }
@@ -261,10 +263,11 @@ impl<E: Entity> PgRepository<E> {
         }
         let list = array_of(values, &schema.id_column().ty);
         let mut connection = self.exec.acquire().await?;
-        let rows = statement(&self.statements.get_many, vec![list])
+        let outcome = statement(&self.statements.get_many, vec![list])
             .fetch_all(&mut *connection)
-            .await
-            .map_err(self.exec.map_err(schema))?;
+            .await;
+        connection.settle(&outcome);
+        let rows = outcome.map_err(self.exec.map_err(schema))?;
         drop(connection);
         record_rows(rows.len() as u64);
         rows.iter().map(|row| self.entity(row)).collect()

@@ -16,10 +16,10 @@
 use std::sync::{Arc, Mutex as StdMutex};
 
 use reposmith_core::{Backend, Entity, Error, Result};
-use sqlx::pool::PoolConnection;
-use sqlx::{AssertSqlSafe, PgConnection, Postgres};
+use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+use crate::pool::PooledConnection;
 use crate::{PgBackend, PgRepository};
 
 /// Transaction isolation level of a unit of work.
@@ -52,7 +52,7 @@ pub(crate) type UnitConnection<'a> = MappedMutexGuard<'a, PgConnection>;
 pub(crate) struct UnitShared {
     backend: PgBackend,
     /// `None` once the unit has ended.
-    connection: Mutex<Option<PoolConnection<Postgres>>>,
+    connection: Mutex<Option<PooledConnection>>,
     /// Savepoint depths whose nested unit was dropped without finishing.
     abandoned: StdMutex<Vec<usize>>,
 }
@@ -90,7 +90,7 @@ impl UnitShared {
     }
 
     /// Takes the connection out; the unit is over for every repository.
-    async fn take(&self) -> Result<PoolConnection<Postgres>> {
+    async fn take(&self) -> Result<PooledConnection> {
         self.connection.lock().await.take().ok_or_else(ended)
     }
 }
@@ -105,9 +105,9 @@ impl Drop for UnitShared {
 }
 
 /// Closes a connection whose transaction state is unknown instead of pooling it.
-fn discard(connection: PoolConnection<Postgres>) {
+fn discard(mut connection: PooledConnection) {
     tracing::debug!("discarding a connection left in a transaction");
-    drop(connection.detach());
+    connection.discard();
 }
 
 fn ended() -> Error {
@@ -192,7 +192,11 @@ impl PgUnitOfWork {
         drop(self.shared.lock().await?);
         let mut connection = self.shared.take().await?;
         match sqlx::raw_sql("COMMIT").execute(&mut *connection).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Committed and idle: the connection can serve the next caller.
+                connection.ready();
+                Ok(())
+            }
             Err(err) => {
                 discard(connection);
                 Err(self.commit_error(err))
@@ -209,11 +213,16 @@ impl PgUnitOfWork {
             return self.in_transaction(sql).await;
         }
         let mut connection = self.shared.take().await?;
-        let result = sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await;
-        result.map(drop).map_err(|err| {
-            discard(connection);
-            self.shared.backend.map_error(err)
-        })
+        match sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await {
+            Ok(_) => {
+                connection.ready();
+                Ok(())
+            }
+            Err(err) => {
+                discard(connection);
+                Err(self.shared.backend.map_error(err))
+            }
+        }
     }
 
     async fn in_transaction(&self, sql: String) -> Result<()> {

@@ -14,16 +14,26 @@ fn setting(key: &str) -> Setting {
     }
 }
 
-/// Backends of this pool's application that sit idle inside a transaction.
+/// Backends of this pool's application that sit idle inside a transaction,
+/// after giving the server up to two seconds to notice discarded connections
+/// (a closed socket is seen when the backend next reads, not instantly).
 async fn idle_in_transaction(db: &Db) -> i64 {
     let sql = "SELECT count(*) FROM pg_stat_activity \
                WHERE state LIKE 'idle in transaction%' AND application_name = $1 \
                AND pid <> pg_backend_pid()";
-    reposmith::sqlx::query_scalar(sql)
-        .bind(db.application_name())
-        .fetch_one(db.pg.pool())
-        .await
-        .unwrap()
+    let mut count = 0;
+    for _ in 0..100 {
+        count = reposmith::sqlx::query_scalar(sql)
+            .bind(db.application_name())
+            .fetch_one(db.pg.pool())
+            .await
+            .unwrap();
+        if count == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    count
 }
 
 #[tokio::test]
