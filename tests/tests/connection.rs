@@ -259,3 +259,42 @@ async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
     }
     assert_ne!(backend_pid().await, victim);
 }
+
+#[tokio::test]
+async fn min_connections_are_open_after_connect_and_pre_ping_hides_a_dead_one() {
+    // A name of its own, so only this test's connections are killed.
+    let app = reposmith_tests::unique_name("prepinged");
+    let mut config = PgConfig::new(database_url())
+        .max_connections(3)
+        .min_connections(2)
+        .application_name(app.clone());
+    config.test_before_acquire = true;
+    let store = Store::connect(Config::new().with_postgres(config))
+        .await
+        .unwrap();
+    let pg = store.postgres().unwrap();
+    let health = pg.ping().await.unwrap();
+    assert_eq!(health.pool_size, 2, "{health}");
+
+    // Kill every idle connection of this pool; with a ping before each
+    // acquire, the next statement never sees a dead one.
+    let killer = Store::connect(
+        Config::new()
+            .with_postgres(PgConfig::new(database_url()).application_name("reposmith-killer")),
+    )
+    .await
+    .unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND state = 'idle' AND pid <> pg_backend_pid()) AS t",
+    )
+    .bind(&app)
+    .fetch_one(killer.postgres().unwrap().pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "killed {killed}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pg.ping()
+        .await
+        .expect("a dead idle connection is replaced, not used");
+}

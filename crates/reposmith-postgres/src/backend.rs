@@ -61,7 +61,9 @@ impl PgBackend {
             .map_err(|e| self.error_context().map(e, Phase::Connect))?;
         // The proven connection serves the first operation.
         self.connections.adopt(connection);
-        Ok(())
+        let warm = tokio::time::timeout(deadline, self.connections.warm_up()).await;
+        warm.map_err(|_| Error::connect_timed_out(Backend::Postgres, self.target(), deadline))?
+            .map_err(|e| self.error_context().map(e, Phase::Connect))
     }
 
     /// A sqlx pool for raw SQL beside repositories, with the same settings.

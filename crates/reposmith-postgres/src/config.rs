@@ -10,7 +10,7 @@
 //! | `connect_timeout` | 5 s | a host that drops SYNs must not hang startup |
 //! | `idle_timeout` | 10 min | returns connections above `min_connections` to the server |
 //! | `max_lifetime` | 30 min | recycles connections so server-side memory and pooler state do not grow forever |
-//! | `test_before_acquire` | **false** | sqlx pings before every acquire by default: about 30 % of get-by-id throughput on our 2-core test machine. sqlx already pings on *release* and drops a connection whose ping fails, and `idle_timeout`/`max_lifetime` retire old ones, so a dead connection costs at most one failed statement ([`Error::ConnectionLost`](reposmith_core::Error::ConnectionLost)) |
+//! | `test_before_acquire` | **false** | a ping before every acquire cost about 30 % of get-by-id throughput on our 2-core test machine. Repositories use reposmith's own pool (see `pool.rs`), which returns a connection without a round trip only when its last statement ended cleanly and closes it otherwise, and `idle_timeout`/`max_lifetime` retire old ones, so a connection the server killed costs at most one failed statement ([`Error::ConnectionLost`](reposmith_core::Error::ConnectionLost)); sqlx's own pool, kept for raw SQL, pings on every release regardless |
 //! | `statement_cache_capacity` | 256 | repositories prepare one statement per entity and operation; 256 covers a few dozen entities without evicting |
 //! | `statement_timeout` | 30 s | every statement is bounded; migrations set their own |
 //! | `application_name` | `reposmith` | shows in `pg_stat_activity` |

@@ -34,6 +34,8 @@ pub(crate) struct ConnectionPool {
     acquire_timeout: Duration,
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
+    min_connections: u32,
+    test_before_acquire: bool,
 }
 
 struct Idle {
@@ -63,6 +65,8 @@ impl ConnectionPool {
             acquire_timeout: config.acquire_timeout,
             idle_timeout: config.idle_timeout,
             max_lifetime: config.max_lifetime,
+            min_connections: config.min_connections,
+            test_before_acquire: config.test_before_acquire,
         })
     }
 
@@ -88,7 +92,11 @@ impl ConnectionPool {
         if self.closed.load(Ordering::Acquire) {
             return Err(AcquireError::Closed);
         }
-        if let Some(idle) = self.take_fresh_idle() {
+        while let Some(mut idle) = self.take_fresh_idle() {
+            if self.test_before_acquire && idle.connection.ping().await.is_err() {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
             return Ok(self.hand_out(idle.connection, idle.born, permit));
         }
         let connect = PgConnection::connect_with(&self.options);
@@ -115,8 +123,10 @@ impl ConnectionPool {
 
     fn expired(&self, born: Instant, idle_since: Option<Instant>) -> bool {
         let too_old = self.max_lifetime.is_some_and(|max| born.elapsed() >= max);
+        // The idle timeout spares the first `min_connections`.
+        let above_min = self.size() > self.min_connections;
         let idle_too_long = match (self.idle_timeout, idle_since) {
-            (Some(max), Some(since)) => since.elapsed() >= max,
+            (Some(max), Some(since)) => above_min && since.elapsed() >= max,
             _ => false,
         };
         too_old || idle_too_long
@@ -153,6 +163,16 @@ impl ConnectionPool {
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens connections until `min_connections` are open, so the first
+    /// requests after startup do not each pay a connect.
+    pub(crate) async fn warm_up(&self) -> Result<(), sqlx::Error> {
+        while self.size() < self.min_connections {
+            let connection = PgConnection::connect_with(&self.options).await?;
+            self.adopt(connection);
+        }
+        Ok(())
     }
 
     /// Connections open now, idle or in use.
