@@ -90,6 +90,11 @@ impl PgBackend {
         })
     }
 
+    /// `text` with this backend's URL secrets masked.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.url.scrub(text)
+    }
+
     /// Maps a sqlx error from an operation on this backend onto the core error.
     pub fn map_error(&self, err: sqlx::Error) -> Error {
         self.error_context().map(err, Phase::Operation)

@@ -46,12 +46,16 @@ async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E
     let total = match copy::supports(E::SCHEMA, columns) {
         true => {
             let mut connection = repo.exec.acquire().await?;
-            copy::copy_in(&mut connection, columns, entities)
-                .await
-                .map_err(|e| match e {
-                    CopyError::Input(error) => error,
-                    CopyError::Sql(error) => (repo.exec.map_err(E::SCHEMA))(error),
-                })?
+            let copied = copy::copy_in(&mut connection, columns, entities).await;
+            // Only a finished COPY settles: an aborted one has failed its
+            // transaction, which the unsettled connection reports on drop.
+            if let Ok(rows) = &copied {
+                connection.settle(&Ok::<u64, sqlx::Error>(*rows));
+            }
+            copied.map_err(|e| match e {
+                CopyError::Input(error) => error,
+                CopyError::Sql(error) => (repo.exec.map_err(E::SCHEMA))(error),
+            })?
         }
         false => values_batches(repo, columns, entities).await?,
     };
@@ -85,9 +89,9 @@ async fn values_batches<E: Entity>(
     for batch in entities.chunks(per_batch) {
         let rows = prepare(schema, batch)?;
         let statement = values_insert(schema, columns, &rows);
-        total += execute(&mut connection, statement)
-            .await
-            .map_err(repo.exec.map_err(schema))?;
+        let outcome = execute(&mut connection, statement).await;
+        connection.settle(&outcome);
+        total += outcome.map_err(repo.exec.map_err(schema))?;
     }
     Ok(total)
 }

@@ -117,10 +117,11 @@ impl PgBackend {
             let mut connection = repo.exec.acquire().await?;
             for sql in create_table_sql(E::SCHEMA) {
                 // Safe: identifiers from the schema, quoted; defaults are the user's source code.
-                sqlx::raw_sql(AssertSqlSafe(sql))
+                let outcome = sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(&mut *connection)
-                    .await
-                    .map_err(|e| self.map_error(e))?;
+                    .await;
+                connection.settle(&outcome);
+                outcome.map_err(|e| self.map_error(e))?;
             }
         }
         unit.commit().await

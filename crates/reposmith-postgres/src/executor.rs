@@ -17,24 +17,32 @@ use crate::unit::{UnitConnection, UnitShared};
 pub(crate) enum Executor {
     /// A pooled connection per operation, returned when the operation ends.
     Pool(PgBackend),
-    /// The connection of a unit of work, shared by its repositories.
-    Unit(std::sync::Arc<UnitShared>),
+    /// The connection of a unit of work, shared by its repositories, for
+    /// the unit (or nested unit) at this level.
+    Unit(std::sync::Arc<UnitShared>, usize),
 }
 
 /// A connection borrowed for one operation.
 pub(crate) enum Held<'a> {
     /// From the pool; goes back when dropped if its last statement settled cleanly.
     Pooled(PooledConnection),
-    /// The unit of work's connection, locked for this operation.
-    Unit(UnitConnection<'a>),
+    /// The unit of work's connection, locked for this operation; poisons
+    /// the unit when dropped before a successful settle (a cancelled or
+    /// failed statement aborts the transaction).
+    Unit {
+        connection: UnitConnection<'a>,
+        shared: &'a UnitShared,
+        settled: bool,
+    },
 }
 
 impl Held<'_> {
     /// Records how a statement ended, so a pooled connection is reused only
     /// when it is ready for the next query; a unit's connection ends with the unit.
     pub(crate) fn settle<T>(&mut self, outcome: &sqlx::Result<T>) {
-        if let Held::Pooled(connection) = self {
-            connection.settle(outcome);
+        match self {
+            Held::Pooled(connection) => connection.settle(outcome),
+            Held::Unit { settled, .. } => *settled = outcome.is_ok(),
         }
     }
 }
@@ -45,7 +53,20 @@ impl Deref for Held<'_> {
     fn deref(&self) -> &PgConnection {
         match self {
             Held::Pooled(connection) => connection,
-            Held::Unit(connection) => connection,
+            Held::Unit { connection, .. } => connection,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Held::Unit {
+            shared,
+            settled: false,
+            ..
+        } = self
+        {
+            shared.poison();
         }
     }
 }
@@ -54,7 +75,7 @@ impl DerefMut for Held<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         match self {
             Held::Pooled(connection) => connection,
-            Held::Unit(connection) => connection,
+            Held::Unit { connection, .. } => connection,
         }
     }
 }
@@ -64,7 +85,7 @@ impl Executor {
     pub(crate) fn backend(&self) -> &PgBackend {
         match self {
             Executor::Pool(backend) => backend,
-            Executor::Unit(shared) => shared.backend(),
+            Executor::Unit(shared, _) => shared.backend(),
         }
     }
 
@@ -72,13 +93,20 @@ impl Executor {
     pub(crate) async fn acquire(&self) -> Result<Held<'_>> {
         match self {
             Executor::Pool(backend) => backend.acquire().await.map(Held::Pooled),
-            Executor::Unit(shared) => shared.lock().await.map(Held::Unit),
+            Executor::Unit(shared, level) => {
+                let connection = shared.lock_at(*level).await?;
+                Ok(Held::Unit {
+                    connection,
+                    shared,
+                    settled: false,
+                })
+            }
         }
     }
 
     /// True when statements already run inside a transaction the caller owns.
     pub(crate) fn in_unit(&self) -> bool {
-        matches!(self, Executor::Unit(_))
+        matches!(self, Executor::Unit(..))
     }
 
     /// Maps a sqlx error of an operation on `schema`'s table.

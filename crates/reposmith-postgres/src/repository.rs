@@ -91,8 +91,10 @@ impl<E: Entity> PgRepository<E> {
         }
     }
 
-    pub(crate) fn on_unit(shared: Arc<UnitShared>) -> Self {
-        PgRepository::new(Executor::Unit(shared))
+    /// A repository on `shared`'s transaction for the unit at `level`
+    /// (0: the unit itself, n: the nested unit with savepoint n).
+    pub(crate) fn on_unit(shared: Arc<UnitShared>, level: usize) -> Self {
+        PgRepository::new(Executor::Unit(shared, level))
     }
 
     pub(crate) fn schema(&self) -> &'static EntitySchema {

@@ -9,13 +9,25 @@
 //! the cost of one reconnect after an abandoned unit (sqlx issue 4393 is the
 //! bug this avoids).
 //!
-//! Nested units are savepoints. Finish them before their parent; a nested
-//! unit dropped without commit is rolled back to its savepoint before the
-//! next statement of the transaction runs.
+//! Nested units are savepoints, each with a name of its own. Savepoints are
+//! a stack: finish nested units before their parent and younger siblings
+//! before older ones (finishing an older one first releases the younger's
+//! savepoint, and the younger then fails with SQLSTATE 3B001 rather than
+//! touching the wrong work). A nested unit dropped without commit is rolled
+//! back to its savepoint before the next statement of the transaction runs.
+//!
+//! A statement that fails or is cancelled inside a unit *poisons* it:
+//! Postgres has aborted the transaction (and answers a later COMMIT with a
+//! silent ROLLBACK), so `commit` rolls back and reports
+//! [`Error::Backend`] with SQLSTATE 25P02 instead of claiming success.
+//! Rolling back a nested unit to its savepoint clears the poison, as it
+//! makes the transaction usable again.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use reposmith_core::{Backend, Entity, Error, Result};
+use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
@@ -53,8 +65,14 @@ pub(crate) struct UnitShared {
     backend: PgBackend,
     /// `None` once the unit has ended.
     connection: Mutex<Option<PooledConnection>>,
-    /// Savepoint depths whose nested unit was dropped without finishing.
+    /// Savepoints whose nested unit was dropped without finishing.
     abandoned: StdMutex<Vec<usize>>,
+    /// A statement failed or was cancelled: the transaction is aborted.
+    poisoned: AtomicBool,
+    /// Source of savepoint names, so sibling nested units never share one.
+    next_savepoint: AtomicUsize,
+    /// Savepoints of the nested units still open, oldest first.
+    live: StdMutex<Vec<usize>>,
 }
 
 impl UnitShared {
@@ -62,21 +80,65 @@ impl UnitShared {
         &self.backend
     }
 
+    /// Records that the transaction is aborted (a failed or cancelled statement).
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// The connection for a statement of the unit at `level`, which must be
+    /// the innermost open one: a statement of an outer unit issued while a
+    /// nested one is open would land inside the nested unit's savepoint and
+    /// be undone by its rollback.
+    pub(crate) async fn lock_at(&self, level: usize) -> Result<UnitConnection<'_>> {
+        let connection = self.lock().await?;
+        let innermost = self.live_list().last().copied().unwrap_or(0);
+        if innermost != level {
+            return Err(out_of_order(
+                "a nested unit opened after this one is still open: use its repositories, \
+                 or finish it first",
+            ));
+        }
+        Ok(connection)
+    }
+
     /// The connection for one statement, after rolling back abandoned savepoints.
     pub(crate) async fn lock(&self) -> Result<UnitConnection<'_>> {
         let guard = self.connection.lock().await;
         let mut connection =
             MutexGuard::try_map(guard, |c| c.as_deref_mut()).map_err(|_| ended())?;
-        let abandoned =
-            std::mem::take(&mut *self.abandoned.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(&outermost) = abandoned.iter().min() {
+        let outermost = self.abandoned_list().iter().min().copied();
+        if let Some(outermost) = outermost {
+            // Rolling back to the oldest abandoned savepoint also removes every
+            // later one; the list is cleared only once that has happened.
             let sql = format!(
                 "ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}",
                 sp = savepoint(outermost)
             );
-            self.run(&mut connection, sql).await?;
+            match self.run(&mut connection, sql).await {
+                Ok(()) => {
+                    self.abandoned_list().retain(|&sp| sp < outermost);
+                    self.live_list().retain(|&sp| sp < outermost);
+                    self.poisoned.store(false, Ordering::Release);
+                }
+                Err(error) => {
+                    self.poison();
+                    return Err(error);
+                }
+            }
         }
         Ok(connection)
+    }
+
+    fn abandoned_list(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.abandoned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live_list(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs transaction-control SQL (no values, nothing from the user).
@@ -117,15 +179,30 @@ fn ended() -> Error {
     }
 }
 
-fn savepoint(depth: usize) -> String {
-    format!("reposmith_sp_{depth}")
+fn poisoned() -> Error {
+    Error::Backend {
+        backend: Backend::Postgres,
+        code: Some("25P02".to_owned()),
+        reason: "the unit of work was rolled back: a statement in it failed or was cancelled, \
+                 which aborts a Postgres transaction (run risky statements in a nested unit \
+                 and roll it back to continue)"
+            .to_owned(),
+    }
+}
+
+fn out_of_order(reason: &str) -> Error {
+    Error::invalid("unit of work", "nested unit", reason)
+}
+
+fn savepoint(id: usize) -> String {
+    format!("reposmith_sp_{id}")
 }
 
 /// A transaction: every repository from [`PgUnitOfWork::repo`] runs on it.
 pub struct PgUnitOfWork {
     shared: Arc<UnitShared>,
-    /// 0 for the transaction, n for the n-th nested savepoint.
-    depth: usize,
+    /// `None` for the transaction itself, the savepoint of a nested unit.
+    savepoint: Option<usize>,
     finished: bool,
 }
 
@@ -145,8 +222,11 @@ impl PgBackend {
                 backend: self.clone(),
                 connection: Mutex::new(Some(connection)),
                 abandoned: StdMutex::new(Vec::new()),
+                poisoned: AtomicBool::new(false),
+                next_savepoint: AtomicUsize::new(1),
+                live: StdMutex::new(Vec::new()),
             }),
-            depth: 0,
+            savepoint: None,
             finished: false,
         };
         let mut connection = unit.shared.lock().await?;
@@ -160,83 +240,118 @@ impl PgBackend {
 impl PgUnitOfWork {
     /// The repository of `E` on this unit's transaction.
     pub fn repo<E: Entity>(&self) -> PgRepository<E> {
-        PgRepository::on_unit(Arc::clone(&self.shared))
+        PgRepository::on_unit(Arc::clone(&self.shared), self.savepoint.unwrap_or(0))
     }
 
     /// A nested unit: a savepoint that commits into this unit or rolls back alone.
     pub async fn nested(&self) -> Result<PgUnitOfWork> {
-        let depth = self.depth + 1;
-        let mut connection = self.shared.lock().await?;
-        let sql = format!("SAVEPOINT {}", savepoint(depth));
+        let id = self.shared.next_savepoint.fetch_add(1, Ordering::Relaxed);
+        let mut connection = self.shared.lock_at(self.savepoint.unwrap_or(0)).await?;
+        let sql = format!("SAVEPOINT {}", savepoint(id));
         self.shared.run(&mut connection, sql).await?;
+        self.shared.live_list().push(id);
         drop(connection);
-        let shared = Arc::clone(&self.shared);
         Ok(PgUnitOfWork {
-            shared,
-            depth,
+            shared: Arc::clone(&self.shared),
+            savepoint: Some(id),
             finished: false,
         })
     }
 
     /// Makes the unit's writes durable (or, nested, part of its parent).
     ///
-    /// If the connection breaks after COMMIT was sent the outcome is unknown:
-    /// [`Error::CommitOutcomeUnknown`], never retried here.
+    /// A unit poisoned by a failed or cancelled statement is rolled back and
+    /// reported as SQLSTATE 25P02. If the connection breaks after COMMIT was
+    /// sent the outcome is unknown: [`Error::CommitOutcomeUnknown`], never
+    /// retried here.
     pub async fn commit(mut self) -> Result<()> {
+        if let Some(id) = self.savepoint {
+            let released = self
+                .end_nested(id, format!("RELEASE SAVEPOINT {}", savepoint(id)))
+                .await;
+            self.finished = true;
+            return released;
+        }
+        // Locking first rolls back savepoints of nested units that were
+        // dropped, and refuses while a nested unit is still open.
+        drop(self.shared.lock_at(0).await?);
+        if self.shared.is_poisoned() {
+            let _ = self.end_transaction("ROLLBACK").await;
+            self.finished = true;
+            return Err(poisoned());
+        }
+        let ended = self.end_transaction("COMMIT").await;
         self.finished = true;
-        if self.depth > 0 {
-            let sql = format!("RELEASE SAVEPOINT {}", savepoint(self.depth));
-            return self.in_transaction(sql).await;
-        }
-        // Locking first rolls back savepoints of nested units that were dropped.
-        drop(self.shared.lock().await?);
-        let mut connection = self.shared.take().await?;
-        match sqlx::raw_sql("COMMIT").execute(&mut *connection).await {
-            Ok(_) => {
-                // Committed and idle: the connection can serve the next caller.
-                connection.ready();
-                Ok(())
-            }
-            Err(err) => {
-                discard(connection);
-                Err(self.commit_error(err))
-            }
-        }
+        ended.map_err(|err| self.commit_error(err))
     }
 
     /// Undoes the unit's writes.
     pub async fn rollback(mut self) -> Result<()> {
-        self.finished = true;
-        if self.depth > 0 {
-            let sp = savepoint(self.depth);
+        if let Some(id) = self.savepoint {
+            let sp = savepoint(id);
             let sql = format!("ROLLBACK TO SAVEPOINT {sp}; RELEASE SAVEPOINT {sp}");
-            return self.in_transaction(sql).await;
+            let rolled_back = self.end_nested(id, sql).await;
+            if rolled_back.is_ok() {
+                // The transaction is usable again after a savepoint rollback.
+                self.shared.poisoned.store(false, Ordering::Release);
+            }
+            self.finished = true;
+            return rolled_back;
         }
-        let mut connection = self.shared.take().await?;
-        match sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await {
+        let ended = self.end_transaction("ROLLBACK").await;
+        self.finished = true;
+        ended.map_err(|err| self.shared.backend.map_error(err))
+    }
+
+    /// Sends COMMIT or ROLLBACK on the taken connection; pools it again only
+    /// when the server confirmed. A cancelled call drops the connection taken
+    /// out of the unit, which closes it.
+    async fn end_transaction(&self, sql: &'static str) -> std::result::Result<(), sqlx::Error> {
+        let mut connection = self
+            .shared
+            .take()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        match sqlx::raw_sql(sql).execute(&mut *connection).await {
             Ok(_) => {
                 connection.ready();
                 Ok(())
             }
             Err(err) => {
                 discard(connection);
-                Err(self.shared.backend.map_error(err))
+                Err(err)
             }
         }
     }
 
-    async fn in_transaction(&self, sql: String) -> Result<()> {
-        let mut connection = self.shared.lock().await?;
-        self.shared.run(&mut connection, sql).await
+    /// Releases or rolls back nested unit `id`, which must be the innermost open one.
+    async fn end_nested(&self, id: usize, sql: String) -> Result<()> {
+        let mut connection = self.shared.lock_at(id).await?;
+        let result = self.shared.run(&mut connection, sql).await;
+        match &result {
+            Ok(()) => self.shared.live_list().retain(|&sp| sp != id),
+            Err(_) => self.shared.poison(),
+        }
+        result
     }
 
+    /// A failed COMMIT: lost connection, FATAL or PANIC mean the server may
+    /// have committed before it went away ("outcome unknown"); an ERROR
+    /// (serialization failure, deferred constraint) means it rolled back.
     fn commit_error(&self, err: sqlx::Error) -> Error {
-        match err {
-            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => Error::CommitOutcomeUnknown {
+        let session_gone = match &err {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|e| !matches!(e.severity(), PgSeverity::Error)),
+            _ => false,
+        };
+        match session_gone {
+            true => Error::CommitOutcomeUnknown {
                 backend: Backend::Postgres,
-                reason: err.to_string(),
+                reason: self.shared.backend.scrub(&err.to_string()),
             },
-            other => self.shared.backend.map_error(other),
+            false => self.shared.backend.map_error(err),
         }
     }
 }
@@ -246,13 +361,8 @@ impl Drop for PgUnitOfWork {
         if self.finished {
             return;
         }
-        if self.depth > 0 {
-            let mut abandoned = self
-                .shared
-                .abandoned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            abandoned.push(self.depth);
+        if let Some(id) = self.savepoint {
+            self.shared.abandoned_list().push(id);
             return;
         }
         // An operation holding the lock right now (a repository used from another
@@ -269,7 +379,7 @@ impl Drop for PgUnitOfWork {
 impl std::fmt::Debug for PgUnitOfWork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgUnitOfWork")
-            .field("depth", &self.depth)
+            .field("savepoint", &self.savepoint)
             .field("finished", &self.finished)
             .finish()
     }

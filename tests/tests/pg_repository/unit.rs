@@ -263,3 +263,135 @@ async fn transaction_does_not_rerun_other_errors() {
     assert_eq!(idle_in_transaction(&db).await, 0);
     db.cleanup().await;
 }
+
+/// A failed statement aborts a Postgres transaction; COMMIT would then answer
+/// with a silent ROLLBACK. The unit must say so instead of reporting success.
+#[tokio::test]
+async fn commit_after_a_caught_error_reports_the_rollback() {
+    let db = Db::new().await;
+    db.pg
+        .repo::<Setting>()
+        .insert(&setting("taken"))
+        .await
+        .unwrap();
+    let unit = db.pg.begin().await.unwrap();
+    unit.repo::<Setting>()
+        .insert(&setting("before"))
+        .await
+        .unwrap();
+    let conflict = unit.repo::<Setting>().insert(&setting("taken")).await;
+    assert!(
+        matches!(conflict, Err(reposmith::Error::Conflict { .. })),
+        "{conflict:?}"
+    );
+    let err = unit.commit().await.unwrap_err();
+    assert!(
+        matches!(&err, reposmith::Error::Backend { code: Some(code), .. } if code == "25P02"),
+        "{err:?}"
+    );
+    let stored = db.pg.repo::<Setting>().count(Filter::all()).await.unwrap();
+    assert_eq!(stored, 1, "only the row written before the unit");
+    assert_eq!(idle_in_transaction(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// A statement cancelled inside a unit may have reached the server: the
+/// unit must not then commit it as if the caller had seen it succeed.
+#[tokio::test]
+async fn a_statement_cancelled_inside_a_unit_is_never_committed_silently() {
+    let db = Db::new().await;
+    for round in 0..5 {
+        let unit = db.pg.begin().await.unwrap();
+        let key = format!("cut{round}");
+        let repo = unit.repo::<Setting>();
+        let cut =
+            tokio::time::timeout(std::time::Duration::ZERO, repo.insert(&setting(&key))).await;
+        let committed = unit.commit().await;
+        let stored = db.pg.repo::<Setting>().get(&key).await.unwrap().is_some();
+        match cut {
+            Err(_elapsed) => {
+                assert!(
+                    committed.is_err(),
+                    "a unit with a cancelled statement committed"
+                );
+                assert!(!stored);
+            }
+            Ok(inserted) => {
+                inserted.unwrap();
+                committed.unwrap();
+                assert!(stored);
+            }
+        }
+    }
+    assert_eq!(idle_in_transaction(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// Nested units are savepoints on a stack: while one is open, the outer
+/// unit's repositories are refused (their writes would land inside the
+/// nested savepoint and vanish with its rollback); a nested rollback also
+/// recovers the unit from a failed statement.
+#[tokio::test]
+async fn sibling_nested_units_are_independent_and_recover_from_errors() {
+    let db = Db::new().await;
+    db.pg
+        .repo::<Setting>()
+        .insert(&setting("taken"))
+        .await
+        .unwrap();
+    let parent = db.pg.begin().await.unwrap();
+    let kept = parent.nested().await.unwrap();
+    kept.repo::<Setting>()
+        .insert(&setting("kept"))
+        .await
+        .unwrap();
+    kept.commit().await.unwrap();
+
+    let undone = parent.nested().await.unwrap();
+    undone
+        .repo::<Setting>()
+        .insert(&setting("undone"))
+        .await
+        .unwrap();
+    let outer_write = parent.repo::<Setting>().insert(&setting("outer")).await;
+    assert!(
+        matches!(&outer_write, Err(reposmith::Error::InvalidInput { field, .. }) if field == "nested unit"),
+        "{outer_write:?}"
+    );
+    let early_commit = db.pg.begin().await.unwrap();
+    let open = early_commit.nested().await.unwrap();
+    assert!(
+        early_commit.commit().await.is_err(),
+        "a parent cannot commit over an open nested unit"
+    );
+    drop(open);
+    undone.rollback().await.unwrap();
+
+    let risky = parent.nested().await.unwrap();
+    let conflict = risky.repo::<Setting>().insert(&setting("taken")).await;
+    assert!(conflict.is_err());
+    risky.rollback().await.unwrap();
+    parent
+        .repo::<Setting>()
+        .insert(&setting("after"))
+        .await
+        .unwrap();
+    parent
+        .commit()
+        .await
+        .expect("the savepoint rollback made the unit usable again");
+
+    let mut keys: Vec<String> = db
+        .pg
+        .repo::<Setting>()
+        .find(Filter::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["after", "kept", "taken"]);
+    assert_eq!(idle_in_transaction(&db).await, 0);
+    db.cleanup().await;
+}
