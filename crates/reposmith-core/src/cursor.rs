@@ -78,14 +78,35 @@ fn to_json(value: &Value) -> Json {
         Value::I16(n) => Json::from(*n),
         Value::I32(n) => Json::from(*n),
         Value::I64(n) => Json::from(*n),
-        Value::F32(n) => Json::from(*n),
-        Value::F64(n) => Json::from(*n),
+        Value::F32(n) => float_to_json(f64::from(*n)),
+        Value::F64(n) => float_to_json(*n),
         Value::Text(s) => Json::from(s.as_str()),
         Value::Uuid(u) => Json::from(u.to_string()),
         Value::TimestampTz(t) => Json::from(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
         Value::Date(d) => Json::from(d.to_string()),
         Value::Json(j) => j.clone(),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+    }
+}
+
+/// JSON has no NaN or Infinity, and a float sort key may hold them: they
+/// travel as the strings Postgres itself prints for them.
+fn float_to_json(n: f64) -> Json {
+    match n {
+        n if n.is_nan() => Json::from("NaN"),
+        f64::INFINITY => Json::from("Infinity"),
+        f64::NEG_INFINITY => Json::from("-Infinity"),
+        n => Json::from(n),
+    }
+}
+
+fn float_from_json(item: &Json) -> Option<f64> {
+    match item.as_str() {
+        Some("NaN") => Some(f64::NAN),
+        Some("Infinity") => Some(f64::INFINITY),
+        Some("-Infinity") => Some(f64::NEG_INFINITY),
+        Some(_) => None,
+        None => item.as_f64(),
     }
 }
 
@@ -99,8 +120,8 @@ fn from_json(item: Json, ty: &ColumnType) -> Option<Value> {
         ColumnType::SmallInt => Value::I16(i16::try_from(item.as_i64()?).ok()?),
         ColumnType::Int => Value::I32(i32::try_from(item.as_i64()?).ok()?),
         ColumnType::BigInt => Value::I64(item.as_i64()?),
-        ColumnType::Real => Value::F32(item.as_f64()? as f32),
-        ColumnType::Double => Value::F64(item.as_f64()?),
+        ColumnType::Real => Value::F32(float_from_json(&item)? as f32),
+        ColumnType::Double => Value::F64(float_from_json(&item)?),
         ColumnType::Uuid => Value::Uuid(item.as_str()?.parse().ok()?),
         ColumnType::TimestampTz => Value::TimestampTz(
             DateTime::parse_from_rfc3339(item.as_str()?)
@@ -140,6 +161,19 @@ mod tests {
                 .unwrap(),
             values
         );
+    }
+
+    #[test]
+    fn non_finite_float_keys_survive() {
+        let types = [ColumnType::Double, ColumnType::Real, ColumnType::Double];
+        let values = [
+            Value::F64(f64::INFINITY),
+            Value::F32(f32::NEG_INFINITY),
+            Value::F64(f64::NAN),
+        ];
+        let back = Cursor::encode(&values).decode("Doc", &types).unwrap();
+        assert_eq!(back[..2], values[..2]);
+        assert!(matches!(back[2], Value::F64(n) if n.is_nan()));
     }
 
     #[test]

@@ -95,7 +95,9 @@ pub trait Repository<E: Entity>: Send + Sync {
     /// [`Error::NotFound`](crate::Error::NotFound).
     fn update(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
 
-    /// Inserts, or on an id conflict overwrites, in one statement.
+    /// Inserts, or on an id conflict overwrites, in one statement. Last
+    /// writer wins: on a versioned entity the stored version is bumped, not
+    /// checked; use [`Repository::update`] for optimistic locking.
     fn upsert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
 
     /// Deletes the entity with `id`; false when there was none.

@@ -93,15 +93,15 @@ impl<'a> Parts<'a> {
             Some(i) => raw.split_at(i + 3),
             None => ("", raw),
         };
-        let (before_query, query) = match rest.find('?') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
+        // The userinfo ends at the last '@' anywhere: a password may hold an
+        // unencoded '?' or '/', and masking too much is the safe way to be wrong.
+        let (userinfo, after_userinfo) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
         };
-        // The last '@' before the query ends the userinfo: an unencoded '@' in
-        // a password is malformed, but masking more is the safe way to be wrong.
-        let (userinfo, hosts_and_path) = match before_query.rfind('@') {
-            Some(i) => (Some(&before_query[..i]), &before_query[i + 1..]),
-            None => (None, before_query),
+        let (hosts_and_path, query) = match after_userinfo.find('?') {
+            Some(i) => (&after_userinfo[..i], Some(&after_userinfo[i + 1..])),
+            None => (after_userinfo, None),
         };
         let (user, password) = match userinfo.map(|u| u.split_once(':')) {
             Some(Some((user, password))) => (Some(user), Some(password)),
@@ -248,6 +248,26 @@ mod tests {
         let url = ConnectionUrl::new("redis://:p@ss@h:6379");
         assert_eq!(url.redacted(), "redis://:***@h:6379");
         assert!(!url.scrub("bad p@ss").contains("p@ss"));
+    }
+
+    #[test]
+    fn a_question_mark_or_slash_in_the_password_is_masked() {
+        for raw in [
+            "postgres://u:pa?ss@h/db",
+            "postgres://u:pa/ss@h/db?sslmode=require",
+        ] {
+            let url = ConnectionUrl::new(raw);
+            let shown = format!("{url} {url:?} {}", url.target());
+            assert!(
+                !shown.contains("pa?ss") && !shown.contains("pa/ss"),
+                "{shown}"
+            );
+            assert!(
+                url.redacted().starts_with("postgres://u:***@h/db"),
+                "{}",
+                url.redacted()
+            );
+        }
     }
 
     #[test]

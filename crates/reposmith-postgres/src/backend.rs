@@ -28,6 +28,7 @@ pub struct PgBackend {
     pool: PgPool,
     url: ConnectionUrl,
     acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
 }
 
 impl PgBackend {
@@ -47,6 +48,7 @@ impl PgBackend {
             pool: pool_options(config).connect_lazy_with(options.clone()),
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
+            statement_timeout: config.statement_timeout,
         };
         let probed = backend.probe(&options, config.connect_timeout).await;
         probed.inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
@@ -143,6 +145,7 @@ impl PgBackend {
         ErrorContext {
             url: &self.url,
             acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
         }
     }
 }
@@ -152,7 +155,7 @@ impl fmt::Debug for PgBackend {
         f.debug_struct("PgBackend")
             .field("url", &self.url)
             .field("pool_size", &self.connections.size())
-            .field("pool_idle", &self.pool.num_idle())
+            .field("pool_idle", &self.connections.num_idle())
             .finish()
     }
 }

@@ -14,7 +14,9 @@ const REFUSED_STATES: &[&str] = &["3D000", "53300", "57P01", "57P02", "57P03"];
 /// SQLSTATEs that, on an established session, mean the server ended it:
 /// terminated by an administrator, crash or shutdown (class 57P), or any
 /// connection exception (class 08).
-const ENDED_STATES: &[&str] = &["57P01", "57P02", "57P03"];
+const ENDED_STATES: &[&str] = &["57P01", "57P02", "57P03", "57P05", "25P03"];
+/// SQLSTATEs of a server-side deadline: statement_timeout, lock_timeout.
+const TIMEOUT_STATES: &[&str] = &["57014", "55P03"];
 /// SQLSTATEs after which rerunning the whole transaction is safe:
 /// serialization failure and deadlock.
 const RETRYABLE_STATES: &[&str] = &["40001", "40P01"];
@@ -34,6 +36,8 @@ pub(crate) enum Phase {
 pub(crate) struct ErrorContext<'a> {
     pub(crate) url: &'a ConnectionUrl,
     pub(crate) acquire_timeout: Duration,
+    /// Reported as the deadline of a server-side statement timeout.
+    pub(crate) statement_timeout: Option<Duration>,
 }
 
 impl ErrorContext<'_> {
@@ -141,6 +145,15 @@ impl ErrorContext<'_> {
                 backend,
                 code: code.to_owned(),
                 reason,
+            },
+            Some(code) if TIMEOUT_STATES.contains(&code) => Error::Timeout {
+                backend,
+                operation: if code == "55P03" {
+                    "a lock"
+                } else {
+                    "a statement"
+                },
+                after: self.statement_timeout.unwrap_or_default(),
             },
             _ => Error::Backend {
                 backend,

@@ -1,11 +1,12 @@
-//! PostgreSQL backend of reposmith: a sqlx pool with deliberate defaults,
-//! error mapping onto [`reposmith_core::Error`], a health probe, and the
-//! [`PgRepository`] that implements [`reposmith_core::Repository`] for any
-//! entity, on the pool or inside a [`PgUnitOfWork`].
+//! PostgreSQL backend of reposmith: [`PgRepository`], which implements
+//! [`reposmith_core::Repository`] for any entity on the pool or inside a
+//! [`PgUnitOfWork`]; reposmith's own connection pool (no ping on release;
+//! see the `pool` module for why); retried units of work; binary-COPY bulk
+//! inserts; error mapping onto [`reposmith_core::Error`]; a health probe;
+//! and the DDL of an entity ([`create_table_sql`]).
 //!
 //! SQL is built with sea-query from the entity schema: identifiers only from
-//! the schema, every value a bound parameter. [`create_table_sql`] renders
-//! the DDL of an entity.
+//! the schema, every value a bound parameter.
 
 mod backend;
 mod bind;

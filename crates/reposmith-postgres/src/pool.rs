@@ -93,9 +93,15 @@ impl ConnectionPool {
             return Err(AcquireError::Closed);
         }
         while let Some(mut idle) = self.take_fresh_idle() {
-            if self.test_before_acquire && idle.connection.ping().await.is_err() {
+            if self.test_before_acquire {
+                // Uncounted while pinged, so a cancelled acquire that drops it
+                // here leaves the count right.
                 self.open.fetch_sub(1, Ordering::Relaxed);
-                continue;
+                let ping = tokio::time::timeout_at(deadline.into(), idle.connection.ping()).await;
+                if !matches!(ping, Ok(Ok(()))) {
+                    continue;
+                }
+                self.open.fetch_add(1, Ordering::Relaxed);
             }
             return Ok(self.hand_out(idle.connection, idle.born, permit));
         }
@@ -142,6 +148,7 @@ impl ConnectionPool {
             connection: Some(connection),
             born,
             reusable: true,
+            discarded: false,
             pool: Arc::clone(self),
             _permit: permit,
         }
@@ -152,7 +159,14 @@ impl ConnectionPool {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        self.idle_list().push(Idle {
+        let mut idle = self.idle_list();
+        // Reap here too: under steady load the bottom of the LIFO list is
+        // never popped, so its expired connections would otherwise live forever.
+        let before = idle.len();
+        idle.retain(|c| !self.expired(c.born, Some(c.since)));
+        self.open
+            .fetch_sub((before - idle.len()) as u32, Ordering::Relaxed);
+        idle.push(Idle {
             connection,
             born,
             since: Instant::now(),
@@ -191,11 +205,9 @@ impl ConnectionPool {
         self.closed.store(true, Ordering::Release);
         self.permits.close();
         let idle: Vec<Idle> = std::mem::take(&mut *self.idle_list());
-        for connection in idle {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            // A failed goodbye changes nothing: the socket closes either way.
-            let _ = connection.connection.close().await;
-        }
+        self.open.fetch_sub(idle.len() as u32, Ordering::Relaxed);
+        // Dropped, not closed politely: a stalled server must not hang shutdown.
+        drop(idle);
     }
 }
 
@@ -208,6 +220,8 @@ pub struct PooledConnection {
     connection: Option<PgConnection>,
     born: Instant,
     reusable: bool,
+    /// Set by [`PooledConnection::discard`]; no later settle undoes it.
+    discarded: bool,
     pool: Arc<ConnectionPool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -235,7 +249,7 @@ impl PooledConnection {
 
     /// Closes the connection on release instead of pooling it.
     pub fn discard(&mut self) {
-        self.reusable = false;
+        self.discarded = true;
     }
 }
 
@@ -261,7 +275,7 @@ impl Drop for PooledConnection {
         let Some(connection) = self.connection.take() else {
             return;
         };
-        if self.reusable {
+        if self.reusable && !self.discarded {
             self.pool.give_back(connection, self.born);
         } else {
             // Dropping closes the socket; the server ends any open transaction.
