@@ -120,3 +120,45 @@ async fn insert_many_with_a_bad_row_late_in_the_stream_writes_nothing() {
     assert_eq!(repo.insert_many(&docs).await.unwrap(), 30_000);
     db.cleanup().await;
 }
+
+/// A row locked by another unit makes an update wait; the server's
+/// statement_timeout ends the wait with a typed timeout, not a hang, and the
+/// pool keeps working.
+#[tokio::test]
+async fn a_statement_blocked_on_a_lock_ends_in_a_typed_timeout() {
+    let db = Db::new().await;
+    let url = {
+        let base = reposmith_tests::database_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!(
+            "{base}{sep}options=-c%20search_path%3D{}",
+            db.application_name()
+        )
+    };
+    let impatient = reposmith::PgBackend::connect(
+        &reposmith::PgConfig::new(url)
+            .statement_timeout(Some(std::time::Duration::from_millis(300))),
+    )
+    .await
+    .unwrap();
+    let doc = db
+        .pg
+        .repo::<Doc>()
+        .insert(&Doc::new("locked"))
+        .await
+        .unwrap();
+    let holder = db.pg.begin().await.unwrap();
+    holder.repo::<Doc>().update(&doc).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = impatient.repo::<Doc>().update(&doc).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        impatient.repo::<Doc>().count(Filter::all()).await.unwrap(),
+        1
+    );
+    impatient.close().await;
+    db.cleanup().await;
+}

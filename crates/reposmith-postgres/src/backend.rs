@@ -92,6 +92,11 @@ impl PgBackend {
         })
     }
 
+    /// The server-side `statement_timeout` this backend's sessions run with.
+    pub(crate) fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// `text` with this backend's URL secrets masked.
     pub(crate) fn scrub(&self, text: &str) -> String {
         self.url.scrub(text)

@@ -3,9 +3,11 @@
 //! transaction. Every operation asks the executor for a connection and runs
 //! on `&mut PgConnection`, so the same code serves both.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-use reposmith_core::{EntitySchema, Error, Result};
+use reposmith_core::{Backend, EntitySchema, Error, Result};
 use sqlx::PgConnection;
 
 use crate::PgBackend;
@@ -117,3 +119,36 @@ impl Executor {
         move |err| self.backend().map_entity_error(err, schema)
     }
 }
+
+/// Slack past the server's `statement_timeout` before the client gives up:
+/// the server's own timeout should fire first; this one catches a network
+/// or server that stopped answering altogether.
+const CLIENT_DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// A client-side deadline on a whole repository operation, so no wait is
+/// unbounded even when the server or the network stalls. Cutting an
+/// operation is safe: a pooled connection is then closed, and a unit of
+/// work is poisoned (see `unit.rs`).
+pub(crate) trait Bounded<T>: Future<Output = Result<T>> + Sized {
+    /// `self`, failing with [`Error::Timeout`] after `statement_timeout` plus slack.
+    fn bounded(self, exec: &Executor) -> impl Future<Output = Result<T>> {
+        let deadline = exec
+            .backend()
+            .statement_timeout()
+            .map(|t| t + CLIENT_DEADLINE_SLACK);
+        async move {
+            let Some(after) = deadline else {
+                return self.await;
+            };
+            tokio::time::timeout(after, self)
+                .await
+                .unwrap_or(Err(Error::Timeout {
+                    backend: Backend::Postgres,
+                    operation: "an operation (client-side deadline)",
+                    after,
+                }))
+        }
+    }
+}
+
+impl<T, F: Future<Output = Result<T>>> Bounded<T> for F {}

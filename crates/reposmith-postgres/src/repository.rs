@@ -17,7 +17,7 @@ use sqlx::postgres::PgRow;
 use tracing::Instrument;
 
 use crate::bind::{PgQuery, array_of, bind_all, decode_row, to_sea};
-use crate::executor::Executor;
+use crate::executor::{Bounded, Executor};
 use crate::statements::{Statements, statements};
 use crate::unit::UnitShared;
 use crate::validate::check_row;
@@ -230,6 +230,7 @@ impl<E: Entity> PgRepository<E> {
         let params = self.params(&values, &self.statements.insert_columns);
         self.write_one(&sql, params)
             .instrument(span("upsert", schema.table))
+            .bounded(&self.exec)
             .await
     }
 
@@ -279,13 +280,17 @@ impl<E: Entity> PgRepository<E> {
 impl<E: Entity> Repository<E> for PgRepository<E> {
     async fn insert(&self, entity: &E) -> Result<E> {
         let span = span("insert", E::SCHEMA.table);
-        self.insert_one(entity).instrument(span).await
+        self.insert_one(entity)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
         let span = span("insert_many", E::SCHEMA.table);
         crate::bulk::insert_many(self, entities)
             .instrument(span)
+            .bounded(&self.exec)
             .await
     }
 
@@ -294,38 +299,57 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let params = vec![self.id_param(id)?];
         self.fetch_optional(&self.statements.get, params)
             .instrument(span)
+            .bounded(&self.exec)
             .await
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let span = span("select", E::SCHEMA.table);
-        self.get_many_ids(ids).instrument(span).await
+        self.get_many_ids(ids)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
         let span = span("update", E::SCHEMA.table);
-        self.update_one(entity).instrument(span).await
+        self.update_one(entity)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
         let span = span("upsert", E::SCHEMA.table);
-        self.upsert_one(entity).instrument(span).await
+        self.upsert_one(entity)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
         let span = span("delete", E::SCHEMA.table);
-        self.delete_one(id).instrument(span).await
+        self.delete_one(id)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
         let span = span("delete", E::SCHEMA.table);
-        query::delete_where(self, filter).instrument(span).await
+        query::delete_where(self, filter)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
         let span = span("select", E::SCHEMA.table);
         let limit = query.limit;
-        let rows = query::fetch(self, query, limit).instrument(span).await?;
+        let rows = query::fetch(self, query, limit)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
         rows.into_iter().map(E::from_values).collect()
     }
 
@@ -336,17 +360,24 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let span = span("select", E::SCHEMA.table);
         let (items, next) = query::fetch_page(self, query, size)
             .instrument(span)
+            .bounded(&self.exec)
             .await?;
         Ok(Page::new(items, next))
     }
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
         let span = span("count", E::SCHEMA.table);
-        query::count(self, filter).instrument(span).await
+        query::count(self, filter)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
         let span = span("exists", E::SCHEMA.table);
-        query::exists(self, filter).instrument(span).await
+        query::exists(self, filter)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await
     }
 }
