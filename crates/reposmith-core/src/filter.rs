@@ -470,7 +470,10 @@ impl<E: Entity> JsonPath<E> {
         self
     }
 
-    /// The value at this path equals `value` (JSON equality: `"1"` is not `1`).
+    /// The value at this path matches `value`: for a scalar (string, number,
+    /// bool, null) that is JSON equality (`"1"` is not `1`); for an array or
+    /// an object it is containment — the stored value holds at least these
+    /// elements or keys.
     ///
     /// Rendered as containment of `{"k1": {"k2": value}}`, so a GIN index on the column serves it.
     pub fn eq(self, value: impl Into<serde_json::Value>) -> Filter<E> {

@@ -45,6 +45,7 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
     at_most_one(&fields, Role::UpdatedAt, "updated_at", &mut errors);
     distinct_columns(&fields, &mut errors);
+    generated_names_fit(input, &table, &fields, &mut errors);
     errors.finish()?;
     Ok(Entity {
         ident: input.ident.clone(),
@@ -263,6 +264,34 @@ fn distinct_columns(fields: &[Field], errors: &mut Accumulator) {
             let message = format!(
                 "column `{}` is already used by field `{}`: give one a different #[repo(column = \"...\")]",
                 field.column, first.ident
+            );
+            errors.push(Error::custom(message).with_span(&field.ident));
+        }
+    }
+}
+
+/// Rule: the names Postgres derives from the table and column (`<table>_pkey`,
+/// `<table>_<column>_key`, `<table>_<column>_idx`) fit in 63 bytes; a longer
+/// one would be truncated and conflicts could no longer name their field.
+fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors: &mut Accumulator) {
+    // A table name over the limit is already reported by `valid_name`.
+    if table.len() <= MAX_IDENTIFIER && table.len() + "_pkey".len() > MAX_IDENTIFIER {
+        let message = format!(
+            "the table name `{table}` leaves no room for its primary key constraint \
+             `{table}_pkey` within 63 bytes: use a shorter #[repo(table = \"...\")]"
+        );
+        errors.push(Error::custom(message).with_span(&input.ident));
+    }
+    for field in fields.iter().filter(|f| f.unique || f.index) {
+        let name = format!(
+            "{table}_{}_{}",
+            field.column,
+            if field.unique { "key" } else { "idx" }
+        );
+        if name.len() > MAX_IDENTIFIER {
+            let message = format!(
+                "the index name `{name}` is longer than 63 bytes: shorten the table name or \
+                 give the field a shorter #[repo(column = \"...\")]"
             );
             errors.push(Error::custom(message).with_span(&field.ident));
         }
