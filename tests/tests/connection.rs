@@ -298,3 +298,42 @@ async fn min_connections_are_open_after_connect_and_pre_ping_hides_a_dead_one() 
         .await
         .expect("a dead idle connection is replaced, not used");
 }
+
+#[tokio::test]
+async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_statement() {
+    // As after `pg_ctl restart`: every pooled backend dies at once. The first
+    // statement finds out; the pool then drops its other idle connections
+    // instead of letting each cost another caller a failed statement.
+    let app = reposmith_tests::unique_name("warm");
+    let config = PgConfig::new(database_url())
+        .max_connections(4)
+        .min_connections(4)
+        .application_name(app.clone());
+    let store = Store::connect(Config::new().with_postgres(config))
+        .await
+        .unwrap();
+    let pg = store.postgres().unwrap();
+    assert_eq!(pg.ping().await.unwrap().pool_size, 4);
+
+    let killer = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
+        .await
+        .unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&app)
+    .fetch_one(killer.postgres().unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, 4);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut failures = 0;
+    for _ in 0..6 {
+        if pg.ping().await.is_err() {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 1, "one statement finds the dead pool, the rest recover");
+}

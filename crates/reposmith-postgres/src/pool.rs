@@ -189,6 +189,13 @@ impl ConnectionPool {
         Ok(())
     }
 
+    /// Closes every idle connection (after an I/O error suggests a restart).
+    fn flush_idle(&self) {
+        let idle: Vec<Idle> = std::mem::take(&mut *self.idle_list());
+        self.open.fetch_sub(idle.len() as u32, Ordering::Relaxed);
+        drop(idle);
+    }
+
     /// Connections open now, idle or in use.
     pub(crate) fn size(&self) -> u32 {
         self.open.load(Ordering::Relaxed)
@@ -234,10 +241,30 @@ impl PooledConnection {
         self.reusable = match outcome {
             Ok(_) => true,
             // An ERROR leaves the session ready for the next query; FATAL and
-            // PANIC (terminated by an administrator, server shutting down) end it.
-            Err(sqlx::Error::Database(error)) => error
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|e| matches!(e.severity(), PgSeverity::Error)),
+            // PANIC (terminated by an administrator, server shutting down) end
+            // it. 0A000 "cached plan must not change result type" (a migration
+            // changed a table under a prepared statement) would fail again on
+            // this connection's statement cache, so that one is closed too.
+            Err(sqlx::Error::Database(error)) => {
+                let severity = error
+                    .try_downcast_ref::<PgDatabaseError>()
+                    .map(|e| (e.severity(), e.code()));
+                match severity {
+                    Some((PgSeverity::Error, code)) => code != "0A000",
+                    Some((PgSeverity::Fatal | PgSeverity::Panic, _)) => {
+                        self.pool.flush_idle();
+                        false
+                    }
+                    _ => false,
+                }
+            }
+            Err(sqlx::Error::Io(_)) => {
+                // The server or the network went away (a restart, a failover):
+                // the idle connections opened before are most likely dead too,
+                // so they go now rather than costing one failed statement each.
+                self.pool.flush_idle();
+                false
+            }
             Err(_) => false,
         };
     }
