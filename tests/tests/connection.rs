@@ -335,5 +335,8 @@ async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_s
             failures += 1;
         }
     }
-    assert_eq!(failures, 1, "one statement finds the dead pool, the rest recover");
+    assert_eq!(
+        failures, 1,
+        "one statement finds the dead pool, the rest recover"
+    );
 }

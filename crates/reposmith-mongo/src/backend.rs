@@ -104,6 +104,11 @@ impl MongoBackend {
         &self.capabilities
     }
 
+    /// The deadline reposmith puts around each operation.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
     /// Hosts and database, without credentials.
     pub fn target(&self) -> &str {
         self.url.target()

@@ -1,7 +1,7 @@
 //! Maps MongoDB driver errors onto [`reposmith_core::Error`] per the core's error contract.
 
-use mongodb::error::ErrorKind;
-use reposmith_core::{Backend, ConnectionUrl, Error};
+use mongodb::error::{ErrorKind, WriteFailure};
+use reposmith_core::{Backend, ConnectionUrl, EntitySchema, Error};
 
 /// Server codes that mean the credentials were refused: AuthenticationFailed, Unauthorized.
 const AUTH_CODES: &[i32] = &[18, 13];
@@ -18,6 +18,17 @@ pub(crate) fn map(url: &ConnectionUrl, err: mongodb::error::Error, phase: Phase)
     let reason = url.scrub(&err.to_string());
     let backend = Backend::Mongo;
     let target = url.target().to_owned();
+    if err.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
+        let code = "TransientTransactionError".to_owned();
+        return Error::Retryable {
+            backend,
+            code,
+            reason,
+        };
+    }
+    if err.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) {
+        return Error::CommitOutcomeUnknown { backend, reason };
+    }
     match *err.kind {
         ErrorKind::InvalidArgument { .. } | ErrorKind::InvalidTlsConfig { .. } => {
             Error::config(backend.name(), reason)
@@ -60,5 +71,90 @@ pub(crate) fn map(url: &ConnectionUrl, err: mongodb::error::Error, phase: Phase)
             code: None,
             reason,
         },
+    }
+}
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// The server's message when `err` is a duplicate-key error (code 11000),
+/// from a single write, a bulk insert or a command such as `findAndModify`.
+pub(crate) fn duplicate_key(err: &mongodb::error::Error) -> Option<&str> {
+    match &*err.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
+            Some(&e.message)
+        }
+        ErrorKind::Command(e) if e.code == DUPLICATE_KEY => Some(&e.message),
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .iter()
+            .flatten()
+            .find(|w| w.code == DUPLICATE_KEY)
+            .map(|w| w.message.as_str()),
+        _ => None,
+    }
+}
+
+/// The position in its batch of the first document an `insert_many` refused.
+pub(crate) fn failed_index(err: &mongodb::error::Error) -> Option<usize> {
+    match &*err.kind {
+        ErrorKind::InsertMany(e) => e.write_errors.as_ref()?.iter().map(|w| w.index).min(),
+        _ => None,
+    }
+}
+
+/// The conflict error for a duplicate-key `message` on `schema`'s collection:
+/// the index name is read from the message (`... index: <name> dup key: ...`),
+/// and `_id_` names the id field.
+pub(crate) fn conflict(schema: &EntitySchema, message: &str) -> Error {
+    let index = message
+        .split_once("index: ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("unknown")
+        .to_owned();
+    let field = if index == "_id_" {
+        Some(schema.id_column().field)
+    } else {
+        schema.field_of_constraint(&index)
+    };
+    Error::Conflict {
+        entity: schema.entity,
+        constraint: index,
+        field,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::{ColumnDef, ColumnRole, ColumnType, IdStrategy, IndexDef, IndexMethod};
+
+    use super::*;
+
+    static COLUMNS: [ColumnDef; 2] = [
+        ColumnDef::new("key", "key", ColumnType::Text, false).with_role(ColumnRole::Id),
+        ColumnDef::new("name", "name", ColumnType::Text, false).with_unique(),
+    ];
+    static INDEXES: [IndexDef; 1] = [IndexDef::new(
+        "t_name_key",
+        &["name"],
+        true,
+        IndexMethod::BTree,
+    )];
+    static SCHEMA: EntitySchema =
+        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Assigned, &INDEXES);
+
+    #[test]
+    fn conflicts_name_the_index_and_its_field() {
+        let message = "E11000 duplicate key error collection: db.t index: t_name_key dup key: { name: \"a\" }";
+        assert!(matches!(conflict(&SCHEMA, message),
+            Error::Conflict { field: Some("name"), ref constraint, .. } if constraint == "t_name_key"));
+        let on_id = "E11000 duplicate key error collection: db.t index: _id_ dup key: { _id: 1 }";
+        assert!(matches!(
+            conflict(&SCHEMA, on_id),
+            Error::Conflict {
+                field: Some("key"),
+                ..
+            }
+        ));
     }
 }

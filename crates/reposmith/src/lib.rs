@@ -20,7 +20,9 @@ pub use store::Store;
 
 #[cfg(feature = "mongo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
-pub use reposmith_mongo::{MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, mongodb};
+pub use reposmith_mongo::{
+    MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, MongoRepository, mongodb,
+};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use reposmith_postgres::{

@@ -1,0 +1,128 @@
+//! `insert_many`: all or nothing, in batches.
+//!
+//! When the deployment has transactions (a replica set or sharded cluster,
+//! [`MongoCapabilities::transactions`](crate::MongoCapabilities)) and the
+//! call holds at most [`TRANSACTION_LIMIT`] documents, they are inserted in
+//! one transaction: a failure aborts it and nothing stays. Dropping the
+//! future mid-way drops the session, and the driver aborts its open
+//! transaction. Larger calls, and standalone servers, insert ordered
+//! batches and, after a failure, delete the documents already inserted
+//! again: all or nothing for the final state, but other readers may see the
+//! rows meanwhile. The limit exists because MongoDB advises against
+//! transactions over ~1,000s of documents (60 s lifetime, cache pressure),
+//! and SecantusDB fails to commit one of 100k documents (a WiredTiger
+//! "conflict between concurrent operations" surfaced as InternalError).
+//!
+//! A duplicate key in any document is [`Error::Conflict`] naming the index
+//! and field, as for a single insert.
+
+use mongodb::ClientSession;
+use mongodb::bson::{Bson, Document, doc};
+use reposmith_core::{Entity, IdStrategy, Result, Value};
+
+use crate::MongoRepository;
+use crate::codec::encode;
+use crate::counter;
+use crate::error::failed_index;
+use crate::write::stamp_new;
+
+/// Documents per `insert` command: bounded so each command finishes well
+/// within the operation deadline (the driver splits further at 48 MB).
+const BATCH: usize = 1_000;
+
+/// Most documents inserted in one transaction; larger calls compensate instead.
+const TRANSACTION_LIMIT: usize = 10_000;
+
+/// Inserts `entities`; all or nothing.
+pub(crate) async fn insert_many<E: Entity>(
+    repo: &MongoRepository<E>,
+    entities: &[E],
+) -> Result<u64> {
+    if entities.is_empty() {
+        return Ok(0);
+    }
+    let docs = prepare(repo, entities).await?;
+    if repo.backend.capabilities().transactions && docs.len() <= TRANSACTION_LIMIT {
+        in_transaction(repo, &docs).await?;
+    } else {
+        compensated(repo, &docs).await?;
+    }
+    Ok(docs.len() as u64)
+}
+
+/// Stamped, encoded documents; identity ids come from one reserved block.
+async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result<Vec<Document>> {
+    let schema = E::SCHEMA;
+    let mut next_id = match schema.id_strategy {
+        IdStrategy::Identity => Some(counter::reserve(repo, entities.len() as u64).await?),
+        _ => None,
+    };
+    let mut docs = Vec::with_capacity(entities.len());
+    for entity in entities {
+        let mut values = entity.to_values()?;
+        stamp_new(schema, &mut values);
+        if let Some(id) = next_id.as_mut() {
+            values[schema.id] = Value::I64(*id);
+            *id += 1;
+        }
+        docs.push(encode(schema, &values)?);
+    }
+    Ok(docs)
+}
+
+async fn in_transaction<E: Entity>(repo: &MongoRepository<E>, docs: &[Document]) -> Result<()> {
+    let client = repo.backend.client();
+    let mut session = repo.run("start session", client.start_session()).await?;
+    repo.run("start transaction", session.start_transaction())
+        .await?;
+    if let Err(error) = insert_batches(repo, docs, &mut session).await {
+        // The insert error is what the caller needs; an abort failure only
+        // means the server will time the transaction out itself.
+        let _ = repo
+            .run("abort transaction", session.abort_transaction())
+            .await;
+        return Err(error);
+    }
+    repo.run("commit transaction", session.commit_transaction())
+        .await
+}
+
+async fn insert_batches<E: Entity>(
+    repo: &MongoRepository<E>,
+    docs: &[Document],
+    session: &mut ClientSession,
+) -> Result<()> {
+    for batch in docs.chunks(BATCH) {
+        let command = repo
+            .collection
+            .insert_many(batch)
+            .ordered(true)
+            .session(&mut *session);
+        repo.run("insert", command).await?;
+    }
+    Ok(())
+}
+
+/// Without transactions: ordered batches, and on failure the documents of
+/// this call that were inserted (those before the failing one) are deleted again.
+async fn compensated<E: Entity>(repo: &MongoRepository<E>, docs: &[Document]) -> Result<()> {
+    for (n, batch) in docs.chunks(BATCH).enumerate() {
+        let command = repo.collection.insert_many(batch).ordered(true);
+        let error = match repo.run_raw("insert", command).await? {
+            Ok(_) => continue,
+            Err(error) => error,
+        };
+        // An ordered insert stops at the failing document; with no index
+        // reported, assume the whole batch may have gone in.
+        let failed = failed_index(&error).unwrap_or(batch.len());
+        let inserted = &docs[..n * BATCH + failed];
+        let ids: Vec<Bson> = inserted
+            .iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        let undo = repo.collection.delete_many(doc! { "_id": { "$in": ids } });
+        repo.run("delete", undo).await?;
+        return Err(repo.map_error(error));
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! [`Value`] ⇄ BSON, and an entity's values ⇄ one document.
+//!
+//! # Mapping
+//!
+//! | `Value` / column type | BSON |
+//! |---|---|
+//! | `Null` (a `None`) | explicit `null`: the key is always present, so `is_null` is `{k: null}` |
+//! | `Bool` | boolean |
+//! | `I16`, `I32` | Int32 |
+//! | `I64` | Int64 |
+//! | `F32`, `F64` | double |
+//! | `Text`, enums | string (enums by their stored name) |
+//! | `Uuid` | binary subtype 4 |
+//! | `TimestampTz` | date, **millisecond** precision (BSON's); writes return the truncated value |
+//! | `Date` | date at midnight UTC, so dates sort and compare as dates |
+//! | `Json` | the matching BSON: objects as embedded documents, integers as Int64, other numbers as double |
+//! | `Array` | array |
+//!
+//! The id column is stored as `_id`. JSON keys starting with `$` or holding
+//! `.` are refused with [`Error::InvalidInput`] naming the field: MongoDB
+//! would read them as operators or paths. An integer beyond `i64` is refused
+//! too, rather than silently rounded to a double.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document};
+use reposmith_core::value::DecodeError;
+use reposmith_core::{ColumnDef, ColumnType, EntitySchema, Error, Result, Value};
+use uuid::Uuid;
+
+/// The document key of column `index`: `_id` for the id column, else its name.
+pub(crate) fn key(schema: &EntitySchema, index: usize) -> &'static str {
+    if index == schema.id {
+        "_id"
+    } else {
+        schema.columns[index].name
+    }
+}
+
+/// `at` truncated to BSON's millisecond precision.
+pub(crate) fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
+/// The BSON form of `value`; `field` names the field in errors.
+pub(crate) fn to_bson(entity: &'static str, field: &str, value: &Value) -> Result<Bson> {
+    Ok(match value {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::I16(n) => Bson::Int32(i32::from(*n)),
+        Value::I32(n) => Bson::Int32(*n),
+        Value::I64(n) => Bson::Int64(*n),
+        Value::F32(n) => Bson::Double(f64::from(*n)),
+        Value::F64(n) => Bson::Double(*n),
+        Value::Text(s) => Bson::String(s.clone()),
+        Value::Uuid(u) => uuid_bson(u),
+        Value::TimestampTz(t) => {
+            Bson::DateTime(mongodb::bson::DateTime::from_millis(t.timestamp_millis()))
+        }
+        Value::Date(d) => Bson::DateTime(mongodb::bson::DateTime::from_millis(
+            d.and_time(NaiveTime::MIN).and_utc().timestamp_millis(),
+        )),
+        Value::Json(json) => json_to_bson(entity, field, json)?,
+        Value::Array(items) => Bson::Array(
+            items
+                .iter()
+                .map(|v| to_bson(entity, field, v))
+                .collect::<Result<_>>()?,
+        ),
+        other => {
+            let reason = format!("{} values are not storable in MongoDB", other.kind());
+            return Err(Error::invalid(entity, field, reason));
+        }
+    })
+}
+
+fn uuid_bson(u: &Uuid) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: u.as_bytes().to_vec(),
+    })
+}
+
+/// JSON as BSON, refusing keys MongoDB would read as operators or paths.
+pub(crate) fn json_to_bson(
+    entity: &'static str,
+    field: &str,
+    json: &serde_json::Value,
+) -> Result<Bson> {
+    use serde_json::Value as J;
+    Ok(match json {
+        J::Null => Bson::Null,
+        J::Bool(b) => Bson::Boolean(*b),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Bson::Int64(i),
+            (None, _) if n.is_u64() => {
+                let reason = format!("the integer {n} is beyond i64, which MongoDB cannot store");
+                return Err(Error::invalid(entity, field, reason));
+            }
+            (None, Some(f)) => Bson::Double(f),
+            (None, None) => return Err(Error::invalid(entity, field, "unrepresentable number")),
+        },
+        J::String(s) => Bson::String(s.clone()),
+        J::Array(items) => Bson::Array(
+            items
+                .iter()
+                .map(|v| json_to_bson(entity, field, v))
+                .collect::<Result<_>>()?,
+        ),
+        J::Object(map) => {
+            let mut doc = Document::new();
+            for (k, v) in map {
+                check_json_key(entity, field, k)?;
+                doc.insert(k.clone(), json_to_bson(entity, field, v)?);
+            }
+            Bson::Document(doc)
+        }
+    })
+}
+
+/// Refuses a JSON key MongoDB would read as an operator (`$…`) or a path (`a.b`).
+pub(crate) fn check_json_key(entity: &'static str, field: &str, key: &str) -> Result<()> {
+    if key.starts_with('$') || key.contains('.') {
+        let reason = format!(
+            "the JSON key {key:?} starts with '$' or contains '.', which MongoDB reads as an operator or a path"
+        );
+        return Err(Error::invalid(entity, field, reason));
+    }
+    Ok(())
+}
+
+/// The document for an entity's schema-ordered `values`.
+pub(crate) fn encode(schema: &EntitySchema, values: &[Value]) -> Result<Document> {
+    let mut doc = Document::new();
+    for (i, (column, value)) in schema.columns.iter().zip(values).enumerate() {
+        doc.insert(key(schema, i), to_bson(schema.entity, column.field, value)?);
+    }
+    Ok(doc)
+}
+
+/// The schema-ordered values of a stored document; a missing key reads as NULL.
+pub(crate) fn decode(schema: &EntitySchema, doc: &Document) -> Result<Vec<Value>> {
+    let mut values = Vec::with_capacity(schema.columns.len());
+    for (i, column) in schema.columns.iter().enumerate() {
+        let bson = doc.get(key(schema, i)).unwrap_or(&Bson::Null);
+        let value = from_bson(column, &column.ty, bson).map_err(|source| Error::Decode {
+            entity: schema.entity,
+            field: column.field,
+            source,
+        })?;
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn wrong(expected: &'static str, found: &Bson) -> DecodeError {
+    DecodeError {
+        expected,
+        found: format!("BSON {:?}", found.element_type()),
+    }
+}
+
+/// Reads `bson` as a value of type `ty` (of `column`, whose nullability
+/// decides whether a JSON column's `null` is NULL or the JSON value null).
+fn from_bson(column: &ColumnDef, ty: &ColumnType, bson: &Bson) -> Result<Value, DecodeError> {
+    if let (Bson::Null, ColumnType::Json) = (bson, ty) {
+        return Ok(if column.nullable {
+            Value::Null
+        } else {
+            Value::Json(serde_json::Value::Null)
+        });
+    }
+    if matches!(bson, Bson::Null | Bson::Undefined) {
+        return Ok(Value::Null);
+    }
+    match ty {
+        ColumnType::Text | ColumnType::Enum(_) => match bson {
+            Bson::String(s) => Ok(Value::Text(s.clone())),
+            other => Err(wrong("string", other)),
+        },
+        ColumnType::Bool => bson.as_bool().map(Value::Bool).ok_or(wrong("bool", bson)),
+        ColumnType::SmallInt => integer(bson)
+            .and_then(|n| i16::try_from(n).ok())
+            .map(Value::I16)
+            .ok_or(wrong("i16", bson)),
+        ColumnType::Int => integer(bson)
+            .and_then(|n| i32::try_from(n).ok())
+            .map(Value::I32)
+            .ok_or(wrong("i32", bson)),
+        ColumnType::BigInt => integer(bson).map(Value::I64).ok_or(wrong("i64", bson)),
+        ColumnType::Real => number(bson)
+            .map(|f| Value::F32(f as f32))
+            .ok_or(wrong("f32", bson)),
+        ColumnType::Double => number(bson).map(Value::F64).ok_or(wrong("f64", bson)),
+        ColumnType::Uuid => uuid(bson).map(Value::Uuid).ok_or(wrong("uuid", bson)),
+        ColumnType::TimestampTz => date(bson)
+            .map(Value::TimestampTz)
+            .ok_or(wrong("date", bson)),
+        ColumnType::Date => date(bson)
+            .map(|t| Value::Date(NaiveDate::from(t.naive_utc())))
+            .ok_or(wrong("date", bson)),
+        ColumnType::Json => bson_to_json(bson).map(Value::Json),
+        ColumnType::Array(inner) => match bson {
+            Bson::Array(items) => items
+                .iter()
+                .map(|item| from_bson(column, inner, item))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            other => Err(wrong("array", other)),
+        },
+        _ => Err(wrong("a known column type", bson)),
+    }
+}
+
+fn integer(bson: &Bson) -> Option<i64> {
+    match bson {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn number(bson: &Bson) -> Option<f64> {
+    match bson {
+        Bson::Double(f) => Some(*f),
+        other => integer(other).map(|n| n as f64),
+    }
+}
+
+fn uuid(bson: &Bson) -> Option<Uuid> {
+    match bson {
+        Bson::Binary(b) if b.subtype == BinarySubtype::Uuid => Uuid::from_slice(&b.bytes).ok(),
+        _ => None,
+    }
+}
+
+fn date(bson: &Bson) -> Option<DateTime<Utc>> {
+    match bson {
+        Bson::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis()),
+        _ => None,
+    }
+}
+
+/// BSON read back as JSON; types JSON lacks are decode errors.
+fn bson_to_json(bson: &Bson) -> Result<serde_json::Value, DecodeError> {
+    use serde_json::Value as J;
+    Ok(match bson {
+        Bson::Null | Bson::Undefined => J::Null,
+        Bson::Boolean(b) => J::Bool(*b),
+        Bson::Int32(n) => J::from(*n),
+        Bson::Int64(n) => J::from(*n),
+        Bson::Double(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .ok_or(wrong("a finite number", bson))?,
+        Bson::String(s) => J::String(s.clone()),
+        Bson::Array(items) => J::Array(items.iter().map(bson_to_json).collect::<Result<_, _>>()?),
+        Bson::Document(doc) => J::Object(
+            doc.iter()
+                .map(|(k, v)| Ok((k.to_string(), bson_to_json(v)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        other => return Err(wrong("JSON", other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_operator_keys_are_refused() {
+        let value = json!({"a": [1, 2.5, null, {"b": "🦀"}], "i": i64::MIN});
+        let bson = json_to_bson("T", "meta", &value).unwrap();
+        assert_eq!(bson_to_json(&bson).unwrap(), value);
+        for bad in [json!({"$ne": ""}), json!({"x": {"a.b": 1}})] {
+            let err = json_to_bson("T", "meta", &bad).unwrap_err();
+            assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "meta"));
+        }
+        assert!(json_to_bson("T", "meta", &json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn dates_and_uuids_round_trip() {
+        let column = ColumnDef::new("d", "d", ColumnType::Date, false);
+        let day = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        let bson = to_bson("T", "d", &Value::Date(day)).unwrap();
+        assert_eq!(
+            from_bson(&column, &ColumnType::Date, &bson).unwrap(),
+            Value::Date(day)
+        );
+        let id = Uuid::now_v7();
+        let bson = to_bson("T", "id", &Value::Uuid(id)).unwrap();
+        assert_eq!(uuid(&bson), Some(id));
+    }
+}

@@ -1,0 +1,118 @@
+//! Operations whose command depends on a filter or an order: find, pages,
+//! count, exists, delete_where.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use reposmith_core::{Cursor, Entity, Error, Filter, FindQuery, Result, Value};
+
+use crate::MongoRepository;
+use crate::codec::decode;
+use crate::keyset::{after, cursor_of, decode_cursor, null_flags, sort_keys, sort_spec};
+use crate::render::filter_doc;
+
+/// Every document matching `filter`, in no particular order.
+pub(crate) async fn find_all<E: Entity>(
+    repo: &MongoRepository<E>,
+    filter: Document,
+) -> Result<Vec<Document>> {
+    let command = async { repo.collection.find(filter).await?.try_collect().await };
+    repo.run("find", command).await
+}
+
+/// The aggregation pipeline of `query`: match (with the keyset position),
+/// null flags for nullable sort keys, sort, limit.
+fn pipeline<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Vec<Document>> {
+    let schema = E::SCHEMA;
+    let keys = sort_keys(schema, &query.order)?;
+    let mut matcher = filter_doc(schema, query.filter.node())?;
+    if let Some(cursor) = &query.after {
+        let values = decode_cursor(schema, &keys, cursor)?;
+        matcher = doc! { "$and": [matcher, after(schema, &keys, &values)?] };
+    }
+    let mut stages = vec![doc! { "$match": matcher }];
+    stages.extend(null_flags(&keys));
+    stages.push(doc! { "$sort": sort_spec(&keys) });
+    if let Some(limit) = limit {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        stages.push(doc! { "$limit": limit });
+    }
+    Ok(stages)
+}
+
+/// The documents of `query`, at most `limit`, as schema-ordered values.
+pub(crate) async fn fetch<E: Entity>(
+    repo: &MongoRepository<E>,
+    query: FindQuery<E>,
+    limit: Option<u64>,
+) -> Result<Vec<Vec<Value>>> {
+    // MongoDB reads `$limit: 0` as an error, SQL's LIMIT 0 as no rows.
+    if limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let stages = pipeline(&query, limit)?;
+    let command = async {
+        let cursor = repo.collection.aggregate(stages).await?;
+        cursor.try_collect::<Vec<Document>>().await
+    };
+    let docs = repo.run("aggregate", command).await?;
+    docs.iter().map(|d| decode(E::SCHEMA, d)).collect()
+}
+
+/// One page of `size` documents and the cursor after its last one when more may follow.
+///
+/// Fetches `size + 1`: the extra document only says whether a next page exists.
+pub(crate) async fn fetch_page<E: Entity>(
+    repo: &MongoRepository<E>,
+    query: FindQuery<E>,
+    size: u64,
+) -> Result<(Vec<E>, Option<Cursor>)> {
+    if size == 0 {
+        let reason = "page size must be at least 1";
+        return Err(Error::invalid(E::SCHEMA.entity, "page size", reason));
+    }
+    let keys = sort_keys(E::SCHEMA, &query.order)?;
+    let mut rows = fetch(repo, query, Some(size.saturating_add(1))).await?;
+    let more = rows.len() as u64 > size;
+    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    let next = match rows.last() {
+        Some(last) if more => Some(cursor_of(&keys, last)),
+        _ => None,
+    };
+    let items = rows
+        .into_iter()
+        .map(E::from_values)
+        .collect::<Result<_>>()?;
+    Ok((items, next))
+}
+
+/// How many documents match `filter`.
+pub(crate) async fn count<E: Entity>(repo: &MongoRepository<E>, filter: Filter<E>) -> Result<u64> {
+    let filter = filter_doc(E::SCHEMA, filter.node())?;
+    repo.run("count", repo.collection.count_documents(filter))
+        .await
+}
+
+/// Whether a document matches `filter`: the first match's `_id` only.
+pub(crate) async fn exists<E: Entity>(
+    repo: &MongoRepository<E>,
+    filter: Filter<E>,
+) -> Result<bool> {
+    let filter = filter_doc(E::SCHEMA, filter.node())?;
+    let command = repo
+        .collection
+        .find_one(filter)
+        .projection(doc! { "_id": 1 });
+    Ok(repo.run("find", command).await?.is_some())
+}
+
+/// Deletes every document matching `filter`; returns how many.
+pub(crate) async fn delete_where<E: Entity>(
+    repo: &MongoRepository<E>,
+    filter: Filter<E>,
+) -> Result<u64> {
+    let filter = filter_doc(E::SCHEMA, filter.node())?;
+    let done = repo
+        .run("delete", repo.collection.delete_many(filter))
+        .await?;
+    Ok(done.deleted_count)
+}

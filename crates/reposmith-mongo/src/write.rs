@@ -1,0 +1,121 @@
+//! What the repository manages about a document before it is written (the
+//! generated id, the version, the timestamps) and the update documents of
+//! `update` and `upsert`.
+//!
+//! Timestamps are taken at BSON's millisecond precision, so the entity a
+//! write returns equals the one a later read returns. Because two writes can
+//! fall in one millisecond, an update sets `updated_at` to at least one
+//! millisecond past the value the caller read: `updated_at` grows with every
+//! version, as it does on Postgres' microsecond clock.
+
+use chrono::{TimeDelta, Utc};
+use mongodb::bson::{Bson, Document};
+use reposmith_core::{ColumnRole, EntitySchema, IdStrategy, Result, Value};
+use uuid::Uuid;
+
+use crate::codec::{key, to_bson, to_millis};
+
+/// Stamps a document-to-be for insert: a v7 id for a nil client UUID,
+/// version 1, `created_at` and `updated_at` now.
+pub(crate) fn stamp_new(schema: &EntitySchema, values: &mut [Value]) {
+    let now = Value::TimestampTz(to_millis(Utc::now()));
+    if schema.id_strategy == IdStrategy::ClientUuid
+        && matches!(values[schema.id], Value::Uuid(u) if u.is_nil())
+    {
+        values[schema.id] = Value::Uuid(Uuid::now_v7());
+    }
+    for (column, value) in schema.columns.iter().zip(values.iter_mut()) {
+        match column.role {
+            ColumnRole::Version => *value = one_like(value),
+            ColumnRole::CreatedAt | ColumnRole::UpdatedAt => *value = now.clone(),
+            _ => {}
+        }
+    }
+}
+
+/// Sets `updated_at` for an update: now, or one millisecond past the value
+/// the caller holds when the clock has not moved on since.
+pub(crate) fn stamp_update(schema: &EntitySchema, values: &mut [Value]) {
+    let Some((i, _)) = schema.column_with_role(ColumnRole::UpdatedAt) else {
+        return;
+    };
+    let now = to_millis(Utc::now());
+    let next = match &values[i] {
+        Value::TimestampTz(read) => now.max(to_millis(*read) + TimeDelta::milliseconds(1)),
+        _ => now,
+    };
+    values[i] = Value::TimestampTz(next);
+}
+
+/// Version 1 in the integer width the field uses.
+fn one_like(value: &Value) -> Value {
+    match value {
+        Value::I16(_) => Value::I16(1),
+        Value::I32(_) => Value::I32(1),
+        _ => Value::I64(1),
+    }
+}
+
+/// The `$inc` operand that bumps a version of `value`'s width by one.
+fn increment(value: &Value) -> Bson {
+    match value {
+        Value::I16(_) | Value::I32(_) => Bson::Int32(1),
+        _ => Bson::Int64(1),
+    }
+}
+
+/// A version value as `i64`, for [`reposmith_core::Error::StaleVersion`].
+pub(crate) fn version_number(value: &Value) -> i64 {
+    match value {
+        Value::I16(n) => i64::from(*n),
+        Value::I32(n) => i64::from(*n),
+        Value::I64(n) => *n,
+        _ => 0,
+    }
+}
+
+/// An id as text for error messages.
+pub(crate) fn id_text(value: &Value) -> String {
+    match value {
+        Value::Text(s) => s.clone(),
+        Value::Uuid(u) => u.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The update document of `update` (`upsert: false`) and `upsert`: every
+/// data field and `updated_at` set, the version incremented, `created_at`
+/// kept (an upsert sets it only when it inserts).
+pub(crate) fn update_doc(
+    schema: &EntitySchema,
+    values: &[Value],
+    upsert: bool,
+) -> Result<Document> {
+    let (mut set, mut on_insert, mut inc) = (Document::new(), Document::new(), Document::new());
+    for (i, (column, value)) in schema.columns.iter().zip(values).enumerate() {
+        let bson = || to_bson(schema.entity, column.field, value);
+        match column.role {
+            ColumnRole::Id => {}
+            ColumnRole::Version => {
+                inc.insert(key(schema, i), increment(value));
+            }
+            ColumnRole::CreatedAt if upsert => {
+                on_insert.insert(key(schema, i), bson()?);
+            }
+            ColumnRole::CreatedAt => {}
+            _ => {
+                set.insert(key(schema, i), bson()?);
+            }
+        }
+    }
+    let mut update = Document::new();
+    for (operator, operand) in [("$set", set), ("$setOnInsert", on_insert), ("$inc", inc)] {
+        // MongoDB refuses an empty operator document.
+        if !operand.is_empty() {
+            update.insert(operator, operand);
+        }
+    }
+    Ok(update)
+}
