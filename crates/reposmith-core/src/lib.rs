@@ -15,6 +15,7 @@ pub mod filter;
 pub mod finite;
 pub mod repository;
 pub mod schema;
+pub mod stamp;
 pub mod stream;
 pub mod url;
 pub mod value;

@@ -10,27 +10,14 @@
 
 use chrono::{TimeDelta, Utc};
 use mongodb::bson::{Bson, Document};
-use reposmith_core::{ColumnRole, EntitySchema, IdStrategy, Result, Value};
-use uuid::Uuid;
+use reposmith_core::{ColumnRole, EntitySchema, Result, Value};
 
 use crate::codec::{key, to_bson, to_millis};
 
 /// Stamps a document-to-be for insert: a v7 id for a nil client UUID,
-/// version 1, `created_at` and `updated_at` now.
+/// version 1, `created_at` and `updated_at` now at millisecond precision.
 pub(crate) fn stamp_new(schema: &EntitySchema, values: &mut [Value]) {
-    let now = Value::TimestampTz(to_millis(Utc::now()));
-    if schema.id_strategy == IdStrategy::ClientUuid
-        && matches!(values[schema.id], Value::Uuid(u) if u.is_nil())
-    {
-        values[schema.id] = Value::Uuid(Uuid::now_v7());
-    }
-    for (column, value) in schema.columns.iter().zip(values.iter_mut()) {
-        match column.role {
-            ColumnRole::Version => *value = one_like(value),
-            ColumnRole::CreatedAt | ColumnRole::UpdatedAt => *value = now.clone(),
-            _ => {}
-        }
-    }
+    reposmith_core::stamp::stamp_new(schema, values, to_millis(Utc::now()));
 }
 
 /// Sets `updated_at` for an update: now, or one millisecond past the value
@@ -47,15 +34,6 @@ pub(crate) fn stamp_update(schema: &EntitySchema, values: &mut [Value]) {
     values[i] = Value::TimestampTz(next);
 }
 
-/// Version 1 in the integer width the field uses.
-fn one_like(value: &Value) -> Value {
-    match value {
-        Value::I16(_) => Value::I16(1),
-        Value::I32(_) => Value::I32(1),
-        _ => Value::I64(1),
-    }
-}
-
 /// The `$inc` operand that bumps a version of `value`'s width by one.
 fn increment(value: &Value) -> Bson {
     match value {
@@ -64,26 +42,7 @@ fn increment(value: &Value) -> Bson {
     }
 }
 
-/// A version value as `i64`, for [`reposmith_core::Error::StaleVersion`].
-pub(crate) fn version_number(value: &Value) -> i64 {
-    match value {
-        Value::I16(n) => i64::from(*n),
-        Value::I32(n) => i64::from(*n),
-        Value::I64(n) => *n,
-        _ => 0,
-    }
-}
-
-/// An id as text for error messages.
-pub(crate) fn id_text(value: &Value) -> String {
-    match value {
-        Value::Text(s) => s.clone(),
-        Value::Uuid(u) => u.to_string(),
-        Value::I64(n) => n.to_string(),
-        Value::I32(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
-}
+pub(crate) use reposmith_core::stamp::{id_text, version_number};
 
 /// The update document of `update` (`upsert: false`) and `upsert`: every
 /// data field and `updated_at` set, the version incremented, `created_at`

@@ -2,25 +2,12 @@
 //! generated id, the version and the timestamps.
 
 use chrono::Utc;
-use reposmith_core::{ColumnRole, EntitySchema, IdStrategy, Value};
-use uuid::Uuid;
+use reposmith_core::{ColumnRole, EntitySchema, Value};
 
 /// Stamps a row for INSERT (and for the insert half of an upsert): a v7 id
 /// for a nil client UUID, version 1, `created_at` and `updated_at` now.
 pub(crate) fn stamp_new(schema: &EntitySchema, values: &mut [Value]) {
-    let now = Value::TimestampTz(Utc::now());
-    if schema.id_strategy == IdStrategy::ClientUuid
-        && matches!(values[schema.id], Value::Uuid(u) if u.is_nil())
-    {
-        values[schema.id] = Value::Uuid(Uuid::now_v7());
-    }
-    for (column, value) in schema.columns.iter().zip(values.iter_mut()) {
-        match column.role {
-            ColumnRole::Version => *value = one_like(value),
-            ColumnRole::CreatedAt | ColumnRole::UpdatedAt => *value = now.clone(),
-            _ => {}
-        }
-    }
+    reposmith_core::stamp::stamp_new(schema, values, Utc::now());
 }
 
 /// Stamps a row for UPDATE: `updated_at` now; the version and `created_at`
@@ -31,61 +18,4 @@ pub(crate) fn stamp_update(schema: &EntitySchema, values: &mut [Value]) {
     }
 }
 
-/// Version 1 in the integer width the field uses.
-fn one_like(value: &Value) -> Value {
-    match value {
-        Value::I16(_) => Value::I16(1),
-        Value::I32(_) => Value::I32(1),
-        _ => Value::I64(1),
-    }
-}
-
-/// A version value as `i64`, for [`reposmith_core::Error::StaleVersion`].
-pub(crate) fn version_number(value: &Value) -> i64 {
-    match value {
-        Value::I16(n) => i64::from(*n),
-        Value::I32(n) => i64::from(*n),
-        Value::I64(n) => *n,
-        _ => 0,
-    }
-}
-
-/// An id as text for error messages.
-pub(crate) fn id_text(value: &Value) -> String {
-    match value {
-        Value::Text(s) => s.clone(),
-        Value::Uuid(u) => u.to_string(),
-        Value::I64(n) => n.to_string(),
-        Value::I32(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use reposmith_core::{ColumnDef, ColumnType};
-
-    use super::*;
-
-    static COLUMNS: [ColumnDef; 3] = [
-        ColumnDef::new("id", "id", ColumnType::Uuid, false).with_role(ColumnRole::Id),
-        ColumnDef::new("v", "v", ColumnType::Int, false).with_role(ColumnRole::Version),
-        ColumnDef::new("c", "c", ColumnType::TimestampTz, false).with_role(ColumnRole::CreatedAt),
-    ];
-    static SCHEMA: EntitySchema =
-        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::ClientUuid, &[]);
-
-    #[test]
-    fn new_rows_get_an_id_version_one_and_a_timestamp() {
-        let mut values = vec![Value::Uuid(Uuid::nil()), Value::I32(7), Value::Null];
-        stamp_new(&SCHEMA, &mut values);
-        assert!(matches!(values[0], Value::Uuid(u) if u.get_version_num() == 7));
-        assert_eq!(values[1], Value::I32(1));
-        assert!(matches!(values[2], Value::TimestampTz(_)));
-
-        let given = Uuid::now_v7();
-        let mut values = vec![Value::Uuid(given), Value::I32(3), Value::Null];
-        stamp_new(&SCHEMA, &mut values);
-        assert_eq!(values[0], Value::Uuid(given));
-    }
-}
+pub(crate) use reposmith_core::stamp::{id_text, version_number};
