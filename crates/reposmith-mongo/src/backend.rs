@@ -1,6 +1,7 @@
 //! The connected MongoDB backend: a driver client built from [`MongoConfig`].
 
 use std::fmt;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
@@ -107,6 +108,23 @@ impl MongoBackend {
     /// The deadline reposmith puts around each operation.
     pub(crate) fn operation_timeout(&self) -> Duration {
         self.operation_timeout
+    }
+
+    /// Runs one driver command under the operation deadline, leaving its
+    /// error unmapped for callers that inspect it.
+    pub(crate) async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        command: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<mongodb::error::Result<T>> {
+        let after = self.operation_timeout;
+        tokio::time::timeout(after, command.into_future())
+            .await
+            .map_err(|_| Error::Timeout {
+                backend: Backend::Mongo,
+                operation,
+                after,
+            })
     }
 
     /// Hosts and database, without credentials.

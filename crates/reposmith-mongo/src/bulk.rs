@@ -13,17 +13,22 @@
 //! and SecantusDB fails to commit one of 100k documents (a WiredTiger
 //! "conflict between concurrent operations" surfaced as InternalError).
 //!
+//! Inside a unit of work the batches are sent in the unit's transaction,
+//! which makes them all or nothing whatever their number.
+//!
 //! A duplicate key in any document is [`Error::Conflict`] naming the index
-//! and field, as for a single insert.
+//! and field, as for a single insert. Every document is checked against the
+//! server's size limit before the first one is sent.
 
 use mongodb::ClientSession;
 use mongodb::bson::{Bson, Document, doc};
-use reposmith_core::{Entity, IdStrategy, Result, Value};
+use reposmith_core::{Entity, IdStrategy, Result};
 
 use crate::MongoRepository;
 use crate::codec::encode;
 use crate::counter;
 use crate::error::failed_index;
+use crate::executor::InSession;
 use crate::write::stamp_new;
 
 /// Documents per `insert` command: bounded so each command finishes well
@@ -42,7 +47,9 @@ pub(crate) async fn insert_many<E: Entity>(
         return Ok(0);
     }
     let docs = prepare(repo, entities).await?;
-    if repo.backend.capabilities().transactions && docs.len() <= TRANSACTION_LIMIT {
+    if repo.exec.in_unit() {
+        in_unit(repo, &docs).await?;
+    } else if repo.backend.capabilities().transactions && docs.len() <= TRANSACTION_LIMIT {
         in_transaction(repo, &docs).await?;
     } else {
         compensated(repo, &docs).await?;
@@ -50,24 +57,38 @@ pub(crate) async fn insert_many<E: Entity>(
     Ok(docs.len() as u64)
 }
 
-/// Stamped, encoded documents; identity ids come from one reserved block.
+/// Stamped, encoded, size-checked documents; identity ids come from one
+/// block reserved after every document passed (an i64 id has the same
+/// size whatever its value).
 async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result<Vec<Document>> {
     let schema = E::SCHEMA;
-    let mut next_id = match schema.id_strategy {
-        IdStrategy::Identity => Some(counter::reserve(repo, entities.len() as u64).await?),
-        _ => None,
-    };
     let mut docs = Vec::with_capacity(entities.len());
     for entity in entities {
         let mut values = entity.to_values()?;
         stamp_new(schema, &mut values);
-        if let Some(id) = next_id.as_mut() {
-            values[schema.id] = Value::I64(*id);
-            *id += 1;
+        let doc = encode(schema, &values)?;
+        repo.check_size(&doc)?;
+        docs.push(doc);
+    }
+    if schema.id_strategy == IdStrategy::Identity {
+        let first = counter::reserve(repo, entities.len() as u64).await?;
+        for (doc, id) in docs.iter_mut().zip(first..) {
+            doc.insert("_id", id);
         }
-        docs.push(encode(schema, &values)?);
     }
     Ok(docs)
+}
+
+/// Inside a unit of work: its transaction makes the batches all or nothing.
+async fn in_unit<E: Entity>(repo: &MongoRepository<E>, docs: &[Document]) -> Result<()> {
+    for batch in docs.chunks(BATCH) {
+        repo.send("insert", async |s| {
+            let command = repo.collection.insert_many(batch).ordered(true);
+            command.in_session(s).await
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn in_transaction<E: Entity>(repo: &MongoRepository<E>, docs: &[Document]) -> Result<()> {

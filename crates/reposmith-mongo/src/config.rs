@@ -146,7 +146,7 @@ impl MongoConfig {
     }
 }
 
-fn majority_write_concern() -> WriteConcern {
+pub(crate) fn majority_write_concern() -> WriteConcern {
     let mut concern = WriteConcern::majority();
     concern.w_timeout = Some(Duration::from_secs(10));
     concern

@@ -18,16 +18,18 @@ pub(crate) fn map(url: &ConnectionUrl, err: mongodb::error::Error, phase: Phase)
     let reason = url.scrub(&err.to_string());
     let backend = Backend::Mongo;
     let target = url.target().to_owned();
-    if err.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
+    // Checked first: a commit error carrying both labels may still have
+    // committed, and must never be retried blindly.
+    if commit_unknown(&err) {
+        return Error::CommitOutcomeUnknown { backend, reason };
+    }
+    if is_transient(&err) {
         let code = "TransientTransactionError".to_owned();
         return Error::Retryable {
             backend,
             code,
             reason,
         };
-    }
-    if err.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) {
-        return Error::CommitOutcomeUnknown { backend, reason };
     }
     match *err.kind {
         ErrorKind::InvalidArgument { .. } | ErrorKind::InvalidTlsConfig { .. } => {
@@ -72,6 +74,19 @@ pub(crate) fn map(url: &ConnectionUrl, err: mongodb::error::Error, phase: Phase)
             reason,
         },
     }
+}
+
+/// The server (or the driver, for a network error inside a transaction)
+/// aborted the transaction and says running it again may succeed: a write
+/// conflict between concurrent transactions, a failover, a lost connection.
+pub(crate) fn is_transient(err: &mongodb::error::Error) -> bool {
+    err.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+}
+
+/// `commitTransaction` failed in a way that leaves its outcome unknown: the
+/// driver allows sending it again, which either confirms or fails cleanly.
+pub(crate) fn commit_unknown(err: &mongodb::error::Error) -> bool {
+    err.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
 }
 
 /// MongoDB's duplicate-key error code.

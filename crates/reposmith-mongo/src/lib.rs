@@ -10,7 +10,12 @@
 //! How values are stored (and `None` as an explicit BSON null) is described
 //! in the `codec` module; how SQL's NULL semantics are kept in filters, in
 //! `render`; ordering and keyset pages, in `keyset`; identity ids, in
-//! [`COUNTERS`]'s module; all-or-nothing bulk inserts, in `bulk`.
+//! [`COUNTERS`]'s module; all-or-nothing bulk inserts, in `bulk`; the
+//! document size limit, in `size`.
+//!
+//! [`MongoBackend::begin`] starts a [`MongoUnitOfWork`], a transaction on a
+//! client session whose repositories run every command in it;
+//! [`MongoBackend::transaction`] runs one again after a transient abort.
 
 mod backend;
 mod bulk;
@@ -19,12 +24,16 @@ mod codec;
 mod config;
 mod counter;
 mod error;
+mod executor;
 mod indexes;
 mod json_filter;
 mod keyset;
 mod query;
 mod render;
 mod repository;
+mod retry;
+mod size;
+mod unit;
 mod write;
 
 pub use backend::{MongoBackend, MongoHealth};
@@ -32,6 +41,8 @@ pub use capabilities::MongoCapabilities;
 pub use config::{DEFAULT_DATABASE, MongoConfig};
 pub use counter::COUNTERS;
 pub use repository::MongoRepository;
+pub use retry::MongoRetryPolicy;
+pub use unit::{COMMIT_ATTEMPTS, MongoUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.
 pub use mongodb;

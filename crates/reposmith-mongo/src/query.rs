@@ -1,12 +1,12 @@
 //! Operations whose command depends on a filter or an order: find, pages,
 //! count, exists, delete_where.
 
-use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use reposmith_core::{Cursor, Entity, Error, Filter, FindQuery, Result, Value};
 
 use crate::MongoRepository;
 use crate::codec::decode;
+use crate::executor::{InSession, aggregate_docs, find_docs};
 use crate::keyset::{after, cursor_of, decode_cursor, null_flags, sort_keys, sort_spec};
 use crate::render::filter_doc;
 
@@ -15,8 +15,10 @@ pub(crate) async fn find_all<E: Entity>(
     repo: &MongoRepository<E>,
     filter: Document,
 ) -> Result<Vec<Document>> {
-    let command = async { repo.collection.find(filter).await?.try_collect().await };
-    repo.run("find", command).await
+    repo.send("find", async |s| {
+        find_docs(&repo.collection, filter, s).await
+    })
+    .await
 }
 
 /// The aggregation pipeline of `query`: match (with the keyset position),
@@ -50,11 +52,11 @@ pub(crate) async fn fetch<E: Entity>(
         return Ok(Vec::new());
     }
     let stages = pipeline(&query, limit)?;
-    let command = async {
-        let cursor = repo.collection.aggregate(stages).await?;
-        cursor.try_collect::<Vec<Document>>().await
-    };
-    let docs = repo.run("aggregate", command).await?;
+    let docs = repo
+        .send("aggregate", async |s| {
+            aggregate_docs(&repo.collection, stages, s).await
+        })
+        .await?;
     docs.iter().map(|d| decode(E::SCHEMA, d)).collect()
 }
 
@@ -88,8 +90,10 @@ pub(crate) async fn fetch_page<E: Entity>(
 /// How many documents match `filter`.
 pub(crate) async fn count<E: Entity>(repo: &MongoRepository<E>, filter: Filter<E>) -> Result<u64> {
     let filter = filter_doc(E::SCHEMA, filter.node())?;
-    repo.run("count", repo.collection.count_documents(filter))
-        .await
+    repo.send("count", async |s| {
+        repo.collection.count_documents(filter).in_session(s).await
+    })
+    .await
 }
 
 /// Whether a document matches `filter`: the first match's `_id` only.
@@ -98,11 +102,13 @@ pub(crate) async fn exists<E: Entity>(
     filter: Filter<E>,
 ) -> Result<bool> {
     let filter = filter_doc(E::SCHEMA, filter.node())?;
-    let command = repo
-        .collection
-        .find_one(filter)
-        .projection(doc! { "_id": 1 });
-    Ok(repo.run("find", command).await?.is_some())
+    Ok(repo
+        .send("find", async |s| {
+            let command = repo.collection.find_one(filter);
+            command.projection(doc! { "_id": 1 }).in_session(s).await
+        })
+        .await?
+        .is_some())
 }
 
 /// Deletes every document matching `filter`; returns how many.
@@ -112,7 +118,9 @@ pub(crate) async fn delete_where<E: Entity>(
 ) -> Result<u64> {
     let filter = filter_doc(E::SCHEMA, filter.node())?;
     let done = repo
-        .run("delete", repo.collection.delete_many(filter))
+        .send("delete", async |s| {
+            repo.collection.delete_many(filter).in_session(s).await
+        })
         .await?;
     Ok(done.deleted_count)
 }

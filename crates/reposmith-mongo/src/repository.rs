@@ -4,13 +4,19 @@
 //! Single-document writes are single commands (`insert`, `findAndModify`),
 //! so each is atomic without a transaction. Every command runs under the
 //! backend's operation deadline; a miss is [`Error::Timeout`].
+//!
+//! A repository taken from a [`MongoUnitOfWork`](crate::MongoUnitOfWork)
+//! runs the same commands in the unit's session (see the `executor`
+//! module). Every whole document written is checked against the server's
+//! size limit before it is sent (see the `size` module).
 
 use std::future::IntoFuture;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
-use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
+use mongodb::{ClientSession, Collection};
 use reposmith_core::{
     Backend, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy, Page,
     Repository, Result, Value,
@@ -19,13 +25,16 @@ use reposmith_core::{
 use crate::MongoBackend;
 use crate::codec::{decode, encode, to_bson};
 use crate::error::{conflict, duplicate_key};
+use crate::executor::{Executor, InSession};
+use crate::unit::UnitShared;
 use crate::write::{id_text, stamp_new, stamp_update, update_doc, version_number};
-use crate::{bulk, counter, query};
+use crate::{bulk, counter, query, size};
 
 /// The repository of entity `E` on a MongoDB database. Cloning is cheap.
 pub struct MongoRepository<E> {
     pub(crate) backend: MongoBackend,
     pub(crate) collection: Collection<Document>,
+    pub(crate) exec: Executor,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -34,6 +43,7 @@ impl<E> Clone for MongoRepository<E> {
         MongoRepository {
             backend: self.backend.clone(),
             collection: self.collection.clone(),
+            exec: self.exec.clone(),
             entity: PhantomData,
         }
     }
@@ -43,6 +53,7 @@ impl<E> std::fmt::Debug for MongoRepository<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoRepository")
             .field("collection", &self.collection.name())
+            .field("in_unit", &self.exec.in_unit())
             .finish()
     }
 }
@@ -53,6 +64,20 @@ impl MongoBackend {
         MongoRepository {
             backend: self.clone(),
             collection: self.database().collection(E::SCHEMA.table),
+            exec: Executor::Client,
+            entity: PhantomData,
+        }
+    }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// The repository of `E` in the transaction of a unit of work.
+    pub(crate) fn on_unit(unit: Arc<UnitShared>) -> Self {
+        let backend = unit.backend().clone();
+        MongoRepository {
+            collection: backend.database().collection(E::SCHEMA.table),
+            backend,
+            exec: Executor::Unit(unit),
             entity: PhantomData,
         }
     }
@@ -67,7 +92,29 @@ impl<E: Entity> MongoRepository<E> {
         E::SCHEMA
     }
 
-    /// Runs one driver command under the operation deadline and maps its error.
+    /// Runs one driver command, built by `command` for the session it is
+    /// given: the unit's when this repository belongs to one (the unit is
+    /// poisoned if the command fails or is dropped mid-flight), else none.
+    /// Under the operation deadline; the error is mapped.
+    pub(crate) async fn send<T>(
+        &self,
+        operation: &'static str,
+        command: impl AsyncFnOnce(Option<&mut ClientSession>) -> mongodb::error::Result<T>,
+    ) -> Result<T> {
+        let outcome = match &self.exec {
+            Executor::Client => self.run_raw(operation, command(None)).await,
+            Executor::Unit(unit) => {
+                let mut held = unit.hold().await?;
+                let outcome = self.run_raw(operation, command(Some(held.session()))).await;
+                held.settle(&outcome);
+                outcome
+            }
+        };
+        outcome?.map_err(|e| self.map_error(e))
+    }
+
+    /// Runs one driver command outside any unit of work, under the
+    /// operation deadline, and maps its error.
     pub(crate) async fn run<T>(
         &self,
         operation: &'static str,
@@ -85,14 +132,13 @@ impl<E: Entity> MongoRepository<E> {
         operation: &'static str,
         command: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<mongodb::error::Result<T>> {
-        let after = self.backend.operation_timeout();
-        tokio::time::timeout(after, command.into_future())
-            .await
-            .map_err(|_| Error::Timeout {
-                backend: Backend::Mongo,
-                operation,
-                after,
-            })
+        self.backend.bounded(operation, command).await
+    }
+
+    /// Refuses `doc`, a whole document, when it exceeds the server's size limit.
+    pub(crate) fn check_size(&self, doc: &Document) -> Result<()> {
+        let limit = self.backend.capabilities().max_bson_object_size;
+        size::check(self.schema(), doc, limit)
     }
 
     /// A duplicate key is a conflict on this entity; anything else per the error contract.
@@ -116,12 +162,18 @@ impl<E: Entity> MongoRepository<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
         stamp_new(schema, &mut values);
+        let mut doc = encode(schema, &values)?;
+        // Checked before an identity id is reserved: an i64 id has the same
+        // size whatever its value.
+        self.check_size(&doc)?;
         if schema.id_strategy == IdStrategy::Identity {
             let first = counter::reserve(self, 1).await?;
-            values[schema.id] = Value::I64(first);
+            doc.insert("_id", first);
         }
-        let doc = encode(schema, &values)?;
-        self.run("insert", self.collection.insert_one(&doc)).await?;
+        self.send("insert", async |s| {
+            self.collection.insert_one(&doc).in_session(s).await
+        })
+        .await?;
         // Decoded from what was sent, so timestamps carry BSON's precision.
         self.entity(&doc)
     }
@@ -130,6 +182,7 @@ impl<E: Entity> MongoRepository<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
         stamp_update(schema, &mut values);
+        self.check_size(&encode(schema, &values)?)?;
         let id = to_bson(schema.entity, schema.id_column().field, &values[schema.id])?;
         let mut filter = doc! { "_id": { "$eq": id.clone() } };
         if let Some((i, column)) = schema.version_column() {
@@ -137,11 +190,14 @@ impl<E: Entity> MongoRepository<E> {
             filter.insert(column.name, doc! { "$eq": version });
         }
         let update = update_doc(schema, &values, false)?;
-        let command = self
-            .collection
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After);
-        match self.run("update", command).await? {
+        let stored = self
+            .send("update", async |s| {
+                let command = self.collection.find_one_and_update(filter, update);
+                let command = command.return_document(ReturnDocument::After);
+                command.in_session(s).await
+            })
+            .await?;
+        match stored {
             Some(stored) => self.entity(&stored),
             None => Err(self.update_miss(id, &values).await?),
         }
@@ -151,11 +207,14 @@ impl<E: Entity> MongoRepository<E> {
     /// someone wrote first.
     async fn update_miss(&self, id: Bson, values: &[Value]) -> Result<Error> {
         let schema = self.schema();
-        let found = self
-            .collection
-            .find_one(doc! { "_id": { "$eq": id } })
-            .projection(doc! { "_id": 1 });
-        let exists = self.run("update", found).await?.is_some();
+        let filter = doc! { "_id": { "$eq": id.clone() } };
+        let exists = self
+            .send("update", async |s| {
+                let command = self.collection.find_one(filter);
+                command.projection(doc! { "_id": 1 }).in_session(s).await
+            })
+            .await?
+            .is_some();
         let id = id_text(&values[schema.id]);
         Ok(match schema.version_column() {
             Some((i, _)) if exists => Error::StaleVersion {
@@ -182,24 +241,34 @@ impl<E: Entity> MongoRepository<E> {
             stamp_update(schema, &mut caller);
             values[i] = caller[i].clone();
         }
+        self.check_size(&encode(schema, &values)?)?;
         let id = to_bson(schema.entity, schema.id_column().field, &values[schema.id])?;
         let update = update_doc(schema, &values, true)?;
+        // In a unit of work the failed attempt has aborted the transaction.
+        let attempts = if self.exec.in_unit() {
+            1
+        } else {
+            UPSERT_ATTEMPTS
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let command = self
-                .collection
-                .find_one_and_update(doc! { "_id": { "$eq": id.clone() } }, update.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After);
-            match self.run("upsert", command).await {
+            let filter = doc! { "_id": { "$eq": id.clone() } };
+            let upserted = self
+                .send("upsert", async |s| {
+                    let command = self.collection.find_one_and_update(filter, update.clone());
+                    let command = command.upsert(true).return_document(ReturnDocument::After);
+                    command.in_session(s).await
+                })
+                .await;
+            match upserted {
                 Ok(Some(stored)) => return self.entity(&stored),
                 // MongoDB always returns the document here; SecantusDB sometimes
                 // returns none under concurrent upserts of one id, after writing it.
                 Ok(None) => return self.reread(id).await,
                 // Two upserts of a new id can both try to insert; the loser retries as an update.
                 Err(Error::Conflict { field, .. })
-                    if field == Some(schema.id_column().field) && attempt < UPSERT_ATTEMPTS => {}
+                    if field == Some(schema.id_column().field) && attempt < attempts => {}
                 Err(other) => return Err(other),
             }
         }
@@ -207,8 +276,13 @@ impl<E: Entity> MongoRepository<E> {
 
     /// The stored document with `id`, for a write whose reply lacked it.
     async fn reread(&self, id: Bson) -> Result<E> {
-        let found = self.collection.find_one(doc! { "_id": { "$eq": id } });
-        match self.run("find", found).await? {
+        let filter = doc! { "_id": { "$eq": id } };
+        let found = self
+            .send("find", async |s| {
+                self.collection.find_one(filter).in_session(s).await
+            })
+            .await?;
+        match found {
             Some(stored) => self.entity(&stored),
             None => Err(Error::Backend {
                 backend: Backend::Mongo,
@@ -244,7 +318,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
-        let found = self.run("find", self.collection.find_one(filter)).await?;
+        let found = self
+            .send("find", async |s| {
+                self.collection.find_one(filter).in_session(s).await
+            })
+            .await?;
         found.map(|doc| self.entity(&doc)).transpose()
     }
 
@@ -263,7 +341,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     async fn delete(&self, id: &E::Id) -> Result<bool> {
         let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
         let done = self
-            .run("delete", self.collection.delete_one(filter))
+            .send("delete", async |s| {
+                self.collection.delete_one(filter).in_session(s).await
+            })
             .await?;
         Ok(done.deleted_count > 0)
     }

@@ -1,0 +1,138 @@
+//! The document size limit, checked before a write is sent.
+//!
+//! MongoDB refuses documents over `maxBsonObjectSize` (16 MiB on every
+//! current server; read from `hello` at connect, see
+//! [`MongoCapabilities`](crate::MongoCapabilities)). Checking first turns a
+//! server error after a 16 MiB upload into [`Error::TooLarge`] naming the
+//! entity and its largest field, and nothing is sent.
+//!
+//! The size is computed from the BSON specification rather than by encoding
+//! the document, so the check costs a walk over the values, not a copy.
+
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Bson, Document};
+use reposmith_core::{EntitySchema, Error, Result};
+
+/// Refuses `doc`, a whole document of `schema`'s entity, when its BSON
+/// encoding exceeds `limit` bytes.
+pub(crate) fn check(schema: &EntitySchema, doc: &Document, limit: i64) -> Result<()> {
+    let size = document_size(doc);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if size <= limit {
+        return Ok(());
+    }
+    let (field, bytes) = largest_field(doc);
+    let field = schema
+        .columns
+        .iter()
+        .find(|c| c.name == field || (field == "_id" && c.name == schema.id_column().name))
+        .map_or(field, |c| c.field);
+    Err(Error::TooLarge {
+        what: format!(
+            "a {} document (its largest field, `{field}`, takes {bytes} bytes)",
+            schema.entity
+        ),
+        size,
+        limit,
+    })
+}
+
+/// The key of `doc`'s largest element and that element's encoded size.
+fn largest_field(doc: &Document) -> (&str, usize) {
+    doc.iter()
+        .map(|(key, value)| (key.as_str(), element_size(key, value)))
+        .max_by_key(|&(_, size)| size)
+        .unwrap_or(("", 0))
+}
+
+/// Bytes of `doc` encoded: length prefix, elements, terminating NUL.
+pub(crate) fn document_size(doc: &Document) -> usize {
+    4 + doc
+        .iter()
+        .map(|(key, value)| element_size(key, value))
+        .sum::<usize>()
+        + 1
+}
+
+/// Type byte, key as a C string, value.
+fn element_size(key: &str, value: &Bson) -> usize {
+    1 + key.len() + 1 + value_size(value)
+}
+
+/// Bytes of a string value: length prefix, UTF-8, NUL.
+fn string_size(s: &str) -> usize {
+    4 + s.len() + 1
+}
+
+fn value_size(value: &Bson) -> usize {
+    match value {
+        Bson::Double(_) | Bson::DateTime(_) | Bson::Int64(_) | Bson::Timestamp(_) => 8,
+        Bson::Int32(_) => 4,
+        Bson::Boolean(_) => 1,
+        Bson::Null | Bson::Undefined | Bson::MinKey | Bson::MaxKey => 0,
+        Bson::ObjectId(_) => 12,
+        Bson::Decimal128(_) => 16,
+        Bson::String(s) | Bson::JavaScriptCode(s) | Bson::Symbol(s) => string_size(s),
+        Bson::Document(doc) => document_size(doc),
+        Bson::Array(items) => {
+            let elements: usize = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| 1 + decimal_digits(i) + 1 + value_size(item))
+                .sum();
+            4 + elements + 1
+        }
+        Bson::Binary(binary) => {
+            // The deprecated subtype 2 repeats the length inside the payload.
+            let old = usize::from(binary.subtype == BinarySubtype::BinaryOld) * 4;
+            4 + 1 + old + binary.bytes.len()
+        }
+        Bson::RegularExpression(regex) => {
+            regex.pattern.as_str().len() + 1 + regex.options.as_str().len() + 1
+        }
+        Bson::JavaScriptCodeWithScope(code) => {
+            4 + string_size(&code.code) + document_size(&code.scope)
+        }
+        Bson::DbPointer(_) => dbpointer_size(value),
+    }
+}
+
+/// A DbPointer's namespace is private in the driver: measure its encoding.
+fn dbpointer_size(value: &Bson) -> usize {
+    let mut doc = Document::new();
+    doc.insert("", value.clone());
+    doc.to_vec().map_or(0, |bytes| bytes.len() - 4 - 1 - 1 - 1)
+}
+
+/// Digits of `n` in decimal: array keys are "0", "1", ...
+fn decimal_digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{Binary, Regex, doc, oid::ObjectId};
+
+    use super::*;
+
+    #[test]
+    fn computed_size_equals_the_encoding() {
+        let binary = Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: vec![7; 16],
+        };
+        let regex = Regex {
+            pattern: "a.*b".try_into().unwrap(),
+            options: "i".try_into().unwrap(),
+        };
+        let items: Vec<Bson> = (0..120).map(Bson::Int32).collect();
+        let doc = doc! {
+            "_id": ObjectId::new(), "s": "héllo", "n": 1_i32, "l": 2_i64, "f": 1.5,
+            "b": true, "z": Bson::Null, "bin": binary, "re": regex,
+            "nested": { "a": [1, "two", { "three": 3 }], "items": items },
+            "at": mongodb::bson::DateTime::now(),
+        };
+        assert_eq!(document_size(&doc), doc.to_vec().unwrap().len());
+        assert_eq!(document_size(&doc! {}), 5);
+    }
+}

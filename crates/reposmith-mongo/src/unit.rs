@@ -1,0 +1,346 @@
+//! [`MongoUnitOfWork`]: one multi-document transaction on one
+//! [`ClientSession`], shared by every repository taken from it.
+//!
+//! # Transaction settings
+//!
+//! Read concern `snapshot` (every read sees one point in time, plus the
+//! unit's own writes) and write concern `majority` with the client's
+//! `wtimeout`, so a committed unit survives a failover and the wait for it
+//! is bounded. A transaction lives at most `transactionLifetimeLimitSeconds`
+//! on the server (60 s by default on MongoDB); keep units short.
+//!
+//! # How a unit ends
+//!
+//! - `commit` sends `commitTransaction`. When the reply is lost or the
+//!   server cannot say (error label `UnknownTransactionCommitResult`), it
+//!   sends it again, as the driver allows, up to [`COMMIT_ATTEMPTS`] times
+//!   in all; if the outcome is still unknown it reports
+//!   [`Error::CommitOutcomeUnknown`]. A transient abort
+//!   (`TransientTransactionError`, e.g. a write conflict) is
+//!   [`Error::Retryable`]: nothing was written, the whole unit may run again
+//!   (see [`MongoBackend::transaction`]).
+//! - `rollback` sends `abortTransaction`.
+//! - Dropping the unit aborts: the abort is spawned on the current tokio
+//!   runtime, bounded by the operation deadline. Without a runtime the
+//!   driver's own session drop hands the abort to its background task, and
+//!   if that is gone too the server aborts the transaction when its lifetime
+//!   limit expires. Nothing a dropped unit wrote is ever visible.
+//!
+//! # Poisoning
+//!
+//! The driver's rule is that an operation future of a transaction must not
+//! be dropped before it completes: the command may or may not have run, and
+//! the session's state is unknown. Such a drop (a cancelled task, a
+//! `select!`, reposmith's own operation deadline) *poisons* the unit, and
+//! so does a failed command, because MongoDB aborts a transaction when one
+//! of its commands fails. A poisoned unit refuses further operations and
+//! `commit` (it aborts instead and reports why), so a half-applied unit is
+//! never committed. When the poisoning failure was transient the refusal is
+//! [`Error::Retryable`], so `transaction` still runs the unit again.
+//!
+//! Identity ids (`i64` ids from the `reposmith_counters` collection) are
+//! reserved outside the transaction, like a Postgres sequence: concurrent
+//! units never conflict on the counter, and an aborted unit leaves a gap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use mongodb::ClientSession;
+use mongodb::options::ReadConcern;
+use reposmith_core::{Backend, Entity, Error, Result};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+
+use crate::config::majority_write_concern;
+use crate::error::{commit_unknown, is_transient};
+use crate::{MongoBackend, MongoRepository};
+
+/// Most `commitTransaction` commands one commit sends, the first included.
+pub const COMMIT_ATTEMPTS: u32 = 3;
+
+/// Pause before resending a commit whose outcome was unknown.
+const COMMIT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why a unit can no longer commit; [`HEALTHY`] while it can.
+const HEALTHY: u8 = 0;
+/// A command failed: the server aborted the transaction.
+const FAILED: u8 = 1;
+/// A command failed with `TransientTransactionError`.
+const TRANSIENT: u8 = 2;
+/// A command was dropped before it completed.
+const DROPPED: u8 = 3;
+
+/// State shared by a unit and its repositories.
+pub(crate) struct UnitShared {
+    backend: MongoBackend,
+    /// `None` once the unit has ended.
+    session: Mutex<Option<ClientSession>>,
+    /// The first reason the unit was poisoned, or [`HEALTHY`].
+    poison: AtomicU8,
+}
+
+/// The unit's session, locked for one command; poisons the unit when
+/// dropped before the command settled.
+pub(crate) struct Held<'u> {
+    session: MappedMutexGuard<'u, ClientSession>,
+    shared: &'u UnitShared,
+    settled: bool,
+}
+
+impl Held<'_> {
+    /// The session to attach to the command.
+    pub(crate) fn session(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    /// Records how the command ended: a server or driver error aborted the
+    /// transaction; a missed deadline (the outer `Err`) dropped the command
+    /// mid-flight, which `Drop` records.
+    pub(crate) fn settle<T>(&mut self, outcome: &Result<mongodb::error::Result<T>>) {
+        match outcome {
+            Ok(Ok(_)) => self.settled = true,
+            Ok(Err(error)) => {
+                self.settled = true;
+                self.shared.poison(if is_transient(error) {
+                    TRANSIENT
+                } else {
+                    FAILED
+                });
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.poison(DROPPED);
+        }
+    }
+}
+
+impl UnitShared {
+    pub(crate) fn backend(&self) -> &MongoBackend {
+        &self.backend
+    }
+
+    /// The session for one command, unless the unit ended or is poisoned.
+    pub(crate) async fn hold(&self) -> Result<Held<'_>> {
+        let guard = self.session.lock().await;
+        let session = MutexGuard::try_map(guard, Option::as_mut).map_err(|_| ended())?;
+        self.check()?;
+        Ok(Held {
+            session,
+            shared: self,
+            settled: false,
+        })
+    }
+
+    fn poison(&self, why: u8) {
+        // The first reason wins: later failures follow from it.
+        let _ = (self.poison).compare_exchange(HEALTHY, why, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The poisoned-unit error, if the unit is poisoned.
+    fn check(&self) -> Result<()> {
+        match self.poison.load(Ordering::Acquire) {
+            HEALTHY => Ok(()),
+            why => Err(poisoned(why)),
+        }
+    }
+
+    /// Takes the session out; the unit is over for every repository.
+    async fn take(&self) -> Result<ClientSession> {
+        self.session.lock().await.take().ok_or_else(ended)
+    }
+}
+
+impl Drop for UnitShared {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.get_mut().take() {
+            abort_detached(&self.backend, session);
+        }
+    }
+}
+
+/// Aborts `session`'s transaction without waiting for it (see the module docs).
+fn abort_detached(backend: &MongoBackend, mut session: ClientSession) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Dropping the session hands the abort to the driver's background task.
+        return;
+    };
+    let after = backend.operation_timeout();
+    runtime.spawn(async move {
+        tracing::debug!("aborting the transaction of a dropped unit of work");
+        let _ = tokio::time::timeout(after, session.abort_transaction()).await;
+    });
+}
+
+fn ended() -> Error {
+    Error::Unavailable {
+        backend: Backend::Mongo,
+        reason: "the unit of work has ended".to_owned(),
+    }
+}
+
+fn poisoned(why: u8) -> Error {
+    let backend = Backend::Mongo;
+    let cause = match why {
+        TRANSIENT => {
+            return Error::Retryable {
+                backend,
+                code: "TransientTransactionError".to_owned(),
+                reason: "an earlier operation of the unit of work failed with a transient \
+                         error and the server aborted the transaction"
+                    .to_owned(),
+            };
+        }
+        DROPPED => {
+            "one of its operations was dropped (cancelled or past its deadline) before it \
+             completed, which leaves a MongoDB transaction in an unknown state"
+        }
+        _ => "one of its operations failed, which aborts a MongoDB transaction",
+    };
+    Error::Backend {
+        backend,
+        code: None,
+        reason: format!("the unit of work was aborted and cannot commit: {cause}"),
+    }
+}
+
+fn no_transactions(backend: &MongoBackend) -> Error {
+    Error::Unavailable {
+        backend: Backend::Mongo,
+        reason: format!(
+            "{} has no multi-document transactions (MongoDB needs a replica set or a \
+             sharded cluster for them)",
+            backend.target()
+        ),
+    }
+}
+
+/// A MongoDB transaction: every repository from [`MongoUnitOfWork::repo`]
+/// runs its commands in it. Dropping the unit without `commit` aborts it.
+pub struct MongoUnitOfWork {
+    shared: Arc<UnitShared>,
+    finished: bool,
+}
+
+impl MongoBackend {
+    /// Starts a unit of work: a client session with a transaction at read
+    /// concern `snapshot` and write concern `majority`.
+    ///
+    /// Fails with [`Error::Unavailable`] on a deployment without
+    /// transactions (a standalone server).
+    pub async fn begin(&self) -> Result<MongoUnitOfWork> {
+        if !self.capabilities().transactions {
+            return Err(no_transactions(self));
+        }
+        let started = self.bounded("startSession", self.client().start_session());
+        let mut session = started.await?.map_err(|e| self.map_error(e))?;
+        let transaction = session
+            .start_transaction()
+            .read_concern(ReadConcern::snapshot())
+            .write_concern(majority_write_concern());
+        let begun = self.bounded("startTransaction", transaction).await?;
+        begun.map_err(|e| self.map_error(e))?;
+        Ok(MongoUnitOfWork {
+            shared: Arc::new(UnitShared {
+                backend: self.clone(),
+                session: Mutex::new(Some(session)),
+                poison: AtomicU8::new(HEALTHY),
+            }),
+            finished: false,
+        })
+    }
+}
+
+impl MongoUnitOfWork {
+    /// The repository of `E` on this unit's transaction.
+    pub fn repo<E: Entity>(&self) -> MongoRepository<E> {
+        MongoRepository::on_unit(Arc::clone(&self.shared))
+    }
+
+    /// Makes the unit's writes durable and visible.
+    ///
+    /// A poisoned unit is aborted instead and the reason reported. An
+    /// unknown outcome is resent up to [`COMMIT_ATTEMPTS`] times in all,
+    /// then reported as [`Error::CommitOutcomeUnknown`]; a transient abort
+    /// is [`Error::Retryable`].
+    pub async fn commit(mut self) -> Result<()> {
+        let session = self.shared.take().await?;
+        self.finished = true;
+        if let Err(error) = self.shared.check() {
+            abort(&self.shared.backend, session).await;
+            return Err(error);
+        }
+        commit_session(&self.shared.backend, session).await
+    }
+
+    /// Discards the unit's writes.
+    pub async fn rollback(mut self) -> Result<()> {
+        let mut session = self.shared.take().await?;
+        self.finished = true;
+        let backend = &self.shared.backend;
+        let aborted = backend.bounded("abortTransaction", session.abort_transaction());
+        aborted.await?.map_err(|e| backend.map_error(e))
+    }
+}
+
+/// Sends `abortTransaction` and ignores its outcome: the caller's error is
+/// what matters, and an unanswered abort only leaves the transaction to the
+/// server's lifetime limit.
+async fn abort(backend: &MongoBackend, mut session: ClientSession) {
+    let _ = backend
+        .bounded("abortTransaction", session.abort_transaction())
+        .await;
+}
+
+/// Commits, resending `commitTransaction` while its outcome is unknown.
+async fn commit_session(backend: &MongoBackend, mut session: ClientSession) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let sent = backend.bounded("commitTransaction", session.commit_transaction());
+        match sent.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) if commit_unknown(&error) && attempt < COMMIT_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "commit outcome unknown, sending it again");
+                tokio::time::sleep(COMMIT_RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            Ok(Err(error)) => return Err(backend.map_error(error)),
+            Err(timeout) => {
+                return Err(Error::CommitOutcomeUnknown {
+                    backend: Backend::Mongo,
+                    reason: timeout.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for MongoUnitOfWork {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // An operation holding the session right now (a repository used from
+        // another task) keeps it until the last handle drops; `UnitShared`'s
+        // Drop aborts then.
+        if let Ok(mut guard) = self.shared.session.try_lock()
+            && let Some(session) = guard.take()
+        {
+            abort_detached(&self.shared.backend, session);
+        }
+    }
+}
+
+impl std::fmt::Debug for MongoUnitOfWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoUnitOfWork")
+            .field("finished", &self.finished)
+            .field("poisoned", &self.shared.check().is_err())
+            .finish()
+    }
+}
