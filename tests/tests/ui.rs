@@ -6,7 +6,7 @@
 #[test]
 fn derive_ui() {
     let cases = trybuild::TestCases::new();
-    for topic in ["struct_attrs", "id", "fields", "db_enum"] {
+    for topic in ["struct_attrs", "id", "fields", "db_enum", "vector"] {
         cases.compile_fail(format!("ui/{topic}/*.rs"));
     }
     cases.pass("ui/pass/*.rs");

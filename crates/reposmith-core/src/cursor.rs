@@ -86,6 +86,10 @@ fn to_json(value: &Value) -> Json {
         Value::Date(d) => Json::from(d.to_string()),
         Value::Json(j) => j.clone(),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
+        // Vectors are never sort keys (not ordered types); a cursor never holds one.
+        Value::Vector(_) | Value::HalfVector(_) | Value::SparseVector(_) | Value::Bit(_) => {
+            Json::Null
+        }
     }
 }
 
@@ -129,7 +133,7 @@ fn from_json(item: Json, ty: &ColumnType) -> Option<Value> {
                 .with_timezone(&Utc),
         ),
         ColumnType::Date => Value::Date(item.as_str()?.parse::<NaiveDate>().ok()?),
-        ColumnType::Json | ColumnType::Array(_) => return None,
+        ColumnType::Json | ColumnType::Array(_) | ColumnType::Vector(_) => return None,
     })
 }
 

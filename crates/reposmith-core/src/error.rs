@@ -20,6 +20,7 @@
 //! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON; SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, document over 16 MiB | — |
 //! | serialization failure, deadlock | [`Error::Retryable`] | SQLSTATE 40001, 40P01 (also on COMMIT) | `TransientTransactionError` | — |
 //! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult` | — |
+//! | the application's embedder failed | [`Error::Embedding`] | — | — | — |
 //! | stored value of the wrong type | [`Error::Decode`] | row mapping | document mapping | — |
 //! | anything else from the server | [`Error::Backend`] | SQLSTATE in `code` | server code in `code` | error code in `code` |
 //!
@@ -187,6 +188,17 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The application's [`Embedder`](crate::embed::Embedder) failed; nothing was written.
+    #[error("embedding {entity}.{field} failed: {reason}")]
+    Embedding {
+        /// The entity type.
+        entity: &'static str,
+        /// The vector field being filled (or searched by text).
+        field: &'static str,
+        /// The embedder's explanation.
+        reason: String,
+    },
+
     /// A stored value could not be read into its field.
     #[error("cannot read {entity}.{field}: {source}")]
     Decode {
@@ -220,6 +232,7 @@ impl Error {
             | Error::StaleVersion { .. }
             | Error::InvalidInput { .. }
             | Error::TooLarge { .. }
+            | Error::Embedding { .. }
             | Error::Decode { .. } => None,
             Error::Connect { backend, .. }
             | Error::Authentication { backend, .. }

@@ -9,26 +9,32 @@
 pub mod backend;
 pub mod config;
 pub mod cursor;
+pub mod embed;
 pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod finite;
 pub mod repository;
 pub mod schema;
+pub mod search;
 pub mod stamp;
 pub mod stream;
 pub mod url;
 pub mod value;
+pub mod vector;
 
 pub use backend::Backend;
 pub use cursor::Cursor;
+pub use embed::{EmbedError, Embedder};
 pub use entity::Entity;
 pub use error::{Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
 pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use schema::{
-    ColumnDef, ColumnRole, ColumnType, EntitySchema, IdStrategy, IndexDef, IndexMethod,
+    ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
+    IndexDef, IndexMethod, VectorIndex, VectorKind, VectorSpec,
 };
+pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;
 pub use url::ConnectionUrl;
 pub use value::{FieldType, Value};

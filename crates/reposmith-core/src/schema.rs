@@ -46,6 +46,8 @@ pub enum ColumnType {
     Array(&'static ColumnType),
     /// A fieldless enum stored as text; the variants' stored names.
     Enum(&'static [&'static str]),
+    /// A pgvector vector; its dimension and distance are in the column's [`VectorSpec`].
+    Vector(VectorKind),
 }
 
 impl ColumnType {
@@ -53,7 +55,7 @@ impl ColumnType {
     pub const fn is_ordered(&self) -> bool {
         !matches!(
             self,
-            ColumnType::Bool | ColumnType::Json | ColumnType::Array(_)
+            ColumnType::Bool | ColumnType::Json | ColumnType::Array(_) | ColumnType::Vector(_)
         )
     }
 }
@@ -92,6 +94,16 @@ pub struct ColumnDef {
     pub unique: bool,
     /// SQL default expression written by the user (`#[repo(default = "...")]`).
     pub default_sql: Option<&'static str>,
+    /// Dimension, distance and index of a vector column (`#[repo(vector(..))]`).
+    pub vector: Option<VectorSpec>,
+    /// Text search configuration of a `#[repo(full_text)]` column, such as `"english"`.
+    pub full_text: Option<&'static str>,
+    /// The text column an [`Embedder`](crate::embed::Embedder) fills this vector from
+    /// (`#[repo(embed(from = "..."))]`), by column name.
+    pub embed_from: Option<&'static str>,
+    /// The column's previous name (`#[repo(renamed_from = "...")]`), so a
+    /// migration renames it instead of dropping and adding.
+    pub renamed_from: Option<&'static str>,
 }
 
 impl ColumnDef {
@@ -110,6 +122,10 @@ impl ColumnDef {
             role: ColumnRole::Data,
             unique: false,
             default_sql: None,
+            vector: None,
+            full_text: None,
+            embed_from: None,
+            renamed_from: None,
         }
     }
 
@@ -139,6 +155,184 @@ impl ColumnDef {
         self.default_sql = Some(sql);
         self
     }
+
+    /// Declares the column a vector of `spec`'s dimension.
+    pub const fn with_vector(mut self, spec: VectorSpec) -> Self {
+        self.vector = Some(spec);
+        self
+    }
+
+    /// Includes the column in the entity's full-text document, parsed with
+    /// the text search configuration `language`.
+    pub const fn with_full_text(mut self, language: &'static str) -> Self {
+        self.full_text = Some(language);
+        self
+    }
+
+    /// Records the column's previous name.
+    pub const fn with_renamed_from(mut self, old: &'static str) -> Self {
+        self.renamed_from = Some(old);
+        self
+    }
+
+    /// Lets an embedder fill this vector column from the text column `source`.
+    pub const fn with_embed_from(mut self, source: &'static str) -> Self {
+        self.embed_from = Some(source);
+        self
+    }
+}
+
+/// Which pgvector type a vector column has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VectorKind {
+    /// `vector`: 32-bit floats (`pgvector::Vector`).
+    Dense,
+    /// `halfvec`: 16-bit floats (`pgvector::HalfVector`).
+    Half,
+    /// `sparsevec`: index/value pairs (`pgvector::SparseVector`).
+    Sparse,
+    /// `bit`: a bit string (`pgvector::Bit`), compared by hamming or jaccard distance.
+    Bit,
+}
+
+impl VectorKind {
+    /// The Postgres type name.
+    pub const fn sql_type(self) -> &'static str {
+        match self {
+            VectorKind::Dense => "vector",
+            VectorKind::Half => "halfvec",
+            VectorKind::Sparse => "sparsevec",
+            VectorKind::Bit => "bit",
+        }
+    }
+
+    /// The most dimensions an HNSW or IVFFlat index accepts for this type
+    /// (for `sparsevec`, HNSW limits non-zero elements, not dimensions).
+    pub const fn max_indexed_dims(self) -> Option<u32> {
+        match self {
+            VectorKind::Dense => Some(2_000),
+            VectorKind::Half => Some(4_000),
+            VectorKind::Bit => Some(64_000),
+            VectorKind::Sparse => None,
+        }
+    }
+
+    /// Whether `distance` is defined on this type.
+    pub const fn supports(self, distance: Distance) -> bool {
+        match self {
+            VectorKind::Bit => matches!(distance, Distance::Hamming | Distance::Jaccard),
+            _ => !matches!(distance, Distance::Hamming | Distance::Jaccard),
+        }
+    }
+}
+
+/// How two vectors are compared. Smaller is closer for every distance;
+/// inner product is reported negated, as pgvector's `<#>` returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Distance {
+    /// `1 - cos(a, b)`.
+    Cosine,
+    /// Euclidean distance.
+    L2,
+    /// Negative inner product: `-(a · b)`.
+    InnerProduct,
+    /// Manhattan (taxicab) distance.
+    L1,
+    /// Number of differing bits (`bit` only).
+    Hamming,
+    /// `1 - |a ∩ b| / |a ∪ b|` over set bits (`bit` only).
+    Jaccard,
+}
+
+impl Distance {
+    /// The pgvector operator computing this distance.
+    pub const fn operator(self) -> &'static str {
+        match self {
+            Distance::Cosine => "<=>",
+            Distance::L2 => "<->",
+            Distance::InnerProduct => "<#>",
+            Distance::L1 => "<+>",
+            Distance::Hamming => "<~>",
+            Distance::Jaccard => "<%>",
+        }
+    }
+
+    /// The operator-class suffix: `vector_cosine_ops` is `vector_` + `cosine_ops`.
+    pub const fn ops_suffix(self) -> &'static str {
+        match self {
+            Distance::Cosine => "cosine_ops",
+            Distance::L2 => "l2_ops",
+            Distance::InnerProduct => "ip_ops",
+            Distance::L1 => "l1_ops",
+            Distance::Hamming => "hamming_ops",
+            Distance::Jaccard => "jaccard_ops",
+        }
+    }
+
+    /// The attribute spelling (`"inner_product"`), for messages and docs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Distance::Cosine => "cosine",
+            Distance::L2 => "l2",
+            Distance::InnerProduct => "inner_product",
+            Distance::L1 => "l1",
+            Distance::Hamming => "hamming",
+            Distance::Jaccard => "jaccard",
+        }
+    }
+}
+
+/// The approximate-nearest-neighbour index of a vector column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VectorIndex {
+    /// No index: searches scan exactly.
+    None,
+    /// HNSW graph; `m` links per node, `ef_construction` candidates while building.
+    Hnsw {
+        /// Links per node (pgvector default 16).
+        m: u32,
+        /// Candidate list size while building (pgvector default 64).
+        ef_construction: u32,
+    },
+    /// IVFFlat inverted lists; build it after loading data.
+    IvfFlat {
+        /// Number of lists (pgvector default 100).
+        lists: u32,
+    },
+}
+
+/// A vector column's dimension, distance and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct VectorSpec {
+    /// The pgvector type.
+    pub kind: VectorKind,
+    /// Number of dimensions (bits for `bit`); every stored and query vector has exactly this many.
+    pub dims: u32,
+    /// The distance searches order by and the index is built for.
+    pub distance: Distance,
+    /// The index searches use.
+    pub index: VectorIndex,
+}
+
+impl VectorSpec {
+    /// A vector column of `kind` with `dims` dimensions compared by `distance`.
+    pub const fn new(kind: VectorKind, dims: u32, distance: Distance, index: VectorIndex) -> Self {
+        VectorSpec {
+            kind,
+            dims,
+            distance,
+            index,
+        }
+    }
+
+    /// The operator class an index on this column uses, such as `halfvec_cosine_ops`.
+    pub fn opclass(&self) -> String {
+        format!("{}_{}", self.kind.sql_type(), self.distance.ops_suffix())
+    }
 }
 
 /// Index access method.
@@ -149,6 +343,18 @@ pub enum IndexMethod {
     BTree,
     /// GIN: JSON containment and key existence, full text.
     Gin,
+    /// pgvector HNSW with its build parameters.
+    Hnsw {
+        /// Links per node.
+        m: u32,
+        /// Candidate list size while building.
+        ef_construction: u32,
+    },
+    /// pgvector IVFFlat with its number of lists.
+    IvfFlat {
+        /// Number of inverted lists.
+        lists: u32,
+    },
 }
 
 /// An index the schema asks for.
@@ -163,6 +369,8 @@ pub struct IndexDef {
     pub unique: bool,
     /// Access method.
     pub method: IndexMethod,
+    /// Operator class of the (single) indexed column, such as `vector_cosine_ops`.
+    pub opclass: Option<&'static str>,
 }
 
 impl IndexDef {
@@ -178,9 +386,21 @@ impl IndexDef {
             columns,
             unique,
             method,
+            opclass: None,
         }
     }
+
+    /// Sets the operator class of the indexed column.
+    pub const fn with_opclass(mut self, opclass: &'static str) -> Self {
+        self.opclass = Some(opclass);
+        self
+    }
 }
+
+/// The stored, generated `tsvector` column holding an entity's full-text
+/// document: every `#[repo(full_text)]` column, weighted A, B, C, D in
+/// declaration order (later ones share D).
+pub const FULL_TEXT_COLUMN: &str = "search_tsv";
 
 /// Everything a backend needs to store one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +460,19 @@ impl EntitySchema {
             .iter()
             .enumerate()
             .find(|(_, c)| c.role == role)
+    }
+
+    /// The column of field `field`.
+    pub fn column_of_field(&self, field: &str) -> Option<(usize, &ColumnDef)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.field == field)
+    }
+
+    /// The `#[repo(full_text)]` columns, in declaration order.
+    pub fn full_text_columns(&self) -> impl Iterator<Item = &ColumnDef> + '_ {
+        self.columns.iter().filter(|c| c.full_text.is_some())
     }
 
     /// The optimistic-locking column, if the entity is versioned.

@@ -8,7 +8,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::schema::ColumnType;
+use crate::schema::{ColumnType, VectorKind};
+
+/// The pgvector crate whose types vector fields hold.
+pub use pgvector;
 
 /// A field's value in backend-neutral form.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,14 @@ pub enum Value {
     Json(serde_json::Value),
     /// Array of values of one type.
     Array(Vec<Value>),
+    /// pgvector `vector`.
+    Vector(pgvector::Vector),
+    /// pgvector `halfvec`.
+    HalfVector(pgvector::HalfVector),
+    /// pgvector `sparsevec`.
+    SparseVector(pgvector::SparseVector),
+    /// pgvector `bit`.
+    Bit(pgvector::Bit),
 }
 
 impl Value {
@@ -59,6 +70,10 @@ impl Value {
             Value::Date(_) => "date",
             Value::Json(_) => "json",
             Value::Array(_) => "array",
+            Value::Vector(_) => "vector",
+            Value::HalfVector(_) => "halfvec",
+            Value::SparseVector(_) => "sparsevec",
+            Value::Bit(_) => "bit",
         }
     }
 }
@@ -86,15 +101,16 @@ impl DecodeError {
 /// A Rust type that can be stored in a column.
 ///
 /// Implemented for `String`, `bool`, `i16`, `i32`, `i64`, `f32`, `f64`,
-/// `Uuid`, `DateTime<Utc>`, `NaiveDate`, `serde_json::Value`, `Option<T>`
-/// (nullable) and `Vec<T>` (array), and by `#[derive(DbEnum)]` for fieldless
+/// `Uuid`, `DateTime<Utc>`, `NaiveDate`, `serde_json::Value`, the pgvector
+/// types `Vector`, `HalfVector`, `SparseVector` and `Bit` (with
+/// `#[repo(vector(..))]`), `Option<T>` (nullable) and `Vec<T>` (array), and by `#[derive(DbEnum)]` for fieldless
 /// enums. Any other `Serialize + DeserializeOwned` type is stored as JSON
 /// with `#[repo(json)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a reposmith column",
     label = "unsupported field type",
     note = "supported: String, bool, i16, i32, i64, f32, f64, Uuid, DateTime<Utc>, NaiveDate, \
-            serde_json::Value, Option<T>, Vec<T>, and enums with #[derive(DbEnum)]",
+            serde_json::Value, pgvector Vector/HalfVector/SparseVector/Bit, Option<T>, Vec<T>, and enums with #[derive(DbEnum)]",
     note = "to store any Serialize + DeserializeOwned type as JSON, mark the field #[repo(json)]"
 )]
 pub trait FieldType: Sized + Send + Sync {
@@ -147,6 +163,30 @@ scalar_field!(
 );
 scalar_field!(NaiveDate, ColumnType::Date, Date, "date");
 scalar_field!(serde_json::Value, ColumnType::Json, Json, "json");
+scalar_field!(
+    pgvector::Vector,
+    ColumnType::Vector(VectorKind::Dense),
+    Vector,
+    "vector"
+);
+scalar_field!(
+    pgvector::HalfVector,
+    ColumnType::Vector(VectorKind::Half),
+    HalfVector,
+    "halfvec"
+);
+scalar_field!(
+    pgvector::SparseVector,
+    ColumnType::Vector(VectorKind::Sparse),
+    SparseVector,
+    "sparsevec"
+);
+scalar_field!(
+    pgvector::Bit,
+    ColumnType::Vector(VectorKind::Bit),
+    Bit,
+    "bit"
+);
 
 impl<T: FieldType> FieldType for Option<T> {
     const COLUMN_TYPE: ColumnType = T::COLUMN_TYPE;

@@ -174,6 +174,12 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
     if let Some(timeout) = config.statement_timeout {
         options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
     }
+    if config.iterative_scan {
+        options = options.options([
+            ("hnsw.iterative_scan", "relaxed_order"),
+            ("ivfflat.iterative_scan", "relaxed_order"),
+        ]);
+    }
     Ok(options)
 }
 

@@ -34,6 +34,13 @@ pub(crate) fn to_sea(value: Value, ty: &ColumnType) -> SqValue {
         Value::Date(d) => SqValue::ChronoDate(Some(d)),
         Value::Json(j) => SqValue::Json(Some(Box::new(j))),
         Value::Array(items) => array_of(items, element_type(ty)),
+        vector @ (Value::Vector(_)
+        | Value::HalfVector(_)
+        | Value::SparseVector(_)
+        | Value::Bit(_)) => match ty {
+            ColumnType::Vector(kind) => crate::vector::to_carrier(*kind, Some(&vector)),
+            _ => null_of(ty),
+        },
         // `Value` is non-exhaustive; a variant this backend does not know is stored as NULL
         // of the column's type rather than guessed at.
         _ => null_of(ty),
@@ -67,6 +74,7 @@ fn null_of(ty: &ColumnType) -> SqValue {
         ColumnType::TimestampTz => SqValue::ChronoDateTimeUtc(None),
         ColumnType::Date => SqValue::ChronoDate(None),
         ColumnType::Array(inner) => SqValue::Array(array_type(inner), None),
+        ColumnType::Vector(kind) => crate::vector::to_carrier(*kind, None),
         _ => SqValue::Json(None),
     }
 }
@@ -112,6 +120,8 @@ fn bind(query: PgQuery<'_>, value: SqValue) -> PgQuery<'_> {
         SqValue::ChronoDate(v) => query.bind(v),
         SqValue::Json(v) => query.bind(v.map(|j| *j)),
         SqValue::Array(ty, items) => bind_array(query, ty, items.map(|b| *b)),
+        // Only vectors travel as bytes (see `crate::vector`).
+        SqValue::Bytes(bytes) => query.bind(crate::vector::from_carrier(bytes)),
         // Only the variants `to_sea` produces reach here; anything else is a bug
         // caught by the tests, bound as an untyped NULL rather than panicking.
         _ => query.bind(None::<String>),
@@ -194,7 +204,25 @@ pub(crate) fn decode(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Val
         ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, Value::TimestampTz),
         ColumnType::Date => get::<NaiveDate, _>(row, i, Value::Date),
         ColumnType::Array(inner) => decode_array(row, i, inner),
+        ColumnType::Vector(kind) => decode_vector(row, i, *kind),
         _ => get::<serde_json::Value, _>(row, i, Value::Json),
+    }
+}
+
+fn decode_vector(row: &PgRow, i: usize, kind: reposmith_core::VectorKind) -> sqlx::Result<Value> {
+    use reposmith_core::VectorKind;
+    fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
+    where
+        T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+        F: Fn(T) -> Value,
+    {
+        Ok(row.try_get::<Option<T>, _>(i)?.map_or(Value::Null, wrap))
+    }
+    match kind {
+        VectorKind::Half => get::<pgvector::HalfVector, _>(row, i, Value::HalfVector),
+        VectorKind::Sparse => get::<pgvector::SparseVector, _>(row, i, Value::SparseVector),
+        VectorKind::Bit => get::<pgvector::Bit, _>(row, i, Value::Bit),
+        _ => get::<pgvector::Vector, _>(row, i, Value::Vector),
     }
 }
 

@@ -15,6 +15,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use crate::PgRepository;
 use crate::bind::bind_all;
 use crate::copy::{self, CopyError};
+use crate::embed::Fills;
 use crate::repository::record_rows;
 use crate::statements::table;
 use crate::validate::check_row;
@@ -37,16 +38,19 @@ pub(crate) async fn insert_many<E: Entity>(repo: &PgRepository<E>, entities: &[E
     // On the pool: a unit of its own, so a failing batch undoes the earlier ones
     // and a cancelled call leaves no open transaction behind.
     let unit = repo.exec.backend().begin().await?;
-    let count = run(&unit.repo::<E>(), &columns, entities).await?;
+    let mut on_unit = unit.repo::<E>();
+    on_unit.embedder = repo.embedder.clone();
+    let count = run(&on_unit, &columns, entities).await?;
     unit.commit().await?;
     Ok(count)
 }
 
 async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E]) -> Result<u64> {
+    let fills = embedded(repo, entities).await?;
     let total = match copy::supports(E::SCHEMA, columns) {
         true => {
             let mut connection = repo.exec.acquire().await?;
-            let copied = copy::copy_in(&mut connection, columns, entities).await;
+            let copied = copy::copy_in(&mut connection, columns, entities, &fills).await;
             // Only a finished COPY settles: an aborted one has failed its
             // transaction, which the unsettled connection reports on drop.
             if let Ok(rows) = &copied {
@@ -57,19 +61,40 @@ async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E
                 CopyError::Sql(error) => (repo.exec.map_err(E::SCHEMA))(error),
             })?
         }
-        false => values_batches(repo, columns, entities).await?,
+        false => values_batches(repo, columns, entities, &fills).await?,
     };
     record_rows(total);
     Ok(total)
 }
 
+/// The missing embeddings of `entities`, computed before anything is sent
+/// (nothing at all without an embedder or embedded fields).
+async fn embedded<E: Entity>(repo: &PgRepository<E>, entities: &[E]) -> Result<Fills> {
+    let embeds = E::SCHEMA.columns.iter().any(|c| c.embed_from.is_some());
+    if repo.embedder.is_none() || !embeds {
+        return Ok(Fills::default());
+    }
+    let rows = entities
+        .iter()
+        .map(Entity::to_values)
+        .collect::<Result<Vec<_>>>()?;
+    crate::embed::fills(repo, &rows).await
+}
+
 /// Every entity's values, stamped and checked before anything is sent.
-fn prepare<E: Entity>(schema: &EntitySchema, entities: &[E]) -> Result<Vec<Vec<Value>>> {
+fn prepare<E: Entity>(
+    schema: &EntitySchema,
+    entities: &[E],
+    first: usize,
+    fills: &Fills,
+) -> Result<Vec<Vec<Value>>> {
     entities
         .iter()
-        .map(|entity| {
+        .enumerate()
+        .map(|(i, entity)| {
             let mut values = entity.to_values()?;
             stamp_new(schema, &mut values);
+            fills.apply(first + i, &mut values);
             check_row(schema, &values)?;
             Ok(values)
         })
@@ -81,13 +106,14 @@ async fn values_batches<E: Entity>(
     repo: &PgRepository<E>,
     columns: &[usize],
     entities: &[E],
+    fills: &Fills,
 ) -> Result<u64> {
     let schema = E::SCHEMA;
     let per_batch = VALUES_BATCH.min(MAX_BINDS / columns.len().max(1));
     let mut connection = repo.exec.acquire().await?;
     let mut total = 0;
-    for batch in entities.chunks(per_batch) {
-        let rows = prepare(schema, batch)?;
+    for (n, batch) in entities.chunks(per_batch).enumerate() {
+        let rows = prepare(schema, batch, n * per_batch, fills)?;
         let statement = values_insert(schema, columns, &rows);
         let outcome = execute(&mut connection, statement).await;
         connection.settle(&outcome);

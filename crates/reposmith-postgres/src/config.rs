@@ -14,6 +14,7 @@
 //! | `statement_cache_capacity` | 256 | repositories prepare one statement per entity and operation; 256 covers a few dozen entities without evicting |
 //! | `statement_timeout` | 30 s | every statement is bounded; migrations set their own |
 //! | `application_name` | `reposmith` | shows in `pg_stat_activity` |
+//! | `iterative_scan` | true | a filtered vector search returns `k` rows whenever `k` rows match (pgvector 0.8 iterative index scans, `relaxed_order`; hits are re-sorted exactly) |
 //!
 //! # Coming from SQLAlchemy
 //!
@@ -33,7 +34,8 @@
 //! `REPOSMITH_PG_MIN_CONNECTIONS`, `REPOSMITH_PG_ACQUIRE_TIMEOUT`,
 //! `REPOSMITH_PG_CONNECT_TIMEOUT`, `REPOSMITH_PG_IDLE_TIMEOUT`,
 //! `REPOSMITH_PG_MAX_LIFETIME`, `REPOSMITH_PG_STATEMENT_TIMEOUT`,
-//! `REPOSMITH_PG_STATEMENT_CACHE`, `REPOSMITH_PG_TEST_BEFORE_ACQUIRE`.
+//! `REPOSMITH_PG_STATEMENT_CACHE`, `REPOSMITH_PG_TEST_BEFORE_ACQUIRE`,
+//! `REPOSMITH_PG_ITERATIVE_SCAN`.
 //! Durations read `500ms`, `5s`, `2m`, `1h`.
 
 use std::time::Duration;
@@ -69,6 +71,15 @@ pub struct PgConfig {
     pub statement_timeout: Option<Duration>,
     /// `application_name` reported to the server.
     pub application_name: String,
+    /// Sessions start with pgvector 0.8's iterative index scans on
+    /// (`hnsw.iterative_scan` and `ivfflat.iterative_scan` = `relaxed_order`),
+    /// so a filtered vector search keeps scanning the index until it has `k`
+    /// matching rows (up to `hnsw.max_scan_tuples`, 20,000 by default)
+    /// instead of returning fewer. Searches re-sort the hits exactly, which is
+    /// what relaxed order asks of the query. Applies to raw SQL on
+    /// [`PgBackend::pool`](crate::PgBackend::pool) too. Servers with an older
+    /// pgvector ignore it.
+    pub iterative_scan: bool,
 }
 
 impl PgConfig {
@@ -86,6 +97,7 @@ impl PgConfig {
             statement_cache_capacity: 256,
             statement_timeout: Some(Duration::from_secs(30)),
             application_name: "reposmith".to_owned(),
+            iterative_scan: true,
         }
     }
 
@@ -120,6 +132,8 @@ impl PgConfig {
         self.max_lifetime = env
             .duration("REPOSMITH_PG_MAX_LIFETIME")?
             .or(self.max_lifetime);
+        let iterative = env.flag("REPOSMITH_PG_ITERATIVE_SCAN")?;
+        self.iterative_scan = iterative.unwrap_or(self.iterative_scan);
         let statement = env.duration("REPOSMITH_PG_STATEMENT_TIMEOUT")?;
         self.statement_timeout = statement.or(self.statement_timeout);
         Ok(())
@@ -164,6 +178,12 @@ impl PgConfig {
     /// Sets `connect_timeout`.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Turns pgvector's iterative index scans for filtered searches on or off.
+    pub fn iterative_scan(mut self, on: bool) -> Self {
+        self.iterative_scan = on;
         self
     }
 

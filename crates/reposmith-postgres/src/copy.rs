@@ -12,6 +12,7 @@ use reposmith_core::{ColumnType, Entity, EntitySchema, Error, Result, Value};
 use sqlx::PgConnection;
 
 use crate::ddl::{quote_ident, table_name};
+use crate::embed::Fills;
 use crate::validate::check_row;
 use crate::write::stamp_new;
 
@@ -36,6 +37,7 @@ pub(crate) async fn copy_in<E: Entity>(
     connection: &mut PgConnection,
     columns: &[usize],
     entities: &[E],
+    fills: &Fills,
 ) -> std::result::Result<u64, CopyError> {
     let schema = E::SCHEMA;
     let names: Vec<String> = columns
@@ -53,8 +55,8 @@ pub(crate) async fn copy_in<E: Entity>(
         .map_err(CopyError::Sql)?;
     let mut buffer = Vec::with_capacity(CHUNK + 4096);
     buffer.extend_from_slice(HEADER);
-    for entity in entities {
-        if let Err(error) = encode_entity(schema, columns, entity, &mut buffer) {
+    for (i, entity) in entities.iter().enumerate() {
+        if let Err(error) = encode_entity(schema, columns, entity, i, fills, &mut buffer) {
             // Aborting fails the COPY, so none of the rows already sent are kept.
             let _ = copy.abort(error.to_string()).await;
             return Err(CopyError::Input(error));
@@ -81,10 +83,13 @@ fn encode_entity<E: Entity>(
     schema: &EntitySchema,
     columns: &[usize],
     entity: &E,
+    position: usize,
+    fills: &Fills,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let mut values = entity.to_values()?;
     stamp_new(schema, &mut values);
+    fills.apply(position, &mut values);
     check_row(schema, &values)?;
     out.extend_from_slice(&(columns.len() as i16).to_be_bytes());
     for &i in columns {
@@ -143,6 +148,11 @@ fn encode_value(
             serde_json::to_writer(&mut *out, json).map_err(|e| e.to_string())?;
         }
         (Value::Array(items), ColumnType::Array(inner)) => encode_array(items, inner, out)?,
+        (vector, ColumnType::Vector(_)) => {
+            let bytes = crate::vector::wire(vector)
+                .ok_or_else(|| format!("a {} value in a vector column", vector.kind()))?;
+            out.extend_from_slice(&bytes);
+        }
         (other, ty) => return Err(format!("a {} value in a {ty:?} column", other.kind())),
     }
     Ok(())

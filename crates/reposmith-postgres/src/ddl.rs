@@ -6,7 +6,8 @@
 //! `default_sql`, which the user wrote in their source code.
 
 use reposmith_core::{
-    ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, IdStrategy, IndexMethod, Result,
+    ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
+    IndexDef, IndexMethod, Result,
 };
 use sqlx::AssertSqlSafe;
 
@@ -15,31 +16,84 @@ use crate::PgBackend;
 /// `CREATE TABLE IF NOT EXISTS` then one `CREATE [UNIQUE] INDEX IF NOT EXISTS`
 /// per index. Unique constraints are the named unique indexes, so a 23505
 /// names an index that [`EntitySchema::field_of_constraint`] maps to a field.
+///
+/// An entity with vector columns starts with `CREATE EXTENSION IF NOT EXISTS
+/// vector`; one with `#[repo(full_text)]` columns gets the generated
+/// [`FULL_TEXT_COLUMN`] and its GIN index.
 pub fn create_table_sql(schema: &EntitySchema) -> Vec<String> {
     let table = table_name(schema);
-    let columns: Vec<String> = schema
+    let mut columns: Vec<String> = schema
         .columns
         .iter()
         .map(|c| column_sql(schema, c))
         .collect();
-    let mut statements = vec![format!(
+    columns.extend(full_text_column_sql(schema));
+    let mut statements = Vec::new();
+    if schema.columns.iter().any(|c| c.vector.is_some()) {
+        statements.push("CREATE EXTENSION IF NOT EXISTS vector".to_owned());
+    }
+    statements.push(format!(
         "CREATE TABLE IF NOT EXISTS {table} (\n    {}\n)",
         columns.join(",\n    ")
-    )];
-    for index in schema.indexes {
-        let method = match index.method {
-            IndexMethod::Gin => "gin",
-            _ => "btree",
-        };
-        let unique = if index.unique { "UNIQUE " } else { "" };
-        let cols: Vec<String> = index.columns.iter().map(|c| quote_ident(c)).collect();
-        statements.push(format!(
-            "CREATE {unique}INDEX IF NOT EXISTS {} ON {table} USING {method} ({})",
-            quote_ident(index.name),
-            cols.join(", ")
-        ));
-    }
+    ));
+    statements.extend(schema.indexes.iter().map(|index| index_sql(schema, index)));
     statements
+}
+
+/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table USING method (columns [opclass]) [WITH (..)]`.
+pub fn index_sql(schema: &EntitySchema, index: &IndexDef) -> String {
+    let (method, with) = match index.method {
+        IndexMethod::Gin => ("gin", String::new()),
+        IndexMethod::Hnsw { m, ef_construction } => (
+            "hnsw",
+            format!(" WITH (m = {m}, ef_construction = {ef_construction})"),
+        ),
+        IndexMethod::IvfFlat { lists } => ("ivfflat", format!(" WITH (lists = {lists})")),
+        _ => ("btree", String::new()),
+    };
+    let unique = if index.unique { "UNIQUE " } else { "" };
+    let opclass = index
+        .opclass
+        .map(|o| format!(" {}", quote_ident(o)))
+        .unwrap_or_default();
+    let cols: Vec<String> = index
+        .columns
+        .iter()
+        .map(|c| format!("{}{opclass}", quote_ident(c)))
+        .collect();
+    format!(
+        "CREATE {unique}INDEX IF NOT EXISTS {} ON {} USING {method} ({}){with}",
+        quote_ident(index.name),
+        table_name(schema),
+        cols.join(", ")
+    )
+}
+
+/// The generated `tsvector` column over the `#[repo(full_text)]` columns,
+/// weighted A, B, C, D in declaration order so a title outranks a body.
+pub fn full_text_column_sql(schema: &EntitySchema) -> Option<String> {
+    let expression = full_text_expression(schema)?;
+    Some(format!(
+        "{} tsvector GENERATED ALWAYS AS ({expression}) STORED",
+        quote_ident(FULL_TEXT_COLUMN)
+    ))
+}
+
+/// `setweight(to_tsvector('english'::regconfig, coalesce("title", '')), 'A') || ...`.
+pub fn full_text_expression(schema: &EntitySchema) -> Option<String> {
+    let parts: Vec<String> = schema
+        .full_text_columns()
+        .enumerate()
+        .map(|(i, c)| {
+            let weight = ["A", "B", "C", "D"][i.min(3)];
+            format!(
+                "setweight(to_tsvector({}::regconfig, coalesce({}, '')), '{weight}')",
+                quote_literal(c.full_text.unwrap_or("simple")),
+                quote_ident(c.name)
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" || "))
 }
 
 /// The Postgres spelling of a column type (arrays as `t[]`, enums as `text`).
@@ -56,12 +110,21 @@ pub fn sql_type(ty: &ColumnType) -> String {
         ColumnType::TimestampTz => "timestamptz".to_owned(),
         ColumnType::Date => "date".to_owned(),
         ColumnType::Array(inner) => format!("{}[]", sql_type(inner)),
+        ColumnType::Vector(kind) => kind.sql_type().to_owned(),
         _ => "jsonb".to_owned(),
     }
 }
 
+/// The type of a column as declared: vectors carry their dimension (`vector(384)`).
+pub fn column_type_sql(column: &ColumnDef) -> String {
+    match (&column.ty, &column.vector) {
+        (ColumnType::Vector(kind), Some(spec)) => format!("{}({})", kind.sql_type(), spec.dims),
+        (ty, _) => sql_type(ty),
+    }
+}
+
 fn column_sql(schema: &EntitySchema, column: &ColumnDef) -> String {
-    let mut sql = format!("{} {}", quote_ident(column.name), sql_type(&column.ty));
+    let mut sql = format!("{} {}", quote_ident(column.name), column_type_sql(column));
     if column.role == ColumnRole::Id && schema.id_strategy == IdStrategy::Identity {
         sql.push_str(" GENERATED BY DEFAULT AS IDENTITY");
     }
@@ -103,8 +166,9 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A single-quoted literal with inner quotes doubled (enum variant names only).
-fn quote_literal(text: &str) -> String {
+/// A single-quoted literal with inner quotes doubled (enum variant names,
+/// text search configuration names: both from the schema).
+pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 

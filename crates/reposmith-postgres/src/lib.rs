@@ -14,6 +14,7 @@ mod bulk;
 mod config;
 mod copy;
 mod ddl;
+mod embed;
 mod error;
 mod executor;
 mod health;
@@ -23,9 +24,12 @@ mod query;
 mod render;
 mod repository;
 mod retry;
+mod search;
+mod search_sql;
 mod statements;
 mod unit;
 mod validate;
+mod vector;
 mod write;
 
 #[cfg(test)]
@@ -33,7 +37,10 @@ mod sql_tests;
 
 pub use backend::PgBackend;
 pub use config::PgConfig;
-pub use ddl::{create_table_sql, quote_ident, sql_type, table_name};
+pub use ddl::{
+    column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_sql,
+    quote_ident, quote_literal, sql_type, table_name,
+};
 pub use health::PgHealth;
 pub use pool::PooledConnection;
 pub use repository::PgRepository;

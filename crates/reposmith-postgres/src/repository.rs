@@ -28,6 +28,8 @@ use crate::{PgBackend, query};
 pub struct PgRepository<E> {
     pub(crate) exec: Executor,
     pub(crate) statements: Arc<Statements>,
+    /// Fills `#[repo(embed(..))]` vectors; see [`PgRepository::with_embedder`].
+    pub(crate) embedder: Option<Arc<dyn reposmith_core::Embedder>>,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -36,6 +38,7 @@ impl<E> Clone for PgRepository<E> {
         PgRepository {
             exec: self.exec.clone(),
             statements: Arc::clone(&self.statements),
+            embedder: self.embedder.clone(),
             entity: PhantomData,
         }
     }
@@ -87,6 +90,7 @@ impl<E: Entity> PgRepository<E> {
         PgRepository {
             exec,
             statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),
+            embedder: None,
             entity: PhantomData,
         }
     }
@@ -142,6 +146,7 @@ impl<E: Entity> PgRepository<E> {
     async fn insert_one(&self, entity: &E) -> Result<E> {
         let mut values = entity.to_values()?;
         stamp_new(self.schema(), &mut values);
+        crate::embed::fill_row(self, &mut values).await?;
         check_row(self.schema(), &values)?;
         let params = self.params(&values, &self.statements.insert_columns);
         self.write_one(&self.statements.insert, params).await
@@ -190,6 +195,7 @@ impl<E: Entity> PgRepository<E> {
     async fn upsert_one(&self, entity: &E) -> Result<E> {
         let mut values = entity.to_values()?;
         stamp_new(self.schema(), &mut values);
+        crate::embed::fill_row(self, &mut values).await?;
         check_row(self.schema(), &values)?;
         let all: Vec<usize> = (0..values.len()).collect();
         let params = self.params(&values, &all);
@@ -226,6 +232,7 @@ impl<E: Entity> PgRepository<E> {
         );
         let mut values = entity.to_values()?;
         stamp_new(schema, &mut values);
+        crate::embed::fill_row(self, &mut values).await?;
         check_row(schema, &values)?;
         let params = self.params(&values, &self.statements.insert_columns);
         self.write_one(&sql, params)

@@ -8,12 +8,13 @@ use reposmith_core::{EntitySchema, Error, Result, Value};
 /// Why a NUL is refused, in the error a caller sees.
 const NUL_REASON: &str = "contains a NUL character (\\u0000), which PostgreSQL cannot store";
 
-/// Rejects an entity's values when any text or JSON in them holds a NUL.
+/// Rejects an entity's values when any text or JSON in them holds a NUL, or
+/// a vector does not fit its column (dimension, NaN, ±Inf, empty).
 pub(crate) fn check_row(schema: &EntitySchema, values: &[Value]) -> Result<()> {
     for (column, value) in schema.columns.iter().zip(values) {
         check_value(schema.entity, column.field, value)?;
     }
-    Ok(())
+    reposmith_core::vector::check_row(schema, values)
 }
 
 /// Rejects one value (a field or a filter operand) holding a NUL.

@@ -7,11 +7,22 @@ mod store;
 
 pub use config::Config;
 pub use health::{Disabled, Health};
+/// The pgvector value types vector fields hold, re-exported so applications
+/// need no direct `pgvector` dependency.
+pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector};
 pub use reposmith_core::{
     Backend, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
     EntitySchema, EntityStream, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy,
     IndexDef, IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
 };
+pub use reposmith_core::{
+    Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
+    VectorKind, VectorSearch, VectorSpec,
+};
+/// The search builders' mode markers and knobs.
+pub mod search {
+    pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
+}
 #[doc = include_str!("../docs/db_enum.md")]
 pub use reposmith_macros::DbEnum;
 #[doc = include_str!("../docs/derive.md")]
@@ -41,7 +52,8 @@ pub mod config_source {
 /// What most applications import: `use reposmith::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Config, Cursor, DbEnum, Entity, Error, Filter, Page, Repository, Result, Store,
+        Config, Cursor, DbEnum, Embedder, Entity, Error, Filter, HalfVector, Page, Repository,
+        Result, Scored, SparseVector, Store, Vector, VectorSearch,
     };
 }
 
@@ -52,8 +64,9 @@ pub mod __private {
     pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
     pub use reposmith_core::value::DecodeError;
     pub use reposmith_core::{
-        Column, ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FieldType, IdStrategy,
-        IndexDef, IndexMethod, JsonColumn, Repository, Result, Value,
+        Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema, FieldType,
+        IdStrategy, IndexDef, IndexMethod, JsonColumn, Repository, Result, Search, Value,
+        VectorIndex, VectorKind, VectorSearch, VectorSpec,
     };
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

@@ -2,8 +2,8 @@
 //! user's spans. darling rejects unknown keys (with a "did you mean" hint) and
 //! collects every parse error; nothing here builds tokens.
 
-use darling::util::{Flag, SpannedValue};
-use darling::{FromDeriveInput, FromField, ast};
+use darling::util::{Flag, Override, SpannedValue};
+use darling::{FromDeriveInput, FromField, FromMeta, ast};
 use syn::{Generics, Ident, Type, Visibility};
 
 /// The struct and its `#[repo(...)]` options.
@@ -46,6 +46,45 @@ pub(crate) struct RepoField {
     pub(crate) skip: Flag,
     /// `default = "..."`: SQL default expression.
     pub(crate) default: Option<SpannedValue<String>>,
+    /// `vector(dims = N, ..)`: a pgvector column and its index.
+    pub(crate) vector: Option<SpannedValue<VectorAttr>>,
+    /// `full_text` or `full_text(language = "..")`: part of the full-text document.
+    pub(crate) full_text: Option<SpannedValue<Override<FullTextAttr>>>,
+    /// `embed(from = "field")`: filled by an embedder from a text field.
+    pub(crate) embed: Option<SpannedValue<EmbedAttr>>,
+    /// `renamed_from = "old"`: the column's previous name, for migrations.
+    pub(crate) renamed_from: Option<SpannedValue<String>>,
+}
+
+/// `vector(dims = 384, distance = "cosine", index = "hnsw", m = 16, ef_construction = 64, lists = 100)`.
+#[derive(FromMeta)]
+pub(crate) struct VectorAttr {
+    /// Number of dimensions (bits for `Bit`).
+    pub(crate) dims: SpannedValue<u32>,
+    /// `cosine`, `l2`, `inner_product`, `l1`; `hamming`, `jaccard` for bits.
+    pub(crate) distance: Option<SpannedValue<String>>,
+    /// `hnsw` (default), `ivfflat` or `none`.
+    pub(crate) index: Option<SpannedValue<String>>,
+    /// HNSW links per node.
+    pub(crate) m: Option<SpannedValue<u32>>,
+    /// HNSW build candidate list size.
+    pub(crate) ef_construction: Option<SpannedValue<u32>>,
+    /// IVFFlat list count.
+    pub(crate) lists: Option<SpannedValue<u32>>,
+}
+
+/// `full_text(language = "english")`.
+#[derive(FromMeta, Default)]
+pub(crate) struct FullTextAttr {
+    /// A Postgres text search configuration name.
+    pub(crate) language: Option<SpannedValue<String>>,
+}
+
+/// `embed(from = "body")`.
+#[derive(FromMeta)]
+pub(crate) struct EmbedAttr {
+    /// The text field the vector is computed from.
+    pub(crate) from: SpannedValue<String>,
 }
 
 impl RepoInput {

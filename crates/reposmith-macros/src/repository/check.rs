@@ -9,7 +9,8 @@ use darling::util::{Flag, SpannedValue};
 use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
-use super::model::{Entity, Field, IdKind, Role, Storage};
+use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
+use super::search_rules;
 use super::types::{is_one_of, last_segment, option_inner};
 use crate::naming;
 
@@ -35,11 +36,13 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     if let Some(schema) = &input.schema {
         valid_name(schema, "schema", "#[repo(schema = \"rag\")]", &mut errors);
     }
-    let fields: Vec<Field> = input
+    let mut fields: Vec<Field> = input
         .fields()
         .iter()
         .map(|f| field(f, &mut errors))
         .collect();
+    search_rules::embed_sources(input.fields(), &mut fields, &mut errors);
+    search_rules::full_text_column_free(&fields, &mut errors);
     let id_kind = exactly_one_id(input, &fields, &mut errors);
     at_most_one(&fields, Role::Version, "version", &mut errors);
     at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
@@ -97,6 +100,16 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
     if let Some(column) = &f.column {
         valid_name(column, "column", "#[repo(column = \"source_url\")]", errors);
     }
+    if let Some(old) = &f.renamed_from {
+        valid_name(
+            old,
+            "previous column",
+            "#[repo(renamed_from = \"url\")]",
+            errors,
+        );
+    }
+    let vector = search_rules::vector(f, role, errors);
+    let full_text = search_rules::full_text(f, errors);
     if let Some(default) = f.default.as_ref().filter(|d| d.trim().is_empty()) {
         let message = "the default is empty; the correct format looks like \
                        #[repo(default = \"now()\")] with a SQL expression";
@@ -120,6 +133,10 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
         unique: f.unique.is_present(),
         index: f.index.is_present(),
         default_sql: f.default.as_ref().map(|d| d.as_str().to_owned()),
+        vector,
+        full_text,
+        embed_from: None,
+        renamed_from: f.renamed_from.as_ref().map(|r| r.as_str().to_owned()),
         span: f.ty.span(),
     }
 }
@@ -282,7 +299,23 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
         );
         errors.push(Error::custom(message).with_span(&input.ident));
     }
-    for field in fields.iter().filter(|f| f.unique || f.index) {
+    let vector_indexed = |f: &Field| {
+        f.vector
+            .as_ref()
+            .is_some_and(|v| v.index != VectorIndexModel::None)
+    };
+    let full_text_index = format!("{table}_{}_idx", search_rules::FULL_TEXT_COLUMN);
+    if fields.iter().any(|f| f.full_text.is_some()) && full_text_index.len() > MAX_IDENTIFIER {
+        let message = format!(
+            "the full-text index name `{full_text_index}` is longer than 63 bytes: \
+             use a shorter #[repo(table = \"...\")]"
+        );
+        errors.push(Error::custom(message).with_span(&input.ident));
+    }
+    for field in fields
+        .iter()
+        .filter(|f| f.unique || f.index || vector_indexed(f))
+    {
         let name = format!(
             "{table}_{}_{}",
             field.column,

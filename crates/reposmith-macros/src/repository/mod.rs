@@ -4,6 +4,7 @@ mod attr;
 mod check;
 mod expand;
 mod model;
+mod search_rules;
 mod types;
 
 #[cfg(test)]

@@ -46,6 +46,14 @@ pub(crate) struct Field {
     pub(crate) unique: bool,
     pub(crate) index: bool,
     pub(crate) default_sql: Option<String>,
+    /// `#[repo(vector(..))]`, checked.
+    pub(crate) vector: Option<VectorModel>,
+    /// The text search configuration of a `#[repo(full_text)]` field.
+    pub(crate) full_text: Option<String>,
+    /// The column an embedder fills this vector from.
+    pub(crate) embed_from: Option<String>,
+    /// The column's previous name.
+    pub(crate) renamed_from: Option<String>,
     /// Where errors about the field's type point.
     pub(crate) span: Span,
 }
@@ -93,4 +101,23 @@ pub(crate) enum IdKind {
     I64,
     /// Supplied by the application.
     String,
+}
+
+/// A checked `#[repo(vector(..))]`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct VectorModel {
+    /// `Dense`, `Half`, `Sparse` or `Bit`: the `VectorKind` variant.
+    pub(crate) kind: &'static str,
+    pub(crate) dims: u32,
+    /// The `Distance` variant.
+    pub(crate) distance: &'static str,
+    pub(crate) index: VectorIndexModel,
+}
+
+/// A checked vector index choice.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum VectorIndexModel {
+    None,
+    Hnsw { m: u32, ef_construction: u32 },
+    IvfFlat { lists: u32 },
 }

@@ -20,10 +20,12 @@ pub(super) fn finder_trait(entity: &Entity) -> TokenStream {
         .columns()
         .filter(|f| f.storage == Storage::Typed && (f.unique || f.index))
         .map(|f| finder(entity, f));
+    let searches = searches(entity);
     quote! {
         #[doc = #doc]
         #vis trait #trait_ident: ::reposmith::__private::Repository<#ident> {
             #(#finders)*
+            #searches
         }
 
         impl<R: ::reposmith::__private::Repository<#ident>> #trait_ident for R {}
@@ -83,4 +85,89 @@ fn finder(entity: &Entity, field: &Field) -> TokenStream {
             }
         }
     }
+}
+
+/// `search_<field>` per vector field, `search_<field>_by_text` per embedded
+/// one, and `search_hybrid` (or `search_hybrid_<field>` when there are
+/// several vector fields) when the entity also has a full-text document.
+fn searches(entity: &Entity) -> TokenStream {
+    let ident = &entity.ident;
+    let vectors: Vec<&Field> = entity.columns().filter(|f| f.vector.is_some()).collect();
+    let has_text = entity.columns().any(|f| f.full_text.is_some());
+    let bound = quote! {
+        where
+            Self: ::reposmith::__private::VectorSearch<#ident> + ::core::marker::Sized
+    };
+    let mut out = TokenStream::new();
+    for field in &vectors {
+        let ty = &field.ty;
+        let column = format_ident!("{}", crate::naming::column_const(&field.ident.to_string()));
+        let scalar = quote!(<#ty as ::reposmith::__private::FieldType>::Scalar);
+        let search = format_ident!("search_{}", field.ident);
+        let doc = format!(
+            "The `k` `{ident}`s whose `{}` is nearest `vector`, closest first; \
+             add `.filter(..)`, `.max_distance(..)`, `.ef_search(..)` before awaiting.",
+            field.ident
+        );
+        out.extend(quote! {
+            #[doc = #doc]
+            fn #search(
+                &self,
+                vector: impl ::core::convert::Into<#scalar>,
+                k: u32,
+            ) -> ::reposmith::__private::Search<'_, #ident, Self, ::reposmith::search::ByVector>
+            #bound
+            {
+                ::reposmith::__private::VectorSearch::nearest(self, #ident::#column, vector.into(), k)
+            }
+        });
+        if field.embed_from.is_some() {
+            let by_text = format_ident!("search_{}_by_text", field.ident);
+            let doc = format!(
+                "The `k` `{ident}`s whose `{}` is nearest the embedding of `text`, \
+                 computed by the repository's embedder.",
+                field.ident
+            );
+            out.extend(quote! {
+                #[doc = #doc]
+                fn #by_text(
+                    &self,
+                    text: impl ::core::convert::Into<::std::string::String>,
+                    k: u32,
+                ) -> ::reposmith::__private::Search<'_, #ident, Self, ::reposmith::search::ByVector>
+                #bound
+                {
+                    ::reposmith::__private::VectorSearch::nearest_to_text(self, #ident::#column, text, k)
+                }
+            });
+        }
+        if has_text {
+            let hybrid = if vectors.len() == 1 {
+                format_ident!("search_hybrid")
+            } else {
+                format_ident!("search_hybrid_{}", field.ident)
+            };
+            let doc = format!(
+                "The `k` best `{ident}`s by full-text match of `text` and nearness of `{}` \
+                 to `vector`, fused with reciprocal rank fusion (`.weights(text, vector)` to tune).",
+                field.ident
+            );
+            out.extend(quote! {
+                #[doc = #doc]
+                fn #hybrid(
+                    &self,
+                    text: impl ::core::convert::Into<::std::string::String>,
+                    vector: impl ::core::convert::Into<#scalar>,
+                    k: u32,
+                ) -> ::reposmith::__private::Search<'_, #ident, Self, ::reposmith::search::Hybrid>
+                #bound
+                {
+                    ::reposmith::__private::VectorSearch::hybrid(
+                        self, text, #ident::#column, vector.into(), k,
+                    )
+                }
+            });
+        }
+    }
+    out
 }

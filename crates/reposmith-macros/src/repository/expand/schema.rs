@@ -1,9 +1,12 @@
 //! The static `EntitySchema` and the per-field type checks.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 
-use crate::repository::model::{Entity, Field, IdKind, Role, Storage};
+use crate::repository::model::{
+    Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
+};
+use crate::repository::search_rules::FULL_TEXT_COLUMN;
 use crate::repository::types::option_inner;
 
 /// `static __REPOSMITH_SCHEMA: EntitySchema = ...;`
@@ -17,7 +20,10 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
         IdKind::I64 => quote!(Identity),
         IdKind::String => quote!(Assigned),
     };
-    let indexes = entity.columns().filter_map(|f| index_def(entity, f));
+    let indexes = entity
+        .columns()
+        .filter_map(|f| index_def(entity, f))
+        .chain(full_text_index(entity));
     let with_schema = entity.schema.as_ref().map(|s| quote!(.with_schema(#s)));
     quote! {
         static __REPOSMITH_SCHEMA: ::reposmith::__private::EntitySchema =
@@ -59,15 +65,34 @@ fn column_def(field: &Field) -> TokenStream {
         .default_sql
         .as_ref()
         .map(|d| quote!(.with_default(#d)));
+    let vector = field.vector.as_ref().map(|v| {
+        let spec = vector_spec(v);
+        quote!(.with_vector(#spec))
+    });
+    let full_text = field
+        .full_text
+        .as_ref()
+        .map(|l| quote!(.with_full_text(#l)));
+    let embed = field
+        .embed_from
+        .as_ref()
+        .map(|source| quote!(.with_embed_from(#source)));
+    let renamed = field
+        .renamed_from
+        .as_ref()
+        .map(|old| quote!(.with_renamed_from(#old)));
     quote! {
         ::reposmith::__private::ColumnDef::from_meta(#name, #column, #meta)
-            #role #unique #default
+            #role #unique #default #vector #full_text #embed #renamed
     }
 }
 
 /// A unique (`<table>_<column>_key`) or plain (`<table>_<column>_idx`) index;
 /// plain indexes on JSON columns use GIN so containment filters can use them.
 fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
+    if let Some(vector) = &field.vector {
+        return vector_index_def(entity, field, vector);
+    }
     let (suffix, unique) = match (field.unique, field.index) {
         (true, _) => ("key", true),
         (false, true) => ("idx", false),
@@ -82,6 +107,72 @@ fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
     Some(quote! {
         ::reposmith::__private::IndexDef::new(
             #name, &[#column], #unique, ::reposmith::__private::IndexMethod::#method,
+        )
+    })
+}
+
+fn vector_spec(v: &VectorModel) -> TokenStream {
+    let kind = format_ident!("{}", v.kind);
+    let distance = format_ident!("{}", v.distance);
+    let dims = v.dims;
+    let index = match v.index {
+        VectorIndexModel::None => quote!(None),
+        VectorIndexModel::Hnsw { m, ef_construction } => {
+            quote!(Hnsw { m: #m, ef_construction: #ef_construction })
+        }
+        VectorIndexModel::IvfFlat { lists } => quote!(IvfFlat { lists: #lists }),
+    };
+    quote! {
+        ::reposmith::__private::VectorSpec::new(
+            ::reposmith::__private::VectorKind::#kind,
+            #dims,
+            ::reposmith::__private::Distance::#distance,
+            ::reposmith::__private::VectorIndex::#index,
+        )
+    }
+}
+
+/// The HNSW or IVFFlat index of a vector column, with its operator class.
+fn vector_index_def(entity: &Entity, field: &Field, v: &VectorModel) -> Option<TokenStream> {
+    let method = match v.index {
+        VectorIndexModel::None => return None,
+        VectorIndexModel::Hnsw { m, ef_construction } => {
+            quote!(Hnsw { m: #m, ef_construction: #ef_construction })
+        }
+        VectorIndexModel::IvfFlat { lists } => quote!(IvfFlat { lists: #lists }),
+    };
+    let name = format!("{}_{}_idx", entity.table, field.column);
+    let column = &field.column;
+    let sql_type = match v.kind {
+        "Dense" => "vector",
+        "Half" => "halfvec",
+        "Sparse" => "sparsevec",
+        _ => "bit",
+    };
+    let ops = match v.distance {
+        "Cosine" => "cosine_ops",
+        "L2" => "l2_ops",
+        "InnerProduct" => "ip_ops",
+        "L1" => "l1_ops",
+        "Hamming" => "hamming_ops",
+        _ => "jaccard_ops",
+    };
+    let opclass = format!("{sql_type}_{ops}");
+    Some(quote! {
+        ::reposmith::__private::IndexDef::new(
+            #name, &[#column], false, ::reposmith::__private::IndexMethod::#method,
+        )
+        .with_opclass(#opclass)
+    })
+}
+
+/// The GIN index on the generated full-text column, when there is one.
+fn full_text_index(entity: &Entity) -> Option<TokenStream> {
+    entity.columns().find(|f| f.full_text.is_some())?;
+    let name = format!("{}_{FULL_TEXT_COLUMN}_idx", entity.table);
+    Some(quote! {
+        ::reposmith::__private::IndexDef::new(
+            #name, &[#FULL_TEXT_COLUMN], false, ::reposmith::__private::IndexMethod::Gin,
         )
     })
 }

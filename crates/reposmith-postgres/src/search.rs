@@ -1,0 +1,224 @@
+//! [`VectorSearch`] for [`PgRepository`]: runs the SQL of [`crate::search_sql`]
+//! with the per-search knobs applied so they never outlive the search.
+//!
+//! `ef_search` and `probes` are `SET LOCAL`-scoped (`set_config(.., true)`):
+//! on the pool the search runs in a short transaction of its own; inside a
+//! unit of work it runs under a savepoint that is rolled back afterwards,
+//! which restores the settings without touching the unit's writes. Without
+//! knobs a search is one statement.
+
+use reposmith_core::search::{SearchKind, SearchQuery};
+use reposmith_core::{
+    ColumnType, Cursor, Entity, Error, Page, Result, Scored, Value, VectorSearch,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use tracing::Instrument;
+
+use crate::PgRepository;
+use crate::bind::{bind_all, decode_row};
+use crate::executor::{Bounded, Held};
+use crate::search_sql::{Extra, search_sql};
+
+/// A `reposmith.query` span for a search, with its knobs.
+fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
+    let kind = match query.kind {
+        SearchKind::Text { .. } => "text",
+        SearchKind::Hybrid { .. } => "hybrid",
+        _ => "vector",
+    };
+    tracing::info_span!(
+        "reposmith.query",
+        db.system = "postgresql",
+        db.operation = "search",
+        db.collection = E::SCHEMA.table,
+        db.rows_affected = tracing::field::Empty,
+        search.kind = kind,
+        search.k = query.k,
+        search.ef_search = query.ef_search,
+        search.probes = query.probes,
+        search.filtered = !matches!(query.filter.node(), reposmith_core::filter::FilterNode::All),
+        search.paged = query.after.is_some(),
+    )
+}
+
+impl<E: Entity> VectorSearch<E> for PgRepository<E> {
+    async fn run_search(&self, query: SearchQuery<E>) -> Result<Vec<Scored<E>>> {
+        let span = search_span(&query);
+        let (hits, _) = self
+            .search(query)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        Ok(hits)
+    }
+
+    async fn run_search_page(&self, query: SearchQuery<E>) -> Result<Page<Scored<E>>> {
+        let span = search_span(&query);
+        let (hits, next) = self
+            .search(query)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        Ok(Page::new(hits, next))
+    }
+}
+
+impl<E: Entity> PgRepository<E> {
+    /// The hits of `query` and, when it filled `k`, the cursor after the last.
+    async fn search(&self, query: SearchQuery<E>) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
+        let query = self.embed_query(query).await?;
+        query.validate()?;
+        let schema = E::SCHEMA;
+        let cursor_types = [ColumnType::Double, schema.id_column().ty];
+        let after = match &query.after {
+            Some(_) if matches!(query.kind, SearchKind::Hybrid { .. }) => {
+                let reason = "hybrid results have no stable keyset; raise k instead";
+                return Err(Error::invalid(schema.entity, "cursor", reason));
+            }
+            Some(cursor) => Some(cursor.decode(schema.entity, &cursor_types)?),
+            None => None,
+        };
+        let built = search_sql(&query, after)?;
+        let rows = self
+            .run_with_knobs(&query, &built.sql, built.values)
+            .await?;
+        crate::repository::record_rows(rows.len() as u64);
+        let hits = rows
+            .iter()
+            .map(|row| self.scored(row, built.extra))
+            .collect::<Result<Vec<_>>>()?;
+        let next = match hits.last() {
+            Some(last)
+                if hits.len() as u64 >= u64::from(query.k) && built.extra != Extra::Fused =>
+            {
+                let id = reposmith_core::FieldType::to_value(last.entity.id());
+                Some(Cursor::encode(&[Value::F64(last.score), id]))
+            }
+            _ => None,
+        };
+        Ok((hits, next))
+    }
+
+    /// Replaces a by-text vector search with the embedding of its text.
+    async fn embed_query(&self, mut query: SearchQuery<E>) -> Result<SearchQuery<E>> {
+        if let SearchKind::VectorFromText { column, text } = &query.kind {
+            let column = *column;
+            let vector = crate::embed::embed_one(self, column, text).await?;
+            query.kind = SearchKind::Vector { column, vector };
+        }
+        Ok(query)
+    }
+
+    fn scored(&self, row: &PgRow, extra: Extra) -> Result<Scored<E>> {
+        let schema = E::SCHEMA;
+        let n = schema.columns.len();
+        let entity = E::from_values(decode_row(schema, row)?)?;
+        let get = |i: usize| -> Result<Option<f64>> {
+            row.try_get::<Option<f64>, _>(i).map_err(|e| Error::Decode {
+                entity: schema.entity,
+                field: "score",
+                source: reposmith_core::value::DecodeError {
+                    expected: "float8",
+                    found: e.to_string(),
+                },
+            })
+        };
+        Ok(match extra {
+            Extra::Distance => {
+                let d = get(n)?.unwrap_or(f64::NAN);
+                Scored::new(entity, Some(d), None, d)
+            }
+            Extra::Rank => {
+                let r = get(n)?.unwrap_or(0.0);
+                Scored::new(entity, None, Some(r), r)
+            }
+            Extra::Fused => Scored::new(entity, get(n)?, get(n + 1)?, get(n + 2)?.unwrap_or(0.0)),
+        })
+    }
+
+    /// Runs the search, inside a scope that undoes `ef_search`/`probes` when set.
+    async fn run_with_knobs(
+        &self,
+        query: &SearchQuery<E>,
+        sql: &str,
+        values: Vec<sea_query::Value>,
+    ) -> Result<Vec<PgRow>> {
+        let knobs = knobs(query);
+        let mut connection = self.exec.acquire().await?;
+        if knobs.is_empty() {
+            let outcome = fetch(&mut connection, sql, values).await;
+            connection.settle(&outcome);
+            return outcome.map_err(self.exec.map_err(E::SCHEMA));
+        }
+        let in_unit = self.exec.in_unit();
+        let (open, close) = match in_unit {
+            true => (
+                "SAVEPOINT reposmith_search",
+                "ROLLBACK TO SAVEPOINT reposmith_search; RELEASE SAVEPOINT reposmith_search",
+            ),
+            false => ("BEGIN", "COMMIT"),
+        };
+        let outcome = scoped(&mut connection, open, close, &knobs, sql, values).await;
+        if outcome.is_err() && !in_unit {
+            // The transaction may still be open: never pool the connection.
+            discard(&mut connection);
+        }
+        connection.settle(&outcome);
+        outcome.map_err(self.exec.map_err(E::SCHEMA))
+    }
+}
+
+/// The settings a search asks for, as (`name`, value) pairs.
+fn knobs<E>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
+    let mut knobs = Vec::new();
+    if let Some(ef) = query.ef_search {
+        knobs.push(("hnsw.ef_search", ef.to_string()));
+    }
+    if let Some(probes) = query.probes {
+        knobs.push(("ivfflat.probes", probes.to_string()));
+    }
+    knobs
+}
+
+fn discard(connection: &mut Held<'_>) {
+    if let Held::Pooled(pooled) = connection {
+        pooled.discard();
+    }
+}
+
+async fn fetch(
+    connection: &mut PgConnection,
+    sql: &str,
+    values: Vec<sea_query::Value>,
+) -> sqlx::Result<Vec<PgRow>> {
+    // Safe: built from schema identifiers by `search_sql`; values are bound.
+    bind_all(
+        sqlx::query(AssertSqlSafe(sql.to_owned())),
+        sea_query::Values(values),
+    )
+    .fetch_all(connection)
+    .await
+}
+
+/// `open`; the settings, bound through `set_config(name, value, is_local => true)`; the search; `close`.
+async fn scoped(
+    connection: &mut PgConnection,
+    open: &'static str,
+    close: &'static str,
+    knobs: &[(&'static str, String)],
+    sql: &str,
+    values: Vec<sea_query::Value>,
+) -> sqlx::Result<Vec<PgRow>> {
+    sqlx::raw_sql(open).execute(&mut *connection).await?;
+    for (name, value) in knobs {
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(*name)
+            .bind(value)
+            .execute(&mut *connection)
+            .await?;
+    }
+    let rows = fetch(connection, sql, values).await?;
+    sqlx::raw_sql(close).execute(&mut *connection).await?;
+    Ok(rows)
+}

@@ -1,0 +1,299 @@
+//! The SQL of vector, full-text and hybrid searches, built from the schema.
+//!
+//! The filter comes from sea-query (placeholders `$1..$n`); the search's own
+//! values are pushed after it, so one placeholder can be referenced several
+//! times (the query vector in the distance, the bound and the keyset). Every
+//! identifier is quoted from the schema; every value is a bound parameter.
+//!
+//! Vector searches order by the bare distance expression with `LIMIT`, the
+//! shape pgvector's HNSW and IVFFlat indexes serve, inside a `MATERIALIZED`
+//! CTE; the outer query re-sorts by `(distance, id)`, which makes ties
+//! deterministic and undoes the slight disorder of relaxed iterative scans.
+
+use reposmith_core::search::{Fusion, SearchKind, SearchQuery};
+use reposmith_core::{
+    ColumnDef, Entity, EntitySchema, Error, FULL_TEXT_COLUMN, Result, Value, VectorSpec,
+};
+use sea_query::{Expr, PostgresQueryBuilder, Query, Value as SqValue};
+
+use crate::bind::to_sea;
+use crate::ddl::{quote_ident, table_name};
+use crate::render::filter_expr;
+
+/// Name of the extra distance column a vector search returns.
+const DISTANCE: &str = "\"__distance\"";
+/// Name of the extra rank column a text search returns.
+const RANK: &str = "\"__rank\"";
+
+/// A search's SQL, its values in placeholder order, and what the row carries
+/// after the entity's columns.
+pub(crate) struct SearchSql {
+    pub(crate) sql: String,
+    pub(crate) values: Vec<SqValue>,
+    pub(crate) extra: Extra,
+}
+
+/// The ranking columns after the entity's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// `__distance`.
+    Distance,
+    /// `__rank`.
+    Rank,
+    /// distance (nullable), rank (nullable), fused score.
+    Fused,
+}
+
+/// Placeholder numbering after the filter's own.
+struct Params {
+    values: Vec<SqValue>,
+}
+
+impl Params {
+    fn push(&mut self, value: SqValue) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+}
+
+/// The filter as SQL text with its values, numbered from `$1`.
+fn filter_sql<E: Entity>(query: &SearchQuery<E>) -> Result<(String, Vec<SqValue>)> {
+    let schema = E::SCHEMA;
+    let (sql, values) = Query::select()
+        .expr(Expr::cust("1"))
+        .and_where(filter_expr(schema, query.filter.node())?)
+        .build(PostgresQueryBuilder);
+    let condition = sql
+        .strip_prefix("SELECT 1 WHERE ")
+        .ok_or_else(|| Error::invalid(schema.entity, "filter", "could not be rendered"))?;
+    Ok((format!("({condition})"), values.0))
+}
+
+/// The vector column at `column` and its spec.
+fn vector_column(
+    schema: &'static EntitySchema,
+    column: usize,
+) -> Result<(&'static ColumnDef, VectorSpec)> {
+    let def = &schema.columns[column];
+    let spec = def
+        .vector
+        .ok_or_else(|| Error::invalid(schema.entity, def.field, "is not a vector column"))?;
+    Ok((def, spec))
+}
+
+fn select_list(schema: &EntitySchema, alias: Option<&str>) -> String {
+    let prefix = alias.map(|a| format!("{a}.")).unwrap_or_default();
+    schema
+        .columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote_ident(c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn limit(k: u32) -> SqValue {
+    SqValue::BigInt(Some(i64::from(k)))
+}
+
+/// The SQL of `query`; `after` holds the decoded cursor (score, id) of a page.
+pub(crate) fn search_sql<E: Entity>(
+    query: &SearchQuery<E>,
+    after: Option<Vec<Value>>,
+) -> Result<SearchSql> {
+    let (filter, values) = filter_sql(query)?;
+    let mut params = Params { values };
+    match &query.kind {
+        SearchKind::Vector { column, vector } => {
+            vector_sql(query, *column, vector, &filter, &mut params, after)
+        }
+        SearchKind::Text { text } => text_sql(query, text, &filter, &mut params, after),
+        SearchKind::Hybrid {
+            text,
+            column,
+            vector,
+        } => hybrid_sql(query, text, *column, vector, &filter, &mut params),
+        SearchKind::VectorFromText { .. } => Err(Error::invalid(
+            E::SCHEMA.entity,
+            "text",
+            "was not embedded before building the search",
+        )),
+        _ => Err(Error::invalid(
+            E::SCHEMA.entity,
+            "search",
+            "unsupported kind",
+        )),
+    }
+    .map(|(sql, extra)| SearchSql {
+        sql,
+        values: params.values,
+        extra,
+    })
+}
+
+/// `"col" <=> $v` for the query vector, pushed once.
+fn distance_expr(
+    def: &ColumnDef,
+    spec: &VectorSpec,
+    vector: &Value,
+    params: &mut Params,
+) -> String {
+    let placeholder = params.push(to_sea(vector.clone(), &def.ty));
+    format!(
+        "({} {} {placeholder})",
+        quote_ident(def.name),
+        spec.distance.operator()
+    )
+}
+
+fn vector_sql<E: Entity>(
+    query: &SearchQuery<E>,
+    column: usize,
+    vector: &Value,
+    filter: &str,
+    params: &mut Params,
+    after: Option<Vec<Value>>,
+) -> Result<(String, Extra)> {
+    let schema = E::SCHEMA;
+    let (def, spec) = vector_column(schema, column)?;
+    let id = quote_ident(schema.id_column().name);
+    let distance = distance_expr(def, &spec, vector, params);
+    let mut conditions = vec![
+        filter.to_owned(),
+        format!("{} IS NOT NULL", quote_ident(def.name)),
+    ];
+    if let Some(max) = query.max_distance {
+        conditions.push(format!(
+            "{distance} <= {}",
+            params.push(SqValue::Double(Some(max)))
+        ));
+    }
+    if let Some(mut key) = after {
+        let last_id = key.pop().unwrap_or(Value::Null);
+        let d = params.push(to_sea(
+            key.pop().unwrap_or(Value::Null),
+            &reposmith_core::ColumnType::Double,
+        ));
+        let i = params.push(to_sea(last_id, &schema.id_column().ty));
+        conditions.push(format!(
+            "({distance} > {d} OR ({distance} = {d} AND {id} > {i}))"
+        ));
+    }
+    let k = params.push(limit(query.k));
+    let sql = format!(
+        "WITH \"__hits\" AS MATERIALIZED (SELECT {cols}, {distance} AS {DISTANCE} FROM {table} \
+         WHERE {conditions} ORDER BY {DISTANCE} LIMIT {k}) \
+         SELECT * FROM \"__hits\" ORDER BY {DISTANCE}, {id}",
+        cols = select_list(schema, None),
+        table = table_name(schema),
+        conditions = conditions.join(" AND "),
+    );
+    Ok((sql, Extra::Distance))
+}
+
+/// `websearch_to_tsquery('<config>'::regconfig, $text)`, the text pushed once.
+/// The configuration is the first full-text column's, from the schema.
+fn tsquery(schema: &EntitySchema, text: &str, params: &mut Params) -> Result<String> {
+    let language = schema
+        .full_text_columns()
+        .next()
+        .and_then(|c| c.full_text)
+        .ok_or_else(|| {
+            Error::invalid(schema.entity, "text", "the entity has no full-text field")
+        })?;
+    let config = params.push(SqValue::String(Some(language.to_owned())));
+    let text = params.push(SqValue::String(Some(text.to_owned())));
+    Ok(format!("websearch_to_tsquery({config}::regconfig, {text})"))
+}
+
+fn text_sql<E: Entity>(
+    query: &SearchQuery<E>,
+    text: &str,
+    filter: &str,
+    params: &mut Params,
+    after: Option<Vec<Value>>,
+) -> Result<(String, Extra)> {
+    let schema = E::SCHEMA;
+    let id = quote_ident(schema.id_column().name);
+    let tsv = quote_ident(FULL_TEXT_COLUMN);
+    let q = tsquery(schema, text, params)?;
+    let rank = format!("ts_rank_cd({tsv}, {q})::float8");
+    let mut conditions = vec![format!("{tsv} @@ {q}"), filter.to_owned()];
+    if let Some(mut key) = after {
+        let last_id = key.pop().unwrap_or(Value::Null);
+        let r = params.push(to_sea(
+            key.pop().unwrap_or(Value::Null),
+            &reposmith_core::ColumnType::Double,
+        ));
+        let i = params.push(to_sea(last_id, &schema.id_column().ty));
+        conditions.push(format!("({rank} < {r} OR ({rank} = {r} AND {id} > {i}))"));
+    }
+    let k = params.push(limit(query.k));
+    let sql = format!(
+        "SELECT {cols}, {rank} AS {RANK} FROM {table} WHERE {conditions} \
+         ORDER BY {RANK} DESC, {id} LIMIT {k}",
+        cols = select_list(schema, None),
+        table = table_name(schema),
+        conditions = conditions.join(" AND "),
+    );
+    Ok((sql, Extra::Rank))
+}
+
+/// Candidates each side contributes: the caller's choice, else `max(4k, 40)`, never below `k`.
+pub(crate) fn candidates(fusion: &Fusion, k: u32) -> u32 {
+    let wanted = match fusion.candidates {
+        0 => k.saturating_mul(4).max(40),
+        n => n,
+    };
+    wanted.max(k).min(reposmith_core::search::MAX_K)
+}
+
+fn hybrid_sql<E: Entity>(
+    query: &SearchQuery<E>,
+    text: &str,
+    column: usize,
+    vector: &Value,
+    filter: &str,
+    params: &mut Params,
+) -> Result<(String, Extra)> {
+    let schema = E::SCHEMA;
+    let (def, spec) = vector_column(schema, column)?;
+    let table = table_name(schema);
+    let id = quote_ident(schema.id_column().name);
+    let tsv = quote_ident(FULL_TEXT_COLUMN);
+    let distance = distance_expr(def, &spec, vector, params);
+    let q = tsquery(schema, text, params)?;
+    let candidates = params.push(limit(candidates(&query.fusion, query.k)));
+    let mut vector_conditions = vec![
+        filter.to_owned(),
+        format!("{} IS NOT NULL", quote_ident(def.name)),
+    ];
+    if let Some(max) = query.max_distance {
+        vector_conditions.push(format!(
+            "{distance} <= {}",
+            params.push(SqValue::Double(Some(max)))
+        ));
+    }
+    let f = &query.fusion;
+    let wv = params.push(SqValue::Double(Some(f.vector_weight)));
+    let wt = params.push(SqValue::Double(Some(f.text_weight)));
+    let rrf = params.push(SqValue::Double(Some(f64::from(f.rrf_k))));
+    let k = params.push(limit(query.k));
+    let sql = format!(
+        "WITH \"__v\" AS MATERIALIZED (\
+            SELECT {id} AS \"__id\", {distance} AS \"__d\" FROM {table} \
+            WHERE {vector_conditions} ORDER BY \"__d\" LIMIT {candidates}), \
+         \"__vr\" AS (SELECT \"__id\", \"__d\", row_number() OVER (ORDER BY \"__d\", \"__id\") AS \"__r\" FROM \"__v\"), \
+         \"__t\" AS MATERIALIZED (\
+            SELECT {id} AS \"__id\", ts_rank_cd({tsv}, {q})::float8 AS \"__rank\" FROM {table} \
+            WHERE {tsv} @@ {q} AND {filter} ORDER BY \"__rank\" DESC, {id} LIMIT {candidates}), \
+         \"__tr\" AS (SELECT \"__id\", \"__rank\", row_number() OVER (ORDER BY \"__rank\" DESC, \"__id\") AS \"__r\" FROM \"__t\"), \
+         \"__f\" AS (SELECT coalesce(v.\"__id\", t.\"__id\") AS \"__id\", v.\"__d\", t.\"__rank\", \
+            coalesce({wv} / ({rrf} + v.\"__r\"), 0) + coalesce({wt} / ({rrf} + t.\"__r\"), 0) AS \"__score\" \
+            FROM \"__vr\" v FULL JOIN \"__tr\" t ON v.\"__id\" = t.\"__id\") \
+         SELECT {cols}, f.\"__d\", f.\"__rank\", f.\"__score\" FROM \"__f\" f JOIN {table} e ON e.{id} = f.\"__id\" \
+         ORDER BY f.\"__score\" DESC, f.\"__id\" LIMIT {k}",
+        cols = select_list(schema, Some("e")),
+        vector_conditions = vector_conditions.join(" AND "),
+    );
+    Ok((sql, Extra::Fused))
+}

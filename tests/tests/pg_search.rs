@@ -1,0 +1,369 @@
+//! Vector, full-text and hybrid search on a real PostgreSQL with pgvector:
+//! recall against exact neighbours computed here, filtered searches that
+//! still return `k` rows, every pgvector type, client-side rejection of bad
+//! vectors, knobs that do not leak, keyset pages, and the embedder.
+
+#[path = "pg_search/data.rs"]
+mod data;
+#[path = "pg_search/db.rs"]
+mod db;
+#[path = "pg_search/embedder.rs"]
+mod embedder;
+#[path = "pg_search/types.rs"]
+mod types;
+
+use std::collections::HashSet;
+
+use data::{Clustered, recall};
+use db::SearchDb;
+use reposmith::prelude::*;
+use reposmith::{PgConfig, Vector};
+
+/// A point of the clustered data set: 128 dims, L2, HNSW.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "points")]
+struct Point {
+    #[repo(id)]
+    id: i64,
+    /// `id % 100`: a filter on one value matches 1 % of the rows.
+    #[repo(index)]
+    bucket: i32,
+    #[repo(vector(
+        dims = 128,
+        distance = "l2",
+        index = "hnsw",
+        m = 16,
+        ef_construction = 64
+    ))]
+    embedding: Vector,
+}
+
+/// The same shape without an index: searches are exact, so pages can be compared.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "exact_points")]
+struct ExactPoint {
+    #[repo(id)]
+    id: i64,
+    bucket: i32,
+    #[repo(vector(dims = 8, distance = "cosine", index = "none"))]
+    embedding: Vector,
+}
+
+/// A document with a title and body in its full-text document and an embedding.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "articles")]
+struct Article {
+    #[repo(id)]
+    id: uuid::Uuid,
+    #[repo(full_text)]
+    title: String,
+    #[repo(full_text(language = "english"))]
+    body: String,
+    lang: String,
+    #[repo(vector(dims = 3, distance = "cosine"))]
+    embedding: Vector,
+}
+
+fn article(title: &str, body: &str, embedding: [f32; 3]) -> Article {
+    Article {
+        id: uuid::Uuid::nil(),
+        title: title.to_owned(),
+        body: body.to_owned(),
+        lang: "en".to_owned(),
+        embedding: Vector::from(embedding.to_vec()),
+    }
+}
+
+const ROWS: usize = 20_000;
+const QUERIES: usize = 30;
+
+/// Recall@10 of HNSW against exact L2 neighbours, unfiltered and with a
+/// filter matching 1 % of the rows (which must still return 10 rows).
+#[tokio::test]
+async fn hnsw_recall_holds_unfiltered_and_under_a_selective_filter() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Point>().await;
+    let set = Clustered::generate(ROWS, 128, 40, 7);
+    let points: Vec<Point> = set
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: i as i64 + 1,
+            bucket: (i % 100) as i32,
+            embedding: Vector::from(v.clone()),
+        })
+        .collect();
+    let repo = db.pg.repo::<Point>();
+    assert_eq!(repo.insert_many(&points).await.unwrap(), ROWS as u64);
+    db.analyze("points").await;
+
+    let mut unfiltered = Vec::new();
+    let mut filtered = Vec::new();
+    for q in 0..QUERIES {
+        let query = set.query(q, 1000 + q as u64);
+        let exact = set.exact(&query, 10, |_| true);
+        let hits = repo
+            .search_embedding(Vector::from(query.clone()), 10)
+            .ef_search(100)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(
+            hits.windows(2).all(|w| w[0].score <= w[1].score),
+            "closest first"
+        );
+        unfiltered.push(recall(
+            &exact,
+            hits.iter().map(|h| h.entity.id as usize - 1),
+        ));
+
+        let bucket = (q % 100) as i32;
+        let exact = set.exact(&query, 10, |i| i % 100 == bucket as usize);
+        let hits = repo
+            .search_embedding(Vector::from(query), 10)
+            .filter(Point::BUCKET.eq(bucket))
+            .ef_search(100)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 10, "a 1 % filter still returns k rows");
+        assert!(hits.iter().all(|h| h.entity.bucket == bucket));
+        filtered.push(recall(
+            &exact,
+            hits.iter().map(|h| h.entity.id as usize - 1),
+        ));
+    }
+    let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
+    let (unfiltered, filtered) = (mean(&unfiltered), mean(&filtered));
+    println!("recall@10 unfiltered {unfiltered:.3}, 1% filter {filtered:.3}");
+    assert!(unfiltered >= 0.95, "unfiltered recall@10 {unfiltered}");
+    assert!(filtered >= 0.9, "filtered recall@10 {filtered}");
+    db.cleanup().await;
+}
+
+/// The reported distance is pgvector's, and `max_distance` drops farther hits.
+#[tokio::test]
+async fn distances_are_reported_and_bounded() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<ExactPoint>().await;
+    let repo = db.pg.repo::<ExactPoint>();
+    let rows = exact_rows(50);
+    repo.insert_many(&rows).await.unwrap();
+    let query = rows[3].embedding.to_vec();
+    let hits = repo
+        .search_embedding(Vector::from(query.clone()), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].entity.id, rows[3].id,
+        "a row is its own nearest neighbour"
+    );
+    assert!(hits[0].distance.unwrap().abs() < 1e-6);
+    for hit in &hits {
+        let expected = data::cosine_distance(&query, hit.entity.embedding.as_slice());
+        assert!((hit.distance.unwrap() - expected).abs() < 1e-5, "{hit:?}");
+    }
+    let bound = hits[2].score;
+    let near = repo
+        .search_embedding(Vector::from(query), 50)
+        .max_distance(bound)
+        .await
+        .unwrap();
+    assert!(near.len() >= 3 && near.iter().all(|h| h.score <= bound));
+    db.cleanup().await;
+}
+
+fn exact_rows(n: usize) -> Vec<ExactPoint> {
+    let set = Clustered::generate(n, 8, 5, 11);
+    set.vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ExactPoint {
+            id: i as i64 + 1,
+            bucket: (i % 3) as i32,
+            embedding: Vector::from(v.clone()),
+        })
+        .collect()
+}
+
+/// Pages of 7 over an exact search are the single search of 35, in order,
+/// without repeats, and the last page has no next cursor.
+#[tokio::test]
+async fn search_pages_are_stable_and_complete() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<ExactPoint>().await;
+    let repo = db.pg.repo::<ExactPoint>();
+    let mut rows = exact_rows(30);
+    // Duplicates tie on distance: the id decides their order across pages.
+    for i in 0..5 {
+        let mut twin = rows[i].clone();
+        twin.id = 100 + i as i64;
+        rows.push(twin);
+    }
+    repo.insert_many(&rows).await.unwrap();
+    let query = Vector::from(rows[0].embedding.to_vec());
+    let all: Vec<i64> = repo
+        .search_embedding(query.clone(), 35)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.entity.id)
+        .collect();
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = repo
+            .search_embedding(query.clone(), 7)
+            .page_after(cursor)
+            .await
+            .unwrap();
+        paged.extend(page.items.iter().map(|h| h.entity.id));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, all);
+    assert_eq!(paged.iter().collect::<HashSet<_>>().len(), 35);
+    let tampered = repo
+        .search_embedding(query, 7)
+        .page_after(Some(Cursor::parse("[\"x\", 1]")))
+        .await
+        .unwrap_err();
+    assert!(matches!(tampered, Error::InvalidInput { .. }), "{tampered}");
+    db.cleanup().await;
+}
+
+/// `ef_search` set for one search is gone for the next query on the same
+/// (only) connection, on the pool and inside a unit of work. With iterative
+/// scans off, HNSW returns at most `ef_search` rows, which makes the setting
+/// observable.
+#[tokio::test]
+async fn ef_search_does_not_leak_to_the_next_query_on_the_connection() {
+    let config = PgConfig::new(reposmith_tests::database_url())
+        .max_connections(1)
+        .iterative_scan(false);
+    let db = SearchDb::new(config).await;
+    db.create::<Point>().await;
+    let repo = db.pg.repo::<Point>();
+    let set = Clustered::generate(500, 128, 5, 3);
+    let points: Vec<Point> = set
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: i as i64 + 1,
+            bucket: 0,
+            embedding: Vector::from(v.clone()),
+        })
+        .collect();
+    repo.insert_many(&points).await.unwrap();
+    db.analyze("points").await;
+    let query = Vector::from(set.query(0, 9));
+    let narrow = repo
+        .search_embedding(query.clone(), 20)
+        .ef_search(2)
+        .await
+        .unwrap();
+    assert!(
+        narrow.len() <= 2,
+        "ef_search 2 returns at most 2 rows, got {}",
+        narrow.len()
+    );
+    let next = repo.search_embedding(query.clone(), 20).await.unwrap();
+    assert_eq!(next.len(), 20, "the default ef_search (40) is back");
+
+    let unit = db.pg.begin().await.unwrap();
+    let in_unit = unit.repo::<Point>();
+    let narrow = in_unit
+        .search_embedding(query.clone(), 20)
+        .ef_search(2)
+        .await
+        .unwrap();
+    assert!(narrow.len() <= 2);
+    let next = in_unit.search_embedding(query.clone(), 20).await.unwrap();
+    assert_eq!(
+        next.len(),
+        20,
+        "the savepoint rollback restored ef_search in the unit"
+    );
+    let written = in_unit.insert(&points[0]).await.unwrap();
+    unit.commit().await.unwrap();
+    assert!(
+        repo.get(&written.id).await.unwrap().is_some(),
+        "the unit's writes survive"
+    );
+    db.cleanup().await;
+}
+
+/// Full-text search ranks with the title's weight; hybrid search puts the
+/// document matching both text and vector above those matching one.
+#[tokio::test]
+async fn text_and_hybrid_search_rank_as_documented() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Article>().await;
+    let repo = db.pg.repo::<Article>();
+    let both = repo
+        .insert(&article(
+            "Rust ownership",
+            "borrowing explained",
+            [1.0, 0.0, 0.0],
+        ))
+        .await
+        .unwrap();
+    let text_only = repo
+        .insert(&article(
+            "Cooking",
+            "rust on cast iron pans, ownership of pans",
+            [0.0, 1.0, 0.0],
+        ))
+        .await
+        .unwrap();
+    let vector_only = repo
+        .insert(&article("Gardening", "tomatoes", [0.99, 0.1, 0.0]))
+        .await
+        .unwrap();
+    repo.insert(&article("Unrelated", "nothing here", [0.0, 0.0, 1.0]))
+        .await
+        .unwrap();
+
+    let text = repo.search_text("rust ownership", 10).await.unwrap();
+    let ids: Vec<_> = text.iter().map(|h| h.entity.id).collect();
+    assert_eq!(
+        ids,
+        [both.id, text_only.id],
+        "title matches (weight A) outrank body matches"
+    );
+    assert!(text[0].text_rank.unwrap() > text[1].text_rank.unwrap());
+
+    let hybrid = repo
+        .search_hybrid("rust ownership", Vector::from(vec![1.0, 0.0, 0.0]), 3)
+        .await
+        .unwrap();
+    assert_eq!(hybrid[0].entity.id, both.id, "{hybrid:?}");
+    assert!(hybrid[0].distance.is_some() && hybrid[0].text_rank.is_some());
+    let rest: HashSet<_> = hybrid[1..].iter().map(|h| h.entity.id).collect();
+    assert_eq!(rest, HashSet::from([text_only.id, vector_only.id]));
+    assert!(hybrid.windows(2).all(|w| w[0].score >= w[1].score));
+
+    let weighted = repo
+        .search_hybrid("rust ownership", Vector::from(vec![1.0, 0.0, 0.0]), 3)
+        .weights(0.0, 1.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        weighted[1].entity.id, vector_only.id,
+        "text weight 0: vector order"
+    );
+
+    let filtered = repo
+        .search_hybrid("rust", Vector::from(vec![1.0, 0.0, 0.0]), 3)
+        .filter(Article::TITLE.ne("Rust ownership"))
+        .await
+        .unwrap();
+    assert!(
+        filtered.iter().all(|h| h.entity.id != both.id),
+        "filters apply to both sides"
+    );
+    db.cleanup().await;
+}

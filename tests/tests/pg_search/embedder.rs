@@ -1,0 +1,156 @@
+//! `#[repo(embed(from = ".."))]` with an application embedder: missing
+//! vectors filled on insert in batches, search by text, and a misbehaving
+//! model rejected with nothing written.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use reposmith::prelude::*;
+use reposmith::{EmbedError, PgConfig};
+use reposmith_core::repository::BoxFuture;
+
+use crate::db::SearchDb;
+
+/// A note whose embedding is computed from its body when missing.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "notes")]
+pub(crate) struct Note {
+    #[repo(id)]
+    pub(crate) id: uuid::Uuid,
+    pub(crate) body: String,
+    #[repo(
+        vector(dims = 26, distance = "cosine", index = "none"),
+        embed(from = "body")
+    )]
+    pub(crate) embedding: Option<Vector>,
+}
+
+fn note(body: &str) -> Note {
+    Note {
+        id: uuid::Uuid::nil(),
+        body: body.to_owned(),
+        embedding: None,
+    }
+}
+
+/// Letter counts: a deterministic stand-in for a model, counting its calls.
+#[derive(Default)]
+struct Letters {
+    calls: AtomicUsize,
+    dims: usize,
+}
+
+impl Embedder for Letters {
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if texts.iter().any(|t| t == "fail") {
+                return Err(EmbedError::new("model unavailable"));
+            }
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0f32; self.dims];
+                    for b in t.bytes().filter(u8::is_ascii_lowercase) {
+                        v[usize::from(b - b'a') % self.dims] += 1.0;
+                    }
+                    v
+                })
+                .collect())
+        })
+    }
+
+    fn max_batch(&self) -> usize {
+        4
+    }
+}
+
+#[tokio::test]
+async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_query() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Note>().await;
+    let letters = Arc::new(Letters {
+        dims: 26,
+        ..Letters::default()
+    });
+    let repo = db.pg.repo::<Note>().with_embedder(letters.clone());
+
+    let one = repo.insert(&note("abc")).await.unwrap();
+    assert_eq!(
+        one.embedding.as_ref().unwrap().as_slice()[..3],
+        [1.0, 1.0, 1.0]
+    );
+    let given = Note {
+        embedding: Some(Vector::from(vec![1.0; 26])),
+        ..note("zzz")
+    };
+    let kept = repo.insert(&given).await.unwrap();
+    assert_eq!(
+        kept.embedding, given.embedding,
+        "a present vector is not recomputed"
+    );
+    assert_eq!(letters.calls.load(Ordering::SeqCst), 1);
+
+    let batch: Vec<Note> = [
+        "xyz", "xxy", "abd", "hello", "world", "qqq", "abc abc", "mno", "pqr",
+    ]
+    .iter()
+    .map(|b| note(b))
+    .collect();
+    repo.insert_many(&batch).await.unwrap();
+    assert_eq!(
+        letters.calls.load(Ordering::SeqCst),
+        1 + 3,
+        "9 texts in batches of 4"
+    );
+
+    let hits = repo.search_embedding_by_text("cab", 2).await.unwrap();
+    let bodies: Vec<_> = hits.iter().map(|h| h.entity.body.as_str()).collect();
+    assert_eq!(bodies, ["abc", "abc abc"]);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failing_or_misshapen_embedder_writes_nothing() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Note>().await;
+    let repo = db.pg.repo::<Note>().with_embedder(Arc::new(Letters {
+        dims: 26,
+        ..Letters::default()
+    }));
+    let err = repo
+        .insert_many(&[note("fine"), note("fail")])
+        .await
+        .unwrap_err();
+    match err {
+        Error::Embedding { field, reason, .. } => {
+            assert_eq!(field, "embedding");
+            assert!(reason.contains("model unavailable"));
+        }
+        other => panic!("{other}"),
+    }
+    let short = db.pg.repo::<Note>().with_embedder(Arc::new(Letters {
+        dims: 5,
+        ..Letters::default()
+    }));
+    let err = short.insert(&note("abc")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Embedding { reason, .. } if reason.contains("expected 26")),
+        "{err}"
+    );
+    let none = db
+        .pg
+        .repo::<Note>()
+        .search_embedding_by_text("abc", 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(none, Error::InvalidInput { .. }), "{none}");
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM {schema}.notes").await,
+        0
+    );
+    db.cleanup().await;
+}

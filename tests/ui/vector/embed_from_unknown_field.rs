@@ -1,0 +1,16 @@
+// `embed(from = ..)` names a stored String field of the struct.
+use reposmith::{Bit, HalfVector, Repository, SparseVector, Vector};
+use uuid::Uuid;
+
+#[derive(Repository)]
+struct Document {
+    #[repo(id)]
+    id: Uuid,
+    body: String,
+    #[repo(vector(dims = 8), embed(from = "content"))]
+    embedding: Vector,
+}
+
+fn main() {
+    let _ = (Bit::new(&[]), HalfVector::from_f32_slice(&[]), SparseVector::from_dense(&[]), Vector::from(vec![]));
+}

@@ -1,0 +1,16 @@
+// A pgvector field needs #[repo(vector(dims = N))]: its dimension lives in the schema.
+use reposmith::{Bit, HalfVector, Repository, SparseVector, Vector};
+use uuid::Uuid;
+
+#[derive(Repository)]
+struct Document {
+    #[repo(id)]
+    id: Uuid,
+    body: String,
+    
+    embedding: Vector,
+}
+
+fn main() {
+    let _ = (Bit::new(&[]), HalfVector::from_f32_slice(&[]), SparseVector::from_dense(&[]), Vector::from(vec![]));
+}

@@ -1,0 +1,16 @@
+// `vector(..)` applies only to pgvector types.
+use reposmith::{Bit, HalfVector, Repository, SparseVector, Vector};
+use uuid::Uuid;
+
+#[derive(Repository)]
+struct Document {
+    #[repo(id)]
+    id: Uuid,
+    body: String,
+    #[repo(vector(dims = 3))]
+    embedding: String,
+}
+
+fn main() {
+    let _ = (Bit::new(&[]), HalfVector::from_f32_slice(&[]), SparseVector::from_dense(&[]), Vector::from(vec![]));
+}
