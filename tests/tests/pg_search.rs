@@ -25,9 +25,12 @@ use reposmith::{PgConfig, Vector};
 struct Point {
     #[repo(id)]
     id: i64,
-    /// `id % 100`: a filter on one value matches 1 % of the rows.
+    /// `id % 100`, indexed: the planner answers a filter on it exactly, from the btree.
     #[repo(index)]
     bucket: i32,
+    /// `id % 100`, not indexed: a filter on it runs on the HNSW index with
+    /// iterative scans, the case where recall used to collapse.
+    shard: i32,
     #[repo(vector(
         dims = 128,
         distance = "l2",
@@ -91,6 +94,7 @@ async fn hnsw_recall_holds_unfiltered_and_under_a_selective_filter() {
         .map(|(i, v)| Point {
             id: i as i64 + 1,
             bucket: (i % 100) as i32,
+            shard: (i % 100) as i32,
             embedding: Vector::from(v.clone()),
         })
         .collect();
@@ -254,6 +258,7 @@ async fn ef_search_does_not_leak_to_the_next_query_on_the_connection() {
         .map(|(i, v)| Point {
             id: i as i64 + 1,
             bucket: 0,
+            shard: 0,
             embedding: Vector::from(v.clone()),
         })
         .collect();
