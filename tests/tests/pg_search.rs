@@ -372,3 +372,81 @@ async fn text_and_hybrid_search_rank_as_documented() {
     );
     db.cleanup().await;
 }
+
+/// Polls a future at most `left` times, then drops it unfinished.
+struct PollLimit<F: std::future::Future> {
+    inner: std::pin::Pin<Box<F>>,
+    left: usize,
+}
+
+impl<F: std::future::Future> std::future::Future for PollLimit<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.inner.as_mut().poll(cx).map(Some)
+    }
+}
+
+/// A search with `ef_search` (BEGIN, set_config, SELECT, COMMIT on the pool)
+/// cut after every poll: the one connection serves the next search, no
+/// session is left idle in a transaction, and the narrow `ef_search` never
+/// reaches the next search.
+#[tokio::test]
+async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
+    let config = PgConfig::new(reposmith_tests::database_url())
+        .max_connections(1)
+        .iterative_scan(false);
+    let db = SearchDb::new(config).await;
+    db.create::<Point>().await;
+    let repo = db.pg.repo::<Point>();
+    let set = Clustered::generate(300, 128, 3, 5);
+    let points: Vec<Point> = set
+        .vectors
+        .iter()
+        .map(|v| Point {
+            id: 0,
+            bucket: 0,
+            shard: 0,
+            embedding: Vector::from(v.clone()),
+        })
+        .collect();
+    repo.insert_many(&points).await.unwrap();
+    let query = Vector::from(set.query(1, 4));
+    for polls in 1..=200 {
+        let search = repo.search_embedding(query.clone(), 20).ef_search(2);
+        let cut = PollLimit {
+            inner: Box::pin(std::future::IntoFuture::into_future(search)),
+            left: polls,
+        };
+        let finished = cut.await;
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            repo.search_embedding(query.clone(), 20),
+        )
+        .await
+        .expect("the one connection serves the next search")
+        .unwrap();
+        assert_eq!(next.len(), 20, "cut after {polls} polls: ef_search leaked");
+        for _ in 0..50 {
+            if db.idle_in_transaction().await == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(db.idle_in_transaction().await, 0, "cut after {polls} polls");
+        if let Some(result) = finished {
+            assert!(result.unwrap().len() <= 2);
+            eprintln!("completed after {polls} polls; every earlier cut checked");
+            db.cleanup().await;
+            return;
+        }
+    }
+    panic!("the search never completed within 200 polls");
+}

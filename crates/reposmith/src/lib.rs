@@ -7,6 +7,7 @@ mod store;
 
 pub use config::Config;
 pub use health::{Disabled, Health};
+pub use reposmith_core::repository::BoxFuture;
 /// The pgvector value types vector fields hold, re-exported so applications
 /// need no direct `pgvector` dependency.
 pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector};

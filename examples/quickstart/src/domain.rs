@@ -2,7 +2,7 @@
 //! into a table with typed columns; nothing here mentions SQL.
 
 use chrono::{DateTime, Utc};
-use reposmith::{DbEnum, Repository};
+use reposmith::{DbEnum, Repository, Vector};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -69,8 +69,30 @@ pub struct Chunk {
     pub document_id: Uuid,
     /// Position in the document.
     pub ordinal: i32,
-    /// The passage.
+    /// The passage: part of the full-text document (a generated `tsvector`
+    /// with a GIN index), and the text its embedding is computed from.
+    #[repo(full_text)]
     pub body: String,
+    /// Filled by the repository's embedder on insert when missing; searched
+    /// through an HNSW index by cosine distance.
+    #[repo(
+        vector(dims = 64, distance = "cosine", index = "hnsw"),
+        embed(from = "body")
+    )]
+    pub embedding: Option<Vector>,
+}
+
+impl Chunk {
+    /// Passage `ordinal` of `document_id`; its embedding is left to the embedder.
+    pub fn new(document_id: Uuid, ordinal: i32, body: &str) -> Self {
+        Chunk {
+            id: 0,
+            document_id,
+            ordinal,
+            body: body.to_owned(),
+            embedding: None,
+        }
+    }
 }
 
 impl Document {

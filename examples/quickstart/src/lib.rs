@@ -2,3 +2,4 @@
 //! entities in a crate of their own; `src/main.rs` is the service using them.
 
 pub mod domain;
+pub mod embedder;

@@ -16,9 +16,13 @@
 //! 5. keyset pagination that neither skips nor repeats rows;
 //! 6. optimistic locking: a stale copy cannot overwrite a newer one;
 //! 7. a unit of work: several repositories on one transaction, committed,
-//!    and one dropped uncommitted that leaves nothing behind.
+//!    and one dropped uncommitted that leaves nothing behind;
+//! 8. retrieval: chunks embedded on insert by an application `Embedder`,
+//!    then found by vector similarity (HNSW), by full text, and by both fused.
 
 use std::process::ExitCode;
+
+use std::sync::Arc;
 
 use reposmith::prelude::*;
 use reposmith::{PgRepository, Store};
@@ -27,6 +31,7 @@ use serde_json::json;
 use reposmith_example_quickstart::domain::{
     Chunk, ChunkRepository, Document, DocumentRepository, Status,
 };
+use reposmith_example_quickstart::embedder::HashingEmbedder;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,17 +55,22 @@ async fn run() -> Result<()> {
     paginate(&docs).await?;
     optimistic_locking(&docs, &intro).await?;
     unit_of_work(&store, &chunks, &intro).await?;
+    retrieval(&chunks, &intro).await?;
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())
 }
 
 /// Step 1: tables from the schemas, emptied so the demo can run again.
+/// The chunk repository gets the embedder that fills missing embeddings.
 async fn prepare(store: &Store) -> Result<(PgRepository<Document>, PgRepository<Chunk>)> {
     let pg = store.postgres()?;
     pg.create_tables::<Document>().await?;
     pg.create_tables::<Chunk>().await?;
-    let (docs, chunks) = (store.repo::<Document>()?, store.repo::<Chunk>()?);
+    let docs = store.repo::<Document>()?;
+    let chunks = store
+        .repo::<Chunk>()?
+        .with_embedder(Arc::new(HashingEmbedder));
     let old = chunks.delete_where(Filter::all()).await? + docs.delete_where(Filter::all()).await?;
     println!("1. tables qs_documents and qs_chunks ready ({old} rows from an earlier run removed)");
     Ok((docs, chunks))
@@ -186,14 +196,10 @@ async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Docum
     let rows: Vec<Chunk> = passages
         .iter()
         .enumerate()
-        .map(|(i, body)| Chunk {
-            id: 0,
-            document_id: doc.id,
-            ordinal: i as i32,
-            body: (*body).into(),
-        })
+        .map(|(i, body)| Chunk::new(doc.id, i as i32, body))
         .collect();
-    uow.repo::<Chunk>().insert_many(&rows).await?;
+    let in_unit = uow.repo::<Chunk>().with_embedder(Arc::new(HashingEmbedder));
+    in_unit.insert_many(&rows).await?;
     doc.status = Status::Indexed;
     uow.repo::<Document>().update(&doc).await?;
     uow.commit().await?;
@@ -205,17 +211,57 @@ async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Docum
 
     {
         let abandoned = store.begin().await?;
-        let extra = Chunk {
-            id: 0,
-            document_id: intro.id,
-            ordinal: 99,
-            body: "never kept".into(),
-        };
+        let extra = Chunk::new(intro.id, 99, "never kept");
         abandoned.repo::<Chunk>().insert(&extra).await?;
         // Dropped without commit: rolled back, its connection never reused mid-transaction.
     }
     let after = chunks.count(Chunk::DOCUMENT_ID.eq(intro.id)).await?;
     println!("   a unit dropped without commit left nothing: still {after} chunks");
+    Ok(())
+}
+
+/// Step 8: more passages, embedded on insert; then the three kinds of search.
+async fn retrieval(chunks: &PgRepository<Chunk>, intro: &Document) -> Result<()> {
+    let passages = [
+        "The borrow checker enforces ownership rules at compile time.",
+        "Memory safety without a garbage collector comes from ownership.",
+        "Tokio runs async tasks on a work-stealing scheduler.",
+        "Python uses reference counting and a cycle collector.",
+        "Vector databases answer nearest-neighbour queries.",
+    ];
+    let rows: Vec<Chunk> = passages
+        .iter()
+        .enumerate()
+        .map(|(i, body)| Chunk::new(intro.id, 10 + i as i32, body))
+        .collect();
+    chunks.insert_many(&rows).await?;
+    let embedded = chunks.count(Chunk::EMBEDDING.is_not_null()).await?;
+    println!(
+        "8. {embedded} chunks carry an embedding computed on insert by the application's embedder"
+    );
+
+    let question = "how does rust keep memory safe without a garbage collector";
+    let similar = chunks.search_embedding_by_text(question, 3).await?;
+    for hit in &similar {
+        println!("   vector  {:.3}  {}", hit.score, hit.entity.body);
+    }
+    let words = chunks
+        .search_text("ownership -python", 3)
+        .filter(Chunk::DOCUMENT_ID.eq(intro.id))
+        .await?;
+    for hit in &words {
+        println!("   text    {:.3}  {}", hit.score, hit.entity.body);
+    }
+    let query = HashingEmbedder::vector(question);
+    let fused = chunks
+        .search_hybrid("ownership", Vector::from(query), 3)
+        .await?;
+    for hit in &fused {
+        println!("   hybrid  {:.4}  {}", hit.score, hit.entity.body);
+    }
+    if fused.is_empty() || words.is_empty() || similar.is_empty() {
+        return Err(unexpected("hits from every search", Ok(())));
+    }
     Ok(())
 }
 

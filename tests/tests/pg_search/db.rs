@@ -22,7 +22,7 @@ impl SearchDb {
         run(&admin, format!("CREATE SCHEMA \"{namespace}\"")).await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{namespace}%2Cpublic");
-        let mut config = config;
+        let mut config = config.application_name(namespace.clone());
         config.url = reposmith::ConnectionUrl::new(url);
         let pg = PgBackend::connect(&config).await.unwrap();
         SearchDb {
@@ -52,6 +52,18 @@ impl SearchDb {
             .fetch_one(self.admin.pool())
             .await
             .unwrap()
+    }
+
+    /// This test's pooled sessions left `idle in transaction`.
+    pub(crate) async fn idle_in_transaction(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+        )
+        .bind(&self.namespace)
+        .fetch_one(self.admin.pool())
+        .await
+        .unwrap()
     }
 
     pub(crate) async fn cleanup(self) {
