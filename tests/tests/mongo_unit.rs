@@ -1,10 +1,15 @@
 //! MongoDB units of work against a real wire-protocol server (SecantusDB in
 //! tests, MongoDB 7+ in production): commit, rollback and drop, reads of a
 //! unit's own writes, `transaction` with its retry on transient aborts,
-//! poisoning by a dropped in-flight operation, and the document size limit.
+//! poisoning by a dropped in-flight operation, the document size limit, and
+//! unknown commit outcomes (`commit_outcome`).
 
+#[path = "mongo_unit/commit_outcome.rs"]
+mod commit_outcome;
 #[path = "mongo_repository/db.rs"]
 mod db;
+#[path = "mongo_unit/proxy.rs"]
+mod proxy;
 
 use std::future::Future;
 use std::pin::pin;
