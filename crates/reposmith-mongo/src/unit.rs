@@ -24,7 +24,10 @@
 //!   runtime, bounded by the operation deadline. Without a runtime the
 //!   driver's own session drop hands the abort to its background task, and
 //!   if that is gone too the server aborts the transaction when its lifetime
-//!   limit expires. Nothing a dropped unit wrote is ever visible.
+//!   limit expires (SecantusDB, the test server, reaps an expired
+//!   transaction only when some transaction command next arrives; until
+//!   then its documents stay locked and plain writes to them wait). Nothing
+//!   a dropped unit wrote is ever visible.
 //!
 //! # Poisoning
 //!

@@ -33,7 +33,8 @@ pub use store::Store;
 #[cfg(feature = "mongo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
 pub use reposmith_mongo::{
-    MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, MongoRepository, mongodb,
+    MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, MongoRepository, MongoRetryPolicy,
+    MongoUnitOfWork, mongodb,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -41,6 +42,9 @@ pub use reposmith_postgres::{
     IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork, RetryPolicy,
     UnitFuture, create_table_sql, sqlx,
 };
+#[cfg(feature = "migrate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
+pub use reposmith_migrate as migrate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};
