@@ -8,6 +8,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod error;
+mod migrate;
 mod services;
 mod test;
 
@@ -32,6 +33,10 @@ Commands:
   test [--no-lint] [-- ARGS]
                     services up, fmt + clippy (unless --no-lint), the test suite
                     (nextest when installed, ARGS passed to it), then doctests
+  migrate <command> [--package P] [--bin B]
+                    generate <name> | apply | status | revert | check through
+                    the application's migrate binary (default: the quickstart's);
+                    `migrate help` lists the options
   help              this text
 
 Servers named by DATABASE_URL, MONGODB_URL and REDIS_URL are reused, never
@@ -56,6 +61,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["services", sub] => services::run(sub, &workspace_root()),
         ["demo"] => demo::run(&workspace_root()),
         ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
+        ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

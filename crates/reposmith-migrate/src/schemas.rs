@@ -1,0 +1,52 @@
+//! The entities an application migrates, listed explicitly by its own
+//! migrate binary: no linker tricks (inventory, linkme), so it works on every
+//! target and the list is reviewable in one place.
+
+use reposmith_core::{Entity, EntitySchema};
+
+use crate::model::Snapshot;
+
+/// The entity schemas to migrate, in the order their tables are created.
+///
+/// ```
+/// # use reposmith_migrate::Schemas;
+/// let schemas = Schemas::new(); // .add::<Document>().add::<Chunk>()
+/// assert!(schemas.is_empty());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Schemas {
+    schemas: Vec<&'static EntitySchema>,
+}
+
+impl Schemas {
+    /// No entities yet.
+    pub fn new() -> Schemas {
+        Schemas::default()
+    }
+
+    /// Adds entity `E`'s table.
+    pub fn add<E: Entity>(self) -> Schemas {
+        self.add_schema(E::SCHEMA)
+    }
+
+    /// Adds a schema directly (tests, or schemas built by hand).
+    pub fn add_schema(mut self, schema: &'static EntitySchema) -> Schemas {
+        self.schemas.push(schema);
+        self
+    }
+
+    /// True when no entity was added.
+    pub fn is_empty(&self) -> bool {
+        self.schemas.is_empty()
+    }
+
+    /// The registered schemas.
+    pub fn iter(&self) -> impl Iterator<Item = &'static EntitySchema> + '_ {
+        self.schemas.iter().copied()
+    }
+
+    /// The model of the registered schemas, as a snapshot would store it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::from_schemas(self.iter())
+    }
+}
