@@ -23,10 +23,26 @@ pub(crate) struct Options {
     pub(crate) memory: bool,
     /// Set in a child process: run one side's `insert_many` and report VmHWM.
     pub(crate) memory_child: Option<String>,
+    /// Run the single-row and bulk workloads (`crud`).
+    pub(crate) crud: bool,
+    /// Run the vector search benchmark (`vector`).
+    pub(crate) vector: bool,
+    /// Rows of the vector table.
+    pub(crate) vector_rows: usize,
+    /// Searches per side per round of the vector benchmark.
+    pub(crate) vector_ops: usize,
+    /// Measured rounds per vector case (after one warm-up round).
+    pub(crate) vector_rounds: usize,
+    /// Leave the vector table in place afterwards.
+    pub(crate) keep_vectors: bool,
 }
 
 pub(crate) const USAGE: &str = "\
-reposmith-bench [OPTIONS]
+reposmith-bench [crud] [vector] [OPTIONS]
+
+  crud              only the single-row, concurrent and insert_many workloads
+  vector            only the vector search benchmark (100k x 384, HNSW)
+                    (neither word: both)
 
   --rounds N        measured rounds per workload (default 10; each adds a warm-up)
   --ops N           single-row operations per side per round (default 2000)
@@ -37,7 +53,12 @@ reposmith-bench [OPTIONS]
   --own-pool        raw sqlx on its own pool built with reposmith's settings
                     (default: both sides share the store's pool)
   --no-memory       skip the peak-memory measurement of insert_many
-  --quick           smoke run: 3 rounds, 100 ops, 5000 bulk rows, 2000 seed rows
+  --vector-rows N   rows of the vector table (default 100000)
+  --vector-ops N    vector searches per side per round, over 8 tasks (default 800)
+  --vector-rounds N measured rounds per vector case (default 5; each adds a warm-up)
+  --keep-vectors    leave the bench_vectors table in place afterwards
+  --quick           smoke run: 3 rounds, 100 ops, 5000 bulk rows, 2000 seed rows;
+                    vector: 5000 rows, 2 rounds of 80 searches
 
 Needs DATABASE_URL; `cargo xtask bench -- OPTIONS` provides it.
 ";
@@ -55,6 +76,12 @@ impl Options {
             own_pool: false,
             memory: true,
             memory_child: None,
+            crud: false,
+            vector: false,
+            vector_rows: 100_000,
+            vector_ops: 800,
+            vector_rounds: 5,
+            keep_vectors: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -70,9 +97,16 @@ impl Options {
                 "--tasks" => o.tasks = value()?.max(1),
                 "--pool" => o.pool = u32::try_from(value()?.max(1))?,
                 "--own-pool" => o.own_pool = true,
+                "crud" => o.crud = true,
+                "vector" => o.vector = true,
+                "--vector-rows" => o.vector_rows = value()?.max(1000),
+                "--vector-ops" => o.vector_ops = value()?.max(1),
+                "--vector-rounds" => o.vector_rounds = value()?.max(1),
+                "--keep-vectors" => o.keep_vectors = true,
                 "--no-memory" => o.memory = false,
                 "--quick" => {
                     (o.rounds, o.ops, o.bulk_rows, o.seed_rows) = (3, 100, 5000, 2000);
+                    (o.vector_rows, o.vector_ops, o.vector_rounds) = (5000, 80, 2);
                 }
                 "--memory-child" => {
                     let side = it.next().ok_or("--memory-child needs a side")?;
@@ -81,6 +115,9 @@ impl Options {
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown option {other}\n\n{USAGE}").into()),
             }
+        }
+        if !o.crud && !o.vector {
+            (o.crud, o.vector) = (true, true);
         }
         Ok(o)
     }

@@ -145,6 +145,15 @@ pub(crate) fn own_pool(max: Option<u32>) -> Result<PgPool> {
         .application_name("reposmith-bench-raw")
         .statement_cache_capacity(pg.statement_cache_capacity)
         .options([("statement_timeout", timeout.to_string())]);
+    // As reposmith's sessions start (`PgConfig::iterative_scan`), so filtered
+    // vector searches take the same path on both sides.
+    let options = match pg.iterative_scan {
+        true => options.options([
+            ("hnsw.iterative_scan", "relaxed_order"),
+            ("ivfflat.iterative_scan", "relaxed_order"),
+        ]),
+        false => options,
+    };
     let pool = PgPoolOptions::new()
         .max_connections(max.unwrap_or(pg.max_connections))
         .min_connections(pg.min_connections)

@@ -15,6 +15,9 @@
 //! the cost of a read: raw sqlx on a connection held across calls (no pool
 //! round trip, no return-to-pool ping) and reposmith inside a unit of work
 //! (its own held connection).
+//!
+//! `vector` (see [`vector`]) is the vector search benchmark; `crud` the
+//! rest. With neither word both run; `cargo xtask bench vector` runs it alone.
 
 mod args;
 mod bench;
@@ -24,6 +27,7 @@ mod item;
 mod measure;
 mod raw;
 mod report;
+mod vector;
 mod workloads;
 
 use std::process::ExitCode;
@@ -57,6 +61,20 @@ async fn run(args: &[String]) -> Result<()> {
         return heavy::child(opts.bulk_rows, side).await;
     }
     let started = Instant::now();
+    if opts.crud {
+        crud(opts.clone()).await?;
+    }
+    if opts.vector {
+        let at = Instant::now();
+        vector::run(&opts).await?;
+        eprintln!("  vector search: {:.1} s", at.elapsed().as_secs_f64());
+    }
+    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The single-row, concurrent and bulk workloads, and their tables.
+async fn crud(opts: Options) -> Result<()> {
     println!(
         "reposmith-bench: {} rounds (+1 warm-up), {} ops per side per round, {} seeded rows, \
          insert_many of {} rows; raw sqlx on {}",
@@ -89,7 +107,6 @@ async fn run(args: &[String]) -> Result<()> {
     } else {
         println!("\npeak memory: skipped (--no-memory)");
     }
-    println!("\ntotal {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
