@@ -13,6 +13,10 @@ mod embedder;
 mod types;
 
 use std::collections::HashSet;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use data::{Clustered, recall};
 use db::SearchDb;
@@ -374,20 +378,17 @@ async fn text_and_hybrid_search_rank_as_documented() {
 }
 
 /// Polls a future at most `left` times, then drops it unfinished.
-struct PollLimit<F: std::future::Future> {
-    inner: std::pin::Pin<Box<F>>,
+struct PollLimit<F: Future> {
+    inner: Pin<Box<F>>,
     left: usize,
 }
 
-impl<F: std::future::Future> std::future::Future for PollLimit<F> {
+impl<F: Future> Future for PollLimit<F> {
     type Output = Option<F::Output>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.left == 0 {
-            return std::task::Poll::Ready(None);
+            return Poll::Ready(None);
         }
         self.left -= 1;
         self.inner.as_mut().poll(cx).map(Some)
@@ -422,12 +423,12 @@ async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
     for polls in 1..=200 {
         let search = repo.search_embedding(query.clone(), 20).ef_search(2);
         let cut = PollLimit {
-            inner: Box::pin(std::future::IntoFuture::into_future(search)),
+            inner: Box::pin(search.into_future()),
             left: polls,
         };
         let finished = cut.await;
         let next = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
+            Duration::from_secs(10),
             repo.search_embedding(query.clone(), 20),
         )
         .await
@@ -438,7 +439,7 @@ async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
             if db.idle_in_transaction().await == 0 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(db.idle_in_transaction().await, 0, "cut after {polls} polls");
         if let Some(result) = finished {
@@ -449,4 +450,76 @@ async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
         }
     }
     panic!("the search never completed within 200 polls");
+}
+
+/// Span fields of every `reposmith.query` span, as `name=value` strings.
+#[derive(Clone, Default)]
+struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::field::Visit for SpanFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let entry = format!("{}={value:?}", field.name());
+        self.0.lock().unwrap().push(entry);
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanFields {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == "reposmith.query" {
+            attrs.record(&mut self.clone());
+        }
+    }
+
+    fn on_record(
+        &self,
+        _: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        values.record(&mut self.clone());
+    }
+}
+
+/// A search's span carries k, the knobs, whether it was filtered, and the rows.
+#[tokio::test]
+async fn a_search_span_records_k_knobs_filter_and_rows() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<ExactPoint>().await;
+    let repo = db.pg.repo::<ExactPoint>();
+    repo.insert_many(&exact_rows(20)).await.unwrap();
+    let fields = SpanFields::default();
+    let subscriber = tracing_subscriber::registry().with(fields.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let query = Vector::from(exact_rows(1)[0].embedding.to_vec());
+    repo.search_embedding(query, 4)
+        .filter(ExactPoint::BUCKET.eq(1))
+        .ef_search(64)
+        .await
+        .unwrap();
+    let seen = fields.0.lock().unwrap().clone();
+    for expected in [
+        "db.operation=\"search\"",
+        "search.kind=\"vector\"",
+        "search.k=4",
+        "search.ef_search=64",
+        "search.filtered=true",
+        "db.rows_affected=4",
+    ] {
+        assert!(
+            seen.iter().any(|f| f == expected),
+            "{expected} missing from {seen:?}"
+        );
+    }
+    assert!(
+        !seen.iter().any(|f| f.starts_with("search.probes")),
+        "an unset knob is left empty: {seen:?}"
+    );
+    drop(_guard);
+    db.cleanup().await;
 }

@@ -3,7 +3,10 @@
 //! dimension or a NaN is an error naming the field instead of a server error
 //! (or, for NaN, a silently useless row).
 
-use crate::schema::{ColumnDef, Distance, EntitySchema, VectorKind, VectorSpec};
+use crate::schema::{ColumnDef, Distance, EntitySchema, VectorIndex, VectorKind, VectorSpec};
+
+/// pgvector refuses to index a sparse vector with more non-zero elements.
+const SPARSE_HNSW_MAX_NNZ: usize = 1_000;
 use crate::value::Value;
 use crate::{Error, Result};
 
@@ -140,6 +143,12 @@ fn check_sparse(spec: &VectorSpec, v: &pgvector::SparseVector) -> std::result::R
             indices[i]
         ));
     }
+    if matches!(spec.index, VectorIndex::Hnsw { .. }) && indices.len() > SPARSE_HNSW_MAX_NNZ {
+        return Err(format!(
+            "has {} non-zero elements; an HNSW index on sparsevec holds at most {SPARSE_HNSW_MAX_NNZ}",
+            indices.len()
+        ));
+    }
     let all_zero = v.values().iter().all(|x| *x == 0.0);
     if all_zero && spec.distance == Distance::Cosine {
         return Err("is all zeros, which has no cosine distance to anything".to_owned());
@@ -150,7 +159,6 @@ fn check_sparse(spec: &VectorSpec, v: &pgvector::SparseVector) -> std::result::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::VectorIndex;
 
     fn spec(kind: VectorKind, dims: u32, distance: Distance) -> VectorSpec {
         VectorSpec::new(kind, dims, distance, VectorIndex::None)
@@ -191,6 +199,18 @@ mod tests {
         assert!(check_value(&sparse, &Value::SparseVector(sv)).is_ok());
         let wrong = pgvector::SparseVector::from_dense(&[1.0, 2.0]);
         assert!(check_value(&sparse, &Value::SparseVector(wrong)).is_err());
+        let hnsw = VectorSpec::new(
+            VectorKind::Sparse,
+            5_000,
+            Distance::L2,
+            VectorIndex::Hnsw {
+                m: 16,
+                ef_construction: 64,
+            },
+        );
+        let dense_ish = Value::SparseVector(pgvector::SparseVector::from_dense(&[1.0; 5_000]));
+        let err = check_value(&hnsw, &dense_ish).unwrap_err();
+        assert!(err.contains("at most 1000"), "{err}");
         let bit = spec(VectorKind::Bit, 4, Distance::Hamming);
         let b = pgvector::Bit::new(&[true, false, true, true]);
         assert!(check_value(&bit, &Value::Bit(b)).is_ok());
