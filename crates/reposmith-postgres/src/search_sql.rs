@@ -297,3 +297,140 @@ fn hybrid_sql<E: Entity>(
     );
     Ok((sql, Extra::Fused))
 }
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::entity::codegen;
+    use reposmith_core::search::SearchKind;
+    use reposmith_core::{
+        Column, ColumnRole, ColumnType, Distance, FieldType, IdStrategy, VectorIndex, VectorKind,
+    };
+
+    use super::*;
+
+    struct Passage {
+        id: i64,
+        body: String,
+        embedding: pgvector::Vector,
+    }
+
+    static COLUMNS: [ColumnDef; 3] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("body", "body", ColumnType::Text, false).with_full_text("english"),
+        ColumnDef::new(
+            "embedding",
+            "embedding",
+            ColumnType::Vector(VectorKind::Dense),
+            false,
+        )
+        .with_vector(VectorSpec::new(
+            VectorKind::Dense,
+            2,
+            Distance::Cosine,
+            VectorIndex::None,
+        )),
+    ];
+    static SCHEMA: EntitySchema = EntitySchema::new(
+        "Passage",
+        "passages",
+        &COLUMNS,
+        0,
+        IdStrategy::Identity,
+        &[],
+    );
+
+    impl Passage {
+        const BODY: Column<Passage, String> = Column::at(1);
+    }
+
+    impl Entity for Passage {
+        type Id = i64;
+        const SCHEMA: &'static EntitySchema = &SCHEMA;
+
+        fn id(&self) -> &i64 {
+            &self.id
+        }
+
+        fn to_values(&self) -> Result<Vec<Value>> {
+            let embedding = self.embedding.to_value();
+            Ok(vec![self.id.to_value(), self.body.to_value(), embedding])
+        }
+
+        fn from_values(values: Vec<Value>) -> Result<Self> {
+            let mut values = values.into_iter();
+            Ok(Passage {
+                id: codegen::decode::<Self, _>(&mut values, "id")?,
+                body: codegen::decode::<Self, _>(&mut values, "body")?,
+                embedding: codegen::decode::<Self, _>(&mut values, "embedding")?,
+            })
+        }
+    }
+
+    const HOSTILE: &str = "x'); DROP TABLE passages; --";
+
+    fn vector() -> Value {
+        Value::Vector(pgvector::Vector::from(vec![0.25, 0.5]))
+    }
+
+    #[test]
+    fn a_vector_search_binds_every_value_and_reuses_the_vector_placeholder() {
+        let kind = SearchKind::Vector {
+            column: 2,
+            vector: vector(),
+        };
+        let mut query = SearchQuery::<Passage>::new(kind, 5);
+        query.filter = Passage::BODY.eq(HOSTILE);
+        query.max_distance = Some(0.5);
+        let after = Some(vec![Value::F64(0.125), Value::I64(7)]);
+        let built = search_sql(&query, after).unwrap();
+        assert!(!built.sql.contains("DROP TABLE") && !built.sql.contains("0.125"));
+        // $1 the filter's text, $2 the vector (used in the distance, the bound
+        // and the keyset), $3 the bound, $4/$5 the cursor, $6 k.
+        assert_eq!(built.values.len(), 6);
+        assert_eq!(
+            built.sql.matches("\"embedding\" <=> $2").count(),
+            4,
+            "{}",
+            built.sql
+        );
+        assert!(
+            built.sql.ends_with("ORDER BY \"__distance\", \"id\""),
+            "{}",
+            built.sql
+        );
+        assert!(built.sql.contains("LIMIT $6"));
+    }
+
+    #[test]
+    fn text_and_hybrid_searches_bind_the_text_and_the_configuration() {
+        let text = SearchQuery::<Passage>::new(
+            SearchKind::Text {
+                text: HOSTILE.to_owned(),
+            },
+            3,
+        );
+        let built = search_sql(&text, None).unwrap();
+        assert!(!built.sql.contains("DROP") && !built.sql.contains("english"));
+        assert!(
+            built
+                .sql
+                .contains("websearch_to_tsquery($1::regconfig, $2)")
+        );
+        let kind = SearchKind::Hybrid {
+            text: HOSTILE.to_owned(),
+            column: 2,
+            vector: vector(),
+        };
+        let mut hybrid = SearchQuery::<Passage>::new(kind, 3);
+        hybrid.filter = Passage::BODY.ne(HOSTILE);
+        let built = search_sql(&hybrid, None).unwrap();
+        assert!(!built.sql.contains("DROP"));
+        assert_eq!(
+            built.sql.matches("(\"body\" <> $1)").count(),
+            2,
+            "the filter on both sides"
+        );
+        assert_eq!(candidates(&hybrid.fusion, 3), 40);
+        assert_eq!(built.extra, Extra::Fused);
+    }
+}
