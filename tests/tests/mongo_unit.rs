@@ -2,8 +2,11 @@
 //! tests, MongoDB 7+ in production): commit, rollback and drop, reads of a
 //! unit's own writes, `transaction` with its retry on transient aborts,
 //! poisoning by a dropped in-flight operation, the document size limit, and
-//! unknown commit outcomes (`commit_outcome`).
+//! unknown commit outcomes (`commit_outcome`) and cancellation at every
+//! poll (`cancellation`).
 
+#[path = "mongo_unit/cancellation.rs"]
+mod cancellation;
 #[path = "mongo_unit/commit_outcome.rs"]
 mod commit_outcome;
 #[path = "mongo_repository/db.rs"]

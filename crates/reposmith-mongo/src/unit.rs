@@ -19,6 +19,9 @@
 //!   (`TransientTransactionError`, e.g. a write conflict) is
 //!   [`Error::Retryable`]: nothing was written, the whole unit may run again
 //!   (see [`MongoBackend::transaction`]).
+//!   A commit cancelled mid-flight, or past its deadline (reported as
+//!   [`Error::CommitOutcomeUnknown`]), is resent in the background so the
+//!   transaction does not stay open holding its documents.
 //! - `rollback` sends `abortTransaction`.
 //! - Dropping the unit aborts: the abort is spawned on the current tokio
 //!   runtime, bounded by the operation deadline. Without a runtime the
@@ -300,26 +303,66 @@ async fn abort(backend: &MongoBackend, mut session: ClientSession) {
         .await;
 }
 
-/// Commits, resending `commitTransaction` while its outcome is unknown.
-async fn commit_session(backend: &MongoBackend, mut session: ClientSession) -> Result<()> {
+/// Commits; see [`Unsettled`] for a commit that is cancelled or times out.
+async fn commit_session(backend: &MongoBackend, session: ClientSession) -> Result<()> {
+    let mut unsettled = Unsettled {
+        backend: backend.clone(),
+        session: None,
+    };
+    let session = unsettled.session.insert(session);
+    match commit_attempts(backend, session).await {
+        Err(Error::Timeout { after, .. }) => Err(Error::CommitOutcomeUnknown {
+            backend: Backend::Mongo,
+            reason: format!("no reply to commitTransaction within {after:?}"),
+        }),
+        answered => {
+            unsettled.session = None;
+            answered
+        }
+    }
+}
+
+/// Sends `commitTransaction`, resending it while its outcome is unknown.
+async fn commit_attempts(backend: &MongoBackend, session: &mut ClientSession) -> Result<()> {
     let mut attempt = 1;
     loop {
         let sent = backend.bounded("commitTransaction", session.commit_transaction());
-        match sent.await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) if commit_unknown(&error) && attempt < COMMIT_ATTEMPTS => {
+        match sent.await? {
+            Ok(()) => return Ok(()),
+            Err(error) if commit_unknown(&error) && attempt < COMMIT_ATTEMPTS => {
                 tracing::debug!(%error, attempt, "commit outcome unknown, sending it again");
                 tokio::time::sleep(COMMIT_RETRY_PAUSE * attempt).await;
                 attempt += 1;
             }
-            Ok(Err(error)) => return Err(backend.map_error(error)),
-            Err(timeout) => {
-                return Err(Error::CommitOutcomeUnknown {
-                    backend: Backend::Mongo,
-                    reason: timeout.to_string(),
-                });
-            }
+            Err(error) => return Err(backend.map_error(error)),
         }
+    }
+}
+
+/// A session whose commit was started but got no answer: the commit future
+/// was dropped (a cancelled task) or missed its deadline. Its transaction
+/// may still be open on the server, holding its documents, and the driver
+/// allows no abort after a commit, so dropping this resends the commit on
+/// the runtime, bounded by the deadline: the transaction ends as the caller
+/// asked, instead of when the server's lifetime limit reaps it.
+struct Unsettled {
+    backend: MongoBackend,
+    session: Option<ClientSession>,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let after = self.backend.operation_timeout();
+        runtime.spawn(async move {
+            tracing::debug!("resending a commit that got no answer");
+            let _ = tokio::time::timeout(after, session.commit_transaction()).await;
+        });
     }
 }
 
