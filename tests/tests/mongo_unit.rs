@@ -335,6 +335,10 @@ async fn a_write_conflict_between_two_transactions_is_retried() {
                         doc.tags.push(format!("run {run}"));
                         let written = repo.update(&doc).await;
                         if let Err(error) = &written {
+                            // The server aborted the transaction: the unit
+                            // refuses more work, still as retryable.
+                            let refused = repo.count(Filter::all()).await.unwrap_err();
+                            assert!(refused.is_retryable(), "{refused:?}");
                             conflicted_tx.send_replace(Some(format!("{error:?}")));
                         }
                         written

@@ -22,7 +22,9 @@
 //!   A commit cancelled mid-flight, or past its deadline (reported as
 //!   [`Error::CommitOutcomeUnknown`]), is resent in the background so the
 //!   transaction does not stay open holding its documents.
-//! - `rollback` sends `abortTransaction`.
+//! - `rollback` sends `abortTransaction`. An abort cancelled mid-flight
+//!   cannot be resent (the driver allows one abort per transaction); the
+//!   server's lifetime limit ends that transaction.
 //! - Dropping the unit aborts: the abort is spawned on the current tokio
 //!   runtime, bounded by the operation deadline. Without a runtime the
 //!   driver's own session drop hands the abort to its background task, and
