@@ -63,7 +63,9 @@ use crate::config::majority_write_concern;
 use crate::error::{commit_unknown, is_transient};
 use crate::{MongoBackend, MongoRepository};
 
-/// Most `commitTransaction` commands one commit sends, the first included.
+/// Most times one commit asks the driver to commit, the first included (the
+/// driver itself resends once after a network error, so up to twice as
+/// many `commitTransaction` commands may reach the wire).
 pub const COMMIT_ATTEMPTS: u32 = 3;
 
 /// Pause before resending a commit whose outcome was unknown.
