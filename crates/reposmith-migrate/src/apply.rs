@@ -1,5 +1,14 @@
-//! `apply`, `status` and `revert` through sqlx's [`Migrator`], on one
-//! dedicated connection with `lock_timeout` and `statement_timeout` set.
+//! `apply`, `status` and `revert` through sqlx's migration machinery for
+//! Postgres (its [`Migrate`] implementation: the `_sqlx_migrations` ledger,
+//! one transaction per migration unless `-- no-transaction`, the ledger row
+//! written in the same transaction), on one dedicated connection with
+//! `lock_timeout` and `statement_timeout` set.
+//!
+//! The loop over migrations is the one `sqlx::migrate::Migrator::run` and
+//! `undo` run, driven here rather than through `Migrator` because
+//! `Migrator::run` takes an `Acquire` whose future is not `Send` (rustc's
+//! higher-ranked lifetime limitation), so it could not run in a spawned
+//! task; and so that errors name files.
 //!
 //! Concurrency: one advisory lock per database *and* ledger schema (the
 //! first schema of the search path, where `_sqlx_migrations` lives), taken
@@ -17,7 +26,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::{Migrate, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection as _};
 
@@ -118,17 +127,22 @@ impl Connection {
 pub async fn apply(dir: &std::path::Path, db: &Connection) -> Result<Vec<i64>> {
     let files = files::load(dir)?;
     let mut conn = db.locked().await?;
-    let before = verify(&mut conn, &files).await?;
-    let migrator = migrator(&files);
-    let outcome = migrator.run(&mut conn).await;
-    outcome.map_err(|e| migrate_error(e, &files))?;
-    let after = applied(&mut conn).await?;
+    let applied = prepare(&mut conn, &files).await?;
+    let mut done = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| f.migration.migration_type.is_up_migration())
+    {
+        if applied.contains_key(&file.migration.version) {
+            continue;
+        }
+        conn.apply(LEDGER, &file.migration)
+            .await
+            .map_err(|e| migrate_error(e, &files))?;
+        done.push(file.migration.version);
+    }
     conn.close().await?;
-    Ok(after
-        .keys()
-        .filter(|v| !before.contains_key(v))
-        .copied()
-        .collect())
+    Ok(done)
 }
 
 /// Reverts applied migrations newer than `target`, or only the newest one
@@ -140,20 +154,45 @@ pub async fn revert(
 ) -> Result<Vec<i64>> {
     let files = files::load(dir)?;
     let mut conn = db.locked().await?;
-    let applied = verify(&mut conn, &files).await?;
+    let applied = prepare(&mut conn, &files).await?;
     let mut versions: Vec<i64> = applied.keys().copied().collect();
-    versions.sort_unstable();
-    let target = match target {
-        Some(target) => target,
-        None => versions.iter().rev().nth(1).copied().unwrap_or(0),
-    };
-    let migrator = migrator(&files);
-    migrator
-        .undo(&mut conn, target)
-        .await
-        .map_err(|e| migrate_error(e, &files))?;
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    let target = target.unwrap_or_else(|| versions.get(1).copied().unwrap_or(0));
+    let mut done = Vec::new();
+    for version in versions.into_iter().filter(|v| *v > target) {
+        let down = files
+            .iter()
+            .find(|f| {
+                f.migration.version == version && f.migration.migration_type.is_down_migration()
+            })
+            .ok_or_else(|| Error::Usage(format!("migration {version} has no .down.sql file")))?;
+        conn.revert(LEDGER, &down.migration)
+            .await
+            .map_err(|e| migrate_error(e, &files))?;
+        done.push(version);
+    }
     conn.close().await?;
-    Ok(versions.into_iter().rev().filter(|v| *v > target).collect())
+    Ok(done)
+}
+
+/// The ledger ready and consistent with the files: created if absent, no
+/// dirty (failed no-transaction) migration, every applied migration still
+/// present with its content. Returns it.
+async fn prepare(
+    conn: &mut PgConnection,
+    files: &[MigrationFile],
+) -> Result<HashMap<i64, Vec<u8>>> {
+    conn.ensure_migrations_table(LEDGER)
+        .await
+        .map_err(|e| migrate_error(e, files))?;
+    if let Some(version) = conn
+        .dirty_version(LEDGER)
+        .await
+        .map_err(|e| migrate_error(e, files))?
+    {
+        return Err(Error::Dirty(version));
+    }
+    verify(conn, files).await
 }
 
 /// Every migration in `dir` with its state in the database.
@@ -182,13 +221,6 @@ pub async fn status(dir: &std::path::Path, db: &Connection) -> Result<(Vec<Statu
         .copied()
         .collect();
     Ok((rows, missing))
-}
-
-fn migrator(files: &[MigrationFile]) -> Migrator {
-    let mut migrator =
-        Migrator::with_migrations(files.iter().map(|f| f.migration.clone()).collect());
-    migrator.set_locking(false);
-    migrator
 }
 
 /// Versions and checksums in the ledger (empty when it does not exist yet).

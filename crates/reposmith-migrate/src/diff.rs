@@ -34,7 +34,9 @@ pub struct Step {
     pub down: Vec<String>,
     /// Why the step can lose data, when it can.
     pub destructive: Option<String>,
-    /// A note written above the step.
+    /// Why undoing the step (the down file) can lose data, when it can.
+    pub down_destructive: Option<String>,
+    /// A note written above the step in the up file.
     pub note: Option<String>,
 }
 
@@ -217,6 +219,7 @@ fn create_table(table: &Table) -> Step {
     Step {
         up,
         down: vec![format!("DROP TABLE IF EXISTS {}", table.qualified())],
+        down_destructive: Some(format!("drops table {} and its rows", table.display_name())),
         ..Step::default()
     }
 }
@@ -228,6 +231,7 @@ fn drop_table(table: &Table) -> Step {
         up: vec![format!("DROP TABLE {}", table.qualified())],
         down,
         destructive: Some(format!("drops table {} and its rows", table.display_name())),
+        down_destructive: None,
         note: Some("revert recreates the table empty".to_owned()),
     }
 }
@@ -284,6 +288,13 @@ fn add_column(table: &Table, column: &Column) -> Step {
             &format!("DROP COLUMN IF EXISTS {}", quote_ident(&column.name)),
         )],
         destructive: None,
+        down_destructive: column.generated.is_none().then(|| {
+            format!(
+                "drops column {}.{} and its data",
+                table.display_name(),
+                column.name
+            )
+        }),
         note,
     }
 }
@@ -303,6 +314,7 @@ fn drop_column(table: &Table, column: &Column) -> Step {
                 column.name
             )
         }),
+        down_destructive: None,
         note: (!derived).then(|| "revert re-adds the column without its data".to_owned()),
     }
 }
@@ -352,6 +364,13 @@ fn regenerate(table: &Table, before: &Column, after: &Column) -> Step {
         destructive: lossy.then(|| {
             format!(
                 "replaces stored column {}.{} by a generated one",
+                table.display_name(),
+                after.name
+            )
+        }),
+        down_destructive: before.generated.is_none().then(|| {
+            format!(
+                "replaces generated column {}.{} by an empty stored one",
                 table.display_name(),
                 after.name
             )
@@ -423,6 +442,7 @@ fn retype(table: &Table, before: &Column, after: &Column) -> Result<Step> {
             after.sql_type
         )));
     }
+    let back = type_change(&after.sql_type, &before.sql_type);
     let col = quote_ident(&after.name);
     let to = |ty: &str| {
         alter(
@@ -440,6 +460,15 @@ fn retype(table: &Table, before: &Column, after: &Column) -> Result<Step> {
                 after.name,
                 before.sql_type,
                 after.sql_type
+            )
+        }),
+        down_destructive: (back != TypeChange::Widening).then(|| {
+            format!(
+                "narrows {}.{} back from {} to {}",
+                table.display_name(),
+                after.name,
+                after.sql_type,
+                before.sql_type
             )
         }),
         note: None,
@@ -469,6 +498,14 @@ fn recheck(table: &Table, before: &Column, after: &Column) -> Step {
                 table.display_name(),
                 after.name,
                 new
+            )
+        }),
+        down_destructive: (!narrowing).then(|| {
+            format!(
+                "restricts {}.{} back to the values {:?}",
+                table.display_name(),
+                after.name,
+                old
             )
         }),
         note: None,

@@ -176,21 +176,36 @@ pub fn render(steps: &[Step], no_transaction: bool) -> (String, String) {
     let mut up = start.clone();
     for step in steps {
         up.push('\n');
-        write_step(&mut up, step, &step.up);
+        write_step(
+            &mut up,
+            step.destructive.as_deref(),
+            step.note.as_deref(),
+            &step.up,
+        );
     }
     let mut down = start;
     for step in steps.iter().rev().filter(|s| !s.down.is_empty()) {
         down.push('\n');
-        write_step(&mut down, step, &step.down);
+        write_step(
+            &mut down,
+            step.down_destructive.as_deref(),
+            None,
+            &step.down,
+        );
     }
     (up, down)
 }
 
-fn write_step(out: &mut String, step: &Step, statements: &[String]) {
-    if let Some(reason) = &step.destructive {
+fn write_step(
+    out: &mut String,
+    destructive: Option<&str>,
+    note: Option<&str>,
+    statements: &[String],
+) {
+    if let Some(reason) = destructive {
         out.push_str(&format!("-- DESTRUCTIVE: {reason}\n"));
     }
-    if let Some(note) = &step.note {
+    if let Some(note) = note {
         out.push_str(&format!("-- {note}\n"));
     }
     for statement in statements {

@@ -304,3 +304,59 @@ impl Index {
             && self.params == other.params
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::{Distance, VectorIndex, VectorKind, VectorSpec};
+    use reposmith_postgres::create_table_sql;
+
+    use super::*;
+
+    static STATES: [&str; 2] = ["draft", "it's live"];
+    static COLUMNS: [ColumnDef; 5] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("tags", "tags", ColumnType::Array(&ColumnType::Text), true)
+            .with_default("'{}'"),
+        ColumnDef::new("state", "state", ColumnType::Enum(&STATES), false),
+        ColumnDef::new("body", "body", ColumnType::Text, false).with_full_text("english"),
+        ColumnDef::new("emb", "emb", ColumnType::Vector(VectorKind::Half), true).with_vector(
+            VectorSpec::new(
+                VectorKind::Half,
+                3,
+                Distance::L2,
+                VectorIndex::IvfFlat { lists: 4 },
+            ),
+        ),
+    ];
+    static INDEXES: [IndexDef; 1] = [IndexDef::new(
+        "t_emb_idx",
+        &["emb"],
+        false,
+        IndexMethod::IvfFlat { lists: 4 },
+    )
+    .with_opclass("halfvec_l2_ops")];
+    static SCHEMA: EntitySchema =
+        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Identity, &INDEXES);
+
+    /// The snapshot's CREATE TABLE (used to recreate a dropped table on
+    /// revert) is byte for byte what the repositories' DDL creates.
+    #[test]
+    fn create_sql_matches_reposmith_postgres() {
+        for schema in [SCHEMA, SCHEMA.with_schema("app")] {
+            let ddl = create_table_sql(&schema);
+            let table = Table::from_schema(&schema);
+            assert_eq!(ddl[0], "CREATE EXTENSION IF NOT EXISTS vector");
+            assert_eq!(ddl[1], table.create_sql());
+            assert_eq!(ddl[2], table.indexes[0].sql);
+        }
+    }
+
+    /// The snapshot keeps everything but renames through JSON.
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let snapshot = Snapshot::from_schemas([&SCHEMA]);
+        let json = serde_json::to_string(&snapshot).unwrap();
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snapshot.as_stored());
+    }
+}
