@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use db::{MigrateDb, read};
 use entities::*;
 use reposmith_example_quickstart::domain::{Chunk, Document};
-use reposmith_migrate::{Error, Options, Schemas};
+use reposmith_migrate::{Connection, Error, Options, Schemas};
 
 fn allow_destructive() -> Options {
     Options {
@@ -406,4 +406,84 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
 
 fn file_name(path: &std::path::Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Set in the environment of the child processes of
+/// `three_processes_apply_each_migration_once`: `<dir>\n<url>`.
+const CHILD_ENV: &str = "REPOSMITH_MIGRATE_CHILD";
+
+/// A child process's body: apply, print the versions applied. A no-op when
+/// run as an ordinary test.
+#[tokio::test]
+async fn migrate_child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (dir, url) = spec.split_once('\n').unwrap();
+    let applied = reposmith_migrate::apply(std::path::Path::new(dir), &Connection::new(url))
+        .await
+        .unwrap();
+    println!("APPLIED {applied:?}");
+}
+
+#[tokio::test]
+async fn three_processes_apply_each_migration_once() {
+    let db = MigrateDb::new().await;
+    db.generate(&Schemas::new().add::<Item>(), "items", Options::default());
+    std::fs::write(
+        db.dir.join("0002_count.up.sql"),
+        "CREATE TABLE apply_log (n int);\nINSERT INTO apply_log VALUES (1);\nSELECT pg_sleep(0.3);\n",
+    )
+    .unwrap();
+    let spec = format!("{}\n{}", db.dir.display(), db.url());
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["migrate_child_process", "--exact", "--nocapture"])
+                .env(CHILD_ENV, &spec)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with("APPLIED ")).unwrap();
+        applied.push(line.to_owned());
+    }
+    applied.sort();
+    assert_eq!(applied, ["APPLIED [1, 2]", "APPLIED []", "APPLIED []"]);
+    assert_eq!(db.scalar("SELECT count(*) FROM apply_log").await, 1);
+    db.cleanup().await;
+}
+
+/// A migration waiting for a lock another session holds fails after
+/// `lock_timeout` instead of queueing every writer behind it.
+#[tokio::test]
+async fn a_held_lock_makes_the_migration_fail_fast() {
+    let db = MigrateDb::new().await;
+    db.generate(&Schemas::new().add::<Item>(), "items", Options::default());
+    db.apply().await;
+    let mut holder = db.pool.begin().await.unwrap();
+    reposmith::sqlx::query("SELECT count(*) FROM items")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    db.generate(
+        &Schemas::new().add::<ItemRenamed>(),
+        "rename",
+        Options::default(),
+    );
+    let mut conn = db.db.clone();
+    conn.lock_timeout = std::time::Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let err = reposmith_migrate::apply(&db.dir, &conn).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    holder.rollback().await.unwrap();
+    assert_eq!(db.apply().await, vec![2]);
+    db.cleanup().await;
 }

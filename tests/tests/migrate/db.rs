@@ -14,6 +14,7 @@ pub(crate) struct MigrateDb {
     pub(crate) pool: PgPool,
     pub(crate) namespace: String,
     pub(crate) dir: PathBuf,
+    url: String,
     admin: PgPool,
 }
 
@@ -36,12 +37,18 @@ impl MigrateDb {
             .unwrap();
         let dir = std::env::temp_dir().join(&namespace);
         MigrateDb {
-            db: Connection::new(url),
+            db: Connection::new(url.clone()),
+            url,
             pool,
             namespace,
             dir,
             admin,
         }
+    }
+
+    /// The URL of the test's schema.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Generates a migration named `name` for `schemas`.
