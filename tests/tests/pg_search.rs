@@ -523,3 +523,49 @@ async fn a_search_span_records_k_knobs_filter_and_rows() {
     drop(_guard);
     db.cleanup().await;
 }
+
+/// A trace kept for a day, by its `recorded_at`.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "traces")]
+struct Trace {
+    #[repo(id)]
+    id: uuid::Uuid,
+    prompt: String,
+    #[repo(ttl = "1d")]
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Postgres has no TTL: `purge_expired` deletes what the lifetime says is
+/// gone, keeps the rest and rows without a timestamp.
+#[tokio::test]
+async fn purge_expired_deletes_rows_past_their_ttl() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Trace>().await;
+    let repo = db.pg.repo::<Trace>();
+    let now = chrono::Utc::now();
+    let trace = |prompt: &str, hours: Option<i64>| Trace {
+        id: uuid::Uuid::nil(),
+        prompt: prompt.to_owned(),
+        recorded_at: hours.map(|h| now - chrono::TimeDelta::hours(h)),
+    };
+    for row in [
+        trace("old", Some(25)),
+        trace("older", Some(24 * 40)),
+        trace("fresh", Some(23)),
+        trace("undated", None),
+    ] {
+        repo.insert(&row).await.unwrap();
+    }
+    assert_eq!(repo.purge_expired().await.unwrap(), 2);
+    let mut left: Vec<String> = repo
+        .find(Filter::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.prompt)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fresh", "undated"]);
+    assert_eq!(repo.purge_expired().await.unwrap(), 0);
+    db.cleanup().await;
+}

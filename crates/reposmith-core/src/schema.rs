@@ -104,6 +104,9 @@ pub struct ColumnDef {
     /// The column's previous name (`#[repo(renamed_from = "...")]`), so a
     /// migration renames it instead of dropping and adding.
     pub renamed_from: Option<&'static str>,
+    /// Rows expire this many seconds after this timestamp (`#[repo(ttl = "30d")]`):
+    /// a TTL index in MongoDB, `purge_expired` in Postgres.
+    pub ttl_seconds: Option<u64>,
 }
 
 impl ColumnDef {
@@ -126,6 +129,7 @@ impl ColumnDef {
             full_text: None,
             embed_from: None,
             renamed_from: None,
+            ttl_seconds: None,
         }
     }
 
@@ -166,6 +170,12 @@ impl ColumnDef {
     /// the text search configuration `language`.
     pub const fn with_full_text(mut self, language: &'static str) -> Self {
         self.full_text = Some(language);
+        self
+    }
+
+    /// Expires rows `seconds` after this timestamp column's value.
+    pub const fn with_ttl(mut self, seconds: u64) -> Self {
+        self.ttl_seconds = Some(seconds);
         self
     }
 
@@ -468,6 +478,14 @@ impl EntitySchema {
             .iter()
             .enumerate()
             .find(|(_, c)| c.field == field)
+    }
+
+    /// The `#[repo(ttl = "..")]` column and its lifetime in seconds, if any.
+    pub fn ttl_column(&self) -> Option<(usize, &ColumnDef, u64)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.ttl_seconds.map(|ttl| (i, c, ttl)))
     }
 
     /// The `#[repo(full_text)]` columns, in declaration order.

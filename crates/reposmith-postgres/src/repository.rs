@@ -241,6 +241,24 @@ impl<E: Entity> PgRepository<E> {
             .await
     }
 
+    /// Deletes the rows whose `#[repo(ttl = "..")]` timestamp is older than
+    /// the lifetime (Postgres has no TTL of its own: call this from a
+    /// scheduled job); returns how many. Entities without a TTL delete nothing.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        let schema = self.schema();
+        let Some((index, _, seconds)) = schema.ttl_column() else {
+            return Ok(0);
+        };
+        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let cutoff = chrono::Utc::now()
+            - chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX);
+        let column = reposmith_core::Column::<E, chrono::DateTime<chrono::Utc>>::at(index);
+        query::delete_where(self, column.lt(cutoff))
+            .instrument(span("purge_expired", schema.table))
+            .bounded(&self.exec)
+            .await
+    }
+
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
         let id = self.id_param(id)?;
         let mut connection = self.exec.acquire().await?;

@@ -23,6 +23,8 @@ struct Document {
     bits: Bit,
     #[repo(vector(dims = 3000, index = "none"), renamed_from = "old_vector")]
     exact: Vector,
+    #[repo(ttl = "30d")]
+    seen_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn searches(repo: &PgRepository<Document>) {

@@ -54,6 +54,8 @@ pub(crate) struct RepoField {
     pub(crate) embed: Option<SpannedValue<EmbedAttr>>,
     /// `renamed_from = "old"`: the column's previous name, for migrations.
     pub(crate) renamed_from: Option<SpannedValue<String>>,
+    /// `ttl = "30d"`: rows expire this long after this timestamp.
+    pub(crate) ttl: Option<SpannedValue<String>>,
 }
 
 /// `vector(dims = 384, distance = "cosine", index = "hnsw", m = 16, ef_construction = 64, lists = 100)`.

@@ -47,6 +47,10 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     at_most_one(&fields, Role::Version, "version", &mut errors);
     at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
     at_most_one(&fields, Role::UpdatedAt, "updated_at", &mut errors);
+    for extra in fields.iter().filter(|f| f.ttl_seconds.is_some()).skip(1) {
+        let message = "only one field can carry #[repo(ttl = \"..\")]: rows expire by one clock";
+        errors.push(Error::custom(message).with_span(&extra.ident));
+    }
     distinct_columns(&fields, &mut errors);
     generated_names_fit(input, &table, &fields, &mut errors);
     errors.finish()?;
@@ -108,6 +112,7 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
             errors,
         );
     }
+    let ttl_seconds = ttl(f, errors);
     let vector = search_rules::vector(f, role, errors);
     let full_text = search_rules::full_text(f, errors);
     if let Some(default) = f.default.as_ref().filter(|d| d.trim().is_empty()) {
@@ -137,8 +142,44 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
         full_text,
         embed_from: None,
         renamed_from: f.renamed_from.as_ref().map(|r| r.as_str().to_owned()),
+        ttl_seconds,
         span: f.ty.span(),
     }
+}
+
+/// Rule: `ttl` is on a `DateTime<Utc>` field and reads like `90s`, `15m`, `12h`, `30d` or `2w`.
+fn ttl(f: &RepoField, errors: &mut Accumulator) -> Option<u64> {
+    let ttl = f.ttl.as_ref()?;
+    let inner = option_inner(&f.ty).unwrap_or(&f.ty);
+    if f.json.is_present() || f.skip.is_present() || !is_one_of(inner, &["DateTime"]) {
+        let message =
+            "`ttl` applies to a stored `DateTime<Utc>` field: rows expire that long after it";
+        errors.push(Error::custom(message).with_span(&ttl.span()));
+        return None;
+    }
+    let parsed = parse_ttl(ttl.as_str());
+    if parsed.is_none() {
+        let message = format!(
+            "\"{}\" is not a lifetime: use a whole number with s, m, h, d or w, such as \"30d\"",
+            ttl.as_str()
+        );
+        errors.push(Error::custom(message).with_span(&ttl.span()));
+    }
+    parsed
+}
+
+/// `30d` → 2,592,000 seconds; `None` for anything else, zero included.
+fn parse_ttl(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    let number: u64 = text[..text.len() - 1].parse().ok()?;
+    number.checked_mul(unit).filter(|s| *s > 0)
 }
 
 /// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
@@ -327,6 +368,31 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
                  give the field a shorter #[repo(column = \"...\")]"
             );
             errors.push(Error::custom(message).with_span(&field.ident));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn lifetimes_read_whole_units() {
+        assert_eq!(parse_ttl("90s"), Some(90));
+        assert_eq!(parse_ttl("15m"), Some(900));
+        assert_eq!(parse_ttl("30d"), Some(2_592_000));
+        assert_eq!(parse_ttl("2w"), Some(1_209_600));
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "1.5h",
+            "-3d",
+            "30 days",
+            "30D",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_ttl(bad), None, "{bad}");
         }
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Field {
     pub(crate) embed_from: Option<String>,
     /// The column's previous name.
     pub(crate) renamed_from: Option<String>,
+    /// Lifetime of rows after this timestamp, in seconds.
+    pub(crate) ttl_seconds: Option<u64>,
     /// Where errors about the field's type point.
     pub(crate) span: Span,
 }

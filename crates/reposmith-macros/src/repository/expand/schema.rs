@@ -81,9 +81,10 @@ fn column_def(field: &Field) -> TokenStream {
         .renamed_from
         .as_ref()
         .map(|old| quote!(.with_renamed_from(#old)));
+    let ttl = field.ttl_seconds.map(|secs| quote!(.with_ttl(#secs)));
     quote! {
         ::reposmith::__private::ColumnDef::from_meta(#name, #column, #meta)
-            #role #unique #default #vector #full_text #embed #renamed
+            #role #unique #default #vector #full_text #embed #renamed #ttl
     }
 }
 
