@@ -136,13 +136,45 @@ pub async fn apply(dir: &std::path::Path, db: &Connection) -> Result<Vec<i64>> {
         if applied.contains_key(&file.migration.version) {
             continue;
         }
-        conn.apply(LEDGER, &file.migration)
-            .await
-            .map_err(|e| migrate_error(e, &files))?;
+        run_one(&mut conn, db, file, &files, false).await?;
         done.push(file.migration.version);
     }
     conn.close().await?;
     Ok(done)
+}
+
+/// Applies one migration. A no-transaction migration (a `CREATE INDEX
+/// CONCURRENTLY`) runs with `lock_timeout` lifted: its build waits for every
+/// older transaction in the database to end, and that wait blocks no writer
+/// (its `SHARE UPDATE EXCLUSIVE` lock does not conflict with writes), so
+/// failing it after a few seconds would only leave an INVALID index behind.
+/// `statement_timeout` still bounds it.
+async fn run_one(
+    conn: &mut PgConnection,
+    db: &Connection,
+    file: &MigrationFile,
+    files: &[MigrationFile],
+    down: bool,
+) -> Result<()> {
+    let no_tx = file.migration.no_tx;
+    if no_tx {
+        sqlx::raw_sql("SET lock_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let outcome = if down {
+        conn.revert(LEDGER, &file.migration).await.map(|_| ())
+    } else {
+        conn.apply(LEDGER, &file.migration).await.map(|_| ())
+    };
+    if no_tx {
+        let restore = format!("SET lock_timeout = {}", db.lock_timeout.as_millis());
+        sqlx::raw_sql(sqlx::AssertSqlSafe(restore))
+            .execute(&mut *conn)
+            .await?;
+    }
+    outcome.map_err(|e| migrate_error(e, files))?;
+    Ok(())
 }
 
 /// Reverts applied migrations newer than `target`, or only the newest one
@@ -166,9 +198,7 @@ pub async fn revert(
                 f.migration.version == version && f.migration.migration_type.is_down_migration()
             })
             .ok_or_else(|| Error::Usage(format!("migration {version} has no .down.sql file")))?;
-        conn.revert(LEDGER, &down.migration)
-            .await
-            .map_err(|e| migrate_error(e, &files))?;
+        run_one(&mut conn, db, down, &files, true).await?;
         done.push(version);
     }
     conn.close().await?;
