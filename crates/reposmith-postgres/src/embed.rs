@@ -28,8 +28,10 @@ impl Fills {
 }
 
 impl<E: Entity> PgRepository<E> {
-    /// This repository with `embedder` filling missing embeddings on insert
-    /// and upsert, and serving `search_<field>_by_text`.
+    /// This repository with `embedder` filling missing embeddings on insert,
+    /// `insert_many`, upsert and update, and serving `search_<field>_by_text`.
+    /// A present vector is never recomputed: to re-embed after editing the
+    /// source text, set the vector to `None` (or empty) before `update`.
     pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
         self.embedder = Some(embedder);
         self

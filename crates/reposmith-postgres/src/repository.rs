@@ -156,6 +156,7 @@ impl<E: Entity> PgRepository<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
         stamp_update(schema, &mut values);
+        crate::embed::fill_row(self, &mut values).await?;
         check_row(schema, &values)?;
         let mut params = self.params(&values, &self.statements.update_columns);
         params.extend(self.params(&values, &[schema.id]));

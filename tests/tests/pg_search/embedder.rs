@@ -107,6 +107,23 @@ async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_que
         "9 texts in batches of 4"
     );
 
+    let mut edited = one.clone();
+    edited.body = "zzz".to_owned();
+    edited.embedding = None;
+    let updated = repo.update(&edited).await.unwrap();
+    assert_eq!(
+        updated.embedding.as_ref().unwrap().as_slice()[25],
+        3.0,
+        "re-embedded on update"
+    );
+    repo.update(&Note {
+        body: "abc".to_owned(),
+        embedding: None,
+        ..updated
+    })
+    .await
+    .unwrap();
+
     let hits = repo.search_embedding_by_text("cab", 2).await.unwrap();
     let bodies: Vec<_> = hits.iter().map(|h| h.entity.body.as_str()).collect();
     assert_eq!(bodies, ["abc", "abc abc"]);
