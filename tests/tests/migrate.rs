@@ -10,6 +10,8 @@
 mod db;
 #[path = "migrate/entities.rs"]
 mod entities;
+#[path = "migrate/mongo.rs"]
+mod mongo;
 
 use std::path::PathBuf;
 

@@ -31,6 +31,8 @@ Commands:
 Options:
   --dir DIR                  migrations directory (default: the binary's)
   --database-url URL         default: $DATABASE_URL
+  --mongo-url URL            default: $MONGODB_URL (collections added with add_mongo;
+                             their files are in <dir>/mongo/)
   --lock-timeout D           default 5s   (e.g. 500ms, 5s, 2m)
   --statement-timeout D      default 15m
   --lock-wait D              wait for another migrator, default 60s
@@ -79,6 +81,18 @@ pub fn run(
     }
 }
 
+/// Mongo collections registered but this build has no Mongo support.
+#[cfg(not(feature = "mongo"))]
+fn no_mongo(schemas: &Schemas) -> Result<()> {
+    match schemas.mongo_schemas().next() {
+        Some(_) => Err(Error::Usage(
+            "collections were added with add_mongo: enable reposmith-migrate's `mongo` feature"
+                .to_owned(),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug)]
 enum Command {
     Generate(String),
@@ -93,6 +107,11 @@ struct Args {
     command: Command,
     dir: PathBuf,
     url: Option<String>,
+    #[cfg_attr(
+        not(feature = "mongo"),
+        allow(dead_code, reason = "read by the Mongo half only")
+    )]
+    mongo_url: Option<String>,
     options: Options,
     timeouts: [Option<std::time::Duration>; 3],
 }
@@ -105,6 +124,7 @@ impl Args {
             command: Command::Apply,
             dir: default_dir.to_owned(),
             url: None,
+            mongo_url: None,
             options: Options::default(),
             timeouts: [None; 3],
         };
@@ -118,6 +138,7 @@ impl Args {
                 "--concurrently" => parsed.options.concurrently = true,
                 "--dir" => parsed.dir = PathBuf::from(value()?),
                 "--database-url" => parsed.url = Some(value()?.to_owned()),
+                "--mongo-url" => parsed.mongo_url = Some(value()?.to_owned()),
                 "--lock-timeout" => parsed.timeouts[0] = duration(value()?)?,
                 "--statement-timeout" => parsed.timeouts[1] = duration(value()?)?,
                 "--lock-wait" => parsed.timeouts[2] = duration(value()?)?,
@@ -161,6 +182,10 @@ impl Args {
     async fn execute(&self, schemas: &Schemas) -> Result<bool> {
         match &self.command {
             Command::Generate(name) => {
+                self.mongo_generate(schemas, name)?;
+                if schemas.iter().next().is_none() {
+                    return Ok(true);
+                }
                 let out = generate(schemas, &self.dir, name, &self.options)?;
                 if out.files.is_empty() {
                     println!("no changes: the entities match {}", self.dir.display());
@@ -174,21 +199,68 @@ impl Args {
                 Ok(true)
             }
             Command::Apply => {
-                let applied = apply::apply(&self.dir, &self.connection()?).await?;
-                match applied.as_slice() {
-                    [] => println!("up to date"),
-                    versions => println!("applied {versions:?}"),
+                if schemas.iter().next().is_some() {
+                    let applied = apply::apply(&self.dir, &self.connection()?).await?;
+                    match applied.as_slice() {
+                        [] => println!("up to date"),
+                        versions => println!("applied {versions:?}"),
+                    }
                 }
+                self.mongo_run(schemas, None).await?;
                 Ok(true)
             }
             Command::Status => self.status().await,
             Command::Revert(to) => {
-                let reverted = apply::revert(&self.dir, &self.connection()?, *to).await?;
-                println!("reverted {reverted:?}");
+                if schemas.iter().next().is_some() {
+                    let reverted = apply::revert(&self.dir, &self.connection()?, *to).await?;
+                    println!("reverted {reverted:?}");
+                }
+                self.mongo_run(schemas, Some(*to)).await?;
                 Ok(true)
             }
             Command::Check => self.check(schemas).await,
         }
+    }
+
+    #[cfg(feature = "mongo")]
+    fn mongo_generate(&self, schemas: &Schemas, name: &str) -> Result<()> {
+        if schemas.mongo_schemas().next().is_none() {
+            return Ok(());
+        }
+        let allow = self.options.allow_destructive;
+        crate::mongo::cli::generate(schemas, &self.dir, name, allow)
+    }
+
+    #[cfg(feature = "mongo")]
+    async fn mongo_run(&self, schemas: &Schemas, revert: Option<Option<i64>>) -> Result<()> {
+        if schemas.mongo_schemas().next().is_none() {
+            return Ok(());
+        }
+        let wait = self.timeouts[2].unwrap_or(std::time::Duration::from_secs(60));
+        crate::mongo::cli::run(&self.dir, self.mongo_url.as_deref(), wait, revert).await
+    }
+
+    #[cfg(feature = "mongo")]
+    fn mongo_stale(&self, schemas: &Schemas) -> Result<Option<String>> {
+        if schemas.mongo_schemas().next().is_none() {
+            return Ok(None);
+        }
+        crate::mongo::cli::stale(schemas, &self.dir)
+    }
+
+    #[cfg(not(feature = "mongo"))]
+    fn mongo_generate(&self, schemas: &Schemas, _name: &str) -> Result<()> {
+        no_mongo(schemas)
+    }
+
+    #[cfg(not(feature = "mongo"))]
+    async fn mongo_run(&self, schemas: &Schemas, _revert: Option<Option<i64>>) -> Result<()> {
+        no_mongo(schemas)
+    }
+
+    #[cfg(not(feature = "mongo"))]
+    fn mongo_stale(&self, schemas: &Schemas) -> Result<Option<String>> {
+        no_mongo(schemas).map(|()| None)
     }
 
     async fn status(&self) -> Result<bool> {
@@ -219,7 +291,10 @@ impl Args {
                 self.dir.display()
             ));
         }
-        problems.extend(check::drift(&self.connection()?, &schemas.snapshot()).await?);
+        problems.extend(self.mongo_stale(schemas)?);
+        if schemas.iter().next().is_some() {
+            problems.extend(check::drift(&self.connection()?, &schemas.snapshot()).await?);
+        }
         if problems.is_empty() {
             println!("no drift");
             return Ok(true);

@@ -78,6 +78,22 @@ pub enum Error {
     /// Any other migrator error.
     #[error("migrator: {0}")]
     Migrate(sqlx::migrate::MigrateError),
+    /// A MongoDB error outside a migration's commands (ledger, lock).
+    #[cfg(feature = "mongo")]
+    #[error("mongodb: {0}")]
+    Mongo(mongodb::error::Error),
+    /// A command of a Mongo migration failed; the commands before it ran
+    /// (MongoDB has no transactional DDL) and a rerun continues safely.
+    #[cfg(feature = "mongo")]
+    #[error("mongo migration {version} ({}) failed: {source}", .path.display())]
+    MongoCommand {
+        /// The migration's version.
+        version: i64,
+        /// Its file.
+        path: PathBuf,
+        /// The server's error.
+        source: mongodb::error::Error,
+    },
     /// Bad command-line use.
     #[error("{0}")]
     Usage(String),

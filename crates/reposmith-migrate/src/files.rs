@@ -215,7 +215,7 @@ fn write_step(
 }
 
 /// A file-name-safe lower-case form of a migration name.
-fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     let slug = slug_part(name);
     if slug.is_empty() {
         "migration".to_owned()

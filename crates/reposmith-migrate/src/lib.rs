@@ -8,6 +8,9 @@ mod error;
 pub mod files;
 mod generate;
 pub mod model;
+#[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+pub mod mongo;
 mod schemas;
 pub mod types;
 

@@ -16,6 +16,7 @@ use crate::model::Snapshot;
 #[derive(Debug, Clone, Default)]
 pub struct Schemas {
     schemas: Vec<&'static EntitySchema>,
+    mongo: Vec<&'static EntitySchema>,
 }
 
 impl Schemas {
@@ -35,9 +36,26 @@ impl Schemas {
         self
     }
 
+    /// Adds entity `E`'s MongoDB collection (migrated from `<dir>/mongo/`).
+    pub fn add_mongo<E: Entity>(mut self) -> Schemas {
+        self.mongo.push(E::SCHEMA);
+        self
+    }
+
+    /// The registered MongoDB schemas.
+    pub fn mongo_schemas(&self) -> impl Iterator<Item = &'static EntitySchema> + '_ {
+        self.mongo.iter().copied()
+    }
+
+    /// The model of the registered MongoDB collections.
+    #[cfg(feature = "mongo")]
+    pub fn mongo_snapshot(&self) -> crate::mongo::MongoSnapshot {
+        crate::mongo::MongoSnapshot::from_schemas(self.mongo_schemas())
+    }
+
     /// True when no entity was added.
     pub fn is_empty(&self) -> bool {
-        self.schemas.is_empty()
+        self.schemas.is_empty() && self.mongo.is_empty()
     }
 
     /// The registered schemas.

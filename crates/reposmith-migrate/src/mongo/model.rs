@@ -1,0 +1,283 @@
+//! What a MongoDB collection needs from an entity schema: B-tree indexes
+//! (unique, compound; the id column is `_id`), a text index over the
+//! `#[repo(full_text)]` fields, a `$jsonSchema` validator matching how
+//! `reposmith-mongo` encodes each type, a TTL index for a `#[repo(ttl)]`
+//! field, and Atlas Vector Search index definitions for vector fields.
+
+use reposmith_core::{
+    ColumnDef, ColumnType, Distance, EntitySchema, IndexMethod, VectorIndex, VectorKind,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The MongoDB state a set of Mongo migrations produces (`mongo/snapshot.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MongoSnapshot {
+    /// Collections, in registration order.
+    pub collections: Vec<Collection>,
+}
+
+/// One collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    /// Collection name.
+    pub name: String,
+    /// Indexes besides `_id`, as `createIndexes` specs (`key`, `name`,
+    /// `unique`), except that `key` is a list of `[field, direction]` pairs:
+    /// a compound index's key order matters and JSON objects here do not
+    /// keep theirs. [`apply_mongo`](super::apply_mongo) turns the list into
+    /// the ordered key document.
+    pub indexes: Vec<Value>,
+    /// The `validator` document (`{"$jsonSchema": ...}`).
+    pub validator: Value,
+    /// Atlas Vector Search index specs (`name`, `type`, `definition`).
+    pub search_indexes: Vec<Value>,
+}
+
+impl MongoSnapshot {
+    /// The model of `schemas`.
+    pub fn from_schemas<'a>(schemas: impl IntoIterator<Item = &'a EntitySchema>) -> Self {
+        MongoSnapshot {
+            collections: schemas.into_iter().map(Collection::from_schema).collect(),
+        }
+    }
+
+    /// The collection named `name`.
+    pub fn collection(&self, name: &str) -> Option<&Collection> {
+        self.collections.iter().find(|c| c.name == name)
+    }
+}
+
+impl Collection {
+    /// The model of one entity schema.
+    pub fn from_schema(schema: &EntitySchema) -> Collection {
+        let key = |column: &str| {
+            if column == schema.id_column().name {
+                "_id".to_owned()
+            } else {
+                column.to_owned()
+            }
+        };
+        let mut indexes: Vec<Value> = schema
+            .indexes
+            .iter()
+            .filter(|i| i.method == IndexMethod::BTree)
+            .map(|i| {
+                let keys: Vec<Value> = i.columns.iter().map(|c| json!([key(c), 1])).collect();
+                let mut spec = json!({"key": keys, "name": i.name});
+                if i.unique {
+                    spec["unique"] = json!(true);
+                }
+                spec
+            })
+            .collect();
+        let text: Vec<Value> = schema
+            .full_text_columns()
+            .map(|c| json!([c.name, "text"]))
+            .collect();
+        add_ttl(schema, &mut indexes);
+        if !text.is_empty() {
+            let name = format!("{}_text", schema.table);
+            indexes.push(json!({"key": text, "name": name}));
+        }
+        Collection {
+            name: schema.table.to_owned(),
+            indexes,
+            validator: validator(schema),
+            search_indexes: schema
+                .columns
+                .iter()
+                .filter_map(|c| vector_search_index(schema, c))
+                .collect(),
+        }
+    }
+
+    /// The index spec named `name`.
+    pub fn index(&self, name: &str) -> Option<&Value> {
+        self.indexes.iter().find(|i| i["name"] == name)
+    }
+
+    /// The search index spec named `name`.
+    pub fn search_index(&self, name: &str) -> Option<&Value> {
+        self.search_indexes.iter().find(|i| i["name"] == name)
+    }
+}
+
+/// `{"$jsonSchema": {bsonType: object, required: [...], properties: {...}}}`:
+/// every non-`Option` field required, each with the BSON type the
+/// repository writes (`Option` fields also accept `null`).
+fn validator(schema: &EntitySchema) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for (i, column) in schema.columns.iter().enumerate() {
+        let name = if i == schema.id { "_id" } else { column.name };
+        if !column.nullable {
+            required.push(json!(name));
+        }
+        properties.insert(name.to_owned(), property(column));
+    }
+    json!({"$jsonSchema": {
+        "bsonType": "object",
+        "required": required,
+        "properties": properties,
+    }})
+}
+
+/// One field's rule; JSON and vector fields accept any type.
+fn property(column: &ColumnDef) -> Value {
+    let Some(ty) = bson_type(&column.ty) else {
+        return json!({});
+    };
+    let ty = if column.nullable {
+        json!([ty, "null"])
+    } else {
+        json!(ty)
+    };
+    let mut rule = json!({ "bsonType": ty });
+    if let ColumnType::Enum(values) = column.ty {
+        let mut allowed: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+        if column.nullable {
+            allowed.push(Value::Null);
+        }
+        rule["enum"] = Value::Array(allowed);
+    }
+    rule
+}
+
+/// The BSON type `reposmith-mongo`'s codec writes for `ty`.
+fn bson_type(ty: &ColumnType) -> Option<&'static str> {
+    Some(match ty {
+        ColumnType::Text | ColumnType::Enum(_) => "string",
+        ColumnType::Bool => "bool",
+        ColumnType::SmallInt | ColumnType::Int => "int",
+        ColumnType::BigInt => "long",
+        ColumnType::Real | ColumnType::Double => "double",
+        ColumnType::Uuid => "binData",
+        ColumnType::TimestampTz | ColumnType::Date => "date",
+        ColumnType::Array(_) => "array",
+        _ => return None,
+    })
+}
+
+/// An Atlas `vectorSearch` index for a vector field, as `reposmith-mongo`
+/// creates it (`<table>_<column>_vector`; dense or half vectors with an
+/// index and a cosine or l2 distance; every scalar field a `filter` field so
+/// searches can pre-filter). Kept equal to `reposmith-mongo`'s
+/// `search_index_models` by hand until that crate exposes it.
+fn vector_search_index(schema: &EntitySchema, column: &ColumnDef) -> Option<Value> {
+    let spec = column.vector?;
+    let similarity = match spec.distance {
+        Distance::Cosine => "cosine",
+        Distance::L2 => "euclidean",
+        _ => return None,
+    };
+    if !matches!(spec.kind, VectorKind::Dense | VectorKind::Half) || spec.index == VectorIndex::None
+    {
+        return None;
+    }
+    let mut fields = vec![json!({
+        "type": "vector",
+        "path": column.name,
+        "numDimensions": spec.dims,
+        "similarity": similarity,
+    })];
+    for (i, c) in schema.columns.iter().enumerate() {
+        if is_filter_type(&c.ty) {
+            let path = if i == schema.id { "_id" } else { c.name };
+            fields.push(json!({"type": "filter", "path": path}));
+        }
+    }
+    Some(json!({
+        "name": format!("{}_{}_vector", schema.table, column.name),
+        "type": "vectorSearch",
+        "definition": {"fields": fields},
+    }))
+}
+
+/// Scalar types a vector search index can pre-filter on.
+fn is_filter_type(ty: &ColumnType) -> bool {
+    !matches!(
+        ty,
+        ColumnType::Json | ColumnType::Array(_) | ColumnType::Vector(_)
+    )
+}
+
+/// Adds the `#[repo(ttl = "..")]` column's lifetime: to the schema's own
+/// single-column index on it, or as an index `<table>_<column>_ttl`
+/// (MongoDB refuses two indexes with one key pattern), as `reposmith-mongo` does.
+fn add_ttl(schema: &EntitySchema, indexes: &mut Vec<Value>) {
+    let Some((i, column, seconds)) = schema.ttl_column() else {
+        return;
+    };
+    let key = if i == schema.id { "_id" } else { column.name };
+    let own = indexes
+        .iter_mut()
+        .find(|spec| spec["key"] == json!([[key, 1]]));
+    match own {
+        Some(spec) => spec["expireAfterSeconds"] = json!(seconds),
+        None => indexes.push(json!({
+            "key": [[key, 1]],
+            "name": format!("{}_{}_ttl", schema.table, column.name),
+            "expireAfterSeconds": seconds,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::{ColumnRole, IdStrategy, IndexDef, VectorSpec};
+
+    use super::*;
+
+    static COLUMNS: [ColumnDef; 5] = [
+        ColumnDef::new("id", "id", ColumnType::Uuid, false).with_role(ColumnRole::Id),
+        ColumnDef::new("title", "title", ColumnType::Text, false).with_full_text("english"),
+        ColumnDef::new("body", "body", ColumnType::Text, true).with_full_text("english"),
+        ColumnDef::new("seen", "seen", ColumnType::TimestampTz, false).with_ttl(3600),
+        ColumnDef::new("emb", "emb", ColumnType::Vector(VectorKind::Dense), true).with_vector(
+            VectorSpec::new(
+                VectorKind::Dense,
+                3,
+                Distance::Cosine,
+                VectorIndex::Hnsw {
+                    m: 16,
+                    ef_construction: 64,
+                },
+            ),
+        ),
+    ];
+    static INDEXES: [IndexDef; 1] = [IndexDef::new(
+        "t_title_body_idx",
+        &["title", "body"],
+        false,
+        IndexMethod::BTree,
+    )];
+    static SCHEMA: EntitySchema =
+        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::ClientUuid, &INDEXES);
+
+    #[test]
+    fn compound_text_ttl_and_vector_search_indexes() {
+        let c = Collection::from_schema(&SCHEMA);
+        assert_eq!(
+            c.indexes,
+            [
+                json!({"key": [["title", 1], ["body", 1]], "name": "t_title_body_idx"}),
+                json!({"key": [["seen", 1]], "name": "t_seen_ttl", "expireAfterSeconds": 3600}),
+                json!({"key": [["title", "text"], ["body", "text"]], "name": "t_text"}),
+            ]
+        );
+        let fields = &c.search_indexes[0]["definition"]["fields"];
+        assert_eq!(c.search_indexes[0]["name"], "t_emb_vector");
+        assert_eq!(
+            fields[0],
+            json!({"type": "vector", "path": "emb", "numDimensions": 3, "similarity": "cosine"})
+        );
+        assert_eq!(fields[1], json!({"type": "filter", "path": "_id"}));
+        let schema = &c.validator["$jsonSchema"];
+        assert_eq!(schema["required"], json!(["_id", "title", "seen"]));
+        assert_eq!(
+            schema["properties"]["body"],
+            json!({"bsonType": ["string", "null"]})
+        );
+    }
+}
