@@ -36,6 +36,12 @@ pub(crate) enum Side {
     PoolCycle,
     /// `ping()` on the held connection: one bare round trip.
     HeldPing,
+    /// A vector search through `PgRepository` without `ef_search`: one
+    /// statement, no transaction (the server's default `ef_search`, 40).
+    ReposmithNoKnobs,
+    /// Raw sqlx with `BEGIN; SET LOCAL hnsw.ef_search = n` as one simple-query
+    /// round trip instead of `BEGIN` then a prepared `set_config`.
+    RawBatched,
 }
 
 impl Side {
@@ -51,6 +57,8 @@ impl Side {
             Side::RawBinary => "raw sqlx COPY binary",
             Side::PoolCycle => "acquire+drop, no query",
             Side::HeldPing => "ping on held conn",
+            Side::ReposmithNoKnobs => "reposmith, no ef_search",
+            Side::RawBatched => "raw, BEGIN+SET LOCAL in 1",
         }
     }
 }

@@ -90,15 +90,34 @@ const CASES: [Case; 4] = [
     },
 ];
 
-const SIDES: [Side; 3] = [Side::Reposmith, Side::Raw, Side::RawHeld];
+/// pgvector's default `hnsw.ef_search`: a search without the knob is the same search.
+const DEFAULT_EF: u32 = 40;
 
-/// One case's numbers, per side in [`SIDES`] order.
+/// The sides of `case`; raw sqlx on the pool (index 1) is the baseline.
+/// Two diagnostics where they tell most: where `ef_search` is the server's
+/// default, reposmith without the knob (what the transaction around
+/// `set_config` costs); on the fast unfiltered searches, raw sqlx with
+/// `BEGIN` and `SET LOCAL` in one round trip (what batching would save).
+fn sides(case: Case) -> Vec<Side> {
+    let mut sides = vec![Side::Reposmith, Side::Raw, Side::RawHeld];
+    if case.ef == DEFAULT_EF {
+        sides.push(Side::ReposmithNoKnobs);
+    }
+    if !case.filtered {
+        sides.push(Side::RawBatched);
+    }
+    sides
+}
+
+/// One case's numbers, per side in [`sides`] order.
 pub(crate) struct CaseResult {
     pub(crate) case: Case,
     pub(crate) series: Vec<Series<Side>>,
     pub(crate) recall: Vec<f64>,
     /// Fewest rows any search returned (recall and timed runs).
     pub(crate) fewest: Vec<usize>,
+    /// Client CPU per timed search, in microseconds (this process, all threads).
+    pub(crate) cpu_us: Vec<f64>,
     /// The plan's scan node for this case.
     pub(crate) plan: String,
 }
@@ -148,13 +167,13 @@ pub(crate) async fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let truth = truth(&exact, &queries);
     drop(exact);
-    let setup = Setup {
+    let mut setup = Setup {
         rows,
         load_secs: load.as_secs_f64(),
         build_secs: build.as_secs_f64(),
         exact_secs: started.elapsed().as_secs_f64(),
         index_sql,
-        settings: setup::settings(&raw).await?,
+        settings: String::new(),
     };
     let shared = Shared {
         repo,
@@ -171,6 +190,8 @@ pub(crate) async fn run(opts: &Options) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    // Read last: pgvector's settings exist in a session once it has used pgvector.
+    setup.settings = setup::settings(&raw).await?;
     report::print(&setup, &results, TASKS, opts);
     if !opts.keep_vectors {
         sqlx::query("DROP TABLE bench_vectors")
@@ -203,9 +224,10 @@ async fn measure(
     truth: &[(Vec<usize>, Vec<usize>)],
     opts: &Options,
 ) -> Result<CaseResult> {
+    let sides = sides(case);
     let mut recall = Vec::new();
-    let mut fewest = vec![usize::MAX; SIDES.len()];
-    for (i, side) in SIDES.into_iter().enumerate() {
+    let mut fewest = vec![usize::MAX; sides.len()];
+    for (i, &side) in sides.iter().enumerate() {
         let mut sum = 0.0;
         for (q, (all, within)) in truth.iter().enumerate() {
             let ids = run::ids(s, side, case, q).await?;
@@ -216,14 +238,30 @@ async fn measure(
         }
         recall.push(sum / truth.len().max(1) as f64);
     }
-    let per_task = (opts.vector_ops / TASKS).max(1);
-    let series = interleave(&SIDES, opts.vector_rounds, async |side, round| {
+    // Filtered searches are about 5x slower: half as many keep the run short.
+    let ops = if case.filtered {
+        opts.vector_ops / 2
+    } else {
+        opts.vector_ops
+    };
+    let per_task = (ops / TASKS).max(1);
+    let mut cpu = vec![(0u64, 0u64); sides.len()];
+    let series = interleave(&sides, opts.vector_rounds, async |side, round| {
+        let before = run::cpu_ns();
         let (sample, rows) = run::round(s, side, case, (TASKS, per_task), round).await?;
-        let i = SIDES.iter().position(|x| *x == side).unwrap_or(0);
+        let i = sides.iter().position(|x| *x == side).unwrap_or(0);
         fewest[i] = fewest[i].min(rows);
+        if round != usize::MAX {
+            cpu[i].0 += run::cpu_ns().saturating_sub(before);
+            cpu[i].1 += sample.units;
+        }
         Ok(sample)
     })
     .await?;
+    let cpu_us = cpu
+        .iter()
+        .map(|&(ns, n)| ns as f64 / 1e3 / n.max(1) as f64)
+        .collect();
     let (vector, shard) = &s.queries[0];
     let plan = raw::plan(&s.raw, case, vector, *shard).await?;
     Ok(CaseResult {
@@ -231,6 +269,7 @@ async fn measure(
         series,
         recall,
         fewest,
+        cpu_us,
         plan,
     })
 }

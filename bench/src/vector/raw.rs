@@ -60,6 +60,33 @@ pub(crate) async fn search<'c>(
     Ok(rows.iter().map(hit).collect::<sqlx::Result<_>>()?)
 }
 
+/// The same search with one round trip fewer: `BEGIN` and `SET LOCAL` go in
+/// one simple-protocol message (the value is a number, so it can be written
+/// into the text), then the search, then `COMMIT`.
+pub(crate) async fn search_batched(
+    pool: &PgPool,
+    case: Case,
+    vector: &Vector,
+    shard: i32,
+) -> Result<Vec<Hit>> {
+    let mut conn = pool.acquire().await?;
+    let open = format!("BEGIN; SET LOCAL hnsw.ef_search = {}", case.ef);
+    sqlx::raw_sql(AssertSqlSafe(open))
+        .execute(&mut *conn)
+        .await?;
+    let query = match case.filtered {
+        true => sqlx::query(FILTERED).bind(shard),
+        false => sqlx::query(UNFILTERED),
+    };
+    let rows = query
+        .bind(vector)
+        .bind(i64::from(K))
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    Ok(rows.iter().map(hit).collect::<sqlx::Result<_>>()?)
+}
+
 fn hit(row: &PgRow) -> sqlx::Result<Hit> {
     Ok(Hit {
         doc: Doc {

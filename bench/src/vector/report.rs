@@ -36,15 +36,16 @@ pub(crate) fn print(setup: &Setup, results: &[CaseResult], tasks: usize, opts: &
         setup.exact_secs,
     );
     println!(
-        "\n{:<34} {:<22} {:>9} {:>9} {:>9} {:>7} {:>5}  {:<22} p50 ratio",
-        "case", "side", "QPS", "p50", "p99", "recall", "rows", "QPS ratio [min..max]"
+        "\n{:<34} {:<24} {:>7} {:>9} {:>9} {:>7} {:>5} {:>8}  {:<22} p50 ratio",
+        "case", "side", "QPS", "p50", "p99", "recall", "rows", "cpu/op", "QPS ratio [min..max]"
     );
-    println!("{}", "-".repeat(132));
+    println!("{}", "-".repeat(142));
     for r in results {
         print_case(r);
     }
     println!(
-        "\nrows: fewest rows any search returned; ratios are against raw sqlx (&pool): QPS is the \
+        "\nrows: fewest rows any search returned; cpu/op: this process's CPU time (all threads) \
+         per timed search; ratios are against raw sqlx (&pool): QPS is the \
          median of per-round ratios, p50 ratio is raw p50 / this p50 (above 1 = faster)"
     );
     print_targets(results);
@@ -69,13 +70,14 @@ fn print_case(r: &CaseResult) {
             }
         };
         println!(
-            "{name:<34} {:<22} {:>9.0} {:>9} {:>9} {:>7.3} {:>5}  {qps_ratio:<22} {p50_ratio}",
+            "{name:<34} {:<24} {:>7.0} {:>9} {:>9} {:>7.3} {:>5} {:>5.0} µs  {qps_ratio:<22} {p50_ratio}",
             label(series.side),
             series.rate(),
             duration(series.latency(0.5)),
             duration(series.latency(0.99)),
             r.recall[i],
             r.fewest[i],
+            r.cpu_us[i],
         );
     }
 }

@@ -31,6 +31,16 @@ pub(crate) async fn ids(s: &Shared, side: Side, case: Case, q: usize) -> Result<
             .iter()
             .map(|h| (h.entity.id, h.score))
             .collect(),
+        Side::ReposmithNoKnobs => search_no_knobs(&s.repo, case, vector, *shard)
+            .await?
+            .iter()
+            .map(|h| (h.entity.id, h.score))
+            .collect(),
+        Side::RawBatched => raw::search_batched(&s.raw, case, vector, *shard)
+            .await?
+            .iter()
+            .map(|h| (h.doc.id, h.distance))
+            .collect(),
         Side::RawHeld => {
             let mut held = s.raw.acquire().await?;
             let hits = raw::search(&mut *held, case, vector, *shard).await?;
@@ -56,6 +66,25 @@ async fn search(
     shard: i32,
 ) -> Result<Vec<Scored<Doc>>> {
     let search = repo.search_embedding(vector.clone(), K).ef_search(case.ef);
+    search_with(search, case, shard).await
+}
+
+/// reposmith's search without `ef_search`: no transaction, the server's default.
+async fn search_no_knobs(
+    repo: &PgRepository<Doc>,
+    case: Case,
+    vector: &Vector,
+    shard: i32,
+) -> Result<Vec<Scored<Doc>>> {
+    let search = repo.search_embedding(vector.clone(), K);
+    search_with(search, case, shard).await
+}
+
+async fn search_with(
+    search: reposmith::Search<'_, Doc, PgRepository<Doc>, reposmith::search::ByVector>,
+    case: Case,
+    shard: i32,
+) -> Result<Vec<Scored<Doc>>> {
     Ok(match case.filtered {
         true => search.filter(Doc::SHARD.eq(shard)).await?,
         false => search.await?,
@@ -122,6 +151,12 @@ async fn task(
         let t = Instant::now();
         let rows = match (side, held.as_mut()) {
             (Side::Reposmith, _) => search(&s.repo, case, vector, *shard).await?.len(),
+            (Side::ReposmithNoKnobs, _) => {
+                search_no_knobs(&s.repo, case, vector, *shard).await?.len()
+            }
+            (Side::RawBatched, _) => raw::search_batched(&s.raw, case, vector, *shard)
+                .await?
+                .len(),
             (_, Some(conn)) => raw::search(&mut **conn, case, vector, *shard).await?.len(),
             _ => raw::search(&s.raw, case, vector, *shard).await?.len(),
         };
@@ -129,4 +164,18 @@ async fn task(
         fewest = fewest.min(rows);
     }
     Ok((latencies, fewest))
+}
+
+/// CPU time this process has used so far, in nanoseconds: the sum over its
+/// threads of `/proc/self/task/*/schedstat`'s first field (nanosecond
+/// resolution, unlike the 10 ms ticks of `/proc/self/stat`). Threads that
+/// already exited are not counted; tokio's workers live for the whole run.
+pub(crate) fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
