@@ -79,6 +79,7 @@ async fn up_then_down_restores_the_catalog() {
     let up = read(&files[0]);
     for expected in [
         "RENAME COLUMN \"title\" TO \"headline\"",
+        "ALTER INDEX \"items_title_idx\" RENAME TO \"items_headline_idx\"",
         "ALTER COLUMN \"price\" TYPE bigint USING \"price\"::bigint",
         "ALTER COLUMN \"note\" SET NOT NULL",
         "ALTER COLUMN \"note\" SET DEFAULT ''",

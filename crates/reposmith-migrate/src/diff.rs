@@ -74,28 +74,31 @@ pub fn plan(old: &Snapshot, new: &Snapshot, options: &Options) -> Result<Plan> {
         .iter()
         .filter_map(|t| Some((old.table(t.schema.as_deref(), &t.name)?, t)))
         .collect();
-    let mut rebuilt = Vec::new();
+    let mut changes = Vec::new();
     for (before, after) in &kept {
-        rebuilt.push(column_changes(before, after)?);
+        changes.push(column_changes(before, after)?);
     }
-    for ((before, after), (_, rebuilt)) in kept.iter().zip(&rebuilt) {
-        planner.drop_indexes(before, after, rebuilt);
+    for ((before, after), change) in kept.iter().zip(&changes) {
+        planner.drop_indexes(before, after, change);
     }
     for table in &new.tables {
         if old.table(table.schema.as_deref(), &table.name).is_none() {
             planner.main.push(create_table(table));
         }
     }
-    for (steps, _) in &rebuilt {
-        planner.main.extend(steps.iter().cloned());
+    for ((_, after), change) in kept.iter().zip(&changes) {
+        planner.main.extend(change.steps.iter().cloned());
+        for (from, to) in &change.index_renames {
+            planner.main.push(rename_index(after, from, to));
+        }
     }
     for table in &old.tables {
         if new.table(table.schema.as_deref(), &table.name).is_none() {
             planner.main.push(drop_table(table));
         }
     }
-    for ((before, after), (_, rebuilt)) in kept.iter().zip(&rebuilt) {
-        planner.create_indexes(before, after, rebuilt, options);
+    for ((before, after), change) in kept.iter().zip(&changes) {
+        planner.create_indexes(before, after, change, options);
     }
     let plan = Plan {
         main: planner.main,
@@ -147,9 +150,13 @@ impl Planner {
     }
 
     /// Drops indexes that are gone, changed, or on a column being rebuilt.
-    fn drop_indexes(&mut self, before: &Table, after: &Table, rebuilt: &BTreeSet<String>) {
+    fn drop_indexes(&mut self, before: &Table, after: &Table, change: &ColumnChanges) {
         for index in &before.indexes {
-            if index_kept(index, after, rebuilt) {
+            let renamed = change
+                .index_renames
+                .iter()
+                .any(|(from, _)| from.name == index.name);
+            if renamed || index_kept(index, after, &change.rebuilt) {
                 continue;
             }
             self.main.push(Step {
@@ -165,14 +172,18 @@ impl Planner {
         &mut self,
         before: &Table,
         after: &Table,
-        rebuilt: &BTreeSet<String>,
+        change: &ColumnChanges,
         options: &Options,
     ) {
         for index in &after.indexes {
-            let unchanged = before
-                .index(&index.name)
-                .is_some_and(|old| index_kept(old, after, rebuilt) && old.same_definition(index));
-            if unchanged {
+            let unchanged = before.index(&index.name).is_some_and(|old| {
+                index_kept(old, after, &change.rebuilt) && old.same_definition(index)
+            });
+            let renamed = change
+                .index_renames
+                .iter()
+                .any(|(_, to)| to.name == index.name);
+            if unchanged || renamed {
                 continue;
             }
             if options.concurrently {
@@ -236,12 +247,22 @@ fn drop_table(table: &Table) -> Step {
     }
 }
 
-/// The column steps of a kept table, and the columns dropped and re-added
-/// (their indexes must be rebuilt).
-fn column_changes(before: &Table, after: &Table) -> Result<(Vec<Step>, BTreeSet<String>)> {
+/// What changes in the columns of a kept table.
+struct ColumnChanges {
+    /// Column steps, renames first, drops last.
+    steps: Vec<Step>,
+    /// Columns dropped and re-added: their indexes must be rebuilt.
+    rebuilt: BTreeSet<String>,
+    /// Indexes whose only change is a renamed column (and so their derived
+    /// name): renamed in place instead of rebuilt.
+    index_renames: Vec<(Index, Index)>,
+}
+
+fn column_changes(before: &Table, after: &Table) -> Result<ColumnChanges> {
     let mut steps = Vec::new();
     let mut rebuilt = BTreeSet::new();
     let mut matched = BTreeSet::new();
+    let mut renames = Vec::new();
     let mut drops = Vec::new();
     for column in &after.columns {
         let previous = before.column(&column.name).or_else(|| {
@@ -255,6 +276,7 @@ fn column_changes(before: &Table, after: &Table) -> Result<(Vec<Step>, BTreeSet<
         matched.insert(previous.name.clone());
         if previous.name != column.name {
             steps.push(rename_column(after, previous, column));
+            renames.push((previous.name.clone(), column.name.clone()));
         }
         if previous.generated.is_some() || column.generated.is_some() {
             if previous.generated != column.generated || previous.sql_type != column.sql_type {
@@ -271,7 +293,64 @@ fn column_changes(before: &Table, after: &Table) -> Result<(Vec<Step>, BTreeSet<
         }
     }
     steps.extend(drops);
-    Ok((steps, rebuilt))
+    let index_renames = index_renames(before, after, &renames, &rebuilt);
+    Ok(ColumnChanges {
+        steps,
+        rebuilt,
+        index_renames,
+    })
+}
+
+/// Pairs of an index that goes away and one that appears whose definitions
+/// are the same once renamed columns are followed.
+fn index_renames(
+    before: &Table,
+    after: &Table,
+    renames: &[(String, String)],
+    rebuilt: &BTreeSet<String>,
+) -> Vec<(Index, Index)> {
+    if renames.is_empty() {
+        return Vec::new();
+    }
+    let follow = |c: &String| {
+        renames
+            .iter()
+            .find(|(from, _)| from == c)
+            .map_or_else(|| c.clone(), |(_, to)| to.clone())
+    };
+    let mut pairs: Vec<(Index, Index)> = Vec::new();
+    for old in before
+        .indexes
+        .iter()
+        .filter(|i| after.index(&i.name).is_none())
+    {
+        let mut moved = old.clone();
+        moved.columns = old.columns.iter().map(follow).collect();
+        let candidate = after.indexes.iter().find(|new| {
+            before.index(&new.name).is_none()
+                && new.same_definition(&moved)
+                && !new.columns.iter().any(|c| rebuilt.contains(c))
+                && !pairs.iter().any(|(_, taken)| taken.name == new.name)
+        });
+        if let Some(new) = candidate {
+            pairs.push((old.clone(), new.clone()));
+        }
+    }
+    pairs
+}
+
+fn rename_index(table: &Table, from: &Index, to: &Index) -> Step {
+    let qualified = |name: &str| match &table.schema {
+        Some(namespace) => format!("{}.{}", quote_ident(namespace), quote_ident(name)),
+        None => quote_ident(name),
+    };
+    let rename =
+        |a: &str, b: &str| format!("ALTER INDEX {} RENAME TO {}", qualified(a), quote_ident(b));
+    Step {
+        up: vec![rename(&from.name, &to.name)],
+        down: vec![rename(&to.name, &from.name)],
+        ..Step::default()
+    }
 }
 
 fn alter(table: &Table, action: &str) -> String {

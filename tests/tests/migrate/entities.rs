@@ -85,6 +85,7 @@ pub(crate) struct Everything {
 pub(crate) struct Item {
     #[repo(id)]
     pub(crate) id: Uuid,
+    #[repo(index)]
     pub(crate) title: String,
     pub(crate) price: i32,
     pub(crate) note: Option<String>,
@@ -104,7 +105,7 @@ pub(crate) struct Item {
 pub(crate) struct ItemV2 {
     #[repo(id)]
     pub(crate) id: Uuid,
-    #[repo(renamed_from = "title", full_text)]
+    #[repo(renamed_from = "title", full_text, index)]
     pub(crate) headline: String,
     pub(crate) price: i64,
     #[repo(default = "''")]
@@ -123,7 +124,7 @@ pub(crate) struct ItemV2 {
 pub(crate) struct ItemRenamed {
     #[repo(id)]
     pub(crate) id: Uuid,
-    #[repo(renamed_from = "title")]
+    #[repo(renamed_from = "title", index)]
     pub(crate) headline: String,
     pub(crate) price: i32,
     pub(crate) note: Option<String>,
@@ -142,6 +143,7 @@ pub(crate) struct ItemRenamed {
 pub(crate) struct ItemNarrowed {
     #[repo(id)]
     pub(crate) id: Uuid,
+    #[repo(index)]
     pub(crate) title: String,
     pub(crate) price: i16,
     pub(crate) note: Option<String>,
@@ -159,6 +161,7 @@ pub(crate) struct ItemNarrowed {
 pub(crate) struct ItemStrict {
     #[repo(id)]
     pub(crate) id: Uuid,
+    #[repo(index)]
     pub(crate) title: String,
     pub(crate) price: i32,
     pub(crate) note: Option<String>,
@@ -178,6 +181,7 @@ pub(crate) struct ItemStrict {
 pub(crate) struct ItemUniqueSku {
     #[repo(id)]
     pub(crate) id: Uuid,
+    #[repo(index)]
     pub(crate) title: String,
     pub(crate) price: i32,
     pub(crate) note: Option<String>,
