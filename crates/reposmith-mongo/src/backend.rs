@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use reposmith_core::{Backend, ConnectionUrl, Error, Result};
@@ -78,11 +78,12 @@ impl MongoBackend {
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
         let client = Client::with_options(options).map_err(|e| map(&url, e, Phase::Connect))?;
         let deadline = config.server_selection_timeout + config.connect_timeout;
-        let probed = probe(&client, &url, deadline, Phase::Connect).await;
+        let database = client.database(&database_name);
+        let probed = probe(&client, &database, &url, deadline, Phase::Connect).await;
         let capabilities = probed.inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
         tracing::debug!(server_version = %capabilities.server_version, "mongodb client ready");
         Ok(MongoBackend {
-            database: client.database(&database_name),
+            database,
             client,
             url,
             capabilities,
@@ -143,6 +144,7 @@ impl MongoBackend {
         let started = Instant::now();
         let capabilities = probe(
             &self.client,
+            &self.database,
             &self.url,
             self.operation_timeout,
             Phase::Operation,
@@ -205,9 +207,10 @@ async fn client_options(config: &MongoConfig) -> Result<ClientOptions> {
     Ok(options)
 }
 
-/// Runs `hello` and `buildInfo` within `deadline`.
+/// Runs `hello`, `buildInfo` and the search probe within `deadline`.
 async fn probe(
     client: &Client,
+    database: &Database,
     url: &ConnectionUrl,
     deadline: Duration,
     phase: Phase,
@@ -216,9 +219,10 @@ async fn probe(
     let replies = async {
         let hello = admin.run_command(doc! { "hello": 1 }).await?;
         let build_info = admin.run_command(doc! { "buildInfo": 1 }).await?;
-        Ok::<(Document, Document), mongodb::error::Error>((hello, build_info))
+        let search = search_probe(database).await;
+        Ok::<_, mongodb::error::Error>((hello, build_info, search))
     };
-    let (hello, build_info) = tokio::time::timeout(deadline, replies)
+    let (hello, build_info, search) = tokio::time::timeout(deadline, replies)
         .await
         .map_err(|_| match phase {
             Phase::Connect => Error::connect_timed_out(Backend::Mongo, url.target(), deadline),
@@ -229,5 +233,24 @@ async fn probe(
             },
         })?
         .map_err(|e| map(url, e, phase))?;
-    Ok(MongoCapabilities::from_replies(&hello, &build_info))
+    Ok(MongoCapabilities::from_replies(&hello, &build_info).with_search_probe(search))
+}
+
+/// Collection the search probe lists the search indexes of; it need not exist.
+const SEARCH_PROBE_COLLECTION: &str = "reposmith_search_probe";
+
+/// `$listSearchIndexes` on a probe collection: `Ok` or the refusal's code.
+async fn search_probe(database: &Database) -> std::result::Result<(), Option<i32>> {
+    let command = doc! {
+        "aggregate": SEARCH_PROBE_COLLECTION,
+        "pipeline": [{ "$listSearchIndexes": {} }],
+        "cursor": {},
+    };
+    match database.run_command(command).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match &*e.kind {
+            mongodb::error::ErrorKind::Command(c) => Some(c.code),
+            _ => None,
+        }),
+    }
 }

@@ -65,6 +65,7 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
     let mut docs = Vec::with_capacity(entities.len());
     for entity in entities {
         let mut values = entity.to_values()?;
+        reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
         let doc = encode(schema, &values)?;
         repo.check_size(&doc)?;

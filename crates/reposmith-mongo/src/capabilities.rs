@@ -23,6 +23,11 @@ pub struct MongoCapabilities {
     pub transactions: bool,
     /// Largest BSON document the server accepts (`hello.maxBsonObjectSize`).
     pub max_bson_object_size: i64,
+    /// `$vectorSearch` and search indexes are available (Atlas, or MongoDB
+    /// with `mongot`): probed with a `$listSearchIndexes` aggregation, which
+    /// servers without a search process refuse. Without it vector searches
+    /// are computed exactly, server-side, in an aggregation pipeline.
+    pub vector_search: bool,
 }
 
 impl MongoCapabilities {
@@ -46,9 +51,23 @@ impl MongoCapabilities {
             sharded,
             transactions,
             max_bson_object_size: number(hello, "maxBsonObjectSize").unwrap_or(16 * 1024 * 1024),
+            vector_search: false,
         }
     }
+
+    /// These capabilities with the outcome of the search probe: `Ok` (the
+    /// stage ran) or a `NamespaceNotFound` error (the stage was understood,
+    /// the probe collection is absent) mean search is there; any other
+    /// error (`CommandNotSupported` on SecantusDB, `SearchNotEnabled` on
+    /// MongoDB without `mongot`, an unknown stage on old servers) means not.
+    pub(crate) fn with_search_probe(mut self, outcome: Result<(), Option<i32>>) -> Self {
+        self.vector_search = matches!(outcome, Ok(()) | Err(Some(NAMESPACE_NOT_FOUND)));
+        self
+    }
 }
+
+/// MongoDB's `NamespaceNotFound` code.
+const NAMESPACE_NOT_FOUND: i32 = 26;
 
 /// A numeric field whatever BSON number type the server chose for it.
 fn number(doc: &Document, key: &str) -> Option<i64> {
@@ -82,5 +101,16 @@ mod tests {
         let old_mongos = doc! { "msg": "isdbgrid", "maxWireVersion": 7.0 };
         let caps = MongoCapabilities::from_replies(&old_mongos, &doc! {});
         assert!(caps.sharded && !caps.transactions);
+    }
+
+    #[test]
+    fn search_is_there_only_when_the_probe_stage_is_understood() {
+        let caps = || MongoCapabilities::from_replies(&doc! {}, &doc! {});
+        assert!(!caps().vector_search);
+        assert!(caps().with_search_probe(Ok(())).vector_search);
+        assert!(caps().with_search_probe(Err(Some(26))).vector_search);
+        for refused in [Some(115), Some(31082), Some(40324), None] {
+            assert!(!caps().with_search_probe(Err(refused)).vector_search);
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! | `Date` | date at midnight UTC, so dates sort and compare as dates |
 //! | `Json` | the matching BSON: objects as embedded documents, integers as Int64, other numbers as double |
 //! | `Array` | array |
+//! | `Vector`, `HalfVector`, `SparseVector`, `Bit` | see the `vector_codec` module: arrays of doubles, a `{dims, indices, values}` sub-document, an array of booleans |
 //!
 //! The id column is stored as `_id`. JSON keys starting with `$` or holding
 //! `.` are refused with [`Error::InvalidInput`] naming the field: MongoDB
@@ -67,10 +68,13 @@ pub(crate) fn to_bson(entity: &'static str, field: &str, value: &Value) -> Resul
                 .map(|v| to_bson(entity, field, v))
                 .collect::<Result<_>>()?,
         ),
-        other => {
-            let reason = format!("{} values are not storable in MongoDB", other.kind());
-            return Err(Error::invalid(entity, field, reason));
-        }
+        other => match crate::vector_codec::vector_to_bson(other) {
+            Some(bson) => bson,
+            None => {
+                let reason = format!("{} values are not storable in MongoDB", other.kind());
+                return Err(Error::invalid(entity, field, reason));
+            }
+        },
     })
 }
 
@@ -208,6 +212,7 @@ fn from_bson(column: &ColumnDef, ty: &ColumnType, bson: &Bson) -> Result<Value, 
                 .map(Value::Array),
             other => Err(wrong("array", other)),
         },
+        ColumnType::Vector(kind) => crate::vector_codec::vector_from_bson(*kind, bson),
         _ => Err(wrong("a known column type", bson)),
     }
 }

@@ -161,6 +161,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn insert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
         let mut doc = encode(schema, &values)?;
         // Checked before an identity id is reserved: an i64 id has the same
@@ -181,6 +182,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn update_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        reposmith_core::vector::check_row(schema, &values)?;
         stamp_update(schema, &mut values);
         self.check_size(&encode(schema, &values)?)?;
         let id = to_bson(schema.entity, schema.id_column().field, &values[schema.id])?;
@@ -234,6 +236,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn upsert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        reposmith_core::vector::check_row(schema, &values)?;
         let read_updated_at = values.clone();
         stamp_new(schema, &mut values);
         if let Some((i, _)) = schema.column_with_role(reposmith_core::ColumnRole::UpdatedAt) {
