@@ -9,7 +9,11 @@
 //! and p50/p99 latency and QPS from 8 tasks at once, interleaved in rounds
 //! against hand-written sqlx sending the same statement text in the same
 //! transaction + `set_config` pattern (on the pool, and on a connection held
-//! per task).
+//! per task). Two diagnostic sides (see [`sides`]) split the cost of the
+//! `ef_search` transaction, and `cpu/op` is this process's CPU per search.
+//!
+//! The HNSW build is parallel and so not deterministic: recall moves by
+//! about 0.01 from one run to the next.
 
 mod check;
 mod data;
