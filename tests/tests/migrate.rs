@@ -193,7 +193,12 @@ async fn an_edited_applied_migration_is_an_error_naming_the_file() {
     std::fs::write(&files[0], original.replace('\n', "\r\n")).unwrap();
     assert!(db.apply().await.is_empty());
 
+    let (rows, missing) = reposmith_migrate::status(&db.dir, &db.db).await.unwrap();
+    assert!(rows[0].applied && !rows[0].checksum_mismatch && missing.is_empty());
+
     std::fs::write(&files[0], format!("{original}-- tweaked\n")).unwrap();
+    let (rows, _) = reposmith_migrate::status(&db.dir, &db.db).await.unwrap();
+    assert!(rows[0].checksum_mismatch);
     let err = reposmith_migrate::apply(&db.dir, &db.db).await.unwrap_err();
     assert!(
         matches!(err, Error::ChecksumMismatch { version: 1, .. }),

@@ -590,3 +590,55 @@ fn recheck(table: &Table, before: &Column, after: &Column) -> Step {
         note: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::{ColumnDef, ColumnType, EntitySchema, IdStrategy};
+
+    use super::*;
+
+    static BEFORE: [ColumnDef; 2] = [
+        ColumnDef::new("id", "id", ColumnType::Uuid, false)
+            .with_role(reposmith_core::ColumnRole::Id),
+        ColumnDef::new("at", "at", ColumnType::TimestampTz, false),
+    ];
+    static AFTER: [ColumnDef; 2] = [
+        ColumnDef::new("id", "id", ColumnType::Uuid, false)
+            .with_role(reposmith_core::ColumnRole::Id),
+        ColumnDef::new("at", "at", ColumnType::Bool, false),
+    ];
+    static OLD: EntitySchema = EntitySchema::new("T", "t", &BEFORE, 0, IdStrategy::ClientUuid, &[]);
+    static NEW: EntitySchema = EntitySchema::new("T", "t", &AFTER, 0, IdStrategy::ClientUuid, &[]);
+
+    /// A type change Postgres cannot cast is refused with a message, even
+    /// with destructive changes allowed.
+    #[test]
+    fn no_cast_is_refused() {
+        let options = Options {
+            allow_destructive: true,
+            ..Options::default()
+        };
+        let err = plan(
+            &Snapshot::from_schemas([&OLD]),
+            &Snapshot::from_schemas([&NEW]),
+            &options,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("t.at: Postgres has no cast from timestamptz to boolean"),
+            "{err}"
+        );
+    }
+
+    /// Same schemas, no steps.
+    #[test]
+    fn nothing_to_do() {
+        let snapshot = Snapshot::from_schemas([&OLD]);
+        assert!(
+            plan(&snapshot, &snapshot, &Options::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
