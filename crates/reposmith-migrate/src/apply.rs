@@ -33,6 +33,9 @@ use sqlx::{ConnectOptions, Connection as _};
 use crate::error::{Error, Result};
 use crate::files::{self, MigrationFile};
 
+/// The longest a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// sqlx's ledger table, so sqlx-cli reads the same history.
 pub const LEDGER: &str = "_sqlx_migrations";
 
@@ -94,7 +97,14 @@ impl Connection {
                 ("lock_timeout", ms(self.lock_timeout)),
                 ("statement_timeout", ms(self.statement_timeout)),
             ]);
-        Ok(options.connect().await?)
+        // Bounded like every other wait: an unreachable server is an error, not a hang.
+        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(connected) => Ok(connected?),
+            Err(_) => Err(Error::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting took longer than {CONNECT_TIMEOUT:?}"),
+            )))),
+        }
     }
 
     /// Connects and takes the migration lock, waiting at most `lock_wait`.

@@ -241,11 +241,11 @@ impl Args {
     }
 
     #[cfg(feature = "mongo")]
-    fn mongo_stale(&self, schemas: &Schemas) -> Result<Option<String>> {
+    async fn mongo_check(&self, schemas: &Schemas) -> Result<Vec<String>> {
         if schemas.mongo_schemas().next().is_none() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        crate::mongo::cli::stale(schemas, &self.dir)
+        crate::mongo::cli::check(schemas, &self.dir, self.mongo_url.as_deref()).await
     }
 
     #[cfg(not(feature = "mongo"))]
@@ -259,8 +259,8 @@ impl Args {
     }
 
     #[cfg(not(feature = "mongo"))]
-    fn mongo_stale(&self, schemas: &Schemas) -> Result<Option<String>> {
-        no_mongo(schemas).map(|()| None)
+    async fn mongo_check(&self, schemas: &Schemas) -> Result<Vec<String>> {
+        no_mongo(schemas).map(|()| Vec::new())
     }
 
     async fn status(&self) -> Result<bool> {
@@ -291,7 +291,7 @@ impl Args {
                 self.dir.display()
             ));
         }
-        problems.extend(self.mongo_stale(schemas)?);
+        problems.extend(self.mongo_check(schemas).await?);
         if schemas.iter().next().is_some() {
             problems.extend(check::drift(&self.connection()?, &schemas.snapshot()).await?);
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reposmith::prelude::*;
 use reposmith::{DbEnum, MongoBackend, MongoConfig};
-use reposmith_migrate::mongo::{self, apply_mongo, generate_mongo, revert_mongo};
+use reposmith_migrate::mongo::{self, apply_mongo, drift_mongo, generate_mongo, revert_mongo};
 use reposmith_migrate::{Error, Schemas};
 use reposmith_mongo::mongodb::bson::{Document, doc};
 use reposmith_tests::{mongodb_url, unique_name};
@@ -144,6 +144,37 @@ async fn mongo_generate_apply_creates_indexes_and_a_validator_documents_pass() {
     let duplicate = repo.insert(&note("a")).await;
     assert!(duplicate.is_err());
     assert!(!mongo::is_mongo_stale(&v1, &fx.root).unwrap());
+
+    // Live drift: none now; a dropped index and a loosened validator are reported.
+    let db = fx.mongo.database();
+    assert_eq!(
+        drift_mongo(db, &v1.mongo_snapshot()).await.unwrap(),
+        Vec::<String>::new()
+    );
+    db.run_command(doc! {"dropIndexes": "notes", "index": "notes_owner_idx"})
+        .await
+        .unwrap();
+    db.run_command(doc! {"collMod": "notes", "validator": {}})
+        .await
+        .unwrap();
+    let drift = drift_mongo(db, &Schemas::new().add_mongo::<NoteV2>().mongo_snapshot())
+        .await
+        .unwrap();
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.starts_with("collection notes: validator differs")),
+        "{drift:?}"
+    );
+    assert!(
+        drift.contains(&"collection notes: missing index notes_title_idx".to_owned()),
+        "{drift:?}"
+    );
+    let drift = drift_mongo(db, &v1.mongo_snapshot()).await.unwrap();
+    assert!(
+        drift.contains(&"collection notes: missing index notes_owner_idx".to_owned()),
+        "{drift:?}"
+    );
     fx.cleanup().await;
 }
 

@@ -56,12 +56,20 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// The staleness line of `check`, if the collections changed without a migration.
-pub(crate) fn stale(schemas: &Schemas, root: &Path) -> Result<Option<String>> {
-    Ok(is_mongo_stale(schemas, root)?.then(|| {
-        format!(
+/// `check` for the collections: staleness, then live drift.
+pub(crate) async fn check(
+    schemas: &Schemas,
+    root: &Path,
+    url: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    if is_mongo_stale(schemas, root)? {
+        problems.push(format!(
             "the Mongo entities changed since the last generated migration in {}",
             dir(root).display()
-        )
-    }))
+        ));
+    }
+    let db = database(url).await?;
+    problems.extend(super::drift_mongo(&db, &schemas.mongo_snapshot()).await?);
+    Ok(problems)
 }

@@ -13,6 +13,7 @@
 //! and reported.
 
 mod apply;
+mod check;
 pub(crate) mod cli;
 mod model;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 pub use apply::{MongoApplied, apply_mongo, revert_mongo};
+pub use check::drift_mongo;
 pub use model::{Collection, MongoSnapshot};
 
 use crate::error::{Error, Result};
