@@ -108,6 +108,39 @@ async fn up_then_down_restores_the_catalog() {
     db.cleanup().await;
 }
 
+/// Full text over one more column regenerates the `tsvector` column and
+/// rebuilds its GIN index; a changed distance rebuilds the HNSW index with
+/// the other operator class; both revert.
+#[tokio::test]
+async fn full_text_and_operator_class_changes_rebuild_and_revert() {
+    let db = MigrateDb::new().await;
+    let v2 = Schemas::new().add::<ItemV2>();
+    let v3 = Schemas::new().add::<ItemV3>();
+    db.generate(&v2, "items", Options::default());
+    db.apply().await;
+    let before = db.catalog().await;
+    let files = db.generate(&v3, "more text", Options::default());
+    let up = read(&files[0]);
+    for expected in [
+        "DROP INDEX IF EXISTS \"items_search_tsv_idx\"",
+        "DROP COLUMN IF EXISTS \"search_tsv\"",
+        "coalesce(\"note\", '')), 'B')",
+        "CREATE INDEX IF NOT EXISTS \"items_search_tsv_idx\"",
+        "(\"emb\" \"vector_l2_ops\")",
+    ] {
+        assert!(up.contains(expected), "missing {expected} in\n{up}");
+    }
+    assert!(!up.contains("DESTRUCTIVE"), "{up}");
+    db.apply().await;
+    assert_eq!(db.drift(&v3).await, Vec::<String>::new());
+    reposmith_migrate::revert(&db.dir, &db.db, None)
+        .await
+        .unwrap();
+    assert_eq!(db.catalog().await, before);
+    assert_eq!(db.drift(&v2).await, Vec::<String>::new());
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn destructive_changes_are_refused_until_allowed() {
     let db = MigrateDb::new().await;

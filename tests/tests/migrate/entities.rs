@@ -192,3 +192,23 @@ pub(crate) struct ItemUniqueSku {
     pub(crate) emb: Option<Vector>,
     pub(crate) legacy: Option<String>,
 }
+
+/// `ItemV2` with `note` in the full-text document too (the generated column
+/// is regenerated) and `emb` compared by l2 (another operator class).
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "items")]
+pub(crate) struct ItemV3 {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(full_text, index)]
+    pub(crate) headline: String,
+    pub(crate) price: i64,
+    #[repo(default = "''", full_text(language = "simple"))]
+    pub(crate) note: String,
+    pub(crate) status: MoodMore,
+    #[repo(unique)]
+    pub(crate) sku: String,
+    #[repo(vector(dims = 3, distance = "l2", index = "hnsw", m = 24))]
+    pub(crate) emb: Option<Vector>,
+    pub(crate) extra: Option<bool>,
+}
