@@ -126,20 +126,34 @@ async fn hnsw_recall_holds_unfiltered_and_under_a_selective_filter() {
             hits.iter().map(|h| h.entity.id as usize - 1),
         ));
 
-        let bucket = (q % 100) as i32;
-        let exact = set.exact(&query, 10, |i| i % 100 == bucket as usize);
+        // Through the HNSW index with iterative scans: `shard` has no index.
+        let shard = (q % 100) as i32;
+        let exact = set.exact(&query, 10, |i| i % 100 == shard as usize);
         let hits = repo
-            .search_embedding(Vector::from(query), 10)
-            .filter(Point::BUCKET.eq(bucket))
+            .search_embedding(Vector::from(query.clone()), 10)
+            .filter(Point::SHARD.eq(shard))
             .ef_search(100)
             .await
             .unwrap();
         assert_eq!(hits.len(), 10, "a 1 % filter still returns k rows");
-        assert!(hits.iter().all(|h| h.entity.bucket == bucket));
+        assert!(hits.iter().all(|h| h.entity.shard == shard));
         filtered.push(recall(
             &exact,
             hits.iter().map(|h| h.entity.id as usize - 1),
         ));
+
+        // Through the btree on `bucket`: the planner answers exactly.
+        let by_bucket = repo
+            .search_embedding(Vector::from(query), 10)
+            .filter(Point::BUCKET.eq(shard))
+            .await
+            .unwrap();
+        let ids: HashSet<usize> = by_bucket.iter().map(|h| h.entity.id as usize - 1).collect();
+        assert_eq!(
+            ids,
+            exact.iter().copied().collect(),
+            "exact through the btree"
+        );
     }
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
     let (unfiltered, filtered) = (mean(&unfiltered), mean(&filtered));
@@ -567,5 +581,155 @@ async fn purge_expired_deletes_rows_past_their_ttl() {
     left.sort();
     assert_eq!(left, ["fresh", "undated"]);
     assert_eq!(repo.purge_expired().await.unwrap(), 0);
+    db.cleanup().await;
+}
+
+/// 40 identical vectors tie at distance 0: pages of 7 through the HNSW index
+/// return each exactly once (the cursor carries the tie group's ids), and a
+/// `max_distance` bound on the indexed column trims without scanning away.
+#[tokio::test]
+async fn tie_groups_larger_than_a_page_are_paged_completely_through_hnsw() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Point>().await;
+    let repo = db.pg.repo::<Point>();
+    let set = Clustered::generate(300, 128, 4, 21);
+    let twin = set.query(0, 77);
+    let mut rows: Vec<Point> = (0..40)
+        .map(|_| Point {
+            id: 0,
+            bucket: 1,
+            shard: 1,
+            embedding: Vector::from(twin.clone()),
+        })
+        .collect();
+    rows.extend(set.vectors.iter().map(|v| Point {
+        id: 0,
+        bucket: 0,
+        shard: 0,
+        embedding: Vector::from(v.clone()),
+    }));
+    repo.insert_many(&rows).await.unwrap();
+    db.analyze("points").await;
+
+    let (mut seen, mut cursor, mut distances) = (Vec::new(), None, Vec::new());
+    for _ in 0..10 {
+        let page = repo
+            .search_embedding(Vector::from(twin.clone()), 7)
+            .ef_search(100)
+            .page_after(cursor)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|h| h.entity.id));
+        distances.extend(page.items.iter().map(|h| h.score));
+        cursor = page.next;
+    }
+    assert_eq!(seen.len(), 70);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        70,
+        "no hit twice"
+    );
+    let twins: HashSet<i64> = (1..=40).collect();
+    assert!(
+        twins.iter().all(|id| seen.contains(id)),
+        "every tied row came back"
+    );
+    assert!(distances[..40].iter().all(|d| *d < 1e-6));
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]));
+
+    let near = repo
+        .search_embedding(Vector::from(twin), 50)
+        .max_distance(1e-6)
+        .ef_search(100)
+        .await
+        .unwrap();
+    assert_eq!(near.len(), 40, "the bound keeps exactly the tie group");
+    db.cleanup().await;
+}
+
+/// Bad input on every other search and write path is refused before sending.
+#[tokio::test]
+async fn bad_queries_and_updates_are_refused_before_sending() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Article>().await;
+    let repo = db.pg.repo::<Article>();
+    let stored = repo
+        .insert(&article("A", "b", [1.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    let invalid = |e: Error, field: &str| match e {
+        Error::InvalidInput { field: f, .. } => assert_eq!(f, field),
+        other => panic!("{other}"),
+    };
+    let nan = Article {
+        embedding: Vector::from(vec![f32::NAN, 0.0, 0.0]),
+        ..stored.clone()
+    };
+    invalid(repo.update(&nan).await.unwrap_err(), "embedding");
+    invalid(repo.search_text("nul\0", 3).await.unwrap_err(), "text");
+    let v = || Vector::from(vec![1.0, 0.0, 0.0]);
+    invalid(
+        repo.search_hybrid("ok", Vector::from(vec![1.0]), 3)
+            .await
+            .unwrap_err(),
+        "embedding",
+    );
+    invalid(
+        repo.search_hybrid("ok", v(), 3)
+            .weights(0.0, 0.0)
+            .await
+            .unwrap_err(),
+        "weights",
+    );
+    invalid(
+        repo.search_hybrid("ok", v(), 3)
+            .weights(f64::NAN, 1.0)
+            .await
+            .unwrap_err(),
+        "weights",
+    );
+    invalid(
+        repo.search_embedding(v(), 3)
+            .max_distance(-0.5)
+            .await
+            .unwrap_err(),
+        "max_distance",
+    );
+    invalid(
+        repo.search_embedding(v(), 3)
+            .max_distance(f64::NAN)
+            .await
+            .unwrap_err(),
+        "max_distance",
+    );
+    invalid(
+        repo.search_embedding(v(), 3)
+            .ef_search(0)
+            .await
+            .unwrap_err(),
+        "ef_search",
+    );
+    invalid(repo.search_embedding(v(), 100_000).await.unwrap_err(), "k");
+    let null_cursor = Some(Cursor::parse("[null, null]"));
+    invalid(
+        repo.search_embedding(v(), 3)
+            .page_after(null_cursor)
+            .await
+            .unwrap_err(),
+        "cursor",
+    );
+    let text_cursor = Some(Cursor::parse("[0.5]"));
+    invalid(
+        repo.search_text("b", 3)
+            .page_after(text_cursor)
+            .await
+            .unwrap_err(),
+        "cursor",
+    );
+    assert_eq!(
+        repo.get(&stored.id).await.unwrap(),
+        Some(stored),
+        "nothing changed"
+    );
     db.cleanup().await;
 }

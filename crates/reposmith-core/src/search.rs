@@ -12,6 +12,7 @@ use crate::cursor::Cursor;
 use crate::entity::Entity;
 use crate::filter::{Column, Filter};
 use crate::repository::{BoxFuture, Page};
+use crate::schema::{Distance, VectorSpec};
 use crate::value::{FieldType, Value};
 use crate::{Error, Result};
 
@@ -169,8 +170,14 @@ impl<E: Entity> SearchQuery<E> {
                 format!("must be between 1 and {MAX_K}, got {}", self.k),
             );
         }
-        if let Some(d) = self.max_distance.filter(|d| d.is_nan()) {
-            return invalid("max_distance", format!("must be a number, got {d}"));
+        if let Some(d) = self.max_distance {
+            let signed = self.vector_spec().is_some_and(|s| s.distance == Distance::InnerProduct);
+            if d.is_nan() || d == f64::NEG_INFINITY || (d < 0.0 && !signed) {
+                let reason = format!(
+                    "must be a distance (not negative except for inner product), got {d}"
+                );
+                return invalid("max_distance", reason);
+            }
         }
         for (name, knob, max) in [
             ("ef_search", self.ef_search, 1_000),
@@ -186,6 +193,9 @@ impl<E: Entity> SearchQuery<E> {
             || f.vector_weight < 0.0
         {
             return invalid("weights", "must be finite and not negative".into());
+        }
+        if f.text_weight == 0.0 && f.vector_weight == 0.0 {
+            return invalid("weights", "cannot both be zero: nothing would rank".into());
         }
         match &self.kind {
             SearchKind::Vector { column, vector } | SearchKind::Hybrid { column, vector, .. } => {
@@ -204,6 +214,19 @@ impl<E: Entity> SearchQuery<E> {
             )),
             SearchKind::Vector { .. } | SearchKind::VectorFromText { .. } => Ok(()),
         }
+    }
+}
+
+impl<E: Entity> SearchQuery<E> {
+    /// The spec of the searched vector column, for vector and hybrid searches.
+    pub fn vector_spec(&self) -> Option<VectorSpec> {
+        let column = match &self.kind {
+            SearchKind::Vector { column, .. }
+            | SearchKind::VectorFromText { column, .. }
+            | SearchKind::Hybrid { column, .. } => *column,
+            SearchKind::Text { .. } => return None,
+        };
+        E::SCHEMA.columns.get(column).and_then(|c| c.vector)
     }
 }
 

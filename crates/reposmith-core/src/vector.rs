@@ -18,6 +18,7 @@ pub fn check_row(schema: &EntitySchema, values: &[Value]) -> Result<()> {
                 continue;
             }
             check_value(spec, value)
+                .and_then(|()| indexable(spec, value))
                 .map_err(|reason| Error::invalid(schema.entity, column.field, reason))?;
         }
     }
@@ -95,13 +96,33 @@ pub fn check_value(spec: &VectorSpec, value: &Value) -> std::result::Result<(), 
             "has {x} at index {i}; every element must be finite"
         ));
     }
-    if all_zero && matches!(spec.distance, Distance::Cosine | Distance::Jaccard) {
+    // pgvector answers NaN for the cosine distance of a zero vector (jaccard of
+    // empty bit sets is defined: 1).
+    if all_zero && spec.distance == Distance::Cosine {
         return Err(format!(
             "is all zeros, which has no {} distance to anything",
             spec.distance.name()
         ));
     }
     Ok(())
+}
+
+/// Why a stored `value` cannot enter the column's index: pgvector's HNSW
+/// holds sparse vectors of at most 1,000 non-zero elements (query vectors
+/// have no such limit).
+fn indexable(spec: &VectorSpec, value: &Value) -> std::result::Result<(), String> {
+    match value {
+        Value::SparseVector(v)
+            if matches!(spec.index, VectorIndex::Hnsw { .. })
+                && v.indices().len() > SPARSE_HNSW_MAX_NNZ =>
+        {
+            Err(format!(
+                "has {} non-zero elements; an HNSW index on sparsevec holds at most {SPARSE_HNSW_MAX_NNZ}",
+                v.indices().len()
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Length, first non-finite element, and whether every element is zero.
@@ -141,12 +162,6 @@ fn check_sparse(spec: &VectorSpec, v: &pgvector::SparseVector) -> std::result::R
         return Err(format!(
             "has {x} at index {}; every element must be finite",
             indices[i]
-        ));
-    }
-    if matches!(spec.index, VectorIndex::Hnsw { .. }) && indices.len() > SPARSE_HNSW_MAX_NNZ {
-        return Err(format!(
-            "has {} non-zero elements; an HNSW index on sparsevec holds at most {SPARSE_HNSW_MAX_NNZ}",
-            indices.len()
         ));
     }
     let all_zero = v.values().iter().all(|x| *x == 0.0);
@@ -209,7 +224,8 @@ mod tests {
             },
         );
         let dense_ish = Value::SparseVector(pgvector::SparseVector::from_dense(&[1.0; 5_000]));
-        let err = check_value(&hnsw, &dense_ish).unwrap_err();
+        assert!(check_value(&hnsw, &dense_ish).is_ok(), "a query vector may be dense");
+        let err = indexable(&hnsw, &dense_ish).unwrap_err();
         assert!(err.contains("at most 1000"), "{err}");
         let bit = spec(VectorKind::Bit, 4, Distance::Hamming);
         let b = pgvector::Bit::new(&[true, false, true, true]);

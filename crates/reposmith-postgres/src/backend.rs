@@ -42,30 +42,41 @@ impl PgBackend {
         fields(db.system = "postgresql", server.address = %config.url.target()))]
     pub async fn connect(config: &PgConfig) -> Result<Self> {
         config.validate()?;
-        let options = connect_options(config)?;
+        let base = connect_options(config)?;
+        let deadline = config.connect_timeout;
+        let context = ErrorContext {
+            url: &config.url,
+            acquire_timeout: config.acquire_timeout,
+            statement_timeout: config.statement_timeout,
+        };
+        let timed_out =
+            || Error::connect_timed_out(Backend::Postgres, config.url.target(), deadline);
+        let mut probe = tokio::time::timeout(deadline, PgConnection::connect_with(&base))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| context.map(e, Phase::Connect))?;
+        let options = match config.iterative_scan {
+            true => tokio::time::timeout(deadline, with_iterative_scan(&mut probe, base))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| context.map(e, Phase::Connect))?,
+            false => base,
+        };
         let backend = PgBackend {
             connections: ConnectionPool::new(options.clone(), config),
-            pool: pool_options(config).connect_lazy_with(options.clone()),
+            pool: pool_options(config).connect_lazy_with(options),
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
             statement_timeout: config.statement_timeout,
         };
-        let probed = backend.probe(&options, config.connect_timeout).await;
-        probed.inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
+        // The proven connection serves the first operation.
+        backend.connections.adopt(probe);
+        let warm = tokio::time::timeout(deadline, backend.connections.warm_up()).await;
+        warm.map_err(|_| Error::connect_timed_out(Backend::Postgres, backend.target(), deadline))?
+            .map_err(|e| backend.error_context().map(e, Phase::Connect))
+            .inspect_err(|error| tracing::debug!(%error, "connect failed"))?;
         tracing::debug!("postgresql pool ready");
         Ok(backend)
-    }
-
-    async fn probe(&self, options: &PgConnectOptions, deadline: Duration) -> Result<()> {
-        let connection = tokio::time::timeout(deadline, PgConnection::connect_with(options))
-            .await
-            .map_err(|_| Error::connect_timed_out(Backend::Postgres, self.target(), deadline))?
-            .map_err(|e| self.error_context().map(e, Phase::Connect))?;
-        // The proven connection serves the first operation.
-        self.connections.adopt(connection);
-        let warm = tokio::time::timeout(deadline, self.connections.warm_up()).await;
-        warm.map_err(|_| Error::connect_timed_out(Backend::Postgres, self.target(), deadline))?
-            .map_err(|e| self.error_context().map(e, Phase::Connect))
     }
 
     /// A sqlx pool for raw SQL beside repositories, with the same settings.
@@ -174,12 +185,6 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
     if let Some(timeout) = config.statement_timeout {
         options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
     }
-    if config.iterative_scan {
-        options = options.options([
-            ("hnsw.iterative_scan", "relaxed_order"),
-            ("ivfflat.iterative_scan", "relaxed_order"),
-        ]);
-    }
     Ok(options)
 }
 
@@ -191,4 +196,62 @@ fn pool_options(config: &PgConfig) -> PgPoolOptions {
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
         .test_before_acquire(config.test_before_acquire)
+}
+
+/// pgvector's settings for iterative index scans, as startup options.
+const ITERATIVE_SCAN: [(&str, &str); 2] = [
+    ("hnsw.iterative_scan", "relaxed_order"),
+    ("ivfflat.iterative_scan", "relaxed_order"),
+];
+
+/// `options` with iterative scans on when the database has pgvector 0.8 or
+/// newer, also applied to the already open `probe`. Only then: a server
+/// preloading an older pgvector reserves the `hnsw.` prefix and would refuse
+/// every connection naming an unknown setting in it.
+async fn with_iterative_scan(
+    probe: &mut PgConnection,
+    options: PgConnectOptions,
+) -> std::result::Result<PgConnectOptions, sqlx::Error> {
+    let version: Option<String> =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_optional(&mut *probe)
+            .await?;
+    if !version.as_deref().is_some_and(supports_iterative_scan) {
+        return Ok(options);
+    }
+    for (name, value) in ITERATIVE_SCAN {
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *probe)
+            .await?;
+    }
+    Ok(options.options(ITERATIVE_SCAN))
+}
+
+/// Whether pgvector `version` (such as `0.8.1`) has iterative index scans.
+fn supports_iterative_scan(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (0, 8)
+}
+
+#[cfg(test)]
+mod iterative_scan_tests {
+    use super::supports_iterative_scan;
+
+    #[test]
+    fn iterative_scans_arrived_in_pgvector_0_8() {
+        for (version, expected) in [
+            ("0.8.0", true),
+            ("0.8.5", true),
+            ("0.10.1", true),
+            ("1.0", true),
+            ("0.7.4", false),
+            ("0.5", false),
+            ("", false),
+        ] {
+            assert_eq!(supports_iterative_scan(version), expected, "{version}");
+        }
+    }
 }

@@ -27,30 +27,36 @@ const MAX_BINDS: usize = 65_535;
 const VALUES_BATCH: usize = 1_000;
 
 /// Inserts `entities` all or nothing; returns how many were stored.
-pub(crate) async fn insert_many<E: Entity>(repo: &PgRepository<E>, entities: &[E]) -> Result<u64> {
+pub(crate) async fn insert_many<E: Entity>(
+    repo: &PgRepository<E>,
+    entities: &[E],
+    fills: &Fills,
+) -> Result<u64> {
     if entities.is_empty() {
         return Ok(0);
     }
     let columns = repo.statements.insert_columns.clone();
     if repo.exec.in_unit() {
-        return run(repo, &columns, entities).await;
+        return run(repo, &columns, entities, fills).await;
     }
     // On the pool: a unit of its own, so a failing batch undoes the earlier ones
     // and a cancelled call leaves no open transaction behind.
     let unit = repo.exec.backend().begin().await?;
-    let mut on_unit = unit.repo::<E>();
-    on_unit.embedder = repo.embedder.clone();
-    let count = run(&on_unit, &columns, entities).await?;
+    let count = run(&unit.repo::<E>(), &columns, entities, fills).await?;
     unit.commit().await?;
     Ok(count)
 }
 
-async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E]) -> Result<u64> {
-    let fills = embedded(repo, entities).await?;
+async fn run<E: Entity>(
+    repo: &PgRepository<E>,
+    columns: &[usize],
+    entities: &[E],
+    fills: &Fills,
+) -> Result<u64> {
     let total = match copy::supports(E::SCHEMA, columns) {
         true => {
             let mut connection = repo.exec.acquire().await?;
-            let copied = copy::copy_in(&mut connection, columns, entities, &fills).await;
+            let copied = copy::copy_in(&mut connection, columns, entities, fills).await;
             // Only a finished COPY settles: an aborted one has failed its
             // transaction, which the unsettled connection reports on drop.
             if let Ok(rows) = &copied {
@@ -61,7 +67,7 @@ async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E
                 CopyError::Sql(error) => (repo.exec.map_err(E::SCHEMA))(error),
             })?
         }
-        false => values_batches(repo, columns, entities, &fills).await?,
+        false => values_batches(repo, columns, entities, fills).await?,
     };
     record_rows(total);
     Ok(total)
@@ -69,7 +75,7 @@ async fn run<E: Entity>(repo: &PgRepository<E>, columns: &[usize], entities: &[E
 
 /// The missing embeddings of `entities`, computed before anything is sent
 /// (nothing at all without an embedder or embedded fields).
-async fn embedded<E: Entity>(repo: &PgRepository<E>, entities: &[E]) -> Result<Fills> {
+pub(crate) async fn embedded<E: Entity>(repo: &PgRepository<E>, entities: &[E]) -> Result<Fills> {
     let embeds = E::SCHEMA.columns.iter().any(|c| c.embed_from.is_some());
     if repo.embedder.is_none() || !embeds {
         return Ok(Fills::default());

@@ -77,8 +77,10 @@ pub struct PgConfig {
     /// matching rows (up to `hnsw.max_scan_tuples`, 20,000 by default)
     /// instead of returning fewer. Searches re-sort the hits exactly, which is
     /// what relaxed order asks of the query. Applies to raw SQL on
-    /// [`PgBackend::pool`](crate::PgBackend::pool) too. Servers with an older
-    /// pgvector ignore it.
+    /// [`PgBackend::pool`](crate::PgBackend::pool) too. Applied only when the
+    /// database has pgvector 0.8 or newer when the backend connects (an older
+    /// pgvector loaded at server start would refuse connections naming the
+    /// setting); install or upgrade the extension, then reconnect.
     pub iterative_scan: bool,
 }
 

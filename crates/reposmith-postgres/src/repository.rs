@@ -143,21 +143,24 @@ impl<E: Entity> PgRepository<E> {
         })
     }
 
-    async fn insert_one(&self, entity: &E) -> Result<E> {
+    /// The entity's values stamped by `stamp`, missing embeddings filled and
+    /// everything checked. Runs before the statement deadline starts: an
+    /// embedder's latency is its own (give the model client a timeout).
+    async fn prepared(&self, entity: &E, stamp: fn(&EntitySchema, &mut [Value])) -> Result<Vec<Value>> {
         let mut values = entity.to_values()?;
-        stamp_new(self.schema(), &mut values);
+        stamp(self.schema(), &mut values);
         crate::embed::fill_row(self, &mut values).await?;
         check_row(self.schema(), &values)?;
+        Ok(values)
+    }
+
+    async fn insert_one(&self, values: Vec<Value>) -> Result<E> {
         let params = self.params(&values, &self.statements.insert_columns);
         self.write_one(&self.statements.insert, params).await
     }
 
-    async fn update_one(&self, entity: &E) -> Result<E> {
+    async fn update_one(&self, values: Vec<Value>) -> Result<E> {
         let schema = self.schema();
-        let mut values = entity.to_values()?;
-        stamp_update(schema, &mut values);
-        crate::embed::fill_row(self, &mut values).await?;
-        check_row(schema, &values)?;
         let mut params = self.params(&values, &self.statements.update_columns);
         params.extend(self.params(&values, &[schema.id]));
         if let Some((i, _)) = schema.version_column() {
@@ -193,11 +196,7 @@ impl<E: Entity> PgRepository<E> {
         })
     }
 
-    async fn upsert_one(&self, entity: &E) -> Result<E> {
-        let mut values = entity.to_values()?;
-        stamp_new(self.schema(), &mut values);
-        crate::embed::fill_row(self, &mut values).await?;
-        check_row(self.schema(), &values)?;
+    async fn upsert_one(&self, values: Vec<Value>) -> Result<E> {
         let all: Vec<usize> = (0..values.len()).collect();
         let params = self.params(&values, &all);
         self.write_one(&self.statements.upsert, params).await
@@ -231,10 +230,7 @@ impl<E: Entity> PgRepository<E> {
             &self.statements.update_columns,
             index,
         );
-        let mut values = entity.to_values()?;
-        stamp_new(schema, &mut values);
-        crate::embed::fill_row(self, &mut values).await?;
-        check_row(schema, &values)?;
+        let values = self.prepared(entity, stamp_new).await?;
         let params = self.params(&values, &self.statements.insert_columns);
         self.write_one(&sql, params)
             .instrument(span("upsert", schema.table))
@@ -306,7 +302,8 @@ impl<E: Entity> PgRepository<E> {
 impl<E: Entity> Repository<E> for PgRepository<E> {
     async fn insert(&self, entity: &E) -> Result<E> {
         let span = span("insert", E::SCHEMA.table);
-        self.insert_one(entity)
+        let values = self.prepared(entity, stamp_new).await?;
+        self.insert_one(values)
             .instrument(span)
             .bounded(&self.exec)
             .await
@@ -314,7 +311,9 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
         let span = span("insert_many", E::SCHEMA.table);
-        crate::bulk::insert_many(self, entities)
+        // Embedded before the transaction opens and the deadline starts.
+        let fills = crate::bulk::embedded(self, entities).await?;
+        crate::bulk::insert_many(self, entities, &fills)
             .instrument(span)
             .bounded(&self.exec)
             .await
@@ -339,7 +338,8 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn update(&self, entity: &E) -> Result<E> {
         let span = span("update", E::SCHEMA.table);
-        self.update_one(entity)
+        let values = self.prepared(entity, stamp_update).await?;
+        self.update_one(values)
             .instrument(span)
             .bounded(&self.exec)
             .await
@@ -347,7 +347,8 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn upsert(&self, entity: &E) -> Result<E> {
         let span = span("upsert", E::SCHEMA.table);
-        self.upsert_one(entity)
+        let values = self.prepared(entity, stamp_new).await?;
+        self.upsert_one(values)
             .instrument(span)
             .bounded(&self.exec)
             .await

@@ -7,9 +7,9 @@
 //! which restores the settings without touching the unit's writes. Without
 //! knobs a search is one statement.
 
-use reposmith_core::search::{SearchKind, SearchQuery};
+use reposmith_core::search::{MAX_K, SearchKind, SearchQuery};
 use reposmith_core::{
-    ColumnType, Cursor, Entity, Error, Page, Result, Scored, Value, VectorSearch,
+    ColumnType, Cursor, Entity, Error, Page, Result, Scored, Value, VectorIndex, VectorSearch,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::PgRepository;
 use crate::bind::{bind_all, decode_row};
 use crate::executor::{Bounded, Held};
-use crate::search_sql::{Extra, search_sql};
+use crate::search_sql::{After, Extra, candidates, search_sql};
 
 /// A `reposmith.query` span for a search, with its knobs.
 fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
@@ -44,9 +44,10 @@ fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
 
 impl<E: Entity> VectorSearch<E> for PgRepository<E> {
     async fn run_search(&self, query: SearchQuery<E>) -> Result<Vec<Scored<E>>> {
+        let (query, after) = self.prepare_search(query).await?;
         let span = search_span(&query);
         let (hits, _) = self
-            .search(query)
+            .search(query, after)
             .instrument(span)
             .bounded(&self.exec)
             .await?;
@@ -54,9 +55,10 @@ impl<E: Entity> VectorSearch<E> for PgRepository<E> {
     }
 
     async fn run_search_page(&self, query: SearchQuery<E>) -> Result<Page<Scored<E>>> {
+        let (query, after) = self.prepare_search(query).await?;
         let span = search_span(&query);
         let (hits, next) = self
-            .search(query)
+            .search(query, after)
             .instrument(span)
             .bounded(&self.exec)
             .await?;
@@ -65,20 +67,29 @@ impl<E: Entity> VectorSearch<E> for PgRepository<E> {
 }
 
 impl<E: Entity> PgRepository<E> {
-    /// The hits of `query` and, when it filled `k`, the cursor after the last.
-    async fn search(&self, query: SearchQuery<E>) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
-        let query = self.embed_query(query).await?;
+    /// Everything before the database: the query and cursor checked first,
+    /// so a bad argument never costs an embedder call, then a by-text search
+    /// embedded (outside the statement deadline: the model's latency is its own).
+    async fn prepare_search(
+        &self,
+        query: SearchQuery<E>,
+    ) -> Result<(SearchQuery<E>, Option<After>)> {
         query.validate()?;
-        let schema = E::SCHEMA;
-        let cursor_types = [ColumnType::Double, schema.id_column().ty];
         let after = match &query.after {
-            Some(_) if matches!(query.kind, SearchKind::Hybrid { .. }) => {
-                let reason = "hybrid results have no stable keyset; raise k instead";
-                return Err(Error::invalid(schema.entity, "cursor", reason));
-            }
-            Some(cursor) => Some(cursor.decode(schema.entity, &cursor_types)?),
+            Some(cursor) => Some(decode_cursor(&query, cursor)?),
             None => None,
         };
+        let query = self.embed_query(query).await?;
+        Ok((query, after))
+    }
+
+    /// The hits of `query` and, when it filled `k`, the cursor after the last.
+    async fn search(
+        &self,
+        query: SearchQuery<E>,
+        after: Option<After>,
+    ) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
+        let previous = after.as_ref().map(|a| (a.score, a.ids.clone()));
         let built = search_sql(&query, after)?;
         let rows = self
             .run_with_knobs(&query, &built.sql, built.values)
@@ -88,10 +99,10 @@ impl<E: Entity> PgRepository<E> {
             .iter()
             .map(|row| self.scored(row, built.extra))
             .collect::<Result<Vec<_>>>()?;
-        let next = match hits.last() {
-            Some(last)
-                if hits.len() as u64 >= u64::from(query.k) && built.extra != Extra::Fused =>
-            {
+        let full = hits.len() as u64 >= u64::from(query.k);
+        let next = match (hits.last(), built.extra) {
+            (Some(last), Extra::Distance) if full => Some(tie_cursor(&hits, last.score, previous)),
+            (Some(last), Extra::Rank) if full => {
                 let id = reposmith_core::FieldType::to_value(last.entity.id());
                 Some(Cursor::encode(&[Value::F64(last.score), id]))
             }
@@ -169,16 +180,87 @@ impl<E: Entity> PgRepository<E> {
     }
 }
 
-/// The settings a search asks for, as (`name`, value) pairs.
-fn knobs<E>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
+/// The settings a search asks for, as (`name`, value) pairs. Without an
+/// explicit `ef_search`, an HNSW search wanting more than pgvector's default
+/// 40 candidates raises it to what it needs, since HNSW returns at most
+/// `ef_search` rows when iterative scans are off.
+fn knobs<E: Entity>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
     let mut knobs = Vec::new();
-    if let Some(ef) = query.ef_search {
+    let hnsw = query
+        .vector_spec()
+        .is_some_and(|s| matches!(s.index, VectorIndex::Hnsw { .. }));
+    let wanted = match query.kind {
+        SearchKind::Hybrid { .. } => candidates(&query.fusion, query.k),
+        _ => query.k,
+    };
+    let ef = match query.ef_search {
+        Some(ef) => Some(ef),
+        None if hnsw && wanted > DEFAULT_EF_SEARCH => Some(wanted.min(MAX_EF_SEARCH)),
+        None => None,
+    };
+    if let Some(ef) = ef {
         knobs.push(("hnsw.ef_search", ef.to_string()));
     }
     if let Some(probes) = query.probes {
         knobs.push(("ivfflat.probes", probes.to_string()));
     }
     knobs
+}
+
+/// pgvector's default `hnsw.ef_search`.
+const DEFAULT_EF_SEARCH: u32 = 40;
+/// pgvector's largest `hnsw.ef_search`.
+const MAX_EF_SEARCH: u32 = 1_000;
+
+/// Reads a search cursor: `[score, id]` for text searches, `[distance, id,
+/// id, ...]` (every id already returned at that distance) for vector ones.
+fn decode_cursor<E: Entity>(query: &SearchQuery<E>, cursor: &Cursor) -> Result<After> {
+    let schema = E::SCHEMA;
+    let invalid = |reason: &str| Error::invalid(schema.entity, "cursor", reason);
+    let keys = match query.kind {
+        SearchKind::Hybrid { .. } => {
+            return Err(invalid(
+                "hybrid results have no stable keyset; raise k instead",
+            ));
+        }
+        SearchKind::Text { .. } => 2,
+        _ => serde_json::from_str::<Vec<serde_json::Value>>(cursor.as_str())
+            .map_err(|_| invalid("not a cursor this search produced"))?
+            .len()
+            .clamp(2, 1 + MAX_K as usize),
+    };
+    let mut types = vec![ColumnType::Double];
+    types.resize(keys, schema.id_column().ty);
+    let mut values = cursor.decode(schema.entity, &types)?;
+    if values.iter().any(|v| matches!(v, Value::Null)) {
+        return Err(invalid("holds a null key"));
+    }
+    let ids = values.split_off(1);
+    match values.pop() {
+        Some(Value::F64(score)) if !score.is_nan() => Ok(After { score, ids }),
+        _ => Err(invalid("holds no score")),
+    }
+}
+
+/// The cursor after `hits`: the last distance and every id returned at it,
+/// including those of earlier pages when the tie group spans them.
+fn tie_cursor<E: Entity>(
+    hits: &[Scored<E>],
+    last: f64,
+    previous: Option<(f64, Vec<Value>)>,
+) -> Cursor {
+    let mut ids = match previous {
+        Some((score, ids)) if score.to_bits() == last.to_bits() => ids,
+        _ => Vec::new(),
+    };
+    ids.extend(
+        hits.iter()
+            .filter(|h| h.score.to_bits() == last.to_bits())
+            .map(|h| reposmith_core::FieldType::to_value(h.entity.id())),
+    );
+    let mut keys = vec![Value::F64(last)];
+    keys.extend(ids);
+    Cursor::encode(&keys)
 }
 
 fn discard(connection: &mut Held<'_>) {

@@ -12,7 +12,7 @@
 
 use reposmith_core::search::{Fusion, SearchKind, SearchQuery};
 use reposmith_core::{
-    ColumnDef, Entity, EntitySchema, Error, FULL_TEXT_COLUMN, Result, Value, VectorSpec,
+    ColumnDef, ColumnType, Entity, EntitySchema, Error, FULL_TEXT_COLUMN, Result, Value, VectorSpec,
 };
 use sea_query::{Expr, PostgresQueryBuilder, Query, Value as SqValue};
 
@@ -95,10 +95,19 @@ fn limit(k: u32) -> SqValue {
     SqValue::BigInt(Some(i64::from(k)))
 }
 
-/// The SQL of `query`; `after` holds the decoded cursor (score, id) of a page.
+/// Where a page starts: after the hit scored `score`. For a vector search,
+/// `ids` are every id already returned at exactly that distance (the inner
+/// query cannot order ties by id without losing the index, so a tie group
+/// may be split arbitrarily across pages); for a text search, the last id.
+pub(crate) struct After {
+    pub(crate) score: f64,
+    pub(crate) ids: Vec<Value>,
+}
+
+/// The SQL of `query`, starting after `after` when paging.
 pub(crate) fn search_sql<E: Entity>(
     query: &SearchQuery<E>,
-    after: Option<Vec<Value>>,
+    after: Option<After>,
 ) -> Result<SearchSql> {
     let (filter, values) = filter_sql(query)?;
     let mut params = Params { values };
@@ -151,7 +160,7 @@ fn vector_sql<E: Entity>(
     vector: &Value,
     filter: &str,
     params: &mut Params,
-    after: Option<Vec<Value>>,
+    after: Option<After>,
 ) -> Result<(String, Extra)> {
     let schema = E::SCHEMA;
     let (def, spec) = vector_column(schema, column)?;
@@ -161,28 +170,28 @@ fn vector_sql<E: Entity>(
         filter.to_owned(),
         format!("{} IS NOT NULL", quote_ident(def.name)),
     ];
-    if let Some(max) = query.max_distance {
+    if let Some(after) = after {
+        let d = params.push(SqValue::Double(Some(after.score)));
+        let id_type: &'static ColumnType = &schema.columns[schema.id].ty;
+        let seen = params.push(crate::bind::array_of(after.ids, id_type));
         conditions.push(format!(
-            "{distance} <= {}",
-            params.push(SqValue::Double(Some(max)))
-        ));
-    }
-    if let Some(mut key) = after {
-        let last_id = key.pop().unwrap_or(Value::Null);
-        let d = params.push(to_sea(
-            key.pop().unwrap_or(Value::Null),
-            &reposmith_core::ColumnType::Double,
-        ));
-        let i = params.push(to_sea(last_id, &schema.id_column().ty));
-        conditions.push(format!(
-            "({distance} > {d} OR ({distance} = {d} AND {id} > {i}))"
+            "({distance} > {d} OR ({distance} = {d} AND {id} <> ALL({seen})))"
         ));
     }
     let k = params.push(limit(query.k));
+    // The bound applies outside the CTE: inside, an iterative scan would walk
+    // the index looking for rows it can never return.
+    let bound = match query.max_distance {
+        Some(max) => format!(
+            " WHERE {DISTANCE} <= {}",
+            params.push(SqValue::Double(Some(max)))
+        ),
+        None => String::new(),
+    };
     let sql = format!(
         "WITH \"__hits\" AS MATERIALIZED (SELECT {cols}, {distance} AS {DISTANCE} FROM {table} \
          WHERE {conditions} ORDER BY {DISTANCE} LIMIT {k}) \
-         SELECT * FROM \"__hits\" ORDER BY {DISTANCE}, {id}",
+         SELECT * FROM \"__hits\"{bound} ORDER BY {DISTANCE}, {id}",
         cols = select_list(schema, None),
         table = table_name(schema),
         conditions = conditions.join(" AND "),
@@ -210,7 +219,7 @@ fn text_sql<E: Entity>(
     text: &str,
     filter: &str,
     params: &mut Params,
-    after: Option<Vec<Value>>,
+    after: Option<After>,
 ) -> Result<(String, Extra)> {
     let schema = E::SCHEMA;
     let id = quote_ident(schema.id_column().name);
@@ -218,12 +227,9 @@ fn text_sql<E: Entity>(
     let q = tsquery(schema, text, params)?;
     let rank = format!("ts_rank_cd({tsv}, {q})::float8");
     let mut conditions = vec![format!("{tsv} @@ {q}"), filter.to_owned()];
-    if let Some(mut key) = after {
-        let last_id = key.pop().unwrap_or(Value::Null);
-        let r = params.push(to_sea(
-            key.pop().unwrap_or(Value::Null),
-            &reposmith_core::ColumnType::Double,
-        ));
+    if let Some(After { score, mut ids }) = after {
+        let r = params.push(SqValue::Double(Some(score)));
+        let last_id = ids.pop().unwrap_or(Value::Null);
         let i = params.push(to_sea(last_id, &schema.id_column().ty));
         conditions.push(format!("({rank} < {r} OR ({rank} = {r} AND {id} > {i}))"));
     }
@@ -263,16 +269,18 @@ fn hybrid_sql<E: Entity>(
     let distance = distance_expr(def, &spec, vector, params);
     let q = tsquery(schema, text, params)?;
     let candidates = params.push(limit(candidates(&query.fusion, query.k)));
-    let mut vector_conditions = vec![
+    let vector_conditions = [
         filter.to_owned(),
         format!("{} IS NOT NULL", quote_ident(def.name)),
     ];
-    if let Some(max) = query.max_distance {
-        vector_conditions.push(format!(
-            "{distance} <= {}",
+    // Outside the materialized CTE, as for a vector search.
+    let bound = match query.max_distance {
+        Some(max) => format!(
+            " WHERE \"__d\" <= {}",
             params.push(SqValue::Double(Some(max)))
-        ));
-    }
+        ),
+        None => String::new(),
+    };
     let f = &query.fusion;
     let wv = params.push(SqValue::Double(Some(f.vector_weight)));
     let wt = params.push(SqValue::Double(Some(f.text_weight)));
@@ -282,7 +290,7 @@ fn hybrid_sql<E: Entity>(
         "WITH \"__v\" AS MATERIALIZED (\
             SELECT {id} AS \"__id\", {distance} AS \"__d\" FROM {table} \
             WHERE {vector_conditions} ORDER BY \"__d\" LIMIT {candidates}), \
-         \"__vr\" AS (SELECT \"__id\", \"__d\", row_number() OVER (ORDER BY \"__d\", \"__id\") AS \"__r\" FROM \"__v\"), \
+         \"__vr\" AS (SELECT \"__id\", \"__d\", row_number() OVER (ORDER BY \"__d\", \"__id\") AS \"__r\" FROM \"__v\"{bound}), \
          \"__t\" AS MATERIALIZED (\
             SELECT {id} AS \"__id\", ts_rank_cd({tsv}, {q})::float8 AS \"__rank\" FROM {table} \
             WHERE {tsv} @@ {q} AND {filter} ORDER BY \"__rank\" DESC, {id} LIMIT {candidates}), \
@@ -381,24 +389,25 @@ mod tests {
         let mut query = SearchQuery::<Passage>::new(kind, 5);
         query.filter = Passage::BODY.eq(HOSTILE);
         query.max_distance = Some(0.5);
-        let after = Some(vec![Value::F64(0.125), Value::I64(7)]);
+        let after = Some(After {
+            score: 0.125,
+            ids: vec![Value::I64(7), Value::I64(9)],
+        });
         let built = search_sql(&query, after).unwrap();
         assert!(!built.sql.contains("DROP TABLE") && !built.sql.contains("0.125"));
-        // $1 the filter's text, $2 the vector (used in the distance, the bound
-        // and the keyset), $3 the bound, $4/$5 the cursor, $6 k.
+        // $1 the filter's text, $2 the vector (in the distance and the keyset),
+        // $3/$4 the cursor's distance and tied ids, $5 k, $6 the bound.
         assert_eq!(built.values.len(), 6);
-        assert_eq!(
-            built.sql.matches("\"embedding\" <=> $2").count(),
-            4,
-            "{}",
-            built.sql
-        );
+        let uses = built.sql.matches("\"embedding\" <=> $2").count();
+        assert_eq!(uses, 3, "{}", built.sql);
+        assert!(built.sql.contains("\"id\" <> ALL($4)"), "{}", built.sql);
+        let outer = "FROM \"__hits\" WHERE \"__distance\" <= $6 ORDER BY \"__distance\", \"id\"";
         assert!(
-            built.sql.ends_with("ORDER BY \"__distance\", \"id\""),
-            "{}",
+            built.sql.ends_with(outer),
+            "bound outside the CTE: {}",
             built.sql
         );
-        assert!(built.sql.contains("LIMIT $6"));
+        assert!(built.sql.contains("LIMIT $5"));
     }
 
     #[test]

@@ -195,3 +195,41 @@ async fn every_bad_vector_is_rejected_before_sending() {
     assert_eq!(rows, 0, "nothing was written");
     db.cleanup().await;
 }
+
+/// Sparse vectors with NaN values or indices outside the dimension are refused.
+#[tokio::test]
+async fn malformed_sparse_vectors_are_refused() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Mixed>().await;
+    let repo = db.pg.repo::<Mixed>();
+    let mut nan = std::collections::HashMap::new();
+    nan.insert(2, f32::NAN);
+    let mut outside = std::collections::HashMap::new();
+    outside.insert(10, 1.0f32);
+    for (sparse, reason) in [
+        (SparseVector::from_map(&nan, 10), "NaN at index 2"),
+        (
+            SparseVector::from_map(&outside, 10),
+            "index 10, outside 0..10",
+        ),
+    ] {
+        let row = Mixed {
+            sparse,
+            ..mixed(1, 1.0)
+        };
+        match repo.insert(&row).await.unwrap_err() {
+            Error::InvalidInput {
+                field, reason: r, ..
+            } => {
+                assert_eq!(field, "sparse");
+                assert!(r.contains(reason), "{r}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM {schema}.mixed").await,
+        0
+    );
+    db.cleanup().await;
+}

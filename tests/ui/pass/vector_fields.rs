@@ -19,7 +19,7 @@ struct Document {
     wide: Option<HalfVector>,
     #[repo(vector(dims = 100000, distance = "l1"))]
     sparse: SparseVector,
-    #[repo(vector(dims = 1024, distance = "jaccard", index = "ivfflat", lists = 50))]
+    #[repo(vector(dims = 1024, distance = "hamming", index = "ivfflat", lists = 50))]
     bits: Bit,
     #[repo(vector(dims = 3000, index = "none"), renamed_from = "old_vector")]
     exact: Vector,

@@ -52,7 +52,7 @@ pub(crate) fn vector(f: &RepoField, role: Role, errors: &mut Accumulator) -> Opt
     conflicting_options(f, role, attr, errors);
     let dims = dims(kind, attr, errors)?;
     let distance = distance(kind, attr, errors)?;
-    let index = index(kind, dims, attr, errors)?;
+    let index = index(kind, dims, distance, attr, errors)?;
     Some(VectorModel {
         kind,
         dims,
@@ -165,6 +165,7 @@ fn push_at(errors: &mut Accumulator, message: String, at: Option<&SpannedValue<S
 fn index(
     kind: &str,
     dims: u32,
+    distance: &str,
     attr: &VectorAttr,
     errors: &mut Accumulator,
 ) -> Option<VectorIndexModel> {
@@ -183,7 +184,7 @@ fn index(
     let model = match name {
         "none" => VectorIndexModel::None,
         "hnsw" => hnsw(attr, errors)?,
-        "ivfflat" => ivfflat(kind, attr, errors)?,
+        "ivfflat" => ivfflat(kind, distance, attr, errors)?,
         other => {
             let message =
                 format!("unknown index \"{other}\": use \"hnsw\", \"ivfflat\" or \"none\"");
@@ -252,10 +253,24 @@ fn hnsw(attr: &VectorAttr, errors: &mut Accumulator) -> Option<VectorIndexModel>
     })
 }
 
-fn ivfflat(kind: &str, attr: &VectorAttr, errors: &mut Accumulator) -> Option<VectorIndexModel> {
+fn ivfflat(
+    kind: &str,
+    distance: &str,
+    attr: &VectorAttr,
+    errors: &mut Accumulator,
+) -> Option<VectorIndexModel> {
     if kind == "Sparse" {
         let message = "pgvector has no IVFFlat index for `SparseVector`: use index = \"hnsw\"";
         push_at(errors, message.to_owned(), attr.index.as_ref());
+        return None;
+    }
+    // pgvector's IVFFlat operator classes: l2, ip and cosine (hamming for bit).
+    if matches!(distance, "L1" | "Jaccard") {
+        let message = format!(
+            "pgvector has no IVFFlat operator class for the {} distance: use index = \"hnsw\"",
+            if distance == "L1" { "l1" } else { "jaccard" }
+        );
+        push_at(errors, message, attr.index.as_ref());
         return None;
     }
     let lists = attr.lists.as_ref().map_or(100, |l| **l);
