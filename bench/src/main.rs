@@ -18,6 +18,7 @@
 //!
 //! `vector` (see [`vector`]) is the vector search benchmark; `crud` the
 //! rest. With neither word both run; `cargo xtask bench vector` runs it alone.
+//! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone.
 
 mod args;
 mod bench;
@@ -25,6 +26,7 @@ mod bulk;
 mod heavy;
 mod item;
 mod measure;
+mod mongo;
 mod raw;
 mod report;
 mod vector;
@@ -56,6 +58,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "mongo") {
+        return mongo::run(args).await;
+    }
     let opts = Options::parse(args)?;
     if let Some(side) = &opts.memory_child {
         return heavy::child(opts.bulk_rows, side).await;
