@@ -268,7 +268,7 @@ async fn ef_search_does_not_leak_to_the_next_query_on_the_connection() {
     let db = SearchDb::new(config).await;
     db.create::<Point>().await;
     let repo = db.pg.repo::<Point>();
-    let set = Clustered::generate(500, 128, 5, 3);
+    let set = Clustered::generate(3_000, 128, 5, 3);
     let points: Vec<Point> = set
         .vectors
         .iter()
@@ -421,7 +421,7 @@ async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
     let db = SearchDb::new(config).await;
     db.create::<Point>().await;
     let repo = db.pg.repo::<Point>();
-    let set = Clustered::generate(300, 128, 3, 5);
+    let set = Clustered::generate(3_000, 128, 3, 5);
     let points: Vec<Point> = set
         .vectors
         .iter()
@@ -730,6 +730,55 @@ async fn bad_queries_and_updates_are_refused_before_sending() {
         repo.get(&stored.id).await.unwrap(),
         Some(stored),
         "nothing changed"
+    );
+    db.cleanup().await;
+}
+
+/// `PgConfig::ef_search` is the sessions' own: a search asking for it runs
+/// as one statement under it, and a search needing more candidates than it
+/// raises `ef_search` for itself.
+#[tokio::test]
+async fn the_session_ef_search_applies_and_larger_k_raises_it() {
+    let config = PgConfig::new(reposmith_tests::database_url())
+        .max_connections(1)
+        .iterative_scan(false)
+        .ef_search(3);
+    let db = SearchDb::new(config).await;
+    db.create::<Point>().await;
+    let repo = db.pg.repo::<Point>();
+    // Large enough that the planner prefers the HNSW index to a scan.
+    let set = Clustered::generate(3_000, 128, 4, 8);
+    let points: Vec<Point> = set
+        .vectors
+        .iter()
+        .map(|v| Point {
+            id: 0,
+            bucket: 0,
+            shard: 0,
+            embedding: Vector::from(v.clone()),
+        })
+        .collect();
+    repo.insert_many(&points).await.unwrap();
+    db.analyze("points").await;
+    let query = Vector::from(set.query(2, 5));
+    // Explicitly the session's value: no transaction, and the session's 3 is in effect.
+    let session = repo
+        .search_embedding(query.clone(), 10)
+        .ef_search(3)
+        .await
+        .unwrap();
+    assert!(
+        session.len() <= 3,
+        "{} rows: the session's ef_search is not in effect",
+        session.len()
+    );
+    let capped = repo.search_embedding(query.clone(), 2).await.unwrap();
+    assert!(capped.len() <= 2);
+    let raised = repo.search_embedding(query, 25).await.unwrap();
+    assert_eq!(
+        raised.len(),
+        25,
+        "k above the session's ef_search raises it"
     );
     db.cleanup().await;
 }

@@ -29,6 +29,8 @@ pub struct PgBackend {
     url: ConnectionUrl,
     acquire_timeout: Duration,
     statement_timeout: Option<Duration>,
+    /// The `hnsw.ef_search` sessions start with.
+    ef_search: u32,
 }
 
 impl PgBackend {
@@ -68,6 +70,7 @@ impl PgBackend {
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
             statement_timeout: config.statement_timeout,
+            ef_search: config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -101,6 +104,11 @@ impl PgBackend {
                 self.error_context().map(err, Phase::Connect)
             })
         })
+    }
+
+    /// The `hnsw.ef_search` this backend's sessions start with.
+    pub(crate) fn ef_search(&self) -> u32 {
+        self.ef_search
     }
 
     /// The server-side `statement_timeout` this backend's sessions run with.
@@ -185,6 +193,9 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
     if let Some(timeout) = config.statement_timeout {
         options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
     }
+    if let Some(ef_search) = config.ef_search {
+        options = options.options([("hnsw.ef_search", ef_search.to_string())]);
+    }
     Ok(options)
 }
 
@@ -197,6 +208,9 @@ fn pool_options(config: &PgConfig) -> PgPoolOptions {
         .max_lifetime(config.max_lifetime)
         .test_before_acquire(config.test_before_acquire)
 }
+
+/// pgvector's default `hnsw.ef_search`.
+pub(crate) const DEFAULT_EF_SEARCH: u32 = 40;
 
 /// pgvector's settings for iterative index scans, as startup options.
 const ITERATIVE_SCAN: [(&str, &str); 2] = [

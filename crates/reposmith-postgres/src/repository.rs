@@ -146,7 +146,11 @@ impl<E: Entity> PgRepository<E> {
     /// The entity's values stamped by `stamp`, missing embeddings filled and
     /// everything checked. Runs before the statement deadline starts: an
     /// embedder's latency is its own (give the model client a timeout).
-    async fn prepared(&self, entity: &E, stamp: fn(&EntitySchema, &mut [Value])) -> Result<Vec<Value>> {
+    async fn prepared(
+        &self,
+        entity: &E,
+        stamp: fn(&EntitySchema, &mut [Value]),
+    ) -> Result<Vec<Value>> {
         let mut values = entity.to_values()?;
         stamp(self.schema(), &mut values);
         crate::embed::fill_row(self, &mut values).await?;

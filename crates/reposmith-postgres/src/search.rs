@@ -155,7 +155,7 @@ impl<E: Entity> PgRepository<E> {
         sql: &str,
         values: Vec<sea_query::Value>,
     ) -> Result<Vec<PgRow>> {
-        let knobs = knobs(query);
+        let knobs = knobs(query, self.exec.backend().ef_search());
         let mut connection = self.exec.acquire().await?;
         if knobs.is_empty() {
             let outcome = fetch(&mut connection, sql, values).await;
@@ -180,11 +180,12 @@ impl<E: Entity> PgRepository<E> {
     }
 }
 
-/// The settings a search asks for, as (`name`, value) pairs. Without an
-/// explicit `ef_search`, an HNSW search wanting more than pgvector's default
-/// 40 candidates raises it to what it needs, since HNSW returns at most
-/// `ef_search` rows when iterative scans are off.
-fn knobs<E: Entity>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
+/// The settings a search asks for, as (`name`, value) pairs; none when the
+/// sessions' own `ef_search` (`session_ef`) is the one wanted. Without an
+/// explicit `ef_search`, an HNSW search wanting more candidates than the
+/// session's raises it, since HNSW returns at most `ef_search` rows when
+/// iterative scans are off.
+fn knobs<E: Entity>(query: &SearchQuery<E>, session_ef: u32) -> Vec<(&'static str, String)> {
     let mut knobs = Vec::new();
     let hnsw = query
         .vector_spec()
@@ -194,8 +195,10 @@ fn knobs<E: Entity>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
         _ => query.k,
     };
     let ef = match query.ef_search {
+        // The sessions already run with it: no transaction needed.
+        Some(ef) if ef == session_ef => None,
         Some(ef) => Some(ef),
-        None if hnsw && wanted > DEFAULT_EF_SEARCH => Some(wanted.min(MAX_EF_SEARCH)),
+        None if hnsw && wanted > session_ef => Some(wanted.min(MAX_EF_SEARCH)),
         None => None,
     };
     if let Some(ef) = ef {
@@ -207,8 +210,6 @@ fn knobs<E: Entity>(query: &SearchQuery<E>) -> Vec<(&'static str, String)> {
     knobs
 }
 
-/// pgvector's default `hnsw.ef_search`.
-const DEFAULT_EF_SEARCH: u32 = 40;
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: u32 = 1_000;
 
