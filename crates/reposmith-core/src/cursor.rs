@@ -162,7 +162,9 @@ mod tests {
                 let cursor = Cursor::encode(&[Value::F64(key)]);
                 let back = cursor.decode("T", &[ColumnType::Double]).unwrap();
                 assert_eq!(back, [Value::F64(key)], "{key:e} via {cursor}");
-                let Value::F64(read) = back[0] else { unreachable!() };
+                let Value::F64(read) = back[0] else {
+                    unreachable!()
+                };
                 assert_eq!(read.to_bits(), key.to_bits(), "{key:e} via {cursor}");
             }
         }

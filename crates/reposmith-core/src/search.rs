@@ -171,11 +171,12 @@ impl<E: Entity> SearchQuery<E> {
             );
         }
         if let Some(d) = self.max_distance {
-            let signed = self.vector_spec().is_some_and(|s| s.distance == Distance::InnerProduct);
+            let signed = self
+                .vector_spec()
+                .is_some_and(|s| s.distance == Distance::InnerProduct);
             if d.is_nan() || d == f64::NEG_INFINITY || (d < 0.0 && !signed) {
-                let reason = format!(
-                    "must be a distance (not negative except for inner product), got {d}"
-                );
+                let reason =
+                    format!("must be a distance (not negative except for inner product), got {d}");
                 return invalid("max_distance", reason);
             }
         }

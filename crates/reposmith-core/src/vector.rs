@@ -224,7 +224,10 @@ mod tests {
             },
         );
         let dense_ish = Value::SparseVector(pgvector::SparseVector::from_dense(&[1.0; 5_000]));
-        assert!(check_value(&hnsw, &dense_ish).is_ok(), "a query vector may be dense");
+        assert!(
+            check_value(&hnsw, &dense_ish).is_ok(),
+            "a query vector may be dense"
+        );
         let err = indexable(&hnsw, &dense_ish).unwrap_err();
         assert!(err.contains("at most 1000"), "{err}");
         let bit = spec(VectorKind::Bit, 4, Distance::Hamming);

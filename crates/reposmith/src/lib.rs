@@ -30,6 +30,9 @@ pub use reposmith_macros::DbEnum;
 pub use reposmith_macros::Repository;
 pub use store::Store;
 
+#[cfg(feature = "migrate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
+pub use reposmith_migrate as migrate;
 #[cfg(feature = "mongo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
 pub use reposmith_mongo::{
@@ -42,9 +45,6 @@ pub use reposmith_postgres::{
     IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork, RetryPolicy,
     UnitFuture, create_table_sql, sqlx,
 };
-#[cfg(feature = "migrate")]
-#[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
-pub use reposmith_migrate as migrate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};
