@@ -82,6 +82,29 @@ pub(crate) async fn find_docs(
     }
 }
 
+/// The documents `filter` matches in `sort` order, at most `limit`, read
+/// in `session` when there is one.
+pub(crate) async fn find_sorted(
+    collection: &Collection<Document>,
+    filter: Document,
+    sort: Document,
+    limit: Option<i64>,
+    session: Option<&mut ClientSession>,
+) -> mongodb::error::Result<Vec<Document>> {
+    let find = collection.find(filter).sort(sort);
+    let find = match limit {
+        Some(limit) => find.limit(limit),
+        None => find,
+    };
+    match session {
+        Some(session) => {
+            let mut cursor = find.session(&mut *session).await?;
+            cursor.stream(session).try_collect().await
+        }
+        None => find.await?.try_collect().await,
+    }
+}
+
 /// The documents `pipeline` yields, run in `session` when there is one.
 pub(crate) async fn aggregate_docs(
     collection: &Collection<Document>,

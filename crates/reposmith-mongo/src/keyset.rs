@@ -5,8 +5,10 @@
 //! MongoDB sorts null *before* every value, so a nullable key gets a
 //! computed companion `__rs_null_<i>` (`true` for null or missing, from
 //! `{$lte: ["$k", null]}`, null being the smallest BSON value) sorted in the
-//! key's own direction just before it. The query then runs as an
-//! aggregation: `$match`, `$addFields`, `$sort`, `$limit`.
+//! key's own direction just before it. Such a query then runs as an
+//! aggregation: `$match`, `$addFields`, `$sort`, `$limit`; one without a
+//! nullable key is a plain `find` with `sort` and `limit` (cheaper on the
+//! server, and what an index on the sort keys serves directly).
 //!
 //! "After this row" expands to `k1 ≻ v1 OR (k1 = v1 AND k2 ≻ v2) OR ...`,
 //! where `≻` means "comes after in this key's direction, NULL placement included".

@@ -6,7 +6,7 @@ use reposmith_core::{Cursor, Entity, Error, Filter, FindQuery, Result, Value};
 
 use crate::MongoRepository;
 use crate::codec::decode;
-use crate::executor::{InSession, aggregate_docs, find_docs};
+use crate::executor::{InSession, aggregate_docs, find_docs, find_sorted};
 use crate::keyset::{after, cursor_of, decode_cursor, null_flags, sort_keys, sort_spec};
 use crate::render::filter_doc;
 
@@ -21,9 +21,21 @@ pub(crate) async fn find_all<E: Entity>(
     .await
 }
 
-/// The aggregation pipeline of `query`: match (with the keyset position),
-/// null flags for nullable sort keys, sort, limit.
-fn pipeline<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Vec<Document>> {
+/// How a query is read: a plain `find` when no sort key is nullable (the
+/// server's sort already is the order), else an aggregation that computes
+/// the null flags first (see the `keyset` module).
+enum Read {
+    Find {
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+    },
+    Aggregate(Vec<Document>),
+}
+
+/// The read of `query`: match (with the keyset position), null flags for
+/// nullable sort keys, sort, limit.
+fn read<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Read> {
     let schema = E::SCHEMA;
     let keys = sort_keys(schema, &query.order)?;
     let mut matcher = filter_doc(schema, query.filter.node())?;
@@ -31,14 +43,21 @@ fn pipeline<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Vec<D
         let values = decode_cursor(schema, &keys, cursor)?;
         matcher = doc! { "$and": [matcher, after(schema, &keys, &values)?] };
     }
-    let mut stages = vec![doc! { "$match": matcher }];
-    stages.extend(null_flags(&keys));
+    let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let Some(flags) = null_flags(&keys) else {
+        let sort = sort_spec(&keys);
+        return Ok(Read::Find {
+            filter: matcher,
+            sort,
+            limit,
+        });
+    };
+    let mut stages = vec![doc! { "$match": matcher }, flags];
     stages.push(doc! { "$sort": sort_spec(&keys) });
     if let Some(limit) = limit {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         stages.push(doc! { "$limit": limit });
     }
-    Ok(stages)
+    Ok(Read::Aggregate(stages))
 }
 
 /// The documents of `query`, at most `limit`, as schema-ordered values.
@@ -51,12 +70,24 @@ pub(crate) async fn fetch<E: Entity>(
     if limit == Some(0) {
         return Ok(Vec::new());
     }
-    let stages = pipeline(&query, limit)?;
-    let docs = repo
-        .send("aggregate", async |s| {
-            aggregate_docs(&repo.collection, stages, s).await
-        })
-        .await?;
+    let docs = match read(&query, limit)? {
+        Read::Find {
+            filter,
+            sort,
+            limit,
+        } => {
+            repo.send("find", async |s| {
+                find_sorted(&repo.collection, filter, sort, limit, s).await
+            })
+            .await?
+        }
+        Read::Aggregate(stages) => {
+            repo.send("aggregate", async |s| {
+                aggregate_docs(&repo.collection, stages, s).await
+            })
+            .await?
+        }
+    };
     docs.iter().map(|d| decode(E::SCHEMA, d)).collect()
 }
 
