@@ -528,3 +528,114 @@ async fn a_held_lock_makes_the_migration_fail_fast() {
     assert_eq!(db.apply().await, vec![2]);
     db.cleanup().await;
 }
+
+/// A type change keeps the column's default across the cast, and a column
+/// turned NOT NULL with a default fills its NULLs first; down restores both.
+#[tokio::test]
+async fn type_and_nullability_changes_carry_defaults_and_existing_rows() {
+    let db = MigrateDb::new().await;
+    db.generate(
+        &Schemas::new().add::<Defaults>(),
+        "defaults",
+        Options::default(),
+    );
+    db.apply().await;
+    db.exec(
+        "INSERT INTO defaults (id, flag, maybe) VALUES \
+         ('0191b0a2-0000-7000-8000-000000000001', '7', NULL), \
+         ('0191b0a2-0000-7000-8000-000000000002', DEFAULT, 'x')",
+    )
+    .await;
+    let v2 = Schemas::new().add::<DefaultsV2>();
+    let files = db.generate(&v2, "typed", allow_destructive());
+    let up = read(&files[0]);
+    assert!(up.contains("DROP DEFAULT"), "{up}");
+    assert!(
+        up.contains("SET \"maybe\" = DEFAULT WHERE \"maybe\" IS NULL"),
+        "{up}"
+    );
+    db.apply().await;
+    let sum = db.scalar("SELECT sum(flag)::bigint FROM defaults").await;
+    assert_eq!(sum, 8, "'7' and the default '1' cast to integers");
+    let filled = db
+        .scalar("SELECT count(*) FROM defaults WHERE maybe = 'none'")
+        .await;
+    assert_eq!(filled, 1, "the NULL took the new default");
+    db.exec("INSERT INTO defaults (id) VALUES ('0191b0a2-0000-7000-8000-000000000003')")
+        .await;
+    assert!(db.drift(&v2).await.is_empty());
+    reposmith_migrate::revert(&db.dir, &db.db, Some(1))
+        .await
+        .unwrap();
+    assert!(db.drift(&Schemas::new().add::<Defaults>()).await.is_empty());
+    db.cleanup().await;
+}
+
+/// Dropping the last full-text source drops the generated column first (it
+/// depends on its sources), and the down file adds them back in order.
+#[tokio::test]
+async fn dropping_the_last_full_text_source_applies_and_reverts() {
+    let db = MigrateDb::new().await;
+    db.generate(
+        &Schemas::new().add::<TextDoc>(),
+        "texts",
+        Options::default(),
+    );
+    db.apply().await;
+    let gone = Schemas::new().add::<TextDocGone>();
+    db.generate(&gone, "no body", allow_destructive());
+    assert_eq!(db.apply().await, vec![2]);
+    assert!(db.drift(&gone).await.is_empty());
+    reposmith_migrate::revert(&db.dir, &db.db, Some(1))
+        .await
+        .unwrap();
+    assert!(db.drift(&Schemas::new().add::<TextDoc>()).await.is_empty());
+    db.cleanup().await;
+}
+
+/// An entity whose only vector is a `bit` still installs pgvector (its
+/// HNSW access method); a vector of other dimensions is refused, not cast.
+#[tokio::test]
+async fn bit_only_entities_install_pgvector_and_dimension_changes_are_refused() {
+    let db = MigrateDb::new().await;
+    let files = db.generate(
+        &Schemas::new().add::<Fingerprint>(),
+        "fingerprints",
+        Options::default(),
+    );
+    assert!(read(&files[0]).contains("CREATE EXTENSION IF NOT EXISTS vector"));
+    db.generate(
+        &Schemas::new().add::<Fingerprint>().add::<Item>(),
+        "items",
+        Options::default(),
+    );
+    let wider = Schemas::new()
+        .add::<Fingerprint>()
+        .add::<ItemWiderEmbedding>();
+    let refused = reposmith_migrate::generate(&wider, &db.dir, "wider", &allow_destructive());
+    match refused {
+        Err(Error::Unsupported(reason)) => assert!(reason.contains("no cast"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    db.cleanup().await;
+}
+
+/// Two migrations with one version (two branches each generated one) are
+/// refused before anything runs, naming both files.
+#[tokio::test]
+async fn duplicate_versions_are_refused_naming_both_files() {
+    let db = MigrateDb::new().await;
+    db.generate(&Schemas::new().add::<Item>(), "items", Options::default());
+    std::fs::create_dir_all(&db.dir).unwrap();
+    for name in ["0002_left.up.sql", "0002_right.up.sql"] {
+        std::fs::write(db.dir.join(name), "SELECT 1;\n").unwrap();
+    }
+    let err = reposmith_migrate::apply(&db.dir, &db.db).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("0002_left") && text.contains("0002_right"),
+        "{text}"
+    );
+    assert!(db.catalog().await.is_empty(), "nothing ran");
+    db.cleanup().await;
+}

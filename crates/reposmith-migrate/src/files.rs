@@ -74,7 +74,34 @@ pub fn load(dir: &Path) -> Result<Vec<MigrationFile>> {
         }
     }
     files.sort_by(|a, b| a.migration.cmp(&b.migration));
+    refuse_duplicate_versions(&files)?;
     Ok(files)
+}
+
+/// Two up (or two down) files with one version: typically two branches that
+/// each generated the next migration. The ledger keys on the version, so
+/// one of them would never run; renumber one and regenerate.
+fn refuse_duplicate_versions(files: &[MigrationFile]) -> Result<()> {
+    let mut seen: std::collections::HashMap<(i64, bool), &MigrationFile> =
+        std::collections::HashMap::new();
+    for file in files {
+        let key = (
+            file.migration.version,
+            file.migration.migration_type.is_down_migration(),
+        );
+        if let Some(first) = seen.insert(key, file) {
+            return Err(Error::BadFile {
+                path: file.path.clone(),
+                message: format!(
+                    "has the same version {} as {}: renumber one (two branches each \
+                     generated a migration) and regenerate its snapshot",
+                    file.migration.version,
+                    first.path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One migration file; `None` for files that are not migrations.

@@ -168,9 +168,14 @@ impl Table {
         self.indexes.iter().find(|i| i.name == name)
     }
 
-    /// True when a column has a pgvector type.
+    /// True when a column has a pgvector type or an index uses pgvector's
+    /// access methods (a `bit` column is built in, its HNSW index is not).
     pub fn uses_vector(&self) -> bool {
         self.columns.iter().any(Column::is_vector)
+            || self
+                .indexes
+                .iter()
+                .any(|i| matches!(i.method.as_str(), "hnsw" | "ivfflat"))
     }
 
     /// `CREATE TABLE IF NOT EXISTS` with every column, as

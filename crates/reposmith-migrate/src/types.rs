@@ -17,7 +17,9 @@ pub fn type_change(from: &str, to: &str) -> TypeChange {
     match (from.strip_suffix("[]"), to.strip_suffix("[]")) {
         (Some(a), Some(b)) => scalar_change(a, b),
         (None, None) => scalar_change(from, to),
-        (Some(_), None) if to == "text" || to == "jsonb" => TypeChange::Narrowing,
+        // Arrays print as text; there is no array → jsonb cast (to_jsonb is a
+        // function, not a cast), so that change is written by hand.
+        (Some(_), None) if to == "text" => TypeChange::Narrowing,
         _ => TypeChange::NoCast,
     }
 }
@@ -48,17 +50,20 @@ fn scalar_change(from: &str, to: &str) -> TypeChange {
         ("real", "double precision") => Widening,
         ("smallint" | "integer", "double precision") | ("smallint", "real") => Widening,
         (a, b) if is_numeric(a) && is_numeric(b) => Narrowing,
-        ("integer" | "bigint" | "smallint", "boolean") | ("boolean", "integer") => Narrowing,
+        // Postgres casts integer ↔ boolean only; smallint and bigint have no boolean cast.
+        ("integer", "boolean") | ("boolean", "integer") => Narrowing,
         ("date", "timestamptz") => Widening,
         ("timestamptz", "date") => Narrowing,
         ("jsonb", "json") | ("json", "jsonb") => Narrowing,
         (a, b) if is_vector(a) && is_vector(b) => {
             let half_to_full = a == "halfvec" && b == "vector";
-            if from_dims == to_dims && (a == b || half_to_full) {
-                Widening
-            } else {
-                // Other dimensions never cast; vector → halfvec loses precision.
-                Narrowing
+            match (from_dims == to_dims, a == b || half_to_full) {
+                (true, true) => Widening,
+                // vector → halfvec loses precision but casts.
+                (true, false) => Narrowing,
+                // A vector of other dimensions is another embedding: no cast
+                // can make one; add a column and re-embed.
+                (false, _) => NoCast,
             }
         }
         ("bit", "bit") => Narrowing,
@@ -96,7 +101,11 @@ mod tests {
         assert_eq!(type_change("text", "uuid"), TypeChange::Narrowing);
         assert_eq!(type_change("uuid", "bigint"), TypeChange::NoCast);
         assert_eq!(type_change("integer[]", "bigint[]"), TypeChange::Widening);
-        assert_eq!(type_change("vector(3)", "vector(4)"), TypeChange::Narrowing);
+        assert_eq!(type_change("vector(3)", "vector(4)"), TypeChange::NoCast);
+        assert_eq!(type_change("vector(3)", "halfvec(3)"), TypeChange::Narrowing);
+        assert_eq!(type_change("bigint", "boolean"), TypeChange::NoCast);
+        assert_eq!(type_change("integer", "boolean"), TypeChange::Narrowing);
+        assert_eq!(type_change("text[]", "jsonb"), TypeChange::NoCast);
         assert_eq!(type_change("halfvec(3)", "vector(3)"), TypeChange::Widening);
         assert_eq!(type_change("jsonb", "uuid"), TypeChange::NoCast);
     }

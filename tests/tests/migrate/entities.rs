@@ -212,3 +212,73 @@ pub(crate) struct ItemV3 {
     pub(crate) emb: Option<Vector>,
     pub(crate) extra: Option<bool>,
 }
+
+/// Columns with defaults, before their types and nullability change.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "defaults")]
+pub(crate) struct Defaults {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(default = "'1'")]
+    pub(crate) flag: String,
+    pub(crate) maybe: Option<String>,
+}
+
+/// `flag` text → integer keeping a default (Postgres cannot cast a default
+/// itself); `maybe` NOT NULL with a default that existing NULLs take.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "defaults")]
+pub(crate) struct DefaultsV2 {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(default = "1")]
+    pub(crate) flag: i32,
+    #[repo(default = "'none'")]
+    pub(crate) maybe: String,
+}
+
+/// A table whose only full-text source is about to go.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "texts")]
+pub(crate) struct TextDoc {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(full_text)]
+    pub(crate) body: String,
+}
+
+/// `texts` without its body: the generated column must be dropped first.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "texts")]
+pub(crate) struct TextDocGone {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+}
+
+/// Only a `bit` column: built into Postgres, but its HNSW index is pgvector's.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "fingerprints")]
+pub(crate) struct Fingerprint {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(vector(dims = 8, distance = "hamming"))]
+    pub(crate) bits: Bit,
+}
+
+/// `items` whose vector gets other dimensions: another embedding, no cast.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "items")]
+pub(crate) struct ItemWiderEmbedding {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(index)]
+    pub(crate) title: String,
+    pub(crate) price: i32,
+    pub(crate) note: Option<String>,
+    pub(crate) status: Mood,
+    #[repo(index)]
+    pub(crate) sku: String,
+    #[repo(vector(dims = 4, index = "hnsw"))]
+    pub(crate) emb: Option<Vector>,
+    pub(crate) legacy: Option<String>,
+}

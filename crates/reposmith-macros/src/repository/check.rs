@@ -78,7 +78,9 @@ fn no_generics(input: &RepoInput, errors: &mut Accumulator) {
 fn valid_name(name: &SpannedValue<String>, what: &str, example: &str, errors: &mut Accumulator) {
     let problem = match name.as_str() {
         "" => Some("is empty".to_owned()),
-        n if n.contains('\0') => Some("contains a NUL character".to_owned()),
+        n if n.chars().any(char::is_control) => {
+            Some("contains a control character (NUL, newline, ...)".to_owned())
+        }
         n if n.len() > MAX_IDENTIFIER => Some(format!(
             "is {} bytes long; Postgres identifiers hold at most {MAX_IDENTIFIER}",
             n.len()

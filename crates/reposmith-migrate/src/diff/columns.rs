@@ -39,6 +39,9 @@ pub(super) fn column_changes(before: &Table, after: &Table) -> Result<ColumnChan
         };
         matched.insert(previous.name.clone());
         if previous.name != column.name {
+            if column.enum_values.is_some() {
+                guessable_check(after, &previous.name)?;
+            }
             steps.push(rename_column(after, previous, column));
             renames.push((previous.name.clone(), column.name.clone()));
         }
@@ -51,7 +54,15 @@ pub(super) fn column_changes(before: &Table, after: &Table) -> Result<ColumnChan
         }
         steps.extend(alter_column(after, previous, column)?);
     }
-    for column in &before.columns {
+    // Generated columns go first: a stored generated column depends on its
+    // sources, which cannot be dropped before it (the down file adds them
+    // back in the reverse order, sources first).
+    let generated_first = before
+        .columns
+        .iter()
+        .filter(|c| c.generated.is_some())
+        .chain(before.columns.iter().filter(|c| c.generated.is_none()));
+    for column in generated_first {
         if !matched.contains(&column.name) {
             drops.push(drop_column(before, column));
         }
@@ -227,6 +238,21 @@ fn check_name(table: &Table, column: &str) -> String {
     format!("{}_{column}_check", table.name)
 }
 
+/// Postgres names an inline CHECK `<table>_<column>_check` only when that fits
+/// in 63 bytes; a longer one is truncated by rules this tool does not guess,
+/// so changing such a constraint is refused rather than silently missed.
+fn guessable_check(table: &Table, column: &str) -> Result<()> {
+    let name = check_name(table, column);
+    if name.len() <= 63 {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "{}.{column}: its CHECK constraint's name `{name}` is longer than 63 bytes and was \
+         truncated by Postgres; look the name up in pg_constraint and write this migration by hand",
+        table.display_name()
+    )))
+}
+
 /// Type, enum values, nullability and default of a column present before and after.
 fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<Step>> {
     if before.identity != after.identity || before.primary_key != after.primary_key {
@@ -238,11 +264,26 @@ fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<St
     }
     let col = quote_ident(&after.name);
     let mut steps = Vec::new();
-    if before.sql_type != after.sql_type {
+    let retyped = before.sql_type != after.sql_type;
+    if retyped {
+        // Carries the defaults across: Postgres cannot cast a default itself.
         steps.push(retype(table, before, after)?);
     }
     if before.enum_values != after.enum_values {
+        guessable_check(table, &after.name)?;
         steps.push(recheck(table, before, after));
+    }
+    // The default first, so rows with NULL can take it before NOT NULL.
+    if before.default != after.default && !retyped {
+        let set = |default: &Option<String>| match default {
+            Some(sql) => alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {sql}")),
+            None => alter(table, &format!("ALTER COLUMN {col} DROP DEFAULT")),
+        };
+        steps.push(Step {
+            up: vec![set(&after.default)],
+            down: vec![set(&before.default)],
+            ..Step::default()
+        });
     }
     if before.nullable != after.nullable {
         let set = |nullable: bool| {
@@ -253,21 +294,24 @@ fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<St
             };
             alter(table, &format!("ALTER COLUMN {col} {what}"))
         };
-        steps.push(Step {
-            up: vec![set(after.nullable)],
-            down: vec![set(before.nullable)],
-            note: (!after.nullable).then(|| "fails if the column holds NULLs".to_owned()),
-            ..Step::default()
-        });
-    }
-    if before.default != after.default {
-        let set = |default: &Option<String>| match default {
-            Some(sql) => alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {sql}")),
-            None => alter(table, &format!("ALTER COLUMN {col} DROP DEFAULT")),
+        let mut up = Vec::new();
+        if !after.nullable && after.default.is_some() {
+            // Existing NULLs take the new default instead of failing SET NOT NULL.
+            up.push(format!(
+                "UPDATE {} SET {col} = DEFAULT WHERE {col} IS NULL",
+                table.qualified()
+            ));
+        }
+        up.push(set(after.nullable));
+        let note = match (after.nullable, after.default.is_some()) {
+            (false, false) => Some("fails if the column holds NULLs".to_owned()),
+            (false, true) => Some("NULLs are set to the new default first".to_owned()),
+            (true, _) => None,
         };
         steps.push(Step {
-            up: vec![set(&after.default)],
-            down: vec![set(&before.default)],
+            up,
+            down: vec![set(before.nullable)],
+            note,
             ..Step::default()
         });
     }
@@ -287,15 +331,29 @@ fn retype(table: &Table, before: &Column, after: &Column) -> Result<Step> {
     }
     let back = type_change(&after.sql_type, &before.sql_type);
     let col = quote_ident(&after.name);
-    let to = |ty: &str| {
-        alter(
+    // DROP DEFAULT, TYPE .. USING, SET DEFAULT: a default is not cast along
+    // with the column ("default cannot be cast automatically").
+    let to = |from: &Column, into: &Column| {
+        let mut sql = Vec::new();
+        if from.default.is_some() {
+            sql.push(alter(table, &format!("ALTER COLUMN {col} DROP DEFAULT")));
+        }
+        let ty = &into.sql_type;
+        sql.push(alter(
             table,
             &format!("ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}"),
-        )
+        ));
+        if let Some(default) = &into.default {
+            sql.push(alter(
+                table,
+                &format!("ALTER COLUMN {col} SET DEFAULT {default}"),
+            ));
+        }
+        sql
     };
     Ok(Step {
-        up: vec![to(&after.sql_type)],
-        down: vec![to(&before.sql_type)],
+        up: to(before, after),
+        down: to(after, before),
         destructive: (change == TypeChange::Narrowing).then(|| {
             format!(
                 "narrows {}.{} from {} to {} (values may be lost or the cast may fail)",

@@ -20,12 +20,30 @@ use crate::files::normalise;
 /// How long a lock is valid without its owner finishing.
 const LEASE: Duration = Duration::from_secs(600);
 
-/// Server error codes that mean "already done" for a create or drop.
-const ALREADY: [i32; 3] = [
-    48, // NamespaceExists: create
-    26, // NamespaceNotFound: drop, dropIndexes
-    27, // IndexNotFound: dropIndexes
-];
+/// Whether error `code` from command `name` means it was already done: only
+/// for the command it belongs to (a `collMod` on a missing collection is a
+/// real failure, not "already done").
+fn already_done(name: &str, code: i32) -> bool {
+    matches!(
+        (name, code),
+        ("drop", 26) // NamespaceNotFound
+            | ("dropIndexes", 26 | 27) // NamespaceNotFound, IndexNotFound
+    )
+}
+
+/// `create` on a collection that exists (NamespaceExists, 48): the collection
+/// may come from `create_collections` or a first insert, so the create's
+/// validator is applied with `collMod` instead of being lost.
+fn validator_of(create: &Document) -> Option<Document> {
+    let collection = create.get_str("create").ok()?;
+    let mut collmod = doc! { "collMod": collection };
+    for key in ["validator", "validationLevel", "validationAction"] {
+        if let Some(value) = create.get(key) {
+            collmod.insert(key, value.clone());
+        }
+    }
+    (collmod.len() > 1).then_some(collmod)
+}
 
 /// Codes of servers without search index commands (not Atlas, no mongot).
 const NO_SEARCH: [i32; 4] = [59, 115, 31082, 6047401];
@@ -201,7 +219,7 @@ async fn run_commands(
     for command in commands {
         let document = to_document(command);
         let name = document.keys().next().cloned().unwrap_or_default();
-        let Err(e) = db.run_command(document).await else {
+        let Err(e) = db.run_command(document.clone()).await else {
             continue;
         };
         let code = match &*e.kind {
@@ -210,7 +228,18 @@ async fn run_commands(
         };
         let search = name.ends_with("SearchIndexes") || name.ends_with("SearchIndex");
         match code {
-            Some(code) if ALREADY.contains(&code) => {}
+            Some(code) if already_done(&name, code) => {}
+            Some(48) if name == "create" => {
+                if let Some(collmod) = validator_of(&document) {
+                    db.run_command(collmod)
+                        .await
+                        .map_err(|source| Error::MongoCommand {
+                            version: file.version,
+                            path: file.path.clone(),
+                            source,
+                        })?;
+                }
+            }
             Some(code) if search && NO_SEARCH.contains(&code) => {
                 skipped.push(format!(
                     "{}: {name} (the server has no search indexes)",
