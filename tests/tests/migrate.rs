@@ -388,7 +388,8 @@ async fn check_reports_live_drift_in_readable_lines() {
          DROP INDEX items_sku_idx; \
          DROP INDEX items_emb_idx; \
          CREATE INDEX items_emb_idx ON items USING hnsw (emb vector_l2_ops) WITH (m = 8); \
-         ALTER TABLE items DROP CONSTRAINT items_status_check",
+         ALTER TABLE items DROP CONSTRAINT items_status_check; \
+         ALTER TABLE items DROP CONSTRAINT items_pkey",
     )
     .await;
     let drift = db.drift(&schemas).await;
@@ -401,6 +402,7 @@ async fn check_reports_live_drift_in_readable_lines() {
         "table items: index items_emb_idx is hnsw (emb vector_l2_ops) WITH (m=8), \
          the entity wants hnsw (emb vector_cosine_ops) WITH (ef_construction=64, m=16)",
         "table items: missing constraint CHECK ((status = ANY (ARRAY['calm'::text, 'busy'::text])))",
+        "table items: missing constraint PRIMARY KEY (id)",
     ];
     for line in expected {
         assert!(
@@ -637,5 +639,28 @@ async fn duplicate_versions_are_refused_naming_both_files() {
         "{text}"
     );
     assert!(db.catalog().await.is_empty(), "nothing ran");
+    db.cleanup().await;
+}
+
+/// A migration arriving below an applied version (a branch merged late) is
+/// refused, naming it; nothing runs.
+#[tokio::test]
+async fn a_late_lower_version_is_refused() {
+    let db = MigrateDb::new().await;
+    db.generate(&Schemas::new().add::<Item>(), "items", Options::default());
+    std::fs::write(db.dir.join("0003_later.up.sql"), "SELECT 1;\n").unwrap();
+    assert_eq!(db.apply().await, vec![1, 3]);
+    std::fs::write(
+        db.dir.join("0002_late.up.sql"),
+        "CREATE TABLE late (x int);\n",
+    )
+    .unwrap();
+    let err = reposmith_migrate::apply(&db.dir, &db.db).await.unwrap_err();
+    assert!(err.to_string().contains("0002_late"), "{err}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'late'")
+            .await,
+        0
+    );
     db.cleanup().await;
 }

@@ -138,6 +138,7 @@ pub async fn apply(dir: &std::path::Path, db: &Connection) -> Result<Vec<i64>> {
     let files = files::load(dir)?;
     let mut conn = db.locked().await?;
     let applied = prepare(&mut conn, &files).await?;
+    refuse_out_of_order(&files, &applied)?;
     let mut done = Vec::new();
     for file in files
         .iter()
@@ -151,6 +152,30 @@ pub async fn apply(dir: &std::path::Path, db: &Connection) -> Result<Vec<i64>> {
     }
     conn.close().await?;
     Ok(done)
+}
+
+/// Generated migrations are diffs against the previous snapshot: one that
+/// arrives below an already applied version (a branch merged late) was
+/// generated against another history, so it is refused, naming it.
+fn refuse_out_of_order<V>(files: &[MigrationFile], applied: &HashMap<i64, V>) -> Result<()> {
+    let Some(highest) = applied.keys().max().copied() else {
+        return Ok(());
+    };
+    let late = files.iter().find(|f| {
+        f.migration.migration_type.is_up_migration()
+            && f.migration.version < highest
+            && !applied.contains_key(&f.migration.version)
+    });
+    match late {
+        Some(file) => Err(Error::BadFile {
+            path: file.path.clone(),
+            message: format!(
+                "is pending but version {highest} is already applied: it was generated \
+                 against another history; renumber it above {highest} and regenerate"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Applies one migration. A no-transaction migration (a `CREATE INDEX

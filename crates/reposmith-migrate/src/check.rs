@@ -18,6 +18,10 @@ use crate::apply::Connection;
 use crate::error::Result;
 use crate::model::{Index, Snapshot, Table};
 
+// CHECK and PRIMARY KEY constraints are compared by definition
+// (`CHECK (...)`, `PRIMARY KEY (id)`): a dropped primary key leaves the column
+// NOT NULL, so only the constraint itself shows it.
+
 /// One column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LiveColumn {
@@ -50,7 +54,7 @@ FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 const CHECKS: &str = "\
-SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype = 'c'";
+SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype IN ('c', 'p')";
 
 const INDEXES: &str = "\
 SELECT i.relname::text AS name, ix.indisunique AS unique, ix.indisvalid AS valid, \

@@ -162,9 +162,19 @@ impl Planner {
             if renamed || index_kept(index, after, &change.rebuilt) {
                 continue;
             }
+            // Dropping a unique index loses no data, but the rows written
+            // meanwhile may hold duplicates that make the down file fail.
+            let down_destructive = index.unique.then(|| {
+                format!(
+                    "recreates unique index {} on {}: fails if duplicates were written meanwhile",
+                    index.name,
+                    before.display_name()
+                )
+            });
             self.main.push(Step {
                 up: vec![drop_index(before, index, false)],
                 down: vec![index.sql.clone()],
+                down_destructive,
                 ..Step::default()
             });
         }

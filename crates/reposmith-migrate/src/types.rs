@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(type_change("uuid", "bigint"), TypeChange::NoCast);
         assert_eq!(type_change("integer[]", "bigint[]"), TypeChange::Widening);
         assert_eq!(type_change("vector(3)", "vector(4)"), TypeChange::NoCast);
-        assert_eq!(type_change("vector(3)", "halfvec(3)"), TypeChange::Narrowing);
+        assert_eq!(
+            type_change("vector(3)", "halfvec(3)"),
+            TypeChange::Narrowing
+        );
         assert_eq!(type_change("bigint", "boolean"), TypeChange::NoCast);
         assert_eq!(type_change("integer", "boolean"), TypeChange::Narrowing);
         assert_eq!(type_change("text[]", "jsonb"), TypeChange::NoCast);
