@@ -13,7 +13,14 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode, Error> {
     let mut example = test::cargo(
         root,
         &vars,
-        &["run", "--quiet", "-p", "reposmith-example-quickstart"],
+        &[
+            "run",
+            "--quiet",
+            "-p",
+            "reposmith-example-quickstart",
+            "--bin",
+            "quickstart",
+        ],
     );
     println!("\n==> {}", cmd::describe(&example));
     let status = cmd::run_inherit(&mut example, test::step_timeout())?;

@@ -1,12 +1,14 @@
 //! The connected PostgreSQL backend: the connection pool repositories use,
 //! built from [`PgConfig`], and a lazily connected sqlx `PgPool` for raw SQL.
 
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use reposmith_core::{Backend, ConnectionUrl, EntitySchema, Error, Result};
-use std::sync::Arc;
+use reposmith_core::{Backend, ConnectionUrl, Embedder, Entity, EntitySchema, Error, Result};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -31,6 +33,8 @@ pub struct PgBackend {
     statement_timeout: Option<Duration>,
     /// The `hnsw.ef_search` sessions start with.
     ef_search: u32,
+    /// Embedders by entity type, given to every repository of that entity.
+    embedders: Arc<RwLock<HashMap<TypeId, Arc<dyn Embedder>>>>,
 }
 
 impl PgBackend {
@@ -71,6 +75,7 @@ impl PgBackend {
             acquire_timeout: config.acquire_timeout,
             statement_timeout: config.statement_timeout,
             ef_search: config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+            embedders: Arc::default(),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -104,6 +109,19 @@ impl PgBackend {
                 self.error_context().map(err, Phase::Connect)
             })
         })
+    }
+
+    /// Gives every repository of `E` from now on, on the pool and in units of
+    /// work, this embedder (see [`PgRepository::with_embedder`](crate::PgRepository::with_embedder)).
+    pub fn set_embedder<E: Entity>(&self, embedder: Arc<dyn Embedder>) {
+        let mut embedders = self.embedders.write().unwrap_or_else(|e| e.into_inner());
+        embedders.insert(TypeId::of::<E>(), embedder);
+    }
+
+    /// The embedder registered for entity type `entity`, if any.
+    pub(crate) fn embedder_for(&self, entity: TypeId) -> Option<Arc<dyn Embedder>> {
+        let embedders = self.embedders.read().unwrap_or_else(|e| e.into_inner());
+        embedders.get(&entity).cloned()
     }
 
     /// The `hnsw.ef_search` this backend's sessions start with.

@@ -67,10 +67,10 @@ async fn prepare(store: &Store) -> Result<(PgRepository<Document>, PgRepository<
     let pg = store.postgres()?;
     pg.create_tables::<Document>().await?;
     pg.create_tables::<Chunk>().await?;
-    let docs = store.repo::<Document>()?;
-    let chunks = store
-        .repo::<Chunk>()?
-        .with_embedder(Arc::new(HashingEmbedder));
+    // Every repository of Chunk, on the pool or in a unit of work, embeds
+    // missing vectors with the application's model.
+    pg.set_embedder::<Chunk>(Arc::new(HashingEmbedder));
+    let (docs, chunks) = (store.repo::<Document>()?, store.repo::<Chunk>()?);
     let old = chunks.delete_where(Filter::all()).await? + docs.delete_where(Filter::all()).await?;
     println!("1. tables qs_documents and qs_chunks ready ({old} rows from an earlier run removed)");
     Ok((docs, chunks))
@@ -198,8 +198,7 @@ async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Docum
         .enumerate()
         .map(|(i, body)| Chunk::new(doc.id, i as i32, body))
         .collect();
-    let in_unit = uow.repo::<Chunk>().with_embedder(Arc::new(HashingEmbedder));
-    in_unit.insert_many(&rows).await?;
+    uow.repo::<Chunk>().insert_many(&rows).await?;
     doc.status = Status::Indexed;
     uow.repo::<Document>().update(&doc).await?;
     uow.commit().await?;

@@ -171,3 +171,27 @@ async fn a_failing_or_misshapen_embedder_writes_nothing() {
     );
     db.cleanup().await;
 }
+
+/// An embedder set on the backend reaches every repository of the entity,
+/// the ones of a unit of work included.
+#[tokio::test]
+async fn a_backend_embedder_reaches_units_of_work() {
+    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    db.create::<Note>().await;
+    db.pg.set_embedder::<Note>(Arc::new(Letters {
+        dims: 26,
+        ..Letters::default()
+    }));
+    let unit = db.pg.begin().await.unwrap();
+    let stored = unit.repo::<Note>().insert(&note("abc")).await.unwrap();
+    unit.commit().await.unwrap();
+    assert!(stored.embedding.is_some(), "embedded inside the unit");
+    let hits = db
+        .pg
+        .repo::<Note>()
+        .search_embedding_by_text("abc", 1)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].entity.id, stored.id);
+    db.cleanup().await;
+}
