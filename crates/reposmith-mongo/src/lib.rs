@@ -13,6 +13,13 @@
 //! [`COUNTERS`]'s module; all-or-nothing bulk inserts, in `bulk`; the
 //! document size limit, in `size`.
 //!
+//! [`MongoRepository`] implements [`VectorSearch`](reposmith_core::VectorSearch)
+//! (the derive's `search_<field>` methods): `$vectorSearch` where the server
+//! has search, else an exact search computed server-side in an aggregation;
+//! see the `search` module for the plans and the `vector_codec` module for
+//! how vectors are stored. A `#[repo(ttl = "..")]` column gets a TTL index
+//! (see [`MongoBackend::ensure_indexes`]).
+//!
 //! [`MongoBackend::begin`] starts a [`MongoUnitOfWork`], a transaction on a
 //! client session whose repositories run every command in it;
 //! [`MongoBackend::transaction`] runs one again after a transient abort.
