@@ -567,3 +567,37 @@ async fn ttl_index_is_created_with_the_schema_lifetime() {
     );
     db.cleanup().await;
 }
+
+/// A search inside a unit of work runs in its transaction: it sees the
+/// unit's uncommitted insert, which a search outside does not; after a
+/// rollback the row is gone for both.
+#[tokio::test]
+async fn search_in_a_unit_of_work_sees_its_uncommitted_writes() {
+    let db = SearchDb::new().await;
+    db.create::<Article>().await;
+    let outside = db.mongo.repo::<Article>();
+    let near = || Vector::from(vec![0.0, 1.0, 0.0]);
+    let article = |id, embedding: Vec<f32>| Article {
+        id,
+        body: format!("article {id}"),
+        embedding: Vector::from(embedding),
+    };
+    outside
+        .insert(&article(0, vec![1.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    let unit = db.mongo.begin().await.unwrap();
+    let inside = unit.repo::<Article>();
+    let added = inside
+        .insert(&article(0, vec![0.0, 1.0, 0.0]))
+        .await
+        .unwrap();
+    let hits = inside.search_embedding(near(), 1).await.unwrap();
+    assert_eq!(hits[0].entity.id, added.id);
+    assert!(close(hits[0].distance.unwrap(), 0.0));
+    let hits = outside.search_embedding(near(), 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "the unit's insert is not visible outside it");
+    unit.rollback().await.unwrap();
+    assert_eq!(outside.search_embedding(near(), 5).await.unwrap().len(), 1);
+    db.cleanup().await;
+}
