@@ -14,6 +14,22 @@
 //! (default 100000), `--seed-rows N` (default 5000), `--quick` (2 rounds, 100
 //! ops, 5000 bulk rows, 1000 seed rows). Needs MONGODB_URL (`cargo xtask
 //! bench mongo` provides it).
+//!
+//! Measured 2026-11-24 on the shared 2-core machine against SecantusDB
+//! 0.7.0b3 (reports 8.2.11), defaults (5 rounds of 500 ops, 100k bulk):
+//!
+//! | workload | raw driver | reposmith | ratio, median [min..max] |
+//! |---|---|---|---|
+//! | insert_one | 741 ops/s | 743 ops/s | 1.04 [0.82..1.12] |
+//! | get by id | 2,647 ops/s | 2,465 ops/s | 0.95 [0.88..0.96] |
+//! | find by indexed field (~10 docs) | 767 ops/s | 688 ops/s | 0.91 [0.85..0.95] |
+//! | insert_many of 100k | 5,638 docs/s | 5,103 docs/s | 0.85 [0.83..1.03] |
+//!
+//! The server (one Python process) dominates every latency; ratios move by
+//! ±0.1 between runs with the other builders' load (a 3-round run gave 0.94,
+//! 1.06, 1.00 and 0.88). `insert_many` sends 1,000 documents per command
+//! where the raw driver sends one message; 10,000 per command measured the
+//! same within noise (0.88).
 
 use std::time::Instant;
 
