@@ -255,3 +255,100 @@ fn scored<E: Entity>(doc: &Document) -> Result<Scored<E>> {
     })?;
     Ok(Scored::new(entity, Some(distance), None, distance))
 }
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::value::pgvector;
+    use reposmith_core::{Column, ColumnDef, Filter, IdStrategy};
+
+    use super::*;
+
+    /// A hand-written entity: the plans and pipelines read only its schema.
+    struct Thing;
+
+    const HNSW: VectorIndex = VectorIndex::Hnsw {
+        m: 16,
+        ef_construction: 64,
+    };
+    const COLUMNS: &[ColumnDef] = &[
+        ColumnDef::new("id", "id", ColumnType::BigInt, false),
+        ColumnDef::new("lang", "lang", ColumnType::Text, false),
+        ColumnDef::new("e", "e", ColumnType::Vector(VectorKind::Dense), false).with_vector(
+            VectorSpec::new(VectorKind::Dense, 2, Distance::Cosine, HNSW),
+        ),
+        ColumnDef::new("m", "m", ColumnType::Vector(VectorKind::Dense), false)
+            .with_vector(VectorSpec::new(VectorKind::Dense, 2, Distance::L1, HNSW)),
+    ];
+    const SCHEMA: EntitySchema =
+        EntitySchema::new("Thing", "things", COLUMNS, 0, IdStrategy::Assigned, &[]);
+    const LANG: Column<Thing, String> = Column::at(1);
+
+    impl Entity for Thing {
+        type Id = i64;
+        const SCHEMA: &'static EntitySchema = &SCHEMA;
+        fn id(&self) -> &i64 {
+            &0
+        }
+        fn to_values(&self) -> Result<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        fn from_values(_: Vec<Value>) -> Result<Self> {
+            Ok(Thing)
+        }
+    }
+
+    fn query(column: usize) -> SearchQuery<Thing> {
+        let vector = Value::Vector(pgvector::Vector::from(vec![1.0, 0.0]));
+        SearchQuery::new(SearchKind::Vector { column, vector }, 5)
+    }
+
+    #[test]
+    fn vector_search_only_where_the_server_and_the_search_allow_it() {
+        assert_eq!(plan(true, &query(2), 2).unwrap(), Plan::Indexed);
+        assert_eq!(plan(false, &query(2), 2).unwrap(), Plan::Exact);
+        assert_eq!(
+            plan(true, &query(3), 3).unwrap(),
+            Plan::Exact,
+            "no l1 in Atlas"
+        );
+        let mut paged = query(2);
+        paged.after = Some(Cursor::encode(&[Value::F64(0.5), Value::I64(3)]));
+        assert_eq!(plan(true, &paged, 2).unwrap(), Plan::Exact);
+        let mut filtered = query(2);
+        filtered.filter = LANG.eq("en");
+        assert_eq!(plan(true, &filtered, 2).unwrap(), Plan::Indexed);
+        filtered.filter = LANG.starts_with("e");
+        assert_eq!(plan(true, &filtered, 2).unwrap(), Plan::Exact, "$regex");
+    }
+
+    #[test]
+    fn the_vector_search_stage_pre_filters_and_is_re_scored_exactly() {
+        let mut q = query(2);
+        q.filter = Filter::all().and(LANG.eq("en"));
+        let vector = Value::Vector(pgvector::Vector::from(vec![1.0, 0.0]));
+        let stages = pipeline(&q, 2, &vector, None, Plan::Indexed).unwrap();
+        let search = stages[0].get_document("$vectorSearch").unwrap();
+        assert_eq!(search.get_str("index").unwrap(), "things_e_vector");
+        assert_eq!(search.get_str("path").unwrap(), "e");
+        assert_eq!(search.get_i64("numCandidates").unwrap(), 100);
+        assert_eq!(search.get_i64("limit").unwrap(), 5);
+        assert!(search.get_document("filter").is_ok());
+        assert!(
+            stages[1]
+                .get_document("$addFields")
+                .unwrap()
+                .contains_key(DISTANCE)
+        );
+        assert_eq!(
+            stages.last().unwrap(),
+            &doc! { "$limit": 5_i64 },
+            "k hits after the exact sort"
+        );
+        let exact = pipeline(&q, 2, &vector, None, Plan::Exact).unwrap();
+        let first = exact[0].get_document("$match").unwrap();
+        assert!(
+            first.get_array("$and").is_ok(),
+            "filter and a stored vector"
+        );
+    }
+}
