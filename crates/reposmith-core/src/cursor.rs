@@ -82,6 +82,7 @@ fn to_json(value: &Value) -> Json {
         Value::F64(n) => float_to_json(*n),
         Value::Text(s) => Json::from(s.as_str()),
         Value::Uuid(u) => Json::from(u.to_string()),
+        Value::ObjectId(o) => Json::from(o.to_hex()),
         Value::TimestampTz(t) => Json::from(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
         Value::Date(d) => Json::from(d.to_string()),
         Value::Json(j) => j.clone(),
@@ -127,6 +128,7 @@ fn from_json(item: Json, ty: &ColumnType) -> Option<Value> {
         ColumnType::Real => Value::F32(float_from_json(&item)? as f32),
         ColumnType::Double => Value::F64(float_from_json(&item)?),
         ColumnType::Uuid => Value::Uuid(item.as_str()?.parse().ok()?),
+        ColumnType::ObjectId => Value::ObjectId(item.as_str()?.parse().ok()?),
         ColumnType::TimestampTz => Value::TimestampTz(
             DateTime::parse_from_rfc3339(item.as_str()?)
                 .ok()?

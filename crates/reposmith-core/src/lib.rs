@@ -14,6 +14,7 @@ pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod finite;
+pub mod object_id;
 pub mod repository;
 pub mod schema;
 pub mod search;
@@ -29,6 +30,7 @@ pub use embed::{EmbedError, Embedder};
 pub use entity::Entity;
 pub use error::{Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
+pub use object_id::ObjectId;
 pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use schema::{
     ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,

@@ -18,6 +18,11 @@ pub fn stamp_new(schema: &EntitySchema, values: &mut [Value], now: DateTime<Utc>
     {
         values[schema.id] = Value::Uuid(Uuid::now_v7());
     }
+    if schema.id_strategy == IdStrategy::ClientObjectId
+        && matches!(values[schema.id], Value::ObjectId(o) if o.is_zero())
+    {
+        values[schema.id] = Value::ObjectId(crate::ObjectId::new());
+    }
     for (column, value) in schema.columns.iter().zip(values.iter_mut()) {
         match column.role {
             ColumnRole::Version => *value = one_like(value),
@@ -51,6 +56,7 @@ pub fn id_text(value: &Value) -> String {
     match value {
         Value::Text(s) => s.clone(),
         Value::Uuid(u) => u.to_string(),
+        Value::ObjectId(o) => o.to_hex(),
         Value::I64(n) => n.to_string(),
         Value::I32(n) => n.to_string(),
         other => format!("{other:?}"),

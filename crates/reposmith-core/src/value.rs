@@ -35,6 +35,8 @@ pub enum Value {
     Text(String),
     /// UUID.
     Uuid(Uuid),
+    /// MongoDB ObjectId.
+    ObjectId(crate::ObjectId),
     /// Instant in UTC.
     TimestampTz(DateTime<Utc>),
     /// Calendar date.
@@ -66,6 +68,7 @@ impl Value {
             Value::F64(_) => "f64",
             Value::Text(_) => "text",
             Value::Uuid(_) => "uuid",
+            Value::ObjectId(_) => "objectid",
             Value::TimestampTz(_) => "timestamptz",
             Value::Date(_) => "date",
             Value::Json(_) => "json",
@@ -101,7 +104,7 @@ impl DecodeError {
 /// A Rust type that can be stored in a column.
 ///
 /// Implemented for `String`, `bool`, `i16`, `i32`, `i64`, `f32`, `f64`,
-/// `Uuid`, `DateTime<Utc>`, `NaiveDate`, `serde_json::Value`, the pgvector
+/// `Uuid`, [`ObjectId`](crate::ObjectId), `DateTime<Utc>`, `NaiveDate`, `serde_json::Value`, the pgvector
 /// types `Vector`, `HalfVector`, `SparseVector` and `Bit` (with
 /// `#[repo(vector(..))]`), `Option<T>` (nullable) and `Vec<T>` (array), and by `#[derive(DbEnum)]` for fieldless
 /// enums. Any other `Serialize + DeserializeOwned` type is stored as JSON
@@ -109,7 +112,7 @@ impl DecodeError {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a reposmith column",
     label = "unsupported field type",
-    note = "supported: String, bool, i16, i32, i64, f32, f64, Uuid, DateTime<Utc>, NaiveDate, \
+    note = "supported: String, bool, i16, i32, i64, f32, f64, Uuid, ObjectId, DateTime<Utc>, NaiveDate, \
             serde_json::Value, pgvector Vector/HalfVector/SparseVector/Bit, Option<T>, Vec<T>, and enums with #[derive(DbEnum)]",
     note = "to store any Serialize + DeserializeOwned type as JSON, mark the field #[repo(json)]"
 )]
@@ -155,6 +158,7 @@ scalar_field!(i64, ColumnType::BigInt, I64, "i64");
 scalar_field!(f32, ColumnType::Real, F32, "f32");
 scalar_field!(f64, ColumnType::Double, F64, "f64");
 scalar_field!(Uuid, ColumnType::Uuid, Uuid, "uuid");
+scalar_field!(crate::ObjectId, ColumnType::ObjectId, ObjectId, "objectid");
 scalar_field!(
     DateTime<Utc>,
     ColumnType::TimestampTz,

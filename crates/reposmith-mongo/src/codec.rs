@@ -55,6 +55,7 @@ pub(crate) fn to_bson(entity: &'static str, field: &str, value: &Value) -> Resul
         Value::F64(n) => Bson::Double(*n),
         Value::Text(s) => Bson::String(s.clone()),
         Value::Uuid(u) => uuid_bson(u),
+        Value::ObjectId(o) => Bson::ObjectId(mongodb::bson::oid::ObjectId::from_bytes(o.bytes())),
         Value::TimestampTz(t) => {
             Bson::DateTime(mongodb::bson::DateTime::from_millis(t.timestamp_millis()))
         }
@@ -197,6 +198,12 @@ fn from_bson(column: &ColumnDef, ty: &ColumnType, bson: &Bson) -> Result<Value, 
             .ok_or(wrong("f32", bson)),
         ColumnType::Double => number(bson).map(Value::F64).ok_or(wrong("f64", bson)),
         ColumnType::Uuid => uuid(bson).map(Value::Uuid).ok_or(wrong("uuid", bson)),
+        ColumnType::ObjectId => match bson {
+            Bson::ObjectId(oid) => Ok(Value::ObjectId(reposmith_core::ObjectId::from_bytes(
+                oid.bytes(),
+            ))),
+            other => Err(wrong("objectId", other)),
+        },
         ColumnType::TimestampTz => date(bson)
             .map(Value::TimestampTz)
             .ok_or(wrong("date", bson)),

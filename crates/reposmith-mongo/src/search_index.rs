@@ -51,6 +51,7 @@ fn is_filter_type(ty: &ColumnType) -> bool {
             | ColumnType::Real
             | ColumnType::Double
             | ColumnType::Uuid
+            | ColumnType::ObjectId
             | ColumnType::TimestampTz
             | ColumnType::Date
             | ColumnType::Enum(_)

@@ -30,6 +30,8 @@ pub(crate) fn to_sea(value: Value, ty: &ColumnType) -> SqValue {
         Value::F64(n) => SqValue::Double(Some(n)),
         Value::Text(s) => SqValue::String(Some(s)),
         Value::Uuid(u) => SqValue::Uuid(Some(u)),
+        // Stored as its hex text, which sorts like the bytes.
+        Value::ObjectId(o) => SqValue::String(Some(o.to_hex())),
         Value::TimestampTz(t) => SqValue::ChronoDateTimeUtc(Some(t)),
         Value::Date(d) => SqValue::ChronoDate(Some(d)),
         Value::Json(j) => SqValue::Json(Some(Box::new(j))),
@@ -71,6 +73,7 @@ fn null_of(ty: &ColumnType) -> SqValue {
         ColumnType::Real => SqValue::Float(None),
         ColumnType::Double => SqValue::Double(None),
         ColumnType::Uuid => SqValue::Uuid(None),
+        ColumnType::ObjectId => SqValue::String(None),
         ColumnType::TimestampTz => SqValue::ChronoDateTimeUtc(None),
         ColumnType::Date => SqValue::ChronoDate(None),
         ColumnType::Array(inner) => SqValue::Array(array_type(inner), None),
@@ -89,6 +92,7 @@ fn array_type(ty: &ColumnType) -> ArrayType {
         ColumnType::Real => ArrayType::Float,
         ColumnType::Double => ArrayType::Double,
         ColumnType::Uuid => ArrayType::Uuid,
+        ColumnType::ObjectId => ArrayType::String,
         ColumnType::TimestampTz => ArrayType::ChronoDateTimeUtc,
         ColumnType::Date => ArrayType::ChronoDate,
         _ => ArrayType::Json,
@@ -201,6 +205,7 @@ pub(crate) fn decode(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Val
         ColumnType::Real => get::<f32, _>(row, i, Value::F32),
         ColumnType::Double => get::<f64, _>(row, i, Value::F64),
         ColumnType::Uuid => get::<Uuid, _>(row, i, Value::Uuid),
+        ColumnType::ObjectId => get::<String, _>(row, i, object_id),
         ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, Value::TimestampTz),
         ColumnType::Date => get::<NaiveDate, _>(row, i, Value::Date),
         ColumnType::Array(inner) => decode_array(row, i, inner),
@@ -253,8 +258,18 @@ fn decode_array(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Value> {
         ColumnType::Real => get::<f32, _>(row, i, Value::F32),
         ColumnType::Double => get::<f64, _>(row, i, Value::F64),
         ColumnType::Uuid => get::<Uuid, _>(row, i, Value::Uuid),
+        ColumnType::ObjectId => get::<String, _>(row, i, object_id),
         ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, Value::TimestampTz),
         ColumnType::Date => get::<NaiveDate, _>(row, i, Value::Date),
         _ => get::<serde_json::Value, _>(row, i, Value::Json),
+    }
+}
+
+/// An ObjectId column's text; text that is not one stays text, so reading it
+/// into an `ObjectId` field is a decode error naming the field.
+fn object_id(text: String) -> Value {
+    match text.parse::<reposmith_core::ObjectId>() {
+        Ok(id) => Value::ObjectId(id),
+        Err(_) => Value::Text(text),
     }
 }

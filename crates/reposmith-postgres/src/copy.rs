@@ -135,6 +135,7 @@ fn encode_value(
         (Value::F32(n), ColumnType::Real) => out.extend_from_slice(&n.to_be_bytes()),
         (Value::F64(n), ColumnType::Double) => out.extend_from_slice(&n.to_be_bytes()),
         (Value::Uuid(u), ColumnType::Uuid) => out.extend_from_slice(u.as_bytes()),
+        (Value::ObjectId(o), ColumnType::ObjectId) => out.extend_from_slice(o.to_hex().as_bytes()),
         (Value::TimestampTz(t), ColumnType::TimestampTz) => {
             out.extend_from_slice(&(t.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
         }
@@ -187,6 +188,7 @@ fn element_oid(ty: &ColumnType) -> Option<i32> {
         ColumnType::Real => 700,
         ColumnType::Double => 701,
         ColumnType::Uuid => 2950,
+        ColumnType::ObjectId => 25,
         ColumnType::TimestampTz => 1184,
         ColumnType::Date => 1082,
         ColumnType::Json => 3802,

@@ -107,6 +107,7 @@ pub fn sql_type(ty: &ColumnType) -> String {
         ColumnType::Real => "real".to_owned(),
         ColumnType::Double => "double precision".to_owned(),
         ColumnType::Uuid => "uuid".to_owned(),
+        ColumnType::ObjectId => "text".to_owned(),
         ColumnType::TimestampTz => "timestamptz".to_owned(),
         ColumnType::Date => "date".to_owned(),
         ColumnType::Array(inner) => format!("{}[]", sql_type(inner)),

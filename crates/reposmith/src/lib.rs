@@ -14,7 +14,7 @@ pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector}
 pub use reposmith_core::{
     Backend, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
     EntitySchema, EntityStream, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy,
-    IndexDef, IndexMethod, JsonColumn, Order, Page, Repository, Result, Value,
+    IndexDef, IndexMethod, JsonColumn, ObjectId, Order, Page, Repository, Result, Value,
 };
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,

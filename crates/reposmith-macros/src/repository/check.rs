@@ -228,12 +228,15 @@ fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
     }
 }
 
-/// Rule: the id is `Uuid` (generated), `i64` (database identity) or `String`
-/// (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
+/// Rule: the id is `Uuid` or `ObjectId` (generated), `i64` (database
+/// identity) or `String` (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
 fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
     let (allowed, example): (&[&str], &str) = match role {
         Role::Data => return,
-        Role::Id => (&["Uuid", "i64", "String"], "`Uuid`, `i64` or `String`"),
+        Role::Id => (
+            &["Uuid", "ObjectId", "i64", "String"],
+            "`Uuid`, `ObjectId`, `i64` or `String`",
+        ),
         Role::Version => (&["i64"], "`i64`"),
         Role::CreatedAt | Role::UpdatedAt => (&["DateTime"], "`DateTime<Utc>`"),
     };
@@ -282,7 +285,7 @@ fn exactly_one_id(input: &RepoInput, fields: &[Field], errors: &mut Accumulator)
     match ids.as_slice() {
         [] => {
             let message = "no id field: mark the primary key with #[repo(id)] \
-                           (a `Uuid`, `i64` or `String` field)";
+                           (a `Uuid`, `ObjectId`, `i64` or `String` field)";
             errors.push(Error::custom(message).with_span(&input.ident));
             None
         }
@@ -301,6 +304,7 @@ fn id_kind(id: &Field) -> IdKind {
     match last_segment(&id.ty).as_deref() {
         Some("i64") => IdKind::I64,
         Some("String") => IdKind::String,
+        Some("ObjectId") => IdKind::ObjectId,
         _ => IdKind::Uuid,
     }
 }

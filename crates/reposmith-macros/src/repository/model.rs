@@ -99,6 +99,8 @@ pub(crate) enum Storage {
 pub(crate) enum IdKind {
     /// Generated client-side.
     Uuid,
+    /// Generated client-side, MongoDB's 12 bytes.
+    ObjectId,
     /// Assigned by the database.
     I64,
     /// Supplied by the application.

@@ -153,6 +153,7 @@ fn bson_type(ty: &ColumnType) -> Option<&'static str> {
         ColumnType::BigInt => "long",
         ColumnType::Real | ColumnType::Double => "double",
         ColumnType::Uuid => "binData",
+        ColumnType::ObjectId => "objectId",
         ColumnType::TimestampTz | ColumnType::Date => "date",
         ColumnType::Array(_) => "array",
         _ => return None,

@@ -17,6 +17,7 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
     let id = entity.id_position();
     let strategy = match entity.id_kind {
         IdKind::Uuid => quote!(ClientUuid),
+        IdKind::ObjectId => quote!(ClientObjectId),
         IdKind::I64 => quote!(Identity),
         IdKind::String => quote!(Assigned),
     };

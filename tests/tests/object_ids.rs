@@ -1,0 +1,117 @@
+//! `ObjectId` entity ids on both backends: generated on insert when zero,
+//! a BSON ObjectId in MongoDB and 24 hex characters in PostgreSQL, with
+//! gets, filters and keyset pages working on both.
+
+use reposmith::mongodb::bson::{Bson, Document, doc};
+use reposmith::prelude::*;
+use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend, PgConfig, sqlx};
+use reposmith_tests::{database_url, mongodb_url, unique_name};
+
+/// An LLM trace keyed the MongoDB way.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "oid_traces")]
+struct Trace {
+    #[repo(id)]
+    id: ObjectId,
+    #[repo(index)]
+    model: String,
+    prompt: String,
+}
+
+fn trace(model: &str, prompt: &str) -> Trace {
+    Trace {
+        id: ObjectId::ZERO,
+        model: model.to_owned(),
+        prompt: prompt.to_owned(),
+    }
+}
+
+/// Inserts, reads back and pages; the same steps on either backend.
+async fn exercise<R: Repository<Trace>>(repo: &R) -> Vec<Trace> {
+    let first = repo.insert(&trace("gpt", "hello")).await.unwrap();
+    assert!(!first.id.is_zero(), "a zero id is replaced on insert");
+    let given = ObjectId::new();
+    let kept = repo
+        .insert(&Trace {
+            id: given,
+            ..trace("gpt", "given")
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.id, given, "a given id is kept");
+    let batch: Vec<Trace> = (0..7).map(|i| trace("claude", &format!("p{i}"))).collect();
+    repo.insert_many(&batch).await.unwrap();
+    assert_eq!(repo.get(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(repo.count(Trace::MODEL.eq("claude")).await.unwrap(), 7);
+    assert_eq!(repo.find_all_by_model("gpt").await.unwrap().len(), 2);
+    let (mut cursor, mut seen) = (None, Vec::new());
+    loop {
+        let page = repo
+            .find(Filter::all())
+            .order_by(Trace::ID.asc())
+            .page_after(cursor, 4)
+            .await
+            .unwrap();
+        seen.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 9);
+    assert!(
+        seen.windows(2).all(|w| w[0].id < w[1].id),
+        "pages in id order"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn object_ids_work_on_mongodb_as_bson_object_ids() {
+    let config = MongoConfig::new(mongodb_url()).database(unique_name("oid"));
+    let mongo = MongoBackend::connect(&config).await.unwrap();
+    mongo.create_collections::<Trace>().await.unwrap();
+    let seen = exercise(&mongo.repo::<Trace>()).await;
+    let raw = mongo
+        .database()
+        .collection::<Document>("oid_traces")
+        .find_one(doc! { "_id": Bson::ObjectId(reposmith::mongodb::bson::oid::ObjectId::from_bytes(seen[0].id.bytes())) })
+        .await
+        .unwrap()
+        .expect("stored under its ObjectId");
+    assert!(matches!(raw.get("_id"), Some(Bson::ObjectId(_))), "{raw:?}");
+    mongo.database().drop().await.unwrap();
+    mongo.close().await;
+}
+
+#[tokio::test]
+async fn object_ids_work_on_postgres_as_hex_text() {
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        .await
+        .unwrap();
+    let namespace = unique_name("oid");
+    let run = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
+    run(format!("CREATE SCHEMA \"{namespace}\""))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let url = database_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
+    let pg = PgBackend::connect(&PgConfig::new(url)).await.unwrap();
+    pg.create_tables::<Trace>().await.unwrap();
+    let seen = exercise(&pg.repo::<Trace>()).await;
+    let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM \"{namespace}\".oid_traces ORDER BY id LIMIT 1"
+    )))
+    .fetch_one(admin.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, seen[0].id.to_hex());
+    pg.close().await;
+    run(format!("DROP SCHEMA \"{namespace}\" CASCADE"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    admin.close().await;
+}
