@@ -6,7 +6,14 @@
 #[test]
 fn derive_ui() {
     let cases = trybuild::TestCases::new();
-    for topic in ["struct_attrs", "id", "fields", "db_enum", "vector"] {
+    for topic in [
+        "struct_attrs",
+        "id",
+        "fields",
+        "db_enum",
+        "vector",
+        "backend",
+    ] {
         cases.compile_fail(format!("ui/{topic}/*.rs"));
     }
     cases.pass("ui/pass/*.rs");

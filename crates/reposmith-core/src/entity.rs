@@ -29,6 +29,28 @@ pub trait Entity: Sized + Send + Sync + Unpin + 'static {
     fn from_values(values: Vec<Value>) -> Result<Self>;
 }
 
+/// An entity PostgreSQL stores: every entity unless it is declared
+/// `#[repo(backend = "mongo")]`. Postgres repositories require it, so the
+/// mistake is caught at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not stored in PostgreSQL",
+    label = "declared #[repo(backend = \"mongo\")]",
+    note = "use its MongoDB repository (`store.mongo_repo::<{Self}>()`), or remove \
+            `backend = \"mongo\"` so both backends store it"
+)]
+pub trait PostgresEntity: Entity {}
+
+/// An entity MongoDB stores: every entity unless it is declared
+/// `#[repo(backend = "postgres")]`. MongoDB repositories require it, so the
+/// mistake is caught at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not stored in MongoDB",
+    label = "declared #[repo(backend = \"postgres\")]",
+    note = "use its PostgreSQL repository (`store.repo::<{Self}>()`), or remove \
+            `backend = \"postgres\"` so both backends store it"
+)]
+pub trait MongoEntity: Entity {}
+
 /// Helpers the derive's generated code calls; not a stable API.
 pub mod codegen {
     use serde::Serialize;

@@ -27,14 +27,14 @@ pub mod vector;
 pub use backend::Backend;
 pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
-pub use entity::Entity;
+pub use entity::{Entity, MongoEntity, PostgresEntity};
 pub use error::{Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
 pub use object_id::ObjectId;
 pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use schema::{
-    ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
-    IndexDef, IndexMethod, VectorIndex, VectorKind, VectorSpec,
+    Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,
+    IdStrategy, IndexDef, IndexMethod, VectorIndex, VectorKind, VectorSpec,
 };
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;

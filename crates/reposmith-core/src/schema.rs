@@ -4,6 +4,8 @@
 //! and `reposmith-migrate` diffs it, so the derive needs to know no SQL. Every
 //! item is `const`-constructible so the schema lives in a `static`.
 
+use crate::backend::Backend;
+
 /// How an entity's primary key gets its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -416,6 +418,36 @@ impl IndexDef {
 /// declaration order (later ones share D).
 pub const FULL_TEXT_COLUMN: &str = "search_tsv";
 
+/// Which backends store an entity: both (when their features are enabled)
+/// unless `#[repo(backend = "postgres" | "mongo")]` pins it to one.
+///
+/// The derive also implements the marker traits
+/// [`PostgresEntity`](crate::entity::PostgresEntity) and
+/// [`MongoEntity`](crate::entity::MongoEntity) accordingly, so asking for
+/// the repository of an entity on a backend that does not store it is a
+/// compile error rather than a run-time surprise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backends {
+    /// PostgreSQL and MongoDB.
+    Both,
+    /// PostgreSQL only.
+    Postgres,
+    /// MongoDB only.
+    Mongo,
+}
+
+impl Backends {
+    /// Whether `backend` stores the entity.
+    pub const fn includes(self, backend: Backend) -> bool {
+        matches!(
+            (self, backend),
+            (Backends::Both, Backend::Postgres | Backend::Mongo)
+                | (Backends::Postgres, Backend::Postgres)
+                | (Backends::Mongo, Backend::Mongo)
+        )
+    }
+}
+
 /// Everything a backend needs to store one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -424,8 +456,12 @@ pub struct EntitySchema {
     pub entity: &'static str,
     /// Database schema (namespace); `None`: the connection's search path.
     pub schema: Option<&'static str>,
-    /// Table or collection name.
+    /// Table name; also the collection name unless `collection` says otherwise.
     pub table: &'static str,
+    /// MongoDB collection name (`#[repo(collection = "..")]`, else the table name).
+    pub collection: &'static str,
+    /// Which backends store the entity (`#[repo(backend = "..")]`).
+    pub backends: Backends,
     /// Stored fields in declaration order.
     pub columns: &'static [ColumnDef],
     /// Position of the id column in `columns`.
@@ -450,6 +486,8 @@ impl EntitySchema {
             entity,
             schema: None,
             table,
+            collection: table,
+            backends: Backends::Both,
             columns,
             id,
             id_strategy,
@@ -460,6 +498,19 @@ impl EntitySchema {
     /// Places the table in database schema `schema`.
     pub const fn with_schema(mut self, schema: &'static str) -> Self {
         self.schema = Some(schema);
+        self
+    }
+
+    /// Stores the entity in MongoDB collection `collection` instead of one
+    /// named like the table.
+    pub const fn with_collection(mut self, collection: &'static str) -> Self {
+        self.collection = collection;
+        self
+    }
+
+    /// Restricts the entity to `backends`.
+    pub const fn with_backends(mut self, backends: Backends) -> Self {
+        self.backends = backends;
         self
     }
 

@@ -2,7 +2,7 @@
 //! migrate binary: no linker tricks (inventory, linkme), so it works on every
 //! target and the list is reviewable in one place.
 
-use reposmith_core::{Entity, EntitySchema};
+use reposmith_core::{EntitySchema, MongoEntity, PostgresEntity};
 
 use crate::model::Snapshot;
 
@@ -26,7 +26,7 @@ impl Schemas {
     }
 
     /// Adds entity `E`'s table.
-    pub fn add<E: Entity>(self) -> Schemas {
+    pub fn add<E: PostgresEntity>(self) -> Schemas {
         self.add_schema(E::SCHEMA)
     }
 
@@ -37,7 +37,7 @@ impl Schemas {
     }
 
     /// Adds entity `E`'s MongoDB collection (migrated from `<dir>/mongo/`).
-    pub fn add_mongo<E: Entity>(mut self) -> Schemas {
+    pub fn add_mongo<E: MongoEntity>(mut self) -> Schemas {
         self.mongo.push(E::SCHEMA);
         self
     }

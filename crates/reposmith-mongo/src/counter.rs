@@ -19,7 +19,7 @@ pub(crate) async fn reserve<E: Entity>(repo: &MongoRepository<E>, n: u64) -> Res
     let n = i64::try_from(n)
         .map_err(|_| Error::invalid(E::SCHEMA.entity, "id", "too many ids at once"))?;
     let counters = repo.backend.database().collection::<Document>(COUNTERS);
-    let filter = doc! { "_id": E::SCHEMA.table };
+    let filter = doc! { "_id": E::SCHEMA.collection };
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -9,7 +9,7 @@
 //! until a wildcard index is chosen deliberately.
 //!
 //! A `#[repo(ttl = "..")]` column gets a TTL index (`expireAfterSeconds`)
-//! named `<table>_<column>_ttl`, or the lifetime is added to the schema's own
+//! named `<collection>_<column>_ttl`, or the lifetime is added to the schema's own
 //! single-column index on it (MongoDB refuses two indexes with one key
 //! pattern). The server's TTL monitor deletes a document once its timestamp
 //! is older than the lifetime, in a background pass (every 60 s on MongoDB),
@@ -24,7 +24,7 @@ use std::time::Duration;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
-use reposmith_core::{Entity, EntitySchema, IndexDef, IndexMethod, Result};
+use reposmith_core::{EntitySchema, IndexDef, IndexMethod, MongoEntity, Result};
 
 use crate::MongoBackend;
 
@@ -42,8 +42,11 @@ impl MongoBackend {
     ///
     /// Explicit creation matters inside transactions: servers before 4.4
     /// cannot create a collection implicitly there.
-    pub async fn create_collections<E: Entity>(&self) -> Result<()> {
-        let created = self.database().create_collection(E::SCHEMA.table).await;
+    pub async fn create_collections<E: MongoEntity>(&self) -> Result<()> {
+        let created = self
+            .database()
+            .create_collection(E::SCHEMA.collection)
+            .await;
         match created {
             Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => {}
             other => other.map_err(|e| self.map_error(e))?,
@@ -54,9 +57,9 @@ impl MongoBackend {
     /// Creates the schema's indexes on `E`'s collection (and its TTL index,
     /// and on servers with search its vector search indexes); existing ones
     /// with the same definition are left as they are, a changed TTL is updated.
-    pub async fn ensure_indexes<E: Entity>(&self) -> Result<()> {
+    pub async fn ensure_indexes<E: MongoEntity>(&self) -> Result<()> {
         let schema = E::SCHEMA;
-        let collection = self.database().collection::<Document>(schema.table);
+        let collection = self.database().collection::<Document>(schema.collection);
         let models = index_models(schema);
         if !models.is_empty() {
             collection
@@ -118,7 +121,7 @@ pub(crate) fn ttl_index(schema: &EntitySchema) -> Option<(IndexModel, String, i6
     let (i, column, seconds) = schema.ttl_column()?;
     let name = match index_on(schema, column.name) {
         Some(index) => index.name.to_owned(),
-        None => format!("{}_{}_ttl", schema.table, column.name),
+        None => format!("{}_{}_ttl", schema.collection, column.name),
     };
     let options = IndexOptions::builder()
         .name(name.clone())

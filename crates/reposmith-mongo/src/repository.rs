@@ -1,5 +1,6 @@
 //! [`MongoRepository`]: [`Repository`] for MongoDB, one collection per
-//! entity (named by `E::SCHEMA.table`), the id stored as `_id`.
+//! entity (named by `E::SCHEMA.collection`: `#[repo(collection = "..")]`, else
+//! the table name), the id stored as `_id`.
 //!
 //! Single-document writes are single commands (`insert`, `findAndModify`),
 //! so each is atomic without a transaction. Every command runs under the
@@ -18,8 +19,8 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection};
 use reposmith_core::{
-    Backend, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy, Page,
-    Repository, Result, Value,
+    Backend, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy, MongoEntity,
+    Page, Repository, Result, Value,
 };
 
 use crate::MongoBackend;
@@ -60,10 +61,10 @@ impl<E> std::fmt::Debug for MongoRepository<E> {
 
 impl MongoBackend {
     /// The repository of `E` on this backend's database.
-    pub fn repo<E: Entity>(&self) -> MongoRepository<E> {
+    pub fn repo<E: MongoEntity>(&self) -> MongoRepository<E> {
         MongoRepository {
             backend: self.clone(),
-            collection: self.database().collection(E::SCHEMA.table),
+            collection: self.database().collection(E::SCHEMA.collection),
             exec: Executor::Client,
             entity: PhantomData,
         }
@@ -75,7 +76,7 @@ impl<E: Entity> MongoRepository<E> {
     pub(crate) fn on_unit(unit: Arc<UnitShared>) -> Self {
         let backend = unit.backend().clone();
         MongoRepository {
-            collection: backend.database().collection(E::SCHEMA.table),
+            collection: backend.database().collection(E::SCHEMA.collection),
             backend,
             exec: Executor::Unit(unit),
             entity: PhantomData,

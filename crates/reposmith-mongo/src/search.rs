@@ -61,7 +61,7 @@ fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
         "reposmith.query",
         db.system = "mongodb",
         db.operation = "search",
-        db.collection = E::SCHEMA.table,
+        db.collection = E::SCHEMA.collection,
         search.k = query.k,
         search.paged = query.after.is_some(),
     )

@@ -2,7 +2,7 @@
 //! and whether a rendered filter can be one of their pre-filters.
 //!
 //! One `vectorSearch` index per indexed dense or half vector column with a
-//! cosine or l2 distance, named `<table>_<column>_vector`, declaring the
+//! cosine or l2 distance, named `<collection>_<column>_vector`, declaring the
 //! vector (dimensions, similarity) and every scalar column as a `filter`
 //! field. A `$vectorSearch` pre-filter may only use those fields and the
 //! operators Atlas lists for it; any other filter (JSON paths, `LIKE`, which
@@ -36,7 +36,10 @@ const INDEX_ALREADY_EXISTS: i32 = 68;
 
 /// The name of the vector search index on the column at `column`.
 pub(crate) fn search_index_name(schema: &EntitySchema, column: usize) -> String {
-    format!("{}_{}_vector", schema.table, schema.columns[column].name)
+    format!(
+        "{}_{}_vector",
+        schema.collection, schema.columns[column].name
+    )
 }
 
 /// Columns a vector search index declares as filter fields.
@@ -131,14 +134,14 @@ impl MongoBackend {
             .iter()
             .filter_map(|m| m.get_str("name").ok().map(str::to_owned))
             .collect();
-        let command = doc! { "createSearchIndexes": E::SCHEMA.table, "indexes": models };
+        let command = doc! { "createSearchIndexes": E::SCHEMA.collection, "indexes": models };
         match self.database().run_command(command).await {
             Err(e) if command_code(&e) == Some(INDEX_ALREADY_EXISTS) => {}
             other => {
                 other.map_err(|e| self.map_error(e))?;
             }
         }
-        self.wait_queryable(E::SCHEMA.table, &names).await
+        self.wait_queryable(E::SCHEMA.collection, &names).await
     }
 
     /// Polls `$listSearchIndexes` until every index in `names` is queryable.

@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
-use reposmith_core::{Backend, Entity, Error, Result};
+use reposmith_core::{Backend, Error, MongoEntity, Result};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::config::majority_write_concern;
@@ -268,7 +268,7 @@ impl MongoBackend {
 
 impl MongoUnitOfWork {
     /// The repository of `E` on this unit's transaction.
-    pub fn repo<E: Entity>(&self) -> MongoRepository<E> {
+    pub fn repo<E: MongoEntity>(&self) -> MongoRepository<E> {
         MongoRepository::on_unit(Arc::clone(&self.shared))
     }
 

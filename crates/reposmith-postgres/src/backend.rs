@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use reposmith_core::{Backend, ConnectionUrl, Embedder, Entity, EntitySchema, Error, Result};
+use reposmith_core::{
+    Backend, ConnectionUrl, Embedder, EntitySchema, Error, PostgresEntity, Result,
+};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -113,7 +115,7 @@ impl PgBackend {
 
     /// Gives every repository of `E` from now on, on the pool and in units of
     /// work, this embedder (see [`PgRepository::with_embedder`](crate::PgRepository::with_embedder)).
-    pub fn set_embedder<E: Entity>(&self, embedder: Arc<dyn Embedder>) {
+    pub fn set_embedder<E: PostgresEntity>(&self, embedder: Arc<dyn Embedder>) {
         let mut embedders = self.embedders.write().unwrap_or_else(|e| e.into_inner());
         embedders.insert(TypeId::of::<E>(), embedder);
     }

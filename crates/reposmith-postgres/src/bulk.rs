@@ -42,7 +42,7 @@ pub(crate) async fn insert_many<E: Entity>(
     // On the pool: a unit of its own, so a failing batch undoes the earlier ones
     // and a cancelled call leaves no open transaction behind.
     let unit = repo.exec.backend().begin().await?;
-    let count = run(&unit.repo::<E>(), &columns, entities, fills).await?;
+    let count = run(&unit.repo_of::<E>(), &columns, entities, fills).await?;
     unit.commit().await?;
     Ok(count)
 }

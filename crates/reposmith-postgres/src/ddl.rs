@@ -6,8 +6,8 @@
 //! `default_sql`, which the user wrote in their source code.
 
 use reposmith_core::{
-    ColumnDef, ColumnRole, ColumnType, Entity, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
-    IndexDef, IndexMethod, Result,
+    ColumnDef, ColumnRole, ColumnType, EntitySchema, FULL_TEXT_COLUMN, IdStrategy, IndexDef,
+    IndexMethod, PostgresEntity, Result,
 };
 use sqlx::AssertSqlSafe;
 
@@ -175,7 +175,7 @@ pub fn quote_literal(text: &str) -> String {
 
 impl PgBackend {
     /// Runs [`create_table_sql`] for `E` in one transaction.
-    pub async fn create_tables<E: Entity>(&self) -> Result<()> {
+    pub async fn create_tables<E: PostgresEntity>(&self) -> Result<()> {
         let unit = self.begin().await?;
         {
             let repo = unit.repo::<E>();

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use reposmith_core::{
-    Entity, EntitySchema, Error, Filter, FindQuery, Page, Repository, Result, Value,
+    Entity, EntitySchema, Error, Filter, FindQuery, Page, PostgresEntity, Repository, Result, Value,
 };
 use sea_query::Values;
 use sqlx::AssertSqlSafe;
@@ -58,7 +58,7 @@ impl<E> std::fmt::Debug for PgRepository<E> {
 impl PgBackend {
     /// The repository of `E` on this backend's pool: each operation takes a
     /// connection and returns it when done.
-    pub fn repo<E: Entity>(&self) -> PgRepository<E> {
+    pub fn repo<E: PostgresEntity>(&self) -> PgRepository<E> {
         PgRepository::new(Executor::Pool(self.clone()))
     }
 }

@@ -26,7 +26,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use reposmith_core::{Backend, Entity, Error, Result};
+use reposmith_core::{Backend, Entity, Error, PostgresEntity, Result};
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
@@ -239,7 +239,13 @@ impl PgBackend {
 
 impl PgUnitOfWork {
     /// The repository of `E` on this unit's transaction.
-    pub fn repo<E: Entity>(&self) -> PgRepository<E> {
+    pub fn repo<E: PostgresEntity>(&self) -> PgRepository<E> {
+        self.repo_of()
+    }
+
+    /// [`repo`](Self::repo) for code already holding a repository of `E`,
+    /// which proves Postgres stores it.
+    pub(crate) fn repo_of<E: Entity>(&self) -> PgRepository<E> {
         PgRepository::on_unit(Arc::clone(&self.shared), self.savepoint.unwrap_or(0))
     }
 

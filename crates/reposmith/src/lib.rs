@@ -12,9 +12,10 @@ pub use reposmith_core::repository::BoxFuture;
 /// need no direct `pgvector` dependency.
 pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector};
 pub use reposmith_core::{
-    Backend, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
+    Backend, Backends, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
     EntitySchema, EntityStream, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy,
-    IndexDef, IndexMethod, JsonColumn, ObjectId, Order, Page, Repository, Result, Value,
+    IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId, Order, Page, PostgresEntity,
+    Repository, Result, Value,
 };
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
@@ -69,9 +70,9 @@ pub mod __private {
     pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
     pub use reposmith_core::value::DecodeError;
     pub use reposmith_core::{
-        Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema, FieldType,
-        IdStrategy, IndexDef, IndexMethod, JsonColumn, Repository, Result, Search, Value,
-        VectorIndex, VectorKind, VectorSearch, VectorSpec,
+        Backends, Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema,
+        FieldType, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, PostgresEntity,
+        Repository, Result, Search, Value, VectorIndex, VectorKind, VectorSearch, VectorSpec,
     };
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

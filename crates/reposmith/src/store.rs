@@ -74,7 +74,7 @@ impl Store {
     /// ```
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn repo<E: reposmith_core::Entity>(&self) -> Result<crate::PgRepository<E>> {
+    pub fn repo<E: reposmith_core::PostgresEntity>(&self) -> Result<crate::PgRepository<E>> {
         Ok(self.postgres()?.repo::<E>())
     }
 
@@ -106,6 +106,34 @@ impl Store {
         self.mongo
             .as_ref()
             .ok_or_else(|| not_configured(Backend::Mongo, "MONGODB_URL"))
+    }
+
+    /// The MongoDB repository of `E` (on its collection); [`Error::Unavailable`]
+    /// when MongoDB is not configured. `E` must be stored in MongoDB: an
+    /// entity declared `#[repo(backend = "postgres")]` does not compile here.
+    ///
+    /// ```no_run
+    /// # use reposmith::prelude::*;
+    /// # #[derive(Repository)]
+    /// # #[repo(backend = "mongo", collection = "llm_traces")]
+    /// # struct Trace { #[repo(id)] id: reposmith::ObjectId }
+    /// # async fn run(store: Store) -> reposmith::Result<()> {
+    /// let traces = store.mongo_repo::<Trace>()?;
+    /// let total = traces.count(Filter::all()).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub fn mongo_repo<E: reposmith_core::MongoEntity>(&self) -> Result<crate::MongoRepository<E>> {
+        Ok(self.mongo()?.repo::<E>())
+    }
+
+    /// Starts a MongoDB unit of work (a transaction on a client session);
+    /// see [`MongoBackend::begin`](crate::MongoBackend::begin).
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub async fn mongo_begin(&self) -> Result<crate::MongoUnitOfWork> {
+        self.mongo()?.begin().await
     }
 
     /// The Redis backend, or [`Error::Unavailable`] when not configured.

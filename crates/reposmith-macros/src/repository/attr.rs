@@ -18,6 +18,11 @@ pub(crate) struct RepoInput {
     pub(crate) table: Option<SpannedValue<String>>,
     /// `schema = "..."`: the database schema (namespace).
     pub(crate) schema: Option<SpannedValue<String>>,
+    /// `backend = "postgres" | "mongo"`: the one backend storing the entity
+    /// (default: both, as their features allow).
+    pub(crate) backend: Option<SpannedValue<String>>,
+    /// `collection = "..."`: the MongoDB collection (default: the table name).
+    pub(crate) collection: Option<SpannedValue<String>>,
 }
 
 /// One field and its `#[repo(...)]` options.

@@ -10,8 +10,8 @@ use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
-use super::search_rules;
 use super::types::{is_one_of, last_segment, option_inner};
+use super::{backend_rules, search_rules};
 use crate::naming;
 
 /// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
@@ -53,12 +53,17 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     }
     distinct_columns(&fields, &mut errors);
     generated_names_fit(input, &table, &fields, &mut errors);
+    let backends = backend_rules::backends(input, &mut errors);
+    let collection = backend_rules::collection(input, backends, &mut errors);
+    backend_rules::postgres_only_attributes(input, backends, &mut errors);
     errors.finish()?;
     Ok(Entity {
         ident: input.ident.clone(),
         vis: input.vis.clone(),
         table,
         schema: input.schema.as_ref().map(|s| s.as_str().to_owned()),
+        collection,
+        backends,
         fields,
         id_kind: id_kind.expect("an id was found when no error was reported"),
     })

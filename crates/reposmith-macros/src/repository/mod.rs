@@ -1,6 +1,7 @@
 //! `#[derive(Repository)]`: attributes → checked model → generated code.
 
 mod attr;
+mod backend_rules;
 mod check;
 mod expand;
 mod model;

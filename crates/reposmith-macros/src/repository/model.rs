@@ -10,6 +10,10 @@ pub(crate) struct Entity {
     pub(crate) vis: Visibility,
     pub(crate) table: String,
     pub(crate) schema: Option<String>,
+    /// `collection = ".."` when it differs from the table name.
+    pub(crate) collection: Option<String>,
+    /// The backends storing the entity.
+    pub(crate) backends: BackendChoice,
     /// Every field in declaration order, skipped ones included.
     pub(crate) fields: Vec<Field>,
     pub(crate) id_kind: IdKind,
@@ -124,4 +128,24 @@ pub(crate) enum VectorIndexModel {
     None,
     Hnsw { m: u32, ef_construction: u32 },
     IvfFlat { lists: u32 },
+}
+
+/// `#[repo(backend = "..")]`, checked: the `Backends` variant.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BackendChoice {
+    Both,
+    Postgres,
+    Mongo,
+}
+
+impl BackendChoice {
+    /// Whether PostgreSQL stores the entity.
+    pub(crate) fn postgres(self) -> bool {
+        self != BackendChoice::Mongo
+    }
+
+    /// Whether MongoDB stores the entity.
+    pub(crate) fn mongo(self) -> bool {
+        self != BackendChoice::Postgres
+    }
 }

@@ -74,3 +74,15 @@ fn db_enum() {
     let file = syn::parse2::<syn::File>(tokens).expect("the expansion parses as items");
     insta::assert_snapshot!(prettyplease::unparse(&file));
 }
+
+#[test]
+fn mongo_only_entity_on_its_collection() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(backend = "mongo", collection = "llm_traces")]
+        struct Trace {
+            #[repo(id)]
+            id: ObjectId,
+            model: String,
+        }
+    }));
+}

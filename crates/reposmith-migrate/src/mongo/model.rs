@@ -77,11 +77,11 @@ impl Collection {
             .collect();
         add_ttl(schema, &mut indexes);
         if !text.is_empty() {
-            let name = format!("{}_text", schema.table);
+            let name = format!("{}_text", schema.collection);
             indexes.push(json!({"key": text, "name": name}));
         }
         Collection {
-            name: schema.table.to_owned(),
+            name: schema.collection.to_owned(),
             indexes,
             validator: validator(schema),
             search_indexes: schema
@@ -161,7 +161,7 @@ fn bson_type(ty: &ColumnType) -> Option<&'static str> {
 }
 
 /// An Atlas `vectorSearch` index for a vector field, as `reposmith-mongo`
-/// creates it (`<table>_<column>_vector`; dense or half vectors with an
+/// creates it (`<collection>_<column>_vector`; dense or half vectors with an
 /// index and a cosine or l2 distance; every scalar field a `filter` field so
 /// searches can pre-filter). Kept equal to `reposmith-mongo`'s
 /// `search_index_models` by hand until that crate exposes it.
@@ -189,7 +189,7 @@ fn vector_search_index(schema: &EntitySchema, column: &ColumnDef) -> Option<Valu
         }
     }
     Some(json!({
-        "name": format!("{}_{}_vector", schema.table, column.name),
+        "name": format!("{}_{}_vector", schema.collection, column.name),
         "type": "vectorSearch",
         "definition": {"fields": fields},
     }))
@@ -204,7 +204,7 @@ fn is_filter_type(ty: &ColumnType) -> bool {
 }
 
 /// Adds the `#[repo(ttl = "..")]` column's lifetime: to the schema's own
-/// single-column index on it, or as an index `<table>_<column>_ttl`
+/// single-column index on it, or as an index `<collection>_<column>_ttl`
 /// (MongoDB refuses two indexes with one key pattern), as `reposmith-mongo` does.
 fn add_ttl(schema: &EntitySchema, indexes: &mut Vec<Value>) {
     let Some((i, column, seconds)) = schema.ttl_column() else {
@@ -218,7 +218,7 @@ fn add_ttl(schema: &EntitySchema, indexes: &mut Vec<Value>) {
         Some(spec) => spec["expireAfterSeconds"] = json!(seconds),
         None => indexes.push(json!({
             "key": [[key, 1]],
-            "name": format!("{}_{}_ttl", schema.table, column.name),
+            "name": format!("{}_{}_ttl", schema.collection, column.name),
             "expireAfterSeconds": seconds,
         })),
     }

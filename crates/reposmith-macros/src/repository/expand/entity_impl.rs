@@ -6,14 +6,26 @@ use quote::{quote, quote_spanned};
 use crate::repository::model::{Entity, Field, Storage};
 use crate::repository::types::option_inner;
 
-/// `impl ::reposmith::__private::Entity for T { ... }`
+/// `impl ::reposmith::__private::Entity for T { ... }`, and the marker
+/// traits of the backends that store `T`.
 pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
     let ident = &entity.ident;
     let id = &entity.id_field().ident;
     let id_ty = &entity.id_field().ty;
     let encoders = entity.columns().map(encode_field);
     let decoders = entity.fields.iter().map(decode_field);
+    let postgres = entity
+        .backends
+        .postgres()
+        .then(|| quote!(impl ::reposmith::__private::PostgresEntity for #ident {}));
+    let mongo = entity
+        .backends
+        .mongo()
+        .then(|| quote!(impl ::reposmith::__private::MongoEntity for #ident {}));
     quote! {
+        #postgres
+        #mongo
+
         impl ::reposmith::__private::Entity for #ident {
             type Id = #id_ty;
             const SCHEMA: &'static ::reposmith::__private::EntitySchema = &__REPOSMITH_SCHEMA;

@@ -11,6 +11,8 @@ pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
     quote! {
         #errors
         const _: () = {
+            impl ::reposmith::__private::PostgresEntity for #ident {}
+            impl ::reposmith::__private::MongoEntity for #ident {}
             impl ::reposmith::__private::Entity for #ident {
                 type Id = ::std::string::String;
                 const SCHEMA: &'static ::reposmith::__private::EntitySchema =

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::repository::model::{
-    Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
+    BackendChoice, Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
 };
 use crate::repository::search_rules::FULL_TEXT_COLUMN;
 use crate::repository::types::option_inner;
@@ -26,6 +26,16 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
         .filter_map(|f| index_def(entity, f))
         .chain(full_text_index(entity));
     let with_schema = entity.schema.as_ref().map(|s| quote!(.with_schema(#s)));
+    let with_collection = entity
+        .collection
+        .as_ref()
+        .map(|c| quote!(.with_collection(#c)));
+    let with_backends = match entity.backends {
+        BackendChoice::Both => None,
+        BackendChoice::Postgres => Some(quote!(Postgres)),
+        BackendChoice::Mongo => Some(quote!(Mongo)),
+    }
+    .map(|b| quote!(.with_backends(::reposmith::__private::Backends::#b)));
     quote! {
         static __REPOSMITH_SCHEMA: ::reposmith::__private::EntitySchema =
             ::reposmith::__private::EntitySchema::new(
@@ -36,7 +46,9 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
                 ::reposmith::__private::IdStrategy::#strategy,
                 &[#(#indexes),*],
             )
-            #with_schema;
+            #with_schema
+            #with_collection
+            #with_backends;
     }
 }
 
