@@ -8,7 +8,8 @@
 //! # Attributes
 //!
 //! On the struct: `table = "..."` (default: the snake_case plural of the
-//! struct name), `schema = "..."`.
+//! struct name), `schema = "..."`, `backend = "postgres" | "mongo"` (default:
+//! both), `collection = "..."` (the MongoDB collection; default: the table).
 //!
 //! On a field: `id` (`Uuid` generated client-side, `i64` assigned by the
 //! database, `String` supplied by you), `column = "..."`, `unique` (plus a
