@@ -15,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod finite;
 pub mod object_id;
+pub mod report;
 pub mod repository;
 pub mod schema;
 pub mod search;
@@ -31,6 +32,7 @@ pub use entity::{Entity, MongoEntity, PostgresEntity};
 pub use error::{Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
 pub use object_id::ObjectId;
+pub use report::{InsertReport, RowFailure};
 pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,

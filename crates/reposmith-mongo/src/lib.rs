@@ -12,6 +12,9 @@
 //! `render`; ordering and keyset pages, in `keyset`; identity ids, in
 //! [`COUNTERS`]'s module; all-or-nothing bulk inserts, in `bulk`; the
 //! document size limit, in `size`.
+//! [`MongoRepository::insert_many_unordered`] stores every document it can
+//! and reports the others one by one in an
+//! [`InsertReport`](reposmith_core::InsertReport); see the `unordered` module.
 //!
 //! [`MongoRepository`] implements [`VectorSearch`](reposmith_core::VectorSearch)
 //! (the derive's `search_<field>` methods): `$vectorSearch` where the server
@@ -44,6 +47,7 @@ mod search;
 mod search_index;
 mod size;
 mod unit;
+mod unordered;
 mod vector_codec;
 mod write;
 
