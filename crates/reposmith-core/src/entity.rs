@@ -34,9 +34,10 @@ pub trait Entity: Sized + Send + Sync + Unpin + 'static {
 /// mistake is caught at compile time.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not stored in PostgreSQL",
-    label = "declared #[repo(backend = \"mongo\")]",
-    note = "use its MongoDB repository (`store.mongo_repo::<{Self}>()`), or remove \
-            `backend = \"mongo\"` so both backends store it"
+    label = "not a PostgreSQL entity",
+    note = "an entity declared #[repo(backend = \"mongo\")] has only a MongoDB repository \
+            (`store.mongo_repo::<{Self}>()`); remove `backend = \"mongo\"` to store it in both, \
+            or in generic code bound the type by `PostgresEntity`"
 )]
 pub trait PostgresEntity: Entity {}
 
@@ -45,9 +46,10 @@ pub trait PostgresEntity: Entity {}
 /// mistake is caught at compile time.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not stored in MongoDB",
-    label = "declared #[repo(backend = \"postgres\")]",
-    note = "use its PostgreSQL repository (`store.repo::<{Self}>()`), or remove \
-            `backend = \"postgres\"` so both backends store it"
+    label = "not a MongoDB entity",
+    note = "an entity declared #[repo(backend = \"postgres\")] has only a PostgreSQL repository \
+            (`store.repo::<{Self}>()`); remove `backend = \"postgres\"` to store it in both, \
+            or in generic code bound the type by `MongoEntity`"
 )]
 pub trait MongoEntity: Entity {}
 

@@ -1,6 +1,6 @@
 //! A per-test MongoDB database for the search tests.
 
-use reposmith::{Entity, MongoBackend, MongoConfig};
+use reposmith::{MongoBackend, MongoConfig, MongoEntity};
 use reposmith_tests::{mongodb_url, unique_name};
 
 /// A database of its own, dropped at teardown.
@@ -17,7 +17,7 @@ impl SearchDb {
     }
 
     /// Creates `E`'s collection and indexes from its schema.
-    pub(crate) async fn create<E: Entity>(&self) {
+    pub(crate) async fn create<E: MongoEntity>(&self) {
         self.mongo.create_collections::<E>().await.unwrap();
     }
 

@@ -2,7 +2,7 @@
 //! (installed in `public`) on the search path.
 
 use reposmith::sqlx::{self, AssertSqlSafe};
-use reposmith::{Entity, PgBackend, PgConfig};
+use reposmith::{PgBackend, PgConfig, PostgresEntity};
 use reposmith_tests::unique_name;
 
 pub(crate) struct SearchDb {
@@ -32,7 +32,7 @@ impl SearchDb {
         }
     }
 
-    pub(crate) async fn create<E: Entity>(&self) {
+    pub(crate) async fn create<E: PostgresEntity>(&self) {
         self.pg.create_tables::<E>().await.unwrap();
     }
 
