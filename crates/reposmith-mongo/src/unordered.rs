@@ -15,10 +15,14 @@
 //!    at 48 MB): the server stores every document it can and returns a
 //!    write error, with its position, for each one it refused. Positions are
 //!    mapped back to the caller's slice and classified as for a single
-//!    insert: a duplicate key (against stored documents, or an earlier
-//!    document of the same call: the first one the server sees wins) is
-//!    [`Error::Conflict`] naming the index and its field; any other refusal
-//!    (document validation, ...) is [`Error::Backend`] with the server's code.
+//!    insert: a duplicate key (against stored documents, or another
+//!    document of the same call) is [`Error::Conflict`] naming the index
+//!    and its field; any other refusal (document validation, ...) is
+//!    [`Error::Backend`] with the server's code. Of two documents of one
+//!    call with the same key, the one applied first is stored: batches go
+//!    out in order and a replica set applies a batch in order, so that is
+//!    the earlier one; MongoDB promises no order for unordered writes in
+//!    general (a sharded cluster applies them per shard).
 //!
 //! # When the call fails as a whole
 //!
@@ -36,6 +40,10 @@
 //! command that provably never left the client (no server could be
 //! selected) before anything of this call was stored: then nothing was
 //! written and the mapped error ([`Error::Connect`]) is returned as is.
+//! (When earlier batches did store documents, such a command still ends the
+//! call with [`Error::CommitOutcomeUnknown`], its reason saying the batch
+//! was not sent: the caller cannot tell from an `Err` which documents of
+//! the slice are stored.)
 //!
 //! A write-concern error means the batch was applied on the primary without
 //! the acknowledgement asked for; it fails the call too, as
@@ -150,6 +158,7 @@ async fn insert_unordered<E: Entity>(
                 failures.extend(refused);
             }
             _ if never_sent(&error) && inserted == 0 => return Err(repo.map_error(error)),
+            _ if never_sent(&error) => return Err(progress.not_sent(&repo.map_error(error))),
             _ => return Err(progress.unknown(&repo.map_error(error))),
         }
     }
@@ -290,6 +299,24 @@ impl Progress {
         }
     }
 
+    /// The batch's command never reached a server (`cause`), after earlier
+    /// batches stored documents: the call as a whole is partial, and the
+    /// error says so even though none of this batch is stored.
+    fn not_sent(&self, cause: &Error) -> Error {
+        let reason = format!(
+            "{OPERATION} stopped: the insert of the {} documents at positions {}..={} could \
+             not be sent ({cause}), so none of them is stored; {}",
+            self.size,
+            self.first,
+            self.last,
+            self.account()
+        );
+        Error::CommitOutcomeUnknown {
+            backend: Backend::Mongo,
+            reason,
+        }
+    }
+
     /// The batch was applied without the write concern's acknowledgement.
     fn write_concern(&self, concern: &WriteConcernError) -> Error {
         let reason = format!(
@@ -306,5 +333,70 @@ impl Progress {
             code: Some(concern.code.to_string()),
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{deserialize_from_document, doc};
+    use reposmith_core::{ColumnDef, ColumnRole, ColumnType, IndexDef, IndexMethod};
+
+    use super::*;
+
+    static COLUMNS: [ColumnDef; 2] = [
+        ColumnDef::new("key", "key", ColumnType::Text, false).with_role(ColumnRole::Id),
+        ColumnDef::new("name", "name", ColumnType::Text, false).with_unique(),
+    ];
+    static INDEXES: [IndexDef; 1] = [IndexDef::new(
+        "t_name_key",
+        &["name"],
+        true,
+        IndexMethod::BTree,
+    )];
+    static SCHEMA: EntitySchema =
+        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Assigned, &INDEXES);
+
+    /// A write error as the server sends it (the driver's type is not constructible).
+    fn write_error(index: i32, code: i32, message: &str) -> IndexedWriteError {
+        let reply = doc! { "index": index, "code": code, "errmsg": message };
+        deserialize_from_document(reply).unwrap()
+    }
+
+    #[test]
+    fn write_errors_map_to_the_callers_positions_and_are_classified() {
+        // Positions 4 and 6 of the caller's slice were refused before sending.
+        let batch: Vec<(usize, Document)> = [3, 5, 7].map(|i| (i, Document::new())).into();
+        let duplicate = "E11000 duplicate key error collection: db.t index: t_name_key dup key: { name: \"a\" }";
+        let refused = [
+            write_error(1, DUPLICATE_KEY, duplicate),
+            write_error(2, 121, "Document failed validation"),
+            write_error(1, DUPLICATE_KEY, duplicate),
+        ];
+        let failures = refused_in_batch(&SCHEMA, &batch, &refused);
+        let indexes: Vec<usize> = failures.iter().map(|f| f.index).collect();
+        assert_eq!(indexes, vec![5, 7]);
+        assert!(matches!(&failures[0].error,
+            Error::Conflict { field: Some("name"), constraint, .. } if constraint == "t_name_key"));
+        assert!(matches!(&failures[1].error,
+            Error::Backend { code: Some(code), .. } if code == "121"));
+    }
+
+    #[test]
+    fn a_stopped_call_says_what_was_stored_and_sent() {
+        let batch: Vec<(usize, Document)> = [1_000, 1_999].map(|i| (i, Document::new())).into();
+        let progress = Progress::new(998, 2, &batch, 500);
+        let cause = Error::ConnectionLost {
+            backend: Backend::Mongo,
+            reason: "eof".into(),
+        };
+        let unknown = progress.unknown(&cause).to_string();
+        assert!(unknown.contains("positions 1000..=1999"), "{unknown}");
+        assert!(unknown.contains("may or may not be stored"), "{unknown}");
+        assert!(
+            unknown.contains("998 documents of this call were confirmed stored before it and 2 refused; 500 prepared documents after it were not sent"),
+            "{unknown}"
+        );
+        let not_sent = progress.not_sent(&cause).to_string();
+        assert!(not_sent.contains("none of them is stored"), "{not_sent}");
     }
 }
