@@ -7,6 +7,7 @@
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
 
 pub mod conformance;
+pub mod letters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

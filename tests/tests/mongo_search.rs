@@ -4,12 +4,15 @@
 //! distances, for every distance and vector kind; filters are pre-filters;
 //! `max_distance`; keyset pages equal one search; bad vectors are refused
 //! before anything is sent; text and hybrid searches are refused with a
-//! typed error; and the TTL index of `#[repo(ttl)]`.
+//! typed error; the TTL index of `#[repo(ttl)]`; and embedding on write and
+//! search by text (`embedder`).
 
 #[path = "mongo_search/data.rs"]
 mod data;
 #[path = "mongo_search/db.rs"]
 mod db;
+#[path = "mongo_search/embedder.rs"]
+mod embedder;
 
 use data::{Clustered, Rng, close, cosine, hamming, jaccard, l1, l2, nearest, negative_dot};
 use db::SearchDb;

@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
-use reposmith_core::{Backend, ConnectionUrl, Error, Result};
+use reposmith_core::embed::Embedders;
+use reposmith_core::{Backend, ConnectionUrl, Embedder, Error, MongoEntity, Result};
 
 use crate::config::DEFAULT_DATABASE;
 use crate::error::{Phase, map};
@@ -21,6 +23,8 @@ pub struct MongoBackend {
     url: ConnectionUrl,
     capabilities: MongoCapabilities,
     operation_timeout: Duration,
+    /// Embedders by entity type, given to every repository of that entity.
+    embedders: Embedders,
 }
 
 /// Health of a MongoDB server as seen through the client.
@@ -88,7 +92,20 @@ impl MongoBackend {
             url,
             capabilities,
             operation_timeout: config.operation_timeout,
+            embedders: Embedders::default(),
         })
+    }
+
+    /// Gives every repository of `E` from now on, on the client and in
+    /// units of work, this embedder (see
+    /// [`MongoRepository::with_embedder`](crate::MongoRepository::with_embedder)).
+    pub fn set_embedder<E: MongoEntity>(&self, embedder: Arc<dyn Embedder>) {
+        self.embedders.set::<E>(embedder);
+    }
+
+    /// The embedder registered for entity type `E`, if any.
+    pub(crate) fn embedder_for<E: 'static>(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedders.get::<E>()
     }
 
     /// The driver client, for direct use beside repositories.

@@ -63,8 +63,15 @@ pub(crate) async fn insert_many<E: Entity>(
 async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result<Vec<Document>> {
     let schema = E::SCHEMA;
     let mut docs = Vec::with_capacity(entities.len());
-    for entity in entities {
-        let mut values = entity.to_values()?;
+    let rows = entities
+        .iter()
+        .map(Entity::to_values)
+        .collect::<Result<Vec<_>>>()?;
+    // Missing embeddings are computed before anything is sent (and before a
+    // transaction opens): a model call must not hold one open.
+    let fills = repo.missing_embeddings(&rows).await?;
+    for (row, mut values) in rows.into_iter().enumerate() {
+        fills.apply(row, &mut values);
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
         let doc = encode(schema, &values)?;

@@ -19,9 +19,11 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection};
 use reposmith_core::{
-    Backend, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy, MongoEntity,
-    Page, Repository, Result, Value,
+    Backend, Embedder, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy,
+    MongoEntity, Page, Repository, Result, Value,
 };
+
+use reposmith_core::embed::{Fills, fill_row, missing_vectors};
 
 use crate::MongoBackend;
 use crate::codec::{decode, encode, to_bson};
@@ -36,6 +38,8 @@ pub struct MongoRepository<E> {
     pub(crate) backend: MongoBackend,
     pub(crate) collection: Collection<Document>,
     pub(crate) exec: Executor,
+    /// Fills `#[repo(embed(..))]` vectors; see [`MongoRepository::with_embedder`].
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -45,6 +49,7 @@ impl<E> Clone for MongoRepository<E> {
             backend: self.backend.clone(),
             collection: self.collection.clone(),
             exec: self.exec.clone(),
+            embedder: self.embedder.clone(),
             entity: PhantomData,
         }
     }
@@ -66,17 +71,37 @@ impl MongoBackend {
             backend: self.clone(),
             collection: self.database().collection(E::SCHEMA.collection),
             exec: Executor::Client,
+            embedder: self.embedder_for::<E>(),
             entity: PhantomData,
         }
     }
 }
 
 impl<E: Entity> MongoRepository<E> {
+    /// This repository with `embedder` filling missing embeddings (`None` or
+    /// empty vectors of `#[repo(embed(from = ".."))]` fields) on insert,
+    /// `insert_many`, upsert and update, and serving
+    /// `search_<field>_by_text`. The model is called before any command is
+    /// sent; a present vector is never recomputed. See
+    /// [`MongoBackend::set_embedder`] to give every repository of `E` one.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+
+    /// The embeddings missing from `rows` (values in schema order), computed
+    /// by this repository's embedder before any command is sent; nothing
+    /// without an embedder. See [`reposmith_core::embed::missing_vectors`].
+    pub(crate) async fn missing_embeddings(&self, rows: &[Vec<Value>]) -> Result<Fills> {
+        missing_vectors(E::SCHEMA, self.embedder.as_deref(), rows).await
+    }
+
     /// The repository of `E` in the transaction of a unit of work.
     pub(crate) fn on_unit(unit: Arc<UnitShared>) -> Self {
         let backend = unit.backend().clone();
         MongoRepository {
             collection: backend.database().collection(E::SCHEMA.collection),
+            embedder: backend.embedder_for::<E>(),
             backend,
             exec: Executor::Unit(unit),
             entity: PhantomData,
@@ -162,6 +187,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn insert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
         let mut doc = encode(schema, &values)?;
@@ -183,6 +209,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn update_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_update(schema, &mut values);
         self.check_size(&encode(schema, &values)?)?;
@@ -237,6 +264,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn upsert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         let read_updated_at = values.clone();
         stamp_new(schema, &mut values);

@@ -24,10 +24,11 @@
 //! Full-text and hybrid searches are refused with [`Error::InvalidInput`]:
 //! they need a text index (SecantusDB has none: creating one fails with
 //! "text indexes are not supported") or Atlas Search, and reposmith does not
-//! drive either yet. A by-text vector search is refused too: a
-//! `MongoRepository` has no embedder.
+//! drive either yet. A by-text vector search (`search_<field>_by_text`)
+//! embeds its text with the repository's embedder, then runs as above.
 
 use mongodb::bson::{Bson, Document, doc};
+use reposmith_core::embed::embed_search;
 use reposmith_core::search::{SearchKind, SearchQuery};
 use reposmith_core::{
     ColumnType, Cursor, Distance, Entity, EntitySchema, Error, FieldType, Page, Result, Scored,
@@ -81,7 +82,6 @@ impl<E: Entity> MongoRepository<E> {
     async fn search(&self, query: SearchQuery<E>) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
         query.validate()?;
         let schema = E::SCHEMA;
-        let (column, vector) = vector_of(schema, &query.kind)?;
         let after = match &query.after {
             Some(cursor) => {
                 let types = [ColumnType::Double, schema.id_column().ty];
@@ -89,6 +89,9 @@ impl<E: Entity> MongoRepository<E> {
             }
             None => None,
         };
+        // Every argument is checked before the model is called.
+        let query = embed_search(self.embedder.as_deref(), query).await?;
+        let (column, vector) = vector_of(schema, &query.kind)?;
         let plan = plan(self.backend.capabilities().vector_search, &query, column)?;
         let stages = pipeline(&query, column, vector, after.as_deref(), plan)?;
         let docs = self
@@ -116,10 +119,6 @@ fn vector_of<'q>(schema: &EntitySchema, kind: &'q SearchKind) -> Result<(usize, 
     let refuse = |field: &str, reason: &str| Err(Error::invalid(schema.entity, field, reason));
     match kind {
         SearchKind::Vector { column, vector } => Ok((*column, vector)),
-        SearchKind::VectorFromText { .. } => refuse(
-            "text",
-            "a MongoRepository has no embedder: embed the text and search with the vector",
-        ),
         SearchKind::Text { .. } | SearchKind::Hybrid { .. } => refuse(
             "text",
             "full-text and hybrid search are not supported on MongoDB: they need a text \

@@ -4,6 +4,10 @@
 //!
 //! # Steps
 //!
+//! 0. Missing `#[repo(embed(from = ".."))]` vectors are computed by the
+//!    repository's embedder, in batches, before anything is sent; a model
+//!    failure fails the whole call with [`Error::Embedding`] (it would fail
+//!    every document alike) and nothing is written.
 //! 1. Each document is checked as a single insert checks it (vector
 //!    dimensions and finiteness, encoding, the server's size limit) after
 //!    being stamped (generated id, version, timestamps). One that fails
@@ -63,7 +67,7 @@ use std::collections::BTreeSet;
 use mongodb::bson::Document;
 use mongodb::error::{ErrorKind, IndexedWriteError, WriteConcernError};
 use reposmith_core::{
-    Backend, Entity, EntitySchema, Error, IdStrategy, InsertReport, Result, RowFailure,
+    Backend, Entity, EntitySchema, Error, IdStrategy, InsertReport, Result, RowFailure, Value,
 };
 use tracing::Instrument;
 
@@ -178,8 +182,20 @@ async fn prepare<E: Entity>(
     let schema = E::SCHEMA;
     let mut docs = Vec::with_capacity(entities.len());
     let mut failures = Vec::new();
+    let mut rows = Vec::with_capacity(entities.len());
     for (index, entity) in entities.iter().enumerate() {
-        match checked(repo, entity) {
+        match entity.to_values() {
+            Ok(values) => rows.push((index, values)),
+            Err(error) => failures.push(RowFailure::new(index, error)),
+        }
+    }
+    // The model is called once per batch of texts, before anything is sent;
+    // its failure is the whole call's (it would fail every document alike).
+    let values: Vec<Vec<Value>> = rows.iter().map(|(_, v)| v.clone()).collect();
+    let fills = repo.missing_embeddings(&values).await?;
+    for (row, (index, mut values)) in rows.into_iter().enumerate() {
+        fills.apply(row, &mut values);
+        match checked(repo, values) {
             Ok(doc) => docs.push((index, doc)),
             Err(error) => failures.push(RowFailure::new(index, error)),
         }
@@ -193,10 +209,10 @@ async fn prepare<E: Entity>(
     Ok((docs, failures))
 }
 
-/// `entity` as the document a single insert would send, or why not.
-fn checked<E: Entity>(repo: &MongoRepository<E>, entity: &E) -> Result<Document> {
+/// An entity's values (embeddings filled) as the document a single insert
+/// would send, or why not.
+fn checked<E: Entity>(repo: &MongoRepository<E>, mut values: Vec<Value>) -> Result<Document> {
     let schema = E::SCHEMA;
-    let mut values = entity.to_values()?;
     reposmith_core::vector::check_row(schema, &values)?;
     stamp_new(schema, &mut values);
     let doc = encode(schema, &values)?;

@@ -1,13 +1,12 @@
 //! The connected PostgreSQL backend: the connection pool repositories use,
 //! built from [`PgConfig`], and a lazily connected sqlx `PgPool` for raw SQL.
 
-use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reposmith_core::embed::Embedders;
 use reposmith_core::{
     Backend, ConnectionUrl, Embedder, EntitySchema, Error, PostgresEntity, Result,
 };
@@ -36,7 +35,7 @@ pub struct PgBackend {
     /// The `hnsw.ef_search` sessions start with.
     ef_search: u32,
     /// Embedders by entity type, given to every repository of that entity.
-    embedders: Arc<RwLock<HashMap<TypeId, Arc<dyn Embedder>>>>,
+    embedders: Embedders,
 }
 
 impl PgBackend {
@@ -77,7 +76,7 @@ impl PgBackend {
             acquire_timeout: config.acquire_timeout,
             statement_timeout: config.statement_timeout,
             ef_search: config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
-            embedders: Arc::default(),
+            embedders: Embedders::default(),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -116,14 +115,12 @@ impl PgBackend {
     /// Gives every repository of `E` from now on, on the pool and in units of
     /// work, this embedder (see [`PgRepository::with_embedder`](crate::PgRepository::with_embedder)).
     pub fn set_embedder<E: PostgresEntity>(&self, embedder: Arc<dyn Embedder>) {
-        let mut embedders = self.embedders.write().unwrap_or_else(|e| e.into_inner());
-        embedders.insert(TypeId::of::<E>(), embedder);
+        self.embedders.set::<E>(embedder);
     }
 
-    /// The embedder registered for entity type `entity`, if any.
-    pub(crate) fn embedder_for(&self, entity: TypeId) -> Option<Arc<dyn Embedder>> {
-        let embedders = self.embedders.read().unwrap_or_else(|e| e.into_inner());
-        embedders.get(&entity).cloned()
+    /// The embedder registered for entity type `E`, if any.
+    pub(crate) fn embedder_for<E: 'static>(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedders.get::<E>()
     }
 
     /// The `hnsw.ef_search` this backend's sessions start with.

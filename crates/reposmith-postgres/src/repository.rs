@@ -87,7 +87,7 @@ pub(crate) fn record_rows(rows: u64) {
 
 impl<E: Entity> PgRepository<E> {
     fn new(exec: Executor) -> Self {
-        let embedder = exec.backend().embedder_for(std::any::TypeId::of::<E>());
+        let embedder = exec.backend().embedder_for::<E>();
         PgRepository {
             exec,
             statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),

@@ -112,13 +112,8 @@ impl<E: Entity> PgRepository<E> {
     }
 
     /// Replaces a by-text vector search with the embedding of its text.
-    async fn embed_query(&self, mut query: SearchQuery<E>) -> Result<SearchQuery<E>> {
-        if let SearchKind::VectorFromText { column, text } = &query.kind {
-            let column = *column;
-            let vector = crate::embed::embed_one(self, column, text).await?;
-            query.kind = SearchKind::Vector { column, vector };
-        }
-        Ok(query)
+    async fn embed_query(&self, query: SearchQuery<E>) -> Result<SearchQuery<E>> {
+        reposmith_core::embed::embed_search(self.embedder.as_deref(), query).await
     }
 
     fn scored(&self, row: &PgRow, extra: Extra) -> Result<Scored<E>> {

@@ -3,11 +3,10 @@
 //! model rejected with nothing written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use reposmith::PgConfig;
 use reposmith::prelude::*;
-use reposmith::{EmbedError, PgConfig};
-use reposmith_core::repository::BoxFuture;
+use reposmith_tests::letters::Letters;
 
 use crate::db::SearchDb;
 
@@ -33,49 +32,11 @@ fn note(body: &str) -> Note {
     }
 }
 
-/// Letter counts: a deterministic stand-in for a model, counting its calls.
-#[derive(Default)]
-struct Letters {
-    calls: AtomicUsize,
-    dims: usize,
-}
-
-impl Embedder for Letters {
-    fn embed<'a>(
-        &'a self,
-        texts: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            if texts.iter().any(|t| t == "fail") {
-                return Err(EmbedError::new("model unavailable"));
-            }
-            Ok(texts
-                .iter()
-                .map(|t| {
-                    let mut v = vec![0.0f32; self.dims];
-                    for b in t.bytes().filter(u8::is_ascii_lowercase) {
-                        v[usize::from(b - b'a') % self.dims] += 1.0;
-                    }
-                    v
-                })
-                .collect())
-        })
-    }
-
-    fn max_batch(&self) -> usize {
-        4
-    }
-}
-
 #[tokio::test]
 async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_query() {
     let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
-    let letters = Arc::new(Letters {
-        dims: 26,
-        ..Letters::default()
-    });
+    let letters = Arc::new(Letters::new(26));
     let repo = db.pg.repo::<Note>().with_embedder(letters.clone());
 
     let one = repo.insert(&note("abc")).await.unwrap();
@@ -92,7 +53,7 @@ async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_que
         kept.embedding, given.embedding,
         "a present vector is not recomputed"
     );
-    assert_eq!(letters.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(letters.calls(), 1);
 
     let batch: Vec<Note> = [
         "xyz", "xxy", "abd", "hello", "world", "qqq", "abc abc", "mno", "pqr",
@@ -101,11 +62,7 @@ async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_que
     .map(|b| note(b))
     .collect();
     repo.insert_many(&batch).await.unwrap();
-    assert_eq!(
-        letters.calls.load(Ordering::SeqCst),
-        1 + 3,
-        "9 texts in batches of 4"
-    );
+    assert_eq!(letters.calls(), 1 + 3, "9 texts in batches of 4");
 
     let mut edited = one.clone();
     edited.body = "zzz".to_owned();
@@ -134,10 +91,10 @@ async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_que
 async fn a_failing_or_misshapen_embedder_writes_nothing() {
     let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
-    let repo = db.pg.repo::<Note>().with_embedder(Arc::new(Letters {
-        dims: 26,
-        ..Letters::default()
-    }));
+    let repo = db
+        .pg
+        .repo::<Note>()
+        .with_embedder(Arc::new(Letters::new(26)));
     let err = repo
         .insert_many(&[note("fine"), note("fail")])
         .await
@@ -149,10 +106,10 @@ async fn a_failing_or_misshapen_embedder_writes_nothing() {
         }
         other => panic!("{other}"),
     }
-    let short = db.pg.repo::<Note>().with_embedder(Arc::new(Letters {
-        dims: 5,
-        ..Letters::default()
-    }));
+    let short = db
+        .pg
+        .repo::<Note>()
+        .with_embedder(Arc::new(Letters::new(5)));
     let err = short.insert(&note("abc")).await.unwrap_err();
     assert!(
         matches!(&err, Error::Embedding { reason, .. } if reason.contains("expected 26")),
@@ -178,10 +135,7 @@ async fn a_failing_or_misshapen_embedder_writes_nothing() {
 async fn a_backend_embedder_reaches_units_of_work() {
     let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
-    db.pg.set_embedder::<Note>(Arc::new(Letters {
-        dims: 26,
-        ..Letters::default()
-    }));
+    db.pg.set_embedder::<Note>(Arc::new(Letters::new(26)));
     let unit = db.pg.begin().await.unwrap();
     let stored = unit.repo::<Note>().insert(&note("abc")).await.unwrap();
     unit.commit().await.unwrap();
