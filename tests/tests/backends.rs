@@ -138,6 +138,14 @@ async fn the_store_hands_out_mongo_repositories() {
         1,
         "the dropped unit rolled back"
     );
+    let stored = store
+        .mongo_transaction(reposmith::MongoRetryPolicy::default(), |unit| {
+            Box::pin(async move { unit.repo::<Trace>().insert(&trace("s3", "gpt")).await })
+        })
+        .await
+        .unwrap();
+    assert!(stored.id > 0);
+    assert_eq!(traces.count(Filter::all()).await.unwrap(), 2, "committed");
     let err = store.repo::<Chat>().unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     store.mongo().unwrap().database().drop().await.unwrap();

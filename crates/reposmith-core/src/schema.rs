@@ -427,6 +427,7 @@ pub const FULL_TEXT_COLUMN: &str = "search_tsv";
 /// the repository of an entity on a backend that does not store it is a
 /// compile error rather than a run-time surprise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backends {
     /// PostgreSQL and MongoDB.
     Both,

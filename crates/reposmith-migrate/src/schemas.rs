@@ -2,7 +2,7 @@
 //! migrate binary: no linker tricks (inventory, linkme), so it works on every
 //! target and the list is reviewable in one place.
 
-use reposmith_core::{EntitySchema, MongoEntity, PostgresEntity};
+use reposmith_core::{Backend, EntitySchema, MongoEntity, PostgresEntity};
 
 use crate::model::Snapshot;
 
@@ -31,7 +31,18 @@ impl Schemas {
     }
 
     /// Adds a schema directly (tests, or schemas built by hand).
+    ///
+    /// # Panics
+    ///
+    /// When the schema is not stored in PostgreSQL (`Backends::Mongo`): a
+    /// MongoDB-only entity must not get a table. [`add`](Self::add) makes
+    /// that a compile error; this is its run-time twin for hand-built schemas.
     pub fn add_schema(mut self, schema: &'static EntitySchema) -> Schemas {
+        assert!(
+            schema.backends.includes(Backend::Postgres),
+            "{} is stored in MongoDB only: register it with add_mongo",
+            schema.entity
+        );
         self.schemas.push(schema);
         self
     }

@@ -14,9 +14,9 @@
 //!    becomes a [`RowFailure`] with that typed error and is not sent.
 //! 2. Identity (`i64`) ids are reserved in one block for the documents that
 //!    passed, in their order, so a refused document consumes no id.
-//! 3. The passing documents go out in `insert` commands of [`BATCH`]
-//!    documents with `ordered: false` (the driver splits a command further
-//!    at 48 MB): the server stores every document it can and returns a
+//! 3. The passing documents go out in `insert` commands of at most
+//!    [`BATCH`] documents and [`BATCH_BYTES`] bytes (so the driver never
+//!    splits one into several wire messages), with `ordered: false`: the server stores every document it can and returns a
 //!    write error, with its position, for each one it refused. Positions are
 //!    mapped back to the caller's slice and classified as for a single
 //!    insert: a duplicate key (against stored documents, or another
@@ -63,6 +63,7 @@
 //! Inside a unit use `insert_many`, which is all or nothing there.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use mongodb::bson::Document;
 use mongodb::error::{ErrorKind, IndexedWriteError, WriteConcernError};
@@ -75,11 +76,17 @@ use crate::MongoRepository;
 use crate::codec::encode;
 use crate::counter;
 use crate::error::conflict;
+use crate::size::document_size;
 use crate::write::stamp_new;
 
 /// Documents per `insert` command, as for `insert_many`: bounded so each
 /// command finishes well within the operation deadline.
 const BATCH: usize = 1_000;
+
+/// Most encoded bytes per `insert` command: under MongoDB's 48,000,000-byte
+/// message limit with room for the command itself (one document is at most
+/// 16 MiB, so a batch of one always fits).
+const BATCH_BYTES: usize = 40_000_000;
 
 /// The operation's name in spans and errors.
 const OPERATION: &str = "insert_many_unordered";
@@ -131,8 +138,9 @@ async fn insert_unordered<E: Entity>(
     }
     let (docs, mut failures) = prepare(repo, entities).await?;
     let mut inserted = 0u64;
-    for (n, batch) in docs.chunks(BATCH).enumerate() {
-        let unsent = docs.len() - n * BATCH - batch.len();
+    for range in batches(&docs) {
+        let unsent = docs.len() - range.end;
+        let batch = &docs[range];
         let sent = batch.iter().map(|(_, doc)| doc);
         let command = repo.collection.insert_many(sent).ordered(false);
         let error = match repo.run_raw("insert", command).await {
@@ -169,6 +177,27 @@ async fn insert_unordered<E: Entity>(
     tracing::Span::current().record("db.rows_affected", inserted);
     tracing::Span::current().record("reposmith.rows_failed", failures.len());
     Ok(InsertReport::new(inserted, failures))
+}
+
+/// Consecutive ranges of `docs`, each at most [`BATCH`] documents and
+/// [`BATCH_BYTES`] encoded bytes. The byte bound keeps every batch one wire
+/// command: the driver splits a larger `insert_many` at 48 MB, and a later
+/// part failing as a whole would hide that earlier parts were stored.
+fn batches(docs: &[(usize, Document)]) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, doc)) in docs.iter().enumerate() {
+        let size = document_size(doc);
+        if i > start && (i - start == BATCH || bytes + size > BATCH_BYTES) {
+            ranges.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < docs.len() {
+        ranges.push(start..docs.len());
+    }
+    ranges
 }
 
 /// The documents to send, each with its position in `entities`, stamped,
@@ -395,6 +424,25 @@ mod tests {
             Error::Conflict { field: Some("name"), constraint, .. } if constraint == "t_name_key"));
         assert!(matches!(&failures[1].error,
             Error::Backend { code: Some(code), .. } if code == "121"));
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_by_bytes() {
+        use mongodb::bson::{Binary, doc, spec::BinarySubtype};
+        let small: Vec<(usize, Document)> =
+            (0..2_500).map(|i| (i, doc! { "n": i as i64 })).collect();
+        assert_eq!(batches(&small), [0..1_000, 1_000..2_000, 2_000..2_500]);
+        let blob = |mb: usize| {
+            let bytes = vec![0u8; mb * 1_000_000];
+            doc! { "b": Binary { subtype: BinarySubtype::Generic, bytes } }
+        };
+        let big: Vec<(usize, Document)> = (0..7).map(|i| (i, blob(15))).collect();
+        assert_eq!(
+            batches(&big),
+            [0..2, 2..4, 4..6, 6..7],
+            "two 15 MB documents per command"
+        );
+        assert!(batches(&[]).is_empty());
     }
 
     #[test]

@@ -136,6 +136,24 @@ impl Store {
         self.mongo()?.begin().await
     }
 
+    /// Runs `work` in a MongoDB unit of work and commits it, running it again
+    /// (bounded, with backoff) when the server aborts it as transient. See
+    /// [`MongoBackend::transaction`](crate::MongoBackend::transaction).
+    #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+    pub async fn mongo_transaction<T, F>(
+        &self,
+        policy: crate::MongoRetryPolicy,
+        work: F,
+    ) -> Result<T>
+    where
+        F: for<'u> FnMut(
+            &'u crate::MongoUnitOfWork,
+        ) -> reposmith_core::repository::BoxFuture<'u, Result<T>>,
+    {
+        self.mongo()?.transaction(policy, work).await
+    }
+
     /// The Redis backend, or [`Error::Unavailable`] when not configured.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

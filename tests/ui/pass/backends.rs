@@ -26,12 +26,35 @@ struct Chat {
     id: Uuid,
 }
 
+/// Postgres' 63-byte identifier limit does not apply to a MongoDB-only
+/// entity: its index names would be too long for Postgres.
+#[derive(Repository)]
+#[repo(backend = "mongo", collection = "spans")]
+struct ConversationTraceSpanAttribute {
+    #[repo(id)]
+    id: Uuid,
+    #[repo(index)]
+    parent_span_identifier_hash_of_the_conversation: String,
+}
+
+/// A PostgreSQL-only entity may use names MongoDB would misread.
+#[derive(Repository)]
+#[repo(backend = "postgres")]
+struct Metric {
+    #[repo(id)]
+    id: Uuid,
+    #[repo(column = "usage.tokens")]
+    tokens: i64,
+}
+
 #[allow(dead_code)]
 fn repos(pg: &PgBackend, mongo: &MongoBackend) {
     let _ = mongo.repo::<Trace>();
     let _ = pg.repo::<Document>();
     let _ = pg.repo::<Chat>();
     let _ = mongo.repo::<Chat>();
+    let _ = mongo.repo::<ConversationTraceSpanAttribute>();
+    let _ = pg.repo::<Metric>();
 }
 
 fn main() {

@@ -14,7 +14,8 @@ pub(crate) struct RepoInput {
     pub(crate) vis: Visibility,
     pub(crate) generics: Generics,
     pub(crate) data: ast::Data<(), RepoField>,
-    /// `table = "..."`: the table or collection name.
+    /// `table = "..."`: the table name (and the collection's, unless
+    /// `collection` is given).
     pub(crate) table: Option<SpannedValue<String>>,
     /// `schema = "..."`: the database schema (namespace).
     pub(crate) schema: Option<SpannedValue<String>>,

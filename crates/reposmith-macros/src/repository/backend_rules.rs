@@ -4,9 +4,9 @@
 
 use darling::Error;
 use darling::error::Accumulator;
-use darling::util::SpannedValue;
+use proc_macro2::Span;
 
-use super::attr::RepoInput;
+use super::attr::{RepoInput, VectorAttr};
 use super::model::BackendChoice;
 
 /// MongoDB limits a namespace (`<database>.<collection>`) to 255 bytes; this
@@ -45,11 +45,14 @@ pub(super) fn collection(
     if backends == BackendChoice::Mongo
         && let Some(table) = &input.table
     {
-        let message = format!(
-            "a MongoDB-only entity has no table; the correct format looks like \
-             #[repo(backend = \"mongo\", collection = \"{}\")]",
-            table.as_str()
-        );
+        let message = match &input.collection {
+            Some(_) => "a MongoDB-only entity has no table: remove `table`".to_owned(),
+            None => format!(
+                "a MongoDB-only entity has no table; the correct format looks like \
+                 #[repo(backend = \"mongo\", collection = \"{}\")]",
+                table.as_str()
+            ),
+        };
         errors.push(Error::custom(message).with_span(&table.span()));
     }
     let collection = input.collection.as_ref()?;
@@ -90,7 +93,9 @@ fn collection_problem(name: &str) -> Option<String> {
 }
 
 /// Rule: a MongoDB-only entity carries no attribute that only PostgreSQL
-/// reads (a database schema, SQL defaults), which would silently do nothing.
+/// reads, which would silently do nothing: a database schema, SQL defaults,
+/// column renames (MongoDB migrations do not rename fields), full text
+/// (reposmith drives no MongoDB text index yet), and pgvector index tuning.
 pub(super) fn postgres_only_attributes(
     input: &RepoInput,
     backends: BackendChoice,
@@ -100,17 +105,88 @@ pub(super) fn postgres_only_attributes(
         return;
     }
     if let Some(schema) = &input.schema {
-        unused_on_mongo(schema, "schema", "a PostgreSQL namespace", errors);
+        unused_on_mongo(schema.span(), "schema", "a PostgreSQL namespace", errors);
     }
-    for default in input.fields().iter().filter_map(|f| f.default.as_ref()) {
-        unused_on_mongo(default, "default", "a SQL expression", errors);
+    for field in input.fields() {
+        if let Some(default) = &field.default {
+            unused_on_mongo(default.span(), "default", "a SQL expression", errors);
+        }
+        if let Some(old) = &field.renamed_from {
+            let what = "a PostgreSQL column rename (MongoDB migrations do not rename fields)";
+            unused_on_mongo(old.span(), "renamed_from", what, errors);
+        }
+        if let Some(full_text) = &field.full_text {
+            let what = "PostgreSQL full-text search (reposmith drives no MongoDB text index yet)";
+            unused_on_mongo(full_text.span(), "full_text", what, errors);
+        }
+        if let Some(vector) = &field.vector {
+            pgvector_tuning(vector, errors);
+        }
     }
 }
 
-fn unused_on_mongo(at: &SpannedValue<String>, key: &str, what: &str, errors: &mut Accumulator) {
+/// pgvector's index choice and parameters, which MongoDB search indexes
+/// (HNSW, sized by the server) do not take.
+fn pgvector_tuning(vector: &VectorAttr, errors: &mut Accumulator) {
+    let what = "a pgvector index setting (MongoDB search indexes take none)";
+    if let Some(index) = vector.index.as_ref().filter(|i| i.as_str() == "ivfflat") {
+        unused_on_mongo(index.span(), "index = \"ivfflat\"", what, errors);
+    }
+    let tuning = [
+        ("m", vector.m.as_ref()),
+        ("ef_construction", vector.ef_construction.as_ref()),
+        ("lists", vector.lists.as_ref()),
+    ];
+    for (key, value) in tuning {
+        if let Some(value) = value {
+            unused_on_mongo(value.span(), key, what, errors);
+        }
+    }
+}
+
+fn unused_on_mongo(at: Span, key: &str, what: &str, errors: &mut Accumulator) {
     let message = format!(
         "`{key}` is {what}, which means nothing to MongoDB, and this entity is \
          #[repo(backend = \"mongo\")]; remove it"
     );
-    errors.push(Error::custom(message).with_span(&at.span()));
+    errors.push(Error::custom(message).with_span(&at));
+}
+
+/// Rule: when MongoDB stores the entity, no stored field's name is one
+/// MongoDB reads as something else: a `.` is a path (an update would write a
+/// nested field beside the stored one), a leading `$` an operator, `_id` the
+/// document's id (the entity's id is stored there), and `__rs_` prefixes
+/// reposmith's own computed fields in queries.
+pub(super) fn mongo_field_names(
+    input: &RepoInput,
+    backends: BackendChoice,
+    errors: &mut Accumulator,
+) {
+    if !backends.mongo() {
+        return;
+    }
+    for field in input.fields().iter().filter(|f| !f.skip.is_present()) {
+        let Some(ident) = &field.ident else { continue };
+        let (name, span) = match &field.column {
+            Some(column) => (column.as_str().to_owned(), column.span()),
+            None => (ident.to_string(), ident.span()),
+        };
+        let problem = if name.contains('.') {
+            "contains `.`, which MongoDB reads as a path into a sub-document"
+        } else if name.starts_with('$') {
+            "starts with `$`, which MongoDB reads as an operator"
+        } else if name == "_id" && !field.id.is_present() {
+            "is where MongoDB keeps the entity's id"
+        } else if name.starts_with("__rs_") {
+            "starts with `__rs_`, which reposmith reserves for fields it computes"
+        } else {
+            continue;
+        };
+        let message = format!(
+            "the stored name `{name}` {problem}; give the field another \
+             #[repo(column = \"...\")], or pin the entity to PostgreSQL with \
+             #[repo(backend = \"postgres\")]"
+        );
+        errors.push(Error::custom(message).with_span(&span));
+    }
 }

@@ -52,10 +52,14 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
         errors.push(Error::custom(message).with_span(&extra.ident));
     }
     distinct_columns(&fields, &mut errors);
-    generated_names_fit(input, &table, &fields, &mut errors);
     let backends = backend_rules::backends(input, &mut errors);
+    if backends.postgres() {
+        // Postgres' identifier limit means nothing to a MongoDB-only entity.
+        generated_names_fit(input, &table, &fields, &mut errors);
+    }
     let collection = backend_rules::collection(input, backends, &mut errors);
     backend_rules::postgres_only_attributes(input, backends, &mut errors);
+    backend_rules::mongo_field_names(input, backends, &mut errors);
     errors.finish()?;
     Ok(Entity {
         ident: input.ident.clone(),
