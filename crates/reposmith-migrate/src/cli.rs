@@ -180,6 +180,7 @@ impl Args {
 
     /// Ok(false): the command ran and found a problem (drift).
     async fn execute(&self, schemas: &Schemas) -> Result<bool> {
+        schemas.check_distinct()?;
         match &self.command {
             Command::Generate(name) => {
                 self.mongo_generate(schemas, name)?;

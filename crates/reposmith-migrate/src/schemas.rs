@@ -64,6 +64,34 @@ impl Schemas {
         crate::mongo::MongoSnapshot::from_schemas(self.mongo_schemas())
     }
 
+    /// Refuses two entities stored under one name (a table in one database
+    /// schema, or one MongoDB collection): their migrations would fight
+    /// over it, each rewriting the other's columns and indexes.
+    pub fn check_distinct(&self) -> crate::Result<()> {
+        let tables = self.schemas.iter().map(|s| {
+            let name = match s.schema {
+                Some(namespace) => format!("table {namespace}.{}", s.table),
+                None => format!("table {}", s.table),
+            };
+            (name, s.entity)
+        });
+        let collections = self
+            .mongo
+            .iter()
+            .map(|s| (format!("collection {}", s.collection), s.entity));
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for (name, entity) in tables.chain(collections) {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                return Err(crate::Error::Usage(format!(
+                    "{first} and {entity} are both stored in {name}: give one another \
+                     #[repo(table = \"..\")] or #[repo(collection = \"..\")]"
+                )));
+            }
+            seen.push((name, entity));
+        }
+        Ok(())
+    }
+
     /// True when no entity was added.
     pub fn is_empty(&self) -> bool {
         self.schemas.is_empty() && self.mongo.is_empty()
@@ -77,5 +105,42 @@ impl Schemas {
     /// The model of the registered schemas, as a snapshot would store it.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::from_schemas(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::{ColumnDef, ColumnRole, ColumnType, IdStrategy};
+
+    use super::*;
+
+    static ID: [ColumnDef; 1] =
+        [ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id)];
+    static DOCS: EntitySchema = EntitySchema::new("Doc", "docs", &ID, 0, IdStrategy::Identity, &[]);
+    static OTHER_DOCS: EntitySchema =
+        EntitySchema::new("OtherDoc", "docs", &ID, 0, IdStrategy::Identity, &[]);
+    static RAG_DOCS: EntitySchema =
+        EntitySchema::new("RagDoc", "docs", &ID, 0, IdStrategy::Identity, &[]).with_schema("rag");
+    static LOGS: EntitySchema =
+        EntitySchema::new("Log", "logs", &ID, 0, IdStrategy::Identity, &[]).with_collection("docs");
+
+    #[test]
+    fn two_entities_cannot_share_a_table_or_a_collection() {
+        let same_table = Schemas::new().add_schema(&DOCS).add_schema(&OTHER_DOCS);
+        let err = same_table.check_distinct().unwrap_err().to_string();
+        assert!(
+            err.contains("Doc and OtherDoc") && err.contains("table docs"),
+            "{err}"
+        );
+        let other_namespace = Schemas::new().add_schema(&DOCS).add_schema(&RAG_DOCS);
+        other_namespace.check_distinct().unwrap();
+        let mut same_collection = Schemas::new();
+        same_collection.mongo.extend([&DOCS, &LOGS]);
+        let err = same_collection.check_distinct().unwrap_err().to_string();
+        assert!(err.contains("collection docs"), "{err}");
+        // One entity in both a table and a collection of the same name is fine.
+        let mut both = Schemas::new().add_schema(&DOCS);
+        both.mongo.push(&DOCS);
+        both.check_distinct().unwrap();
     }
 }
