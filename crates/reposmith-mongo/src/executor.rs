@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use mongodb::action::{CountDocuments, Delete, FindOne, FindOneAndUpdate, InsertMany, InsertOne};
-use mongodb::bson::Document;
+use mongodb::bson::{Document, RawDocumentBuf};
 use mongodb::{ClientSession, Collection};
 
 use crate::unit::UnitShared;
@@ -83,14 +83,17 @@ pub(crate) async fn find_docs(
 }
 
 /// The documents `filter` matches in `sort` order, at most `limit`, read
-/// in `session` when there is one.
+/// in `session` when there is one, as the server sent them: the caller
+/// decodes each once (see `codec::decode_raw`) instead of through a
+/// [`Document`] of owned values first.
 pub(crate) async fn find_sorted(
     collection: &Collection<Document>,
     filter: Document,
     sort: Document,
     limit: Option<i64>,
     session: Option<&mut ClientSession>,
-) -> mongodb::error::Result<Vec<Document>> {
+) -> mongodb::error::Result<Vec<RawDocumentBuf>> {
+    let collection = collection.clone_with_type::<RawDocumentBuf>();
     let find = collection.find(filter).sort(sort);
     let find = match limit {
         Some(limit) => find.limit(limit),
@@ -102,6 +105,25 @@ pub(crate) async fn find_sorted(
             cursor.stream(session).try_collect().await
         }
         None => find.await?.try_collect().await,
+    }
+}
+
+/// [`aggregate_docs`], the documents as the server sent them.
+pub(crate) async fn aggregate_raw(
+    collection: &Collection<Document>,
+    pipeline: Vec<Document>,
+    session: Option<&mut ClientSession>,
+) -> mongodb::error::Result<Vec<RawDocumentBuf>> {
+    match session {
+        Some(session) => {
+            let command = collection.aggregate(pipeline).session(&mut *session);
+            let mut cursor = command.with_type::<RawDocumentBuf>().await?;
+            cursor.stream(session).try_collect().await
+        }
+        None => {
+            let cursor = collection.aggregate(pipeline).with_type::<RawDocumentBuf>();
+            cursor.await?.try_collect().await
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use mongodb::bson::{Document, doc};
 use reposmith_core::{Cursor, Entity, Error, Filter, FindQuery, Result, Value};
 
 use crate::MongoRepository;
-use crate::codec::decode;
-use crate::executor::{InSession, aggregate_docs, find_docs, find_sorted};
+use crate::codec::decode_raw;
+use crate::executor::{InSession, aggregate_raw, find_docs, find_sorted};
 use crate::keyset::{after, cursor_of, decode_cursor, null_flags, sort_keys, sort_spec};
 use crate::render::filter_doc;
 
@@ -83,12 +83,12 @@ pub(crate) async fn fetch<E: Entity>(
         }
         Read::Aggregate(stages) => {
             repo.send("aggregate", async |s| {
-                aggregate_docs(&repo.collection, stages, s).await
+                aggregate_raw(&repo.collection, stages, s).await
             })
             .await?
         }
     };
-    docs.iter().map(|d| decode(E::SCHEMA, d)).collect()
+    docs.iter().map(|d| decode_raw(E::SCHEMA, d)).collect()
 }
 
 /// One page of `size` documents and the cursor after its last one when more may follow.

@@ -10,7 +10,7 @@
 //! the document, so the check costs a walk over the values, not a copy.
 
 use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::{Bson, Document, RawDocument};
 use reposmith_core::{EntitySchema, Error, Result};
 
 /// Refuses `doc`, a whole document of `schema`'s entity, when its BSON
@@ -35,6 +35,19 @@ pub(crate) fn check(schema: &EntitySchema, doc: &Document, limit: i64) -> Result
         size,
         limit,
     })
+}
+
+/// [`check`] of an encoded document, whose size is its length.
+pub(crate) fn check_raw(schema: &EntitySchema, doc: &RawDocument, limit: i64) -> Result<()> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if doc.as_bytes().len() <= limit {
+        return Ok(());
+    }
+    // Over the limit: decoding it to name its largest field costs nothing
+    // that matters next to the refusal.
+    let decoded = Document::try_from(doc)
+        .map_err(|e| Error::invalid(schema.entity, "document", format!("unreadable BSON: {e}")))?;
+    check(schema, &decoded, limit as i64)
 }
 
 /// The key of `doc`'s largest element and that element's encoded size.
@@ -134,5 +147,27 @@ mod tests {
         };
         assert_eq!(document_size(&doc), doc.to_vec().unwrap().len());
         assert_eq!(document_size(&doc! {}), 5);
+    }
+
+    #[test]
+    fn raw_check_refuses_what_the_document_check_refuses() {
+        use reposmith_core::{ColumnDef, ColumnType, IdStrategy};
+        static COLUMNS: [ColumnDef; 2] = [
+            ColumnDef::new("id", "id", ColumnType::BigInt, false),
+            ColumnDef::new("body", "body", ColumnType::Text, false),
+        ];
+        static SCHEMA: EntitySchema =
+            EntitySchema::new("Note", "notes", &COLUMNS, 0, IdStrategy::Assigned, &[]);
+        let schema = &SCHEMA;
+        let doc = doc! { "_id": 1_i64, "body": "x".repeat(100) };
+        let raw = mongodb::bson::RawDocumentBuf::try_from(&doc).unwrap();
+        let size = raw.as_bytes().len() as i64;
+        assert!(check_raw(schema, &raw, size).is_ok());
+        let err = check_raw(schema, &raw, size - 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::TooLarge { size: s, .. } if *s as i64 == size),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`body`"), "{err}");
     }
 }
