@@ -198,3 +198,52 @@ async fn every_field_type_has_its_documented_bson_form() {
     mongo.database().drop().await.unwrap();
     mongo.close().await;
 }
+
+/// BSON dates hold whole milliseconds; an operand finer than that compares
+/// as Postgres compares it at full precision, in both forms of each filter:
+/// `created_at < now()` finds the rows stamped in the current millisecond.
+#[tokio::test]
+async fn sub_millisecond_instants_compare_as_in_postgres() {
+    let config = MongoConfig::new(mongodb_url()).database(unique_name("bson_ms"));
+    let mongo = MongoBackend::connect(&config).await.unwrap();
+    mongo.create_collections::<EveryType>().await.unwrap();
+    let repo = mongo.repo::<EveryType>();
+    repo.insert(&sample()).await.unwrap(); // at = ….123 s
+    let at = |micros: i64| {
+        Utc.timestamp_micros(1_700_000_000_000_000 + micros)
+            .unwrap()
+    };
+    let t = at(123_500); // ….1235 s: after the stored instant, in its millisecond
+    let cases: Vec<(&str, Filter<EveryType>, u64)> = vec![
+        ("lt", EveryType::AT.lt(t), 1),
+        ("le", EveryType::AT.le(t), 1),
+        ("gt", EveryType::AT.gt(t), 0),
+        ("ge", EveryType::AT.ge(t), 0),
+        ("eq", EveryType::AT.eq(t), 0),
+        ("ne", EveryType::AT.ne(t), 1),
+        ("not lt", EveryType::AT.lt(t).not(), 0),
+        ("not eq", EveryType::AT.eq(t).not(), 1),
+        ("not ne", EveryType::AT.ne(t).not(), 0),
+        ("gt below", EveryType::AT.gt(at(122_500)), 1),
+        ("le below", EveryType::AT.le(at(122_500)), 0),
+        ("between inside", EveryType::AT.between(at(122_500), t), 1),
+        (
+            "between after",
+            EveryType::AT.between(at(123_200), at(123_800)),
+            0,
+        ),
+        (
+            "not between after",
+            EveryType::AT.between(at(123_200), at(123_800)).not(),
+            1,
+        ),
+        ("in", EveryType::AT.is_in([t]), 0),
+        ("in exact", EveryType::AT.is_in([t, at(123_000)]), 1),
+        ("not in", EveryType::AT.not_in([t]), 1),
+    ];
+    for (name, filter, expected) in cases {
+        assert_eq!(repo.count(filter).await.unwrap(), expected, "{name}");
+    }
+    mongo.database().drop().await.unwrap();
+    mongo.close().await;
+}

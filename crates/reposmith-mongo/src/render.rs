@@ -10,12 +10,17 @@
 //! complement guarded against null (`$nin: [v, null]`, `$gte` for `$lt`, …),
 //! so unknown rows fall out of both forms, as in SQL.
 //!
+//! BSON dates hold whole milliseconds. A filter operand finer than that is
+//! not rounded (which would flip the answer for its millisecond's rows) but
+//! compared as Postgres compares it at full precision: `x < t` becomes
+//! `x < ceil(t)`, `x = t` matches nothing, and so on.
+//!
 //! User values are always operands of explicit operators (`$eq`, `$in`, …),
 //! never a bare document, so a string or JSON value shaped like
 //! `{"$ne": ""}` is matched literally; JSON keys are checked by
 //! [`crate::json_filter`].
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc};
 use reposmith_core::filter::{CompareOp, FilterNode};
 use reposmith_core::{ColumnDef, EntitySchema, Error, Result, Value};
 
@@ -39,6 +44,35 @@ pub(crate) fn op(key: &str, op: &str, operand: impl Into<Bson>) -> Document {
     let mut outer = Document::new();
     outer.insert(key, inner);
     outer
+}
+
+/// For an instant with a part finer than a millisecond (BSON dates hold
+/// whole milliseconds, so every stored one does), the millisecond below it.
+fn sub_millisecond(value: &Value) -> Option<i64> {
+    match value {
+        Value::TimestampTz(t) if t.timestamp_subsec_nanos() % 1_000_000 != 0 => {
+            // `timestamp_millis` floors, before 1970 too: sub-second nanos are positive.
+            Some(t.timestamp_millis())
+        }
+        _ => None,
+    }
+}
+
+/// `{k: {name: t}}` for an instant `t` strictly between the stored
+/// milliseconds `floor` and `floor + 1`, with the answers Postgres gives at
+/// full precision: `x < t` is `x < floor + 1`, `x <= t` is `x <= floor`,
+/// `x = t` never holds, and `x <> t` holds for every non-null `x`. Rounding
+/// the operand instead (as its encoding does) would flip the stored
+/// millisecond's answer: `created_at < now()` would miss this
+/// millisecond's rows.
+fn compare_inexact_instant(k: &str, name: &str, floor: i64) -> Document {
+    let at = |ms: i64| Bson::DateTime(BsonDateTime::from_millis(ms));
+    match name {
+        "$lt" | "$gte" => op(k, name, at(floor + 1)),
+        "$lte" | "$gt" => op(k, name, at(floor)),
+        "$ne" => op(k, "$ne", Bson::Null),
+        _ => nothing(),
+    }
 }
 
 pub(crate) struct Renderer {
@@ -123,7 +157,6 @@ impl Renderer {
             // A comparison with NULL is unknown: neither it nor its negation matches.
             return Ok(nothing());
         }
-        let v = self.operand(c, value)?;
         // The complement of each operator, for the FALSE form.
         let name = match (cmp, truth) {
             (CompareOp::Eq, true) | (CompareOp::Ne, false) => "$eq",
@@ -140,6 +173,10 @@ impl Renderer {
                 ));
             }
         };
+        if let Some(floor) = sub_millisecond(value) {
+            return Ok(compare_inexact_instant(k, name, floor));
+        }
+        let v = self.operand(c, value)?;
         if name == "$ne" {
             // `$ne` alone matches null and missing: exclude them too.
             return Ok(op(k, "$nin", vec![v, Bson::Null]));
@@ -151,7 +188,10 @@ impl Renderer {
     fn is_in(&self, column: usize, values: &[Value], member: bool) -> Result<Document> {
         let (k, c) = self.column(column)?;
         let mut list = Vec::with_capacity(values.len() + 1);
-        for v in values.iter().filter(|v| **v != Value::Null) {
+        // An instant finer than a millisecond equals no stored (whole
+        // millisecond) date, so it neither matches nor excludes anything.
+        let exact = |v: &&Value| **v != Value::Null && sub_millisecond(v).is_none();
+        for v in values.iter().filter(exact) {
             list.push(self.operand(c, v)?);
         }
         if member {
@@ -171,7 +211,16 @@ impl Renderer {
         if *low == Value::Null || *high == Value::Null {
             return Ok(nothing());
         }
-        let (low, high) = (self.operand(c, low)?, self.operand(c, high)?);
+        // Stored dates are whole milliseconds: `x >= low` is `x >= ceil(low)`
+        // and `x <= high` is `x <= floor(high)`, in both forms.
+        let low = match sub_millisecond(low) {
+            Some(floor) => Bson::DateTime(BsonDateTime::from_millis(floor + 1)),
+            None => self.operand(c, low)?,
+        };
+        let high = match sub_millisecond(high) {
+            Some(floor) => Bson::DateTime(BsonDateTime::from_millis(floor)),
+            None => self.operand(c, high)?,
+        };
         Ok(if truth {
             let mut range = Document::new();
             range.insert("$gte", low);
