@@ -165,10 +165,11 @@ pub enum Error {
         reason: String,
     },
 
-    /// The connection broke after COMMIT was sent: the transaction may or may
-    /// not have committed. Never retried blindly.
+    /// A write was sent (a transaction's COMMIT, or a write outside one) but
+    /// its answer never came: it may or may not have been applied. Never
+    /// retried blindly; `reason` says what is known.
     #[error(
-        "lost the connection to {backend} after sending COMMIT, the outcome is unknown: {reason}"
+        "the outcome of a write to {backend} is unknown (it may or may not be applied): {reason}"
     )]
     CommitOutcomeUnknown {
         /// The store.

@@ -3,9 +3,11 @@
 //! When the deployment has transactions (a replica set or sharded cluster,
 //! [`MongoCapabilities::transactions`](crate::MongoCapabilities)) and the
 //! call holds at most [`TRANSACTION_LIMIT`] documents, they are inserted in
-//! one transaction: a failure aborts it and nothing stays. Dropping the
-//! future mid-way drops the session, and the driver aborts its open
-//! transaction. Larger calls, and standalone servers, insert ordered
+//! one transaction, run as a unit of work runs (see `in_transaction`): a
+//! failure aborts it and nothing stays, a transient abort runs it again,
+//! and a commit without an answer is [`Error::CommitOutcomeUnknown`].
+//! Dropping the future mid-way drops the session, and the driver aborts its
+//! open transaction. Larger calls, and standalone servers, insert ordered
 //! batches and, after a failure, delete the documents already inserted
 //! again: all or nothing for the final state, but other readers may see the
 //! rows meanwhile. The limit exists because MongoDB advises against
@@ -41,19 +43,20 @@
 //! full. 100 commands of 1,000 documents then cost seconds more server CPU
 //! than the single command the raw driver sends for 100k.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mongodb::Collection;
 use mongodb::bson::{Bson, RawDocumentBuf, doc};
-use mongodb::{ClientSession, Collection};
-use reposmith_core::{Entity, IdStrategy, Result, Value};
+use reposmith_core::{Backend, Entity, Error, IdStrategy, Result, Value};
 
-use crate::MongoRepository;
 use crate::codec::encode_raw;
 use crate::counter;
 use crate::error::failed_index;
 use crate::executor::InSession;
 use crate::size;
 use crate::write::stamp_new;
+use crate::{MongoRepository, MongoRetryPolicy};
 
 /// Documents in a call's first `insert` command, which measures the pace.
 const FIRST_BATCH: usize = 1_000;
@@ -89,16 +92,17 @@ pub(crate) async fn insert_many<E: Entity>(
         return Ok(0);
     }
     let docs = prepare(repo, entities).await?;
+    let count = docs.len() as u64;
     let collection = repo.collection.clone_with_type::<RawDocumentBuf>();
     let batches = Batches::new(repo.backend.operation_timeout());
     if repo.exec.in_unit() {
         in_unit(repo, &collection, &docs, batches).await?;
     } else if repo.backend.capabilities().transactions && docs.len() <= TRANSACTION_LIMIT {
-        in_transaction(repo, &collection, &docs, batches).await?;
+        in_transaction(repo, &collection, docs, batches).await?;
     } else {
         compensated(repo, &collection, &docs, batches).await?;
     }
-    Ok(docs.len() as u64)
+    Ok(count)
 }
 
 /// Stamped, encoded, size-checked documents, encoded once as they go on the
@@ -148,7 +152,7 @@ async fn prepare<E: Entity>(
 
 /// Splits one call's documents into `insert` commands sized to the
 /// deadline at the server's measured pace (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Batches {
     /// The deadline's share one command may take.
     budget: Duration,
@@ -225,45 +229,27 @@ async fn in_unit<E: Entity>(
     Ok(())
 }
 
+/// In a transaction of its own, run as a unit of work runs: snapshot reads,
+/// majority writes, a commit whose unknown outcome is resent and otherwise
+/// reported as [`Error::CommitOutcomeUnknown`](reposmith_core::Error) (never
+/// a plain timeout a caller might retry into duplicates), and the whole
+/// insert sent again after a transient abort. The documents keep their
+/// stamped ids across attempts, so a retry inserts the same documents.
 async fn in_transaction<E: Entity>(
     repo: &MongoRepository<E>,
     collection: &Collection<RawDocumentBuf>,
-    docs: &[RawDocumentBuf],
+    docs: Vec<RawDocumentBuf>,
     batches: Batches,
 ) -> Result<()> {
-    let client = repo.backend.client();
-    let mut session = repo.run("start session", client.start_session()).await?;
-    repo.run("start transaction", session.start_transaction())
-        .await?;
-    if let Err(error) = insert_batches(repo, collection, docs, batches, &mut session).await {
-        // The insert error is what the caller needs; an abort failure only
-        // means the server will time the transaction out itself.
-        let _ = repo
-            .run("abort transaction", session.abort_transaction())
-            .await;
-        return Err(error);
-    }
-    repo.run("commit transaction", session.commit_transaction())
+    let docs: Arc<[RawDocumentBuf]> = docs.into();
+    repo.backend
+        .transaction(MongoRetryPolicy::default(), |unit| {
+            let unit_repo = unit.repo_of::<E>();
+            let (collection, docs) = (collection.clone(), Arc::clone(&docs));
+            let batches = batches.clone();
+            Box::pin(async move { in_unit(&unit_repo, &collection, &docs, batches).await })
+        })
         .await
-}
-
-async fn insert_batches<E: Entity>(
-    repo: &MongoRepository<E>,
-    collection: &Collection<RawDocumentBuf>,
-    docs: &[RawDocumentBuf],
-    mut batches: Batches,
-    session: &mut ClientSession,
-) -> Result<()> {
-    while let Some((_, batch)) = batches.next(docs) {
-        let started = Instant::now();
-        let command = collection
-            .insert_many(batch)
-            .ordered(true)
-            .session(&mut *session);
-        repo.run("insert", command).await?;
-        batches.took(batch, started.elapsed());
-    }
-    Ok(())
 }
 
 /// Without transactions: ordered batches, and on failure the documents of
@@ -285,10 +271,7 @@ async fn compensated<E: Entity>(
                 continue;
             }
             Ok(Err(error)) => error,
-            Err(timeout) => {
-                undo(repo, &docs[..start]).await?;
-                return Err(timeout);
-            }
+            Err(timeout) => return Err(missed_deadline(repo, docs, start, batch, &timeout).await),
         };
         // An ordered insert stops at the failing document; with no index
         // reported, assume the whole batch may have gone in.
@@ -297,6 +280,34 @@ async fn compensated<E: Entity>(
         return Err(repo.map_error(error));
     }
     Ok(())
+}
+
+/// After the batch at `start` missed its deadline: deletes every document
+/// sent so far again (that batch's too: deleting by `_id` is idempotent, and
+/// it catches a batch the server finished before the deadline fired), then
+/// reports what cannot be known: the server may still be running the
+/// insert and store the batch after the deletes.
+async fn missed_deadline<E: Entity>(
+    repo: &MongoRepository<E>,
+    docs: &[RawDocumentBuf],
+    start: usize,
+    batch: &[RawDocumentBuf],
+    timeout: &Error,
+) -> Error {
+    let end = start + batch.len();
+    let undone = match undo(repo, &docs[..end]).await {
+        Ok(()) => format!("documents 0..{end} were deleted again"),
+        Err(error) => format!("deleting documents 0..{end} again failed too ({error})"),
+    };
+    Error::CommitOutcomeUnknown {
+        backend: Backend::Mongo,
+        reason: format!(
+            "insert_many of {} documents: the insert of documents {start}..{end} got no \
+             answer ({timeout}); {undone}, but the server may still be running that \
+             insert and store them afterwards",
+            docs.len()
+        ),
+    }
 }
 
 /// Deletes `inserted` again, [`UNDO_BATCH`] documents per `delete` command,
@@ -327,8 +338,8 @@ async fn undo<E: Entity>(repo: &MongoRepository<E>, inserted: &[RawDocumentBuf])
                 "undoing a failed insert_many: {} deletes failed",
                 errors.len()
             );
-            return Err(reposmith_core::Error::Backend {
-                backend: reposmith_core::Backend::Mongo,
+            return Err(Error::Backend {
+                backend: Backend::Mongo,
                 code: None,
                 reason,
             });

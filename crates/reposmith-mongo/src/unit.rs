@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
-use reposmith_core::{Backend, Error, MongoEntity, Result};
+use reposmith_core::{Backend, Entity, Error, MongoEntity, Result};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::config::majority_write_concern;
@@ -269,6 +269,12 @@ impl MongoBackend {
 impl MongoUnitOfWork {
     /// The repository of `E` on this unit's transaction.
     pub fn repo<E: MongoEntity>(&self) -> MongoRepository<E> {
+        self.repo_of()
+    }
+
+    /// [`repo`](Self::repo) for code already holding a repository of `E`,
+    /// which proves MongoDB stores it.
+    pub(crate) fn repo_of<E: Entity>(&self) -> MongoRepository<E> {
         MongoRepository::on_unit(Arc::clone(&self.shared))
     }
 

@@ -355,7 +355,10 @@ impl PgUnitOfWork {
         match session_gone {
             true => Error::CommitOutcomeUnknown {
                 backend: Backend::Postgres,
-                reason: self.shared.backend.scrub(&err.to_string()),
+                reason: format!(
+                    "the connection broke after COMMIT was sent: {}",
+                    self.shared.backend.scrub(&err.to_string())
+                ),
             },
             false => self.shared.backend.map_error(err),
         }
