@@ -134,6 +134,11 @@ pub(crate) fn check_json_key(entity: &'static str, field: &str, key: &str) -> Re
         );
         return Err(Error::invalid(entity, field, reason));
     }
+    if key.contains('\0') {
+        // BSON keys are C strings: the driver would fail mid-encoding.
+        let reason = format!("the JSON key {key:?} contains a NUL character (\\u0000)");
+        return Err(Error::invalid(entity, field, reason));
+    }
     Ok(())
 }
 
@@ -422,7 +427,11 @@ mod tests {
         let value = json!({"a": [1, 2.5, null, {"b": "🦀"}], "i": i64::MIN});
         let bson = json_to_bson("T", "meta", &value).unwrap();
         assert_eq!(bson_to_json(&bson).unwrap(), value);
-        for bad in [json!({"$ne": ""}), json!({"x": {"a.b": 1}})] {
+        for bad in [
+            json!({"$ne": ""}),
+            json!({"x": {"a.b": 1}}),
+            json!({"x\0y": 1}),
+        ] {
             let err = json_to_bson("T", "meta", &bad).unwrap_err();
             assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "meta"));
         }

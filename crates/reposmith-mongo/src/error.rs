@@ -122,8 +122,11 @@ pub(crate) fn failed_index(err: &mongodb::error::Error) -> Option<usize> {
 /// the index name is read from the message (`... index: <name> dup key: ...`),
 /// and `_id_` names the id field.
 pub(crate) fn conflict(schema: &EntitySchema, message: &str) -> Error {
-    let index = message
-        .split_once("index: ")
+    // The last "index: " before " dup key:": a collection name (earlier in
+    // the message) may itself contain "index: ".
+    let head = message.split(" dup key:").next().unwrap_or(message);
+    let index = head
+        .rsplit_once("index: ")
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .unwrap_or("unknown")
         .to_owned();
@@ -162,6 +165,9 @@ mod tests {
     fn conflicts_name_the_index_and_its_field() {
         let message = "E11000 duplicate key error collection: db.t index: t_name_key dup key: { name: \"a\" }";
         assert!(matches!(conflict(&SCHEMA, message),
+            Error::Conflict { field: Some("name"), ref constraint, .. } if constraint == "t_name_key"));
+        let tricky = "E11000 duplicate key error collection: db.index: x index: t_name_key dup key: { name: \"index: y\" }";
+        assert!(matches!(conflict(&SCHEMA, tricky),
             Error::Conflict { field: Some("name"), ref constraint, .. } if constraint == "t_name_key"));
         let on_id = "E11000 duplicate key error collection: db.t index: _id_ dup key: { _id: 1 }";
         assert!(matches!(
