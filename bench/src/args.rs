@@ -61,6 +61,15 @@ reposmith-bench [crud] [vector] [OPTIONS]
                     vector: 5000 rows, 2 rounds of 80 searches
 
 Needs DATABASE_URL; `cargo xtask bench -- OPTIONS` provides it.
+
+reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
+
+  --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick
+                    as above; defaults 5, 500, 100000, 5000
+  --only LIST       comma-separated workloads: insert_one,get,find,insert_many
+  --server-pid PID  also report the server process's CPU time per op/doc
+  --commands        print the commands each side sends, with their server
+                    milliseconds (the server's profiler), and stop
 ";
 
 impl Options {
