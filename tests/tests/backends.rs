@@ -92,8 +92,8 @@ async fn a_mongo_only_entity_lives_in_its_named_collection() {
         "the TTL index is named after the collection: {indexes:?}"
     );
     assert!(
-        indexes.iter().any(|i| i == "traces_request_id_key"),
-        "the unique index keeps the schema's name: {indexes:?}"
+        indexes.iter().any(|i| i == "llm_traces_request_id_key"),
+        "a MongoDB-only entity names its indexes after its collection: {indexes:?}"
     );
     let counter = mongo
         .database()

@@ -1,8 +1,9 @@
 //! The domain, written as plain structs. `#[derive(Repository)]` turns each
-//! into a table with typed columns; nothing here mentions SQL.
+//! into a table with typed columns (or, for [`Trace`], a MongoDB collection);
+//! nothing here mentions SQL or BSON.
 
 use chrono::{DateTime, Utc};
-use reposmith::{DbEnum, Repository, Vector};
+use reposmith::{DbEnum, ObjectId, Repository, Vector};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -111,6 +112,63 @@ impl Document {
             version: 0,
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// Token counts and latency of one LLM call, a sub-document in MongoDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: i64,
+    /// Tokens in the answer.
+    pub completion_tokens: i64,
+    /// Whether the gateway answered from its cache.
+    pub cached: bool,
+}
+
+/// One LLM call through the gateway, kept in MongoDB only, for 30 days.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(backend = "mongo", collection = "qs_llm_traces")]
+pub struct Trace {
+    /// Generated on insert, the MongoDB way.
+    #[repo(id)]
+    pub id: ObjectId,
+    /// The gateway's request id: a retried request is refused as a duplicate.
+    #[repo(unique)]
+    pub request_id: String,
+    /// The model called: `find_all_by_model`.
+    #[repo(index)]
+    pub model: String,
+    /// What was asked; its embedding is computed from it.
+    pub prompt: String,
+    /// Tokens and cache use.
+    #[repo(json)]
+    pub usage: Usage,
+    /// Filled by the embedder on insert; searched exactly server-side, or
+    /// with `$vectorSearch` where the server has it.
+    #[repo(vector(dims = 64, distance = "cosine"), embed(from = "prompt"))]
+    pub embedding: Option<Vector>,
+    /// Set on insert; a TTL index drops the trace 30 days later.
+    #[repo(created_at, ttl = "30d")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl Trace {
+    /// A trace as the gateway records it; the repository fills in the rest.
+    pub fn new(request_id: &str, model: &str, prompt: &str, tokens: (i64, i64)) -> Self {
+        Trace {
+            id: ObjectId::ZERO,
+            request_id: request_id.to_owned(),
+            model: model.to_owned(),
+            prompt: prompt.to_owned(),
+            usage: Usage {
+                prompt_tokens: tokens.0,
+                completion_tokens: tokens.1,
+                cached: tokens.1 == 0,
+            },
+            embedding: None,
+            created_at: DateTime::<Utc>::MIN_UTC,
         }
     }
 }

@@ -18,7 +18,10 @@
 //! 7. a unit of work: several repositories on one transaction, committed,
 //!    and one dropped uncommitted that leaves nothing behind;
 //! 8. retrieval: chunks embedded on insert by an application `Embedder`,
-//!    then found by vector similarity (HNSW), by full text, and by both fused.
+//!    then found by vector similarity (HNSW), by full text, and by both fused;
+//! 9. LLM traces in MongoDB, from the same kind of struct: an unordered bulk
+//!    insert reporting the one duplicate, JSON sub-document filters, search
+//!    by meaning, and a MongoDB unit of work (skipped without `MONGODB_URL`).
 
 use std::process::ExitCode;
 
@@ -29,7 +32,7 @@ use reposmith::{PgRepository, Store};
 use serde_json::json;
 
 use reposmith_example_quickstart::domain::{
-    Chunk, ChunkRepository, Document, DocumentRepository, Status,
+    Chunk, ChunkRepository, Document, DocumentRepository, Status, Trace, TraceRepository,
 };
 use reposmith_example_quickstart::embedder::HashingEmbedder;
 
@@ -56,6 +59,7 @@ async fn run() -> Result<()> {
     optimistic_locking(&docs, &intro).await?;
     unit_of_work(&store, &chunks, &intro).await?;
     retrieval(&chunks, &intro).await?;
+    traces(&store).await?;
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())
@@ -261,6 +265,72 @@ async fn retrieval(chunks: &PgRepository<Chunk>, intro: &Document) -> Result<()>
     if fused.is_empty() || words.is_empty() || similar.is_empty() {
         return Err(unexpected("hits from every search", Ok(())));
     }
+    Ok(())
+}
+
+/// Step 9: the gateway's LLM traces, a MongoDB-only entity in its own
+/// collection, embedded on insert like the chunks.
+async fn traces(store: &Store) -> Result<()> {
+    let Ok(mongo) = store.mongo() else {
+        println!("9. skipped: MONGODB_URL is not set (cargo xtask demo starts MongoDB)");
+        return Ok(());
+    };
+    mongo.create_collections::<Trace>().await?;
+    mongo.set_embedder::<Trace>(Arc::new(HashingEmbedder));
+    let traces = store.mongo_repo::<Trace>()?;
+    traces.delete_where(Filter::all()).await?;
+
+    let calls = [
+        Trace::new(
+            "req-1",
+            "gpt-4o",
+            "why does the borrow checker reject this loop",
+            (412, 180),
+        ),
+        Trace::new(
+            "req-2",
+            "claude",
+            "summarise the ownership chapter",
+            (1_930, 240),
+        ),
+        Trace::new("req-3", "gpt-4o", "explain async tasks in tokio", (388, 0)),
+        Trace::new(
+            "req-1",
+            "gpt-4o",
+            "why does the borrow checker reject this loop",
+            (412, 180),
+        ),
+    ];
+    let report = traces.insert_many_unordered(&calls).await?;
+    println!(
+        "9. {} traces stored in MongoDB (collection qs_llm_traces, 30-day TTL); refused:",
+        report.inserted
+    );
+    for failure in &report.failures {
+        println!("   #{} {}", failure.index, failure.error);
+    }
+    if report.failed_indexes() != [3] {
+        return Err(unexpected("the retried req-1 refused alone", Ok(())));
+    }
+
+    let gpt = traces.find_all_by_model("gpt-4o").await?.len();
+    let cached = traces.count(Trace::USAGE.path("cached").eq(true)).await?;
+    println!("   {gpt} traces of gpt-4o; {cached} answered from the cache (a JSON path filter)");
+    let similar = traces
+        .search_embedding_by_text("borrow checker errors in loops", 1)
+        .await?;
+    for hit in &similar {
+        println!("   similar  {:.3}  {}", hit.score, hit.entity.prompt);
+    }
+
+    let unit = store.mongo_begin().await?;
+    let purged = unit
+        .repo::<Trace>()
+        .delete_where(Trace::MODEL.eq("claude"))
+        .await?;
+    unit.commit().await?;
+    let left = traces.count(Filter::all()).await?;
+    println!("   a MongoDB unit of work purged {purged} claude trace; {left} left");
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use darling::util::{Flag, SpannedValue};
 use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
-use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
+use super::model::{BackendChoice, Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};
 use super::{backend_rules, search_rules};
 use crate::naming;
@@ -60,6 +60,12 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
     let collection = backend_rules::collection(input, backends, &mut errors);
     backend_rules::postgres_only_attributes(input, backends, &mut errors);
     backend_rules::mongo_field_names(input, backends, &mut errors);
+    // A MongoDB-only entity has no table: the schema's name, from which
+    // index names derive, is its collection's.
+    let table = match (&collection, backends) {
+        (Some(collection), BackendChoice::Mongo) => collection.clone(),
+        _ => table,
+    };
     errors.finish()?;
     Ok(Entity {
         ident: input.ident.clone(),
