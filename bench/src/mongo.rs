@@ -35,6 +35,7 @@
 //! | get by id | 1.04 [0.81..1.10] | 0.99 [0.96..1.00] | 2,685 / 2,653 ops/s | 164 / 168 µs | 240 / 240 µs |
 //! | find by indexed field (~10 docs) | 0.96 [0.91..1.01] | 1.05 [0.86..1.12] | 624 / 636 ops/s | 212 / 224 µs | 1,028 / 1,044 µs |
 //! | insert_many of 100k | 0.82 [0.77..0.84] | 0.93 [0.89..0.95] | 6,957 / 6,443 docs/s | 1.8 / 2.0 µs per doc | 147 / 158 µs per doc |
+//! | insert_many, both collections created explicitly (6 rounds) | | 0.97 [0.95..1.00] | 6,164 / 5,977 docs/s | 1.9 / 1.8 µs per doc | 176 / 177 µs per doc |
 //!
 //! What the measurements showed:
 //!
@@ -68,13 +69,20 @@
 //!   operation is equal within the measurement. The `_id` sort itself costs
 //!   the server about a third of a find (700 vs 480 µs in a pymongo probe),
 //!   on both sides.
-//! - **What remains in `insert_many`** is server CPU (+11 µs per document)
-//!   with client CPU equal; 7 retryable-write records explain about 1 µs of
-//!   it. The server's speed also drifts several-fold within minutes (its
-//!   retryable-write records, oplog pruning, other clients): a pymongo
-//!   probe of the same 100k insert measured 150 µs and, 20 minutes later,
-//!   650 to 1,500 µs of server CPU per document, so single runs of this
-//!   workload move by ±0.1.
+//! - **What remained in `insert_many`** after that (0.93, server CPU +11
+//!   µs per document, client CPU equal) was the bench itself: reposmith's
+//!   collection was created explicitly (`create_collections`: `create`,
+//!   then `createIndexes`), the raw side's implicitly by `createIndex`, and
+//!   SecantusDB inserted into the explicitly created one more slowly. With
+//!   both created explicitly (as now) the server CPU per document is equal
+//!   (176 vs 177 µs) and the ratio 0.97 [0.95..1.00]. In a pymongo probe on
+//!   identical collections, one command of 100k against the 7 reposmith now
+//!   sends cost the server 173 vs 178 µs per document, the difference spread
+//!   over per-document insert work in py-spy, with no per-command hotspot.
+//! - The server's speed drifts several-fold within minutes (retryable-write
+//!   records, oplog pruning, other clients): the same pymongo probe measured
+//!   150 µs and, 20 minutes later, 650 to 1,500 µs of server CPU per
+//!   document, so single runs of the bulk workload move by ±0.1.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -525,6 +533,9 @@ impl Bench {
             Side::Raw => {
                 let target = self.raw_bulk();
                 target.drop().await?;
+                // Created explicitly, as `create_collections` does for reposmith.
+                let db = self.mongo.database();
+                db.create_collection("bench_mongo_raw").await?;
                 let index = IndexModel::builder().keys(doc! { "tag": 1 }).build();
                 target.create_index(index).await?;
             }
