@@ -60,6 +60,7 @@ macro_rules! in_session {
 
 in_session!(
     FindOne<'a, Document>,
+    FindOne<'a, RawDocumentBuf>,
     FindOneAndUpdate<'a, Document>,
     InsertOne<'a>,
     InsertMany<'a>,

@@ -15,7 +15,7 @@ use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection};
 use reposmith_core::{
@@ -26,7 +26,7 @@ use reposmith_core::{
 use reposmith_core::embed::{Fills, fill_row, missing_vectors};
 
 use crate::MongoBackend;
-use crate::codec::{decode, encode, to_bson};
+use crate::codec::{decode, decode_raw, encode, to_bson};
 use crate::error::{conflict, duplicate_key};
 use crate::executor::{Executor, InSession};
 use crate::unit::UnitShared;
@@ -350,12 +350,14 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
         let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
+        // Read as raw BSON and decoded straight into values, as queries are.
+        let raw = self.collection.clone_with_type::<RawDocumentBuf>();
         let found = self
-            .send("find", async |s| {
-                self.collection.find_one(filter).in_session(s).await
-            })
+            .send("find", async |s| raw.find_one(filter).in_session(s).await)
             .await?;
-        found.map(|doc| self.entity(&doc)).transpose()
+        found
+            .map(|doc| E::from_values(decode_raw(E::SCHEMA, doc.as_ref())?))
+            .transpose()
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
