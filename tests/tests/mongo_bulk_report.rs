@@ -322,3 +322,43 @@ async fn a_lost_reply_stops_the_call_with_an_unknown_outcome() {
     client.close().await;
     db.cleanup().await;
 }
+
+/// `insert_many` past the transaction limit (ordered batches, undone on
+/// failure) loses the reply to its second batch, which the server refused
+/// at a document another writer had stored under the same id. The call
+/// reports the unknown outcome, deletes what it knows it stored, and leaves
+/// the other writer's document alone: the batch's ids were supplied by the
+/// caller, so a delete by `_id` could not tell whose document it removes.
+#[tokio::test]
+async fn an_unknown_insert_many_batch_never_deletes_another_writers_document() {
+    let db = Db::new().await;
+    let theirs = Trace {
+        span: "s-theirs".into(),
+        body: "another writer's".into(),
+        ..trace(1_500)
+    };
+    db.mongo.repo::<Trace>().insert(&theirs).await.unwrap();
+    let proxy = InsertReplyLoser::start(host_port(&mongodb_url()), 1).await;
+    let url = with_host(&mongodb_url(), &proxy.addr());
+    let config = MongoConfig::new(url).database(db.mongo.database().name());
+    let client = MongoBackend::connect(&config).await.unwrap();
+    let err = client
+        .repo::<Trace>()
+        .insert_many(&traces(10_001))
+        .await
+        .unwrap_err();
+    let Error::CommitOutcomeUnknown { reason, .. } = &err else {
+        panic!("expected CommitOutcomeUnknown, got {err:?}");
+    };
+    assert!(reason.contains("ids you supplied"), "{reason}");
+    assert!(proxy.lost() >= 1, "{} replies lost", proxy.lost());
+    let kept = db.mongo.repo::<Trace>().get(&theirs.id).await.unwrap();
+    assert_eq!(kept, Some(theirs), "the other writer's document survives");
+    let ids = stored_ids(&db).await;
+    assert!(
+        (0..1_000).all(|i| !ids.contains(&trace(i).id)),
+        "the confirmed first batch was deleted again"
+    );
+    client.close().await;
+    db.cleanup().await;
+}

@@ -43,6 +43,7 @@
 //! full. 100 commands of 1,000 documents then cost seconds more server CPU
 //! than the single command the raw driver sends for 100k.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,7 @@ use crate::counter;
 use crate::error::failed_index;
 use crate::executor::InSession;
 use crate::size;
+use crate::unordered::never_sent;
 use crate::write::stamp_new;
 use crate::{MongoRepository, MongoRetryPolicy};
 
@@ -91,27 +93,31 @@ pub(crate) async fn insert_many<E: Entity>(
     if entities.is_empty() {
         return Ok(0);
     }
-    let docs = prepare(repo, entities).await?;
-    let count = docs.len() as u64;
+    let prepared = prepare(repo, entities).await?;
+    let count = prepared.docs.len() as u64;
     let collection = repo.collection.clone_with_type::<RawDocumentBuf>();
     let batches = Batches::new(repo.backend.operation_timeout());
     if repo.exec.in_unit() {
-        in_unit(repo, &collection, &docs, batches).await?;
-    } else if repo.backend.capabilities().transactions && docs.len() <= TRANSACTION_LIMIT {
-        in_transaction(repo, &collection, docs, batches).await?;
+        in_unit(repo, &collection, &prepared.docs, batches).await?;
+    } else if repo.backend.capabilities().transactions && prepared.docs.len() <= TRANSACTION_LIMIT {
+        in_transaction(repo, &collection, prepared.docs, batches).await?;
     } else {
-        compensated(repo, &collection, &docs, batches).await?;
+        compensated(repo, &collection, &prepared, batches).await?;
     }
     Ok(count)
+}
+
+/// The documents of one call, and which of their ids the call generated
+/// (nil uuids, zero ObjectIds, identity ids) rather than the caller gave.
+struct Prepared {
+    docs: Vec<RawDocumentBuf>,
+    generated: Vec<bool>,
 }
 
 /// Stamped, encoded, size-checked documents, encoded once as they go on the
 /// wire; identity ids come from one block reserved after every document
 /// passed (an i64 id has the same size whatever its value).
-async fn prepare<E: Entity>(
-    repo: &MongoRepository<E>,
-    entities: &[E],
-) -> Result<Vec<RawDocumentBuf>> {
+async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result<Prepared> {
     let schema = E::SCHEMA;
     let limit = repo.backend.capabilities().max_bson_object_size;
     let identity = schema.id_strategy == IdStrategy::Identity;
@@ -124,10 +130,13 @@ async fn prepare<E: Entity>(
     // transaction opens): a model call must not hold one open.
     let fills = repo.missing_embeddings(&rows).await?;
     let mut stamped = Vec::new();
+    let mut generated = Vec::with_capacity(rows.len());
     for (row, mut values) in rows.into_iter().enumerate() {
         fills.apply(row, &mut values);
         reposmith_core::vector::check_row(schema, &values)?;
+        let given = values[schema.id].clone();
         stamp_new(schema, &mut values);
+        generated.push(identity || values[schema.id] != given);
         if identity {
             // Measured with a stand-in id of the same encoded size.
             values[schema.id] = Value::I64(0);
@@ -147,7 +156,7 @@ async fn prepare<E: Entity>(
             docs.push(encode_raw(schema, &values)?);
         }
     }
-    Ok(docs)
+    Ok(Prepared { docs, generated })
 }
 
 /// Splits one call's documents into `insert` commands sized to the
@@ -229,8 +238,8 @@ async fn in_unit<E: Entity>(
     Ok(())
 }
 
-/// In a transaction of its own, run as a unit of work runs: snapshot reads,
-/// majority writes, a commit whose unknown outcome is resent and otherwise
+/// In a transaction of its own, run as a unit of work runs (but without a
+/// snapshot read concern: it reads nothing): majority writes, a commit whose unknown outcome is resent and otherwise
 /// reported as [`Error::CommitOutcomeUnknown`](reposmith_core::Error) (never
 /// a plain timeout a caller might retry into duplicates), and the whole
 /// insert sent again after a transient abort. The documents keep their
@@ -243,7 +252,7 @@ async fn in_transaction<E: Entity>(
 ) -> Result<()> {
     let docs: Arc<[RawDocumentBuf]> = docs.into();
     repo.backend
-        .transaction(MongoRetryPolicy::default(), |unit| {
+        .retry_transaction(MongoRetryPolicy::default(), None, |unit| {
             let unit_repo = unit.repo_of::<E>();
             let (collection, docs) = (collection.clone(), Arc::clone(&docs));
             let batches = batches.clone();
@@ -253,15 +262,23 @@ async fn in_transaction<E: Entity>(
 }
 
 /// Without transactions: ordered batches, and on failure the documents of
-/// this call that were inserted (those before the failing one) are deleted
-/// again. A command that missed its deadline may still be running on the
-/// server, so only the batches before it are undone then.
+/// this call that were stored are deleted again.
+///
+/// When the server answers with the failing document's position, the
+/// documents before it are known to be stored by this call and are deleted
+/// by `_id`. When the outcome of a batch is unknown (a missed deadline, a
+/// lost reply), the server may store it later, so the call reports
+/// [`Error::CommitOutcomeUnknown`]; of that batch only documents whose ids
+/// this call generated are deleted: a caller-supplied id may belong to a
+/// document another writer stored, which an ordered insert refused as a
+/// duplicate and a delete by `_id` would destroy.
 async fn compensated<E: Entity>(
     repo: &MongoRepository<E>,
     collection: &Collection<RawDocumentBuf>,
-    docs: &[RawDocumentBuf],
+    prepared: &Prepared,
     mut batches: Batches,
 ) -> Result<()> {
+    let docs = &prepared.docs;
     while let Some((start, batch)) = batches.next(docs) {
         let started = Instant::now();
         let command = collection.insert_many(batch).ordered(true);
@@ -271,60 +288,96 @@ async fn compensated<E: Entity>(
                 continue;
             }
             Ok(Err(error)) => error,
-            Err(timeout) => return Err(missed_deadline(repo, docs, start, batch, &timeout).await),
+            Err(timeout) => {
+                let end = start + batch.len();
+                return Err(unknown_outcome(repo, prepared, start..end, &timeout).await);
+            }
         };
-        // An ordered insert stops at the failing document; with no index
-        // reported, assume the whole batch may have gone in.
-        let failed = failed_index(&error).unwrap_or(batch.len());
-        undo(repo, &docs[..start + failed]).await?;
-        return Err(repo.map_error(error));
+        // An ordered insert stops at the failing document; a command that
+        // never reached a server stored nothing of its batch.
+        let stored = match failed_index(&error) {
+            Some(failed) => start + failed,
+            None if never_sent(&error) => start,
+            None => {
+                let cause = repo.map_error(error);
+                let end = start + batch.len();
+                return Err(unknown_outcome(repo, prepared, start..end, &cause).await);
+            }
+        };
+        let cause = repo.map_error(error);
+        return Err(match undo(repo, ids(&docs[..stored])).await {
+            Ok(()) => cause,
+            Err(undo_error) => Error::Backend {
+                backend: Backend::Mongo,
+                code: None,
+                reason: format!(
+                    "{cause}; deleting the {stored} documents this insert_many stored before \
+                     it failed too ({undo_error}), so they stay stored"
+                ),
+            },
+        });
     }
     Ok(())
 }
 
-/// After the batch at `start` missed its deadline: deletes every document
-/// sent so far again (that batch's too: deleting by `_id` is idempotent, and
-/// it catches a batch the server finished before the deadline fired), then
-/// reports what cannot be known: the server may still be running the
-/// insert and store the batch after the deletes.
-async fn missed_deadline<E: Entity>(
+/// After the batch `unknown` of `prepared` got no answer: deletes the
+/// documents stored before it and those of the batch whose ids this call
+/// generated, then reports what cannot be known.
+async fn unknown_outcome<E: Entity>(
     repo: &MongoRepository<E>,
-    docs: &[RawDocumentBuf],
-    start: usize,
-    batch: &[RawDocumentBuf],
-    timeout: &Error,
+    prepared: &Prepared,
+    unknown: Range<usize>,
+    cause: &Error,
 ) -> Error {
-    let end = start + batch.len();
-    let undone = match undo(repo, &docs[..end]).await {
-        Ok(()) => format!("documents 0..{end} were deleted again"),
-        Err(error) => format!("deleting documents 0..{end} again failed too ({error})"),
+    let docs = &prepared.docs;
+    let (start, end) = (unknown.start, unknown.end);
+    let ours = unknown.clone().filter(|&i| prepared.generated[i]);
+    let mut targets = ids(&docs[..start]);
+    targets.extend(ids(ours.clone().map(|i| &docs[i])));
+    let supplied = unknown.len() - ours.count();
+    let undone = match undo(repo, targets).await {
+        Ok(()) => format!(
+            "the {start} documents stored before it and the batch's documents with \
+             generated ids were deleted again"
+        ),
+        Err(error) => format!("deleting the documents stored so far failed too ({error})"),
+    };
+    let left = match supplied {
+        0 => String::new(),
+        n => format!(
+            "; {n} documents of the batch carry ids you supplied and were left alone: \
+             each may be stored by this call, or be another writer's"
+        ),
     };
     Error::CommitOutcomeUnknown {
         backend: Backend::Mongo,
         reason: format!(
             "insert_many of {} documents: the insert of documents {start}..{end} got no \
-             answer ({timeout}); {undone}, but the server may still be running that \
-             insert and store them afterwards",
+             answer ({cause}); {undone}, but the server may still store that batch \
+             afterwards{left}",
             docs.len()
         ),
     }
 }
 
-/// Deletes `inserted` again, [`UNDO_BATCH`] documents per `delete` command,
-/// one `_id` equality statement each: served by the `_id` index everywhere,
-/// where one `$in` of 1,000 ids made SecantusDB scan the collection (4 s on
-/// 20k documents; one of 25k ids ran for over 10 minutes).
-async fn undo<E: Entity>(repo: &MongoRepository<E>, inserted: &[RawDocumentBuf]) -> Result<()> {
-    for chunk in inserted.chunks(UNDO_BATCH) {
+/// The `_id`s of `docs`.
+fn ids<'d>(docs: impl IntoIterator<Item = &'d RawDocumentBuf>) -> Vec<Bson> {
+    docs.into_iter()
+        .filter_map(|d| d.get("_id").ok().flatten())
+        .filter_map(|id| Bson::try_from(id).ok())
+        .collect()
+}
+
+/// Deletes the documents with these `_id`s, [`UNDO_BATCH`] per `delete`
+/// command, one `_id` equality statement each: served by the `_id` index
+/// everywhere, where one `$in` of 1,000 ids made SecantusDB scan the
+/// collection (4 s on 20k documents; one of 25k ids ran for over 10 minutes).
+async fn undo<E: Entity>(repo: &MongoRepository<E>, ids: Vec<Bson>) -> Result<()> {
+    for chunk in ids.chunks(UNDO_BATCH) {
         let deletes: Vec<Bson> = chunk
             .iter()
-            .filter_map(|d| d.get("_id").ok().flatten())
-            .filter_map(|id| Bson::try_from(id).ok())
             .map(|id| Bson::Document(doc! { "q": { "_id": { "$eq": id } }, "limit": 1 }))
             .collect();
-        if deletes.is_empty() {
-            continue;
-        }
         let command = doc! {
             "delete": repo.collection.name(),
             "deletes": deletes,

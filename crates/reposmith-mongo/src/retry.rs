@@ -14,6 +14,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mongodb::options::ReadConcern;
 use reposmith_core::Result;
 use reposmith_core::repository::BoxFuture;
 
@@ -88,13 +89,27 @@ impl MongoBackend {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn transaction<T, F>(&self, policy: MongoRetryPolicy, mut work: F) -> Result<T>
+    pub async fn transaction<T, F>(&self, policy: MongoRetryPolicy, work: F) -> Result<T>
+    where
+        F: for<'u> FnMut(&'u MongoUnitOfWork) -> BoxFuture<'u, Result<T>>,
+    {
+        self.retry_transaction(policy, Some(ReadConcern::snapshot()), work)
+            .await
+    }
+
+    /// [`transaction`](Self::transaction) whose units begin with `read_concern`.
+    pub(crate) async fn retry_transaction<T, F>(
+        &self,
+        policy: MongoRetryPolicy,
+        read_concern: Option<ReadConcern>,
+        mut work: F,
+    ) -> Result<T>
     where
         F: for<'u> FnMut(&'u MongoUnitOfWork) -> BoxFuture<'u, Result<T>>,
     {
         let mut attempt = 1;
         loop {
-            match self.attempt(&mut work).await {
+            match self.attempt(&mut work, read_concern.clone()).await {
                 Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
                     tracing::debug!(%error, attempt, "transaction aborted as transient, retrying");
                     tokio::time::sleep(policy.backoff(attempt)).await;
@@ -105,11 +120,11 @@ impl MongoBackend {
         }
     }
 
-    async fn attempt<T, F>(&self, work: &mut F) -> Result<T>
+    async fn attempt<T, F>(&self, work: &mut F, read_concern: Option<ReadConcern>) -> Result<T>
     where
         F: for<'u> FnMut(&'u MongoUnitOfWork) -> BoxFuture<'u, Result<T>>,
     {
-        let unit = self.begin().await?;
+        let unit = self.begin_with(read_concern).await?;
         match work(&unit).await {
             Ok(value) => unit.commit().await.map(|()| value),
             Err(error) => {

@@ -89,7 +89,12 @@ impl<E: Entity> MongoRepository<E> {
             }
             None => None,
         };
-        // Every argument is checked before the model is called.
+        // Every argument is checked before the model is called: the filter
+        // renders, and a by-text search names a vector column.
+        filter_doc(schema, query.filter.node())?;
+        if let SearchKind::VectorFromText { column, .. } = &query.kind {
+            spec_of(schema, *column)?;
+        }
         let query = embed_search(self.embedder.as_deref(), query).await?;
         let (column, vector) = vector_of(schema, &query.kind)?;
         let plan = plan(self.backend.capabilities().vector_search, &query, column)?;

@@ -21,20 +21,25 @@ pub(crate) fn check(schema: &EntitySchema, doc: &Document, limit: i64) -> Result
     if size <= limit {
         return Ok(());
     }
+    Err(too_large(schema, doc, size, limit))
+}
+
+/// The refusal of `doc`, `size` bytes encoded, naming its largest field.
+fn too_large(schema: &EntitySchema, doc: &Document, size: usize, limit: usize) -> Error {
     let (field, bytes) = largest_field(doc);
     let field = schema
         .columns
         .iter()
         .find(|c| c.name == field || (field == "_id" && c.name == schema.id_column().name))
         .map_or(field, |c| c.field);
-    Err(Error::TooLarge {
+    Error::TooLarge {
         what: format!(
             "a {} document (its largest field, `{field}`, takes {bytes} bytes)",
             schema.entity
         ),
         size,
         limit,
-    })
+    }
 }
 
 /// [`check`] of an encoded document, whose size is its length.
@@ -45,9 +50,10 @@ pub(crate) fn check_raw(schema: &EntitySchema, doc: &RawDocument, limit: i64) ->
     }
     // Over the limit: decoding it to name its largest field costs nothing
     // that matters next to the refusal.
+    // The encoded length is the size: refused whatever a recount would say.
     let decoded = Document::try_from(doc)
         .map_err(|e| Error::invalid(schema.entity, "document", format!("unreadable BSON: {e}")))?;
-    check(schema, &decoded, limit as i64)
+    Err(too_large(schema, &decoded, doc.as_bytes().len(), limit))
 }
 
 /// The key of `doc`'s largest element and that element's encoded size.

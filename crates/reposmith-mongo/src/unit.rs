@@ -244,6 +244,17 @@ impl MongoBackend {
     /// Fails with [`Error::Unavailable`] on a deployment without
     /// transactions (a standalone server).
     pub async fn begin(&self) -> Result<MongoUnitOfWork> {
+        self.begin_with(Some(ReadConcern::snapshot())).await
+    }
+
+    /// [`begin`](Self::begin) with the given read concern (`None`: the
+    /// server's default). A transaction that only writes reads nothing, and
+    /// a snapshot makes SecantusDB fail more commits as conflicting with
+    /// unrelated concurrent transactions.
+    pub(crate) async fn begin_with(
+        &self,
+        read_concern: Option<ReadConcern>,
+    ) -> Result<MongoUnitOfWork> {
         if !self.capabilities().transactions {
             return Err(no_transactions(self));
         }
@@ -251,8 +262,11 @@ impl MongoBackend {
         let mut session = started.await?.map_err(|e| self.map_error(e))?;
         let transaction = session
             .start_transaction()
-            .read_concern(ReadConcern::snapshot())
             .write_concern(majority_write_concern());
+        let transaction = match read_concern {
+            Some(concern) => transaction.read_concern(concern),
+            None => transaction,
+        };
         let begun = self.bounded("startTransaction", transaction).await?;
         begun.map_err(|e| self.map_error(e))?;
         Ok(MongoUnitOfWork {

@@ -282,7 +282,7 @@ fn classify(schema: &EntitySchema, refused: &IndexedWriteError) -> Error {
 
 /// True when the command provably never reached a server: none could be
 /// selected, so nothing of it can have been stored.
-fn never_sent(error: &mongodb::error::Error) -> bool {
+pub(crate) fn never_sent(error: &mongodb::error::Error) -> bool {
     matches!(
         &*error.kind,
         ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. }
