@@ -4,6 +4,8 @@
 //! names, NUL rejection, insert_many's VALUES path (`paging`), and units of
 //! work, savepoints and retries (`unit`).
 
+#[path = "pg_repository/batches.rs"]
+mod batches;
 #[path = "pg_repository/db.rs"]
 mod db;
 #[path = "pg_repository/paging.rs"]

@@ -142,7 +142,7 @@ pub enum Error {
     },
 
     /// A value was rejected before anything was sent.
-    #[error("invalid {entity}.{field}: {reason}")]
+    #[error("invalid {entity}.{field}{}: {reason}", in_row(row))]
     InvalidInput {
         /// The entity type.
         entity: &'static str,
@@ -150,6 +150,8 @@ pub enum Error {
         field: String,
         /// What is wrong with it and what is accepted.
         reason: String,
+        /// For a batch (`insert_many`, a bulk load), the row holding the value.
+        row: Option<BatchRow>,
     },
 
     /// The server aborted the transaction to keep it serializable or break a
@@ -275,6 +277,34 @@ impl Error {
             entity,
             field: field.into(),
             reason: reason.into(),
+            row: None,
+        }
+    }
+
+    /// Names the row of a batch this error is about: an invalid value gets
+    /// `row`, an oversized row says which one; other errors are returned as
+    /// they are (they are not about one row).
+    #[must_use]
+    pub fn at_row(self, index: usize, of: usize) -> Self {
+        let at = BatchRow { index, of };
+        match self {
+            Error::InvalidInput {
+                entity,
+                field,
+                reason,
+                ..
+            } => Error::InvalidInput {
+                entity,
+                field,
+                reason,
+                row: Some(at),
+            },
+            Error::TooLarge { what, size, limit } => Error::TooLarge {
+                what: format!("{what} {at}"),
+                size,
+                limit,
+            },
+            other => other,
         }
     }
 
@@ -294,5 +324,75 @@ impl Error {
             subject: subject.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// Where in a batch a rejected value was: its index in the slice the caller
+/// passed (counting from 0) and the batch's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRow {
+    /// Index of the row in the caller's slice, from 0.
+    pub index: usize,
+    /// Rows in the batch.
+    pub of: usize,
+}
+
+impl std::fmt::Display for BatchRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "at index {} of {} rows",
+            thousands(self.index),
+            thousands(self.of)
+        )
+    }
+}
+
+/// ` at index 57 of 200,000 rows` for a row of a batch, nothing otherwise.
+fn in_row(row: &Option<BatchRow>) -> String {
+    row.map(|row| format!(" {row}")).unwrap_or_default()
+}
+
+/// `200000` as `200,000`: row counts in messages are read by people.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_row_is_named_in_the_message() {
+        let error = Error::invalid("Invoice", "lines", "non-finite number at [0].tax_rate")
+            .at_row(57, 200_000);
+        assert_eq!(
+            error.to_string(),
+            "invalid Invoice.lines at index 57 of 200,000 rows: non-finite number at [0].tax_rate"
+        );
+        let single = Error::invalid("Invoice", "lines", "bad");
+        assert_eq!(single.to_string(), "invalid Invoice.lines: bad");
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn other_errors_pass_through_at_row() {
+        let error = Error::config("x", "y").at_row(1, 2);
+        assert!(matches!(error, Error::Config { .. }));
     }
 }

@@ -29,7 +29,7 @@ pub use backend::Backend;
 pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
 pub use entity::{Entity, MongoEntity, PostgresEntity};
-pub use error::{Error, Result};
+pub use error::{BatchRow, Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
 pub use object_id::ObjectId;
 pub use report::{InsertReport, RowFailure};

@@ -122,9 +122,11 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
     let limit = repo.backend.capabilities().max_bson_object_size;
     let identity = schema.id_strategy == IdStrategy::Identity;
     let mut docs = Vec::with_capacity(entities.len());
+    let total = entities.len();
     let rows = entities
         .iter()
-        .map(Entity::to_values)
+        .enumerate()
+        .map(|(i, entity)| entity.to_values().map_err(|e| e.at_row(i, total)))
         .collect::<Result<Vec<_>>>()?;
     // Missing embeddings are computed before anything is sent (and before a
     // transaction opens): a model call must not hold one open.
@@ -133,7 +135,7 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
     let mut generated = Vec::with_capacity(rows.len());
     for (row, mut values) in rows.into_iter().enumerate() {
         fills.apply(row, &mut values);
-        reposmith_core::vector::check_row(schema, &values)?;
+        reposmith_core::vector::check_row(schema, &values).map_err(|e| e.at_row(row, total))?;
         let given = values[schema.id].clone();
         stamp_new(schema, &mut values);
         generated.push(identity || values[schema.id] != given);
@@ -141,8 +143,8 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
             // Measured with a stand-in id of the same encoded size.
             values[schema.id] = Value::I64(0);
         }
-        let doc = encode_raw(schema, &values)?;
-        size::check_raw(schema, &doc, limit)?;
+        let doc = encode_raw(schema, &values).map_err(|e| e.at_row(row, total))?;
+        size::check_raw(schema, &doc, limit).map_err(|e| e.at_row(row, total))?;
         if identity {
             stamped.push(values);
         } else {

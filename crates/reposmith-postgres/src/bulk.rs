@@ -1,12 +1,22 @@
 //! `insert_many`: every row in one statement where possible, all or nothing.
 //!
-//! Entities go through binary `COPY ... FROM STDIN` ([`crate::copy`]): one
-//! statement however many rows, streamed in 1 MiB chunks, each row stamped
-//! and checked just before it is encoded, so memory stays near one chunk.
-//! It measured 1.6x faster than one `UNNEST` array per column (382k against
-//! 237k rows/s for 100k rows on the 2-core test machine, `cargo xtask bench`).
-//! Arrays of arrays have no binary encoding here; such entities use multi-row
-//! `VALUES` batches kept under Postgres' 65,535 binds.
+//! Two statement shapes, chosen by batch size:
+//! - Below [`COPY_FROM_ROWS`] rows, one multi-row `INSERT ... VALUES`: one
+//!   round trip, and on the pool no transaction at all (one statement is
+//!   atomic by itself).
+//! - From there on, binary `COPY ... FROM STDIN` ([`crate::copy`]): one
+//!   statement however many rows, streamed in 1 MiB chunks, each row stamped
+//!   and checked just before it is encoded, so memory stays near one chunk.
+//!   It measured 1.6x faster than one `UNNEST` array per column (382k against
+//!   237k rows/s for 100k rows on the 2-core test machine, `cargo xtask bench`),
+//!   but pays two round trips (the COPY, then its data and end) where an
+//!   INSERT pays one, which dominates a small batch.
+//!
+//! A COPY is a single statement too, so on the pool it also runs without a
+//! transaction. Only entities without a binary encoding (arrays of arrays)
+//! that need several `VALUES` batches (Postgres takes 65,535 binds per
+//! statement) get a transaction of their own, so a failing batch undoes the
+//! earlier ones. Every rejected row is named by its index in the batch.
 
 use reposmith_core::{Entity, EntitySchema, Result, Value};
 use sea_query::{InsertStatement, PostgresQueryBuilder, Query};
@@ -26,6 +36,11 @@ const MAX_BINDS: usize = 65_535;
 /// Rows per VALUES batch at most, whatever the column count.
 const VALUES_BATCH: usize = 1_000;
 
+/// Rows from which binary COPY beats one multi-row INSERT. Measured with
+/// `cargo xtask bench batches` (the `bench_users` rows of Diesel's
+/// `insert_users`, interleaved): see the crossover table in the README.
+pub(crate) const COPY_FROM_ROWS: usize = 500;
+
 /// Inserts `entities` all or nothing; returns how many were stored.
 pub(crate) async fn insert_many<E: Entity>(
     repo: &PgRepository<E>,
@@ -36,41 +51,90 @@ pub(crate) async fn insert_many<E: Entity>(
         return Ok(0);
     }
     let columns = repo.statements.insert_columns.clone();
-    if repo.exec.in_unit() {
-        return run(repo, &columns, entities, fills).await;
+    let shape = Shape::choose(E::SCHEMA, &columns, entities.len());
+    if repo.exec.in_unit() || shape.is_one_statement(entities.len()) {
+        // One statement is atomic by itself: BEGIN and COMMIT would only add
+        // two round trips (a cancelled call leaves a connection that is
+        // closed, not returned, so nothing is half-written either way).
+        return run(repo, &columns, shape, entities, fills).await;
     }
-    // On the pool: a unit of its own, so a failing batch undoes the earlier ones
-    // and a cancelled call leaves no open transaction behind.
+    // Several statements: a unit of its own, so a failing batch undoes the
+    // earlier ones and a cancelled call leaves no open transaction behind.
     let unit = repo.exec.backend().begin().await?;
-    let count = run(&unit.repo_of::<E>(), &columns, entities, fills).await?;
+    let count = run(&unit.repo_of::<E>(), &columns, shape, entities, fills).await?;
     unit.commit().await?;
     Ok(count)
+}
+
+/// The statement shape of one `insert_many` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One binary COPY.
+    Copy,
+    /// Multi-row `VALUES` statements of up to this many rows each.
+    Values(usize),
+}
+
+impl Shape {
+    fn choose(schema: &EntitySchema, columns: &[usize], rows: usize) -> Shape {
+        if rows >= COPY_FROM_ROWS && copy::supports(schema, columns) {
+            return Shape::Copy;
+        }
+        Shape::Values(VALUES_BATCH.min(MAX_BINDS / columns.len().max(1)))
+    }
+
+    fn is_one_statement(self, rows: usize) -> bool {
+        match self {
+            Shape::Copy => true,
+            Shape::Values(per_batch) => rows <= per_batch,
+        }
+    }
 }
 
 async fn run<E: Entity>(
     repo: &PgRepository<E>,
     columns: &[usize],
+    shape: Shape,
     entities: &[E],
     fills: &Fills,
 ) -> Result<u64> {
-    let total = match copy::supports(E::SCHEMA, columns) {
-        true => {
-            let mut connection = repo.exec.acquire().await?;
-            let copied = copy::copy_in(&mut connection, columns, entities, fills).await;
-            // Only a finished COPY settles: an aborted one has failed its
-            // transaction, which the unsettled connection reports on drop.
-            if let Ok(rows) = &copied {
-                connection.settle(&Ok::<u64, sqlx::Error>(*rows));
-            }
-            copied.map_err(|e| match e {
-                CopyError::Input(error) => error,
-                CopyError::Sql(error) => (repo.exec.map_err(E::SCHEMA))(error),
-            })?
+    let total = match shape {
+        Shape::Copy => copy_rows(repo, columns, entities, fills).await?,
+        Shape::Values(per_batch) => {
+            values_batches(repo, columns, per_batch, entities, fills).await?
         }
-        false => values_batches(repo, columns, entities, fills).await?,
     };
     record_rows(total);
     Ok(total)
+}
+
+async fn copy_rows<E: Entity>(
+    repo: &PgRepository<E>,
+    columns: &[usize],
+    entities: &[E],
+    fills: &Fills,
+) -> Result<u64> {
+    let mut connection = repo.exec.acquire().await?;
+    match copy::copy_in(&mut connection, columns, entities, fills).await {
+        Ok(rows) => {
+            connection.settle(&Ok::<u64, sqlx::Error>(rows));
+            Ok(rows)
+        }
+        Err(CopyError::Input { error, aborted }) => {
+            // A confirmed abort outside a transaction leaves an idle session
+            // that can go back to the pool; inside a unit it has failed the
+            // transaction, which the unsettled connection reports on drop.
+            if aborted && !repo.exec.in_unit() {
+                connection.settle(&Ok::<(), sqlx::Error>(()));
+            }
+            Err(error)
+        }
+        Err(CopyError::Sql(error)) => {
+            let outcome = Err::<u64, _>(error);
+            connection.settle(&outcome);
+            outcome.map_err(repo.exec.map_err(E::SCHEMA))
+        }
+    }
 }
 
 /// The missing embeddings of `entities`, computed before anything is sent
@@ -82,27 +146,32 @@ pub(crate) async fn embedded<E: Entity>(repo: &PgRepository<E>, entities: &[E]) 
     }
     let rows = entities
         .iter()
-        .map(Entity::to_values)
+        .enumerate()
+        .map(|(i, entity)| entity.to_values().map_err(|e| e.at_row(i, entities.len())))
         .collect::<Result<Vec<_>>>()?;
     crate::embed::fills(repo, &rows).await
 }
 
-/// Every entity's values, stamped and checked before anything is sent.
+/// One batch's values, stamped and checked before anything is sent; a
+/// rejected row is named by its index among all `total` rows.
 fn prepare<E: Entity>(
     schema: &EntitySchema,
-    entities: &[E],
-    first: usize,
+    batch: &[E],
+    (first, total): (usize, usize),
     fills: &Fills,
 ) -> Result<Vec<Vec<Value>>> {
-    entities
+    batch
         .iter()
         .enumerate()
         .map(|(i, entity)| {
-            let mut values = entity.to_values()?;
-            stamp_new(schema, &mut values);
-            fills.apply(first + i, &mut values);
-            check_row(schema, &values)?;
-            Ok(values)
+            let row = || -> Result<Vec<Value>> {
+                let mut values = entity.to_values()?;
+                stamp_new(schema, &mut values);
+                fills.apply(first + i, &mut values);
+                check_row(schema, &values)?;
+                Ok(values)
+            };
+            row().map_err(|e| e.at_row(first + i, total))
         })
         .collect()
 }
@@ -111,15 +180,15 @@ fn prepare<E: Entity>(
 async fn values_batches<E: Entity>(
     repo: &PgRepository<E>,
     columns: &[usize],
+    per_batch: usize,
     entities: &[E],
     fills: &Fills,
 ) -> Result<u64> {
     let schema = E::SCHEMA;
-    let per_batch = VALUES_BATCH.min(MAX_BINDS / columns.len().max(1));
     let mut connection = repo.exec.acquire().await?;
     let mut total = 0;
     for (n, batch) in entities.chunks(per_batch).enumerate() {
-        let rows = prepare(schema, batch, n * per_batch, fills)?;
+        let rows = prepare(schema, batch, (n * per_batch, entities.len()), fills)?;
         let statement = values_insert(schema, columns, &rows);
         let outcome = execute(&mut connection, statement).await;
         connection.settle(&outcome);

@@ -57,9 +57,10 @@ pub(crate) async fn copy_in<E: Entity>(
     buffer.extend_from_slice(HEADER);
     for (i, entity) in entities.iter().enumerate() {
         if let Err(error) = encode_entity(schema, columns, entity, i, fills, &mut buffer) {
+            let error = error.at_row(i, entities.len());
             // Aborting fails the COPY, so none of the rows already sent are kept.
-            let _ = copy.abort(error.to_string()).await;
-            return Err(CopyError::Input(error));
+            let aborted = copy.abort(error.to_string()).await.is_ok();
+            return Err(CopyError::Input { error, aborted });
         }
         if buffer.len() >= CHUNK {
             copy.send(std::mem::take(&mut buffer))
@@ -75,7 +76,12 @@ pub(crate) async fn copy_in<E: Entity>(
 
 /// Why a COPY failed: a value rejected before sending, or the server's error.
 pub(crate) enum CopyError {
-    Input(Error),
+    /// A row failed its checks; `aborted` when the server confirmed the
+    /// abort, so the session is ready again (outside a transaction, idle).
+    Input {
+        error: Error,
+        aborted: bool,
+    },
     Sql(sqlx::Error),
 }
 

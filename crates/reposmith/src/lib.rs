@@ -21,7 +21,7 @@ pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
-pub use reposmith_core::{InsertReport, RowFailure};
+pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 /// The search builders' mode markers and knobs.
 pub mod search {
     pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
