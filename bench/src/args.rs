@@ -27,6 +27,8 @@ pub(crate) struct Options {
     pub(crate) crud: bool,
     /// Run the vector search benchmark (`vector`).
     pub(crate) vector: bool,
+    /// Run the small-batch scenarios and the COPY crossover alone (`batches`).
+    pub(crate) batches: bool,
     /// Rows of the vector table.
     pub(crate) vector_rows: usize,
     /// Searches per side per round of the vector benchmark.
@@ -42,6 +44,8 @@ reposmith-bench [crud] [vector] [OPTIONS]
 
   crud              only the single-row, concurrent and insert_many workloads
   vector            only the vector search benchmark (100k x 384, HNSW)
+  batches           only insert_users_1/_100 (also in crud) and the table of
+                    multi-row INSERT against COPY by batch size
                     (neither word: both)
 
   --rounds N        measured rounds per workload (default 10; each adds a warm-up)
@@ -87,6 +91,7 @@ impl Options {
             memory_child: None,
             crud: false,
             vector: false,
+            batches: false,
             vector_rows: 100_000,
             vector_ops: 800,
             vector_rounds: 5,
@@ -108,6 +113,7 @@ impl Options {
                 "--own-pool" => o.own_pool = true,
                 "crud" => o.crud = true,
                 "vector" => o.vector = true,
+                "batches" => o.batches = true,
                 "--vector-rows" => o.vector_rows = value()?.max(1000),
                 "--vector-ops" => o.vector_ops = value()?.max(1),
                 "--vector-rounds" => o.vector_rounds = value()?.max(1),
@@ -125,7 +131,7 @@ impl Options {
                 other => return Err(format!("unknown option {other}\n\n{USAGE}").into()),
             }
         }
-        if !o.crud && !o.vector {
+        if !o.crud && !o.vector && !o.batches {
             (o.crud, o.vector) = (true, true);
         }
         Ok(o)

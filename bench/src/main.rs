@@ -21,6 +21,7 @@
 //! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone.
 
 mod args;
+mod batches;
 mod bench;
 mod bulk;
 mod heavy;
@@ -36,7 +37,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use args::Options;
-use bench::{Bench, Table};
+use bench::Bench;
 
 /// The bench's error type: any error, reported once at the top.
 pub(crate) type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
@@ -69,6 +70,10 @@ async fn run(args: &[String]) -> Result<()> {
     if opts.crud {
         crud(opts.clone()).await?;
     }
+    if opts.batches {
+        let tables = step("small batches", batches::run(&opts)).await?;
+        report::print_tables(&tables);
+    }
     if opts.vector {
         let at = Instant::now();
         vector::run(&opts).await?;
@@ -94,7 +99,7 @@ async fn crud(opts: Options) -> Result<()> {
         },
     );
     let mut b = Bench::setup(opts).await?;
-    let tables = vec![
+    let mut tables = vec![
         step("single insert", workloads::insert(&mut b)).await?,
         step("get by id", workloads::get(&mut b)).await?,
         step("find", workloads::find(&mut b)).await?,
@@ -102,9 +107,10 @@ async fn crud(opts: Options) -> Result<()> {
         step("get_many", workloads::get_many(&mut b)).await?,
         step("concurrent get", workloads::concurrent_get(&mut b)).await?,
         step("pool overhead", workloads::pool_overhead(&mut b)).await?,
-        // Last: it truncates the table the reads were seeded into.
-        step("insert_many", heavy::insert_many(&mut b)).await?,
     ];
+    tables.extend(step("insert_users", batches::insert_users(&b.opts)).await?);
+    // Last: it truncates the table the reads were seeded into.
+    tables.push(step("insert_many", heavy::insert_many(&mut b)).await?);
     report::print_tables(&tables);
     if b.opts.memory {
         let peaks = heavy::peaks(&b)?;
@@ -116,9 +122,9 @@ async fn crud(opts: Options) -> Result<()> {
 }
 
 /// Runs one workload and says on stderr how long it took.
-async fn step(name: &str, work: impl Future<Output = Result<Table>>) -> Result<Table> {
+async fn step<T>(name: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
     let started = Instant::now();
-    let table = work.await?;
+    let done = work.await?;
     eprintln!("  {name}: {:.1} s", started.elapsed().as_secs_f64());
-    Ok(table)
+    Ok(done)
 }

@@ -340,3 +340,39 @@ async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_s
         "one statement finds the dead pool, the rest recover"
     );
 }
+
+/// A server error keeps what a caller can act on (SQLSTATE, message, detail,
+/// hint) and drops the line of Postgres' C source sqlx appends ("at line N").
+#[tokio::test]
+async fn server_errors_carry_message_detail_and_hint_but_no_source_line() {
+    let store = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
+        .await
+        .unwrap();
+    let pg = store.postgres().unwrap();
+    let raise = "DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'P0001', \
+                 DETAIL = 'the detail', HINT = 'the hint'; END $$";
+    let err = sqlx::raw_sql(raise).execute(pg.pool()).await.unwrap_err();
+    match pg.map_error(err) {
+        Error::Backend { code, reason, .. } => {
+            assert_eq!(code.as_deref(), Some("P0001"));
+            assert_eq!(reason, "boom (detail: the detail) (hint: the hint)");
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = sqlx::raw_sql("SELECT 1 / 0")
+        .execute(pg.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(" at line "),
+        "sqlx's own text: {err}"
+    );
+    match pg.map_error(err) {
+        Error::Backend { code, reason, .. } => {
+            assert_eq!(code.as_deref(), Some("22012"));
+            assert_eq!(reason, "division by zero");
+        }
+        other => panic!("{other:?}"),
+    }
+    store.close().await;
+}

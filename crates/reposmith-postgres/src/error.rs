@@ -24,6 +24,34 @@ const RETRYABLE_STATES: &[&str] = &["40001", "40P01"];
 /// unparsable text for the type, string too long, number out of range.
 const INVALID_STATES: &[&str] = &["23502", "22P02", "22001", "22003"];
 
+/// A server error as a user can act on it: the message, then the detail
+/// and hint when the server sent them. sqlx's `Display` appends the line of
+/// Postgres' own C source that raised it ("at line 331"), which means
+/// nothing to a caller; the SQLSTATE travels in the error's `code`.
+fn server_reason(db: &dyn DatabaseError) -> String {
+    let mut reason = db.message().to_owned();
+    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+        for (label, text) in [("detail", pg.detail()), ("hint", pg.hint())] {
+            if let Some(text) = text {
+                reason.push_str(&format!(" ({label}: {})", shortened(text)));
+            }
+        }
+    }
+    reason
+}
+
+/// At most [`DETAIL_CHARS`] characters of a detail: a NOT NULL violation's
+/// "Failing row contains (...)" holds the whole row, embeddings included.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(DETAIL_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Characters of a server error's detail or hint kept in a message.
+const DETAIL_CHARS: usize = 300;
+
 /// What was being done when the error happened; decides whether an I/O error
 /// means "could not connect" or "lost the connection".
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,7 +71,10 @@ pub(crate) struct ErrorContext<'a> {
 impl ErrorContext<'_> {
     /// Classifies `err` and removes the URL's secrets from its message.
     pub(crate) fn map(&self, err: sqlx::Error, phase: Phase) -> Error {
-        let reason = self.url.scrub(&err.to_string());
+        let reason = match &err {
+            sqlx::Error::Database(db) => self.url.scrub(&server_reason(db.as_ref())),
+            other => self.url.scrub(&other.to_string()),
+        };
         let target = self.url.target().to_owned();
         let backend = Backend::Postgres;
         match err {
@@ -88,7 +119,7 @@ impl ErrorContext<'_> {
     /// The repository-level meaning of a server error, if it has one.
     fn classify(&self, db: &dyn DatabaseError, schema: &'static EntitySchema) -> Option<Error> {
         let code = db.code()?;
-        let reason = self.url.scrub(db.message());
+        let reason = self.url.scrub(&server_reason(db));
         if code == "23505" {
             let constraint = db.constraint().unwrap_or_default().to_owned();
             let field = schema.field_of_constraint(&constraint);

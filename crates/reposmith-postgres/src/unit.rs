@@ -98,8 +98,10 @@ impl UnitShared {
         let innermost = self.live_list().last().copied().unwrap_or(0);
         if innermost != level {
             return Err(out_of_order(
-                "a nested unit opened after this one is still open: use its repositories, \
-                 or finish it first",
+                "this unit is locked while a nested unit opened from it is still open: run \
+                 statements through the nested unit's repositories, open a further nested \
+                 unit from the nested unit (`child.nested()`), or commit or roll back the \
+                 nested unit first",
             ));
         }
         Ok(connection)
@@ -250,6 +252,28 @@ impl PgUnitOfWork {
     }
 
     /// A nested unit: a savepoint that commits into this unit or rolls back alone.
+    ///
+    /// While the nested unit is open, this unit is locked: its repositories
+    /// and a second `nested()` on it fail with [`Error::InvalidInput`] (field
+    /// `nested unit`), because a statement issued through it would land inside
+    /// the nested unit's savepoint and be undone by the nested rollback.
+    /// Work through the nested unit's repositories; a deeper level opens from
+    /// the nested unit, not from this one; once the nested unit is committed
+    /// or rolled back, this unit is usable again (and can open another).
+    ///
+    /// ```no_run
+    /// # async fn demo(backend: reposmith_postgres::PgBackend) -> reposmith_core::Result<()> {
+    /// let unit = backend.begin().await?;
+    /// let child = unit.nested().await?; // `unit` is locked until `child` ends
+    /// let grandchild = child.nested().await?; // opened from `child`, not from `unit`
+    /// grandchild.rollback().await?; // undoes only the grandchild's writes
+    /// child.commit().await?; // releases into `unit`
+    /// let sibling = unit.nested().await?; // `unit` is free again
+    /// sibling.commit().await?;
+    /// unit.commit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn nested(&self) -> Result<PgUnitOfWork> {
         let id = self.shared.next_savepoint.fetch_add(1, Ordering::Relaxed);
         let mut connection = self.shared.lock_at(self.savepoint.unwrap_or(0)).await?;

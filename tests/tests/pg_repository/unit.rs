@@ -358,6 +358,17 @@ async fn sibling_nested_units_are_independent_and_recover_from_errors() {
         matches!(&outer_write, Err(reposmith::Error::InvalidInput { field, .. }) if field == "nested unit"),
         "{outer_write:?}"
     );
+    // The message says what to do: the parent is locked, go through the child.
+    let message = outer_write.unwrap_err().to_string();
+    assert!(
+        message.contains("locked") && message.contains("child.nested()"),
+        "{message}"
+    );
+    let second = parent.nested().await.err();
+    assert!(
+        matches!(&second, Some(reposmith::Error::InvalidInput { field, .. }) if field == "nested unit"),
+        "a second nested unit opens from the first, not from the locked parent: {second:?}"
+    );
     let early_commit = db.pg.begin().await.unwrap();
     let open = early_commit.nested().await.unwrap();
     assert!(
