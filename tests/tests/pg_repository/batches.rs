@@ -11,8 +11,8 @@ use reposmith_tests::conformance::entities::Doc;
 
 use crate::db::Db;
 
-/// Batch sizes on both sides of the COPY threshold (500 rows) and at it.
-const SIZES: [usize; 6] = [1, 2, 100, 499, 500, 1_200];
+/// Batch sizes on both sides of the COPY threshold (200 rows) and at it.
+const SIZES: [usize; 6] = [1, 2, 100, 199, 200, 1_200];
 
 #[tokio::test]
 async fn every_batch_size_is_stored_whole() {
