@@ -208,8 +208,15 @@ async fn run_one(
             .execute(&mut *conn)
             .await?;
     }
-    outcome.map_err(|e| migrate_error(e, files))?;
-    Ok(())
+    outcome.map_err(|e| match e {
+        // Name the file that ran: the down file of a revert.
+        MigrateError::ExecuteMigration(source, version) => Error::Execute {
+            version,
+            path: file.path.clone(),
+            source,
+        },
+        other => migrate_error(other, files),
+    })
 }
 
 /// Reverts applied migrations newer than `target`, or only the newest one
@@ -324,11 +331,16 @@ async fn verify(conn: &mut PgConnection, files: &[MigrationFile]) -> Result<Hash
     Ok(applied)
 }
 
+/// sqlx's error as ours, naming the up file of the version it is about
+/// (checksums are of up files). A failed statement is mapped by
+/// [`run_one`], which knows which file ran.
 fn migrate_error(error: MigrateError, files: &[MigrationFile]) -> Error {
     let path_of = |version: i64| {
         files
             .iter()
-            .find(|f| f.migration.version == version)
+            .find(|f| {
+                f.migration.version == version && f.migration.migration_type.is_up_migration()
+            })
             .map(|f| f.path.clone())
             .unwrap_or_default()
     };

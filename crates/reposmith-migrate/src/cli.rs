@@ -1,5 +1,10 @@
 //! The command line an application's migrate binary forwards to: parse the
 //! arguments, run the command on a small runtime, print the outcome.
+//!
+//! Hints ("run `… generate <name>`", the usage text) name the program the
+//! user typed: a wrapper's spelling from [`PROGRAM_ENV`] (`cargo xtask
+//! migrate` sets it), else the name the binary gives with [`Cli::program`],
+//! else the file name of `argv[0]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +17,12 @@ use crate::error::{Error, Result};
 use crate::generate::{self, generate};
 use crate::{check, schemas::Schemas};
 
-/// The usage text.
+/// The environment variable a wrapper that runs the migrate binary sets to
+/// the command its users type (`cargo xtask migrate` sets `cargo xtask
+/// migrate`), so hints name the wrapper rather than the binary it runs.
+pub const PROGRAM_ENV: &str = "REPOSMITH_MIGRATE_PROGRAM";
+
+/// The usage text, for a binary named `migrate` ([`usage`] names another).
 pub const USAGE: &str = "\
 migrate <command> [options]
 
@@ -38,26 +48,115 @@ Options:
   --lock-wait D              wait for another migrator, default 60s
 ";
 
+/// The usage text with `program` as the command to type.
+pub fn usage(program: &str) -> String {
+    USAGE.replacen("migrate <command>", &format!("{program} <command>"), 1)
+}
+
 /// Runs the command in `args` (without the program name) for `schemas`,
-/// with migrations in `default_dir` unless `--dir` says otherwise.
+/// with migrations in `default_dir` unless `--dir` says otherwise; hints
+/// name the program as [`Cli::run`] says.
 /// Returns 0 on success, 1 on failure or drift, 2 on bad usage.
 pub fn run(
     schemas: &Schemas,
     default_dir: impl AsRef<Path>,
     args: impl IntoIterator<Item = String>,
 ) -> ExitCode {
-    let args: Vec<String> = args.into_iter().collect();
+    Cli::new(schemas, default_dir).run(args)
+}
+
+/// The command line of a migrate binary, with the name its hints use:
+///
+/// ```no_run
+/// # use reposmith_migrate::{Schemas, cli::Cli};
+/// fn main() -> std::process::ExitCode {
+///     let schemas = Schemas::new(); // .add::<Document>()
+///     Cli::new(&schemas, "migrations/myapp")
+///         .program("cargo run --bin migrate --")
+///         .run(std::env::args().skip(1))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Cli<'a> {
+    schemas: &'a Schemas,
+    dir: PathBuf,
+    program: Option<String>,
+}
+
+impl<'a> Cli<'a> {
+    /// The command line for `schemas`, with migrations in `default_dir`
+    /// unless `--dir` says otherwise.
+    pub fn new(schemas: &'a Schemas, default_dir: impl AsRef<Path>) -> Cli<'a> {
+        Cli {
+            schemas,
+            dir: default_dir.as_ref().to_owned(),
+            program: None,
+        }
+    }
+
+    /// The command users type to run this binary, as hints name it
+    /// (default: the file name of `argv[0]`). A wrapper's [`PROGRAM_ENV`]
+    /// still wins: its users typed the wrapper.
+    pub fn program(mut self, program: impl Into<String>) -> Cli<'a> {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Runs the command in `args` (without the program name). Returns 0 on
+    /// success, 1 on failure or drift, 2 on bad usage.
+    pub fn run(self, args: impl IntoIterator<Item = String>) -> ExitCode {
+        let program = program_name(
+            std::env::var(PROGRAM_ENV).ok(),
+            self.program,
+            std::env::args_os().next(),
+        );
+        execute(
+            self.schemas,
+            &self.dir,
+            &program,
+            args.into_iter().collect(),
+        )
+    }
+}
+
+/// The name hints use: the wrapper's, the configured one, `argv[0]`'s file
+/// name (without `.exe`), in that order; `migrate` when none is usable.
+fn program_name(
+    wrapper: Option<String>,
+    configured: Option<String>,
+    argv0: Option<std::ffi::OsString>,
+) -> String {
+    let from_argv0 = || {
+        let path = PathBuf::from(argv0?);
+        let exe = std::env::consts::EXE_EXTENSION;
+        let name = match path.extension() {
+            Some(ext) if !exe.is_empty() && ext == exe => path.file_stem()?,
+            _ => path.file_name()?,
+        };
+        Some(name.to_string_lossy().into_owned())
+    };
+    [wrapper, configured]
+        .into_iter()
+        .flatten()
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .or_else(from_argv0)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "migrate".to_owned())
+}
+
+fn execute(schemas: &Schemas, default_dir: &Path, program: &str, args: Vec<String>) -> ExitCode {
     if matches!(
         args.first().map(String::as_str),
         Some("help" | "-h" | "--help")
     ) {
-        print!("{USAGE}");
+        print!("{}", usage(program));
         return ExitCode::SUCCESS;
     }
-    let parsed = match Args::parse(&args, default_dir.as_ref()) {
+    let parsed = match Args::parse(&args, default_dir, program) {
         Ok(parsed) => parsed,
         Err(message) => {
-            eprintln!("{message}\n\n{USAGE}");
+            eprintln!("{message}\n\n{}", usage(program));
             return ExitCode::from(2);
         }
     };
@@ -105,6 +204,8 @@ enum Command {
 #[derive(Debug)]
 struct Args {
     command: Command,
+    /// The program as hints name it.
+    program: String,
     dir: PathBuf,
     url: Option<String>,
     #[cfg_attr(
@@ -117,11 +218,16 @@ struct Args {
 }
 
 impl Args {
-    fn parse(args: &[String], default_dir: &Path) -> std::result::Result<Args, String> {
+    fn parse(
+        args: &[String],
+        default_dir: &Path,
+        program: &str,
+    ) -> std::result::Result<Args, String> {
         let mut words = args.iter().map(String::as_str);
         let command = words.next().ok_or("missing command")?;
         let mut parsed = Args {
             command: Command::Apply,
+            program: program.to_owned(),
             dir: default_dir.to_owned(),
             url: None,
             mongo_url: None,
@@ -246,7 +352,7 @@ impl Args {
         if schemas.mongo_schemas().next().is_none() {
             return Ok(Vec::new());
         }
-        crate::mongo::cli::check(schemas, &self.dir, self.mongo_url.as_deref()).await
+        crate::mongo::cli::check(schemas, &self.dir, self.mongo_url.as_deref(), &self.program).await
     }
 
     #[cfg(not(feature = "mongo"))]
@@ -288,8 +394,9 @@ impl Args {
         let mut problems = Vec::new();
         if generate::is_stale(schemas, &self.dir)? {
             problems.push(format!(
-                "the entities changed since the last generated migration in {}: run `cargo xtask migrate generate <name>`",
-                self.dir.display()
+                "the entities changed since the last generated migration in {}: run `{} generate <name>`",
+                self.dir.display(),
+                self.program
             ));
         }
         problems.extend(self.mongo_check(schemas).await?);
@@ -305,5 +412,31 @@ impl Args {
             eprintln!("  - {problem}");
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(wrapper: Option<&str>, configured: Option<&str>, argv0: Option<&str>) -> String {
+        program_name(
+            wrapper.map(str::to_owned),
+            configured.map(str::to_owned),
+            argv0.map(std::ffi::OsString::from),
+        )
+    }
+
+    /// A wrapper's spelling, then the configured name, then argv[0]'s file name.
+    #[test]
+    fn the_program_name_comes_from_the_wrapper_the_binary_or_argv0() {
+        let argv0 = Some("/srv/app/target/debug/app-migrate");
+        assert_eq!(name(None, None, argv0), "app-migrate");
+        assert_eq!(name(None, Some("app db"), argv0), "app db");
+        let xtask = Some("cargo xtask migrate");
+        assert_eq!(name(xtask, Some("app db"), argv0), "cargo xtask migrate");
+        assert_eq!(name(Some(" "), None, argv0), "app-migrate");
+        assert_eq!(name(None, None, None), "migrate");
+        assert!(usage("app db").starts_with("app db <command> [options]\n"));
     }
 }

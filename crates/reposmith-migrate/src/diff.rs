@@ -5,12 +5,17 @@
 //! away or change; new tables; column changes on kept tables (renames first,
 //! drops last); dropped tables; new and changed indexes. The down file runs
 //! the inverse of every step in reverse order.
+//!
+//! A down file must run on the tables as they are when it runs, rows
+//! included: what an up step destroyed comes back in a shape those rows
+//! allow, and its comment says exactly what comes back (module `restore`).
 
 use std::collections::BTreeSet;
 
 use reposmith_postgres::quote_ident;
 
 mod columns;
+mod restore;
 
 use columns::{ColumnChanges, column_changes, rename_index};
 
@@ -41,6 +46,9 @@ pub struct Step {
     pub down_destructive: Option<String>,
     /// A note written above the step in the up file.
     pub note: Option<String>,
+    /// A note written above the step in the down file: what its revert
+    /// brings back, or when it can fail.
+    pub down_note: Option<String>,
 }
 
 /// The steps of one `generate`.
@@ -248,15 +256,20 @@ fn create_table(table: &Table) -> Step {
     }
 }
 
+/// The table comes back with every column and index as declared: it has no
+/// rows, so nothing in its definition can fail.
 fn drop_table(table: &Table) -> Step {
     let mut down = vec![table.create_sql()];
     down.extend(table.indexes.iter().map(|i| i.sql.clone()));
+    let back =
+        "the table comes back empty, with its columns and indexes; its rows are not restored";
     Step {
         up: vec![format!("DROP TABLE {}", table.qualified())],
         down,
         destructive: Some(format!("drops table {} and its rows", table.display_name())),
         down_destructive: None,
-        note: Some("revert recreates the table empty".to_owned()),
+        note: Some(format!("revert: {back}")),
+        down_note: Some(back.to_owned()),
     }
 }
 
@@ -296,6 +309,36 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("t.at: Postgres has no cast from timestamptz to boolean"),
+            "{err}"
+        );
+    }
+
+    static OTHER_KEY: [ColumnDef; 2] = [
+        ColumnDef::new("key", "key", ColumnType::Uuid, false)
+            .with_role(reposmith_core::ColumnRole::Id),
+        ColumnDef::new("at", "at", ColumnType::TimestampTz, false),
+    ];
+    static REKEYED: EntitySchema =
+        EntitySchema::new("T", "t", &OTHER_KEY, 0, IdStrategy::ClientUuid, &[]);
+
+    /// Another primary key column is refused, even with destructive changes
+    /// allowed: the old key could not come back on revert (its values are
+    /// gone), and the new one could not be added beside it.
+    #[test]
+    fn a_primary_key_change_is_refused() {
+        let options = Options {
+            allow_destructive: true,
+            ..Options::default()
+        };
+        let err = plan(
+            &Snapshot::from_schemas([&OLD]),
+            &Snapshot::from_schemas([&REKEYED]),
+            &options,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("t.key: changing the primary key or identity is not generated"),
             "{err}"
         );
     }

@@ -64,7 +64,8 @@ pub enum Error {
     Execute {
         /// The migration's version.
         version: i64,
-        /// Its file.
+        /// The file that ran: the `.up.sql` file when applying, the
+        /// `.down.sql` file when reverting.
         path: PathBuf,
         /// The database error.
         source: sqlx::Error,

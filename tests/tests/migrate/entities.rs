@@ -282,3 +282,56 @@ pub(crate) struct ItemWiderEmbedding {
     pub(crate) emb: Option<Vector>,
     pub(crate) legacy: Option<String>,
 }
+
+/// A table with rows whose columns are about to be dropped: NOT NULL without
+/// a default, NOT NULL with one, unique with one, and a full-text source.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "accounts")]
+pub(crate) struct Account {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) legacy: String,
+    #[repo(default = "0")]
+    pub(crate) visits: i32,
+    #[repo(unique, default = "''")]
+    pub(crate) code: String,
+    #[repo(full_text)]
+    pub(crate) bio: String,
+}
+
+/// `accounts` with only its id and name left (four columns dropped).
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "accounts")]
+pub(crate) struct AccountSlim {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+}
+
+/// NOT NULL columns, one with a default and one without, one retyped too.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "tallies")]
+pub(crate) struct Tally {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(default = "'new'")]
+    pub(crate) state: String,
+    #[repo(default = "0")]
+    pub(crate) hits: i32,
+    pub(crate) label: String,
+}
+
+/// `tallies` with every NOT NULL dropped (and `hits` widened): the down file
+/// sets them back, after NULLs were written.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "tallies")]
+pub(crate) struct TallyLoose {
+    #[repo(id)]
+    pub(crate) id: Uuid,
+    #[repo(default = "'new'")]
+    pub(crate) state: Option<String>,
+    #[repo(default = "0")]
+    pub(crate) hits: Option<i64>,
+    pub(crate) label: Option<String>,
+}

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use reposmith_postgres::quote_ident;
 
 use super::Step;
+use super::restore::{re_add_column, restore_not_null};
 use crate::error::{Error, Result};
 use crate::model::{Column, Index, Table};
 use crate::types::{TypeChange, type_change};
@@ -34,6 +35,9 @@ pub(super) fn column_changes(before: &Table, after: &Table) -> Result<ColumnChan
             after.column(old).is_none().then(|| before.column(old))?
         });
         let Some(previous) = previous else {
+            if column.primary_key {
+                return Err(key_change(after, column));
+            }
             steps.push(add_column(after, column));
             continue;
         };
@@ -47,7 +51,7 @@ pub(super) fn column_changes(before: &Table, after: &Table) -> Result<ColumnChan
         }
         if previous.generated.is_some() || column.generated.is_some() {
             if previous.generated != column.generated || previous.sql_type != column.sql_type {
-                steps.push(regenerate(after, previous, column));
+                steps.push(regenerate(before, after, previous, column));
                 rebuilt.insert(column.name.clone());
             }
             continue;
@@ -63,9 +67,14 @@ pub(super) fn column_changes(before: &Table, after: &Table) -> Result<ColumnChan
         .filter(|c| c.generated.is_some())
         .chain(before.columns.iter().filter(|c| c.generated.is_none()));
     for column in generated_first {
-        if !matched.contains(&column.name) {
-            drops.push(drop_column(before, column));
+        if matched.contains(&column.name) {
+            continue;
         }
+        // The revert could not bring a key back: its values are gone.
+        if column.primary_key {
+            return Err(key_change(before, column));
+        }
+        drops.push(drop_column(before, column));
     }
     steps.extend(drops);
     let index_renames = index_renames(before, after, &renames, &rebuilt);
@@ -128,7 +137,7 @@ pub(super) fn rename_index(table: &Table, from: &Index, to: &Index) -> Step {
     }
 }
 
-fn alter(table: &Table, action: &str) -> String {
+pub(super) fn alter(table: &Table, action: &str) -> String {
     format!("ALTER TABLE {} {action}", table.qualified())
 }
 
@@ -150,17 +159,21 @@ fn add_column(table: &Table, column: &Column) -> Step {
             )
         }),
         note,
+        down_note: None,
     }
 }
 
+/// Drops a column of `table` (the table before the drop); the down file
+/// re-adds it in a shape the rows present then allow ([`re_add_column`]).
 fn drop_column(table: &Table, column: &Column) -> Step {
     let derived = column.generated.is_some();
+    let (down, back) = re_add_column(table, column);
     Step {
         up: vec![alter(
             table,
             &format!("DROP COLUMN {}", quote_ident(&column.name)),
         )],
-        down: vec![alter(table, &format!("ADD COLUMN {}", column.definition()))],
+        down,
         destructive: (!derived).then(|| {
             format!(
                 "drops column {}.{} and its data",
@@ -169,7 +182,8 @@ fn drop_column(table: &Table, column: &Column) -> Step {
             )
         }),
         down_destructive: None,
-        note: (!derived).then(|| "revert re-adds the column without its data".to_owned()),
+        note: (!derived).then(|| format!("revert: {back}")),
+        down_note: (!derived).then_some(back),
     }
 }
 
@@ -202,8 +216,9 @@ fn rename_column(table: &Table, from: &Column, to: &Column) -> Step {
 }
 
 /// Drop and re-add a generated column whose expression changed (Postgres 16
-/// cannot alter a generation expression); the data is derived, nothing is lost.
-fn regenerate(table: &Table, before: &Column, after: &Column) -> Step {
+/// cannot alter a generation expression); the data is derived, nothing is
+/// lost. (`old` and `table` are the table before and after: one name.)
+fn regenerate(old: &Table, table: &Table, before: &Column, after: &Column) -> Step {
     let drop = |c: &Column| {
         alter(
             table,
@@ -212,9 +227,19 @@ fn regenerate(table: &Table, before: &Column, after: &Column) -> Step {
     };
     let add = |c: &Column| alter(table, &format!("ADD COLUMN {}", c.definition()));
     let lossy = before.generated.is_none();
+    // A stored column's values are gone: it comes back as a dropped one does.
+    let (back, down_note) = match lossy {
+        true => {
+            let (sql, note) = re_add_column(old, before);
+            (sql, Some(note))
+        }
+        false => (vec![add(before)], None),
+    };
+    let mut down = vec![drop(after)];
+    down.extend(back);
     Step {
         up: vec![drop(after), add(after)],
-        down: vec![drop(after), add(before)],
+        down,
         destructive: lossy.then(|| {
             format!(
                 "replaces stored column {}.{} by a generated one",
@@ -230,6 +255,7 @@ fn regenerate(table: &Table, before: &Column, after: &Column) -> Step {
             )
         }),
         note: None,
+        down_note,
     }
 }
 
@@ -253,14 +279,20 @@ fn guessable_check(table: &Table, column: &str) -> Result<()> {
     )))
 }
 
+/// A primary key or identity that changes (another key column, one dropped
+/// or added, identity switched): refused, written by hand.
+fn key_change(table: &Table, column: &Column) -> Error {
+    Error::Unsupported(format!(
+        "{}.{}: changing the primary key or identity is not generated; write that migration by hand",
+        table.display_name(),
+        column.name
+    ))
+}
+
 /// Type, enum values, nullability and default of a column present before and after.
 fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<Step>> {
     if before.identity != after.identity || before.primary_key != after.primary_key {
-        return Err(Error::Unsupported(format!(
-            "{}.{}: changing the primary key or identity is not generated; write that migration by hand",
-            table.display_name(),
-            after.name
-        )));
+        return Err(key_change(table, after));
     }
     let col = quote_ident(&after.name);
     let mut steps = Vec::new();
@@ -273,7 +305,6 @@ fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<St
         guessable_check(table, &after.name)?;
         steps.push(recheck(table, before, after));
     }
-    // The default first, so rows with NULL can take it before NOT NULL.
     if before.default != after.default && !retyped {
         let set = |default: &Option<String>| match default {
             Some(sql) => alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {sql}")),
@@ -286,36 +317,56 @@ fn alter_column(table: &Table, before: &Column, after: &Column) -> Result<Vec<St
         });
     }
     if before.nullable != after.nullable {
-        let set = |nullable: bool| {
-            let what = if nullable {
-                "DROP NOT NULL"
-            } else {
-                "SET NOT NULL"
-            };
-            alter(table, &format!("ALTER COLUMN {col} {what}"))
-        };
-        let mut up = Vec::new();
-        if !after.nullable && after.default.is_some() {
-            // Existing NULLs take the new default instead of failing SET NOT NULL.
-            up.push(format!(
-                "UPDATE {} SET {col} = DEFAULT WHERE {col} IS NULL",
-                table.qualified()
-            ));
+        let step = nullability(table, before, after);
+        if after.nullable {
+            // Loosening goes first, so its down runs last: by then the old
+            // type, CHECK and default are back, and the default fills the
+            // NULLs written meanwhile before NOT NULL is set.
+            steps.insert(0, step);
+        } else {
+            // Tightening goes last: the new default is set, rows with NULL
+            // take it before NOT NULL.
+            steps.push(step);
         }
-        up.push(set(after.nullable));
-        let note = match (after.nullable, after.default.is_some()) {
-            (false, false) => Some("fails if the column holds NULLs".to_owned()),
-            (false, true) => Some("NULLs are set to the new default first".to_owned()),
-            (true, _) => None,
-        };
-        steps.push(Step {
-            up,
-            down: vec![set(before.nullable)],
-            note,
-            ..Step::default()
-        });
     }
     Ok(steps)
+}
+
+/// `SET NOT NULL` (NULLs take the new default first, when there is one) or
+/// `DROP NOT NULL`, whose down sets it again ([`restore_not_null`]).
+fn nullability(table: &Table, before: &Column, after: &Column) -> Step {
+    let col = quote_ident(&after.name);
+    let set = |what: &str| alter(table, &format!("ALTER COLUMN {col} {what}"));
+    if after.nullable {
+        // Named as after the up file (a rename is undone later in the down
+        // file), with the default the column has again by then.
+        let (down, down_note) = restore_not_null(table, &after.name, before.default.as_deref());
+        return Step {
+            up: vec![set("DROP NOT NULL")],
+            down,
+            down_note: Some(down_note),
+            ..Step::default()
+        };
+    }
+    let mut up = Vec::new();
+    if after.default.is_some() {
+        // Existing NULLs take the new default instead of failing SET NOT NULL.
+        up.push(format!(
+            "UPDATE {} SET {col} = DEFAULT WHERE {col} IS NULL",
+            table.qualified()
+        ));
+    }
+    up.push(set("SET NOT NULL"));
+    let note = match after.default {
+        None => "fails if the column holds NULLs",
+        Some(_) => "NULLs are set to the new default first",
+    };
+    Step {
+        up,
+        down: vec![set("DROP NOT NULL")],
+        note: Some(note.to_owned()),
+        ..Step::default()
+    }
 }
 
 fn retype(table: &Table, before: &Column, after: &Column) -> Result<Step> {
@@ -373,6 +424,7 @@ fn retype(table: &Table, before: &Column, after: &Column) -> Result<Step> {
             )
         }),
         note: None,
+        down_note: None,
     })
 }
 
@@ -410,5 +462,6 @@ fn recheck(table: &Table, before: &Column, after: &Column) -> Step {
             )
         }),
         note: None,
+        down_note: None,
     }
 }

@@ -56,16 +56,17 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// `check` for the collections: staleness, then live drift.
+/// `check` for the collections: staleness (the hint names `program`), then live drift.
 pub(crate) async fn check(
     schemas: &Schemas,
     root: &Path,
     url: Option<&str>,
+    program: &str,
 ) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     if is_mongo_stale(schemas, root)? {
         problems.push(format!(
-            "the Mongo entities changed since the last generated migration in {}",
+            "the Mongo entities changed since the last generated migration in {}: run `{program} generate <name>`",
             dir(root).display()
         ));
     }
