@@ -96,3 +96,24 @@ async fn insert_many_in_a_transaction_is_all_or_nothing() {
     assert_eq!(repo.insert_many(&batch[..2]).await.unwrap(), 2);
     db.cleanup().await;
 }
+
+/// A document of `insert_many` refused before sending is named by its index
+/// in the batch, and nothing of the batch is stored.
+#[tokio::test]
+async fn a_refused_document_names_its_row_in_the_batch() {
+    let db = MongoDb::new().await;
+    let repo = db.mongo.repo::<Doc>();
+    let mut batch: Vec<Doc> = (0..10).map(|i| Doc::new(format!("row {i}"))).collect();
+    batch[7].meta = json!({"$where": "1"});
+    let err = repo.insert_many(&batch).await.unwrap_err();
+    match &err {
+        Error::InvalidInput { field, row, .. } => {
+            assert_eq!(field, "meta");
+            assert_eq!(*row, Some(reposmith::BatchRow { index: 7, of: 10 }));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("at index 7 of 10 rows"), "{err}");
+    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0);
+    db.cleanup().await;
+}
