@@ -19,7 +19,7 @@ use serde_json::json;
 /// came from one `$in` delete of 25k ids that kept the server busy for
 /// over 20 minutes after the client gave up, slowing every other command.
 mod conformance {
-    reposmith_tests::conformance_tests!(crate::db::MongoDb);
+    reposmith_tests::conformance_tests!(super::db::MongoDb);
 }
 
 /// The conflict names the unique index created from the schema.

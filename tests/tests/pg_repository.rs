@@ -21,7 +21,7 @@ use serde_json::json;
 
 /// Every conformance test, each on its own schema.
 mod conformance {
-    reposmith_tests::conformance_tests!(crate::db::Db);
+    reposmith_tests::conformance_tests!(super::db::Db);
 }
 
 /// The conflict names the Postgres constraint the derive's DDL created.

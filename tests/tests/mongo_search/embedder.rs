@@ -10,7 +10,7 @@ use reposmith::mongodb::bson::doc;
 use reposmith::prelude::*;
 use reposmith_tests::letters::Letters;
 
-use crate::db::SearchDb;
+use super::db::SearchDb;
 
 /// A chat message whose embedding is computed from its text when missing.
 #[derive(Debug, Clone, PartialEq, Repository)]

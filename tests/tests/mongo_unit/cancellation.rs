@@ -14,7 +14,7 @@ use reposmith_core::{Filter, Repository};
 use reposmith_mongo::MongoRepository;
 use reposmith_tests::conformance::entities::Doc;
 
-use crate::db::MongoDb;
+use super::db::MongoDb;
 
 /// Most polls tried before the operation must have completed.
 const MOST_POLLS: usize = 500;

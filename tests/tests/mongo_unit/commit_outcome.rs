@@ -10,8 +10,8 @@ use reposmith_mongo::COMMIT_ATTEMPTS;
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{mongodb_url, with_host};
 
-use crate::db::MongoDb;
-use crate::proxy::CommitReplyLoser;
+use super::db::MongoDb;
+use super::proxy::CommitReplyLoser;
 
 /// `host:port` of the MongoDB server in `url`.
 fn host_port(url: &str) -> String {

@@ -9,7 +9,7 @@ use reposmith::{BatchRow, Error};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 
-use crate::db::Db;
+use super::db::Db;
 
 /// Batch sizes on both sides of the COPY threshold (200 rows) and at it.
 const SIZES: [usize; 6] = [1, 2, 100, 199, 200, 1_200];

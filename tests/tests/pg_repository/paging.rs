@@ -5,7 +5,7 @@
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 
-use crate::db::Db;
+use super::db::Db;
 
 #[tokio::test]
 async fn insert_many_of_array_entities_takes_the_values_path_all_or_nothing() {

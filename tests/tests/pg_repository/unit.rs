@@ -5,7 +5,7 @@ use reposmith_core::{Filter, Repository};
 use reposmith_postgres::IsolationLevel;
 use reposmith_tests::conformance::entities::{Doc, Setting};
 
-use crate::db::Db;
+use super::db::Db;
 
 fn setting(key: &str) -> Setting {
     Setting {

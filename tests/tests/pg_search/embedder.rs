@@ -8,7 +8,7 @@ use reposmith::PgConfig;
 use reposmith::prelude::*;
 use reposmith_tests::letters::Letters;
 
-use crate::db::SearchDb;
+use super::db::SearchDb;
 
 /// A note whose embedding is computed from its body when missing.
 #[derive(Debug, Clone, PartialEq, Repository)]

@@ -4,7 +4,7 @@
 use reposmith::prelude::*;
 use reposmith::{Bit, PgConfig};
 
-use crate::db::SearchDb;
+use super::db::SearchDb;
 
 /// One field of each pgvector type, plus an optional dense one.
 #[derive(Debug, Clone, PartialEq, Repository)]
