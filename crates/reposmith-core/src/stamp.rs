@@ -59,6 +59,7 @@ pub fn id_text(value: &Value) -> String {
         Value::ObjectId(o) => o.to_hex(),
         Value::I64(n) => n.to_string(),
         Value::I32(n) => n.to_string(),
+        Value::I16(n) => n.to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -79,6 +79,45 @@ impl Value {
             Value::Bit(_) => "bit",
         }
     }
+
+    /// The integer an `I16`, `I32` or `I64` holds, whatever its width.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            Value::I16(n) => Some(i64::from(*n)),
+            Value::I32(n) => Some(i64::from(*n)),
+            Value::I64(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// `n` as a value of the integer column type `ty` (`I16` for
+    /// `SmallInt`, `I32` for `Int`, `I64` for `BigInt`), or `None` when it is
+    /// outside that type's range or `ty` is not an integer type.
+    pub fn integer_of(n: i64, ty: &ColumnType) -> Option<Value> {
+        match ty {
+            ColumnType::SmallInt => i16::try_from(n).ok().map(Value::I16),
+            ColumnType::Int => i32::try_from(n).ok().map(Value::I32),
+            ColumnType::BigInt => Some(Value::I64(n)),
+            _ => None,
+        }
+    }
+}
+
+/// Reads an integer stored at any width into the width of the field's
+/// integer column type `ty`: widening always succeeds, narrowing is checked.
+/// A value too large or too small for the field is a [`DecodeError`] naming
+/// `column` (the stored name), the value and the field type's range; it is
+/// never truncated. Backends call this for every integer column they read,
+/// so an `i64` field reads an `integer` column and an `i32` field reads a
+/// `bigint` column whose values fit.
+pub fn fit_integer(n: i64, ty: &ColumnType, column: &str) -> Result<Value, DecodeError> {
+    Value::integer_of(n, ty).ok_or_else(|| match ty.integer_name() {
+        Some(name) => DecodeError::out_of_range(name, ty, n, column),
+        None => DecodeError {
+            expected: "a column of the field's type",
+            found: format!("the integer {n} in column \"{column}\""),
+        },
+    })
 }
 
 /// A stored value did not have the type the field expects.
@@ -97,6 +136,21 @@ impl DecodeError {
         DecodeError {
             expected,
             found: value.kind().to_owned(),
+        }
+    }
+}
+
+impl DecodeError {
+    /// A stored integer `n` from `column` outside the range of the field's
+    /// integer type `ty` (named `expected`).
+    pub fn out_of_range(expected: &'static str, ty: &ColumnType, n: i64, column: &str) -> Self {
+        let range = ty
+            .integer_bounds()
+            .map(|(min, max)| format!(", outside {expected}'s range {min}..={max}"))
+            .unwrap_or_default();
+        DecodeError {
+            expected,
+            found: format!("{n} in column \"{column}\"{range}"),
         }
     }
 }
@@ -152,9 +206,43 @@ macro_rules! scalar_field {
 
 scalar_field!(String, ColumnType::Text, Text, "text");
 scalar_field!(bool, ColumnType::Bool, Bool, "bool");
-scalar_field!(i16, ColumnType::SmallInt, I16, "i16");
-scalar_field!(i32, ColumnType::Int, I32, "i32");
-scalar_field!(i64, ColumnType::BigInt, I64, "i64");
+/// Implements [`FieldType`] for an integer type: it reads any integer value
+/// whose number fits, so a value stored at another width still reads
+/// (widening always, narrowing when in range; see [`fit_integer`]).
+macro_rules! integer_field {
+    ($ty:ty, $column:expr, $variant:ident, $name:literal) => {
+        impl FieldType for $ty {
+            const COLUMN_TYPE: ColumnType = $column;
+            type Scalar = $ty;
+
+            fn to_value(&self) -> Value {
+                Value::$variant(*self)
+            }
+
+            fn from_value(value: Value) -> Result<Self, DecodeError> {
+                match value {
+                    Value::$variant(inner) => Ok(inner),
+                    other => match other.as_integer() {
+                        Some(n) => <$ty>::try_from(n).map_err(|_| DecodeError {
+                            expected: $name,
+                            found: format!(
+                                "{n}, outside {}'s range {}..={}",
+                                $name,
+                                <$ty>::MIN,
+                                <$ty>::MAX
+                            ),
+                        }),
+                        None => Err(DecodeError::unexpected($name, &other)),
+                    },
+                }
+            }
+        }
+    };
+}
+
+integer_field!(i16, ColumnType::SmallInt, I16, "i16");
+integer_field!(i32, ColumnType::Int, I32, "i32");
+integer_field!(i64, ColumnType::BigInt, I64, "i64");
 scalar_field!(f32, ColumnType::Real, F32, "f32");
 scalar_field!(f64, ColumnType::Double, F64, "f64");
 scalar_field!(Uuid, ColumnType::Uuid, Uuid, "uuid");
@@ -261,6 +349,38 @@ mod tests {
         );
         const { assert!(<Option<String>>::NULLABLE) };
         const { assert!(!<Vec<String>>::NULLABLE) };
+    }
+
+    #[test]
+    fn integers_widen_and_narrow_only_when_they_fit() {
+        assert_eq!(i64::from_value(Value::I32(-7)).unwrap(), -7);
+        assert_eq!(i64::from_value(Value::I16(i16::MIN)).unwrap(), -32_768);
+        assert_eq!(
+            i32::from_value(Value::I64(2_147_483_647)).unwrap(),
+            i32::MAX
+        );
+        assert_eq!(i16::from_value(Value::I32(12)).unwrap(), 12);
+        let err = i32::from_value(Value::I64(3_000_000_000)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected i32, found 3000000000, outside i32's range -2147483648..=2147483647"
+        );
+        assert!(<Option<i16>>::from_value(Value::I32(40_000)).is_err());
+        assert_eq!(<Option<i16>>::from_value(Value::I64(5)).unwrap(), Some(5));
+
+        assert_eq!(
+            fit_integer(3, &ColumnType::SmallInt, "n").unwrap(),
+            Value::I16(3)
+        );
+        assert_eq!(
+            fit_integer(i64::MAX, &ColumnType::BigInt, "n").unwrap(),
+            Value::I64(i64::MAX)
+        );
+        let err = fit_integer(-40_000, &ColumnType::SmallInt, "small_n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected i16, found -40000 in column \"small_n\", outside i16's range -32768..=32767"
+        );
     }
 
     #[test]

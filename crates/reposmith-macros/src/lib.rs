@@ -11,8 +11,9 @@
 //! struct name), `schema = "..."`, `backend = "postgres" | "mongo"` (default:
 //! both), `collection = "..."` (the MongoDB collection; default: the table).
 //!
-//! On a field: `id` (`Uuid` generated client-side, `i64` assigned by the
-//! database, `String` supplied by you), `column = "..."`, `unique` (plus a
+//! On a field: `id` (`Uuid` or `ObjectId` generated client-side; `i64`,
+//! `i32` or `i16` assigned by the database, or by you with `id(assigned)`;
+//! `String` supplied by you), `column = "..."`, `unique` (plus a
 //! `find_by_<field>` finder), `index` (plus `find_all_by_<field>`; GIN on
 //! JSON fields), `json` (any `Serialize + DeserializeOwned` type as JSONB),
 //! `version` (optimistic locking, `i64`), `created_at` / `updated_at`

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use mongodb::Collection;
 use mongodb::bson::{Bson, RawDocumentBuf, doc};
-use reposmith_core::{Backend, Entity, Error, IdStrategy, Result, Value};
+use reposmith_core::{Backend, Entity, Error, IdStrategy, Result};
 
 use crate::codec::encode_raw;
 use crate::counter;
@@ -116,7 +116,7 @@ struct Prepared {
 
 /// Stamped, encoded, size-checked documents, encoded once as they go on the
 /// wire; identity ids come from one block reserved after every document
-/// passed (an i64 id has the same size whatever its value).
+/// passed (an integer id has the same size whatever its value).
 async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result<Prepared> {
     let schema = E::SCHEMA;
     let limit = repo.backend.capabilities().max_bson_object_size;
@@ -141,7 +141,7 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
         generated.push(identity || values[schema.id] != given);
         if identity {
             // Measured with a stand-in id of the same encoded size.
-            values[schema.id] = Value::I64(0);
+            values[schema.id] = counter::id_value(schema, 0);
         }
         let doc = encode_raw(schema, &values).map_err(|e| e.at_row(row, total))?;
         size::check_raw(schema, &doc, limit).map_err(|e| e.at_row(row, total))?;
@@ -154,7 +154,7 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
     if identity {
         let first = counter::reserve(repo, entities.len() as u64).await?;
         for (mut values, id) in stamped.into_iter().zip(first..) {
-            values[schema.id] = Value::I64(id);
+            values[schema.id] = counter::id_value(schema, id);
             docs.push(encode_raw(schema, &values)?);
         }
     }

@@ -8,6 +8,10 @@
 //! | `Bool` | boolean |
 //! | `I16`, `I32` | Int32 |
 //! | `I64` | Int64 |
+//!
+//! An integer field reads Int32 and Int64 alike: widening always, narrowing
+//! when the value fits; an Int64 beyond an `i32` field's range is
+//! [`Error::Decode`] naming the key, the value and the range.
 //! | `F32`, `F64` | double |
 //! | `Text`, enums | string (enums by their stored name) |
 //! | `Uuid` | binary subtype 4 |
@@ -28,7 +32,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{
     Binary, Bson, Document, RawBinaryRef, RawBson, RawBsonRef, RawDocument, RawDocumentBuf,
 };
-use reposmith_core::value::DecodeError;
+use reposmith_core::value::{DecodeError, fit_integer};
 use reposmith_core::{ColumnDef, ColumnType, EntitySchema, Error, Result, Value};
 use uuid::Uuid;
 
@@ -254,6 +258,12 @@ fn from_raw(column: &ColumnDef, raw: RawBsonRef<'_>) -> Result<Value, DecodeErro
         }
         (ColumnType::Double, RawBsonRef::Double(f)) => Ok(Value::F64(f)),
         (ColumnType::BigInt, RawBsonRef::Int64(n)) => Ok(Value::I64(n)),
+        (ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt, RawBsonRef::Int32(n)) => {
+            fit_integer(i64::from(n), &column.ty, column.name)
+        }
+        (ColumnType::SmallInt | ColumnType::Int, RawBsonRef::Int64(n)) => {
+            fit_integer(n, &column.ty, column.name)
+        }
         (ColumnType::Bool, RawBsonRef::Boolean(b)) => Ok(Value::Bool(b)),
         (ColumnType::Uuid, RawBsonRef::Binary(b)) if b.subtype == BinarySubtype::Uuid => {
             Uuid::from_slice(b.bytes)
@@ -319,17 +329,13 @@ fn from_bson(column: &ColumnDef, ty: &ColumnType, bson: &Bson) -> Result<Value, 
             .as_bool()
             .map(Value::Bool)
             .ok_or_else(|| wrong("bool", bson)),
-        ColumnType::SmallInt => integer(bson)
-            .and_then(|n| i16::try_from(n).ok())
-            .map(Value::I16)
-            .ok_or_else(|| wrong("i16", bson)),
-        ColumnType::Int => integer(bson)
-            .and_then(|n| i32::try_from(n).ok())
-            .map(Value::I32)
-            .ok_or_else(|| wrong("i32", bson)),
-        ColumnType::BigInt => integer(bson)
-            .map(Value::I64)
-            .ok_or_else(|| wrong("i64", bson)),
+        // Int32 or Int64 alike, checked into the field's width: an Int64
+        // beyond an i32 field's range is a decode error naming the column
+        // and the range, never truncated.
+        ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt => match integer(bson) {
+            Some(n) => fit_integer(n, ty, column.name),
+            None => Err(wrong(ty.integer_name().unwrap_or("an integer"), bson)),
+        },
         ColumnType::Real => number(bson)
             .map(|f| Value::F32(f as f32))
             .ok_or_else(|| wrong("f32", bson)),
@@ -436,6 +442,36 @@ mod tests {
             assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "meta"));
         }
         assert!(json_to_bson("T", "meta", &json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn integers_read_at_any_width_and_narrow_only_when_they_fit() {
+        let small = ColumnDef::new("n", "n", ColumnType::SmallInt, false);
+        let int = ColumnDef::new("count", "count", ColumnType::Int, false);
+        let big = ColumnDef::new("n", "n", ColumnType::BigInt, false);
+        let read = |column: &ColumnDef, bson: Bson| from_bson(column, &column.ty, &bson);
+        assert_eq!(read(&big, Bson::Int32(-7)).unwrap(), Value::I64(-7));
+        assert_eq!(read(&int, Bson::Int64(9)).unwrap(), Value::I32(9));
+        assert_eq!(
+            read(&small, Bson::Int64(-32_768)).unwrap(),
+            Value::I16(i16::MIN)
+        );
+        let err = read(&int, Bson::Int64(3_000_000_000)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected i32, found 3000000000 in column \"count\", outside i32's range -2147483648..=2147483647"
+        );
+        assert!(read(&small, Bson::Int32(40_000)).is_err());
+        assert!(read(&int, Bson::Double(1.0)).is_err());
+        // The raw path reads the same.
+        let mut doc = RawDocumentBuf::new();
+        doc.append(<&CStr>::try_from("count").unwrap(), 3_000_000_000i64);
+        let raw = doc.get("count").unwrap().unwrap();
+        assert_eq!(from_raw(&int, raw).unwrap_err(), err);
+        let mut doc = RawDocumentBuf::new();
+        doc.append(<&CStr>::try_from("n").unwrap(), 5i32);
+        let raw = doc.get("n").unwrap().unwrap();
+        assert_eq!(from_raw(&big, raw).unwrap(), Value::I64(5));
     }
 
     #[test]

@@ -191,12 +191,12 @@ impl<E: Entity> MongoRepository<E> {
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
         let mut doc = encode(schema, &values)?;
-        // Checked before an identity id is reserved: an i64 id has the same
-        // size whatever its value.
+        // Checked before an identity id is reserved: an integer id has the
+        // same size whatever its value.
         self.check_size(&doc)?;
         if schema.id_strategy == IdStrategy::Identity {
             let first = counter::reserve(self, 1).await?;
-            doc.insert("_id", first);
+            doc.insert("_id", counter::id_bson(schema, first));
         }
         self.send("insert", async |s| {
             self.collection.insert_one(&doc).in_session(s).await

@@ -46,7 +46,7 @@
 //! never committed. When the poisoning failure was transient the refusal is
 //! [`Error::Retryable`], so `transaction` still runs the unit again.
 //!
-//! Identity ids (`i64` ids from the `reposmith_counters` collection) are
+//! Identity ids (integer ids from the `reposmith_counters` collection) are
 //! reserved outside the transaction, like a Postgres sequence: concurrent
 //! units never conflict on the counter, and an aborted unit leaves a gap.
 

@@ -12,7 +12,7 @@
 //!    dimensions and finiteness, encoding, the server's size limit) after
 //!    being stamped (generated id, version, timestamps). One that fails
 //!    becomes a [`RowFailure`] with that typed error and is not sent.
-//! 2. Identity (`i64`) ids are reserved in one block for the documents that
+//! 2. Identity (integer) ids are reserved in one block for the documents that
 //!    passed, in their order, so a refused document consumes no id.
 //! 3. The passing documents go out in `insert` commands of at most
 //!    [`BATCH`] documents and [`BATCH_BYTES`] bytes (so the driver never
@@ -203,7 +203,7 @@ fn batches(docs: &[(usize, Document)]) -> Vec<Range<usize>> {
 /// The documents to send, each with its position in `entities`, stamped,
 /// encoded and checked; and a failure for each document that did not pass.
 /// Identity ids come from one block reserved for the passing documents only
-/// (checked before: an i64 id has the same size whatever its value).
+/// (checked before: an integer id has the same size whatever its value).
 async fn prepare<E: Entity>(
     repo: &MongoRepository<E>,
     entities: &[E],
@@ -232,7 +232,7 @@ async fn prepare<E: Entity>(
     if schema.id_strategy == IdStrategy::Identity && !docs.is_empty() {
         let first = counter::reserve(repo, docs.len() as u64).await?;
         for ((_, doc), id) in docs.iter_mut().zip(first..) {
-            doc.insert("_id", id);
+            doc.insert("_id", counter::id_bson(schema, id));
         }
     }
     Ok((docs, failures))

@@ -7,11 +7,12 @@
 //! parameter.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use reposmith_core::{ColumnType, EntitySchema, Error, Result, Value};
+use reposmith_core::value::{DecodeError, fit_integer};
+use reposmith_core::{ColumnDef, ColumnType, EntitySchema, Error, Result, Value};
 use sea_query::{ArrayType, Value as SqValue};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
-use sqlx::{Postgres, Row};
+use sqlx::{Column, Postgres, Row, TypeInfo};
 use uuid::Uuid;
 
 /// A sqlx query whose arguments are being bound.
@@ -169,26 +170,99 @@ fn bind_array(query: PgQuery<'_>, ty: ArrayType, items: Option<Vec<SqValue>>) ->
 }
 
 /// Reads every schema column of `row`, in schema order.
+///
+/// An integer column is read at the width the server sent and then fitted
+/// to the field's type ([`reposmith_core::value::fit_integer`]): an `i64`
+/// field reads an `integer` or `smallint` column, and an `i32` field reads a
+/// `bigint` column as long as each value fits; one that does not is
+/// [`Error::Decode`] naming the column, the value and the field's range.
 pub(crate) fn decode_row(schema: &EntitySchema, row: &PgRow) -> Result<Vec<Value>> {
     schema
         .columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            decode(row, i, &c.ty).map_err(|e| Error::Decode {
+            decode(row, i, c).map_err(|source| Error::Decode {
                 entity: schema.entity,
                 field: c.field,
-                source: reposmith_core::value::DecodeError {
-                    expected: "the column's type",
-                    found: e.to_string(),
-                },
+                source,
             })
         })
         .collect()
 }
 
-/// One column as a core value.
-pub(crate) fn decode(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Value> {
+/// A sqlx decoding failure as a core decode error.
+fn mismatch(e: sqlx::Error) -> DecodeError {
+    DecodeError {
+        expected: "the column's type",
+        found: e.to_string(),
+    }
+}
+
+/// The integer type of the server's column `i` (`smallint`, `integer`,
+/// `bigint`, or an array of one of them), when it is one.
+fn stored_integer(row: &PgRow, i: usize) -> Option<ColumnType> {
+    let info = row.columns().get(i)?.type_info();
+    Some(match info.name() {
+        "INT2" | "INT2[]" => ColumnType::SmallInt,
+        "INT4" | "INT4[]" => ColumnType::Int,
+        "INT8" | "INT8[]" => ColumnType::BigInt,
+        _ => return None,
+    })
+}
+
+/// Reads an integer column `i` stored as `stored` into the field's integer
+/// type `ty`, checked.
+fn decode_integer(
+    row: &PgRow,
+    i: usize,
+    column: &ColumnDef,
+    stored: &ColumnType,
+    ty: &ColumnType,
+) -> std::result::Result<Value, DecodeError> {
+    let n = match stored {
+        ColumnType::SmallInt => row.try_get::<Option<i16>, _>(i).map(|n| n.map(i64::from)),
+        ColumnType::Int => row.try_get::<Option<i32>, _>(i).map(|n| n.map(i64::from)),
+        _ => row.try_get::<Option<i64>, _>(i),
+    }
+    .map_err(mismatch)?;
+    n.map_or(Ok(Value::Null), |n| fit_integer(n, ty, column.name))
+}
+
+/// An integer array column `i` stored with `stored` elements, each fitted
+/// to the field's element type `ty`.
+fn decode_integer_array(
+    row: &PgRow,
+    i: usize,
+    column: &ColumnDef,
+    stored: &ColumnType,
+    ty: &ColumnType,
+) -> std::result::Result<Value, DecodeError> {
+    fn widen<T: Into<i64>>(items: Option<Vec<Option<T>>>) -> Option<Vec<Option<i64>>> {
+        items.map(|items| items.into_iter().map(|n| n.map(Into::into)).collect())
+    }
+    let items = match stored {
+        ColumnType::SmallInt => row.try_get::<Option<Vec<Option<i16>>>, _>(i).map(widen),
+        ColumnType::Int => row.try_get::<Option<Vec<Option<i32>>>, _>(i).map(widen),
+        _ => row.try_get::<Option<Vec<Option<i64>>>, _>(i),
+    }
+    .map_err(mismatch)?;
+    let Some(items) = items else {
+        return Ok(Value::Null);
+    };
+    items
+        .into_iter()
+        .map(|n| n.map_or(Ok(Value::Null), |n| fit_integer(n, ty, column.name)))
+        .collect::<std::result::Result<_, _>>()
+        .map(Value::Array)
+}
+
+/// One column as a core value of the column's schema type.
+pub(crate) fn decode(
+    row: &PgRow,
+    i: usize,
+    column: &ColumnDef,
+) -> std::result::Result<Value, DecodeError> {
     fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
     where
         T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
@@ -196,12 +270,23 @@ pub(crate) fn decode(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Val
     {
         Ok(row.try_get::<Option<T>, _>(i)?.map_or(Value::Null, wrap))
     }
+    let ty = &column.ty;
+    match ty {
+        ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt => {
+            let stored = stored_integer(row, i).unwrap_or(*ty);
+            return decode_integer(row, i, column, &stored, ty);
+        }
+        ColumnType::Array(
+            inner @ (ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt),
+        ) => {
+            let stored = stored_integer(row, i).unwrap_or(**inner);
+            return decode_integer_array(row, i, column, &stored, inner);
+        }
+        _ => {}
+    }
     match ty {
         ColumnType::Text | ColumnType::Enum(_) => get::<String, _>(row, i, Value::Text),
         ColumnType::Bool => get::<bool, _>(row, i, Value::Bool),
-        ColumnType::SmallInt => get::<i16, _>(row, i, Value::I16),
-        ColumnType::Int => get::<i32, _>(row, i, Value::I32),
-        ColumnType::BigInt => get::<i64, _>(row, i, Value::I64),
         ColumnType::Real => get::<f32, _>(row, i, Value::F32),
         ColumnType::Double => get::<f64, _>(row, i, Value::F64),
         ColumnType::Uuid => get::<Uuid, _>(row, i, Value::Uuid),
@@ -212,6 +297,7 @@ pub(crate) fn decode(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Val
         ColumnType::Vector(kind) => decode_vector(row, i, *kind),
         _ => get::<serde_json::Value, _>(row, i, Value::Json),
     }
+    .map_err(mismatch)
 }
 
 fn decode_vector(row: &PgRow, i: usize, kind: reposmith_core::VectorKind) -> sqlx::Result<Value> {
@@ -271,5 +357,106 @@ fn object_id(text: String) -> Value {
     match text.parse::<reposmith_core::ObjectId>() {
         Ok(id) => Value::ObjectId(id),
         Err(_) => Value::Text(text),
+    }
+}
+
+/// Whether `ty` is an integer type or an array of one.
+fn is_integer(ty: &ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::SmallInt
+            | ColumnType::Int
+            | ColumnType::BigInt
+            | ColumnType::Array(ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt)
+    )
+}
+
+/// For each of `columns`, the integer type (or integer array type) the
+/// table really has when it is another width than the field's (an `i64`
+/// field over an `integer` column, an `i32` one over `bigint`); `None` for
+/// every other column.
+///
+/// Bound parameters need none of this (the server casts them, refusing a
+/// value out of the column's range with 22003), but binary COPY sends each
+/// value at a fixed width, so it asks. One prepare of `SELECT <integer
+/// columns> FROM t LIMIT 0`, cached by the connection like any statement;
+/// nothing is asked when no inserted column is an integer.
+pub(crate) async fn stored_integer_widths(
+    connection: &mut sqlx::PgConnection,
+    schema: &EntitySchema,
+    columns: &[usize],
+) -> sqlx::Result<Vec<Option<ColumnType>>> {
+    use sqlx::{Executor, SqlSafeStr, Statement};
+    let mut widths = vec![None; columns.len()];
+    let integers: Vec<usize> = (0..columns.len())
+        .filter(|&k| is_integer(&schema.columns[columns[k]].ty))
+        .collect();
+    if integers.is_empty() {
+        return Ok(widths);
+    }
+    let names: Vec<String> = integers
+        .iter()
+        .map(|&k| crate::ddl::quote_ident(schema.columns[columns[k]].name))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} LIMIT 0",
+        names.join(", "),
+        crate::ddl::table_name(schema)
+    );
+    // Safe: quoted identifiers from the schema.
+    let statement = connection
+        .prepare(sqlx::AssertSqlSafe(sql).into_sql_str())
+        .await?;
+    for (&k, column) in integers.iter().zip(statement.columns()) {
+        let stored = match column.type_info().name() {
+            "INT2" => ColumnType::SmallInt,
+            "INT4" => ColumnType::Int,
+            "INT8" => ColumnType::BigInt,
+            "INT2[]" => ColumnType::Array(&ColumnType::SmallInt),
+            "INT4[]" => ColumnType::Array(&ColumnType::Int),
+            "INT8[]" => ColumnType::Array(&ColumnType::BigInt),
+            _ => continue,
+        };
+        if stored != schema.columns[columns[k]].ty {
+            widths[k] = Some(stored);
+        }
+    }
+    Ok(widths)
+}
+
+/// `value` (an integer, or an array of them) at the integer width `stored`
+/// of its column (an integer type or an array of one, as
+/// [`stored_integer_widths`] gives it), for a writer that sends exact
+/// widths; a number the column cannot hold is refused naming the column and
+/// its range.
+pub(crate) fn to_stored_width(
+    value: &Value,
+    stored: &ColumnType,
+    column: &ColumnDef,
+) -> std::result::Result<Value, String> {
+    let stored = match stored {
+        ColumnType::Array(inner) => *inner,
+        other => other,
+    };
+    let fit = |n: i64| {
+        Value::integer_of(n, stored).ok_or_else(|| {
+            let (min, max) = stored.integer_bounds().unwrap_or((i64::MIN, i64::MAX));
+            format!(
+                "{n} does not fit column \"{}\" ({}: {min}..={max})",
+                column.name,
+                crate::ddl::sql_type(stored)
+            )
+        })
+    };
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| to_stored_width(item, stored, column))
+            .collect::<std::result::Result<_, _>>()
+            .map(Value::Array),
+        other => match other.as_integer() {
+            Some(n) => fit(n),
+            None => Ok(other.clone()),
+        },
     }
 }

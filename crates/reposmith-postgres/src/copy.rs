@@ -49,6 +49,10 @@ pub(crate) async fn copy_in<E: Entity>(
         table_name(schema),
         names.join(", ")
     );
+    // Integers go at their column's width, which a hand-made table may not share with the field.
+    let widths = crate::bind::stored_integer_widths(connection, schema, columns)
+        .await
+        .map_err(CopyError::Sql)?;
     let mut copy = connection
         .copy_in_raw(&statement)
         .await
@@ -56,7 +60,7 @@ pub(crate) async fn copy_in<E: Entity>(
     let mut buffer = Vec::with_capacity(CHUNK + 4096);
     buffer.extend_from_slice(HEADER);
     for (i, entity) in entities.iter().enumerate() {
-        if let Err(error) = encode_entity(schema, columns, entity, i, fills, &mut buffer) {
+        if let Err(error) = encode_entity(schema, columns, &widths, entity, i, fills, &mut buffer) {
             let error = error.at_row(i, entities.len());
             // Aborting fails the COPY, so none of the rows already sent are kept.
             let aborted = copy.abort(error.to_string()).await.is_ok();
@@ -88,6 +92,7 @@ pub(crate) enum CopyError {
 fn encode_entity<E: Entity>(
     schema: &EntitySchema,
     columns: &[usize],
+    widths: &[Option<ColumnType>],
     entity: &E,
     position: usize,
     fills: &Fills,
@@ -98,10 +103,14 @@ fn encode_entity<E: Entity>(
     fills.apply(position, &mut values);
     check_row(schema, &values)?;
     out.extend_from_slice(&(columns.len() as i16).to_be_bytes());
-    for &i in columns {
+    for (&i, width) in columns.iter().zip(widths) {
         let column = &schema.columns[i];
-        encode_field(&values[i], &column.ty, out)
-            .map_err(|reason| Error::invalid(schema.entity, column.field, reason))?;
+        match width {
+            Some(stored) => crate::bind::to_stored_width(&values[i], stored, column)
+                .and_then(|value| encode_field(&value, stored, out)),
+            None => encode_field(&values[i], &column.ty, out),
+        }
+        .map_err(|reason| Error::invalid(schema.entity, column.field, reason))?;
     }
     Ok(())
 }

@@ -137,6 +137,16 @@ impl ErrorContext<'_> {
                 reason,
             });
         }
+        if code == "2200H" {
+            // An identity id's sequence reached its type's maximum (32767 for
+            // a smallint id): no id is left, as MongoDB's counter reports it.
+            let reason = format!("no identity id left: {reason}");
+            return Some(Error::invalid(
+                schema.entity,
+                schema.id_column().field,
+                reason,
+            ));
+        }
         if INVALID_STATES.contains(&&*code) {
             let column = db
                 .try_downcast_ref::<PgDatabaseError>()

@@ -1,4 +1,4 @@
-// The id is Uuid, i64 or String.
+// The id is Uuid, ObjectId, i64, i32, i16 or String.
 use reposmith::Repository;
 
 #[derive(Repository)]

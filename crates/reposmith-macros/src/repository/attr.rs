@@ -32,8 +32,9 @@ pub(crate) struct RepoInput {
 pub(crate) struct RepoField {
     pub(crate) ident: Option<Ident>,
     pub(crate) ty: Type,
-    /// `id`: the primary key.
-    pub(crate) id: Flag,
+    /// `id` or `id(assigned)`: the primary key; `assigned` makes an integer
+    /// id the application's instead of a database identity.
+    pub(crate) id: Option<SpannedValue<Override<IdAttr>>>,
     /// `column = "..."`: the stored name, when it differs from the field's.
     pub(crate) column: Option<SpannedValue<String>>,
     /// `unique`: unique index, and a `find_by_<field>` finder.
@@ -79,6 +80,14 @@ pub(crate) struct VectorAttr {
     pub(crate) ef_construction: Option<SpannedValue<u32>>,
     /// IVFFlat list count.
     pub(crate) lists: Option<SpannedValue<u32>>,
+}
+
+/// `id(assigned)`.
+#[derive(FromMeta, Default)]
+pub(crate) struct IdAttr {
+    /// The application supplies every id of an integer id field; the
+    /// column is a plain primary key, not an identity.
+    pub(crate) assigned: Flag,
 }
 
 /// `full_text(language = "english")`.

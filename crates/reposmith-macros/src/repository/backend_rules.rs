@@ -175,7 +175,7 @@ pub(super) fn mongo_field_names(
             "contains `.`, which MongoDB reads as a path into a sub-document"
         } else if name.starts_with('$') {
             "starts with `$`, which MongoDB reads as an operator"
-        } else if name == "_id" && !field.id.is_present() {
+        } else if name == "_id" && field.id.is_none() {
             "is where MongoDB keeps the entity's id"
         } else if name.starts_with("__rs_") {
             "starts with `__rs_`, which reposmith reserves for fields it computes"

@@ -5,7 +5,8 @@
 
 use darling::Error;
 use darling::error::Accumulator;
-use darling::util::{Flag, SpannedValue};
+use darling::util::{Flag, Override, SpannedValue};
+use proc_macro2::Span;
 use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
@@ -116,6 +117,7 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
     let role = errors.handle(one_role(f)).unwrap_or(Role::Data);
     skip_stands_alone(f, errors);
     role_type(f, role, errors);
+    assigned_is_an_integer(f, errors);
     json_is_plain_data(f, role, errors);
     index_flags(f, role, errors);
     if let Some(column) = &f.column {
@@ -201,22 +203,23 @@ fn parse_ttl(text: &str) -> Option<u64> {
 
 /// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
 fn one_role(f: &RepoField) -> Result<Role, Error> {
-    let roles: Vec<(Role, &Flag, &str)> = [
-        (Role::Id, &f.id, "id"),
-        (Role::Version, &f.version, "version"),
-        (Role::CreatedAt, &f.created_at, "created_at"),
-        (Role::UpdatedAt, &f.updated_at, "updated_at"),
+    let flag = |flag: &Flag| flag.is_present().then(|| flag.span());
+    let roles: Vec<(Role, Span, &str)> = [
+        (Role::Id, f.id.as_ref().map(|id| id.span()), "id"),
+        (Role::Version, flag(&f.version), "version"),
+        (Role::CreatedAt, flag(&f.created_at), "created_at"),
+        (Role::UpdatedAt, flag(&f.updated_at), "updated_at"),
     ]
     .into_iter()
-    .filter(|(_, flag, _)| flag.is_present())
+    .filter_map(|(role, span, name)| Some((role, span?, name)))
     .collect();
     match roles.as_slice() {
         [] => Ok(Role::Data),
         [(role, _, _)] => Ok(*role),
-        [(_, _, first), (_, flag, second), ..] => Err(Error::custom(format!(
+        [(_, _, first), (_, span, second), ..] => Err(Error::custom(format!(
             "a field is either `{first}` or `{second}`, not both: keep one"
         ))
-        .with_span(&flag.span())),
+        .with_span(span)),
     }
 }
 
@@ -226,7 +229,7 @@ fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
         return;
     }
     let others = [
-        (f.id.is_present(), "id"),
+        (f.id.is_some(), "id"),
         (f.column.is_some(), "column"),
         (f.unique.is_present(), "unique"),
         (f.index.is_present(), "index"),
@@ -243,14 +246,19 @@ fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
     }
 }
 
-/// Rule: the id is `Uuid` or `ObjectId` (generated), `i64` (database
-/// identity) or `String` (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
+/// The integer types an id can have: a database identity, or assigned by
+/// the application with `id(assigned)`.
+const INTEGER_IDS: &[&str] = &["i64", "i32", "i16"];
+
+/// Rule: the id is `Uuid` or `ObjectId` (generated), `i64`, `i32` or `i16`
+/// (database identity, or the application's with `id(assigned)`) or `String`
+/// (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
 fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
     let (allowed, example): (&[&str], &str) = match role {
         Role::Data => return,
         Role::Id => (
-            &["Uuid", "ObjectId", "i64", "String"],
-            "`Uuid`, `ObjectId`, `i64` or `String`",
+            &["Uuid", "ObjectId", "i64", "i32", "i16", "String"],
+            ID_TYPES,
         ),
         Role::Version => (&["i64"], "`i64`"),
         Role::CreatedAt | Role::UpdatedAt => (&["DateTime"], "`DateTime<Utc>`"),
@@ -262,6 +270,28 @@ fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
             role.attribute()
         );
         errors.push(Error::custom(message).with_span(&f.ty));
+    }
+}
+
+/// The id types, as messages list them.
+const ID_TYPES: &str = "`Uuid`, `ObjectId`, `i64`, `i32`, `i16` or `String`";
+
+/// Rule: `id(assigned)` is on an integer id: a `String` id is always the
+/// application's, and a `Uuid` or `ObjectId` id is kept when given (and
+/// generated only when nil or zero), so `assigned` would change nothing.
+fn assigned_is_an_integer(f: &RepoField, errors: &mut Accumulator) {
+    let Some(id) = &f.id else { return };
+    let Override::Explicit(attr) = &**id else {
+        return;
+    };
+    if attr.assigned.is_present() && !is_one_of(&f.ty, INTEGER_IDS) {
+        let found = last_segment(&f.ty).unwrap_or_else(|| "this type".to_owned());
+        let message = format!(
+            "`assigned` applies to integer ids (`i64`, `i32`, `i16`), found `{found}`: a `String` \
+             id is always the application's, and a `Uuid` or `ObjectId` id is kept when given; \
+             write #[repo(id)]"
+        );
+        errors.push(Error::custom(message).with_span(&attr.assigned.span()));
     }
 }
 
@@ -299,12 +329,12 @@ fn exactly_one_id(input: &RepoInput, fields: &[Field], errors: &mut Accumulator)
     let ids: Vec<&Field> = fields.iter().filter(|f| f.role == Role::Id).collect();
     match ids.as_slice() {
         [] => {
-            let message = "no id field: mark the primary key with #[repo(id)] \
-                           (a `Uuid`, `ObjectId`, `i64` or `String` field)";
+            let message =
+                format!("no id field: mark the primary key with #[repo(id)] (a {ID_TYPES} field)");
             errors.push(Error::custom(message).with_span(&input.ident));
             None
         }
-        [id] => Some(id_kind(id)),
+        [id] => Some(id_kind(input, id)),
         [_, extra @ ..] => {
             for field in extra {
                 let message = "only one field can be #[repo(id)]; composite keys are not supported";
@@ -315,10 +345,23 @@ fn exactly_one_id(input: &RepoInput, fields: &[Field], errors: &mut Accumulator)
     }
 }
 
-fn id_kind(id: &Field) -> IdKind {
+/// Who assigns the id: the type decides (`Uuid`, `ObjectId`: generated;
+/// an integer: the database; `String`: the application), except that
+/// `id(assigned)` makes an integer id the application's.
+fn id_kind(input: &RepoInput, id: &Field) -> IdKind {
+    let assigned = input
+        .fields()
+        .iter()
+        .find(|f| f.ident.as_ref() == Some(&id.ident))
+        .and_then(|f| f.id.as_ref())
+        .is_some_and(|attr| match &**attr {
+            Override::Explicit(attr) => attr.assigned.is_present(),
+            Override::Inherit => false,
+        });
     match last_segment(&id.ty).as_deref() {
-        Some("i64") => IdKind::I64,
-        Some("String") => IdKind::String,
+        Some("i64" | "i32" | "i16") if assigned => IdKind::Assigned,
+        Some("i64" | "i32" | "i16") => IdKind::Identity,
+        Some("String") => IdKind::Assigned,
         Some("ObjectId") => IdKind::ObjectId,
         _ => IdKind::Uuid,
     }

@@ -105,10 +105,10 @@ pub(crate) enum IdKind {
     Uuid,
     /// Generated client-side, MongoDB's 12 bytes.
     ObjectId,
-    /// Assigned by the database.
-    I64,
-    /// Supplied by the application.
-    String,
+    /// An integer (`i64`, `i32`, `i16`) assigned by the database.
+    Identity,
+    /// Supplied by the application: a `String`, or an integer marked `id(assigned)`.
+    Assigned,
 }
 
 /// A checked `#[repo(vector(..))]`.

@@ -50,6 +50,35 @@ fn identity_id_and_default_table() {
 }
 
 #[test]
+fn small_identity_and_assigned_integer_ids() {
+    let identity = expand(quote! {
+        struct Seat {
+            #[repo(id)]
+            id: i32,
+            label: String,
+        }
+    });
+    let assigned = expand(quote! {
+        #[repo(table = "levels")]
+        struct Level {
+            #[repo(id(assigned))]
+            level: i16,
+        }
+    });
+    insta::assert_snapshot!(format!("{identity}\n// ---\n\n{assigned}"));
+}
+
+#[test]
+fn assigned_applies_to_integer_ids_only() {
+    insta::assert_snapshot!(expand(quote! {
+        struct Tenant {
+            #[repo(id(assigned))]
+            slug: String,
+        }
+    }));
+}
+
+#[test]
 fn errors_are_collected_with_a_fallback_impl() {
     insta::assert_snapshot!(expand(quote! {
         #[repo(table = "")]

@@ -18,8 +18,8 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
     let strategy = match entity.id_kind {
         IdKind::Uuid => quote!(ClientUuid),
         IdKind::ObjectId => quote!(ClientObjectId),
-        IdKind::I64 => quote!(Identity),
-        IdKind::String => quote!(Assigned),
+        IdKind::Identity => quote!(Identity),
+        IdKind::Assigned => quote!(Assigned),
     };
     let indexes = entity
         .columns()
