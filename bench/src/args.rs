@@ -66,6 +66,14 @@ reposmith-bench [crud] [vector] [OPTIONS]
 
 Needs DATABASE_URL; `cargo xtask bench -- OPTIONS` provides it.
 
+reposmith-bench recall [OPTIONS]  the recall monitor and ef_search tuner alone:
+                    isotropic clustered 50k x 768 halfvec, HNSW, tuned to recall@10 0.95
+  --rows N, --queries N (200), --clusters N (100), --spread X (0.45), --rate X (0.25), --target X,
+  --minutes N (15: the tuner's time limit), --seed N, --keep, --quick
+
+reposmith-bench ingest [OPTIONS]  insert_many against bulk_load, 50k x 768 halfvec + HNSW
+  --rows N, --dims N, --queries N, --sides LIST, --keep, --quick
+
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 
   --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick

@@ -18,17 +18,21 @@
 //!
 //! `vector` (see [`vector`]) is the vector search benchmark; `crud` the
 //! rest. With neither word both run; `cargo xtask bench vector` runs it alone.
-//! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone.
+//! `cargo xtask bench ingest` runs [`ingest`], insert_many against bulk_load.
+//! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone;
+//! `cargo xtask bench recall` runs [`recall`], the recall monitor and tuner's.
 
 mod args;
 mod batches;
 mod bench;
 mod bulk;
 mod heavy;
+mod ingest;
 mod item;
 mod measure;
 mod mongo;
 mod raw;
+mod recall;
 mod report;
 mod vector;
 mod workloads;
@@ -59,8 +63,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "ingest") {
+        return ingest::run(args).await;
+    }
     if args.iter().any(|a| a == "mongo") {
         return mongo::run(args).await;
+    }
+    if args.iter().any(|a| a == "recall") {
+        return recall::run(args).await;
     }
     let opts = Options::parse(args)?;
     if let Some(side) = &opts.memory_child {

@@ -16,7 +16,7 @@
 //! about 0.01 from one run to the next.
 
 mod check;
-mod data;
+pub(crate) mod data;
 mod raw;
 mod report;
 mod run;

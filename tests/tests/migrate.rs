@@ -475,6 +475,16 @@ async fn migrate_child_process() {
     println!("APPLIED {applied:?}");
 }
 
+/// The child test's name as the test harness filters it: its module path
+/// without the crate's name, so it holds whichever binary this module is in.
+fn child_test_name() -> String {
+    let path = module_path!();
+    match path.split_once("::") {
+        Some((_, module)) => format!("{module}::migrate_child_process"),
+        None => "migrate_child_process".to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn three_processes_apply_each_migration_once() {
     let db = MigrateDb::new().await;
@@ -488,7 +498,7 @@ async fn three_processes_apply_each_migration_once() {
     let children: Vec<_> = (0..3)
         .map(|_| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["migrate_child_process", "--exact", "--nocapture"])
+                .args([&child_test_name(), "--exact", "--nocapture"])
                 .env(CHILD_ENV, &spec)
                 .stdout(std::process::Stdio::piped())
                 .spawn()

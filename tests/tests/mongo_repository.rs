@@ -5,7 +5,7 @@
 //! operator-shaped values matched literally.
 
 #[path = "mongo_repository/db.rs"]
-mod db;
+pub(crate) mod db;
 
 use db::MongoDb;
 use reposmith::Error;

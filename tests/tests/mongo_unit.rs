@@ -9,8 +9,7 @@
 mod cancellation;
 #[path = "mongo_unit/commit_outcome.rs"]
 mod commit_outcome;
-#[path = "mongo_repository/db.rs"]
-mod db;
+use crate::mongo_repository::db;
 #[path = "mongo_unit/proxy.rs"]
 mod proxy;
 

@@ -4,7 +4,7 @@
 //! vectors, knobs that do not leak, keyset pages, and the embedder.
 
 #[path = "pg_search/data.rs"]
-mod data;
+pub(crate) mod data;
 #[path = "pg_search/db.rs"]
 mod db;
 #[path = "pg_search/embedder.rs"]

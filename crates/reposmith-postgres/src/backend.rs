@@ -16,6 +16,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::error::{ErrorContext, Phase};
 use crate::pool::{ConnectionPool, PooledConnection};
+use crate::recall::RecallMonitor;
 use crate::{PgConfig, PgHealth};
 
 /// Versions the health probe reads in one round trip.
@@ -36,6 +37,8 @@ pub struct PgBackend {
     ef_search: u32,
     /// Embedders by entity type, given to every repository of that entity.
     embedders: Embedders,
+    /// The recall monitor and tuner (inert unless configured).
+    recall: Arc<RecallMonitor>,
 }
 
 impl PgBackend {
@@ -77,6 +80,10 @@ impl PgBackend {
             statement_timeout: config.statement_timeout,
             ef_search: config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
             embedders: Embedders::default(),
+            recall: Arc::new(RecallMonitor::new(
+                config.recall.clone(),
+                config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+            )),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -121,6 +128,11 @@ impl PgBackend {
     /// The embedder registered for entity type `E`, if any.
     pub(crate) fn embedder_for<E: 'static>(&self) -> Option<Arc<dyn Embedder>> {
         self.embedders.get::<E>()
+    }
+
+    /// The recall monitor: its report, and pause/resume (see [`crate::recall`]).
+    pub fn recall(&self) -> &RecallMonitor {
+        &self.recall
     }
 
     /// The `hnsw.ef_search` this backend's sessions start with.

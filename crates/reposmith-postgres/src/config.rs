@@ -15,6 +15,7 @@
 //! | `statement_timeout` | 30 s | every statement is bounded; migrations set their own |
 //! | `application_name` | `reposmith` | shows in `pg_stat_activity` |
 //! | `ef_search` | pgvector's 40 | the `hnsw.ef_search` searches get without a transaction of their own |
+//! | `recall` | off | the recall monitor and `ef_search` tuner ([`RecallConfig`]; its table there) |
 //! | `iterative_scan` | true | a filtered vector search returns `k` rows whenever `k` rows match (pgvector 0.8 iterative index scans, `relaxed_order`; hits are re-sorted exactly) |
 //!
 //! # Coming from SQLAlchemy
@@ -36,13 +37,16 @@
 //! `REPOSMITH_PG_CONNECT_TIMEOUT`, `REPOSMITH_PG_IDLE_TIMEOUT`,
 //! `REPOSMITH_PG_MAX_LIFETIME`, `REPOSMITH_PG_STATEMENT_TIMEOUT`,
 //! `REPOSMITH_PG_STATEMENT_CACHE`, `REPOSMITH_PG_TEST_BEFORE_ACQUIRE`,
-//! `REPOSMITH_PG_ITERATIVE_SCAN`, `REPOSMITH_PG_EF_SEARCH`.
+//! `REPOSMITH_PG_ITERATIVE_SCAN`, `REPOSMITH_PG_EF_SEARCH`, and the recall
+//! monitor's `REPOSMITH_PG_RECALL_*` (see [`RecallConfig`]).
 //! Durations read `500ms`, `5s`, `2m`, `1h`.
 
 use std::time::Duration;
 
 use reposmith_core::config::Env;
 use reposmith_core::{ConnectionUrl, Error, Result};
+
+use crate::recall::RecallConfig;
 
 /// How to reach PostgreSQL and how to pool connections to it.
 ///
@@ -89,6 +93,8 @@ pub struct PgConfig {
     /// setting (measured 1.2x the throughput without it, `cargo xtask bench
     /// vector`). Set it to the value most searches want.
     pub ef_search: Option<u32>,
+    /// The recall monitor and `ef_search`/`probes` tuner; off by default.
+    pub recall: RecallConfig,
 }
 
 impl PgConfig {
@@ -108,6 +114,7 @@ impl PgConfig {
             application_name: "reposmith".to_owned(),
             iterative_scan: true,
             ef_search: None,
+            recall: RecallConfig::default(),
         }
     }
 
@@ -148,7 +155,7 @@ impl PgConfig {
         self.iterative_scan = iterative.unwrap_or(self.iterative_scan);
         let statement = env.duration("REPOSMITH_PG_STATEMENT_TIMEOUT")?;
         self.statement_timeout = statement.or(self.statement_timeout);
-        Ok(())
+        self.recall.apply_env(env)
     }
 
     /// Rejects settings the pool cannot honour, naming the setting.
@@ -169,7 +176,7 @@ impl PgConfig {
         if let Some(ef) = self.ef_search.filter(|ef| !(1..=1000).contains(ef)) {
             return fail(format!("ef_search must be between 1 and 1000, got {ef}"));
         }
-        Ok(())
+        self.recall.validate(self.max_connections)
     }
 
     /// Sets `max_connections`.
@@ -199,6 +206,12 @@ impl PgConfig {
     /// Sets the sessions' `hnsw.ef_search` (see [`PgConfig::ef_search`](field@PgConfig::ef_search)).
     pub fn ef_search(mut self, ef_search: u32) -> Self {
         self.ef_search = Some(ef_search);
+        self
+    }
+
+    /// Sets the recall monitor's settings (see [`RecallConfig`]).
+    pub fn recall(mut self, recall: RecallConfig) -> Self {
+        self.recall = recall;
         self
     }
 

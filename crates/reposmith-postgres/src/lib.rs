@@ -3,7 +3,8 @@
 //! [`PgUnitOfWork`]; reposmith's own connection pool (no ping on release;
 //! see the `pool` module for why); retried units of work; binary-COPY bulk
 //! inserts; error mapping onto [`reposmith_core::Error`]; a health probe;
-//! and the DDL of an entity ([`create_table_sql`]).
+//! the DDL of an entity ([`create_table_sql`]); and an opt-in monitor of
+//! vector search recall with an `ef_search`/`probes` tuner ([`recall`]).
 //!
 //! SQL is built with sea-query from the entity schema: identifiers only from
 //! the schema, every value a bound parameter.
@@ -11,6 +12,7 @@
 mod backend;
 mod bind;
 mod bulk;
+pub mod bulk_load;
 mod config;
 mod copy;
 mod ddl;
@@ -21,6 +23,7 @@ mod health;
 mod keyset;
 mod pool;
 mod query;
+pub mod recall;
 mod render;
 mod repository;
 mod retry;
@@ -36,6 +39,10 @@ mod write;
 mod sql_tests;
 
 pub use backend::PgBackend;
+pub use bulk_load::{
+    BuildProgress, BulkLoad, IndexOutcome, IndexRepair, IndexReport, LoadMode, LoadPhase,
+    LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
+};
 pub use config::PgConfig;
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_sql,
@@ -43,6 +50,7 @@ pub use ddl::{
 };
 pub use health::PgHealth;
 pub use pool::PooledConnection;
+pub use recall::{RecallConfig, RecallMonitor, RecallReport, TuneConfig};
 pub use repository::PgRepository;
 pub use retry::{RetryPolicy, UnitFuture};
 pub use unit::{IsolationLevel, PgUnitOfWork};

@@ -6,6 +6,10 @@
 //! unit of work it runs under a savepoint that is rolled back afterwards,
 //! which restores the settings without touching the unit's writes. Without
 //! knobs a search is one statement.
+//!
+//! With the recall monitor on ([`crate::recall`]), a sampled search hands its
+//! query and hit ids to the monitor after its rows are in, and a search
+//! that sets no `ef_search`/`probes` runs with the tuner's value.
 
 use reposmith_core::search::{MAX_K, SearchKind, SearchQuery};
 use reposmith_core::{
@@ -70,7 +74,7 @@ impl<E: Entity> PgRepository<E> {
     /// Everything before the database: the query and cursor checked first,
     /// so a bad argument never costs an embedder call, then a by-text search
     /// embedded (outside the statement deadline: the model's latency is its own).
-    async fn prepare_search(
+    pub(crate) async fn prepare_search(
         &self,
         query: SearchQuery<E>,
     ) -> Result<(SearchQuery<E>, Option<After>)> {
@@ -90,9 +94,14 @@ impl<E: Entity> PgRepository<E> {
         after: Option<After>,
     ) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
         let previous = after.as_ref().map(|a| (a.score, a.ids.clone()));
+        // The recall monitor samples first pages on the pool (see `recall`).
+        let eligible = after.is_none() && !self.exec.in_unit();
+        let backend = self.exec.backend();
+        let sample = backend.recall().ticket(backend, &query, eligible);
         let built = search_sql(&query, after)?;
+        let knobs = self.knobs_of(&query);
         let rows = self
-            .run_with_knobs(&query, &built.sql, built.values)
+            .run_with_knobs(&knobs.set, &built.sql, built.values)
             .await?;
         crate::repository::record_rows(rows.len() as u64);
         let hits = rows
@@ -108,6 +117,9 @@ impl<E: Entity> PgRepository<E> {
             }
             _ => None,
         };
+        if let Some(sample) = sample {
+            sample.submit(query, &hits, knobs.effective);
+        }
         Ok((hits, next))
     }
 
@@ -143,14 +155,25 @@ impl<E: Entity> PgRepository<E> {
         })
     }
 
+    /// The knobs of `query` on this backend, the tuned value included.
+    pub(crate) fn knobs_of(&self, query: &SearchQuery<E>) -> Knobs {
+        let backend = self.exec.backend();
+        let tuned = match &query.kind {
+            SearchKind::Vector { column, .. } | SearchKind::Hybrid { column, .. } => {
+                backend.recall().tuned::<E>(*column)
+            }
+            _ => None,
+        };
+        knobs(query, backend.ef_search(), tuned)
+    }
+
     /// Runs the search, inside a scope that undoes `ef_search`/`probes` when set.
-    async fn run_with_knobs(
+    pub(crate) async fn run_with_knobs(
         &self,
-        query: &SearchQuery<E>,
+        knobs: &[(&'static str, String)],
         sql: &str,
         values: Vec<sea_query::Value>,
     ) -> Result<Vec<PgRow>> {
-        let knobs = knobs(query, self.exec.backend().ef_search());
         let mut connection = self.exec.acquire().await?;
         if knobs.is_empty() {
             let outcome = fetch(&mut connection, sql, values).await;
@@ -165,7 +188,7 @@ impl<E: Entity> PgRepository<E> {
             ),
             false => ("BEGIN", "COMMIT"),
         };
-        let outcome = scoped(&mut connection, open, close, &knobs, sql, values).await;
+        let outcome = scoped(&mut connection, open, close, knobs, sql, values).await;
         if outcome.is_err() && !in_unit {
             // The transaction may still be open: never pool the connection.
             discard(&mut connection);
@@ -175,34 +198,50 @@ impl<E: Entity> PgRepository<E> {
     }
 }
 
-/// The settings a search asks for, as (`name`, value) pairs; none when the
-/// sessions' own `ef_search` (`session_ef`) is the one wanted. Without an
-/// explicit `ef_search`, an HNSW search wanting more candidates than the
-/// session's raises it, since HNSW returns at most `ef_search` rows when
-/// iterative scans are off.
-fn knobs<E: Entity>(query: &SearchQuery<E>, session_ef: u32) -> Vec<(&'static str, String)> {
-    let mut knobs = Vec::new();
-    let hnsw = query
-        .vector_spec()
-        .is_some_and(|s| matches!(s.index, VectorIndex::Hnsw { .. }));
+/// The settings a search sets, and the knob value it runs with.
+pub(crate) struct Knobs {
+    /// (`name`, value) pairs to set for this search; none when the
+    /// sessions' own settings are the ones wanted.
+    pub(crate) set: Vec<(&'static str, String)>,
+    /// The `ef_search` (HNSW) or `probes` (IVFFlat) the search runs with;
+    /// `None` for the server's `probes`, or a column without an index.
+    pub(crate) effective: Option<u32>,
+}
+
+/// The knobs of `query`, with sessions at `session_ef` and the recall
+/// tuner's value `tuned` (`ef_search` for HNSW, `probes` for IVFFlat), which
+/// applies only when the search sets no knob itself. Without an explicit
+/// `ef_search`, an HNSW search wanting more candidates raises it, since
+/// HNSW returns at most `ef_search` rows when iterative scans are off.
+fn knobs<E: Entity>(query: &SearchQuery<E>, session_ef: u32, tuned: Option<u32>) -> Knobs {
+    let index = query.vector_spec().map(|s| s.index);
+    let hnsw = matches!(index, Some(VectorIndex::Hnsw { .. }));
+    let ivfflat = matches!(index, Some(VectorIndex::IvfFlat { .. }));
     let wanted = match query.kind {
         SearchKind::Hybrid { .. } => candidates(&query.fusion, query.k),
         _ => query.k,
     };
+    let base = tuned.filter(|_| hnsw).unwrap_or(session_ef);
     let ef = match query.ef_search {
-        // The sessions already run with it: no transaction needed.
-        Some(ef) if ef == session_ef => None,
-        Some(ef) => Some(ef),
-        None if hnsw && wanted > session_ef => Some(wanted.min(MAX_EF_SEARCH)),
-        None => None,
+        Some(ef) => ef,
+        None if hnsw => wanted.max(base).min(MAX_EF_SEARCH),
+        None => session_ef,
     };
-    if let Some(ef) = ef {
-        knobs.push(("hnsw.ef_search", ef.to_string()));
+    let probes = query.probes.or(tuned.filter(|_| ivfflat));
+    let mut set = Vec::new();
+    // The sessions already run with `session_ef`: no transaction needed.
+    if ef != session_ef {
+        set.push(("hnsw.ef_search", ef.to_string()));
     }
-    if let Some(probes) = query.probes {
-        knobs.push(("ivfflat.probes", probes.to_string()));
+    if let Some(probes) = probes {
+        set.push(("ivfflat.probes", probes.to_string()));
     }
-    knobs
+    let effective = match (hnsw, ivfflat) {
+        (true, _) => Some(ef),
+        (_, true) => probes,
+        _ => None,
+    };
+    Knobs { set, effective }
 }
 
 /// pgvector's largest `hnsw.ef_search`.

@@ -17,11 +17,11 @@ pub use reposmith_core::{
     IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId, Order, Page, PostgresEntity,
     Repository, Result, Value,
 };
+pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
-pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 /// The search builders' mode markers and knobs.
 pub mod search {
     pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
@@ -41,6 +41,13 @@ pub use reposmith_mongo::{
     MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, MongoRepository, MongoRetryPolicy,
     MongoUnitOfWork, mongodb,
 };
+/// `PgRepository::bulk_load`'s options, progress and report.
+#[cfg(feature = "postgres")]
+pub use reposmith_postgres::bulk_load;
+/// The recall monitor and `ef_search` tuner of PostgreSQL vector fields.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use reposmith_postgres::recall;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use reposmith_postgres::{

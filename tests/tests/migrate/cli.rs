@@ -36,13 +36,22 @@ fn migrate_cli_child() {
     std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
+/// The child test's name as the test harness filters it: its module path
+/// without the crate's name, so it holds whichever binary this module is in.
+fn child_test_name() -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::migrate_cli_child"),
+        None => "migrate_cli_child".to_owned(),
+    }
+}
+
 /// Runs the child as `exe` with `program` configured (empty: none) and
 /// `wrapper` in the environment variable wrappers set.
 fn child(exe: &Path, dir: &Path, program: &str, wrapper: Option<&str>, args: &[&str]) -> Output {
     let spec = format!("{}\n{program}\n{}", dir.display(), args.join("\n"));
     let mut command = Command::new(exe);
     command
-        .args(["cli::migrate_cli_child", "--exact", "--nocapture"])
+        .args([&child_test_name(), "--exact", "--nocapture"])
         .env(CHILD_ENV, spec)
         .env_remove(cli::PROGRAM_ENV);
     if let Some(wrapper) = wrapper {

@@ -1,0 +1,26 @@
+//! The integration suite as one test binary: each module is one area, run
+//! against the real PostgreSQL, MongoDB and Redis servers. One binary links
+//! the whole tree once; sixteen binaries linked it sixteen times, which on
+//! a 2-core machine cost minutes of every CI run. nextest still runs each
+//! test in a process of its own, so tests share no state.
+//!
+//! `derive` (a hygiene proof that must be a crate of its own) and `ui`
+//! (trybuild) stay separate binaries.
+
+mod backends;
+mod cancellation;
+mod connection;
+mod migrate;
+mod mongo_bson_mapping;
+mod mongo_bulk_report;
+mod mongo_repository;
+mod mongo_search;
+mod mongo_unit;
+mod object_ids;
+mod pg_bulk_load;
+mod pg_recall;
+mod pg_repository;
+mod pg_search;
+mod secrets;
+mod services;
+mod small_ids;
