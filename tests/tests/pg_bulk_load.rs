@@ -62,7 +62,7 @@ struct Db {
 impl Db {
     async fn new() -> Db {
         let namespace = unique_name("bulkload");
-        let base = database_url();
+        let base = own_database(&namespace).await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{namespace}%2Cpublic");
         let admin = PgBackend::connect(&PgConfig::new(url.clone()).application_name("bulk-admin"))
@@ -121,15 +121,52 @@ impl Db {
 
     async fn cleanup(self) {
         self.pg.close().await;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP SCHEMA \"{}\" CASCADE",
-            self.namespace
-        )))
-        .execute(self.admin.pool())
+        self.admin.close().await;
+        let server = PgBackend::connect(&PgConfig::new(database_url()))
+            .await
+            .unwrap();
+        let drop = format!("DROP DATABASE \"{}\" WITH (FORCE)", self.namespace);
+        sqlx::raw_sql(AssertSqlSafe(drop))
+            .execute(server.pool())
+            .await
+            .unwrap();
+        server.close().await;
+    }
+}
+
+/// The URL of a new database named `name` on the test server. Each test
+/// gets its own because a concurrent index build waits for every older
+/// transaction in its database: on the shared one it waited for whatever
+/// the other tests were doing (80 s of a loaded run).
+async fn own_database(name: &str) -> String {
+    let base = database_url();
+    let server = PgBackend::connect(&PgConfig::new(base.clone()))
         .await
         .unwrap();
-        self.admin.close().await;
-    }
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(server.pool())
+        .await
+        .unwrap();
+    server.close().await;
+    let (head, query) = match base.split_once('?') {
+        Some((head, query)) => (head, format!("?{query}")),
+        None => (base.as_str(), String::new()),
+    };
+    let (server_part, _) = head.rsplit_once('/').expect("a database URL has a path");
+    let url = format!("{server_part}/{name}{query}");
+    // Before any backend connects: a backend turns pgvector's iterative
+    // scans on only when the extension exists at connect time, and without
+    // them an HNSW search returns fewer than k rows while invisible rows of
+    // a running load fill its candidate list.
+    let new = PgBackend::connect(&PgConfig::new(url.clone()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS vector")
+        .execute(new.pool())
+        .await
+        .unwrap();
+    new.close().await;
+    url
 }
 
 async fn hnsw_indexes(pool: &PgPool) -> Vec<(String, bool)> {
