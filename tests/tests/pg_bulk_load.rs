@@ -62,7 +62,7 @@ struct Db {
 impl Db {
     async fn new() -> Db {
         let namespace = unique_name("bulkload");
-        let base = own_database(&namespace).await;
+        let base = own_database(&namespace, true).await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{namespace}%2Cpublic");
         let admin = PgBackend::connect(&PgConfig::new(url.clone()).application_name("bulk-admin"))
@@ -138,7 +138,7 @@ impl Db {
 /// gets its own because a concurrent index build waits for every older
 /// transaction in its database: on the shared one it waited for whatever
 /// the other tests were doing (80 s of a loaded run).
-async fn own_database(name: &str) -> String {
+async fn own_database(name: &str, with_pgvector: bool) -> String {
     let base = database_url();
     let server = PgBackend::connect(&PgConfig::new(base.clone()))
         .await
@@ -154,6 +154,9 @@ async fn own_database(name: &str) -> String {
     };
     let (server_part, _) = head.rsplit_once('/').expect("a database URL has a path");
     let url = format!("{server_part}/{name}{query}");
+    if !with_pgvector {
+        return url;
+    }
     // Before any backend connects: a backend turns pgvector's iterative
     // scans on only when the extension exists at connect time, and without
     // them an HNSW search returns fewer than k rows while invisible rows of
@@ -782,4 +785,47 @@ async fn refused_inside_a_unit_of_work_and_bad_options_are_named() {
     );
     assert_eq!(db.count().await, 1);
     db.cleanup().await;
+}
+
+/// A backend that connected before pgvector existed (a new database whose
+/// tables `create_tables` makes) turns iterative scans on once the DDL has
+/// created the extension: every session afterwards runs with them, so a
+/// filtered search still returns k rows.
+#[tokio::test]
+async fn iterative_scans_follow_pgvector_created_after_connect() {
+    let name = unique_name("lateext");
+    let url = own_database(&name, false).await;
+    let pg = PgBackend::connect(&PgConfig::new(url)).await.unwrap();
+    let setting = "SELECT coalesce(current_setting('hnsw.iterative_scan', true), 'unset')";
+    let mut held = pg.acquire().await.unwrap();
+    let before: String = sqlx::query_scalar(setting)
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    assert_ne!(
+        before, "relaxed_order",
+        "no pgvector yet, no iterative scans"
+    );
+    held.settle(&Ok::<(), sqlx::Error>(()));
+    drop(held);
+    pg.create_tables::<Chunk>().await.unwrap();
+    for _ in 0..3 {
+        let mut c = pg.acquire().await.unwrap();
+        let now: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        c.settle(&Ok::<(), sqlx::Error>(()));
+        assert_eq!(now, "relaxed_order");
+    }
+    pg.close().await;
+    let server = PgBackend::connect(&PgConfig::new(database_url()))
+        .await
+        .unwrap();
+    let drop = format!("DROP DATABASE \"{name}\" WITH (FORCE)");
+    sqlx::raw_sql(AssertSqlSafe(drop))
+        .execute(server.pool())
+        .await
+        .unwrap();
+    server.close().await;
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reposmith_core::embed::Embedders;
@@ -39,6 +40,18 @@ pub struct PgBackend {
     embedders: Embedders,
     /// The recall monitor and tuner (inert unless configured).
     recall: Arc<RecallMonitor>,
+    /// Whether sessions run pgvector's iterative scans, and how to turn
+    /// them on once the extension appears after connect.
+    iterative: Arc<IterativeScan>,
+}
+
+/// pgvector's iterative scans: wanted by the config, and on in the sessions
+/// once the database has pgvector 0.8 or newer.
+struct IterativeScan {
+    wanted: bool,
+    on: AtomicBool,
+    /// The connect options without the iterative-scan settings.
+    base: PgConnectOptions,
 }
 
 impl PgBackend {
@@ -65,12 +78,16 @@ impl PgBackend {
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| context.map(e, Phase::Connect))?;
-        let options = match config.iterative_scan {
-            true => tokio::time::timeout(deadline, with_iterative_scan(&mut probe, base))
+        let on = match config.iterative_scan {
+            true => tokio::time::timeout(deadline, enable_iterative_scan(&mut probe))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| context.map(e, Phase::Connect))?,
-            false => base,
+            false => false,
+        };
+        let options = match on {
+            true => base.clone().options(ITERATIVE_SCAN),
+            false => base.clone(),
         };
         let backend = PgBackend {
             connections: ConnectionPool::new(options.clone(), config),
@@ -84,6 +101,11 @@ impl PgBackend {
                 config.recall.clone(),
                 config.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
             )),
+            iterative: Arc::new(IterativeScan {
+                wanted: config.iterative_scan,
+                on: AtomicBool::new(on),
+                base,
+            }),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -247,29 +269,49 @@ const ITERATIVE_SCAN: [(&str, &str); 2] = [
     ("ivfflat.iterative_scan", "relaxed_order"),
 ];
 
-/// `options` with iterative scans on when the database has pgvector 0.8 or
-/// newer, also applied to the already open `probe`. Only then: a server
+/// Turns iterative scans on in `connection`'s session when the database has
+/// pgvector 0.8 or newer; says whether it did. Only then: a server
 /// preloading an older pgvector reserves the `hnsw.` prefix and would refuse
 /// every connection naming an unknown setting in it.
-async fn with_iterative_scan(
-    probe: &mut PgConnection,
-    options: PgConnectOptions,
-) -> std::result::Result<PgConnectOptions, sqlx::Error> {
+async fn enable_iterative_scan(connection: &mut PgConnection) -> sqlx::Result<bool> {
     let version: Option<String> =
         sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            .fetch_optional(&mut *probe)
+            .fetch_optional(&mut *connection)
             .await?;
     if !version.as_deref().is_some_and(supports_iterative_scan) {
-        return Ok(options);
+        return Ok(false);
     }
     for (name, value) in ITERATIVE_SCAN {
         sqlx::query("SELECT set_config($1, $2, false)")
             .bind(name)
             .bind(value)
-            .execute(&mut *probe)
+            .execute(&mut *connection)
             .await?;
     }
-    Ok(options.options(ITERATIVE_SCAN))
+    Ok(true)
+}
+
+impl PgBackend {
+    /// After DDL that may have created pgvector (`create_tables`): when the
+    /// config wants iterative scans and they were off because the extension
+    /// did not exist at connect, turn them on for every session from now on
+    /// (sessions opened before are closed when next met). sqlx's raw pool
+    /// ([`PgBackend::pool`]) keeps the settings it connected with.
+    pub(crate) async fn refresh_iterative_scan(&self) -> Result<()> {
+        let scan = &self.iterative;
+        if !scan.wanted || scan.on.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut connection = self.acquire().await?;
+        let outcome = enable_iterative_scan(&mut connection).await;
+        connection.settle(&outcome);
+        if outcome.map_err(|e| self.map_error(e))? && !scan.on.swap(true, Ordering::AcqRel) {
+            let options = scan.base.clone().options(ITERATIVE_SCAN);
+            self.connections.set_options(options);
+            tracing::debug!("pgvector appeared after connect: iterative scans on");
+        }
+        Ok(())
+    }
 }
 
 /// Whether pgvector `version` (such as `0.8.1`) has iterative index scans.

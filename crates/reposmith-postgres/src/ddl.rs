@@ -189,7 +189,9 @@ impl PgBackend {
                 outcome.map_err(|e| self.map_error(e))?;
             }
         }
-        unit.commit().await
+        unit.commit().await?;
+        // The DDL may have created pgvector just now.
+        self.refresh_iterative_scan().await
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reposmith_core::{Backend, Error};
@@ -26,7 +26,12 @@ use crate::PgConfig;
 
 /// Connections for repositories: at most `max_connections`, bounded waits.
 pub(crate) struct ConnectionPool {
-    options: PgConnectOptions,
+    /// How new connections open; replaced when the session settings change
+    /// (see [`ConnectionPool::set_options`]).
+    options: RwLock<PgConnectOptions>,
+    /// Connections opened before this instant have outdated session settings
+    /// and are closed when next met.
+    stale_before: Mutex<Option<Instant>>,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
     open: AtomicU32,
@@ -57,7 +62,8 @@ pub(crate) enum AcquireError {
 impl ConnectionPool {
     pub(crate) fn new(options: PgConnectOptions, config: &PgConfig) -> Arc<Self> {
         Arc::new(ConnectionPool {
-            options,
+            options: RwLock::new(options),
+            stale_before: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections as usize)),
             open: AtomicU32::new(0),
@@ -68,6 +74,23 @@ impl ConnectionPool {
             min_connections: config.min_connections,
             test_before_acquire: config.test_before_acquire,
         })
+    }
+
+    /// The options new connections open with.
+    fn options(&self) -> PgConnectOptions {
+        self.options
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Opens every later connection with `options`; connections already
+    /// open are closed when next met (idle now, in use when given back), so
+    /// no session keeps the old settings.
+    pub(crate) fn set_options(&self, options: PgConnectOptions) {
+        *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
+        *self.stale_before.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.flush_idle();
     }
 
     /// Keeps an already open connection (the connect-time probe) for later use.
@@ -105,7 +128,8 @@ impl ConnectionPool {
             }
             return Ok(self.hand_out(idle.connection, idle.born, permit));
         }
-        let connect = PgConnection::connect_with(&self.options);
+        let options = self.options();
+        let connect = PgConnection::connect_with(&options);
         let connection = tokio::time::timeout_at(deadline.into(), connect)
             .await
             .map_err(|_| AcquireError::Timeout)?
@@ -128,7 +152,12 @@ impl ConnectionPool {
     }
 
     fn expired(&self, born: Instant, idle_since: Option<Instant>) -> bool {
-        let too_old = self.max_lifetime.is_some_and(|max| born.elapsed() >= max);
+        let stale = self
+            .stale_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|cutoff| born < cutoff);
+        let too_old = stale || self.max_lifetime.is_some_and(|max| born.elapsed() >= max);
         // The idle timeout spares the first `min_connections`.
         let above_min = self.size() > self.min_connections;
         let idle_too_long = match (self.idle_timeout, idle_since) {
@@ -183,7 +212,7 @@ impl ConnectionPool {
     /// requests after startup do not each pay a connect.
     pub(crate) async fn warm_up(&self) -> Result<(), sqlx::Error> {
         while self.size() < self.min_connections {
-            let connection = PgConnection::connect_with(&self.options).await?;
+            let connection = PgConnection::connect_with(&self.options()).await?;
             self.adopt(connection);
         }
         Ok(())
