@@ -10,18 +10,53 @@
 //!   transaction.
 //! - `bulk_load online`: `LoadMode::Online` with `Rebuild::Always`: COPY with
 //!   the index in place (the same walk), then `REINDEX INDEX CONCURRENTLY`;
-//!   what a table being read while it grows pays for the better graph.
+//!   what a table being read while it grows pays for a rebuilt graph.
 //!
 //! Each starts from a fresh table. The data are seeded clustered vectors
 //! (`vector/data.rs`: 100 centres, ±0.25 per coordinate), rounded to half
 //! precision as stored; recall@10 is measured over a fixed sample of queries
-//! against exact cosine neighbours computed here, at `ef_search` 40 and
-//! 100, with the worst query's recall beside the mean. The store runs with
-//! a 10-minute statement timeout so `insert_many`'s batches are not cut.
+//! against exact cosine neighbours computed here, at `ef_search` 40, 100,
+//! 200 and 400, with the worst query's recall beside the mean, and the plan
+//! is checked to be an HNSW index scan. The store runs with a 10-minute
+//! statement timeout so `insert_many`'s batches are not cut. `--repeat N`
+//! runs each path N times (the HNSW build is not deterministic);
+//! `--clusters`, `--hnsw`, `--workers` vary the data, the index and the
+//! build; the diagnostic sides `reindex` and `reindex_concurrently` load
+//! with `bulk_load`, then rebuild by hand.
 //!
 //! # Measured
 //!
-//! (see the README table, filled from `cargo xtask bench ingest`)
+//! `cargo xtask bench ingest -- --repeat 2`, 2-core test machine, load
+//! average 1.11 before and 2.73 after; Postgres 16.14, pgvector 0.8.5,
+//! `max_parallel_maintenance_workers` 2, `shared_buffers` 128MB:
+//!
+//! | path | wall s | rows/s | vs insert_many | recall@10 ef 40 (worst) | ef 100 (worst) | ef 200 (worst) | ef 400 (worst) |
+//! |---|---:|---:|---:|---:|---:|---:|---:|
+//! | insert_many | 88.7 | 564 | 1.00 | 0.964 (0.0) | 0.980 (0.0) | 0.982 (0.0) | 0.982 (0.0) |
+//! | insert_many | 88.4 | 566 | 1.00 | 0.972 (0.8) | 0.987 (0.8) | 0.989 (0.8) | 0.989 (0.8) |
+//! | bulk_load | 10.7 | 4653 | 0.12 | 0.956 (0.0) | 0.979 (0.0) | 0.981 (0.0) | 0.981 (0.0) |
+//! | bulk_load | 11.1 | 4519 | 0.12 | 0.972 (0.8) | 0.989 (0.9) | 0.990 (0.9) | 0.990 (0.9) |
+//! | bulk_load online | 107.7 | 464 | 1.21 | 0.941 (0.0) | 0.963 (0.0) | 0.965 (0.0) | 0.974 (0.0) |
+//! | bulk_load online | 109.1 | 458 | 1.23 | 0.934 (0.0) | 0.949 (0.0) | 0.951 (0.0) | 0.980 (0.0) |
+//!
+//! bulk_load: exclusive; 0.1 s checking, 0.3 s COPY, 10.2–10.5 s building
+//! with 134 MiB of `maintenance_work_mem` (estimated need 133 MiB) and 2
+//! parallel workers seen, 0.1 s ANALYZE. Online: COPY 89–93 s (the walk),
+//! concurrent rebuild 14.5–19.7 s.
+//!
+//! Recall varies from graph to graph more than from path to path. At
+//! ef_search 100, over all runs on this data (the others at load averages
+//! 2–6): 5 graphs grown by insert_many 0.967–0.989 (mean 0.981); 14 built
+//! by exclusive bulk loads 0.963–0.989 (0.979), serial builds
+//! (`--workers 0`) among them no better; 9 rebuilt by `REINDEX` or
+//! `REINDEX CONCURRENTLY` 0.949–0.986 (0.971). None reached 0.99; ef_search
+//! 400 lifts a graph by at most 0.01 (a cluster of 500 tight points with no
+//! node on the upper layers cannot be entered: the 0/10 queries). With
+//! `--clusters 1000`: 0.985 and 0.992 (bulk_load); with
+//! `--hnsw "m = 16, ef_construction = 128"`: 0.994 and 0.983 in 22–23 s;
+//! `m = 24`: 0.981 and 0.984 in 29–31 s. Wall times at load average 4–6
+//! were up to twice these (insert_many 121.7 and 183.8 s, bulk_load 14–18 s;
+//! the ratio stayed 0.12–0.16).
 
 use crate::vector::data;
 
@@ -114,6 +149,8 @@ enum Side {
     InsertMany,
     BulkLoad,
     Online,
+    /// Diagnostic: `bulk_load`, then `REINDEX INDEX` (`CONCURRENTLY` when true).
+    Reindex(bool),
 }
 
 impl Side {
@@ -122,6 +159,8 @@ impl Side {
             Side::InsertMany => "insert_many",
             Side::BulkLoad => "bulk_load",
             Side::Online => "bulk_load online",
+            Side::Reindex(false) => "bulk_load + REINDEX",
+            Side::Reindex(true) => "bulk_load + REINDEX CONCURRENTLY",
         }
     }
 }
@@ -130,7 +169,8 @@ pub(crate) const USAGE: &str = "\
 reposmith-bench ingest [OPTIONS]  50k x 768 halfvec into a table with its HNSW index:
                     insert_many against bulk_load (exclusive, and online + rebuild)
   --rows N (50000), --dims N (768; one of 32, 64, 128, 384, 768, 1536),
-  --queries N (100: recall sample), --sides LIST (insert_many,bulk_load,online),
+  --queries N (100: recall sample), --sides LIST (insert_many,bulk_load,online;
+                    diagnostics: reindex, reindex_concurrently: bulk_load, then REINDEX),
   --repeat N (runs of each side, 1), --workers N (bulk_load's parallel_workers),
   --clusters N (100: cluster centres; rows/N points around each),
   --hnsw \"m = 24, ef_construction = 128\" (the index's parameters instead of the derive's),
@@ -168,6 +208,8 @@ impl Options {
                             "insert_many" => Ok(Side::InsertMany),
                             "bulk_load" => Ok(Side::BulkLoad),
                             "online" => Ok(Side::Online),
+                            "reindex" => Ok(Side::Reindex(false)),
+                            "reindex_concurrently" => Ok(Side::Reindex(true)),
                             other => Err(format!("unknown side {other}")),
                         })
                         .collect::<std::result::Result<_, _>>()?;
@@ -261,6 +303,11 @@ async fn bench<D: IngestDoc>(o: &Options) -> Result<()> {
                     .progress(printer(side))
                     .await?,
             ),
+            Side::Reindex(concurrently) => {
+                let report = with_workers(repo.bulk_load(&rows), o).await?;
+                reindex(&raw, concurrently).await?;
+                Some(report)
+            }
         };
         let secs = at.elapsed().as_secs_f64();
         eprintln!("  {}: {secs:.1} s", side.name());
@@ -385,6 +432,23 @@ fn printer(side: Side) -> impl Fn(&LoadProgress) + Send + Sync + 'static {
                 .unwrap_or_default(),
         );
     }
+}
+
+/// `REINDEX INDEX [CONCURRENTLY]` of the HNSW index with room for its graph.
+async fn reindex(raw: &PgPool, concurrently: bool) -> Result<()> {
+    let mut c = raw.acquire().await?;
+    sqlx::raw_sql("SET maintenance_work_mem = '256MB'")
+        .execute(&mut *c)
+        .await?;
+    let sql = match concurrently {
+        true => "REINDEX INDEX CONCURRENTLY bench_ingest_embedding_idx",
+        false => "REINDEX INDEX bench_ingest_embedding_idx",
+    };
+    sqlx::raw_sql(sql).execute(&mut *c).await?;
+    sqlx::raw_sql("RESET maintenance_work_mem")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 /// Identity ids are positions + 1, as recall assumes.

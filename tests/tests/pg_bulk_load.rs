@@ -829,3 +829,41 @@ async fn iterative_scans_follow_pgvector_created_after_connect() {
         .unwrap();
     server.close().await;
 }
+
+#[tokio::test]
+async fn an_exclusive_load_drops_leftovers_with_the_indexes_and_builds_only_the_originals() {
+    let db = Db::new().await;
+    let repo = db.pg.repo::<Chunk>();
+    let (rows, _) = chunks(1000, 29);
+    repo.insert_many(&rows[..300]).await.unwrap();
+    let name = db.hnsw_indexes().await[0].0.clone();
+    let reindex: &'static str =
+        Box::leak(format!("REINDEX INDEX CONCURRENTLY \"{name}\"").into_boxed_str());
+    killed_concurrent_build(&db, reindex).await;
+    let ccnew = format!("{name}_ccnew");
+    assert!(db.hnsw_indexes().await.contains(&(ccnew.clone(), false)));
+    let report = repo
+        .bulk_load(&rows[300..])
+        .mode(LoadMode::Exclusive)
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.rows_before, 300);
+    assert_eq!(
+        report
+            .repaired
+            .iter()
+            .map(|r| (r.index.as_str(), r.action))
+            .collect::<Vec<_>>(),
+        [(ccnew.as_str(), RepairAction::DroppedLeftover)]
+    );
+    let built: Vec<(&str, IndexOutcome)> = report
+        .indexes
+        .iter()
+        .map(|i| (i.name.as_str(), i.outcome))
+        .collect();
+    assert_eq!(built, [(name.as_str(), IndexOutcome::Built)]);
+    assert_eq!(db.hnsw_indexes().await, [(name, true)]);
+    assert_eq!(db.count().await, 1000);
+    db.cleanup().await;
+}

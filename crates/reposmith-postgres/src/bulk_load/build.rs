@@ -417,6 +417,15 @@ impl<E: Entity> Load<'_, E> {
             }
         }
         self.report.rows = self.rows.len() as u64;
+        // Committed: the leftovers dropped in the transaction are gone.
+        self.report.repaired = indexes
+            .iter()
+            .filter(|i| i.is_leftover())
+            .map(|i| IndexRepair {
+                index: i.name.clone(),
+                action: RepairAction::DroppedLeftover,
+            })
+            .collect();
         Ok(())
     }
 
