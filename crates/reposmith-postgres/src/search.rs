@@ -304,7 +304,8 @@ fn discard(connection: &mut Held<'_>) {
     }
 }
 
-async fn fetch(
+/// Runs a search's SQL with its bound values (also the recall monitor's exact re-run).
+pub(crate) async fn fetch(
     connection: &mut PgConnection,
     sql: &str,
     values: Vec<sea_query::Value>,

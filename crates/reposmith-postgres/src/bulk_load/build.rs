@@ -370,13 +370,7 @@ impl<E: Entity> Load<'_, E> {
             run(c, "BEGIN").await?;
             set(c, &[("lock_timeout", ms(lock_timeout))], true).await?;
             run(c, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await?;
-            let indexes = plan::vector_indexes(c, schema).await;
-            c.settle(&indexes);
-            let before = plan::count_rows(c, schema).await;
-            c.settle(&before);
-            let server = plan::server_memory(c).await;
-            c.settle(&server);
-            Ok::<_, sqlx::Error>((indexes?, before?, server?))
+            survey(c, schema).await
         })
         .await;
         let (indexes, before, server) = match prepared {
@@ -437,16 +431,7 @@ impl<E: Entity> Load<'_, E> {
         let bound = self.bound("bulk_load's row count", self.options.build_timeout);
         let map = map_err(backend, schema, bound);
         let c = self.session.get().await?;
-        let prepared = within(bound, async {
-            let indexes = plan::vector_indexes(c, schema).await;
-            c.settle(&indexes);
-            let before = plan::count_rows(c, schema).await;
-            c.settle(&before);
-            let server = plan::server_memory(c).await;
-            c.settle(&server);
-            Ok::<_, sqlx::Error>((indexes?, before?, server?))
-        })
-        .await;
+        let prepared = within(bound, survey(c, schema)).await;
         let (indexes, before, server) = match prepared {
             Ok(result) => result.mapped(&map)?,
             Err(timeout) => {
@@ -1019,4 +1004,19 @@ pub(super) async fn repair<E: Entity>(
         });
     }
     Ok(repaired)
+}
+
+/// What a load plans from: the table's vector indexes, its rows now and the
+/// server's `maintenance_work_mem`, each statement settled on `c`.
+async fn survey(
+    c: &mut PooledConnection,
+    schema: &'static EntitySchema,
+) -> sqlx::Result<(Vec<VectorIndex>, u64, u64)> {
+    let indexes = plan::vector_indexes(c, schema).await;
+    c.settle(&indexes);
+    let before = plan::count_rows(c, schema).await;
+    c.settle(&before);
+    let server = plan::server_memory(c).await;
+    c.settle(&server);
+    Ok((indexes?, before?, server?))
 }

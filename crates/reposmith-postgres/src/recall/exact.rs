@@ -23,7 +23,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::measure::Hit;
-use crate::bind::{bind_all, decode_row};
+use crate::bind::decode_row;
 use crate::pool::PooledConnection;
 use crate::search_sql::search_sql;
 use crate::{PgBackend, PgRepository};
@@ -96,23 +96,9 @@ async fn exact_in_transaction(
     sqlx::raw_sql(AssertSqlSafe(open))
         .execute(&mut *connection)
         .await?;
-    let rows = fetch(connection, sql, values).await?;
+    let rows = crate::search::fetch(connection, sql, values).await?;
     sqlx::raw_sql("COMMIT").execute(&mut *connection).await?;
     Ok(rows)
-}
-
-async fn fetch(
-    connection: &mut PgConnection,
-    sql: &str,
-    values: Vec<sea_query::Value>,
-) -> sqlx::Result<Vec<PgRow>> {
-    // Safe: built from schema identifiers by `search_sql`; values are bound.
-    bind_all(
-        sqlx::query(AssertSqlSafe(sql.to_owned())),
-        sea_query::Values(values),
-    )
-    .fetch_all(connection)
-    .await
 }
 
 /// The id and `__distance` of a vector search's row.
