@@ -13,11 +13,12 @@
 //! `seq_scan` counter, which every exact re-run bumps, does not move).
 
 use std::future::IntoFuture;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reposmith::prelude::*;
+
+use crate::secrets::Captured;
 use reposmith::sqlx::{self, AssertSqlSafe};
 use reposmith::{PgBackend, PgConfig, PgRepository, PostgresEntity, Vector};
 use reposmith_postgres::recall::{FieldRecall, Reason, RecallConfig, TuneConfig};
@@ -273,29 +274,6 @@ fn tracing_log() -> &'static Captured {
         tracing::subscriber::set_global_default(subscriber).unwrap();
         captured
     })
-}
-
-/// Collects what a tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[tokio::test]

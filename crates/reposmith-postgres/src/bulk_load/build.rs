@@ -345,6 +345,25 @@ impl<E: Entity> Load<'_, E> {
         self.repo.exec.backend()
     }
 
+    /// COMMITs the load's transaction within `bound`; an unanswered COMMIT
+    /// loses the session and is [`Error::CommitOutcomeUnknown`], never a
+    /// timeout a caller could retry into duplicates.
+    async fn commit(&mut self, bound: Bound) -> Result<()> {
+        let backend = self.repo.exec.backend();
+        let c = self.session.get().await?;
+        match within(bound, run(c, "COMMIT")).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(commit_error(backend, error)),
+            Err(_) => {
+                self.session.lose();
+                Err(Error::CommitOutcomeUnknown {
+                    backend: Backend::Postgres,
+                    reason: "the server did not answer the bulk load's COMMIT in time".to_owned(),
+                })
+            }
+        }
+    }
+
     fn bound(&self, operation: &'static str, statement: Duration) -> Bound {
         Bound {
             operation,
@@ -398,18 +417,7 @@ impl<E: Entity> Load<'_, E> {
             self.build_in_transaction(&index, memory).await?;
         }
         let commit = self.bound("bulk_load's COMMIT", self.options.build_timeout);
-        let c = self.session.get().await?;
-        match within(commit, run(c, "COMMIT")).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(commit_error(backend, error)),
-            Err(_) => {
-                self.session.lose();
-                return Err(Error::CommitOutcomeUnknown {
-                    backend: Backend::Postgres,
-                    reason: "the server did not answer the bulk load's COMMIT in time".to_owned(),
-                });
-            }
-        }
+        self.commit(commit).await?;
         self.report.rows = self.rows.len() as u64;
         // Committed: the leftovers dropped in the transaction are gone.
         self.report.repaired = indexes
@@ -472,18 +480,7 @@ impl<E: Entity> Load<'_, E> {
         };
         begun.await.mapped(&copy_map)?;
         self.copy().await?;
-        let c = self.session.get().await?;
-        match within(copy, run(c, "COMMIT")).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(commit_error(backend, error)),
-            Err(_) => {
-                self.session.lose();
-                return Err(Error::CommitOutcomeUnknown {
-                    backend: Backend::Postgres,
-                    reason: "the server did not answer the bulk load's COMMIT in time".to_owned(),
-                });
-            }
-        }
+        self.commit(copy).await?;
         // The rows are stored: nothing below returns Err.
         self.report.rows = rows;
         for (index, memory) in rebuilds {
