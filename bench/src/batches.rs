@@ -38,7 +38,7 @@ const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The two `insert_users` tables, for the `crud` run.
 pub(crate) async fn insert_users(opts: &Options) -> Result<Vec<Table>> {
     let store = setup().await?;
-    let repo = store.repo::<User>()?;
+    let repo = store.postgres()?.repo::<User>();
     let raw = store.postgres()?.pool().clone();
     let mut tables = Vec::new();
     for size in [1, 100] {
@@ -54,7 +54,7 @@ pub(crate) async fn insert_users(opts: &Options) -> Result<Vec<Table>> {
 pub(crate) async fn run(opts: &Options) -> Result<Vec<Table>> {
     let mut tables = insert_users(opts).await?;
     let store = setup().await?;
-    let repo = store.repo::<User>()?;
+    let repo = store.postgres()?.repo::<User>();
     let raw = store.postgres()?.pool().clone();
     let sides = [Side::Reposmith, Side::Raw, Side::RawBinary];
     for size in CROSSOVER {

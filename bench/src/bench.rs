@@ -3,9 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use reposmith::sqlx::pool::PoolConnection;
-use reposmith::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use reposmith::sqlx::{PgPool, Postgres};
+use reposmith::postgres::sqlx::pool::PoolConnection;
+use reposmith::postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use reposmith::postgres::sqlx::{PgPool, Postgres};
 use reposmith::{Config, PgConfig, PgRepository, Repository, Store};
 use uuid::Uuid;
 
@@ -100,7 +100,7 @@ impl Bench {
             false => store.postgres()?.pool().clone(),
         };
         reset(&store).await?;
-        let repo = store.repo::<Item>()?;
+        let repo = store.postgres()?.repo::<Item>();
         let seed: Vec<Item> = (0..opts.seed_rows as u64)
             .map(|n| Item::new(n, opts.buckets()))
             .collect();

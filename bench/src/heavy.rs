@@ -111,7 +111,10 @@ pub(crate) async fn child(rows: usize, label: &str) -> Result<()> {
         .find(|s| s.label() == label)
         .ok_or_else(|| format!("no side named {label}"))?;
     let store = connect(None).await?;
-    let (repo, raw) = (store.repo::<Item>()?, store.postgres()?.pool().clone());
+    let (repo, raw) = (
+        store.postgres()?.repo::<Item>(),
+        store.postgres()?.pool().clone(),
+    );
     let items: Vec<Item> = (0..rows as u64).map(|n| Item::new(n, 1000)).collect();
     sqlx::query("TRUNCATE bench_items").execute(&raw).await?;
     let before = high_water_kib()?;

@@ -63,7 +63,9 @@ use crate::vector::data;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reposmith::bulk_load::{BulkLoad, LoadMode, LoadPhase, LoadProgress, LoadReport, Rebuild};
+use reposmith::postgres::bulk_load::{
+    BulkLoad, LoadMode, LoadPhase, LoadProgress, LoadReport, Rebuild,
+};
 use reposmith::prelude::*;
 use reposmith::{HalfVector, PgBackend, PgRepository, PostgresEntity};
 use sqlx::PgPool;
@@ -269,7 +271,7 @@ async fn bench<D: IngestDoc>(o: &Options) -> Result<()> {
     let store = Store::connect(Config::new().with_postgres(config)).await?;
     let pg = store.postgres()?.clone();
     let raw = pg.pool().clone();
-    let repo = store.repo::<D>()?;
+    let repo = store.postgres()?.repo::<D>();
     eprintln!(
         "  ingest: generating {} x {} and exact neighbours",
         o.rows,

@@ -89,8 +89,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util_shim::collect;
-use reposmith::mongodb::bson::{self, Document, doc};
-use reposmith::mongodb::{Collection, IndexModel};
+use reposmith::mongo::mongodb::bson::{self, Document, doc};
+use reposmith::mongo::mongodb::{Collection, IndexModel};
 use reposmith::{MongoBackend, MongoConfig, MongoRepository, Repository};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -126,13 +126,13 @@ struct RawItem {
 
 /// `Stream::try_collect` without a futures dependency of the bench.
 mod futures_util_shim {
-    use reposmith::mongodb::Cursor;
+    use reposmith::mongo::mongodb::Cursor;
     use serde::de::DeserializeOwned;
 
     /// Every document of `cursor`.
     pub(crate) async fn collect<T>(
         mut cursor: Cursor<T>,
-    ) -> reposmith::mongodb::error::Result<Vec<T>>
+    ) -> reposmith::mongo::mongodb::error::Result<Vec<T>>
     where
         T: DeserializeOwned + Send + Sync + Unpin,
     {

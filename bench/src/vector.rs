@@ -152,7 +152,7 @@ pub(crate) async fn run(opts: &Options) -> Result<()> {
         true => own_pool(Some(TASKS as u32))?,
         false => store.postgres()?.pool().clone(),
     };
-    let repo = store.repo::<Doc>()?;
+    let repo = store.postgres()?.repo::<Doc>();
     setup::create(&raw).await?;
     let mut rng = SplitMix::new(SEED);
     let set = Clustered::new(DIMS, CLUSTERS, &mut rng);

@@ -67,7 +67,7 @@ pub(crate) async fn get(b: &mut Bench) -> Result<Table> {
             Side::Raw => timed(ops, async |_| found(raw::get(&*raw, id()).await?)).await,
             Side::RawHeld => timed(ops, async |_| found(raw::get(&mut **held, id()).await?)).await,
             _ => {
-                let unit = store.begin().await?;
+                let unit = store.postgres()?.begin().await?;
                 let repo = unit.repo::<Item>();
                 let sample = timed(ops, async |_| found(repo.get(&id()).await?)).await;
                 unit.commit().await?;
@@ -209,7 +209,11 @@ async fn spread(
     let start = Instant::now();
     let mut handles = Vec::with_capacity(tasks);
     for t in 0..tasks {
-        let (ids, repo, raw) = (Arc::clone(ids), store.repo::<Item>()?, raw.clone());
+        let (ids, repo, raw) = (
+            Arc::clone(ids),
+            store.postgres()?.repo::<Item>(),
+            raw.clone(),
+        );
         let mut rng = Rng::new((round * tasks + t) as u64);
         // A plain loop: `timed`'s async closure is not provably `Send` for spawn.
         handles.push(tokio::spawn(async move {

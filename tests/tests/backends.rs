@@ -6,9 +6,10 @@
 //! compile is shown by the trybuild cases in `tests/ui/backend/`.
 
 use chrono::{DateTime, Utc};
-use reposmith::mongodb::bson::{Document, doc};
+use reposmith::mongo::mongodb::bson::{Document, doc};
+use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{Backends, MongoBackend, MongoConfig, PgBackend, PgConfig, sqlx};
+use reposmith::{Backends, MongoBackend, MongoConfig, PgBackend, PgConfig};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// An LLM call trace, kept only in MongoDB, for 30 days.
@@ -125,9 +126,9 @@ async fn the_store_hands_out_mongo_repositories() {
         .create_collections::<Trace>()
         .await
         .unwrap();
-    let traces = store.mongo_repo::<Trace>().unwrap();
+    let traces = store.repo::<Trace>().unwrap();
     traces.insert(&trace("s1", "gpt")).await.unwrap();
-    let unit = store.mongo_begin().await.unwrap();
+    let unit = store.begin::<Trace>().await.unwrap();
     unit.repo::<Trace>()
         .insert(&trace("s2", "gpt"))
         .await
@@ -139,14 +140,14 @@ async fn the_store_hands_out_mongo_repositories() {
         "the dropped unit rolled back"
     );
     let stored = store
-        .mongo_transaction(reposmith::MongoRetryPolicy::default(), |unit| {
+        .transaction::<Trace, _>(RetryPolicy::default(), |unit| {
             Box::pin(async move { unit.repo::<Trace>().insert(&trace("s3", "gpt")).await })
         })
         .await
         .unwrap();
     assert!(stored.id > 0);
     assert_eq!(traces.count(Filter::all()).await.unwrap(), 2, "committed");
-    let err = store.repo::<Chat>().unwrap_err();
+    let err = store.postgres().unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     store.mongo().unwrap().database().drop().await.unwrap();
     store.close().await;

@@ -10,9 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reposmith::{
-    Filter, FindQuery, PgBackend, PgConfig, PgRepository, Repository, RetryPolicy, sqlx,
-};
+use reposmith::postgres::sqlx;
+use reposmith::{Filter, FindQuery, PgBackend, PgConfig, PgRepository, Repository, RetryPolicy};
 use reposmith_tests::{database_url, unique_name};
 use uuid::Uuid;
 

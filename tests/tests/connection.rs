@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store, sqlx};
+use reposmith::postgres::sqlx;
+use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store};
 use reposmith_tests::{
     REDIS_NOBODY, closed_port, database_url, mongodb_url, password_of, redis_url, user_of,
     with_credentials, with_host,

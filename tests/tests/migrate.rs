@@ -269,7 +269,7 @@ async fn a_rename_keeps_its_data() {
     );
     assert!(!up.contains("DROP COLUMN"), "{up}");
     db.apply().await;
-    let kept: String = reposmith::sqlx::query_scalar("SELECT headline FROM items")
+    let kept: String = reposmith::postgres::sqlx::query_scalar("SELECT headline FROM items")
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -527,7 +527,7 @@ async fn a_held_lock_makes_the_migration_fail_fast() {
     db.generate(&Schemas::new().add::<Item>(), "items", Options::default());
     db.apply().await;
     let mut holder = db.pool.begin().await.unwrap();
-    reposmith::sqlx::query("SELECT count(*) FROM items")
+    reposmith::postgres::sqlx::query("SELECT count(*) FROM items")
         .execute(&mut *holder)
         .await
         .unwrap();

@@ -5,8 +5,8 @@
 //! the repository unchanged.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use reposmith::mongodb::bson::spec::BinarySubtype;
-use reposmith::mongodb::bson::{Bson, Document, doc};
+use reposmith::mongo::mongodb::bson::spec::BinarySubtype;
+use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
 use reposmith::prelude::*;
 use reposmith::{Bit, MongoBackend, MongoConfig, ObjectId};
 use reposmith_tests::{mongodb_url, unique_name};

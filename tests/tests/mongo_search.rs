@@ -16,7 +16,7 @@ mod embedder;
 
 use data::{Clustered, Rng, close, cosine, hamming, jaccard, l1, l2, nearest, negative_dot};
 use db::SearchDb;
-use reposmith::mongodb::bson::{Document, doc};
+use reposmith::mongo::mongodb::bson::{Document, doc};
 use reposmith::prelude::*;
 use reposmith::{Bit, Cursor, MongoRepository, Vector};
 

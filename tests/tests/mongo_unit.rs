@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use db::MongoDb;
 use reposmith::Error;
-use reposmith_core::{Filter, Repository};
-use reposmith_mongo::MongoRetryPolicy;
+use reposmith_core::{Filter, Repository, RetryPolicy};
 use reposmith_tests::conformance::entities::Doc;
 
 /// Polls `future` once and reports whether it is still pending.
@@ -133,7 +132,7 @@ async fn an_error_inside_transaction_is_returned_and_nothing_is_written() {
     let runs = AtomicU32::new(0);
     let outcome: reposmith::Result<()> = db
         .mongo
-        .transaction(MongoRetryPolicy::default(), |uow| {
+        .transaction(RetryPolicy::default(), |uow| {
             runs.fetch_add(1, Ordering::Relaxed);
             Box::pin(async move {
                 uow.repo::<Doc>().insert(&Doc::new("written")).await?;
@@ -153,7 +152,7 @@ async fn an_error_inside_transaction_is_returned_and_nothing_is_written() {
 
     let value = db
         .mongo
-        .transaction(MongoRetryPolicy::default(), |uow| {
+        .transaction(RetryPolicy::default(), |uow| {
             Box::pin(async move {
                 let doc = uow.repo::<Doc>().insert(&Doc::new("committed")).await?;
                 Ok(doc.title)
@@ -319,7 +318,7 @@ async fn a_write_conflict_between_two_transactions_is_retried() {
         let runs = Arc::clone(&runs);
         let id = original.id;
         async move {
-            let policy = MongoRetryPolicy::default().max_attempts(3);
+            let policy = RetryPolicy::default().max_attempts(3);
             mongo
                 .transaction(policy, |uow| {
                     let run = runs.fetch_add(1, Ordering::Relaxed) + 1;

@@ -2,9 +2,10 @@
 //! a BSON ObjectId in MongoDB and 24 hex characters in PostgreSQL, with
 //! gets, filters and keyset pages working on both.
 
-use reposmith::mongodb::bson::{Bson, Document, doc};
+use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
+use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend, PgConfig, sqlx};
+use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend, PgConfig};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// An LLM trace keyed the MongoDB way.
@@ -75,7 +76,7 @@ async fn object_ids_work_on_mongodb_as_bson_object_ids() {
     let raw = mongo
         .database()
         .collection::<Document>("oid_traces")
-        .find_one(doc! { "_id": Bson::ObjectId(reposmith::mongodb::bson::oid::ObjectId::from_bytes(seen[0].id.bytes())) })
+        .find_one(doc! { "_id": Bson::ObjectId(reposmith::mongo::mongodb::bson::oid::ObjectId::from_bytes(seen[0].id.bytes())) })
         .await
         .unwrap()
         .expect("stored under its ObjectId");

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use data::{Clustered, recall};
-use reposmith::bulk_load::{
+use reposmith::postgres::PgPool;
+use reposmith::postgres::bulk_load::{
     IndexOutcome, LoadMode, LoadPhase, LoadProgress, Rebuild, RepairAction,
 };
+use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::prelude::*;
-use reposmith::sqlx::{self, AssertSqlSafe};
-use reposmith::{BatchRow, HalfVector, PgBackend, PgConfig, PgPool};
+use reposmith::{BatchRow, HalfVector, PgBackend, PgConfig};
 use reposmith_tests::{database_url, unique_name};
 
 const DIMS: usize = 32;

@@ -1,9 +1,9 @@
 //! Each real service works end to end through the `Store`: pgvector in
 //! PostgreSQL, transactions in MongoDB, a round trip in Redis.
 
-use reposmith::mongodb::bson::doc;
+use reposmith::mongo::mongodb::bson::doc;
+use reposmith::postgres::sqlx;
 use reposmith::redis::AsyncCommands;
-use reposmith::sqlx;
 use reposmith::{Config, MongoConfig, PgConfig, RedisConfig, Store};
 use reposmith_tests::{database_url, mongodb_url, redis_url, unique_name};
 
@@ -77,7 +77,7 @@ async fn mongo_transaction_commits_and_aborts() {
 
     let collection = mongo
         .database()
-        .collection::<reposmith::mongodb::bson::Document>(&unique_name("txn_probe"));
+        .collection::<reposmith::mongo::mongodb::bson::Document>(&unique_name("txn_probe"));
     // Transactions cannot create collections on every server version: create it first.
     collection.insert_one(doc! { "seed": true }).await.unwrap();
     let mut session = mongo.client().start_session().await.unwrap();

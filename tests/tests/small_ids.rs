@@ -7,9 +7,10 @@
 
 use std::fmt::Debug;
 
-use reposmith::mongodb::bson::{Bson, Document, doc};
+use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
+use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{IdStrategy, MongoBackend, MongoConfig, Order, PgBackend, PgConfig, sqlx};
+use reposmith::{IdStrategy, MongoBackend, MongoConfig, Order, PgBackend, PgConfig};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// A theatre seat: an `integer` identity id.

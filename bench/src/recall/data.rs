@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use reposmith::postgres::create_table_sql;
 use reposmith::prelude::*;
-use reposmith::{HalfVector, IndexMethod, create_table_sql};
+use reposmith::{HalfVector, IndexMethod};
 use reposmith_postgres::{PgBackend, index_sql};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 

@@ -17,7 +17,7 @@ const APP: &str = "reposmith-bench-sql-check";
 pub(crate) async fn same_sql(admin: &PgPool, vector: &Vector) -> Result<()> {
     let pg: PgConfig = pg_config()?.max_connections(1).application_name(APP);
     let store = Store::connect(Config::new().with_postgres(pg)).await?;
-    let repo = store.repo::<Doc>()?;
+    let repo = store.postgres()?.repo::<Doc>();
     repo.search_embedding(vector.clone(), K).await?;
     compare(admin, raw::UNFILTERED).await?;
     repo.search_embedding(vector.clone(), K)

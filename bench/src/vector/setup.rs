@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use reposmith::{Entity, IndexMethod, PgRepository, Repository, Vector, create_table_sql};
+use reposmith::postgres::create_table_sql;
+use reposmith::{Entity, IndexMethod, PgRepository, Repository, Vector};
 use reposmith_postgres::index_sql;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 

@@ -36,8 +36,8 @@ pub trait Entity: Sized + Send + Sync + Unpin + 'static {
     message = "`{Self}` is not stored in PostgreSQL",
     label = "not a PostgreSQL entity",
     note = "an entity declared #[repo(backend = \"mongo\")] has only a MongoDB repository \
-            (`store.mongo_repo::<{Self}>()`); remove `backend = \"mongo\"` to store it in both, \
-            or in generic code bound the type by `PostgresEntity`"
+            (`store.repo::<{Self}>()` picks it); remove `backend = \"mongo\"` to store it in \
+            both, or in generic code bound the type by `PostgresEntity` or `StoredIn<U::Home>`"
 )]
 pub trait PostgresEntity: Entity {}
 
@@ -48,8 +48,8 @@ pub trait PostgresEntity: Entity {}
     message = "`{Self}` is not stored in MongoDB",
     label = "not a MongoDB entity",
     note = "an entity declared #[repo(backend = \"postgres\")] has only a PostgreSQL repository \
-            (`store.repo::<{Self}>()`); remove `backend = \"postgres\"` to store it in both, \
-            or in generic code bound the type by `MongoEntity`"
+            (`store.repo::<{Self}>()` picks it); remove `backend = \"postgres\"` to store it in \
+            both, or in generic code bound the type by `MongoEntity` or `StoredIn<U::Home>`"
 )]
 pub trait MongoEntity: Entity {}
 

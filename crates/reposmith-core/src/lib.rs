@@ -4,9 +4,11 @@
 //! facade share: the [`Error`] contract, the [`Backend`] names, the
 //! [`ConnectionUrl`] that keeps passwords out of every log line, the entity
 //! [`schema`] the derive emits, stored [`Value`]s, typed [`filter`]s, and the
-//! [`Repository`] trait every backend implements.
+//! [`Repository`], [`UnitOfWork`] and [`DataStore`] traits every backend
+//! implements, and the [`RetryPolicy`] of retried units.
 
 pub mod backend;
+pub mod capability;
 pub mod config;
 pub mod cursor;
 pub mod embed;
@@ -14,31 +16,38 @@ pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod finite;
+pub mod home;
 pub mod object_id;
 pub mod report;
 pub mod repository;
+pub mod retry;
 pub mod schema;
 pub mod search;
 pub mod stamp;
 pub mod stream;
+pub mod unit;
 pub mod url;
 pub mod value;
 pub mod vector;
 
 pub use backend::Backend;
+pub use capability::Capabilities;
 pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
 pub use entity::{Entity, MongoEntity, PostgresEntity};
 pub use error::{BatchRow, Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
+pub use home::{Pinned, StoredIn};
 pub use object_id::ObjectId;
 pub use report::{InsertReport, RowFailure};
 pub use repository::{Find, FindPage, FindQuery, Page, Repository};
+pub use retry::RetryPolicy;
 pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,
     IdStrategy, IndexDef, IndexMethod, VectorIndex, VectorKind, VectorSpec,
 };
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;
+pub use unit::{DataStore, UnitOfWork};
 pub use url::ConnectionUrl;
 pub use value::{FieldType, Value};

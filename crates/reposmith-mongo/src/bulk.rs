@@ -49,8 +49,9 @@ use std::time::{Duration, Instant};
 
 use mongodb::Collection;
 use mongodb::bson::{Bson, RawDocumentBuf, doc};
-use reposmith_core::{Backend, Entity, Error, IdStrategy, Result};
+use reposmith_core::{Backend, Entity, Error, IdStrategy, Result, RetryPolicy};
 
+use crate::MongoRepository;
 use crate::codec::encode_raw;
 use crate::counter;
 use crate::error::failed_index;
@@ -58,7 +59,6 @@ use crate::executor::InSession;
 use crate::size;
 use crate::unordered::never_sent;
 use crate::write::stamp_new;
-use crate::{MongoRepository, MongoRetryPolicy};
 
 /// Documents in a call's first `insert` command, which measures the pace.
 const FIRST_BATCH: usize = 1_000;
@@ -254,7 +254,7 @@ async fn in_transaction<E: Entity>(
 ) -> Result<()> {
     let docs: Arc<[RawDocumentBuf]> = docs.into();
     repo.backend
-        .retry_transaction(MongoRetryPolicy::default(), None, |unit| {
+        .retry_transaction(RetryPolicy::default(), None, |unit| {
             let unit_repo = unit.repo_of::<E>();
             let (collection, docs) = (collection.clone(), Arc::clone(&docs));
             let batches = batches.clone();

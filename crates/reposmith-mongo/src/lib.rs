@@ -46,6 +46,7 @@ mod retry;
 mod search;
 mod search_index;
 mod size;
+mod store;
 mod unit;
 mod unordered;
 mod vector_codec;
@@ -56,7 +57,6 @@ pub use capabilities::MongoCapabilities;
 pub use config::{DEFAULT_DATABASE, MongoConfig};
 pub use counter::COUNTERS;
 pub use repository::MongoRepository;
-pub use retry::MongoRetryPolicy;
 pub use unit::{COMMIT_ATTEMPTS, MongoUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.

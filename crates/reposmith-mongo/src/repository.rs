@@ -67,6 +67,12 @@ impl<E> std::fmt::Debug for MongoRepository<E> {
 impl MongoBackend {
     /// The repository of `E` on this backend's database.
     pub fn repo<E: MongoEntity>(&self) -> MongoRepository<E> {
+        self.repo_of()
+    }
+
+    /// [`repo`](Self::repo) for code already holding proof that MongoDB
+    /// stores `E` in another form (`E: StoredIn<Mongo>`).
+    pub(crate) fn repo_of<E: Entity>(&self) -> MongoRepository<E> {
         MongoRepository {
             backend: self.clone(),
             collection: self.database().collection(E::SCHEMA.collection),

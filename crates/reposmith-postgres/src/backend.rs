@@ -43,6 +43,8 @@ pub struct PgBackend {
     /// Whether sessions run pgvector's iterative scans, and how to turn
     /// them on once the extension appears after connect.
     iterative: Arc<IterativeScan>,
+    /// Isolation level of units run by `transaction`.
+    pub(crate) transaction_isolation: crate::IsolationLevel,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -106,6 +108,7 @@ impl PgBackend {
                 on: AtomicBool::new(on),
                 base,
             }),
+            transaction_isolation: config.transaction_isolation,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);

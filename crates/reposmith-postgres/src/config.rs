@@ -47,6 +47,7 @@ use reposmith_core::config::Env;
 use reposmith_core::{ConnectionUrl, Error, Result};
 
 use crate::recall::RecallConfig;
+use crate::unit::IsolationLevel;
 
 /// How to reach PostgreSQL and how to pool connections to it.
 ///
@@ -95,6 +96,12 @@ pub struct PgConfig {
     pub ef_search: Option<u32>,
     /// The recall monitor and `ef_search`/`probes` tuner; off by default.
     pub recall: RecallConfig,
+    /// Isolation level of the units [`PgBackend::transaction`](crate::PgBackend::transaction)
+    /// runs (default SERIALIZABLE: a unit that reads, decides and writes is
+    /// then aborted as retryable instead of acting on stale reads).
+    /// [`PgBackend::begin`](crate::PgBackend::begin) starts at READ COMMITTED;
+    /// [`PgBackend::begin_with`](crate::PgBackend::begin_with) takes a level.
+    pub transaction_isolation: IsolationLevel,
 }
 
 impl PgConfig {
@@ -115,6 +122,7 @@ impl PgConfig {
             iterative_scan: true,
             ef_search: None,
             recall: RecallConfig::default(),
+            transaction_isolation: IsolationLevel::Serializable,
         }
     }
 
@@ -177,6 +185,12 @@ impl PgConfig {
             return fail(format!("ef_search must be between 1 and 1000, got {ef}"));
         }
         self.recall.validate(self.max_connections)
+    }
+
+    /// Sets the isolation level of retried units (see [`PgConfig::transaction_isolation`]).
+    pub fn transaction_isolation(mut self, isolation: IsolationLevel) -> Self {
+        self.transaction_isolation = isolation;
+        self
     }
 
     /// Sets `max_connections`.

@@ -30,6 +30,7 @@ mod retry;
 mod search;
 mod search_sql;
 mod statements;
+mod store;
 mod unit;
 mod validate;
 mod vector;
@@ -52,7 +53,6 @@ pub use health::PgHealth;
 pub use pool::PooledConnection;
 pub use recall::{RecallConfig, RecallMonitor, RecallReport, TuneConfig};
 pub use repository::PgRepository;
-pub use retry::{RetryPolicy, UnitFuture};
 pub use unit::{IsolationLevel, PgUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.

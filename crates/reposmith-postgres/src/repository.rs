@@ -59,6 +59,12 @@ impl PgBackend {
     /// The repository of `E` on this backend's pool: each operation takes a
     /// connection and returns it when done.
     pub fn repo<E: PostgresEntity>(&self) -> PgRepository<E> {
+        self.repo_of()
+    }
+
+    /// [`repo`](Self::repo) for code already holding proof that Postgres
+    /// stores `E` in another form (`E: StoredIn<Postgres>`).
+    pub(crate) fn repo_of<E: Entity>(&self) -> PgRepository<E> {
         PgRepository::new(Executor::Pool(self.clone()))
     }
 }

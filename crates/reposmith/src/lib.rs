@@ -3,6 +3,7 @@
 
 mod config;
 mod health;
+pub mod home;
 mod store;
 
 pub use config::Config;
@@ -12,10 +13,11 @@ pub use reposmith_core::repository::BoxFuture;
 /// need no direct `pgvector` dependency.
 pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector};
 pub use reposmith_core::{
-    Backend, Backends, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl, Cursor, Entity,
-    EntitySchema, EntityStream, Error, FieldType, Filter, Find, FindPage, FindQuery, IdStrategy,
-    IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId, Order, Page, PostgresEntity,
-    Repository, Result, Value,
+    Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
+    Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
+    FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId,
+    Order, Page, Pinned, PostgresEntity, Repository, Result, RetryPolicy, StoredIn, UnitOfWork,
+    Value,
 };
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
@@ -26,6 +28,7 @@ pub use reposmith_core::{
 pub mod search {
     pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
 }
+pub use home::{HandleOf, HomeBackend, RepoOf, UnitOf};
 #[doc = include_str!("../docs/db_enum.md")]
 pub use reposmith_macros::DbEnum;
 #[doc = include_str!("../docs/derive.md")]
@@ -35,25 +38,25 @@ pub use store::Store;
 #[cfg(feature = "migrate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
 pub use reposmith_migrate as migrate;
+/// MongoDB-only items: server capabilities, the driver (`mongo::mongodb`),
+/// commit settings.
+#[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+pub use reposmith_mongo as mongo;
 #[cfg(feature = "mongo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
 pub use reposmith_mongo::{
-    MongoBackend, MongoCapabilities, MongoConfig, MongoHealth, MongoRepository, MongoRetryPolicy,
-    MongoUnitOfWork, mongodb,
+    MongoBackend, MongoConfig, MongoHealth, MongoRepository, MongoUnitOfWork,
 };
-/// `PgRepository::bulk_load`'s options, progress and report.
-#[cfg(feature = "postgres")]
-pub use reposmith_postgres::bulk_load;
-/// The recall monitor and `ef_search` tuner of PostgreSQL vector fields.
+/// PostgreSQL-only items: isolation levels, DDL, bulk loads
+/// (`postgres::bulk_load`), the recall monitor (`postgres::recall`), the
+/// pool and sqlx (`postgres::sqlx`) for raw SQL beside repositories.
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use reposmith_postgres::recall;
+pub use reposmith_postgres as postgres;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use reposmith_postgres::{
-    IsolationLevel, PgBackend, PgConfig, PgHealth, PgPool, PgRepository, PgUnitOfWork, RetryPolicy,
-    UnitFuture, create_table_sql, sqlx,
-};
+pub use reposmith_postgres::{PgBackend, PgConfig, PgHealth, PgRepository, PgUnitOfWork};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};
@@ -66,8 +69,9 @@ pub mod config_source {
 /// What most applications import: `use reposmith::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Config, Cursor, DbEnum, Embedder, Entity, Error, Filter, HalfVector, Page, Repository,
-        Result, Scored, SparseVector, Store, Vector, VectorSearch,
+        Config, Cursor, DataStore, DbEnum, Embedder, Entity, Error, Filter, HalfVector, Page,
+        Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork, Vector,
+        VectorSearch,
     };
 }
 
@@ -76,6 +80,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
+    pub use reposmith_core::home;
     pub use reposmith_core::value::DecodeError;
     pub use reposmith_core::{
         Backends, Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema,

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use reposmith_core::{Backend, Error, Result};
+use reposmith_core::repository::BoxFuture;
+use reposmith_core::{Backend, DataStore, Error, Pinned, Result, RetryPolicy, StoredIn};
 
 #[cfg(feature = "mongo")]
 use crate::MongoBackend;
@@ -10,6 +11,7 @@ use crate::MongoBackend;
 use crate::PgBackend;
 #[cfg(feature = "redis")]
 use crate::RedisBackend;
+use crate::home::{HandleOf, HomeBackend, RepoOf, UnitOf};
 use crate::{Config, Health};
 
 /// The application's connections: pools and clients for each configured backend.
@@ -61,44 +63,6 @@ impl Store {
             .ok_or_else(|| not_configured(Backend::Postgres, "DATABASE_URL"))
     }
 
-    /// The PostgreSQL repository of `E` on the pool; [`Error::Unavailable`]
-    /// when Postgres is not configured.
-    ///
-    /// ```no_run
-    /// # use reposmith::prelude::*;
-    /// # #[derive(Repository)] struct Document { #[repo(id)] id: uuid::Uuid }
-    /// # async fn run(store: Store) -> reposmith::Result<()> {
-    /// let docs = store.repo::<Document>()?;
-    /// let total = docs.count(Filter::all()).await?;
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn repo<E: reposmith_core::PostgresEntity>(&self) -> Result<crate::PgRepository<E>> {
-        Ok(self.postgres()?.repo::<E>())
-    }
-
-    /// Starts a PostgreSQL unit of work (one transaction) at READ COMMITTED:
-    /// `uow.repo::<E>()` gives any entity's repository on it, `commit()` ends
-    /// it, and dropping it uncommitted rolls back.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub async fn begin(&self) -> Result<crate::PgUnitOfWork> {
-        self.postgres()?.begin().await
-    }
-
-    /// Runs `work` in a PostgreSQL unit of work and commits it, running it
-    /// again (bounded, with jittered backoff) when the server aborts it as a
-    /// serialization failure or deadlock. See [`PgBackend::transaction`](crate::PgBackend::transaction).
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub async fn transaction<T, F>(&self, policy: crate::RetryPolicy, work: F) -> Result<T>
-    where
-        F: for<'u> FnMut(&'u crate::PgUnitOfWork) -> crate::UnitFuture<'u, T>,
-    {
-        self.postgres()?.transaction(policy, work).await
-    }
-
     /// The MongoDB backend, or [`Error::Unavailable`] when not configured.
     #[cfg(feature = "mongo")]
     #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
@@ -108,50 +72,105 @@ impl Store {
             .ok_or_else(|| not_configured(Backend::Mongo, "MONGODB_URL"))
     }
 
-    /// The MongoDB repository of `E` (on its collection); [`Error::Unavailable`]
-    /// when MongoDB is not configured. `E` must be stored in MongoDB: an
-    /// entity declared `#[repo(backend = "postgres")]` does not compile here.
+    /// The backend that stores `E` (an entity pinned with
+    /// `#[repo(backend = "..")]`), as the core [`DataStore`]: what generic
+    /// code takes. [`Error::Unavailable`] when that backend is not configured.
+    pub fn backend_of<E>(&self) -> Result<&HandleOf<E>>
+    where
+        E: Pinned,
+        E::Home: HomeBackend,
+    {
+        E::Home::handle(self)
+    }
+
+    /// The repository of `E` on the pool of the backend that stores it:
+    /// a [`PgRepository`](crate::PgRepository) or a
+    /// [`MongoRepository`](crate::MongoRepository), picked from the entity's
+    /// `#[repo(backend = "..")]`. [`Error::Unavailable`] when that backend is
+    /// not configured. For an entity stored in both backends name the
+    /// backend: `store.postgres()?.repo::<E>()`, `store.mongo()?.repo::<E>()`.
     ///
     /// ```no_run
     /// # use reposmith::prelude::*;
+    /// # #[derive(Repository)] #[repo(backend = "postgres")]
+    /// # struct Document { #[repo(id)] id: uuid::Uuid }
     /// # #[derive(Repository)]
     /// # #[repo(backend = "mongo", collection = "llm_traces")]
     /// # struct Trace { #[repo(id)] id: reposmith::ObjectId }
     /// # async fn run(store: Store) -> reposmith::Result<()> {
-    /// let traces = store.mongo_repo::<Trace>()?;
-    /// let total = traces.count(Filter::all()).await?;
+    /// let docs = store.repo::<Document>()?; // PostgreSQL
+    /// let traces = store.repo::<Trace>()?; // MongoDB
+    /// let total = docs.count(Filter::all()).await? + traces.count(Filter::all()).await?;
     /// # Ok(()) }
     /// ```
-    #[cfg(feature = "mongo")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
-    pub fn mongo_repo<E: reposmith_core::MongoEntity>(&self) -> Result<crate::MongoRepository<E>> {
-        Ok(self.mongo()?.repo::<E>())
+    pub fn repo<E>(&self) -> Result<RepoOf<E>>
+    where
+        E: Pinned + StoredIn<E::Home>,
+        E::Home: HomeBackend,
+    {
+        Ok(self.backend_of::<E>()?.repo::<E>())
     }
 
-    /// Starts a MongoDB unit of work (a transaction on a client session);
-    /// see [`MongoBackend::begin`](crate::MongoBackend::begin).
-    #[cfg(feature = "mongo")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
-    pub async fn mongo_begin(&self) -> Result<crate::MongoUnitOfWork> {
-        self.mongo()?.begin().await
+    /// Starts a unit of work (one transaction) on the backend that stores
+    /// `E`, with that backend's defaults (READ COMMITTED on PostgreSQL, read
+    /// concern `snapshot` on MongoDB): `uow.repo::<X>()` gives the
+    /// repository of any entity of that backend on it, `commit()` ends it,
+    /// and dropping it uncommitted rolls back.
+    ///
+    /// ```no_run
+    /// # use reposmith::prelude::*;
+    /// # #[derive(Repository)] #[repo(backend = "postgres")]
+    /// # struct Document { #[repo(id)] id: uuid::Uuid, title: String }
+    /// # async fn run(store: Store, doc: Document) -> reposmith::Result<()> {
+    /// let uow = store.begin::<Document>().await?;
+    /// uow.repo::<Document>().update(&doc).await?;
+    /// uow.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin<E>(&self) -> Result<UnitOf<E>>
+    where
+        E: Pinned,
+        E::Home: HomeBackend,
+    {
+        self.backend_of::<E>()?.begin().await
     }
 
-    /// Runs `work` in a MongoDB unit of work and commits it, running it again
-    /// (bounded, with backoff) when the server aborts it as transient. See
-    /// [`MongoBackend::transaction`](crate::MongoBackend::transaction).
-    #[cfg(feature = "mongo")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
-    pub async fn mongo_transaction<T, F>(
+    /// Runs `work` in a unit of work on the backend that stores `E` and
+    /// commits it, running it again (bounded, with jittered backoff) when the
+    /// server aborts it as retryable: a serialization failure or deadlock on
+    /// PostgreSQL (units run at the configured `transaction_isolation`,
+    /// SERIALIZABLE by default), a `TransientTransactionError` on MongoDB.
+    ///
+    /// ```no_run
+    /// # use reposmith::prelude::*;
+    /// # #[derive(Repository)] #[repo(backend = "postgres")]
+    /// # struct Account { #[repo(id)] id: i64, balance: i64 }
+    /// # async fn run(store: Store) -> reposmith::Result<()> {
+    /// let balance = store
+    ///     .transaction::<Account, _>(RetryPolicy::default(), |uow| {
+    ///         Box::pin(async move {
+    ///             let accounts = uow.repo::<Account>();
+    ///             let Some(mut account) = accounts.get(&1).await? else {
+    ///                 return Ok(0);
+    ///             };
+    ///             account.balance += 10;
+    ///             Ok(accounts.update(&account).await?.balance)
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<E, T>(
         &self,
-        policy: crate::MongoRetryPolicy,
-        work: F,
+        policy: RetryPolicy,
+        work: impl for<'u> FnMut(&'u UnitOf<E>) -> BoxFuture<'u, Result<T>> + Send,
     ) -> Result<T>
     where
-        F: for<'u> FnMut(
-            &'u crate::MongoUnitOfWork,
-        ) -> reposmith_core::repository::BoxFuture<'u, Result<T>>,
+        E: Pinned,
+        E::Home: HomeBackend,
+        T: Send,
     {
-        self.mongo()?.transaction(policy, work).await
+        self.backend_of::<E>()?.transaction(policy, work).await
     }
 
     /// The Redis backend, or [`Error::Unavailable`] when not configured.

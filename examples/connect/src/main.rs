@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reposmith::mongodb::bson::doc;
+use reposmith::mongo::mongodb::bson::doc;
 use reposmith::prelude::*;
 use reposmith::redis::AsyncCommands;
 use reposmith::{MongoBackend, PgBackend, RedisBackend};
@@ -47,12 +47,12 @@ async fn run() -> Result<()> {
 /// Creates pgvector if the server has it and computes one distance in SQL.
 async fn postgres_round_trip(pg: &PgBackend) -> Result<()> {
     let pool = pg.pool();
-    reposmith::sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+    reposmith::postgres::sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
         .execute(pool)
         .await
         .map_err(|e| pg.map_error(e))?;
     let distance: f64 =
-        reposmith::sqlx::query_scalar("SELECT '[1,2,3]'::vector <-> '[4,6,3]'::vector")
+        reposmith::postgres::sqlx::query_scalar("SELECT '[1,2,3]'::vector <-> '[4,6,3]'::vector")
             .fetch_one(pool)
             .await
             .map_err(|e| pg.map_error(e))?;

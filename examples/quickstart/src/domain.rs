@@ -31,7 +31,7 @@ pub struct DocMeta {
 
 /// A source document of the knowledge base.
 #[derive(Debug, Clone, PartialEq, Repository)]
-#[repo(table = "qs_documents")]
+#[repo(backend = "postgres", table = "qs_documents")]
 pub struct Document {
     /// Generated client-side (uuid v7) on insert.
     #[repo(id)]
@@ -60,7 +60,7 @@ pub struct Document {
 
 /// A retrievable passage of a document.
 #[derive(Debug, Clone, PartialEq, Repository)]
-#[repo(table = "qs_chunks")]
+#[repo(backend = "postgres", table = "qs_chunks")]
 pub struct Chunk {
     /// Assigned by the database.
     #[repo(id)]

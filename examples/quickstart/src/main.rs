@@ -8,8 +8,8 @@
 //! starts PostgreSQL with pgvector first, or with `DATABASE_URL` set.
 //!
 //! What it shows, in order:
-//! 1. tables created from the structs' schemas (the migrations tooling will
-//!    generate versioned files from the same schemas);
+//! 1. tables created from the structs' schemas (`cargo xtask migrate`
+//!    generates versioned files from the same schemas);
 //! 2. `insert` returning the stored row, `insert_many` in one statement;
 //! 3. a unique violation as a typed `Conflict` naming the field;
 //! 4. a generated finder, typed filters on columns and JSON paths, `count`;
@@ -21,7 +21,9 @@
 //!    then found by vector similarity (HNSW), by full text, and by both fused;
 //! 9. LLM traces in MongoDB, from the same kind of struct: an unordered bulk
 //!    insert reporting the one duplicate, JSON sub-document filters, search
-//!    by meaning, and a MongoDB unit of work (skipped without `MONGODB_URL`).
+//!    by meaning, and a MongoDB unit of work (skipped without `MONGODB_URL`);
+//! 10. one service written only against the core traits (`src/service.rs`),
+//!     run on the PostgreSQL chunks and on the MongoDB traces unchanged.
 
 use std::process::ExitCode;
 
@@ -35,6 +37,7 @@ use reposmith_example_quickstart::domain::{
     Chunk, ChunkRepository, Document, DocumentRepository, Status, Trace, TraceRepository,
 };
 use reposmith_example_quickstart::embedder::HashingEmbedder;
+use reposmith_example_quickstart::service;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,6 +63,7 @@ async fn run() -> Result<()> {
     unit_of_work(&store, &chunks, &intro).await?;
     retrieval(&chunks, &intro).await?;
     traces(&store).await?;
+    one_service(&store, &intro).await?;
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())
@@ -186,7 +190,7 @@ async fn optimistic_locking(docs: &PgRepository<Document>, intro: &Document) -> 
 
 /// Step 7: chunk a document and mark it indexed in one transaction.
 async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Document) -> Result<()> {
-    let uow = store.begin().await?;
+    let uow = store.begin::<Document>().await?;
     let mut doc = uow
         .repo::<Document>()
         .get(&intro.id)
@@ -213,7 +217,7 @@ async fn unit_of_work(store: &Store, chunks: &PgRepository<Chunk>, intro: &Docum
     );
 
     {
-        let abandoned = store.begin().await?;
+        let abandoned = store.begin::<Chunk>().await?;
         let extra = Chunk::new(intro.id, 99, "never kept");
         abandoned.repo::<Chunk>().insert(&extra).await?;
         // Dropped without commit: rolled back, its connection never reused mid-transaction.
@@ -277,7 +281,7 @@ async fn traces(store: &Store) -> Result<()> {
     };
     mongo.create_collections::<Trace>().await?;
     mongo.set_embedder::<Trace>(Arc::new(HashingEmbedder));
-    let traces = store.mongo_repo::<Trace>()?;
+    let traces = store.repo::<Trace>()?;
     traces.delete_where(Filter::all()).await?;
 
     let calls = [
@@ -323,7 +327,7 @@ async fn traces(store: &Store) -> Result<()> {
         println!("   similar  {:.3}  {}", hit.score, hit.entity.prompt);
     }
 
-    let unit = store.mongo_begin().await?;
+    let unit = store.begin::<Trace>().await?;
     let purged = unit
         .repo::<Trace>()
         .delete_where(Trace::MODEL.eq("claude"))
@@ -331,6 +335,65 @@ async fn traces(store: &Store) -> Result<()> {
     unit.commit().await?;
     let left = traces.count(Filter::all()).await?;
     println!("   a MongoDB unit of work purged {purged} claude trace; {left} left");
+    Ok(())
+}
+
+/// Step 10: one service, written against the core traits only (see
+/// `service.rs`), run on the PostgreSQL chunks and on the MongoDB traces.
+async fn one_service(store: &Store, intro: &Document) -> Result<()> {
+    let question = "which passage is about keyset pages";
+    let texts = [
+        "svc: keyset pages",
+        "svc: a retried unit",
+        "svc: rolled back",
+    ];
+    let chunks = texts.iter().enumerate();
+    let chunks = chunks.map(|(i, t)| Chunk::new(intro.id, 100 + i as i32, t));
+    let report = service::run(
+        store.backend_of::<Chunk>()?,
+        "svc:",
+        chunks.collect(),
+        question,
+    );
+    check_service("PostgreSQL chunks", report.await?)?;
+    if store.mongo().is_err() {
+        println!("   (MongoDB not configured: the traces run is skipped)");
+        return Ok(());
+    }
+    let traces = texts.iter().enumerate();
+    let traces = traces.map(|(i, t)| Trace::new(&format!("svc-{i}"), "svc-model", t, (1, 1)));
+    let report = service::run(
+        store.backend_of::<Trace>()?,
+        "svc:",
+        traces.collect(),
+        question,
+    );
+    check_service("MongoDB traces", report.await?)
+}
+
+fn check_service(on: &str, report: service::Report) -> Result<()> {
+    println!(
+        "10. one generic service on {on}: stored {}, pages {:?}, closest {:?}, \
+         a unit over its limit rolled back ({} kept), then {} deleted",
+        report.stored,
+        report.pages,
+        report.closest.as_ref().map(|(text, _)| text),
+        report.kept_by_rollback,
+        report.deleted
+    );
+    let expected = (3, vec![2, 1], 3, 3);
+    let got = (
+        report.stored,
+        report.pages.clone(),
+        report.kept_by_rollback,
+        report.deleted,
+    );
+    if got != expected || report.closest.is_none() {
+        return Err(unexpected(
+            "3 stored, pages [2, 1], 3 kept then 3 deleted",
+            Ok(()),
+        ));
+    }
     Ok(())
 }
 

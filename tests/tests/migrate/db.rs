@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reposmith::sqlx::{self, AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+use reposmith::postgres::sqlx::{self, AssertSqlSafe, PgPool, postgres::PgPoolOptions};
 use reposmith_migrate::{Connection, Options, Schemas};
 use reposmith_tests::unique_name;
 

@@ -4,7 +4,7 @@
 //! the column has a default, and a down file that fails is named in the
 //! error.
 
-use reposmith::sqlx;
+use reposmith::postgres::sqlx;
 use reposmith_migrate::{Error, Options, Schemas};
 
 use super::allow_destructive;

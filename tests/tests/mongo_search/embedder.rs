@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use reposmith::mongodb::bson::doc;
+use reposmith::mongo::mongodb::bson::doc;
 use reposmith::prelude::*;
 use reposmith_tests::letters::Letters;
 
@@ -142,7 +142,7 @@ async fn a_failing_or_misshapen_embedder_writes_nothing() {
     let raw = db
         .mongo
         .database()
-        .collection::<reposmith::mongodb::bson::Document>("memories");
+        .collection::<reposmith::mongo::mongodb::bson::Document>("memories");
     assert_eq!(raw.count_documents(doc! {}).await.unwrap(), 0);
     db.cleanup().await;
 }

@@ -99,7 +99,7 @@ async fn a_rejected_value_names_its_row_in_both_shapes() {
 async fn a_one_row_copy_does_not_wait_for_a_delayed_ack() {
     let db = Db::with_pool(1).await;
     let mut connection = db.pg.acquire().await.unwrap();
-    reposmith::sqlx::raw_sql("CREATE TEMP TABLE nagle (n int4)")
+    reposmith::postgres::sqlx::raw_sql("CREATE TEMP TABLE nagle (n int4)")
         .execute(&mut *connection)
         .await
         .unwrap();

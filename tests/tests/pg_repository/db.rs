@@ -25,7 +25,7 @@ impl Db {
             .unwrap();
         let namespace = unique_name("pgrepo");
         let create = format!("CREATE SCHEMA \"{namespace}\"");
-        reposmith::sqlx::raw_sql(reposmith::sqlx::AssertSqlSafe(create))
+        reposmith::postgres::sqlx::raw_sql(reposmith::postgres::sqlx::AssertSqlSafe(create))
             .execute(admin.pool())
             .await
             .unwrap();
@@ -57,7 +57,7 @@ impl Db {
     pub(crate) async fn cleanup(self) {
         self.pg.close().await;
         let drop = format!("DROP SCHEMA \"{}\" CASCADE", self.namespace);
-        reposmith::sqlx::raw_sql(reposmith::sqlx::AssertSqlSafe(drop))
+        reposmith::postgres::sqlx::raw_sql(reposmith::postgres::sqlx::AssertSqlSafe(drop))
             .execute(self.admin.pool())
             .await
             .unwrap();

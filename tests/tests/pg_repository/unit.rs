@@ -23,7 +23,7 @@ async fn idle_in_transaction(db: &Db) -> i64 {
                AND pid <> pg_backend_pid()";
     let mut count = 0;
     for _ in 0..100 {
-        count = reposmith::sqlx::query_scalar(sql)
+        count = reposmith::postgres::sqlx::query_scalar(sql)
             .bind(db.application_name())
             .fetch_one(db.pg.pool())
             .await
@@ -192,7 +192,7 @@ async fn transaction_reruns_serialization_failures_until_every_increment_lands()
         value: "0".into(),
     };
     counter.insert(&seed).await.unwrap();
-    let policy = reposmith_postgres::RetryPolicy::default().max_attempts(50);
+    let policy = reposmith_core::RetryPolicy::default().max_attempts(50);
     let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     // Every first attempt reads before any writes, so all but one must conflict.
     let all_read = std::sync::Arc::new(tokio::sync::Barrier::new(8));
@@ -246,7 +246,7 @@ async fn transaction_does_not_rerun_other_errors() {
     let counted = runs.clone();
     let result: reposmith_core::Result<()> = db
         .pg
-        .transaction(reposmith_postgres::RetryPolicy::default(), |uow| {
+        .transaction(reposmith_core::RetryPolicy::default(), |uow| {
             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let seed = seed.clone();
             Box::pin(async move {

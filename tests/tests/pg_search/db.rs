@@ -1,7 +1,7 @@
 //! A per-test Postgres schema for the search tests, with pgvector's types
 //! (installed in `public`) on the search path.
 
-use reposmith::sqlx::{self, AssertSqlSafe};
+use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{PgBackend, PgConfig, PostgresEntity};
 use reposmith_tests::unique_name;
 

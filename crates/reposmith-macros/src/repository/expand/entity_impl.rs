@@ -22,9 +22,11 @@ pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
         .backends
         .mongo()
         .then(|| quote!(impl ::reposmith::__private::MongoEntity for #ident {}));
+    let pinned = pinned_impl(entity);
     quote! {
         #postgres
         #mongo
+        #pinned
 
         impl ::reposmith::__private::Entity for #ident {
             type Id = #id_ty;
@@ -48,6 +50,22 @@ pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
             }
         }
     }
+}
+
+/// `impl Pinned` for an entity stored in exactly one backend, so
+/// `store.repo::<T>()` finds its backend from the type.
+fn pinned_impl(entity: &Entity) -> Option<TokenStream> {
+    let ident = &entity.ident;
+    let home = match (entity.backends.postgres(), entity.backends.mongo()) {
+        (true, false) => quote!(::reposmith::__private::home::Postgres),
+        (false, true) => quote!(::reposmith::__private::home::Mongo),
+        _ => return None,
+    };
+    Some(quote! {
+        impl ::reposmith::__private::home::Pinned for #ident {
+            type Home = #home;
+        }
+    })
 }
 
 /// The field's name carrying its type's span, so a failed trait bound on

@@ -13,6 +13,9 @@ pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
         const _: () = {
             impl ::reposmith::__private::PostgresEntity for #ident {}
             impl ::reposmith::__private::MongoEntity for #ident {}
+            impl ::reposmith::__private::home::Pinned for #ident {
+                type Home = ::reposmith::__private::home::Postgres;
+            }
             impl ::reposmith::__private::Entity for #ident {
                 type Id = ::std::string::String;
                 const SCHEMA: &'static ::reposmith::__private::EntitySchema =
