@@ -14,6 +14,7 @@ pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod finite;
+pub mod keyset;
 pub mod object_id;
 pub mod report;
 pub mod repository;
