@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod finite;
 pub mod home;
+pub mod keyset;
 pub mod object_id;
 pub mod report;
 pub mod repository;

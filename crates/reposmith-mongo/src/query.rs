@@ -2,12 +2,13 @@
 //! count, exists, delete_where.
 
 use mongodb::bson::{Document, doc};
-use reposmith_core::{Cursor, Entity, Error, Filter, FindQuery, Result, Value};
+use reposmith_core::keyset::Keyset;
+use reposmith_core::{Entity, Filter, FindQuery, Result, Value};
 
 use crate::MongoRepository;
 use crate::codec::decode_raw;
 use crate::executor::{InSession, aggregate_raw, find_docs, find_sorted};
-use crate::keyset::{after, cursor_of, decode_cursor, null_flags, sort_keys, sort_spec};
+use crate::keyset::{after, null_flags, sort_spec};
 use crate::render::filter_doc;
 
 /// Every document matching `filter`, in no particular order.
@@ -37,15 +38,16 @@ enum Read {
 /// nullable sort keys, sort, limit.
 fn read<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Read> {
     let schema = E::SCHEMA;
-    let keys = sort_keys(schema, &query.order)?;
+    let keyset = Keyset::new(&query.order)?;
+    let keys = keyset.keys();
     let mut matcher = filter_doc(schema, query.filter.node())?;
     if let Some(cursor) = &query.after {
-        let values = decode_cursor(schema, &keys, cursor)?;
-        matcher = doc! { "$and": [matcher, after(schema, &keys, &values)?] };
+        let position = after(schema, &keyset.after(cursor)?)?;
+        matcher = doc! { "$and": [matcher, position] };
     }
     let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-    let Some(flags) = null_flags(&keys) else {
-        let sort = sort_spec(&keys);
+    let Some(flags) = null_flags(schema, keys) else {
+        let sort = sort_spec(schema, keys);
         return Ok(Read::Find {
             filter: matcher,
             sort,
@@ -53,7 +55,7 @@ fn read<E: Entity>(query: &FindQuery<E>, limit: Option<u64>) -> Result<Read> {
         });
     };
     let mut stages = vec![doc! { "$match": matcher }, flags];
-    stages.push(doc! { "$sort": sort_spec(&keys) });
+    stages.push(doc! { "$sort": sort_spec(schema, keys) });
     if let Some(limit) = limit {
         stages.push(doc! { "$limit": limit });
     }
@@ -89,33 +91,6 @@ pub(crate) async fn fetch<E: Entity>(
         }
     };
     docs.iter().map(|d| decode_raw(E::SCHEMA, d)).collect()
-}
-
-/// One page of `size` documents and the cursor after its last one when more may follow.
-///
-/// Fetches `size + 1`: the extra document only says whether a next page exists.
-pub(crate) async fn fetch_page<E: Entity>(
-    repo: &MongoRepository<E>,
-    query: FindQuery<E>,
-    size: u64,
-) -> Result<(Vec<E>, Option<Cursor>)> {
-    if size == 0 {
-        let reason = "page size must be at least 1";
-        return Err(Error::invalid(E::SCHEMA.entity, "page size", reason));
-    }
-    let keys = sort_keys(E::SCHEMA, &query.order)?;
-    let mut rows = fetch(repo, query, Some(size.saturating_add(1))).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let next = match rows.last() {
-        Some(last) if more => Some(cursor_of(&keys, last)),
-        _ => None,
-    };
-    let items = rows
-        .into_iter()
-        .map(E::from_values)
-        .collect::<Result<_>>()?;
-    Ok((items, next))
 }
 
 /// How many documents match `filter`.

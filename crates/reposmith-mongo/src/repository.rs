@@ -24,6 +24,7 @@ use reposmith_core::{
 };
 
 use reposmith_core::embed::{Fills, fill_row, missing_vectors};
+use reposmith_core::keyset;
 
 use crate::MongoBackend;
 use crate::codec::{decode, decode_raw, encode, to_bson};
@@ -401,8 +402,10 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// One page of `size` documents and the cursor of the next page, `None`
     /// when this page is the last; see the `keyset` module for the order.
     async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
-        let (items, next) = query::fetch_page(self, query, size).await?;
-        Ok(Page::new(items, next))
+        keyset::fetch_page(query, size, |query, limit| {
+            query::fetch(self, query, Some(limit))
+        })
+        .await
     }
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {

@@ -3,13 +3,14 @@
 //! depends only on the filter's *shape*, so equal shapes still share a
 //! prepared statement.
 
-use reposmith_core::{Cursor, Entity, Filter, FindQuery, Result, Value};
+use reposmith_core::keyset::Keyset;
+use reposmith_core::{Entity, Filter, FindQuery, Result, Value};
 use sea_query::{Expr, PostgresQueryBuilder, Query, SelectStatement};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgRepository;
 use crate::bind::{bind_all, decode_row};
-use crate::keyset::{after, cursor_of, decode_cursor, order_by, sort_keys};
+use crate::keyset::{after, order_by};
 use crate::render::filter_expr;
 use crate::repository::record_rows;
 use crate::statements::{column_names, table};
@@ -20,55 +21,29 @@ pub(crate) async fn fetch<E: Entity>(
     query: FindQuery<E>,
     limit: Option<u64>,
 ) -> Result<Vec<Vec<Value>>> {
+    let mut select = select(&query)?;
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    let rows = run_select(repo, &select).await?;
+    record_rows(rows.len() as u64);
+    rows.iter().map(|row| decode_row(E::SCHEMA, row)).collect()
+}
+
+/// `SELECT` of `query` without a limit: filter, keyset position, order.
+fn select<E: Entity>(query: &FindQuery<E>) -> Result<SelectStatement> {
     let schema = E::SCHEMA;
-    let keys = sort_keys(schema, &query.order)?;
+    let keyset = Keyset::new(&query.order)?;
     let mut select = Query::select();
     select
         .columns(column_names(schema))
         .from(table(schema))
         .and_where(filter_expr(schema, query.filter.node())?);
     if let Some(cursor) = &query.after {
-        let values = decode_cursor(schema, &keys, cursor)?;
-        select.and_where(after(&keys, values));
+        select.and_where(after(&keyset.after(cursor)?));
     }
-    order_by(&mut select, &keys);
-    if let Some(limit) = limit {
-        select.limit(limit);
-    }
-    let rows = run_select(repo, &select).await?;
-    record_rows(rows.len() as u64);
-    rows.iter().map(|row| decode_row(schema, row)).collect()
-}
-
-/// One page of `size` rows and the cursor after its last row when more may follow.
-///
-/// Fetches `size + 1` rows: the extra row only says whether a next page exists.
-pub(crate) async fn fetch_page<E: Entity>(
-    repo: &PgRepository<E>,
-    query: FindQuery<E>,
-    size: u64,
-) -> Result<(Vec<E>, Option<Cursor>)> {
-    if size == 0 {
-        let reason = "page size must be at least 1";
-        return Err(reposmith_core::Error::invalid(
-            E::SCHEMA.entity,
-            "page size",
-            reason,
-        ));
-    }
-    let keys = sort_keys(E::SCHEMA, &query.order)?;
-    let mut rows = fetch(repo, query, Some(size.saturating_add(1))).await?;
-    let more = rows.len() as u64 > size;
-    rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    let next = match rows.last() {
-        Some(last) if more => Some(cursor_of(&keys, last)),
-        _ => None,
-    };
-    let items = rows
-        .into_iter()
-        .map(E::from_values)
-        .collect::<Result<_>>()?;
-    Ok((items, next))
+    order_by(&mut select, keyset.keys());
+    Ok(select)
 }
 
 /// `SELECT COUNT(*)` of the rows matching `filter`.
@@ -141,16 +116,5 @@ async fn run_select<E: Entity>(
 /// The SQL text of a find, for tests that check values never reach it.
 #[cfg(test)]
 pub(crate) fn find_sql<E: Entity>(query: &FindQuery<E>) -> Result<String> {
-    let schema = E::SCHEMA;
-    let keys = sort_keys(schema, &query.order)?;
-    let mut select = Query::select();
-    select
-        .columns(column_names(schema))
-        .from(table(schema))
-        .and_where(filter_expr(schema, query.filter.node())?);
-    if let Some(cursor) = &query.after {
-        select.and_where(after(&keys, decode_cursor(schema, &keys, cursor)?));
-    }
-    order_by(&mut select, &keys);
-    Ok(select.build(PostgresQueryBuilder).0)
+    Ok(select(query)?.build(PostgresQueryBuilder).0)
 }

@@ -8,6 +8,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use reposmith_core::keyset;
 use reposmith_core::{
     Entity, EntitySchema, Error, Filter, FindQuery, Page, PostgresEntity, Repository, Result, Value,
 };
@@ -396,11 +397,12 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     /// ascending; see the `keyset` module for NULL placement.
     async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
         let span = span("select", E::SCHEMA.table);
-        let (items, next) = query::fetch_page(self, query, size)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await?;
-        Ok(Page::new(items, next))
+        keyset::fetch_page(query, size, |query, limit| {
+            query::fetch(self, query, Some(limit))
+        })
+        .instrument(span)
+        .bounded(&self.exec)
+        .await
     }
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
