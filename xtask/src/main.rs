@@ -27,7 +27,7 @@ Commands:
   services down     stop what `services up` started; leave external servers alone
   services status   show each service: running, external or stopped
   services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
-  demo              services up, then run examples/connect against them
+  demo              services up, then run examples/quickstart against them
   bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
                     against hand-written sqlx (bench/); `-- --help` lists ARGS,
                     `-- --quick` is a smoke run
