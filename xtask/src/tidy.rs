@@ -164,11 +164,19 @@ fn list(root: &Path) -> Result<Files, Error> {
     .current_dir(root);
     let out = cmd::capture(&mut git, Duration::from_secs(60))
         .ok_or_else(|| Error::msg("`git ls-files` failed: tidy needs a git checkout"))?;
-    Ok(Files::new(
+    let files = Files::new(
         out.split('\0')
             .filter(|path| !path.is_empty() && root.join(path).is_file())
             .map(str::to_owned),
-    ))
+    );
+    // No files would mean no problems: a pass that checked nothing.
+    match files.0.is_empty() {
+        true => Err(Error::msg(format!(
+            "git lists no files under {}",
+            root.display()
+        ))),
+        false => Ok(files),
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +214,20 @@ mod tests {
         assert_eq!(check_file("a.md", "[x](missing.md)\n", &files).len(), 1);
         assert_eq!(check_file("x/Cargo.toml", "[package]\n", &files).len(), 1);
         assert_eq!(check_file("Cargo.toml", "[workspace]\n", &files).len(), 1);
+    }
+
+    #[test]
+    fn the_walk_sees_this_repository() {
+        let files = list(&crate::workspace_root()).unwrap();
+        for path in [
+            "Cargo.toml",
+            "xtask/src/tidy.rs",
+            "xtask/src/tidy/markdown.rs",
+        ] {
+            assert!(files.0.contains(path), "{path} not listed");
+        }
+        assert!(files.0.iter().any(|path| path.ends_with(".md")));
+        assert!(list(Path::new("/")).is_err());
     }
 
     #[test]
