@@ -157,23 +157,26 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
 
 const DOC_TITLE: &str = "cargo doc (rustdoc warnings are errors)";
 
-/// The API docs of the libraries, as docs.rs would build them (libraries
+/// The API docs of every library, as docs.rs would build them (libraries
 /// only, all features), with `RUSTDOCFLAGS=-D warnings`: a broken intra-doc
-/// link fails here. Not the binaries, xtask, the bench or the test crate:
-/// nobody reads their docs, rustdoc takes seconds over each, and
-/// `missing_docs` already holds them to having some.
-const DOC: [&str; 11] = [
+/// link fails here.
+///
+/// The selection is chosen so the step reuses clippy's dependency metadata
+/// instead of checking the whole tree again: `--workspace` without excludes
+/// and `--examples` (the workspace has no example targets; the flag turns on
+/// dev-dependencies) resolve features exactly as clippy's `--workspace
+/// --all-targets` does, so every third-party unit is clippy's. Dropping
+/// either changes the features of serde, sqlx, mongodb and others, and the
+/// step then re-checks some thirty crates. `--lib` leaves out the binaries
+/// (xtask, the bench, the examples' mains): rustdoc spends seconds on each
+/// and nobody reads them.
+const DOC: [&str; 6] = [
     "doc",
     "--workspace",
     "--lib",
+    "--examples",
     "--no-deps",
     "--all-features",
-    "--exclude",
-    "xtask",
-    "--exclude",
-    "reposmith-bench",
-    "--exclude",
-    "reposmith-tests",
 ];
 
 /// The `-p NAME` / `--package NAME` / `--package=NAME` / `-pNAME` arguments
