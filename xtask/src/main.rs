@@ -11,6 +11,7 @@ mod error;
 mod migrate;
 mod services;
 mod test;
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,13 +27,16 @@ Commands:
   services down     stop what `services up` started; leave external servers alone
   services status   show each service: running, external or stopped
   services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
-  demo              services up, then run examples/connect against them
+  demo              services up, then run examples/quickstart against them
   bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
                     against hand-written sqlx (bench/); `-- --help` lists ARGS,
                     `-- --quick` is a smoke run
+  tidy              the repository's own rules: module docs, no unfinished-work
+                    markers, Markdown links inside the repository, lints kept on
   test [--no-lint] [-- ARGS]
-                    services up, fmt + clippy (unless --no-lint), the test suite
-                    (nextest when installed, ARGS passed to it), then doctests
+                    tidy, services up, fmt + clippy + rustdoc (unless --no-lint),
+                    the demo, doctests, then the test suite (nextest when
+                    installed, ARGS passed to it)
   migrate <command> [--package P] [--bin B]
                     generate <name> | apply | status | revert | check through
                     the application's migrate binary (default: the quickstart's);
@@ -62,6 +66,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["demo"] => demo::run(&workspace_root()),
         ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
+        ["tidy"] => tidy::run(&workspace_root()),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

@@ -1,14 +1,14 @@
-//! `cargo xtask test`: services up, lints, the test suite, doctests, each as
-//! a timed step that stops the run at its first failure.
+//! `cargo xtask test`: tidy, services up, lints, rustdoc, the demo,
+//! doctests, the test suite, each as a timed step that stops the run at its
+//! first failure.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use crate::cmd;
 use crate::error::Error;
-use crate::services;
+use crate::{cmd, services, tidy};
 
 /// What `test` was asked to do.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,6 +65,16 @@ pub(crate) fn step_timeout() -> Duration {
 /// Runs the whole sequence; the exit code is the first failing step's.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     let mut timings = Vec::new();
+    // First and in-process: it takes well under a second and needs no
+    // server, so a stray marker or broken link fails before anything starts.
+    header("tidy");
+    let started = Instant::now();
+    let tidy = tidy::report(root)?;
+    timings.push(("tidy".to_owned(), started.elapsed()));
+    if !tidy {
+        summary(&timings, 1);
+        return Ok(ExitCode::FAILURE);
+    }
     let started = Instant::now();
     header("services up");
     let vars = services::up_for_child(root)?;
@@ -97,6 +107,8 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
         let clippy = ["clippy", "--workspace", "--all-targets", "--all-features"];
         let clippy = [&clippy[..], &["--", "-D", "warnings"]].concat();
         steps.push(("cargo clippy (warnings are errors)", clippy));
+        // After clippy, whose dependency metadata it reuses.
+        steps.push((DOC_TITLE, DOC.to_vec()));
     }
     // `--workspace` beats `-p`, so a package selection replaces it.
     let whole = package_args(&options.extra).is_empty();
@@ -130,12 +142,42 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
             .chain(options.extra.iter().map(String::as_str))
             .collect(),
     ));
-    let command = |args: &[&str]| cargo(root, vars, args);
+    let command = |title: &str, args: &[&str]| {
+        let mut command = cargo(root, vars, args);
+        if title == DOC_TITLE {
+            command.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        command
+    };
     steps
         .into_iter()
-        .map(|(title, args)| (title.to_owned(), command(&args)))
+        .map(|(title, args)| (title.to_owned(), command(title, &args)))
         .collect()
 }
+
+const DOC_TITLE: &str = "cargo doc (rustdoc warnings are errors)";
+
+/// The API docs of every library, as docs.rs would build them (libraries
+/// only, all features), with `RUSTDOCFLAGS=-D warnings`: a broken intra-doc
+/// link fails here.
+///
+/// The selection is chosen so the step reuses clippy's dependency metadata
+/// instead of checking the whole tree again: `--workspace` without excludes
+/// and `--examples` (the workspace has no example targets; the flag turns on
+/// dev-dependencies) resolve features exactly as clippy's `--workspace
+/// --all-targets` does, so every third-party unit is clippy's. Dropping
+/// either changes the features of serde, sqlx, mongodb and others, and the
+/// step then re-checks some thirty crates. `--lib` leaves out the binaries
+/// (xtask, the bench, the examples' mains): rustdoc spends seconds on each
+/// and nobody reads them.
+const DOC: [&str; 6] = [
+    "doc",
+    "--workspace",
+    "--lib",
+    "--examples",
+    "--no-deps",
+    "--all-features",
+];
 
 /// The `-p NAME` / `--package NAME` / `--package=NAME` / `-pNAME` arguments
 /// among `extra`, before any `--` (after it they belong to the test binary).
@@ -197,6 +239,31 @@ mod tests {
             }
         );
         assert!(Options::parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn rustdoc_runs_after_clippy_with_warnings_as_errors() {
+        let steps = |options: &Options| -> Vec<(String, bool)> {
+            let deny = |command: &Command| {
+                command.get_envs().any(|(key, value)| {
+                    key == "RUSTDOCFLAGS" && value == Some("-D warnings".as_ref())
+                })
+            };
+            steps(Path::new("."), &[], options)
+                .iter()
+                .map(|(title, command)| (title.clone(), deny(command)))
+                .collect()
+        };
+        let all = steps(&Options::parse(&[]).unwrap());
+        let doc = all
+            .iter()
+            .position(|(title, _)| title == DOC_TITLE)
+            .unwrap();
+        assert!(all[doc - 1].0.starts_with("cargo clippy"));
+        assert!(all[doc].1);
+        assert_eq!(all.iter().filter(|(_, deny)| *deny).count(), 1);
+        let quick = steps(&Options::parse(&["--no-lint"]).unwrap());
+        assert!(quick.iter().all(|(title, _)| title != DOC_TITLE));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! A search is data ([`SearchQuery`]) until it is awaited, like
 //! [`Find`](crate::Find). Vectors are checked against the column's
-//! [`VectorSpec`](crate::schema::VectorSpec) before anything is sent.
+//! [`VectorSpec`] before anything is sent.
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;

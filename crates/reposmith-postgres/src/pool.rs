@@ -247,7 +247,9 @@ impl ConnectionPool {
     }
 }
 
-/// A connection from [`ConnectionPool`]; goes back when dropped if reusable.
+/// A connection from the backend's pool
+/// ([`PgBackend::acquire`](crate::PgBackend::acquire)); it goes back to the
+/// pool when dropped if reusable.
 ///
 /// Any mutable use marks it not reusable until [`PooledConnection::settle`]
 /// records how the statement ended, so a statement cancelled at an await

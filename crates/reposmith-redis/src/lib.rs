@@ -3,8 +3,11 @@
 //!
 //! Redis is optional everywhere in reposmith: callers treat
 //! [`Error::is_unreachable`](reposmith_core::Error::is_unreachable) errors from
-//! here as "serve from the database", never as a failed request. The cache,
-//! rate limiter and queue build on [`RedisBackend`] in later layers.
+//! here as "serve from the database", never as a failed request. reposmith
+//! stores no entities in Redis: [`RedisBackend`] hands out its connection
+//! ([`RedisBackend::connection`]) for the application's own commands, maps
+//! their errors ([`RedisBackend::map_error`]) and reports health
+//! ([`RedisBackend::ping`]).
 
 mod backend;
 mod config;
