@@ -1,10 +1,13 @@
 //! Stage 1: `#[repo(...)]` attributes parsed into plain structs that keep the
-//! user's spans. darling rejects unknown keys (with a "did you mean" hint) and
-//! collects every parse error; nothing here builds tokens.
+//! user's spans. darling rejects unknown keys and values outside a closed
+//! vocabulary (see `kinds`), with a "did you mean" hint, and collects every
+//! parse error; nothing here builds tokens.
 
 use darling::util::{Flag, Override, SpannedValue};
 use darling::{FromDeriveInput, FromField, FromMeta, ast};
 use syn::{Generics, Ident, Type, Visibility};
+
+use super::kinds::{BackendChoice, Distance, IndexKind};
 
 /// The struct and its `#[repo(...)]` options.
 #[derive(FromDeriveInput)]
@@ -21,7 +24,7 @@ pub(crate) struct RepoInput {
     pub(crate) schema: Option<SpannedValue<String>>,
     /// `backend = "postgres" | "mongo"`: the one backend storing the entity
     /// (default: both, as their features allow).
-    pub(crate) backend: Option<SpannedValue<String>>,
+    pub(crate) backend: Option<SpannedValue<BackendChoice>>,
     /// `collection = "..."`: the MongoDB collection (default: the table name).
     pub(crate) collection: Option<SpannedValue<String>>,
 }
@@ -71,9 +74,9 @@ pub(crate) struct VectorAttr {
     /// Number of dimensions (bits for `Bit`).
     pub(crate) dims: SpannedValue<u32>,
     /// `cosine`, `l2`, `inner_product`, `l1`; `hamming`, `jaccard` for bits.
-    pub(crate) distance: Option<SpannedValue<String>>,
+    pub(crate) distance: Option<SpannedValue<Distance>>,
     /// `hnsw` (default), `ivfflat` or `none`.
-    pub(crate) index: Option<SpannedValue<String>>,
+    pub(crate) index: Option<SpannedValue<IndexKind>>,
     /// HNSW links per node.
     pub(crate) m: Option<SpannedValue<u32>>,
     /// HNSW build candidate list size.
