@@ -4,8 +4,8 @@
 //! parse error; nothing here builds tokens.
 
 use darling::util::{Flag, Override, SpannedValue};
-use darling::{FromDeriveInput, FromField, FromMeta, ast};
-use syn::{Generics, Ident, Type, Visibility};
+use darling::{Error, FromDeriveInput, FromField, FromMeta, Result, ast};
+use syn::{Generics, Ident, Meta, Type, Visibility};
 
 use super::kinds::{BackendChoice, Distance, IndexKind};
 
@@ -24,6 +24,7 @@ pub(crate) struct RepoInput {
     pub(crate) schema: Option<SpannedValue<String>>,
     /// `backend = "postgres" | "mongo"`: the one backend storing the entity
     /// (default: both, as their features allow).
+    #[darling(default, with = parse_backend)]
     pub(crate) backend: Option<SpannedValue<BackendChoice>>,
     /// `collection = "..."`: the MongoDB collection (default: the table name).
     pub(crate) collection: Option<SpannedValue<String>>,
@@ -74,8 +75,10 @@ pub(crate) struct VectorAttr {
     /// Number of dimensions (bits for `Bit`).
     pub(crate) dims: SpannedValue<u32>,
     /// `cosine`, `l2`, `inner_product`, `l1`; `hamming`, `jaccard` for bits.
+    #[darling(default, with = parse_distance)]
     pub(crate) distance: Option<SpannedValue<Distance>>,
     /// `hnsw` (default), `ivfflat` or `none`.
+    #[darling(default, with = parse_index)]
     pub(crate) index: Option<SpannedValue<IndexKind>>,
     /// HNSW links per node.
     pub(crate) m: Option<SpannedValue<u32>>,
@@ -115,4 +118,28 @@ impl RepoInput {
             ast::Data::Enum(_) => &[],
         }
     }
+}
+
+/// A value of a closed vocabulary (see `kinds`), its key named in the error:
+/// darling's message names the value and its closest valid spelling (or
+/// lists them) and points at the value, but does not say which key it is.
+/// The `parse_*` functions are the fields' `with` parsers, named apart from
+/// the fields because darling's generated code binds locals by field name.
+fn vocabulary<T: FromMeta>(meta: &Meta, key: &str) -> Result<Option<SpannedValue<T>>> {
+    SpannedValue::from_meta(meta).map(Some).map_err(|error| {
+        let span = error.span();
+        Error::custom(format!("`{key}`: {error}")).with_span(&span)
+    })
+}
+
+fn parse_backend(meta: &Meta) -> Result<Option<SpannedValue<BackendChoice>>> {
+    vocabulary(meta, "backend")
+}
+
+fn parse_distance(meta: &Meta) -> Result<Option<SpannedValue<Distance>>> {
+    vocabulary(meta, "distance")
+}
+
+fn parse_index(meta: &Meta) -> Result<Option<SpannedValue<IndexKind>>> {
+    vocabulary(meta, "index")
 }

@@ -6,6 +6,8 @@
 //! without judging them; nothing here reaches a database, because the crate
 //! does not compile.
 
+use std::collections::HashSet;
+
 use proc_macro2::TokenTree;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields};
@@ -13,6 +15,7 @@ use syn::{Attribute, Data, DeriveInput, Fields};
 use super::kinds::{BackendChoice, VectorKind};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel};
 use super::types::{last_segment, option_inner};
+use crate::naming;
 
 /// A placeholder model of `input` carrying what the column constants and
 /// the finder trait read: fields, storage, `unique`/`index`, and which
@@ -20,7 +23,7 @@ use super::types::{last_segment, option_inner};
 pub(crate) fn entity(input: &DeriveInput) -> Entity {
     let fields = match &input.data {
         Data::Struct(data) => match &data.fields {
-            Fields::Named(named) => named.named.iter().filter_map(field).collect(),
+            Fields::Named(named) => distinct_constants(named.named.iter().filter_map(field)),
             _ => Vec::new(),
         },
         _ => Vec::new(),
@@ -35,6 +38,22 @@ pub(crate) fn entity(input: &DeriveInput) -> Entity {
         fields,
         id_kind: IdKind::Assigned,
     }
+}
+
+/// The fields, each stored one with a constant name of its own: a later
+/// field whose constant would repeat one (`id` and `_id` are both `ID`) is
+/// left out, where `check` has reported the clash of their stored names.
+fn distinct_constants(fields: impl Iterator<Item = Field>) -> Vec<Field> {
+    let mut seen = HashSet::new();
+    fields
+        .map(|mut field| {
+            let constant = naming::column_const(&field.ident.to_string());
+            if field.storage != Storage::Skipped && !seen.insert(constant) {
+                field.storage = Storage::Skipped;
+            }
+            field
+        })
+        .collect()
 }
 
 fn field(f: &syn::Field) -> Option<Field> {
@@ -119,12 +138,16 @@ mod tests {
                 meta: Meta,
                 #[repo(skip)]
                 cache: u8,
+                id: Uuid,
+                _id: String,
             }
         };
         let entity = entity(&input);
         assert!(entity.fields[0].unique && !entity.fields[0].index);
         assert!(entity.fields[1].vector.is_some() && entity.fields[1].embed_from.is_some());
         assert_eq!(entity.fields[2].storage, Storage::Json);
-        assert_eq!(entity.columns().count(), 3);
+        // `cache` is skipped, and `_id` would repeat `id`'s constant `ID`.
+        assert_eq!(entity.columns().count(), 4);
+        assert_eq!(entity.fields[5].storage, Storage::Skipped);
     }
 }
