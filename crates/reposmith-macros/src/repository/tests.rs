@@ -146,7 +146,13 @@ fn an_unknown_value_is_refused_at_the_value_with_a_suggestion() {
             e: Vector,
         }
     });
-    for expected in ["`backend`: ", "`mongo`", "`distance`: ", "`cosine`", "`hnsw`"] {
+    for expected in [
+        "`backend`: ",
+        "`mongo`",
+        "`distance`: ",
+        "`cosine`",
+        "`hnsw`",
+    ] {
         assert!(out.contains(expected), "no suggestion {expected} in {out}");
     }
 }
