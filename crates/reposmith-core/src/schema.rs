@@ -300,18 +300,6 @@ impl Distance {
         }
     }
 
-    /// The operator-class suffix: `vector_cosine_ops` is `vector_` + `cosine_ops`.
-    pub const fn ops_suffix(self) -> &'static str {
-        match self {
-            Distance::Cosine => "cosine_ops",
-            Distance::L2 => "l2_ops",
-            Distance::InnerProduct => "ip_ops",
-            Distance::L1 => "l1_ops",
-            Distance::Hamming => "hamming_ops",
-            Distance::Jaccard => "jaccard_ops",
-        }
-    }
-
     /// The attribute spelling (`"inner_product"`), for messages and docs.
     pub const fn name(self) -> &'static str {
         match self {
@@ -369,11 +357,6 @@ impl VectorSpec {
             index,
         }
     }
-
-    /// The operator class an index on this column uses, such as `halfvec_cosine_ops`.
-    pub fn opclass(&self) -> String {
-        format!("{}_{}", self.kind.sql_type(), self.distance.ops_suffix())
-    }
 }
 
 /// Index access method.
@@ -408,10 +391,9 @@ pub struct IndexDef {
     pub columns: &'static [&'static str],
     /// A unique index.
     pub unique: bool,
-    /// Access method.
+    /// Access method. An HNSW or IVFFlat index is built for its vector
+    /// column's distance: the Postgres backend derives the operator class.
     pub method: IndexMethod,
-    /// Operator class of the (single) indexed column, such as `vector_cosine_ops`.
-    pub opclass: Option<&'static str>,
 }
 
 impl IndexDef {
@@ -427,14 +409,7 @@ impl IndexDef {
             columns,
             unique,
             method,
-            opclass: None,
         }
-    }
-
-    /// Sets the operator class of the indexed column.
-    pub const fn with_opclass(mut self, opclass: &'static str) -> Self {
-        self.opclass = Some(opclass);
-        self
     }
 }
 

@@ -1,4 +1,5 @@
-//! Names the derive makes up: default table names and column constants.
+//! Names the derive makes up: default table names, index names and column
+//! constants.
 
 use heck::{ToShoutySnakeCase, ToSnakeCase};
 
@@ -20,6 +21,13 @@ fn pluralize(word: &str) -> String {
         return format!("{}ies", &word[..word.len() - 1]);
     }
     format!("{word}s")
+}
+
+/// The index Postgres and MongoDB know a column's index by:
+/// `<table>_<column>_key` when unique, else `<table>_<column>_idx` (vector
+/// and full-text indexes included), so a conflict names the field.
+pub(crate) fn index_name(table: &str, column: &str, unique: bool) -> String {
+    format!("{table}_{column}_{}", if unique { "key" } else { "idx" })
 }
 
 /// The associated constant naming a field's column: `source_url` → `SOURCE_URL`.
@@ -51,5 +59,10 @@ mod tests {
     fn constants_are_shouty() {
         assert_eq!(column_const("source_url"), "SOURCE_URL");
         assert_eq!(variant_name("InProgress"), "in_progress");
+        assert_eq!(index_name("docs", "slug", true), "docs_slug_key");
+        assert_eq!(
+            index_name("docs", "search_tsv", false),
+            "docs_search_tsv_idx"
+        );
     }
 }

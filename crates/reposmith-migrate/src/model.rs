@@ -10,7 +10,9 @@ use reposmith_core::{
     ColumnDef, ColumnRole, ColumnType, EntitySchema, FULL_TEXT_COLUMN, IdStrategy, IndexDef,
     IndexMethod,
 };
-use reposmith_postgres::{column_type_sql, full_text_expression, index_sql, quote_ident};
+use reposmith_postgres::{
+    column_type_sql, full_text_expression, index_opclass, index_sql, quote_ident,
+};
 use serde::{Deserialize, Serialize};
 
 /// The schema state a set of migrations produces: the file committed as
@@ -293,7 +295,7 @@ impl Index {
             columns: def.columns.iter().map(|c| (*c).to_owned()).collect(),
             unique: def.unique,
             method: method.to_owned(),
-            opclass: def.opclass.map(str::to_owned),
+            opclass: index_opclass(schema, def),
             params,
             sql: index_sql(schema, def),
         }
@@ -338,8 +340,7 @@ mod tests {
         &["emb"],
         false,
         IndexMethod::IvfFlat { lists: 4 },
-    )
-    .with_opclass("halfvec_l2_ops")];
+    )];
     static SCHEMA: EntitySchema =
         EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Identity, &INDEXES);
 

@@ -1,8 +1,9 @@
 //! Collections and indexes created from the entity schema, until migrations
 //! cover MongoDB.
 //!
-//! Every B-tree [`IndexDef`](reposmith_core::IndexDef) becomes a MongoDB
-//! index of the same name (so a conflict names the index the schema
+//! Which indexes, under which names, is decided in `index_spec` (shared
+//! with migrations). Every B-tree [`IndexDef`](reposmith_core::IndexDef)
+//! becomes a MongoDB index of the same name (so a conflict names the index the schema
 //! declares, e.g. `docs_title_key`), unique where the schema says so. GIN
 //! indexes (JSON containment on Postgres) have no MongoDB counterpart that
 //! serves arbitrary paths, so they are skipped: path filters run unindexed
@@ -19,14 +20,12 @@
 //! On servers with search, vector search indexes are created too (see
 //! [`crate::search_index`]).
 
-use std::time::Duration;
-
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
-use mongodb::options::IndexOptions;
-use reposmith_core::{EntitySchema, IndexDef, IndexMethod, MongoEntity, Result};
+use reposmith_core::{MongoEntity, Result};
 
 use crate::MongoBackend;
+use crate::index_spec::{MongoIndex, index_specs};
 
 /// MongoDB's "collection already exists" code.
 const NAMESPACE_EXISTS: i32 = 48;
@@ -60,15 +59,19 @@ impl MongoBackend {
     pub async fn ensure_indexes<E: MongoEntity>(&self) -> Result<()> {
         let schema = E::SCHEMA;
         let collection = self.database().collection::<Document>(schema.collection);
-        let models = index_models(schema);
+        let (ttl, plain): (Vec<MongoIndex>, Vec<MongoIndex>) = index_specs(schema)
+            .into_iter()
+            .partition(|index| index.expire_after_seconds.is_some());
+        let models: Vec<IndexModel> = plain.iter().map(MongoIndex::model).collect();
         if !models.is_empty() {
             collection
                 .create_indexes(models)
                 .await
                 .map_err(|e| self.map_error(e))?;
         }
-        if let Some((model, name, ttl)) = ttl_index(schema) {
-            self.ensure_ttl_index(&collection, model, name, ttl).await?;
+        // At most one: an entity expires rows by one clock.
+        for index in ttl {
+            self.ensure_ttl_index(&collection, &index).await?;
         }
         self.ensure_search_indexes::<E>().await
     }
@@ -81,10 +84,9 @@ impl MongoBackend {
     async fn ensure_ttl_index(
         &self,
         collection: &mongodb::Collection<Document>,
-        model: IndexModel,
-        name: String,
-        ttl: i64,
+        index: &MongoIndex,
     ) -> Result<()> {
+        let model = index.model();
         let created = collection.create_index(model.clone()).await;
         // MongoDB reports the changed lifetime as 85; SecantusDB as 86.
         let code = created.as_ref().err().and_then(command_code);
@@ -94,7 +96,9 @@ impl MongoBackend {
         ) {
             return created.map(drop).map_err(|e| self.map_error(e));
         }
-        let index = doc! { "name": name, "expireAfterSeconds": ttl };
+        let seconds = index.expire_after_seconds.unwrap_or_default();
+        let ttl = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let index = doc! { "name": index.name.as_str(), "expireAfterSeconds": ttl };
         let command = doc! { "collMod": collection.name(), "index": index };
         self.database()
             .run_command(command)
@@ -108,58 +112,9 @@ impl MongoBackend {
     }
 }
 
-/// The schema's single-column B-tree index on `column`, if it declares one.
-fn index_on<'s>(schema: &'s EntitySchema, column: &str) -> Option<&'s IndexDef> {
-    schema
-        .indexes
-        .iter()
-        .find(|i| i.method == IndexMethod::BTree && i.columns == [column])
-}
-
-/// The TTL index of `schema`'s `#[repo(ttl)]` column: its model, name and lifetime.
-pub(crate) fn ttl_index(schema: &EntitySchema) -> Option<(IndexModel, String, i64)> {
-    let (i, column, seconds) = schema.ttl_column()?;
-    let name = match index_on(schema, column.name) {
-        Some(index) => index.name.to_owned(),
-        None => format!("{}_{}_ttl", schema.collection, column.name),
-    };
-    let options = IndexOptions::builder()
-        .name(name.clone())
-        .unique(index_on(schema, column.name).and_then(|x| x.unique.then_some(true)))
-        .expire_after(Duration::from_secs(seconds))
-        .build();
-    let keys = doc! { crate::codec::key(schema, i): 1 };
-    let model = IndexModel::builder().keys(keys).options(options).build();
-    Some((model, name, i64::try_from(seconds).unwrap_or(i64::MAX)))
-}
-
 fn command_code(err: &mongodb::error::Error) -> Option<i32> {
     match &*err.kind {
         mongodb::error::ErrorKind::Command(c) => Some(c.code),
         _ => None,
     }
-}
-
-/// One model per B-tree index of `schema` (but the TTL column's, which
-/// [`ttl_index`] creates with its lifetime).
-fn index_models(schema: &EntitySchema) -> Vec<IndexModel> {
-    let ttl = schema.ttl_column().map(|(_, c, _)| c.name);
-    schema
-        .indexes
-        .iter()
-        .filter(|index| index.method == IndexMethod::BTree)
-        .filter(|index| ttl.is_none_or(|t| index.columns != [t]))
-        .map(|index| {
-            let mut keys = Document::new();
-            for name in index.columns {
-                let is_id = *name == schema.id_column().name;
-                keys.insert(if is_id { "_id" } else { *name }, 1);
-            }
-            let options = IndexOptions::builder()
-                .name(index.name.to_owned())
-                .unique(index.unique.then_some(true))
-                .build();
-            IndexModel::builder().keys(keys).options(options).build()
-        })
-        .collect()
 }

@@ -23,6 +23,11 @@
 //! how vectors are stored. A `#[repo(ttl = "..")]` column gets a TTL index
 //! (see [`MongoBackend::ensure_indexes`]).
 //!
+//! What a collection needs from a schema is computed once, for the backend
+//! and for `reposmith-migrate`'s MongoDB migrations alike: [`index_specs`],
+//! [`text_index`], [`search_index_definitions`] (named by
+//! [`search_index_name`], compared by [`vector_similarity`]).
+//!
 //! [`MongoBackend::begin`] starts a [`MongoUnitOfWork`], a transaction on a
 //! client session whose repositories run every command in it;
 //! [`MongoBackend::transaction`] runs one again after a transient abort.
@@ -36,6 +41,7 @@ mod counter;
 mod distance;
 mod error;
 mod executor;
+mod index_spec;
 mod indexes;
 mod json_filter;
 mod keyset;
@@ -56,7 +62,9 @@ pub use backend::{MongoBackend, MongoHealth};
 pub use capabilities::MongoCapabilities;
 pub use config::{DEFAULT_DATABASE, MongoConfig};
 pub use counter::COUNTERS;
+pub use index_spec::{IndexKey, MongoIndex, index_specs, text_index};
 pub use repository::MongoRepository;
+pub use search_index::{search_index_definitions, search_index_name, vector_similarity};
 pub use unit::{COMMIT_ATTEMPTS, MongoUnitOfWork};
 
 /// The driver, for applications that need it beside repositories.

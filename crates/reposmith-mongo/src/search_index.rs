@@ -34,8 +34,9 @@ const FILTER_OPERATORS: &[&str] = &[
 /// MongoDB's "index already exists" code.
 const INDEX_ALREADY_EXISTS: i32 = 68;
 
-/// The name of the vector search index on the column at `column`.
-pub(crate) fn search_index_name(schema: &EntitySchema, column: usize) -> String {
+/// The name of the vector search index on the column at `column`:
+/// `<collection>_<column>_vector`.
+pub fn search_index_name(schema: &EntitySchema, column: usize) -> String {
     format!(
         "{}_{}_vector",
         schema.collection, schema.columns[column].name
@@ -88,18 +89,29 @@ fn bson_is_indexable(schema: &EntitySchema, value: &Bson) -> bool {
     }
 }
 
-/// The `createSearchIndexes` entries of `schema`: one per eligible vector column.
-pub(crate) fn search_index_models(schema: &EntitySchema) -> Vec<Document> {
+/// Atlas' `similarity` for `distance`, when Atlas vector search offers it:
+/// `cosine`, and `euclidean` for l2. Its `dotProduct` assumes unit vectors,
+/// which pgvector's inner product does not, so other distances have none.
+pub fn vector_similarity(distance: Distance) -> Option<&'static str> {
+    match distance {
+        Distance::Cosine => Some("cosine"),
+        Distance::L2 => Some("euclidean"),
+        _ => None,
+    }
+}
+
+/// The `createSearchIndexes` entries of `schema` (`name`, `type`,
+/// `definition`): one per indexed dense or half vector column whose distance
+/// has a [`vector_similarity`]. Migrations write these same documents.
+pub fn search_index_definitions(schema: &EntitySchema) -> Vec<Document> {
     let filters: Vec<Bson> = filter_keys(schema)
         .map(|k| Bson::Document(doc! { "type": "filter", "path": k }))
         .collect();
     let mut models = Vec::new();
     for (i, column) in schema.columns.iter().enumerate() {
         let Some(spec) = column.vector else { continue };
-        let similarity = match spec.distance {
-            Distance::Cosine => "cosine",
-            Distance::L2 => "euclidean",
-            _ => continue,
+        let Some(similarity) = vector_similarity(spec.distance) else {
+            continue;
         };
         if !matches!(spec.kind, VectorKind::Dense | VectorKind::Half)
             || spec.index == VectorIndex::None
@@ -126,7 +138,7 @@ impl MongoBackend {
     /// Creates `E`'s vector search indexes and waits until they are
     /// queryable; a no-op on servers without search.
     pub(crate) async fn ensure_search_indexes<E: Entity>(&self) -> Result<()> {
-        let models = search_index_models(E::SCHEMA);
+        let models = search_index_definitions(E::SCHEMA);
         if models.is_empty() || !self.capabilities().vector_search {
             return Ok(());
         }
@@ -214,7 +226,7 @@ mod tests {
 
     #[test]
     fn one_index_per_eligible_column_with_scalar_filter_fields() {
-        let models = search_index_models(&SCHEMA);
+        let models = search_index_definitions(&SCHEMA);
         assert_eq!(models.len(), 1);
         let expected = doc! {
             "name": "things_e_vector",

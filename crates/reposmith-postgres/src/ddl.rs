@@ -6,8 +6,8 @@
 //! `default_sql`, which the user wrote in their source code.
 
 use reposmith_core::{
-    ColumnDef, ColumnRole, ColumnType, EntitySchema, FULL_TEXT_COLUMN, IdStrategy, IndexDef,
-    IndexMethod, PostgresEntity, Result,
+    ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
+    IndexDef, IndexMethod, PostgresEntity, Result, VectorKind,
 };
 use sqlx::AssertSqlSafe;
 
@@ -52,9 +52,8 @@ pub fn index_sql(schema: &EntitySchema, index: &IndexDef) -> String {
         _ => ("btree", String::new()),
     };
     let unique = if index.unique { "UNIQUE " } else { "" };
-    let opclass = index
-        .opclass
-        .map(|o| format!(" {}", quote_ident(o)))
+    let opclass = index_opclass(schema, index)
+        .map(|o| format!(" {}", quote_ident(&o)))
         .unwrap_or_default();
     let cols: Vec<String> = index
         .columns
@@ -67,6 +66,38 @@ pub fn index_sql(schema: &EntitySchema, index: &IndexDef) -> String {
         table_name(schema),
         cols.join(", ")
     )
+}
+
+/// The operator class of an HNSW or IVFFlat index on one vector column,
+/// from the column's type and distance (see [`vector_opclass`]); `None` for
+/// every other index, which takes its type's default operator class.
+pub fn index_opclass(schema: &EntitySchema, index: &IndexDef) -> Option<String> {
+    if !matches!(
+        index.method,
+        IndexMethod::Hnsw { .. } | IndexMethod::IvfFlat { .. }
+    ) {
+        return None;
+    }
+    let [column] = index.columns else { return None };
+    let spec = schema.columns.iter().find(|c| c.name == *column)?.vector?;
+    Some(vector_opclass(spec.kind, spec.distance))
+}
+
+/// pgvector's operator class for `kind` compared by `distance`:
+/// `<type>_<cosine|l2|ip|l1|hamming|jaccard>_ops`, such as `halfvec_cosine_ops`.
+/// An index is built for one distance; a search by another cannot use it.
+pub fn vector_opclass(kind: VectorKind, distance: Distance) -> String {
+    let distance = match distance {
+        Distance::Cosine => "cosine",
+        Distance::L2 => "l2",
+        Distance::InnerProduct => "ip",
+        Distance::L1 => "l1",
+        Distance::Hamming => "hamming",
+        Distance::Jaccard => "jaccard",
+        // A distance added to core later: pgvector names most classes by it.
+        other => other.name(),
+    };
+    format!("{}_{distance}_ops", kind.sql_type())
 }
 
 /// The generated `tsvector` column over the `#[repo(full_text)]` columns,
@@ -243,6 +274,43 @@ mod tests {
         assert_eq!(
             create_table_sql(&levels)[0],
             "CREATE TABLE IF NOT EXISTS \"levels\" (\n    \"level\" smallint NOT NULL PRIMARY KEY\n)"
+        );
+    }
+
+    #[test]
+    fn vector_indexes_take_the_operator_class_of_their_type_and_distance() {
+        use reposmith_core::{VectorIndex, VectorSpec};
+
+        static VECTORS: [ColumnDef; 2] = [
+            ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+            ColumnDef::new("e", "e", ColumnType::Vector(VectorKind::Half), false).with_vector(
+                VectorSpec::new(
+                    VectorKind::Half,
+                    3,
+                    Distance::InnerProduct,
+                    VectorIndex::IvfFlat { lists: 4 },
+                ),
+            ),
+        ];
+        static VECTOR_INDEXES: [IndexDef; 2] = [
+            IndexDef::new("v_e_idx", &["e"], false, IndexMethod::IvfFlat { lists: 4 }),
+            IndexDef::new("v_id_idx", &["id"], false, IndexMethod::BTree),
+        ];
+        let schema =
+            EntitySchema::new("V", "v", &VECTORS, 0, IdStrategy::Identity, &VECTOR_INDEXES);
+        assert_eq!(
+            index_sql(&schema, &VECTOR_INDEXES[0]),
+            "CREATE INDEX IF NOT EXISTS \"v_e_idx\" ON \"v\" USING ivfflat (\"e\" \"halfvec_ip_ops\") \
+             WITH (lists = 4)"
+        );
+        assert_eq!(index_opclass(&schema, &VECTOR_INDEXES[1]), None);
+        assert_eq!(
+            vector_opclass(VectorKind::Bit, Distance::Jaccard),
+            "bit_jaccard_ops"
+        );
+        assert_eq!(
+            vector_opclass(VectorKind::Dense, Distance::Cosine),
+            "vector_cosine_ops"
         );
     }
 

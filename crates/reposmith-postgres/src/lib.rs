@@ -46,8 +46,8 @@ pub use bulk_load::{
 };
 pub use config::PgConfig;
 pub use ddl::{
-    column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_sql,
-    quote_ident, quote_literal, sql_type, table_name,
+    column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
+    index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
 };
 pub use health::PgHealth;
 pub use pool::PooledConnection;

@@ -1,10 +1,13 @@
 //! Stage 1: `#[repo(...)]` attributes parsed into plain structs that keep the
-//! user's spans. darling rejects unknown keys (with a "did you mean" hint) and
-//! collects every parse error; nothing here builds tokens.
+//! user's spans. darling rejects unknown keys and values outside a closed
+//! vocabulary (see `kinds`), with a "did you mean" hint, and collects every
+//! parse error; nothing here builds tokens.
 
 use darling::util::{Flag, Override, SpannedValue};
-use darling::{FromDeriveInput, FromField, FromMeta, ast};
-use syn::{Generics, Ident, Type, Visibility};
+use darling::{Error, FromDeriveInput, FromField, FromMeta, Result, ast};
+use syn::{Generics, Ident, Meta, Type, Visibility};
+
+use super::kinds::{BackendChoice, Distance, IndexKind};
 
 /// The struct and its `#[repo(...)]` options.
 #[derive(FromDeriveInput)]
@@ -21,7 +24,8 @@ pub(crate) struct RepoInput {
     pub(crate) schema: Option<SpannedValue<String>>,
     /// `backend = "postgres" | "mongo"`: the one backend storing the entity
     /// (default: both, as their features allow).
-    pub(crate) backend: Option<SpannedValue<String>>,
+    #[darling(default, with = parse_backend)]
+    pub(crate) backend: Option<SpannedValue<BackendChoice>>,
     /// `collection = "..."`: the MongoDB collection (default: the table name).
     pub(crate) collection: Option<SpannedValue<String>>,
 }
@@ -71,9 +75,11 @@ pub(crate) struct VectorAttr {
     /// Number of dimensions (bits for `Bit`).
     pub(crate) dims: SpannedValue<u32>,
     /// `cosine`, `l2`, `inner_product`, `l1`; `hamming`, `jaccard` for bits.
-    pub(crate) distance: Option<SpannedValue<String>>,
+    #[darling(default, with = parse_distance)]
+    pub(crate) distance: Option<SpannedValue<Distance>>,
     /// `hnsw` (default), `ivfflat` or `none`.
-    pub(crate) index: Option<SpannedValue<String>>,
+    #[darling(default, with = parse_index)]
+    pub(crate) index: Option<SpannedValue<IndexKind>>,
     /// HNSW links per node.
     pub(crate) m: Option<SpannedValue<u32>>,
     /// HNSW build candidate list size.
@@ -112,4 +118,28 @@ impl RepoInput {
             ast::Data::Enum(_) => &[],
         }
     }
+}
+
+/// A value of a closed vocabulary (see `kinds`), its key named in the error:
+/// darling's message names the value and its closest valid spelling (or
+/// lists them) and points at the value, but does not say which key it is.
+/// The `parse_*` functions are the fields' `with` parsers, named apart from
+/// the fields because darling's generated code binds locals by field name.
+fn vocabulary<T: FromMeta>(meta: &Meta, key: &str) -> Result<Option<SpannedValue<T>>> {
+    SpannedValue::from_meta(meta).map(Some).map_err(|error| {
+        let span = error.span();
+        Error::custom(format!("`{key}`: {error}")).with_span(&span)
+    })
+}
+
+fn parse_backend(meta: &Meta) -> Result<Option<SpannedValue<BackendChoice>>> {
+    vocabulary(meta, "backend")
+}
+
+fn parse_distance(meta: &Meta) -> Result<Option<SpannedValue<Distance>>> {
+    vocabulary(meta, "distance")
+}
+
+fn parse_index(meta: &Meta) -> Result<Option<SpannedValue<IndexKind>>> {
+    vocabulary(meta, "index")
 }

@@ -1,38 +1,17 @@
-//! Rules of `#[repo(backend = "..")]` and `#[repo(collection = "..")]`: which
-//! backends store an entity, its MongoDB collection name, and the attributes
-//! that mean something only to PostgreSQL.
+//! Rules of `#[repo(backend = "..")]` and `#[repo(collection = "..")]`: the
+//! MongoDB collection name, and the attributes that mean something only to
+//! PostgreSQL. (darling already keeps `backend` to its three values.)
 
 use darling::Error;
 use darling::error::Accumulator;
 use proc_macro2::Span;
 
 use super::attr::{RepoInput, VectorAttr};
-use super::model::BackendChoice;
+use super::kinds::{BackendChoice, IndexKind};
 
 /// MongoDB limits a namespace (`<database>.<collection>`) to 255 bytes; this
 /// leaves room for the database name.
 const MAX_COLLECTION: usize = 200;
-
-/// Rule: `backend` names one backend; without it both store the entity.
-pub(super) fn backends(input: &RepoInput, errors: &mut Accumulator) -> BackendChoice {
-    let Some(backend) = &input.backend else {
-        return BackendChoice::Both;
-    };
-    match backend.as_str() {
-        "postgres" => BackendChoice::Postgres,
-        "mongo" => BackendChoice::Mongo,
-        "both" => BackendChoice::Both,
-        other => {
-            let message = format!(
-                "unknown backend \"{other}\"; the correct format looks like \
-                 #[repo(backend = \"mongo\")] or #[repo(backend = \"postgres\")] \
-                 (leave it out for both)"
-            );
-            errors.push(Error::custom(message).with_span(&backend.span()));
-            BackendChoice::Both
-        }
-    }
-}
 
 /// Rule: `collection` is a valid MongoDB collection name, given only when
 /// MongoDB stores the entity. A MongoDB-only entity names its collection
@@ -129,7 +108,7 @@ pub(super) fn postgres_only_attributes(
 /// (HNSW, sized by the server) do not take.
 fn pgvector_tuning(vector: &VectorAttr, errors: &mut Accumulator) {
     let what = "a pgvector index setting (MongoDB search indexes take none)";
-    if let Some(index) = vector.index.as_ref().filter(|i| i.as_str() == "ivfflat") {
+    if let Some(index) = vector.index.as_ref().filter(|i| ***i == IndexKind::IvfFlat) {
         unused_on_mongo(index.span(), "index = \"ivfflat\"", what, errors);
     }
     let tuning = [

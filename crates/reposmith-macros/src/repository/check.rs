@@ -10,7 +10,8 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
-use super::model::{BackendChoice, Entity, Field, IdKind, Role, Storage, VectorIndexModel};
+use super::kinds::BackendChoice;
+use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};
 use super::{backend_rules, search_rules};
 use crate::naming;
@@ -53,7 +54,7 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
         errors.push(Error::custom(message).with_span(&extra.ident));
     }
     distinct_columns(&fields, &mut errors);
-    let backends = backend_rules::backends(input, &mut errors);
+    let backends = input.backend.as_ref().map_or(BackendChoice::Both, |b| **b);
     if backends.postgres() {
         // Postgres' identifier limit means nothing to a MongoDB-only entity.
         generated_names_fit(input, &table, &fields, &mut errors);
@@ -409,7 +410,7 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
             .as_ref()
             .is_some_and(|v| v.index != VectorIndexModel::None)
     };
-    let full_text_index = format!("{table}_{}_idx", search_rules::FULL_TEXT_COLUMN);
+    let full_text_index = naming::index_name(table, search_rules::FULL_TEXT_COLUMN, false);
     if fields.iter().any(|f| f.full_text.is_some()) && full_text_index.len() > MAX_IDENTIFIER {
         let message = format!(
             "the full-text index name `{full_text_index}` is longer than 63 bytes: \
@@ -421,11 +422,7 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
         .iter()
         .filter(|f| f.unique || f.index || vector_indexed(f))
     {
-        let name = format!(
-            "{table}_{}_{}",
-            field.column,
-            if field.unique { "key" } else { "idx" }
-        );
+        let name = naming::index_name(table, &field.column, field.unique);
         if name.len() > MAX_IDENTIFIER {
             let message = format!(
                 "the index name `{name}` is longer than 63 bytes: shorten the table name or \

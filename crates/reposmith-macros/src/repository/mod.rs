@@ -4,6 +4,8 @@ mod attr;
 mod backend_rules;
 mod check;
 mod expand;
+mod kinds;
+mod lenient;
 mod model;
 mod search_rules;
 mod types;
@@ -25,6 +27,10 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Ok(entity) => expand::expand(&entity),
         // A generic struct cannot take the non-generic fallback impl.
         Err(errors) if !input.generics.params.is_empty() => errors.write_errors(),
-        Err(errors) => expand::fallback(&input.ident, errors.write_errors()),
+        Err(errors) => {
+            let mut tokens = expand::fallback(&input.ident, errors.write_errors());
+            tokens.extend(expand::fallback_api(&lenient::entity(&input)));
+            tokens
+        }
     }
 }

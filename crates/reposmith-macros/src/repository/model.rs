@@ -4,6 +4,8 @@
 use proc_macro2::Span;
 use syn::{Ident, Type, Visibility};
 
+use super::kinds::{BackendChoice, Distance, VectorKind};
+
 /// An entity ready for code generation.
 pub(crate) struct Entity {
     pub(crate) ident: Ident,
@@ -114,11 +116,9 @@ pub(crate) enum IdKind {
 /// A checked `#[repo(vector(..))]`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct VectorModel {
-    /// `Dense`, `Half`, `Sparse` or `Bit`: the `VectorKind` variant.
-    pub(crate) kind: &'static str,
+    pub(crate) kind: VectorKind,
     pub(crate) dims: u32,
-    /// The `Distance` variant.
-    pub(crate) distance: &'static str,
+    pub(crate) distance: Distance,
     pub(crate) index: VectorIndexModel,
 }
 
@@ -128,24 +128,4 @@ pub(crate) enum VectorIndexModel {
     None,
     Hnsw { m: u32, ef_construction: u32 },
     IvfFlat { lists: u32 },
-}
-
-/// `#[repo(backend = "..")]`, checked: the `Backends` variant.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum BackendChoice {
-    Both,
-    Postgres,
-    Mongo,
-}
-
-impl BackendChoice {
-    /// Whether PostgreSQL stores the entity.
-    pub(crate) fn postgres(self) -> bool {
-        self != BackendChoice::Mongo
-    }
-
-    /// Whether MongoDB stores the entity.
-    pub(crate) fn mongo(self) -> bool {
-        self != BackendChoice::Postgres
-    }
 }

@@ -4,28 +4,21 @@
 use darling::Error;
 use darling::error::Accumulator;
 use darling::util::{Override, SpannedValue};
+use proc_macro2::Span;
 use syn::Type;
 
 use super::attr::{RepoField, VectorAttr};
+use super::kinds::{Distance, IndexKind, VectorKind};
 use super::model::{Field, Role, Storage, VectorIndexModel, VectorModel};
 use super::types::{last_segment, option_inner};
 
 /// The generated tsvector column; mirrors `reposmith_core::FULL_TEXT_COLUMN`.
 pub(crate) const FULL_TEXT_COLUMN: &str = "search_tsv";
 
-/// pgvector's limits on stored dimensions (vector and halfvec: 16,000).
-const MAX_STORED_DIMS: u32 = 16_000;
-
-/// The pgvector type a field is spelled as, by its last path segment.
-fn vector_kind(ty: &Type) -> Option<&'static str> {
+/// The pgvector kind a field is spelled as, by its last path segment.
+fn vector_kind(ty: &Type) -> Option<VectorKind> {
     let inner = option_inner(ty).unwrap_or(ty);
-    match last_segment(inner).as_deref() {
-        Some("Vector") => Some("Dense"),
-        Some("HalfVector") => Some("Half"),
-        Some("SparseVector") => Some("Sparse"),
-        Some("Bit") => Some("Bit"),
-        _ => None,
-    }
+    VectorKind::from_type_name(&last_segment(inner)?)
 }
 
 /// Rule: pgvector fields carry `vector(dims = N)`, and `vector(..)` is only
@@ -37,7 +30,7 @@ pub(crate) fn vector(f: &RepoField, role: Role, errors: &mut Accumulator) -> Opt
             let message = format!(
                 "a {} field needs its dimension: add #[repo(vector(dims = 384))] \
                  (and optionally distance = \"cosine\", index = \"hnsw\")",
-                kind_type(kind)
+                kind.rust_type()
             );
             errors.push(Error::custom(message).with_span(&f.ty));
         }
@@ -59,24 +52,6 @@ pub(crate) fn vector(f: &RepoField, role: Role, errors: &mut Accumulator) -> Opt
         distance,
         index,
     })
-}
-
-fn kind_type(kind: &str) -> &'static str {
-    match kind {
-        "Dense" => "`Vector`",
-        "Half" => "`HalfVector`",
-        "Sparse" => "`SparseVector`",
-        _ => "`Bit`",
-    }
-}
-
-fn sql_type(kind: &str) -> &'static str {
-    match kind {
-        "Dense" => "vector",
-        "Half" => "halfvec",
-        "Sparse" => "sparsevec",
-        _ => "bit",
-    }
 }
 
 /// Rule: a vector is plain data: no id/version/timestamp role, no json, unique, index or default.
@@ -103,17 +78,13 @@ fn conflicting_options(
     }
 }
 
-fn dims(kind: &str, attr: &VectorAttr, errors: &mut Accumulator) -> Option<u32> {
+fn dims(kind: VectorKind, attr: &VectorAttr, errors: &mut Accumulator) -> Option<u32> {
     let dims = *attr.dims;
-    let max = if kind == "Bit" || kind == "Sparse" {
-        u32::MAX
-    } else {
-        MAX_STORED_DIMS
-    };
+    let max = kind.max_stored_dims();
     if dims == 0 || dims > max {
         let message = format!(
             "dims must be between 1 and {max} for {}, found {dims}",
-            kind_type(kind)
+            kind.rust_type()
         );
         errors.push(Error::custom(message).with_span(&attr.dims.span()));
         return None;
@@ -121,107 +92,102 @@ fn dims(kind: &str, attr: &VectorAttr, errors: &mut Accumulator) -> Option<u32> 
     Some(dims)
 }
 
-fn distance(kind: &str, attr: &VectorAttr, errors: &mut Accumulator) -> Option<&'static str> {
-    let default = if kind == "Bit" { "hamming" } else { "cosine" };
-    let name = attr.distance.as_ref().map_or(default, |d| d.as_str());
-    let (variant, bits_only) = match name {
-        "cosine" => ("Cosine", false),
-        "l2" => ("L2", false),
-        "inner_product" => ("InnerProduct", false),
-        "l1" => ("L1", false),
-        "hamming" => ("Hamming", true),
-        "jaccard" => ("Jaccard", true),
-        other => {
-            let message = format!(
-                "unknown distance \"{other}\": use \"cosine\", \"l2\", \"inner_product\" or \"l1\" \
-                 (\"hamming\" or \"jaccard\" for `Bit`)"
-            );
-            push_at(errors, message, attr.distance.as_ref());
-            return None;
-        }
-    };
-    if bits_only != (kind == "Bit") {
-        let message = if kind == "Bit" {
-            format!("`Bit` vectors are compared by \"hamming\" or \"jaccard\", not \"{name}\"")
-        } else {
-            format!(
-                "\"{name}\" applies to `Bit` vectors only: use \"cosine\", \"l2\", \"inner_product\" or \"l1\""
-            )
-        };
-        push_at(errors, message, attr.distance.as_ref());
-        return None;
+/// Rule: the distance is defined on the field's kind (darling has already
+/// refused names outside the vocabulary).
+fn distance(kind: VectorKind, attr: &VectorAttr, errors: &mut Accumulator) -> Option<Distance> {
+    let distance = attr
+        .distance
+        .as_ref()
+        .map_or(kind.default_distance(), |d| **d);
+    if kind.supports(distance) {
+        return Some(distance);
     }
-    Some(variant)
+    let name = distance.name();
+    let message = if kind == VectorKind::Bit {
+        format!("`Bit` vectors are compared by \"hamming\" or \"jaccard\", not \"{name}\"")
+    } else {
+        format!(
+            "\"{name}\" applies to `Bit` vectors only: use \"cosine\", \"l2\", \"inner_product\" or \"l1\""
+        )
+    };
+    push_at(
+        errors,
+        message,
+        attr.distance.as_ref().map(SpannedValue::span),
+    );
+    None
 }
 
-fn push_at(errors: &mut Accumulator, message: String, at: Option<&SpannedValue<String>>) {
+fn push_at(errors: &mut Accumulator, message: String, at: Option<Span>) {
     let error = Error::custom(message);
     errors.push(match at {
-        Some(at) => error.with_span(&at.span()),
+        Some(at) => error.with_span(&at),
         None => error,
     });
 }
 
 fn index(
-    kind: &str,
+    kind: VectorKind,
     dims: u32,
-    distance: &str,
+    distance: Distance,
     attr: &VectorAttr,
     errors: &mut Accumulator,
 ) -> Option<VectorIndexModel> {
-    let name = attr.index.as_ref().map_or("hnsw", |i| i.as_str());
+    let chosen = attr.index.as_ref().map_or(IndexKind::Hnsw, |i| **i);
     let misplaced = [
-        (attr.m.as_ref(), "m", "hnsw"),
-        (attr.ef_construction.as_ref(), "ef_construction", "hnsw"),
-        (attr.lists.as_ref(), "lists", "ivfflat"),
+        (attr.m.as_ref(), "m", IndexKind::Hnsw),
+        (
+            attr.ef_construction.as_ref(),
+            "ef_construction",
+            IndexKind::Hnsw,
+        ),
+        (attr.lists.as_ref(), "lists", IndexKind::IvfFlat),
     ];
     for (at, key, wanted) in misplaced {
-        if let Some(at) = at.filter(|_| name != wanted) {
-            let message = format!("`{key}` applies to index = \"{wanted}\" only: remove it");
+        if let Some(at) = at.filter(|_| chosen != wanted) {
+            let message = format!(
+                "`{key}` applies to index = \"{}\" only: remove it",
+                wanted.name()
+            );
             errors.push(Error::custom(message).with_span(&at.span()));
         }
     }
-    let model = match name {
-        "none" => VectorIndexModel::None,
-        "hnsw" => hnsw(attr, errors)?,
-        "ivfflat" => ivfflat(kind, distance, attr, errors)?,
-        other => {
-            let message =
-                format!("unknown index \"{other}\": use \"hnsw\", \"ivfflat\" or \"none\"");
-            push_at(errors, message, attr.index.as_ref());
-            return None;
-        }
+    let model = match chosen {
+        IndexKind::None => VectorIndexModel::None,
+        IndexKind::Hnsw => hnsw(attr, errors)?,
+        IndexKind::IvfFlat => ivfflat(kind, distance, attr, errors)?,
     };
     if model != VectorIndexModel::None {
-        index_fits(kind, dims, name, attr, errors);
+        index_fits(kind, dims, chosen, attr, errors);
     }
     Some(model)
 }
 
 /// Rule: pgvector refuses to build an index over more dimensions than it can
 /// hold in a page: vector 2,000, halfvec 4,000, bit 64,000.
-fn index_fits(kind: &str, dims: u32, index: &str, attr: &VectorAttr, errors: &mut Accumulator) {
-    let max = match kind {
-        "Dense" => 2_000,
-        "Half" => 4_000,
-        "Bit" => 64_000,
-        _ => return,
-    };
-    if dims <= max {
+fn index_fits(
+    kind: VectorKind,
+    dims: u32,
+    index: IndexKind,
+    attr: &VectorAttr,
+    errors: &mut Accumulator,
+) {
+    let Some(max) = kind.max_indexed_dims().filter(|max| dims > *max) else {
         return;
-    }
+    };
     let fix = match kind {
-        "Dense" if dims <= 4_000 => {
+        VectorKind::Dense if dims <= 4_000 => {
             "store it as `HalfVector` (halfvec indexes hold up to 4,000 dimensions, \
              at half the memory and nearly the same recall), or "
         }
         _ => "",
     };
     let message = format!(
-        "pgvector cannot build an {index} index on {} over {max} dimensions, and this field has {dims}: \
+        "pgvector cannot build an {} index on {} over {max} dimensions, and this field has {dims}: \
          {fix}reduce the dimensions (many embedding models can return shortened vectors), \
          or set index = \"none\" for exact search",
-        sql_type(kind)
+        index.name(),
+        kind.sql_type()
     );
     errors.push(Error::custom(message).with_span(&attr.dims.span()));
 }
@@ -254,23 +220,23 @@ fn hnsw(attr: &VectorAttr, errors: &mut Accumulator) -> Option<VectorIndexModel>
 }
 
 fn ivfflat(
-    kind: &str,
-    distance: &str,
+    kind: VectorKind,
+    distance: Distance,
     attr: &VectorAttr,
     errors: &mut Accumulator,
 ) -> Option<VectorIndexModel> {
-    if kind == "Sparse" {
+    let at = attr.index.as_ref().map(SpannedValue::span);
+    if kind == VectorKind::Sparse {
         let message = "pgvector has no IVFFlat index for `SparseVector`: use index = \"hnsw\"";
-        push_at(errors, message.to_owned(), attr.index.as_ref());
+        push_at(errors, message.to_owned(), at);
         return None;
     }
-    // pgvector's IVFFlat operator classes: l2, ip and cosine (hamming for bit).
-    if matches!(distance, "L1" | "Jaccard") {
+    if !distance.ivfflat() {
         let message = format!(
             "pgvector has no IVFFlat operator class for the {} distance: use index = \"hnsw\"",
-            if distance == "L1" { "l1" } else { "jaccard" }
+            distance.name()
         );
-        push_at(errors, message, attr.index.as_ref());
+        push_at(errors, message, at);
         return None;
     }
     let lists = attr.lists.as_ref().map_or(100, |l| **l);
@@ -333,10 +299,11 @@ pub(crate) fn embed_sources(input: &[RepoField], fields: &mut [Field], errors: &
             errors.push(Error::custom(message).with_span(&embed.span()));
             continue;
         }
-        if !matches!(
-            fields[i].vector.as_ref().map(|v| v.kind),
-            Some("Dense" | "Half")
-        ) {
+        if !fields[i]
+            .vector
+            .as_ref()
+            .is_some_and(|v| v.kind.embeddable())
+        {
             let message = "`embed` fills `Vector` or `HalfVector` fields: embedders return floats";
             errors.push(Error::custom(message).with_span(&embed.span()));
             continue;

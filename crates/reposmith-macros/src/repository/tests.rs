@@ -115,3 +115,44 @@ fn mongo_only_entity_on_its_collection() {
         }
     }));
 }
+
+#[test]
+fn vector_fields_name_their_kind_distance_and_index() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(table = "chunks")]
+        struct Chunk {
+            #[repo(id)]
+            id: Uuid,
+            #[repo(full_text)]
+            body: String,
+            #[repo(vector(dims = 3, distance = "inner_product"), embed(from = "body"))]
+            embedding: HalfVector,
+            #[repo(vector(dims = 64, distance = "jaccard", index = "none"))]
+            bits: Option<Bit>,
+            #[repo(vector(dims = 3, distance = "l2", index = "ivfflat", lists = 8))]
+            dense: Vector,
+        }
+    }));
+}
+
+#[test]
+fn an_unknown_value_is_refused_at_the_value_with_a_suggestion() {
+    let out = expand(quote! {
+        #[repo(backend = "mongoo")]
+        struct Trace {
+            #[repo(id)]
+            id: Uuid,
+            #[repo(vector(dims = 3, distance = "cosin", index = "hnws"))]
+            e: Vector,
+        }
+    });
+    for expected in [
+        "`backend`: ",
+        "`mongo`",
+        "`distance`: ",
+        "`cosine`",
+        "`hnsw`",
+    ] {
+        assert!(out.contains(expected), "no suggestion {expected} in {out}");
+    }
+}

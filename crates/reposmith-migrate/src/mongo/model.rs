@@ -4,9 +4,8 @@
 //! `reposmith-mongo` encodes each type, a TTL index for a `#[repo(ttl)]`
 //! field, and Atlas Vector Search index definitions for vector fields.
 
-use reposmith_core::{
-    ColumnDef, ColumnType, Distance, EntitySchema, IndexMethod, VectorIndex, VectorKind,
-};
+use reposmith_core::{ColumnDef, ColumnType, EntitySchema};
+use reposmith_mongo::{IndexKey, MongoIndex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -49,45 +48,25 @@ impl MongoSnapshot {
 }
 
 impl Collection {
-    /// The model of one entity schema.
+    /// The model of one entity schema. Index names, the TTL lifetime and the
+    /// search index definitions are `reposmith-mongo`'s, so a migrated
+    /// collection has exactly the indexes the backend would create.
     pub fn from_schema(schema: &EntitySchema) -> Collection {
-        let key = |column: &str| {
-            if column == schema.id_column().name {
-                "_id".to_owned()
-            } else {
-                column.to_owned()
-            }
-        };
-        let mut indexes: Vec<Value> = schema
-            .indexes
-            .iter()
-            .filter(|i| i.method == IndexMethod::BTree)
-            .map(|i| {
-                let keys: Vec<Value> = i.columns.iter().map(|c| json!([key(c), 1])).collect();
-                let mut spec = json!({"key": keys, "name": i.name});
-                if i.unique {
-                    spec["unique"] = json!(true);
-                }
-                spec
-            })
+        let indexes = reposmith_mongo::index_specs(schema)
+            .into_iter()
+            .chain(reposmith_mongo::text_index(schema))
+            .map(|index| index_json(&index))
             .collect();
-        let text: Vec<Value> = schema
-            .full_text_columns()
-            .map(|c| json!([c.name, "text"]))
-            .collect();
-        add_ttl(schema, &mut indexes);
-        if !text.is_empty() {
-            let name = format!("{}_text", schema.collection);
-            indexes.push(json!({"key": text, "name": name}));
-        }
         Collection {
             name: schema.collection.to_owned(),
             indexes,
             validator: validator(schema),
-            search_indexes: schema
-                .columns
+            search_indexes: reposmith_mongo::search_index_definitions(schema)
                 .iter()
-                .filter_map(|c| vector_search_index(schema, c))
+                .map(|definition| {
+                    serde_json::to_value(definition)
+                        .expect("a BSON document of strings and numbers")
+                })
                 .collect(),
         }
     }
@@ -101,6 +80,27 @@ impl Collection {
     pub fn search_index(&self, name: &str) -> Option<&Value> {
         self.search_indexes.iter().find(|i| i["name"] == name)
     }
+}
+
+/// `{"key": [[field, 1 | "text"], ..], "name": .., "unique"?: true,
+/// "expireAfterSeconds"?: n}`: the key as a list, which keeps its order.
+fn index_json(index: &MongoIndex) -> Value {
+    let keys: Vec<Value> = index
+        .keys
+        .iter()
+        .map(|(field, kind)| match kind {
+            IndexKey::Text => json!([field, "text"]),
+            _ => json!([field, 1]),
+        })
+        .collect();
+    let mut spec = json!({"key": keys, "name": index.name});
+    if index.unique {
+        spec["unique"] = json!(true);
+    }
+    if let Some(seconds) = index.expire_after_seconds {
+        spec["expireAfterSeconds"] = json!(seconds);
+    }
+    spec
 }
 
 /// `{"$jsonSchema": {bsonType: object, required: [...], properties: {...}}}`:
@@ -160,73 +160,12 @@ fn bson_type(ty: &ColumnType) -> Option<&'static str> {
     })
 }
 
-/// An Atlas `vectorSearch` index for a vector field, as `reposmith-mongo`
-/// creates it (`<collection>_<column>_vector`; dense or half vectors with an
-/// index and a cosine or l2 distance; every scalar field a `filter` field so
-/// searches can pre-filter). Kept equal to `reposmith-mongo`'s
-/// `search_index_models` by hand until that crate exposes it.
-fn vector_search_index(schema: &EntitySchema, column: &ColumnDef) -> Option<Value> {
-    let spec = column.vector?;
-    let similarity = match spec.distance {
-        Distance::Cosine => "cosine",
-        Distance::L2 => "euclidean",
-        _ => return None,
-    };
-    if !matches!(spec.kind, VectorKind::Dense | VectorKind::Half) || spec.index == VectorIndex::None
-    {
-        return None;
-    }
-    let mut fields = vec![json!({
-        "type": "vector",
-        "path": column.name,
-        "numDimensions": spec.dims,
-        "similarity": similarity,
-    })];
-    for (i, c) in schema.columns.iter().enumerate() {
-        if is_filter_type(&c.ty) {
-            let path = if i == schema.id { "_id" } else { c.name };
-            fields.push(json!({"type": "filter", "path": path}));
-        }
-    }
-    Some(json!({
-        "name": format!("{}_{}_vector", schema.collection, column.name),
-        "type": "vectorSearch",
-        "definition": {"fields": fields},
-    }))
-}
-
-/// Scalar types a vector search index can pre-filter on.
-fn is_filter_type(ty: &ColumnType) -> bool {
-    !matches!(
-        ty,
-        ColumnType::Json | ColumnType::Array(_) | ColumnType::Vector(_)
-    )
-}
-
-/// Adds the `#[repo(ttl = "..")]` column's lifetime: to the schema's own
-/// single-column index on it, or as an index `<collection>_<column>_ttl`
-/// (MongoDB refuses two indexes with one key pattern), as `reposmith-mongo` does.
-fn add_ttl(schema: &EntitySchema, indexes: &mut Vec<Value>) {
-    let Some((i, column, seconds)) = schema.ttl_column() else {
-        return;
-    };
-    let key = if i == schema.id { "_id" } else { column.name };
-    let own = indexes
-        .iter_mut()
-        .find(|spec| spec["key"] == json!([[key, 1]]));
-    match own {
-        Some(spec) => spec["expireAfterSeconds"] = json!(seconds),
-        None => indexes.push(json!({
-            "key": [[key, 1]],
-            "name": format!("{}_{}_ttl", schema.collection, column.name),
-            "expireAfterSeconds": seconds,
-        })),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use reposmith_core::{ColumnRole, IdStrategy, IndexDef, VectorSpec};
+    use reposmith_core::{
+        ColumnRole, Distance, IdStrategy, IndexDef, IndexMethod, VectorIndex, VectorKind,
+        VectorSpec,
+    };
 
     use super::*;
 

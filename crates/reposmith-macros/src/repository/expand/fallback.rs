@@ -1,10 +1,13 @@
 //! What the derive emits when the attributes are wrong: the errors, plus an
-//! `Entity` impl so code using the entity does not add a second error per
-//! use. Its bodies never run, because the crate does not compile.
+//! `Entity` impl, the column constants and the finder trait, so code using
+//! the entity (`Entity::TITLE`, `find_by_slug`) does not add a second error
+//! per use. Their bodies never run, because the crate does not compile.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Ident;
+
+use crate::repository::model::Entity;
 
 /// The compile errors and a placeholder `Entity` impl.
 pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
@@ -38,5 +41,16 @@ pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The column constants and the finder trait of `entity`, the placeholder
+/// model read leniently from the broken attributes (see `lenient`).
+pub(crate) fn fallback_api(entity: &Entity) -> TokenStream {
+    let columns = super::columns::column_constants(entity);
+    let finders = super::finders::finder_trait(entity);
+    quote! {
+        #columns
+        #finders
     }
 }

@@ -16,7 +16,7 @@ use quote::quote;
 
 use super::model::Entity;
 
-pub(crate) use fallback::fallback;
+pub(crate) use fallback::{fallback, fallback_api};
 
 /// All generated code for `entity`.
 pub(crate) fn expand(entity: &Entity) -> TokenStream {

@@ -3,8 +3,10 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
+use crate::naming::index_name;
+use crate::repository::kinds::BackendChoice;
 use crate::repository::model::{
-    BackendChoice, Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
+    Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
 };
 use crate::repository::search_rules::FULL_TEXT_COLUMN;
 use crate::repository::types::option_inner;
@@ -30,12 +32,10 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
         .collection
         .as_ref()
         .map(|c| quote!(.with_collection(#c)));
-    let with_backends = match entity.backends {
-        BackendChoice::Both => None,
-        BackendChoice::Postgres => Some(quote!(Postgres)),
-        BackendChoice::Mongo => Some(quote!(Mongo)),
-    }
-    .map(|b| quote!(.with_backends(::reposmith::__private::Backends::#b)));
+    let with_backends = (entity.backends != BackendChoice::Both).then(|| {
+        let backends = format_ident!("{}", entity.backends.variant());
+        quote!(.with_backends(::reposmith::__private::Backends::#backends))
+    });
     quote! {
         static __REPOSMITH_SCHEMA: ::reposmith::__private::EntitySchema =
             ::reposmith::__private::EntitySchema::new(
@@ -101,18 +101,17 @@ fn column_def(field: &Field) -> TokenStream {
     }
 }
 
-/// A unique (`<table>_<column>_key`) or plain (`<table>_<column>_idx`) index;
+/// A unique or plain index (see `naming::index_name`);
 /// plain indexes on JSON columns use GIN so containment filters can use them.
 fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
     if let Some(vector) = &field.vector {
         return vector_index_def(entity, field, vector);
     }
-    let (suffix, unique) = match (field.unique, field.index) {
-        (true, _) => ("key", true),
-        (false, true) => ("idx", false),
-        (false, false) => return None,
-    };
-    let name = format!("{}_{}_{suffix}", entity.table, field.column);
+    if !field.unique && !field.index {
+        return None;
+    }
+    let unique = field.unique;
+    let name = index_name(&entity.table, &field.column, unique);
     let column = &field.column;
     let method = match field.storage {
         Storage::Json => quote!(Gin),
@@ -126,8 +125,8 @@ fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
 }
 
 fn vector_spec(v: &VectorModel) -> TokenStream {
-    let kind = format_ident!("{}", v.kind);
-    let distance = format_ident!("{}", v.distance);
+    let kind = format_ident!("{}", v.kind.variant());
+    let distance = format_ident!("{}", v.distance.variant());
     let dims = v.dims;
     let index = match v.index {
         VectorIndexModel::None => quote!(None),
@@ -146,7 +145,9 @@ fn vector_spec(v: &VectorModel) -> TokenStream {
     }
 }
 
-/// The HNSW or IVFFlat index of a vector column, with its operator class.
+/// The HNSW or IVFFlat index of a vector column. It is built for the
+/// column's distance: the Postgres backend derives the operator class from
+/// the column's `VectorSpec` when it writes the DDL.
 fn vector_index_def(entity: &Entity, field: &Field, v: &VectorModel) -> Option<TokenStream> {
     let method = match v.index {
         VectorIndexModel::None => return None,
@@ -155,35 +156,19 @@ fn vector_index_def(entity: &Entity, field: &Field, v: &VectorModel) -> Option<T
         }
         VectorIndexModel::IvfFlat { lists } => quote!(IvfFlat { lists: #lists }),
     };
-    let name = format!("{}_{}_idx", entity.table, field.column);
+    let name = index_name(&entity.table, &field.column, false);
     let column = &field.column;
-    let sql_type = match v.kind {
-        "Dense" => "vector",
-        "Half" => "halfvec",
-        "Sparse" => "sparsevec",
-        _ => "bit",
-    };
-    let ops = match v.distance {
-        "Cosine" => "cosine_ops",
-        "L2" => "l2_ops",
-        "InnerProduct" => "ip_ops",
-        "L1" => "l1_ops",
-        "Hamming" => "hamming_ops",
-        _ => "jaccard_ops",
-    };
-    let opclass = format!("{sql_type}_{ops}");
     Some(quote! {
         ::reposmith::__private::IndexDef::new(
             #name, &[#column], false, ::reposmith::__private::IndexMethod::#method,
         )
-        .with_opclass(#opclass)
     })
 }
 
 /// The GIN index on the generated full-text column, when there is one.
 fn full_text_index(entity: &Entity) -> Option<TokenStream> {
     entity.columns().find(|f| f.full_text.is_some())?;
-    let name = format!("{}_{FULL_TEXT_COLUMN}_idx", entity.table);
+    let name = index_name(&entity.table, FULL_TEXT_COLUMN, false);
     Some(quote! {
         ::reposmith::__private::IndexDef::new(
             #name, &[#FULL_TEXT_COLUMN], false, ::reposmith::__private::IndexMethod::Gin,
