@@ -269,7 +269,7 @@ fn tracing_log() -> &'static Captured {
             .with_writer(captured.clone())
             .with_ansi(false)
             .with_thread_ids(true)
-            .with_env_filter("reposmith::postgres::recall=info")
+            .with_env_filter("reposmith::recall=info")
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
         captured
@@ -331,7 +331,7 @@ async fn the_monitor_agrees_with_recall_computed_against_exact_neighbours() {
         .collect();
     assert_eq!(events.len(), expected.len(), "{log}");
     for field in [
-        "reposmith::postgres::recall",
+        "reposmith::recall",
         "db.collection=\"recall_points\"",
         "vector.field=\"embedding\"",
         "gauge.reposmith.recall=",

@@ -66,6 +66,12 @@ pub mod config_source {
     pub use reposmith_core::config::{Env, parse_duration};
 }
 
+/// The repository README's code blocks, compiled (never run) as doctests so
+/// the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// What most applications import: `use reposmith::prelude::*;`.
 pub mod prelude {
     pub use crate::{
