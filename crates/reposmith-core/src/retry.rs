@@ -1,12 +1,12 @@
 //! [`RetryPolicy`] and the loop that runs a whole unit of work again when
 //! the server aborted it as safe to retry.
 //!
-//! Only [`Error::Retryable`](crate::Error::Retryable) is retried: a
+//! Only [`Error::Retryable`] is retried: a
 //! serialization failure or deadlock on PostgreSQL (SQLSTATE 40001, 40P01),
 //! a `TransientTransactionError` on MongoDB. The transaction is then known
 //! not to have committed, so running the unit again cannot apply anything
 //! twice. A lost reply to a commit
-//! ([`Error::CommitOutcomeUnknown`](crate::Error::CommitOutcomeUnknown)) is
+//! ([`Error::CommitOutcomeUnknown`]) is
 //! never retried. What differs per backend (the isolation level of a
 //! Postgres unit, the read concern of a MongoDB one) is set on the backend,
 //! not here.

@@ -13,8 +13,8 @@ use crate::MongoBackend;
 use crate::PgBackend;
 use crate::Store;
 
-/// The handle type of the backend that stores `E` ([`PgBackend`](crate::PgBackend)
-/// or [`MongoBackend`](crate::MongoBackend)).
+/// The handle type of the backend that stores `E` ([`PgBackend`]
+/// or [`MongoBackend`]).
 pub type HandleOf<E> = <<E as Pinned>::Home as HomeBackend>::Handle;
 
 /// The repository type of `E` on the backend that stores it.
