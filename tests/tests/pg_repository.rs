@@ -7,7 +7,7 @@
 #[path = "pg_repository/batches.rs"]
 mod batches;
 #[path = "pg_repository/db.rs"]
-mod db;
+pub(crate) mod db;
 #[path = "pg_repository/paging.rs"]
 mod paging;
 #[path = "pg_repository/unit.rs"]

@@ -17,6 +17,7 @@ mod mongo_repository;
 mod mongo_search;
 mod mongo_unit;
 mod object_ids;
+mod one_api;
 mod pg_bulk_load;
 mod pg_recall;
 mod pg_repository;

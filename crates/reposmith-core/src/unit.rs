@@ -34,7 +34,7 @@ use crate::{Backend, Result};
 ///
 /// Dropping a unit without `commit` rolls it back. Each backend documents
 /// what a unit guarantees there (isolation, read concern, limits).
-pub trait UnitOfWork: Send + Sync + Sized {
+pub trait UnitOfWork: Send + Sync + Sized + std::fmt::Debug {
     /// The backend, as a type: [`home::Postgres`](crate::home::Postgres) or
     /// [`home::Mongo`](crate::home::Mongo).
     type Home: 'static;
@@ -64,7 +64,7 @@ pub trait UnitOfWork: Send + Sync + Sized {
 /// A connected backend that stores entities: repositories on its pool,
 /// units of work, and units run again when the server aborts them as
 /// retryable.
-pub trait DataStore: Clone + Send + Sync + 'static {
+pub trait DataStore: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The backend, as a type: [`home::Postgres`](crate::home::Postgres) or
     /// [`home::Mongo`](crate::home::Mongo).
     type Home: 'static;
