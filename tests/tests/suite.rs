@@ -5,7 +5,8 @@
 //! test in a process of its own, so tests share no state.
 //!
 //! `derive` (a hygiene proof that must be a crate of its own) and `ui`
-//! (trybuild) stay separate binaries.
+//! (the derive's must-compile cases from `tests/ui/pass`) stay separate
+//! binaries; the compile-fail cases are the `reposmith-ui-tests` package.
 
 mod backends;
 mod cancellation;

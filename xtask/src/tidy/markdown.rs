@@ -104,13 +104,23 @@ fn unbracket(target: &str) -> String {
         .to_owned()
 }
 
+/// Whether `target` is a rustdoc intra-doc link (`crate::Error`,
+/// `derive@Repository`, `trait@Repository`) rather than a file path.
+fn is_rustdoc_path(target: &str) -> bool {
+    const DISAMBIGUATORS: [&str; 12] = [
+        "derive@", "trait@", "struct@", "enum@", "fn@", "macro@", "mod@", "type@", "const@",
+        "static@", "method@", "value@",
+    ];
+    target.contains("::") || DISAMBIGUATORS.iter().any(|d| target.starts_with(d))
+}
+
 /// Why `target`, written in a file in directory `dir`, is broken; `None` when
 /// it is fine or not a repository path.
 fn broken(dir: &str, target: &str, files: &Files) -> Option<String> {
     if target.is_empty() {
         return Some("empty link target".to_owned());
     }
-    if target.starts_with('#') || target.contains("::") || has_scheme(target) {
+    if target.starts_with('#') || is_rustdoc_path(target) || has_scheme(target) {
         return None;
     }
     let file = target.split(['#', '?']).next().unwrap_or(target);
@@ -178,7 +188,7 @@ mod tests {
 [demo](examples/demo/src/main.rs) and [dir](examples/demo/)
 ![img](crates/a/docs/guide.md \"title\") [root](/README.md#usage)
 [`code` label](<crates/a/README.md>) [here](#section)
-[ext](https://example.com/x) [mail](mailto:a@b.c) [`Err`](crate::Error::Decode)
+[ext](https://example.com/x) [mail](mailto:a@b.c) [`Err`](crate::Error::Decode) [`R`](derive@Repository)
 [ref]: crates/a/docs/guide.md
 ";
         assert_eq!(lines_of("README.md", text), Vec::<usize>::new());
