@@ -29,10 +29,22 @@ pub enum Mongo {}
     note = "`#[repo(backend = \"..\")]` on the entity decides where it is stored; a unit of work \
             gives repositories of entities of its own backend only"
 )]
-pub trait StoredIn<H>: Entity {}
+pub trait StoredIn<H>: Entity + sealed::Stored<H> {}
 
 impl<E: PostgresEntity> StoredIn<Postgres> for E {}
 impl<E: MongoEntity> StoredIn<Mongo> for E {}
+
+/// Keeps [`StoredIn`] to its two blanket impls: a hand-written
+/// `impl StoredIn<Mongo> for PgOnly {}` would hand a MongoDB unit the
+/// repository of an entity whose schema MongoDB never stores.
+mod sealed {
+    use super::{Mongo, MongoEntity, Postgres, PostgresEntity};
+
+    pub trait Stored<H> {}
+
+    impl<E: PostgresEntity> Stored<Postgres> for E {}
+    impl<E: MongoEntity> Stored<Mongo> for E {}
+}
 
 /// An entity pinned to one backend by `#[repo(backend = "postgres")]` or
 /// `#[repo(backend = "mongo")]`: [`Pinned::Home`] names it, so

@@ -39,8 +39,9 @@ pub trait UnitOfWork: Send + Sync + Sized + std::fmt::Debug {
     /// [`home::Mongo`](crate::home::Mongo).
     type Home: 'static;
 
-    /// The repository type of this backend.
-    type Repo<E: Entity>: Repository<E> + VectorSearch<E>;
+    /// The repository type of this backend (cheap to clone; a clone shares
+    /// the unit).
+    type Repo<E: Entity>: Repository<E> + VectorSearch<E> + Clone + std::fmt::Debug + 'static;
 
     /// The repository of `E` on this unit's transaction.
     fn repo<E: StoredIn<Self::Home>>(&self) -> Self::Repo<E>;
@@ -69,8 +70,9 @@ pub trait DataStore: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// [`home::Mongo`](crate::home::Mongo).
     type Home: 'static;
 
-    /// The repository type of this backend.
-    type Repo<E: Entity>: Repository<E> + VectorSearch<E>;
+    /// The repository type of this backend (cheap to clone; clones share
+    /// the pool).
+    type Repo<E: Entity>: Repository<E> + VectorSearch<E> + Clone + std::fmt::Debug + 'static;
 
     /// The unit of work type of this backend.
     type Unit: UnitOfWork<Home = Self::Home> + 'static;
@@ -84,7 +86,13 @@ pub trait DataStore: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The repository of `E` on the pool (each call its own statement).
     fn repo<E: StoredIn<Self::Home>>(&self) -> Self::Repo<E>;
 
-    /// Starts a unit of work with the backend's default settings.
+    /// Starts a unit of work with the backend's default settings, which
+    /// differ: PostgreSQL begins at READ COMMITTED (each statement sees what
+    /// was committed before it, so a read-decide-write unit can act on a
+    /// stale read), MongoDB with read concern `snapshot` (a conflicting
+    /// concurrent write aborts the unit as retryable). Code that reads,
+    /// decides and writes uses [`transaction`](Self::transaction), which
+    /// runs PostgreSQL units at SERIALIZABLE by default and retries both.
     fn begin(&self) -> impl Future<Output = Result<Self::Unit>> + Send;
 
     /// Runs `work` in a unit of work and commits it; when the server aborts
@@ -92,7 +100,9 @@ pub trait DataStore: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// in a new unit as `policy` allows. An error from `work` rolls back.
     ///
     /// `work` may run several times, so it must not have effects outside the
-    /// unit it is given.
+    /// unit it is given. It must be `Send` (the retried future may move
+    /// between threads); for a closure that is not, call the backend's own
+    /// `transaction` (e.g. `PgBackend::transaction`), which does not ask it.
     fn transaction<T, F>(
         &self,
         policy: RetryPolicy,

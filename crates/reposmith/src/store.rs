@@ -140,6 +140,8 @@ impl Store {
     /// server aborts it as retryable: a serialization failure or deadlock on
     /// PostgreSQL (units run at the configured `transaction_isolation`,
     /// SERIALIZABLE by default), a `TransientTransactionError` on MongoDB.
+    /// `work` and its result must be `Send`; for a closure that is not, use
+    /// the backend handle's own `transaction` (`store.postgres()?.transaction(..)`).
     ///
     /// ```no_run
     /// # use reposmith::prelude::*;

@@ -34,7 +34,7 @@ pub(crate) fn entity(input: &DeriveInput) -> Entity {
         table: String::new(),
         schema: None,
         collection: None,
-        backends: BackendChoice::Both,
+        backends: backend(&input.attrs),
         fields,
         id_kind: IdKind::Assigned,
     }
@@ -96,6 +96,37 @@ fn field(f: &syn::Field) -> Option<Field> {
     })
 }
 
+/// The struct's `backend = "postgres" | "mongo"`, read past other mistakes,
+/// so the fallback pins the entity where it was declared (a misspelt or
+/// absent value reads as both backends: nothing pinned).
+fn backend(attrs: &[Attribute]) -> BackendChoice {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("repo")) {
+        let Ok(list) = attr.meta.require_list() else {
+            continue;
+        };
+        let trees: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+        for window in trees.windows(3) {
+            let [
+                TokenTree::Ident(key),
+                TokenTree::Punct(eq),
+                TokenTree::Literal(value),
+            ] = window
+            else {
+                continue;
+            };
+            if key != "backend" || eq.as_char() != '=' {
+                continue;
+            }
+            match value.to_string().as_str() {
+                "\"postgres\"" => return BackendChoice::Postgres,
+                "\"mongo\"" => return BackendChoice::Mongo,
+                _ => return BackendChoice::Both,
+            }
+        }
+    }
+    BackendChoice::Both
+}
+
 /// The top-level keys of every `#[repo(..)]` attribute (`unique`, `column`,
 /// `vector`, ...), whatever follows them and however malformed the rest is.
 fn keys(attrs: &[Attribute]) -> Vec<String> {
@@ -149,5 +180,25 @@ mod tests {
         // `cache` is skipped, and `_id` would repeat `id`'s constant `ID`.
         assert_eq!(entity.columns().count(), 4);
         assert_eq!(entity.fields[5].storage, Storage::Skipped);
+    }
+
+    #[test]
+    fn reads_the_backend_past_mistakes() {
+        let pinned: DeriveInput = parse_quote! {
+            #[repo(collection = "t", backend = "mongo", tabel = "x")]
+            struct Trace { id: u8 }
+        };
+        assert_eq!(entity(&pinned).backends, BackendChoice::Mongo);
+        let postgres: DeriveInput = parse_quote! {
+            #[repo(backend = "postgres")]
+            #[repo(tabel = "x")]
+            struct Doc { id: u8 }
+        };
+        assert_eq!(entity(&postgres).backends, BackendChoice::Postgres);
+        let misspelt: DeriveInput = parse_quote! {
+            #[repo(backend = "mongodb")]
+            struct Chat { id: u8 }
+        };
+        assert_eq!(entity(&misspelt).backends, BackendChoice::Both);
     }
 }

@@ -54,7 +54,7 @@ pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
 
 /// `impl Pinned` for an entity stored in exactly one backend, so
 /// `store.repo::<T>()` finds its backend from the type.
-fn pinned_impl(entity: &Entity) -> Option<TokenStream> {
+pub(super) fn pinned_impl(entity: &Entity) -> Option<TokenStream> {
     let ident = &entity.ident;
     let home = match (entity.backends.postgres(), entity.backends.mongo()) {
         (true, false) => quote!(::reposmith::__private::home::Postgres),

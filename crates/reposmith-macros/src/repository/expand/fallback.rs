@@ -16,9 +16,6 @@ pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
         const _: () = {
             impl ::reposmith::__private::PostgresEntity for #ident {}
             impl ::reposmith::__private::MongoEntity for #ident {}
-            impl ::reposmith::__private::home::Pinned for #ident {
-                type Home = ::reposmith::__private::home::Postgres;
-            }
             impl ::reposmith::__private::Entity for #ident {
                 type Id = ::std::string::String;
                 const SCHEMA: &'static ::reposmith::__private::EntitySchema =
@@ -49,8 +46,11 @@ pub(crate) fn fallback(ident: &Ident, errors: TokenStream) -> TokenStream {
 pub(crate) fn fallback_api(entity: &Entity) -> TokenStream {
     let columns = super::columns::column_constants(entity);
     let finders = super::finders::finder_trait(entity);
+    // Pinned where the entity said, so `store.repo::<E>()` adds no error.
+    let pinned = super::entity_impl::pinned_impl(entity);
     quote! {
         #columns
         #finders
+        #pinned
     }
 }
