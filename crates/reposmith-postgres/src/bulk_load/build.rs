@@ -127,6 +127,20 @@ impl<'b> Session<'b> {
     fn lose(&mut self) {
         self.connection = None;
     }
+
+    /// Settles a statement run under the client's deadline ([`within`]):
+    /// past the deadline the connection is lost, otherwise it is kept as
+    /// [`after`](Self::after) decides; the outcome passes through.
+    fn settle<T>(
+        &mut self,
+        outcome: std::result::Result<sqlx::Result<T>, Error>,
+    ) -> Result<sqlx::Result<T>> {
+        match &outcome {
+            Ok(result) => self.after(result),
+            Err(_) => self.lose(),
+        }
+        outcome
+    }
 }
 
 /// Which deadline a failed statement ran under, to report the right one.
@@ -690,16 +704,8 @@ impl<E: Entity> Load<'_, E> {
         let pid = self.session.pid;
         let c = self.session.get().await?;
         let poll = progress::poll(backend, &self.reporter, pid, Watch::Build);
-        match within(bound, progress::beside(run(c, sql), poll)).await {
-            Ok(outcome) => {
-                self.session.after(&outcome);
-                Ok(outcome)
-            }
-            Err(timeout) => {
-                self.session.lose();
-                Err(timeout)
-            }
-        }
+        let outcome = within(bound, progress::beside(run(c, sql), poll)).await;
+        self.session.settle(outcome)
     }
 
     fn record(
@@ -759,16 +765,7 @@ impl<E: Entity> Load<'_, E> {
             .await
         })
         .await;
-        match dropped {
-            Ok(result) => {
-                self.session.after(&result);
-                result.mapped(&map)
-            }
-            Err(timeout) => {
-                self.session.lose();
-                Err(timeout)
-            }
-        }
+        self.session.settle(dropped)?.mapped(&map)
     }
 
     /// Drops the INVALID `_ccnew`/`_ccold` copies of `index` a failed
@@ -819,16 +816,9 @@ impl<E: Entity> Load<'_, E> {
                     run(c, &sql).await
                 })
                 .await;
-                match outcome {
-                    Ok(result) => {
-                        self.session.after(&result);
-                        result.mapped(&map)
-                    }
-                    Err(timeout) => {
-                        self.session.lose();
-                        Err(timeout)
-                    }
-                }
+                self.session
+                    .settle(outcome)
+                    .and_then(|result| result.mapped(&map))
             }
             Err(error) => Err(error),
         };
