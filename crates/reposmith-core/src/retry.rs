@@ -43,6 +43,21 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `max_attempts` attempts (at least 1), waiting up to `base_delay`
+    /// doubling to `max_delay` between them; usable in a `const`.
+    pub const fn new(max_attempts: u32, base_delay: Duration, max_delay: Duration) -> Self {
+        let max_delay = if max_delay.as_nanos() < base_delay.as_nanos() {
+            base_delay
+        } else {
+            max_delay
+        };
+        RetryPolicy {
+            max_attempts: if max_attempts == 0 { 1 } else { max_attempts },
+            base_delay,
+            max_delay,
+        }
+    }
+
     /// Runs the unit once: no retry.
     pub fn once() -> Self {
         RetryPolicy::default().max_attempts(1)
@@ -68,12 +83,7 @@ impl RetryPolicy {
             .base_delay
             .saturating_mul(1 << attempt.saturating_sub(1).min(16))
             .min(self.max_delay);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // The clock's low bits are noise enough to spread a handful of retries.
-        let fraction = f64::from(nanos.wrapping_mul(2_654_435_761) % 1_000_000) / 1_000_000.0;
-        ceiling.mul_f64(fraction)
+        ceiling.mul_f64(jitter_fraction())
     }
 
     /// Runs `attempt` until it succeeds, fails with an error that is not
@@ -106,6 +116,21 @@ impl RetryPolicy {
         tracing::debug!(%error, attempt = number, "unit of work aborted as retryable, running it again");
         Some(self.backoff(number))
     }
+}
+
+/// A number in `[0, 1)` that differs from call to call: the clock's low
+/// bits mixed with a counter, noise enough to spread retries apart (not for
+/// anything that must be unpredictable).
+pub fn jitter_fraction() -> f64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mixed = nanos
+        .wrapping_add(CALLS.fetch_add(0x9E37_79B9, Ordering::Relaxed))
+        .wrapping_mul(2_654_435_761);
+    f64::from(mixed % 1_000_000) / 1_000_000.0
 }
 
 /// Runs `work` in units from `begin` as `policy` allows: each attempt
