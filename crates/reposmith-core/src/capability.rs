@@ -21,6 +21,9 @@ pub struct Capabilities {
     pub vector_index: bool,
     /// Full-text and hybrid (text + vector) searches run.
     pub full_text_search: bool,
+    /// Units of work can record jobs and events in a transactional outbox
+    /// ([`UnitOfWork::enqueue`](crate::UnitOfWork::enqueue)).
+    pub outbox: bool,
 }
 
 impl Capabilities {
@@ -31,6 +34,7 @@ impl Capabilities {
         isolation_levels: false,
         vector_index: false,
         full_text_search: false,
+        outbox: false,
     };
 
     /// Sets [`transactions`](Self::transactions).
@@ -54,6 +58,12 @@ impl Capabilities {
     /// Sets [`vector_index`](Self::vector_index).
     pub const fn with_vector_index(mut self, on: bool) -> Self {
         self.vector_index = on;
+        self
+    }
+
+    /// Sets [`outbox`](Self::outbox).
+    pub const fn with_outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
         self
     }
 

@@ -53,7 +53,8 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// a failed attempt runs again after a random wait in
     /// `[0, min(max_delay, base_delay · 2^(attempt-1))]` (full jitter). After
     /// the last attempt the job goes to the dead-letter set.
-    const RETRY: RetryPolicy = RetryPolicy::new(5, Duration::from_secs(1), Duration::from_secs(300));
+    const RETRY: RetryPolicy =
+        RetryPolicy::new(5, Duration::from_secs(1), Duration::from_secs(300));
 
     /// How long one attempt may run; the worker cancels the handler after it
     /// and counts a failed attempt.

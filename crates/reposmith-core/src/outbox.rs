@@ -12,6 +12,7 @@
 //! idempotent on [`OutboxMessage::id`]. Nothing here claims two-phase commit.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -47,8 +48,13 @@ pub static SCHEMA: EntitySchema = EntitySchema::new(
         ColumnDef::new("last_error", "last_error", ColumnType::Text, true),
         ColumnDef::new("created_at", "created_at", ColumnType::TimestampTz, false)
             .with_default("now()"),
-        ColumnDef::new("available_at", "available_at", ColumnType::TimestampTz, false)
-            .with_default("now()"),
+        ColumnDef::new(
+            "available_at",
+            "available_at",
+            ColumnType::TimestampTz,
+            false,
+        )
+        .with_default("now()"),
         ColumnDef::new("done_at", "done_at", ColumnType::TimestampTz, true),
     ],
     0,
@@ -381,6 +387,54 @@ pub trait Deliver: Send + Sync + fmt::Debug {
     }
 }
 
+/// An application handler as a destination: an `async fn` called once per
+/// message, in outbox order (so it is [ordered](Deliver::ordered)). After a
+/// failure the rest of the batch is not handed to it; the relay retries from
+/// the failed message. It must be idempotent on [`OutboxMessage::id`].
+pub struct Handler<F> {
+    handler: F,
+}
+
+impl<F> Handler<F> {
+    /// Wraps `handler`.
+    pub fn new(handler: F) -> Handler<F> {
+        Handler { handler }
+    }
+}
+
+impl<F> fmt::Debug for Handler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
+impl<F, Fut> Deliver for Handler<F>
+where
+    F: Fn(OutboxMessage) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    fn deliver<'a>(&'a self, messages: &'a [OutboxMessage]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in messages {
+                if outcomes.iter().any(Result::is_err) {
+                    outcomes.push(Err(Error::config(
+                        "outbox",
+                        "not handed to the handler: an earlier message of its batch failed",
+                    )));
+                    continue;
+                }
+                outcomes.push((self.handler)(message.clone()).await);
+            }
+            outcomes
+        })
+    }
+
+    fn ordered(&self) -> bool {
+        true
+    }
+}
+
 fn to_json(what: &str, value: &impl Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(value)
         .map_err(|e| Error::invalid("OutboxMessage", what, format!("does not serialize: {e}")))
@@ -410,7 +464,11 @@ mod tests {
         let kept: Vec<i64> = pending
             .take()
             .iter()
-            .map(|m| m.payload["payload"].as_str().unwrap()[6..7].parse().unwrap())
+            .map(|m| {
+                m.payload["payload"].as_str().unwrap()[6..7]
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(kept, [1, 2]);
         assert!(pending.is_empty());

@@ -25,6 +25,8 @@ use std::future::Future;
 use crate::capability::Capabilities;
 use crate::entity::Entity;
 use crate::home::StoredIn;
+use crate::job::Job;
+use crate::outbox::Event;
 use crate::repository::{BoxFuture, Repository};
 use crate::retry::RetryPolicy;
 use crate::search::VectorSearch;
@@ -60,6 +62,31 @@ pub trait UnitOfWork: Send + Sync + Sized + std::fmt::Debug {
     /// ([`Capabilities::nested_units`] is false) this is
     /// [`Error::Unavailable`](crate::Error::Unavailable).
     fn nested(&self) -> impl Future<Output = Result<Self>> + Send;
+
+    /// Records `job` for its queue in this unit's transactional outbox: it
+    /// is written with the unit's COMMIT (so it exists exactly when the
+    /// unit's writes do), dropped with a rollback (a nested unit's rollback
+    /// drops only its own), and moved to the queue by the outbox relay.
+    /// Returns the job's id, which is also its id on the queue.
+    ///
+    /// Where the backend keeps no outbox ([`Capabilities::outbox`] is false)
+    /// this is [`Error::Unavailable`](crate::Error::Unavailable).
+    fn enqueue<J: Job>(&self, job: &J) -> Result<uuid::Uuid>;
+
+    /// Records `event` for its topic in this unit's transactional outbox,
+    /// as [`enqueue`](Self::enqueue) does for jobs.
+    fn publish<E: Event>(&self, event: &E) -> Result<uuid::Uuid>;
+}
+
+/// The error of [`UnitOfWork::enqueue`] and [`UnitOfWork::publish`] on a
+/// backend without an outbox.
+pub fn no_outbox(backend: Backend) -> crate::Error {
+    crate::Error::Unavailable {
+        backend,
+        reason: "this backend keeps no transactional outbox: record jobs and events in a \
+                 PostgreSQL unit of work"
+            .to_owned(),
+    }
 }
 
 /// A connected backend that stores entities: repositories on its pool,

@@ -47,6 +47,15 @@ impl Schemas {
         self
     }
 
+    /// Adds the transactional outbox's tables (`reposmith_outbox` and
+    /// `reposmith_job_receipts`), which units of work write jobs and events
+    /// into and the relay reads; needed as soon as the application calls
+    /// `enqueue` or `publish` on a unit of work.
+    pub fn with_outbox(self) -> Schemas {
+        self.add_schema(&reposmith_core::outbox::SCHEMA)
+            .add_schema(&reposmith_core::outbox::RECEIPTS_SCHEMA)
+    }
+
     /// Adds entity `E`'s MongoDB collection (migrated from `<dir>/mongo/`).
     pub fn add_mongo<E: MongoEntity>(mut self) -> Schemas {
         self.mongo.push(E::SCHEMA);

@@ -72,4 +72,14 @@ impl UnitOfWork for MongoUnitOfWork {
                 .to_owned(),
         })
     }
+
+    /// The outbox is a PostgreSQL table: always [`Error::Unavailable`].
+    fn enqueue<J: reposmith_core::job::Job>(&self, _job: &J) -> Result<uuid::Uuid> {
+        Err(reposmith_core::unit::no_outbox(Backend::Mongo))
+    }
+
+    /// The outbox is a PostgreSQL table: always [`Error::Unavailable`].
+    fn publish<E: reposmith_core::outbox::Event>(&self, _event: &E) -> Result<uuid::Uuid> {
+        Err(reposmith_core::unit::no_outbox(Backend::Mongo))
+    }
 }

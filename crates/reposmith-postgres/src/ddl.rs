@@ -207,17 +207,29 @@ pub fn quote_literal(text: &str) -> String {
 impl PgBackend {
     /// Runs [`create_table_sql`] for `E` in one transaction.
     pub async fn create_tables<E: PostgresEntity>(&self) -> Result<()> {
+        self.create_schema_tables(&[E::SCHEMA]).await
+    }
+
+    /// Creates the transactional outbox's tables (the outbox and the job
+    /// receipts), for applications and tests that create tables without
+    /// migrations; with migrations, register them with `Schemas::with_outbox`.
+    pub async fn create_outbox_tables(&self) -> Result<()> {
+        use reposmith_core::outbox::{RECEIPTS_SCHEMA, SCHEMA};
+        self.create_schema_tables(&[&SCHEMA, &RECEIPTS_SCHEMA])
+            .await
+    }
+
+    /// Runs [`create_table_sql`] for `schemas` in one transaction.
+    async fn create_schema_tables(&self, schemas: &[&EntitySchema]) -> Result<()> {
         let unit = self.begin().await?;
         {
-            let repo = unit.repo::<E>();
-            let mut connection = repo.exec.acquire().await?;
-            for sql in create_table_sql(E::SCHEMA) {
+            let mut connection = unit.connection().await?;
+            for sql in schemas.iter().flat_map(|schema| create_table_sql(schema)) {
                 // Safe: identifiers from the schema, quoted; defaults are the user's source code.
-                let outcome = sqlx::raw_sql(AssertSqlSafe(sql))
+                sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(&mut *connection)
-                    .await;
-                connection.settle(&outcome);
-                outcome.map_err(|e| self.map_error(e))?;
+                    .await
+                    .map_err(|e| self.map_error(e))?;
             }
         }
         unit.commit().await?;

@@ -21,6 +21,7 @@ mod error;
 mod executor;
 mod health;
 mod keyset;
+pub mod outbox;
 mod pool;
 mod query;
 pub mod recall;

@@ -14,7 +14,8 @@ const CAPABILITIES: Capabilities = Capabilities::NONE
     .with_nested_units(true)
     .with_isolation_levels(true)
     .with_vector_index(true)
-    .with_full_text_search(true);
+    .with_full_text_search(true)
+    .with_outbox(true);
 
 impl DataStore for PgBackend {
     type Home = Postgres;
@@ -64,5 +65,13 @@ impl UnitOfWork for PgUnitOfWork {
 
     async fn nested(&self) -> Result<PgUnitOfWork> {
         PgUnitOfWork::nested(self).await
+    }
+
+    fn enqueue<J: reposmith_core::job::Job>(&self, job: &J) -> Result<uuid::Uuid> {
+        PgUnitOfWork::enqueue(self, job)
+    }
+
+    fn publish<E: reposmith_core::outbox::Event>(&self, event: &E) -> Result<uuid::Uuid> {
+        PgUnitOfWork::publish(self, event)
     }
 }

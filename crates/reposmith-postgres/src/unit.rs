@@ -26,10 +26,13 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
+use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
+use reposmith_core::outbox::{Event, PendingMessages};
 use reposmith_core::{Backend, Entity, Error, PostgresEntity, Result};
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use uuid::Uuid;
 
 use crate::pool::PooledConnection;
 use crate::{PgBackend, PgRepository};
@@ -73,6 +76,8 @@ pub(crate) struct UnitShared {
     next_savepoint: AtomicUsize,
     /// Savepoints of the nested units still open, oldest first.
     live: StdMutex<Vec<usize>>,
+    /// Jobs and events recorded for the outbox, written just before COMMIT.
+    outbox: PendingMessages,
 }
 
 impl UnitShared {
@@ -122,6 +127,7 @@ impl UnitShared {
             );
             match self.run(&mut connection, sql).await {
                 Ok(()) => {
+                    self.outbox.roll_back_to(outermost);
                     self.abandoned_list().retain(|&sp| sp < outermost);
                     self.live_list().retain(|&sp| sp < outermost);
                     self.poisoned.store(false, Ordering::Release);
@@ -227,6 +233,7 @@ impl PgBackend {
                 poisoned: AtomicBool::new(false),
                 next_savepoint: AtomicUsize::new(1),
                 live: StdMutex::new(Vec::new()),
+                outbox: PendingMessages::new(),
             }),
             savepoint: None,
             finished: false,
@@ -310,9 +317,90 @@ impl PgUnitOfWork {
             self.finished = true;
             return Err(poisoned());
         }
+        if let Err(error) = self.write_outbox().await {
+            let _ = self.end_transaction("ROLLBACK").await;
+            self.finished = true;
+            return Err(error);
+        }
         let ended = self.end_transaction("COMMIT").await;
         self.finished = true;
         ended.map_err(|err| self.commit_error(err))
+    }
+
+    /// Writes the recorded outbox messages in the transaction, just before
+    /// COMMIT; nothing when none were recorded.
+    async fn write_outbox(&self) -> Result<()> {
+        let messages = self.shared.outbox.take();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.shared.lock_at(0).await?;
+        let written = crate::outbox::write_pending(&mut connection, &messages).await;
+        written.map_err(|err| crate::outbox::write_error(&self.shared.backend, err))
+    }
+
+    /// Records `job` in the transactional outbox: written with this unit's
+    /// outermost COMMIT, dropped by a rollback (of this unit, or of a nested
+    /// unit that recorded it), then moved to its queue by the outbox relay.
+    /// Returns the job's id on the queue.
+    ///
+    /// The job is validated now (queue name, payload size, priority), so a
+    /// bad job fails here rather than at commit.
+    pub fn enqueue<J: Job>(&self, job: &J) -> Result<Uuid> {
+        self.enqueue_starting(job, StartAt::Now)
+    }
+
+    /// [`enqueue`](Self::enqueue) with a start time, read on the queue
+    /// server's clock when the relay delivers the job.
+    pub fn enqueue_starting<J: Job>(&self, job: &J, start: StartAt) -> Result<Uuid> {
+        self.check_open()?;
+        let envelope = JobEnvelope::of(job, DEFAULT_MAX_PAYLOAD)?.starting(start);
+        self.shared.outbox.push_envelope(self.level(), envelope)
+    }
+
+    /// Records `event` for its topic in the transactional outbox, as
+    /// [`enqueue`](Self::enqueue) does for jobs.
+    pub fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.publish_on(E::TOPIC, event)
+    }
+
+    /// Records `payload` on `topic` (1 to 64 of `A-Z a-z 0-9 _ - .`) in the
+    /// transactional outbox; for payloads without an [`Event`] type, such as
+    /// a [`Projection`](reposmith_core::outbox::Projection).
+    pub fn publish_on(&self, topic: &str, payload: &impl serde::Serialize) -> Result<Uuid> {
+        self.check_open()?;
+        let json = serde_json::to_value(payload).map_err(|e| {
+            Error::invalid(
+                "event",
+                topic.to_owned(),
+                format!("does not serialize: {e}"),
+            )
+        })?;
+        crate::validate::check_json("event", topic, &json)?;
+        let level = self.level();
+        self.shared
+            .outbox
+            .publish_on(level, topic, &json, DEFAULT_MAX_PAYLOAD)
+    }
+
+    /// The unit's connection for a statement of its own (the innermost open
+    /// unit's). A failed statement must end the unit: the transaction is
+    /// aborted.
+    pub(crate) async fn connection(&self) -> Result<UnitConnection<'_>> {
+        self.shared.lock_at(self.level()).await
+    }
+
+    /// The savepoint level messages recorded through this unit are tagged with.
+    fn level(&self) -> usize {
+        self.savepoint.unwrap_or(0)
+    }
+
+    /// Refuses to record messages in a unit that has ended.
+    fn check_open(&self) -> Result<()> {
+        match self.finished {
+            true => Err(ended()),
+            false => Ok(()),
+        }
     }
 
     /// Undoes the unit's writes.
@@ -324,6 +412,7 @@ impl PgUnitOfWork {
             if rolled_back.is_ok() {
                 // The transaction is usable again after a savepoint rollback.
                 self.shared.poisoned.store(false, Ordering::Release);
+                self.shared.outbox.roll_back_to(id);
             }
             self.finished = true;
             return rolled_back;

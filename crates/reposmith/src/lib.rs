@@ -4,6 +4,7 @@
 mod config;
 mod health;
 pub mod home;
+pub mod outbox;
 mod store;
 
 pub use config::Config;
@@ -24,6 +25,14 @@ pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
+/// Background jobs: the [`Job`](job::Job) trait a job type implements, and
+/// the settings a queue runs it with. Jobs reach a queue directly or
+/// through a unit of work's outbox ([`UnitOfWork::enqueue`]).
+pub mod job {
+    pub use reposmith_core::job::{
+        DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, MAX_PRIORITY, StartAt, validate_name,
+    };
+}
 /// The search builders' mode markers and knobs.
 pub mod search {
     pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
@@ -77,7 +86,7 @@ pub mod prelude {
     pub use crate::{
         Config, Cursor, DataStore, DbEnum, Embedder, Entity, Error, Filter, HalfVector, Page,
         Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork, Vector,
-        VectorSearch,
+        VectorSearch, job::Job, outbox::Event,
     };
 }
 
