@@ -19,6 +19,7 @@ mod mongo_search;
 mod mongo_unit;
 mod object_ids;
 mod one_api;
+mod outbox;
 mod pg_bulk_load;
 mod pg_recall;
 mod pg_repository;
