@@ -685,3 +685,39 @@ async fn a_late_lower_version_is_refused() {
     );
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_outbox_tables_are_migrated_like_entity_tables() {
+    use reposmith::job::Job;
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping;
+    impl Job for Ping {
+        const QUEUE: &'static str = "ping";
+    }
+
+    let db = MigrateDb::new().await;
+    let schemas = Schemas::new().add::<Item>().with_outbox();
+    let files = db.generate(&schemas, "outbox", Options::default());
+    let up = read(&files[0]);
+    for expected in [
+        "CREATE TABLE IF NOT EXISTS \"reposmith_outbox\"",
+        "CREATE TABLE IF NOT EXISTS \"reposmith_job_receipts\"",
+        "\"reposmith_outbox_due\"",
+    ] {
+        assert!(up.contains(expected), "missing {expected} in\n{up}");
+    }
+    assert_eq!(db.apply().await, vec![1]);
+    assert_eq!(db.drift(&schemas).await, Vec::<String>::new());
+
+    // A unit of work writes into the migrated table.
+    let pg = reposmith::PgBackend::connect(&reposmith::PgConfig::new(db.url()))
+        .await
+        .unwrap();
+    let unit = pg.begin().await.unwrap();
+    unit.enqueue(&Ping).unwrap();
+    unit.commit().await.unwrap();
+    let stats = reposmith::outbox::Outbox::new(&pg).stats().await.unwrap();
+    assert_eq!(stats.pending, 1);
+    pg.close().await;
+    db.cleanup().await;
+}
