@@ -19,7 +19,7 @@ use reposmith::{BoxFuture, Filter, PgBackend, Repository};
 use reposmith_tests::conformance::entities::Doc;
 
 use super::fixture::OutboxDb;
-use super::{Embed, Shared, drain};
+use super::{Embed, Shared, drain_pending};
 
 const ROLE: &str = "REPOSMITH_OUTBOX_CHILD";
 const URL: &str = "REPOSMITH_OUTBOX_CHILD_URL";
@@ -166,7 +166,7 @@ async fn a_producer_killed_right_after_commit_loses_no_job() {
     let line = run_and_kill("commit", &db.url);
     let id: uuid::Uuid = line.rsplit(' ').next().unwrap().parse().unwrap();
     let recorder = Shared::default();
-    drain(&Relay::new(&db.pg).queues(recorder.clone())).await;
+    drain_pending(&Relay::new(&db.pg).queues(recorder.clone()), &db.pg).await;
     assert_eq!(
         recorder.0.ids(),
         [id],
@@ -200,7 +200,7 @@ async fn relays_killed_mid_delivery_lose_nothing_and_effects_apply_once() {
             pg: db.pg.clone(),
             hang_at: None,
         };
-        drain(&Relay::new(&db.pg).queues(effects)).await;
+        drain_pending(&Relay::new(&db.pg).queues(effects), &db.pg).await;
         let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = $1")
             .bind(id)
             .fetch_one(db.pg.pool())

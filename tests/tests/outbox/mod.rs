@@ -49,6 +49,7 @@ impl Event for Stored {
 pub(crate) struct Recorder {
     pub(crate) seen: Mutex<Vec<OutboxMessage>>,
     failing: AtomicBool,
+    unreachable: AtomicBool,
 }
 
 impl Recorder {
@@ -74,6 +75,17 @@ impl Deliver for Recorder {
         messages: &'a [OutboxMessage],
     ) -> BoxFuture<'a, Vec<reposmith::Result<()>>> {
         Box::pin(async move {
+            if self.unreachable.load(Ordering::SeqCst) {
+                return messages
+                    .iter()
+                    .map(|_| {
+                        Err(Error::ConnectionLost {
+                            backend: reposmith::Backend::Redis,
+                            reason: "connection refused".into(),
+                        })
+                    })
+                    .collect();
+            }
             if self.failing.load(Ordering::SeqCst) {
                 return messages
                     .iter()
@@ -96,6 +108,20 @@ impl Deliver for Shared {
         messages: &'a [OutboxMessage],
     ) -> BoxFuture<'a, Vec<reposmith::Result<()>>> {
         self.0.deliver(messages)
+    }
+}
+
+/// Runs passes until no row is pending, for up to 20 s: rows locked by a
+/// relay that was just killed come free only once the server has noticed
+/// its connection is gone.
+pub(crate) async fn drain_pending(relay: &Relay, pg: &reposmith::PgBackend) {
+    let outbox = Outbox::new(pg);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outbox.stats().await.unwrap().pending > 0 {
+        assert!(Instant::now() < deadline, "rows still pending after 20 s");
+        if relay.relay_once().await.unwrap().taken == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -277,6 +303,40 @@ async fn failing_deliveries_retry_then_die_and_replay() {
     drain(&relay).await;
     assert_eq!(recorder.0.ids(), [id]);
     assert_eq!(outbox.stats().await.unwrap().dead, 0);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_destination_delays_rows_without_killing_them() {
+    let db = OutboxDb::new().await;
+    let recorder = Shared::default();
+    recorder.0.unreachable.store(true, Ordering::SeqCst);
+    let options = RelayOptions::default()
+        .max_attempts(2)
+        .poll_interval(Duration::from_millis(1));
+    let relay = Relay::new(&db.pg)
+        .queue(Embed::QUEUE, recorder.clone())
+        .unwrap()
+        .options(options);
+    let unit = db.pg.begin().await.unwrap();
+    let id = unit.enqueue(&Embed { n: 1 }).unwrap();
+    unit.commit().await.unwrap();
+    let mut offered = 0;
+    for _ in 0..20 {
+        offered += relay.relay_once().await.unwrap().retried;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert!(offered >= 5, "offered again while down: {offered}");
+    let outbox = Outbox::new(&db.pg);
+    assert_eq!(
+        outbox.stats().await.unwrap().dead,
+        0,
+        "an outage is not the message's fault"
+    );
+    recorder.0.unreachable.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    drain(&relay).await;
+    assert_eq!(recorder.0.ids(), [id]);
     db.cleanup().await;
 }
 

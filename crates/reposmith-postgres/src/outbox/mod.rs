@@ -36,6 +36,12 @@
 //! - A destination that keeps failing: the row is retried with backoff and
 //!   turns `dead` after [`RelayOptions::max_attempts`], keeping its last
 //!   error, until [`Outbox::replay`] sends it again.
+//! - A destination that cannot be reached (refused connection, timeout,
+//!   lost connection, Redis down): the rows wait and are offered again every
+//!   poll interval, without counting an attempt, so an outage of any length
+//!   delays messages and never kills them. (A destination that hangs on one
+//!   message every time therefore never turns it dead: its publish deadline
+//!   is reported as a timeout in `last_error`.)
 
 mod admin;
 mod receipts;

@@ -41,11 +41,15 @@ const SELECT_SQL: &str = "SELECT seq, id, destination, payload, attempts, create
 const DONE_SQL: &str = "UPDATE reposmith_outbox SET state = 'done', done_at = now(), last_error = NULL \
      WHERE seq = ANY($1)";
 
-const FAILED_SQL: &str = "UPDATE reposmith_outbox AS o SET attempts = o.attempts + 1, \
+/// A failure counts as an attempt unless the destination was unreachable
+/// (`counts` false): an outage delays rows, it never kills them.
+const FAILED_SQL: &str = "UPDATE reposmith_outbox AS o \
+     SET attempts = o.attempts + f.counts::int, \
      last_error = f.error, \
      available_at = now() + f.delay_ms * interval '1 millisecond', \
-     state = CASE WHEN o.attempts + 1 >= $4 THEN 'dead' ELSE 'pending' END \
-     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS f(seq, error, delay_ms) \
+     state = CASE WHEN f.counts AND o.attempts + 1 >= $4 THEN 'dead' ELSE 'pending' END \
+     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $5::bool[]) \
+       AS f(seq, error, delay_ms, counts) \
      WHERE o.seq = f.seq RETURNING o.state";
 
 /// One relay at a time per ordered destination, for this transaction.
@@ -132,7 +136,8 @@ pub struct RelayReport {
     pub taken: usize,
     /// Rows delivered and marked done.
     pub delivered: usize,
-    /// Rows whose delivery failed and that will be retried.
+    /// Rows whose delivery failed and that will be retried (including rows
+    /// whose destination was unreachable, which does not count as an attempt).
     pub retried: usize,
     /// Rows that failed their last allowed delivery and turned dead.
     pub dead: usize,
@@ -179,6 +184,9 @@ enum Outcome {
         seq: i64,
         attempts: i32,
         error: String,
+        /// False when the destination could not be reached: not the
+        /// message's fault, so not one of its attempts.
+        counts: bool,
     },
 }
 
@@ -377,6 +385,7 @@ impl Relay {
                         seq: message.seq,
                         attempts: message.attempts,
                         error: error.to_string(),
+                        counts: !error.is_unreachable(),
                     });
                     if ordered {
                         break;
@@ -409,21 +418,28 @@ impl Relay {
                 .await
                 .map_err(|e| self.backend.map_error(e))?;
         }
-        let (mut seqs, mut errors, mut delays) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut seqs, mut errors, mut delays, mut counted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for outcome in outcomes {
             if let Outcome::Failed {
                 seq,
                 attempts,
                 error,
+                counts,
             } = outcome
             {
-                let attempt = u32::try_from(*attempts).unwrap_or(0) + 1;
+                // An unreachable destination is offered again at the poll interval.
+                let delay = match counts {
+                    true => self
+                        .options
+                        .retry
+                        .backoff(u32::try_from(*attempts).unwrap_or(0) + 1),
+                    false => self.options.poll_interval,
+                };
                 seqs.push(*seq);
                 errors.push(error.clone());
-                delays.push(
-                    i64::try_from(self.options.retry.backoff(attempt).as_millis())
-                        .unwrap_or(i64::MAX),
-                );
+                delays.push(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                counted.push(*counts);
             }
         }
         if !seqs.is_empty() {
@@ -432,6 +448,7 @@ impl Relay {
                 .bind(&errors)
                 .bind(&delays)
                 .bind(i32::try_from(self.options.max_attempts).unwrap_or(i32::MAX))
+                .bind(&counted)
                 .fetch_all(&mut *connection)
                 .await
                 .map_err(|e| self.backend.map_error(e))?;
