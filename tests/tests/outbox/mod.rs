@@ -6,7 +6,7 @@
 //! and a relay or producer killed with SIGKILL loses nothing.
 
 mod crash;
-mod fixture;
+pub(crate) mod fixture;
 mod projection;
 
 use std::collections::HashMap;
