@@ -74,6 +74,11 @@ reposmith-bench recall [OPTIONS]  the recall monitor and ef_search tuner alone:
 reposmith-bench ingest [OPTIONS]  insert_many against bulk_load, 50k x 768 halfvec + HNSW
   --rows N, --dims N, --queries N, --sides LIST, --keep, --quick
 
+reposmith-bench queue [OPTIONS]   Redis job queues end to end (raw LPUSH/BLMOVE/LREM,
+                    apalis-redis) on a redis-server the bench starts itself
+  --jobs N (20000), --rounds N (5), --workers N (8), --producers N (4),
+  --only LIST (raw,apalis), --quick (2 rounds of 2000 jobs)
+
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 
   --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick

@@ -21,6 +21,8 @@
 //! `cargo xtask bench ingest` runs [`ingest`], insert_many against bulk_load.
 //! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone;
 //! `cargo xtask bench recall` runs [`recall`], the recall monitor and tuner's.
+//! `cargo xtask bench queue` runs [`queue`], Redis job queues end to end, on
+//! a redis-server of its own.
 
 mod args;
 mod batches;
@@ -31,6 +33,7 @@ mod ingest;
 mod item;
 mod measure;
 mod mongo;
+mod queue;
 mod raw;
 mod recall;
 mod report;
@@ -68,6 +71,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "mongo") {
         return mongo::run(args).await;
+    }
+    if args.iter().any(|a| a == "queue") {
+        return queue::run(args).await;
     }
     if args.iter().any(|a| a == "recall") {
         return recall::run(args).await;

@@ -17,9 +17,14 @@ pub(crate) fn args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// Brings the services up and runs the benchmark, release build, with their
-/// URLs in its environment; its exit code is ours.
+/// URLs in its environment; its exit code is ours. The `queue` area starts
+/// a redis-server of its own and needs none of them.
 pub(crate) fn run(root: &Path, extra: &[&str]) -> Result<ExitCode, Error> {
-    let vars = services::up_for_child(root)?;
+    let vars = if extra.contains(&"queue") {
+        Vec::new()
+    } else {
+        services::up_for_child(root)?
+    };
     // Release: a debug build measures sqlx's and reposmith's unoptimised
     // code, not what users ship.
     let head = ["run", "--release", "--quiet", "-p", "reposmith-bench", "--"];

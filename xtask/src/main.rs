@@ -22,11 +22,16 @@ const USAGE: &str = "\
 cargo xtask <command>
 
 Commands:
-  services up       start (or reuse) PostgreSQL 16 + pgvector, a MongoDB-wire
-                    server (SecantusDB) and Redis; print where each runs
-  services down     stop what `services up` started; leave external servers alone
+  services up [--cluster]
+                    start (or reuse) PostgreSQL 16 + pgvector, a MongoDB-wire
+                    server (SecantusDB) and Redis; print where each runs;
+                    --cluster also a Redis Cluster (3 masters + 3 replicas on
+                    127.0.0.1:57001-57006), restarting any node that stopped
+  services down     stop what `services up` started (the cluster too, and its
+                    data is removed); leave external servers alone
   services status   show each service: running, external or stopped
   services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
+                    (REDIS_CLUSTER_URLS and REDIS_CLUSTER_PIDS while the cluster runs)
   demo              services up, then run examples/quickstart against them
   bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
                     against hand-written sqlx (bench/); `-- --help` lists ARGS,
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<ExitCode, Error> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["services", sub] => services::run(sub, &workspace_root()),
+        ["services", sub, flags @ ..] => services::run(sub, flags, &workspace_root()),
         ["demo"] => demo::run(&workspace_root()),
         ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),

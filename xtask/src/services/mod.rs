@@ -4,8 +4,11 @@
 //! Each service is reused when the user's environment names one
 //! (`DATABASE_URL`, `MONGODB_URL`, `REDIS_URL`), otherwise started under the
 //! state directory and recorded there, so `down` stops exactly what `up`
-//! started and nothing else.
+//! started and nothing else. `up --cluster` also starts a Redis Cluster
+//! (see [`cluster`]), which nothing else starts.
 
+mod cluster;
+mod cluster_info;
 mod mongo;
 mod postgres;
 pub(crate) mod process;
@@ -27,11 +30,21 @@ use state::StateDir;
 /// accept a TCP connection before we call it unreachable.
 const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Runs `services <sub>`.
-pub(crate) fn run(sub: &str, root: &Path) -> Result<ExitCode, Error> {
+/// Runs `services <sub> [flags]`; the one flag is `up --cluster`.
+pub(crate) fn run(sub: &str, flags: &[&str], root: &Path) -> Result<ExitCode, Error> {
+    let cluster = match (sub, flags) {
+        (_, []) => false,
+        ("up", ["--cluster"]) => true,
+        _ => {
+            return Err(Error::msg(format!(
+                "unknown `services {sub} {}`: only `up` takes a flag, `--cluster`",
+                flags.join(" ")
+            )));
+        }
+    };
     let ctx = Ctx::new(root)?;
     match sub {
-        "up" => up(&ctx).map(|_| ExitCode::SUCCESS),
+        "up" => up(&ctx).and_then(|_| up_cluster(&ctx, cluster)),
         "down" => down(&ctx),
         "status" => Ok(status(&ctx)),
         "env" => Ok(env(&ctx)),
@@ -39,6 +52,14 @@ pub(crate) fn run(sub: &str, root: &Path) -> Result<ExitCode, Error> {
             "unknown `services {other}`: use up, down, status or env"
         ))),
     }
+}
+
+/// The cluster, when asked for.
+fn up_cluster(ctx: &Ctx, asked: bool) -> Result<ExitCode, Error> {
+    if asked {
+        println!("{}", cluster::up(ctx)?.describe());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What every service needs: where state lives and who we run as.
@@ -208,7 +229,7 @@ fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {
 
 fn down(ctx: &Ctx) -> Result<ExitCode, Error> {
     let mut failed = false;
-    for down in [postgres::down, mongo::down, redis::down] {
+    for down in [postgres::down, mongo::down, redis::down, cluster::down] {
         match down(ctx) {
             Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
             Err(err) => {
@@ -241,6 +262,10 @@ fn status(ctx: &Ctx) -> ExitCode {
             Err(why) => println!("{:<10}{why}", format!("{name}:")),
         }
     }
+    match cluster::status(ctx) {
+        Ok(cluster) => println!("{}", cluster.describe()),
+        Err(why) => println!("cluster:  {why}"),
+    }
     ExitCode::SUCCESS
 }
 
@@ -266,6 +291,12 @@ fn env(ctx: &Ctx) -> ExitCode {
                 println!("# {name}: {why}: run `cargo xtask services up`");
                 missing = true;
             }
+        }
+    }
+    // The cluster is optional: printed when it runs, never a failure.
+    if let Ok(cluster) = cluster::status(ctx) {
+        for (k, v) in cluster.vars() {
+            println!("export {k}={}", shell_quote(&v));
         }
     }
     if missing {

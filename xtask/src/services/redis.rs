@@ -173,7 +173,7 @@ fn live(paths: &Paths) -> Option<(u32, u16)> {
     (owns(pid, port) && pings(port)).then_some((pid, port))
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
+pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
         .map(|dir| dir.join(program))

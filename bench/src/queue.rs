@@ -1,0 +1,169 @@
+//! `cargo xtask bench -- queue`: end-to-end job throughput of Redis queues,
+//! contenders interleaved in the same rounds (see [`crate::measure`]).
+//!
+//! Every contender enqueues N no-op jobs (about 60 bytes of JSON) from
+//! `--producers` tasks while `--workers` workers handle and acknowledge
+//! them; a round's rate is N over the time from the first enqueue to the
+//! last acknowledgement, its latencies each job's enqueue-to-handler time.
+//! The bench starts its own redis-server (a free port, a temporary
+//! directory, `--maxmemory-policy noeviction --save "" --appendonly no`),
+//! flushes it before every run of every contender, and kills it at the end;
+//! it never touches the shared server on 6379.
+//!
+//! Contenders (one file each, see [`contender::Contender`]): `raw`, the
+//! hand-written LPUSH/BLMOVE/LREM ceiling ([`raw`]), the baseline of the
+//! ratios; `apalis`, apalis-redis 1.0 ([`apalis`]).
+//!
+//! Options: `--jobs N` (default 20000), `--rounds N` (default 5, plus a
+//! warm-up), `--workers N` (8), `--producers N` (4), `--only LIST`
+//! (comma-separated labels: raw,apalis), `--quick` (2 rounds of 2000 jobs).
+
+mod apalis;
+mod contender;
+mod raw;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use contender::{Contender, Env};
+use server::Server;
+
+use crate::Result;
+use crate::measure::{Series, interleave};
+
+/// Every contender by its option name; the first is the baseline.
+fn contenders() -> Vec<(&'static str, Box<dyn Contender>)> {
+    vec![
+        ("raw", Box::new(raw::Raw::default())),
+        ("apalis", Box::new(apalis::Apalis::default())),
+    ]
+}
+
+#[derive(Debug)]
+struct Options {
+    jobs: usize,
+    rounds: usize,
+    workers: usize,
+    producers: usize,
+    only: Vec<String>,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        jobs: 20_000,
+        rounds: 5,
+        workers: 8,
+        producers: 4,
+        only: Vec::new(),
+    };
+    let mut it = args.iter().filter(|a| *a != "queue");
+    while let Some(arg) = it.next() {
+        let mut value = || -> Result<String> {
+            Ok(it
+                .next()
+                .ok_or_else(|| format!("{arg} needs a value"))?
+                .clone())
+        };
+        let number = |v: String| -> Result<usize> {
+            Ok(v.parse().map_err(|_| format!("{arg}: not a number: {v}"))?)
+        };
+        match arg.as_str() {
+            "--jobs" => o.jobs = number(value()?)?.max(1),
+            "--rounds" => o.rounds = number(value()?)?.max(1),
+            "--workers" => o.workers = number(value()?)?.max(1),
+            "--producers" => o.producers = number(value()?)?.max(1),
+            "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
+            "--quick" => (o.rounds, o.jobs) = (2, 2_000),
+            other => return Err(format!("queue bench: unknown option {other}").into()),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs the queue benchmark and prints its tables.
+pub(crate) async fn run(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    let mut sides: Vec<(&str, Box<dyn Contender>)> = contenders()
+        .into_iter()
+        .filter(|(name, _)| o.only.is_empty() || o.only.iter().any(|n| n == name))
+        .collect();
+    if sides.is_empty() {
+        return Err("queue bench: --only matched no contender (raw, apalis)".into());
+    }
+    let started = Instant::now();
+    let server = Server::start().await?;
+    let env = Env {
+        url: server.url.clone(),
+        workers: o.workers,
+        producers: o.producers,
+        round_limit: Duration::from_secs(120),
+    };
+    println!(
+        "reposmith-bench queue: {} rounds (+1 warm-up) of {} no-op jobs per contender, \
+         {} producers, {} workers; own redis-server {} at {}",
+        o.rounds,
+        o.jobs,
+        o.producers,
+        o.workers,
+        server.version().await?,
+        server.url
+    );
+    for (_, side) in &mut sides {
+        side.setup(&env).await?;
+    }
+    let indexes: Vec<usize> = (0..sides.len()).collect();
+    let series = interleave(&indexes, o.rounds, async |i, round| {
+        server.flush().await?;
+        let sample = sides[i].1.run(&env, o.jobs).await?;
+        if round != usize::MAX {
+            println!(
+                "  round {:>2}  {:<24} {:>9.0} jobs/s  ({:.2} s)",
+                round + 1,
+                sides[i].1.label(),
+                sample.rate(),
+                sample.wall.as_secs_f64()
+            );
+        }
+        Ok(sample)
+    })
+    .await?;
+    for (_, side) in &mut sides {
+        side.teardown(&env).await?;
+    }
+    let labels: Vec<&str> = sides.iter().map(|(_, s)| s.label()).collect();
+    print_table(&labels, &series);
+    drop(server);
+    println!("\nqueue bench: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Per contender: rate over all rounds, median round rate, p50/p99
+/// enqueue-to-handler latency, median [min..max] per-round ratio to the first.
+fn print_table(labels: &[&str], series: &[Series<usize>]) {
+    println!(
+        "\n{:<24} {:>12} {:>14} {:>10} {:>10}  ratio to {}: median [min..max] of rounds",
+        "contender", "jobs/s", "median round", "p50", "p99", labels[0]
+    );
+    println!("{}", "-".repeat(120));
+    let base = &series[0];
+    for s in series {
+        let ratio = if s.side == 0 {
+            "1.00 (baseline)".to_owned()
+        } else {
+            let (median, min, max) = s.ratio_to(base);
+            format!("{median:.2} [{min:.2}..{max:.2}]")
+        };
+        println!(
+            "{:<24} {:>12.0} {:>14.0} {:>10} {:>10}  {ratio}",
+            labels[s.side],
+            s.rate(),
+            s.median_rate(),
+            millis(s.latency(0.5)),
+            millis(s.latency(0.99)),
+        );
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
