@@ -116,6 +116,13 @@ async fn a_fatal_error_dead_letters_at_once_and_purge_deletes() {
     assert!(!dead.purge(ids[0]).await.unwrap());
     let left = dead.list(0, 10).await.unwrap();
     assert_eq!(left.len(), 2);
+    let (first, second) = (
+        dead.list(0, 1).await.unwrap(),
+        dead.list(1, 5).await.unwrap(),
+    );
+    assert_eq!((first.len(), second.len()), (1, 1), "pages of one");
+    assert_ne!(first[0].id, second[0].id);
+    assert!(dead.list(2, 5).await.unwrap().is_empty());
     assert!(left.iter().all(|d| d.last_error.ends_with("is malformed")));
     assert_eq!(dead.purge_all().await.unwrap(), 2);
     assert!(dead.list(0, 10).await.unwrap().is_empty());
@@ -230,4 +237,57 @@ async fn a_server_that_may_evict_is_refused_at_startup() {
     let check = check_server(&backend).await.unwrap();
     assert_eq!(check.maxmemory_policy.as_deref(), Some("noeviction"));
     assert_eq!(check.persistent, Some(true));
+}
+
+/// A job with a short timeout and two attempts.
+#[derive(Debug, Serialize, Deserialize)]
+struct Flaky {
+    n: u32,
+}
+
+impl Job for Flaky {
+    const QUEUE: &'static str = "flaky";
+    const RETRY: RetryPolicy =
+        RetryPolicy::new(2, Duration::from_millis(10), Duration::from_millis(10));
+    const TIMEOUT: Duration = Duration::from_millis(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_or_panicking_handler_is_a_failed_attempt() {
+    let (_server, backend) = redis().await;
+    let queue = Queue::<Flaky>::new(&backend).unwrap();
+    let flaky = queue.enqueue(&Flaky { n: 1 }).await.unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&calls);
+    let worker = Worker::new(queue.clone())
+        .run(move |ctx| {
+            seen.lock().unwrap().push((ctx.job().n, ctx.attempt()));
+            let (n, attempt) = (ctx.job().n, ctx.attempt());
+            async move {
+                match (n, attempt) {
+                    (1, 1) => tokio::time::sleep(Duration::from_secs(30)).await,
+                    (1, _) => panic!("kaboom"),
+                    _ => {}
+                }
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.dead == 1).await;
+    // The worker survived the panic and still runs jobs.
+    queue.enqueue(&Flaky { n: 2 }).await.unwrap();
+    let stats = wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
+    let counts = worker.counts();
+    worker.shutdown(Duration::from_secs(2)).await;
+
+    assert_eq!(*calls.lock().unwrap(), [(1, 1), (1, 2), (2, 1)]);
+    assert_eq!((stats.retried, stats.dead_lettered), (1, 1), "{stats:?}");
+    assert_eq!(
+        (counts.retried, counts.dead_lettered, counts.completed),
+        (1, 1, 1)
+    );
+    let dead = queue.dead_letters().list(0, 10).await.unwrap();
+    assert_eq!(dead[0].id, flaky.id);
+    assert_eq!(dead[0].last_error, "the handler panicked: kaboom");
 }

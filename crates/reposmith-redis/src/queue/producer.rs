@@ -22,7 +22,10 @@ use crate::RedisBackend;
 pub struct QueueOptions {
     /// How long an enqueued job's id and idempotency key are remembered: a
     /// second job with either within this window is dropped as a duplicate.
-    /// Default 24 hours.
+    /// Default 24 hours. Each enqueued job leaves a small marker key (about
+    /// a hundred bytes) for this long, and one more per idempotency key:
+    /// size the window to the throughput and to the longest redelivery the
+    /// producers (an outbox relay) may make.
     pub dedup_window: Duration,
     /// The largest serialized payload accepted, in bytes. Default
     /// [`DEFAULT_MAX_PAYLOAD`] (512 KiB).
