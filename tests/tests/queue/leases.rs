@@ -109,12 +109,18 @@ async fn a_stalled_worker_loses_its_job_and_its_late_ack_is_refused() {
     )
     .await;
 
+    // The takeover outlasts the stall, so the stalled worker's ack comes
+    // while the job is still leased (to the other worker): only the fencing
+    // token tells the two apart.
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&attempts);
     let healthy = Worker::new(queue.clone())
         .run(move |ctx| {
             seen.lock().unwrap().push(ctx.attempt());
-            async { Ok(()) }
+            async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok(())
+            }
         })
         .await
         .unwrap();
