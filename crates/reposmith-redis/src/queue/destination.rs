@@ -53,11 +53,16 @@ impl QueueDestination {
             }
         }
         for (name, jobs) in by_queue {
-            let outcome = self.enqueue(&name, &jobs).await;
+            let outcome = match QueueKeys::new(&name) {
+                Ok(keys) => self.enqueue(&keys, &jobs).await.map_err(Some),
+                // `envelope` validated the name; kept for a total match.
+                Err(_) => Err(None),
+            };
             for (i, _, _) in &jobs {
                 outcomes[*i] = Some(match &outcome {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(self.backend.map_error(e)),
+                    Err(Some(e)) => Err(self.backend.map_error(e)),
+                    Err(None) => Err(Error::invalid("OutboxMessage", "destination", &name)),
                 });
             }
         }
@@ -93,18 +98,14 @@ impl QueueDestination {
 
     async fn enqueue(
         &self,
-        name: &str,
+        keys: &QueueKeys,
         jobs: &[(usize, Uuid, JobEnvelope)],
     ) -> std::result::Result<(), redis::RedisError> {
-        let Ok(keys) = QueueKeys::new(name) else {
-            // Checked by `envelope` already.
-            return Ok(());
-        };
         let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(_, id, e)| (*id, e)).collect();
-        let added = enqueue_batched(&self.backend, &keys, self.options.dedup_window, &refs).await?;
+        let added = enqueue_batched(&self.backend, keys, self.options.dedup_window, &refs).await?;
         let duplicates = added.iter().filter(|a| a.duplicate).count();
         tracing::debug!(
-            queue = name,
+            queue = %keys.name,
             delivered = added.len(),
             duplicates,
             "outbox messages enqueued"

@@ -270,3 +270,44 @@ fn batch_len(jobs: &[(Uuid, &JobEnvelope)]) -> usize {
     }
     n.max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::job::Job;
+
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Blob(String);
+
+    impl Job for Blob {
+        const QUEUE: &'static str = "blobs";
+    }
+
+    fn envelopes(sizes: &[usize]) -> Vec<(Uuid, JobEnvelope)> {
+        sizes
+            .iter()
+            .map(|&n| {
+                let job = Blob("x".repeat(n));
+                (Uuid::now_v7(), JobEnvelope::of(&job, usize::MAX).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_stop_at_the_job_count_or_the_byte_budget() {
+        let many = envelopes(&vec![1; 300]);
+        let refs: Vec<_> = many.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(batch_len(&refs), BATCH_JOBS);
+        let big = envelopes(&[BATCH_BYTES / 2, BATCH_BYTES / 2, 10]);
+        let refs: Vec<_> = big.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(batch_len(&refs), 1, "the second would pass the budget");
+        let huge = envelopes(&[BATCH_BYTES * 2, 1]);
+        let refs: Vec<_> = huge.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(
+            batch_len(&refs),
+            1,
+            "a job larger than the budget goes alone"
+        );
+    }
+}
