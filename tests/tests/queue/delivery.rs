@@ -15,9 +15,10 @@ use super::{Task, redis, wait_for_stats, wait_until};
 async fn every_job_runs_exactly_once_with_eight_handlers() {
     let (_server, backend) = redis().await;
     let queue = Queue::<Task>::new(&backend).unwrap();
-    let jobs: Vec<Task> = (0..200).map(Task::new).collect();
+    // More than one enqueue script call (256 jobs each).
+    let jobs: Vec<Task> = (0..600).map(Task::new).collect();
     let added = queue.enqueue_many(&jobs).await.unwrap();
-    assert_eq!(added.len(), 200);
+    assert_eq!(added.len(), 600);
     assert!(added.iter().all(|a| !a.duplicate));
 
     let runs = Arc::new(Mutex::new(HashMap::<u32, u32>::new()));
@@ -34,9 +35,9 @@ async fn every_job_runs_exactly_once_with_eight_handlers() {
         })
         .await
         .unwrap();
-    let stats = wait_for_stats(&queue, Duration::from_secs(20), |s| s.completed == 200).await;
-    let counts = worker.counts();
+    let stats = wait_for_stats(&queue, Duration::from_secs(20), |s| s.completed == 600).await;
     let report = worker.shutdown(Duration::from_secs(5)).await;
+    let counts = report.counts;
 
     assert_eq!(
         (stats.waiting, stats.active, stats.delayed, stats.dead),
@@ -44,12 +45,12 @@ async fn every_job_runs_exactly_once_with_eight_handlers() {
     );
     assert_eq!(
         (stats.enqueued, stats.redelivered, stats.retried),
-        (200, 0, 0)
+        (600, 0, 0)
     );
-    assert_eq!(counts.completed, 200, "{counts:?}");
+    assert_eq!(counts.completed, 600, "{counts:?}");
     assert!(report.released.is_empty(), "{report:?}");
     let runs = runs.lock().unwrap();
-    assert_eq!(runs.len(), 200);
+    assert_eq!(runs.len(), 600);
     assert!(runs.values().all(|&n| n == 1), "a job ran twice: {runs:?}");
 }
 

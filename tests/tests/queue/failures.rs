@@ -57,7 +57,6 @@ async fn a_poison_job_is_dead_lettered_after_its_attempts_and_replay_runs_it_aga
         (stats.retried, stats.dead_lettered, stats.completed),
         (2, 1, 0)
     );
-    assert_eq!(worker.counts().dead_lettered, 1);
 
     let dead = queue.dead_letters().list(0, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -73,7 +72,11 @@ async fn a_poison_job_is_dead_lettered_after_its_attempts_and_replay_runs_it_aga
         "not dead any more"
     );
     let stats = wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
-    worker.shutdown(Duration::from_secs(2)).await;
+    let counts = worker.shutdown(Duration::from_secs(2)).await.counts;
+    assert_eq!(
+        (counts.retried, counts.dead_lettered, counts.completed),
+        (2, 1, 1)
+    );
     assert_eq!(stats.dead, 0);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
@@ -237,6 +240,11 @@ async fn a_server_that_may_evict_is_refused_at_startup() {
     let check = check_server(&backend).await.unwrap();
     assert_eq!(check.maxmemory_policy.as_deref(), Some("noeviction"));
     assert_eq!(check.persistent, Some(true));
+
+    // No persistence at all: allowed, with a warning.
+    let volatile = RedisServer::start_with(&["--appendonly", "no"]);
+    let check = check_server(&connect(&volatile).await).await.unwrap();
+    assert_eq!(check.persistent, Some(false));
 }
 
 /// A job with a short timeout and two attempts.
@@ -278,8 +286,7 @@ async fn a_timed_out_or_panicking_handler_is_a_failed_attempt() {
     // The worker survived the panic and still runs jobs.
     queue.enqueue(&Flaky { n: 2 }).await.unwrap();
     let stats = wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
-    let counts = worker.counts();
-    worker.shutdown(Duration::from_secs(2)).await;
+    let counts = worker.shutdown(Duration::from_secs(2)).await.counts;
 
     assert_eq!(*calls.lock().unwrap(), [(1, 1), (1, 2), (2, 1)]);
     assert_eq!((stats.retried, stats.dead_lettered), (1, 1), "{stats:?}");

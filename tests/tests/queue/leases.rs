@@ -31,9 +31,10 @@ async fn a_handler_longer_than_its_lease_keeps_the_job() {
     let first = start(Arc::clone(&runs)).await.unwrap();
     let second = start(Arc::clone(&runs)).await.unwrap();
     let stats = wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
-    let counts = [first.counts(), second.counts()];
-    first.shutdown(Duration::from_secs(2)).await;
-    second.shutdown(Duration::from_secs(2)).await;
+    let counts = [
+        first.shutdown(Duration::from_secs(2)).await.counts,
+        second.shutdown(Duration::from_secs(2)).await.counts,
+    ];
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(stats.redelivered, 0, "{stats:?}");
     assert_eq!(counts.iter().map(|c| c.stale).sum::<u64>(), 0, "{counts:?}");
@@ -73,9 +74,7 @@ fn stalling_worker(
                 },
             )
             .await;
-            let counts = worker.counts();
-            worker.shutdown(Duration::ZERO).await;
-            counts
+            worker.shutdown(Duration::ZERO).await.counts
         })
     })
 }
@@ -128,8 +127,7 @@ async fn a_stalled_worker_loses_its_job_and_its_late_ack_is_refused() {
     let stalled_counts = tokio::task::spawn_blocking(move || stalled.join().unwrap())
         .await
         .unwrap();
-    let healthy_counts = healthy.counts();
-    healthy.shutdown(Duration::from_secs(2)).await;
+    let healthy_counts = healthy.shutdown(Duration::from_secs(2)).await.counts;
 
     assert_eq!(*attempts.lock().unwrap(), [2], "the takeover is attempt 2");
     assert!(stats.redelivered >= 1, "{stats:?}");
@@ -157,9 +155,11 @@ async fn shutdown_lets_quick_jobs_finish_and_hands_slow_ones_back() {
         .concurrency(4)
         .run(move |ctx| {
             counter.fetch_add(1, Ordering::SeqCst);
+            // Quick ones outlast the moment shutdown begins, so they finish
+            // within the grace period rather than before it.
             let slow = ctx.job().n >= 2;
             async move {
-                let nap = if slow { 30_000 } else { 300 };
+                let nap = if slow { 30_000 } else { 800 };
                 tokio::time::sleep(Duration::from_millis(nap)).await;
                 Ok(())
             }
@@ -171,7 +171,7 @@ async fn shutdown_lets_quick_jobs_finish_and_hands_slow_ones_back() {
         async move { n == 4 }
     })
     .await;
-    let report = worker.shutdown(Duration::from_millis(1500)).await;
+    let report = worker.shutdown(Duration::from_millis(2500)).await;
     assert_eq!(report.finished, 2, "{report:?}");
     assert_eq!(report.released.len(), 2, "{report:?}");
     assert!(report.left_leased.is_empty(), "{report:?}");

@@ -226,6 +226,7 @@ async fn drain<J: Job>(
             }
         }
     }
+    report.counts = state.counts.snapshot();
     tracing::info!(
         finished = report.finished,
         released = report.released.len(),

@@ -188,6 +188,9 @@ pub struct ShutdownReport {
     /// Jobs that could not be handed back (Redis unreachable): they return
     /// to the queue when their lease expires.
     pub left_leased: Vec<Uuid>,
+    /// The worker's counts once it stopped (every attempt settled or
+    /// handed back).
+    pub counts: WorkerCounts,
 }
 
 /// Counts of what one worker did, from [`WorkerHandle::counts`].
@@ -234,7 +237,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> WorkerCounts {
+    pub(crate) fn snapshot(&self) -> WorkerCounts {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WorkerCounts {
             fetched: read(&self.fetched),
