@@ -30,7 +30,10 @@ where
     H: Fn(JobContext<J>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    let span = tracing::info_span!("reposmith.job", job.id = %job.id, attempt = job.attempt);
+    // Job tasks are spawned, so they do not inherit the worker's span: the
+    // queue is named here again.
+    let span = tracing::info_span!("reposmith.job", queue = %state.queue.name(),
+        job.id = %job.id, attempt = job.attempt);
     async {
         let outcome = attempt(&state, &*handler, &job).await;
         settle(&state, &job, outcome).await;
