@@ -5,9 +5,12 @@
 //! `cargo xtask test` sets after starting them.
 //!
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
+//! [`redis_server`] starts a Redis of a test's own (the queue tests' crashes,
+//! restarts and pauses).
 
 pub mod conformance;
 pub mod letters;
+pub mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -24,6 +24,7 @@ mod pg_bulk_load;
 mod pg_recall;
 mod pg_repository;
 mod pg_search;
+mod queue;
 mod secrets;
 mod services;
 mod small_ids;

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use reposmith_core::{Backend, ConnectionUrl, Error, Result};
 
 use crate::RedisConfig;
@@ -13,7 +14,10 @@ use crate::error::{Phase, map};
 #[derive(Clone)]
 pub struct RedisBackend {
     manager: ConnectionManager,
+    /// Opens the dedicated connections blocking commands need.
+    client: redis::Client,
     url: ConnectionUrl,
+    connect_timeout: Duration,
     response_timeout: Duration,
 }
 
@@ -53,15 +57,17 @@ impl RedisBackend {
             .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?;
         let manager_config = manager_config(config);
         let manager = if config.lazy {
-            ConnectionManager::new_lazy_with_config(client, manager_config)
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
                 .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?
         } else {
-            let connected = connect_now(client, manager_config, config).await;
+            let connected = connect_now(client.clone(), manager_config, config).await;
             connected.inspect_err(|error| tracing::debug!(%error, "connect failed"))?
         };
         Ok(RedisBackend {
             manager,
+            client,
             url,
+            connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
         })
     }
@@ -69,6 +75,39 @@ impl RedisBackend {
     /// A handle on the shared connection; commands time out after the response timeout.
     pub fn connection(&self) -> ConnectionManager {
         self.manager.clone()
+    }
+
+    /// The longest wait for a reply on the shared connection.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// A connection of its own, for commands that block (`BLPOP`): a blocking
+    /// command on the shared multiplexed connection would hold up every
+    /// other caller's replies behind it. It has no response timeout (the
+    /// caller bounds each command, blocking ones by their own timeout plus
+    /// the response timeout) and does not reconnect: drop it after an error
+    /// and open another.
+    pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        // The driver's own connection timeout covers the TCP connect; this
+        // bounds the handshake after it too.
+        let budget = self.connect_timeout + self.response_timeout;
+        match tokio::time::timeout(budget, connect).await {
+            Ok(connected) => {
+                connected.map_err(|e| map(&self.url, &e, Phase::Connect, self.connect_timeout))
+            }
+            Err(_) => Err(Error::connect_timed_out(
+                Backend::Redis,
+                self.target(),
+                budget,
+            )),
+        }
     }
 
     /// Host, port and database number, without credentials.

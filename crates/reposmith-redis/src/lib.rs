@@ -8,10 +8,15 @@
 //! ([`RedisBackend::connection`]) for the application's own commands, maps
 //! their errors ([`RedisBackend::map_error`]) and reports health
 //! ([`RedisBackend::ping`]).
+//!
+//! [`queue`] is a task queue on Redis (sorted sets and Lua scripts, leases
+//! with fencing tokens, dead letters) and the outbox relay's destination
+//! for jobs.
 
 mod backend;
 mod config;
 mod error;
+pub mod queue;
 
 pub use backend::{RedisBackend, RedisHealth};
 pub use config::RedisConfig;

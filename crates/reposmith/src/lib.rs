@@ -66,6 +66,13 @@ pub use reposmith_postgres as postgres;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use reposmith_postgres::{PgBackend, PgConfig, PgHealth, PgRepository, PgUnitOfWork};
+/// The Redis task queue: [`queue::Queue`] enqueues [`queue::Job`]s,
+/// [`queue::Worker`] runs them (at least once, with leases, retries and a
+/// dead-letter set), [`queue::QueueDestination`] carries jobs from the
+/// transactional outbox onto their queues.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use reposmith_redis::queue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};

@@ -1,0 +1,86 @@
+//! [`check_server`]: refuses a Redis that may evict a queue's keys, warns
+//! about one that keeps nothing across a restart.
+
+use redis::Value;
+use reposmith_core::{Error, Result};
+
+use super::reply::text;
+use crate::RedisBackend;
+
+/// What the server's settings mean for a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerCheck {
+    /// `maxmemory-policy`, when `CONFIG GET` is allowed.
+    pub maxmemory_policy: Option<String>,
+    /// False when both AOF (`appendonly no`) and RDB snapshots (`save ""`)
+    /// are off: a restart loses every job. `None` when unknown.
+    pub persistent: Option<bool>,
+}
+
+/// Checks that `backend`'s server suits a queue. `maxmemory-policy` must be
+/// `noeviction`: under any other policy Redis may delete a job's keys under
+/// memory pressure and the job is lost without a trace. Another policy is
+/// refused with [`Error::Config`]. A server that forbids `CONFIG` (managed
+/// Redis) is only warned about; so is one without persistence.
+pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
+    let policy = match config_get(backend, "maxmemory-policy").await {
+        Ok(policy) => policy,
+        Err(error) if error.is_unreachable() => return Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "CONFIG GET is not allowed on this Redis: cannot check that \
+                maxmemory-policy is noeviction; make sure it is, or jobs may be evicted");
+            return Ok(ServerCheck {
+                maxmemory_policy: None,
+                persistent: None,
+            });
+        }
+    };
+    if let Some(policy) = &policy
+        && policy != "noeviction"
+    {
+        return Err(Error::config(
+            "redis maxmemory-policy",
+            format!(
+                "the server at {} has maxmemory-policy {policy}, which may evict queued \
+                 jobs under memory pressure; a task queue needs `maxmemory-policy noeviction` \
+                 (set it in redis.conf, or CONFIG SET maxmemory-policy noeviction)",
+                backend.target()
+            ),
+        ));
+    }
+    let persistent = persistence(backend).await;
+    if persistent == Some(false) {
+        tracing::warn!(server = %backend.target(), "Redis persistence is off (appendonly no, \
+            save \"\"): every queued job is lost when the server restarts; enable \
+            appendonly yes for a queue");
+    }
+    Ok(ServerCheck {
+        maxmemory_policy: policy,
+        persistent,
+    })
+}
+
+/// True when AOF or RDB snapshots are on; `None` when unreadable.
+async fn persistence(backend: &RedisBackend) -> Option<bool> {
+    let aof = config_get(backend, "appendonly").await.ok()??;
+    let save = config_get(backend, "save").await.ok()??;
+    Some(aof == "yes" || !save.trim().is_empty())
+}
+
+/// The value of one `CONFIG GET` parameter; `None` when the server does not
+/// know it.
+async fn config_get(backend: &RedisBackend, parameter: &str) -> Result<Option<String>> {
+    let reply: Value = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(parameter)
+        .query_async(&mut backend.connection())
+        .await
+        .map_err(|e| backend.map_error(&e))?;
+    Ok(match reply {
+        // RESP2: [name, value]; RESP3: {name: value}.
+        Value::Array(items) => items.get(1).and_then(text),
+        Value::Map(pairs) => pairs.first().and_then(|(_, v)| text(v)),
+        _ => None,
+    })
+}

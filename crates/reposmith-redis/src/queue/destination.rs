@@ -1,0 +1,121 @@
+//! [`QueueDestination`]: where the outbox relay delivers queue messages.
+
+use std::collections::BTreeMap;
+
+use reposmith_core::job::JobEnvelope;
+use reposmith_core::outbox::{Deliver, Destination, OutboxMessage};
+use reposmith_core::repository::BoxFuture;
+use reposmith_core::{Error, Result};
+use uuid::Uuid;
+
+use super::keys::QueueKeys;
+use super::producer::{QueueOptions, enqueue_batched};
+use crate::RedisBackend;
+
+/// Enqueues the outbox's queue messages (payload: a [`JobEnvelope`]) on
+/// their queues, whatever the queue's name: one destination serves every
+/// queue. The job id is the message id, so a message the relay delivers
+/// again (it crashed after delivering, before marking the row done) is a
+/// duplicate within the dedup window and enqueued once.
+#[derive(Debug, Clone)]
+pub struct QueueDestination {
+    backend: RedisBackend,
+    options: QueueOptions,
+}
+
+impl QueueDestination {
+    /// A destination on `backend` with the default [`QueueOptions`] (24 h
+    /// dedup window).
+    pub fn new(backend: &RedisBackend) -> QueueDestination {
+        QueueDestination::with_options(backend, QueueOptions::default())
+    }
+
+    /// A destination with `options`; keep the dedup window longer than the
+    /// relay's longest redelivery delay.
+    pub fn with_options(backend: &RedisBackend, options: QueueOptions) -> QueueDestination {
+        QueueDestination {
+            backend: backend.clone(),
+            options,
+        }
+    }
+
+    async fn deliver_all(&self, messages: &[OutboxMessage]) -> Vec<Result<()>> {
+        let mut outcomes: Vec<Option<Result<()>>> = messages.iter().map(|_| None).collect();
+        // Queue name → (index, id, envelope), in outbox order.
+        let mut by_queue: BTreeMap<String, Vec<(usize, Uuid, JobEnvelope)>> = BTreeMap::new();
+        for (i, message) in messages.iter().enumerate() {
+            match self.envelope(message) {
+                Ok(envelope) => by_queue
+                    .entry(envelope.queue.clone())
+                    .or_default()
+                    .push((i, message.id, envelope)),
+                Err(error) => outcomes[i] = Some(Err(error)),
+            }
+        }
+        for (name, jobs) in by_queue {
+            let outcome = match QueueKeys::new(&name) {
+                Ok(keys) => self.enqueue(&keys, &jobs).await.map_err(Some),
+                // `envelope` validated the name; kept for a total match.
+                Err(_) => Err(None),
+            };
+            for (i, _, _) in &jobs {
+                outcomes[*i] = Some(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(Some(e)) => Err(self.backend.map_error(e)),
+                    Err(None) => Err(Error::invalid("OutboxMessage", "destination", &name)),
+                });
+            }
+        }
+        outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// The message's envelope, checked: for a queue, of that queue, valid.
+    fn envelope(&self, message: &OutboxMessage) -> Result<JobEnvelope> {
+        let Destination::Queue(name) = &message.destination else {
+            return Err(Error::invalid(
+                "OutboxMessage",
+                "destination",
+                format!(
+                    "message {} goes to {}, not to a queue",
+                    message.id, message.destination
+                ),
+            ));
+        };
+        let envelope = message.job()?;
+        if &envelope.queue != name {
+            return Err(Error::invalid(
+                "OutboxMessage",
+                "payload",
+                format!(
+                    "message {} is addressed to queue {name} but carries a job for queue {}",
+                    message.id, envelope.queue
+                ),
+            ));
+        }
+        envelope.validate(self.options.max_payload)?;
+        Ok(envelope)
+    }
+
+    async fn enqueue(
+        &self,
+        keys: &QueueKeys,
+        jobs: &[(usize, Uuid, JobEnvelope)],
+    ) -> std::result::Result<(), redis::RedisError> {
+        let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(_, id, e)| (*id, e)).collect();
+        let added = enqueue_batched(&self.backend, keys, self.options.dedup_window, &refs).await?;
+        let duplicates = added.iter().filter(|a| a.duplicate).count();
+        tracing::debug!(
+            queue = %keys.name,
+            delivered = added.len(),
+            duplicates,
+            "outbox messages enqueued"
+        );
+        Ok(())
+    }
+}
+
+impl Deliver for QueueDestination {
+    fn deliver<'a>(&'a self, messages: &'a [OutboxMessage]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(self.deliver_all(messages))
+    }
+}

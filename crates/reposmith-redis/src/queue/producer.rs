@@ -1,0 +1,313 @@
+//! [`Queue`]: enqueueing jobs of one type, and reading the queue's state.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
+use reposmith_core::{Error, Result};
+use uuid::Uuid;
+
+use super::dead::DeadLetters;
+use super::keys::QueueKeys;
+use super::ops;
+use super::stats::{QueueStats, read_stats};
+use crate::RedisBackend;
+
+/// Settings of a [`Queue`] handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueOptions {
+    /// How long an enqueued job's id and idempotency key are remembered: a
+    /// second job with either within this window is dropped as a duplicate.
+    /// Default 24 hours. Each enqueued job leaves a small marker key (about
+    /// a hundred bytes) for this long, and one more per idempotency key:
+    /// size the window to the throughput and to the longest redelivery the
+    /// producers (an outbox relay) may make.
+    pub dedup_window: Duration,
+    /// The largest serialized payload accepted, in bytes. Default
+    /// [`DEFAULT_MAX_PAYLOAD`] (512 KiB).
+    pub max_payload: usize,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            dedup_window: Duration::from_secs(24 * 3600),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl QueueOptions {
+    /// Sets [`dedup_window`](Self::dedup_window) (at least 1 ms).
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`max_payload`](Self::max_payload).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+}
+
+/// The result of enqueueing one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Enqueued {
+    /// The job's id; for a duplicate, the id of the job enqueued before it
+    /// (the one with the same id or idempotency key).
+    pub id: Uuid,
+    /// True when the job was dropped as a duplicate.
+    pub duplicate: bool,
+}
+
+/// The queue of jobs of type `J` (named by [`Job::QUEUE`]): enqueue, read
+/// counts, manage dead letters. Cheap to clone; clones share the backend's
+/// connection.
+pub struct Queue<J: Job> {
+    pub(crate) backend: RedisBackend,
+    pub(crate) keys: Arc<QueueKeys>,
+    pub(crate) options: QueueOptions,
+    job: PhantomData<fn() -> J>,
+}
+
+impl<J: Job> Clone for Queue<J> {
+    fn clone(&self) -> Self {
+        Queue {
+            backend: self.backend.clone(),
+            keys: Arc::clone(&self.keys),
+            options: self.options.clone(),
+            job: PhantomData,
+        }
+    }
+}
+
+impl<J: Job> fmt::Debug for Queue<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.keys.name)
+            .field("backend", &self.backend)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<J: Job> Queue<J> {
+    /// The queue for `J` on `backend` with the default [`QueueOptions`];
+    /// refuses an invalid queue name before talking to Redis.
+    pub fn new(backend: &RedisBackend) -> Result<Queue<J>> {
+        Queue::with_options(backend, QueueOptions::default())
+    }
+
+    /// The queue for `J` on `backend` with `options`.
+    pub fn with_options(backend: &RedisBackend, options: QueueOptions) -> Result<Queue<J>> {
+        Ok(Queue {
+            backend: backend.clone(),
+            keys: Arc::new(QueueKeys::new(J::QUEUE)?),
+            options,
+            job: PhantomData,
+        })
+    }
+
+    /// The queue's name ([`Job::QUEUE`]).
+    pub fn name(&self) -> &str {
+        &self.keys.name
+    }
+
+    /// The backend this queue runs on.
+    pub fn backend(&self) -> &RedisBackend {
+        &self.backend
+    }
+
+    /// The options this handle enqueues with.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Enqueues `job` to run as soon as a worker is free.
+    pub async fn enqueue(&self, job: &J) -> Result<Enqueued> {
+        self.enqueue_starting(job, StartAt::Now).await
+    }
+
+    /// Enqueues `job` to run `delay` after Redis receives it (server clock).
+    pub async fn enqueue_in(&self, job: &J, delay: Duration) -> Result<Enqueued> {
+        let ms = ops::millis(delay);
+        self.enqueue_starting(job, StartAt::AfterMillis(ms)).await
+    }
+
+    /// Enqueues `job` to run at `at`, read on the Redis server's clock; a
+    /// time already past runs it now.
+    pub async fn enqueue_at(&self, job: &J, at: DateTime<Utc>) -> Result<Enqueued> {
+        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        self.enqueue_starting(job, StartAt::UnixMillis(ms)).await
+    }
+
+    /// Enqueues `job` with an explicit start.
+    pub async fn enqueue_starting(&self, job: &J, start: StartAt) -> Result<Enqueued> {
+        let envelope = JobEnvelope::of(job, self.options.max_payload)?.starting(start);
+        self.enqueue_envelope(envelope, Uuid::now_v7()).await
+    }
+
+    /// Enqueues a prepared envelope under job id `id` (a relay passes the
+    /// outbox message's id, so a second delivery is a duplicate). The
+    /// envelope must be for this queue.
+    pub async fn enqueue_envelope(&self, envelope: JobEnvelope, id: Uuid) -> Result<Enqueued> {
+        let mut added = self.enqueue_envelopes(&[(id, envelope)]).await?;
+        added.pop().ok_or_else(|| Error::Backend {
+            backend: reposmith_core::Backend::Redis,
+            code: None,
+            reason: "the enqueue script answered for no job".to_owned(),
+        })
+    }
+
+    /// Enqueues many jobs to run now, in as few round trips as their sizes
+    /// allow; one [`Enqueued`] per job, in order.
+    pub async fn enqueue_many(&self, jobs: &[J]) -> Result<Vec<Enqueued>> {
+        let prepared = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let envelope = JobEnvelope::of(job, self.options.max_payload)
+                    .map_err(|e| e.at_row(i, jobs.len()))?;
+                Ok((Uuid::now_v7(), envelope))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.enqueue_envelopes(&prepared).await
+    }
+
+    /// Enqueues prepared envelopes under their ids, checked first (all for
+    /// this queue, valid, within the payload limit): nothing is sent when
+    /// one is refused.
+    pub async fn enqueue_envelopes(&self, jobs: &[(Uuid, JobEnvelope)]) -> Result<Vec<Enqueued>> {
+        for (i, (_, envelope)) in jobs.iter().enumerate() {
+            self.check_envelope(envelope)
+                .map_err(|e| e.at_row(i, jobs.len()))?;
+        }
+        let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(id, e)| (*id, e)).collect();
+        let added = enqueue_batched(&self.backend, &self.keys, self.options.dedup_window, &refs)
+            .await
+            .map_err(|e| self.backend.map_error(&e))?;
+        Ok(added
+            .into_iter()
+            .map(|a| Enqueued {
+                id: a.id,
+                duplicate: a.duplicate,
+            })
+            .collect())
+    }
+
+    fn check_envelope(&self, envelope: &JobEnvelope) -> Result<()> {
+        if envelope.queue != self.keys.name {
+            return Err(Error::invalid(
+                "job",
+                "queue",
+                format!(
+                    "the envelope is for queue {:?}, this is queue {:?}",
+                    envelope.queue, self.keys.name
+                ),
+            ));
+        }
+        envelope.validate(self.options.max_payload)
+    }
+
+    /// Counts of waiting, delayed, running and dead jobs, and the queue's
+    /// lifetime counters.
+    pub async fn stats(&self) -> Result<QueueStats> {
+        read_stats(&self.backend, &self.keys).await
+    }
+
+    /// The dead-letter set: list, replay, purge.
+    pub fn dead_letters(&self) -> DeadLetters<J> {
+        DeadLetters::new(self.clone())
+    }
+}
+
+/// Jobs per enqueue script call, and bytes of payload: one call is atomic
+/// and blocks the server while it runs, so big batches are split.
+const BATCH_JOBS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Enqueues `jobs` (already checked) in script calls of bounded size, with
+/// a tracing event per job.
+pub(crate) async fn enqueue_batched(
+    backend: &RedisBackend,
+    keys: &QueueKeys,
+    window: Duration,
+    jobs: &[(Uuid, &JobEnvelope)],
+) -> std::result::Result<Vec<ops::Added>, redis::RedisError> {
+    let mut conn = backend.connection();
+    let mut added = Vec::with_capacity(jobs.len());
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let take = batch_len(rest);
+        let (batch, tail) = rest.split_at(take);
+        for result in ops::enqueue(&mut conn, keys, window, batch).await? {
+            tracing::debug!(queue = %keys.name, job.id = %result.id,
+                duplicate = result.duplicate, "job enqueued");
+            added.push(result);
+        }
+        rest = tail;
+    }
+    Ok(added)
+}
+
+/// How many of `jobs` go in the next call: at least one, at most
+/// [`BATCH_JOBS`], stopping before [`BATCH_BYTES`] of payload.
+fn batch_len(jobs: &[(Uuid, &JobEnvelope)]) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for (_, envelope) in jobs.iter().take(BATCH_JOBS) {
+        bytes += envelope.payload.len();
+        if n > 0 && bytes > BATCH_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::job::Job;
+
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Blob(String);
+
+    impl Job for Blob {
+        const QUEUE: &'static str = "blobs";
+    }
+
+    fn envelopes(sizes: &[usize]) -> Vec<(Uuid, JobEnvelope)> {
+        sizes
+            .iter()
+            .map(|&n| {
+                let job = Blob("x".repeat(n));
+                (Uuid::now_v7(), JobEnvelope::of(&job, usize::MAX).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_stop_at_the_job_count_or_the_byte_budget() {
+        let many = envelopes(&vec![1; 300]);
+        let refs: Vec<_> = many.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(batch_len(&refs), BATCH_JOBS);
+        let big = envelopes(&[BATCH_BYTES / 2, BATCH_BYTES / 2, 10]);
+        let refs: Vec<_> = big.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(batch_len(&refs), 1, "the second would pass the budget");
+        let huge = envelopes(&[BATCH_BYTES * 2, 1]);
+        let refs: Vec<_> = huge.iter().map(|(id, e)| (*id, e)).collect();
+        assert_eq!(
+            batch_len(&refs),
+            1,
+            "a job larger than the budget goes alone"
+        );
+    }
+}
