@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use reposmith::outbox::{Outbox, Receipt, Relay};
 use reposmith::postgres::sqlx;
 use reposmith::queue::{Job, JobError, Queue, QueueDestination, Worker};
-use reposmith::{BoxFuture, Filter, PgUnitOfWork, RedisBackend, RedisConfig, Repository, RetryPolicy};
+use reposmith::{
+    BoxFuture, Filter, PgUnitOfWork, RedisBackend, RedisConfig, Repository, RetryPolicy,
+};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::redis_server::RedisServer;
 use serde::{Deserialize, Serialize};
@@ -94,7 +96,8 @@ async fn handle(
         .execute(pg.pool())
         .await
         .map_err(|e| JobError::retry(e.to_string()))?;
-    let receipt = Receipt::new(queue, key.clone(), job_id).map_err(|e| JobError::fatal(e.to_string()))?;
+    let receipt =
+        Receipt::new(queue, key.clone(), job_id).map_err(|e| JobError::fatal(e.to_string()))?;
     pg.run_once(&receipt, insert_doc(key))
         .await
         .map(drop)
@@ -114,7 +117,9 @@ async fn worker_child() {
     let point = failpoint(next(&mut seed));
     let trigger = next(&mut seed) % 4;
     let pg = OutboxDb::connect(&pg_url).await;
-    let redis = RedisBackend::connect(&RedisConfig::new(redis_url)).await.unwrap();
+    let redis = RedisBackend::connect(&RedisConfig::new(redis_url))
+        .await
+        .unwrap();
     let queue = Queue::<Effect>::new(&redis).unwrap();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let _worker = Worker::new(queue)
@@ -124,7 +129,9 @@ async fn worker_child() {
             let (pg, seen) = (pg.clone(), seen.clone());
             async move {
                 let hang = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == trigger;
-                let hang_at = |p: Failpoint| hang && std::mem::discriminant(&p) == std::mem::discriminant(&point);
+                let hang_at = |p: Failpoint| {
+                    hang && std::mem::discriminant(&p) == std::mem::discriminant(&point)
+                };
                 if hang_at(Failpoint::AfterFetch) {
                     tokio::time::sleep(Duration::from_secs(120)).await;
                 }
@@ -170,7 +177,9 @@ async fn workers_killed_hundreds_of_times_lose_no_job_and_apply_no_effect_twice(
         .execute(db.pg.pool())
         .await
         .unwrap();
-    let redis = RedisBackend::connect(&RedisConfig::new(redis_server.url())).await.unwrap();
+    let redis = RedisBackend::connect(&RedisConfig::new(redis_server.url()))
+        .await
+        .unwrap();
     let queue = Queue::<Effect>::new(&redis).unwrap();
 
     // The jobs are born with their units of work and relayed to the queue.
@@ -205,7 +214,15 @@ async fn workers_killed_hundreds_of_times_lose_no_job_and_apply_no_effect_twice(
         .lease(Duration::from_millis(300))
         .run(move |ctx| {
             let pg = pg.clone();
-            async move { handle(&pg, ctx.queue(), ctx.idempotency_key(), ctx.id().to_string()).await }
+            async move {
+                handle(
+                    &pg,
+                    ctx.queue(),
+                    ctx.idempotency_key(),
+                    ctx.id().to_string(),
+                )
+                .await
+            }
         })
         .await
         .unwrap();
@@ -235,8 +252,16 @@ async fn workers_killed_hundreds_of_times_lose_no_job_and_apply_no_effect_twice(
         stats.completed
     );
     assert_eq!(stats.dead, 0, "{stats:?}");
-    assert_eq!(stats.completed, u64::from(JOBS), "every job acked once: {stats:?}");
-    assert_eq!(effects, u64::from(JOBS), "every effect committed exactly once");
+    assert_eq!(
+        stats.completed,
+        u64::from(JOBS),
+        "every job acked once: {stats:?}"
+    );
+    assert_eq!(
+        effects,
+        u64::from(JOBS),
+        "every effect committed exactly once"
+    );
     assert_eq!(Outbox::new(&db.pg).stats().await.unwrap().pending, 0);
     db.cleanup().await;
 }

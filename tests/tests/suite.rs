@@ -25,6 +25,7 @@ mod pg_recall;
 mod pg_repository;
 mod pg_search;
 mod queue;
+mod queue_crash;
 mod secrets;
 mod services;
 mod small_ids;

@@ -18,3 +18,6 @@ pub use reposmith_mongo::MongoProjection;
 pub use reposmith_postgres::outbox::{
     DeadMessage, Outbox, OutboxStats, Receipt, Relay, RelayHandle, RelayOptions, RelayReport,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use reposmith_redis::queue::QueueDestination;
