@@ -23,7 +23,6 @@ use std::path::PathBuf;
 
 use db::{MigrateDb, read};
 use entities::*;
-use reposmith_example_quickstart::domain::{Chunk, Document};
 use reposmith_migrate::{Connection, Error, Options, Schemas};
 
 fn allow_destructive() -> Options {
@@ -432,7 +431,7 @@ async fn check_reports_live_drift_in_readable_lines() {
 #[tokio::test]
 async fn the_quickstart_migrations_are_current_and_apply_without_drift() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations/quickstart");
-    let schemas = Schemas::new().add::<Document>().add::<Chunk>();
+    let schemas = reposmith_example_quickstart::domain::schemas();
     assert!(
         !reposmith_migrate::is_stale(&schemas, &dir).unwrap(),
         "the quickstart's entities changed: run `cargo xtask migrate generate <name>` and commit migrations/quickstart"

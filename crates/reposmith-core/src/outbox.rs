@@ -59,12 +59,15 @@ pub static SCHEMA: EntitySchema = EntitySchema::new(
     ],
     0,
     IdStrategy::Identity,
-    &[IndexDef::new(
-        "reposmith_outbox_due",
-        &["state", "available_at", "seq"],
-        false,
-        IndexMethod::BTree,
-    )],
+    &[
+        IndexDef::new("reposmith_outbox_id_key", &["id"], true, IndexMethod::BTree),
+        IndexDef::new(
+            "reposmith_outbox_due",
+            &["state", "available_at", "seq"],
+            false,
+            IndexMethod::BTree,
+        ),
+    ],
 )
 .with_backends(Backends::Postgres);
 

@@ -96,6 +96,13 @@ impl<E: Entity> MongoRepository<E> {
         self
     }
 
+    /// This repository without an embedder: documents are written as given
+    /// and a missing embedding stays missing (for code that embeds later).
+    pub fn without_embedder(mut self) -> Self {
+        self.embedder = None;
+        self
+    }
+
     /// The embeddings missing from `rows` (values in schema order), computed
     /// by this repository's embedder before any command is sent; nothing
     /// without an embedder. See [`reposmith_core::embed::missing_vectors`].

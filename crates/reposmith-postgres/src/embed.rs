@@ -21,6 +21,15 @@ impl<E: Entity> PgRepository<E> {
         self.embedder = Some(embedder);
         self
     }
+
+    /// This repository without an embedder: rows are written as given and a
+    /// missing embedding stays missing, for code that embeds later (a
+    /// background job that sets the vector to `None` and updates through a
+    /// repository that has the embedder).
+    pub fn without_embedder(mut self) -> Self {
+        self.embedder = None;
+        self
+    }
 }
 
 /// The embedded vectors missing from `rows` (values in schema order).

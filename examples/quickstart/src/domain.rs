@@ -172,3 +172,13 @@ impl Trace {
         }
     }
 }
+
+/// Everything the quickstart migrates: its tables and the outbox's. The
+/// migrate binary and the test that keeps `migrations/quickstart` current
+/// share this list.
+pub fn schemas() -> reposmith::migrate::Schemas {
+    reposmith::migrate::Schemas::new()
+        .add::<Document>()
+        .add::<Chunk>()
+        .with_outbox()
+}

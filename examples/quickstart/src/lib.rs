@@ -3,4 +3,5 @@
 
 pub mod domain;
 pub mod embedder;
+pub mod jobs;
 pub mod service;

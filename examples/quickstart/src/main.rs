@@ -23,7 +23,12 @@
 //!    insert reporting the one duplicate, JSON sub-document filters, search
 //!    by meaning, and a MongoDB unit of work (skipped without `MONGODB_URL`);
 //! 10. one service written only against the core traits (`src/service.rs`),
-//!     run on the PostgreSQL chunks and on the MongoDB traces unchanged.
+//!     run on the PostgreSQL chunks and on the MongoDB traces unchanged;
+//! 11. a job born with its write: storing a document enqueues its embedding
+//!     job in the same unit of work (the transactional outbox), the relay
+//!     moves it to a Redis queue after COMMIT, and a worker embeds the
+//!     chunks (`src/jobs.rs`); the job's journey is printed (skipped
+//!     without `REDIS_URL`).
 
 use std::process::ExitCode;
 
@@ -37,6 +42,7 @@ use reposmith_example_quickstart::domain::{
     Chunk, ChunkRepository, Document, DocumentRepository, Status, Trace, TraceRepository,
 };
 use reposmith_example_quickstart::embedder::HashingEmbedder;
+use reposmith_example_quickstart::jobs::{self, EmbedDocument};
 use reposmith_example_quickstart::service;
 
 #[tokio::main]
@@ -64,6 +70,7 @@ async fn run() -> Result<()> {
     retrieval(&chunks, &intro).await?;
     traces(&store).await?;
     one_service(&store, &intro).await?;
+    background_embedding(&store).await?;
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())
@@ -268,6 +275,97 @@ async fn retrieval(chunks: &PgRepository<Chunk>, intro: &Document) -> Result<()>
     }
     if fused.is_empty() || words.is_empty() || similar.is_empty() {
         return Err(unexpected("hits from every search", Ok(())));
+    }
+    Ok(())
+}
+
+/// Step 11: a document stored with its chunks unembedded and its embedding
+/// job recorded in the same unit of work; the relay and a worker do the rest.
+async fn background_embedding(store: &Store) -> Result<()> {
+    use reposmith::outbox::{Outbox, QueueDestination, Relay};
+    use reposmith::queue::{Queue, Worker};
+    use std::time::{Duration, Instant};
+
+    let Ok(redis) = store.redis() else {
+        println!("11. skipped: REDIS_URL is not set (cargo xtask demo uses the local Redis)");
+        return Ok(());
+    };
+    let pg = store.postgres()?;
+    pg.create_outbox_tables().await?;
+    let queue = Queue::<EmbedDocument>::new(redis)?;
+    let relay = Relay::new(pg)
+        .queue(EmbedDocument::QUEUE, QueueDestination::new(redis))?
+        .spawn();
+    let (journal, mut entries) = tokio::sync::mpsc::unbounded_channel();
+    let worker_pg = pg.clone();
+    let worker = Worker::new(queue.clone())
+        .concurrency(2)
+        .run(move |ctx| {
+            let (pg, journal) = (worker_pg.clone(), journal.clone());
+            async move {
+                let delivered = Instant::now();
+                let embedded = jobs::embed_document(&pg, &ctx).await?;
+                let _ = journal.send((ctx.id(), ctx.attempt(), delivered, embedded));
+                Ok(())
+            }
+        })
+        .await?;
+
+    let unit = store.begin::<Document>().await?;
+    let doc = unit
+        .repo::<Document>()
+        .insert(&Document::fetched(
+            "https://example.com/ownership-in-depth",
+            "Ownership in depth",
+            "en",
+            &["rust"],
+        ))
+        .await?;
+    let bodies = ["Moves transfer ownership.", "Borrows lend it for a scope."];
+    let rows: Vec<Chunk> = (0..)
+        .zip(bodies)
+        .map(|(i, body)| Chunk::new(doc.id, i, body))
+        .collect();
+    // Stored as given: the worker embeds them after the request returns.
+    unit.repo::<Chunk>()
+        .without_embedder()
+        .insert_many(&rows)
+        .await?;
+    let job = unit.enqueue(&EmbedDocument {
+        document_id: doc.id,
+    })?;
+    unit.commit().await?;
+    let committed = Instant::now();
+    println!(
+        "11. stored {:?} with {} unembedded chunks and job {job} in one unit of work",
+        doc.title,
+        rows.len()
+    );
+
+    let entry = tokio::time::timeout(Duration::from_secs(10), entries.recv()).await;
+    let Ok(Some((id, attempt, delivered, embedded))) = entry else {
+        return Err(unexpected("the embedding job to run within 10 s", Ok(())));
+    };
+    let report = worker.shutdown(Duration::from_secs(5)).await;
+    relay.shutdown().await?;
+    let chunks = store.repo::<Chunk>()?;
+    let done = Chunk::DOCUMENT_ID.eq(doc.id) & Chunk::EMBEDDING.is_not_null();
+    println!(
+        "    committed → relayed to Redis → delivered to a worker (attempt {attempt}) after {:?}",
+        delivered.duration_since(committed)
+    );
+    println!(
+        "    the worker embedded {embedded} chunks and acked job {id}; {} of {} chunks now have a vector",
+        chunks.count(done).await?,
+        rows.len()
+    );
+    let pending = Outbox::new(pg).stats().await?.pending;
+    println!(
+        "    outbox rows still pending: {pending}; worker: {} completed, {} retried",
+        report.counts.completed, report.counts.retried
+    );
+    if id != job || embedded != rows.len() {
+        return Err(unexpected("the committed job to embed every chunk", Ok(())));
     }
     Ok(())
 }

@@ -7,10 +7,10 @@
 //! `REPOSMITH_MIGRATE_PROGRAM`), the binary's own file name otherwise, or
 //! what `.program(...)` says, e.g. `.program("cargo run --bin migrate --")`.
 
-use reposmith::migrate::{Schemas, cli::Cli};
-use reposmith_example_quickstart::domain::{Chunk, Document};
+use reposmith::migrate::cli::Cli;
+use reposmith_example_quickstart::domain;
 
 fn main() -> std::process::ExitCode {
-    let schemas = Schemas::new().add::<Document>().add::<Chunk>();
+    let schemas = domain::schemas();
     Cli::new(&schemas, "migrations/quickstart").run(std::env::args().skip(1))
 }
