@@ -2,7 +2,8 @@
 //! (`reposmith_tests::redis_server`: noeviction, AOF fsynced on every
 //! write): delivery and its order (`delivery`), leases, stalls and shutdown
 //! (`leases`), failures and dead letters (`failures`), restarts and pauses
-//! of the server (`outages`), and the outbox destination (`outbox`).
+//! of the server (`outages`), the outbox destination (`outbox`), and a
+//! producer whose clock is skewed (`skew`).
 
 #[path = "queue/delivery.rs"]
 mod delivery;
@@ -14,6 +15,8 @@ mod leases;
 mod outages;
 #[path = "queue/outbox.rs"]
 mod outbox;
+#[path = "queue/skew.rs"]
+mod skew;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

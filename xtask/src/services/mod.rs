@@ -206,7 +206,26 @@ impl Service {
 pub(crate) fn up_for_child(root: &Path) -> Result<Vec<(String, String)>, Error> {
     let ctx = Ctx::new(root)?;
     let endpoints = up(&ctx)?;
-    Ok(endpoints.iter().flat_map(Endpoint::vars).collect())
+    let mut vars: Vec<(String, String)> = endpoints.iter().flat_map(Endpoint::vars).collect();
+    // The venv also carries test tools; install it even when every server is the user's.
+    ctx.venv()?;
+    vars.extend(tool_vars(&ctx));
+    Ok(vars)
+}
+
+/// Test tools from the venv: `REPOSMITH_LIBFAKETIME`, the library the
+/// clock-skew tests preload into a child process.
+fn tool_vars(ctx: &Ctx) -> Vec<(String, String)> {
+    let venv = python::Venv::existing(ctx.dir());
+    venv.libfaketime()
+        .map(|path| {
+            (
+                "REPOSMITH_LIBFAKETIME".to_owned(),
+                path.display().to_string(),
+            )
+        })
+        .into_iter()
+        .collect()
 }
 
 fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {
@@ -292,6 +311,9 @@ fn env(ctx: &Ctx) -> ExitCode {
                 missing = true;
             }
         }
+    }
+    for (k, v) in tool_vars(ctx) {
+        println!("export {k}={}", shell_quote(&v));
     }
     // The cluster is optional: printed when it runs, never a failure.
     if let Ok(cluster) = cluster::status(ctx) {

