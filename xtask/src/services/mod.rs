@@ -216,7 +216,7 @@ pub(crate) fn up_for_child(root: &Path) -> Result<Vec<(String, String)>, Error> 
 /// Test tools from the venv: `REPOSMITH_LIBFAKETIME`, the library the
 /// clock-skew tests preload into a child process.
 fn tool_vars(ctx: &Ctx) -> Vec<(String, String)> {
-    let venv = python::Venv::existing(ctx.dir());
+    let venv = Venv::existing(ctx.dir());
     venv.libfaketime()
         .map(|path| {
             (
