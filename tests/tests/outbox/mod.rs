@@ -8,6 +8,7 @@
 mod crash;
 pub(crate) mod fixture;
 mod projection;
+mod redis_outage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
