@@ -3,7 +3,8 @@
 //! write): delivery and its order (`delivery`), leases, stalls and shutdown
 //! (`leases`), failures and dead letters (`failures`), restarts and pauses
 //! of the server (`outages`), the outbox destination (`outbox`), and a
-//! producer whose clock is skewed (`skew`).
+//! producer whose clock is skewed (`skew`), and SIGTERM with jobs in flight
+//! (`sigterm`).
 
 #[path = "queue/delivery.rs"]
 mod delivery;
@@ -15,6 +16,8 @@ mod leases;
 mod outages;
 #[path = "queue/outbox.rs"]
 mod outbox;
+#[path = "queue/sigterm.rs"]
+mod sigterm;
 #[path = "queue/skew.rs"]
 mod skew;
 

@@ -25,7 +25,10 @@ async fn commit_jobs(db: &OutboxDb, from: u32, count: u32) {
 async fn relay_until_empty(relay: &Relay, outbox: &Outbox) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while outbox.stats().await.unwrap().pending > 0 {
-        assert!(Instant::now() < deadline, "rows still pending 30 s after Redis came back");
+        assert!(
+            Instant::now() < deadline,
+            "rows still pending 30 s after Redis came back"
+        );
         relay.relay_once().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -59,7 +62,10 @@ async fn the_relay_keeps_rows_while_redis_is_down_or_paused() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     let stats = outbox.stats().await.unwrap();
-    assert!(failed_passes >= 20, "rows were offered while Redis was down: {failed_passes}");
+    assert!(
+        failed_passes >= 20,
+        "rows were offered while Redis was down: {failed_passes}"
+    );
     assert_eq!((stats.pending, stats.dead), (20, 0), "{stats:?}");
     server.restart();
     relay_until_empty(&relay, &outbox).await;
@@ -74,8 +80,14 @@ async fn the_relay_keeps_rows_while_redis_is_down_or_paused() {
     relay_until_empty(&relay, &outbox).await;
 
     let stats = queue.stats().await.unwrap();
-    assert_eq!(stats.waiting, 40, "every committed job reached the queue: {stats:?}");
-    assert_eq!(stats.enqueued, 40, "each once (redeliveries deduped by id): {stats:?}");
+    assert_eq!(
+        stats.waiting, 40,
+        "every committed job reached the queue: {stats:?}"
+    );
+    assert_eq!(
+        stats.enqueued, 40,
+        "each once (redeliveries deduped by id): {stats:?}"
+    );
     assert_eq!(outbox.stats().await.unwrap().dead, 0);
     db.cleanup().await;
 }
