@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use reposmith_core::Result;
 use reposmith_core::outbox::Destination;
-use reposmith_core::{Error, Result};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -154,13 +154,7 @@ impl Outbox {
 }
 
 fn dead_of(row: &sqlx::postgres::PgRow) -> Result<DeadMessage> {
-    let decode = |e: sqlx::Error| {
-        Error::invalid(
-            "OutboxMessage",
-            "row",
-            format!("an outbox row does not decode: {e}"),
-        )
-    };
+    let decode = super::undecodable;
     let destination: String = row.try_get("destination").map_err(decode)?;
     Ok(DeadMessage {
         id: row.try_get("id").map_err(decode)?,

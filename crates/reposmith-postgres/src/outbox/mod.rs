@@ -52,3 +52,12 @@ pub use admin::{DeadMessage, Outbox, OutboxStats};
 pub use receipts::Receipt;
 pub use relay::{Relay, RelayHandle, RelayOptions, RelayReport};
 pub(crate) use write::{write_error, write_pending};
+
+/// An outbox row whose column does not decode (a table changed by hand).
+fn undecodable(err: sqlx::Error) -> reposmith_core::Error {
+    reposmith_core::Error::invalid(
+        "OutboxMessage",
+        "row",
+        format!("an outbox row does not decode: {err}"),
+    )
+}

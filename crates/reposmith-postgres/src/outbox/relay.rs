@@ -267,7 +267,7 @@ impl Relay {
 
     /// Locks the due rows this relay routes, skipping rows other relays hold
     /// and ordered destinations another relay is delivering.
-    async fn take_batch(&self, connection: &mut PgConnection) -> Result<Vec<Row1>> {
+    async fn take_batch(&self, connection: &mut PgConnection) -> Result<Vec<Locked>> {
         let mut unordered = Vec::new();
         let mut ordered = Vec::new();
         // Ordered routes another relay is delivering: not even through `queues`.
@@ -309,8 +309,8 @@ impl Relay {
     }
 
     /// Delivers each destination's rows, destinations side by side.
-    async fn deliver_all(&self, rows: &[Row1]) -> Vec<Outcome> {
-        let mut groups: BTreeMap<String, Vec<&Row1>> = BTreeMap::new();
+    async fn deliver_all(&self, rows: &[Locked]) -> Vec<Outcome> {
+        let mut groups: BTreeMap<String, Vec<&Locked>> = BTreeMap::new();
         for row in rows {
             groups
                 .entry(row.message.destination.to_string())
@@ -338,10 +338,10 @@ impl Relay {
     async fn deliver_group(
         &self,
         destination: Arc<dyn Deliver>,
-        group: Vec<&Row1>,
+        group: Vec<&Locked>,
     ) -> Vec<Outcome> {
         let ordered = destination.ordered();
-        let due: Vec<&Row1> = match ordered {
+        let due: Vec<&Locked> = match ordered {
             true => group.into_iter().take_while(|r| r.due).collect(),
             false => group.into_iter().filter(|r| r.due).collect(),
         };
@@ -585,19 +585,13 @@ impl RelayHandle {
 }
 
 /// A locked row: its message and whether it is due now.
-struct Row1 {
+struct Locked {
     message: OutboxMessage,
     due: bool,
 }
 
-fn row_of(row: &sqlx::postgres::PgRow) -> Result<Row1> {
-    let decode = |e: sqlx::Error| {
-        Error::invalid(
-            "OutboxMessage",
-            "row",
-            format!("an outbox row does not decode: {e}"),
-        )
-    };
+fn row_of(row: &sqlx::postgres::PgRow) -> Result<Locked> {
+    let decode = super::undecodable;
     let seq: i64 = row.try_get("seq").map_err(decode)?;
     let id: Uuid = row.try_get("id").map_err(decode)?;
     let destination: String = row.try_get("destination").map_err(decode)?;
@@ -611,7 +605,7 @@ fn row_of(row: &sqlx::postgres::PgRow) -> Result<Row1> {
         created_at,
     );
     message.attempts = row.try_get("attempts").map_err(decode)?;
-    Ok(Row1 {
+    Ok(Locked {
         message,
         due: row.try_get("due").map_err(decode)?,
     })
