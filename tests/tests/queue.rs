@@ -2,8 +2,12 @@
 //! (`reposmith_tests::redis_server`: noeviction, AOF fsynced on every
 //! write): delivery and its order (`delivery`), leases, stalls and shutdown
 //! (`leases`), failures and dead letters (`failures`), restarts and pauses
-//! of the server (`outages`), and the outbox destination (`outbox`).
+//! of the server (`outages`), and the outbox destination (`outbox`); and
+//! on the Redis Cluster of `cargo xtask services up --cluster`, through a
+//! master failover (`cluster`).
 
+#[path = "queue/cluster.rs"]
+mod cluster;
 #[path = "queue/delivery.rs"]
 mod delivery;
 #[path = "queue/failures.rs"]
