@@ -6,10 +6,12 @@
 //!
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
 //! [`redis_server`] starts a Redis of a test's own (the queue tests' crashes,
-//! restarts and pauses).
+//! restarts and pauses); [`redis_cluster`] finds and kills masters of the
+//! cluster named by `REDIS_CLUSTER_URLS`.
 
 pub mod conformance;
 pub mod letters;
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,10 +2,13 @@
 //! (`reposmith_tests::redis_server`: noeviction, AOF fsynced on every
 //! write): delivery and its order (`delivery`), leases, stalls and shutdown
 //! (`leases`), failures and dead letters (`failures`), restarts and pauses
-//! of the server (`outages`), the outbox destination (`outbox`), and a
-//! producer whose clock is skewed (`skew`), and SIGTERM with jobs in flight
-//! (`sigterm`).
+//! of the server (`outages`), the outbox destination (`outbox`), a producer
+//! whose clock is skewed (`skew`), SIGTERM with jobs in flight (`sigterm`);
+//! and, on the Redis Cluster of `cargo xtask services up --cluster`, a
+//! master failover (`cluster`).
 
+#[path = "queue/cluster.rs"]
+mod cluster;
 #[path = "queue/delivery.rs"]
 mod delivery;
 #[path = "queue/failures.rs"]

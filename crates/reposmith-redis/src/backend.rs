@@ -1,21 +1,24 @@
-//! The connected Redis backend: a reconnecting connection manager built from [`RedisConfig`].
+//! The connected Redis backend: a reconnecting connection manager (or a
+//! Redis Cluster connection) built from [`RedisConfig`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use reposmith_core::{Backend, ConnectionUrl, Error, Result};
 
-use crate::RedisConfig;
 use crate::error::{Phase, map};
+use crate::{RedisConfig, RedisConnection, cluster};
 
-/// A connected Redis backend. Cloning shares the one multiplexed connection.
+/// A connected Redis backend, standalone or cluster. Cloning shares the one
+/// multiplexed connection.
 #[derive(Clone)]
 pub struct RedisBackend {
-    manager: ConnectionManager,
+    shared: RedisConnection,
     /// Opens the dedicated connections blocking commands need.
-    client: redis::Client,
+    opener: Opener,
     url: ConnectionUrl,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -52,6 +55,11 @@ impl RedisBackend {
         fields(db.system = "redis", server.address = %config.url.target()))]
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         config.validate()?;
+        if config.is_cluster() {
+            return cluster::connect(config).await.map(|(shared, client)| {
+                RedisBackend::assemble(config, shared, Opener::Cluster(Box::new(client)))
+            });
+        }
         let url = config.url.clone();
         let client = redis::Client::open(url.expose())
             .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?;
@@ -63,18 +71,33 @@ impl RedisBackend {
             let connected = connect_now(client.clone(), manager_config, config).await;
             connected.inspect_err(|error| tracing::debug!(%error, "connect failed"))?
         };
-        Ok(RedisBackend {
-            manager,
-            client,
-            url,
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-        })
+        let shared = RedisConnection::manager(manager);
+        Ok(RedisBackend::assemble(
+            config,
+            shared,
+            Opener::Standalone(Box::new(client)),
+        ))
     }
 
-    /// A handle on the shared connection; commands time out after the response timeout.
-    pub fn connection(&self) -> ConnectionManager {
-        self.manager.clone()
+    fn assemble(config: &RedisConfig, shared: RedisConnection, opener: Opener) -> Self {
+        RedisBackend {
+            shared,
+            opener,
+            url: config.url.clone(),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+        }
+    }
+
+    /// A handle on the shared connection; commands time out after the
+    /// response timeout. On a cluster it routes each command to its slot.
+    pub fn connection(&self) -> RedisConnection {
+        self.shared.clone()
+    }
+
+    /// True when connected to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.shared.is_cluster()
     }
 
     /// The longest wait for a reply on the shared connection.
@@ -87,18 +110,28 @@ impl RedisBackend {
     /// other caller's replies behind it. It has no response timeout (the
     /// caller bounds each command, blocking ones by their own timeout plus
     /// the response timeout) and does not reconnect: drop it after an error
-    /// and open another.
-    pub(crate) async fn dedicated_connection(&self) -> Result<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
-        let connect = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
+    /// and open another. On a cluster it is a cluster connection of its own
+    /// (one connection per node, the slot map read afresh), so a new one
+    /// after a failover finds the promoted replica.
+    pub(crate) async fn dedicated_connection(&self) -> Result<RedisConnection> {
         // The driver's own connection timeout covers the TCP connect; this
-        // bounds the handshake after it too.
+        // bounds the handshake (and on a cluster the slot discovery) too.
         let budget = self.connect_timeout + self.response_timeout;
-        match tokio::time::timeout(budget, connect).await {
+        let connected = match &self.opener {
+            Opener::Standalone(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(None);
+                let connect = client.get_multiplexed_async_connection_with_config(&config);
+                tokio::time::timeout(budget, connect)
+                    .await
+                    .map(|c| c.map(RedisConnection::dedicated))
+            }
+            Opener::Cluster(client) => tokio::time::timeout(budget, client.get_async_connection())
+                .await
+                .map(|c| c.map(RedisConnection::cluster)),
+        };
+        match connected {
             Ok(connected) => {
                 connected.map_err(|e| map(&self.url, &e, Phase::Connect, self.connect_timeout))
             }
@@ -110,7 +143,8 @@ impl RedisBackend {
         }
     }
 
-    /// Host, port and database number, without credentials.
+    /// Host, port and database number, without credentials (on a cluster,
+    /// the first seed node's).
     pub fn target(&self) -> &str {
         self.url.target()
     }
@@ -148,6 +182,14 @@ impl fmt::Debug for RedisBackend {
             .field("url", &self.url)
             .finish()
     }
+}
+
+/// How the backend opens a dedicated connection.
+#[derive(Clone)]
+enum Opener {
+    Standalone(Box<redis::Client>),
+    /// Builds connections with no response timeout of their own.
+    Cluster(Box<ClusterClient>),
 }
 
 fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {

@@ -10,10 +10,23 @@
 //! | `reconnect_max_delay` | 1 s | bounds the backoff between attempts |
 //! | `lazy` | false | connect at startup so a wrong URL or password fails loudly; set it when the service must start while Redis is down |
 //!
+//! # Redis Cluster
+//!
+//! [`RedisConfig::cluster`] names the seed nodes of a Redis Cluster instead
+//! of one server: the backend discovers the others (`CLUSTER SLOTS`),
+//! routes each command to the master of its key's slot, follows `MOVED`
+//! and `ASK`, and refreshes the slot map after a failover. The timeouts
+//! mean the same: `response_timeout` bounds each command *including* its
+//! redirects and retries inside the driver, so a command that lands on a
+//! dead master fails within it and the caller's own retry finds the
+//! promoted replica.
+//!
 //! # Environment
 //!
-//! `REDIS_URL` (required), and optionally `REPOSMITH_REDIS_CONNECT_TIMEOUT`,
-//! `REPOSMITH_REDIS_RESPONSE_TIMEOUT`, `REPOSMITH_REDIS_LAZY`.
+//! `REDIS_URL` names a standalone server; when it is unset,
+//! `REDIS_CLUSTER_URLS` (comma-separated node URLs) names a cluster. Optionally
+//! `REPOSMITH_REDIS_CONNECT_TIMEOUT`, `REPOSMITH_REDIS_RESPONSE_TIMEOUT`,
+//! `REPOSMITH_REDIS_LAZY`.
 
 use std::time::Duration;
 
@@ -26,8 +39,12 @@ use reposmith_core::{ConnectionUrl, Error, Result};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` or `rediss://` for TLS.
+    /// `redis://[user:password@]host:port/db` or `rediss://` for TLS; for a
+    /// cluster, its first node.
     pub url: ConnectionUrl,
+    /// The seed nodes of a Redis Cluster ([`RedisConfig::cluster`]); empty
+    /// for a standalone server at `url`. They share one password.
+    pub cluster_nodes: Vec<ConnectionUrl>,
     /// Longest wait for one connection attempt.
     pub connect_timeout: Duration,
     /// Longest wait for a reply to any command.
@@ -45,6 +62,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: ConnectionUrl::new(url),
+            cluster_nodes: Vec::new(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(1),
             reconnect_retries: 3,
@@ -53,13 +71,40 @@ impl RedisConfig {
         }
     }
 
-    /// Settings from `REDIS_URL` and the `REPOSMITH_REDIS_*` variables; `None`
-    /// when `REDIS_URL` is unset.
+    /// Settings for the Redis Cluster whose seed nodes are `urls` (one is
+    /// enough; more let the first connection survive a dead node), with the
+    /// documented defaults.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<ConnectionUrl> = urls.into_iter().map(ConnectionUrl::new).collect();
+        let first = nodes.first().map_or("", |u| u.expose()).to_owned();
+        RedisConfig {
+            cluster_nodes: nodes,
+            ..RedisConfig::new(first)
+        }
+    }
+
+    /// True for a cluster configuration.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
+    }
+
+    /// Settings from `REDIS_URL` (or, when it is unset, `REDIS_CLUSTER_URLS`)
+    /// and the `REPOSMITH_REDIS_*` variables; `None` when neither is set.
     pub fn from_env(env: &Env<'_>) -> Result<Option<Self>> {
-        let Some(url) = env.get("REDIS_URL") else {
-            return Ok(None);
+        let mut config = match (env.get("REDIS_URL"), env.get("REDIS_CLUSTER_URLS")) {
+            (Some(url), _) => RedisConfig::new(url),
+            (None, Some(urls)) => RedisConfig::cluster(
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned),
+            ),
+            (None, None) => return Ok(None),
         };
-        let mut config = RedisConfig::new(url);
         let connect = env.duration("REPOSMITH_REDIS_CONNECT_TIMEOUT")?;
         config.connect_timeout = connect.unwrap_or(config.connect_timeout);
         let response = env.duration("REPOSMITH_REDIS_RESPONSE_TIMEOUT")?;
@@ -75,6 +120,12 @@ impl RedisConfig {
             return Err(Error::config(
                 "redis",
                 "connect_timeout and response_timeout must be greater than zero",
+            ));
+        }
+        if self.url.expose().is_empty() {
+            return Err(Error::config(
+                "redis",
+                "no server URL (an empty cluster node list?)",
             ));
         }
         Ok(())
@@ -113,6 +164,26 @@ mod tests {
         let config = RedisConfig::from_env(&env).unwrap().unwrap();
         assert_eq!(config.response_timeout, Duration::from_millis(150));
         assert!(!format!("{config:?}").contains("pw"));
+    }
+
+    #[test]
+    fn env_names_a_cluster_when_redis_url_is_unset() {
+        let env = Env::from_fn(|k| match k {
+            "REDIS_CLUSTER_URLS" => Some("redis://h:7001, redis://h:7002,".into()),
+            _ => None,
+        });
+        let config = RedisConfig::from_env(&env).unwrap().unwrap();
+        assert!(config.is_cluster());
+        assert_eq!(config.cluster_nodes.len(), 2);
+        assert_eq!(config.url.target(), "h:7001");
+        let both = Env::from_fn(|k| match k {
+            "REDIS_URL" => Some("redis://h:6379".into()),
+            "REDIS_CLUSTER_URLS" => Some("redis://h:7001".into()),
+            _ => None,
+        });
+        assert!(!RedisConfig::from_env(&both).unwrap().unwrap().is_cluster());
+        let empty = Env::from_fn(|k| (k == "REDIS_CLUSTER_URLS").then(|| ",".to_owned()));
+        assert!(RedisConfig::from_env(&empty).is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use reposmith_core::{Backend, ConnectionUrl, Error};
 
 /// Server error codes that mean the credentials were refused.
 const AUTH_CODES: &[&str] = &["WRONGPASS", "NOAUTH"];
+/// Server error codes of a cluster in the middle of a failover or a
+/// resharding: the slot's master cannot be reached yet, so the command
+/// failed without running, as when a standalone server is down.
+const CLUSTER_TRANSIENT_CODES: &[&str] = &["CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN"];
 
 /// Whether the error happened while connecting or on an established connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,8 +54,16 @@ pub(crate) fn map(
             after: deadline,
         };
     }
+    let cluster_transient = err.kind() == ErrorKind::ClusterConnectionNotFound
+        || err
+            .code()
+            .is_some_and(|c| CLUSTER_TRANSIENT_CODES.contains(&c));
+    if err.code() == Some("NOREPLICAS") {
+        return Error::Unavailable { backend, reason };
+    }
     match phase {
-        _ if err.is_connection_refusal() => Error::Connect {
+        Phase::Operation if cluster_transient => Error::ConnectionLost { backend, reason },
+        _ if err.is_connection_refusal() || cluster_transient => Error::Connect {
             backend,
             target,
             reason,

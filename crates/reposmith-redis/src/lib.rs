@@ -7,19 +7,23 @@
 //! stores no entities in Redis: [`RedisBackend`] hands out its connection
 //! ([`RedisBackend::connection`]) for the application's own commands, maps
 //! their errors ([`RedisBackend::map_error`]) and reports health
-//! ([`RedisBackend::ping`]).
+//! ([`RedisBackend::ping`]). A [`RedisConfig::cluster`] configuration talks
+//! to a Redis Cluster through the same [`RedisConnection`] type.
 //!
 //! [`queue`] is a task queue on Redis (sorted sets and Lua scripts, leases
 //! with fencing tokens, dead letters) and the outbox relay's destination
 //! for jobs.
 
 mod backend;
+mod cluster;
 mod config;
+mod connection;
 mod error;
 pub mod queue;
 
 pub use backend::{RedisBackend, RedisHealth};
 pub use config::RedisConfig;
+pub use connection::RedisConnection;
 
 /// The driver, for applications that need it beside reposmith.
 pub use redis;

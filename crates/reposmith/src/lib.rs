@@ -75,7 +75,7 @@ pub use reposmith_postgres::{PgBackend, PgConfig, PgHealth, PgRepository, PgUnit
 pub use reposmith_redis::queue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use reposmith_redis::{RedisBackend, RedisConfig, RedisHealth, redis};
+pub use reposmith_redis::{RedisBackend, RedisConfig, RedisConnection, RedisHealth, redis};
 
 /// Reading settings from the environment (re-exported from the core).
 pub mod config_source {

@@ -109,3 +109,72 @@ async fn messages_delivered_twice_are_enqueued_once() {
     let stats = tasks.stats().await.unwrap();
     assert_eq!((stats.enqueued, stats.waiting, stats.deduped), (5, 0, 10));
 }
+
+/// A job the queue acknowledged and then lost (a Redis master that died
+/// before its replica had the write; here: `FLUSHALL` on the test's own
+/// server) is sent again by `Outbox::redeliver_unreceipted`, unless its
+/// receipt shows its effect was committed; a redelivery of a job Redis
+/// still holds is dropped as a duplicate of its message id.
+#[tokio::test]
+async fn jobs_lost_after_delivery_are_redelivered_unless_receipted() {
+    use reposmith::outbox::{Outbox, Receipt, Relay};
+
+    let (_server, backend) = redis().await;
+    let db = crate::outbox::fixture::OutboxDb::new().await;
+    let unit = db.pg.begin().await.unwrap();
+    for n in 0..3 {
+        unit.enqueue(&Task::new(n)).unwrap();
+    }
+    unit.commit().await.unwrap();
+    let relay = Relay::new(&db.pg).queues(QueueDestination::new(&backend));
+    while relay.relay_once().await.unwrap().taken > 0 {}
+    let queue = Queue::<Task>::new(&backend).unwrap();
+    assert_eq!(queue.stats().await.unwrap().waiting, 3);
+
+    // The first job's effect was committed: its receipt exists.
+    let first: Uuid = reposmith::postgres::sqlx::query_scalar(
+        "SELECT id FROM reposmith_outbox ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(db.pg.pool())
+    .await
+    .unwrap();
+    let receipt = Receipt::new("tasks", first.to_string(), first.to_string()).unwrap();
+    let ran = db
+        .pg
+        .run_once(&receipt, |_| Box::pin(async { Ok(()) }))
+        .await
+        .unwrap();
+    assert!(ran.is_some());
+
+    // Redis loses everything it acknowledged.
+    let _: () = reposmith::redis::cmd("FLUSHALL")
+        .query_async(&mut backend.connection())
+        .await
+        .unwrap();
+    let outbox = Outbox::new(&db.pg);
+    assert_eq!(
+        outbox
+            .redeliver_unreceipted(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        2,
+        "the two jobs without a receipt"
+    );
+    while relay.relay_once().await.unwrap().taken > 0 {}
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.deduped), (2, 0), "{stats:?}");
+
+    // Again while Redis holds them: dropped as duplicates of their ids.
+    assert_eq!(
+        outbox
+            .redeliver_unreceipted(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        2
+    );
+    while relay.relay_once().await.unwrap().taken > 0 {}
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.deduped), (2, 2), "{stats:?}");
+    assert_eq!(outbox.stats().await.unwrap().pending, 0);
+    db.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! `services up --cluster`: a Redis Cluster of six OS `redis-server`
 //! processes (3 masters, 3 replicas) on 127.0.0.1:57001-57006, for tests of
-//! slot routing and failover. Never started unless asked.
+//! slot routing and failover. Started by `up --cluster` and by
+//! `cargo xtask test` (whose queue failover test kills a master).
 //!
 //! Each node has its own directory under `<state>/redis-cluster/` with its
 //! `nodes.conf`, log and append-only file, and its cluster bus on the client
@@ -100,6 +101,11 @@ impl Cluster {
             pids.join(" "),
             self.urls()
         )
+    }
+
+    /// True when this `up` created the cluster.
+    pub(super) fn created(&self) -> bool {
+        self.fresh
     }
 
     /// `redis://127.0.0.1:P1,redis://127.0.0.1:P2,...`

@@ -5,7 +5,7 @@
 //! (`DATABASE_URL`, `MONGODB_URL`, `REDIS_URL`), otherwise started under the
 //! state directory and recorded there, so `down` stops exactly what `up`
 //! started and nothing else. `up --cluster` also starts a Redis Cluster
-//! (see [`cluster`]), which nothing else starts.
+//! (see [`cluster`]), which otherwise only `cargo xtask test` starts.
 
 mod cluster;
 mod cluster_info;
@@ -226,6 +226,41 @@ fn tool_vars(ctx: &Ctx) -> Vec<(String, String)> {
         })
         .into_iter()
         .collect()
+}
+
+/// The cluster `cargo xtask test` brought up for the suite.
+pub(crate) struct TestCluster {
+    /// `REDIS_CLUSTER_URLS` and `REDIS_CLUSTER_PIDS`.
+    pub(crate) vars: Vec<(String, String)>,
+    /// True when this `up` created it (nothing ran before), so the run
+    /// stops it at its end; a cluster that was running (or had nodes to
+    /// restart) is left running.
+    pub(crate) created: bool,
+}
+
+/// Brings the Redis Cluster up for the suite (restarting any node an
+/// earlier run's failover test killed, so it rejoins as a replica).
+pub(crate) fn cluster_for_child(root: &Path) -> Result<TestCluster, Error> {
+    let ctx = Ctx::new(root)?;
+    let cluster = cluster::up(&ctx)?;
+    println!("{}", cluster.describe());
+    Ok(TestCluster {
+        vars: cluster
+            .vars()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        created: cluster.created(),
+    })
+}
+
+/// Stops the cluster [`cluster_for_child`] created, dead nodes and all.
+pub(crate) fn cluster_down(root: &Path) -> Result<(), Error> {
+    let ctx = Ctx::new(root)?;
+    cluster::down(&ctx)?
+        .iter()
+        .for_each(|line| println!("{line}"));
+    Ok(())
 }
 
 fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {

@@ -58,6 +58,11 @@ impl Outbox {
         }
     }
 
+    /// The backend this outbox is on.
+    pub(crate) fn backend(&self) -> &PgBackend {
+        &self.backend
+    }
+
     /// Counts rows by state.
     pub async fn stats(&self) -> Result<OutboxStats> {
         let rows = sqlx::query("SELECT state, count(*) FROM reposmith_outbox GROUP BY state")

@@ -42,9 +42,16 @@
 //!   delays messages and never kills them. (A destination that hangs on one
 //!   message every time therefore never turns it dead: its publish deadline
 //!   is reported as a timeout in `last_error`.)
+//! - A destination that acknowledged and then lost the message (a Redis
+//!   master that died before its replica had the write): the row is done
+//!   and the job gone. [`Outbox::redeliver_unreceipted`] sends the recent
+//!   queue rows whose job left no receipt again; or ask the queue for
+//!   replica acknowledgements (`QueueOptions::replicas_ack` in
+//!   reposmith-redis) so the row is done only once a replica has the job.
 
 mod admin;
 mod receipts;
+mod reconcile;
 mod relay;
 mod write;
 

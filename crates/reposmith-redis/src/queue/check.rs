@@ -23,9 +23,14 @@ pub struct ServerCheck {
 /// memory pressure and the job is lost without a trace. Another policy is
 /// refused with [`Error::Config`]. A server that forbids `CONFIG` (managed
 /// Redis) is only warned about; so is one without persistence.
+///
+/// On a cluster every master is asked (a queue lives on whichever owns its
+/// slot) and the first one with another policy is refused; persistence
+/// counts as on only when it is on every master. Configure the replicas
+/// alike: a promoted replica brings its own settings.
 pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
-    let policy = match config_get(backend, "maxmemory-policy").await {
-        Ok(policy) => policy,
+    let (node, policy) = match config_get(backend, "maxmemory-policy").await {
+        Ok(values) => pick(values, |policy| policy != "noeviction"),
         Err(error) if error.is_unreachable() => return Err(error),
         Err(error) => {
             tracing::warn!(%error, "CONFIG GET is not allowed on this Redis: cannot check that \
@@ -45,7 +50,7 @@ pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
                 "the server at {} has maxmemory-policy {policy}, which may evict queued \
                  jobs under memory pressure; a task queue needs `maxmemory-policy noeviction` \
                  (set it in redis.conf, or CONFIG SET maxmemory-policy noeviction)",
-                backend.target()
+                node.as_deref().unwrap_or(backend.target())
             ),
         ));
     }
@@ -61,26 +66,60 @@ pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
     })
 }
 
-/// True when AOF or RDB snapshots are on; `None` when unreadable.
-async fn persistence(backend: &RedisBackend) -> Option<bool> {
-    let aof = config_get(backend, "appendonly").await.ok()??;
-    let save = config_get(backend, "save").await.ok()??;
-    Some(aof == "yes" || !save.trim().is_empty())
+/// The first node whose value is `bad`, else the first node's: the node
+/// (`None` for a standalone server) and its value.
+fn pick(
+    values: Vec<(String, Option<String>)>,
+    bad: impl Fn(&str) -> bool,
+) -> (Option<String>, Option<String>) {
+    let chosen = values
+        .iter()
+        .position(|(_, v)| v.as_deref().is_some_and(&bad))
+        .unwrap_or(0);
+    match values.into_iter().nth(chosen) {
+        Some((node, value)) => ((!node.is_empty()).then_some(node), value),
+        None => (None, None),
+    }
 }
 
-/// The value of one `CONFIG GET` parameter; `None` when the server does not
-/// know it.
-async fn config_get(backend: &RedisBackend, parameter: &str) -> Result<Option<String>> {
-    let reply: Value = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(parameter)
-        .query_async(&mut backend.connection())
+/// True when AOF or RDB snapshots are on (on every master of a cluster);
+/// `None` when unreadable.
+async fn persistence(backend: &RedisBackend) -> Option<bool> {
+    let aof = config_get(backend, "appendonly").await.ok()?;
+    let save = config_get(backend, "save").await.ok()?;
+    let mut all = true;
+    for ((_, aof), (_, save)) in aof.iter().zip(&save) {
+        let (aof, save) = (aof.as_deref()?, save.as_deref()?);
+        all &= aof == "yes" || !save.trim().is_empty();
+    }
+    Some(all)
+}
+
+/// The value of one `CONFIG GET` parameter on the server (on every master
+/// of a cluster, with its address); `None` when a server does not know it.
+async fn config_get(
+    backend: &RedisBackend,
+    parameter: &str,
+) -> Result<Vec<(String, Option<String>)>> {
+    let mut get = redis::cmd("CONFIG");
+    get.arg("GET").arg(parameter);
+    let replies = backend
+        .connection()
+        .on_every_master(get)
         .await
         .map_err(|e| backend.map_error(&e))?;
-    Ok(match reply {
+    Ok(replies
+        .into_iter()
+        .map(|(node, reply)| (node, value_of(reply)))
+        .collect())
+}
+
+/// A `CONFIG GET` reply's value; an error reply from a node is an error.
+fn value_of(reply: Value) -> Option<String> {
+    match reply {
         // RESP2: [name, value]; RESP3: {name: value}.
         Value::Array(items) => items.get(1).and_then(text),
         Value::Map(pairs) => pairs.first().and_then(|(_, v)| text(v)),
         _ => None,
-    })
+    }
 }

@@ -102,7 +102,7 @@ impl QueueDestination {
         jobs: &[(usize, Uuid, JobEnvelope)],
     ) -> std::result::Result<(), redis::RedisError> {
         let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(_, id, e)| (*id, e)).collect();
-        let added = enqueue_batched(&self.backend, keys, self.options.dedup_window, &refs).await?;
+        let added = enqueue_batched(&self.backend, keys, &self.options, &refs).await?;
         let duplicates = added.iter().filter(|a| a.duplicate).count();
         tracing::debug!(
             queue = %keys.name,

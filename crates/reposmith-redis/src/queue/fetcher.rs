@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::RedisConnection;
 use reposmith_core::job::Job;
 use reposmith_core::{Error, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -109,7 +109,7 @@ async fn free_slots(slots: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
 /// Leases up to `max` jobs on the worker's connection (opened on demand).
 async fn fetch<J: Job>(
     state: &WorkerState<J>,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<RedisConnection>,
     max: usize,
 ) -> Result<Fetched> {
     let backend = state.queue.backend();
@@ -130,7 +130,7 @@ async fn fetch<J: Job>(
 /// or a released job pushes a signal.
 async fn wait_for_signal<J: Job>(
     state: &WorkerState<J>,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<RedisConnection>,
     block: Duration,
 ) -> Result<()> {
     let backend = state.queue.backend();
@@ -151,8 +151,8 @@ async fn wait_for_signal<J: Job>(
 /// The worker's dedicated connection, opened when there is none.
 async fn connection<'c, J: Job>(
     state: &WorkerState<J>,
-    conn: &'c mut Option<MultiplexedConnection>,
-) -> Result<&'c mut MultiplexedConnection> {
+    conn: &'c mut Option<RedisConnection>,
+) -> Result<&'c mut RedisConnection> {
     if conn.is_none() {
         *conn = Some(state.queue.backend().dedicated_connection().await?);
     }

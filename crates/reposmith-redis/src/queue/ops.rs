@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::{RedisError, Script, Value};
+use redis::{Cmd, RedisError, Value};
 use reposmith_core::job::{JobEnvelope, StartAt};
 use uuid::Uuid;
 
 use super::keys::QueueKeys;
 use super::reply::{array, flag, int, text, unexpected};
-use super::scripts;
+use super::scripts::{self, Lua};
 
 type RedisResult<T> = Result<T, RedisError>;
 
@@ -28,29 +28,53 @@ const MAX_MS: u64 = 1 << 50;
 /// Runs `script` with the queue's keys, its prefix and `args`.
 async fn run<C: ConnectionLike + Send>(
     conn: &mut C,
-    script: &Script,
+    script: &Lua,
     keys: &QueueKeys,
     args: &[&dyn ToArg],
 ) -> RedisResult<Value> {
-    let mut invocation = script.prepare_invoke();
-    for key in keys.script_keys() {
-        invocation.key(key);
+    invoke(conn, script, keys, |cmd| {
+        for arg in args {
+            arg.push(cmd);
+        }
+    })
+    .await
+}
+
+/// `EVALSHA` with the queue's keys, its prefix and what `push_args`
+/// appends; on `NOSCRIPT`, `EVAL` with the source. Either is routed by its
+/// first key, so on a cluster both reach the master of the queue's slot.
+async fn invoke<C: ConnectionLike + Send>(
+    conn: &mut C,
+    script: &Lua,
+    keys: &QueueKeys,
+    push_args: impl Fn(&mut Cmd),
+) -> RedisResult<Value> {
+    let call = |verb: &str, body: &str| {
+        let mut cmd = redis::cmd(verb);
+        let fixed = keys.script_keys();
+        cmd.arg(body)
+            .arg(fixed.len())
+            .arg(&fixed[..])
+            .arg(&keys.prefix);
+        push_args(&mut cmd);
+        cmd
+    };
+    match call("EVALSHA", script.hash()).query_async(conn).await {
+        Err(e) if e.code() == Some("NOSCRIPT") => {
+            call("EVAL", script.code()).query_async(conn).await
+        }
+        other => other,
     }
-    invocation.arg(&keys.prefix);
-    for arg in args {
-        arg.push(&mut invocation);
-    }
-    invocation.invoke_async(conn).await
 }
 
 /// A script argument of any of the types the queue sends.
 trait ToArg: Sync {
-    fn push(&self, invocation: &mut redis::ScriptInvocation<'_>);
+    fn push(&self, cmd: &mut Cmd);
 }
 
 impl<T: redis::ToRedisArgs + Sync> ToArg for T {
-    fn push(&self, invocation: &mut redis::ScriptInvocation<'_>) {
-        invocation.arg(self);
+    fn push(&self, cmd: &mut Cmd) {
+        cmd.arg(self);
     }
 }
 
@@ -71,29 +95,24 @@ pub(crate) async fn enqueue<C: ConnectionLike + Send>(
     window: Duration,
     jobs: &[(Uuid, &JobEnvelope)],
 ) -> RedisResult<Vec<Added>> {
-    let mut invocation = scripts::ENQUEUE.prepare_invoke();
-    for key in keys.script_keys() {
-        invocation.key(key);
-    }
-    invocation
-        .arg(&keys.prefix)
-        .arg(millis(window).max(1))
-        .arg(jobs.len());
-    for (id, envelope) in jobs {
-        let (kind, at) = start(envelope.start);
-        invocation
-            .arg(id.to_string())
-            .arg(&envelope.payload)
-            .arg(envelope.max_attempts)
-            .arg(envelope.backoff_base_ms.min(MAX_MS))
-            .arg(envelope.backoff_max_ms.min(MAX_MS))
-            .arg(envelope.timeout_ms.min(MAX_MS))
-            .arg(envelope.priority)
-            .arg(envelope.key.as_deref().unwrap_or(""))
-            .arg(kind)
-            .arg(at);
-    }
-    let reply = array(invocation.invoke_async(conn).await?, "enqueue")?;
+    let push_jobs = |cmd: &mut Cmd| {
+        cmd.arg(millis(window).max(1)).arg(jobs.len());
+        for (id, envelope) in jobs {
+            let (kind, at) = start(envelope.start);
+            cmd.arg(id.to_string())
+                .arg(&envelope.payload)
+                .arg(envelope.max_attempts)
+                .arg(envelope.backoff_base_ms.min(MAX_MS))
+                .arg(envelope.backoff_max_ms.min(MAX_MS))
+                .arg(envelope.timeout_ms.min(MAX_MS))
+                .arg(envelope.priority)
+                .arg(envelope.key.as_deref().unwrap_or(""))
+                .arg(kind)
+                .arg(at);
+        }
+    };
+    let reply = invoke(conn, &scripts::ENQUEUE, keys, push_jobs).await?;
+    let reply = array(reply, "enqueue")?;
     if reply.len() != jobs.len() * 2 {
         return Err(unexpected("enqueue"));
     }

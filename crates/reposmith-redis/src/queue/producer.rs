@@ -30,6 +30,10 @@ pub struct QueueOptions {
     /// The largest serialized payload accepted, in bytes. Default
     /// [`DEFAULT_MAX_PAYLOAD`] (512 KiB).
     pub max_payload: usize,
+    /// Replicas that must hold an enqueue before it is acknowledged, and the
+    /// longest wait for them (`WAIT`); `None` (the default) acknowledges
+    /// once the master has it. See [`replicas_ack`](Self::replicas_ack).
+    pub replicas_ack: Option<(u32, Duration)>,
 }
 
 impl Default for QueueOptions {
@@ -37,6 +41,7 @@ impl Default for QueueOptions {
         QueueOptions {
             dedup_window: Duration::from_secs(24 * 3600),
             max_payload: DEFAULT_MAX_PAYLOAD,
+            replicas_ack: None,
         }
     }
 }
@@ -51,6 +56,30 @@ impl QueueOptions {
     /// Sets [`max_payload`](Self::max_payload).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
+        self
+    }
+
+    /// Acknowledges an enqueue only once `replicas` replicas of the queue's
+    /// master hold it (`WAIT replicas timeout` after each enqueue call,
+    /// `timeout` at least 1 ms).
+    ///
+    /// Redis replicates asynchronously: a master that dies right after
+    /// acknowledging a write may take it along, and the replica promoted in
+    /// its place never saw it. With this setting an enqueue that no replica
+    /// confirmed in time fails with [`Error::Unavailable`] (code
+    /// `NOREPLICAS`), although the master may have kept it; a retry is a
+    /// duplicate within the dedup window and is dropped, so the outbox
+    /// relay, which retries unavailable destinations without counting an
+    /// attempt, marks a row done only once a replica has its job.
+    ///
+    /// The cost: one more round trip per enqueue call, as long as the
+    /// replica needs to confirm; and while a master has fewer live replicas
+    /// than `replicas` (after a failover, until the old master returns as a
+    /// replica), every enqueue on its slots fails after `timeout`. A
+    /// replica's copy is still not on its disk when confirmed: a master and
+    /// its replica lost together lose it.
+    pub fn replicas_ack(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas_ack = Some((replicas, timeout.max(Duration::from_millis(1))));
         self
     }
 }
@@ -189,7 +218,7 @@ impl<J: Job> Queue<J> {
                 .map_err(|e| e.at_row(i, jobs.len()))?;
         }
         let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(id, e)| (*id, e)).collect();
-        let added = enqueue_batched(&self.backend, &self.keys, self.options.dedup_window, &refs)
+        let added = enqueue_batched(&self.backend, &self.keys, &self.options, &refs)
             .await
             .map_err(|e| self.backend.map_error(&e))?;
         Ok(added
@@ -233,11 +262,12 @@ const BATCH_JOBS: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
 
 /// Enqueues `jobs` (already checked) in script calls of bounded size, with
-/// a tracing event per job.
+/// a tracing event per job; each call waits for the replicas `options`
+/// ask for.
 pub(crate) async fn enqueue_batched(
     backend: &RedisBackend,
     keys: &QueueKeys,
-    window: Duration,
+    options: &QueueOptions,
     jobs: &[(Uuid, &JobEnvelope)],
 ) -> std::result::Result<Vec<ops::Added>, redis::RedisError> {
     let mut conn = backend.connection();
@@ -246,7 +276,11 @@ pub(crate) async fn enqueue_batched(
     while !rest.is_empty() {
         let take = batch_len(rest);
         let (batch, tail) = rest.split_at(take);
-        for result in ops::enqueue(&mut conn, keys, window, batch).await? {
+        let results = ops::enqueue(&mut conn, keys, options.dedup_window, batch).await?;
+        if let Some((replicas, timeout)) = options.replicas_ack {
+            await_replicas(&mut conn, keys, replicas, timeout).await?;
+        }
+        for result in results {
             tracing::debug!(queue = %keys.name, job.id = %result.id,
                 duplicate = result.duplicate, "job enqueued");
             added.push(result);
@@ -254,6 +288,31 @@ pub(crate) async fn enqueue_batched(
         rest = tail;
     }
     Ok(added)
+}
+
+/// `WAIT` on the connection the enqueue went through; fewer replicas than
+/// asked is a `NOREPLICAS` error (Redis' own code for "not enough replicas
+/// to write"), which maps to [`Error::Unavailable`].
+async fn await_replicas(
+    conn: &mut crate::RedisConnection,
+    keys: &QueueKeys,
+    replicas: u32,
+    timeout: Duration,
+) -> std::result::Result<(), redis::RedisError> {
+    let acked = conn
+        .wait_for_replicas(&keys.key("wait"), replicas, timeout)
+        .await?;
+    if acked < i64::from(replicas) {
+        return Err(redis::make_extension_error(
+            "NOREPLICAS".to_owned(),
+            Some(format!(
+                "{acked} of {replicas} replicas confirmed the enqueue on queue {} within \
+                 {timeout:?}; the master may keep it, but a failover now could lose it",
+                keys.name
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// How many of `jobs` go in the next call: at least one, at most

@@ -155,7 +155,7 @@ async fn fail<J: Job>(state: &WorkerState<J>, job: &Leased, error: &JobError) {
     )
     .backoff(job.attempt);
     let text = truncate(error.message());
-    let report = |mut conn: redis::aio::ConnectionManager| async move {
+    let report = |mut conn: crate::RedisConnection| async move {
         let lease = (job.id, job.token);
         ops::fail(
             &mut conn,
@@ -196,7 +196,7 @@ async fn with_retries<J, T, F, Fut>(
 ) -> reposmith_core::Result<(T, bool)>
 where
     J: Job,
-    F: FnMut(redis::aio::ConnectionManager) -> Fut,
+    F: FnMut(crate::RedisConnection) -> Fut,
     Fut: Future<Output = Result<T, redis::RedisError>>,
 {
     let backend = state.queue.backend();

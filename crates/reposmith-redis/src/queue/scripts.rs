@@ -3,9 +3,11 @@
 //! queue's fixed keys as `KEYS[1..7]` (wait, delayed, active, dead, seq,
 //! signal, stats) and the key prefix as `ARGV[1]`.
 //!
-//! [`Script`] sends `EVALSHA` and falls back to loading the script on
-//! `NOSCRIPT`, so a restarted server (empty script cache) costs one extra
-//! round trip, not an error.
+//! Each runs as `EVALSHA`; on `NOSCRIPT` (a restarted server, a replica
+//! promoted by a cluster failover: an empty script cache) it is sent once
+//! as `EVAL` with its source, which also caches it on that server. Both go
+//! to the one node owning the queue's slot: `SCRIPT LOAD` would go to every
+//! node of a cluster and fail while one is down.
 //!
 //! Job hash fields: `payload`, `attempts` (started attempts), `max_attempts`,
 //! `backoff_base`, `backoff_max`, `timeout` (ms), `priority`, `key` (the
@@ -16,6 +18,31 @@
 use std::sync::LazyLock;
 
 use redis::Script;
+
+/// A script's source and SHA-1.
+pub(crate) struct Lua {
+    code: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Lua {
+        Lua {
+            code,
+            hash: Script::new(code).get_hash().to_owned(),
+        }
+    }
+
+    /// The source, for `EVAL`.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The SHA-1 of the source, for `EVALSHA`.
+    pub(crate) fn hash(&self) -> &str {
+        &self.hash
+    }
+}
 
 /// Helpers every script starts with.
 macro_rules! prelude {
@@ -56,8 +83,8 @@ end
 /// value (ms). Returns `status, id` per job: `new` with the job's id, or
 /// `duplicate` with the id of the job already enqueued (the same id, or the
 /// one holding the idempotency key).
-pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static ENQUEUE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local window = tonumber(ARGV[2])
@@ -121,8 +148,8 @@ return out
 /// only computed when nothing was leased) followed by 10 fields per job: id,
 /// attempts, token, payload, max_attempts, backoff_base, backoff_max,
 /// timeout, priority, key.
-pub(crate) static FETCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static FETCH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local lease = tonumber(ARGV[2])
@@ -190,8 +217,8 @@ return out
 
 /// Extends the lease of job `ARGV[2]` held with token `ARGV[3]` to `ARGV[4]`
 /// ms from now. Returns 1, or 0 when the lease was lost.
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static RENEW: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 if not owned(ARGV[2], ARGV[3]) then return 0 end
@@ -203,8 +230,8 @@ return 1
 
 /// Completes job `ARGV[2]` held with token `ARGV[3]`: its hash goes, its id
 /// marker stays until the dedup window ends. Returns 1, or 0 when stale.
-pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static ACK: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 if not owned(ARGV[2], ARGV[3]) then return 0 end
@@ -219,8 +246,8 @@ return 1
 /// Records a failed attempt of job `ARGV[2]` held with token `ARGV[3]`:
 /// error `ARGV[4]`, retry after `ARGV[5]` ms unless `ARGV[6]` is `1` (dead
 /// now) or the attempts are spent. Returns `retry`, `dead` or `stale`.
-pub(crate) static FAIL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static FAIL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local id = ARGV[2]
@@ -243,8 +270,8 @@ return 'retry'
 
 /// Hands job `ARGV[2]` held with token `ARGV[3]` back to the wait set
 /// without counting the attempt (worker shutdown). Returns 1, or 0 when stale.
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local id = ARGV[2]
@@ -263,8 +290,8 @@ return 1
 
 /// A page of the dead set, newest first: `ARGV[2]` offset, `ARGV[3]` count.
 /// Returns 5 fields per job: id, died_at, payload, attempts, last_error.
-pub(crate) static DEAD_PAGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static DEAD_PAGE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local from = tonumber(ARGV[2])
@@ -285,8 +312,8 @@ return out
 
 /// Moves dead job `ARGV[2]` back to the wait set with its attempts reset.
 /// Returns 1, or 0 when it is not dead.
-pub(crate) static REPLAY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static REPLAY: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local id = ARGV[2]
@@ -306,8 +333,8 @@ return 1
 
 /// Deletes dead job `ARGV[2]`, or, when it is empty, up to `ARGV[3]` dead
 /// jobs (oldest first). Returns how many were deleted.
-pub(crate) static PURGE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+pub(crate) static PURGE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         prelude!(),
         r#"
 local ids
