@@ -4,7 +4,7 @@
 //! force a failover.
 //!
 //! Every call talks to one node over a plain connection of its own,
-//! bounded by [`CALL_TIMEOUT`].
+//! bounded by `CALL_TIMEOUT`.
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! implements ([`Deliver`]).
 //!
 //! A unit of work that writes entities can also record *messages*: jobs for
-//! a queue ([`Job`](crate::job::Job)) and events for a topic ([`Event`]).
+//! a queue ([`Job`]) and events for a topic ([`Event`]).
 //! They are written to the outbox table in the unit's own transaction, just
 //! before COMMIT, so they exist exactly when the unit's writes do. A relay
 //! then reads committed rows and delivers them; a crash between delivery and
