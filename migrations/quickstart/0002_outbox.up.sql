@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS "reposmith_outbox" (
     "done_at" timestamptz
 );
 CREATE UNIQUE INDEX IF NOT EXISTS "reposmith_outbox_id_key" ON "reposmith_outbox" USING btree ("id");
-CREATE INDEX IF NOT EXISTS "reposmith_outbox_due" ON "reposmith_outbox" USING btree ("state", "available_at", "seq");
+CREATE INDEX IF NOT EXISTS "reposmith_outbox_pending" ON "reposmith_outbox" USING btree ("state", "seq");
 
 CREATE TABLE IF NOT EXISTS "reposmith_job_receipts" (
     "key" text NOT NULL PRIMARY KEY,

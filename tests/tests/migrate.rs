@@ -701,7 +701,7 @@ async fn the_outbox_tables_are_migrated_like_entity_tables() {
     for expected in [
         "CREATE TABLE IF NOT EXISTS \"reposmith_outbox\"",
         "CREATE TABLE IF NOT EXISTS \"reposmith_job_receipts\"",
-        "\"reposmith_outbox_due\"",
+        "\"reposmith_outbox_pending\"",
     ] {
         assert!(up.contains(expected), "missing {expected} in\n{up}");
     }

@@ -96,8 +96,7 @@ async fn handle(
         .execute(pg.pool())
         .await
         .map_err(|e| JobError::retry(e.to_string()))?;
-    let receipt =
-        Receipt::new(queue, key.clone(), job_id).map_err(|e| JobError::fatal(e.to_string()))?;
+    let receipt = Receipt::for_job(queue, job_id).map_err(|e| JobError::fatal(e.to_string()))?;
     pg.run_once(&receipt, insert_doc(key))
         .await
         .map(drop)

@@ -61,9 +61,11 @@ pub static SCHEMA: EntitySchema = EntitySchema::new(
     IdStrategy::Identity,
     &[
         IndexDef::new("reposmith_outbox_id_key", &["id"], true, IndexMethod::BTree),
+        // The relay reads pending rows in outbox order (`state = 'pending'
+        // ORDER BY seq LIMIT n`): this index serves it without a sort.
         IndexDef::new(
-            "reposmith_outbox_due",
-            &["state", "available_at", "seq"],
+            "reposmith_outbox_pending",
+            &["state", "seq"],
             false,
             IndexMethod::BTree,
         ),

@@ -117,6 +117,11 @@ impl UnitShared {
         let guard = self.connection.lock().await;
         let mut connection =
             MutexGuard::try_map(guard, |c| c.as_deref_mut()).map_err(|_| ended())?;
+        // Only savepoints still open can be rolled back: one a parent's
+        // rollback already removed (a child handle dropped after its
+        // parent) is gone, and naming it would abort the transaction.
+        let live = self.live_list().clone();
+        self.abandoned_list().retain(|sp| live.contains(sp));
         let outermost = self.abandoned_list().iter().min().copied();
         if let Some(outermost) = outermost {
             // Rolling back to the oldest abandoned savepoint also removes every
@@ -395,9 +400,15 @@ impl PgUnitOfWork {
         self.savepoint.unwrap_or(0)
     }
 
-    /// Refuses to record messages in a unit that has ended.
+    /// Refuses to record messages in a unit that has ended, or in a nested
+    /// unit whose savepoint is gone (its parent was rolled back or dropped
+    /// first): a message recorded there would outlive its rollback.
     fn check_open(&self) -> Result<()> {
-        match self.finished {
+        let gone = match self.savepoint {
+            Some(id) => !self.shared.live_list().contains(&id),
+            None => false,
+        };
+        match self.finished || gone {
             true => Err(ended()),
             false => Ok(()),
         }
@@ -484,7 +495,9 @@ impl Drop for PgUnitOfWork {
             return;
         }
         if let Some(id) = self.savepoint {
-            self.shared.abandoned_list().push(id);
+            if self.shared.live_list().contains(&id) {
+                self.shared.abandoned_list().push(id);
+            }
             return;
         }
         // An operation holding the lock right now (a repository used from another

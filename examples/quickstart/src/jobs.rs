@@ -39,7 +39,7 @@ pub async fn embed_document(
     pg: &PgBackend,
     ctx: &JobContext<EmbedDocument>,
 ) -> Result<usize, JobError> {
-    let receipt = Receipt::new(ctx.queue(), ctx.idempotency_key(), ctx.id().to_string())?;
+    let receipt = Receipt::for_job(ctx.queue(), ctx.id())?;
     let document_id = ctx.job().document_id;
     let embedded = pg.run_once(&receipt, embed_chunks(document_id)).await?;
     Ok(embedded.unwrap_or(0))

@@ -182,6 +182,33 @@ async fn messages_exist_exactly_when_their_unit_commits() {
 }
 
 #[tokio::test]
+async fn a_child_unit_outliving_its_dropped_parent_records_nothing() {
+    let db = OutboxDb::new().await;
+    let unit = db.pg.begin().await.unwrap();
+    let parent = unit.nested().await.unwrap();
+    let child = parent.nested().await.unwrap();
+    child.enqueue(&Embed { n: 1 }).unwrap();
+    // Fields drop in declaration order: a parent can go before its child.
+    drop(parent);
+    unit.enqueue(&Embed { n: 2 }).unwrap();
+    unit.repo::<Doc>().insert(&Doc::new("after")).await.unwrap();
+    let refused = child.enqueue(&Embed { n: 3 }).unwrap_err();
+    assert!(refused.to_string().contains("ended"), "{refused}");
+    drop(child);
+    unit.commit().await.unwrap();
+
+    let recorder = Shared::default();
+    drain(&Relay::new(&db.pg).queues(recorder.clone())).await;
+    assert_eq!(
+        recorder.0.job_numbers(),
+        [2],
+        "only the unit's own job survived"
+    );
+    assert_eq!(db.pg.repo::<Doc>().count(Filter::all()).await.unwrap(), 1);
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn competing_relays_deliver_every_message_once() {
     let db = OutboxDb::new().await;
     for unit_number in 0..40 {
@@ -342,6 +369,54 @@ async fn an_unreachable_destination_delays_rows_without_killing_them() {
 }
 
 #[tokio::test]
+async fn a_stuck_ordered_destination_neither_starves_others_nor_spins() {
+    let db = OutboxDb::new().await;
+    let recorder = Shared::default();
+    let options = RelayOptions::default()
+        .batch_size(100)
+        .poll_interval(Duration::from_secs(60));
+    // The handler's peer is down: its first event waits a poll interval.
+    let relay = Relay::new(&db.pg)
+        .handler(Stored::TOPIC, |_message: OutboxMessage| async {
+            Err(Error::ConnectionLost {
+                backend: reposmith::Backend::Mongo,
+                reason: "peer down".into(),
+            })
+        })
+        .unwrap()
+        .queues(recorder.clone())
+        .options(options);
+    let unit = db.pg.begin().await.unwrap();
+    for n in 0..250 {
+        unit.publish(&Stored { n }).unwrap();
+    }
+    for n in 0..150 {
+        unit.enqueue(&Embed { n }).unwrap();
+    }
+    unit.commit().await.unwrap();
+
+    let mut reports = Vec::new();
+    for _ in 0..5 {
+        reports.push(relay.relay_once().await.unwrap());
+    }
+    assert_eq!(
+        recorder.0.ids().len(),
+        150,
+        "every job delivered around the stuck topic: {reports:?}"
+    );
+    // The first pass took 100 events and delivered none: not a backlog to spin on.
+    assert!(!reports[0].full, "{reports:?}");
+    assert_eq!(
+        reports.last().unwrap().taken,
+        0,
+        "the stuck topic holds its later events back"
+    );
+    let stats = Outbox::new(&db.pg).stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (250, 0));
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn an_ordered_handler_sees_commit_order_and_stops_at_a_failure() {
     let db = OutboxDb::new().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -390,7 +465,7 @@ async fn a_missing_outbox_table_is_named_and_the_unit_rolls_back() {
         .unwrap();
     unit.enqueue(&Embed { n: 1 }).unwrap();
     let error = unit.commit().await.unwrap_err();
-    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert!(matches!(error, Error::Config { .. }), "{error:?}");
     assert!(error.to_string().contains("with_outbox()"), "{error}");
     assert_eq!(db.pg.repo::<Doc>().count(Filter::all()).await.unwrap(), 0);
     db.cleanup().await;

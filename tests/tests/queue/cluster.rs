@@ -158,9 +158,8 @@ async fn queue_survives_a_cluster_master_kill() {
             let pg = pg.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                let receipt =
-                    Receipt::new(ctx.queue(), ctx.idempotency_key(), ctx.id().to_string())
-                        .map_err(|e| JobError::fatal(e.to_string()))?;
+                let receipt = Receipt::for_job(ctx.queue(), ctx.id())
+                    .map_err(|e| JobError::fatal(e.to_string()))?;
                 pg.run_once(&receipt, insert_doc(ctx.idempotency_key()))
                     .await
                     .map(drop)

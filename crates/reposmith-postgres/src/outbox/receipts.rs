@@ -22,8 +22,19 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// The receipt of job `job_id` on `queue`, keyed by `key` (the job's
-    /// idempotency key, or its id when it has none).
+    /// The receipt of job `job_id` on `queue`, keyed by the job id: every
+    /// delivery of this job (a redelivery after a lost ack or a crash, the
+    /// outbox relay sending it again) shares it, while a later job with the
+    /// same idempotency key (the document changed, embed it again) runs.
+    /// What a job handler normally uses.
+    pub fn for_job(queue: impl Into<String>, job_id: impl std::fmt::Display) -> Result<Receipt> {
+        let job_id = job_id.to_string();
+        Receipt::new(queue, job_id.clone(), job_id)
+    }
+
+    /// The receipt of job `job_id` on `queue`, keyed by `key`: an effect
+    /// that must happen once however many jobs ask for it (the key of
+    /// [`for_job`](Self::for_job) is the job id).
     pub fn new(
         queue: impl Into<String>,
         key: impl Into<String>,

@@ -10,21 +10,22 @@ use reposmith_core::Result;
 use super::Outbox;
 
 /// Done queue rows delivered within the window whose job has no receipt
-/// (the receipt key is `<queue>:<idempotency key or message id>`, as
-/// [`Receipt::new`](super::Receipt::new) builds it from a job context) go
-/// back to pending.
+/// (the receipt key is `<queue>:<message id>`, as
+/// [`Receipt::for_job`](super::Receipt::for_job) builds it: the message id
+/// is the job id) go back to pending.
 const REDELIVER_SQL: &str = "UPDATE reposmith_outbox AS o \
      SET state = 'pending', available_at = now() \
      WHERE o.state = 'done' AND o.destination LIKE 'queue:%' \
        AND o.done_at >= now() - $1 * interval '1 millisecond' \
        AND NOT EXISTS (SELECT 1 FROM reposmith_job_receipts AS r \
-         WHERE r.key = (o.payload->>'queue') || ':' || coalesce(o.payload->>'key', o.id::text))";
+         WHERE r.key = (o.payload->>'queue') || ':' || o.id::text)";
 
 impl Outbox {
     /// Marks the queue messages delivered within the last `within` whose
     /// job has no receipt yet as pending again, so the relay delivers them
     /// again; returns how many. For queues whose handlers record their
-    /// effects with [`PgBackend::run_once`](crate::PgBackend::run_once).
+    /// effects with [`PgBackend::run_once`](crate::PgBackend::run_once) and
+    /// [`Receipt::for_job`](super::Receipt::for_job).
     ///
     /// Run it after a Redis failover, with `within` covering the time
     /// before the failover in which acknowledged writes may not have

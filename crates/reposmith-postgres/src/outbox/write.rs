@@ -1,7 +1,7 @@
 //! Writing a unit's recorded messages: one statement, just before COMMIT.
 
+use reposmith_core::Error;
 use reposmith_core::outbox::PendingMessage;
-use reposmith_core::{Backend, Error};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -31,20 +31,20 @@ pub(crate) async fn write_pending(
         .map(drop)
 }
 
-/// A failed outbox insert; a missing table gets a message saying how to create it.
+/// A failed outbox statement; a missing table is a configuration error (not
+/// an outage to wait out) saying how to create it.
 pub(crate) fn write_error(backend: &PgBackend, err: sqlx::Error) -> Error {
     let missing_table = err
         .as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "42P01");
     match missing_table {
-        true => Error::Unavailable {
-            backend: Backend::Postgres,
-            reason: "a table of the outbox (reposmith_outbox, reposmith_job_receipts) does not \
-                     exist: add them to your migrations (Schemas::new().with_outbox()) or \
-                     create them with PgBackend::create_outbox_tables; the unit was rolled back"
-                .to_owned(),
-        },
+        true => Error::config(
+            "outbox",
+            "a table of the outbox (reposmith_outbox, reposmith_job_receipts) does not exist: \
+             add them to your migrations (Schemas::new().with_outbox()) or create them with \
+             PgBackend::create_outbox_tables",
+        ),
         false => backend.map_error(err),
     }
 }
