@@ -9,6 +9,11 @@
 //! a collection's messages in outbox order and a delete is never overtaken
 //! by an older upsert. There is no transaction spanning both stores: the
 //! projection trails PostgreSQL by the relay's delay and converges.
+//!
+//! A delete leaves no tombstone, so an older upsert applied after it (an
+//! operator replaying a dead message with `Outbox::replay`) recreates the
+//! document; replay dead projection messages in order, or publish the
+//! current state again.
 
 use std::time::Duration;
 

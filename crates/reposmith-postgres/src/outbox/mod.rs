@@ -35,19 +35,31 @@
 //!   order, one relay at a time (a transaction-scoped advisory lock).
 //! - A destination that keeps failing: the row is retried with backoff and
 //!   turns `dead` after [`RelayOptions::max_attempts`], keeping its last
-//!   error, until [`Outbox::replay`] sends it again.
+//!   error, until [`Outbox::replay`] sends it again. A row that can never be
+//!   delivered (it does not decode, or the destination refused it as invalid
+//!   or too large) turns dead at once.
 //! - A destination that cannot be reached (refused connection, timeout,
-//!   lost connection, Redis down): the rows wait and are offered again every
-//!   poll interval, without counting an attempt, so an outage of any length
-//!   delays messages and never kills them. (A destination that hangs on one
-//!   message every time therefore never turns it dead: its publish deadline
-//!   is reported as a timeout in `last_error`.)
-//! - A destination that acknowledged and then lost the message (a Redis
-//!   master that died before its replica had the write): the row is done
-//!   and the job gone. [`Outbox::redeliver_unreceipted`] sends the recent
-//!   queue rows whose job left no receipt again; or ask the queue for
-//!   replica acknowledgements (`QueueOptions::replicas_ack` in
-//!   reposmith-redis) so the row is done only once a replica has the job.
+//!   lost connection, Redis down or loading): the rows wait and are offered
+//!   again every poll interval, without counting an attempt, so an outage of
+//!   any length delays messages and never kills them. (A destination that
+//!   hangs on one message every time therefore never turns it dead: its
+//!   publish deadline is reported as a timeout in `last_error`.)
+//! - An ordered destination whose first row waits for a retry holds back
+//!   its later rows, and only its own: other destinations keep flowing.
+//! - Acknowledged is not durable: a row is done once the destination
+//!   answered. A Redis that acknowledged a job and then lost it (no AOF
+//!   fsync, a failover to a replica that had not caught up) has lost it;
+//!   [`Outbox::redeliver_unreceipted`] sends recent jobs without a receipt
+//!   again, and the queue's `replicas_ack` option makes an enqueue wait for
+//!   a replica.
+//!
+//! # Costs
+//!
+//! Every commit that recorded messages sends one `NOTIFY`, which Postgres
+//! serializes on a global lock at commit: fine for thousands of commits a
+//! second, a bottleneck well beyond. The relay holds its transaction (and
+//! the batch's row locks) while destinations take their share, up to the
+//! publish deadline.
 
 mod admin;
 mod receipts;
