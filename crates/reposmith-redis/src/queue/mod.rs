@@ -54,9 +54,13 @@
 //!
 //! Jobs survive a Redis restart as far as Redis' persistence allows
 //! (`appendonly yes` with `appendfsync always` loses nothing acknowledged).
-//! [`check_server`] (run by [`Worker::run`]) refuses a server whose
-//! `maxmemory-policy` is not `noeviction`, since eviction would drop jobs
-//! silently, and warns when persistence is off.
+//! With `appendfsync everysec` (Redis' default) a crash of the server can
+//! lose jobs acknowledged within about the last second.
+//! [`check_server`] (run by [`Worker::run`] and by [`QueueDestination`]
+//! before its first delivery) refuses a server whose `maxmemory-policy` is
+//! not `noeviction`, since eviction would drop jobs silently, warns when
+//! persistence is off, and warns once when AOF is on without
+//! `appendfsync always`.
 //!
 //! # Why sorted sets and Lua, not Streams
 //!
