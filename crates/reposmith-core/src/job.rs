@@ -67,7 +67,8 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// A key naming this job's effect ("embed chunk 42"): a second job with
-    /// the same key enqueued within the queue's dedup window is dropped.
+    /// the same key enqueued while the first is still pending (waiting,
+    /// delayed or running; at most the queue's dedup window) is dropped.
     fn idempotency_key(&self) -> Option<String> {
         None
     }

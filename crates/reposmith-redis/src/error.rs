@@ -7,10 +7,24 @@ use reposmith_core::{Backend, ConnectionUrl, Error};
 
 /// Server error codes that mean the credentials were refused.
 const AUTH_CODES: &[&str] = &["WRONGPASS", "NOAUTH"];
-/// Server error codes of a cluster in the middle of a failover or a
-/// resharding: the slot's master cannot be reached yet, so the command
-/// failed without running, as when a standalone server is down.
-const CLUSTER_TRANSIENT_CODES: &[&str] = &["CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN"];
+/// Server error codes of a server that cannot take the command *now* but
+/// will once it recovers: loading its dataset after a restart (`LOADING`),
+/// stuck in a script (`BUSY`), demoted to replica by a failover
+/// (`READONLY`), a cluster in a failover or a resharding (`CLUSTERDOWN`,
+/// `MASTERDOWN`, `TRYAGAIN`), memory full under `noeviction` (`OOM`), too few
+/// replicas for a `WAIT` (`NOREPLICAS`). They are [`Error::Unavailable`], so
+/// callers (the outbox relay) wait and retry instead of counting a failure
+/// of the request itself.
+const UNAVAILABLE_CODES: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "OOM",
+    "NOREPLICAS",
+];
 
 /// Whether the error happened while connecting or on an established connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,13 +68,16 @@ pub(crate) fn map(
             after: deadline,
         };
     }
-    let cluster_transient = err.kind() == ErrorKind::ClusterConnectionNotFound
-        || err
-            .code()
-            .is_some_and(|c| CLUSTER_TRANSIENT_CODES.contains(&c));
-    if err.code() == Some("NOREPLICAS") {
-        return Error::Unavailable { backend, reason };
+    if let Some(code) = err.code().filter(|c| UNAVAILABLE_CODES.contains(c)) {
+        // The server's reply line: redis-rs displays its own names for
+        // some codes (`BusyLoading` for `LOADING`).
+        let line = format!("{code} {}", err.detail().unwrap_or_default());
+        return Error::Unavailable {
+            backend,
+            reason: url.scrub(line.trim_end()),
+        };
     }
+    let cluster_transient = err.kind() == ErrorKind::ClusterConnectionNotFound;
     match phase {
         Phase::Operation if cluster_transient => Error::ConnectionLost { backend, reason },
         _ if err.is_connection_refusal() || cluster_transient => Error::Connect {
@@ -91,4 +108,70 @@ fn is_auth_failure(err: &RedisError, phase: Phase) -> bool {
     let handshake_auth =
         phase == Phase::Connect && err.detail().is_some_and(|d| d.contains("AUTH"));
     err.kind() == ErrorKind::AuthenticationFailed || code_says_auth || handshake_auth
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error redis-rs makes of a server's error reply `line`.
+    fn server_error(line: &str) -> RedisError {
+        let reply = redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .expect("an error reply parses");
+        reply
+            .extract_error()
+            .expect_err("an error reply is an error")
+    }
+
+    fn map_operation(err: &RedisError) -> Error {
+        let url = ConnectionUrl::new("redis://:hunter2@db.example:6379");
+        map(&url, err, Phase::Operation, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_server_that_cannot_serve_now_is_unavailable() {
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOREPLICAS Not enough good replicas to write.",
+        ] {
+            let mapped = map_operation(&server_error(line));
+            assert!(mapped.is_unreachable(), "{line}: {mapped:?}");
+            let Error::Unavailable { backend, reason } = &mapped else {
+                panic!("{line}: {mapped:?}");
+            };
+            assert_eq!(*backend, Backend::Redis);
+            let code = line.split(' ').next().unwrap_or_default();
+            assert!(reason.contains(code), "{line}: {reason}");
+            let connecting = map(
+                &ConnectionUrl::new("redis://db.example"),
+                &server_error(line),
+                Phase::Connect,
+                Duration::from_secs(1),
+            );
+            assert!(connecting.is_unreachable(), "{line}: {connecting:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_request_is_not_unavailable() {
+        for line in [
+            "ERR unknown command 'FOO'",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "NOSCRIPT No matching script.",
+            "BUSYGROUP Consumer Group name already exists",
+            "NOTBUSY No scripts in execution right now.",
+        ] {
+            let mapped = map_operation(&server_error(line));
+            assert!(
+                matches!(mapped, Error::Backend { .. }),
+                "{line}: {mapped:?}"
+            );
+        }
+    }
 }

@@ -91,3 +91,54 @@ async fn the_relay_keeps_rows_while_redis_is_down_or_paused() {
     assert_eq!(outbox.stats().await.unwrap().dead, 0);
     db.cleanup().await;
 }
+
+/// A Redis that may evict jobs (`allkeys-lru`) is refused by the
+/// destination's server check: the rows wait, the reason in their
+/// `last_error`, none dies; once the policy is fixed they are delivered.
+#[tokio::test]
+async fn the_relay_keeps_rows_while_the_redis_policy_may_evict_jobs() {
+    let db = OutboxDb::new().await;
+    let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let redis = RedisBackend::connect(&RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let options = RelayOptions::default()
+        .max_attempts(2)
+        .retry_backoff(Duration::from_millis(1), Duration::from_millis(1));
+    let relay = Relay::new(&db.pg)
+        .queue("outbox-test", QueueDestination::new(&redis))
+        .unwrap()
+        .options(options);
+    let outbox = Outbox::new(&db.pg);
+    commit_jobs(&db, 0, 3).await;
+    for _ in 0..5 {
+        relay.relay_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (3, 0), "{stats:?}");
+    let errors: Vec<Option<String>> =
+        reposmith::postgres::sqlx::query_scalar("SELECT last_error FROM reposmith_outbox")
+            .fetch_all(db.pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(errors.len(), 3);
+    for error in &errors {
+        let error = error.as_deref().unwrap_or_default();
+        assert!(error.contains("maxmemory-policy"), "{error}");
+    }
+    let queue = Queue::<Embed>::new(&redis).unwrap();
+    assert_eq!(queue.stats().await.unwrap().enqueued, 0);
+
+    // Fixed: the check runs again and the rows go out.
+    let _: () = reposmith::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut redis.connection())
+        .await
+        .unwrap();
+    relay_until_empty(&relay, &outbox).await;
+    assert_eq!(queue.stats().await.unwrap().enqueued, 3);
+    db.cleanup().await;
+}

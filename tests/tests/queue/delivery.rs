@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use reposmith::queue::{JobEnvelope, Queue, QueueOptions, Worker};
+use reposmith::queue::{JobEnvelope, JobError, Queue, QueueOptions, Worker};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{Task, redis, wait_for_stats, wait_until};
@@ -115,6 +116,92 @@ async fn a_key_or_id_seen_within_the_window_is_enqueued_once() {
     let later = queue.enqueue(&keyed(4)).await.unwrap();
     assert!(!later.duplicate);
     assert_ne!(later.id, first.id);
+}
+
+/// An idempotency key dedupes while its job waits, runs or is delayed; once
+/// the job completed or died, a job with that key is new. A job that lost
+/// the key (its window passed and another job took it) does not free it
+/// when it completes. Job ids keep deduping for the whole window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_dedupes_only_while_its_job_is_pending() {
+    let (_server, backend) = redis().await;
+    let queue = Queue::<Task>::new(&backend).unwrap();
+    let short_window = QueueOptions::default().dedup_window(Duration::from_millis(300));
+    let short = Queue::<Task>::with_options(&backend, short_window).unwrap();
+    let keyed = |n, key: &str| Task {
+        n,
+        priority: 0,
+        key: Some(key.to_owned()),
+    };
+    let first = queue.enqueue(&keyed(1, "doc-7")).await.unwrap();
+    assert!(!first.duplicate);
+    let waiting = queue.enqueue(&keyed(2, "doc-7")).await.unwrap();
+    assert!(waiting.duplicate && waiting.id == first.id, "{waiting:?}");
+
+    // Job 1 and job 7 run until their gate opens; job 5 fails for good.
+    let (open_1, gate_1) = watch::channel(false);
+    let (open_7, gate_7) = watch::channel(false);
+    let worker = Worker::new(queue.clone())
+        .concurrency(4)
+        .run(move |ctx| {
+            let gate = match ctx.job().n {
+                1 => Some(gate_1.clone()),
+                7 => Some(gate_7.clone()),
+                _ => None,
+            };
+            let n = ctx.job().n;
+            async move {
+                if let Some(mut gate) = gate {
+                    let opened = gate.wait_for(|open| *open);
+                    let _ = tokio::time::timeout(Duration::from_secs(20), opened).await;
+                }
+                if n == 5 {
+                    return Err(JobError::fatal("document 7 is gone"));
+                }
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.active == 1).await;
+    let running = queue.enqueue(&keyed(3, "doc-7")).await.unwrap();
+    assert!(running.duplicate && running.id == first.id, "{running:?}");
+
+    open_1.send(true).unwrap();
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
+    let after_completion = queue.enqueue(&keyed(4, "doc-7")).await.unwrap();
+    assert!(!after_completion.duplicate, "{after_completion:?}");
+    assert_ne!(after_completion.id, first.id);
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 2).await;
+    // The completed job's id still dedupes (an outbox relay's redelivery).
+    let envelope = JobEnvelope::of(&keyed(1, "doc-7"), 1024).unwrap();
+    let redelivered = queue.enqueue_envelope(envelope, first.id).await.unwrap();
+    assert!(redelivered.duplicate, "{redelivered:?}");
+
+    let doomed = queue.enqueue(&keyed(5, "doc-7")).await.unwrap();
+    assert!(!doomed.duplicate);
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.dead == 1).await;
+    let after_death = queue.enqueue(&keyed(6, "doc-7")).await.unwrap();
+    assert!(!after_death.duplicate && after_death.id != doomed.id);
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 3).await;
+
+    // Job 7 holds "doc-9" for 300 ms only; job 8 (delayed) takes the key
+    // over; job 7 completing must leave job 8's hold alone.
+    let seven = short.enqueue(&keyed(7, "doc-9")).await.unwrap();
+    assert!(!seven.duplicate);
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.active == 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let eight = queue
+        .enqueue_in(&keyed(8, "doc-9"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(!eight.duplicate, "the short window has passed: {eight:?}");
+    open_7.send(true).unwrap();
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 4).await;
+    let nine = queue.enqueue(&keyed(9, "doc-9")).await.unwrap();
+    assert!(nine.duplicate && nine.id == eight.id, "{nine:?}");
+
+    worker.shutdown(Duration::from_secs(2)).await;
 }
 
 #[tokio::test]

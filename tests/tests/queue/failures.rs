@@ -240,6 +240,13 @@ async fn a_server_that_may_evict_is_refused_at_startup() {
     let check = check_server(&backend).await.unwrap();
     assert_eq!(check.maxmemory_policy.as_deref(), Some("noeviction"));
     assert_eq!(check.persistent, Some(true));
+    assert_eq!(check.appendfsync.as_deref(), Some("always"));
+
+    // AOF fsynced once a second: allowed, with a warning.
+    let everysec = RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let check = check_server(&connect(&everysec).await).await.unwrap();
+    assert_eq!(check.persistent, Some(true));
+    assert_eq!(check.appendfsync.as_deref(), Some("everysec"));
 
     // No persistence at all: allowed, with a warning.
     let volatile = RedisServer::start_with(&["--appendonly", "no"]);

@@ -196,3 +196,118 @@ async fn shutdown_lets_quick_jobs_finish_and_hands_slow_ones_back() {
     released.sort();
     assert_eq!(attempts, released);
 }
+
+/// A worker whose lease was reclaimed and which leased the job again keeps
+/// the newer lease on its books when the old attempt ends: shutdown hands
+/// the job back instead of leaving it leased until the lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_attempt_ending_keeps_the_newer_lease_on_the_books() {
+    let (_server, backend) = redis().await;
+    let queue = Queue::<Task>::new(&backend).unwrap();
+    let id = queue.enqueue(&Task::new(1)).await.unwrap().id;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let started = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&started);
+    let worker = Worker::new(queue.clone())
+        .concurrency(2)
+        .run(move |ctx| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut gate = gate.clone();
+            async move {
+                if ctx.attempt() == 1 {
+                    let opened = gate.wait_for(|open| *open);
+                    let _ = tokio::time::timeout(Duration::from_secs(20), opened).await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    wait_until("attempt 1 runs", Duration::from_secs(10), || async {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Expire attempt 1's lease: the next fetch reclaims the job and this
+    // same worker leases it again.
+    let active = format!("{{reposmith:q:{}}}:active", "tasks");
+    let _: i64 = reposmith::redis::cmd("ZADD")
+        .arg(&active)
+        .arg("XX")
+        .arg(0)
+        .arg(id.to_string())
+        .query_async(&mut backend.connection())
+        .await
+        .unwrap();
+    wait_until("attempt 2 runs", Duration::from_secs(10), || async {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    open.send(true).unwrap();
+    wait_until(
+        "attempt 1's ack refused",
+        Duration::from_secs(10),
+        || async { worker.counts().stale == 1 },
+    )
+    .await;
+
+    let report = worker.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.released, [id], "{report:?}");
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.active), (1, 0), "{stats:?}");
+}
+
+/// `BLPOP` failing at once (here: the signal list is a string) while fetches
+/// work: the worker pauses between tries instead of spinning, and runs jobs
+/// again once the list is usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_wait_for_jobs_backs_off() {
+    let (_server, backend) = redis().await;
+    let queue = Queue::<Task>::new(&backend).unwrap();
+    let mut conn = backend.connection();
+    let signal = "{reposmith:q:tasks}:signal";
+    let _: () = reposmith::redis::cmd("SET")
+        .arg(signal)
+        .arg("not a list")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let worker = Worker::new(queue.clone())
+        .run(|_ctx| async { Ok(()) })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let blpops = blpop_calls(&mut conn).await;
+    // Backoff 50, 100, 200, 400, 800 ms: about 5 tries; a spin does hundreds.
+    assert!(
+        (1..=30).contains(&blpops),
+        "BLPOP ran {blpops} times in 1.5 s"
+    );
+
+    let _: () = reposmith::redis::cmd("DEL")
+        .arg(signal)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    queue.enqueue(&Task::new(1)).await.unwrap();
+    wait_for_stats(&queue, Duration::from_secs(10), |s| s.completed == 1).await;
+    worker.shutdown(Duration::from_secs(2)).await;
+}
+
+/// `BLPOP` calls so far, failed ones included (`INFO commandstats`).
+async fn blpop_calls(conn: &mut reposmith::RedisConnection) -> u64 {
+    let info: String = reposmith::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let Some(line) = info.lines().find(|l| l.starts_with("cmdstat_blpop:")) else {
+        return 0;
+    };
+    line.split([':', ','])
+        .filter_map(|field| field.split_once('='))
+        .filter(|(name, _)| ["calls", "rejected_calls", "failed_calls"].contains(name))
+        .filter_map(|(_, value)| value.parse::<u64>().ok())
+        .sum()
+}

@@ -118,3 +118,54 @@ async fn no_job_is_lost_when_redis_pauses_for_two_seconds() {
     })
     .await;
 }
+
+/// A server whose memory is full under `noeviction` refuses writes with
+/// `OOM` until memory frees up: an enqueue then fails with an error of the
+/// "unreachable" class (so the outbox relay waits instead of counting a
+/// delivery attempt), naming OOM.
+#[tokio::test]
+async fn an_enqueue_to_a_full_server_is_unavailable_not_refused() {
+    let server = RedisServer::start_with(&["--maxmemory", "1mb"]);
+    let backend = connect(&server).await;
+    let mut conn = backend.connection();
+    let filler = "x".repeat(64 * 1024);
+    let mut full = false;
+    for n in 0..200 {
+        let set: Result<(), _> = reposmith::redis::cmd("SET")
+            .arg(format!("filler:{n}"))
+            .arg(&filler)
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = set {
+            assert_eq!(error.code(), Some("OOM"), "{error}");
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "1 MB of memory never filled up");
+    // The refused SET's own request buffer tipped memory over the limit and
+    // is freed now; lower the limit below what the data holds, as when it
+    // keeps growing, so every write is refused.
+    let info: String = reposmith::redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO memory");
+    let _: () = reposmith::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used / 2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let queue = Queue::<Task>::new(&backend).unwrap();
+    let error = queue.enqueue(&Task::new(1)).await.unwrap_err();
+    assert!(error.is_unreachable(), "{error:?}");
+    assert!(error.to_string().contains("OOM"), "{error}");
+}

@@ -1,5 +1,8 @@
 //! [`check_server`]: refuses a Redis that may evict a queue's keys, warns
-//! about one that keeps nothing across a restart.
+//! about one that keeps nothing across a restart or may lose the last second
+//! of acknowledged jobs in a crash.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::Value;
 use reposmith_core::{Error, Result};
@@ -16,13 +19,22 @@ pub struct ServerCheck {
     /// False when both AOF (`appendonly no`) and RDB snapshots (`save ""`)
     /// are off: a restart loses every job. `None` when unknown.
     pub persistent: Option<bool>,
+    /// `appendfsync`: of a master that does not fsync every write, else of
+    /// the first master; `None` when unknown.
+    pub appendfsync: Option<String>,
 }
+
+/// The fsync warning is logged once per process, not on every check.
+static FSYNC_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Checks that `backend`'s server suits a queue. `maxmemory-policy` must be
 /// `noeviction`: under any other policy Redis may delete a job's keys under
 /// memory pressure and the job is lost without a trace. Another policy is
 /// refused with [`Error::Config`]. A server that forbids `CONFIG` (managed
-/// Redis) is only warned about; so is one without persistence.
+/// Redis) is only warned about; so is one without persistence, and (once per
+/// process) one with AOF on but `appendfsync` other than `always`: a crash
+/// of the server may then lose jobs acknowledged within about the last
+/// second.
 ///
 /// On a cluster every master is asked (a queue lives on whichever owns its
 /// slot) and the first one with another policy is refused; persistence
@@ -38,6 +50,7 @@ pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
             return Ok(ServerCheck {
                 maxmemory_policy: None,
                 persistent: None,
+                appendfsync: None,
             });
         }
     };
@@ -60,10 +73,36 @@ pub async fn check_server(backend: &RedisBackend) -> Result<ServerCheck> {
             save \"\"): every queued job is lost when the server restarts; enable \
             appendonly yes for a queue");
     }
+    let appendfsync = fsync_policy(backend).await;
     Ok(ServerCheck {
         maxmemory_policy: policy,
         persistent,
+        appendfsync,
     })
+}
+
+/// The `appendfsync` of a master that does not fsync every write, else of
+/// the first master; warns (once) when such a master has AOF on.
+async fn fsync_policy(backend: &RedisBackend) -> Option<String> {
+    let aof = config_get(backend, "appendonly").await.ok()?;
+    let fsync = config_get(backend, "appendfsync").await.ok()?;
+    let lossy = aof.iter().zip(&fsync).find(|((_, aof), (_, fsync))| {
+        aof.as_deref() == Some("yes") && fsync.as_deref().is_some_and(|f| f != "always")
+    });
+    if let Some((_, (node, fsync))) = lossy
+        && !FSYNC_WARNED.swap(true, Ordering::Relaxed)
+    {
+        let server = if node.is_empty() {
+            backend.target()
+        } else {
+            node.as_str()
+        };
+        tracing::warn!(%server, appendfsync = fsync.as_deref().unwrap_or_default(),
+            "Redis appends to its AOF without fsyncing every write: a crash of the \
+            server may lose jobs acknowledged within about the last second; set \
+            appendfsync always for a queue that must lose nothing");
+    }
+    pick(fsync, |f| f != "always").1
 }
 
 /// The first node whose value is `bad`, else the first node's: the node

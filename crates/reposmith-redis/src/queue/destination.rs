@@ -1,13 +1,16 @@
 //! [`QueueDestination`]: where the outbox relay delivers queue messages.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use reposmith_core::job::JobEnvelope;
 use reposmith_core::outbox::{Deliver, Destination, OutboxMessage};
 use reposmith_core::repository::BoxFuture;
-use reposmith_core::{Error, Result};
+use reposmith_core::{Backend, Error, Result};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use super::check::check_server;
 use super::keys::QueueKeys;
 use super::producer::{QueueOptions, enqueue_batched};
 use crate::RedisBackend;
@@ -17,10 +20,18 @@ use crate::RedisBackend;
 /// queue. The job id is the message id, so a message the relay delivers
 /// again (it crashed after delivering, before marking the row done) is a
 /// duplicate within the dedup window and enqueued once.
+///
+/// Before its first delivery it runs [`check_server`] (once; again after a
+/// failure): while the server is refused (a `maxmemory-policy` that may
+/// evict jobs) or cannot be checked, every message fails with
+/// [`Error::Unavailable`], so the relay keeps the rows waiting, the reason
+/// in their `last_error`, instead of spending their attempts.
 #[derive(Debug, Clone)]
 pub struct QueueDestination {
     backend: RedisBackend,
     options: QueueOptions,
+    /// Set once the server passed [`check_server`]; shared by clones.
+    checked: Arc<OnceCell<()>>,
 }
 
 impl QueueDestination {
@@ -36,10 +47,22 @@ impl QueueDestination {
         QueueDestination {
             backend: backend.clone(),
             options,
+            checked: Arc::new(OnceCell::new()),
         }
     }
 
     async fn deliver_all(&self, messages: &[OutboxMessage]) -> Vec<Result<()>> {
+        if let Err(reason) = self.check().await {
+            return messages
+                .iter()
+                .map(|_| {
+                    Err(Error::Unavailable {
+                        backend: Backend::Redis,
+                        reason: reason.clone(),
+                    })
+                })
+                .collect();
+        }
         let mut outcomes: Vec<Option<Result<()>>> = messages.iter().map(|_| None).collect();
         // Queue name → (index, id, envelope), in outbox order.
         let mut by_queue: BTreeMap<String, Vec<(usize, Uuid, JobEnvelope)>> = BTreeMap::new();
@@ -67,6 +90,18 @@ impl QueueDestination {
             }
         }
         outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// Runs [`check_server`] unless it passed before; the failure's text.
+    async fn check(&self) -> std::result::Result<(), String> {
+        let checked = self
+            .checked
+            .get_or_try_init(|| async { check_server(&self.backend).await.map(drop) })
+            .await;
+        checked.map(drop).map_err(|error| {
+            tracing::warn!(%error, "the queue server failed its check; outbox messages wait");
+            format!("the queue server failed its check: {error}")
+        })
     }
 
     /// The message's envelope, checked: for a queue, of that queue, valid.

@@ -56,17 +56,22 @@ where
         };
         match fetch(&state, &mut conn, permits.len()).await {
             Ok(fetched) if fetched.jobs.is_empty() => {
-                backoff = FIRST_BACKOFF;
                 drop(permits);
                 let block = fetched.next_due.map_or(MAX_BLOCK, |due| due.min(MAX_BLOCK));
-                tokio::select! {
-                    woke = wait_for_signal(&state, &mut conn, block.max(MIN_BLOCK)) => {
-                        if let Err(error) = woke {
-                            tracing::warn!(%error, "waiting for jobs failed; reconnecting");
-                            conn = None;
-                        }
+                let woke = tokio::select! {
+                    woke = wait_for_signal(&state, &mut conn, block.max(MIN_BLOCK)) => woke,
+                    _ = stop.changed() => Ok(()),
+                };
+                match woke {
+                    Ok(()) => backoff = FIRST_BACKOFF,
+                    // Without a pause a BLPOP that fails at once (the fetch
+                    // before it worked) would spin.
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?backoff,
+                            "waiting for jobs failed; reconnecting");
+                        conn = None;
+                        pause(&mut stop, &mut backoff).await;
                     }
-                    _ = stop.changed() => {}
                 }
             }
             Ok(fetched) => {
@@ -77,16 +82,22 @@ where
                 tracing::warn!(%error, retry_in = ?backoff, "fetching jobs failed; will retry");
                 conn = None;
                 drop(permits);
-                tokio::select! {
-                    _ = sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pause(&mut stop, &mut backoff).await;
             }
         }
     }
     let grace = stop.borrow().unwrap_or(Duration::ZERO);
     drain(&state, running, grace).await
+}
+
+/// Sleeps `backoff` (or until told to stop), then doubles it up to
+/// [`MAX_BACKOFF`].
+async fn pause(stop: &mut Stop, backoff: &mut Duration) {
+    tokio::select! {
+        _ = sleep(*backoff) => {}
+        _ = stop.changed() => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }
 
 /// True once a grace period was sent or the handle is gone.

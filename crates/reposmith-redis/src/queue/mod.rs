@@ -46,17 +46,27 @@
 //!
 //! Handlers must be idempotent; [`JobContext::idempotency_key`] names the
 //! effect for a guard in the database. Duplicates at *enqueue* time are
-//! dropped within the dedup window ([`QueueOptions::dedup_window`], 24 h by
-//! default): a second job with the same idempotency key, and a second
-//! enqueue of the same job id (the outbox relay re-delivering a message
-//! after a crash between publish and marking it done). After the window a
-//! re-delivery is enqueued again.
+//! dropped:
+//!
+//! - a second enqueue of the same job id (the outbox relay re-delivering a
+//!   message after a crash between publish and marking it done), within the
+//!   dedup window ([`QueueOptions::dedup_window`], 24 h by default), even
+//!   after the job completed; after the window it is enqueued again;
+//! - a second job with the same idempotency key while the job holding the
+//!   key is waiting, delayed or running, and at most for the dedup window.
+//!   Once the holder completed or died (or the window passed), a job with
+//!   that key is new: "embed document 7" enqueued after document 7 changed
+//!   runs again.
 //!
 //! Jobs survive a Redis restart as far as Redis' persistence allows
 //! (`appendonly yes` with `appendfsync always` loses nothing acknowledged).
-//! [`check_server`] (run by [`Worker::run`]) refuses a server whose
-//! `maxmemory-policy` is not `noeviction`, since eviction would drop jobs
-//! silently, and warns when persistence is off.
+//! With `appendfsync everysec` (Redis' default) a crash of the server can
+//! lose jobs acknowledged within about the last second.
+//! [`check_server`] (run by [`Worker::run`] and by [`QueueDestination`]
+//! before its first delivery) refuses a server whose `maxmemory-policy` is
+//! not `noeviction`, since eviction would drop jobs silently, warns when
+//! persistence is off, and warns once when AOF is on without
+//! `appendfsync always`.
 //!
 //! # Why sorted sets and Lua, not Streams
 //!
@@ -85,7 +95,7 @@
 //! | `<tag>:dead` | sorted set | dead letters; score: when they died |
 //! | `<tag>:job:<id>` | hash | payload, attempts, settings, fencing token, last error |
 //! | `<tag>:id:<id>` | string, expires | the id was enqueued within the dedup window |
-//! | `<tag>:dedup:<sha1(key)>` | string, expires | the id of the job holding an idempotency key |
+//! | `<tag>:dedup:<sha1(key)>` | string, expires | the id of the job holding an idempotency key; deleted when that job completes or dies |
 //! | `<tag>:seq` | counter | FIFO sequence |
 //! | `<tag>:signal` | list, ≤ 64 | wakes workers blocked on `BLPOP` |
 //! | `<tag>:stats` | hash | lifetime counters ([`QueueStats`]) |

@@ -20,8 +20,9 @@ use crate::RedisBackend;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueOptions {
-    /// How long an enqueued job's id and idempotency key are remembered: a
-    /// second job with either within this window is dropped as a duplicate.
+    /// How long an enqueued job's id is remembered: a second job with it
+    /// within this window is dropped as a duplicate. An idempotency key is
+    /// held as long as its job is pending, at most this long.
     /// Default 24 hours. Each enqueued job leaves a small marker key (about
     /// a hundred bytes) for this long, and one more per idempotency key:
     /// size the window to the throughput and to the longest redelivery the

@@ -40,7 +40,12 @@ where
     }
     .instrument(span)
     .await;
-    state.leased().remove(&job.id);
+    // Only this lease's entry: after a reclaim this worker may hold a newer
+    // lease on the same job, which shutdown must still hand back.
+    let mut leased = state.leased();
+    if leased.get(&job.id) == Some(&job.token) {
+        leased.remove(&job.id);
+    }
 }
 
 /// Runs the handler once; `Err` is the failure to record.

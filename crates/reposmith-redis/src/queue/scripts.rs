@@ -68,7 +68,16 @@ local function owned(id, token)
   if not redis.call('ZSCORE', KEYS[3], id) then return false end
   return redis.call('HGET', job_key(id), 'token') == token
 end
+-- Frees the idempotency key of job `id` if `id` still holds it: the key
+-- dedupes only while its job is pending, so a later job with it is new.
+local function release_key(id)
+  local key = redis.call('HGET', job_key(id), 'key')
+  if not key or key == '' then return end
+  local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
+  if redis.call('GET', dk) == id then redis.call('DEL', dk) end
+end
 local function bury(id, now, err)
+  release_key(id)
   redis.call('HSET', job_key(id), 'last_error', err, 'died_at', now)
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('HINCRBY', KEYS[7], 'dead', 1)
@@ -228,14 +237,16 @@ return 1
     ))
 });
 
-/// Completes job `ARGV[2]` held with token `ARGV[3]`: its hash goes, its id
-/// marker stays until the dedup window ends. Returns 1, or 0 when stale.
+/// Completes job `ARGV[2]` held with token `ARGV[3]`: its hash and its hold
+/// on its idempotency key go, its id marker stays until the dedup window
+/// ends. Returns 1, or 0 when stale.
 pub(crate) static ACK: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         prelude!(),
         r#"
 if not owned(ARGV[2], ARGV[3]) then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[2])
+release_key(ARGV[2])
 redis.call('DEL', job_key(ARGV[2]))
 redis.call('HINCRBY', KEYS[7], 'completed', 1)
 return 1
@@ -346,6 +357,7 @@ end
 local n = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', KEYS[4], id) == 1 then
+    release_key(id)
     redis.call('DEL', job_key(id))
     n = n + 1
   end
