@@ -75,9 +75,12 @@ reposmith-bench ingest [OPTIONS]  insert_many against bulk_load, 50k x 768 halfv
   --rows N, --dims N, --queries N, --sides LIST, --keep, --quick
 
 reposmith-bench queue [OPTIONS]   Redis job queues end to end (raw LPUSH/BLMOVE/LREM,
-                    apalis-redis) on a redis-server the bench starts itself
-  --jobs N (20000), --rounds N (5), --workers N (8), --producers N (4),
-  --only LIST (raw,apalis), --quick (2 rounds of 2000 jobs)
+                    apalis-redis, reposmith Queue + Worker, the outbox relay from
+                    PostgreSQL units of work) on a redis-server the bench starts
+                    itself; the outbox contenders need DATABASE_URL
+  --jobs N (20000), --outbox-jobs N (jobs / 4), --rounds N (5), --workers N (8),
+  --producers N (4), --quick (2 rounds of 2000 jobs),
+  --only LIST (raw,apalis,reposmith,reposmith-batch,outbox,outbox-10)
 
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 

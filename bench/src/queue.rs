@@ -12,15 +12,32 @@
 //!
 //! Contenders (one file each, see [`contender::Contender`]): `raw`, the
 //! hand-written LPUSH/BLMOVE/LREM ceiling ([`raw`]), the baseline of the
-//! ratios; `apalis`, apalis-redis 1.0 ([`apalis`]).
+//! ratios; `apalis`, apalis-redis 1.0 ([`apalis`]); `reposmith` and
+//! `reposmith-batch`, reposmith's `Queue` + `Worker` with one `enqueue` per
+//! job or `enqueue_many` of 100 ([`reposmith`]); `outbox` and `outbox-10`,
+//! jobs enqueued in PostgreSQL units of work (1 or 10 per unit) and moved to
+//! the queue by the outbox relay ([`outbox`]), whose latencies run from
+//! `commit()` to the handler. The outbox contenders need `DATABASE_URL`
+//! (`cargo xtask bench` brings Postgres up and sets it) and are skipped
+//! without it; they run `--outbox-jobs` jobs a round, since a job costs a
+//! transaction there, and are compared on rates.
 //!
-//! Options: `--jobs N` (default 20000), `--rounds N` (default 5, plus a
-//! warm-up), `--workers N` (8), `--producers N` (4), `--only LIST`
-//! (comma-separated labels: raw,apalis), `--quick` (2 rounds of 2000 jobs).
+//! The warm-up run of each contender also prints what the server did for
+//! it, per job: calls of each command (`INFO commandstats`, zeroed before
+//! the run) and redis-server CPU time, the first things to look at when a
+//! contender is slow.
+//!
+//! Options: `--jobs N` (default 20000), `--outbox-jobs N` (default a quarter
+//! of `--jobs`), `--rounds N` (default 5, plus a warm-up), `--workers N` (8),
+//! `--producers N` (4), `--only LIST` (comma-separated names:
+//! raw,apalis,reposmith,reposmith-batch,outbox,outbox-10), `--quick` (2
+//! rounds of 2000 jobs).
 
 mod apalis;
 mod contender;
+mod outbox;
 mod raw;
+mod reposmith;
 mod server;
 
 use std::time::{Duration, Instant};
@@ -36,12 +53,25 @@ fn contenders() -> Vec<(&'static str, Box<dyn Contender>)> {
     vec![
         ("raw", Box::new(raw::Raw::default())),
         ("apalis", Box::new(apalis::Apalis::default())),
+        ("reposmith", Box::new(reposmith::Reposmith::single())),
+        (
+            "reposmith-batch",
+            Box::new(reposmith::Reposmith::batched(reposmith::BATCH)),
+        ),
+        ("outbox", Box::new(outbox::Outbox::new(1))),
+        ("outbox-10", Box::new(outbox::Outbox::new(10))),
     ]
+}
+
+/// Contenders that need PostgreSQL.
+fn needs_postgres(name: &str) -> bool {
+    name.starts_with("outbox")
 }
 
 #[derive(Debug)]
 struct Options {
     jobs: usize,
+    outbox_jobs: Option<usize>,
     rounds: usize,
     workers: usize,
     producers: usize,
@@ -51,6 +81,7 @@ struct Options {
 fn options(args: &[String]) -> Result<Options> {
     let mut o = Options {
         jobs: 20_000,
+        outbox_jobs: None,
         rounds: 5,
         workers: 8,
         producers: 4,
@@ -69,6 +100,7 @@ fn options(args: &[String]) -> Result<Options> {
         };
         match arg.as_str() {
             "--jobs" => o.jobs = number(value()?)?.max(1),
+            "--outbox-jobs" => o.outbox_jobs = Some(number(value()?)?.max(1)),
             "--rounds" => o.rounds = number(value()?)?.max(1),
             "--workers" => o.workers = number(value()?)?.max(1),
             "--producers" => o.producers = number(value()?)?.max(1),
@@ -83,13 +115,24 @@ fn options(args: &[String]) -> Result<Options> {
 /// Runs the queue benchmark and prints its tables.
 pub(crate) async fn run(args: &[String]) -> Result<()> {
     let o = options(args)?;
+    let has_postgres = std::env::var_os("DATABASE_URL").is_some();
     let mut sides: Vec<(&str, Box<dyn Contender>)> = contenders()
         .into_iter()
         .filter(|(name, _)| o.only.is_empty() || o.only.iter().any(|n| n == name))
+        .filter(|(name, _)| {
+            let skip = !has_postgres && o.only.is_empty() && needs_postgres(name);
+            if skip {
+                println!("note: {name} skipped: DATABASE_URL is not set");
+            }
+            !skip
+        })
         .collect();
     if sides.is_empty() {
-        return Err("queue bench: --only matched no contender (raw, apalis)".into());
+        return Err("queue bench: --only matched no contender \
+             (raw, apalis, reposmith, reposmith-batch, outbox, outbox-10)"
+            .into());
     }
+    let outbox_jobs = o.outbox_jobs.unwrap_or((o.jobs / 4).max(1));
     let started = Instant::now();
     let server = Server::start().await?;
     let env = Env {
@@ -99,10 +142,11 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
         round_limit: Duration::from_secs(120),
     };
     println!(
-        "reposmith-bench queue: {} rounds (+1 warm-up) of {} no-op jobs per contender, \
-         {} producers, {} workers; own redis-server {} at {}",
+        "reposmith-bench queue: {} rounds (+1 warm-up) of {} no-op jobs per contender \
+         ({} for the outbox ones), {} producers, {} workers; own redis-server {} at {}",
         o.rounds,
         o.jobs,
+        outbox_jobs,
         o.producers,
         o.workers,
         server.version().await?,
@@ -114,10 +158,27 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
     let indexes: Vec<usize> = (0..sides.len()).collect();
     let series = interleave(&indexes, o.rounds, async |i, round| {
         server.flush().await?;
-        let sample = sides[i].1.run(&env, o.jobs).await?;
-        if round != usize::MAX {
+        let jobs = match needs_postgres(sides[i].0) {
+            true => outbox_jobs,
+            false => o.jobs,
+        };
+        // The warm-up also counts what the server did per job.
+        let warm_up = round == usize::MAX;
+        let cpu = match warm_up {
+            true => server.reset_usage().await?,
+            false => 0.0,
+        };
+        let sample = sides[i].1.run(&env, jobs).await?;
+        if warm_up {
+            let usage = server.usage(cpu).await?;
             println!(
-                "  round {:>2}  {:<24} {:>9.0} jobs/s  ({:.2} s)",
+                "  warm-up   {:<28} per job: {}",
+                sides[i].1.label(),
+                usage.per_job(jobs)
+            );
+        } else {
+            println!(
+                "  round {:>2}  {:<28} {:>9.0} jobs/s  ({:.2} s)",
                 round + 1,
                 sides[i].1.label(),
                 sample.rate(),
@@ -138,10 +199,11 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
 }
 
 /// Per contender: rate over all rounds, median round rate, p50/p99
-/// enqueue-to-handler latency, median [min..max] per-round ratio to the first.
+/// enqueue-to-handler latency (commit-to-handler for the outbox ones),
+/// median [min..max] per-round ratio to the first.
 fn print_table(labels: &[&str], series: &[Series<usize>]) {
     println!(
-        "\n{:<24} {:>12} {:>14} {:>10} {:>10}  ratio to {}: median [min..max] of rounds",
+        "\n{:<28} {:>12} {:>14} {:>10} {:>10}  ratio to {}: median [min..max] of rounds",
         "contender", "jobs/s", "median round", "p50", "p99", labels[0]
     );
     println!("{}", "-".repeat(120));
@@ -154,7 +216,7 @@ fn print_table(labels: &[&str], series: &[Series<usize>]) {
             format!("{median:.2} [{min:.2}..{max:.2}]")
         };
         println!(
-            "{:<24} {:>12.0} {:>14.0} {:>10} {:>10}  {ratio}",
+            "{:<28} {:>12.0} {:>14.0} {:>10} {:>10}  {ratio}",
             labels[s.side],
             s.rate(),
             s.median_rate(),

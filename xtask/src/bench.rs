@@ -17,14 +17,11 @@ pub(crate) fn args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// Brings the services up and runs the benchmark, release build, with their
-/// URLs in its environment; its exit code is ours. The `queue` area starts
-/// a redis-server of its own and needs none of them.
+/// URLs in its environment; its exit code is ours. Every area gets them: the
+/// `queue` area runs its Redis contenders on a redis-server of its own, but
+/// its outbox contenders need the Postgres service (`DATABASE_URL`).
 pub(crate) fn run(root: &Path, extra: &[&str]) -> Result<ExitCode, Error> {
-    let vars = if extra.contains(&"queue") {
-        Vec::new()
-    } else {
-        services::up_for_child(root)?
-    };
+    let vars = services::up_for_child(root)?;
     // Release: a debug build measures sqlx's and reposmith's unoptimised
     // code, not what users ship.
     let head = ["run", "--release", "--quiet", "-p", "reposmith-bench", "--"];

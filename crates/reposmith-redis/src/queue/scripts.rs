@@ -59,8 +59,12 @@ end
 -- Wakes up to n blocked fetchers; the list is a hint, kept short.
 local function signal(n)
   if n > 64 then n = 64 end
-  for _ = 1, n do redis.call('RPUSH', KEYS[6], '1') end
-  if n > 0 then redis.call('LTRIM', KEYS[6], -64, -1) end
+  if n <= 0 then return end
+  -- One RPUSH of n elements, not n calls.
+  local ones = {}
+  for i = 1, n do ones[i] = '1' end
+  redis.call('RPUSH', KEYS[6], unpack(ones))
+  redis.call('LTRIM', KEYS[6], -64, -1)
 end
 local function job_key(id) return ARGV[1] .. 'job:' .. id end
 -- True when `id` is leased and `token` is its current fencing token.
@@ -108,7 +112,7 @@ for i = 0, n - 1 do
   local jk = job_key(id)
   local idk = ARGV[1] .. 'id:' .. id
   local status, holder = 'new', id
-  if redis.call('EXISTS', jk) == 1 or redis.call('EXISTS', idk) == 1 then
+  if redis.call('EXISTS', jk, idk) > 0 then
     status = 'duplicate'
   elseif key ~= '' then
     local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
@@ -198,12 +202,14 @@ for _ = 1, want + 100 do
   if #popped == 0 then break end
   local id = popped[1]
   local jk = job_key(id)
-  if redis.call('EXISTS', jk) == 1 then
+  -- Every job hash has a payload: no payload, no job (read first, so no
+  -- separate EXISTS).
+  local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'backoff_base',
+    'backoff_max', 'timeout', 'priority', 'key')
+  if f[1] then
     local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
     local token = redis.call('HINCRBY', jk, 'token', 1)
     redis.call('ZADD', KEYS[3], now + lease, id)
-    local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'backoff_base',
-      'backoff_max', 'timeout', 'priority', 'key')
     out[#out + 1] = id
     out[#out + 1] = attempts
     out[#out + 1] = token
