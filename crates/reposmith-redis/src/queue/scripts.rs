@@ -104,7 +104,7 @@ local window = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
-local woken = 0
+local woken, deduped = 0, 0
 for i = 0, n - 1 do
   local b = 4 + i * 10
   local id = ARGV[b]
@@ -124,7 +124,7 @@ for i = 0, n - 1 do
     end
   end
   if status == 'duplicate' then
-    redis.call('HINCRBY', KEYS[7], 'deduped', 1)
+    deduped = deduped + 1
   else
     redis.call('SET', idk, '1', 'PX', window)
     local seq = redis.call('INCR', KEYS[5])
@@ -141,13 +141,15 @@ for i = 0, n - 1 do
     else
       redis.call('ZADD', KEYS[1], wait_score(priority, seq), id)
     end
-    redis.call('HINCRBY', KEYS[7], 'enqueued', 1)
     -- A delayed job wakes a fetcher too: it recomputes how long to sleep.
     woken = woken + 1
   end
   out[#out + 1] = status
   out[#out + 1] = holder
 end
+-- Counted once per call, not per job.
+if woken > 0 then redis.call('HINCRBY', KEYS[7], 'enqueued', woken) end
+if deduped > 0 then redis.call('HINCRBY', KEYS[7], 'deduped', deduped) end
 signal(woken)
 return out
 "#
@@ -205,10 +207,12 @@ for _ = 1, want + 100 do
   -- Every job hash has a payload: no payload, no job (read first, so no
   -- separate EXISTS).
   local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'backoff_base',
-    'backoff_max', 'timeout', 'priority', 'key')
+    'backoff_max', 'timeout', 'priority', 'key', 'attempts', 'token')
   if f[1] then
-    local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-    local token = redis.call('HINCRBY', jk, 'token', 1)
+    -- Read above, written back in one command.
+    local attempts = tonumber(f[8]) + 1
+    local token = tonumber(f[9]) + 1
+    redis.call('HSET', jk, 'attempts', attempts, 'token', token)
     redis.call('ZADD', KEYS[3], now + lease, id)
     out[#out + 1] = id
     out[#out + 1] = attempts
@@ -250,10 +254,17 @@ pub(crate) static ACK: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         prelude!(),
         r#"
-if not owned(ARGV[2], ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[2])
-release_key(ARGV[2])
-redis.call('DEL', job_key(ARGV[2]))
+local id = ARGV[2]
+local jk = job_key(id)
+-- The token and the key in one read; the lease check is the ZREM itself.
+local f = redis.call('HMGET', jk, 'token', 'key')
+if f[1] ~= ARGV[3] then return 0 end
+if redis.call('ZREM', KEYS[3], id) == 0 then return 0 end
+if f[2] and f[2] ~= '' then
+  local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(f[2])
+  if redis.call('GET', dk) == id then redis.call('DEL', dk) end
+end
+redis.call('DEL', jk)
 redis.call('HINCRBY', KEYS[7], 'completed', 1)
 return 1
 "#
