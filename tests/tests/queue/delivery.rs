@@ -133,7 +133,13 @@ async fn an_idempotency_key_dedupes_only_while_its_job_is_pending() {
         priority: 0,
         key: Some(key.to_owned()),
     };
-    let first = queue.enqueue(&keyed(1, "doc-7")).await.unwrap();
+    // Under an id of the caller's, as the outbox relay enqueues: the id is
+    // remembered for the window too (a job id the queue makes is not).
+    let envelope = JobEnvelope::of(&keyed(1, "doc-7"), 1024).unwrap();
+    let first = queue
+        .enqueue_envelope(envelope, Uuid::now_v7())
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     let waiting = queue.enqueue(&keyed(2, "doc-7")).await.unwrap();
     assert!(waiting.duplicate && waiting.id == first.id, "{waiting:?}");

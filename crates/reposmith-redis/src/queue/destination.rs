@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::check::check_server;
 use super::keys::QueueKeys;
+use super::ops::Ids;
 use super::producer::{QueueOptions, enqueue_batched};
 use crate::RedisBackend;
 
@@ -137,7 +138,7 @@ impl QueueDestination {
         jobs: &[(usize, Uuid, JobEnvelope)],
     ) -> std::result::Result<(), redis::RedisError> {
         let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(_, id, e)| (*id, e)).collect();
-        let added = enqueue_batched(&self.backend, keys, &self.options, &refs).await?;
+        let added = enqueue_batched(&self.backend, keys, &self.options, &refs, Ids::Caller).await?;
         let duplicates = added.iter().filter(|a| a.duplicate).count();
         tracing::debug!(
             queue = %keys.name,

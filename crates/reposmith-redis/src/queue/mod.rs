@@ -94,7 +94,7 @@
 //! | `<tag>:active` | sorted set | leased jobs; score: lease deadline (ms, server clock) |
 //! | `<tag>:dead` | sorted set | dead letters; score: when they died |
 //! | `<tag>:job:<id>` | hash | payload, attempts, settings, fencing token, last error |
-//! | `<tag>:id:<id>` | string, expires | the id was enqueued within the dedup window |
+//! | `<tag>:id:<id>` | string, expires | a job enqueued under the caller's id (the outbox relay's) was seen within the dedup window; jobs whose id the queue made get none |
 //! | `<tag>:dedup:<sha1(key)>` | string, expires | the id of the job holding an idempotency key; deleted when that job completes or dies |
 //! | `<tag>:seq` | counter | FIFO sequence |
 //! | `<tag>:signal` | list, ≤ 64 | wakes workers blocked on `BLPOP` |

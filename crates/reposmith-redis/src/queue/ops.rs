@@ -88,15 +88,27 @@ pub(crate) struct Added {
     pub(crate) duplicate: bool,
 }
 
+/// Whose job ids an enqueue carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ids {
+    /// Made by the queue just now (fresh UUIDs): never seen before.
+    Fresh,
+    /// Given by the caller (an outbox relay): checked and remembered for
+    /// the dedup window, so a second delivery is a duplicate.
+    Caller,
+}
+
 /// Enqueues `jobs` in one script call (atomic: all or none).
 pub(crate) async fn enqueue<C: ConnectionLike + Send>(
     conn: &mut C,
     keys: &QueueKeys,
     window: Duration,
     jobs: &[(Uuid, &JobEnvelope)],
+    ids: Ids,
 ) -> RedisResult<Vec<Added>> {
     let push_jobs = |cmd: &mut Cmd| {
-        cmd.arg(millis(window).max(1)).arg(jobs.len());
+        let caller = if ids == Ids::Caller { "1" } else { "0" };
+        cmd.arg(millis(window).max(1)).arg(jobs.len()).arg(caller);
         for (id, envelope) in jobs {
             let (kind, at) = start(envelope.start);
             cmd.arg(id.to_string())

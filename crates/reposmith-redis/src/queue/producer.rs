@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::dead::DeadLetters;
 use super::keys::QueueKeys;
-use super::ops;
+use super::ops::{self, Ids};
 use super::stats::{QueueStats, read_stats};
 use crate::RedisBackend;
 
@@ -180,7 +180,10 @@ impl<J: Job> Queue<J> {
     /// Enqueues `job` with an explicit start.
     pub async fn enqueue_starting(&self, job: &J, start: StartAt) -> Result<Enqueued> {
         let envelope = JobEnvelope::of(job, self.options.max_payload)?.starting(start);
-        self.enqueue_envelope(envelope, Uuid::now_v7()).await
+        let mut added = self
+            .enqueue_checked(&[(Uuid::now_v7(), envelope)], Ids::Fresh)
+            .await?;
+        added.pop().ok_or_else(no_answer)
     }
 
     /// Enqueues a prepared envelope under job id `id` (a relay passes the
@@ -188,11 +191,7 @@ impl<J: Job> Queue<J> {
     /// envelope must be for this queue.
     pub async fn enqueue_envelope(&self, envelope: JobEnvelope, id: Uuid) -> Result<Enqueued> {
         let mut added = self.enqueue_envelopes(&[(id, envelope)]).await?;
-        added.pop().ok_or_else(|| Error::Backend {
-            backend: reposmith_core::Backend::Redis,
-            code: None,
-            reason: "the enqueue script answered for no job".to_owned(),
-        })
+        added.pop().ok_or_else(no_answer)
     }
 
     /// Enqueues many jobs to run now, in as few round trips as their sizes
@@ -207,19 +206,28 @@ impl<J: Job> Queue<J> {
                 Ok((Uuid::now_v7(), envelope))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.enqueue_envelopes(&prepared).await
+        self.enqueue_checked(&prepared, Ids::Fresh).await
     }
 
     /// Enqueues prepared envelopes under their ids, checked first (all for
     /// this queue, valid, within the payload limit): nothing is sent when
     /// one is refused.
     pub async fn enqueue_envelopes(&self, jobs: &[(Uuid, JobEnvelope)]) -> Result<Vec<Enqueued>> {
+        self.enqueue_checked(jobs, Ids::Caller).await
+    }
+
+    /// Checks `jobs` (nothing is sent when one is refused), then enqueues them.
+    async fn enqueue_checked(
+        &self,
+        jobs: &[(Uuid, JobEnvelope)],
+        ids: Ids,
+    ) -> Result<Vec<Enqueued>> {
         for (i, (_, envelope)) in jobs.iter().enumerate() {
             self.check_envelope(envelope)
                 .map_err(|e| e.at_row(i, jobs.len()))?;
         }
         let refs: Vec<(Uuid, &JobEnvelope)> = jobs.iter().map(|(id, e)| (*id, e)).collect();
-        let added = enqueue_batched(&self.backend, &self.keys, &self.options, &refs)
+        let added = enqueue_batched(&self.backend, &self.keys, &self.options, &refs, ids)
             .await
             .map_err(|e| self.backend.map_error(&e))?;
         Ok(added
@@ -257,6 +265,15 @@ impl<J: Job> Queue<J> {
     }
 }
 
+/// The error of an enqueue the script answered for no job.
+fn no_answer() -> Error {
+    Error::Backend {
+        backend: reposmith_core::Backend::Redis,
+        code: None,
+        reason: "the enqueue script answered for no job".to_owned(),
+    }
+}
+
 /// Jobs per enqueue script call, and bytes of payload: one call is atomic
 /// and blocks the server while it runs, so big batches are split.
 const BATCH_JOBS: usize = 256;
@@ -270,6 +287,7 @@ pub(crate) async fn enqueue_batched(
     keys: &QueueKeys,
     options: &QueueOptions,
     jobs: &[(Uuid, &JobEnvelope)],
+    ids: Ids,
 ) -> std::result::Result<Vec<ops::Added>, redis::RedisError> {
     let mut conn = backend.connection();
     let mut added = Vec::with_capacity(jobs.len());
@@ -277,7 +295,7 @@ pub(crate) async fn enqueue_batched(
     while !rest.is_empty() {
         let take = batch_len(rest);
         let (batch, tail) = rest.split_at(take);
-        let results = ops::enqueue(&mut conn, keys, options.dedup_window, batch).await?;
+        let results = ops::enqueue(&mut conn, keys, options.dedup_window, batch, ids).await?;
         if let Some((replicas, timeout)) = options.replicas_ack {
             await_replicas(&mut conn, keys, replicas, timeout).await?;
         }

@@ -58,13 +58,16 @@ local function wait_score(priority, seq)
 end
 -- Wakes up to n blocked fetchers; the list is a hint, kept short.
 local function signal(n)
-  if n > 64 then n = 64 end
+  if n <= 0 then return end
+  -- A long list already wakes every fetcher: nothing to add (the common
+  -- case under load, one cheap LLEN instead of a push and a trim).
+  local room = 64 - redis.call('LLEN', KEYS[6])
+  if n > room then n = room end
   if n <= 0 then return end
   -- One RPUSH of n elements, not n calls.
   local ones = {}
   for i = 1, n do ones[i] = '1' end
   redis.call('RPUSH', KEYS[6], unpack(ones))
-  redis.call('LTRIM', KEYS[6], -64, -1)
 end
 local function job_key(id) return ARGV[1] .. 'job:' .. id end
 -- True when `id` is leased and `token` is its current fencing token.
@@ -90,8 +93,11 @@ end
     };
 }
 
-/// Enqueues a batch. `ARGV[2]` dedup window (ms), `ARGV[3]` count, then 10
-/// fields per job: id, payload, max_attempts, backoff_base, backoff_max,
+/// Enqueues a batch. `ARGV[2]` dedup window (ms), `ARGV[3]` count, `ARGV[4]`
+/// `1` when the ids came from the caller (an outbox relay: a second
+/// delivery of an id is a duplicate, so ids are checked and remembered for
+/// the window) or `0` when the queue made them just now (fresh UUIDs: no
+/// check, and no marker key per job), then 10 fields per job: id, payload, max_attempts, backoff_base, backoff_max,
 /// timeout, priority, key ('' for none), start kind (now|after|at), start
 /// value (ms). Returns `status, id` per job: `new` with the job's id, or
 /// `duplicate` with the id of the job already enqueued (the same id, or the
@@ -102,17 +108,18 @@ pub(crate) static ENQUEUE: LazyLock<Lua> = LazyLock::new(|| {
         r#"
 local window = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local caller_ids = ARGV[4] == '1'
 local now = now_ms()
 local out = {}
 local woken, deduped = 0, 0
 for i = 0, n - 1 do
-  local b = 4 + i * 10
+  local b = 5 + i * 10
   local id = ARGV[b]
   local key = ARGV[b + 7]
   local jk = job_key(id)
   local idk = ARGV[1] .. 'id:' .. id
   local status, holder = 'new', id
-  if redis.call('EXISTS', jk, idk) > 0 then
+  if caller_ids and redis.call('EXISTS', jk, idk) > 0 then
     status = 'duplicate'
   elseif key ~= '' then
     local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
@@ -126,7 +133,7 @@ for i = 0, n - 1 do
   if status == 'duplicate' then
     deduped = deduped + 1
   else
-    redis.call('SET', idk, '1', 'PX', window)
+    if caller_ids then redis.call('SET', idk, '1', 'PX', window) end
     local seq = redis.call('INCR', KEYS[5])
     local priority = tonumber(ARGV[b + 6])
     redis.call('HSET', jk, 'payload', ARGV[b + 1], 'attempts', 0,
