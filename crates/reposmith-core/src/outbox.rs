@@ -262,22 +262,34 @@ impl PendingMessages {
         payload: &impl Serialize,
         max_payload: usize,
     ) -> Result<Uuid> {
-        let destination = Destination::topic(topic)?;
-        let text = serde_json::to_string(payload).map_err(|e| {
+        let json = serde_json::to_value(payload).map_err(|e| {
             Error::invalid(
                 "event",
                 topic.to_owned(),
                 format!("does not serialize: {e}"),
             )
         })?;
-        if text.len() > max_payload {
+        self.publish_json(level, topic, json, max_payload)
+    }
+
+    /// Records an already serialized `payload` on `topic` from the unit at
+    /// `level`, refusing one whose JSON text is over `max_payload` bytes.
+    pub fn publish_json(
+        &self,
+        level: usize,
+        topic: &str,
+        payload: serde_json::Value,
+        max_payload: usize,
+    ) -> Result<Uuid> {
+        let destination = Destination::topic(topic)?;
+        let size = json_len(&payload);
+        if size > max_payload {
             return Err(Error::TooLarge {
                 what: format!("payload of an event on topic {topic}"),
-                size: text.len(),
+                size,
                 limit: max_payload,
             });
         }
-        let payload = to_json("payload", payload)?;
         Ok(self.push(level, destination, payload))
     }
 
@@ -438,6 +450,24 @@ where
     fn ordered(&self) -> bool {
         true
     }
+}
+
+/// The length of `json`'s text, counted without building the text.
+fn json_len(json: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, json);
+    count.0
 }
 
 fn to_json(what: &str, value: &impl Serialize) -> Result<serde_json::Value> {

@@ -385,7 +385,7 @@ impl PgUnitOfWork {
         let level = self.level();
         self.shared
             .outbox
-            .publish_on(level, topic, &json, DEFAULT_MAX_PAYLOAD)
+            .publish_json(level, topic, json, DEFAULT_MAX_PAYLOAD)
     }
 
     /// The unit's connection for a statement of its own (the innermost open

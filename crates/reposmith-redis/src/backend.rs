@@ -211,17 +211,29 @@ async fn connect_now(
     let attempts = config.reconnect_retries as u32 + 1;
     let budget = (config.connect_timeout + config.response_timeout) * attempts
         + config.reconnect_max_delay * (attempts - 1);
-    tokio::time::timeout(
+    connect_within(
         budget,
+        config,
         ConnectionManager::new_with_config(client, manager_config),
     )
     .await
-    .map_err(|_| Error::Timeout {
-        backend: Backend::Redis,
-        operation: "connect",
-        after: budget,
-    })?
-    .map_err(|e| map(&config.url, &e, Phase::Connect, config.connect_timeout))
+}
+
+/// Runs a connect under `budget`: past it, a typed timeout; a driver error
+/// mapped as a connect failure.
+pub(crate) async fn connect_within<T>(
+    budget: Duration,
+    config: &RedisConfig,
+    connect: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    tokio::time::timeout(budget, connect)
+        .await
+        .map_err(|_| Error::Timeout {
+            backend: Backend::Redis,
+            operation: "connect",
+            after: budget,
+        })?
+        .map_err(|e| map(&config.url, &e, Phase::Connect, config.connect_timeout))
 }
 
 /// The value of `key` in an `INFO` reply (`key:value` lines).

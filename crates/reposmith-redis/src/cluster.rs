@@ -13,8 +13,9 @@
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use reposmith_core::{Backend, Error, Result};
+use reposmith_core::Result;
 
+use crate::backend::connect_within;
 use crate::error::{Phase, map};
 use crate::{RedisConfig, RedisConnection};
 
@@ -47,14 +48,7 @@ pub(crate) async fn connect(config: &RedisConfig) -> Result<(RedisConnection, Cl
     // Connecting reads the slot map from a seed node, then connects to every
     // node; each attempt is bounded by connect_timeout, the whole by this.
     let budget = (config.connect_timeout + config.response_timeout) * 2;
-    let connected = tokio::time::timeout(budget, shared.get_async_connection())
-        .await
-        .map_err(|_| Error::Timeout {
-            backend: Backend::Redis,
-            operation: "connect",
-            after: budget,
-        })?
-        .map_err(fail)?;
+    let connected = connect_within(budget, config, shared.get_async_connection()).await?;
     Ok((RedisConnection::cluster(connected), dedicated))
 }
 
