@@ -8,6 +8,7 @@
 //! implements, and the [`RetryPolicy`] of retried units.
 
 pub mod backend;
+pub mod cache;
 pub mod capability;
 pub mod config;
 pub mod cursor;

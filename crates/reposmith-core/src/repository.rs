@@ -28,6 +28,8 @@ pub struct FindQuery<E> {
     pub limit: Option<u64>,
     /// Start after this position (keyset pagination).
     pub after: Option<Cursor>,
+    /// Cache the result for this long ([`Find::cached`]).
+    pub cached: Option<std::time::Duration>,
 }
 
 impl<E: Entity> FindQuery<E> {
@@ -38,6 +40,7 @@ impl<E: Entity> FindQuery<E> {
             order: Vec::new(),
             limit: None,
             after: None,
+            cached: None,
         }
     }
 }
@@ -49,6 +52,7 @@ impl<E> Clone for FindQuery<E> {
             order: self.order.clone(),
             limit: self.limit,
             after: self.after.clone(),
+            cached: self.cached,
         }
     }
 }
@@ -162,6 +166,18 @@ impl<'r, E: Entity, R: Repository<E>> Find<'r, E, R> {
     /// Returns at most `n` rows.
     pub fn limit(mut self, n: u64) -> Self {
         self.query.limit = Some(n);
+        self
+    }
+
+    /// Caches the result for `ttl` in the repository cache, keyed by a hash
+    /// of the rendered query and its parameters, and invalidated by any
+    /// committed write to the entity (a per-entity generation). Needs
+    /// `#[repo(cache(..))]` on the entity (else the query fails with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput): its writes would
+    /// not invalidate the result); without a configured cache, and inside a
+    /// unit of work, the query simply runs.
+    pub fn cached(mut self, ttl: std::time::Duration) -> Self {
+        self.query.cached = Some(ttl);
         self
     }
 

@@ -471,6 +471,8 @@ pub struct EntitySchema {
     pub id_strategy: IdStrategy,
     /// Indexes besides the primary key.
     pub indexes: &'static [IndexDef],
+    /// The read cache `#[repo(cache(..))]` declares, if any.
+    pub cache: Option<crate::cache::CacheSpec>,
 }
 
 impl EntitySchema {
@@ -493,7 +495,14 @@ impl EntitySchema {
             id,
             id_strategy,
             indexes,
+            cache: None,
         }
+    }
+
+    /// Caches the entity's reads as `spec` says (`#[repo(cache(..))]`).
+    pub const fn with_cache(mut self, spec: crate::cache::CacheSpec) -> Self {
+        self.cache = Some(spec);
+        self
     }
 
     /// Places the table in database schema `schema`.

@@ -127,6 +127,8 @@ pub struct SearchQuery<E> {
     pub fusion: Fusion,
     /// Start after this hit (keyset pagination over results).
     pub after: Option<Cursor>,
+    /// Cache the hits for this long ([`Search::cached`]).
+    pub cached: Option<std::time::Duration>,
 }
 
 impl<E> Clone for SearchQuery<E> {
@@ -140,6 +142,7 @@ impl<E> Clone for SearchQuery<E> {
             probes: self.probes,
             fusion: self.fusion,
             after: self.after.clone(),
+            cached: self.cached,
         }
     }
 }
@@ -156,6 +159,7 @@ impl<E: Entity> SearchQuery<E> {
             probes: None,
             fusion: Fusion::default(),
             after: None,
+            cached: None,
         }
     }
 
@@ -349,6 +353,17 @@ impl<'r, E: Entity, R: VectorSearch<E>, M> Search<'r, E, R, M> {
     /// come back whenever `k` matching rows exist). Repeated calls combine with AND.
     pub fn filter(mut self, filter: Filter<E>) -> Self {
         self.query.filter = std::mem::replace(&mut self.query.filter, Filter::all()).and(filter);
+        self
+    }
+
+    /// Caches the hits for `ttl` in the repository cache, keyed by a hash of
+    /// the rendered search and its parameters (the query vector included)
+    /// and invalidated by any committed write to the entity. Needs
+    /// `#[repo(cache(..))]` on the entity, as [`Find::cached`](crate::Find::cached)
+    /// does; without a configured cache, and inside a unit of work, the
+    /// search simply runs.
+    pub fn cached(mut self, ttl: std::time::Duration) -> Self {
+        self.query.cached = Some(ttl);
         self
     }
 

@@ -1,0 +1,150 @@
+//! [`Keys`]: the names of an entity's cache entries.
+//!
+//! `{prefix}:c:{entity}:{shape}:r:{id}` for a row and
+//! `{{prefix}:c:{entity}:{shape}}:q:{generation}:{hash}` for a query, where
+//! `shape` is the derive's hash of the struct ([`CacheSpec::shape`]), so an
+//! entry written by a build with another struct is never read. The id is
+//! the only user value in a key and is escaped: every byte outside
+//! `A-Z a-z 0-9 . _ -` becomes `%XX`, so an id can hold no `{`, `}`, `:`,
+//! `*` or whitespace (no hash tag, no pattern, no ambiguity).
+
+use std::fmt::Write as _;
+
+use super::spec::CacheSpec;
+use super::store::Scope;
+use crate::entity::Entity;
+use crate::value::{FieldType, Value};
+use crate::{Error, Result};
+
+/// The longest key prefix accepted.
+pub const MAX_PREFIX: usize = 64;
+
+/// Key names for one entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// `{prefix}:c:{entity}:{shape}`.
+    base: String,
+}
+
+impl Keys {
+    /// The keys of `E` under `prefix`; `None` when `E` declares no cache.
+    pub fn of<E: Entity>(prefix: &str) -> Option<Keys> {
+        let spec = E::SCHEMA.cache?;
+        Some(Keys::new(prefix, E::SCHEMA.entity, &spec))
+    }
+
+    /// The keys of an entity named `entity` with `spec`.
+    pub fn new(prefix: &str, entity: &str, spec: &CacheSpec) -> Keys {
+        Keys {
+            base: format!("{prefix}:c:{}:{:016x}", escape(entity), spec.shape),
+        }
+    }
+
+    /// The row entry of the id `id`.
+    pub fn row(&self, id: &Value) -> String {
+        format!("{}:r:{}", self.base, escape(&id_text(id)))
+    }
+
+    /// The row entry of a typed id.
+    pub fn row_of<T: FieldType>(&self, id: &T) -> String {
+        self.row(&id.to_value())
+    }
+
+    /// The query scope (hash tag) of the entity.
+    pub fn scope(&self) -> Scope {
+        Scope(format!("{{{}}}", self.base))
+    }
+}
+
+/// Checks a key prefix: 1 to [`MAX_PREFIX`] of `A-Z a-z 0-9 . _ -`.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let valid = !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX
+        && prefix.bytes().all(plain);
+    match valid {
+        true => Ok(()),
+        false => Err(Error::config(
+            "cache",
+            format!(
+                "key prefix {prefix:?} must be 1 to {MAX_PREFIX} of A-Z a-z 0-9 . _ -"
+            ),
+        )),
+    }
+}
+
+/// The canonical text of an id: what Postgres prints for `id::text` of the
+/// integer, uuid and text ids (so a key built in SQL would match), hex for
+/// an ObjectId.
+pub fn id_text(id: &Value) -> String {
+    match id {
+        Value::I16(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::Uuid(u) => u.hyphenated().to_string(),
+        Value::Text(s) => s.clone(),
+        Value::ObjectId(o) => o.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// `text` with every byte outside `A-Z a-z 0-9 . _ -` as `%XX`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new("app", "Doc", &CacheSpec::new(1000, 0, 0xabc))
+    }
+
+    #[test]
+    fn ids_are_escaped_so_no_user_text_forms_a_tag_or_pattern() {
+        let key = keys().row(&Value::Text("a{b}:*c d%".into()));
+        assert_eq!(key, "app:c:Doc:0000000000000abc:r:a%7Bb%7D%3A%2Ac%20d%25");
+        assert!(!key["app:c:Doc:0000000000000abc:r:".len()..].contains(['{', '}', ':', '*']));
+    }
+
+    #[test]
+    fn distinct_ids_give_distinct_keys() {
+        let k = keys();
+        assert_ne!(k.row(&Value::Text("a:b".into())), k.row(&Value::Text("a%3Ab".into())));
+        assert_ne!(k.row(&Value::I64(1)), k.row(&Value::I64(11)));
+    }
+
+    #[test]
+    fn a_changed_shape_changes_every_key() {
+        let other = Keys::new("app", "Doc", &CacheSpec::new(1000, 0, 0xabd));
+        assert_ne!(keys().row(&Value::I64(1)), other.row(&Value::I64(1)));
+        assert_ne!(keys().scope(), other.scope());
+    }
+
+    #[test]
+    fn scope_is_one_hash_tag() {
+        let scope = keys().scope();
+        assert_eq!(scope.0, "{app:c:Doc:0000000000000abc}");
+        assert!(scope.query_key("g", "h").starts_with("{app:c:Doc:0000000000000abc}:q:"));
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert!(check_prefix("reposmith").is_ok());
+        assert!(check_prefix("").is_err());
+        assert!(check_prefix("a b").is_err());
+        assert!(check_prefix("a{b}").is_err());
+    }
+}
