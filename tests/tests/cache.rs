@@ -1,0 +1,10 @@
+//! The repository cache against real servers: the Redis store's lease
+//! protocol (`store`), the PostgreSQL wiring (`pg`) and the MongoDB wiring
+//! (`mongo`).
+
+#[path = "cache/mongo.rs"]
+mod mongo;
+#[path = "cache/pg.rs"]
+mod pg;
+#[path = "cache/store.rs"]
+mod store;
