@@ -45,6 +45,8 @@ pub struct PgBackend {
     iterative: Arc<IterativeScan>,
     /// Isolation level of units run by `transaction`.
     pub(crate) transaction_isolation: crate::IsolationLevel,
+    /// The repository cache, when one is attached ([`PgBackend::with_cache`]).
+    pub(crate) cache: Option<reposmith_core::cache::Cache>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -109,6 +111,7 @@ impl PgBackend {
                 base,
             }),
             transaction_isolation: config.transaction_isolation,
+            cache: None,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -148,6 +151,22 @@ impl PgBackend {
     /// work, this embedder (see [`PgRepository::with_embedder`](crate::PgRepository::with_embedder)).
     pub fn set_embedder<E: PostgresEntity>(&self, embedder: Arc<dyn Embedder>) {
         self.embedders.set::<E>(embedder);
+    }
+
+    /// This backend with the repository cache `cache`: from now on, pool
+    /// reads of entities declaring `#[repo(cache(..))]` go through it, and
+    /// every committed write of such an entity invalidates its entries
+    /// after COMMIT (see the crate docs, "The repository cache").
+    /// The facade's `Store` attaches the Redis cache itself when Redis is
+    /// configured.
+    pub fn with_cache(mut self, cache: reposmith_core::cache::Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The attached repository cache, if any.
+    pub fn cache(&self) -> Option<&reposmith_core::cache::Cache> {
+        self.cache.as_ref()
     }
 
     /// The embedder registered for entity type `E`, if any.

@@ -191,6 +191,22 @@ pub(crate) fn decode_row(schema: &EntitySchema, row: &PgRow) -> Result<Vec<Value
         .collect()
 }
 
+/// Column `at` of `row` read as schema column `column` (a `RETURNING`
+/// list rather than a full row).
+pub(crate) fn decode_column(
+    schema: &EntitySchema,
+    column: usize,
+    row: &PgRow,
+    at: usize,
+) -> Result<Value> {
+    let c = &schema.columns[column];
+    decode(row, at, c).map_err(|source| Error::Decode {
+        entity: schema.entity,
+        field: c.field,
+        source,
+    })
+}
+
 /// A sqlx decoding failure as a core decode error.
 fn mismatch(e: sqlx::Error) -> DecodeError {
     DecodeError {

@@ -8,10 +8,33 @@
 //!
 //! SQL is built with sea-query from the entity schema: identifiers only from
 //! the schema, every value a bound parameter.
+//!
+//! # The repository cache
+//!
+//! With a cache attached ([`PgBackend::with_cache`]; the facade's `Store`
+//! attaches the Redis one), pool reads of an entity declaring
+//! `#[repo(cache(..))]` — `get`, `get_many`, the unique finders and queries
+//! or searches marked `.cached(ttl)` — go through it. Reads through a unit
+//! of work never do: the unit must see its own writes, and a SERIALIZABLE
+//! unit must read the database for its conflict detection. A write of a
+//! cached entity records what it invalidates in its unit of work (a pool
+//! write runs in a unit of its own); the unit applies it after its
+//! outermost COMMIT, before `commit()` returns, and, with durable
+//! invalidation (the default), also writes it to the transactional outbox
+//! in the same transaction, so an outbox relay routing the topic
+//! `reposmith.cache` to an `InvalidationReplay` applies any the cache
+//! server missed once it answers again. Durable invalidation needs the
+//! outbox tables (`Schemas::with_outbox()`, or
+//! [`PgBackend::create_outbox_tables`]). `insert_many` and `bulk_load`
+//! invalidate the rows whose ids they were given and every cached query;
+//! ids the database assigns during them are not known, so an absent-row
+//! entry cached for such an id before it existed lives until its
+//! `negative_ttl`.
 
 mod backend;
 mod bind;
 mod bulk;
+mod cache;
 pub mod bulk_load;
 mod config;
 mod copy;

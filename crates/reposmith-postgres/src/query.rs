@@ -3,6 +3,9 @@
 //! depends only on the filter's *shape*, so equal shapes still share a
 //! prepared statement.
 
+use std::time::Duration;
+
+use reposmith_core::cache::{Cache, CachedRow, query_hash};
 use reposmith_core::keyset::Keyset;
 use reposmith_core::{Entity, Filter, FindQuery, Result, Value};
 use sea_query::{Expr, PostgresQueryBuilder, Query, SelectStatement};
@@ -10,6 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgRepository;
 use crate::bind::{bind_all, decode_row};
+use crate::executor::Bounded;
 use crate::keyset::{after, order_by};
 use crate::render::filter_expr;
 use crate::repository::record_rows;
@@ -28,6 +32,41 @@ pub(crate) async fn fetch<E: Entity>(
     let rows = run_select(repo, &select).await?;
     record_rows(rows.len() as u64);
     rows.iter().map(|row| decode_row(E::SCHEMA, row)).collect()
+}
+
+/// [`fetch`] through the cache: the key is a hash of the rendered SQL and
+/// its bound values, so equal queries share an entry and no user string
+/// reaches a key.
+pub(crate) async fn fetch_cached<E: Entity>(
+    repo: &PgRepository<E>,
+    cache: &Cache,
+    ttl: Duration,
+    query: FindQuery<E>,
+    limit: Option<u64>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut select = select(&query)?;
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    let (sql, values) = select.build(PostgresQueryBuilder);
+    let params = format!("{:?}", values.0);
+    let hash = query_hash([b"pg:find".as_slice(), sql.as_bytes(), params.as_bytes()]);
+    let load = || async {
+        let rows = run_sql(repo, &sql, values.clone())
+            .bounded(&repo.exec)
+            .await?;
+        record_rows(rows.len() as u64);
+        rows.iter()
+            .map(|row| {
+                Ok(CachedRow {
+                    values: decode_row(E::SCHEMA, row)?,
+                    ..CachedRow::default()
+                })
+            })
+            .collect()
+    };
+    let rows = cache.query::<E, _, _>(hash, ttl, load).await?;
+    Ok(rows.into_iter().map(|row| row.values).collect())
 }
 
 /// `SELECT` of `query` without a limit: filter, keyset position, order.
@@ -76,27 +115,58 @@ pub(crate) async fn exists<E: Entity>(repo: &PgRepository<E>, filter: Filter<E>)
     Ok(!run_select(repo, &select).await?.is_empty())
 }
 
-/// `DELETE ... WHERE filter`; returns the rows deleted.
+/// What `delete_where` removed.
+pub(crate) enum Deleted {
+    /// How many rows.
+    Count(u64),
+    /// The ids of the rows (asked for when the cache must drop them).
+    Ids(Vec<Value>),
+}
+
+impl Deleted {
+    pub(crate) fn count(&self) -> u64 {
+        match self {
+            Deleted::Count(n) => *n,
+            Deleted::Ids(ids) => ids.len() as u64,
+        }
+    }
+}
+
+/// `DELETE ... WHERE filter`, with `RETURNING id` when `returning`.
 pub(crate) async fn delete_where<E: Entity>(
     repo: &PgRepository<E>,
     filter: Filter<E>,
-) -> Result<u64> {
+    returning: bool,
+) -> Result<Deleted> {
     let schema = E::SCHEMA;
     let condition = filter_expr(schema, filter.node())?;
-    let delete = Query::delete()
+    let mut delete = Query::delete()
         .from_table(table(schema))
         .and_where(condition)
         .to_owned();
+    if returning {
+        delete.returning_col(sea_query::Alias::new(schema.id_column().name));
+    }
     let (sql, values) = delete.build(PostgresQueryBuilder);
     let mut connection = repo.exec.acquire().await?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
-    let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
-        .execute(&mut *connection)
-        .await;
+    let query = bind_all(sqlx::query(AssertSqlSafe(sql)), values);
+    if returning {
+        let outcome = query.fetch_all(&mut *connection).await;
+        connection.settle(&outcome);
+        let rows = outcome.map_err(repo.exec.map_err(schema))?;
+        record_rows(rows.len() as u64);
+        let ids = rows
+            .iter()
+            .map(|row| crate::bind::decode_column(schema, schema.id, row, 0))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Deleted::Ids(ids));
+    }
+    let outcome = query.execute(&mut *connection).await;
     connection.settle(&outcome);
     let done = outcome.map_err(repo.exec.map_err(schema))?;
     record_rows(done.rows_affected());
-    Ok(done.rows_affected())
+    Ok(Deleted::Count(done.rows_affected()))
 }
 
 async fn run_select<E: Entity>(
@@ -104,6 +174,15 @@ async fn run_select<E: Entity>(
     select: &SelectStatement,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
     let (sql, values) = select.build(PostgresQueryBuilder);
+    run_sql(repo, &sql, values).await
+}
+
+async fn run_sql<E: Entity>(
+    repo: &PgRepository<E>,
+    sql: &str,
+    values: sea_query::Values,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    let sql = sql.to_owned();
     let mut connection = repo.exec.acquire().await?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
     let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), values)

@@ -25,12 +25,32 @@ use crate::validate::check_row;
 use crate::write::{id_text, stamp_new, stamp_update, version_number};
 use crate::{PgBackend, query};
 
+/// Runs a write directly, or in a unit of its own when the entity is
+/// cached and its invalidations are durable (see the `cache` module).
+macro_rules! write_path {
+    ($repo:expr, |$twin:ident| $work:expr) => {
+        match $repo.write_path() {
+            crate::cache::WritePath::OwnUnit => {
+                $repo
+                    .in_own_unit(|$twin| async move { $work.await })
+                    .await
+            }
+            _ => {
+                let $twin = $repo;
+                $work.await
+            }
+        }
+    };
+}
+
 /// The repository of entity `E` on a pool or on a unit of work's transaction.
 pub struct PgRepository<E> {
     pub(crate) exec: Executor,
     pub(crate) statements: Arc<Statements>,
     /// Fills `#[repo(embed(..))]` vectors; see [`PgRepository::with_embedder`].
     pub(crate) embedder: Option<Arc<dyn reposmith_core::Embedder>>,
+    /// Whether pool reads may use the backend's cache ([`PgRepository::without_cache`]).
+    pub(crate) use_cache: bool,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -40,6 +60,7 @@ impl<E> Clone for PgRepository<E> {
             exec: self.exec.clone(),
             statements: Arc::clone(&self.statements),
             embedder: self.embedder.clone(),
+            use_cache: self.use_cache,
             entity: PhantomData,
         }
     }
@@ -99,6 +120,7 @@ impl<E: Entity> PgRepository<E> {
             exec,
             statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),
             embedder,
+            use_cache: true,
             entity: PhantomData,
         }
     }
@@ -226,6 +248,14 @@ impl<E: Entity> PgRepository<E> {
         entity: &E,
         key: reposmith_core::Column<E, T>,
     ) -> Result<E> {
+        write_path!(self, |repo| repo.upsert_on_impl(entity, key))
+    }
+
+    async fn upsert_on_impl<T: reposmith_core::FieldType>(
+        &self,
+        entity: &E,
+        key: reposmith_core::Column<E, T>,
+    ) -> Result<E> {
         let schema = self.schema();
         let index = key.index();
         if !schema.columns[index].unique {
@@ -244,10 +274,13 @@ impl<E: Entity> PgRepository<E> {
         );
         let values = self.prepared(entity, stamp_new).await?;
         let params = self.params(&values, &self.statements.insert_columns);
-        self.write_one(&sql, params)
+        let stored = self
+            .write_one(&sql, params)
             .instrument(span("upsert", schema.table))
             .bounded(&self.exec)
-            .await
+            .await?;
+        self.written_ids(&[stored.id()]).await;
+        Ok(stored)
     }
 
     /// Deletes the rows whose `#[repo(ttl = "..")]` timestamp is older than
@@ -262,10 +295,7 @@ impl<E: Entity> PgRepository<E> {
         let cutoff = chrono::Utc::now()
             - chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX);
         let column = reposmith_core::Column::<E, chrono::DateTime<chrono::Utc>>::at(index);
-        query::delete_where(self, column.lt(cutoff))
-            .instrument(span("purge_expired", schema.table))
-            .bounded(&self.exec)
-            .await
+        Repository::delete_where(self, column.lt(cutoff)).await
     }
 
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
@@ -311,27 +341,86 @@ impl<E: Entity> PgRepository<E> {
     }
 }
 
-impl<E: Entity> Repository<E> for PgRepository<E> {
-    async fn insert(&self, entity: &E) -> Result<E> {
+impl<E: Entity> PgRepository<E> {
+    async fn insert_impl(&self, entity: &E) -> Result<E> {
         let span = span("insert", E::SCHEMA.table);
         let values = self.prepared(entity, stamp_new).await?;
-        self.insert_one(values)
+        let stored = self
+            .insert_one(values)
             .instrument(span)
             .bounded(&self.exec)
-            .await
+            .await?;
+        self.written_ids(&[stored.id()]).await;
+        Ok(stored)
     }
 
-    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+    async fn insert_many_impl(&self, entities: &[E]) -> Result<u64> {
         let span = span("insert_many", E::SCHEMA.table);
         // Embedded before the transaction opens and the deadline starts.
         let fills = crate::bulk::embedded(self, entities).await?;
-        crate::bulk::insert_many(self, entities, &fills)
+        let count = crate::bulk::insert_many(self, entities, &fills)
             .instrument(span)
             .bounded(&self.exec)
-            .await
+            .await?;
+        let ids: Vec<Value> = entities
+            .iter()
+            .map(|e| reposmith_core::FieldType::to_value(e.id()))
+            .collect();
+        self.written(&ids).await;
+        Ok(count)
     }
 
-    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+    async fn update_impl(&self, entity: &E) -> Result<E> {
+        let span = span("update", E::SCHEMA.table);
+        let values = self.prepared(entity, stamp_update).await?;
+        let stored = self
+            .update_one(values)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        self.written_ids(&[stored.id()]).await;
+        Ok(stored)
+    }
+
+    async fn upsert_impl(&self, entity: &E) -> Result<E> {
+        let span = span("upsert", E::SCHEMA.table);
+        let values = self.prepared(entity, stamp_new).await?;
+        let stored = self
+            .upsert_one(values)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        self.written_ids(&[stored.id()]).await;
+        Ok(stored)
+    }
+
+    async fn delete_impl(&self, id: &E::Id) -> Result<bool> {
+        let span = span("delete", E::SCHEMA.table);
+        let deleted = self
+            .delete_one(id)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        if deleted {
+            self.written_ids(&[id]).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_where_impl(&self, filter: Filter<E>) -> Result<u64> {
+        let span = span("delete", E::SCHEMA.table);
+        let returning = !matches!(self.write_path(), crate::cache::WritePath::Plain);
+        let ids = query::delete_where(self, filter, returning)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        if let query::Deleted::Ids(ids) = &ids {
+            self.written(ids).await;
+        }
+        Ok(ids.count())
+    }
+
+    async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
         let span = span("select", E::SCHEMA.table);
         let params = vec![self.id_param(id)?];
         self.fetch_optional(&self.statements.get, params)
@@ -340,55 +429,71 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
             .await
     }
 
-    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+    async fn get_many_uncached(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let span = span("select", E::SCHEMA.table);
         self.get_many_ids(ids)
             .instrument(span)
             .bounded(&self.exec)
             .await
     }
+}
+
+impl<E: Entity> Repository<E> for PgRepository<E> {
+    async fn insert(&self, entity: &E) -> Result<E> {
+        write_path!(self, |repo| repo.insert_impl(entity))
+    }
+
+    async fn insert_many(&self, entities: &[E]) -> Result<u64> {
+        write_path!(self, |repo| repo.insert_many_impl(entities))
+    }
+
+    async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        match self.read_cache() {
+            Some(cache) => cache.row::<E, _, _>(id, || self.get_uncached(id)).await,
+            None => self.get_uncached(id).await,
+        }
+    }
+
+    async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        match self.read_cache() {
+            Some(cache) => {
+                let load = |missing: Vec<E::Id>| async move { self.get_many_uncached(&missing).await };
+                cache.rows::<E, _, _>(ids, load).await
+            }
+            None => self.get_many_uncached(ids).await,
+        }
+    }
 
     async fn update(&self, entity: &E) -> Result<E> {
-        let span = span("update", E::SCHEMA.table);
-        let values = self.prepared(entity, stamp_update).await?;
-        self.update_one(values)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await
+        write_path!(self, |repo| repo.update_impl(entity))
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
-        let span = span("upsert", E::SCHEMA.table);
-        let values = self.prepared(entity, stamp_new).await?;
-        self.upsert_one(values)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await
+        write_path!(self, |repo| repo.upsert_impl(entity))
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
-        let span = span("delete", E::SCHEMA.table);
-        self.delete_one(id)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await
+        write_path!(self, |repo| repo.delete_impl(id))
     }
 
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
-        let span = span("delete", E::SCHEMA.table);
-        query::delete_where(self, filter)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await
+        write_path!(self, |repo| repo.delete_where_impl(filter))
     }
 
     async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
+        self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
         let limit = query.limit;
-        let rows = query::fetch(self, query, limit)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await?;
+        let cache = self.read_cache().zip(query.cached);
+        let rows = match cache {
+            Some((cache, ttl)) => query::fetch_cached(self, cache, ttl, query, limit)
+                .instrument(span)
+                .await?,
+            None => query::fetch(self, query, limit)
+                .instrument(span)
+                .bounded(&self.exec)
+                .await?,
+        };
         rows.into_iter().map(E::from_values).collect()
     }
 

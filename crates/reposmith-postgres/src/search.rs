@@ -48,8 +48,12 @@ fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
 
 impl<E: Entity> VectorSearch<E> for PgRepository<E> {
     async fn run_search(&self, query: SearchQuery<E>) -> Result<Vec<Scored<E>>> {
+        self.check_cached_query(query.cached)?;
         let (query, after) = self.prepare_search(query).await?;
         let span = search_span(&query);
+        if let (Some(cache), Some(ttl), None) = (self.read_cache(), query.cached, &after) {
+            return self.search_cached(cache, ttl, query).instrument(span).await;
+        }
         let (hits, _) = self
             .search(query, after)
             .instrument(span)
@@ -71,6 +75,43 @@ impl<E: Entity> VectorSearch<E> for PgRepository<E> {
 }
 
 impl<E: Entity> PgRepository<E> {
+    /// A first page of hits through the cache, keyed by a hash of the
+    /// rendered SQL, its bound values (the query vector among them) and the
+    /// index knobs it runs with.
+    async fn search_cached(
+        &self,
+        cache: &reposmith_core::cache::Cache,
+        ttl: std::time::Duration,
+        query: SearchQuery<E>,
+    ) -> Result<Vec<Scored<E>>> {
+        use reposmith_core::cache::{CachedRow, query_hash};
+        let built = search_sql(&query, None)?;
+        let knobs = self.knobs_of(&query);
+        let params = format!("{:?}|{:?}", built.values, knobs.set);
+        let hash = query_hash([b"pg:search".as_slice(), built.sql.as_bytes(), params.as_bytes()]);
+        let load = || async {
+            let (hits, _) = self.search(query.clone(), None).bounded(&self.exec).await?;
+            hits.into_iter()
+                .map(|hit| {
+                    Ok(CachedRow {
+                        values: hit.entity.to_values()?,
+                        distance: hit.distance,
+                        text_rank: hit.text_rank,
+                        score: Some(hit.score),
+                    })
+                })
+                .collect()
+        };
+        let rows = cache.query::<E, _, _>(hash, ttl, load).await?;
+        rows.into_iter()
+            .map(|row| {
+                let entity = E::from_values(row.values)?;
+                let score = row.score.unwrap_or_default();
+                Ok(Scored::new(entity, row.distance, row.text_rank, score))
+            })
+            .collect()
+    }
+
     /// Everything before the database: the query and cursor checked first,
     /// so a bad argument never costs an embedder call, then a by-text search
     /// embedded (outside the statement deadline: the model's latency is its own).

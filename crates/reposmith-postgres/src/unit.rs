@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
+use reposmith_core::cache::{INVALIDATION_TOPIC, Invalidation, PendingInvalidations};
 use reposmith_core::outbox::{Event, PendingMessages};
 use reposmith_core::{Backend, Entity, Error, PostgresEntity, Result};
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
@@ -78,6 +79,8 @@ pub(crate) struct UnitShared {
     live: StdMutex<Vec<usize>>,
     /// Jobs and events recorded for the outbox, written just before COMMIT.
     outbox: PendingMessages,
+    /// Cache entries the unit's writes invalidate, applied after COMMIT.
+    pub(crate) invalidations: PendingInvalidations,
 }
 
 impl UnitShared {
@@ -133,6 +136,7 @@ impl UnitShared {
             match self.run(&mut connection, sql).await {
                 Ok(()) => {
                     self.outbox.roll_back_to(outermost);
+                    self.invalidations.roll_back_to(outermost);
                     self.abandoned_list().retain(|&sp| sp < outermost);
                     self.live_list().retain(|&sp| sp < outermost);
                     self.poisoned.store(false, Ordering::Release);
@@ -239,6 +243,7 @@ impl PgBackend {
                 next_savepoint: AtomicUsize::new(1),
                 live: StdMutex::new(Vec::new()),
                 outbox: PendingMessages::new(),
+                invalidations: PendingInvalidations::new(),
             }),
             savepoint: None,
             finished: false,
@@ -322,14 +327,45 @@ impl PgUnitOfWork {
             self.finished = true;
             return Err(poisoned());
         }
-        if let Err(error) = self.write_outbox().await {
+        let invalidation = self.shared.invalidations.take();
+        let recorded = self.record_invalidation(&invalidation);
+        if let Err(error) = recorded.and(self.write_outbox().await) {
             let _ = self.end_transaction("ROLLBACK").await;
             self.finished = true;
             return Err(error);
         }
         let ended = self.end_transaction("COMMIT").await;
         self.finished = true;
-        ended.map_err(|err| self.commit_error(err))
+        let ended = ended.map_err(|err| self.commit_error(err));
+        // After COMMIT, never before; also when the outcome is unknown (an
+        // extra invalidation costs a miss, a missing one a stale read).
+        if matches!(ended, Ok(()) | Err(Error::CommitOutcomeUnknown { .. }))
+            && let Some(cache) = &self.shared.backend.cache
+        {
+            cache.invalidate(&invalidation).await;
+        }
+        ended
+    }
+
+    /// Puts the unit's cache invalidation in its outbox (when the cache's
+    /// invalidations are durable), so the relay replays it if applying it
+    /// after COMMIT fails. Split into messages of bounded size.
+    fn record_invalidation(&self, invalidation: &Invalidation) -> Result<()> {
+        let Some(cache) = &self.shared.backend.cache else {
+            return Ok(());
+        };
+        if invalidation.is_empty() || !cache.options().durable_invalidation {
+            return Ok(());
+        }
+        for part in crate::cache::chunks(invalidation) {
+            let json = serde_json::to_value(&part).map_err(|e| {
+                Error::invalid("cache", "invalidation", format!("does not serialize: {e}"))
+            })?;
+            self.shared
+                .outbox
+                .publish_json(0, INVALIDATION_TOPIC, json, DEFAULT_MAX_PAYLOAD)?;
+        }
+        Ok(())
     }
 
     /// Writes the recorded outbox messages in the transaction, just before
@@ -424,6 +460,7 @@ impl PgUnitOfWork {
                 // The transaction is usable again after a savepoint rollback.
                 self.shared.poisoned.store(false, Ordering::Release);
                 self.shared.outbox.roll_back_to(id);
+                self.shared.invalidations.roll_back_to(id);
             }
             self.finished = true;
             return rolled_back;

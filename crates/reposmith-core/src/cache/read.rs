@@ -400,23 +400,17 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
-        let follower = {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
-            match flights.get(key) {
-                Some(rx) => Some(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(Flight::Running);
-                    flights.insert(key.clone(), rx);
-                    drop(flights);
-                    let flight = FlightGuard {
-                        cache: self,
-                        key,
-                        tx: Some(tx),
-                    };
-                    let outcome = self.lookup_and_load(key, ttl, negative_ttl, &load).await;
-                    flight.finish(outcome.as_ref().ok().cloned());
-                    return outcome;
-                }
+        let follower = match self.join_flight(key) {
+            Ok(rx) => Some(rx),
+            Err(tx) => {
+                let flight = FlightGuard {
+                    cache: self,
+                    key,
+                    tx: Some(tx),
+                };
+                let outcome = self.lookup_and_load(key, ttl, negative_ttl, &load).await;
+                flight.finish(outcome.as_ref().ok().cloned());
+                return outcome;
             }
         };
         if let Some(mut rx) = follower {
@@ -437,6 +431,21 @@ impl Cache {
             }
         }
         self.lookup_and_load(key, ttl, negative_ttl, &load).await
+    }
+
+    /// The flight under way for `key` to wait on, or (none under way) the
+    /// sender of a new one this caller leads.
+    fn join_flight(
+        &self,
+        key: &EntryKey,
+    ) -> std::result::Result<watch::Receiver<Flight>, watch::Sender<Flight>> {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = flights.get(key) {
+            return Ok(rx.clone());
+        }
+        let (tx, rx) = watch::channel(Flight::Running);
+        flights.insert(key.clone(), rx);
+        Err(tx)
     }
 
     async fn lookup_and_load<F, Fut>(

@@ -586,6 +586,13 @@ impl<E: Entity> PgRepository<E> {
             .instrument(span.clone())
             .await?;
         span.record("db.rows_affected", report.rows);
+        // bulk_load commits its own transactions: the cache is told after
+        // them, directly (not through the outbox).
+        let ids: Vec<reposmith_core::Value> = rows
+            .iter()
+            .map(|row| reposmith_core::FieldType::to_value(row.id()))
+            .collect();
+        self.written(&ids).await;
         Ok(report)
     }
 }

@@ -1,0 +1,179 @@
+//! The repository cache on PostgreSQL repositories.
+//!
+//! Pool reads of an entity declaring `#[repo(cache(..))]` go through the
+//! attached [`Cache`]; reads through a unit of work never do (the unit must
+//! see its own writes, and a SERIALIZABLE unit must read the database for
+//! its conflict detection). Writes record what they invalidate:
+//!
+//! * in a unit of work, in the unit, applied after its outermost COMMIT
+//!   (never before, nothing on rollback, a rolled-back savepoint drops its
+//!   own) and, with durable invalidation (the default), also written to the
+//!   transactional outbox in the same transaction, so the outbox relay
+//!   replays any the cache server missed;
+//! * on the pool, by running the write in a unit of its own (so the
+//!   invalidation is durable the same way), or, with durable invalidation
+//!   off, by invalidating right after the statement.
+
+use std::future::Future;
+
+use reposmith_core::cache::{Cache, Invalidation};
+use reposmith_core::{Entity, Error, FieldType, Result, Value};
+
+use crate::PgRepository;
+use crate::executor::Executor;
+
+/// Row keys per outbox message, so a large `delete_where` stays far below
+/// the outbox's payload cap.
+const ROWS_PER_MESSAGE: usize = 2000;
+
+/// `invalidation` split into messages of at most [`ROWS_PER_MESSAGE`] rows.
+pub(crate) fn chunks(invalidation: &Invalidation) -> Vec<Invalidation> {
+    let mut parts: Vec<Invalidation> = invalidation
+        .rows
+        .chunks(ROWS_PER_MESSAGE)
+        .map(|rows| Invalidation {
+            rows: rows.to_vec(),
+            scopes: Vec::new(),
+        })
+        .collect();
+    match parts.first_mut() {
+        Some(first) => first.scopes = invalidation.scopes.clone(),
+        None => parts.push(invalidation.clone()),
+    }
+    parts
+}
+
+/// How a write of this repository invalidates the cache.
+pub(crate) enum WritePath {
+    /// Nothing to invalidate: no cache, or `E` declares none.
+    Plain,
+    /// Run the write in a unit of its own (durable invalidation on the pool).
+    OwnUnit,
+    /// Invalidate right after the statement (pool, durable invalidation off).
+    Direct,
+    /// Record in the unit, applied after its commit.
+    Unit,
+}
+
+impl<E: Entity> PgRepository<E> {
+    /// The cache pool reads of `E` go through, if any.
+    pub(crate) fn read_cache(&self) -> Option<&Cache> {
+        match &self.exec {
+            Executor::Pool(backend) if self.use_cache && E::SCHEMA.cache.is_some() => {
+                backend.cache.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// How this repository's writes invalidate.
+    pub(crate) fn write_path(&self) -> WritePath {
+        let Some(cache) = self.exec.backend().cache.as_ref() else {
+            return WritePath::Plain;
+        };
+        if E::SCHEMA.cache.is_none() {
+            return WritePath::Plain;
+        }
+        match (&self.exec, cache.options().durable_invalidation) {
+            (Executor::Unit(..), _) => WritePath::Unit,
+            (Executor::Pool(_), true) => WritePath::OwnUnit,
+            (Executor::Pool(_), false) => WritePath::Direct,
+        }
+    }
+
+    /// Records (in a unit) or applies (on the pool, durable off) the
+    /// invalidation of rows `ids` of `E` and of its cached queries.
+    pub(crate) async fn written(&self, ids: &[Value]) {
+        let Some(cache) = self.exec.backend().cache.as_ref() else {
+            return;
+        };
+        if E::SCHEMA.cache.is_none() {
+            return;
+        }
+        let invalidation = cache.invalidation_of::<E>(ids);
+        match &self.exec {
+            Executor::Unit(shared, level) => shared.invalidations.record(*level, invalidation),
+            Executor::Pool(_) => {
+                cache.invalidate(&invalidation).await;
+            }
+        }
+    }
+
+    /// The invalidation of the typed `ids`.
+    pub(crate) async fn written_ids(&self, ids: &[&E::Id]) {
+        let values: Vec<Value> = ids.iter().map(|id| id.to_value()).collect();
+        self.written(&values).await;
+    }
+
+    /// Runs `work` on this repository's twin in a unit of work of its own
+    /// and commits it: the write and its durable invalidation commit
+    /// together, and the invalidation is applied after that COMMIT.
+    pub(crate) async fn in_own_unit<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(PgRepository<E>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let unit = self.exec.backend().begin().await?;
+        let mut twin = unit.repo_of::<E>();
+        twin.embedder = self.embedder.clone();
+        match work(twin).await {
+            Ok(value) => {
+                unit.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = unit.rollback().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// This repository reading the database always, never the cache (its
+    /// writes still invalidate).
+    pub fn without_cache(mut self) -> Self {
+        self.use_cache = false;
+        self
+    }
+
+    /// Refuses `.cached(..)` on an entity that declares no cache: its
+    /// writes would not invalidate the cached result.
+    pub(crate) fn check_cached_query(&self, cached: Option<std::time::Duration>) -> Result<()> {
+        match (cached, E::SCHEMA.cache) {
+            (Some(_), None) => Err(Error::invalid(
+                E::SCHEMA.entity,
+                "cached",
+                "a cached query needs #[repo(cache(..))] on the entity, so its writes \
+                 invalidate the result",
+            )),
+            (Some(ttl), Some(_)) if ttl.is_zero() => Err(Error::invalid(
+                E::SCHEMA.entity,
+                "cached",
+                "the TTL of a cached query must be above zero",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reposmith_core::cache::Scope;
+
+    #[test]
+    fn large_invalidations_are_split_and_keep_their_scopes_once() {
+        let invalidation = Invalidation {
+            rows: (0..4500).map(|i| i.to_string()).collect(),
+            scopes: vec![Scope("{s}".into())],
+        };
+        let parts = chunks(&invalidation);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().map(|p| p.rows.len()).sum::<usize>(), 4500);
+        assert_eq!(parts.iter().map(|p| p.scopes.len()).sum::<usize>(), 1);
+        let empty_rows = Invalidation {
+            rows: Vec::new(),
+            scopes: vec![Scope("{s}".into())],
+        };
+        assert_eq!(chunks(&empty_rows), vec![empty_rows]);
+    }
+}
