@@ -219,6 +219,17 @@ impl PgBackend {
             .await
     }
 
+    /// Whether the outbox table exists (in the connection's search path).
+    pub async fn has_outbox_tables(&self) -> Result<bool> {
+        let table = reposmith_core::outbox::SCHEMA.table;
+        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| self.map_error(e))?;
+        Ok(found.is_some())
+    }
+
     /// Runs [`create_table_sql`] for `schemas` in one transaction.
     async fn create_schema_tables(&self, schemas: &[&EntitySchema]) -> Result<()> {
         let unit = self.begin().await?;

@@ -14,7 +14,7 @@ use crate::RedisConfig;
 ///
 /// Build it in code with the `with_*` methods, or read it with
 /// [`Config::from_env`]. `Debug` never shows a password.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// PostgreSQL settings.
@@ -29,6 +29,27 @@ pub struct Config {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub redis: Option<RedisConfig>,
+    /// The repository cache on Redis, used when Redis is configured:
+    /// default options unless set; `None` turns it off
+    /// (`REPOSMITH_CACHE=off`). Entities opt in with `#[repo(cache(..))]`.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub cache: Option<reposmith_core::cache::CacheOptions>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            #[cfg(feature = "postgres")]
+            postgres: None,
+            #[cfg(feature = "mongo")]
+            mongo: None,
+            #[cfg(feature = "redis")]
+            redis: None,
+            #[cfg(feature = "redis")]
+            cache: Some(reposmith_core::cache::CacheOptions::default()),
+        }
+    }
 }
 
 impl Config {
@@ -62,6 +83,8 @@ impl Config {
             mongo: MongoConfig::from_env(env)?,
             #[cfg(feature = "redis")]
             redis: RedisConfig::from_env(env)?,
+            #[cfg(feature = "redis")]
+            cache: cache_from_env(env)?,
         };
         if config.is_empty() {
             return Err(reposmith_core::Error::config(
@@ -117,6 +140,38 @@ impl Config {
         self.redis = Some(config);
         self
     }
+
+    /// Sets the repository cache's options (it is on by default when Redis
+    /// is configured).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn with_cache(mut self, options: reposmith_core::cache::CacheOptions) -> Self {
+        self.cache = Some(options);
+        self
+    }
+
+    /// Turns the repository cache off: every read goes to the database.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+}
+
+/// `REPOSMITH_CACHE` (`on`, the default, or `off`) and
+/// `REPOSMITH_CACHE_PREFIX` (the key prefix, default `reposmith`).
+#[cfg(feature = "redis")]
+fn cache_from_env(env: &Env<'_>) -> Result<Option<reposmith_core::cache::CacheOptions>> {
+    if env.flag("REPOSMITH_CACHE")? == Some(false) {
+        return Ok(None);
+    }
+    let mut options = reposmith_core::cache::CacheOptions::default();
+    if let Some(prefix) = env.get("REPOSMITH_CACHE_PREFIX") {
+        options = options.prefix(prefix);
+    }
+    options.validate()?;
+    Ok(Some(options))
 }
 
 /// The URL variables of the compiled-in backends, for the "nothing configured" message.

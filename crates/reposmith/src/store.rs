@@ -25,6 +25,13 @@ pub struct Store {
     mongo: Option<MongoBackend>,
     #[cfg(feature = "redis")]
     redis: Option<RedisBackend>,
+    /// The repository cache, when Redis is configured and the cache is on.
+    #[cfg(feature = "redis")]
+    cache: Option<reposmith_core::cache::Cache>,
+    /// The outbox relay replaying cache invalidations (PostgreSQL with
+    /// durable invalidation), stopped by [`Store::close`].
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    replay: std::sync::Arc<std::sync::Mutex<Option<ReplayTask>>>,
 }
 
 impl Store {
@@ -44,14 +51,56 @@ impl Store {
             connect_redis(&config)
         );
         let (_postgres, _mongo, _redis) = (postgres?, mongo?, redis?);
-        Ok(Store {
+        #[allow(unused_mut, reason = "only the cache changes them")]
+        let mut store = Store {
             #[cfg(feature = "postgres")]
             postgres: _postgres,
             #[cfg(feature = "mongo")]
             mongo: _mongo,
             #[cfg(feature = "redis")]
             redis: _redis,
-        })
+            #[cfg(feature = "redis")]
+            cache: None,
+            #[cfg(all(feature = "redis", feature = "postgres"))]
+            replay: Default::default(),
+        };
+        #[cfg(feature = "redis")]
+        store.attach_cache(&config)?;
+        Ok(store)
+    }
+
+    /// Builds the repository cache on Redis and hands it to the database
+    /// backends; with PostgreSQL and durable invalidation, also starts the
+    /// outbox relay that replays invalidations Redis missed.
+    #[cfg(feature = "redis")]
+    fn attach_cache(&mut self, config: &Config) -> Result<()> {
+        let (Some(redis), Some(options)) = (&self.redis, &config.cache) else {
+            return Ok(());
+        };
+        let cache = redis.cache(options.clone())?;
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.postgres.take() {
+            let pg = pg.with_cache(cache.clone());
+            if options.durable_invalidation {
+                *self.replay.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(spawn_replay(&pg, &cache));
+            }
+            self.postgres = Some(pg);
+        }
+        #[cfg(feature = "mongo")]
+        if let Some(mongo) = self.mongo.take() {
+            self.mongo = Some(mongo.with_cache(cache.clone()));
+        }
+        self.cache = Some(cache);
+        Ok(())
+    }
+
+    /// The repository cache (hit and miss counters, whether it is
+    /// degraded), when Redis is configured and the cache is on.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn cache(&self) -> Option<&reposmith_core::cache::Cache> {
+        self.cache.as_ref()
     }
 
     /// The PostgreSQL backend, or [`Error::Unavailable`] when not configured.
@@ -213,8 +262,17 @@ impl Store {
         Health::new(postgres, mongo, redis)
     }
 
-    /// Closes the Postgres pool and the Mongo client; Redis closes when the last clone drops.
+    /// Stops the cache's invalidation relay, closes the Postgres pool and
+    /// the Mongo client; Redis closes when the last clone drops.
     pub async fn close(&self) {
+        #[cfg(all(feature = "redis", feature = "postgres"))]
+        {
+            let replay = self.replay.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(replay) = replay {
+                let _ = replay.stop.send(true);
+                let _ = replay.task.await;
+            }
+        }
         #[cfg(feature = "postgres")]
         if let Some(pg) = &self.postgres {
             pg.close().await;
@@ -237,6 +295,51 @@ impl fmt::Debug for Store {
         debug.field("redis", &self.redis);
         debug.finish()
     }
+}
+
+/// The background task replaying the cache's durable invalidations.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[derive(Debug)]
+struct ReplayTask {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the task that delivers the cache's durable invalidations through
+/// an outbox relay. It waits for the outbox table to exist (an application
+/// may create it after connecting), checking every two seconds; until then
+/// writes of cached entities fail with a configuration error naming the
+/// fix, so no invalidation is lost silently.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+fn spawn_replay(pg: &PgBackend, cache: &reposmith_core::cache::Cache) -> ReplayTask {
+    use reposmith_core::cache::{INVALIDATION_TOPIC, InvalidationReplay};
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (pg, cache) = (pg.clone(), cache.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            if let Ok(true) = pg.has_outbox_tables().await {
+                break;
+            }
+            let wait = tokio::time::sleep(std::time::Duration::from_secs(2));
+            tokio::select! {
+                _ = wait => {}
+                _ = stopped.changed() => return,
+            }
+        }
+        let relay = reposmith_postgres::outbox::Relay::new(&pg)
+            .topic(INVALIDATION_TOPIC, InvalidationReplay::new(cache));
+        let Ok(relay) = relay else { return };
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = relay.run(shutdown).await {
+            tracing::warn!(%error, "the cache invalidation relay stopped");
+        }
+    });
+    ReplayTask { stop, task }
 }
 
 #[allow(dead_code, reason = "unused when every backend feature is off")]
