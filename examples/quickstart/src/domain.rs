@@ -29,9 +29,15 @@ pub struct DocMeta {
     pub topics: Vec<String>,
 }
 
-/// A source document of the knowledge base.
+/// A source document of the knowledge base. Reads by id, by URL (the
+/// unique finder) and queries marked `.cached(ttl)` are served from Redis
+/// when it is configured; every committed write invalidates them.
 #[derive(Debug, Clone, PartialEq, Repository)]
-#[repo(backend = "postgres", table = "qs_documents")]
+#[repo(
+    backend = "postgres",
+    table = "qs_documents",
+    cache(ttl = "5m", negative_ttl = "30s")
+)]
 pub struct Document {
     /// Generated client-side (uuid v7) on insert.
     #[repo(id)]

@@ -5,3 +5,4 @@ pub mod domain;
 pub mod embedder;
 pub mod jobs;
 pub mod service;
+pub mod own_redis;

@@ -28,7 +28,12 @@
 //!     job in the same unit of work (the transactional outbox), the relay
 //!     moves it to a Redis queue after COMMIT, and a worker embeds the
 //!     chunks (`src/jobs.rs`); the job's journey is printed (skipped
-//!     without `REDIS_URL`).
+//!     without `REDIS_URL`);
+//! 12. the repository cache: `Document` declares `#[repo(cache(..))]`, so a
+//!     get misses once and then hits Redis, and an update in a unit of work
+//!     invalidates after its COMMIT: the next get reads the new version;
+//! 13. a Redis outage: a store on a `redis-server` of the demo's own, which
+//!     it stops; reads keep answering from PostgreSQL.
 
 use std::process::ExitCode;
 
@@ -71,6 +76,8 @@ async fn run() -> Result<()> {
     traces(&store).await?;
     one_service(&store, &intro).await?;
     background_embedding(&store).await?;
+    caching(&store, &intro).await?;
+    cache_outage(&intro).await?;
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())
@@ -82,6 +89,9 @@ async fn prepare(store: &Store) -> Result<(PgRepository<Document>, PgRepository<
     let pg = store.postgres()?;
     pg.create_tables::<Document>().await?;
     pg.create_tables::<Chunk>().await?;
+    // Jobs (step 11) and the cache's durable invalidations (step 12) go
+    // through the transactional outbox.
+    pg.create_outbox_tables().await?;
     // Every repository of Chunk, on the pool or in a unit of work, embeds
     // missing vectors with the application's model.
     pg.set_embedder::<Chunk>(Arc::new(HashingEmbedder));
@@ -368,6 +378,88 @@ async fn background_embedding(store: &Store) -> Result<()> {
         return Err(unexpected("the committed job to embed every chunk", Ok(())));
     }
     Ok(())
+}
+
+/// Step 12: `Document` declares `#[repo(cache(..))]`: a read by id misses
+/// once and then hits Redis; an update in a unit of work invalidates after
+/// its COMMIT, so the next read sees the new version.
+async fn caching(store: &Store, intro: &Document) -> Result<()> {
+    use std::time::Instant;
+
+    let Some(cache) = store.cache() else {
+        println!("12. skipped: REDIS_URL is not set (cargo xtask demo uses the local Redis)");
+        return Ok(());
+    };
+    let docs = store.repo::<Document>()?;
+    let before = cache.stats();
+    let started = Instant::now();
+    let first = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    let miss = started.elapsed();
+    let started = Instant::now();
+    let again = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    let hit = started.elapsed();
+    let after = cache.stats();
+    println!(
+        "12. cached get: {} miss ({miss:.1?}, from PostgreSQL), then {} hit ({hit:.1?}, from Redis)",
+        after.misses - before.misses,
+        after.hits - before.hits
+    );
+    if first != again {
+        return Err(unexpected("the same document twice", Err(missing("equality"))));
+    }
+    let uow = store.begin::<Document>().await?;
+    let edited = Document {
+        title: "An introduction to Rust (2nd edition)".into(),
+        ..again
+    };
+    let saved = uow.repo::<Document>().update(&edited).await?;
+    uow.commit().await?;
+    let read = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    println!(
+        "    updated in a unit of work (version {} -> {}); the next get reads version {}: {:?}",
+        edited.version, saved.version, read.version, read.title
+    );
+    if read.version != saved.version {
+        return Err(unexpected("the committed version", Err(missing("a fresh read"))));
+    }
+    Ok(())
+}
+
+/// Step 13: a store whose Redis goes away: reads still answer, from
+/// PostgreSQL, and only the first pays Redis's response timeout.
+async fn cache_outage(intro: &Document) -> Result<()> {
+    use std::time::Instant;
+
+    let Some(mut redis) = reposmith_example_quickstart::own_redis::OwnRedis::start() else {
+        println!("13. skipped: no redis-server on PATH to start and stop");
+        return Ok(());
+    };
+    let config = Config::from_env()?.with_redis(reposmith::RedisConfig::new(redis.url()));
+    let store = Store::connect(config).await?;
+    let docs = store.repo::<Document>()?;
+    docs.get(&intro.id).await?;
+    redis.stop();
+    let started = Instant::now();
+    let mut served = 0;
+    for _ in 0..20 {
+        served += usize::from(docs.get(&intro.id).await?.is_some());
+    }
+    let stats = store.cache().map(|c| c.stats()).unwrap_or_default();
+    println!(
+        "13. Redis stopped: {served}/20 reads answered from PostgreSQL in {:.1?} \
+         ({} skipped Redis while its circuit breaker was open)",
+        started.elapsed(),
+        stats.bypassed
+    );
+    store.close().await;
+    match served {
+        20 => Ok(()),
+        _ => Err(missing("a read while Redis is down")),
+    }
+}
+
+fn missing(what: &str) -> Error {
+    Error::config("quickstart", format!("{what} was not found"))
 }
 
 /// Step 9: the gateway's LLM traces, a MongoDB-only entity in its own
