@@ -28,6 +28,9 @@ pub(crate) struct RepoInput {
     pub(crate) backend: Option<SpannedValue<BackendChoice>>,
     /// `collection = "..."`: the MongoDB collection (default: the table name).
     pub(crate) collection: Option<SpannedValue<String>>,
+    /// `cache(ttl = "5m", negative_ttl = "30s")`: reads go through the
+    /// repository cache.
+    pub(crate) cache: Option<SpannedValue<CacheAttr>>,
 }
 
 /// One field and its `#[repo(...)]` options.
@@ -86,6 +89,15 @@ pub(crate) struct VectorAttr {
     pub(crate) ef_construction: Option<SpannedValue<u32>>,
     /// IVFFlat list count.
     pub(crate) lists: Option<SpannedValue<u32>>,
+}
+
+/// `cache(ttl = "5m", negative_ttl = "30s")`.
+#[derive(FromMeta)]
+pub(crate) struct CacheAttr {
+    /// How long a found row (or a `.cached(..)` query's result) stays cached.
+    pub(crate) ttl: SpannedValue<String>,
+    /// How long "no such row" stays cached; absent: not cached.
+    pub(crate) negative_ttl: Option<SpannedValue<String>>,
 }
 
 /// `id(assigned)`.
