@@ -18,7 +18,15 @@ const MAX_TTL_SECONDS: u64 = 30 * 86_400;
 /// Checks `cache(..)` and builds its model (with the struct's `shape`
 /// hash), or `None` when the entity is not cached or a rule failed.
 pub(super) fn cache(input: &RepoInput, shape: u64, errors: &mut Accumulator) -> Option<CacheModel> {
-    let attr = input.cache.as_ref()?;
+    let (first, extra) = input.cache.split_first()?;
+    for twice in extra {
+        let message = "`cache(..)` is given twice: an entity has one cache setting, keep one";
+        errors.push(Error::custom(message).with_span(&twice.span));
+    }
+    if !extra.is_empty() {
+        return None;
+    }
+    let attr = &first.attr;
     let ttl = lifetime(&attr.ttl, "ttl", errors);
     if let Some(seconds) = ttl.filter(|s| *s > MAX_TTL_SECONDS) {
         let message = format!(

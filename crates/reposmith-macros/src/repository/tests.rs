@@ -211,7 +211,7 @@ fn cache_mistakes_are_refused_with_the_reason() {
         (r#"cache(negative_ttl = "5m")"#, "Missing field `ttl`"),
         (
             r#"cache(ttl = "5m"), cache(ttl = "1m")"#,
-            "Duplicate field `cache`",
+            "`cache(..)` is given twice",
         ),
     ];
     for (attr, expected) in cases {
