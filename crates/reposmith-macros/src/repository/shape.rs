@@ -3,9 +3,12 @@
 //! decodes an entry an older build wrote (a reader of the old shape and one
 //! of the new shape simply use different keys).
 //!
-//! The hashed text is canonical: the entity name, then per field in
-//! declaration order its name, its type's tokens as written and its
-//! `#[repo(..)]` attributes' tokens. It is built from tokens, never from
+//! The hashed text is canonical: the entity name; the struct's own
+//! `#[repo(..)]` items but `cache(..)` (where the rows live: two entities of
+//! one name over different tables must not share entries, while a new ttl
+//! reads the old entries well); then per field in declaration order its
+//! name, its type's tokens as written and its `#[repo(..)]` attributes'
+//! tokens. It is built from tokens, never from
 //! source text, so whitespace and comments change nothing, while renaming,
 //! retyping, re-attributing or reordering a field changes the hash. Doc
 //! comments, visibility and other attributes are not part of the stored
@@ -22,17 +25,31 @@ use std::fmt::Write as _;
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{Data, DeriveInput};
+use syn::punctuated::Punctuated;
+use syn::{Data, DeriveInput, Meta, Token};
 
 /// The shape hash of `input`.
 pub(crate) fn shape(input: &DeriveInput) -> u64 {
     fnv1a(canonical(input).as_bytes())
 }
 
-/// The canonical text of `input` the shape hash is taken over: one line
-/// naming the entity, then one line per field.
+/// The canonical text of `input` the shape hash is taken over: a line
+/// naming the entity, one with its `#[repo(..)]` items, one per field.
 pub(crate) fn canonical(input: &DeriveInput) -> String {
-    let mut text = format!("entity {}\n", input.ident);
+    let mut text = format!("entity {}\nstruct", input.ident);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("repo")) {
+        match attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+            Ok(items) => {
+                for item in items.iter().filter(|item| !item.path().is_ident("cache")) {
+                    text.push_str(" #");
+                    write_tokens(&mut text, item.to_token_stream());
+                }
+            }
+            // darling reports the attribute; the crate does not compile.
+            Err(_) => write_tokens(&mut text, attr.meta.to_token_stream()),
+        }
+    }
+    text.push('\n');
     let Data::Struct(data) = &input.data else {
         return text;
     };
@@ -118,6 +135,7 @@ mod tests {
     }
 
     const BASE: &str = r#"
+        #[repo(table = "docs", cache(ttl = "5m"))]
         pub struct Document {
             #[repo(id)]
             pub id: Uuid,
@@ -133,6 +151,7 @@ mod tests {
         assert_eq!(
             text,
             "entity Document\n\
+             struct # table = \"\\\"docs\\\"\"\n\
              field id : Uuid # repo ( id )\n\
              field source_url : String # repo ( unique , column = \"\\\"url\\\"\" )\n\
              field tags : Vec < Vec < u8 > >\n"
@@ -140,10 +159,11 @@ mod tests {
     }
 
     #[test]
-    fn whitespace_comments_docs_visibility_and_other_attributes_do_not_count() {
+    fn whitespace_comments_docs_visibility_other_attributes_and_the_ttl_do_not_count() {
         let same = r#"
             /// A document.
             #[derive(Debug)]
+            #[repo(table="docs",cache(ttl="1h",negative_ttl="1m"))]
             struct Document {
                 // the key
                 #[repo( id )] id : Uuid ,
@@ -171,6 +191,9 @@ mod tests {
             BASE.replace("pub tags", "#[repo(json)] pub tags"),
             // The entity's name.
             BASE.replace("Document", "Doc"),
+            // Where its rows live.
+            BASE.replace("table = \"docs\"", "table = \"docs\", schema = \"archive\""),
+            BASE.replace("table = \"docs\"", "table = \"documents\""),
             // Field order.
             BASE.replace(
                 "#[repo(id)]\n            pub id: Uuid,\n            #[repo(unique, column = \"url\")]\n            pub source_url: String,",
