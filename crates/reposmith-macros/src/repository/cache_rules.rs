@@ -1,8 +1,8 @@
 //! Rules of `#[repo(cache(ttl = "5m", negative_ttl = "30s"))]`: both
 //! lifetimes read like a field's `ttl` (a whole number of s, m, h, d or w),
 //! are positive, the ttl is at most 30 days and the negative ttl at most the
-//! ttl. (darling already refuses unknown keys, a missing `ttl` and a second
-//! `cache`.)
+//! ttl; and `cache(..)` is given once. (darling already refuses unknown
+//! keys, with a "did you mean", and a missing `ttl`.)
 
 use darling::Error;
 use darling::error::Accumulator;
