@@ -233,3 +233,54 @@ fn nan_in_a_json_field_is_invalid_input_naming_the_field_and_path() {
     };
     assert!(fine.to_values().is_ok());
 }
+
+/// An account whose reads go through the repository cache.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "accounts", cache(ttl = "10m", negative_ttl = "1m"))]
+pub struct Account {
+    /// Primary key.
+    #[repo(id)]
+    pub id: Uuid,
+    /// Unique, so `find_by_email` reads through the cache.
+    #[repo(unique)]
+    pub email: String,
+}
+
+/// The cached finder compiles under the shadowed `Result`, `Option` and `Vec`.
+#[allow(dead_code)]
+async fn account_by_email<R: Repository<Account>>(
+    repo: &R,
+) -> reposmith::Result<std::option::Option<Account>> {
+    repo.find_by_email("ada@example.com").await
+}
+
+/// `Account` without its cache.
+mod uncached {
+    use reposmith::Repository;
+    use uuid::Uuid;
+
+    /// The same table, not cached.
+    #[derive(Debug, Clone, PartialEq, Repository)]
+    #[repo(table = "accounts")]
+    pub(crate) struct Account {
+        /// Primary key.
+        #[repo(id)]
+        pub(crate) id: Uuid,
+        /// Unique.
+        #[repo(unique)]
+        pub(crate) email: String,
+    }
+}
+
+#[test]
+fn the_cache_is_on_the_schema_and_not_in_the_migration_snapshot() {
+    let spec = Account::SCHEMA.cache.expect("Account is cached");
+    assert_eq!((spec.ttl_ms, spec.negative_ttl_ms), (600_000, 60_000));
+    assert_eq!(uncached::Account::SCHEMA.cache, None);
+    // A cache changes how rows are read, never the table: migrations see
+    // no difference.
+    assert_eq!(
+        reposmith_migrate::Snapshot::from_schemas([Account::SCHEMA]),
+        reposmith_migrate::Snapshot::from_schemas([uncached::Account::SCHEMA]),
+    );
+}

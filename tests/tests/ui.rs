@@ -34,6 +34,7 @@ macro_rules! pass_cases {
 pass_cases!(
     assigned_and_identity_ids,
     backends,
+    cache,
     full_entity,
     small_integer_ids,
     vector_fields,

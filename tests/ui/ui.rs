@@ -25,6 +25,7 @@ fn derive_ui() {
         "db_enum",
         "vector",
         "backend",
+        "cache",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

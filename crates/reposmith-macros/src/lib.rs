@@ -9,7 +9,10 @@
 //!
 //! On the struct: `table = "..."` (default: the snake_case plural of the
 //! struct name), `schema = "..."`, `backend = "postgres" | "mongo"` (default:
-//! both), `collection = "..."` (the MongoDB collection; default: the table).
+//! both), `collection = "..."` (the MongoDB collection; default: the table),
+//! `cache(ttl = "5m", negative_ttl = "30s")` (reads by id, unique finders and
+//! `.cached(..)` queries go through the repository cache; `negative_ttl`,
+//! optional, caches absent rows).
 //!
 //! On a field: `id` (`Uuid` or `ObjectId` generated client-side; `i64`,
 //! `i32` or `i16` assigned by the database, or by you with `id(assigned)`;

@@ -102,6 +102,7 @@ pub mod prelude {
 /// Not a public API: names here change without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use reposmith_core::cache::CacheSpec;
     pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
     pub use reposmith_core::home;
     pub use reposmith_core::value::DecodeError;

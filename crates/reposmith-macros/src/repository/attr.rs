@@ -5,6 +5,8 @@
 
 use darling::util::{Flag, Override, SpannedValue};
 use darling::{Error, FromDeriveInput, FromField, FromMeta, Result, ast};
+use proc_macro2::Span;
+use syn::spanned::Spanned;
 use syn::{Generics, Ident, Meta, Type, Visibility};
 
 use super::kinds::{BackendChoice, Distance, IndexKind};
@@ -28,6 +30,11 @@ pub(crate) struct RepoInput {
     pub(crate) backend: Option<SpannedValue<BackendChoice>>,
     /// `collection = "..."`: the MongoDB collection (default: the table name).
     pub(crate) collection: Option<SpannedValue<String>>,
+    /// `cache(ttl = "5m", negative_ttl = "30s")`: reads go through the
+    /// repository cache. Collected rather than refused by darling when
+    /// repeated, so `cache_rules` says why only one is allowed.
+    #[darling(multiple)]
+    pub(crate) cache: Vec<CacheKey>,
 }
 
 /// One field and its `#[repo(...)]` options.
@@ -86,6 +93,31 @@ pub(crate) struct VectorAttr {
     pub(crate) ef_construction: Option<SpannedValue<u32>>,
     /// IVFFlat list count.
     pub(crate) lists: Option<SpannedValue<u32>>,
+}
+
+/// `cache(ttl = "5m", negative_ttl = "30s")`.
+#[derive(FromMeta)]
+pub(crate) struct CacheAttr {
+    /// How long a found row (or a `.cached(..)` query's result) stays cached.
+    pub(crate) ttl: SpannedValue<String>,
+    /// How long "no such row" stays cached; absent: not cached.
+    pub(crate) negative_ttl: Option<SpannedValue<String>>,
+}
+
+/// One `cache(..)` and where its `cache` key is written, for the error
+/// about a second one.
+pub(crate) struct CacheKey {
+    pub(crate) span: Span,
+    pub(crate) attr: CacheAttr,
+}
+
+impl FromMeta for CacheKey {
+    fn from_meta(meta: &Meta) -> Result<Self> {
+        Ok(CacheKey {
+            span: meta.path().span(),
+            attr: CacheAttr::from_meta(meta)?,
+        })
+    }
 }
 
 /// `id(assigned)`.

@@ -13,14 +13,15 @@ use super::attr::{RepoField, RepoInput};
 use super::kinds::BackendChoice;
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};
-use super::{backend_rules, search_rules};
+use super::{backend_rules, cache_rules, search_rules};
 use crate::naming;
 
 /// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
 /// Checks every rule and builds the model, or returns every violation.
-pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
+/// `shape` is the struct's shape hash (see `shape`), kept when it is cached.
+pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     let mut errors = Error::accumulator();
     no_generics(input, &mut errors);
     let table = input.table.as_ref().map_or_else(
@@ -60,6 +61,7 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
         generated_names_fit(input, &table, &fields, &mut errors);
     }
     let collection = backend_rules::collection(input, backends, &mut errors);
+    let cache = cache_rules::cache(input, shape, &mut errors);
     backend_rules::postgres_only_attributes(input, backends, &mut errors);
     backend_rules::mongo_field_names(input, backends, &mut errors);
     // A MongoDB-only entity has no table: the schema's name, from which
@@ -78,6 +80,7 @@ pub(crate) fn check(input: &RepoInput) -> Result<Entity, Error> {
         backends,
         fields,
         id_kind: id_kind.expect("an id was found when no error was reported"),
+        cache,
     })
 }
 
@@ -190,6 +193,14 @@ fn ttl(f: &RepoField, errors: &mut Accumulator) -> Option<u64> {
 
 /// `30d` → 2,592,000 seconds; `None` for anything else, zero included.
 fn parse_ttl(text: &str) -> Option<u64> {
+    parse_duration(text).filter(|s| *s > 0)
+}
+
+/// A whole number of seconds (`s`), minutes (`m`), hours (`h`), days (`d`)
+/// or weeks (`w`) in seconds: `30d` → 2,592,000, `0s` → 0; `None` for
+/// anything else (a sign, a fraction, a space, an overflow). Shared by a
+/// field's `ttl` and `cache(..)`.
+pub(super) fn parse_duration(text: &str) -> Option<u64> {
     let unit = match text.chars().last()? {
         's' => 1,
         'm' => 60,
@@ -198,8 +209,12 @@ fn parse_ttl(text: &str) -> Option<u64> {
         'w' => 604_800,
         _ => return None,
     };
-    let number: u64 = text[..text.len() - 1].parse().ok()?;
-    number.checked_mul(unit).filter(|s| *s > 0)
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = digits.parse().ok()?;
+    number.checked_mul(unit)
 }
 
 /// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
@@ -435,7 +450,17 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::{parse_duration, parse_ttl};
+
+    #[test]
+    fn durations_allow_zero_but_lifetimes_do_not() {
+        assert_eq!(parse_duration("0s"), Some(0));
+        assert_eq!(parse_ttl("0s"), None);
+        assert_eq!(parse_duration("5m"), Some(300));
+        for bad in ["+5m", "5 m", " 5m", "5", "m", "5ms", "5M"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn lifetimes_read_whole_units() {

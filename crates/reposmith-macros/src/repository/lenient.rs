@@ -37,6 +37,9 @@ pub(crate) fn entity(input: &DeriveInput) -> Entity {
         backends: backend(&input.attrs),
         fields,
         id_kind: IdKind::Assigned,
+        // The finders' bodies never run: whether they would read the cache
+        // does not matter.
+        cache: None,
     }
 }
 

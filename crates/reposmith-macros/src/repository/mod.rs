@@ -2,12 +2,14 @@
 
 mod attr;
 mod backend_rules;
+mod cache_rules;
 mod check;
 mod expand;
 mod kinds;
 mod lenient;
 mod model;
 mod search_rules;
+mod shape;
 mod types;
 
 #[cfg(test)]
@@ -22,7 +24,9 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(error) => return error.to_compile_error(),
     };
-    let model = attr::RepoInput::from_derive_input(&input).and_then(|attrs| check::check(&attrs));
+    let shape = shape::shape(&input);
+    let model =
+        attr::RepoInput::from_derive_input(&input).and_then(|attrs| check::check(&attrs, shape));
     match model {
         Ok(entity) => expand::expand(&entity),
         // A generic struct cannot take the non-generic fallback impl.

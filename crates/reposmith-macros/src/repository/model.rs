@@ -19,6 +19,8 @@ pub(crate) struct Entity {
     /// Every field in declaration order, skipped ones included.
     pub(crate) fields: Vec<Field>,
     pub(crate) id_kind: IdKind,
+    /// `#[repo(cache(..))]`, checked.
+    pub(crate) cache: Option<CacheModel>,
 }
 
 impl Entity {
@@ -40,6 +42,17 @@ impl Entity {
             .position(|f| f.role == Role::Id)
             .expect("check guarantees exactly one id")
     }
+}
+
+/// A checked `#[repo(cache(..))]`: what `CacheSpec::new` takes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct CacheModel {
+    /// How long a found row stays cached, in milliseconds.
+    pub(crate) ttl_ms: u64,
+    /// How long an absent row stays cached, in milliseconds; 0: not cached.
+    pub(crate) negative_ttl_ms: u64,
+    /// The struct's shape hash (see `shape`).
+    pub(crate) shape: u64,
 }
 
 /// One struct field.

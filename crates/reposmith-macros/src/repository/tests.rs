@@ -156,3 +156,79 @@ fn an_unknown_value_is_refused_at_the_value_with_a_suggestion() {
         assert!(out.contains(expected), "no suggestion {expected} in {out}");
     }
 }
+
+#[test]
+fn cached_entity_declares_its_cache_and_caches_unique_finders() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(cache(ttl = "5m", negative_ttl = "30s"))]
+        struct Account {
+            #[repo(id)]
+            id: Uuid,
+            #[repo(unique)]
+            email: String,
+            #[repo(index)]
+            team: String,
+        }
+    }));
+}
+
+#[test]
+fn a_cache_without_negative_ttl_caches_no_absent_row() {
+    let out = expand(quote! {
+        #[repo(cache(ttl = "2h"))]
+        struct Account {
+            #[repo(id)]
+            id: Uuid,
+        }
+    });
+    let compact: String = out.split_whitespace().collect();
+    let spec = "CacheSpec::new(7200000u64,0u64,0x";
+    assert!(compact.contains(spec), "no {spec} in {out}");
+}
+
+#[test]
+fn cache_mistakes_are_refused_with_the_reason() {
+    let cases = [
+        (r#"cache(ttl = "5 min")"#, "\"5 min\" is not a duration"),
+        (
+            r#"cache(ttl = "0s")"#,
+            "a cache `ttl` of zero would cache nothing",
+        ),
+        (
+            r#"cache(ttl = "5m", negative_ttl = "0m")"#,
+            "a `negative_ttl` of zero",
+        ),
+        (r#"cache(ttl = "31d")"#, "it is at most 30 days"),
+        (r#"cache(ttl = "5w")"#, "the cache `ttl` is 35 days"),
+        (
+            r#"cache(ttl = "5m", negative_ttl = "1h")"#,
+            "an absent row must not outlive a found one",
+        ),
+        (
+            r#"cache(ttl = "5m", negativ_ttl = "1s")"#,
+            "Did you mean `negative_ttl`?",
+        ),
+        (r#"cache(negative_ttl = "5m")"#, "Missing field `ttl`"),
+        (
+            r#"cache(ttl = "5m"), cache(ttl = "1m")"#,
+            "`cache(..)` is given twice",
+        ),
+    ];
+    for (attr, expected) in cases {
+        let attr: TokenStream = attr.parse().expect("tokens");
+        let out = expand(quote! {
+            #[repo(#attr)]
+            struct Account {
+                #[repo(id)]
+                id: Uuid,
+            }
+        });
+        // The messages sit in `compile_error!` string literals.
+        let out = out.replace("\\\"", "\"");
+        assert!(out.contains(expected), "{attr}: no {expected:?} in {out}");
+        assert!(
+            !out.contains("CacheSpec"),
+            "{attr}: a spec despite the error"
+        );
+    }
+}

@@ -42,10 +42,21 @@ fn finder(entity: &Entity, field: &Field) -> TokenStream {
     };
     if field.unique {
         let method = format_ident!("find_by_{}", field.ident);
-        let doc = format!(
+        let mut doc = format!(
             "The `{ident}` whose `{}` equals `value`, if any.",
             field.ident
         );
+        // A cached entity's unique lookups are served from the repository
+        // cache for its ttl, as `get` is.
+        let cached = entity.cache.map(|cache| {
+            doc.push_str(
+                " Read through the repository cache for the entity's cache ttl when the backend \
+                 has a cache, outside units of work; a committed write to the entity invalidates \
+                 the cached answer.",
+            );
+            let ttl_ms = cache.ttl_ms;
+            quote!(.cached(::core::time::Duration::from_millis(#ttl_ms)))
+        });
         quote! {
             #[doc = #doc]
             fn #method(
@@ -58,7 +69,12 @@ fn finder(entity: &Entity, field: &Field) -> TokenStream {
                 Self: ::core::marker::Sized,
             {
                 let filter = #ident::#column.eq(value);
-                async move { ::reposmith::__private::Repository::find(self, filter).one().await }
+                async move {
+                    ::reposmith::__private::Repository::find(self, filter)
+                        #cached
+                        .one()
+                        .await
+                }
             }
         }
     } else {

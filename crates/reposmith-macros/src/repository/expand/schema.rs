@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use crate::naming::index_name;
 use crate::repository::kinds::BackendChoice;
 use crate::repository::model::{
-    Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
+    CacheModel, Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
 };
 use crate::repository::search_rules::FULL_TEXT_COLUMN;
 use crate::repository::types::option_inner;
@@ -36,6 +36,21 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
         let backends = format_ident!("{}", entity.backends.variant());
         quote!(.with_backends(::reposmith::__private::Backends::#backends))
     });
+    let with_cache = entity.cache.map(|cache| {
+        let CacheModel {
+            ttl_ms,
+            negative_ttl_ms,
+            shape,
+        } = cache;
+        // The shape as hex, so a reader of the expansion sees a hash.
+        let shape = syn::LitInt::new(
+            &format!("0x{shape:016x}_u64"),
+            proc_macro2::Span::call_site(),
+        );
+        quote! {
+            .with_cache(::reposmith::__private::CacheSpec::new(#ttl_ms, #negative_ttl_ms, #shape))
+        }
+    });
     quote! {
         static __REPOSMITH_SCHEMA: ::reposmith::__private::EntitySchema =
             ::reposmith::__private::EntitySchema::new(
@@ -48,7 +63,8 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
             )
             #with_schema
             #with_collection
-            #with_backends;
+            #with_backends
+            #with_cache;
     }
 }
 
