@@ -160,7 +160,7 @@ impl PgBackend {
     /// The facade's `Store` attaches the Redis cache itself when Redis is
     /// configured.
     pub fn with_cache(mut self, cache: reposmith_core::cache::Cache) -> Self {
-        self.cache = Some(cache);
+        self.cache = Some(cache.for_backend(Backend::Postgres));
         self
     }
 

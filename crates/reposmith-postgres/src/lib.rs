@@ -34,8 +34,8 @@
 mod backend;
 mod bind;
 mod bulk;
-mod cache;
 pub mod bulk_load;
+mod cache;
 mod config;
 mod copy;
 mod ddl;

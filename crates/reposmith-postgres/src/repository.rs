@@ -31,9 +31,7 @@ macro_rules! write_path {
     ($repo:expr, |$twin:ident| $work:expr) => {
         match $repo.write_path() {
             crate::cache::WritePath::OwnUnit => {
-                $repo
-                    .in_own_unit(|$twin| async move { $work.await })
-                    .await
+                $repo.in_own_unit(|$twin| async move { $work.await }).await
             }
             _ => {
                 let $twin = $repo;
@@ -457,7 +455,8 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         match self.read_cache() {
             Some(cache) => {
-                let load = |missing: Vec<E::Id>| async move { self.get_many_uncached(&missing).await };
+                let load =
+                    |missing: Vec<E::Id>| async move { self.get_many_uncached(&missing).await };
                 cache.rows::<E, _, _>(ids, load).await
             }
             None => self.get_many_uncached(ids).await,
@@ -486,13 +485,17 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let limit = query.limit;
         let cache = self.read_cache().zip(query.cached);
         let rows = match cache {
-            Some((cache, ttl)) => query::fetch_cached(self, cache, ttl, query, limit)
-                .instrument(span)
-                .await?,
-            None => query::fetch(self, query, limit)
-                .instrument(span)
-                .bounded(&self.exec)
-                .await?,
+            Some((cache, ttl)) => {
+                query::fetch_cached(self, cache, ttl, query, limit)
+                    .instrument(span)
+                    .await?
+            }
+            None => {
+                query::fetch(self, query, limit)
+                    .instrument(span)
+                    .bounded(&self.exec)
+                    .await?
+            }
         };
         rows.into_iter().map(E::from_values).collect()
     }

@@ -88,7 +88,11 @@ impl<E: Entity> PgRepository<E> {
         let built = search_sql(&query, None)?;
         let knobs = self.knobs_of(&query);
         let params = format!("{:?}|{:?}", built.values, knobs.set);
-        let hash = query_hash([b"pg:search".as_slice(), built.sql.as_bytes(), params.as_bytes()]);
+        let hash = query_hash([
+            b"pg:search".as_slice(),
+            built.sql.as_bytes(),
+            params.as_bytes(),
+        ]);
         let load = || async {
             let (hits, _) = self.search(query.clone(), None).bounded(&self.exec).await?;
             hits.into_iter()

@@ -26,8 +26,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
 use reposmith_core::cache::{INVALIDATION_TOPIC, Invalidation, PendingInvalidations};
+use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
 use reposmith_core::outbox::{Event, PendingMessages};
 use reposmith_core::{Backend, Entity, Error, PostgresEntity, Result};
 use sqlx::postgres::{PgDatabaseError, PgSeverity};

@@ -4,5 +4,5 @@
 pub mod domain;
 pub mod embedder;
 pub mod jobs;
-pub mod service;
 pub mod own_redis;
+pub mod service;

@@ -393,10 +393,16 @@ async fn caching(store: &Store, intro: &Document) -> Result<()> {
     let docs = store.repo::<Document>()?;
     let before = cache.stats();
     let started = Instant::now();
-    let first = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    let first = docs
+        .get(&intro.id)
+        .await?
+        .ok_or_else(|| missing("the intro"))?;
     let miss = started.elapsed();
     let started = Instant::now();
-    let again = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    let again = docs
+        .get(&intro.id)
+        .await?
+        .ok_or_else(|| missing("the intro"))?;
     let hit = started.elapsed();
     let after = cache.stats();
     println!(
@@ -405,7 +411,10 @@ async fn caching(store: &Store, intro: &Document) -> Result<()> {
         after.hits - before.hits
     );
     if first != again {
-        return Err(unexpected("the same document twice", Err(missing("equality"))));
+        return Err(unexpected(
+            "the same document twice",
+            Err(missing("equality")),
+        ));
     }
     let uow = store.begin::<Document>().await?;
     let edited = Document {
@@ -414,13 +423,19 @@ async fn caching(store: &Store, intro: &Document) -> Result<()> {
     };
     let saved = uow.repo::<Document>().update(&edited).await?;
     uow.commit().await?;
-    let read = docs.get(&intro.id).await?.ok_or_else(|| missing("the intro"))?;
+    let read = docs
+        .get(&intro.id)
+        .await?
+        .ok_or_else(|| missing("the intro"))?;
     println!(
         "    updated in a unit of work (version {} -> {}); the next get reads version {}: {:?}",
         edited.version, saved.version, read.version, read.title
     );
     if read.version != saved.version {
-        return Err(unexpected("the committed version", Err(missing("a fresh read"))));
+        return Err(unexpected(
+            "the committed version",
+            Err(missing("a fresh read")),
+        ));
     }
     Ok(())
 }

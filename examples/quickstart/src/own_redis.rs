@@ -18,7 +18,11 @@ impl OwnRedis {
     /// Starts one and waits (up to 10 s) until it answers; `None` when no
     /// `redis-server` can be started.
     pub fn start() -> Option<OwnRedis> {
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])

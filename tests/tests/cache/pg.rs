@@ -78,7 +78,9 @@ struct CacheDb {
 
 impl CacheDb {
     async fn new() -> CacheDb {
-        let redis = RedisBackend::connect(&RedisConfig::new(redis_url())).await.unwrap();
+        let redis = RedisBackend::connect(&RedisConfig::new(redis_url()))
+            .await
+            .unwrap();
         let store = Arc::new(reposmith::cache::RedisCacheStore::new(&redis));
         CacheDb::with_store(store, patient()).await
     }
@@ -86,24 +88,39 @@ impl CacheDb {
     async fn with_store(store: Arc<dyn CacheStore>, options: CacheOptions) -> CacheDb {
         let options = options.prefix(unique_name("t"));
         let cache = Cache::new(store, options).unwrap();
-        let admin = PgBackend::connect(&PgConfig::new(database_url())).await.unwrap();
+        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+            .await
+            .unwrap();
         let namespace = unique_name("cache");
         let create = format!("CREATE SCHEMA \"{namespace}\"");
-        sqlx::raw_sql(AssertSqlSafe(create)).execute(admin.pool()).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(admin.pool())
+            .await
+            .unwrap();
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-        let pg = PgBackend::connect(&PgConfig::new(url).max_connections(8)).await.unwrap();
+        let pg = PgBackend::connect(&PgConfig::new(url).max_connections(8))
+            .await
+            .unwrap();
         pg.create_tables::<Note>().await.unwrap();
         pg.create_outbox_tables().await.unwrap();
         let pg = pg.with_cache(cache.clone());
-        CacheDb { pg, cache, admin, namespace }
+        CacheDb {
+            pg,
+            cache,
+            admin,
+            namespace,
+        }
     }
 
     async fn cleanup(self) {
         self.pg.close().await;
         let drop = format!("DROP SCHEMA \"{}\" CASCADE", self.namespace);
-        sqlx::raw_sql(AssertSqlSafe(drop)).execute(self.admin.pool()).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(drop))
+            .execute(self.admin.pool())
+            .await
+            .unwrap();
         self.admin.close().await;
     }
 
@@ -143,7 +160,13 @@ async fn a_get_misses_once_then_hits_and_a_write_behind_is_not_seen_until_invali
     assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "first");
     // A write through the repository invalidates after its commit.
     let current = notes.without_cache().get(&1).await.unwrap().unwrap();
-    notes.update(&Note { body: "second".into(), ..current }).await.unwrap();
+    notes
+        .update(&Note {
+            body: "second".into(),
+            ..current
+        })
+        .await
+        .unwrap();
     assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "second");
     db.cleanup().await;
 }
@@ -170,7 +193,13 @@ async fn units_invalidate_after_commit_only_and_read_their_own_writes() {
 
     // Rolled back: nothing invalidated, the cached value is still right.
     let unit = db.pg.begin().await.unwrap();
-    unit.repo::<Note>().update(&Note { body: "never".into(), ..stored.clone() }).await.unwrap();
+    unit.repo::<Note>()
+        .update(&Note {
+            body: "never".into(),
+            ..stored.clone()
+        })
+        .await
+        .unwrap();
     let invalidations = db.cache.stats().invalidations;
     unit.rollback().await.unwrap();
     assert_eq!(db.cache.stats().invalidations, invalidations);
@@ -180,12 +209,30 @@ async fn units_invalidate_after_commit_only_and_read_their_own_writes() {
     // (from the cache) until the commit; after it, the new one.
     let unit = db.pg.begin().await.unwrap();
     let in_unit = unit.repo::<Note>();
-    in_unit.update(&Note { body: "v2".into(), ..stored.clone() }).await.unwrap();
+    in_unit
+        .update(&Note {
+            body: "v2".into(),
+            ..stored.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(in_unit.get(&1).await.unwrap().unwrap().body, "v2");
-    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v1", "not before commit");
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap().body,
+        "v1",
+        "not before commit"
+    );
     unit.commit().await.unwrap();
-    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2", "never stale after commit");
-    assert_eq!(db.invalidation_rows().await, 1, "the durable copy was written in the unit");
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap().body,
+        "v2",
+        "never stale after commit"
+    );
+    assert_eq!(
+        db.invalidation_rows().await,
+        1,
+        "the durable copy was written in the unit"
+    );
     db.cleanup().await;
 }
 
@@ -198,15 +245,32 @@ async fn a_rolled_back_savepoint_drops_only_its_own_invalidations() {
     notes.get(&1).await.unwrap();
     notes.get(&2).await.unwrap();
     let unit = db.pg.begin().await.unwrap();
-    unit.repo::<Note>().update(&Note { body: "one'".into(), ..one }).await.unwrap();
+    unit.repo::<Note>()
+        .update(&Note {
+            body: "one'".into(),
+            ..one
+        })
+        .await
+        .unwrap();
     let nested = unit.nested().await.unwrap();
-    nested.repo::<Note>().update(&Note { body: "two'".into(), ..two }).await.unwrap();
+    nested
+        .repo::<Note>()
+        .update(&Note {
+            body: "two'".into(),
+            ..two
+        })
+        .await
+        .unwrap();
     nested.rollback().await.unwrap();
     // Behind the cache's back, so a read of 2 shows whether it was invalidated.
     db.write_behind(2, "behind").await;
     unit.commit().await.unwrap();
     assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "one'");
-    assert_eq!(notes.get(&2).await.unwrap().unwrap().body, "two", "2 was not invalidated");
+    assert_eq!(
+        notes.get(&2).await.unwrap().unwrap().body,
+        "two",
+        "2 was not invalidated"
+    );
     db.cleanup().await;
 }
 
@@ -216,13 +280,22 @@ async fn cached_finds_and_finders_hit_until_any_write_of_the_entity() {
     let notes = db.pg.repo::<Note>();
     notes.insert(&note(1, "a")).await.unwrap();
     notes.insert(&note(2, "b")).await.unwrap();
-    let query = || notes.find(Note::BODY.ne("zzz")).order_by(Note::ID.asc()).cached(Duration::from_secs(60));
+    let query = || {
+        notes
+            .find(Note::BODY.ne("zzz"))
+            .order_by(Note::ID.asc())
+            .cached(Duration::from_secs(60))
+    };
     assert_eq!(query().await.unwrap().len(), 2);
     let hits = db.cache.stats().hits;
     assert_eq!(query().await.unwrap().len(), 2);
     assert_eq!(notes.find_by_slug("note-1").await.unwrap().unwrap().id, 1);
     assert_eq!(notes.find_by_slug("note-1").await.unwrap().unwrap().id, 1);
-    assert_eq!(db.cache.stats().hits, hits + 2, "the query and the finder's second call hit");
+    assert_eq!(
+        db.cache.stats().hits,
+        hits + 2,
+        "the query and the finder's second call hit"
+    );
     // Another row's write moves the entity's generation: every cached query reloads.
     notes.insert(&note(3, "c")).await.unwrap();
     assert_eq!(query().await.unwrap().len(), 3);
@@ -238,7 +311,10 @@ async fn a_cached_query_on_an_entity_without_a_cache_is_refused() {
         .cached(Duration::from_secs(1))
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::InvalidInput { ref field, .. } if field == "cached"), "{error}");
+    assert!(
+        matches!(error, Error::InvalidInput { ref field, .. } if field == "cached"),
+        "{error}"
+    );
     db.cleanup().await;
 }
 
@@ -247,14 +323,21 @@ async fn delete_where_invalidates_exactly_the_deleted_rows() {
     let db = CacheDb::new().await;
     let notes = db.pg.repo::<Note>();
     for id in 1..=4 {
-        notes.insert(&note(id, if id % 2 == 0 { "even" } else { "odd" })).await.unwrap();
+        notes
+            .insert(&note(id, if id % 2 == 0 { "even" } else { "odd" }))
+            .await
+            .unwrap();
         notes.get(&id).await.unwrap();
     }
     assert_eq!(notes.delete_where(Note::BODY.eq("even")).await.unwrap(), 2);
     db.write_behind(1, "behind").await;
     assert_eq!(notes.get(&2).await.unwrap(), None);
     assert_eq!(notes.get(&4).await.unwrap(), None);
-    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "odd", "1 stayed cached");
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap().body,
+        "odd",
+        "1 stayed cached"
+    );
     db.cleanup().await;
 }
 
@@ -319,14 +402,20 @@ async fn race<T: Send + 'static>(
     gate.armed.store(true, Ordering::SeqCst);
     let reader = tokio::spawn(late_read);
     let arrived = tokio::time::timeout(Duration::from_secs(10), gate.arrived.acquire());
-    arrived.await.expect("the read reached its fill").unwrap().forget();
+    arrived
+        .await
+        .expect("the read reached its fill")
+        .unwrap()
+        .forget();
     write.await;
     gate.open.add_permits(1);
     reader.await.unwrap()
 }
 
 async fn gated_db() -> (CacheDb, Arc<GatedFills>) {
-    let redis = RedisBackend::connect(&RedisConfig::new(redis_url())).await.unwrap();
+    let redis = RedisBackend::connect(&RedisConfig::new(redis_url()))
+        .await
+        .unwrap();
     let real: Arc<dyn CacheStore> = Arc::new(reposmith::cache::RedisCacheStore::new(&redis));
     let gate = GatedFills::new(real);
     // A long response timeout: the gate holds the fill, not Redis.
@@ -343,12 +432,30 @@ async fn a_fill_whose_read_predates_a_commit_is_refused() {
     let reader = notes.clone();
     let late = async move { reader.get(&1).await.unwrap().unwrap().body };
     let write = async {
-        notes.update(&Note { body: "new".into(), ..stored.clone() }).await.unwrap();
+        notes
+            .update(&Note {
+                body: "new".into(),
+                ..stored.clone()
+            })
+            .await
+            .unwrap();
     };
     let refused = db.cache.stats().fills_refused;
-    assert_eq!(race(&gate, late, write).await, "old", "the late read read before the commit");
-    assert_eq!(db.cache.stats().fills_refused, refused + 1, "its fill was refused");
-    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "new", "and nothing stale was cached");
+    assert_eq!(
+        race(&gate, late, write).await,
+        "old",
+        "the late read read before the commit"
+    );
+    assert_eq!(
+        db.cache.stats().fills_refused,
+        refused + 1,
+        "its fill was refused"
+    );
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap().body,
+        "new",
+        "and nothing stale was cached"
+    );
     db.cleanup().await;
 }
 
@@ -380,7 +487,11 @@ async fn a_late_fill_of_a_cached_query_after_a_write_is_refused() {
         notes.insert(&note(2, "b")).await.unwrap();
     };
     assert_eq!(race(&gate, late, write).await, 1);
-    let all = notes.find(Filter::all()).cached(Duration::from_secs(60)).await.unwrap();
+    let all = notes
+        .find(Filter::all())
+        .cached(Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2, "the stale result was not cached");
     db.cleanup().await;
 }
@@ -390,7 +501,9 @@ async fn an_invalidation_redis_missed_is_replayed_from_the_outbox() {
     // AOF on every write: a restart brings the old entry back, as a
     // failover to a replica that never saw the invalidation would.
     let mut server = RedisServer::start();
-    let redis = RedisBackend::connect(&RedisConfig::new(server.url())).await.unwrap();
+    let redis = RedisBackend::connect(&RedisConfig::new(server.url()))
+        .await
+        .unwrap();
     let store = Arc::new(reposmith::cache::RedisCacheStore::new(&redis));
     let options = CacheOptions::default().breaker_cooldown(Duration::from_millis(100));
     let db = CacheDb::with_store(store, options).await;
@@ -400,7 +513,13 @@ async fn an_invalidation_redis_missed_is_replayed_from_the_outbox() {
 
     // Redis down: the commit succeeds, its invalidation misses.
     server.stop();
-    notes.update(&Note { body: "after".into(), ..stored }).await.unwrap();
+    notes
+        .update(&Note {
+            body: "after".into(),
+            ..stored
+        })
+        .await
+        .unwrap();
     assert_eq!(db.cache.stats().invalidations_missed, 1);
     // Reads never fail, and in this process never serve the old value.
     assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "after");
@@ -411,7 +530,9 @@ async fn an_invalidation_redis_missed_is_replayed_from_the_outbox() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), answered).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), answered)
+        .await
+        .unwrap();
     // Another process (a cache without this one's grace) still finds the
     // old entry: the window the replay closes.
     let other = || {
@@ -437,7 +558,9 @@ async fn an_invalidation_redis_missed_is_replayed_from_the_outbox() {
 #[tokio::test]
 async fn with_redis_stopped_reads_answer_from_postgres_and_later_calls_skip_it() {
     let mut server = RedisServer::start();
-    let redis = RedisBackend::connect(&RedisConfig::new(server.url())).await.unwrap();
+    let redis = RedisBackend::connect(&RedisConfig::new(server.url()))
+        .await
+        .unwrap();
     let store = Arc::new(reposmith::cache::RedisCacheStore::new(&redis));
     let db = CacheDb::with_store(store, CacheOptions::default()).await;
     let notes = db.pg.repo::<Note>();
@@ -482,10 +605,17 @@ async fn a_struct_changed_between_builds_ignores_the_old_entries() {
     notes.insert(&note(1, "cached by v1")).await.unwrap();
     notes.get(&1).await.unwrap();
     db.write_behind(1, "in the table").await;
-    assert_ne!(Note::SCHEMA.cache.unwrap().shape, v2::Note::SCHEMA.cache.unwrap().shape);
+    assert_ne!(
+        Note::SCHEMA.cache.unwrap().shape,
+        v2::Note::SCHEMA.cache.unwrap().shape
+    );
     let undecodable = db.cache.stats().undecodable;
     let newer = db.pg.repo::<v2::Note>().get(&1).await.unwrap().unwrap();
     assert_eq!(newer.body, "in the table", "v2 did not read v1's entry");
-    assert_eq!(db.cache.stats().undecodable, undecodable, "it never even tried to decode it");
+    assert_eq!(
+        db.cache.stats().undecodable,
+        undecodable,
+        "it never even tried to decode it"
+    );
     db.cleanup().await;
 }

@@ -136,7 +136,11 @@ mod tests {
         let b = Breaker::new(1, Duration::from_millis(10), Duration::from_millis(30));
         b.failure();
         b.missed_invalidation();
-        assert_eq!(b.read_mode(), ReadMode::Skip, "open: no probe before the cooldown");
+        assert_eq!(
+            b.read_mode(),
+            ReadMode::Skip,
+            "open: no probe before the cooldown"
+        );
         std::thread::sleep(Duration::from_millis(12));
         assert_eq!(b.read_mode(), ReadMode::Probe);
         assert_eq!(b.read_mode(), ReadMode::Skip);

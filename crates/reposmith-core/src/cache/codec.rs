@@ -1,7 +1,8 @@
 //! The binary form of cache entries.
 //!
-//! Compact and versioned: the first byte is [`FORMAT`]; an entry of another
-//! format, a truncated one or one with trailing bytes is a [`CodecError`],
+//! Compact and versioned: the first byte is [`FORMAT`], the next eight the
+//! struct's shape (the derive's hash of it); an entry of another format or
+//! another shape, a truncated one or one with trailing bytes is a [`CodecError`],
 //! which the cache treats as a miss (and deletes the entry), never as an
 //! error of the read. Written by hand rather than with a serde format so
 //! the layout follows [`Value`] exactly (a vector is its `f32`s, a
@@ -46,9 +47,10 @@ pub struct CodecError(pub &'static str);
 
 type Decoded<T> = Result<T, CodecError>;
 
-/// The bytes of `entry`.
-pub fn encode(entry: &Entry) -> Vec<u8> {
+/// The bytes of `entry`, written by a struct of shape `shape`.
+pub fn encode(entry: &Entry, shape: u64) -> Vec<u8> {
     let mut out = vec![FORMAT];
+    out.extend_from_slice(&shape.to_le_bytes());
     match entry {
         Entry::Absent => out.push(0),
         Entry::Row(values) => {
@@ -75,11 +77,14 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     out
 }
 
-/// The entry in `bytes`.
-pub fn decode(bytes: &[u8]) -> Decoded<Entry> {
+/// The entry in `bytes`, if a struct of shape `shape` wrote it.
+pub fn decode(bytes: &[u8], shape: u64) -> Decoded<Entry> {
     let mut r = Reader { bytes, at: 0 };
     if r.byte()? != FORMAT {
         return Err(CodecError("written in another format"));
+    }
+    if u64::from_le_bytes(r.array()?) != shape {
+        return Err(CodecError("written by another shape of the struct"));
     }
     let entry = match r.byte()? {
         0 => Entry::Absent,
@@ -196,7 +201,10 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
         Value::Json(json) => {
             out.push(12);
             // A serde_json::Value always serializes.
-            put_bytes(out, serde_json::to_string(json).unwrap_or_default().as_bytes());
+            put_bytes(
+                out,
+                serde_json::to_string(json).unwrap_or_default().as_bytes(),
+            );
         }
         Value::Array(items) => {
             out.push(13);
@@ -276,7 +284,9 @@ impl<'a> Reader<'a> {
 
     fn f32s(&mut self) -> Decoded<Vec<f32>> {
         let n = self.len()?;
-        (0..n).map(|_| Ok(f32::from_le_bytes(self.array()?))).collect()
+        (0..n)
+            .map(|_| Ok(f32::from_le_bytes(self.array()?)))
+            .collect()
     }
 
     fn values(&mut self) -> Decoded<Vec<Value>> {
@@ -371,7 +381,9 @@ mod tests {
             Value::Vector(pgvector::Vector::from(vec![0.25, -1.0, 3.0])),
             Value::HalfVector(pgvector::HalfVector::from_f32_slice(&[0.5, -2.0])),
             Value::SparseVector(pgvector::SparseVector::from_dense(&[0.0, 1.0, 0.0, 2.5])),
-            Value::Bit(pgvector::Bit::new(&[true, false, true, true, false, false, true, false, true, true])),
+            Value::Bit(pgvector::Bit::new(&[
+                true, false, true, true, false, false, true, false, true, true,
+            ])),
         ]
     }
 
@@ -393,23 +405,33 @@ mod tests {
                 },
             ]),
         ] {
-            assert_eq!(decode(&encode(&entry)), Ok(entry));
+            assert_eq!(decode(&encode(&entry, 7), 7), Ok(entry));
         }
     }
 
     #[test]
     fn damaged_entries_are_errors_not_panics() {
-        let bytes = encode(&Entry::Row(every_kind()));
+        let bytes = encode(&Entry::Row(every_kind()), 7);
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes");
+            assert!(decode(&bytes[..cut], 7).is_err(), "prefix of {cut} bytes");
         }
         let mut other = bytes.clone();
         other[0] = FORMAT + 1;
-        assert_eq!(decode(&other), Err(CodecError("written in another format")));
+        assert_eq!(
+            decode(&other, 7),
+            Err(CodecError("written in another format"))
+        );
+        assert_eq!(
+            decode(&bytes, 8),
+            Err(CodecError("written by another shape of the struct"))
+        );
         let mut trailing = bytes;
         trailing.push(0);
-        assert!(decode(&trailing).is_err());
+        assert!(decode(&trailing, 7).is_err());
         // A huge length is refused before anything is allocated for it.
-        assert!(decode(&[FORMAT, 1, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        let mut huge = vec![FORMAT];
+        huge.extend_from_slice(&7u64.to_le_bytes());
+        huge.extend_from_slice(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decode(&huge, 7).is_err());
     }
 }

@@ -1,16 +1,18 @@
 //! [`Keys`]: the names of an entity's cache entries.
 //!
-//! `{prefix}:c:{entity}:{shape}:r:{id}` for a row and
-//! `{{prefix}:c:{entity}:{shape}}:q:{generation}:{hash}` for a query, where
-//! `shape` is the derive's hash of the struct ([`CacheSpec::shape`]), so an
-//! entry written by a build with another struct is never read. The id is
+//! `{prefix}:c:{backend}:{entity}:r:{id}` for a row and
+//! `{{prefix}:c:{backend}:{entity}}:q:{generation}:{hash}` for a query.
+//! The struct's shape ([`CacheSpec::shape`](super::CacheSpec::shape)) is not
+//! in the key but in every entry's header ([`codec`](super::codec)): a build
+//! with another struct treats the entry as a miss without decoding it, and
+//! — unlike a shape in the key — an invalidation by either build of a
+//! rolling deploy removes the one entry both read. The id is
 //! the only user value in a key and is escaped: every byte outside
 //! `A-Z a-z 0-9 . _ -` becomes `%XX`, so an id can hold no `{`, `}`, `:`,
 //! `*` or whitespace (no hash tag, no pattern, no ambiguity).
 
 use std::fmt::Write as _;
 
-use super::spec::CacheSpec;
 use super::store::Scope;
 use crate::entity::Entity;
 use crate::value::{FieldType, Value};
@@ -22,21 +24,22 @@ pub const MAX_PREFIX: usize = 64;
 /// Key names for one entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
-    /// `{prefix}:c:{entity}:{shape}`.
+    /// `{prefix}:c:{backend}:{entity}`.
     base: String,
 }
 
 impl Keys {
-    /// The keys of `E` under `prefix`; `None` when `E` declares no cache.
-    pub fn of<E: Entity>(prefix: &str) -> Option<Keys> {
-        let spec = E::SCHEMA.cache?;
-        Some(Keys::new(prefix, E::SCHEMA.entity, &spec))
+    /// The keys of `E` under `prefix` for `backend`; `None` when `E`
+    /// declares no cache.
+    pub fn of<E: Entity>(prefix: &str, backend: &str) -> Option<Keys> {
+        E::SCHEMA.cache?;
+        Some(Keys::new(prefix, backend, E::SCHEMA.entity))
     }
 
-    /// The keys of an entity named `entity` with `spec`.
-    pub fn new(prefix: &str, entity: &str, spec: &CacheSpec) -> Keys {
+    /// The keys of an entity named `entity` stored in `backend`.
+    pub fn new(prefix: &str, backend: &str, entity: &str) -> Keys {
         Keys {
-            base: format!("{prefix}:c:{}:{:016x}", escape(entity), spec.shape),
+            base: format!("{prefix}:c:{}:{}", escape(backend), escape(entity)),
         }
     }
 
@@ -58,16 +61,12 @@ impl Keys {
 
 /// Checks a key prefix: 1 to [`MAX_PREFIX`] of `A-Z a-z 0-9 . _ -`.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    let valid = !prefix.is_empty()
-        && prefix.len() <= MAX_PREFIX
-        && prefix.bytes().all(plain);
+    let valid = !prefix.is_empty() && prefix.len() <= MAX_PREFIX && prefix.bytes().all(plain);
     match valid {
         true => Ok(()),
         false => Err(Error::config(
             "cache",
-            format!(
-                "key prefix {prefix:?} must be 1 to {MAX_PREFIX} of A-Z a-z 0-9 . _ -"
-            ),
+            format!("key prefix {prefix:?} must be 1 to {MAX_PREFIX} of A-Z a-z 0-9 . _ -"),
         )),
     }
 }
@@ -109,20 +108,23 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::new("app", "Doc", &CacheSpec::new(1000, 0, 0xabc))
+        Keys::new("app", "pg", "Doc")
     }
 
     #[test]
     fn ids_are_escaped_so_no_user_text_forms_a_tag_or_pattern() {
         let key = keys().row(&Value::Text("a{b}:*c d%".into()));
-        assert_eq!(key, "app:c:Doc:0000000000000abc:r:a%7Bb%7D%3A%2Ac%20d%25");
-        assert!(!key["app:c:Doc:0000000000000abc:r:".len()..].contains(['{', '}', ':', '*']));
+        assert_eq!(key, "app:c:pg:Doc:r:a%7Bb%7D%3A%2Ac%20d%25");
+        assert!(!key["app:c:pg:Doc:r:".len()..].contains(['{', '}', ':', '*']));
     }
 
     #[test]
     fn distinct_ids_give_distinct_keys() {
         let k = keys();
-        assert_ne!(k.row(&Value::Text("a:b".into())), k.row(&Value::Text("a%3Ab".into())));
+        assert_ne!(
+            k.row(&Value::Text("a:b".into())),
+            k.row(&Value::Text("a%3Ab".into()))
+        );
         assert_ne!(k.row(&Value::I64(1)), k.row(&Value::I64(11)));
     }
 
@@ -137,7 +139,11 @@ mod tests {
     fn scope_is_one_hash_tag() {
         let scope = keys().scope();
         assert_eq!(scope.0, "{app:c:Doc:0000000000000abc}");
-        assert!(scope.query_key("g", "h").starts_with("{app:c:Doc:0000000000000abc}:q:"));
+        assert!(
+            scope
+                .query_key("g", "h")
+                .starts_with("{app:c:Doc:0000000000000abc}:q:")
+        );
     }
 
     #[test]

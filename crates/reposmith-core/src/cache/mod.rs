@@ -73,5 +73,5 @@ pub fn query_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
 
 /// The encoded form of query parameters, for [`query_hash`].
 pub fn encode_params(values: &[crate::Value]) -> Vec<u8> {
-    codec::encode(&codec::Entry::Row(values.to_vec()))
+    codec::encode(&codec::Entry::Row(values.to_vec()), 0)
 }

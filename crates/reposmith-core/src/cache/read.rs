@@ -18,6 +18,7 @@ use super::breaker::{Breaker, ReadMode};
 use super::codec::{self, CachedRow, Entry};
 use super::key::Keys;
 use super::options::CacheOptions;
+use super::spec::CacheSpec;
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, EntryKey, Fill, Invalidation, Lease, Lookup, LookupRequest};
 use crate::entity::Entity;
@@ -30,6 +31,8 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+    /// The backend whose repositories use this handle (part of every key).
+    backend: Option<crate::Backend>,
 }
 
 struct Inner {
@@ -68,6 +71,7 @@ impl Cache {
             options.replay_grace,
         );
         Ok(Cache {
+            backend: None,
             inner: Arc::new(Inner {
                 store,
                 options,
@@ -93,9 +97,28 @@ impl Cache {
         self.inner.breaker.is_open()
     }
 
+    /// This cache for the repositories of `backend`: its keys carry the
+    /// backend's name, so an entity stored in both backends keeps two sets
+    /// of entries. The backends call it when a cache is attached.
+    pub fn for_backend(&self, backend: crate::Backend) -> Cache {
+        Cache {
+            inner: Arc::clone(&self.inner),
+            backend: Some(backend),
+        }
+    }
+
     /// The key names of `E`, when it declares `#[repo(cache(..))]`.
     pub fn keys<E: Entity>(&self) -> Option<Keys> {
-        Keys::of::<E>(&self.inner.options.prefix)
+        E::SCHEMA.cache.map(|_| self.keys_of::<E>())
+    }
+
+    fn keys_of<E: Entity>(&self) -> Keys {
+        let backend = self.backend.map_or("any", |b| match b {
+            crate::Backend::Postgres => "pg",
+            crate::Backend::Mongo => "mongo",
+            _ => "other",
+        });
+        Keys::new(&self.inner.options.prefix, backend, E::SCHEMA.entity)
     }
 
     /// What to invalidate when rows of `E` with ids `ids` change: their
@@ -126,17 +149,16 @@ impl Cache {
         let Some(spec) = E::SCHEMA.cache else {
             return load().await;
         };
-        let keys = Keys::new(&self.inner.options.prefix, E::SCHEMA.entity, &spec);
+        let keys = self.keys_of::<E>();
         let key = EntryKey::Row(keys.row(&id.to_value()));
+        let policy = Policy::of::<E>(&spec, spec.ttl());
         let entry_of = || async {
             Ok(match load().await? {
                 Some(row) => Entry::Row(row.to_values()?),
                 None => Entry::Absent,
             })
         };
-        let entry = self
-            .single_flight(&key, spec.ttl(), spec.negative_ttl(), entry_of)
-            .await?;
+        let entry = self.single_flight(&key, policy, entry_of).await?;
         match &*entry {
             Entry::Absent => Ok(None),
             Entry::Row(values) => match E::from_values(values.clone()) {
@@ -170,7 +192,8 @@ impl Cache {
             Counters::add(&self.inner.counters.bypassed);
             return load(ids.to_vec()).await;
         }
-        let keys = Keys::new(&self.inner.options.prefix, E::SCHEMA.entity, &spec);
+        let keys = self.keys_of::<E>();
+        let policy = Policy::of::<E>(&spec, spec.ttl());
         let mut wanted: Vec<(E::Id, EntryKey)> = Vec::with_capacity(ids.len());
         for id in ids {
             let key = EntryKey::Row(keys.row(&id.to_value()));
@@ -193,7 +216,7 @@ impl Cache {
             match lookup {
                 Lookup::Hit { value, refresh } => {
                     drop(refresh.and_then(lease));
-                    match codec::decode(&value).map(|entry| match entry {
+                    match codec::decode(&value, spec.shape).map(|entry| match entry {
                         Entry::Row(values) => E::from_values(values).map(Some).ok(),
                         Entry::Absent => Some(None),
                         Entry::Rows(_) => None,
@@ -244,14 +267,15 @@ impl Cache {
         for (_, key, guard) in missing {
             let Some(guard) = guard else { continue };
             let EntryKey::Row(name) = &key else { continue };
-            let (entry, ttl) = match by_key.remove(name) {
-                Some(values) => (Entry::Row(values), spec.ttl()),
-                None => match spec.negative_ttl() {
-                    Some(ttl) => (Entry::Absent, ttl),
-                    None => continue,
-                },
+            let entry = match by_key.remove(name) {
+                Some(values) => Entry::Row(values),
+                None => Entry::Absent,
             };
-            if let Some(fill) = self.fill_of(key, guard.lease.clone(), &entry, ttl, recompute) {
+            let Some(ttl) = policy.ttl_for(&entry) else {
+                continue;
+            };
+            let fill = self.fill_of(key, guard.lease.clone(), &entry, spec.shape, ttl, recompute);
+            if let Some(fill) = fill {
                 fills.push(fill);
                 guards.push(guard);
             }
@@ -265,21 +289,27 @@ impl Cache {
     /// A query's rows: from the cache under `E`'s current generation, or
     /// from `load`, then filled for `ttl` unless `E` was written meanwhile.
     /// `hash` identifies the query (see [`query_hash`](super::query_hash)).
-    pub async fn query<E, F, Fut>(&self, hash: String, ttl: Duration, load: F) -> Result<Vec<CachedRow>>
+    pub async fn query<E, F, Fut>(
+        &self,
+        hash: String,
+        ttl: Duration,
+        load: F,
+    ) -> Result<Vec<CachedRow>>
     where
         E: Entity,
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<CachedRow>>>,
     {
-        let Some(keys) = self.keys::<E>() else {
+        let Some(spec) = E::SCHEMA.cache else {
             return load().await;
         };
         let key = EntryKey::Query {
-            scope: keys.scope(),
+            scope: self.keys_of::<E>().scope(),
             hash,
         };
+        let policy = Policy::of::<E>(&spec, ttl);
         let entry_of = || async { Ok(Entry::Rows(load().await?)) };
-        let entry = self.single_flight(&key, ttl, None, entry_of).await?;
+        let entry = self.single_flight(&key, policy, entry_of).await?;
         match &*entry {
             Entry::Rows(rows) => Ok(rows.clone()),
             _ => {
@@ -392,8 +422,7 @@ impl Cache {
     async fn single_flight<F, Fut>(
         &self,
         key: &EntryKey,
-        ttl: Duration,
-        negative_ttl: Option<Duration>,
+        policy: Policy,
         load: F,
     ) -> Result<Arc<Entry>>
     where
@@ -408,7 +437,7 @@ impl Cache {
                     key,
                     tx: Some(tx),
                 };
-                let outcome = self.lookup_and_load(key, ttl, negative_ttl, &load).await;
+                let outcome = self.lookup_and_load(key, policy, &load).await;
                 flight.finish(outcome.as_ref().ok().cloned());
                 return outcome;
             }
@@ -430,7 +459,7 @@ impl Cache {
                 return Ok(entry);
             }
         }
-        self.lookup_and_load(key, ttl, negative_ttl, &load).await
+        self.lookup_and_load(key, policy, &load).await
     }
 
     /// The flight under way for `key` to wait on, or (none under way) the
@@ -451,8 +480,7 @@ impl Cache {
     async fn lookup_and_load<F, Fut>(
         &self,
         key: &EntryKey,
-        ttl: Duration,
-        negative_ttl: Option<Duration>,
+        policy: Policy,
         load: &F,
     ) -> Result<Arc<Entry>>
     where
@@ -475,7 +503,12 @@ impl Cache {
                 _ => return load().await.map(Arc::new),
             };
             if mode == ReadMode::Probe {
-                if let Lookup::Miss(lease) | Lookup::Hit { refresh: Some(lease), .. } = lookup {
+                if let Lookup::Miss(lease)
+                | Lookup::Hit {
+                    refresh: Some(lease),
+                    ..
+                } = lookup
+                {
                     drop(LeaseGuard::new(self, key.clone(), lease));
                 }
                 Counters::add(&self.inner.counters.bypassed);
@@ -483,7 +516,7 @@ impl Cache {
             }
             match lookup {
                 Lookup::Hit { value, refresh } => {
-                    let Ok(entry) = codec::decode(&value) else {
+                    let Ok(entry) = codec::decode(&value, policy.shape) else {
                         self.undecodable(key, Some(value));
                         if let Some(lease) = refresh {
                             drop(LeaseGuard::new(self, key.clone(), lease));
@@ -497,13 +530,13 @@ impl Cache {
                         return Ok(entry);
                     };
                     Counters::add(&self.inner.counters.early_refreshes);
-                    let refreshed = self.load_and_fill(key, lease, ttl, negative_ttl, load).await;
+                    let refreshed = self.load_and_fill(key, lease, policy, load).await;
                     return Ok(refreshed.unwrap_or(entry));
                 }
                 Lookup::Miss(lease) => {
                     Counters::add(&self.inner.counters.misses);
                     tracing::trace!(target: "reposmith::cache", cache = "miss");
-                    return self.load_and_fill(key, lease, ttl, negative_ttl, load).await;
+                    return self.load_and_fill(key, lease, policy, load).await;
                 }
                 Lookup::Busy { retry_in } => {
                     Counters::add(&self.inner.counters.waits);
@@ -521,8 +554,7 @@ impl Cache {
         &self,
         key: &EntryKey,
         lease: Lease,
-        ttl: Duration,
-        negative_ttl: Option<Duration>,
+        policy: Policy,
         load: &F,
     ) -> Result<Arc<Entry>>
     where
@@ -534,12 +566,18 @@ impl Cache {
         let started = Instant::now();
         let entry = load().await?;
         let recompute = started.elapsed();
-        let ttl = match (&entry, negative_ttl) {
-            (Entry::Absent, None) => return Ok(Arc::new(entry)),
-            (Entry::Absent, Some(negative)) => negative,
-            _ => ttl,
+        let Some(ttl) = policy.ttl_for(&entry) else {
+            return Ok(Arc::new(entry));
         };
-        if let Some(fill) = self.fill_of(key.clone(), guard.lease.clone(), &entry, ttl, recompute) {
+        let fill = self.fill_of(
+            key.clone(),
+            guard.lease.clone(),
+            &entry,
+            policy.shape,
+            ttl,
+            recompute,
+        );
+        if let Some(fill) = fill {
             self.fill_all(std::slice::from_ref(&fill)).await;
             guard.disarm();
         }
@@ -551,10 +589,11 @@ impl Cache {
         key: EntryKey,
         lease: Lease,
         entry: &Entry,
+        shape: u64,
         ttl: Duration,
         recompute: Duration,
     ) -> Option<Fill> {
-        let value = codec::encode(entry);
+        let value = codec::encode(entry, shape);
         if value.len() > self.inner.options.max_entry_bytes {
             return None;
         }
@@ -604,6 +643,49 @@ impl Cache {
     }
 }
 
+/// How long an entity's entries live.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    /// The struct's shape, checked in every entry's header.
+    shape: u64,
+    ttl: Duration,
+    negative_ttl: Option<Duration>,
+    /// The `#[repo(ttl)]` column and its lifetime: a cached row must not
+    /// outlive the row itself.
+    expiry: Option<(usize, u64)>,
+}
+
+impl Policy {
+    fn of<E: Entity>(spec: &CacheSpec, ttl: Duration) -> Policy {
+        Policy {
+            shape: spec.shape,
+            ttl,
+            negative_ttl: spec.negative_ttl(),
+            expiry: E::SCHEMA.ttl_column().map(|(i, _, seconds)| (i, seconds)),
+        }
+    }
+
+    /// How long `entry` may be cached; `None`: not at all (an absent row
+    /// without a negative TTL, or a row already past its own expiry).
+    fn ttl_for(&self, entry: &Entry) -> Option<Duration> {
+        match entry {
+            Entry::Absent => self.negative_ttl,
+            Entry::Rows(_) => Some(self.ttl),
+            Entry::Row(values) => match self.expiry {
+                None => Some(self.ttl),
+                Some((column, seconds)) => {
+                    let Some(crate::Value::TimestampTz(at)) = values.get(column) else {
+                        return Some(self.ttl);
+                    };
+                    let lifetime = chrono::TimeDelta::try_seconds(i64::try_from(seconds).ok()?)?;
+                    let left = (*at + lifetime - chrono::Utc::now()).to_std().ok()?;
+                    (!left.is_zero()).then(|| left.min(self.ttl))
+                }
+            },
+        }
+    }
+}
+
 /// A random lease token.
 fn token() -> String {
     uuid::Uuid::now_v7().simple().to_string()
@@ -626,7 +708,12 @@ impl FlightGuard<'_> {
     }
 
     fn remove(&self) {
-        let mut flights = self.cache.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+        let mut flights = self
+            .cache
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         flights.remove(self.key);
     }
 }

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::repository::BoxFuture;
 use crate::Result;
+use crate::repository::BoxFuture;
 
 /// Where an entry lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
