@@ -400,24 +400,30 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
-        let follower = {
+        // The lock is released before any await: the future stays Send.
+        let leader = {
             let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             match flights.get(key) {
-                Some(rx) => Some(rx.clone()),
+                Some(rx) => Err(rx.clone()),
                 None => {
                     let (tx, rx) = watch::channel(Flight::Running);
                     flights.insert(key.clone(), rx);
-                    drop(flights);
-                    let flight = FlightGuard {
-                        cache: self,
-                        key,
-                        tx: Some(tx),
-                    };
-                    let outcome = self.lookup_and_load(key, ttl, negative_ttl, &load).await;
-                    flight.finish(outcome.as_ref().ok().cloned());
-                    return outcome;
+                    Ok(tx)
                 }
             }
+        };
+        let follower = match leader {
+            Ok(tx) => {
+                let flight = FlightGuard {
+                    cache: self,
+                    key,
+                    tx: Some(tx),
+                };
+                let outcome = self.lookup_and_load(key, ttl, negative_ttl, &load).await;
+                flight.finish(outcome.as_ref().ok().cloned());
+                return outcome;
+            }
+            Err(rx) => Some(rx),
         };
         if let Some(mut rx) = follower {
             Counters::add(&self.inner.counters.coalesced);
