@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use reposmith::prelude::*;
-use reposmith::{Error, MongoBackend, MongoConfig, RedisBackend, RedisConfig};
+use reposmith::{Error, MongoBackend, MongoConfig, RedisBackend, RedisConfig, Vector};
 use reposmith_core::cache::{Cache, CacheOptions, CacheStats};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{mongodb_url, redis_url, unique_name};
@@ -19,7 +19,11 @@ use uuid::Uuid;
 
 /// A note, cached for a minute and "no such note" for ten seconds.
 #[derive(Debug, Clone, PartialEq, Repository)]
-#[repo(backend = "mongo", collection = "cached_notes", cache(ttl = "1m", negative_ttl = "10s"))]
+#[repo(
+    backend = "mongo",
+    collection = "cached_notes",
+    cache(ttl = "1m", negative_ttl = "10s")
+)]
 struct Note {
     #[repo(id)]
     id: Uuid,
@@ -27,6 +31,16 @@ struct Note {
     rank: i32,
     #[repo(version)]
     version: i64,
+}
+
+/// A point with a vector, cached, for cached searches.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(backend = "mongo", collection = "cached_points", cache(ttl = "1m"))]
+struct Spot {
+    #[repo(id)]
+    id: i64,
+    #[repo(vector(dims = 2, distance = "l2", index = "none"))]
+    at: Vector,
 }
 
 fn note(title: &str, rank: i32) -> Note {
@@ -84,7 +98,10 @@ async fn a_get_misses_once_then_hits() {
     assert_eq!(notes.get(&stored.id).await.unwrap(), Some(stored.clone()));
     let after_hit = db.stats();
     assert_eq!(after_hit.hits, after_miss.hits + 1, "{after_hit:?}");
-    assert_eq!(after_hit.misses, after_miss.misses, "no second database read");
+    assert_eq!(
+        after_hit.misses, after_miss.misses,
+        "no second database read"
+    );
     // get_many: the cached row is a hit, the other one read and filled.
     let other = notes.insert(&note("b", 2)).await.unwrap();
     let mut many = notes.get_many(&[stored.id, other.id]).await.unwrap();
@@ -112,7 +129,11 @@ async fn an_update_through_the_pool_invalidates_the_row() {
     assert_eq!(changed.version, stored.version + 1);
     let before = db.stats();
     assert_eq!(notes.get(&stored.id).await.unwrap(), Some(changed.clone()));
-    assert_eq!(db.stats().misses, before.misses + 1, "read again after the write");
+    assert_eq!(
+        db.stats().misses,
+        before.misses + 1,
+        "read again after the write"
+    );
     // upsert and delete invalidate too.
     let mut upserted = changed.clone();
     upserted.rank = 3;
@@ -141,7 +162,11 @@ async fn a_unit_invalidates_after_commit_and_not_on_rollback() {
         "the pool sees the committed row until the unit commits"
     );
     unit.commit().await.unwrap();
-    assert_eq!(db.stats().invalidations, invalidations + 1, "applied at commit");
+    assert_eq!(
+        db.stats().invalidations,
+        invalidations + 1,
+        "applied at commit"
+    );
     assert_eq!(notes.get(&stored.id).await.unwrap(), Some(changed.clone()));
 
     let unit = db.mongo.begin().await.unwrap();
@@ -152,8 +177,15 @@ async fn a_unit_invalidates_after_commit_and_not_on_rollback() {
     let before = db.stats();
     assert_eq!(notes.get(&stored.id).await.unwrap(), Some(changed.clone()));
     let after = db.stats();
-    assert_eq!(after.invalidations, before.invalidations, "nothing on rollback");
-    assert_eq!(after.hits, before.hits + 1, "the entry survived the rollback");
+    assert_eq!(
+        after.invalidations, before.invalidations,
+        "nothing on rollback"
+    );
+    assert_eq!(
+        after.hits,
+        before.hits + 1,
+        "the entry survived the rollback"
+    );
 
     // A dropped unit discards its invalidations as well.
     let unit = db.mongo.begin().await.unwrap();
@@ -172,13 +204,7 @@ async fn an_insert_drops_a_cached_absent_row() {
     let before = db.stats();
     assert_eq!(notes.get(&id).await.unwrap(), None);
     assert_eq!(db.stats().hits, before.hits + 1, "the absent row is cached");
-    let stored = notes
-        .insert(&Note {
-            id,
-            ..note("a", 1)
-        })
-        .await
-        .unwrap();
+    let stored = notes.insert(&Note { id, ..note("a", 1) }).await.unwrap();
     assert_eq!(notes.get(&id).await.unwrap(), Some(stored));
 
     // insert_many drops absent rows too.
@@ -206,7 +232,12 @@ async fn a_cached_find_hits_until_a_write() {
     notes.insert(&note("a", 1)).await.unwrap();
     notes.insert(&note("b", 5)).await.unwrap();
     let ttl = Duration::from_secs(60);
-    let query = || notes.find(Note::RANK.gt(0)).order_by(Note::RANK.asc()).cached(ttl);
+    let query = || {
+        notes
+            .find(Note::RANK.gt(0))
+            .order_by(Note::RANK.asc())
+            .cached(ttl)
+    };
     let first = query().await.unwrap();
     assert_eq!(first.len(), 2);
     let before = db.stats();
@@ -256,7 +287,10 @@ async fn reads_in_a_unit_bypass_the_cache() {
     let mut changed = stored.clone();
     changed.rank = 2;
     let changed = in_unit.update(&changed).await.unwrap();
-    assert_eq!(in_unit.get(&stored.id).await.unwrap(), Some(changed.clone()));
+    assert_eq!(
+        in_unit.get(&stored.id).await.unwrap(),
+        Some(changed.clone())
+    );
     let cached = in_unit
         .find(Note::RANK.eq(2))
         .cached(Duration::from_secs(60))
@@ -280,7 +314,12 @@ async fn delete_where_invalidates_exactly_the_deleted_rows() {
     let notes = db.mongo.repo::<Note>();
     let mut stored = Vec::new();
     for rank in 1..=4 {
-        stored.push(notes.insert(&note(&format!("n{rank}"), rank)).await.unwrap());
+        stored.push(
+            notes
+                .insert(&note(&format!("n{rank}"), rank))
+                .await
+                .unwrap(),
+        );
     }
     let ids: Vec<Uuid> = stored.iter().map(|n| n.id).collect();
     assert_eq!(notes.get_many(&ids).await.unwrap().len(), 4);
@@ -294,8 +333,16 @@ async fn delete_where_invalidates_exactly_the_deleted_rows() {
         assert_eq!(notes.get(&gone.id).await.unwrap(), None);
     }
     let after = db.stats();
-    assert_eq!(after.hits, before.hits + 2, "the kept rows stay cached: {after:?}");
-    assert_eq!(after.misses, before.misses + 2, "the deleted rows are read: {after:?}");
+    assert_eq!(
+        after.hits,
+        before.hits + 2,
+        "the kept rows stay cached: {after:?}"
+    );
+    assert_eq!(
+        after.misses,
+        before.misses + 2,
+        "the deleted rows are read: {after:?}"
+    );
 
     // In a unit, after commit.
     let unit = db.mongo.begin().await.unwrap();
@@ -308,6 +355,66 @@ async fn delete_where_invalidates_exactly_the_deleted_rows() {
     );
     unit.commit().await.unwrap();
     assert_eq!(notes.get(&stored[0].id).await.unwrap(), None);
-    assert_eq!(notes.get(&stored[1].id).await.unwrap().as_ref(), Some(&stored[1]));
+    assert_eq!(
+        notes.get(&stored[1].id).await.unwrap().as_ref(),
+        Some(&stored[1])
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cached_page_and_search_keep_their_order_and_scores() {
+    let db = Cached::new().await;
+    let notes = db.mongo.repo::<Note>();
+    for rank in 1..=5 {
+        notes
+            .insert(&note(&format!("p{rank}"), rank))
+            .await
+            .unwrap();
+    }
+    let ttl = Duration::from_secs(60);
+    let page = |after| {
+        notes
+            .find(Note::RANK.gt(0))
+            .order_by(Note::RANK.asc())
+            .cached(ttl)
+            .page_after(after, 2)
+    };
+    let first = page(None).await.unwrap();
+    let second = page(first.next.clone()).await.unwrap();
+    let before = db.stats();
+    let again = page(first.next.clone()).await.unwrap();
+    assert_eq!(
+        db.stats().hits,
+        before.hits + 1,
+        "the second page is cached"
+    );
+    assert_eq!(again.items, second.items);
+    assert_eq!(again.next, second.next);
+    assert_eq!(
+        second.items.iter().map(|n| n.rank).collect::<Vec<_>>(),
+        [3, 4]
+    );
+
+    let spots = db.mongo.repo::<Spot>();
+    for (id, x) in [(1, 0.0), (2, 1.0), (3, 3.0)] {
+        let at = Vector::from(vec![x, 0.0]);
+        spots.insert(&Spot { id, at }).await.unwrap();
+    }
+    let search = || spots.search_at(Vector::from(vec![0.9, 0.0]), 2).cached(ttl);
+    let hits = search().await.unwrap();
+    let before = db.stats();
+    let cached = search().await.unwrap();
+    assert_eq!(db.stats().hits, before.hits + 1, "the search is cached");
+    let view = |hits: &[reposmith::Scored<Spot>]| {
+        hits.iter()
+            .map(|h| (h.entity.id, h.distance, h.score))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(view(&cached), view(&hits));
+    assert_eq!(cached[0].entity.id, 2);
+    spots.delete(&2).await.unwrap();
+    let after = search().await.unwrap();
+    assert_eq!(after[0].entity.id, 1, "the delete invalidated the search");
     db.cleanup().await;
 }
