@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
+use reposmith_core::cache::Cache;
 use reposmith_core::embed::Embedders;
 use reposmith_core::{Backend, ConnectionUrl, Embedder, Error, MongoEntity, Result};
 
@@ -25,6 +26,8 @@ pub struct MongoBackend {
     operation_timeout: Duration,
     /// Embedders by entity type, given to every repository of that entity.
     embedders: Embedders,
+    /// The repository cache, when one is attached (see [`MongoBackend::with_cache`]).
+    cache: Option<Cache>,
 }
 
 /// Health of a MongoDB server as seen through the client.
@@ -93,7 +96,25 @@ impl MongoBackend {
             capabilities,
             operation_timeout: config.operation_timeout,
             embedders: Embedders::default(),
+            cache: None,
         })
+    }
+
+    /// This backend with the repository cache `cache` (the facade's `Store`
+    /// attaches one when Redis is configured): repositories taken from it
+    /// afterwards read entities that declare `#[repo(cache(..))]` through
+    /// the cache and invalidate it after their writes. See the `cache`
+    /// module for what is promised, and what is not: MongoDB has no
+    /// transactional outbox in reposmith, so a missed invalidation lasts
+    /// until the entry's TTL.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache.for_backend(reposmith_core::Backend::Mongo));
+        self
+    }
+
+    /// The repository cache attached with [`with_cache`](Self::with_cache), if any.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// Gives every repository of `E` from now on, on the client and in
@@ -187,6 +208,7 @@ impl fmt::Debug for MongoBackend {
             .field("url", &self.url)
             .field("database", &self.database.name())
             .field("capabilities", &self.capabilities)
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }

@@ -52,7 +52,7 @@ use mongodb::bson::{Bson, RawDocumentBuf, doc};
 use reposmith_core::{Backend, Entity, Error, IdStrategy, Result, RetryPolicy};
 
 use crate::MongoRepository;
-use crate::codec::encode_raw;
+use crate::codec::{decode_id, encode_raw};
 use crate::counter;
 use crate::error::failed_index;
 use crate::executor::InSession;
@@ -95,16 +95,27 @@ pub(crate) async fn insert_many<E: Entity>(
     }
     let prepared = prepare(repo, entities).await?;
     let count = prepared.docs.len() as u64;
+    // Invalidated whatever the outcome once anything was sent: a
+    // compensated insert may have stored documents (readable meanwhile)
+    // before deleting them again.
+    let inserted = match repo.invalidates() {
+        true => ids(&prepared.docs)
+            .iter()
+            .map(|id| decode_id(E::SCHEMA, id))
+            .collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
     let collection = repo.collection.clone_with_type::<RawDocumentBuf>();
     let batches = Batches::new(repo.backend.operation_timeout());
-    if repo.exec.in_unit() {
-        in_unit(repo, &collection, &prepared.docs, batches).await?;
+    let outcome = if repo.exec.in_unit() {
+        in_unit(repo, &collection, &prepared.docs, batches).await
     } else if repo.backend.capabilities().transactions && prepared.docs.len() <= TRANSACTION_LIMIT {
-        in_transaction(repo, &collection, prepared.docs, batches).await?;
+        in_transaction(repo, &collection, prepared.docs, batches).await
     } else {
-        compensated(repo, &collection, &prepared, batches).await?;
-    }
-    Ok(count)
+        compensated(repo, &collection, &prepared, batches).await
+    };
+    repo.invalidate(&inserted).await;
+    outcome.map(|()| count)
 }
 
 /// The documents of one call, and which of their ids the call generated

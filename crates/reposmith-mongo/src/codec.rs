@@ -285,6 +285,16 @@ fn from_raw(column: &ColumnDef, raw: RawBsonRef<'_>) -> Result<Value, DecodeErro
     }
 }
 
+/// The id value of a stored `_id`.
+pub(crate) fn decode_id(schema: &EntitySchema, bson: &Bson) -> Result<Value> {
+    let column = schema.id_column();
+    from_bson(column, &column.ty, bson).map_err(|source| Error::Decode {
+        entity: schema.entity,
+        field: column.field,
+        source,
+    })
+}
+
 /// The schema-ordered values of a stored document; a missing key reads as NULL.
 pub(crate) fn decode(schema: &EntitySchema, doc: &Document) -> Result<Vec<Value>> {
     let mut values = Vec::with_capacity(schema.columns.len());

@@ -11,8 +11,10 @@
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
-use mongodb::action::{CountDocuments, Delete, FindOne, FindOneAndUpdate, InsertMany, InsertOne};
-use mongodb::bson::{Document, RawDocumentBuf};
+use mongodb::action::{
+    CountDocuments, Delete, FindOne, FindOneAndUpdate, InsertMany, InsertOne, RunCommand,
+};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::{ClientSession, Collection};
 
 use crate::unit::UnitShared;
@@ -66,7 +68,29 @@ in_session!(
     InsertMany<'a>,
     Delete<'a>,
     CountDocuments<'a>,
+    RunCommand<'a>,
 );
+
+/// The `_id`s of every document `filter` matches, read in `session` when
+/// there is one.
+pub(crate) async fn find_ids(
+    collection: &Collection<Document>,
+    filter: Document,
+    session: Option<&mut ClientSession>,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let find = collection.find(filter).projection(doc! { "_id": 1 });
+    let docs: Vec<Document> = match session {
+        Some(session) => {
+            let mut cursor = find.session(&mut *session).await?;
+            cursor.stream(session).try_collect().await?
+        }
+        None => find.await?.try_collect().await?,
+    };
+    Ok(docs
+        .into_iter()
+        .filter_map(|mut d| d.remove("_id"))
+        .collect())
+}
 
 /// Every document `filter` matches, read in `session` when there is one.
 pub(crate) async fn find_docs(

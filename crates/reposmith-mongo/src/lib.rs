@@ -31,9 +31,18 @@
 //! [`MongoBackend::begin`] starts a [`MongoUnitOfWork`], a transaction on a
 //! client session whose repositories run every command in it;
 //! [`MongoBackend::transaction`] runs one again after a transient abort.
+//!
+//! [`MongoBackend::with_cache`] attaches the repository cache (Redis, built
+//! by the facade's `Store`): entities declaring `#[repo(cache(..))]` are
+//! read through it on the pool and invalidated after every write, after
+//! COMMIT for a unit of work. MongoDB has no transactional outbox in
+//! reposmith, so invalidations are not durable: one the cache server misses
+//! leaves the old entry for other processes until its TTL (this process
+//! reads the database meanwhile). See the `cache` module.
 
 mod backend;
 mod bulk;
+mod cache;
 mod capabilities;
 mod codec;
 mod config;

@@ -41,6 +41,9 @@ pub struct MongoRepository<E> {
     pub(crate) exec: Executor,
     /// Fills `#[repo(embed(..))]` vectors; see [`MongoRepository::with_embedder`].
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    /// Whether reads may use the backend's cache; see
+    /// [`MongoRepository::without_cache`].
+    pub(crate) read_cache: bool,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -51,6 +54,7 @@ impl<E> Clone for MongoRepository<E> {
             collection: self.collection.clone(),
             exec: self.exec.clone(),
             embedder: self.embedder.clone(),
+            read_cache: self.read_cache,
             entity: PhantomData,
         }
     }
@@ -61,6 +65,7 @@ impl<E> std::fmt::Debug for MongoRepository<E> {
         f.debug_struct("MongoRepository")
             .field("collection", &self.collection.name())
             .field("in_unit", &self.exec.in_unit())
+            .field("read_cache", &self.read_cache)
             .finish()
     }
 }
@@ -79,6 +84,7 @@ impl MongoBackend {
             collection: self.database().collection(E::SCHEMA.collection),
             exec: Executor::Client,
             embedder: self.embedder_for::<E>(),
+            read_cache: true,
             entity: PhantomData,
         }
     }
@@ -118,6 +124,7 @@ impl<E: Entity> MongoRepository<E> {
             embedder: backend.embedder_for::<E>(),
             backend,
             exec: Executor::Unit(unit),
+            read_cache: true,
             entity: PhantomData,
         }
     }
@@ -352,8 +359,13 @@ impl<E: Entity> MongoRepository<E> {
 }
 
 impl<E: Entity> Repository<E> for MongoRepository<E> {
+    /// Invalidates the new row's entry in the cache (a cached "absent"
+    /// included) and the entity's cached queries; see the `cache` module.
     async fn insert(&self, entity: &E) -> Result<E> {
-        self.insert_one(entity).await
+        let given = [entity.id().to_value()];
+        let ids = |stored: &E| vec![stored.id().to_value()];
+        self.invalidating(ids, &given, self.insert_one(entity))
+            .await
     }
 
     /// All or nothing: inside a transaction when the deployment has them,
@@ -362,44 +374,54 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         bulk::insert_many(self, entities).await
     }
 
+    /// Through the cache on a pool repository of a cached entity (see the
+    /// `cache` module), else from the database.
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
-        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
-        // Read as raw BSON and decoded straight into values, as queries are.
-        let raw = self.collection.clone_with_type::<RawDocumentBuf>();
-        let found = self
-            .send("find", async |s| raw.find_one(filter).in_session(s).await)
-            .await?;
-        found
-            .map(|doc| E::from_values(decode_raw(E::SCHEMA, doc.as_ref())?))
-            .transpose()
+        match self.read_cache() {
+            Some(cache) => cache.row::<E, _, _>(id, || self.get_one(id)).await,
+            None => self.get_one(id).await,
+        }
     }
 
+    /// Through the cache on a pool repository of a cached entity: hits from
+    /// it, every miss in one database read.
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
-        self.get_many_ids(ids).await
+        match self.read_cache() {
+            Some(cache) => {
+                let load = |missing: Vec<E::Id>| async move { self.get_many_ids(&missing).await };
+                cache.rows::<E, _, _>(ids, load).await
+            }
+            None => self.get_many_ids(ids).await,
+        }
     }
 
     async fn update(&self, entity: &E) -> Result<E> {
-        self.update_one(entity).await
+        let id = [entity.id().to_value()];
+        let ids = |stored: &E| vec![stored.id().to_value()];
+        self.invalidating(ids, &id, self.update_one(entity)).await
     }
 
     async fn upsert(&self, entity: &E) -> Result<E> {
-        self.upsert_one(entity).await
+        let id = [entity.id().to_value()];
+        let ids = |stored: &E| vec![stored.id().to_value()];
+        self.invalidating(ids, &id, self.upsert_one(entity)).await
     }
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
-        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
-        let done = self
-            .send("delete", async |s| {
-                self.collection.delete_one(filter).in_session(s).await
-            })
-            .await?;
-        Ok(done.deleted_count > 0)
+        let ids = [id.to_value()];
+        self.invalidating(|_| ids.to_vec(), &ids, self.delete_one(id))
+            .await
     }
 
+    /// On a cached entity with a cache attached, reads the matching ids
+    /// first and deletes those documents that still match, so exactly the
+    /// deleted rows are invalidated (see the `cache` module).
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
         query::delete_where(self, filter).await
     }
 
+    /// Through the cache when the query is `.cached(..)` (see the `cache`
+    /// module).
     async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
         let limit = query.limit;
         let rows = query::fetch(self, query, limit).await?;
@@ -408,6 +430,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     /// One page of `size` documents and the cursor of the next page, `None`
     /// when this page is the last; see the `keyset` module for the order.
+    /// Through the cache when the query is `.cached(..)`.
     async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
         keyset::fetch_page(query, size, |query, limit| {
             query::fetch(self, query, Some(limit))
@@ -421,5 +444,31 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
         query::exists(self, filter).await
+    }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// The document with `id`, from the database.
+    async fn get_one(&self, id: &E::Id) -> Result<Option<E>> {
+        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
+        // Read as raw BSON and decoded straight into values, as queries are.
+        let raw = self.collection.clone_with_type::<RawDocumentBuf>();
+        let found = self
+            .send("find", async |s| raw.find_one(filter).in_session(s).await)
+            .await?;
+        found
+            .map(|doc| E::from_values(decode_raw(E::SCHEMA, doc.as_ref())?))
+            .transpose()
+    }
+
+    /// Deletes the document with `id`; false when there was none.
+    async fn delete_one(&self, id: &E::Id) -> Result<bool> {
+        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
+        let done = self
+            .send("delete", async |s| {
+                self.collection.delete_one(filter).in_session(s).await
+            })
+            .await?;
+        Ok(done.deleted_count > 0)
     }
 }

@@ -28,6 +28,7 @@
 //! embeds its text with the repository's embedder, then runs as above.
 
 use mongodb::bson::{Bson, Document, doc};
+use reposmith_core::cache::CachedRow;
 use reposmith_core::embed::embed_search;
 use reposmith_core::search::{SearchKind, SearchQuery};
 use reposmith_core::{
@@ -37,6 +38,7 @@ use reposmith_core::{
 use tracing::Instrument;
 
 use crate::MongoRepository;
+use crate::cache::check_cached;
 use crate::codec::{decode, key, to_bson};
 use crate::distance::{DISTANCE, distance_expr};
 use crate::executor::aggregate_docs;
@@ -81,6 +83,7 @@ impl<E: Entity> MongoRepository<E> {
     /// The hits of `query` and, when it filled `k`, the cursor after the last.
     async fn search(&self, query: SearchQuery<E>) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
         query.validate()?;
+        check_cached::<E>(query.cached)?;
         let schema = E::SCHEMA;
         let after = match &query.after {
             Some(cursor) => {
@@ -99,15 +102,23 @@ impl<E: Entity> MongoRepository<E> {
         let (column, vector) = vector_of(schema, &query.kind)?;
         let plan = plan(self.backend.capabilities().vector_search, &query, column)?;
         let stages = pipeline(&query, column, vector, after.as_deref(), plan)?;
-        let docs = self
-            .send("aggregate", async |s| {
-                aggregate_docs(&self.collection, stages, s).await
-            })
-            .await?;
-        let hits = docs
-            .iter()
-            .map(|d| scored::<E>(d))
-            .collect::<Result<Vec<_>>>()?;
+        let hits = match query.cached.zip(self.read_cache()) {
+            Some((ttl, cache)) => {
+                let hash = self.query_hash("search", &doc! { "pipeline": &stages });
+                match hash {
+                    Some(hash) => {
+                        let load = || async {
+                            let hits = self.hits(stages.clone()).await?;
+                            hits.iter().map(cached_hit).collect()
+                        };
+                        let rows = cache.query::<E, _, _>(hash, ttl, load).await?;
+                        rows.into_iter().map(hit_of).collect::<Result<Vec<_>>>()?
+                    }
+                    None => self.hits(stages).await?,
+                }
+            }
+            None => self.hits(stages).await?,
+        };
         let next = match hits.last() {
             Some(last) if hits.len() as u64 >= u64::from(query.k) => {
                 let id = last.entity.id().to_value();
@@ -117,6 +128,35 @@ impl<E: Entity> MongoRepository<E> {
         };
         Ok((hits, next))
     }
+}
+
+impl<E: Entity> MongoRepository<E> {
+    /// The hits the pipeline `stages` finds, from the database.
+    async fn hits(&self, stages: Vec<Document>) -> Result<Vec<Scored<E>>> {
+        let docs = self
+            .send("aggregate", async |s| {
+                aggregate_docs(&self.collection, stages, s).await
+            })
+            .await?;
+        docs.iter().map(|d| scored::<E>(d)).collect()
+    }
+}
+
+/// A hit as a cached row, its distance and score kept.
+fn cached_hit<E: Entity>(hit: &Scored<E>) -> Result<CachedRow> {
+    Ok(CachedRow {
+        values: hit.entity.to_values()?,
+        distance: hit.distance,
+        text_rank: hit.text_rank,
+        score: Some(hit.score),
+    })
+}
+
+/// A cached row as the hit it was.
+fn hit_of<E: Entity>(row: CachedRow) -> Result<Scored<E>> {
+    let entity = E::from_values(row.values)?;
+    let score = row.score.or(row.distance).unwrap_or_default();
+    Ok(Scored::new(entity, row.distance, row.text_rank, score))
 }
 
 /// The column and query vector of a vector search; other kinds are refused.

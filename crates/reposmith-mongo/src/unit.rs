@@ -46,6 +46,20 @@
 //! never committed. When the poisoning failure was transient the refusal is
 //! [`Error::Retryable`], so `transaction` still runs the unit again.
 //!
+//! # The repository cache
+//!
+//! Writes of cached entities record their invalidations in the unit
+//! ([`PendingInvalidations`], all at level 0: MongoDB units do not nest).
+//! `commit` applies them after `commitTransaction` succeeded or its outcome
+//! stayed unknown (and after any other commit error except a transient
+//! abort, which is known not to have committed: a needless invalidation
+//! costs a refill, a missed one serves a stale row), before it returns. A
+//! commit resent in the background (cancelled or past its deadline)
+//! applies them again once the resend is answered, so a reader that
+//! refilled an entry from before the commit meanwhile is corrected. A
+//! poisoned unit, `rollback` and a dropped unit discard them. See the
+//! `cache` module.
+//!
 //! Identity ids (integer ids from the `reposmith_counters` collection) are
 //! reserved outside the transaction, like a Postgres sequence: concurrent
 //! units never conflict on the counter, and an aborted unit leaves a gap.
@@ -56,6 +70,7 @@ use std::time::Duration;
 
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
+use reposmith_core::cache::{Cache, Invalidation, PendingInvalidations};
 use reposmith_core::{Backend, Entity, Error, MongoEntity, Result};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
@@ -87,6 +102,8 @@ pub(crate) struct UnitShared {
     session: Mutex<Option<ClientSession>>,
     /// The first reason the unit was poisoned, or [`HEALTHY`].
     poison: AtomicU8,
+    /// Cache invalidations of the unit's writes, applied after its commit.
+    pending: PendingInvalidations,
 }
 
 /// The unit's session, locked for one command; poisons the unit when
@@ -133,6 +150,11 @@ impl Drop for Held<'_> {
 impl UnitShared {
     pub(crate) fn backend(&self) -> &MongoBackend {
         &self.backend
+    }
+
+    /// The cache invalidations recorded by the unit's writes.
+    pub(crate) fn pending(&self) -> &PendingInvalidations {
+        &self.pending
     }
 
     /// The session for one command, unless the unit ended or is poisoned.
@@ -274,6 +296,7 @@ impl MongoBackend {
                 backend: self.clone(),
                 session: Mutex::new(Some(session)),
                 poison: AtomicU8::new(HEALTHY),
+                pending: PendingInvalidations::new(),
             }),
             finished: false,
         })
@@ -298,20 +321,31 @@ impl MongoUnitOfWork {
     /// unknown outcome is resent up to [`COMMIT_ATTEMPTS`] times in all,
     /// then reported as [`Error::CommitOutcomeUnknown`]; a transient abort
     /// is [`Error::Retryable`].
+    ///
+    /// The cache invalidations of the unit's writes are applied after the
+    /// commit, before this returns (see the module docs).
     pub async fn commit(mut self) -> Result<()> {
         let session = self.shared.take().await?;
         self.finished = true;
+        let pending = self.shared.pending.take();
         if let Err(error) = self.shared.check() {
             abort(&self.shared.backend, session).await;
             return Err(error);
         }
-        commit_session(&self.shared.backend, session).await
+        let backend = &self.shared.backend;
+        let outcome = commit_session(backend, session, &pending).await;
+        let committed = !matches!(outcome, Err(Error::Retryable { .. }));
+        if committed && let Some(cache) = backend.cache() {
+            AfterCommit::new(cache, pending).apply().await;
+        }
+        outcome
     }
 
-    /// Discards the unit's writes.
+    /// Discards the unit's writes (and the cache invalidations they recorded).
     pub async fn rollback(mut self) -> Result<()> {
         let mut session = self.shared.take().await?;
         self.finished = true;
+        drop(self.shared.pending.take());
         let backend = &self.shared.backend;
         let aborted = backend.bounded("abortTransaction", session.abort_transaction());
         aborted.await?.map_err(|e| backend.map_error(e))
@@ -327,11 +361,17 @@ async fn abort(backend: &MongoBackend, mut session: ClientSession) {
         .await;
 }
 
-/// Commits; see [`Unsettled`] for a commit that is cancelled or times out.
-async fn commit_session(backend: &MongoBackend, session: ClientSession) -> Result<()> {
+/// Commits; see [`Unsettled`] for a commit that is cancelled or times out
+/// (`pending` is what it invalidates after the resend).
+async fn commit_session(
+    backend: &MongoBackend,
+    session: ClientSession,
+    pending: &Invalidation,
+) -> Result<()> {
     let mut unsettled = Unsettled {
         backend: backend.clone(),
         session: None,
+        pending: pending.clone(),
     };
     let session = unsettled.session.insert(session);
     match commit_attempts(backend, session).await {
@@ -368,10 +408,13 @@ async fn commit_attempts(backend: &MongoBackend, session: &mut ClientSession) ->
 /// may still be open on the server, holding its documents, and the driver
 /// allows no abort after a commit, so dropping this resends the commit on
 /// the runtime, bounded by the deadline: the transaction ends as the caller
-/// asked, instead of when the server's lifetime limit reaps it.
+/// asked, instead of when the server's lifetime limit reaps it. The unit's
+/// cache invalidations are applied again after the resend is answered: a
+/// reader may have refilled an entry from before the commit landed.
 struct Unsettled {
     backend: MongoBackend,
     session: Option<ClientSession>,
+    pending: Invalidation,
 }
 
 impl Drop for Unsettled {
@@ -383,9 +426,52 @@ impl Drop for Unsettled {
             return;
         };
         let after = self.backend.operation_timeout();
+        let cache = self.backend.cache().cloned();
+        let pending = std::mem::take(&mut self.pending);
         runtime.spawn(async move {
             tracing::debug!("resending a commit that got no answer");
             let _ = tokio::time::timeout(after, session.commit_transaction()).await;
+            if let Some(cache) = cache {
+                cache.invalidate(&pending).await;
+            }
+        });
+    }
+}
+
+/// A committed unit's cache invalidations being applied: if `commit` is
+/// dropped before they are, they are applied on the runtime instead.
+struct AfterCommit {
+    cache: Cache,
+    pending: Option<Invalidation>,
+}
+
+impl AfterCommit {
+    fn new(cache: &Cache, pending: Invalidation) -> AfterCommit {
+        AfterCommit {
+            cache: cache.clone(),
+            pending: Some(pending),
+        }
+    }
+
+    async fn apply(mut self) {
+        if let Some(pending) = &self.pending {
+            self.cache.invalidate(pending).await;
+        }
+        self.pending = None;
+    }
+}
+
+impl Drop for AfterCommit {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.cache.clone();
+        runtime.spawn(async move {
+            cache.invalidate(&pending).await;
         });
     }
 }

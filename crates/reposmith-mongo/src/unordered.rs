@@ -73,7 +73,7 @@ use reposmith_core::{
 use tracing::Instrument;
 
 use crate::MongoRepository;
-use crate::codec::encode;
+use crate::codec::{decode_id, encode};
 use crate::counter;
 use crate::error::conflict;
 use crate::size::document_size;
@@ -136,9 +136,31 @@ async fn insert_unordered<E: Entity>(
                       (all or nothing) in the unit, or a repository outside it";
         return Err(Error::invalid(schema.entity, OPERATION, reason));
     }
-    let (docs, mut failures) = prepare(repo, entities).await?;
+    let (docs, failures) = prepare(repo, entities).await?;
+    // Invalidated whatever the outcome: any batch may have stored documents.
+    let sent = match repo.invalidates() {
+        true => docs
+            .iter()
+            .filter_map(|(_, doc)| doc.get("_id"))
+            .map(|id| decode_id(schema, id))
+            .collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
+    let outcome = send(repo, &docs, failures).await;
+    repo.invalidate(&sent).await;
+    outcome
+}
+
+/// Sends the prepared `docs` in unordered batches; `failures` are those
+/// refused before sending.
+async fn send<E: Entity>(
+    repo: &MongoRepository<E>,
+    docs: &[(usize, Document)],
+    mut failures: Vec<RowFailure>,
+) -> Result<InsertReport> {
+    let schema = E::SCHEMA;
     let mut inserted = 0u64;
-    for range in batches(&docs) {
+    for range in batches(docs) {
         let unsent = docs.len() - range.end;
         let batch = &docs[range];
         let sent = batch.iter().map(|(_, doc)| doc);
