@@ -175,8 +175,8 @@ impl<'r, E: Entity, R: Repository<E>> Find<'r, E, R> {
     /// `#[repo(cache(..))]` on the entity (else the query fails with
     /// [`Error::InvalidInput`](crate::Error::InvalidInput): its writes would
     /// not invalidate the result); without a configured cache, and inside a
-    /// unit of work, the query simply runs. Pages (`page_after`) and
-    /// streams are not cached.
+    /// unit of work, the query simply runs. Each page of `page_after` (and
+    /// of `stream`) is an entry of its own.
     pub fn cached(mut self, ttl: std::time::Duration) -> Self {
         self.query.cached = Some(ttl);
         self

@@ -108,7 +108,7 @@ impl MongoBackend {
     /// transactional outbox in reposmith, so a missed invalidation lasts
     /// until the entry's TTL.
     pub fn with_cache(mut self, cache: Cache) -> Self {
-        self.cache = Some(cache.for_backend(reposmith_core::Backend::Mongo));
+        self.cache = Some(cache.for_backend(Backend::Mongo));
         self
     }
 

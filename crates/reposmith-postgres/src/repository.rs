@@ -504,7 +504,16 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     /// this page is the last. The order is the query's sort keys then the id
     /// ascending; see the `keyset` module for NULL placement.
     async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+        self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
+        // A cached page is its own entry (the cursor is part of its SQL values).
+        if let (Some(cache), Some(ttl)) = (self.read_cache(), query.cached) {
+            return keyset::fetch_page(query, size, |query, limit| {
+                query::fetch_cached(self, cache, ttl, query, Some(limit))
+            })
+            .instrument(span)
+            .await;
+        }
         keyset::fetch_page(query, size, |query, limit| {
             query::fetch(self, query, Some(limit))
         })
