@@ -339,10 +339,7 @@ fn fill_op(fill: &Fill) -> Option<Op> {
         EntryKey::Query { scope, hash } => {
             let generation = fill.lease.generation.as_ref()?;
             args.push(generation.clone().into_bytes());
-            vec![
-                scope.generation_key(),
-                scope.query_key(generation, hash),
-            ]
+            vec![scope.generation_key(), scope.query_key(generation, hash)]
         }
     };
     Some(Op::script(&scripts::FILL, keys, args))
@@ -369,7 +366,10 @@ fn split_query_key(scope: &Scope, hash: &str) -> Result<(String, String)> {
         }
         _ => Err(Error::config(
             "cache",
-            format!("query scope {:?} or hash {hash:?} holds a control character", scope.0),
+            format!(
+                "query scope {:?} or hash {hash:?} holds a control character",
+                scope.0
+            ),
         )),
     }
 }
@@ -512,7 +512,10 @@ mod tests {
         let Lookup::Miss(lease) = lookup_of(miss, true).unwrap() else {
             panic!("a miss");
         };
-        assert_eq!((lease.token.as_str(), lease.generation.as_deref()), ("t", Some("g")));
+        assert_eq!(
+            (lease.token.as_str(), lease.generation.as_deref()),
+            ("t", Some("g"))
+        );
         assert!(flag(&Value::Int(2), "fill").is_err());
     }
 
