@@ -67,7 +67,12 @@
 //! go to the database.
 
 mod batch;
+#[cfg(feature = "near-cache")]
+mod near;
 mod scripts;
+
+#[cfg(feature = "near-cache")]
+pub use near::NearCacheOptions;
 
 use std::fmt;
 use std::sync::Arc;
@@ -101,6 +106,10 @@ const GENERATION_MARK: &str = "\u{1}";
 pub struct RedisCacheStore {
     backend: RedisBackend,
     prefix: String,
+    /// Whether invalidations are published for near caches.
+    publish: bool,
+    #[cfg(feature = "near-cache")]
+    near: Option<Arc<near::Near>>,
 }
 
 /// What [`RedisCacheStore::check`] found about the server.
@@ -125,7 +134,61 @@ impl RedisCacheStore {
         RedisCacheStore {
             backend: backend.clone(),
             prefix: options.prefix.clone(),
+            publish: false,
+            #[cfg(feature = "near-cache")]
+            near: None,
         }
+    }
+
+    /// Also publishes every invalidation (once applied) on
+    /// [`invalidation_channel`](Self::invalidation_channel), for the near
+    /// caches of other processes. On by itself with a near cache; a
+    /// process that writes but keeps no near cache turns it on when others
+    /// do keep one, or they serve its writes' old values for up to their
+    /// near cache's TTL.
+    pub fn publish_invalidations(mut self, on: bool) -> RedisCacheStore {
+        self.publish = on;
+        self
+    }
+
+    /// The pub/sub channel invalidations are published on:
+    /// `{prefix}:cache:invalidations`.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}:cache:invalidations", self.prefix)
+    }
+
+    /// Adds a near cache (L1) in this process in front of Redis, and
+    /// publishes invalidations. Starts the subscriber task that keeps it
+    /// current, so it must be called inside a Tokio runtime. Read the
+    /// trade-off first: an L1 hit is served without asking Redis, so a
+    /// commit in another process may go unseen here for up to
+    /// [`NearCacheOptions::ttl`] (`near` module docs).
+    #[cfg(feature = "near-cache")]
+    pub fn with_near_cache(mut self, options: NearCacheOptions) -> Result<RedisCacheStore> {
+        if options.ttl.is_zero() || options.max_entries == 0 {
+            return Err(Error::config(
+                "near cache",
+                "ttl and max_entries must be above zero",
+            ));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::config(
+                "near cache",
+                "with_near_cache must be called inside a Tokio runtime",
+            ));
+        }
+        let channel = self.invalidation_channel();
+        self.near = Some(near::Near::start(self.backend.clone(), channel, &options));
+        self.publish = true;
+        Ok(self)
+    }
+
+    /// Whether the near cache is in use: its subscriber is subscribed.
+    /// False without a near cache, and while the subscription is down (L1
+    /// is then bypassed).
+    #[cfg(feature = "near-cache")]
+    pub fn near_cache_live(&self) -> bool {
+        self.near.as_ref().is_some_and(|near| near.is_live())
     }
 
     /// The key prefix this store was built with.
@@ -184,7 +247,70 @@ impl RedisCacheStore {
     }
 
     async fn lookup_all(&self, requests: &[LookupRequest]) -> Result<Vec<Lookup>> {
-        let ops = requests.iter().map(lookup_op).collect::<Result<Vec<_>>>()?;
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = self.near.as_ref().filter(|near| near.is_live()) {
+            return self.lookup_near(near, requests).await;
+        }
+        let requests: Vec<&LookupRequest> = requests.iter().collect();
+        let found = self.lookup_remote(&requests).await?;
+        Ok(found.into_iter().map(|(lookup, _)| lookup).collect())
+    }
+
+    /// Looks up in L1 first, then the rest in Redis; Redis hits go to L1.
+    #[cfg(feature = "near-cache")]
+    async fn lookup_near(
+        &self,
+        near: &near::Near,
+        requests: &[LookupRequest],
+    ) -> Result<Vec<Lookup>> {
+        let ticket = near.ticket();
+        let mut found: Vec<Option<Lookup>> = requests
+            .iter()
+            .map(|r| {
+                near.get(&r.key).map(|value| Lookup::Hit {
+                    value,
+                    refresh: None,
+                })
+            })
+            .collect();
+        let pending: Vec<&LookupRequest> = requests
+            .iter()
+            .zip(&found)
+            .filter(|(_, held)| held.is_none())
+            .map(|(request, _)| request)
+            .collect();
+        if !pending.is_empty() {
+            let mut remote = self.lookup_remote(&pending).await?.into_iter();
+            for (slot, request) in found.iter_mut().zip(requests) {
+                if slot.is_some() {
+                    continue;
+                }
+                let Some((lookup, ttl_left)) = remote.next() else {
+                    break;
+                };
+                if let Lookup::Hit {
+                    value,
+                    refresh: None,
+                } = &lookup
+                {
+                    near.put(&ticket, &request.key, value, ttl_left);
+                }
+                *slot = Some(lookup);
+            }
+        }
+        found
+            .into_iter()
+            .map(|lookup| lookup.ok_or_else(|| self.backend.map_error(&unexpected("lookup"))))
+            .collect()
+    }
+
+    /// Looks up in Redis: each lookup with the entry's remaining TTL (zero
+    /// unless a hit).
+    async fn lookup_remote(&self, requests: &[&LookupRequest]) -> Result<Vec<(Lookup, Duration)>> {
+        let ops = requests
+            .iter()
+            .map(|request| lookup_op(request))
+            .collect::<Result<Vec<_>>>()?;
         let replies = self.run(&ops).await?;
         requests
             .iter()
@@ -220,7 +346,10 @@ impl RedisCacheStore {
     }
 
     async fn invalidate_all(&self, invalidation: &Invalidation) -> Result<()> {
-        let mut ops = Vec::with_capacity(invalidation.rows.len() + invalidation.scopes.len());
+        if invalidation.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(invalidation.rows.len() + invalidation.scopes.len() + 1);
         for row in &invalidation.rows {
             ops.push(Op::command(row, redis::cmd("DEL").arg(row).to_owned()));
         }
@@ -228,7 +357,38 @@ impl RedisCacheStore {
             let key = scope.generation_key();
             ops.push(Op::command(&key, redis::cmd("DEL").arg(&key).to_owned()));
         }
-        self.run(&ops).await.map(drop)
+        let publish = self
+            .publish
+            .then(|| self.publish_op(invalidation))
+            .transpose()?;
+        // The message must leave after the deletes are applied, or a
+        // near cache could evict, then read the old value back. One
+        // connection runs a pipeline in order; a cluster's per-slot
+        // pipelines run side by side, so there it is a second round trip.
+        let applied = match publish {
+            Some(publish) if !self.backend.is_cluster() => {
+                ops.push(publish);
+                self.run(&ops).await.map(drop)
+            }
+            Some(publish) => match self.run(&ops).await {
+                Ok(_) => self.run(std::slice::from_ref(&publish)).await.map(drop),
+                Err(error) => Err(error),
+            },
+            None => self.run(&ops).await.map(drop),
+        };
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.near {
+            near.evict(invalidation);
+        }
+        applied
+    }
+
+    fn publish_op(&self, invalidation: &Invalidation) -> Result<Op> {
+        let message = serde_json::to_vec(invalidation)
+            .map_err(|e| Error::config("cache", format!("invalidation message: {e}")))?;
+        let channel = self.invalidation_channel();
+        let cmd = redis::cmd("PUBLISH").arg(&channel).arg(message).to_owned();
+        Ok(Op::command(&channel, cmd))
     }
 
     async fn release_one(&self, key: &EntryKey, lease: &Lease) -> Result<()> {
@@ -257,6 +417,10 @@ impl RedisCacheStore {
                 )
             }
         };
+        #[cfg(feature = "near-cache")]
+        if let Some(near) = &self.near {
+            near.evict_key(key);
+        }
         self.run(std::slice::from_ref(&op)).await.map(drop)
     }
 }
@@ -288,7 +452,8 @@ impl fmt::Debug for RedisCacheStore {
         f.debug_struct("RedisCacheStore")
             .field("backend", &self.backend)
             .field("prefix", &self.prefix)
-            .finish()
+            .field("publish", &self.publish)
+            .finish_non_exhaustive()
     }
 }
 
@@ -375,8 +540,8 @@ fn split_query_key(scope: &Scope, hash: &str) -> Result<(String, String)> {
 }
 
 /// A lookup script's reply: `{kind, value, lease, ms}`, a query's with its
-/// generation appended.
-fn lookup_of(reply: Value, query: bool) -> redis::RedisResult<Lookup> {
+/// generation appended; with a hit's remaining TTL.
+fn lookup_of(reply: Value, query: bool) -> redis::RedisResult<(Lookup, Duration)> {
     let bad = || unexpected("lookup");
     let Value::Array(items) = reply else {
         return Err(bad());
@@ -401,18 +566,20 @@ fn lookup_of(reply: Value, query: bool) -> redis::RedisResult<Lookup> {
             generation: generation.clone(),
         })
     };
+    let ms = Duration::from_millis(ms.max(0).unsigned_abs());
     match kind {
-        HIT if !value.is_empty() => Ok(Lookup::Hit {
-            value,
-            refresh: match token.is_empty() {
-                true => None,
-                false => Some(lease(token)?),
+        HIT if !value.is_empty() => Ok((
+            Lookup::Hit {
+                value,
+                refresh: match token.is_empty() {
+                    true => None,
+                    false => Some(lease(token)?),
+                },
             },
-        }),
-        MISS if !token.is_empty() => Ok(Lookup::Miss(lease(token)?)),
-        BUSY if ms > 0 => Ok(Lookup::Busy {
-            retry_in: Duration::from_millis(ms.unsigned_abs()),
-        }),
+            ms,
+        )),
+        MISS if !token.is_empty() => Ok((Lookup::Miss(lease(token)?), Duration::ZERO)),
+        BUSY if !ms.is_zero() => Ok((Lookup::Busy { retry_in: ms }, Duration::ZERO)),
         _ => Err(bad()),
     }
 }
@@ -509,7 +676,7 @@ mod tests {
         }
         let miss = Value::Array(vec![Value::Int(MISS), s(""), s("t"), Value::Int(0), s("g")]);
         assert!(lookup_of(miss.clone(), false).is_err());
-        let Lookup::Miss(lease) = lookup_of(miss, true).unwrap() else {
+        let (Lookup::Miss(lease), _) = lookup_of(miss, true).unwrap() else {
             panic!("a miss");
         };
         assert_eq!(
