@@ -269,3 +269,51 @@ async fn near_cache_options_are_checked() {
     let none = NearCacheOptions::default().max_entries(0);
     assert!(store.with_near_cache(none).is_err());
 }
+
+#[tokio::test]
+async fn the_fan_out_works_on_a_cluster() {
+    let Some(urls) = std::env::var("REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        println!(
+            "skipped: REDIS_CLUSTER_URLS is not set (run `cargo xtask services up --cluster`)"
+        );
+        return;
+    };
+    let nodes: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+    let config = RedisConfig::cluster(nodes);
+    let a_backend = RedisBackend::connect(&config).await.unwrap();
+    let b_backend = RedisBackend::connect(&config).await.unwrap();
+    let prefix = format!("near{}", rand_suffix());
+    let options = CacheOptions::default().prefix(prefix.clone());
+    let near = || NearCacheOptions::default().ttl(Duration::from_secs(30));
+    let a = a_backend
+        .cache_store(&options)
+        .with_near_cache(near())
+        .unwrap();
+    let b = b_backend
+        .cache_store(&options)
+        .with_near_cache(near())
+        .unwrap();
+    until(|| async { a.near_cache_live() && b.near_cache_live() }).await;
+    // Rows in many slots: the message reaches B whichever node it left from.
+    let keys: Vec<EntryKey> = (0..8)
+        .map(|n| EntryKey::Row(format!("{prefix}:c:Note:1:r:{n}")))
+        .collect();
+    for key in &keys {
+        put(&a, key, b"one").await;
+        assert_eq!(served(&b, key).await.as_deref(), Some(&b"one"[..]));
+        // From B's L1 from now on.
+        behind_the_back(&a_backend, key.as_str(), b"two").await;
+        assert_eq!(served(&b, key).await.as_deref(), Some(&b"one"[..]));
+    }
+    let rows = Invalidation {
+        rows: keys.iter().map(|k| k.as_str().to_owned()).collect(),
+        scopes: vec![],
+    };
+    a.invalidate(&rows).await.unwrap();
+    for key in &keys {
+        until(|| async { served(&b, key).await.is_none() }).await;
+    }
+}

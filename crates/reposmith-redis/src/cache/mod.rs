@@ -65,13 +65,27 @@
 //! `noeviction`): a Redis shared by the queue and the cache must keep
 //! `noeviction`, under which a full server makes cache calls fail and reads
 //! go to the database.
+//!
+//! # Near cache
+//!
+//! With the `near-cache` feature, `RedisCacheStore::with_near_cache` keeps
+//! entries in the process for up to a second in front of Redis (the
+//! `near` module tells how, and why pub/sub rather than client-side
+//! tracking). It trades the cross-process half of the promise for hits that
+//! never leave the process: this process still sees its own commits at
+//! once, but another process's commit can go unseen for up to the near
+//! cache's TTL (usually about a millisecond, the time the invalidation's
+//! pub/sub message takes to arrive). Without the feature nothing of it is
+//! built.
 
 mod batch;
 #[cfg(feature = "near-cache")]
-mod near;
+#[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+pub mod near;
 mod scripts;
 
 #[cfg(feature = "near-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
 pub use near::NearCacheOptions;
 
 use std::fmt;
@@ -162,7 +176,7 @@ impl RedisCacheStore {
     /// current, so it must be called inside a Tokio runtime. Read the
     /// trade-off first: an L1 hit is served without asking Redis, so a
     /// commit in another process may go unseen here for up to
-    /// [`NearCacheOptions::ttl`] (`near` module docs).
+    /// [`NearCacheOptions::ttl`] (see [`near`]).
     #[cfg(feature = "near-cache")]
     pub fn with_near_cache(mut self, options: NearCacheOptions) -> Result<RedisCacheStore> {
         if options.ttl.is_zero() || options.max_entries == 0 {
