@@ -20,6 +20,9 @@ pub struct RedisBackend {
     /// Opens the dedicated connections blocking commands need.
     opener: Opener,
     url: ConnectionUrl,
+    /// A cluster's seed nodes (empty for a standalone server): where the
+    /// near cache's subscriber connects.
+    seeds: Vec<ConnectionUrl>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -84,6 +87,7 @@ impl RedisBackend {
             shared,
             opener,
             url: config.url.clone(),
+            seeds: config.cluster_nodes.clone(),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
         }
@@ -134,6 +138,44 @@ impl RedisBackend {
         match connected {
             Ok(connected) => {
                 connected.map_err(|e| map(&self.url, &e, Phase::Connect, self.connect_timeout))
+            }
+            Err(_) => Err(Error::connect_timed_out(
+                Backend::Redis,
+                self.target(),
+                budget,
+            )),
+        }
+    }
+
+    /// A pub/sub connection subscribed to `channel`, within the connect
+    /// budget. On a cluster it goes to seed node `attempt` (modulo their
+    /// number): a plain `PUBLISH` reaches every node of a cluster, so any
+    /// node serves, and the next attempt after a failure tries the next.
+    #[cfg_attr(not(feature = "near-cache"), allow(dead_code))]
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+        attempt: usize,
+    ) -> Result<redis::aio::PubSub> {
+        let client = match &self.opener {
+            Opener::Standalone(client) => (**client).clone(),
+            Opener::Cluster(_) => {
+                let Some(seed) = self.seeds.get(attempt % self.seeds.len().max(1)) else {
+                    return Err(Error::config("redis", "a cluster without seed nodes"));
+                };
+                redis::Client::open(seed.expose())
+                    .map_err(|e| map(seed, &e, Phase::Connect, self.connect_timeout))?
+            }
+        };
+        let budget = self.connect_timeout + self.response_timeout;
+        let subscribed = tokio::time::timeout(budget, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        });
+        match subscribed.await {
+            Ok(subscribed) => {
+                subscribed.map_err(|e| map(&self.url, &e, Phase::Connect, self.connect_timeout))
             }
             Err(_) => Err(Error::connect_timed_out(
                 Backend::Redis,
