@@ -23,3 +23,6 @@ pub use reposmith_core::cache::{
     INVALIDATION_TOPIC, Invalidation, InvalidationReplay, Lease, Lookup, LookupRequest, Scope,
     query_hash,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use reposmith_redis::cache::{CacheServerCheck, RedisCacheStore};

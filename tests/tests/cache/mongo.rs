@@ -406,7 +406,7 @@ async fn a_cached_page_and_search_keep_their_order_and_scores() {
     let before = db.stats();
     let cached = search().await.unwrap();
     assert_eq!(db.stats().hits, before.hits + 1, "the search is cached");
-    let view = |hits: &[reposmith::Scored<Spot>]| {
+    let view = |hits: &[Scored<Spot>]| {
         hits.iter()
             .map(|h| (h.entity.id, h.distance, h.score))
             .collect::<Vec<_>>()

@@ -28,7 +28,7 @@ fn options() -> CacheOptions {
 }
 
 fn keys(options: &CacheOptions) -> Keys {
-    Keys::new(&options.prefix, "Note", &SPEC)
+    Keys::new(&options.prefix, "pg", "Note")
 }
 
 fn row(options: &CacheOptions, id: i64) -> EntryKey {
@@ -87,10 +87,10 @@ fn fill_for(
 
 /// An encoded row entry (the store keeps bytes; real ones, for realism).
 fn entry(n: i64) -> Vec<u8> {
-    codec::encode(&codec::Entry::Row(vec![
-        Value::I64(n),
-        Value::Text(format!("note {n}")),
-    ]))
+    codec::encode(
+        &codec::Entry::Row(vec![Value::I64(n), Value::Text(format!("note {n}"))]),
+        SPEC.shape,
+    )
 }
 
 async fn lookup_one<S: CacheStore>(store: &S, request: LookupRequest) -> Lookup {
@@ -182,7 +182,7 @@ async fn a_lease_then_a_fill_then_a_hit_on_the_cluster() {
 async fn invalidation_refuses_fills(backend: &RedisBackend) {
     let options = options();
     let store = backend.cache_store(&options);
-    let absent = codec::encode(&codec::Entry::Absent);
+    let absent = codec::encode(&codec::Entry::Absent, SPEC.shape);
     // A found row and an absent one: invalidated between lookup and fill.
     for (id, value) in [(1, entry(1)), (2, absent)] {
         let key = row(&options, id);
