@@ -1,11 +1,7 @@
-//! The near cache (L1) against a `redis-server` of the test's own (on
-//! PATH): two stores stand for two processes. Run with
-//! `cargo nextest run -p reposmith-redis --features near-cache --test near_cache`.
+//! The near cache (L1, `reposmith-redis`'s feature `near-cache`, which the
+//! tests crate turns on) against a `redis-server` of the test's own: two
+//! stores stand for two processes.
 
-#![cfg(feature = "near-cache")]
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reposmith_core::cache::{
@@ -13,50 +9,9 @@ use reposmith_core::cache::{
 };
 use reposmith_redis::cache::{NearCacheOptions, RedisCacheStore};
 use reposmith_redis::{RedisBackend, RedisConfig, redis};
+use reposmith_tests::redis_server::RedisServer;
 
-/// A `redis-server` on a free port, killed on drop.
-struct Server {
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (is it on PATH?)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn backend(server: &Server) -> RedisBackend {
+async fn backend(server: &RedisServer) -> RedisBackend {
     RedisBackend::connect(&RedisConfig::new(server.url()))
         .await
         .expect("connect")
@@ -151,7 +106,7 @@ async fn behind_the_back(backend: &RedisBackend, key: &str, value: &[u8]) {
 
 #[tokio::test]
 async fn an_l1_hit_skips_redis_and_another_process_invalidation_evicts_it() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let (a_backend, b_backend) = (backend(&server).await, backend(&server).await);
     let a = near_store(&a_backend, Duration::from_secs(30)).await;
     let b = near_store(&b_backend, Duration::from_secs(30)).await;
@@ -194,7 +149,7 @@ async fn an_l1_hit_skips_redis_and_another_process_invalidation_evicts_it() {
 
 #[tokio::test]
 async fn an_l1_entry_lives_no_longer_than_the_near_ttl() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let backend = backend(&server).await;
     let store = near_store(&backend, Duration::from_millis(200)).await;
     let key = EntryKey::Row("near:c:Note:1:r:2".into());
@@ -208,7 +163,7 @@ async fn an_l1_entry_lives_no_longer_than_the_near_ttl() {
 
 #[tokio::test]
 async fn a_lost_subscription_clears_l1_and_reads_redis_until_it_is_back() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let backend = backend(&server).await;
     let store = near_store(&backend, Duration::from_secs(30)).await;
     let key = EntryKey::Row("near:c:Note:1:r:3".into());
@@ -237,7 +192,7 @@ async fn a_lost_subscription_clears_l1_and_reads_redis_until_it_is_back() {
 
 #[tokio::test]
 async fn a_store_without_l1_publishes_only_when_asked() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let (a_backend, b_backend) = (backend(&server).await, backend(&server).await);
     let options = CacheOptions::default().prefix("near");
     let quiet = a_backend.cache_store(&options);
@@ -260,7 +215,7 @@ async fn a_store_without_l1_publishes_only_when_asked() {
 
 #[tokio::test]
 async fn near_cache_options_are_checked() {
-    let server = Server::start();
+    let server = RedisServer::start();
     let backend = backend(&server).await;
     let store = backend.cache_store(&CacheOptions::default());
     assert!(!store.near_cache_live());
