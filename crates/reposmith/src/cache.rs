@@ -23,6 +23,9 @@ pub use reposmith_core::cache::{
     INVALIDATION_TOPIC, Invalidation, InvalidationReplay, Lease, Lookup, LookupRequest, Scope,
     query_hash,
 };
+#[cfg(feature = "near-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+pub use reposmith_redis::cache::NearCacheOptions;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use reposmith_redis::cache::{CacheServerCheck, RedisCacheStore};

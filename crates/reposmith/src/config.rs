@@ -35,6 +35,12 @@ pub struct Config {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub cache: Option<reposmith_core::cache::CacheOptions>,
+    /// The near cache (L1) in front of the Redis cache: off unless set.
+    /// Microsecond hits, at a price: another process's commit may go unseen
+    /// for up to its TTL (1 s by default); see `reposmith::cache`.
+    #[cfg(feature = "near-cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+    pub near_cache: Option<reposmith_redis::cache::NearCacheOptions>,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             redis: None,
             #[cfg(feature = "redis")]
             cache: Some(reposmith_core::cache::CacheOptions::default()),
+            #[cfg(feature = "near-cache")]
+            near_cache: None,
         }
     }
 }
@@ -85,6 +93,8 @@ impl Config {
             redis: RedisConfig::from_env(env)?,
             #[cfg(feature = "redis")]
             cache: cache_from_env(env)?,
+            #[cfg(feature = "near-cache")]
+            near_cache: None,
         };
         if config.is_empty() {
             return Err(reposmith_core::Error::config(
@@ -147,6 +157,14 @@ impl Config {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn with_cache(mut self, options: reposmith_core::cache::CacheOptions) -> Self {
         self.cache = Some(options);
+        self
+    }
+
+    /// Puts a near cache (L1) in front of the Redis cache.
+    #[cfg(feature = "near-cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
+    pub fn with_near_cache(mut self, options: reposmith_redis::cache::NearCacheOptions) -> Self {
+        self.near_cache = Some(options);
         self
     }
 

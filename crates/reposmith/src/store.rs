@@ -77,7 +77,7 @@ impl Store {
         let (Some(redis), Some(options)) = (&self.redis, &config.cache) else {
             return Ok(());
         };
-        let cache = redis.cache(options.clone())?;
+        let cache = build_cache(redis, options, config)?;
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.postgres.take() {
             let pg = pg.with_cache(cache.clone());
@@ -295,6 +295,32 @@ impl fmt::Debug for Store {
         debug.field("redis", &self.redis);
         debug.finish()
     }
+}
+
+/// The cache over Redis, with the near cache when configured. With the
+/// `near-cache` feature compiled in, every store publishes its
+/// invalidations, so processes that keep a near cache hear of this one's
+/// writes.
+#[cfg(feature = "redis")]
+#[cfg_attr(
+    not(feature = "near-cache"),
+    allow(unused_variables, reason = "only the near cache reads the config")
+)]
+fn build_cache(
+    redis: &RedisBackend,
+    options: &reposmith_core::cache::CacheOptions,
+    config: &Config,
+) -> Result<reposmith_core::cache::Cache> {
+    #[allow(unused_mut, reason = "only the near cache changes it")]
+    let mut store = redis.cache_store(options);
+    #[cfg(feature = "near-cache")]
+    {
+        store = match &config.near_cache {
+            Some(near) => store.with_near_cache(near.clone())?,
+            None => store.publish_invalidations(true),
+        };
+    }
+    reposmith_core::cache::Cache::new(std::sync::Arc::new(store), options.clone())
 }
 
 /// The background task replaying the cache's durable invalidations.
