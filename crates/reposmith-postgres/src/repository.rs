@@ -418,19 +418,10 @@ impl<E: Entity> PgRepository<E> {
         Ok(ids.count())
     }
 
+    /// The row by id from the database, under the caller's span.
     async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
-        let span = span("select", E::SCHEMA.table);
         let params = vec![self.id_param(id)?];
         self.fetch_optional(&self.statements.get, params)
-            .instrument(span)
-            .bounded(&self.exec)
-            .await
-    }
-
-    async fn get_many_uncached(&self, ids: &[E::Id]) -> Result<Vec<E>> {
-        let span = span("select", E::SCHEMA.table);
-        self.get_many_ids(ids)
-            .instrument(span)
             .bounded(&self.exec)
             .await
     }
@@ -445,21 +436,33 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         write_path!(self, |repo| repo.insert_many_impl(entities))
     }
 
+    /// The cache's hit, miss and refused-fill events land on this span.
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        let span = span("select", E::SCHEMA.table);
         match self.read_cache() {
-            Some(cache) => cache.row::<E, _, _>(id, || self.get_uncached(id)).await,
-            None => self.get_uncached(id).await,
+            Some(cache) => {
+                cache
+                    .row::<E, _, _>(id, || self.get_uncached(id))
+                    .instrument(span)
+                    .await
+            }
+            None => self.get_uncached(id).instrument(span).await,
         }
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        let span = span("select", E::SCHEMA.table);
+        let load = |missing: Vec<E::Id>| async move {
+            self.get_many_ids(&missing).bounded(&self.exec).await
+        };
         match self.read_cache() {
-            Some(cache) => {
-                let load =
-                    |missing: Vec<E::Id>| async move { self.get_many_uncached(&missing).await };
-                cache.rows::<E, _, _>(ids, load).await
+            Some(cache) => cache.rows::<E, _, _>(ids, load).instrument(span).await,
+            None => {
+                self.get_many_ids(ids)
+                    .bounded(&self.exec)
+                    .instrument(span)
+                    .await
             }
-            None => self.get_many_uncached(ids).await,
         }
     }
 
