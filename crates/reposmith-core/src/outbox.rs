@@ -402,6 +402,14 @@ pub trait Deliver: Send + Sync + fmt::Debug {
     fn ordered(&self) -> bool {
         false
     }
+
+    /// True (the default) when delivered rows stay in the outbox as `done`
+    /// until the relay's retention purges them; false deletes them as soon
+    /// as they are delivered, for high-volume messages nobody audits (cache
+    /// invalidations: one per committed write of a cached entity).
+    fn keep_delivered(&self) -> bool {
+        true
+    }
 }
 
 /// An application handler as a destination: an `async fn` called once per

@@ -556,6 +556,11 @@ async fn an_invalidation_redis_missed_is_replayed_from_the_outbox() {
         .unwrap();
     relay.relay_once().await.unwrap();
     assert!(db.cache.stats().invalidations_replayed >= 1);
+    assert_eq!(
+        db.invalidation_rows().await,
+        0,
+        "applied invalidations are deleted, not kept for the retention"
+    );
     assert_eq!(other().get(&1).await.unwrap().unwrap().body, "after");
     server.stop();
     db.cleanup().await;

@@ -25,6 +25,12 @@ impl InvalidationReplay {
 }
 
 impl Deliver for InvalidationReplay {
+    /// One row per committed write of a cached entity: deleted once applied,
+    /// not kept for the relay's retention.
+    fn keep_delivered(&self) -> bool {
+        false
+    }
+
     fn deliver<'a>(&'a self, messages: &'a [OutboxMessage]) -> BoxFuture<'a, Vec<Result<()>>> {
         Box::pin(async move {
             let mut merged = Invalidation::default();

@@ -35,6 +35,9 @@ const SELECT_SQL: &str = "WITH blocked AS ( \
 const DONE_SQL: &str = "UPDATE reposmith_outbox SET state = 'done', done_at = now(), last_error = NULL \
      WHERE seq = ANY($1)";
 
+/// Delivered rows of destinations that keep none ([`Deliver::keep_delivered`]).
+const DELETE_SQL: &str = "DELETE FROM reposmith_outbox WHERE seq = ANY($1)";
+
 /// `kind`: 0 the destination was unreachable (no attempt spent), 1 a failed
 /// attempt, 2 a permanent failure (dead at once).
 const FAILED_SQL: &str = "UPDATE reposmith_outbox AS o \
@@ -85,6 +88,8 @@ impl Failure {
 /// What became of one locked row.
 enum Outcome {
     Done(i64),
+    /// Delivered to a destination that keeps no record of delivered rows.
+    Deleted(i64),
     Failed {
         seq: i64,
         attempts: i32,
@@ -208,10 +213,12 @@ impl Relay {
     ) -> Vec<Outcome> {
         let messages: Vec<OutboxMessage> = group.into_iter().cloned().collect();
         let results = self.deliver_guarded(destination.as_ref(), &messages).await;
+        let keep = destination.keep_delivered();
         let mut outcomes = Vec::with_capacity(messages.len());
         for (message, result) in messages.iter().zip(results) {
             match result {
-                Ok(()) => outcomes.push(Outcome::Done(message.seq)),
+                Ok(()) if keep => outcomes.push(Outcome::Done(message.seq)),
+                Ok(()) => outcomes.push(Outcome::Deleted(message.seq)),
                 Err(error) => {
                     tracing::warn!(message = %message.id, destination = %message.destination,
                         attempt = message.attempts + 1, %error, "outbox delivery failed");
@@ -266,18 +273,27 @@ impl Relay {
             .iter()
             .filter_map(|o| match o {
                 Outcome::Done(seq) => Some(*seq),
-                Outcome::Failed { .. } => None,
+                _ => None,
             })
             .collect();
-        report.delivered = done.len();
-        if !done.is_empty() {
-            let query = sqlx::query(DONE_SQL).bind(&done);
-            self.bounded(query.execute(&mut *connection)).await?;
+        let deleted: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Deleted(seq) => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        report.delivered = done.len() + deleted.len();
+        for (sql, seqs) in [(DONE_SQL, &done), (DELETE_SQL, &deleted)] {
+            if !seqs.is_empty() {
+                let query = sqlx::query(sql).bind(seqs);
+                self.bounded(query.execute(&mut *connection)).await?;
+            }
         }
         let failed: Vec<(i64, String, i64, i16)> = outcomes
             .iter()
             .filter_map(|o| match o {
-                Outcome::Done(_) => None,
+                Outcome::Done(_) | Outcome::Deleted(_) => None,
                 Outcome::Failed {
                     seq,
                     attempts,
