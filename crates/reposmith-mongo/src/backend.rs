@@ -108,7 +108,8 @@ impl MongoBackend {
     /// transactional outbox in reposmith, so a missed invalidation lasts
     /// until the entry's TTL.
     pub fn with_cache(mut self, cache: Cache) -> Self {
-        self.cache = Some(cache.for_backend(Backend::Mongo));
+        let database = format!("{}/{}", self.url.target(), self.database().name());
+        self.cache = Some(cache.for_database(Backend::Mongo, &database));
         self
     }
 

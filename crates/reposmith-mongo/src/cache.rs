@@ -107,8 +107,9 @@ impl<E: Entity> MongoRepository<E> {
         };
         let invalidation = cache.invalidation_of::<E>(ids);
         match &self.exec {
+            // Armed: dropped mid-way, it is still applied (spawned).
             Executor::Client => {
-                cache.invalidate(&invalidation).await;
+                cache.arm(invalidation).apply().await;
             }
             // MongoDB units have no savepoints: every unit is level 0.
             Executor::Unit(unit) => unit.pending().record(0, invalidation),

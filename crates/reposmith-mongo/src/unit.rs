@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
-use reposmith_core::cache::{Cache, Invalidation, PendingInvalidations};
+use reposmith_core::cache::{Invalidation, PendingInvalidations};
 use reposmith_core::{Backend, Entity, Error, MongoEntity, Result};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
@@ -336,7 +336,7 @@ impl MongoUnitOfWork {
         let outcome = commit_session(backend, session, &pending).await;
         let committed = !matches!(outcome, Err(Error::Retryable { .. }));
         if committed && let Some(cache) = backend.cache() {
-            AfterCommit::new(cache, pending).apply().await;
+            cache.arm(pending).apply().await;
         }
         outcome
     }
@@ -434,44 +434,6 @@ impl Drop for Unsettled {
             if let Some(cache) = cache {
                 cache.invalidate(&pending).await;
             }
-        });
-    }
-}
-
-/// A committed unit's cache invalidations being applied: if `commit` is
-/// dropped before they are, they are applied on the runtime instead.
-struct AfterCommit {
-    cache: Cache,
-    pending: Option<Invalidation>,
-}
-
-impl AfterCommit {
-    fn new(cache: &Cache, pending: Invalidation) -> AfterCommit {
-        AfterCommit {
-            cache: cache.clone(),
-            pending: Some(pending),
-        }
-    }
-
-    async fn apply(mut self) {
-        if let Some(pending) = &self.pending {
-            self.cache.invalidate(pending).await;
-        }
-        self.pending = None;
-    }
-}
-
-impl Drop for AfterCommit {
-    fn drop(&mut self) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let cache = self.cache.clone();
-        runtime.spawn(async move {
-            cache.invalidate(&pending).await;
         });
     }
 }

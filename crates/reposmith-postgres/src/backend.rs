@@ -47,6 +47,8 @@ pub struct PgBackend {
     pub(crate) transaction_isolation: crate::IsolationLevel,
     /// The repository cache, when one is attached ([`PgBackend::with_cache`]).
     pub(crate) cache: Option<reposmith_core::cache::Cache>,
+    /// Whether the outbox table exists, for durable invalidations.
+    pub(crate) outbox: Arc<crate::cache::OutboxPresence>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -112,6 +114,7 @@ impl PgBackend {
             }),
             transaction_isolation: config.transaction_isolation,
             cache: None,
+            outbox: Arc::default(),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -160,7 +163,9 @@ impl PgBackend {
     /// The facade's `Store` attaches the Redis cache itself when Redis is
     /// configured.
     pub fn with_cache(mut self, cache: reposmith_core::cache::Cache) -> Self {
-        self.cache = Some(cache.for_backend(Backend::Postgres));
+        // The whole URL (password redacted): options such as a search_path
+        // name a different set of tables on the same database.
+        self.cache = Some(cache.for_database(Backend::Postgres, &self.url.to_string()));
         self
     }
 

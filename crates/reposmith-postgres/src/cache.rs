@@ -15,32 +15,55 @@
 //!   off, by invalidating right after the statement.
 
 use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use reposmith_core::cache::{Cache, Invalidation};
+use reposmith_core::cache::Cache;
 use reposmith_core::{Entity, Error, FieldType, Result, Value};
 
-use crate::PgRepository;
 use crate::executor::Executor;
+use crate::{PgBackend, PgRepository};
 
 /// Row keys per outbox message, so a large `delete_where` stays far below
 /// the outbox's payload cap.
-const ROWS_PER_MESSAGE: usize = 2000;
+pub(crate) const ROWS_PER_MESSAGE: usize = 2000;
 
-/// `invalidation` split into messages of at most [`ROWS_PER_MESSAGE`] rows.
-pub(crate) fn chunks(invalidation: &Invalidation) -> Vec<Invalidation> {
-    let mut parts: Vec<Invalidation> = invalidation
-        .rows
-        .chunks(ROWS_PER_MESSAGE)
-        .map(|rows| Invalidation {
-            rows: rows.to_vec(),
-            scopes: Vec::new(),
-        })
-        .collect();
-    match parts.first_mut() {
-        Some(first) => first.scopes = invalidation.scopes.clone(),
-        None => parts.push(invalidation.clone()),
+/// How long a missing outbox table is believed missing before it is looked
+/// for again.
+const OUTBOX_RECHECK: Duration = Duration::from_secs(5);
+
+/// Whether the outbox table exists, remembered: found once, it is assumed
+/// to stay; missing, it is looked for again after [`OUTBOX_RECHECK`].
+#[derive(Debug, Default)]
+pub(crate) struct OutboxPresence {
+    seen: Mutex<Option<(bool, Instant)>>,
+}
+
+impl PgBackend {
+    /// Whether durable invalidations can be written (the outbox table
+    /// exists). A missing table is logged once per recheck and never fails
+    /// the write that asked.
+    pub(crate) async fn outbox_present(&self) -> bool {
+        {
+            let seen = self.outbox.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match *seen {
+                Some((true, _)) => return true,
+                Some((false, at)) if at.elapsed() < OUTBOX_RECHECK => return false,
+                _ => {}
+            }
+        }
+        let found = self.has_outbox_tables().await.unwrap_or(false);
+        *self.outbox.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((found, Instant::now()));
+        if !found {
+            tracing::warn!(
+                target: "reposmith::cache",
+                "no outbox table: cache invalidations are applied after COMMIT but not made \
+                 durable (create it with Schemas::with_outbox() or \
+                 PgBackend::create_outbox_tables, or turn durable_invalidation off)"
+            );
+        }
+        found
     }
-    parts
 }
 
 /// How a write of this repository invalidates the cache.
@@ -94,7 +117,9 @@ impl<E: Entity> PgRepository<E> {
         match &self.exec {
             Executor::Unit(shared, level) => shared.invalidations.record(*level, invalidation),
             Executor::Pool(_) => {
-                cache.invalidate(&invalidation).await;
+                // Armed: a caller that drops this future mid-way still
+                // gets the invalidation applied (on a spawned task).
+                cache.arm(invalidation).apply().await;
             }
         }
     }
@@ -137,7 +162,7 @@ impl<E: Entity> PgRepository<E> {
 
     /// Refuses `.cached(..)` on an entity that declares no cache: its
     /// writes would not invalidate the cached result.
-    pub(crate) fn check_cached_query(&self, cached: Option<std::time::Duration>) -> Result<()> {
+    pub(crate) fn check_cached_query(&self, cached: Option<Duration>) -> Result<()> {
         match (cached, E::SCHEMA.cache) {
             (Some(_), None) => Err(Error::invalid(
                 E::SCHEMA.entity,
@@ -152,28 +177,5 @@ impl<E: Entity> PgRepository<E> {
             )),
             _ => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reposmith_core::cache::Scope;
-
-    #[test]
-    fn large_invalidations_are_split_and_keep_their_scopes_once() {
-        let invalidation = Invalidation {
-            rows: (0..4500).map(|i| i.to_string()).collect(),
-            scopes: vec![Scope("{s}".into())],
-        };
-        let parts = chunks(&invalidation);
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts.iter().map(|p| p.rows.len()).sum::<usize>(), 4500);
-        assert_eq!(parts.iter().map(|p| p.scopes.len()).sum::<usize>(), 1);
-        let empty_rows = Invalidation {
-            rows: Vec::new(),
-            scopes: vec![Scope("{s}".into())],
-        };
-        assert_eq!(chunks(&empty_rows), vec![empty_rows]);
     }
 }

@@ -328,21 +328,30 @@ impl PgUnitOfWork {
             return Err(poisoned());
         }
         let invalidation = self.shared.invalidations.take();
-        let recorded = self.record_invalidation(&invalidation);
+        let recorded = self.record_invalidation(&invalidation).await;
         if let Err(error) = recorded.and(self.write_outbox().await) {
             let _ = self.end_transaction("ROLLBACK").await;
             self.finished = true;
             return Err(error);
         }
+        // Armed before COMMIT is sent: a commit() cancelled from here on may
+        // have committed, so the guard still invalidates (see `Cache::arm`).
+        let pending = match (&self.shared.backend.cache, invalidation.is_empty()) {
+            (Some(cache), false) => Some(cache.arm(invalidation)),
+            _ => None,
+        };
         let ended = self.end_transaction("COMMIT").await;
         self.finished = true;
         let ended = ended.map_err(|err| self.commit_error(err));
         // After COMMIT, never before; also when the outcome is unknown (an
         // extra invalidation costs a miss, a missing one a stale read).
-        if matches!(ended, Ok(()) | Err(Error::CommitOutcomeUnknown { .. }))
-            && let Some(cache) = &self.shared.backend.cache
-        {
-            cache.invalidate(&invalidation).await;
+        if let Some(pending) = pending {
+            match &ended {
+                Ok(()) | Err(Error::CommitOutcomeUnknown { .. }) => {
+                    pending.apply().await;
+                }
+                Err(_) => pending.disarm(),
+            }
         }
         ended
     }
@@ -350,14 +359,19 @@ impl PgUnitOfWork {
     /// Puts the unit's cache invalidation in its outbox (when the cache's
     /// invalidations are durable), so the relay replays it if applying it
     /// after COMMIT fails. Split into messages of bounded size.
-    fn record_invalidation(&self, invalidation: &Invalidation) -> Result<()> {
+    async fn record_invalidation(&self, invalidation: &Invalidation) -> Result<()> {
         let Some(cache) = &self.shared.backend.cache else {
             return Ok(());
         };
         if invalidation.is_empty() || !cache.options().durable_invalidation {
             return Ok(());
         }
-        for part in crate::cache::chunks(invalidation) {
+        // Without the outbox table the write still commits: the invalidation
+        // is applied after COMMIT, just not replayed if Redis misses it.
+        if !self.shared.backend.outbox_present().await {
+            return Ok(());
+        }
+        for part in invalidation.chunks(crate::cache::ROWS_PER_MESSAGE) {
             let json = serde_json::to_value(&part).map_err(|e| {
                 Error::invalid("cache", "invalidation", format!("does not serialize: {e}"))
             })?;

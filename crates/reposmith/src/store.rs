@@ -334,8 +334,8 @@ struct ReplayTask {
 /// Starts the task that delivers the cache's durable invalidations through
 /// an outbox relay. It waits for the outbox table to exist (an application
 /// may create it after connecting), checking every two seconds; until then
-/// writes of cached entities fail with a configuration error naming the
-/// fix, so no invalidation is lost silently.
+/// writes of cached entities commit with their invalidation applied but not
+/// made durable (the backend warns).
 #[cfg(all(feature = "redis", feature = "postgres"))]
 fn spawn_replay(pg: &PgBackend, cache: &reposmith_core::cache::Cache) -> ReplayTask {
     use reposmith_core::cache::{INVALIDATION_TOPIC, InvalidationReplay};

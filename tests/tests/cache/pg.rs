@@ -353,6 +353,10 @@ async fn delete_where_invalidates_exactly_the_deleted_rows() {
 struct GatedFills {
     inner: Arc<dyn CacheStore>,
     armed: AtomicBool,
+    /// The next lookup fails (a slow or lost reply).
+    fail_lookup: AtomicBool,
+    /// Invalidations fail while set (a Redis the invalidation cannot reach).
+    fail_invalidations: AtomicBool,
     /// One permit: a fill has reached the gate.
     arrived: Semaphore,
     /// One permit: the fill may go on.
@@ -364,6 +368,8 @@ impl GatedFills {
         Arc::new(GatedFills {
             inner,
             armed: AtomicBool::new(false),
+            fail_lookup: AtomicBool::new(false),
+            fail_invalidations: AtomicBool::new(false),
             arrived: Semaphore::new(0),
             open: Semaphore::new(0),
         })
@@ -372,6 +378,9 @@ impl GatedFills {
 
 impl CacheStore for GatedFills {
     fn lookup<'a>(&'a self, r: &'a [LookupRequest]) -> BoxFuture<'a, Result<Vec<Lookup>>> {
+        if self.fail_lookup.swap(false, Ordering::SeqCst) {
+            return Box::pin(async { Err(injected()) });
+        }
         self.inner.lookup(r)
     }
 
@@ -386,6 +395,9 @@ impl CacheStore for GatedFills {
     }
 
     fn invalidate<'a>(&'a self, i: &'a Invalidation) -> BoxFuture<'a, Result<()>> {
+        if self.fail_invalidations.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(injected()) });
+        }
         self.inner.invalidate(i)
     }
 
@@ -395,6 +407,14 @@ impl CacheStore for GatedFills {
 
     fn discard<'a>(&'a self, k: &'a EntryKey, v: &'a [u8]) -> BoxFuture<'a, Result<()>> {
         self.inner.discard(k, v)
+    }
+}
+
+/// The failure the store injects, as Redis going away would surface it.
+fn injected() -> Error {
+    Error::Unavailable {
+        backend: reposmith::Backend::Redis,
+        reason: "injected by the test".into(),
     }
 }
 
@@ -635,5 +655,110 @@ async fn a_struct_changed_between_builds_ignores_the_old_entries() {
     };
     db.pg.repo::<v2::Note>().update(&edited).await.unwrap();
     assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "by v2");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_read_after_a_commit_never_shares_a_lookup_from_before_it() {
+    let (db, gate) = gated_db().await;
+    let notes = db.pg.repo::<Note>();
+    let stored = notes.insert(&note(1, "v1")).await.unwrap();
+    // The leader looked up and read v1; its fill waits at the gate.
+    gate.armed.store(true, Ordering::SeqCst);
+    let leader = notes.clone();
+    let early = tokio::spawn(async move { leader.get(&1).await.unwrap().unwrap().body });
+    let arrived = tokio::time::timeout(Duration::from_secs(10), gate.arrived.acquire());
+    arrived
+        .await
+        .expect("the leader reached its fill")
+        .unwrap()
+        .forget();
+    let edited = Note {
+        body: "v2".into(),
+        ..stored
+    };
+    notes.update(&edited).await.unwrap();
+    // Arriving after commit() returned, it must not take the leader's v1.
+    let late = notes.get(&1).await.unwrap().unwrap().body;
+    gate.open.add_permits(1);
+    assert_eq!(late, "v2");
+    assert_eq!(
+        early.await.unwrap(),
+        "v1",
+        "the leader's own read predates the commit"
+    );
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_open_breaker_still_sends_invalidations() {
+    let (db, gate) = gated_db().await;
+    let notes = db.pg.repo::<Note>();
+    let stored = notes.insert(&note(1, "v1")).await.unwrap();
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v1");
+    gate.fail_lookup.store(true, Ordering::SeqCst);
+    notes.get(&1).await.unwrap();
+    assert!(
+        db.cache.is_degraded(),
+        "one failed lookup opened the breaker"
+    );
+    let edited = Note {
+        body: "v2".into(),
+        ..stored
+    };
+    notes.update(&edited).await.unwrap();
+    assert_eq!(db.cache.stats().invalidations_missed, 0);
+    // Another process, whose breaker is closed, finds no stale entry.
+    let redis = RedisBackend::connect(&RedisConfig::new(redis_url()))
+        .await
+        .unwrap();
+    let other = Cache::new(
+        Arc::new(redis.cache_store(&CacheOptions::default())),
+        db.cache.options().clone(),
+    )
+    .unwrap();
+    let other_notes = db.pg.clone().with_cache(other).repo::<Note>();
+    assert_eq!(other_notes.get(&1).await.unwrap().unwrap().body, "v2");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_process_that_missed_an_invalidation_reads_the_database_until_it_is_applied() {
+    let (db, gate) = gated_db().await;
+    let notes = db.pg.repo::<Note>();
+    let stored = notes.insert(&note(1, "v1")).await.unwrap();
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v1");
+    gate.fail_invalidations.store(true, Ordering::SeqCst);
+    let edited = Note {
+        body: "v2".into(),
+        ..stored
+    };
+    notes.update(&edited).await.unwrap();
+    assert_eq!(db.cache.stats().invalidations_missed, 1);
+    // Redis answers lookups all along (it still holds v1): whatever the
+    // time, this process reads the database while its invalidation is missing.
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gate.fail_invalidations.store(false, Ordering::SeqCst);
+    let retried = async {
+        while db.cache.stats().invalidations_replayed == 0 {
+            assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), retried)
+        .await
+        .expect("a read retried it");
+    let hits = db.cache.stats().hits;
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2");
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "v2");
+    assert!(
+        db.cache.stats().hits > hits,
+        "the cache is used again once it is applied"
+    );
     db.cleanup().await;
 }

@@ -79,7 +79,11 @@ pub fn encode(entry: &Entry, shape: u64) -> Vec<u8> {
 
 /// The entry in `bytes`, if a struct of shape `shape` wrote it.
 pub fn decode(bytes: &[u8], shape: u64) -> Decoded<Entry> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Reader {
+        bytes,
+        at: 0,
+        depth: 0,
+    };
     if r.byte()? != FORMAT {
         return Err(CodecError("written in another format"));
     }
@@ -235,9 +239,15 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// How deep arrays may nest in an entry: a crafted or damaged entry must be
+/// an error, not a stack overflow.
+const MAX_DEPTH: usize = 32;
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Arrays entered so far.
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -326,7 +336,15 @@ impl<'a> Reader<'a> {
                 let json = serde_json::from_str(&text).map_err(|_| CodecError("bad JSON"))?;
                 Value::Json(json)
             }
-            13 => Value::Array(self.values()?),
+            13 => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(CodecError("arrays nested too deep"));
+                }
+                let items = self.values()?;
+                self.depth -= 1;
+                Value::Array(items)
+            }
             14 => Value::Vector(pgvector::Vector::from(self.f32s()?)),
             15 => Value::HalfVector(pgvector::HalfVector::from_f32_slice(&self.f32s()?)),
             16 => {
@@ -433,5 +451,14 @@ mod tests {
         huge.extend_from_slice(&7u64.to_le_bytes());
         huge.extend_from_slice(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(decode(&huge, 7).is_err());
+        // Arrays nested deeper than any column type are refused, not recursed.
+        let mut deep = vec![FORMAT];
+        deep.extend_from_slice(&7u64.to_le_bytes());
+        deep.extend_from_slice(&[1, 1]);
+        for _ in 0..300_000 {
+            deep.extend_from_slice(&[13, 1]);
+        }
+        deep.push(0);
+        assert_eq!(decode(&deep, 7), Err(CodecError("arrays nested too deep")));
     }
 }

@@ -17,15 +17,23 @@
 //!   rows and for cached queries;
 //! * reads inside a unit of work never use the cache: the unit must see its
 //!   own writes, and a SERIALIZABLE unit must read the database for its
-//!   conflict detection.
+//!   conflict detection;
+//! * in-process single flight only shares a lookup that started after the
+//!   reader arrived (see `flight.rs`).
 //!
 //! When an invalidation does not reach the server (it is down, paused or
-//! failing over), the commit still succeeds: the invalidation was also
-//! written to the transactional outbox in the unit's transaction (on
-//! PostgreSQL, [`CacheOptions::durable_invalidation`]), and the outbox
-//! relay applies it once the server answers. Until then this process reads
-//! the database; another process may serve the old entry until the replay
-//! (about a second after the server answers) or the entry's TTL.
+//! failing over), the commit still succeeds: this process keeps the
+//! invalidation and reads the database until a retry applies it (one
+//! reader at a time retries, at most once per breaker cooldown); on
+//! PostgreSQL it was also written to the transactional outbox in the unit's
+//! transaction ([`CacheOptions::durable_invalidation`]), and the outbox
+//! relay applies it for every other process once the server answers. Until
+//! then another process may serve the old entry (about a second after the
+//! server answers, or the entry's TTL on MongoDB, which has no outbox).
+//! A `commit()` cancelled after COMMIT was sent still invalidates
+//! ([`Cache::arm`]). A failover that loses an acknowledged `DEL` (Redis
+//! replicates asynchronously) is not covered: that entry lives until its
+//! TTL.
 //!
 //! The cache never turns into an error: a server that fails or is slower
 //! than [`CacheOptions::response_timeout`] opens a circuit breaker, and
@@ -33,6 +41,7 @@
 
 mod breaker;
 pub mod codec;
+mod flight;
 mod key;
 mod options;
 mod pending;
@@ -44,9 +53,9 @@ pub mod store;
 
 pub use codec::CachedRow;
 pub use key::{Keys, MAX_PREFIX, check_prefix, escape, id_text};
-pub use options::CacheOptions;
+pub use options::{CacheOptions, MAX_ENTRY_BYTES};
 pub use pending::PendingInvalidations;
-pub use read::Cache;
+pub use read::{Cache, PendingApply};
 pub use replay::InvalidationReplay;
 pub use spec::CacheSpec;
 pub use stats::CacheStats;

@@ -6,6 +6,10 @@ use std::time::Duration;
 use super::key::check_prefix;
 use crate::Result;
 
+/// The largest `max_entry_bytes` accepted (Redis itself takes up to 512 MB
+/// per value; an entry this big already costs more to move than to query).
+pub const MAX_ENTRY_BYTES: usize = 64 << 20;
+
 /// How the repository cache behaves. `CacheOptions::default()` is what a
 /// `Store` with Redis configured uses.
 #[derive(Debug, Clone)]
@@ -17,20 +21,17 @@ pub struct CacheOptions {
     /// Longest wait for a lookup or a fill. A read whose lookup takes
     /// longer reads the database instead (50 ms).
     pub response_timeout: Duration,
-    /// Longest wait for an invalidation after a commit (250 ms); one that
-    /// takes longer is left to the outbox replay.
+    /// Longest wait for each chunk of an invalidation after a commit
+    /// (250 ms); one that takes longer is retried by this process before
+    /// its next cache read and replayed from the outbox for the others.
     pub invalidation_timeout: Duration,
     /// Consecutive failures (errors or timeouts) that open the circuit
     /// breaker (1): while it is open reads go to the database without
-    /// asking the cache.
+    /// asking the cache. Invalidations are always attempted.
     pub breaker_failures: u32,
     /// How long the breaker stays open before one call probes the cache
     /// again (1 s).
     pub breaker_cooldown: Duration,
-    /// After the cache answers again following a failed invalidation, how
-    /// long this process keeps reading the database (2 s): the outbox relay
-    /// replays the missed invalidation within that time.
-    pub replay_grace: Duration,
     /// How long a fill lease lives (5 s): a reader that crashes or is
     /// cancelled between its lookup and its fill blocks other fills of
     /// that entry at most this long.
@@ -64,7 +65,6 @@ impl Default for CacheOptions {
             invalidation_timeout: Duration::from_millis(250),
             breaker_failures: 1,
             breaker_cooldown: Duration::from_secs(1),
-            replay_grace: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(5),
             max_wait: Duration::from_millis(500),
             ttl_jitter: 0.1,
@@ -122,11 +122,26 @@ impl CacheOptions {
     pub fn validate(&self) -> Result<()> {
         check_prefix(&self.prefix)?;
         let bad = |what: &str| Err(crate::Error::config("cache", what.to_owned()));
-        if self.response_timeout.is_zero() || self.invalidation_timeout.is_zero() {
-            return bad("response and invalidation timeouts must be above zero");
+        let minute = Duration::from_secs(60);
+        let timeouts = [
+            self.response_timeout,
+            self.invalidation_timeout,
+            self.breaker_cooldown,
+        ];
+        if timeouts.iter().any(|t| t.is_zero() || *t > minute) {
+            return bad(
+                "response_timeout, invalidation_timeout and breaker_cooldown must be above \
+                 zero and at most 60 s",
+            );
         }
-        if self.lease_ttl < Duration::from_millis(10) {
-            return bad("lease_ttl must be at least 10 ms");
+        if self.lease_ttl < Duration::from_millis(10) || self.lease_ttl > minute {
+            return bad("lease_ttl must be 10 ms to 60 s");
+        }
+        if self.max_wait > self.lease_ttl {
+            return bad("max_wait must not exceed lease_ttl");
+        }
+        if self.max_entry_bytes == 0 || self.max_entry_bytes > MAX_ENTRY_BYTES {
+            return bad("max_entry_bytes must be 1 byte to 64 MiB");
         }
         if self.breaker_failures == 0 {
             return bad("breaker_failures must be at least 1");

@@ -32,7 +32,7 @@ impl PendingInvalidations {
         }
         let mut entries = self.entries();
         match entries.last_mut() {
-            Some((last, pending)) if *last == level => pending.merge(&invalidation),
+            Some((last, pending)) if *last == level => pending.extend(invalidation),
             _ => entries.push((level, invalidation)),
         }
     }
@@ -51,8 +51,9 @@ impl PendingInvalidations {
     pub fn take(&self) -> Invalidation {
         let mut merged = Invalidation::default();
         for (_, invalidation) in std::mem::take(&mut *self.entries()) {
-            merged.merge(&invalidation);
+            merged.extend(invalidation);
         }
+        merged.dedup();
         merged
     }
 
@@ -60,8 +61,9 @@ impl PendingInvalidations {
     pub fn peek(&self) -> Invalidation {
         let mut merged = Invalidation::default();
         for (_, invalidation) in self.entries().iter() {
-            merged.merge(invalidation);
+            merged.extend(invalidation.clone());
         }
+        merged.dedup();
         merged
     }
 }

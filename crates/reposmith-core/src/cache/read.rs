@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
-use super::breaker::{Breaker, ReadMode};
+use super::breaker::Breaker;
 use super::codec::{self, CachedRow, Entry};
+use super::flight::{self, Flights, Role};
 use super::key::Keys;
 use super::options::CacheOptions;
 use super::spec::CacheSpec;
@@ -31,8 +31,9 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
-    /// The backend whose repositories use this handle (part of every key).
-    backend: Option<crate::Backend>,
+    /// The backend and database whose repositories use this handle (part
+    /// of every key), see [`Cache::for_database`].
+    namespace: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -40,15 +41,14 @@ struct Inner {
     options: CacheOptions,
     breaker: Breaker,
     counters: Counters,
-    /// In-process single flight: the lookup (and fill) under way per entry.
-    flights: Mutex<HashMap<EntryKey, watch::Receiver<Flight>>>,
-}
-
-#[derive(Clone)]
-enum Flight {
-    Running,
-    Done(Arc<Entry>),
-    Failed,
+    /// In-process single flight.
+    flights: Flights,
+    /// Invalidations of this process that did not reach the server: until
+    /// they do, its reads skip the cache (the outbox replays them for other
+    /// processes).
+    missed: Mutex<Invalidation>,
+    /// A reader is retrying `missed` now.
+    retrying: AtomicBool,
 }
 
 impl std::fmt::Debug for Cache {
@@ -65,19 +65,17 @@ impl Cache {
     /// A cache over `store`; fails when an option is out of range.
     pub fn new(store: Arc<dyn CacheStore>, options: CacheOptions) -> Result<Cache> {
         options.validate()?;
-        let breaker = Breaker::new(
-            options.breaker_failures,
-            options.breaker_cooldown,
-            options.replay_grace,
-        );
+        let breaker = Breaker::new(options.breaker_failures, options.breaker_cooldown);
         Ok(Cache {
-            backend: None,
+            namespace: None,
             inner: Arc::new(Inner {
                 store,
                 options,
                 breaker,
                 counters: Counters::default(),
-                flights: Mutex::new(HashMap::new()),
+                flights: Flights::default(),
+                missed: Mutex::new(Invalidation::default()),
+                retrying: AtomicBool::new(false),
             }),
         })
     }
@@ -97,13 +95,22 @@ impl Cache {
         self.inner.breaker.is_open()
     }
 
-    /// This cache for the repositories of `backend`: its keys carry the
-    /// backend's name, so an entity stored in both backends keeps two sets
-    /// of entries. The backends call it when a cache is attached.
-    pub fn for_backend(&self, backend: crate::Backend) -> Cache {
+    /// This cache for the repositories of `backend` on the database named
+    /// by `database` (host, port and database; never credentials): keys
+    /// carry the backend and a short hash of the database, so an entity
+    /// stored in both backends, or in two databases behind one Redis (a
+    /// database per tenant), keeps apart entries. The backends call it when
+    /// a cache is attached.
+    pub fn for_database(&self, backend: crate::Backend, database: &str) -> Cache {
+        let tag = match backend {
+            crate::Backend::Postgres => "pg",
+            crate::Backend::Mongo => "mongo",
+            _ => "other",
+        };
+        let hash = super::query_hash([database.as_bytes()]);
         Cache {
             inner: Arc::clone(&self.inner),
-            backend: Some(backend),
+            namespace: Some(Arc::from(format!("{tag}.{}", &hash[..8]))),
         }
     }
 
@@ -113,12 +120,8 @@ impl Cache {
     }
 
     fn keys_of<E: Entity>(&self) -> Keys {
-        let backend = self.backend.map_or("any", |b| match b {
-            crate::Backend::Postgres => "pg",
-            crate::Backend::Mongo => "mongo",
-            _ => "other",
-        });
-        Keys::new(&self.inner.options.prefix, backend, E::SCHEMA.entity)
+        let namespace = self.namespace.as_deref().unwrap_or("any");
+        Keys::new(&self.inner.options.prefix, namespace, E::SCHEMA.entity)
     }
 
     /// What to invalidate when rows of `E` with ids `ids` change: their
@@ -187,8 +190,7 @@ impl Cache {
         let Some(spec) = E::SCHEMA.cache else {
             return load(ids.to_vec()).await;
         };
-        let mode = self.inner.breaker.read_mode();
-        if mode == ReadMode::Skip {
+        if !self.may_read().await {
             Counters::add(&self.inner.counters.bypassed);
             return load(ids.to_vec()).await;
         }
@@ -233,22 +235,10 @@ impl Cache {
                 }
                 Lookup::Miss(l) => {
                     Counters::add(&self.inner.counters.misses);
-                    let guard = match mode {
-                        ReadMode::Use => lease(l),
-                        _ => {
-                            drop(lease(l));
-                            None
-                        }
-                    };
-                    missing.push((id, key, guard));
+                    missing.push((id, key.clone(), lease(l)));
                 }
                 Lookup::Busy { .. } => missing.push((id, key, None)),
             }
-        }
-        if mode == ReadMode::Probe {
-            self.inner.breaker.success();
-            drop(missing);
-            return load(ids.to_vec()).await;
         }
         if missing.is_empty() {
             return Ok(rows);
@@ -307,7 +297,9 @@ impl Cache {
             scope: self.keys_of::<E>().scope(),
             hash,
         };
-        let policy = Policy::of::<E>(&spec, ttl);
+        // Every write of the entity orphans its cached queries; they expire
+        // by TTL, so none outlives the entity's own.
+        let policy = Policy::of::<E>(&spec, ttl.min(spec.ttl()));
         let entry_of = || async { Ok(Entry::Rows(load().await?)) };
         let entry = self.single_flight(&key, policy, entry_of).await?;
         match &*entry {
@@ -319,66 +311,123 @@ impl Cache {
         }
     }
 
-    /// Applies `invalidation` now (after a commit), bounded by the
-    /// invalidation timeout. Returns false when it did not reach the
-    /// server; reads in this process then skip the cache until the outbox
-    /// replay had time to apply it.
+    /// Applies `invalidation` now (after a commit): always attempted,
+    /// whatever the breaker says, in chunks each bounded by the
+    /// invalidation timeout. Returns false when some of it did not reach
+    /// the server; this process then keeps it and reads the database until
+    /// a retry applies it (the outbox replays it for other processes).
     pub async fn invalidate(&self, invalidation: &Invalidation) -> bool {
         if invalidation.is_empty() {
             return true;
         }
-        let counters = &self.inner.counters;
-        let reached = match self.inner.breaker.allow() {
-            false => false,
-            true => {
-                let call = self.inner.store.invalidate(invalidation);
-                match tokio::time::timeout(self.inner.options.invalidation_timeout, call).await {
-                    Ok(Ok(())) => {
-                        self.inner.breaker.success();
-                        true
-                    }
-                    _ => {
-                        self.inner.breaker.failure();
-                        Counters::add(&counters.errors);
-                        false
-                    }
-                }
-            }
-        };
-        match reached {
-            true => Counters::add(&counters.invalidations),
-            false => {
-                Counters::add(&counters.invalidations_missed);
-                self.inner.breaker.missed_invalidation();
-                tracing::warn!(
-                    target: "reposmith::cache",
-                    cache = "invalidation missed",
-                    rows = invalidation.rows.len(),
-                    "cache invalidation did not reach the server; the outbox relay replays it"
-                );
+        let mut missed = Invalidation::default();
+        for part in invalidation.chunks(INVALIDATION_CHUNK) {
+            if !self.apply(&part).await {
+                missed.extend(part);
             }
         }
-        reached
+        if missed.is_empty() {
+            Counters::add(&self.inner.counters.invalidations);
+            return true;
+        }
+        self.missed(missed);
+        false
+    }
+
+    /// Arms an invalidation before the write it belongs to is committed:
+    /// [`PendingApply::apply`] it once committed, or
+    /// [`PendingApply::disarm`] it when the commit is known to have failed.
+    /// Dropped armed (the commit's future was cancelled, its outcome
+    /// unknown), it counts as missed and is applied on a spawned task.
+    pub fn arm(&self, invalidation: Invalidation) -> PendingApply {
+        PendingApply {
+            cache: self.clone(),
+            invalidation: Some(invalidation),
+        }
+    }
+
+    /// Records a missed invalidation: reads skip the cache until it is applied.
+    fn missed(&self, invalidation: Invalidation) {
+        Counters::add(&self.inner.counters.invalidations_missed);
+        tracing::warn!(
+            target: "reposmith::cache",
+            cache = "invalidation missed",
+            rows = invalidation.rows.len(),
+            "cache invalidation did not reach the server; this process reads the database \
+             until a retry applies it, the outbox relay replays it for the others"
+        );
+        let mut pending = self.inner.missed.lock().unwrap_or_else(|p| p.into_inner());
+        pending.extend(invalidation);
+        pending.dedup();
+    }
+
+    /// One chunk of an invalidation, bounded; feeds the breaker.
+    async fn apply(&self, invalidation: &Invalidation) -> bool {
+        let call = self.inner.store.invalidate(invalidation);
+        match tokio::time::timeout(self.inner.options.invalidation_timeout, call).await {
+            Ok(Ok(())) => {
+                self.inner.breaker.success();
+                true
+            }
+            _ => {
+                self.inner.breaker.failure();
+                Counters::add(&self.inner.counters.errors);
+                false
+            }
+        }
+    }
+
+    /// Whether a read may use the cache now: the breaker lets it through
+    /// and no invalidation of this process is missing (one reader at a
+    /// time retries a missing one; the others read the database).
+    async fn may_read(&self) -> bool {
+        let pending = {
+            let missed = self.inner.missed.lock().unwrap_or_else(|p| p.into_inner());
+            (!missed.is_empty()).then(|| missed.clone())
+        };
+        let Some(pending) = pending else {
+            return self.inner.breaker.allow();
+        };
+        if !self.inner.breaker.allow() || self.inner.retrying.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let mut applied = true;
+        for part in pending.chunks(INVALIDATION_CHUNK) {
+            applied &= self.apply(&part).await;
+        }
+        let clear = {
+            let mut missed = self.inner.missed.lock().unwrap_or_else(|p| p.into_inner());
+            if applied {
+                missed.remove_all(&pending);
+                Counters::add(&self.inner.counters.invalidations_replayed);
+            }
+            missed.is_empty()
+        };
+        self.inner.retrying.store(false, Ordering::Release);
+        applied && clear
     }
 
     /// Applies an invalidation the outbox relay replays; an error is
     /// returned (the relay retries it).
     pub async fn replay(&self, invalidation: &Invalidation) -> Result<()> {
-        let call = self.inner.store.invalidate(invalidation);
         let timeout = self.inner.options.invalidation_timeout;
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(())) => {
-                Counters::add(&self.inner.counters.invalidations_replayed);
-                tracing::debug!(target: "reposmith::cache", cache = "invalidation replayed");
-                Ok(())
+        for part in invalidation.chunks(INVALIDATION_CHUNK) {
+            let call = self.inner.store.invalidate(&part);
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        backend: crate::Backend::Redis,
+                        operation: "cache invalidation",
+                        after: timeout,
+                    });
+                }
             }
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(Error::Timeout {
-                backend: crate::Backend::Redis,
-                operation: "cache invalidation",
-                after: timeout,
-            }),
         }
+        Counters::add(&self.inner.counters.invalidations_replayed);
+        tracing::debug!(target: "reposmith::cache", cache = "invalidation replayed");
+        Ok(())
     }
 
     fn request(&self, key: EntryKey) -> LookupRequest {
@@ -417,8 +466,9 @@ impl Cache {
         outcome
     }
 
-    /// Runs the lookup of `key` once per process at a time: other tasks
-    /// asking for it meanwhile wait for its entry (bounded by `max_wait`).
+    /// Reads `key` through the in-process single flight (see
+    /// [`flight`](super::flight)): a caller shares only a lookup that
+    /// started after it arrived.
     async fn single_flight<F, Fut>(
         &self,
         key: &EntryKey,
@@ -429,52 +479,25 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
-        let follower = match self.join_flight(key) {
-            Ok(rx) => Some(rx),
-            Err(tx) => {
-                let flight = FlightGuard {
-                    cache: self,
-                    key,
-                    tx: Some(tx),
-                };
-                let outcome = self.lookup_and_load(key, policy, &load).await;
-                flight.finish(outcome.as_ref().ok().cloned());
-                return outcome;
+        let wait = self.inner.options.max_wait;
+        let leader = match self.inner.flights.join(key) {
+            Role::Lead(leader) => leader,
+            Role::LeadNext(running, mut leader) => {
+                flight::ended(running, wait).await;
+                leader.promote();
+                leader
+            }
+            Role::Follow(rx) => {
+                Counters::add(&self.inner.counters.coalesced);
+                if let Some(entry) = flight::outcome(rx, wait).await {
+                    return Ok(entry);
+                }
+                return self.lookup_and_load(key, policy, &load).await;
             }
         };
-        if let Some(mut rx) = follower {
-            Counters::add(&self.inner.counters.coalesced);
-            let waited = tokio::time::timeout(self.inner.options.max_wait, async {
-                loop {
-                    if let Flight::Done(entry) = &*rx.borrow_and_update() {
-                        return Some(Arc::clone(entry));
-                    }
-                    if matches!(&*rx.borrow(), Flight::Failed) || rx.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            })
-            .await;
-            if let Ok(Some(entry)) = waited {
-                return Ok(entry);
-            }
-        }
-        self.lookup_and_load(key, policy, &load).await
-    }
-
-    /// The flight under way for `key` to wait on, or (none under way) the
-    /// sender of a new one this caller leads.
-    fn join_flight(
-        &self,
-        key: &EntryKey,
-    ) -> std::result::Result<watch::Receiver<Flight>, watch::Sender<Flight>> {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = flights.get(key) {
-            return Ok(rx.clone());
-        }
-        let (tx, rx) = watch::channel(Flight::Running);
-        flights.insert(key.clone(), rx);
-        Err(tx)
+        let outcome = self.lookup_and_load(key, policy, &load).await;
+        leader.finish(outcome.as_ref().ok().cloned());
+        outcome
     }
 
     async fn lookup_and_load<F, Fut>(
@@ -487,8 +510,7 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
-        let mode = self.inner.breaker.read_mode();
-        if mode == ReadMode::Skip {
+        if !self.may_read().await {
             Counters::add(&self.inner.counters.bypassed);
             return load().await.map(Arc::new);
         }
@@ -502,18 +524,6 @@ impl Cache {
                 Ok(Some(lookup)) => lookup,
                 _ => return load().await.map(Arc::new),
             };
-            if mode == ReadMode::Probe {
-                if let Lookup::Miss(lease)
-                | Lookup::Hit {
-                    refresh: Some(lease),
-                    ..
-                } = lookup
-                {
-                    drop(LeaseGuard::new(self, key.clone(), lease));
-                }
-                Counters::add(&self.inner.counters.bypassed);
-                return load().await.map(Arc::new);
-            }
             match lookup {
                 Lookup::Hit { value, refresh } => {
                     let Ok(entry) = codec::decode(&value, policy.shape) else {
@@ -691,38 +701,60 @@ fn token() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// Ends an in-process flight: followers get the entry, or learn the leader
-/// failed (or was cancelled) and look up themselves.
-struct FlightGuard<'a> {
-    cache: &'a Cache,
-    key: &'a EntryKey,
-    tx: Option<watch::Sender<Flight>>,
+/// Row keys per invalidation call: a large `delete_where` is applied in
+/// chunks, each under its own timeout.
+const INVALIDATION_CHUNK: usize = 1000;
+
+/// An invalidation armed before its commit; see [`Cache::arm`].
+#[must_use = "apply it after the commit, or disarm it when the commit failed"]
+#[derive(Debug)]
+pub struct PendingApply {
+    cache: Cache,
+    invalidation: Option<Invalidation>,
 }
 
-impl FlightGuard<'_> {
-    fn finish(mut self, entry: Option<Arc<Entry>>) {
-        if let Some(tx) = self.tx.take() {
-            self.remove();
-            let _ = tx.send(entry.map_or(Flight::Failed, Flight::Done));
-        }
+impl PendingApply {
+    /// The commit happened (or may have): applies the invalidation now.
+    /// Cancelled while applying, the rest is applied on a spawned task.
+    pub async fn apply(mut self) -> bool {
+        let Some(invalidation) = self.invalidation.clone() else {
+            return true;
+        };
+        let applied = self.cache.invalidate(&invalidation).await;
+        // Applied, or recorded as missed by `invalidate`: done either way.
+        self.invalidation = None;
+        applied
     }
 
-    fn remove(&self) {
-        let mut flights = self
-            .cache
-            .inner
-            .flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        flights.remove(self.key);
+    /// The commit is known not to have happened: nothing to invalidate.
+    pub fn disarm(mut self) {
+        self.invalidation = None;
     }
 }
 
-impl Drop for FlightGuard<'_> {
+impl Drop for PendingApply {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            self.remove();
-            let _ = tx.send(Flight::Failed);
+        let Some(invalidation) = self.invalidation.take() else {
+            return;
+        };
+        if invalidation.is_empty() {
+            return;
+        }
+        // Reads of this process skip the cache until it is applied: by the
+        // spawned attempt, or by the next read's retry.
+        self.cache.missed(invalidation.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let cache = self.cache.clone();
+            runtime.spawn(async move {
+                let mut applied = true;
+                for part in invalidation.chunks(INVALIDATION_CHUNK) {
+                    applied &= cache.apply(&part).await;
+                }
+                if applied {
+                    let mut missed = cache.inner.missed.lock().unwrap_or_else(|p| p.into_inner());
+                    missed.remove_all(&invalidation);
+                }
+            });
         }
     }
 }

@@ -38,13 +38,14 @@ impl Deliver for InvalidationReplay {
             for message in messages {
                 match message.decode::<Invalidation>() {
                     Ok(invalidation) => {
-                        merged.merge(&invalidation);
+                        merged.extend(invalidation);
                         outcomes.push(Ok(()));
                     }
                     // A payload that is not an invalidation is permanent: retrying cannot help.
                     Err(error) => outcomes.push(Err(error)),
                 }
             }
+            merged.dedup();
             if let Err(error) = self.cache.replay(&merged).await {
                 let reason = error.to_string();
                 for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {

@@ -14,9 +14,10 @@ pub struct CacheSpec {
     /// absent rows are not cached.
     pub negative_ttl_ms: u64,
     /// A hash of the struct's stored shape (fields, their types and
-    /// attributes), computed by the derive. It is part of every cache key,
-    /// so a build whose struct changed never reads an entry an older build
-    /// wrote.
+    /// attributes), computed by the derive. It is written in every entry's
+    /// header, so a build whose struct changed never decodes an entry an
+    /// older build wrote (it is a miss); both builds share the key, so an
+    /// invalidation by either removes it.
     pub shape: u64,
 }
 

@@ -175,18 +175,50 @@ impl Invalidation {
         self.rows.is_empty() && self.scopes.is_empty()
     }
 
-    /// Adds `other`'s keys, skipping ones already present.
+    /// Adds `other`'s keys (duplicates stay until [`dedup`](Self::dedup)).
+    pub fn extend(&mut self, other: Invalidation) {
+        self.rows.extend(other.rows);
+        self.scopes.extend(other.scopes);
+    }
+
+    /// Adds `other`'s keys that are not present yet: linear time.
     pub fn merge(&mut self, other: &Invalidation) {
-        for row in &other.rows {
-            if !self.rows.contains(row) {
-                self.rows.push(row.clone());
-            }
+        self.extend(other.clone());
+        self.dedup();
+    }
+
+    /// Drops repeated keys, keeping the first of each (linear time).
+    pub fn dedup(&mut self) {
+        let mut seen = std::collections::HashSet::with_capacity(self.rows.len());
+        self.rows.retain(|row| seen.insert(row.clone()));
+        let mut seen = std::collections::HashSet::with_capacity(self.scopes.len());
+        self.scopes.retain(|scope| seen.insert(scope.clone()));
+    }
+
+    /// Removes every key `applied` holds (it reached the server).
+    pub fn remove_all(&mut self, applied: &Invalidation) {
+        let rows: std::collections::HashSet<&String> = applied.rows.iter().collect();
+        let scopes: std::collections::HashSet<&Scope> = applied.scopes.iter().collect();
+        self.rows.retain(|row| !rows.contains(row));
+        self.scopes.retain(|scope| !scopes.contains(scope));
+    }
+
+    /// This invalidation in parts of at most `rows` row keys (at least 1),
+    /// the scopes in the first part.
+    pub fn chunks(&self, rows: usize) -> Vec<Invalidation> {
+        let mut parts: Vec<Invalidation> = self
+            .rows
+            .chunks(rows.max(1))
+            .map(|rows| Invalidation {
+                rows: rows.to_vec(),
+                scopes: Vec::new(),
+            })
+            .collect();
+        match parts.first_mut() {
+            Some(first) => first.scopes = self.scopes.clone(),
+            None => parts.push(self.clone()),
         }
-        for scope in &other.scopes {
-            if !self.scopes.contains(scope) {
-                self.scopes.push(scope.clone());
-            }
-        }
+        parts
     }
 }
 
@@ -217,4 +249,50 @@ pub trait CacheStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes an entry that failed to decode, if it still holds exactly
     /// `value` (compare-and-delete: a newer entry is kept).
     fn discard<'a>(&'a self, key: &'a EntryKey, value: &'a [u8]) -> BoxFuture<'a, Result<()>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_a_large_invalidation_is_linear() {
+        let mut pending = Invalidation::default();
+        let started = std::time::Instant::now();
+        for i in 0..50_000 {
+            pending.extend(Invalidation {
+                rows: vec![format!("k{}", i % 40_000)],
+                scopes: vec![Scope("{s}".into())],
+            });
+        }
+        pending.dedup();
+        assert_eq!(pending.rows.len(), 40_000);
+        assert_eq!(pending.scopes.len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn chunks_keep_every_key_once_and_the_scopes_in_the_first() {
+        let invalidation = Invalidation {
+            rows: (0..4500).map(|i| i.to_string()).collect(),
+            scopes: vec![Scope("{s}".into())],
+        };
+        let parts = invalidation.chunks(2000);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.iter().map(|p| p.rows.len()).sum::<usize>(), 4500);
+        assert_eq!(parts.iter().map(|p| p.scopes.len()).sum::<usize>(), 1);
+        let only_scopes = Invalidation {
+            rows: Vec::new(),
+            scopes: vec![Scope("{s}".into())],
+        };
+        assert_eq!(only_scopes.chunks(10), vec![only_scopes]);
+        let mut rest = invalidation.clone();
+        rest.remove_all(&parts[0]);
+        assert_eq!(rest.rows.len(), 2500);
+        assert!(rest.scopes.is_empty());
+    }
 }
