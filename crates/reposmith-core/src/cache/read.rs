@@ -205,7 +205,12 @@ impl Cache {
         }
         let requests: Vec<LookupRequest> = wanted
             .iter()
-            .map(|(_, key)| self.request(key.clone()))
+            // No early refresh in a batch: it would only take and give back
+            // leases (the batch serves its hits as they are).
+            .map(|(_, key)| LookupRequest {
+                xfetch: 0.0,
+                ..self.request(key.clone())
+            })
             .collect();
         let found = match self.call(self.inner.store.lookup(&requests)).await {
             Ok(found) if found.len() == requests.len() => found,
