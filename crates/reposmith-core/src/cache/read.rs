@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,12 +43,17 @@ struct Inner {
     counters: Counters,
     /// In-process single flight: the lookup (and fill) under way per entry.
     flights: Mutex<HashMap<EntryKey, watch::Receiver<Flight>>>,
+    /// Tickets ordering a follower's joining against the moment a flight's
+    /// entry was confirmed (see [`Cache::single_flight`]).
+    clock: AtomicU64,
 }
 
 #[derive(Clone)]
 enum Flight {
     Running,
-    Done(Arc<Entry>),
+    /// The entry, and the ticket taken just before the call that confirmed
+    /// it: followers holding a smaller ticket may take it.
+    Done(Arc<Entry>, u64),
     Failed,
 }
 
@@ -78,6 +84,7 @@ impl Cache {
                 breaker,
                 counters: Counters::default(),
                 flights: Mutex::new(HashMap::new()),
+                clock: AtomicU64::new(0),
             }),
         })
     }
@@ -419,6 +426,13 @@ impl Cache {
 
     /// Runs the lookup of `key` once per process at a time: other tasks
     /// asking for it meanwhile wait for its entry (bounded by `max_wait`).
+    ///
+    /// A follower may have started after a commit returned while the
+    /// leader's database read predates it, so it takes the leader's entry
+    /// only when the entry was confirmed after the follower joined: by a
+    /// lookup sent, a database read started, or a fill accepted after it
+    /// (a fill is accepted only if no invalidation came between its lease
+    /// and it). Otherwise it looks up itself.
     async fn single_flight<F, Fut>(
         &self,
         key: &EntryKey,
@@ -439,15 +453,16 @@ impl Cache {
                 };
                 let outcome = self.lookup_and_load(key, policy, &load).await;
                 flight.finish(outcome.as_ref().ok().cloned());
-                return outcome;
+                return outcome.map(|(entry, _)| entry);
             }
         };
         if let Some(mut rx) = follower {
+            let ticket = self.tick();
             Counters::add(&self.inner.counters.coalesced);
             let waited = tokio::time::timeout(self.inner.options.max_wait, async {
                 loop {
-                    if let Flight::Done(entry) = &*rx.borrow_and_update() {
-                        return Some(Arc::clone(entry));
+                    if let Flight::Done(entry, confirmed) = &*rx.borrow_and_update() {
+                        return (ticket < *confirmed).then(|| Arc::clone(entry));
                     }
                     if matches!(&*rx.borrow(), Flight::Failed) || rx.changed().await.is_err() {
                         return None;
@@ -459,7 +474,13 @@ impl Cache {
                 return Ok(entry);
             }
         }
-        self.lookup_and_load(key, policy, &load).await
+        let outcome = self.lookup_and_load(key, policy, &load).await;
+        outcome.map(|(entry, _)| entry)
+    }
+
+    /// A ticket: later calls get larger ones.
+    fn tick(&self) -> u64 {
+        self.inner.clock.fetch_add(1, Ordering::SeqCst)
     }
 
     /// The flight under way for `key` to wait on, or (none under way) the
@@ -477,30 +498,36 @@ impl Cache {
         Err(tx)
     }
 
+    /// The entry of `key` and the ticket taken before the call that
+    /// confirmed it (see [`single_flight`](Self::single_flight)).
     async fn lookup_and_load<F, Fut>(
         &self,
         key: &EntryKey,
         policy: Policy,
         load: &F,
-    ) -> Result<Arc<Entry>>
+    ) -> Result<(Arc<Entry>, u64)>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
         let mode = self.inner.breaker.read_mode();
+        let read = |at: u64| async move { load().await.map(|entry| (Arc::new(entry), at)) };
         if mode == ReadMode::Skip {
             Counters::add(&self.inner.counters.bypassed);
-            return load().await.map(Arc::new);
+            return read(self.tick()).await;
         }
         let deadline = Instant::now() + self.inner.options.max_wait;
         loop {
+            // Before the lookup: what it finds, or the database read after
+            // it, is no older than any commit returned by now.
+            let at = self.tick();
             let request = self.request(key.clone());
             let found = self
                 .call(self.inner.store.lookup(std::slice::from_ref(&request)))
                 .await;
             let lookup = match found.map(|mut v| v.pop()) {
                 Ok(Some(lookup)) => lookup,
-                _ => return load().await.map(Arc::new),
+                _ => return read(at).await,
             };
             if mode == ReadMode::Probe {
                 if let Lookup::Miss(lease)
@@ -512,7 +539,7 @@ impl Cache {
                     drop(LeaseGuard::new(self, key.clone(), lease));
                 }
                 Counters::add(&self.inner.counters.bypassed);
-                return load().await.map(Arc::new);
+                return read(at).await;
             }
             match lookup {
                 Lookup::Hit { value, refresh } => {
@@ -521,17 +548,17 @@ impl Cache {
                         if let Some(lease) = refresh {
                             drop(LeaseGuard::new(self, key.clone(), lease));
                         }
-                        return load().await.map(Arc::new);
+                        return read(at).await;
                     };
                     Counters::add(&self.inner.counters.hits);
                     tracing::trace!(target: "reposmith::cache", cache = "hit");
                     let entry = Arc::new(entry);
                     let Some(lease) = refresh else {
-                        return Ok(entry);
+                        return Ok((entry, at));
                     };
                     Counters::add(&self.inner.counters.early_refreshes);
                     let refreshed = self.load_and_fill(key, lease, policy, load).await;
-                    return Ok(refreshed.unwrap_or(entry));
+                    return Ok(refreshed.unwrap_or((entry, at)));
                 }
                 Lookup::Miss(lease) => {
                     Counters::add(&self.inner.counters.misses);
@@ -542,7 +569,7 @@ impl Cache {
                     Counters::add(&self.inner.counters.waits);
                     let now = Instant::now();
                     if now + retry_in > deadline {
-                        return load().await.map(Arc::new);
+                        return read(at).await;
                     }
                     tokio::time::sleep(retry_in).await;
                 }
@@ -550,24 +577,27 @@ impl Cache {
         }
     }
 
+    /// The entry read from the database and filled with `lease`, with the
+    /// ticket taken before the accepted fill, or else before the read.
     async fn load_and_fill<F, Fut>(
         &self,
         key: &EntryKey,
         lease: Lease,
         policy: Policy,
         load: &F,
-    ) -> Result<Arc<Entry>>
+    ) -> Result<(Arc<Entry>, u64)>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Entry>>,
     {
         // Dropped (the read failed or was cancelled): the lease is given back.
         let guard = LeaseGuard::new(self, key.clone(), lease);
+        let mut confirmed = self.tick();
         let started = Instant::now();
         let entry = load().await?;
         let recompute = started.elapsed();
         let Some(ttl) = policy.ttl_for(&entry) else {
-            return Ok(Arc::new(entry));
+            return Ok((Arc::new(entry), confirmed));
         };
         let fill = self.fill_of(
             key.clone(),
@@ -578,10 +608,14 @@ impl Cache {
             recompute,
         );
         if let Some(fill) = fill {
-            self.fill_all(std::slice::from_ref(&fill)).await;
+            // Accepted, the fill proves no invalidation came since the lease.
+            let at = self.tick();
+            if self.fill_all(std::slice::from_ref(&fill)).await {
+                confirmed = at;
+            }
             guard.disarm();
         }
-        Ok(Arc::new(entry))
+        Ok((Arc::new(entry), confirmed))
     }
 
     fn fill_of(
@@ -608,13 +642,15 @@ impl Cache {
         })
     }
 
-    async fn fill_all(&self, fills: &[Fill]) {
+    /// Fills; true when every fill was written.
+    async fn fill_all(&self, fills: &[Fill]) -> bool {
         if fills.is_empty() {
-            return;
+            return true;
         }
         let Ok(written) = self.call(self.inner.store.fill(fills)).await else {
-            return;
+            return false;
         };
+        let all = written.len() == fills.len() && written.iter().all(|done| *done);
         for done in written {
             match done {
                 true => Counters::add(&self.inner.counters.fills),
@@ -625,6 +661,7 @@ impl Cache {
                 }
             }
         }
+        all
     }
 
     /// Counts an unreadable entry and deletes it if it still holds `value`.
@@ -700,10 +737,14 @@ struct FlightGuard<'a> {
 }
 
 impl FlightGuard<'_> {
-    fn finish(mut self, entry: Option<Arc<Entry>>) {
+    fn finish(mut self, entry: Option<(Arc<Entry>, u64)>) {
         if let Some(tx) = self.tx.take() {
             self.remove();
-            let _ = tx.send(entry.map_or(Flight::Failed, Flight::Done));
+            let flight = match entry {
+                Some((entry, confirmed)) => Flight::Done(entry, confirmed),
+                None => Flight::Failed,
+            };
+            let _ = tx.send(flight);
         }
     }
 
