@@ -137,8 +137,8 @@ impl CacheOptions {
         if self.lease_ttl < Duration::from_millis(10) || self.lease_ttl > minute {
             return bad("lease_ttl must be 10 ms to 60 s");
         }
-        if self.max_wait > self.lease_ttl {
-            return bad("max_wait must not exceed lease_ttl");
+        if self.max_wait > minute {
+            return bad("max_wait must be at most 60 s");
         }
         if self.max_entry_bytes == 0 || self.max_entry_bytes > MAX_ENTRY_BYTES {
             return bad("max_entry_bytes must be 1 byte to 64 MiB");

@@ -488,6 +488,7 @@ impl Cache {
         let leader = match self.inner.flights.join(key) {
             Role::Lead(leader) => leader,
             Role::LeadNext(running, mut leader) => {
+                Counters::add(&self.inner.counters.queued);
                 flight::ended(running, wait).await;
                 leader.promote();
                 leader

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) fills_refused: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) queued: AtomicU64,
     pub(crate) early_refreshes: AtomicU64,
     pub(crate) bypassed: AtomicU64,
     pub(crate) errors: AtomicU64,
@@ -34,6 +35,7 @@ impl Counters {
             fills_refused: get(&self.fills_refused),
             waits: get(&self.waits),
             coalesced: get(&self.coalesced),
+            queued: get(&self.queued),
             early_refreshes: get(&self.early_refreshes),
             bypassed: get(&self.bypassed),
             errors: get(&self.errors),
@@ -62,6 +64,10 @@ pub struct CacheStats {
     pub waits: u64,
     /// Reads that shared another task's lookup in this process.
     pub coalesced: u64,
+    /// Reads that arrived while a lookup of their entry was under way in
+    /// this process, waited for it to end and then led the next one (a
+    /// lookup that started before them could predate a commit they must see).
+    pub queued: u64,
     /// Hits that refreshed the entry early (XFetch).
     pub early_refreshes: u64,
     /// Reads that went to the database without asking the cache (breaker
