@@ -42,6 +42,16 @@ pub(crate) enum Side {
     /// Raw sqlx with `BEGIN; SET LOCAL hnsw.ef_search = n` as one simple-query
     /// round trip instead of `BEGIN` then a prepared `set_config`.
     RawBatched,
+    /// A repository on a backend with the Redis cache, every read a hit.
+    CacheHit,
+    /// The same with a near cache (L1) in front of Redis.
+    CacheNear,
+    /// The same repository with `.without_cache()`: the database every time.
+    Uncached,
+    /// The cached repository after its redis-server was killed.
+    RedisKilled,
+    /// The cached repository while its redis-server is paused (SIGSTOP).
+    RedisPaused,
 }
 
 impl Side {
@@ -59,6 +69,11 @@ impl Side {
             Side::HeldPing => "ping on held conn",
             Side::ReposmithNoKnobs => "reposmith, no ef_search",
             Side::RawBatched => "raw, BEGIN+SET LOCAL in 1",
+            Side::CacheHit => "reposmith, Redis hit",
+            Side::CacheNear => "reposmith, near-cache hit",
+            Side::Uncached => "reposmith, no cache",
+            Side::RedisKilled => "reposmith, Redis killed",
+            Side::RedisPaused => "reposmith, Redis paused",
         }
     }
 }
