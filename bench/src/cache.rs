@@ -270,6 +270,15 @@ async fn step<T>(name: &str, work: impl Future<Output = Result<T>>) -> Result<T>
     Ok(done)
 }
 
+/// The id generator of task `task` in round `round` (the warm-up is
+/// `usize::MAX`): distinct seeds, mixed, so no two tasks draw the same ids
+/// (`Rng::new` ignores a seed's lowest bit, and nearby small seeds start
+/// alike) and tasks do not share lookups more than chance makes them.
+pub(crate) fn rng(round: usize, task: usize) -> crate::item::Rng {
+    let n = (round as u64).wrapping_mul(1 << 20).wrapping_add(task as u64);
+    crate::item::Rng::new(n.wrapping_mul(2).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// Fails unless a get found its row.
 pub(crate) fn found(row: Option<CachedItem>) -> Result<()> {
     row.map(drop)

@@ -49,19 +49,39 @@ impl How {
 #[derive(Debug, Clone)]
 pub(crate) struct First {
     pub(crate) how: How,
-    /// The very first get (the cache had been answering until then).
-    pub(crate) first: Duration,
-    /// Whether that get left the breaker open.
+    /// How long a bare `tokio::time::sleep` of the response timeout took
+    /// here (the slowest of a few): timers fire on the tick after their
+    /// deadline, so this is what "waited the timeout" costs on this machine.
+    pub(crate) bare_timeout: Duration,
+    /// Whether the very first get left the breaker open.
     pub(crate) opened: bool,
-    /// The first get of each cache built after the server went down.
-    pub(crate) fresh: Vec<Duration>,
+    /// Per first get: its latency, and that of an uncached get of the same
+    /// id right after it (what its Postgres read alone costs). The very
+    /// first get (the cache had been answering until then) comes first,
+    /// then the first get of each cache built afterwards.
+    pub(crate) samples: Vec<(Duration, Duration)>,
 }
 
 impl First {
-    /// The slowest first call of all.
-    pub(crate) fn worst(&self) -> Duration {
-        self.fresh.iter().copied().fold(self.first, Duration::max)
+    /// The sample whose wait on Redis (latency minus its read) was longest.
+    pub(crate) fn worst(&self) -> (Duration, Duration) {
+        let wait = |(total, read): &(Duration, Duration)| total.saturating_sub(*read);
+        self.samples
+            .iter()
+            .copied()
+            .max_by_key(wait)
+            .unwrap_or_default()
     }
+}
+
+/// Times one get through `getter`, then an uncached get of the same id.
+async fn first_get(getter: &Getter, uncached: &Getter, id: uuid::Uuid) -> Result<(Duration, Duration)> {
+    let started = Instant::now();
+    getter.get(id).await?;
+    let total = started.elapsed();
+    let started = Instant::now();
+    uncached.get(id).await?;
+    Ok((total, started.elapsed()))
 }
 
 /// Runs one Redis-down workload: its table and its first calls.
@@ -86,20 +106,22 @@ pub(crate) async fn run(ctx: &Ctx, how: How, notes: &mut Notes) -> Result<(Table
         How::Killed => server.kill()?,
         How::Paused => server.pause()?,
     }
-    let started = Instant::now();
-    getter.get(keys[0]).await?;
-    let first = started.elapsed();
+    let mut bare_timeout = Duration::ZERO;
+    for _ in 0..3 {
+        let started = Instant::now();
+        tokio::time::sleep(cache.options().response_timeout).await;
+        bare_timeout = bare_timeout.max(started.elapsed());
+    }
+    let uncached = Getter::of(Side::Uncached, &pg);
+    let mut samples = vec![first_get(&getter, &uncached, keys[0]).await?];
     let opened = cache.is_degraded();
-    let mut fresh = Vec::with_capacity(ctx.opts.first_calls);
     for i in 0..ctx.opts.first_calls {
         let pg = ctx.plain.clone().with_cache(redis.cache(cache_options())?);
         let getter = Getter::of(Side::CacheHit, &pg);
-        let started = Instant::now();
-        getter.get(keys[(i + 1) % keys.len()]).await?;
-        fresh.push(started.elapsed());
+        samples.push(first_get(&getter, &uncached, keys[(i + 1) % keys.len()]).await?);
     }
     let name = format!("{}: get by id, 1 task", how.name());
-    let mut tally = Tally::new(&name, "get");
+    let mut tally = Tally::new(&name, "gets");
     let sides = [how.side(), Side::Uncached];
     let ops = ctx.opts.ops;
     let series = interleave(&sides, ctx.opts.rounds, async |side, round| {
@@ -118,9 +140,9 @@ pub(crate) async fn run(ctx: &Ctx, how: How, notes: &mut Notes) -> Result<(Table
         table(name, series, Side::Uncached),
         First {
             how,
-            first,
+            bare_timeout,
             opened,
-            fresh,
+            samples,
         },
     ))
 }
@@ -130,28 +152,27 @@ pub(crate) fn print_firsts(firsts: &[First]) {
     if firsts.is_empty() {
         return;
     }
-    println!("\nfirst gets after the redis-server went down (each reads Postgres in the end)");
+    println!(
+        "\nfirst gets after the redis-server went down: latency (the uncached get of the same \
+         id right after it)"
+    );
     for f in firsts {
-        let mut fresh = f.fresh.clone();
-        fresh.sort_unstable();
-        let fresh = match fresh.as_slice() {
-            [] => "none".to_owned(),
-            all => format!(
-                "{} of them: min {}, median {}, max {}",
-                all.len(),
-                ms(all[0]),
-                ms(all[all.len() / 2]),
-                ms(all[all.len() - 1])
-            ),
+        let show = |(total, read): &(Duration, Duration)| format!("{} ({})", ms(*total), ms(*read));
+        let (first, fresh) = match f.samples.split_first() {
+            Some((first, fresh)) => (show(first), fresh),
+            None => continue,
         };
+        let fresh: Vec<String> = fresh.iter().map(show).collect();
         println!(
-            "  {:<14} first get {} (breaker {}); first gets of caches built afterwards: {fresh}",
+            "  {:<13} the first get {first}, breaker {} after it; the first get of each of {} \
+             caches built afterwards: {}",
             f.how.name(),
-            ms(f.first),
             match f.opened {
-                true => "open after it",
-                false => "NOT open after it",
+                true => "open",
+                false => "NOT open",
             },
+            fresh.len(),
+            fresh.join(", "),
         );
     }
 }

@@ -15,7 +15,6 @@ use super::tally::{Notes, Tally};
 use super::{Ctx, found};
 use crate::Result;
 use crate::bench::{Side, Table};
-use crate::item::Rng;
 use crate::measure::{Sample, Series, interleave, timed};
 
 /// One side's way to get a row: a repository, or raw sqlx on a pool.
@@ -68,7 +67,7 @@ pub(crate) async fn one_task(
     ops: usize,
     round: usize,
 ) -> Result<Sample> {
-    let mut rng = Rng::new(round as u64 + 7);
+    let mut rng = super::rng(round, 0);
     timed(ops, async |_| getter.get(keys[rng.below(keys.len())]).await).await
 }
 
@@ -106,7 +105,7 @@ async fn interleaved(
 pub(crate) async fn single(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     warm(&ctx.cached, &ctx.keys).await?;
     let name = "get by id, 1 task";
-    let mut tally = Tally::new(name, "get");
+    let mut tally = Tally::new(name, "gets");
     let sides = [Side::CacheHit, Side::Uncached, Side::Raw];
     let series = interleaved(ctx, &sides, &mut tally, |side| {
         (Getter::of(side, &ctx.cached), Some(ctx.cache.clone()))
@@ -120,7 +119,7 @@ pub(crate) async fn single(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
 pub(crate) async fn near(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     warm(&ctx.cached, &ctx.keys).await?;
     let name = "near cache: get by id, 1 task";
-    let mut tally = Tally::new(name, "get");
+    let mut tally = Tally::new(name, "gets");
     let sides = [Side::CacheNear, Side::CacheHit];
     let series = interleaved(ctx, &sides, &mut tally, |side| match side {
         Side::CacheNear => (
@@ -140,7 +139,7 @@ pub(crate) async fn concurrent(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     warm(&ctx.cached, &ctx.keys).await?;
     let tasks = ctx.opts.tasks;
     let name = format!("get by id, {tasks} tasks, pool of {}", ctx.opts.pool);
-    let mut tally = Tally::new(&name, "get");
+    let mut tally = Tally::new(&name, "gets");
     let sides = [Side::CacheHit, Side::Uncached, Side::Raw];
     let per_task = (ctx.opts.ops * 2 / tasks).max(1);
     let keys = Arc::new(ctx.keys.clone());
@@ -172,7 +171,7 @@ async fn spread(
     let mut handles = Vec::with_capacity(tasks);
     for t in 0..tasks {
         let (getter, keys) = (getter.clone(), Arc::clone(keys));
-        let mut rng = Rng::new(round.wrapping_mul(tasks).wrapping_add(t) as u64 + 1);
+        let mut rng = super::rng(round, t + 1);
         // A plain loop: `timed`'s async closure is not provably `Send` for spawn.
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_task);

@@ -20,6 +20,8 @@ struct Totals {
     misses: u64,
     bypassed: u64,
     errors: u64,
+    coalesced: u64,
+    early_refreshes: u64,
     /// Calls by command (INFO, CONFIG and the like left out).
     calls: BTreeMap<String, u64>,
     /// Microseconds the server spent in those commands.
@@ -103,11 +105,14 @@ impl Tally {
             totals.misses += now.misses - then.misses;
             totals.bypassed += now.bypassed - then.bypassed;
             totals.errors += now.errors - then.errors;
+            totals.coalesced += now.coalesced - then.coalesced;
+            totals.early_refreshes += now.early_refreshes - then.early_refreshes;
         }
         if let (true, Some(server)) = (before.counted, server) {
             let usage = server.usage(0.0).await?;
             for (name, n) in usage.calls {
-                if !matches!(name.as_str(), "info" | "config" | "flushall") {
+                // The bench's own: INFO, CONFIG RESETSTAT (`config|resetstat`).
+                if !(name.starts_with("info") || name.starts_with("config")) {
                     *totals.calls.entry(name).or_default() += n;
                 }
             }
@@ -128,9 +133,11 @@ impl Notes {
     /// commands, per operation.
     pub(crate) fn print(&self) {
         println!(
-            "\nwhat the cache did in the measured rounds, per operation \
-             (hits/misses/bypassed/errors: the cache's counters; redis: INFO commandstats \
-             of the bench's server, and its command time)"
+            "\nwhat the cache did in the measured rounds, per operation: the cache's counters \
+             (coalesced: shared another task's lookup in this process; bypassed: read the \
+             database without asking Redis), and the bench's redis-server's INFO commandstats \
+             (the commands a script runs count too: one EVALSHA is one round trip) and its \
+             command time"
         );
         for (name, unit, sides) in &self.workloads {
             println!("  {name}");
@@ -157,12 +164,14 @@ impl Notes {
                     }
                 };
                 println!(
-                    "    {:<26} {} {unit}s: hits {:.2}, misses {:.2}, bypassed {:.2}, \
-                     errors {:.3}; {redis}",
+                    "    {:<26} {} {unit}: hits {:.2}, misses {:.2}, coalesced {:.2}, \
+                     early refreshes {:.3}, bypassed {:.2}, errors {:.4}; {redis}",
                     side.label(),
                     t.ops,
                     per(t.hits),
                     per(t.misses),
+                    per(t.coalesced),
+                    per(t.early_refreshes),
                     per(t.bypassed),
                     per(t.errors),
                 );

@@ -23,7 +23,6 @@ use super::gets::table;
 use super::tally::{Notes, Tally};
 use crate::Result;
 use crate::bench::{Side, Table};
-use crate::item::Rng;
 use crate::measure::{interleave, timed};
 use crate::vector::data::{Clustered, SplitMix};
 
@@ -87,18 +86,15 @@ pub(crate) async fn run(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     for query in &queries {
         search(&repo, query, true).await?;
     }
-    let name = format!(
-        "filtered vector top-10 ({}k x {DIMS}, 1 task)",
-        rows / 1000
-    );
-    let mut tally = Tally::new(&name, "search");
+    let name = format!("filtered top-10, {}k x {DIMS}, 1 task", rows / 1000);
+    let mut tally = Tally::new(&name, "searches");
     let sides = [Side::CacheHit, Side::Uncached];
     let ops = ctx.opts.vector_ops;
     let (cache, server, queries) = (&ctx.cache, &ctx.server, &queries);
     let series = interleave(&sides, ctx.opts.rounds, async |side, round| {
         let before = Tally::before(Some(cache), Some(server), round).await?;
         let cached = side == Side::CacheHit;
-        let mut rng = Rng::new(round as u64 + 3);
+        let mut rng = super::rng(round, 0);
         let sample = timed(ops, async |_| {
             search(&repo, &queries[rng.below(queries.len())], cached).await
         })
