@@ -90,6 +90,7 @@ reposmith-bench cache [OPTIONS]   the repository cache (Redis, near cache) again
   --rounds N (5), --ops N (4000 gets per side per round), --seed-rows N (10000),
   --keys N (1000: the warm set), --tasks N (32), --pool N (10),
   --vector-rows N (20000), --queries N (100), --vector-ops N (400),
+  --shards N (10: the search's equality filter keeps 1/N of the rows),
   --only LIST (get,concurrent,vector,near,down), --quick (2 rounds of 500 gets,
   3000 vectors; about half a minute)
 

@@ -52,6 +52,9 @@ pub(crate) enum Side {
     RedisKilled,
     /// The cached repository while its redis-server is paused (SIGSTOP).
     RedisPaused,
+    /// A plain `HGET` of a cache entry's value through the same Redis
+    /// connection: one round trip and the same bytes, no script, no decoding.
+    RawRedis,
 }
 
 impl Side {
@@ -74,6 +77,7 @@ impl Side {
             Side::Uncached => "reposmith, no cache",
             Side::RedisKilled => "reposmith, Redis killed",
             Side::RedisPaused => "reposmith, Redis paused",
+            Side::RawRedis => "redis-rs HGET, same entry",
         }
     }
 }

@@ -76,6 +76,9 @@ pub(crate) struct Options {
     pub(crate) queries: usize,
     /// Searches per side per round.
     pub(crate) vector_ops: usize,
+    /// Distinct values of the column the searches filter on (10: a filter
+    /// keeps a tenth of the rows).
+    pub(crate) shards: usize,
     /// Gets per first-call sample of the Redis-down workloads (fresh breakers).
     pub(crate) first_calls: usize,
     /// Workloads to run: get, concurrent, vector, near, down.
@@ -97,6 +100,7 @@ impl Options {
             vector_rows: 20_000,
             queries: 100,
             vector_ops: 400,
+            shards: 10,
             first_calls: 10,
             only: Vec::new(),
         };
@@ -121,6 +125,7 @@ impl Options {
                 "--vector-rows" => o.vector_rows = number(value()?)?.max(1000),
                 "--queries" => o.queries = number(value()?)?.max(1),
                 "--vector-ops" => o.vector_ops = number(value()?)?.max(1),
+                "--shards" => o.shards = number(value()?)?.max(1),
                 "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
                 "--quick" => {
                     (o.rounds, o.ops, o.seed_rows, o.keys) = (2, 500, 2000, 500);
@@ -155,6 +160,8 @@ pub(crate) struct Ctx {
     /// The same pool with the Redis cache attached.
     pub(crate) cached: PgBackend,
     pub(crate) cache: Cache,
+    /// The Redis backend the caches run on.
+    pub(crate) redis: RedisBackend,
     /// The same pool with a cache whose store has a near cache.
     pub(crate) near: PgBackend,
     pub(crate) near_cache: Cache,
@@ -222,6 +229,7 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
         server,
         plain,
         cache,
+        redis,
         near_cache,
         keys,
     };
@@ -275,8 +283,14 @@ async fn step<T>(name: &str, work: impl Future<Output = Result<T>>) -> Result<T>
 /// (`Rng::new` ignores a seed's lowest bit, and nearby small seeds start
 /// alike) and tasks do not share lookups more than chance makes them.
 pub(crate) fn rng(round: usize, task: usize) -> crate::item::Rng {
-    let n = (round as u64).wrapping_mul(1 << 20).wrapping_add(task as u64);
-    crate::item::Rng::new(n.wrapping_mul(2).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    let n = (round as u64)
+        .wrapping_mul(1 << 20)
+        .wrapping_add(task as u64);
+    crate::item::Rng::new(
+        n.wrapping_mul(2)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
 }
 
 /// Fails unless a get found its row.

@@ -75,7 +75,11 @@ impl First {
 }
 
 /// Times one get through `getter`, then an uncached get of the same id.
-async fn first_get(getter: &Getter, uncached: &Getter, id: uuid::Uuid) -> Result<(Duration, Duration)> {
+async fn first_get(
+    getter: &Getter,
+    uncached: &Getter,
+    id: uuid::Uuid,
+) -> Result<(Duration, Duration)> {
     let started = Instant::now();
     getter.get(id).await?;
     let total = started.elapsed();

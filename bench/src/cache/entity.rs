@@ -1,8 +1,8 @@
 //! The cached entity of the get workloads, its seed, and the raw sqlx get.
 
 use chrono::{DateTime, Utc};
-use reposmith::prelude::*;
 use reposmith::PgBackend;
+use reposmith::prelude::*;
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;

@@ -6,45 +6,63 @@ use std::time::Instant;
 
 use reposmith::cache::Cache;
 use reposmith::prelude::*;
-use reposmith::{PgBackend, PgRepository};
+use reposmith::{PgBackend, PgRepository, RedisBackend, RedisConnection};
+use reposmith_core::cache::Keys;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::entity::{CachedItem, raw_get};
 use super::tally::{Notes, Tally};
-use super::{Ctx, found};
+use super::{Ctx, cache_options, found};
 use crate::Result;
 use crate::bench::{Side, Table};
 use crate::measure::{Sample, Series, interleave, timed};
 
-/// One side's way to get a row: a repository, or raw sqlx on a pool.
+/// One side's way to get a row: a repository, raw sqlx on a pool, or a
+/// plain `HGET` of the row's cache entry.
 #[derive(Clone)]
-pub(crate) struct Getter {
-    repo: Option<PgRepository<CachedItem>>,
-    raw: PgPool,
+pub(crate) enum Getter {
+    Repo(PgRepository<CachedItem>),
+    Raw(PgPool),
+    Redis(RedisConnection, Keys),
 }
 
 impl Getter {
     /// `side`'s getter: `cached` for cache sides, its `.without_cache()`
-    /// twin for [`Side::Uncached`], raw sqlx on `cached`'s pool for [`Side::Raw`].
+    /// twin for [`Side::Uncached`], raw sqlx on `cached`'s pool for
+    /// [`Side::Raw`]. Not for [`Side::RawRedis`] (see [`Getter::redis`]).
     pub(crate) fn of(side: Side, cached: &PgBackend) -> Getter {
         let repo = cached.repo::<CachedItem>();
-        let repo = match side {
-            Side::Raw => None,
-            Side::Uncached => Some(repo.without_cache()),
-            _ => Some(repo),
-        };
-        Getter {
-            repo,
-            raw: cached.pool().clone(),
+        match side {
+            Side::Raw => Getter::Raw(cached.pool().clone()),
+            Side::Uncached => Getter::Repo(repo.without_cache()),
+            _ => Getter::Repo(repo),
         }
     }
 
-    /// Gets `id`, failing when the row is missing.
+    /// `HGET <the row's entry> v` on `redis`' connection.
+    pub(crate) fn redis(redis: &RedisBackend) -> Result<Getter> {
+        let keys = Keys::of::<CachedItem>(&cache_options().prefix, "pg")
+            .ok_or("CachedItem declares no cache")?;
+        Ok(Getter::Redis(redis.connection(), keys))
+    }
+
+    /// Gets `id`, failing when the row (or its cache entry) is missing.
     pub(crate) async fn get(&self, id: Uuid) -> Result<()> {
-        match &self.repo {
-            Some(repo) => found(repo.get(&id).await?),
-            None => found(raw_get(&self.raw, id).await?),
+        match self {
+            Getter::Repo(repo) => found(repo.get(&id).await?),
+            Getter::Raw(pool) => found(raw_get(pool, id).await?),
+            Getter::Redis(conn, keys) => {
+                let value: Option<Vec<u8>> = redis::cmd("HGET")
+                    .arg(keys.row_of(&id))
+                    .arg("v")
+                    .query_async(&mut conn.clone())
+                    .await?;
+                match value {
+                    Some(bytes) if !bytes.is_empty() => Ok(()),
+                    _ => Err(format!("no cache entry for {id}").into()),
+                }
+            }
         }
     }
 }
@@ -101,14 +119,18 @@ async fn interleaved(
     .await
 }
 
-/// Get by id from one task: Redis hit, no cache, raw sqlx (the baseline).
+/// Get by id from one task: Redis hit, no cache, raw sqlx (the
+/// baseline), and a plain `HGET` of the same entries (a diagnostic: what
+/// one Redis round trip for those bytes costs here).
 pub(crate) async fn single(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     warm(&ctx.cached, &ctx.keys).await?;
     let name = "get by id, 1 task";
     let mut tally = Tally::new(name, "gets");
-    let sides = [Side::CacheHit, Side::Uncached, Side::Raw];
-    let series = interleaved(ctx, &sides, &mut tally, |side| {
-        (Getter::of(side, &ctx.cached), Some(ctx.cache.clone()))
+    let sides = [Side::CacheHit, Side::Uncached, Side::Raw, Side::RawRedis];
+    let hget = Getter::redis(&ctx.redis)?;
+    let series = interleaved(ctx, &sides, &mut tally, |side| match side {
+        Side::RawRedis => (hget.clone(), Some(ctx.cache.clone())),
+        _ => (Getter::of(side, &ctx.cached), Some(ctx.cache.clone())),
     })
     .await?;
     notes.add(tally);
@@ -122,10 +144,7 @@ pub(crate) async fn near(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     let mut tally = Tally::new(name, "gets");
     let sides = [Side::CacheNear, Side::CacheHit];
     let series = interleaved(ctx, &sides, &mut tally, |side| match side {
-        Side::CacheNear => (
-            Getter::of(side, &ctx.near),
-            Some(ctx.near_cache.clone()),
-        ),
+        Side::CacheNear => (Getter::of(side, &ctx.near), Some(ctx.near_cache.clone())),
         _ => (Getter::of(side, &ctx.cached), Some(ctx.cache.clone())),
     })
     .await?;

@@ -33,7 +33,7 @@ struct Totals {
 /// Every workload's totals, in order, for printing under the tables.
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
-    workloads: Vec<(String, &'static str, Vec<(Side, Totals)>)>,
+    workloads: Vec<Tally>,
 }
 
 /// Counts one workload's sides.
@@ -126,7 +126,7 @@ impl Tally {
 impl Notes {
     /// Keeps `tally` for printing.
     pub(crate) fn add(&mut self, tally: Tally) {
-        self.workloads.push((tally.name, tally.unit, tally.sides));
+        self.workloads.push(tally);
     }
 
     /// Per workload and side: the cache's counters and the server's
@@ -139,7 +139,7 @@ impl Notes {
              (the commands a script runs count too: one EVALSHA is one round trip) and its \
              command time"
         );
-        for (name, unit, sides) in &self.workloads {
+        for Tally { name, unit, sides } in &self.workloads {
             println!("  {name}");
             for (side, t) in sides {
                 let n = t.ops.max(1) as f64;

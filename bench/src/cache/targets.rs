@@ -32,11 +32,7 @@ pub(crate) fn print(tables: &[Table], firsts: &[First], timeout: Duration) {
     if let Some(hit) = series(tables, "get by id, 1 task", Side::CacheHit) {
         let p50 = hit.latency(0.5);
         let ok = p50 <= Duration::from_micros(100);
-        println!(
-            "  Redis hit p50 {} <= 100 µs: {}",
-            micros(p50),
-            verdict(ok)
-        );
+        println!("  Redis hit p50 {} <= 100 µs: {}", micros(p50), verdict(ok));
     }
     let get_by = |w: &str| {
         let raw = series(tables, w, Side::Raw)?;
@@ -80,10 +76,14 @@ pub(crate) fn print(tables: &[Table], firsts: &[First], timeout: Duration) {
     for first in firsts {
         let name = first.how.name();
         let (Some(down), Some(uncached)) = (
-            series(tables, name, match first.how {
-                How::Killed => Side::RedisKilled,
-                How::Paused => Side::RedisPaused,
-            }),
+            series(
+                tables,
+                name,
+                match first.how {
+                    How::Killed => Side::RedisKilled,
+                    How::Paused => Side::RedisPaused,
+                },
+            ),
             series(tables, name, Side::Uncached),
         ) else {
             continue;

@@ -4,9 +4,9 @@
 //! The table `bench_cache_vectors`: `--vector-rows` seeded clustered
 //! vectors of 384 dimensions (the vector bench's generator), a cosine HNSW
 //! index (m = 16, ef_construction = 64) built after the load, and an
-//! unindexed `shard` (`id % 10`) the searches filter on by equality, so a
-//! filter keeps a tenth of the rows and runs on the HNSW index with
-//! iterative scans. `--queries` distinct (vector, shard) searches are
+//! unindexed `shard` (`id % --shards`, default 10) the searches filter on
+//! by equality, so a filter keeps a tenth of the rows (by default) and runs
+//! on the HNSW index with iterative scans. `--queries` distinct (vector, shard) searches are
 //! cached before the rounds and drawn at random; the table is dropped at
 //! the end.
 
@@ -45,8 +45,6 @@ pub(crate) struct CachedDoc {
 
 const DIMS: usize = 384;
 const K: u32 = 10;
-/// Distinct `shard` values: a filter on one keeps 10 % of the rows.
-const SHARDS: usize = 10;
 const CLUSTERS: usize = 50;
 const SEED: u64 = 14;
 /// Rows per `insert_many` call.
@@ -86,7 +84,11 @@ pub(crate) async fn run(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     for query in &queries {
         search(&repo, query, true).await?;
     }
-    let name = format!("filtered top-10, {}k x {DIMS}, 1 task", rows / 1000);
+    let name = format!(
+        "filtered top-10, {}k x {DIMS}, 1/{}, 1 task",
+        rows / 1000,
+        ctx.opts.shards
+    );
     let mut tally = Tally::new(&name, "searches");
     let sides = [Side::CacheHit, Side::Uncached];
     let ops = ctx.opts.vector_ops;
@@ -130,8 +132,11 @@ async fn load_table(ctx: &Ctx, rows: usize) -> Result<Vec<(Vector, i32)>> {
         .into_iter()
         .filter(|s| !hnsw.contains(s))
     {
-        sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await?;
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(pool)
+            .await?;
     }
+    let shards = ctx.opts.shards;
     let mut rng = SplitMix::new(SEED);
     let set = Clustered::new(DIMS, CLUSTERS, &mut rng);
     // Through the backend without a cache: no invalidations to send.
@@ -142,7 +147,7 @@ async fn load_table(ctx: &Ctx, rows: usize) -> Result<Vec<(Vector, i32)>> {
         let batch: Vec<CachedDoc> = (done..done + n)
             .map(|i| CachedDoc {
                 id: 0,
-                shard: ((i + 1) % SHARDS) as i32,
+                shard: ((i + 1) % shards) as i32,
                 embedding: Vector::from(set.point(&mut rng)),
             })
             .collect();
@@ -166,7 +171,7 @@ async fn load_table(ctx: &Ctx, rows: usize) -> Result<Vec<(Vector, i32)>> {
     Ok((0..ctx.opts.queries)
         .map(|i| {
             let v = Vector::from(set.query(i, 1_000_000 + i as u64));
-            (v, (i % SHARDS) as i32)
+            (v, (i % shards) as i32)
         })
         .collect())
 }
