@@ -49,10 +49,11 @@ impl How {
 #[derive(Debug, Clone)]
 pub(crate) struct First {
     pub(crate) how: How,
-    /// How long a bare `tokio::time::sleep` of the response timeout took
-    /// here (the slowest of a few): timers fire on the tick after their
-    /// deadline, so this is what "waited the timeout" costs on this machine.
-    pub(crate) bare_timeout: Duration,
+    /// How long bare `tokio::time::sleep`s of the response timeout took
+    /// here, sorted (as many as first gets): timers fire on the tick after
+    /// their deadline and then wait for a core, so this is what "waited the
+    /// timeout" costs on this machine.
+    pub(crate) bare_timeout: Vec<Duration>,
     /// Whether the very first get left the breaker open.
     pub(crate) opened: bool,
     /// Per first get: its latency, and that of an uncached get of the same
@@ -110,12 +111,13 @@ pub(crate) async fn run(ctx: &Ctx, how: How, notes: &mut Notes) -> Result<(Table
         How::Killed => server.kill()?,
         How::Paused => server.pause()?,
     }
-    let mut bare_timeout = Duration::ZERO;
-    for _ in 0..3 {
+    let mut bare_timeout = Vec::new();
+    for _ in 0..=ctx.opts.first_calls {
         let started = Instant::now();
         tokio::time::sleep(cache.options().response_timeout).await;
-        bare_timeout = bare_timeout.max(started.elapsed());
+        bare_timeout.push(started.elapsed());
     }
+    bare_timeout.sort_unstable();
     let uncached = Getter::of(Side::Uncached, &pg);
     let mut samples = vec![first_get(&getter, &uncached, keys[0]).await?];
     let opened = cache.is_degraded();

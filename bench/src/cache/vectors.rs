@@ -84,8 +84,9 @@ pub(crate) async fn run(ctx: &Ctx, notes: &mut Notes) -> Result<Table> {
     for query in &queries {
         search(&repo, query, true).await?;
     }
+    // One task, as the 1-task gets.
     let name = format!(
-        "filtered top-10, {}k x {DIMS}, 1/{}, 1 task",
+        "filtered top-10, {}k x {DIMS}, 1/{}",
         rows / 1000,
         ctx.opts.shards
     );
