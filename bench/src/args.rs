@@ -82,6 +82,18 @@ reposmith-bench queue [OPTIONS]   Redis job queues end to end (raw LPUSH/BLMOVE/
   --producers N (4), --quick (2 rounds of 2000 jobs),
   --only LIST (raw,apalis,reposmith,reposmith-batch,outbox,outbox-10)
 
+reposmith-bench cache [OPTIONS]   the repository cache (Redis, near cache) against Postgres,
+                    on a redis-server the bench starts itself (needs DATABASE_URL):
+                    get by id cached/uncached/raw sqlx from 1 and 32 tasks, a filtered
+                    vector top-10 .cached(ttl) against uncached, the near cache's hit
+                    against the Redis hit, and Redis killed / paused mid-run
+  --rounds N (5), --ops N (4000 gets per side per round), --seed-rows N (10000),
+  --keys N (1000: the warm set), --tasks N (32), --pool N (10),
+  --vector-rows N (20000), --queries N (100), --vector-ops N (400),
+  --shards N (10: the search's equality filter keeps 1/N of the rows),
+  --only LIST (get,concurrent,vector,near,down), --quick (2 rounds of 500 gets,
+  3000 vectors; about half a minute)
+
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 
   --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick

@@ -42,6 +42,19 @@ pub(crate) enum Side {
     /// Raw sqlx with `BEGIN; SET LOCAL hnsw.ef_search = n` as one simple-query
     /// round trip instead of `BEGIN` then a prepared `set_config`.
     RawBatched,
+    /// A repository on a backend with the Redis cache, every read a hit.
+    CacheHit,
+    /// The same with a near cache (L1) in front of Redis.
+    CacheNear,
+    /// The same repository with `.without_cache()`: the database every time.
+    Uncached,
+    /// The cached repository after its redis-server was killed.
+    RedisKilled,
+    /// The cached repository while its redis-server is paused (SIGSTOP).
+    RedisPaused,
+    /// A plain `HGET` of a cache entry's value through the same Redis
+    /// connection: one round trip and the same bytes, no script, no decoding.
+    RawRedis,
 }
 
 impl Side {
@@ -59,6 +72,12 @@ impl Side {
             Side::HeldPing => "ping on held conn",
             Side::ReposmithNoKnobs => "reposmith, no ef_search",
             Side::RawBatched => "raw, BEGIN+SET LOCAL in 1",
+            Side::CacheHit => "reposmith, Redis hit",
+            Side::CacheNear => "reposmith, near-cache hit",
+            Side::Uncached => "reposmith, no cache",
+            Side::RedisKilled => "reposmith, Redis killed",
+            Side::RedisPaused => "reposmith, Redis paused",
+            Side::RawRedis => "redis-rs HGET, same entry",
         }
     }
 }

@@ -22,12 +22,14 @@
 //! `cargo xtask bench mongo` runs [`mongo`], the MongoDB benchmark, alone;
 //! `cargo xtask bench recall` runs [`recall`], the recall monitor and tuner's.
 //! `cargo xtask bench queue` runs [`queue`], Redis job queues end to end, on
-//! a redis-server of its own.
+//! a redis-server of its own. `cargo xtask bench cache` runs [`cache`], the
+//! repository cache against the database, also on a redis-server of its own.
 
 mod args;
 mod batches;
 mod bench;
 mod bulk;
+mod cache;
 mod heavy;
 mod ingest;
 mod item;
@@ -74,6 +76,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "queue") {
         return queue::run(args).await;
+    }
+    if args.iter().any(|a| a == "cache") {
+        return cache::run(args).await;
     }
     if args.iter().any(|a| a == "recall") {
         return recall::run(args).await;

@@ -38,7 +38,7 @@ mod contender;
 mod outbox;
 mod raw;
 mod reposmith;
-mod server;
+pub(crate) mod server;
 
 use std::time::{Duration, Instant};
 

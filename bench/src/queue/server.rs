@@ -1,13 +1,18 @@
-//! The queue bench's own redis-server: a free loopback port, a temporary
-//! directory, nothing on disk, no eviction; killed and removed on drop.
-//! Never the shared server on 6379, whose settings are not ours to choose.
+//! The queue and cache benches' own redis-server: a free loopback port, a
+//! temporary directory, nothing on disk, no eviction; killed and removed on
+//! drop. Never the shared server on 6379, whose settings are not ours to
+//! choose. The cache bench also pauses and kills one mid-run.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Result;
+
+/// Numbers the servers of one process, so each has a directory of its own.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the server gets to answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,8 +74,9 @@ impl Server {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("reposmith-bench-queue-{}", std::process::id()));
+            std::env::temp_dir().join(format!("reposmith-bench-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -190,6 +196,31 @@ impl Server {
             .find_map(|l| l.strip_prefix("redis_version:"))
             .unwrap_or("?");
         Ok(version.trim().to_owned())
+    }
+}
+
+impl Server {
+    /// Pauses the server (SIGSTOP): it keeps its connections and answers nothing.
+    pub(crate) fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Kills the server (SIGKILL) and reaps it: its port refuses connections.
+    pub(crate) fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(format!("kill {signal} {} failed", self.child.id()).into()),
+        }
     }
 }
 
