@@ -24,6 +24,7 @@ mod cluster;
 mod config;
 mod connection;
 mod error;
+mod lua;
 pub mod queue;
 
 pub use backend::{RedisBackend, RedisHealth};

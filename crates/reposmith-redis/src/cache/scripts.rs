@@ -17,32 +17,7 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
-
-/// A script's source and SHA-1.
-pub(crate) struct Lua {
-    code: &'static str,
-    hash: String,
-}
-
-impl Lua {
-    fn new(code: &'static str) -> Lua {
-        Lua {
-            code,
-            hash: Script::new(code).get_hash().to_owned(),
-        }
-    }
-
-    /// The source, for `EVAL`.
-    pub(crate) fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The SHA-1 of the source, for `EVALSHA`.
-    pub(crate) fn hash(&self) -> &str {
-        &self.hash
-    }
-}
+pub(crate) use crate::lua::Lua;
 
 /// Reply kinds of the lookup scripts.
 pub(crate) const HIT: i64 = 1;
