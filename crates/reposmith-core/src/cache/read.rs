@@ -197,10 +197,11 @@ impl Cache {
         let keys = self.keys_of::<E>();
         let policy = Policy::of::<E>(&spec, spec.ttl());
         let mut wanted: Vec<(E::Id, EntryKey)> = Vec::with_capacity(ids.len());
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
         for id in ids {
-            let key = EntryKey::Row(keys.row(&id.to_value()));
-            if !wanted.iter().any(|(_, k)| *k == key) {
-                wanted.push((id.clone(), key));
+            let name = keys.row(&id.to_value());
+            if seen.insert(name.clone()) {
+                wanted.push((id.clone(), EntryKey::Row(name)));
             }
         }
         let requests: Vec<LookupRequest> = wanted
