@@ -12,6 +12,7 @@ mod backends;
 mod cache;
 mod cancellation;
 mod connection;
+mod limit;
 mod migrate;
 mod mongo_bson_mapping;
 mod mongo_bulk_report;

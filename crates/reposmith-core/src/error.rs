@@ -202,6 +202,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A rate limit can never admit this cost: it is larger than the limit's
+    /// burst (or its quota). Not a denial to retry later: no wait makes it
+    /// fit. Split the call, or raise the burst.
+    #[error("{policy}.{limit} can never admit a cost of {cost}: its capacity is {capacity}")]
+    ExceedsCapacity {
+        /// The limiter's policy name.
+        policy: String,
+        /// The limit that cannot hold the cost.
+        limit: String,
+        /// The cost asked for.
+        cost: u64,
+        /// The most the limit admits at once (its burst, or its quota).
+        capacity: u64,
+    },
     /// A stored value could not be read into its field.
     #[error("cannot read {entity}.{field}: {source}")]
     Decode {
@@ -235,6 +249,7 @@ impl Error {
             | Error::StaleVersion { .. }
             | Error::InvalidInput { .. }
             | Error::TooLarge { .. }
+            | Error::ExceedsCapacity { .. }
             | Error::Embedding { .. }
             | Error::Decode { .. } => None,
             Error::Connect { backend, .. }

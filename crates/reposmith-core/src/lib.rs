@@ -8,6 +8,7 @@
 //! implements, and the [`RetryPolicy`] of retried units.
 
 pub mod backend;
+mod breaker;
 pub mod cache;
 pub mod capability;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod finite;
 pub mod home;
 pub mod job;
 pub mod keyset;
+pub mod limit;
 pub mod object_id;
 pub mod outbox;
 pub mod report;

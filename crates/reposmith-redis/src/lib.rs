@@ -24,8 +24,10 @@ mod cluster;
 mod config;
 mod connection;
 mod error;
+pub mod limit;
 mod lua;
 pub mod queue;
+mod reply;
 
 pub use backend::{RedisBackend, RedisHealth};
 pub use config::RedisConfig;

@@ -5,6 +5,7 @@ pub mod cache;
 mod config;
 mod health;
 pub mod home;
+pub mod limit;
 pub mod outbox;
 mod store;
 

@@ -39,7 +39,6 @@
 //! than [`CacheOptions::response_timeout`] opens a circuit breaker, and
 //! reads go to the database at no extra cost until a probe finds it back.
 
-mod breaker;
 pub mod codec;
 mod flight;
 mod key;

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::breaker::Breaker;
 use super::codec::{self, CachedRow, Entry};
 use super::flight::{self, Flights, Role};
 use super::key::Keys;
@@ -21,6 +20,7 @@ use super::options::CacheOptions;
 use super::spec::CacheSpec;
 use super::stats::{CacheStats, Counters};
 use super::store::{CacheStore, EntryKey, Fill, Invalidation, Lease, Lookup, LookupRequest};
+use crate::breaker::Breaker;
 use crate::entity::Entity;
 use crate::value::FieldType;
 use crate::{Error, Result};

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use redis::Value;
 use reposmith_core::{Error, Result};
 
-use super::reply::text;
 use crate::RedisBackend;
+use crate::reply::text;
 
 /// What the server's settings mean for a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

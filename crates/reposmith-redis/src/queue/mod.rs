@@ -118,7 +118,6 @@ mod fetcher;
 mod keys;
 mod ops;
 mod producer;
-mod reply;
 mod runner;
 mod scripts;
 mod stats;

@@ -10,8 +10,8 @@ use reposmith_core::job::{JobEnvelope, StartAt};
 use uuid::Uuid;
 
 use super::keys::QueueKeys;
-use super::reply::{array, flag, int, text, unexpected};
 use super::scripts::{self, Lua};
+use crate::reply::{array, flag, int, text, unexpected};
 
 type RedisResult<T> = Result<T, RedisError>;
 

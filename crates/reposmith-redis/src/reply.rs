@@ -1,4 +1,4 @@
-//! Reading the scripts' replies: flat arrays of Redis values, where a Lua
+//! Reading the scripts' replies (queue, limiter): flat arrays of Redis values, where a Lua
 //! string arrives as a bulk string, a number as an integer and a missing
 //! hash field as nil.
 
@@ -41,7 +41,7 @@ pub(crate) fn flag(value: &Value, script: &'static str) -> Result<bool, RedisErr
 pub(crate) fn unexpected(script: &'static str) -> RedisError {
     RedisError::from((
         ErrorKind::UnexpectedReturnType,
-        "unexpected reply from a queue script",
+        "unexpected reply from a reposmith script",
         script.to_owned(),
     ))
 }

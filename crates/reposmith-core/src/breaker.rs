@@ -1,11 +1,13 @@
-//! The circuit breaker in front of the cache server's reads.
+//! A circuit breaker in front of a server that may be down: the cache's reads
+//! and the rate limiter's decisions.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Closed: calls go through. Open: calls are skipped until `retry_at`, then
-/// one call probes; its success closes the breaker. It gates reads only:
-/// invalidations are always attempted (bounded by their own timeout).
+/// one call probes; its success closes the breaker. The cache gates reads
+/// only with it (invalidations are always attempted); the rate limiter gates
+/// every call to the limit store.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     state: Mutex<State>,

@@ -1,0 +1,338 @@
+//! The limiter's Lua scripts. Each runs atomically on the server and reads
+//! "now" from the server's `TIME` in integer µs, never from an application.
+//!
+//! Keys (one hash tag, one cluster slot): `KEYS[1]` the state hash,
+//! `KEYS[2]` the permits (sorted set, id → expiry µs), `KEYS[3]` the
+//! reservations (same), `KEYS[4]` the reservations' `estimate:at` (hash).
+//!
+//! A policy's limits travel as arguments, five per limit: kind (`r` rate,
+//! `q` quota, `c` concurrency), name, unit (`n` calls, `c` cost), and two
+//! parameters: a rate's emission interval in µs (a decimal that reads back
+//! exactly) and burst; a quota's limit and window (`d` day, `m` month, or
+//! seconds); a concurrency limit's permits. The server keeps no policy, so
+//! changing one needs no migration.
+//!
+//! State fields: `r:<name>` a rate's TAT offset (µs ahead of `a:<name>`, the
+//! server time it was written; see `reposmith_core::limit::gcra` for why an
+//! offset), `q:<name>` a quota's count in window `w:<name>`. Keys only ever
+//! get a longer TTL (`grow_ttl`): a process running an older policy cannot
+//! cut short state a newer one still needs.
+
+use std::sync::LazyLock;
+
+use crate::lua::Lua;
+
+/// Helpers every script shares.
+macro_rules! prelude {
+    () => {
+        r#"
+local EPS = 0.001
+local DAY = 86400000000
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function num(x) return string.format('%.17g', x) end
+-- Days since 1970-01-01 to (year, month), and the first of a month back
+-- to days (H. Hinnant's civil calendar algorithms).
+local function civil(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m
+end
+local function first_of(y, m)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = m > 2 and m - 3 or m + 9
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + math.floor((153 * mp + 2) / 5)
+  return era * 146097 + doe - 719468
+end
+-- The window holding `now`: its number and its end (µs).
+local function window(code, now)
+  if code == 'd' then
+    local id = math.floor(now / DAY)
+    return id, (id + 1) * DAY
+  elseif code == 'm' then
+    local y, m = civil(math.floor(now / DAY))
+    local ny, nm = y, m + 1
+    if nm == 13 then ny, nm = y + 1, 1 end
+    return y * 12 + m - 1, first_of(ny, nm) * DAY
+  end
+  local len = tonumber(code) * 1000000
+  local id = math.floor(now / len)
+  return id, (id + 1) * len
+end
+local function limits(from)
+  local out = {}
+  for i = 1, tonumber(ARGV[from]) do
+    local b = from + (i - 1) * 5
+    out[i] = {kind = ARGV[b + 1], name = ARGV[b + 2], unit = ARGV[b + 3],
+              p1 = ARGV[b + 4], p2 = ARGV[b + 5]}
+  end
+  return out
+end
+-- Gives `key` at least `us` more to live (never less than it has).
+local function grow_ttl(key, us)
+  local ms = math.ceil(us / 1000)
+  if ms < 1 then ms = 1 end
+  local p = redis.call('PTTL', key)
+  if p == -1 or (p >= 0 and p < ms) then redis.call('PEXPIRE', key, ms) end
+end
+-- Drops ended permits and (a bounded batch of) ended reservations.
+local function prune(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[4], unpack(gone))
+    redis.call('ZREM', KEYS[3], unpack(gone))
+  end
+end
+-- A rate's TAT offset from `now`, from its stored offset and write time.
+local function ahead_of(stored, at, now)
+  local ahead = (tonumber(stored) or 0) - (now - (tonumber(at) or now))
+  if ahead < 0 then return 0 end
+  return ahead
+end
+"#
+    };
+}
+
+/// Judges and charges. `ARGV`: operation (`c` check, `r` reserve, `a`
+/// acquire), cost, lease id, lease TTL (µs), then the limits. Returns `{now,
+/// lease expiry or 0, then per judged limit: index (0-based), admitted,
+/// remaining, retry-after µs, reset-after µs}`.
+pub(crate) static ADMIT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        prelude!(),
+        r#"
+local op, cost, id, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local L = limits(5)
+local now = now_us()
+prune(now)
+local fields = {}
+for _, l in ipairs(L) do
+  if l.kind == 'r' then
+    fields[#fields + 1] = 'r:' .. l.name
+    fields[#fields + 1] = 'a:' .. l.name
+  elseif l.kind == 'q' then
+    fields[#fields + 1] = 'q:' .. l.name
+    fields[#fields + 1] = 'w:' .. l.name
+  end
+end
+local vals = {}
+if #fields > 0 and op ~= 'a' then vals = redis.call('HMGET', KEYS[1], unpack(fields)) end
+local steps, all, permits, v = {}, true, false, 1
+for i, l in ipairs(L) do
+  local charge = cost
+  if l.unit == 'n' then charge = 1 end
+  if l.kind == 'c' then permits = true end
+  if l.kind == 'r' then
+    local ahead = ahead_of(vals[v], vals[v + 1], now)
+    v = v + 2
+    if op ~= 'a' then
+      local t = tonumber(l.p1)
+      local tol = tonumber(l.p2) * t
+      local after = ahead + charge * t
+      if after <= tol + EPS then
+        steps[i] = {1, math.floor((tol - after + EPS) / t), 0, math.ceil(after), after}
+      else
+        all = false
+        local left = 0
+        if tol > ahead then left = math.floor((tol - ahead + EPS) / t) end
+        steps[i] = {0, left, math.max(math.ceil(after - tol), 1), math.ceil(ahead), ahead}
+      end
+    end
+  elseif l.kind == 'q' then
+    local used, w = tonumber(vals[v]) or 0, tonumber(vals[v + 1])
+    v = v + 2
+    if op ~= 'a' then
+      local wid, wend = window(l.p2, now)
+      if w ~= wid then used = 0 end
+      local lim = tonumber(l.p1)
+      if used + charge <= lim then
+        steps[i] = {1, lim - used - charge, 0, wend - now, used + charge, wid}
+      else
+        all = false
+        steps[i] = {0, math.max(lim - used, 0), math.max(wend - now, 1), wend - now, used, wid}
+      end
+    end
+  else
+    local held = redis.call('ZCARD', KEYS[2])
+    local max = tonumber(l.p1)
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    local wait = 0
+    if first[2] then wait = math.max(tonumber(first[2]) - now, 0) end
+    if held < max then
+      steps[i] = {1, max - held - 1, 0, wait}
+    else
+      all = false
+      steps[i] = {0, 0, math.max(wait, 1), wait}
+    end
+  end
+end
+local expires = 0
+if all then
+  local set, horizon = {}, 0
+  for i, l in ipairs(L) do
+    local s = steps[i]
+    if s and l.kind == 'r' then
+      set[#set + 1] = 'r:' .. l.name
+      set[#set + 1] = num(s[5])
+      set[#set + 1] = 'a:' .. l.name
+      set[#set + 1] = num(now)
+      horizon = math.max(horizon, s[5])
+    elseif s and l.kind == 'q' then
+      set[#set + 1] = 'q:' .. l.name
+      set[#set + 1] = num(s[5])
+      set[#set + 1] = 'w:' .. l.name
+      set[#set + 1] = num(s[6])
+      horizon = math.max(horizon, s[4])
+    end
+  end
+  if #set > 0 then
+    redis.call('HSET', KEYS[1], unpack(set))
+    grow_ttl(KEYS[1], horizon)
+  end
+  if permits or op == 'r' then
+    expires = now + ttl
+    if permits then
+      redis.call('ZADD', KEYS[2], expires, id)
+      grow_ttl(KEYS[2], ttl)
+    end
+    if op == 'r' then
+      redis.call('ZADD', KEYS[3], expires, id)
+      redis.call('HSET', KEYS[4], id, num(cost) .. ':' .. num(now))
+      grow_ttl(KEYS[3], ttl)
+      grow_ttl(KEYS[4], ttl)
+    end
+  end
+end
+local out = {now, expires}
+for i = 1, #L do
+  local s = steps[i]
+  if s then
+    out[#out + 1] = i - 1
+    out[#out + 1] = s[1]
+    out[#out + 1] = s[2]
+    out[#out + 1] = s[3]
+    out[#out + 1] = s[4]
+  end
+end
+return out
+"#
+    ))
+});
+
+/// Settles reservation `ARGV[1]` at `ARGV[2]` units (limits from
+/// `ARGV[3]`). Returns `{1, charged}` or `{0, 0}` when it had ended.
+pub(crate) static RECONCILE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        prelude!(),
+        r#"
+local id, actual = ARGV[1], tonumber(ARGV[2])
+local L = limits(3)
+local now = now_us()
+local score = tonumber(redis.call('ZSCORE', KEYS[3], id))
+local est = redis.call('HGET', KEYS[4], id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+prune(now)
+if not score or score <= now or not est then return {0, 0} end
+local sep = string.find(est, ':', 1, true)
+local estimate, at = tonumber(string.sub(est, 1, sep - 1)), tonumber(string.sub(est, sep + 1))
+local delta = actual - estimate
+local set, horizon = {}, 0
+for _, l in ipairs(L) do
+  if l.unit == 'c' and l.kind == 'r' then
+    local f = redis.call('HMGET', KEYS[1], 'r:' .. l.name, 'a:' .. l.name)
+    local ahead = ahead_of(f[1], f[2], now) + delta * tonumber(l.p1)
+    if ahead < 0 then ahead = 0 end
+    set[#set + 1] = 'r:' .. l.name
+    set[#set + 1] = num(ahead)
+    set[#set + 1] = 'a:' .. l.name
+    set[#set + 1] = num(now)
+    horizon = math.max(horizon, ahead)
+  elseif l.unit == 'c' and l.kind == 'q' then
+    local f = redis.call('HMGET', KEYS[1], 'q:' .. l.name, 'w:' .. l.name)
+    local wid, wend = window(l.p2, now)
+    local used = tonumber(f[1]) or 0
+    if tonumber(f[2]) ~= wid then used = 0 end
+    -- A refund goes back only to the window it was taken from; a charge
+    -- lands in the current one.
+    if delta > 0 or window(l.p2, at) == wid then used = math.max(used + delta, 0) end
+    set[#set + 1] = 'q:' .. l.name
+    set[#set + 1] = num(used)
+    set[#set + 1] = 'w:' .. l.name
+    set[#set + 1] = num(wid)
+    horizon = math.max(horizon, wend - now)
+  end
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[1], unpack(set))
+  grow_ttl(KEYS[1], horizon)
+end
+return {1, delta}
+"#
+    ))
+});
+
+/// Extends lease `ARGV[1]` to `ARGV[2]` µs from now. Returns the new
+/// expiry, or 0 when the lease had ended.
+pub(crate) static RENEW: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        prelude!(),
+        r#"
+local id, ttl = ARGV[1], tonumber(ARGV[2])
+local now = now_us()
+prune(now)
+local expires, found = now + ttl, false
+for _, k in ipairs({KEYS[2], KEYS[3]}) do
+  if redis.call('ZSCORE', k, id) then
+    redis.call('ZADD', k, 'XX', expires, id)
+    grow_ttl(k, ttl)
+    found = true
+  end
+end
+if not found then return 0 end
+if redis.call('HEXISTS', KEYS[4], id) == 1 then grow_ttl(KEYS[4], ttl) end
+return expires
+"#
+    ))
+});
+
+/// Ends lease `ARGV[1]`. Returns 1, or 0 when it had ended.
+pub(crate) static RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        prelude!(),
+        r#"
+local id = ARGV[1]
+prune(now_us())
+local n = redis.call('ZREM', KEYS[2], id) + redis.call('ZREM', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+if n > 0 then return 1 end
+return 0
+"#
+    ))
+});
+
+/// For tests: the month window the script computes for `ARGV[1]` µs.
+/// Returns `{number, end}`.
+pub(crate) static MONTH_OF: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
+        prelude!(),
+        r#"
+local id, wend = window('m', tonumber(ARGV[1]))
+return {id, wend}
+"#
+    ))
+});
