@@ -4,5 +4,6 @@
 pub mod domain;
 pub mod embedder;
 pub mod jobs;
+pub mod limits;
 pub mod own_redis;
 pub mod service;

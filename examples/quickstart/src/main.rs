@@ -33,7 +33,11 @@
 //!     get misses once and then hits Redis, and an update in a unit of work
 //!     invalidates after its COMMIT: the next get reads the new version;
 //! 13. a Redis outage: a store on a `redis-server` of the demo's own, which
-//!     it stops; reads keep answering from PostgreSQL.
+//!     it stops; reads keep answering from PostgreSQL;
+//! 14. rate limits: a tenant's requests, tokens per minute, calls in flight
+//!     and daily tokens checked at once; each call reserves its tokens and
+//!     reconciles with the real usage, until the tokens-per-minute limit
+//!     denies a call with its retry-after and headers (`src/limits.rs`).
 
 use std::process::ExitCode;
 
@@ -78,6 +82,10 @@ async fn run() -> Result<()> {
     background_embedding(&store).await?;
     caching(&store, &intro).await?;
     cache_outage(&intro).await?;
+    match store.redis() {
+        Ok(redis) => reposmith_example_quickstart::limits::token_budget(redis).await?,
+        Err(_) => println!("14. skipped: REDIS_URL is not set"),
+    }
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
     Ok(())

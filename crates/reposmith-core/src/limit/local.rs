@@ -224,6 +224,11 @@ impl LocalLimitStore {
             })
             .collect();
         let admitted = steps.iter().all(|(_, s)| s.admitted);
+        let steps = if admitted {
+            steps
+        } else {
+            self.uncharged(request, state, steps, now)
+        };
         let mut lease_expires_at_us = None;
         if admitted {
             for (i, step) in &steps {
@@ -256,6 +261,34 @@ impl LocalLimitStore {
             now_us: now,
             lease_expires_at_us,
         }
+    }
+
+    /// Refused as a whole: limits that would have admitted report what
+    /// they have now (a zero charge), since nothing was charged.
+    fn uncharged(
+        &self,
+        request: &Admit<'_>,
+        state: &mut Subject,
+        steps: Vec<(usize, Step)>,
+        now: i64,
+    ) -> Vec<(usize, Step)> {
+        let limits = request.policy.limits();
+        steps
+            .into_iter()
+            .map(|(i, step)| {
+                if !step.admitted {
+                    return (i, step);
+                }
+                let now_step = match limits[i].kind() {
+                    Kind::Concurrency { .. } => Step {
+                        remaining: step.remaining + 1,
+                        ..step
+                    },
+                    _ => self.judge(&limits[i], state, 0, now),
+                };
+                (i, now_step)
+            })
+            .collect()
     }
 
     fn reconcile_now(&self, policy: &Policy, lease: &Lease, actual: u64) -> Reconciled {
@@ -413,6 +446,10 @@ mod tests {
         assert!(first.standings.iter().all(|s| s.admitted));
         let second = store.admit_now(&request(&policy, 200, Operation::Check, "b"));
         assert!(!second.standings[1].admitted && second.standings[0].admitted);
+        assert_eq!(
+            second.standings[0].remaining, 99,
+            "what rpm has now: nothing charged"
+        );
         let third = store.admit_now(&request(&policy, 100, Operation::Check, "c"));
         assert!(third.standings.iter().all(|s| s.admitted));
         assert_eq!(

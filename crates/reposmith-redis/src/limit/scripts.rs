@@ -130,6 +130,8 @@ for _, l in ipairs(L) do
 end
 local vals = {}
 if #fields > 0 and op ~= 'a' then vals = redis.call('HMGET', KEYS[1], unpack(fields)) end
+-- A step: {admitted, remaining after, retry-after, reset-after, new state,
+-- window, remaining now, reset-after now} (the last two for a refusal).
 local steps, all, permits, v = {}, true, false, 1
 for i, l in ipairs(L) do
   local charge = cost
@@ -143,7 +145,8 @@ for i, l in ipairs(L) do
       local tol = tonumber(l.p2) * t
       local after = ahead + charge * t
       if after <= tol + EPS then
-        steps[i] = {1, math.floor((tol - after + EPS) / t), 0, math.ceil(after), after}
+        steps[i] = {1, math.floor((tol - after + EPS) / t), 0, math.ceil(after), after, 0,
+                    math.floor((tol - ahead + EPS) / t), math.ceil(ahead)}
       else
         all = false
         local left = 0
@@ -159,7 +162,8 @@ for i, l in ipairs(L) do
       if w ~= wid then used = 0 end
       local lim = tonumber(l.p1)
       if used + charge <= lim then
-        steps[i] = {1, lim - used - charge, 0, wend - now, used + charge, wid}
+        steps[i] = {1, lim - used - charge, 0, wend - now, used + charge, wid,
+                    lim - used, wend - now}
       else
         all = false
         steps[i] = {0, math.max(lim - used, 0), math.max(wend - now, 1), wend - now, used, wid}
@@ -172,7 +176,7 @@ for i, l in ipairs(L) do
     local wait = 0
     if first[2] then wait = math.max(tonumber(first[2]) - now, 0) end
     if held < max then
-      steps[i] = {1, max - held - 1, 0, wait}
+      steps[i] = {1, max - held - 1, 0, wait, 0, 0, max - held, wait}
     else
       all = false
       steps[i] = {0, 0, math.max(wait, 1), wait}
@@ -220,11 +224,15 @@ local out = {now, expires}
 for i = 1, #L do
   local s = steps[i]
   if s then
+    -- Refused as a whole: a limit that would have admitted reports what
+    -- it has now, since nothing was charged.
+    local remaining, reset = s[2], s[4]
+    if not all and s[1] == 1 then remaining, reset = s[7], s[8] end
     out[#out + 1] = i - 1
     out[#out + 1] = s[1]
-    out[#out + 1] = s[2]
+    out[#out + 1] = remaining
     out[#out + 1] = s[3]
-    out[#out + 1] = s[4]
+    out[#out + 1] = reset
   end
 end
 return out
