@@ -108,7 +108,13 @@ impl LimitStatus {
 /// [`Limiter::reconcile`](super::Limiter::reconcile); one never given back
 /// ends at [`Lease::expires_at`] on the store's clock (a crashed holder's
 /// permit frees itself; its reservation is settled at the estimate).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It serializes (serde), so the code that ends the call need not be the
+/// code that started it: a streaming response finishing in another task,
+/// or a job carrying the lease to reconcile when the model answers. The
+/// store goes by the subject and the id; the estimate it settles against is
+/// the one it recorded, not the one in a deserialized lease.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub(crate) subject: String,
     pub(crate) id: String,
@@ -375,6 +381,20 @@ mod tests {
             "\"chat.rpm\";r=10;t=1, \"chat.tpm\";r=120;t=59, \"chat.daily\";r=5000;t=3600"
         );
         assert_eq!(d.headers().len(), 3);
+    }
+
+    #[test]
+    fn a_lease_travels_as_json() {
+        let lease = Lease {
+            subject: "tenant-1".into(),
+            id: "0193a0f2-0000-7000-8000-000000000001".into(),
+            expires_at_us: 1_800_000_000_000_000,
+            reserved: 2_000,
+            permit: true,
+            local: false,
+        };
+        let json = serde_json::to_string(&lease).unwrap();
+        assert_eq!(serde_json::from_str::<Lease>(&json).unwrap(), lease);
     }
 
     #[test]
