@@ -45,7 +45,7 @@ pub async fn token_budget(redis: &RedisBackend) -> Result<()> {
                  ({} requests/min still left)",
                 decision.denied_by().unwrap_or("?"),
                 decision.retry_after,
-                decision.limits[0].remaining,
+                decision.status("rpm").map_or(0, |s| s.remaining),
             );
             for (name, value) in decision.headers() {
                 println!("      {name}: {value}");
@@ -58,14 +58,14 @@ pub async fn token_budget(redis: &RedisBackend) -> Result<()> {
                 )),
             };
         };
-        let settled = limiter.reconcile(lease, PROMPT + ANSWER).await?;
-        let tpm = &decision.limits[1];
+        let settled = limiter.reconcile(&lease, PROMPT + ANSWER).await?;
+        let tpm_left = decision.status("tpm").map_or(0, |s| s.remaining);
         println!(
             "    call {call}: reserved {} tokens, used {}: {} refunded, {} tokens/min left",
             PROMPT + MAX_TOKENS,
             PROMPT + ANSWER,
             -settled.charged,
-            tpm.remaining + (-settled.charged).max(0) as u64,
+            tpm_left + (-settled.charged).max(0) as u64,
         );
     }
     Err(Error::config(

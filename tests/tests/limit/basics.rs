@@ -31,7 +31,8 @@ fn minute() -> Duration {
     Duration::from_secs(60)
 }
 
-/// Every key under the limiter's prefix has a TTL.
+/// Every key under the limiter's prefix has a TTL; returns how many keys
+/// there were.
 pub(crate) async fn assert_every_key_expires(redis: &RedisBackend, prefix: &str) -> usize {
     let mut conn = redis.connection();
     let pattern = format!("{{{prefix}:*");
@@ -46,7 +47,8 @@ pub(crate) async fn assert_every_key_expires(redis: &RedisBackend, prefix: &str)
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+        // -2: it expired since KEYS listed it; 0: under a millisecond left.
+        assert_ne!(ttl, -1, "{key} has no TTL");
     }
     keys.len()
 }
@@ -165,9 +167,9 @@ async fn permits_are_leases_renewed_released_or_expired_on_the_server_clock() {
     let a = a.lease.unwrap();
     let mut b = b.lease.unwrap();
     assert!(a.holds_permit() && !a.is_local());
-    assert!(limiter.release(a.clone()).await.unwrap());
+    assert!(limiter.release(&a).await.unwrap());
     assert!(
-        !limiter.release(a).await.unwrap(),
+        !limiter.release(&a).await.unwrap(),
         "a second release finds nothing"
     );
     let c = limiter.acquire("t").await.unwrap();
@@ -208,13 +210,13 @@ async fn reservations_reconcile_to_the_real_usage() {
         limiter.check("t", 3_000).await.unwrap().denied_by(),
         Some("tpm")
     );
-    let settled = limiter.reconcile(lease.clone(), 2_500).await.unwrap();
+    let settled = limiter.reconcile(&lease, 2_500).await.unwrap();
     assert!(settled.settled);
     assert_eq!(settled.charged, -5_500);
     let after = limiter.check("t", 3_000).await.unwrap();
     assert!(after.allowed, "the refund made room: {after:?}");
     assert_eq!(after.limits[1].remaining, 50_000 - 2_500 - 3_000);
-    let again = limiter.reconcile(lease, 1).await.unwrap();
+    let again = limiter.reconcile(&lease, 1).await.unwrap();
     assert!(
         !again.settled && again.charged == 0,
         "a reservation settles once"
@@ -223,7 +225,7 @@ async fn reservations_reconcile_to_the_real_usage() {
     // tokens were spent.
     let big = limiter.reserve("u", 1_000).await.unwrap().lease.unwrap();
     assert_eq!(
-        limiter.reconcile(big, 12_000).await.unwrap().charged,
+        limiter.reconcile(&big, 12_000).await.unwrap().charged,
         11_000
     );
     assert_eq!(
@@ -257,7 +259,7 @@ async fn an_unreconciled_reservation_expires_settled_at_its_estimate() {
         "the crashed holder's permit freed itself: {next:?}"
     );
     assert_eq!(next.limits[0].remaining, 0, "its 600 stayed charged");
-    let late = limiter.reconcile(lease, 100).await.unwrap();
+    let late = limiter.reconcile(&lease, 100).await.unwrap();
     assert!(!late.settled, "too late to reconcile");
 }
 
@@ -427,4 +429,41 @@ async fn fail_closed_denies_with_a_typed_reason_when_redis_is_unreachable() {
     );
     assert_eq!(d.source, Source::Nobody);
     assert!(d.retry_after_header().is_some());
+}
+
+#[tokio::test]
+async fn a_late_refund_gives_back_only_what_has_not_drained() {
+    // 100 per 100 ms, burst 100: a full burst drains in 100 ms.
+    let (_redis, limiter) =
+        limiter(Policy::new("p").with(Limit::tokens("t", 100, Duration::from_millis(100)))).await;
+    let lease = limiter.reserve("s", 100).await.unwrap().lease.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        limiter.check("s", 100).await.unwrap().allowed,
+        "drained: a full burst again"
+    );
+    let settled = limiter.reconcile(&lease, 0).await.unwrap();
+    assert!(settled.settled && settled.charged == -100);
+    let again = limiter.check("s", 100).await.unwrap();
+    assert!(
+        !again.allowed,
+        "the reservation's charge had drained: refunding it would admit a second burst at once"
+    );
+}
+
+#[tokio::test]
+async fn a_permit_is_released_not_reconciled() {
+    let (_redis, limiter) = limiter(
+        Policy::new("p")
+            .with(Limit::requests("rpm", 10, minute()))
+            .with(Limit::concurrency("inflight", 1)),
+    )
+    .await;
+    let lease = limiter.check("s", 1).await.unwrap().lease.unwrap();
+    let err = limiter.reconcile(&lease, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "lease"),
+        "{err}"
+    );
+    assert!(limiter.release(&lease).await.unwrap());
 }

@@ -94,11 +94,7 @@ impl LimitStatus {
     /// The most this limit admits at once (a rate's burst, a quota's limit,
     /// a concurrency limit's permits): the `q` of the headers.
     pub fn capacity(&self) -> u64 {
-        match self.kind {
-            Kind::Rate { burst, .. } => burst,
-            Kind::Quota { limit, .. } => limit,
-            Kind::Concurrency { max } => max,
-        }
+        self.kind.capacity()
     }
 }
 
@@ -115,6 +111,7 @@ impl LimitStatus {
 /// store goes by the subject and the id; the estimate it settles against is
 /// the one it recorded, not the one in a deserialized lease.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[must_use = "a lease holds a permit or a reservation until it is released, reconciled or expires"]
 pub struct Lease {
     pub(crate) subject: String,
     pub(crate) id: String,
@@ -177,8 +174,9 @@ pub struct Decision {
     pub retry_after: Duration,
     /// How long until the binding limit is back to full capacity.
     pub reset_after: Duration,
-    /// Every limit's standing, in the policy's order (empty when the store
-    /// could not be asked).
+    /// The standing of every limit the call was judged by, in the policy's
+    /// order (an `acquire` judges only the concurrency limit; empty when the
+    /// store could not be asked).
     pub limits: Vec<LimitStatus>,
     /// What the admitted call holds (a permit, a reservation), if anything.
     pub lease: Option<Lease>,
@@ -249,6 +247,11 @@ impl Decision {
         }
     }
 
+    /// The standing of the limit named `name`, if this decision judged it.
+    pub fn status(&self, name: &str) -> Option<&LimitStatus> {
+        self.limits.iter().find(|l| l.name == name)
+    }
+
     /// The name of the limit that denied the call, if a limit did.
     pub fn denied_by(&self) -> Option<&str> {
         match &self.denied {
@@ -265,14 +268,15 @@ impl Decision {
 
     /// The `RateLimit-Policy` field of the IETF httpapi draft
     /// (draft-ietf-httpapi-ratelimit-headers-09): one item per limit,
-    /// named `policy.limit`, with its quota `q`, window `w` in seconds and,
-    /// for calls and permits, the quota unit `qu`.
+    /// named `policy.limit`, with its quota `q` (a rate's limit per period,
+    /// not its burst), window `w` in seconds and, for calls and permits, the
+    /// quota unit `qu`.
     pub fn rate_limit_policy_header(&self) -> Option<String> {
         let items: Vec<String> = self
             .limits
             .iter()
             .map(|l| {
-                let mut item = format!("\"{}.{}\";q={}", self.policy, l.name, l.capacity());
+                let mut item = format!("\"{}.{}\";q={}", self.policy, l.name, l.kind.quota());
                 match (l.kind, l.unit) {
                     (Kind::Concurrency { .. }, _) => item.push_str(";qu=\"concurrent-requests\""),
                     (_, Unit::Calls) => item.push_str(";qu=\"requests\""),

@@ -5,7 +5,9 @@
 //! least `c` until the retry-after (a larger charge waits at least as long);
 //! a denial by a limit counting calls holds for every cost. Another
 //! process's refund may free room sooner, so the cache can only deny a call
-//! the store would have admitted, never admit one it would deny.
+//! the store would have admitted, never admit one it would deny; and, being
+//! per process, it misses another process's reset or refund, so an entry
+//! lives at most `deny_cache_max_age` (2 s by default).
 //! Concurrency denials are not cached: a release frees a permit at any time.
 
 use std::collections::HashMap;
@@ -18,11 +20,13 @@ use super::spec::{Kind, Unit};
 #[derive(Debug)]
 pub(crate) struct DenyCache {
     capacity: usize,
+    max_age: Duration,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 #[derive(Debug)]
 struct Entry {
+    made: Instant,
     until: Instant,
     /// The smallest cost the denial holds for (0: every cost).
     from_cost: u64,
@@ -30,9 +34,10 @@ struct Entry {
 }
 
 impl DenyCache {
-    pub(crate) fn new(capacity: usize) -> DenyCache {
+    pub(crate) fn new(capacity: usize, max_age: Duration) -> DenyCache {
         DenyCache {
             capacity,
+            max_age,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -57,10 +62,9 @@ impl DenyCache {
         if cost < entry.from_cost {
             return None;
         }
-        let left = entry.until - now;
+        let elapsed = now - entry.made;
         let mut decision = entry.decision.clone();
-        let elapsed = decision.retry_after.saturating_sub(left);
-        decision.retry_after = left;
+        decision.retry_after = decision.retry_after.saturating_sub(elapsed);
         decision.reset_after = decision.reset_after.saturating_sub(elapsed);
         for status in &mut decision.limits {
             status.retry_after = status.retry_after.saturating_sub(elapsed);
@@ -74,7 +78,11 @@ impl DenyCache {
     /// Remembers a store's denial of `subject` at `cost`, unless a
     /// concurrency limit took part in it.
     pub(crate) fn put(&self, subject: &str, cost: u64, decision: &Decision) {
-        if self.capacity == 0 || decision.allowed || decision.retry_after.is_zero() {
+        if self.capacity == 0
+            || self.max_age.is_zero()
+            || decision.allowed
+            || decision.retry_after.is_zero()
+        {
             return;
         }
         let denying = decision.limits.iter().filter(|l| !l.admitted);
@@ -99,7 +107,8 @@ impl DenyCache {
         entries.insert(
             subject.to_owned(),
             Entry {
-                until: now + decision.retry_after.min(Duration::from_secs(86_400)),
+                made: now,
+                until: now + decision.retry_after.min(self.max_age),
                 from_cost,
                 decision: decision.clone(),
             },

@@ -30,7 +30,7 @@ pub const MAX_SUBJECT: usize = 512;
 /// }
 /// let lease = decision.lease.expect("a reservation holds a lease");
 /// // ... call the model; it reports the tokens it really used ...
-/// limiter.reconcile(lease, 1_640).await?;
+/// limiter.reconcile(&lease, 1_640).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl Limiter {
         Ok(Limiter {
             inner: Arc::new(Inner {
                 breaker: Breaker::new(options.breaker_failures, options.breaker_cooldown),
-                denials: DenyCache::new(options.deny_cache_capacity),
+                denials: DenyCache::new(options.deny_cache_capacity, options.deny_cache_max_age),
                 local,
                 policy,
                 store,
@@ -159,23 +159,34 @@ impl Limiter {
     }
 
     /// Settles a reservation at `actual`: the difference from the estimate
-    /// is charged (or refunded; a refund goes back only to a quota window
-    /// the reservation was taken in) and the lease ends, permit included.
-    /// A lease that already ended changes nothing (`settled: false`).
-    /// Store failures are returned: the reservation then settles at its
-    /// estimate when its lease ends.
-    pub async fn reconcile(&self, lease: Lease, actual: u64) -> Result<Reconciled> {
+    /// is charged, or refunded (a refund gives back only what of the
+    /// estimate's charge has not drained yet, and only to the quota window
+    /// it was taken in), and the lease ends, permit included. A reservation
+    /// that already ended (expired, released or reconciled) changes nothing
+    /// (`settled: false`): it stays charged at its estimate, and usage above
+    /// the estimate reported after the lease's expiry is not charged, so
+    /// [`Limiter::renew`] calls that outlast the lease TTL.
+    ///
+    /// Errors: `lease` holds no reservation ([`Error::InvalidInput`]: a
+    /// permit alone is given back with [`Limiter::release`]), a store
+    /// failure or timeout (the outcome is then unknown: retrying is safe,
+    /// a second settlement finds the reservation gone).
+    pub async fn reconcile(&self, lease: &Lease, actual: u64) -> Result<Reconciled> {
+        check_lease(lease)?;
         check_amount(actual, "actual")?;
-        let inner = &self.inner;
-        if let Some(local) = self.local_for(&lease) {
-            return local.reconcile(&inner.policy, &lease, actual).await;
+        if lease.reserved == 0 {
+            return Err(Error::invalid(
+                "Limiter",
+                "lease",
+                "it holds no reservation (a check or an acquire); give it back with release",
+            ));
         }
-        let reconciled = self
-            .bounded(
-                "reconcile",
-                inner.store.reconcile(&inner.policy, &lease, actual),
-            )
-            .await?;
+        let inner = &self.inner;
+        if let Some(local) = self.local_for(lease) {
+            return local.reconcile(&inner.policy, lease, actual).await;
+        }
+        let call = inner.store.reconcile(&inner.policy, lease, actual);
+        let reconciled = self.bounded("reconcile", call).await?;
         if reconciled.charged < 0 {
             // A refund can make room before a cached denial's retry-after.
             inner.denials.forget(lease.subject());
@@ -186,6 +197,7 @@ impl Limiter {
     /// Extends `lease` to a full lease TTL from now (updating its expiry);
     /// false when it had already ended (its permit may be someone else's).
     pub async fn renew(&self, lease: &mut Lease) -> Result<bool> {
+        check_lease(lease)?;
         let inner = &self.inner;
         let ttl = inner.options.lease_ttl;
         let renewed = match self.local_for(lease) {
@@ -202,13 +214,15 @@ impl Limiter {
     }
 
     /// Ends `lease`: its permit frees, its reservation stays charged at the
-    /// estimate. False when it had already ended.
-    pub async fn release(&self, lease: Lease) -> Result<bool> {
+    /// estimate. False when it had already ended. A store failure is
+    /// returned (retrying is safe); the lease then ends at its expiry.
+    pub async fn release(&self, lease: &Lease) -> Result<bool> {
+        check_lease(lease)?;
         let inner = &self.inner;
-        if let Some(local) = self.local_for(&lease) {
-            return local.release(&inner.policy, &lease).await;
+        if let Some(local) = self.local_for(lease) {
+            return local.release(&inner.policy, lease).await;
         }
-        self.bounded("release", inner.store.release(&inner.policy, &lease))
+        self.bounded("release", inner.store.release(&inner.policy, lease))
             .await
     }
 
@@ -272,6 +286,11 @@ impl Limiter {
             .bounded("rate limit check", inner.store.admit(&request))
             .await
         {
+            Ok(admitted) if !consistent(&request, &admitted) => Error::Backend {
+                backend: crate::Backend::Redis,
+                code: None,
+                reason: format!("the limit store's answer does not fit the policy: {admitted:?}"),
+            },
             Ok(admitted) => {
                 inner.breaker.success();
                 let decision = self.judged(&request, admitted, Source::Server, false);
@@ -287,7 +306,39 @@ impl Limiter {
             tracing::warn!(policy = %inner.policy, error = %failure,
                 "rate limit store failing: circuit breaker open");
         }
+        if request.takes_lease() {
+            self.release_in_background(subject, &lease_id);
+        }
         self.fallback(&request, failure.to_string()).await
+    }
+
+    /// A failed or timed-out admission may still have run on the server
+    /// and granted its lease: give it back (releasing an id the server
+    /// never granted does nothing), bounded, without holding up the caller.
+    fn release_in_background(&self, subject: &str, lease_id: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limiter = self.clone();
+        let lease = Lease {
+            subject: subject.to_owned(),
+            id: lease_id.to_owned(),
+            expires_at_us: 0,
+            reserved: 0,
+            permit: true,
+            local: false,
+        };
+        runtime.spawn(async move {
+            let inner = &limiter.inner;
+            let bound = inner
+                .options
+                .breaker_cooldown
+                .max(inner.options.response_timeout);
+            let release = inner.store.release(&inner.policy, &lease);
+            if let Ok(Err(error)) = tokio::time::timeout(bound, release).await {
+                tracing::debug!(%error, "could not give back the lease of a failed admission");
+            }
+        });
     }
 
     async fn fallback(&self, request: &Admit<'_>, reason: String) -> Result<Decision> {
@@ -343,6 +394,24 @@ impl Limiter {
             Some(admitted.now_us).filter(|_| !local),
         )
     }
+}
+
+/// Whether a store's answer covers exactly the limits the operation
+/// judges, in order, and its verdict matches their standings.
+fn consistent(request: &Admit<'_>, admitted: &Admitted) -> bool {
+    let judged = (0..request.policy.limits().len()).filter(|i| request.judges(*i));
+    let indexes = admitted.standings.iter().map(|s| s.index);
+    let all = admitted.standings.iter().all(|s| s.admitted);
+    judged.eq(indexes) && all == admitted.admitted
+}
+
+/// A lease the caller hands back: its subject valid, its id a UUID.
+fn check_lease(lease: &Lease) -> Result<()> {
+    check_subject(&lease.subject)?;
+    if uuid::Uuid::try_parse(&lease.id).is_err() {
+        return Err(Error::invalid("Limiter", "lease", "its id is not a UUID"));
+    }
+    Ok(())
 }
 
 /// A subject: 1 to [`MAX_SUBJECT`] bytes (any text; keys escape it).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::decision::Lease;
 use super::gcra::{Gcra, Step, quota_step, window_of};
-use super::spec::{Kind, Limit, Policy, Unit};
+use super::spec::{Kind, Limit, Policy, Unit, Window};
 use super::store::{Admit, Admitted, LimitStore, Operation, Reconciled, Standing};
 use crate::Result;
 use crate::repository::BoxFuture;
@@ -59,30 +59,45 @@ impl Clock {
 struct Subject {
     /// Per rate limit: TAT offset and when it was written.
     rates: HashMap<String, (f64, i64)>,
-    /// Per quota: window number and units used in it.
-    quotas: HashMap<String, (i64, u64)>,
+    /// Per quota: window number, units used in it, and the window's end.
+    quotas: HashMap<String, (i64, u64, i64)>,
     /// Permit id → expiry.
     permits: HashMap<String, i64>,
-    /// Reservation id → (expiry, estimate, reserved at).
-    reservations: HashMap<String, (i64, u64, i64)>,
+    /// Reservation id → what settling it needs.
+    reservations: HashMap<String, Reservation>,
+}
+
+/// A reservation as the store keeps it.
+#[derive(Debug, Clone)]
+struct Reservation {
+    expires: i64,
+    estimate: u64,
+    at: i64,
+    /// Per rate limit counting cost: its absolute TAT right after the
+    /// reservation. A refund gives back at most what is still ahead of
+    /// now of that TAT: a charge that has already drained cannot be
+    /// returned twice.
+    tat_ends: Vec<(String, f64)>,
 }
 
 impl Subject {
     fn prune(&mut self, now: i64) {
         self.permits.retain(|_, expires| *expires > now);
-        self.reservations
-            .retain(|_, (expires, _, _)| *expires > now);
+        self.reservations.retain(|_, r| r.expires > now);
     }
 
     /// Nothing left that affects a decision.
-    fn is_idle(&self, now: i64, policy_quotas_end: i64) -> bool {
+    fn is_idle(&self, now: i64) -> bool {
         self.permits.is_empty()
             && self.reservations.is_empty()
             && self
                 .rates
                 .values()
-                .all(|(ahead, at)| (*ahead as i64) <= now - at)
-            && (self.quotas.is_empty() || policy_quotas_end <= now)
+                .all(|(ahead, at)| *ahead <= (now - at) as f64)
+            && self
+                .quotas
+                .values()
+                .all(|(_, used, end)| *used == 0 || *end <= now)
     }
 }
 
@@ -93,8 +108,9 @@ impl LocalLimitStore {
     }
 
     /// A store holding each limit divided by `processes`, tracking at most
-    /// `capacity` subjects (idle ones are dropped first; past that the
-    /// oldest-inserted state is lost, which can only admit more).
+    /// `capacity` subjects. When full, idle subjects are dropped; if that is
+    /// not enough, arbitrary ones, down to nine tenths of the capacity (a
+    /// dropped subject's limits start full again: that can only admit more).
     pub fn shared_by(processes: u32, capacity: usize) -> LocalLimitStore {
         LocalLimitStore {
             share: u64::from(processes.max(1)),
@@ -129,6 +145,10 @@ impl LocalLimitStore {
     }
 
     fn judge(&self, limit: &Limit, state: &mut Subject, charge: u64, now: i64) -> Step {
+        // A share of a limit can be smaller than a cost the whole limit
+        // admits: such a charge takes the whole share, so it waits for an
+        // idle share instead of forever.
+        let charge = charge.min(self.scaled(limit.capacity()));
         match limit.kind() {
             Kind::Rate { .. } => {
                 let gcra = self.gcra(limit).unwrap_or(Gcra {
@@ -139,9 +159,9 @@ impl LocalLimitStore {
                 gcra.step(Gcra::decay(ahead, (now - at) as f64), charge)
             }
             Kind::Quota { limit: l, window } => {
-                let (id, end) = window_of(window, now);
+                let (id, end) = current_window(state, limit.name(), window, now);
                 let used = match state.quotas.get(limit.name()) {
-                    Some((w, used)) if *w == id => *used,
+                    Some((w, used, _)) if *w == id => *used,
                     _ => 0,
                 };
                 let ends_in = u64::try_from(end - now).unwrap_or(0);
@@ -181,10 +201,10 @@ impl LocalLimitStore {
                     .insert(limit.name().to_owned(), (step.state, now));
             }
             Kind::Quota { window, .. } => {
-                let (id, _) = window_of(window, now);
+                let (id, end) = current_window(state, limit.name(), window, now);
                 state
                     .quotas
-                    .insert(limit.name().to_owned(), (id, step.state as u64));
+                    .insert(limit.name().to_owned(), (id, step.state as u64, end));
             }
             Kind::Concurrency { .. } => {}
         }
@@ -196,13 +216,14 @@ impl LocalLimitStore {
         }
         subjects.retain(|_, s| {
             s.prune(now);
-            !s.is_idle(now, 0)
+            !s.is_idle(now)
         });
-        while subjects.len() >= self.capacity {
-            let Some(key) = subjects.keys().next().cloned() else {
-                break;
-            };
-            subjects.remove(&key);
+        let keep = self.capacity - self.capacity.div_ceil(10);
+        if subjects.len() > keep {
+            let excess: Vec<_> = subjects.keys().skip(keep).cloned().collect();
+            for key in excess {
+                subjects.remove(&key);
+            }
         }
     }
 
@@ -240,14 +261,27 @@ impl LocalLimitStore {
                     state.permits.insert(request.lease_id.to_owned(), expires);
                 }
                 if request.operation == Operation::Reserve {
+                    let tat_ends = cost_rates(request.policy)
+                        .filter_map(|l| {
+                            let (ahead, at) = state.rates.get(l.name())?;
+                            Some((l.name().to_owned(), *at as f64 + ahead))
+                        })
+                        .collect();
+                    let reservation = Reservation {
+                        expires,
+                        estimate: request.cost,
+                        at: now,
+                        tat_ends,
+                    };
                     state
                         .reservations
-                        .insert(request.lease_id.to_owned(), (expires, request.cost, now));
+                        .insert(request.lease_id.to_owned(), reservation);
                 }
                 lease_expires_at_us = Some(expires);
             }
         }
         Admitted {
+            admitted,
             standings: steps
                 .iter()
                 .map(|(i, s)| Standing {
@@ -300,45 +334,46 @@ impl LocalLimitStore {
         };
         state.prune(now);
         state.permits.remove(&lease.id);
-        let Some((_, estimate, at)) = state.reservations.remove(&lease.id) else {
+        let Some(reservation) = state.reservations.remove(&lease.id) else {
             return Reconciled::new(false, 0);
         };
-        let delta = signed(actual) - signed(estimate);
+        let delta = signed(actual) - signed(reservation.estimate);
         for limit in policy.limits().iter().filter(|l| l.unit() == Unit::Cost) {
             match limit.kind() {
-                Kind::Rate { .. } => {
-                    let Some(gcra) = self.gcra(limit) else {
-                        continue;
-                    };
-                    let (ahead, written) =
-                        state.rates.get(limit.name()).copied().unwrap_or((0.0, now));
-                    let ahead = Gcra::decay(ahead, (now - written) as f64);
-                    state
-                        .rates
-                        .insert(limit.name().to_owned(), (gcra.adjust(ahead, delta), now));
-                }
+                Kind::Rate { .. } => self.settle_rate(limit, state, &reservation, delta, now),
                 Kind::Quota { window, .. } => {
-                    let (current, _) = window_of(window, now);
-                    let (reserved_in, _) = window_of(window, at);
-                    let used = match state.quotas.get(limit.name()) {
-                        Some((w, used)) if *w == current => *used,
-                        _ => 0,
-                    };
-                    // A refund only goes back to the window it was taken
-                    // from; a charge lands in the current one.
-                    let used = if reserved_in == current || delta > 0 {
-                        used.saturating_add_signed(delta)
-                    } else {
-                        used
-                    };
-                    state
-                        .quotas
-                        .insert(limit.name().to_owned(), (current, used));
+                    settle_quota(limit, window, state, &reservation, delta, now)
                 }
                 Kind::Concurrency { .. } => {}
             }
         }
         Reconciled::new(true, delta)
+    }
+
+    /// Charges `delta` units to a rate, or refunds at most what of the
+    /// reservation's charge is still ahead of now.
+    fn settle_rate(
+        &self,
+        limit: &Limit,
+        state: &mut Subject,
+        reservation: &Reservation,
+        delta: i64,
+        now: i64,
+    ) {
+        let Some(gcra) = self.gcra(limit) else { return };
+        let (ahead, written) = state.rates.get(limit.name()).copied().unwrap_or((0.0, now));
+        let ahead = Gcra::decay(ahead, (now - written) as f64);
+        let mut change = delta as f64 * gcra.interval_us;
+        if delta < 0 {
+            let tat_end = reservation
+                .tat_ends
+                .iter()
+                .find(|(name, _)| name == limit.name())
+                .map_or(0.0, |(_, end)| *end);
+            change = change.max(-(tat_end - now as f64).max(0.0));
+        }
+        let settled = (ahead + change).max(0.0);
+        state.rates.insert(limit.name().to_owned(), (settled, now));
     }
 }
 
@@ -346,6 +381,52 @@ impl Default for LocalLimitStore {
     fn default() -> Self {
         LocalLimitStore::new()
     }
+}
+
+/// The quota window to count in: the one holding `now`, unless the count
+/// is already in a later one (the clock stepped back): windows never go
+/// back, so a step back cannot reset a count.
+fn current_window(state: &Subject, name: &str, window: Window, now: i64) -> (i64, i64) {
+    let (id, end) = window_of(window, now);
+    match state.quotas.get(name) {
+        Some((w, _, e)) if *w > id => (*w, *e),
+        _ => (id, end),
+    }
+}
+
+/// Charges `delta` units to a quota's current window; a refund goes back
+/// only to the window the reservation was taken in.
+fn settle_quota(
+    limit: &Limit,
+    window: Window,
+    state: &mut Subject,
+    reservation: &Reservation,
+    delta: i64,
+    now: i64,
+) {
+    let (current, end) = current_window(state, limit.name(), window, now);
+    let (reserved_in, _) = window_of(window, reservation.at);
+    let used = match state.quotas.get(limit.name()) {
+        Some((w, used, _)) if *w == current => *used,
+        _ => 0,
+    };
+    let used = if reserved_in == current || delta > 0 {
+        used.saturating_add_signed(delta)
+    } else {
+        used
+    };
+    state
+        .quotas
+        .insert(limit.name().to_owned(), (current, used, end));
+}
+
+/// The policy's rate limits that count cost (the ones a reservation's
+/// estimate is charged to).
+fn cost_rates(policy: &Policy) -> impl Iterator<Item = &Limit> {
+    policy
+        .limits()
+        .iter()
+        .filter(|l| l.unit() == Unit::Cost && matches!(l.kind(), Kind::Rate { .. }))
 }
 
 fn micros(d: Duration) -> i64 {
@@ -390,8 +471,8 @@ impl LimitStore for LocalLimitStore {
                     *e = expires;
                     found = true;
                 }
-                if let Some((e, _, _)) = state.reservations.get_mut(&lease.id) {
-                    *e = expires;
+                if let Some(r) = state.reservations.get_mut(&lease.id) {
+                    r.expires = expires;
                     found = true;
                 }
                 found.then_some(expires)
@@ -488,6 +569,56 @@ mod tests {
         assert!(
             !store.reconcile_now(&policy, &lease, 1).settled,
             "only once"
+        );
+    }
+
+    #[test]
+    fn a_late_refund_gives_back_only_what_has_not_drained() {
+        let store = LocalLimitStore::new();
+        let policy = Policy::new("p").with(Limit::tokens("t", 100, Duration::from_millis(100)));
+        let id = uuid::Uuid::now_v7().to_string();
+        assert!(
+            store
+                .admit_now(&request(&policy, 100, Operation::Reserve, &id))
+                .admitted
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(
+            store
+                .admit_now(&request(&policy, 100, Operation::Check, "x"))
+                .admitted
+        );
+        let lease = Lease {
+            subject: "tenant-1".into(),
+            id,
+            expires_at_us: 0,
+            reserved: 100,
+            permit: false,
+            local: true,
+        };
+        assert_eq!(store.reconcile_now(&policy, &lease, 0).charged, -100);
+        assert!(
+            !store
+                .admit_now(&request(&policy, 100, Operation::Check, "y"))
+                .admitted,
+            "the drained charge was not given back a second time"
+        );
+    }
+
+    #[test]
+    fn a_cost_above_a_share_waits_for_an_idle_share_not_forever() {
+        let store = LocalLimitStore::shared_by(4, 10);
+        let policy = Policy::new("p").with(Limit::tokens("tpm", 1_000, Duration::from_secs(60)));
+        let first = store.admit_now(&request(&policy, 600, Operation::Check, "a"));
+        assert!(
+            first.admitted,
+            "600 > the 250 share, taken as the whole share"
+        );
+        let second = store.admit_now(&request(&policy, 600, Operation::Check, "b"));
+        assert!(!second.admitted);
+        assert!(
+            second.standings[0].retry_after_us <= 15_000_000,
+            "{second:?}"
         );
     }
 

@@ -34,7 +34,9 @@ pub use decision::{Decision, Denial, Lease, LimitStatus, Source};
 pub use limiter::{Limiter, LimiterStats, MAX_SUBJECT, check_subject};
 pub use local::LocalLimitStore;
 pub use options::{LimiterOptions, OnFailure};
-pub use spec::{Kind, Limit, MAX_AMOUNT, MAX_NAME, MAX_PERIOD, Policy, Unit, Window, check_name};
+pub use spec::{
+    Kind, Limit, MAX_AMOUNT, MAX_NAME, MAX_PERIOD, MAX_SPAN, Policy, Unit, Window, check_name,
+};
 pub use store::{Admit, Admitted, LimitStore, Operation, Reconciled, Standing};
 
 use crate::cache::escape;

@@ -24,7 +24,7 @@ pub enum OnFailure {
 
 /// A limiter's options. The defaults fail closed, wait at most 50 ms for the
 /// store, open the breaker after 3 failures for 1 s, give leases 60 s and
-/// keep a deny cache of up to 10,000 subjects.
+/// keep a deny cache of up to 10,000 subjects for at most 2 s each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LimiterOptions {
@@ -43,6 +43,10 @@ pub struct LimiterOptions {
     pub lease_ttl: Duration,
     /// Subjects the local deny cache remembers (0 turns it off).
     pub deny_cache_capacity: usize,
+    /// The longest a denial is answered from the deny cache (at most its
+    /// retry-after). Short, because the cache is per process: a reset or a
+    /// refund made by another process does not reach it.
+    pub deny_cache_max_age: Duration,
     /// Subjects the fail-open fallback tracks.
     pub local_capacity: usize,
 }
@@ -57,6 +61,7 @@ impl Default for LimiterOptions {
             breaker_cooldown: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(60),
             deny_cache_capacity: 10_000,
+            deny_cache_max_age: Duration::from_secs(2),
             local_capacity: 100_000,
         }
     }
@@ -145,6 +150,9 @@ impl LimiterOptions {
         }
         if matches!(self.on_failure, OnFailure::Open { processes: 0 }) {
             return bad("on_failure", "fail-open needs at least 1 expected process");
+        }
+        if self.deny_cache_max_age > Duration::from_secs(3600) {
+            return bad("deny_cache_max_age", "must be at most an hour");
         }
         if self.local_capacity == 0 {
             return bad("local_capacity", "must be at least 1");

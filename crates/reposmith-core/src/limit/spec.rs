@@ -13,6 +13,10 @@ pub const MAX_AMOUNT: u64 = 1 << 40;
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The longest policy or limit name, in bytes.
 pub const MAX_NAME: usize = 64;
+/// The longest a quota window may be, and the longest a rate may take to
+/// drain a full burst (`burst × period / limit`): ten years. Beyond it
+/// expiries no longer fit the server's integer arithmetic.
+pub const MAX_SPAN: Duration = Duration::from_secs(3_650 * 24 * 3600);
 
 /// What a limit counts per admitted call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,25 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The most it admits at once: a rate's burst, a quota's limit, a
+    /// concurrency limit's permits.
+    pub fn capacity(&self) -> u64 {
+        match *self {
+            Kind::Rate { burst, .. } => burst,
+            Kind::Quota { limit, .. } => limit,
+            Kind::Concurrency { max } => max,
+        }
+    }
+
+    /// What the `q` of the `RateLimit-Policy` header advertises per window:
+    /// a rate's limit per period, a quota's limit, the permits.
+    pub fn quota(&self) -> u64 {
+        match *self {
+            Kind::Rate { limit, .. } | Kind::Quota { limit, .. } => limit,
+            Kind::Concurrency { max } => max,
+        }
+    }
+
     /// The window the headers advertise: a rate's period, a quota's window
     /// (a month as 30 days); none for concurrency.
     pub fn window(&self) -> Option<Duration> {
@@ -169,11 +192,7 @@ impl Limit {
     /// The most it admits at once: a rate's burst, a quota's limit, a
     /// concurrency limit's permits.
     pub fn capacity(&self) -> u64 {
-        match self.kind {
-            Kind::Rate { burst, .. } => burst,
-            Kind::Quota { limit, .. } => limit,
-            Kind::Concurrency { max } => max,
-        }
+        self.kind.capacity()
     }
 
     /// What one call of `cost` counts against this limit.
@@ -187,6 +206,38 @@ impl Limit {
     /// The window the headers advertise ([`Kind::window`]).
     pub fn window(&self) -> Option<Duration> {
         self.kind.window()
+    }
+
+    /// The five arguments the Redis script reads for this limit: kind (`r`
+    /// rate, `q` quota, `c` concurrency), name, unit (`n` calls, `c` cost),
+    /// and two parameters (a rate's emission interval in µs, written so it
+    /// reads back exactly, and its burst; a quota's limit and window `d`,
+    /// `m` or seconds; a concurrency limit's permits and nothing).
+    pub fn wire(&self) -> [String; 5] {
+        let unit = match self.unit {
+            Unit::Calls => "n",
+            Unit::Cost => "c",
+        };
+        let (kind, p1, p2) = match self.kind {
+            Kind::Rate {
+                limit,
+                period,
+                burst,
+            } => {
+                let interval = super::gcra::Gcra::new(limit, period, burst).interval_us;
+                ("r", interval.to_string(), burst.to_string())
+            }
+            Kind::Quota { limit, window } => {
+                let window = match window {
+                    Window::Day => "d".to_owned(),
+                    Window::Month => "m".to_owned(),
+                    Window::Every(every) => every.as_secs().to_string(),
+                };
+                ("q", limit.to_string(), window)
+            }
+            Kind::Concurrency { max } => ("c", max.to_string(), String::new()),
+        };
+        [kind.to_owned(), self.name.clone(), unit.to_owned(), p1, p2]
     }
 
     fn validate(&self, policy: &str) -> Result<()> {
@@ -219,14 +270,28 @@ impl Limit {
                         "period {period:?} is outside 1 ms ..= 366 days (use a quota for longer)"
                     )));
                 }
+                let period_us = period.as_micros();
+                if u128::from(limit) > period_us {
+                    return Err(bad(format!(
+                        "{limit} per {period:?} is more than one per µs, the clock's resolution"
+                    )));
+                }
+                if period_us * u128::from(burst) / u128::from(limit) > MAX_SPAN.as_micros() {
+                    return Err(bad(format!(
+                        "a burst of {burst} at {limit} per {period:?} takes more than ten years \
+                         to drain"
+                    )));
+                }
             }
             Kind::Quota { limit, window } => {
                 amount("limit", limit)?;
                 if let Window::Every(every) = window
-                    && (every < Duration::from_secs(1) || every.subsec_nanos() != 0)
+                    && (every < Duration::from_secs(1)
+                        || every.subsec_nanos() != 0
+                        || every > MAX_SPAN)
                 {
                     return Err(bad(format!(
-                        "window {every:?} must be whole seconds, at least one"
+                        "window {every:?} must be whole seconds, from one to ten years"
                     )));
                 }
             }
@@ -318,6 +383,13 @@ impl Policy {
                 "Limiter",
                 "cost",
                 "the cost is 0; it must be at least 1",
+            ));
+        }
+        if cost > MAX_AMOUNT {
+            return Err(Error::invalid(
+                "Limiter",
+                "cost",
+                format!("{cost} is above the maximum {MAX_AMOUNT}"),
             ));
         }
         for limit in &self.limits {
@@ -419,6 +491,18 @@ mod tests {
             (
                 Policy::new("p").with(Limit::requests("bad name", 1, minute())),
                 "limit name",
+            ),
+            (
+                Policy::new("p").with(Limit::quota("life", 1, Window::Every(Duration::MAX))),
+                "ten years",
+            ),
+            (
+                Policy::new("p").with(Limit::tokens("t", 1, MAX_PERIOD).burst(MAX_AMOUNT)),
+                "ten years to drain",
+            ),
+            (
+                Policy::new("p").with(Limit::tokens("t", 2_000_000, Duration::from_secs(1))),
+                "one per µs",
             ),
         ];
         for (policy, needle) in cases {

@@ -90,6 +90,9 @@ pub struct Standing {
 /// A store's answer to [`LimitStore::admit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
+    /// Whether every judged limit admitted and everything was charged (the
+    /// store says so; the limiter checks it against the standings).
+    pub admitted: bool,
     /// The judged limits, in policy order.
     pub standings: Vec<Standing>,
     /// The store's clock at the decision, µs since the Unix epoch.

@@ -19,10 +19,16 @@
 //!
 //! Each call is `EVALSHA`, and `EVAL` with the source when the server
 //! answers `NOSCRIPT` (a restart or a failover emptied its script cache).
+//! The scripts read `TIME` before writing, which needs Redis 5 or later
+//! (effects replication; the only kind since Redis 7).
 //! On a Redis Cluster a subject's keys share a hash tag, so each script
 //! runs on one master. A failover can lose the last writes acknowledged by
-//! the old master (replication is asynchronous): at most the admissions of
-//! that moment are forgotten, letting a subject take up to one more burst.
+//! the old master (replication is asynchronous): the admissions of that
+//! moment are forgotten, letting a subject take up to one more burst, and
+//! the permits taken then are forgotten too. The cluster driver may send a
+//! script again after a dropped connection: an admission then charges
+//! twice (safe for the limit), and a repeated reconcile or release answers
+//! as if the lease had already ended.
 
 mod scripts;
 
@@ -31,8 +37,8 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 use reposmith_core::limit::{
-    Admit, Admitted, Kind, Lease, LimitStore, Limiter, LimiterOptions, Operation, Policy,
-    Reconciled, Standing, SubjectKeys, Unit, Window,
+    Admit, Admitted, Lease, LimitStore, Limiter, LimiterOptions, Operation, Policy, Reconciled,
+    Standing, SubjectKeys,
 };
 use reposmith_core::repository::BoxFuture;
 use reposmith_core::{Error, Result};
@@ -95,42 +101,12 @@ impl RedisLimitStore {
     }
 }
 
-/// The five script arguments of each limit (see `scripts.rs`).
+/// The limits as script arguments: their count, then five per limit
+/// ([`Limit::wire`](reposmith_core::limit::Limit::wire)).
 fn limit_args(policy: &Policy, args: &mut Vec<String>) {
     args.push(policy.limits().len().to_string());
     for limit in policy.limits() {
-        let unit = match limit.unit() {
-            Unit::Calls => "n",
-            _ => "c",
-        };
-        let (kind, p1, p2) = match limit.kind() {
-            Kind::Rate {
-                limit: l,
-                period,
-                burst,
-            } => {
-                let interval = reposmith_core::limit::gcra::Gcra::new(l, period, burst).interval_us;
-                ("r", interval.to_string(), burst.to_string())
-            }
-            Kind::Quota { limit: l, window } => {
-                let window = match window {
-                    Window::Day => "d".to_owned(),
-                    Window::Month => "m".to_owned(),
-                    Window::Every(every) => every.as_secs().to_string(),
-                    _ => "d".to_owned(),
-                };
-                ("q", l.to_string(), window)
-            }
-            Kind::Concurrency { max } => ("c", max.to_string(), String::new()),
-            _ => ("c", "0".to_owned(), String::new()),
-        };
-        args.extend([
-            kind.to_owned(),
-            limit.name().to_owned(),
-            unit.to_owned(),
-            p1,
-            p2,
-        ]);
+        args.extend(limit.wire());
     }
 }
 
@@ -138,7 +114,8 @@ fn micros(d: Duration) -> String {
     d.as_micros().to_string()
 }
 
-/// Reads the admit script's reply.
+/// Reads the admit script's reply; a negative number or a wrong shape is
+/// an error, never read as zero.
 fn admitted(reply: Value) -> Result<Admitted> {
     let bad = || map_reply(unexpected("limit admit"));
     let items = array(reply, "limit admit").map_err(map_reply)?;
@@ -147,24 +124,24 @@ fn admitted(reply: Value) -> Result<Admitted> {
         .map(int)
         .collect::<Option<_>>()
         .ok_or_else(bad)?;
-    let [now, expires, rest @ ..] = &ints[..] else {
+    let [now, expires, all, rest @ ..] = &ints[..] else {
         return Err(bad());
     };
-    if rest.len() % 5 != 0 {
+    if rest.len() % 5 != 0 || rest.iter().any(|n| *n < 0) {
         return Err(bad());
     }
-    let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
     let standings = rest
         .chunks_exact(5)
         .map(|c| Standing {
-            index: usize::try_from(c[0]).unwrap_or(usize::MAX),
+            index: c[0] as usize,
             admitted: c[1] == 1,
-            remaining: unsigned(c[2]),
-            retry_after_us: unsigned(c[3]),
-            reset_after_us: unsigned(c[4]),
+            remaining: c[2] as u64,
+            retry_after_us: c[3] as u64,
+            reset_after_us: c[4] as u64,
         })
         .collect();
     Ok(Admitted {
+        admitted: *all == 1,
         standings,
         now_us: *now,
         lease_expires_at_us: (*expires > 0).then_some(*expires),

@@ -56,20 +56,29 @@ local function first_of(y, m)
   local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + math.floor((153 * mp + 2) / 5)
   return era * 146097 + doe - 719468
 end
--- The window holding `now`: its number and its end (µs).
-local function window(code, now)
-  if code == 'd' then
-    local id = math.floor(now / DAY)
-    return id, (id + 1) * DAY
-  elseif code == 'm' then
+-- The number of the window holding `now`, and a window's end (µs).
+local function window_id(code, now)
+  if code == 'd' then return math.floor(now / DAY) end
+  if code == 'm' then
     local y, m = civil(math.floor(now / DAY))
-    local ny, nm = y, m + 1
-    if nm == 13 then ny, nm = y + 1, 1 end
-    return y * 12 + m - 1, first_of(ny, nm) * DAY
+    return y * 12 + m - 1
   end
-  local len = tonumber(code) * 1000000
-  local id = math.floor(now / len)
-  return id, (id + 1) * len
+  return math.floor(now / (tonumber(code) * 1000000))
+end
+local function window_end(code, id)
+  if code == 'd' then return (id + 1) * DAY end
+  if code == 'm' then
+    local next = id + 1
+    return first_of(math.floor(next / 12), next % 12 + 1) * DAY
+  end
+  return (id + 1) * tonumber(code) * 1000000
+end
+-- The window to count in: the one holding `now`, unless the count is
+-- already in a later one (the clock stepped back): windows never go back.
+local function window(code, now, stored)
+  local id = window_id(code, now)
+  if stored and stored > id then id = stored end
+  return id, window_end(code, id)
 end
 local function limits(from)
   local out = {}
@@ -85,7 +94,9 @@ local function grow_ttl(key, us)
   local ms = math.ceil(us / 1000)
   if ms < 1 then ms = 1 end
   local p = redis.call('PTTL', key)
-  if p == -1 or (p >= 0 and p < ms) then redis.call('PEXPIRE', key, ms) end
+  if p == -1 or (p >= 0 and p < ms) then
+    redis.call('PEXPIRE', key, string.format('%d', ms))
+  end
 end
 -- Drops ended permits and (a bounded batch of) ended reservations.
 local function prune(now)
@@ -95,6 +106,39 @@ local function prune(now)
     redis.call('HDEL', KEYS[4], unpack(gone))
     redis.call('ZREM', KEYS[3], unpack(gone))
   end
+end
+-- A step: {admitted, remaining after, retry-after, reset-after, new state,
+-- window, remaining now, reset-after now} (the last two report a limit
+-- that would admit when the call as a whole is refused).
+local function judge_rate(l, ahead, charge)
+  local t = tonumber(l.p1)
+  local tol = tonumber(l.p2) * t
+  local after = ahead + charge * t
+  local now_left = 0
+  if tol > ahead then now_left = math.floor((tol - ahead + EPS) / t) end
+  if after <= tol + EPS then
+    return {1, math.floor((tol - after + EPS) / t), 0, math.ceil(after), after, 0,
+            now_left, math.ceil(ahead)}
+  end
+  return {0, now_left, math.max(math.ceil(after - tol), 1), math.ceil(ahead), ahead}
+end
+local function judge_quota(l, used, stored, charge, now)
+  local wid, wend = window(l.p2, now, stored)
+  if stored ~= wid then used = 0 end
+  local lim = tonumber(l.p1)
+  if used + charge <= lim then
+    return {1, lim - used - charge, 0, wend - now, used + charge, wid, lim - used, wend - now}
+  end
+  return {0, math.max(lim - used, 0), math.max(wend - now, 1), wend - now, used, wid}
+end
+local function judge_permit(l, now)
+  local held = redis.call('ZCARD', KEYS[2])
+  local max = tonumber(l.p1)
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local wait = 0
+  if first[2] then wait = math.max(tonumber(first[2]) - now, 0) end
+  if held < max then return {1, max - held - 1, 0, wait, 0, 0, max - held, wait} end
+  return {0, 0, math.max(wait, 1), wait}
 end
 -- A rate's TAT offset from `now`, from its stored offset and write time.
 local function ahead_of(stored, at, now)
@@ -108,8 +152,10 @@ end
 
 /// Judges and charges. `ARGV`: operation (`c` check, `r` reserve, `a`
 /// acquire), cost, lease id, lease TTL (µs), then the limits. Returns `{now,
-/// lease expiry or 0, then per judged limit: index (0-based), admitted,
-/// remaining, retry-after µs, reset-after µs}`.
+/// lease expiry or 0, admitted (1/0), then per judged limit: index
+/// (0-based), admitted, remaining, retry-after µs, reset-after µs}`. A
+/// reservation's record is `estimate:at` followed by `;name=tat_end` for
+/// each rate counting cost.
 pub(crate) static ADMIT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         prelude!(),
@@ -130,62 +176,26 @@ for _, l in ipairs(L) do
 end
 local vals = {}
 if #fields > 0 and op ~= 'a' then vals = redis.call('HMGET', KEYS[1], unpack(fields)) end
--- A step: {admitted, remaining after, retry-after, reset-after, new state,
--- window, remaining now, reset-after now} (the last two for a refusal).
 local steps, all, permits, v = {}, true, false, 1
 for i, l in ipairs(L) do
   local charge = cost
   if l.unit == 'n' then charge = 1 end
-  if l.kind == 'c' then permits = true end
-  if l.kind == 'r' then
-    local ahead = ahead_of(vals[v], vals[v + 1], now)
-    v = v + 2
-    if op ~= 'a' then
-      local t = tonumber(l.p1)
-      local tol = tonumber(l.p2) * t
-      local after = ahead + charge * t
-      if after <= tol + EPS then
-        steps[i] = {1, math.floor((tol - after + EPS) / t), 0, math.ceil(after), after, 0,
-                    math.floor((tol - ahead + EPS) / t), math.ceil(ahead)}
-      else
-        all = false
-        local left = 0
-        if tol > ahead then left = math.floor((tol - ahead + EPS) / t) end
-        steps[i] = {0, left, math.max(math.ceil(after - tol), 1), math.ceil(ahead), ahead}
-      end
-    end
-  elseif l.kind == 'q' then
-    local used, w = tonumber(vals[v]) or 0, tonumber(vals[v + 1])
-    v = v + 2
-    if op ~= 'a' then
-      local wid, wend = window(l.p2, now)
-      if w ~= wid then used = 0 end
-      local lim = tonumber(l.p1)
-      if used + charge <= lim then
-        steps[i] = {1, lim - used - charge, 0, wend - now, used + charge, wid,
-                    lim - used, wend - now}
-      else
-        all = false
-        steps[i] = {0, math.max(lim - used, 0), math.max(wend - now, 1), wend - now, used, wid}
-      end
-    end
-  else
-    local held = redis.call('ZCARD', KEYS[2])
-    local max = tonumber(l.p1)
-    local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    local wait = 0
-    if first[2] then wait = math.max(tonumber(first[2]) - now, 0) end
-    if held < max then
-      steps[i] = {1, max - held - 1, 0, wait, 0, 0, max - held, wait}
-    else
-      all = false
-      steps[i] = {0, 0, math.max(wait, 1), wait}
-    end
+  if l.kind == 'c' then
+    permits = true
+    steps[i] = judge_permit(l, now)
+  elseif op ~= 'a' and l.kind == 'r' then
+    steps[i] = judge_rate(l, ahead_of(vals[v], vals[v + 1], now), charge)
+  elseif op ~= 'a' and l.kind == 'q' then
+    steps[i] = judge_quota(l, tonumber(vals[v]) or 0, tonumber(vals[v + 1]), charge, now)
   end
+  if l.kind ~= 'c' then v = v + 2 end
+  if steps[i] and steps[i][1] == 0 then all = false end
 end
 local expires = 0
 if all then
-  local set, horizon = {}, 0
+  -- The state, and for a reservation where each cost rate's TAT ends:
+  -- a refund may give back only what has not drained yet.
+  local set, horizon, ends = {}, 0, ''
   for i, l in ipairs(L) do
     local s = steps[i]
     if s and l.kind == 'r' then
@@ -194,6 +204,7 @@ if all then
       set[#set + 1] = 'a:' .. l.name
       set[#set + 1] = num(now)
       horizon = math.max(horizon, s[5])
+      if l.unit == 'c' then ends = ends .. ';' .. l.name .. '=' .. num(now + s[5]) end
     elseif s and l.kind == 'q' then
       set[#set + 1] = 'q:' .. l.name
       set[#set + 1] = num(s[5])
@@ -214,13 +225,13 @@ if all then
     end
     if op == 'r' then
       redis.call('ZADD', KEYS[3], expires, id)
-      redis.call('HSET', KEYS[4], id, num(cost) .. ':' .. num(now))
+      redis.call('HSET', KEYS[4], id, num(cost) .. ':' .. num(now) .. ends)
       grow_ttl(KEYS[3], ttl)
       grow_ttl(KEYS[4], ttl)
     end
   end
 end
-local out = {now, expires}
+local out = {now, expires, all and 1 or 0}
 for i = 1, #L do
   local s = steps[i]
   if s then
@@ -250,21 +261,28 @@ local id, actual = ARGV[1], tonumber(ARGV[2])
 local L = limits(3)
 local now = now_us()
 local score = tonumber(redis.call('ZSCORE', KEYS[3], id))
-local est = redis.call('HGET', KEYS[4], id)
+local record = redis.call('HGET', KEYS[4], id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('HDEL', KEYS[4], id)
 prune(now)
-if not score or score <= now or not est then return {0, 0} end
-local sep = string.find(est, ':', 1, true)
-local estimate, at = tonumber(string.sub(est, 1, sep - 1)), tonumber(string.sub(est, sep + 1))
+if not score or score <= now or not record then return {0, 0} end
+local estimate, at, rest = string.match(record, '^([^:]+):([^;]+)(.*)$')
+estimate, at = tonumber(estimate), tonumber(at)
+local ends = {}
+for name, t in string.gmatch(rest, ';([^=]+)=([^;]+)') do ends[name] = tonumber(t) end
 local delta = actual - estimate
 local set, horizon = {}, 0
 for _, l in ipairs(L) do
   if l.unit == 'c' and l.kind == 'r' then
     local f = redis.call('HMGET', KEYS[1], 'r:' .. l.name, 'a:' .. l.name)
-    local ahead = ahead_of(f[1], f[2], now) + delta * tonumber(l.p1)
-    if ahead < 0 then ahead = 0 end
+    local change = delta * tonumber(l.p1)
+    if delta < 0 then
+      -- Give back at most what of the reservation's charge is still
+      -- ahead of now: a drained charge must not be returned twice.
+      change = math.max(change, -math.max((ends[l.name] or 0) - now, 0))
+    end
+    local ahead = math.max(ahead_of(f[1], f[2], now) + change, 0)
     set[#set + 1] = 'r:' .. l.name
     set[#set + 1] = num(ahead)
     set[#set + 1] = 'a:' .. l.name
@@ -272,12 +290,13 @@ for _, l in ipairs(L) do
     horizon = math.max(horizon, ahead)
   elseif l.unit == 'c' and l.kind == 'q' then
     local f = redis.call('HMGET', KEYS[1], 'q:' .. l.name, 'w:' .. l.name)
-    local wid, wend = window(l.p2, now)
+    local stored = tonumber(f[2])
+    local wid, wend = window(l.p2, now, stored)
     local used = tonumber(f[1]) or 0
-    if tonumber(f[2]) ~= wid then used = 0 end
+    if stored ~= wid then used = 0 end
     -- A refund goes back only to the window it was taken from; a charge
     -- lands in the current one.
-    if delta > 0 or window(l.p2, at) == wid then used = math.max(used + delta, 0) end
+    if delta > 0 or window_id(l.p2, at) == wid then used = math.max(used + delta, 0) end
     set[#set + 1] = 'q:' .. l.name
     set[#set + 1] = num(used)
     set[#set + 1] = 'w:' .. l.name
