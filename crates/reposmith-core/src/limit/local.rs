@@ -617,8 +617,8 @@ mod tests {
         let second = store.admit_now(&request(&policy, 600, Operation::Check, "b"));
         assert!(!second.admitted);
         assert!(
-            second.standings[0].retry_after_us <= 15_000_000,
-            "{second:?}"
+            second.standings[0].retry_after_us <= 60_000_000,
+            "a finite wait (the share drains in a minute): {second:?}"
         );
     }
 
