@@ -11,8 +11,11 @@
 //! * failing open, the outage's admissions are [`Source::Local`] and never
 //!   exceed this process's share (limit ÷ processes, burst ÷ processes)
 //!   over the span they were made in;
-//! * decisions come from the server again within one breaker cooldown
-//!   (plus one response timeout) of the server answering;
+//! * decisions come from the server again within two breaker cooldowns
+//!   (plus one response timeout) of the server answering: the first probe
+//!   after a stop can still fail (the driver's reconnect, begun while the
+//!   server was down, fails it), so one cooldown is measured often
+//!   (~210 ms) but not always (~510 ms with a 300 ms cooldown);
 //! * state written before a kill survives it (AOF, fsynced on every write):
 //!   a subject at its limit stays limited, a reservation can still be
 //!   reconciled; the restarted server's empty script cache is refilled
@@ -417,9 +420,16 @@ async fn scenario(failure: Failure, outage: Outage) {
         calls.iter().map(|c| c.took).max().unwrap_or_default(),
         l.load.stats(),
     );
+    let late: Vec<String> = calls
+        .iter()
+        .filter(|c| c.started >= back && c.decision.source != Source::Server)
+        .filter_map(|c| c.decision.denied.as_ref().map(ToString::to_string))
+        .filter(|reason| !reason.contains("circuit breaker is open"))
+        .collect();
+    println!("failed probes after the server answered: {late:?}");
     assert!(by_fallback > 0, "the outage was never noticed");
     assert!(
-        recovery <= COOLDOWN + RESPONSE + MARGIN,
+        recovery <= 2 * COOLDOWN + RESPONSE + MARGIN,
         "server decisions only {recovery:?} after the server answered"
     );
     after(&l, held, local, outage).await;
