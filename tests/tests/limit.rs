@@ -4,3 +4,7 @@
 
 #[path = "limit/basics.rs"]
 mod basics;
+#[path = "limit/cluster.rs"]
+mod cluster;
+#[path = "limit/outages.rs"]
+mod outages;
