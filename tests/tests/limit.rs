@@ -4,3 +4,9 @@
 
 #[path = "limit/basics.rs"]
 mod basics;
+#[path = "limit/crashes.rs"]
+mod crashes;
+#[path = "limit/exactness.rs"]
+mod exactness;
+#[path = "limit/skew.rs"]
+mod skew;
