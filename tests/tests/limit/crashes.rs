@@ -47,7 +47,7 @@ const CHILD_ESTIMATE: u64 = 1_000;
 fn policy() -> Policy {
     let second = Duration::from_secs(1);
     Policy::new("llm")
-        .with(Limit::requests("calls", 300, second).burst(30))
+        .with(Limit::requests("calls", 100, second).burst(10))
         .with(Limit::tokens("tokens", 40_000, second).burst(8_000))
         .with(Limit::concurrency("inflight", PERMITS as u64))
         .with(Limit::quota("quota", 60_000, Window::Every(QUOTA_WINDOW)))
