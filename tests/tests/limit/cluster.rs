@@ -209,11 +209,11 @@ async fn every_operation(limiter: &Limiter, subject: &str) {
     let checked = limiter.check(subject, 100).await.unwrap();
     assert!(admitted(&checked), "{subject:?}: {checked:?}");
     let permit = checked.lease.expect("the check holds a permit");
-    assert!(limiter.release(permit).await.unwrap());
+    assert!(limiter.release(&permit).await.unwrap());
     let reserved = limiter.reserve(subject, 1_000).await.unwrap();
     assert!(admitted(&reserved), "{subject:?}: {reserved:?}");
     let settled = limiter
-        .reconcile(reserved.lease.unwrap(), 600)
+        .reconcile(&reserved.lease.unwrap(), 600)
         .await
         .unwrap();
     assert!(settled.settled && settled.charged == -400, "{settled:?}");
@@ -221,11 +221,11 @@ async fn every_operation(limiter: &Limiter, subject: &str) {
     assert!(admitted(&acquired), "{subject:?}: {acquired:?}");
     let mut lease = acquired.lease.unwrap();
     assert!(limiter.renew(&mut lease).await.unwrap());
-    assert!(limiter.release(lease).await.unwrap());
+    assert!(limiter.release(&lease).await.unwrap());
     // The daily quota saw 100 + 600 (the refund of 400 included) + 1.
     let after = limiter.check(subject, 1).await.unwrap();
     assert_eq!(after.limits[3].remaining, 1_000_000 - 701, "{after:?}");
-    limiter.release(after.lease.unwrap()).await.unwrap();
+    limiter.release(&after.lease.unwrap()).await.unwrap();
 }
 
 #[tokio::test]

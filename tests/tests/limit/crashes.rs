@@ -141,7 +141,7 @@ async fn reserve_then_hang() {
             let held = held(&d).unwrap();
             println!("HELD {} {} {held}", d.decided_at_us.unwrap(), micros(lease));
             tokio::time::sleep(Duration::from_secs(30)).await;
-            limiter.reconcile(lease.clone(), 1).await.unwrap();
+            limiter.reconcile(lease, 1).await.unwrap();
             panic!("not killed");
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -178,7 +178,10 @@ fn micros(lease: &Lease) -> i64 {
 
 fn held(d: &Decision) -> Option<usize> {
     let l = d.limits.iter().find(|l| l.name == "inflight").unwrap();
-    l.admitted.then(|| PERMITS - 1 - l.remaining as usize)
+    // An admitted call reports the permits left after its own; a refused
+    // one, what is left now (nothing was taken).
+    let after = usize::from(d.allowed);
+    l.admitted.then(|| PERMITS - after - l.remaining as usize)
 }
 
 /// One task's runs until `left` is used up; leaked leases kept aside.
@@ -218,7 +221,7 @@ async fn runs(
                 tokio::time::sleep(Duration::from_micros(rng.range(0, 2_000))).await;
                 let actual = rng.range(0, estimate);
                 let before = server_time(&redis).await;
-                let r = limiter.reconcile(lease, actual).await.unwrap();
+                let r = limiter.reconcile(&lease, actual).await.unwrap();
                 let after = server_time(&redis).await;
                 if r.settled {
                     assert_eq!(r.charged, actual as i64 - estimate as i64);
@@ -431,10 +434,10 @@ async fn crashes_between_reserve_and_reconcile_never_over_admit_and_leak_nothing
         );
         let probe = limiter.acquire(subject).await.unwrap();
         assert_eq!(held(&probe), Some(0), "{subject}: every permit is free");
-        limiter.release(probe.lease.unwrap()).await.unwrap();
+        limiter.release(&probe.lease.unwrap()).await.unwrap();
     }
     for lease in leaked.into_iter().take(20) {
-        let r = limiter.reconcile(lease, 0).await.unwrap();
+        let r = limiter.reconcile(&lease, 0).await.unwrap();
         assert!(!r.settled, "a leaked reservation settled at its estimate");
     }
     println!("whole test {:?}", started.elapsed());

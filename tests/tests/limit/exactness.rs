@@ -307,17 +307,37 @@ impl ModelRate {
         self.gcra.step(ahead, charge)
     }
 
-    /// A reconciliation's correction of `delta` units at `now`.
-    pub(crate) fn adjust(&mut self, now: i64, delta: i64) {
-        let ahead = self
-            .at
-            .map_or(0.0, |at| Gcra::decay(self.stored, (now - at) as f64));
-        self.stored = self.gcra.adjust(ahead, delta);
+    pub(crate) fn apply(&mut self, step: &Step, now: i64) {
+        self.stored = step.state;
         self.at = Some(now);
     }
 
-    pub(crate) fn apply(&mut self, step: &Step, now: i64) {
-        self.stored = step.state;
+    /// The standing at `now` without a charge: what a limit reports when
+    /// the call as a whole was refused and nothing was charged.
+    pub(crate) fn uncharged(&self, now: i64) -> Step {
+        let ahead = self
+            .at
+            .map_or(0.0, |at| Gcra::decay(self.stored, (now - at) as f64));
+        self.gcra.step(ahead, 0)
+    }
+
+    /// The absolute TAT (server µs), for capping a later refund.
+    pub(crate) fn tat_end(&self) -> f64 {
+        self.at.map_or(0.0, |at| at as f64 + self.stored)
+    }
+
+    /// A refund of `delta < 0` units at `now` gives back at most what of a
+    /// reservation whose TAT ended at `tat_end` has not drained (a charge,
+    /// `delta > 0`, is taken whole), as the script does.
+    pub(crate) fn settle(&mut self, now: i64, delta: i64, tat_end: f64) {
+        let ahead = self
+            .at
+            .map_or(0.0, |at| Gcra::decay(self.stored, (now - at) as f64));
+        let mut change = delta as f64 * self.gcra.interval_us;
+        if delta < 0 {
+            change = change.max(-(tat_end - now as f64).max(0.0));
+        }
+        self.stored = (ahead + change).max(0.0);
         self.at = Some(now);
     }
 }
@@ -331,7 +351,15 @@ fn replay_one(model: &mut [ModelRate], seen: &Seen) -> bool {
     let allowed = steps.iter().all(|s| s.admitted);
     let limits: Vec<_> = steps
         .iter()
-        .map(|s| (s.admitted, s.remaining, s.retry_after_us))
+        .zip(model.iter())
+        .map(|(s, m)| {
+            // Refused as a whole: an admitting limit reports what it has now.
+            let remaining = match allowed || !s.admitted {
+                true => s.remaining,
+                false => m.uncharged(seen.at_us).remaining,
+            };
+            (s.admitted, remaining, s.retry_after_us)
+        })
         .collect();
     if allowed {
         for (m, s) in model.iter_mut().zip(&steps) {

@@ -172,8 +172,8 @@ async fn prepare(l: &Limiters) -> Lease {
 async fn during(l: &Limiters, held: &Lease, failure: Failure) -> Option<Lease> {
     let mut copy = held.clone();
     let renew = timed("renew", l.leases.renew(&mut copy)).await;
-    let reconcile = timed("reconcile", l.leases.reconcile(held.clone(), 800)).await;
-    let release = timed("release", l.leases.release(held.clone())).await;
+    let reconcile = timed("reconcile", l.leases.reconcile(held, 800)).await;
+    let release = timed("release", l.leases.release(held)).await;
     for (what, error) in [
         ("renew", renew.err()),
         ("reconcile", reconcile.err()),
@@ -197,7 +197,7 @@ async fn during(l: &Limiters, held: &Lease, failure: Failure) -> Option<Lease> {
     assert!(l.leases.renew(&mut local).await.unwrap(), "renewed locally");
     let permit = acquired.lease.expect("a local permit");
     assert!(permit.is_local());
-    assert!(l.leases.release(permit).await.unwrap(), "released locally");
+    assert!(l.leases.release(&permit).await.unwrap(), "released locally");
     Some(local)
 }
 
@@ -457,7 +457,7 @@ async fn after(l: &Limiters, held: Lease, local: Option<Lease>, o: Outage) {
     let capped = l.capped.check("full", 1).await.unwrap();
     assert_eq!(capped.source, Source::Server, "{capped:?}");
     assert_eq!(capped.denied_by(), Some("rph"), "state lost: {capped:?}");
-    let settled = l.leases.reconcile(held, 800).await.unwrap();
+    let settled = l.leases.reconcile(&held, 800).await.unwrap();
     match o {
         // The reconcile that timed out was written to the socket before the
         // pause ended: the server runs it on waking, so the caller's timeout
@@ -469,7 +469,7 @@ async fn after(l: &Limiters, held: Lease, local: Option<Lease>, o: Outage) {
         ),
     }
     if let Some(local) = local {
-        let settled = l.leases.reconcile(local, 200).await.unwrap();
+        let settled = l.leases.reconcile(&local, 200).await.unwrap();
         assert!(settled.settled && settled.charged == -300, "{settled:?}");
     }
 }

@@ -93,7 +93,7 @@ async fn execute(limiter: &Limiter, leases: &mut HashMap<String, Lease>, command
         }
         "reconcile" => {
             let lease = leases.remove(w[1]).unwrap();
-            let r = limiter.reconcile(lease, amount()).await.unwrap();
+            let r = limiter.reconcile(&lease, amount()).await.unwrap();
             format!("{} {}", u8::from(r.settled), r.charged)
         }
         "renew" => {
@@ -103,7 +103,7 @@ async fn execute(limiter: &Limiter, leases: &mut HashMap<String, Lease>, command
         }
         "release" => {
             let lease = leases.remove(w[1]).unwrap();
-            u8::from(limiter.release(lease).await.unwrap()).to_string()
+            u8::from(limiter.release(&lease).await.unwrap()).to_string()
         }
         other => panic!("unknown command {other}"),
     }
@@ -192,8 +192,9 @@ struct Model {
     policy: Policy,
     rates: HashMap<String, ModelRate>,
     daily: (i64, u64),
-    /// Permits and reservations by label: expiry, reserved estimate, taken at.
-    leases: HashMap<String, (i64, u64, i64)>,
+    /// Permits and reservations by label: expiry, reserved estimate, taken
+    /// at, and each cost rate's TAT end right after it.
+    leases: HashMap<String, (i64, u64, i64, HashMap<String, f64>)>,
     /// µs a cost rate may be off by after a refund whose server time is only
     /// known to lie between two `TIME` readings.
     slack_us: u64,
@@ -258,6 +259,26 @@ impl Model {
         }
     }
 
+    /// A limit's standing at `now` with nothing charged.
+    fn uncharged(&self, limit: &Limit, now: i64) -> Standing {
+        let name = limit.name().to_owned();
+        match limit.kind() {
+            Kind::Rate { .. } => {
+                let s = self.rates[limit.name()].uncharged(now);
+                (name, true, s.remaining, 0, s.reset_after_us)
+            }
+            Kind::Quota { .. } => {
+                let (id, end) = window_of(Window::Day, now);
+                let used = if self.daily.0 == id { self.daily.1 } else { 0 };
+                (name, true, DAILY - used, 0, (end - now) as u64)
+            }
+            _ => {
+                let (_, _, remaining, retry, reset) = self.standing(limit, now, 1);
+                (name, true, remaining + 1, retry, reset)
+            }
+        }
+    }
+
     /// Checks a decision's answer and, when admitted, charges the model.
     fn decision(&mut self, command: &str, answer: &str, bracket: (i64, i64)) {
         let w: Vec<&str> = command.split(' ').collect();
@@ -274,8 +295,17 @@ impl Model {
             .iter()
             .filter(|l| w[0] != "acquire" || matches!(l.kind(), Kind::Concurrency { .. }))
             .collect();
-        let expected: Vec<Standing> = judged.iter().map(|l| self.standing(l, now, cost)).collect();
-        let allowed = expected.iter().all(|s| s.1);
+        let charged: Vec<Standing> = judged.iter().map(|l| self.standing(l, now, cost)).collect();
+        let allowed = charged.iter().all(|s| s.1);
+        // Refused as a whole: an admitting limit reports what it has now.
+        let expected: Vec<Standing> = charged
+            .into_iter()
+            .zip(&judged)
+            .map(|(s, l)| match allowed || !s.1 {
+                true => s,
+                false => self.uncharged(l, now),
+            })
+            .collect();
         assert_eq!(a[0] == "1", allowed, "{command}: {answer}");
         // A denial names the refusing limit that frees last.
         let denier = expected.iter().filter(|s| !s.1).max_by_key(|s| s.3);
@@ -328,20 +358,25 @@ impl Model {
             }
         }
         let reserved = if w[0] == "reserve" { cost } else { 0 };
+        let ends = self
+            .rates
+            .iter()
+            .map(|(name, rate)| (name.clone(), rate.tat_end()))
+            .collect();
         self.leases
-            .insert(w[1].to_owned(), (expires, reserved, now));
+            .insert(w[1].to_owned(), (expires, reserved, now, ends));
     }
 
     /// A refund of `estimate − actual` at some time within `bracket`.
     fn reconcile(&mut self, label: &str, actual: u64, answer: &str, bracket: (i64, i64)) {
-        let (expires, estimate, taken_at) = self.leases.remove(label).unwrap();
+        let (expires, estimate, taken_at, ends) = self.leases.remove(label).unwrap();
         assert!(expires > bracket.1, "the lease is still open");
         let delta = actual as i64 - estimate as i64;
         assert_eq!(answer, format!("1 {delta}"), "reconcile {label}");
         // Applied at the bracket's end: cost rates may be off by its width.
         let at = bracket.1;
-        for rate in self.rates.values_mut().filter(|r| r.unit == Unit::Cost) {
-            rate.adjust(at, delta);
+        for (name, rate) in self.rates.iter_mut().filter(|(_, r)| r.unit == Unit::Cost) {
+            rate.settle(at, delta, ends[name]);
         }
         let (id, _) = window_of(Window::Day, at);
         let used = if self.daily.0 == id { self.daily.1 } else { 0 };
