@@ -414,7 +414,9 @@ fn check_lease(lease: &Lease) -> Result<()> {
     Ok(())
 }
 
-/// A subject: 1 to [`MAX_SUBJECT`] bytes (any text; keys escape it).
+/// A subject: 1 to [`MAX_SUBJECT`] bytes (any text; keys escape it). It
+/// is stored as given, in key names and leases: pass a tenant id or a hash
+/// of an API key, never a secret.
 pub fn check_subject(subject: &str) -> Result<()> {
     if subject.is_empty() {
         return Err(Error::invalid("Limiter", "subject", "the subject is empty"));
