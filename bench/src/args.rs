@@ -94,6 +94,15 @@ reposmith-bench cache [OPTIONS]   the repository cache (Redis, near cache) again
   --only LIST (get,concurrent,vector,near,down), --quick (2 rounds of 500 gets,
   3000 vectors; about half a minute)
 
+reposmith-bench limits [OPTIONS]  the rate limiter on a redis-server the bench starts itself:
+                    decisions/s and p50/p99 from 4 client processes, on 1 subject and on
+                    10k; a redis_rate-style GCRA script (baseline), reposmith with 1 limit,
+                    3 limits (rpm+tpm+daily), 4 limits (+inflight, check then release),
+                    governor in process (the ceiling)
+  --rounds N (5), --decisions N (4000 per process per side per round), --processes N (4),
+  --tasks N (4 per process), --subjects N (10000),
+  --only LIST (redis_rate,single,three,four,governor), --quick (3 rounds of 1500)
+
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 
   --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick

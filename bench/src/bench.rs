@@ -55,6 +55,16 @@ pub(crate) enum Side {
     /// A plain `HGET` of a cache entry's value through the same Redis
     /// connection: one round trip and the same bytes, no script, no decoding.
     RawRedis,
+    /// The limits bench's baseline: a `redis_rate`-style single GCRA script.
+    LimitRedisRate,
+    /// `Limiter::check` of one requests-per-minute limit.
+    LimitSingle,
+    /// `Limiter::check` of requests + tokens per minute + a daily quota.
+    LimitThree,
+    /// The same and a concurrency limit: `check`, then `release` its permit.
+    LimitFour,
+    /// governor's keyed limiter, in process.
+    LimitGovernor,
 }
 
 impl Side {
@@ -78,6 +88,11 @@ impl Side {
             Side::RedisKilled => "reposmith, Redis killed",
             Side::RedisPaused => "reposmith, Redis paused",
             Side::RawRedis => "redis-rs HGET, same entry",
+            Side::LimitRedisRate => "redis_rate-style GCRA",
+            Side::LimitSingle => "reposmith 1 limit",
+            Side::LimitThree => "reposmith 3 limits",
+            Side::LimitFour => "reposmith 4 + release",
+            Side::LimitGovernor => "governor, in-process",
         }
     }
 }

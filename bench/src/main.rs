@@ -24,6 +24,8 @@
 //! `cargo xtask bench queue` runs [`queue`], Redis job queues end to end, on
 //! a redis-server of its own. `cargo xtask bench cache` runs [`cache`], the
 //! repository cache against the database, also on a redis-server of its own.
+//! `cargo xtask bench limits` runs [`limits`], the rate limiter's decisions
+//! from four client processes, on a redis-server of its own too.
 
 mod args;
 mod batches;
@@ -33,6 +35,7 @@ mod cache;
 mod heavy;
 mod ingest;
 mod item;
+mod limits;
 mod measure;
 mod mongo;
 mod queue;
@@ -79,6 +82,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "cache") {
         return cache::run(args).await;
+    }
+    if args.iter().any(|a| a == "limits") {
+        return limits::run(args).await;
     }
     if args.iter().any(|a| a == "recall") {
         return recall::run(args).await;
