@@ -268,7 +268,13 @@ impl Limiter {
                 return Ok(cached);
             }
         }
-        let lease_id = uuid::Uuid::now_v7().to_string();
+        // Only a call that takes a lease needs an id (a UUID costs a clock
+        // read and a format per call).
+        let takes_lease = operation == Operation::Reserve || inner.policy.concurrency().is_some();
+        let lease_id = match takes_lease {
+            true => uuid::Uuid::now_v7().to_string(),
+            false => String::new(),
+        };
         let request = Admit {
             policy: &inner.policy,
             subject,

@@ -98,14 +98,23 @@ local function grow_ttl(key, us)
     redis.call('PEXPIRE', key, string.format('%d', ms))
   end
 end
--- Drops ended permits and (a bounded batch of) ended reservations.
-local function prune(now)
+-- Drops ended permits.
+local function prune_permits(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+end
+-- Drops a bounded batch of ended reservations (housekeeping: their
+-- estimates were charged when they were taken; the keys expire with their
+-- last lease anyway).
+local function prune_reservations(now)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
   if #gone > 0 then
     redis.call('HDEL', KEYS[4], unpack(gone))
     redis.call('ZREM', KEYS[3], unpack(gone))
   end
+end
+local function prune(now)
+  prune_permits(now)
+  prune_reservations(now)
 end
 -- A step: {admitted, remaining after, retry-after, reset-after, new state,
 -- window, remaining now, reset-after now} (the last two report a limit
@@ -163,7 +172,12 @@ pub(crate) static ADMIT: LazyLock<Lua> = LazyLock::new(|| {
 local op, cost, id, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local L = limits(5)
 local now = now_us()
-prune(now)
+-- Only a concurrency limit reads the permits, and only a reservation adds
+-- to the reservations: a plain check of rates and quotas skips both prunes.
+for _, l in ipairs(L) do
+  if l.kind == 'c' then prune_permits(now) break end
+end
+if op == 'r' then prune_reservations(now) end
 local fields = {}
 for _, l in ipairs(L) do
   if l.kind == 'r' then
