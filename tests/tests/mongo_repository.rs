@@ -13,11 +13,11 @@ use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use serde_json::json;
 
-/// The whole conformance suite, each test on its own database. The 100k
-/// `insert_many` test passes in about 45 s on SecantusDB since a failed
-/// large insert is undone with `_id` equality deletes; its earlier failures
-/// came from one `$in` delete of 25k ids that kept the server busy for
-/// over 20 minutes after the client gave up, slowing every other command.
+/// The whole conformance suite, each test on its own database, with the
+/// smaller sizes of `MongoDb::sizes`. A failed large insert is undone with
+/// `_id` equality deletes; the bulk test's earlier failures came from one
+/// `$in` delete of 25k ids that kept the server busy for over 20 minutes
+/// after the client gave up, slowing every other command.
 mod conformance {
     reposmith_tests::conformance_tests!(super::db::MongoDb);
 }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use reposmith::{Error, Filter, FindQuery, Order, Repository};
 
-use super::Fixture;
 use super::entities::Event;
+use super::{Fixture, Sizes};
 
 /// Every id of `order`, page by page of `size`; fails on a repeated id.
 async fn walk<R: Repository<Event>>(repo: &R, order: Vec<Order<Event>>, size: u64) -> Vec<i64> {
@@ -42,12 +42,16 @@ fn events(n: usize, tag: &str) -> Vec<Event> {
 }
 
 /// Walking pages of any size in any order gives exactly the rows of one
-/// unpaginated query, in the same order.
+/// unpaginated query, in the same order: pages of one row (a cursor on every
+/// row), of 7 (ending inside groups of tied scores), of exactly every row,
+/// and of one more.
 pub async fn keyset_pages_neither_skip_nor_repeat_with_mixed_directions_and_nulls<F: Fixture>(
     fx: &F,
 ) {
+    let n = fx.sizes().paged;
+    assert!(n >= Sizes::MIN_PAGED, "{n} rows are too few to page");
     let repo = fx.events();
-    assert_eq!(repo.insert_many(&events(300, "e")).await.unwrap(), 300);
+    assert_eq!(repo.insert_many(&events(n, "e")).await.unwrap(), n as u64);
     let orders = [
         vec![],
         vec![Event::SCORE.asc()],
@@ -66,8 +70,8 @@ pub async fn keyset_pages_neither_skip_nor_repeat_with_mixed_directions_and_null
             .iter()
             .map(|e| e.id)
             .collect();
-        assert_eq!(expected.len(), 300);
-        for size in [1, 7, 300, 301] {
+        assert_eq!(expected.len(), n);
+        for size in [1, 7, n as u64, n as u64 + 1] {
             assert_eq!(
                 walk(&repo, order.clone(), size).await,
                 expected,
@@ -103,18 +107,23 @@ pub async fn paging_while_rows_are_inserted_keeps_every_original_row_once<F: Fix
     assert!(original.is_subset(&seen), "an original row was skipped");
 }
 
-/// 100k rows in one call; a batch whose last row conflicts leaves nothing.
-pub async fn insert_many_takes_100k_rows_and_is_all_or_nothing<F: Fixture>(fx: &F) {
+/// [`Sizes::bulk`] rows (100k unless the backend's fixture says otherwise)
+/// in one call are all stored; a call of [`Sizes::bulk_failing`] rows whose
+/// last row collides with a stored name leaves nothing.
+pub async fn insert_many_takes_a_bulk_load_and_is_all_or_nothing<F: Fixture>(fx: &F) {
+    let Sizes {
+        bulk, bulk_failing, ..
+    } = fx.sizes();
+    assert!(bulk_failing <= bulk, "{bulk_failing} > {bulk}");
     let repo = fx.events();
-    let rows = events(100_000, "bulk");
+    let rows = events(bulk, "bulk");
     let started = Instant::now();
-    assert_eq!(repo.insert_many(&rows).await.unwrap(), 100_000);
-    println!("insert_many: 100k rows in {:?}", started.elapsed());
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 100_000);
+    assert_eq!(repo.insert_many(&rows).await.unwrap(), bulk as u64);
+    println!("insert_many: {bulk} rows in {:?}", started.elapsed());
+    assert_eq!(repo.count(Filter::all()).await.unwrap(), bulk as u64);
 
-    // The last row of a 25k batch collides with a stored name: nothing of it stays.
-    let mut more = events(25_000, "more");
-    more[24_999].name = "bulk-00001".into();
+    let mut more = events(bulk_failing, "more");
+    more[bulk_failing - 1].name = "bulk-00001".into();
     let err = repo.insert_many(&more).await.unwrap_err();
     assert!(
         matches!(
@@ -126,5 +135,5 @@ pub async fn insert_many_takes_100k_rows_and_is_all_or_nothing<F: Fixture>(fx: &
         ),
         "{err:?}"
     );
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 100_000);
+    assert_eq!(repo.count(Filter::all()).await.unwrap(), bulk as u64);
 }
