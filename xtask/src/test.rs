@@ -1,9 +1,11 @@
 //! `cargo xtask test`: tidy, services up (with the Redis Cluster, whose
 //! failover test kills a master), lints, rustdoc, the demo, doctests, the
 //! test suite, each as a timed step that stops the run at its first
-//! failure. A cluster the run created is stopped at its end; one that was
-//! running is left running (its killed node is restarted by the next
-//! `services up --cluster` or `cargo xtask test`).
+//! failure. The lints and rustdoc need no server, so the services start
+//! beside them, on a thread of their own (see [`run`]). A cluster the run
+//! created is stopped at its end; one that was running is left running
+//! (its killed node is restarted by the next `services up --cluster` or
+//! `cargo xtask test`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -66,6 +68,14 @@ pub(crate) fn step_timeout() -> Duration {
 }
 
 /// Runs the whole sequence; the exit code is the first failing step's.
+///
+/// `services up` runs on a thread of its own while the lint steps run: on a
+/// fresh clone it installs the Python venv, runs initdb and waits for five
+/// servers and a cluster to answer (15 s on an idle 2-core machine, 27 s on
+/// a busy one), and the lints need none of it. Its few lines of output may
+/// fall between the lints'; its time is listed as overlapping them. A lint
+/// failure still waits for the services, so that a cluster this run
+/// created is stopped; a services failure is reported once the lints end.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     let mut timings = Vec::new();
     // First and in-process: it takes well under a second and needs no
@@ -78,14 +88,40 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         summary(&timings, 1);
         return Ok(ExitCode::FAILURE);
     }
-    let started = Instant::now();
-    header("services up");
-    let mut vars = services::up_for_child(root)?;
-    let cluster = services::cluster_for_child(root)?;
-    vars.extend(cluster.vars);
-    timings.push(("services up".to_owned(), started.elapsed()));
-    let code = run_steps(root, &vars, options, &mut timings);
-    if cluster.created {
+    let lints = lint_steps(root, options);
+    header(match lints.is_empty() {
+        true => "services up",
+        false => "services up (beside the lint steps)",
+    });
+    let mut lint_timings = Vec::new();
+    let (linted, (up, up_elapsed)) = std::thread::scope(|scope| {
+        let services = scope.spawn(|| {
+            let started = Instant::now();
+            let up = services::up_for_child(root).and_then(|mut vars| {
+                let cluster = services::cluster_for_child(root)?;
+                vars.extend(cluster.vars);
+                Ok((vars, cluster.created))
+            });
+            (up, started.elapsed())
+        });
+        let linted = run_steps(lints, &mut lint_timings);
+        let services = services
+            .join()
+            .unwrap_or_else(|_| (Err(Error::msg("services up panicked")), Duration::ZERO));
+        (linted, services)
+    });
+    let title = match lint_timings.is_empty() {
+        true => "services up",
+        false => "services up (overlapping the lint steps)",
+    };
+    timings.push((title.to_owned(), up_elapsed));
+    timings.extend(lint_timings);
+    let (vars, created) = up?;
+    let code = match linted {
+        Ok(0) => run_steps(steps(root, &vars, options), &mut timings),
+        other => other,
+    };
+    if created {
         header("cluster down (this run started it)");
         services::cluster_down(root)?;
     }
@@ -96,12 +132,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
 
 /// Runs the steps until one fails; its exit code, or 0.
 fn run_steps(
-    root: &Path,
-    vars: &[(String, String)],
-    options: &Options,
+    steps: Vec<(String, Command)>,
     timings: &mut Vec<(String, Duration)>,
 ) -> Result<u8, Error> {
-    for (title, command) in steps(root, vars, options) {
+    for (title, command) in steps {
         header(&title);
         let start = Instant::now();
         let result = run_step(command);
@@ -119,17 +153,33 @@ fn run_step(mut command: Command) -> Result<u8, Error> {
     Ok(cmd::exit_code(status))
 }
 
-/// The steps after `services up`, in order.
+/// The steps that need no server, in order: formatting, clippy, rustdoc;
+/// none with `--no-lint`.
+fn lint_steps(root: &Path, options: &Options) -> Vec<(String, Command)> {
+    if !options.lint {
+        return Vec::new();
+    }
+    let clippy = ["clippy", "--workspace", "--all-targets", "--all-features"];
+    let clippy = [&clippy[..], &["--", "-D", "warnings"]].concat();
+    let mut doc = cargo(root, &[], &DOC);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    vec![
+        (
+            "cargo fmt --all --check".to_owned(),
+            cargo(root, &[], &["fmt", "--all", "--check"]),
+        ),
+        (
+            "cargo clippy (warnings are errors)".to_owned(),
+            cargo(root, &[], &clippy),
+        ),
+        // After clippy, whose dependency metadata it reuses.
+        (DOC_TITLE.to_owned(), doc),
+    ]
+}
+
+/// The steps after `services up` and the lints, in order.
 fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(String, Command)> {
     let mut steps: Vec<(&str, Vec<&str>)> = Vec::new();
-    if options.lint {
-        steps.push(("cargo fmt --all --check", vec!["fmt", "--all", "--check"]));
-        let clippy = ["clippy", "--workspace", "--all-targets", "--all-features"];
-        let clippy = [&clippy[..], &["--", "-D", "warnings"]].concat();
-        steps.push(("cargo clippy (warnings are errors)", clippy));
-        // After clippy, whose dependency metadata it reuses.
-        steps.push((DOC_TITLE, DOC.to_vec()));
-    }
     // `--workspace` beats `-p`, so a package selection replaces it.
     let whole = package_args(&options.extra).is_empty();
     // nextest does not run doctests, so they get their own step, before the
@@ -155,16 +205,9 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
             .chain(options.extra.iter().map(String::as_str))
             .collect(),
     ));
-    let command = |title: &str, args: &[&str]| {
-        let mut command = cargo(root, vars, args);
-        if title == DOC_TITLE {
-            command.env("RUSTDOCFLAGS", "-D warnings");
-        }
-        command
-    };
     let mut commands: Vec<(String, Command)> = steps
         .into_iter()
-        .map(|(title, args)| (title.to_owned(), command(title, &args)))
+        .map(|(title, args)| (title.to_owned(), cargo(root, vars, &args)))
         .collect();
     if let Some(built) = commands.iter().position(|(title, _)| title == DEMO_BUILD) {
         commands.insert(
@@ -300,27 +343,40 @@ mod tests {
 
     #[test]
     fn rustdoc_runs_after_clippy_with_warnings_as_errors() {
-        let steps = |options: &Options| -> Vec<(String, bool)> {
-            let deny = |command: &Command| {
-                command.get_envs().any(|(key, value)| {
-                    key == "RUSTDOCFLAGS" && value == Some("-D warnings".as_ref())
-                })
-            };
-            steps(Path::new("."), &[], options)
-                .iter()
-                .map(|(title, command)| (title.clone(), deny(command)))
-                .collect()
+        let deny = |command: &Command| {
+            command
+                .get_envs()
+                .any(|(key, value)| key == "RUSTDOCFLAGS" && value == Some("-D warnings".as_ref()))
         };
-        let all = steps(&Options::parse(&[]).unwrap());
-        let doc = all
+        let lints: Vec<(String, bool)> = lint_steps(Path::new("."), &Options::parse(&[]).unwrap())
+            .iter()
+            .map(|(title, command)| (title.clone(), deny(command)))
+            .collect();
+        let doc = lints
             .iter()
             .position(|(title, _)| title == DOC_TITLE)
             .unwrap();
-        assert!(all[doc - 1].0.starts_with("cargo clippy"));
-        assert!(all[doc].1);
-        assert_eq!(all.iter().filter(|(_, deny)| *deny).count(), 1);
-        let quick = steps(&Options::parse(&["--no-lint"]).unwrap());
-        assert!(quick.iter().all(|(title, _)| title != DOC_TITLE));
+        assert!(lints[doc - 1].0.starts_with("cargo clippy"));
+        assert!(lints[doc].1);
+        assert_eq!(lints.iter().filter(|(_, deny)| *deny).count(), 1);
+        let quick = Options::parse(&["--no-lint"]).unwrap();
+        assert!(lint_steps(Path::new("."), &quick).is_empty());
+    }
+
+    #[test]
+    fn the_lints_get_no_service_and_the_later_steps_get_every_one() {
+        let vars = [("DATABASE_URL".to_owned(), "postgres://x".to_owned())];
+        let options = Options::parse(&[]).unwrap();
+        let has_vars = |command: &Command| command.get_envs().any(|(key, _)| key == "DATABASE_URL");
+        let lints = lint_steps(Path::new("."), &options);
+        assert!(lints.iter().all(|(_, command)| !has_vars(command)));
+        let later = steps(Path::new("."), &vars, &options);
+        assert!(
+            later
+                .iter()
+                .all(|(title, _)| !title.starts_with("cargo clippy"))
+        );
+        assert!(later.iter().all(|(_, command)| has_vars(command)));
     }
 
     #[test]
