@@ -120,7 +120,7 @@ impl Decider {
             } => {
                 let decision = limiter.check(subject, *cost).await?;
                 if *release && let Some(lease) = decision.lease {
-                    limiter.release(lease).await?;
+                    limiter.release(&lease).await?;
                 }
                 Ok(decision.allowed)
             }
