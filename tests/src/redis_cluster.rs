@@ -167,6 +167,42 @@ pub fn kill(node: &Node) {
     assert!(status.success(), "kill -KILL {} failed", node.pid);
 }
 
+/// Freezes `node` with SIGSTOP (to the cluster it is dead: it answers
+/// nothing, and its replica is promoted), after the same check as [`kill`].
+/// [`thaw`] resumes it: it then learns of the newer epoch and rejoins as a
+/// replica, so the cluster is whole again with the same processes.
+pub fn freeze(node: &Node) {
+    signal(node, "-STOP");
+}
+
+/// Resumes a node [`freeze`] stopped.
+pub fn thaw(node: &Node) {
+    signal(node, "-CONT");
+}
+
+fn signal(node: &Node, signal: &str) {
+    let port = node.address.rsplit(':').next().unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", node.pid)).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        cmdline.contains("redis-server") && cmdline.contains(&format!(":{port}")),
+        "pid {} is not the redis-server of {}: {cmdline:?}",
+        node.pid,
+        node.address
+    );
+    let status = std::process::Command::new("kill")
+        .args([signal, &node.pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {} failed", node.pid);
+}
+
+/// Whether `master` has a replica online at its replication offset now.
+pub async fn has_synced_replica(master: &Node) -> bool {
+    let info = ask::<String>(&master.address, redis::cmd("INFO").arg("replication")).await;
+    info.is_ok_and(|info| synced(&info))
+}
+
 /// Waits up to `within` until a master other than `dead` serves `key`'s slot.
 pub async fn await_failover(key: &str, dead: &Node, within: Duration) -> Node {
     let started = Instant::now();
