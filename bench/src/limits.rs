@@ -27,8 +27,8 @@
 //!   ceiling (no network). It runs `GOVERNOR_FACTOR` times the decisions,
 //!   so its round is long enough to time.
 //!
-//! Every limit is far above what the machine can ask (a billion requests a
-//! minute), so decisions are admissions; denials and store failures are
+//! Every limit is far above what the machine can ask (sixty million a
+//! minute, one per µs: the limiter's resolution), so decisions are admissions; denials and store failures are
 //! counted and printed all the same. Under the tables: the ratios (median
 //! of per-round ratios: rates, and p50 / p99 latencies taken per round),
 //! each side's commands and redis-server time per decision (`INFO

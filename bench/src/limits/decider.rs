@@ -15,17 +15,18 @@ use crate::Result;
 use crate::bench::Side;
 
 /// Requests per minute of every rate limit that counts calls (and its
-/// burst): far above what one machine can ask for.
-const RPM: u64 = 1_000_000_000;
-/// Tokens per minute of the token rate.
-const TPM: u64 = 100_000_000_000;
+/// burst): far above what one machine can ask for, at the limiter's
+/// resolution (one unit per µs).
+const RPM: u64 = 60_000_000;
+/// Tokens per minute of the token rate (the same ceiling).
+const TPM: u64 = 60_000_000;
 /// The daily token quota.
 const DAILY: u64 = 1_000_000_000_000;
 /// Calls in flight a subject may hold: above the bench's concurrency.
 const INFLIGHT: u64 = 100_000;
 /// Tokens per call where the policy counts tokens (reposmith's script does
 /// the same work whatever the cost).
-pub(crate) const TOKENS: u64 = 100;
+pub(crate) const TOKENS: u64 = 10;
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// The sides on the child's command line, in run order; the first is the
