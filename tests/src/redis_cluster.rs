@@ -151,20 +151,7 @@ fn synced(info: &str) -> bool {
 /// Kills `node` with SIGKILL after checking that its pid is a
 /// `redis-server` serving its port.
 pub fn kill(node: &Node) {
-    let port = node.address.rsplit(':').next().unwrap_or_default();
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", node.pid)).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    assert!(
-        cmdline.contains("redis-server") && cmdline.contains(&format!(":{port}")),
-        "pid {} is not the redis-server of {}: {cmdline:?}",
-        node.pid,
-        node.address
-    );
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &node.pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -KILL {} failed", node.pid);
+    signal(node, "-KILL");
 }
 
 /// Freezes `node` with SIGSTOP (to the cluster it is dead: it answers
