@@ -61,6 +61,9 @@ pub(crate) enum Side {
     LimitSingle,
     /// `Limiter::check` of requests + tokens per minute + a daily quota.
     LimitThree,
+    /// The same and a concurrency limit, `check` only: its permit is not
+    /// released but expires (a short lease), so the check is one call.
+    LimitFourCheck,
     /// The same and a concurrency limit: `check`, then `release` its permit.
     LimitFour,
     /// governor's keyed limiter, in process.
@@ -91,6 +94,7 @@ impl Side {
             Side::LimitRedisRate => "redis_rate-style GCRA",
             Side::LimitSingle => "reposmith 1 limit",
             Side::LimitThree => "reposmith 3 limits",
+            Side::LimitFourCheck => "reposmith 4 limits",
             Side::LimitFour => "reposmith 4 + release",
             Side::LimitGovernor => "governor, in-process",
         }

@@ -20,7 +20,11 @@
 //! * `three`: `check` of requests/min + tokens/min + a daily token quota:
 //!   the LLM policy without its concurrency limit, one script call like
 //!   `single`, so three ÷ single compares like with like.
-//! * `four`: the whole LLM policy (those three and an in-flight limit):
+//! * `four-check`: the whole LLM policy (those three and an in-flight
+//!   limit), `check` only, one script call that also takes a permit; the
+//!   permits are not released but expire (a 100 ms lease), so four-check ÷
+//!   single is the "four-limit check" against one limit.
+//! * `four`: the whole LLM policy:
 //!   `check`, which takes a permit, then `release` of it, two round trips:
 //!   what a caller really does per model call.
 //! * `governor`: governor's keyed in-process limiter, one per process: the

@@ -31,10 +31,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// The sides on the child's command line, in run order; the first is the
 /// baseline of the tables' ratios.
-pub(crate) const SIDES: [(Side, &str); 5] = [
+pub(crate) const SIDES: [(Side, &str); 6] = [
     (Side::LimitRedisRate, "redis_rate"),
     (Side::LimitSingle, "single"),
     (Side::LimitThree, "three"),
+    (Side::LimitFourCheck, "four-check"),
     (Side::LimitFour, "four"),
     (Side::LimitGovernor, "governor"),
 ];
@@ -74,8 +75,18 @@ impl Decider {
         let rpm = || Limit::requests("rpm", RPM, MINUTE);
         let tpm = || Limit::tokens("tpm", TPM, MINUTE);
         let daily = || Limit::quota("daily", DAILY, Window::Day);
+        let four = || {
+            Policy::new("four")
+                .with(rpm())
+                .with(tpm())
+                .with(Limit::concurrency("inflight", INFLIGHT))
+                .with(daily())
+        };
         let reposmith = |policy: Policy, cost: u64, release: bool| -> Result<Decider> {
-            let limiter = redis.limiter(policy, options())?;
+            // Unreleased permits expire fast, far below INFLIGHT at any rate
+            // this machine reaches (40,000/s × 100 ms = 4,000 held).
+            let lease = Duration::from_millis(if release { 60_000 } else { 100 });
+            let limiter = redis.limiter(policy, options().lease_ttl(lease))?;
             Ok(Decider::Reposmith {
                 limiter,
                 cost,
@@ -88,14 +99,8 @@ impl Decider {
                 let policy = Policy::new("three").with(rpm()).with(tpm()).with(daily());
                 reposmith(policy, TOKENS, false)
             }
-            Side::LimitFour => {
-                let policy = Policy::new("four")
-                    .with(rpm())
-                    .with(tpm())
-                    .with(Limit::concurrency("inflight", INFLIGHT))
-                    .with(daily());
-                reposmith(policy, TOKENS, true)
-            }
+            Side::LimitFourCheck => reposmith(four(), TOKENS, false),
+            Side::LimitFour => reposmith(four(), TOKENS, true),
             Side::LimitRedisRate => {
                 let period_us = u64::try_from(MINUTE.as_micros())?;
                 let rate = RedisRate::new(redis.connection(), RPM, period_us, RPM);

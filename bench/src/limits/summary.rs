@@ -8,7 +8,12 @@ use crate::bench::{Side, Table};
 use crate::measure::{Sample, Series};
 
 /// The pairs compared: (numerator, denominator, what it says).
-const PAIRS: [(Side, Side, &str); 4] = [
+const PAIRS: [(Side, Side, &str); 5] = [
+    (
+        Side::LimitFourCheck,
+        Side::LimitSingle,
+        "4 limits, one check / 1 limit",
+    ),
     (
         Side::LimitFour,
         Side::LimitSingle,
@@ -37,7 +42,8 @@ pub(crate) fn print(tables: &[Table], totals: &[Vec<(Side, Totals)>]) {
         "\nlegend: 1 limit = rpm; 3 limits = rpm+tpm+daily quota, check only (one script call);"
     );
     println!(
-        "        4 + release = rpm+tpm+inflight+daily: check (takes a permit) then release (two calls)"
+        "        4 limits = rpm+tpm+inflight+daily, one check (its permit expires, 100 ms lease);\n        \
+         4 + release = the same, check then release of the permit (two calls)"
     );
     println!("\nratios, median of per-round ratios [min..max] (latency: p50 or p99 of each round)");
     for table in tables {
@@ -145,7 +151,12 @@ fn verdict(ok: bool) -> &'static str {
 /// Issue 15's targets for every reposmith side in every table.
 fn targets(tables: &[Table]) {
     println!("\ntargets (issue 15), reposmith sides:");
-    let reposmith = [Side::LimitSingle, Side::LimitThree, Side::LimitFour];
+    let reposmith = [
+        Side::LimitSingle,
+        Side::LimitThree,
+        Side::LimitFourCheck,
+        Side::LimitFour,
+    ];
     for table in tables {
         println!("  {}:", table.workload);
         for s in reposmith.iter().filter_map(|&side| series(table, side)) {
@@ -160,7 +171,7 @@ fn targets(tables: &[Table]) {
             );
         }
         let single = series(table, Side::LimitSingle);
-        for side in [Side::LimitThree, Side::LimitFour] {
+        for side in [Side::LimitThree, Side::LimitFourCheck, Side::LimitFour] {
             let (Some(multi), Some(single)) = (series(table, side), single) else {
                 continue;
             };
