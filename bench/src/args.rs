@@ -2,6 +2,58 @@
 
 use crate::Result;
 
+/// An area's command line read flag by flag, the area's own name and a
+/// `--` separator skipped (`cargo xtask bench limits -- --quick`):
+/// `while let Some(flag) = flags.next_flag() { match flag { "--rounds" =>
+/// o.rounds = flags.number(flag)?.max(1), .. } }`. Shared by the areas
+/// whose options are all `--name value` or bare switches.
+pub(crate) struct Flags<'a> {
+    args: Vec<&'a str>,
+    at: usize,
+}
+
+impl<'a> Flags<'a> {
+    /// The flags of `args` after dropping the area name `area`.
+    pub(crate) fn new(args: &'a [String], area: &str) -> Flags<'a> {
+        Flags {
+            args: args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != area && *a != "--")
+                .collect(),
+            at: 0,
+        }
+    }
+
+    /// The next flag, if any.
+    pub(crate) fn next_flag(&mut self) -> Option<&'a str> {
+        let flag = self.args.get(self.at).copied();
+        self.at += 1;
+        flag
+    }
+
+    /// The value after `flag`.
+    pub(crate) fn value(&mut self, flag: &str) -> Result<String> {
+        let value = self
+            .next_flag()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        Ok(value.to_owned())
+    }
+
+    /// The number after `flag`.
+    pub(crate) fn number(&mut self, flag: &str) -> Result<usize> {
+        let value = self.value(flag)?;
+        Ok(value
+            .parse()
+            .map_err(|_| format!("{flag}: not a number: {value}"))?)
+    }
+
+    /// The comma-separated list after `flag` (`--only a,b`).
+    pub(crate) fn list(&mut self, flag: &str) -> Result<Vec<String>> {
+        Ok(self.value(flag)?.split(',').map(str::to_owned).collect())
+    }
+}
+
 /// What to run and how big.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -179,5 +231,34 @@ impl Options {
         i32::try_from(self.seed_rows / 40)
             .unwrap_or(i32::MAX)
             .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flags;
+
+    #[test]
+    fn flags_read_values_numbers_and_lists_and_name_what_is_wrong() {
+        let args: Vec<String> = [
+            "limits", "--", "--rounds", "7", "--only", "a,b", "--quick", "--x",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let mut flags = Flags::new(&args, "limits");
+        assert_eq!(flags.next_flag(), Some("--rounds"));
+        assert_eq!(flags.number("--rounds").unwrap(), 7);
+        assert_eq!(flags.next_flag(), Some("--only"));
+        assert_eq!(flags.list("--only").unwrap(), ["a", "b"]);
+        assert_eq!(flags.next_flag(), Some("--quick"));
+        assert_eq!(flags.next_flag(), Some("--x"));
+        let missing = flags.value("--x").unwrap_err().to_string();
+        assert_eq!(missing, "--x needs a value");
+        let bad: Vec<String> = vec!["--rounds".into(), "many".into()];
+        let mut flags = Flags::new(&bad, "cache");
+        let flag = flags.next_flag().unwrap();
+        let err = flags.number(flag).unwrap_err().to_string();
+        assert_eq!(err, "--rounds: not a number: many");
     }
 }

@@ -50,6 +50,7 @@ use reposmith_redis::cache::NearCacheOptions;
 use uuid::Uuid;
 
 use crate::Result;
+use crate::args::Flags;
 use crate::bench::Table;
 use crate::queue::server::Server;
 use entity::CachedItem;
@@ -104,29 +105,20 @@ impl Options {
             first_calls: 10,
             only: Vec::new(),
         };
-        let mut it = args.iter().filter(|a| *a != "cache");
-        while let Some(arg) = it.next() {
-            let mut value = || -> Result<String> {
-                Ok(it
-                    .next()
-                    .ok_or_else(|| format!("{arg} needs a value"))?
-                    .clone())
-            };
-            let number = |v: String| -> Result<usize> {
-                Ok(v.parse().map_err(|_| format!("{arg}: not a number: {v}"))?)
-            };
-            match arg.as_str() {
-                "--rounds" => o.rounds = number(value()?)?.max(1),
-                "--ops" => o.ops = number(value()?)?.max(1),
-                "--seed-rows" => o.seed_rows = number(value()?)?.max(100),
-                "--keys" => o.keys = number(value()?)?.max(1),
-                "--tasks" => o.tasks = number(value()?)?.max(1),
-                "--pool" => o.pool = u32::try_from(number(value()?)?.max(1))?,
-                "--vector-rows" => o.vector_rows = number(value()?)?.max(1000),
-                "--queries" => o.queries = number(value()?)?.max(1),
-                "--vector-ops" => o.vector_ops = number(value()?)?.max(1),
-                "--shards" => o.shards = number(value()?)?.max(1),
-                "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
+        let mut flags = Flags::new(args, "cache");
+        while let Some(flag) = flags.next_flag() {
+            match flag {
+                "--rounds" => o.rounds = flags.number(flag)?.max(1),
+                "--ops" => o.ops = flags.number(flag)?.max(1),
+                "--seed-rows" => o.seed_rows = flags.number(flag)?.max(100),
+                "--keys" => o.keys = flags.number(flag)?.max(1),
+                "--tasks" => o.tasks = flags.number(flag)?.max(1),
+                "--pool" => o.pool = u32::try_from(flags.number(flag)?.max(1))?,
+                "--vector-rows" => o.vector_rows = flags.number(flag)?.max(1000),
+                "--queries" => o.queries = flags.number(flag)?.max(1),
+                "--vector-ops" => o.vector_ops = flags.number(flag)?.max(1),
+                "--shards" => o.shards = flags.number(flag)?.max(1),
+                "--only" => o.only = flags.list(flag)?,
                 "--quick" => {
                     (o.rounds, o.ops, o.seed_rows, o.keys) = (2, 500, 2000, 500);
                     (o.vector_rows, o.queries, o.vector_ops, o.first_calls) = (3000, 50, 100, 3);

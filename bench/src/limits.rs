@@ -49,6 +49,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::Result;
+use crate::args::Flags;
 use crate::bench::{Side, Table};
 use crate::measure::interleave;
 use crate::queue::server::{Server, Usage};
@@ -90,27 +91,18 @@ fn options(args: &[String]) -> Result<Options> {
         child: None,
         url: String::new(),
     };
-    let mut it = args.iter().filter(|a| *a != "limits");
-    while let Some(arg) = it.next() {
-        let mut value = || -> Result<String> {
-            Ok(it
-                .next()
-                .ok_or_else(|| format!("{arg} needs a value"))?
-                .clone())
-        };
-        let number = |v: String| -> Result<usize> {
-            Ok(v.parse().map_err(|_| format!("{arg}: not a number: {v}"))?)
-        };
-        match arg.as_str() {
-            "--rounds" => o.rounds = number(value()?)?.max(1),
-            "--decisions" => o.decisions = number(value()?)?.max(1),
-            "--processes" => o.processes = number(value()?)?.max(1),
-            "--tasks" => o.tasks = number(value()?)?.max(1),
-            "--subjects" => o.subjects = number(value()?)?.max(1),
-            "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
+    let mut flags = Flags::new(args, "limits");
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--rounds" => o.rounds = flags.number(flag)?.max(1),
+            "--decisions" => o.decisions = flags.number(flag)?.max(1),
+            "--processes" => o.processes = flags.number(flag)?.max(1),
+            "--tasks" => o.tasks = flags.number(flag)?.max(1),
+            "--subjects" => o.subjects = flags.number(flag)?.max(1),
+            "--only" => o.only = flags.list(flag)?,
             "--quick" => (o.rounds, o.decisions) = (3, 1500),
-            "--child" => o.child = Some(number(value()?)?),
-            "--url" => o.url = value()?,
+            "--child" => o.child = Some(flags.number(flag)?),
+            "--url" => o.url = flags.value(flag)?,
             other => return Err(format!("limits bench: unknown option {other}").into()),
         }
     }

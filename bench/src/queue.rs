@@ -46,6 +46,7 @@ use contender::{Contender, Env};
 use server::Server;
 
 use crate::Result;
+use crate::args::Flags;
 use crate::measure::{Series, interleave};
 
 /// Every contender by its option name; the first is the baseline.
@@ -87,24 +88,15 @@ fn options(args: &[String]) -> Result<Options> {
         producers: 4,
         only: Vec::new(),
     };
-    let mut it = args.iter().filter(|a| *a != "queue");
-    while let Some(arg) = it.next() {
-        let mut value = || -> Result<String> {
-            Ok(it
-                .next()
-                .ok_or_else(|| format!("{arg} needs a value"))?
-                .clone())
-        };
-        let number = |v: String| -> Result<usize> {
-            Ok(v.parse().map_err(|_| format!("{arg}: not a number: {v}"))?)
-        };
-        match arg.as_str() {
-            "--jobs" => o.jobs = number(value()?)?.max(1),
-            "--outbox-jobs" => o.outbox_jobs = Some(number(value()?)?.max(1)),
-            "--rounds" => o.rounds = number(value()?)?.max(1),
-            "--workers" => o.workers = number(value()?)?.max(1),
-            "--producers" => o.producers = number(value()?)?.max(1),
-            "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
+    let mut flags = Flags::new(args, "queue");
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--jobs" => o.jobs = flags.number(flag)?.max(1),
+            "--outbox-jobs" => o.outbox_jobs = Some(flags.number(flag)?.max(1)),
+            "--rounds" => o.rounds = flags.number(flag)?.max(1),
+            "--workers" => o.workers = flags.number(flag)?.max(1),
+            "--producers" => o.producers = flags.number(flag)?.max(1),
+            "--only" => o.only = flags.list(flag)?,
             "--quick" => (o.rounds, o.jobs) = (2, 2_000),
             other => return Err(format!("queue bench: unknown option {other}").into()),
         }
