@@ -31,26 +31,41 @@ fn minute() -> Duration {
     Duration::from_secs(60)
 }
 
-/// Every key under the limiter's prefix has a TTL; returns how many keys
-/// there were.
+/// Scans every key under `prefix` and asserts none lacks a TTL. `PTTL` is
+/// -1 for a key without one; 0 (under a millisecond left) and -2 (expired
+/// between `SCAN` and `PTTL`) are keys that expire. Returns how many
+/// distinct keys there were (`SCAN` may return one twice).
 pub(crate) async fn assert_every_key_expires(redis: &RedisBackend, prefix: &str) -> usize {
     let mut conn = redis.connection();
     let pattern = format!("{{{prefix}:*");
-    let keys: Vec<String> = reposmith::redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for key in &keys {
-        let ttl: i64 = reposmith::redis::cmd("PTTL")
-            .arg(key)
+    let mut keys = std::collections::HashSet::new();
+    let mut cursor = 0u64;
+    // Bounded: a few hundred keys under a prefix, 1,000 looked at per step.
+    for _ in 0..100_000 {
+        let (next, batch): (u64, Vec<String>) = reposmith::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
             .query_async(&mut conn)
             .await
             .unwrap();
-        // -2: it expired since KEYS listed it; 0: under a millisecond left.
-        assert_ne!(ttl, -1, "{key} has no TTL");
+        keys.extend(batch);
+        if next == 0 {
+            for key in &keys {
+                let ttl: i64 = reposmith::redis::cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_ne!(ttl, -1, "{key} has no TTL");
+            }
+            return keys.len();
+        }
+        cursor = next;
     }
-    keys.len()
+    panic!("SCAN {pattern} did not end");
 }
 
 fn admitted(d: &Decision) -> bool {

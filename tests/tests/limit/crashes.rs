@@ -33,7 +33,7 @@ use reposmith_core::limit::{Kind, SubjectKeys};
 use reposmith_tests::unique_name;
 
 use super::basics::{assert_every_key_expires, backend};
-use super::exactness::{Rng, heavy, lines_of, seed, spawn_child, wait_for};
+use super::exactness::{Rng, heavy, lines_of, seed, server_time, spawn_child, wait_for};
 
 const PREFIX: &str = "REPOSMITH_LIMIT_CRASH_PREFIX";
 const SUBJECTS: [&str; 3] = ["s0", "s1", "s2"];
@@ -115,15 +115,6 @@ impl Run {
             }
         }
     }
-}
-
-async fn server_time(redis: &RedisBackend) -> i64 {
-    let mut conn = redis.connection();
-    let t: Vec<i64> = reposmith::redis::cmd("TIME")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    t[0] * 1_000_000 + t[1]
 }
 
 /// The child: reserves on `s0` until admitted, says so, then waits for a

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use reposmith::RedisBackend;
 use reposmith::limit::{Limit, LimiterOptions, Policy, Source};
 use reposmith_core::limit::gcra::{Gcra, Step};
 use reposmith_core::limit::{Kind, Unit};
@@ -35,6 +36,16 @@ const TASKS: u64 = 32;
 const SUBJECT: &str = "tenant-1";
 
 /// Whether the longer variants of the bounded tests run (`REPOSMITH_HEAVY=1`).
+/// The Redis server's clock, µs since the Unix epoch.
+pub(crate) async fn server_time(redis: &RedisBackend) -> i64 {
+    let mut conn = redis.connection();
+    let t: Vec<i64> = reposmith::redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    t[0] * 1_000_000 + t[1]
+}
+
 pub(crate) fn heavy() -> bool {
     std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
 }

@@ -33,6 +33,8 @@ use reposmith::{RedisBackend, RedisConfig};
 use reposmith_tests::redis_server::RedisServer;
 use reposmith_tests::unique_name;
 
+use super::basics::assert_every_key_expires;
+
 /// The limiter's response timeout.
 const RESPONSE: Duration = Duration::from_millis(100);
 /// The breaker opens after 3 failures and probes after this.
@@ -338,43 +340,6 @@ fn assert_local_bound(admitted: &[&Call]) {
         "{} local admissions over {span:?}: more than {bound:.1}",
         admitted.len()
     );
-}
-
-/// Scans every key under `prefix` and asserts none lacks a TTL. `PTTL` is
-/// -1 for a key without one; 0 (under a millisecond left) and -2 (expired
-/// between `SCAN` and `PTTL`) are keys that expire. Returns how many keys
-/// there were.
-pub(crate) async fn assert_every_key_expires(redis: &RedisBackend, prefix: &str) -> usize {
-    let mut conn = redis.connection();
-    let pattern = format!("{{{prefix}:*");
-    let mut cursor = 0u64;
-    let mut seen = 0;
-    // Bounded: a few hundred keys at most, 100 per step.
-    for _ in 0..10_000 {
-        let (next, keys): (u64, Vec<String>) = reposmith::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(100)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        for key in &keys {
-            let ttl: i64 = reposmith::redis::cmd("PTTL")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            assert_ne!(ttl, -1, "{key} has no TTL");
-        }
-        seen += keys.len();
-        if next == 0 {
-            return seen;
-        }
-        cursor = next;
-    }
-    panic!("SCAN {pattern} did not end");
 }
 
 /// `INFO errorstats` and `INFO commandstats` of the (restarted) server: it

@@ -26,7 +26,7 @@ use reposmith_core::limit::{Kind, Unit};
 use reposmith_tests::unique_name;
 
 use super::basics::{assert_every_key_expires, backend};
-use super::exactness::{ModelRate, lines_of, spawn_child, wait_for};
+use super::exactness::{ModelRate, lines_of, server_time, spawn_child, wait_for};
 
 const PREFIX: &str = "REPOSMITH_LIMIT_SKEW_PREFIX";
 const SUBJECT: &str = "tenant-skew";
@@ -176,15 +176,6 @@ impl Actor {
             }
         }
     }
-}
-
-async fn server_time(redis: &RedisBackend) -> i64 {
-    let mut conn = redis.connection();
-    let t: Vec<i64> = reposmith::redis::cmd("TIME")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    t[0] * 1_000_000 + t[1]
 }
 
 /// The script's semantics in process, on server timestamps only.

@@ -149,6 +149,25 @@ local function judge_permit(l, now)
   if held < max then return {1, max - held - 1, 0, wait, 0, 0, max - held, wait} end
   return {0, 0, math.max(wait, 1), wait}
 end
+-- State writes, collected in `set` and written by one HSET.
+local function put_rate(set, name, ahead, now)
+  set[#set + 1] = 'r:' .. name
+  set[#set + 1] = num(ahead)
+  set[#set + 1] = 'a:' .. name
+  set[#set + 1] = num(now)
+end
+local function put_quota(set, name, used, wid)
+  set[#set + 1] = 'q:' .. name
+  set[#set + 1] = num(used)
+  set[#set + 1] = 'w:' .. name
+  set[#set + 1] = num(wid)
+end
+local function write_state(set, horizon)
+  if #set > 0 then
+    redis.call('HSET', KEYS[1], unpack(set))
+    grow_ttl(KEYS[1], horizon)
+  end
+end
 -- A rate's TAT offset from `now`, from its stored offset and write time.
 local function ahead_of(stored, at, now)
   local ahead = (tonumber(stored) or 0) - (now - (tonumber(at) or now))
@@ -213,24 +232,15 @@ if all then
   for i, l in ipairs(L) do
     local s = steps[i]
     if s and l.kind == 'r' then
-      set[#set + 1] = 'r:' .. l.name
-      set[#set + 1] = num(s[5])
-      set[#set + 1] = 'a:' .. l.name
-      set[#set + 1] = num(now)
+      put_rate(set, l.name, s[5], now)
       horizon = math.max(horizon, s[5])
       if l.unit == 'c' then ends = ends .. ';' .. l.name .. '=' .. num(now + s[5]) end
     elseif s and l.kind == 'q' then
-      set[#set + 1] = 'q:' .. l.name
-      set[#set + 1] = num(s[5])
-      set[#set + 1] = 'w:' .. l.name
-      set[#set + 1] = num(s[6])
+      put_quota(set, l.name, s[5], s[6])
       horizon = math.max(horizon, s[4])
     end
   end
-  if #set > 0 then
-    redis.call('HSET', KEYS[1], unpack(set))
-    grow_ttl(KEYS[1], horizon)
-  end
+  write_state(set, horizon)
   if permits or op == 'r' then
     expires = now + ttl
     if permits then
@@ -297,10 +307,7 @@ for _, l in ipairs(L) do
       change = math.max(change, -math.max((ends[l.name] or 0) - now, 0))
     end
     local ahead = math.max(ahead_of(f[1], f[2], now) + change, 0)
-    set[#set + 1] = 'r:' .. l.name
-    set[#set + 1] = num(ahead)
-    set[#set + 1] = 'a:' .. l.name
-    set[#set + 1] = num(now)
+    put_rate(set, l.name, ahead, now)
     horizon = math.max(horizon, ahead)
   elseif l.unit == 'c' and l.kind == 'q' then
     local f = redis.call('HMGET', KEYS[1], 'q:' .. l.name, 'w:' .. l.name)
@@ -311,17 +318,11 @@ for _, l in ipairs(L) do
     -- A refund goes back only to the window it was taken from; a charge
     -- lands in the current one.
     if delta > 0 or window_id(l.p2, at) == wid then used = math.max(used + delta, 0) end
-    set[#set + 1] = 'q:' .. l.name
-    set[#set + 1] = num(used)
-    set[#set + 1] = 'w:' .. l.name
-    set[#set + 1] = num(wid)
+    put_quota(set, l.name, used, wid)
     horizon = math.max(horizon, wend - now)
   end
 end
-if #set > 0 then
-  redis.call('HSET', KEYS[1], unpack(set))
-  grow_ttl(KEYS[1], horizon)
-end
+write_state(set, horizon)
 return {1, delta}
 "#
     ))
