@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::error::{ErrorContext, Phase};
 use crate::pool::{ConnectionPool, PooledConnection};
 use crate::recall::RecallMonitor;
+use crate::replica::{Replica, ReplicaStatus, Replicas, probe};
 use crate::{PgConfig, PgHealth};
 
 /// Versions the health probe reads in one round trip.
@@ -49,6 +50,8 @@ pub struct PgBackend {
     pub(crate) cache: Option<reposmith_core::cache::Cache>,
     /// Whether the outbox table exists, for durable invalidations.
     pub(crate) outbox: Arc<crate::cache::OutboxPresence>,
+    /// The read replicas and their router, when configured.
+    pub(crate) replicas: Option<Arc<Replicas>>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -91,9 +94,14 @@ impl PgBackend {
                 .map_err(|e| context.map(e, Phase::Connect))?,
             false => false,
         };
-        let options = match on {
-            true => base.clone().options(ITERATIVE_SCAN),
-            false => base.clone(),
+        let with_scan = |options: PgConnectOptions| match on {
+            true => options.options(ITERATIVE_SCAN),
+            false => options,
+        };
+        let options = with_scan(base.clone());
+        let replicas = match config.replicas.urls.is_empty() {
+            true => None,
+            false => Some(connect_replicas(config, &mut probe, &context, with_scan).await?),
         };
         let backend = PgBackend {
             connections: ConnectionPool::new(options.clone(), config),
@@ -115,6 +123,7 @@ impl PgBackend {
             transaction_isolation: config.transaction_isolation,
             cache: None,
             outbox: Arc::default(),
+            replicas,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -239,11 +248,26 @@ impl PgBackend {
 
     /// Closes every connection and refuses new acquires.
     pub async fn close(&self) {
+        if let Some(replicas) = &self.replicas {
+            replicas.stop_probe();
+            for replica in &replicas.members {
+                replica.pool.close().await;
+            }
+        }
         self.connections.close().await;
         self.pool.close().await;
     }
 
-    fn error_context(&self) -> ErrorContext<'_> {
+    /// What the probe last saw of each configured replica (empty without
+    /// replicas): up or down, lag, replay position, whether it serves reads.
+    pub fn replicas(&self) -> Vec<ReplicaStatus> {
+        self.replicas
+            .as_ref()
+            .map(|replicas| replicas.status())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn error_context(&self) -> ErrorContext<'_> {
         ErrorContext {
             url: &self.url,
             acquire_timeout: self.acquire_timeout,
@@ -264,8 +288,13 @@ impl fmt::Debug for PgBackend {
 
 /// sqlx connect options from the config; never logged (sqlx's `Debug` shows the password).
 fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
-    let mut options = PgConnectOptions::from_str(config.url.expose())
-        .map_err(|e| Error::config("postgresql", config.url.scrub(&e.to_string())))?
+    connect_options_to(config, &config.url)
+}
+
+/// The config's session settings for the server at `url` (the primary or a replica).
+fn connect_options_to(config: &PgConfig, url: &ConnectionUrl) -> Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(url.expose())
+        .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))?
         .application_name(&config.application_name)
         .statement_cache_capacity(config.statement_cache_capacity);
     if let Some(timeout) = config.statement_timeout {
@@ -285,6 +314,51 @@ fn pool_options(config: &PgConfig) -> PgPoolOptions {
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
         .test_before_acquire(config.test_before_acquire)
+}
+
+/// The replicas' pools, each replica checked to be a standby of the
+/// primary `probe` is connected to, and their probe started. A replica that
+/// does not answer starts down; one that answers but is not a standby of
+/// this primary is a configuration error.
+async fn connect_replicas(
+    config: &PgConfig,
+    probe: &mut PgConnection,
+    context: &ErrorContext<'_>,
+    with_scan: impl Fn(PgConnectOptions) -> PgConnectOptions,
+) -> Result<Arc<Replicas>> {
+    let deadline = config.connect_timeout;
+    let system = tokio::time::timeout(deadline, probe::primary_system(probe, &config.url))
+        .await
+        .map_err(|_| Error::connect_timed_out(Backend::Postgres, config.url.target(), deadline))?
+        .map_err(|e| context.map(e, Phase::Connect))?;
+    let mut members = Vec::new();
+    let mut options = Vec::new();
+    for url in &config.replicas.urls {
+        let base = connect_options_to(config, url)?;
+        let replica_options = with_scan(base.clone());
+        let pool = ConnectionPool::new(replica_options.clone(), config);
+        members.push(Replica::new(url.clone(), base, pool));
+        options.push(replica_options);
+    }
+    let checks = members
+        .iter()
+        .zip(&options)
+        .map(|(replica, options)| async {
+            let up = probe::check_at_connect(replica, options, &system, deadline).await?;
+            replica.set_up(up, "answering and in recovery at connect");
+            Ok::<(), Error>(())
+        });
+    for outcome in futures_util::future::join_all(checks).await {
+        outcome?;
+    }
+    let replicas = Arc::new(Replicas::new(members, config.replicas.clone()));
+    let target = probe::ProbeTarget {
+        primary: with_scan(connect_options(config)?),
+        replicas: options,
+        system,
+    };
+    probe::spawn(&replicas, target);
+    Ok(replicas)
 }
 
 /// pgvector's default `hnsw.ef_search`.
@@ -335,6 +409,12 @@ impl PgBackend {
         if outcome.map_err(|e| self.map_error(e))? && !scan.on.swap(true, Ordering::AcqRel) {
             let options = scan.base.clone().options(ITERATIVE_SCAN);
             self.connections.set_options(options);
+            // Replicas replay the extension from the primary; their
+            // sessions turn the scans on from their next connection.
+            for replica in self.replicas.iter().flat_map(|r| &r.members) {
+                let options = replica.base.clone().options(ITERATIVE_SCAN);
+                replica.pool.set_options(options);
+            }
             tracing::debug!("pgvector appeared after connect: iterative scans on");
         }
         Ok(())

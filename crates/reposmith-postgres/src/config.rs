@@ -38,7 +38,9 @@
 //! `REPOSMITH_PG_MAX_LIFETIME`, `REPOSMITH_PG_STATEMENT_TIMEOUT`,
 //! `REPOSMITH_PG_STATEMENT_CACHE`, `REPOSMITH_PG_TEST_BEFORE_ACQUIRE`,
 //! `REPOSMITH_PG_ITERATIVE_SCAN`, `REPOSMITH_PG_EF_SEARCH`, and the recall
-//! monitor's `REPOSMITH_PG_RECALL_*` (see [`RecallConfig`]).
+//! monitor's `REPOSMITH_PG_RECALL_*` (see [`RecallConfig`]), the read
+//! replicas' `REPOSMITH_PG_REPLICA_*` (see [`ReplicaConfig`]) and
+//! `REPOSMITH_PG_POOLER` (`transaction` or `none`, see [`PoolerMode`]).
 //! Durations read `500ms`, `5s`, `2m`, `1h`.
 
 use std::time::Duration;
@@ -47,6 +49,7 @@ use reposmith_core::config::Env;
 use reposmith_core::{ConnectionUrl, Error, Result};
 
 use crate::recall::RecallConfig;
+use crate::replica::ReplicaConfig;
 use crate::unit::IsolationLevel;
 
 /// How to reach PostgreSQL and how to pool connections to it.
@@ -102,6 +105,29 @@ pub struct PgConfig {
     /// [`PgBackend::begin`](crate::PgBackend::begin) starts at READ COMMITTED;
     /// [`PgBackend::begin_with`](crate::PgBackend::begin_with) takes a level.
     pub transaction_isolation: IsolationLevel,
+    /// Streaming replicas that take reads off the primary (none by
+    /// default); see [`ReplicaConfig`] and the crate docs, "Read replicas".
+    pub replicas: ReplicaConfig,
+    /// How statements are sent: straight to PostgreSQL (the default), or in
+    /// the only shape that is correct behind a transaction pooler such as
+    /// PgBouncer in `pool_mode = transaction` ([`PoolerMode`]).
+    pub pooler: PoolerMode,
+}
+
+/// Whether a transaction pooler (PgBouncer in `pool_mode = transaction`,
+/// or a service built on it) sits between the application and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolerMode {
+    /// Sessions are PostgreSQL's own: named prepared statements are cached
+    /// per connection and settings are set once per session (the default).
+    /// Connecting through a transaction pooler is refused in this mode,
+    /// because named statements there can return another query's rows.
+    #[default]
+    Direct,
+    /// Behind a transaction pooler: every statement is unnamed and runs
+    /// inside an explicit transaction, session settings are set per
+    /// transaction (`SET LOCAL`), and nothing relies on `LISTEN`.
+    Transaction,
 }
 
 impl PgConfig {
@@ -123,6 +149,8 @@ impl PgConfig {
             ef_search: None,
             recall: RecallConfig::default(),
             transaction_isolation: IsolationLevel::Serializable,
+            replicas: ReplicaConfig::default(),
+            pooler: PoolerMode::Direct,
         }
     }
 
@@ -163,6 +191,19 @@ impl PgConfig {
         self.iterative_scan = iterative.unwrap_or(self.iterative_scan);
         let statement = env.duration("REPOSMITH_PG_STATEMENT_TIMEOUT")?;
         self.statement_timeout = statement.or(self.statement_timeout);
+        if let Some(pooler) = env.get("REPOSMITH_PG_POOLER") {
+            self.pooler = match pooler.trim().to_ascii_lowercase().as_str() {
+                "" | "none" | "direct" | "session" => PoolerMode::Direct,
+                "transaction" => PoolerMode::Transaction,
+                other => {
+                    return Err(Error::config(
+                        "REPOSMITH_PG_POOLER",
+                        format!("`{other}` is not `transaction` or `none`"),
+                    ));
+                }
+            };
+        }
+        self.replicas.apply_env(env)?;
         self.recall.apply_env(env)
     }
 
@@ -184,7 +225,20 @@ impl PgConfig {
         if let Some(ef) = self.ef_search.filter(|ef| !(1..=1000).contains(ef)) {
             return fail(format!("ef_search must be between 1 and 1000, got {ef}"));
         }
+        self.replicas.validate(&self.url)?;
         self.recall.validate(self.max_connections)
+    }
+
+    /// Sets the read replicas (see [`ReplicaConfig`]).
+    pub fn replicas(mut self, replicas: ReplicaConfig) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Sets the pooler mode (see [`PoolerMode`]).
+    pub fn pooler(mut self, mode: PoolerMode) -> Self {
+        self.pooler = mode;
+        self
     }
 
     /// Sets the isolation level of retried units (see [`PgConfig::transaction_isolation`]).

@@ -187,6 +187,15 @@ impl ErrorContext<'_> {
                 code: code.to_owned(),
                 reason,
             },
+            // A write that reached a hot standby: the URL names a replica.
+            Some("25006") => Error::config(
+                backend.name(),
+                format!(
+                    "the server at {} refused a write as read-only (a hot standby, or \
+                     default_transaction_read_only = on): writes need the primary's URL; {reason}",
+                    self.url
+                ),
+            ),
             Some(code) if TIMEOUT_STATES.contains(&code) => Error::Timeout {
                 backend,
                 operation: if code == "55P03" {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use reposmith_core::repository::BoxFuture;
 use reposmith_core::{Backend, EntitySchema, Error, Result};
 use sqlx::PgConnection;
 
@@ -102,6 +103,32 @@ impl Executor {
                     shared,
                     settled: false,
                 })
+            }
+        }
+    }
+
+    /// Runs the read `op` on a connection: in a unit, the unit's; on the
+    /// pool, the primary's or a replica's, as `route` and the entity's
+    /// `#[repo(reads = "..")]` decide (see the `replica` module). `op` may
+    /// run twice (once more on the primary when a replica fails), so it
+    /// must clone what it binds.
+    pub(crate) async fn read<T, F>(
+        &self,
+        route: &crate::replica::Route,
+        schema: &'static EntitySchema,
+        mut op: F,
+    ) -> Result<T>
+    where
+        F: for<'c, 'h> FnMut(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
+        T: Send,
+    {
+        match self {
+            Executor::Pool(backend) => backend.read(route, schema, op).await,
+            Executor::Unit(..) => {
+                let mut held = self.acquire().await?;
+                let outcome = op(&mut held).await;
+                held.settle(&outcome);
+                outcome.map_err(self.map_err(schema))
             }
         }
     }

@@ -49,6 +49,7 @@ mod pool;
 mod query;
 pub mod recall;
 mod render;
+pub mod replica;
 mod repository;
 mod retry;
 mod search;
@@ -68,7 +69,7 @@ pub use bulk_load::{
     BuildProgress, BulkLoad, IndexOutcome, IndexRepair, IndexReport, LoadMode, LoadPhase,
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
-pub use config::PgConfig;
+pub use config::{PgConfig, PoolerMode};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
     index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
@@ -76,6 +77,7 @@ pub use ddl::{
 pub use health::PgHealth;
 pub use pool::PooledConnection;
 pub use recall::{RecallConfig, RecallMonitor, RecallReport, TuneConfig};
+pub use replica::{ReplicaConfig, ReplicaFallback, ReplicaStatus, Session, WalPosition};
 pub use repository::PgRepository;
 pub use unit::{IsolationLevel, PgUnitOfWork};
 

@@ -219,7 +219,7 @@ impl ConnectionPool {
     }
 
     /// Closes every idle connection (after an I/O error suggests a restart).
-    fn flush_idle(&self) {
+    pub(crate) fn flush_idle(&self) {
         let idle: Vec<Idle> = std::mem::take(&mut *self.idle_list());
         self.open.fetch_sub(idle.len() as u32, Ordering::Relaxed);
         drop(idle);

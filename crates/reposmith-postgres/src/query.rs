@@ -182,14 +182,14 @@ async fn run_sql<E: Entity>(
     sql: &str,
     values: sea_query::Values,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
-    let sql = sql.to_owned();
-    let mut connection = repo.exec.acquire().await?;
-    // Safe: sea-query text over schema identifiers; values are bound, never in the text.
-    let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
-        .fetch_all(&mut *connection)
-        .await;
-    connection.settle(&outcome);
-    outcome.map_err(repo.exec.map_err(E::SCHEMA))
+    let sql: std::sync::Arc<str> = sql.into();
+    repo.exec
+        .read(&repo.route, E::SCHEMA, |held| {
+            // Safe: sea-query text over schema identifiers; values are bound, never in the text.
+            let query = sqlx::query(AssertSqlSafe(std::sync::Arc::clone(&sql)));
+            Box::pin(bind_all(query, values.clone()).fetch_all(&mut **held))
+        })
+        .await
 }
 
 /// The SQL text of a find, for tests that check values never reach it.

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::bind::{PgQuery, array_of, bind_all, decode_row, to_sea};
 use crate::executor::{Bounded, Executor};
+use crate::replica::Route;
 use crate::statements::{Statements, statements};
 use crate::unit::UnitShared;
 use crate::validate::check_row;
@@ -27,9 +28,10 @@ use crate::{PgBackend, query};
 
 /// Runs a write directly, or in a unit of its own when the entity is
 /// cached and its invalidations are durable (see the `cache` module).
+/// A write in a [`Session`](crate::Session) records the position of its commit there.
 macro_rules! write_path {
-    ($repo:expr, |$twin:ident| $work:expr) => {
-        match $repo.write_path() {
+    ($repo:expr, |$twin:ident| $work:expr) => {{
+        let written = match $repo.write_path() {
             crate::cache::WritePath::OwnUnit => {
                 $repo.in_own_unit(|$twin| async move { $work.await }).await
             }
@@ -37,8 +39,12 @@ macro_rules! write_path {
                 let $twin = $repo;
                 $work.await
             }
+        };
+        if written.is_ok() {
+            $repo.track_commit().await;
         }
-    };
+        written
+    }};
 }
 
 /// The repository of entity `E` on a pool or on a unit of work's transaction.
@@ -49,6 +55,8 @@ pub struct PgRepository<E> {
     pub(crate) embedder: Option<Arc<dyn reposmith_core::Embedder>>,
     /// Whether pool reads may use the backend's cache ([`PgRepository::without_cache`]).
     pub(crate) use_cache: bool,
+    /// Where pool reads go and which session they follow ([`PgRepository::on_primary`]).
+    pub(crate) route: Route,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -59,6 +67,7 @@ impl<E> Clone for PgRepository<E> {
             statements: Arc::clone(&self.statements),
             embedder: self.embedder.clone(),
             use_cache: self.use_cache,
+            route: self.route.clone(),
             entity: PhantomData,
         }
     }
@@ -103,6 +112,9 @@ pub(crate) fn span(operation: &'static str, table: &'static str) -> tracing::Spa
         db.operation = operation,
         db.collection = table,
         db.rows_affected = tracing::field::Empty,
+        reposmith.server = tracing::field::Empty,
+        reposmith.waited_us = tracing::field::Empty,
+        reposmith.fallback = tracing::field::Empty,
     )
 }
 
@@ -119,6 +131,7 @@ impl<E: Entity> PgRepository<E> {
             statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),
             embedder,
             use_cache: true,
+            route: Route::default(),
             entity: PhantomData,
         }
     }
@@ -327,13 +340,13 @@ impl<E: Entity> PgRepository<E> {
             crate::validate::check_value(schema.entity, schema.id_column().field, v)?;
         }
         let list = array_of(values, &schema.id_column().ty);
-        let mut connection = self.exec.acquire().await?;
-        let outcome = statement(&self.statements.get_many, vec![list])
-            .fetch_all(&mut *connection)
-            .await;
-        connection.settle(&outcome);
-        let rows = outcome.map_err(self.exec.map_err(schema))?;
-        drop(connection);
+        let sql = &self.statements.get_many;
+        let rows = self
+            .exec
+            .read(&self.route, schema, |held| {
+                Box::pin(statement(sql, vec![list.clone()]).fetch_all(&mut **held))
+            })
+            .await?;
         record_rows(rows.len() as u64);
         rows.iter().map(|row| self.entity(row)).collect()
     }
@@ -421,9 +434,16 @@ impl<E: Entity> PgRepository<E> {
     /// The row by id from the database, under the caller's span.
     async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
         let params = vec![self.id_param(id)?];
-        self.fetch_optional(&self.statements.get, params)
+        let sql = &self.statements.get;
+        let row = self
+            .exec
+            .read(&self.route, self.schema(), |held| {
+                Box::pin(statement(sql, params.clone()).fetch_optional(&mut **held))
+            })
             .bounded(&self.exec)
-            .await
+            .await?;
+        record_rows(u64::from(row.is_some()));
+        row.map(|row| self.entity(&row)).transpose()
     }
 }
 
@@ -441,8 +461,9 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let span = span("select", E::SCHEMA.table);
         match self.read_cache() {
             Some(cache) => {
+                let primary = self.for_cache_fill();
                 cache
-                    .row::<E, _, _>(id, || self.get_uncached(id))
+                    .row::<E, _, _>(id, || primary.get_uncached(id))
                     .instrument(span)
                     .await
             }
@@ -452,8 +473,9 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
         let span = span("select", E::SCHEMA.table);
+        let primary = self.for_cache_fill();
         let load = |missing: Vec<E::Id>| async move {
-            self.get_many_ids(&missing).bounded(&self.exec).await
+            primary.get_many_ids(&missing).bounded(&primary.exec).await
         };
         match self.read_cache() {
             Some(cache) => cache.rows::<E, _, _>(ids, load).instrument(span).await,
@@ -489,7 +511,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let cache = self.read_cache().zip(query.cached);
         let rows = match cache {
             Some((cache, ttl)) => {
-                query::fetch_cached(self, cache, ttl, query, limit)
+                query::fetch_cached(&self.for_cache_fill(), cache, ttl, query, limit)
                     .instrument(span)
                     .await?
             }
@@ -511,8 +533,9 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let span = span("select", E::SCHEMA.table);
         // A cached page is its own entry (the cursor is part of its SQL values).
         if let (Some(cache), Some(ttl)) = (self.read_cache(), query.cached) {
+            let primary = self.for_cache_fill();
             return keyset::fetch_page(query, size, |query, limit| {
-                query::fetch_cached(self, cache, ttl, query, Some(limit))
+                query::fetch_cached(&primary, cache, ttl, query, Some(limit))
             })
             .instrument(span)
             .await;

@@ -212,34 +212,41 @@ impl<E: Entity> PgRepository<E> {
         knobs(query, backend.ef_search(), tuned)
     }
 
-    /// Runs the search, inside a scope that undoes `ef_search`/`probes` when set.
+    /// Runs the search, inside a scope that undoes `ef_search`/`probes` when
+    /// set, on the connection the route picks (a replica's settings are set
+    /// the same way: HNSW and IVFFlat indexes replicate).
     pub(crate) async fn run_with_knobs(
         &self,
         knobs: &[(&'static str, String)],
         sql: &str,
         values: Vec<sea_query::Value>,
     ) -> Result<Vec<PgRow>> {
-        let mut connection = self.exec.acquire().await?;
-        if knobs.is_empty() {
-            let outcome = fetch(&mut connection, sql, values).await;
-            connection.settle(&outcome);
-            return outcome.map_err(self.exec.map_err(E::SCHEMA));
-        }
         let in_unit = self.exec.in_unit();
-        let (open, close) = match in_unit {
-            true => (
-                "SAVEPOINT reposmith_search",
-                "ROLLBACK TO SAVEPOINT reposmith_search; RELEASE SAVEPOINT reposmith_search",
-            ),
-            false => ("BEGIN", "COMMIT"),
-        };
-        let outcome = scoped(&mut connection, open, close, knobs, sql, values).await;
-        if outcome.is_err() && !in_unit {
-            // The transaction may still be open: never pool the connection.
-            discard(&mut connection);
-        }
-        connection.settle(&outcome);
-        outcome.map_err(self.exec.map_err(E::SCHEMA))
+        // Owned: the read may run twice, and its futures outlive these borrows.
+        let (knobs, sql): (Vec<_>, std::sync::Arc<str>) = (knobs.to_vec(), sql.into());
+        self.exec
+            .read(&self.route, E::SCHEMA, |held| {
+                let (values, knobs, sql) = (values.clone(), knobs.clone(), sql.clone());
+                Box::pin(async move {
+                    if knobs.is_empty() {
+                        return fetch(held, &sql, values).await;
+                    }
+                    let (open, close) = match in_unit {
+                        true => (
+                            "SAVEPOINT reposmith_search",
+                            "ROLLBACK TO SAVEPOINT reposmith_search; RELEASE SAVEPOINT reposmith_search",
+                        ),
+                        false => ("BEGIN", "COMMIT"),
+                    };
+                    let outcome = scoped(held, open, close, &knobs, &sql, values).await;
+                    if outcome.is_err() && !in_unit {
+                        // The transaction may still be open: never pool the connection.
+                        discard(held);
+                    }
+                    outcome
+                })
+            })
+            .await
     }
 }
 

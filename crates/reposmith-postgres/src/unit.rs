@@ -81,11 +81,18 @@ pub(crate) struct UnitShared {
     outbox: PendingMessages,
     /// Cache entries the unit's writes invalidate, applied after COMMIT.
     pub(crate) invalidations: PendingInvalidations,
+    /// The session that records the commit's WAL position ([`PgUnitOfWork::in_session`]).
+    session: StdMutex<Option<crate::replica::Session>>,
 }
 
 impl UnitShared {
     pub(crate) fn backend(&self) -> &PgBackend {
         &self.backend
+    }
+
+    /// Records the unit's commit in `session` too.
+    pub(crate) fn follow(&self, session: &crate::replica::Session) {
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
     }
 
     /// Records that the transaction is aborted (a failed or cancelled statement).
@@ -244,6 +251,7 @@ impl PgBackend {
                 live: StdMutex::new(Vec::new()),
                 outbox: PendingMessages::new(),
                 invalidations: PendingInvalidations::new(),
+                session: StdMutex::new(None),
             }),
             savepoint: None,
             finished: false,
@@ -353,7 +361,31 @@ impl PgUnitOfWork {
                 Err(_) => pending.disarm(),
             }
         }
+        self.track_commit(&ended).await;
         ended
+    }
+
+    /// After COMMIT: the session following the unit records its position
+    /// (also when the outcome is unknown: a read that waits for nothing
+    /// it needs costs only the wait).
+    async fn track_commit(&self, ended: &Result<()>) {
+        let session = self
+            .shared
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let (Some(session), Ok(()) | Err(Error::CommitOutcomeUnknown { .. })) = (session, ended)
+        {
+            self.shared.backend.track_commit(&session).await;
+        }
+    }
+
+    /// Records this unit's commit in `session`, so the session's reads on a
+    /// replica wait for it (see [`Session`](crate::Session)). A nested unit
+    /// records through its outermost unit.
+    pub fn in_session(&self, session: &crate::replica::Session) {
+        self.shared.follow(session);
     }
 
     /// Puts the unit's cache invalidation in its outbox (when the cache's

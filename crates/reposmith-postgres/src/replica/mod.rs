@@ -1,0 +1,260 @@
+//! Read replicas: where a read runs, how healthy and how far behind each
+//! replica is, and read-your-writes.
+//!
+//! Reads outside a unit of work (get, get_many, find, count, exists,
+//! pages, streams, searches) go to a healthy replica unless the entity says
+//! `#[repo(reads = "primary")]` or the repository is pinned
+//! ([`PgRepository::on_primary`](crate::PgRepository::on_primary)); every
+//! write and everything in a unit of work runs on the primary. A
+//! background probe ([`probe`]) measures each replica's lag in bytes of
+//! WAL and marks it down on errors; a read that fails on a replica for a
+//! reason another server may not share (a lost connection, a recovery
+//! conflict) is run once more elsewhere ([`read`]).
+
+mod config;
+mod position;
+pub(crate) mod probe;
+pub(crate) mod read;
+mod scope;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use reposmith_core::ConnectionUrl;
+
+/// TEMPORARY until the schema's read preference lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPreference {
+    /// A replica.
+    #[default]
+    Replica,
+    /// The primary.
+    Primary,
+}
+
+use crate::pool::ConnectionPool;
+
+pub use config::{ReplicaConfig, ReplicaFallback};
+pub use position::{Session, WalPosition};
+
+/// TEMPORARY: the entity's declared read preference.
+pub(crate) fn entity_reads(_schema: &reposmith_core::EntitySchema) -> ReadPreference {
+    ReadPreference::Replica
+}
+
+/// Where a repository's reads go, as the caller asked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Route {
+    /// `on_primary()` / `on_replica()`; `None` follows the entity's `reads`.
+    pub(crate) pin: Option<ReadPreference>,
+    /// The session whose writes the reads must see, and which records them.
+    pub(crate) session: Option<Session>,
+}
+
+impl Route {
+    /// Whether reads through this route go to the primary only.
+    pub(crate) fn primary_only(&self, entity_default: ReadPreference) -> bool {
+        self.pin.unwrap_or(entity_default) == ReadPreference::Primary
+    }
+}
+
+/// One replica: its pool and what the probe last saw.
+pub(crate) struct Replica {
+    /// Host, port and database, no credentials: names it in spans and events.
+    pub(crate) name: String,
+    pub(crate) url: ConnectionUrl,
+    /// Its connect options without pgvector's iterative-scan settings.
+    pub(crate) base: sqlx::postgres::PgConnectOptions,
+    pub(crate) pool: Arc<ConnectionPool>,
+    /// Answering, in recovery, and of the primary's cluster.
+    up: AtomicBool,
+    /// Bytes of WAL behind the primary at the last probe.
+    lag: AtomicU64,
+    /// `pg_last_wal_replay_lsn()` at the last probe or wait.
+    replayed: AtomicU64,
+}
+
+impl Replica {
+    /// A replica that starts down until checked.
+    pub(crate) fn new(
+        url: ConnectionUrl,
+        base: sqlx::postgres::PgConnectOptions,
+        pool: Arc<ConnectionPool>,
+    ) -> Self {
+        Replica {
+            name: url.target().to_owned(),
+            url,
+            base,
+            pool,
+            up: AtomicBool::new(false),
+            lag: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Marks the replica down (an error, a failed probe) or up again;
+    /// logs the change once.
+    pub(crate) fn set_up(&self, up: bool, why: &str) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            match up {
+                true => {
+                    tracing::info!(target: "reposmith.replica", replica = %self.name, "replica serving: {why}")
+                }
+                false => {
+                    tracing::warn!(target: "reposmith.replica", replica = %self.name, "replica down: {why}")
+                }
+            }
+        }
+        if !up {
+            // Its connections most likely died with it.
+            self.pool.flush_idle();
+        }
+    }
+
+    pub(crate) fn lag(&self) -> u64 {
+        self.lag.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_lag(&self, bytes: u64) {
+        self.lag.store(bytes, Ordering::Release);
+    }
+
+    /// The latest replay position seen, by a probe or a wait.
+    pub(crate) fn replayed(&self) -> WalPosition {
+        WalPosition::from_u64(self.replayed.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn saw_replayed(&self, position: WalPosition) {
+        self.replayed.fetch_max(position.as_u64(), Ordering::AcqRel);
+    }
+}
+
+/// What the probe last saw of one replica ([`PgBackend::replicas`](crate::PgBackend::replicas)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaStatus {
+    /// Host, port and database, without credentials.
+    pub name: String,
+    /// Answering, in recovery and of the primary's cluster.
+    pub up: bool,
+    /// Bytes of WAL behind the primary at the last probe.
+    pub lag_bytes: u64,
+    /// Its replay position at the last probe or read-your-writes wait.
+    pub replayed: WalPosition,
+    /// Whether default reads may go to it now (up and within `max_lag`).
+    pub serving: bool,
+}
+
+/// The configured replicas and the router's state.
+pub(crate) struct Replicas {
+    pub(crate) members: Vec<Replica>,
+    pub(crate) config: ReplicaConfig,
+    /// Round-robin cursor.
+    next: AtomicUsize,
+    /// Set while reads fall back because no replica may serve them, so the
+    /// warning is logged once per outage rather than once per read.
+    starved: AtomicBool,
+    /// Stops the probe when the backend closes.
+    pub(crate) probe: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Where one read attempt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// Replica at this index; `wait` when its known replay position is behind the session's.
+    Replica { index: usize, wait: bool },
+    /// No replica may serve it: the primary (or, configured so, fail).
+    None,
+}
+
+impl Replicas {
+    pub(crate) fn new(members: Vec<Replica>, config: ReplicaConfig) -> Self {
+        Replicas {
+            members,
+            config,
+            next: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
+            probe: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether `replica` may take a read: up, and within `max_lag` unless
+    /// the caller pinned reads to replicas (and so accepts their lag).
+    fn eligible(&self, replica: &Replica, pinned: bool) -> bool {
+        replica.is_up() && (pinned || replica.lag() <= self.config.max_lag)
+    }
+
+    /// The replica for a read that must see `want` (if any), skipping
+    /// `exclude`: first one already known to have replayed `want`, else the
+    /// next eligible one round-robin (to be waited on).
+    pub(crate) fn choose(
+        &self,
+        want: Option<WalPosition>,
+        pinned: bool,
+        exclude: Option<usize>,
+    ) -> Choice {
+        let n = self.members.len();
+        if n == 0 {
+            return Choice::None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let order = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| Some(i) != exclude);
+        let eligible: Vec<usize> = order
+            .filter(|&i| self.eligible(&self.members[i], pinned))
+            .collect();
+        let caught_up = |i: &usize| want.is_none_or(|w| self.members[*i].replayed() >= w);
+        if let Some(&index) = eligible.iter().find(|i| caught_up(i)) {
+            return Choice::Replica { index, wait: false };
+        }
+        match eligible.first() {
+            Some(&index) => Choice::Replica { index, wait: true },
+            None => Choice::None,
+        }
+    }
+
+    /// No replica may serve reads: warns once until one serves again.
+    pub(crate) fn none_serving(&self) {
+        if !self.starved.swap(true, Ordering::AcqRel) {
+            tracing::warn!(target: "reposmith.replica", fallback = ?self.config.fallback,
+                "no replica can serve reads (down, or lagging more than max_lag)");
+        }
+    }
+
+    /// A replica served a read: ends an outage [`Replicas::none_serving`] reported.
+    pub(crate) fn serving_again(&self) {
+        if self.starved.load(Ordering::Relaxed) && self.starved.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: "reposmith.replica", "replicas serve reads again");
+        }
+    }
+
+    pub(crate) fn status(&self) -> Vec<ReplicaStatus> {
+        self.members
+            .iter()
+            .map(|r| ReplicaStatus {
+                name: r.name.clone(),
+                up: r.is_up(),
+                lag_bytes: r.lag(),
+                replayed: r.replayed(),
+                serving: self.eligible(r, false),
+            })
+            .collect()
+    }
+
+    pub(crate) fn stop_probe(&self) {
+        if let Some(task) = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        self.stop_probe();
+    }
+}

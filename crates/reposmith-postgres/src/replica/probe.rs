@@ -1,0 +1,232 @@
+//! The replicas' health: checked once at connect (each must be a standby of
+//! the primary's own cluster) and then measured in the background: lag in
+//! bytes of WAL, up or down.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use reposmith_core::{Error, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, Row};
+
+use super::{Replica, Replicas, WalPosition};
+
+/// What a server says about itself: in recovery, its cluster, its replay position.
+struct Identity {
+    in_recovery: bool,
+    system: String,
+    replayed: Option<WalPosition>,
+}
+
+/// One round trip in the simple query protocol (one message: safe behind a
+/// transaction pooler, which may route each message to another server).
+const IDENTITY_SQL: &str = "SELECT pg_is_in_recovery()::text, \
+     (SELECT system_identifier FROM pg_control_system())::text, \
+     pg_last_wal_replay_lsn()::text";
+
+async fn identity(connection: &mut PgConnection) -> sqlx::Result<Identity> {
+    let row = sqlx::raw_sql(IDENTITY_SQL)
+        .fetch_one(&mut *connection)
+        .await?;
+    let replayed: Option<String> = row.try_get(2)?;
+    Ok(Identity {
+        in_recovery: row.try_get::<String, _>(0)? == "true",
+        system: row.try_get(1)?,
+        replayed: replayed.and_then(|text| text.parse().ok()),
+    })
+}
+
+/// The primary's system identifier, and a refusal when the primary URL
+/// names a standby (every write would fail with SQLSTATE 25006).
+pub(crate) async fn primary_system(
+    connection: &mut PgConnection,
+    url: &reposmith_core::ConnectionUrl,
+) -> std::result::Result<String, sqlx::Error> {
+    let me = identity(connection).await?;
+    if me.in_recovery {
+        tracing::warn!(target: "reposmith.replica", primary = %url,
+            "the primary URL names a server in recovery: writes will fail");
+    }
+    Ok(me.system)
+}
+
+/// Why `replica` cannot serve as a replica of the cluster `system`, if it cannot.
+fn refusal(replica: &Replica, me: &Identity, system: &str) -> Option<String> {
+    if me.system != system {
+        return Some(format!(
+            "replica {} belongs to another PostgreSQL cluster (system identifier {}, the \
+             primary's is {system}): it is not a standby of this primary",
+            replica.url, me.system
+        ));
+    }
+    if !me.in_recovery {
+        return Some(format!(
+            "replica {} is not in recovery: it is a primary (or was promoted), and reads \
+             from it would not follow this primary's writes",
+            replica.url
+        ));
+    }
+    None
+}
+
+/// Checks `replica` at connect: a configuration error when it answers but
+/// is not a standby of this primary; `Ok(false)` (start down, the probe
+/// retries) when it does not answer.
+pub(crate) async fn check_at_connect(
+    replica: &Replica,
+    options: &PgConnectOptions,
+    system: &str,
+    timeout: Duration,
+) -> Result<bool> {
+    let attempt = tokio::time::timeout(timeout, async {
+        let mut connection = PgConnection::connect_with(options).await?;
+        let me = identity(&mut connection).await;
+        replica.pool.adopt(connection);
+        me
+    })
+    .await;
+    match attempt {
+        Ok(Ok(me)) => match refusal(replica, &me, system) {
+            Some(reason) => Err(Error::config("postgresql replicas", reason)),
+            None => {
+                if let Some(position) = me.replayed {
+                    replica.saw_replayed(position);
+                }
+                Ok(true)
+            }
+        },
+        Ok(Err(error)) => {
+            let error = replica.url.scrub(&error.to_string());
+            tracing::warn!(target: "reposmith.replica", replica = %replica.name, %error,
+                "replica unreachable at connect: reads go elsewhere until it answers");
+            Ok(false)
+        }
+        Err(_) => {
+            tracing::warn!(target: "reposmith.replica", replica = %replica.name,
+                "replica did not answer within the connect timeout: reads go elsewhere");
+            Ok(false)
+        }
+    }
+}
+
+/// What the probe loop needs besides the replicas.
+pub(crate) struct ProbeTarget {
+    pub(crate) primary: PgConnectOptions,
+    pub(crate) replicas: Vec<PgConnectOptions>,
+    pub(crate) system: String,
+}
+
+/// Measures every replica each `probe_interval` until the backend is dropped.
+pub(crate) fn spawn(replicas: &Arc<Replicas>, target: ProbeTarget) {
+    let weak = Arc::downgrade(replicas);
+    let task = tokio::spawn(run(weak, target));
+    *replicas.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+}
+
+async fn run(replicas: Weak<Replicas>, target: ProbeTarget) {
+    let count = target.replicas.len();
+    let mut primary: Option<PgConnection> = None;
+    let mut links: Vec<Option<PgConnection>> = (0..count).map(|_| None).collect();
+    loop {
+        let Some(set) = replicas.upgrade() else {
+            return;
+        };
+        let every = set.config.probe_interval;
+        let timeout = set.config.probe_timeout;
+        // Replicas first, then the primary: lag is then over- rather than
+        // under-estimated.
+        let mut seen = Vec::with_capacity(count);
+        for (i, replica) in set.members.iter().enumerate() {
+            let options = &target.replicas[i];
+            let me = measure(&mut links[i], options, timeout).await;
+            seen.push(judge(replica, me, &target.system));
+        }
+        let head = position(&mut primary, &target.primary, timeout).await;
+        for (replica, replayed) in set.members.iter().zip(seen) {
+            if let (Some(head), Some(replayed)) = (head, replayed) {
+                replica.set_lag(head.bytes_after(replayed));
+            }
+        }
+        drop(set);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Marks `replica` up or down from one measurement; its replay position when up.
+fn judge(
+    replica: &Replica,
+    me: std::result::Result<Identity, String>,
+    system: &str,
+) -> Option<WalPosition> {
+    match me {
+        Ok(me) => match refusal(replica, &me, system) {
+            Some(reason) => {
+                replica.set_up(false, &reason);
+                None
+            }
+            None => {
+                let replayed = me.replayed?;
+                replica.saw_replayed(replayed);
+                replica.set_up(true, "answering and in recovery");
+                Some(replayed)
+            }
+        },
+        Err(why) => {
+            replica.set_up(false, &replica.url.scrub(&why));
+            None
+        }
+    }
+}
+
+/// One bounded measurement on the probe's own connection (reopened when lost).
+async fn measure(
+    link: &mut Option<PgConnection>,
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> std::result::Result<Identity, String> {
+    let attempt = tokio::time::timeout(timeout, async {
+        if link.is_none() {
+            *link = Some(PgConnection::connect_with(options).await?);
+        }
+        identity(link.as_mut().expect("just opened")).await
+    })
+    .await;
+    match attempt {
+        Ok(Ok(me)) => Ok(me),
+        Ok(Err(error)) => {
+            *link = None;
+            Err(error.to_string())
+        }
+        Err(_) => {
+            // Cut mid-statement: the connection is not reusable.
+            *link = None;
+            Err(format!("no answer within the probe timeout ({timeout:?})"))
+        }
+    }
+}
+
+/// The primary's current WAL write position, `None` when it does not answer.
+async fn position(
+    link: &mut Option<PgConnection>,
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> Option<WalPosition> {
+    let attempt = tokio::time::timeout(timeout, async {
+        if link.is_none() {
+            *link = Some(PgConnection::connect_with(options).await?);
+        }
+        let connection = link.as_mut().expect("just opened");
+        let row = sqlx::raw_sql("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(connection)
+            .await?;
+        row.try_get::<String, _>(0)
+    })
+    .await;
+    match attempt {
+        Ok(Ok(text)) => text.parse().ok(),
+        _ => {
+            *link = None;
+            None
+        }
+    }
+}
