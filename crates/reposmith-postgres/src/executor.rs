@@ -125,6 +125,7 @@ impl Executor {
         match self {
             Executor::Pool(backend) => backend.read(route, schema, op).await,
             Executor::Unit(..) => {
+                tracing::Span::current().record("reposmith.server", "primary");
                 let mut held = self.acquire().await?;
                 let outcome = op(&mut held).await;
                 held.settle(&outcome);

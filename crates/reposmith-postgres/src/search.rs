@@ -43,6 +43,9 @@ fn search_span<E: Entity>(query: &SearchQuery<E>) -> tracing::Span {
         search.probes = query.probes,
         search.filtered = !matches!(query.filter.node(), reposmith_core::filter::FilterNode::All),
         search.paged = query.after.is_some(),
+        reposmith.server = tracing::field::Empty,
+        reposmith.waited_us = tracing::field::Empty,
+        reposmith.fallback = tracing::field::Empty,
     )
 }
 
@@ -94,7 +97,12 @@ impl<E: Entity> PgRepository<E> {
             params.as_bytes(),
         ]);
         let load = || async {
-            let (hits, _) = self.search(query.clone(), None).bounded(&self.exec).await?;
+            // Filled from the primary: a lagging replica's hits would be cached stale.
+            let primary = self.for_cache_fill();
+            let (hits, _) = primary
+                .search(query.clone(), None)
+                .bounded(&self.exec)
+                .await?;
             hits.into_iter()
                 .map(|hit| {
                     Ok(CachedRow {
