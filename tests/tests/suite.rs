@@ -24,6 +24,7 @@ mod one_api;
 mod outbox;
 mod pg_bulk_load;
 mod pg_recall;
+mod pg_replica;
 mod pg_repository;
 mod pg_search;
 mod queue;
