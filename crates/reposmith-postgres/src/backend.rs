@@ -18,7 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::error::{ErrorContext, Phase};
 use crate::pool::{ConnectionPool, PooledConnection};
 use crate::recall::RecallMonitor;
-use crate::replica::{Replica, ReplicaStatus, Replicas, probe};
+use crate::replica::{ReadStats, Replica, ReplicaStatus, Replicas, probe};
 use crate::{PgConfig, PgHealth};
 
 /// Versions the health probe reads in one round trip.
@@ -256,6 +256,14 @@ impl PgBackend {
         }
         self.connections.close().await;
         self.pool.close().await;
+    }
+
+    /// Where reads ran since connect (all zero without replicas).
+    pub fn read_stats(&self) -> ReadStats {
+        self.replicas
+            .as_ref()
+            .map(|replicas| replicas.stats())
+            .unwrap_or_default()
     }
 
     /// What the probe last saw of each configured replica (empty without

@@ -77,7 +77,7 @@ pub use ddl::{
 pub use health::PgHealth;
 pub use pool::PooledConnection;
 pub use recall::{RecallConfig, RecallMonitor, RecallReport, TuneConfig};
-pub use replica::{ReplicaConfig, ReplicaFallback, ReplicaStatus, Session, WalPosition};
+pub use replica::{ReadStats, ReplicaConfig, ReplicaFallback, ReplicaStatus, Session, WalPosition};
 pub use repository::PgRepository;
 pub use unit::{IsolationLevel, PgUnitOfWork};
 

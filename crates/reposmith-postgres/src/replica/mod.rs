@@ -72,6 +72,8 @@ pub(crate) struct Replica {
     lag: AtomicU64,
     /// `pg_last_wal_replay_lsn()` at the last probe or wait.
     replayed: AtomicU64,
+    /// Reads it answered.
+    served: AtomicU64,
 }
 
 impl Replica {
@@ -89,6 +91,7 @@ impl Replica {
             up: AtomicBool::new(false),
             lag: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            served: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +131,10 @@ impl Replica {
         WalPosition::from_u64(self.replayed.load(Ordering::Acquire))
     }
 
+    pub(crate) fn answered(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn saw_replayed(&self, position: WalPosition) {
         self.replayed.fetch_max(position.as_u64(), Ordering::AcqRel);
     }
@@ -147,12 +154,57 @@ pub struct ReplicaStatus {
     pub replayed: WalPosition,
     /// Whether default reads may go to it now (up and within `max_lag`).
     pub serving: bool,
+    /// Reads it has answered since connect.
+    pub reads: u64,
+}
+
+/// Where reads ran since connect ([`PgBackend::read_stats`](crate::PgBackend::read_stats)),
+/// for metrics and for seeing the router work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadStats {
+    /// Pool reads answered by the primary (pinned there, or fallen back).
+    pub primary: u64,
+    /// Reads answered by a replica.
+    pub replicas: u64,
+    /// Reads that were meant for a replica and ran on the primary instead.
+    pub fallbacks: u64,
+    /// Session reads that waited on a replica for their writes to be replayed.
+    pub waits: u64,
+    /// Their total wait, in microseconds.
+    pub waited_us: u64,
+}
+
+/// The counters behind [`ReadStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    primary: AtomicU64,
+    fallbacks: AtomicU64,
+    waits: AtomicU64,
+    waited_us: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn on_primary(&self) {
+        self.primary.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fell_back(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn waited(&self, us: u64) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_us.fetch_add(us, Ordering::Relaxed);
+    }
 }
 
 /// The configured replicas and the router's state.
 pub(crate) struct Replicas {
     pub(crate) members: Vec<Replica>,
     pub(crate) config: ReplicaConfig,
+    /// Where reads ran.
+    pub(crate) counters: Counters,
     /// Round-robin cursor.
     next: AtomicUsize,
     /// Set while reads fall back because no replica may serve them, so the
@@ -176,6 +228,7 @@ impl Replicas {
         Replicas {
             members,
             config,
+            counters: Counters::default(),
             next: AtomicUsize::new(0),
             starved: AtomicBool::new(false),
             probe: std::sync::Mutex::new(None),
@@ -242,8 +295,24 @@ impl Replicas {
                 lag_bytes: r.lag(),
                 replayed: r.replayed(),
                 serving: self.eligible(r, false),
+                reads: r.served.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    pub(crate) fn stats(&self) -> ReadStats {
+        let c = &self.counters;
+        ReadStats {
+            primary: c.primary.load(Ordering::Relaxed),
+            replicas: self
+                .members
+                .iter()
+                .map(|r| r.served.load(Ordering::Relaxed))
+                .sum(),
+            fallbacks: c.fallbacks.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            waited_us: c.waited_us.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn stop_probe(&self) {

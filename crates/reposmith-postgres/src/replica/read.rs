@@ -39,11 +39,15 @@ impl PgBackend {
     {
         let replicas = match &self.replicas {
             Some(replicas) if !route.primary_only(super::entity_reads(schema)) => replicas,
-            _ => return self.read_on_primary(schema, &mut op).await,
+            Some(replicas) => {
+                replicas.counters.on_primary();
+                return self.read_on_primary(schema, &mut op).await;
+            }
+            None => return self.read_on_primary(schema, &mut op).await,
         };
         let want = route.session.as_ref().and_then(Session::position);
         if want == Some(WalPosition::UNKNOWN) {
-            note_fallback("the session's last write position is unknown");
+            note_fallback(replicas, "the session's last write position is unknown");
             return self.read_on_primary(schema, &mut op).await;
         }
         let pinned = route.pin.is_some();
@@ -57,10 +61,11 @@ impl PgBackend {
         {
             Attempt::Done(result) => {
                 replicas.serving_again();
+                replica.answered();
                 result
             }
             Attempt::Elsewhere(reason) => {
-                note_fallback(reason);
+                note_fallback(replicas, reason);
                 self.read_on_primary(schema, &mut op).await
             }
         }
@@ -98,7 +103,7 @@ impl PgBackend {
                     .to_owned(),
             });
         }
-        note_fallback("no replica available");
+        note_fallback(replicas, "no replica available");
         self.read_on_primary(schema, op).await
     }
 
@@ -142,6 +147,7 @@ impl PgBackend {
             let caught_up = wait_for(&mut held, replica, want, deadline).await;
             let waited = started.elapsed().as_micros() as u64;
             tracing::Span::current().record("reposmith.waited_us", waited);
+            replicas.counters.waited(waited);
             if !caught_up {
                 return Attempt::Elsewhere("read-your-writes deadline passed on the replica");
             }
@@ -256,7 +262,9 @@ fn elsewhere(error: &sqlx::Error) -> Option<Retry> {
 }
 
 /// Records on the read's span that it ran on the primary instead, and why.
-fn note_fallback(reason: &'static str) {
+fn note_fallback(replicas: &Replicas, reason: &'static str) {
+    replicas.counters.fell_back();
+    replicas.counters.on_primary();
     tracing::Span::current().record("reposmith.fallback", reason);
     tracing::debug!(target: "reposmith.replica", reason, "read runs on the primary");
 }
