@@ -6,4 +6,5 @@ pub mod embedder;
 pub mod jobs;
 pub mod limits;
 pub mod own_redis;
+pub mod replicas;
 pub mod service;

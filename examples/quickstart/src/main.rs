@@ -37,14 +37,18 @@
 //! 14. rate limits: a tenant's requests, tokens per minute, calls in flight
 //!     and daily tokens checked at once; each call reserves its tokens and
 //!     reconciles with the real usage, until the tokens-per-minute limit
-//!     denies a call with its retry-after and headers (`src/limits.rs`).
+//!     denies a call with its retry-after and headers (`src/limits.rs`);
+//! 15. a streaming replica: reads go to it, and a write in a `Session` is
+//!     read back on the replica once it has replayed the commit, never
+//!     missing (`src/replicas.rs`; skipped without a replica).
 
 use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use reposmith::config_source::Env;
 use reposmith::prelude::*;
-use reposmith::{PgRepository, Store};
+use reposmith::{PgConfig, PgRepository, Store};
 use serde_json::json;
 
 use reposmith_example_quickstart::domain::{
@@ -85,6 +89,17 @@ async fn run() -> Result<()> {
     match store.redis() {
         Ok(redis) => reposmith_example_quickstart::limits::token_budget(redis).await?,
         Err(_) => println!("14. skipped: REDIS_URL is not set"),
+    }
+    match std::env::var("REPOSMITH_DEMO_REPLICA_URL") {
+        Ok(replica) => {
+            let primary = PgConfig::from_env(&Env::process())?
+                .ok_or_else(|| Error::config("quickstart", "DATABASE_URL is not set"))?;
+            reposmith_example_quickstart::replicas::read_your_writes(&primary, &replica).await?
+        }
+        Err(_) => println!(
+            "15. skipped: no replica (`cargo xtask services up --replica` exports \
+             REPOSMITH_DEMO_REPLICA_URL)"
+        ),
     }
     store.close().await;
     println!("\nquickstart finished: every step behaved as described");
