@@ -40,7 +40,15 @@ macro_rules! write_path {
                 $work.await
             }
         };
-        if written.is_ok() {
+        // Also when the outcome is unknown: waiting for a write that did
+        // not happen costs a wait; missing one that did is a stale read.
+        if matches!(
+            written,
+            Ok(_)
+                | Err(reposmith_core::Error::CommitOutcomeUnknown { .. })
+                | Err(reposmith_core::Error::ConnectionLost { .. })
+                | Err(reposmith_core::Error::Timeout { .. })
+        ) {
             $repo.track_commit().await;
         }
         written
