@@ -36,6 +36,7 @@ pass_cases!(
     backends,
     cache,
     full_entity,
+    read_preference,
     small_integer_ids,
     vector_fields,
 );

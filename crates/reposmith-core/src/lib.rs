@@ -50,7 +50,7 @@ pub use repository::{Find, FindPage, FindQuery, Page, Repository};
 pub use retry::RetryPolicy;
 pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,
-    IdStrategy, IndexDef, IndexMethod, VectorIndex, VectorKind, VectorSpec,
+    IdStrategy, IndexDef, IndexMethod, ReadPreference, VectorIndex, VectorKind, VectorSpec,
 };
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;

@@ -449,6 +449,28 @@ impl Backends {
     }
 }
 
+/// Where pool reads of an entity go when the PostgreSQL backend has read
+/// replicas (`#[repo(reads = "..")]`).
+///
+/// Pool reads are the reads a repository makes outside a unit of work:
+/// `get`, finders, `count`, queries, searches and streams. Reads inside a
+/// unit of work, and every write, always go to the primary. A backend reads
+/// the preference from the schema, `E::SCHEMA.reads`.
+///
+/// Only PostgreSQL repositories route by it: an entity stored in both
+/// backends may declare it, and its MongoDB repository reads as the
+/// `readPreference` in `MONGODB_URL` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReadPreference {
+    /// A healthy replica when one is configured (the default); the primary
+    /// otherwise. A replica may lag the primary: a read can miss a write
+    /// that committed just before it.
+    #[default]
+    Replica,
+    /// Always the primary: for tables that must never be read stale.
+    Primary,
+}
+
 /// Everything a backend needs to store one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -473,6 +495,9 @@ pub struct EntitySchema {
     pub indexes: &'static [IndexDef],
     /// The read cache `#[repo(cache(..))]` declares, if any.
     pub cache: Option<crate::cache::CacheSpec>,
+    /// Where the PostgreSQL backend sends pool reads when it has read
+    /// replicas (`#[repo(reads = "..")]`; default [`ReadPreference::Replica`]).
+    pub reads: ReadPreference,
 }
 
 impl EntitySchema {
@@ -496,6 +521,7 @@ impl EntitySchema {
             id_strategy,
             indexes,
             cache: None,
+            reads: ReadPreference::Replica,
         }
     }
 
@@ -521,6 +547,13 @@ impl EntitySchema {
     /// Restricts the entity to `backends`.
     pub const fn with_backends(mut self, backends: Backends) -> Self {
         self.backends = backends;
+        self
+    }
+
+    /// Sends the entity's pool reads where `reads` says when the PostgreSQL
+    /// backend has read replicas (`#[repo(reads = "primary")]`).
+    pub const fn with_reads(mut self, reads: ReadPreference) -> Self {
+        self.reads = reads;
         self
     }
 

@@ -12,7 +12,9 @@
 //! both), `collection = "..."` (the MongoDB collection; default: the table),
 //! `cache(ttl = "5m", negative_ttl = "30s")` (reads by id, unique finders and
 //! `.cached(..)` queries go through the repository cache; `negative_ttl`,
-//! optional, caches absent rows).
+//! optional, caches absent rows), `reads = "replica" | "primary"` (where
+//! PostgreSQL pool reads go when the backend has read replicas; default: a
+//! healthy replica; not on a MongoDB-only entity).
 //!
 //! On a field: `id` (`Uuid` or `ObjectId` generated client-side; `i64`,
 //! `i32` or `i16` assigned by the database, or by you with `id(assigned)`;

@@ -19,8 +19,8 @@ pub use reposmith_core::{
     Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
     Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
     FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId,
-    Order, Page, Pinned, PostgresEntity, Repository, Result, RetryPolicy, StoredIn, UnitOfWork,
-    Value,
+    Order, Page, Pinned, PostgresEntity, ReadPreference, Repository, Result, RetryPolicy, StoredIn,
+    UnitOfWork, Value,
 };
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
@@ -110,7 +110,8 @@ pub mod __private {
     pub use reposmith_core::{
         Backends, Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema,
         FieldType, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, PostgresEntity,
-        Repository, Result, Search, Value, VectorIndex, VectorKind, VectorSearch, VectorSpec,
+        ReadPreference, Repository, Result, Search, Value, VectorIndex, VectorKind, VectorSearch,
+        VectorSpec,
     };
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

@@ -9,7 +9,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Generics, Ident, Meta, Type, Visibility};
 
-use super::kinds::{BackendChoice, Distance, IndexKind};
+use super::kinds::{BackendChoice, Distance, IndexKind, Reads};
 
 /// The struct and its `#[repo(...)]` options.
 #[derive(FromDeriveInput)]
@@ -35,6 +35,10 @@ pub(crate) struct RepoInput {
     /// repeated, so `cache_rules` says why only one is allowed.
     #[darling(multiple)]
     pub(crate) cache: Vec<CacheKey>,
+    /// `reads = "replica" | "primary"`: where the PostgreSQL backend sends
+    /// pool reads when it has read replicas (default: a replica).
+    #[darling(default, with = parse_reads)]
+    pub(crate) reads: Option<SpannedValue<Reads>>,
 }
 
 /// One field and its `#[repo(...)]` options.
@@ -166,6 +170,26 @@ fn vocabulary<T: FromMeta>(meta: &Meta, key: &str) -> Result<Option<SpannedValue
 
 fn parse_backend(meta: &Meta) -> Result<Option<SpannedValue<BackendChoice>>> {
     vocabulary(meta, "backend")
+}
+
+/// `reads = ".."`, by hand rather than as a darling vocabulary: its two
+/// values are few enough for the message to name both.
+fn parse_reads(meta: &Meta) -> Result<Option<SpannedValue<Reads>>> {
+    let value = SpannedValue::<String>::from_meta(meta).map_err(|error| {
+        let span = error.span();
+        Error::custom(format!("`reads`: {error}")).with_span(&span)
+    })?;
+    let span = value.span();
+    match Reads::from_name(value.as_str()) {
+        Some(reads) => Ok(Some(SpannedValue::new(reads, span))),
+        None => {
+            let message = format!(
+                "unknown read preference {:?}: use \"primary\" or \"replica\"",
+                value.as_str()
+            );
+            Err(Error::custom(message).with_span(&span))
+        }
+    }
 }
 
 fn parse_distance(meta: &Meta) -> Result<Option<SpannedValue<Distance>>> {

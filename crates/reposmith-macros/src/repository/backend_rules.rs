@@ -72,7 +72,8 @@ fn collection_problem(name: &str) -> Option<String> {
 }
 
 /// Rule: a MongoDB-only entity carries no attribute that only PostgreSQL
-/// reads, which would silently do nothing: a database schema, SQL defaults,
+/// reads, which would silently do nothing: a database schema, a read
+/// preference (MongoDB's comes from its connection string), SQL defaults,
 /// column renames (MongoDB migrations do not rename fields), full text
 /// (reposmith drives no MongoDB text index yet), and pgvector index tuning.
 pub(super) fn postgres_only_attributes(
@@ -85,6 +86,12 @@ pub(super) fn postgres_only_attributes(
     }
     if let Some(schema) = &input.schema {
         unused_on_mongo(schema.span(), "schema", "a PostgreSQL namespace", errors);
+    }
+    if let Some(reads) = &input.reads {
+        let message = "`reads` routes PostgreSQL reads between the primary and its replicas; \
+                       MongoDB reads follow the readPreference in MONGODB_URL, and this entity \
+                       is #[repo(backend = \"mongo\")]: remove `reads`";
+        errors.push(Error::custom(message).with_span(&reads.span()));
     }
     for field in input.fields() {
         if let Some(default) = &field.default {

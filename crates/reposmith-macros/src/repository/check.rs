@@ -10,7 +10,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 
 use super::attr::{RepoField, RepoInput};
-use super::kinds::BackendChoice;
+use super::kinds::{BackendChoice, Reads};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};
 use super::{backend_rules, cache_rules, search_rules};
@@ -81,6 +81,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
         fields,
         id_kind: id_kind.expect("an id was found when no error was reported"),
         cache,
+        reads: input.reads.as_ref().map_or(Reads::Replica, |r| **r),
     })
 }
 

@@ -1,5 +1,5 @@
-//! The closed vocabularies of `#[repo(...)]`: backends, distances, vector
-//! index kinds, and the pgvector kind a field's type selects. The attribute
+//! The closed vocabularies of `#[repo(...)]`: backends, read preferences,
+//! distances, vector index kinds, and the pgvector kind a field's type selects. The attribute
 //! values are parsed by darling, which rejects any other string at the
 //! value's span with a "did you mean" hint, so the rules in `check` compare
 //! variants, never strings. Each vocabulary maps here, and only here, to
@@ -36,6 +36,34 @@ impl BackendChoice {
             BackendChoice::Both => "Both",
             BackendChoice::Postgres => "Postgres",
             BackendChoice::Mongo => "Mongo",
+        }
+    }
+}
+
+/// `reads = "replica" | "primary"`: where the PostgreSQL backend sends the
+/// entity's pool reads when it has read replicas. Parsed by `attr` rather
+/// than darling, so an unknown value gets a message naming both values.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reads {
+    Replica,
+    Primary,
+}
+
+impl Reads {
+    /// The value spelled `name` in the attribute, if any.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "replica" => Some(Reads::Replica),
+            "primary" => Some(Reads::Primary),
+            _ => None,
+        }
+    }
+
+    /// The `ReadPreference` variant.
+    pub(crate) fn variant(self) -> &'static str {
+        match self {
+            Reads::Replica => "Replica",
+            Reads::Primary => "Primary",
         }
     }
 }

@@ -12,7 +12,7 @@ use proc_macro2::TokenTree;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields};
 
-use super::kinds::{BackendChoice, VectorKind};
+use super::kinds::{BackendChoice, Reads, VectorKind};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel};
 use super::types::{last_segment, option_inner};
 use crate::naming;
@@ -40,6 +40,8 @@ pub(crate) fn entity(input: &DeriveInput) -> Entity {
         // The finders' bodies never run: whether they would read the cache
         // does not matter.
         cache: None,
+        // Nor where they would read from.
+        reads: Reads::Replica,
     }
 }
 

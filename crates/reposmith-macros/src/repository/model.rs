@@ -4,7 +4,7 @@
 use proc_macro2::Span;
 use syn::{Ident, Type, Visibility};
 
-use super::kinds::{BackendChoice, Distance, VectorKind};
+use super::kinds::{BackendChoice, Distance, Reads, VectorKind};
 
 /// An entity ready for code generation.
 pub(crate) struct Entity {
@@ -21,6 +21,8 @@ pub(crate) struct Entity {
     pub(crate) id_kind: IdKind,
     /// `#[repo(cache(..))]`, checked.
     pub(crate) cache: Option<CacheModel>,
+    /// `#[repo(reads = "..")]`; `Replica` when absent.
+    pub(crate) reads: Reads,
 }
 
 impl Entity {

@@ -4,9 +4,10 @@
 //! of the new shape simply use different keys).
 //!
 //! The hashed text is canonical: the entity name; the struct's own
-//! `#[repo(..)]` items but `cache(..)` (where the rows live: two entities of
-//! one name over different tables must not share entries, while a new ttl
-//! reads the old entries well); then per field in declaration order its
+//! `#[repo(..)]` items but `cache(..)` and `reads` (where the rows live: two
+//! entities of one name over different tables must not share entries, while
+//! a new ttl, or reads moved between the primary and its replicas, reads the
+//! old entries well); then per field in declaration order its
 //! name, its type's tokens as written and its `#[repo(..)]` attributes'
 //! tokens. It is built from tokens, never from
 //! source text, so whitespace and comments change nothing, while renaming,
@@ -40,7 +41,9 @@ pub(crate) fn canonical(input: &DeriveInput) -> String {
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("repo")) {
         match attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
             Ok(items) => {
-                for item in items.iter().filter(|item| !item.path().is_ident("cache")) {
+                let counts =
+                    |item: &&Meta| !item.path().is_ident("cache") && !item.path().is_ident("reads");
+                for item in items.iter().filter(counts) {
                     text.push_str(" #");
                     write_tokens(&mut text, item.to_token_stream());
                 }
@@ -159,11 +162,11 @@ mod tests {
     }
 
     #[test]
-    fn whitespace_comments_docs_visibility_other_attributes_and_the_ttl_do_not_count() {
+    fn whitespace_comments_docs_visibility_other_attributes_the_ttl_and_reads_do_not_count() {
         let same = r#"
             /// A document.
             #[derive(Debug)]
-            #[repo(table="docs",cache(ttl="1h",negative_ttl="1m"))]
+            #[repo(table="docs",cache(ttl="1h",negative_ttl="1m"),reads="primary")]
             struct Document {
                 // the key
                 #[repo( id )] id : Uuid ,

@@ -232,3 +232,69 @@ fn cache_mistakes_are_refused_with_the_reason() {
         );
     }
 }
+
+#[test]
+fn primary_reads_are_declared_on_the_schema() {
+    // Stored in both backends: only its PostgreSQL repositories route by it.
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(reads = "primary")]
+        struct Ledger {
+            #[repo(id)]
+            id: i64,
+            balance: i64,
+        }
+    }));
+}
+
+#[test]
+fn replica_reads_are_the_default_and_emit_nothing() {
+    let replica = expand(quote! {
+        #[repo(backend = "postgres", reads = "replica")]
+        struct Ledger {
+            #[repo(id)]
+            id: i64,
+        }
+    });
+    let default = expand(quote! {
+        #[repo(backend = "postgres")]
+        struct Ledger {
+            #[repo(id)]
+            id: i64,
+        }
+    });
+    assert_eq!(replica, default);
+    assert!(!replica.contains("with_reads"), "{replica}");
+}
+
+#[test]
+fn read_preference_mistakes_are_refused_with_the_reason() {
+    let cases = [
+        (
+            r#"reads = "secondary""#,
+            r#"unknown read preference "secondary": use "primary" or "replica""#,
+        ),
+        (r#"reads = 1"#, "`reads`: "),
+        (
+            r#"backend = "mongo", reads = "primary""#,
+            "`reads` routes PostgreSQL reads between the primary and its replicas; MongoDB reads \
+             follow the readPreference in MONGODB_URL",
+        ),
+    ];
+    for (attr, expected) in cases {
+        let attr: TokenStream = attr.parse().expect("tokens");
+        let out = expand(quote! {
+            #[repo(#attr)]
+            struct Ledger {
+                #[repo(id)]
+                id: i64,
+            }
+        });
+        // The messages sit in `compile_error!` string literals.
+        let out = out.replace("\\\"", "\"");
+        assert!(out.contains(expected), "{attr}: no {expected:?} in {out}");
+        assert!(
+            !out.contains("with_reads"),
+            "{attr}: a preference despite the error"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::naming::index_name;
-use crate::repository::kinds::BackendChoice;
+use crate::repository::kinds::{BackendChoice, Reads};
 use crate::repository::model::{
     CacheModel, Entity, Field, IdKind, Role, Storage, VectorIndexModel, VectorModel,
 };
@@ -36,6 +36,11 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
         let backends = format_ident!("{}", entity.backends.variant());
         quote!(.with_backends(::reposmith::__private::Backends::#backends))
     });
+    // Absent, the schema keeps `ReadPreference::Replica`.
+    let with_reads = (entity.reads != Reads::Replica).then(|| {
+        let reads = format_ident!("{}", entity.reads.variant());
+        quote!(.with_reads(::reposmith::__private::ReadPreference::#reads))
+    });
     let with_cache = entity.cache.map(|cache| {
         let CacheModel {
             ttl_ms,
@@ -64,6 +69,7 @@ pub(super) fn schema_static(entity: &Entity) -> TokenStream {
             #with_schema
             #with_collection
             #with_backends
+            #with_reads
             #with_cache;
     }
 }
