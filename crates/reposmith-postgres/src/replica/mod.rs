@@ -20,27 +20,12 @@ mod scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use reposmith_core::ConnectionUrl;
-
-/// TEMPORARY until the schema's read preference lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadPreference {
-    /// A replica.
-    #[default]
-    Replica,
-    /// The primary.
-    Primary,
-}
+use reposmith_core::{ConnectionUrl, ReadPreference};
 
 use crate::pool::ConnectionPool;
 
 pub use config::{ReplicaConfig, ReplicaFallback};
 pub use position::{Session, WalPosition};
-
-/// TEMPORARY: the entity's declared read preference.
-pub(crate) fn entity_reads(_schema: &reposmith_core::EntitySchema) -> ReadPreference {
-    ReadPreference::Replica
-}
 
 /// Where a repository's reads go, as the caller asked.
 #[derive(Debug, Clone, Default)]

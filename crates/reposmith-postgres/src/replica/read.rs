@@ -38,7 +38,7 @@ impl PgBackend {
         T: Send,
     {
         let replicas = match &self.replicas {
-            Some(replicas) if !route.primary_only(super::entity_reads(schema)) => replicas,
+            Some(replicas) if !route.primary_only(schema.reads) => replicas,
             Some(replicas) => {
                 replicas.counters.on_primary();
                 return self.read_on_primary(schema, &mut op).await;
