@@ -451,7 +451,7 @@ fn current(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
 }
 
 fn status(ctx: &Ctx) -> ExitCode {
-    println!("state:    {}", ctx.dir().display());
+    println!("{}{}", label("state"), ctx.dir().display());
     for (name, state) in current(ctx).into_iter().chain(current_extras(ctx)) {
         match state {
             Ok(endpoint) => println!("{}", endpoint.describe()),
@@ -560,7 +560,9 @@ mod tests {
         assert_eq!(each.len(), 3);
         assert!(each[0].replica && each[1].pgbouncer && each[2].cluster);
         assert!(each.iter().all(|one| one.union(*one) == *one));
-        let union = each.iter().fold(Extras::default(), |all, one| all.union(*one));
+        let union = each
+            .iter()
+            .fold(Extras::default(), |all, one| all.union(*one));
         assert_eq!(union, Extras::ALL);
         assert!(Extras::default().each().is_empty());
     }
