@@ -29,6 +29,10 @@ pub const REPLICA_URL: &str = "REPOSMITH_TEST_PG_REPLICA_URL";
 pub const PGBOUNCER_URL: &str = "REPOSMITH_TEST_PGBOUNCER_URL";
 /// PgBouncer's database `reposmith_replica`, in front of the replica.
 pub const PGBOUNCER_REPLICA_URL: &str = "REPOSMITH_TEST_PGBOUNCER_REPLICA_URL";
+/// Set by xtask, with the reason, when the replica and PgBouncer cannot
+/// exist here: `DATABASE_URL` names the user's own server, and they follow
+/// the project's.
+pub const SKIPPED: &str = "REPOSMITH_TEST_PG_EXTRAS_SKIPPED";
 
 /// Longest wait for `pg_ctl stop -m fast`.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
@@ -50,17 +54,31 @@ pub fn pgbouncer_replica_url() -> Option<String> {
     var(PGBOUNCER_REPLICA_URL)
 }
 
-/// The URL in `variable` (one of the constants above), or a panic saying
-/// how to start the replica and the pooler: for a test that must fail,
-/// not pass unseen, when they are missing.
-pub fn required(variable: &str) -> String {
-    var(variable).unwrap_or_else(|| {
-        panic!(
-            "{variable} is not set: run the suite with `cargo xtask test`, or run \
-             `cargo xtask services up --replica --pgbouncer` and \
-             `eval \"$(cargo xtask services env)\"`"
-        )
-    })
+/// The URL in `variable` (one of the constants above) for a test that
+/// needs it. `None`, printing why, only when xtask said the replica and
+/// PgBouncer cannot exist here ([`SKIPPED`]): the test then returns early.
+/// Otherwise a missing variable is a panic saying how to start them, so a
+/// test never passes unseen because a service did not start.
+///
+/// ```no_run
+/// use reposmith_tests::pg_replica::{self, REPLICA_URL};
+/// let Some(url) = pg_replica::required(REPLICA_URL) else {
+///     return;
+/// };
+/// ```
+pub fn required(variable: &str) -> Option<String> {
+    if let Some(url) = var(variable) {
+        return Some(url);
+    }
+    if let Some(why) = var(SKIPPED) {
+        println!("skipped: {variable} is not set: the replica and PgBouncer {why}");
+        return None;
+    }
+    panic!(
+        "{variable} is not set: run the suite with `cargo xtask test`, or run \
+         `cargo xtask services up --replica --pgbouncer` and \
+         `eval \"$(cargo xtask services env)\"`"
+    )
 }
 
 fn var(name: &str) -> Option<String> {
@@ -90,7 +108,7 @@ pub fn start_replica() {
     let mut start = pg_ctl(&data);
     start.arg("-l").arg(&log).args(["-w", "-t", &wait, "start"]);
     run(start, START_WITHIN + Duration::from_secs(10));
-    let url = required(REPLICA_URL);
+    let url = crate::service_url(REPLICA_URL);
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < START_WITHIN {

@@ -71,11 +71,13 @@ pub(crate) fn step_timeout() -> Duration {
 ///
 /// `services up` runs on a thread of its own while the lint steps run: on a
 /// fresh clone it installs the Python venv, runs initdb and waits for five
-/// servers, a cluster, a replica and a pooler to answer (15 s on an idle 2-core machine, 27 s on
-/// a busy one), and the lints need none of it. Its few lines of output may
-/// fall between the lints'; its time is listed as overlapping them. A lint
-/// failure still waits for the services, so that a cluster this run
-/// created is stopped; a services failure is reported once the lints end.
+/// servers and a cluster to answer (15 s on an idle 2-core machine, 27 s on
+/// a busy one; the replica's base backup and PgBouncer add about a second,
+/// installing PgBouncer's package a few more once), and the lints need none
+/// of it. Its few lines of output may fall between the lints'; its time is
+/// listed as overlapping them. A lint failure still waits for the
+/// services, so that the extras this run created are stopped; a services
+/// failure is reported once the lints end.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     let mut timings = Vec::new();
     // First and in-process: it takes well under a second and needs no

@@ -153,6 +153,9 @@ fn up_extras(ctx: &Ctx, wanted: Extras) -> Result<(Vec<(String, String)>, Extras
     if wanted.pgbouncer {
         created.pgbouncer = endpoint(pgbouncer::up)?;
     }
+    if wanted.replica || wanted.pgbouncer {
+        vars.extend(pg_extras_skipped(ctx));
+    }
     if wanted.cluster {
         let cluster = cluster::up(ctx)?;
         println!("{}", cluster.describe());
@@ -160,6 +163,16 @@ fn up_extras(ctx: &Ctx, wanted: Extras) -> Result<(Vec<(String, String)>, Extras
         created.cluster = cluster.created();
     }
     Ok((vars, created))
+}
+
+/// Tells the tests why the replica and PgBouncer are missing when they
+/// cannot exist (the user's own PostgreSQL), so theirs skip instead of
+/// failing as they do when the variables are simply unset.
+const PG_EXTRAS_SKIPPED: &str = "REPOSMITH_TEST_PG_EXTRAS_SKIPPED";
+
+/// [`PG_EXTRAS_SKIPPED`] with its reason, when it applies.
+fn pg_extras_skipped(ctx: &Ctx) -> Option<(String, String)> {
+    postgres::users_primary(ctx).map(|why| (PG_EXTRAS_SKIPPED.to_owned(), why))
 }
 
 /// `name:` padded so that every service's line lines up.
@@ -433,8 +446,14 @@ fn down(ctx: &Ctx) -> Result<ExitCode, Error> {
     })
 }
 
-/// The state of the replica and the pooler, like [`current`]'s.
+/// The state of the replica and the pooler, like [`current`]'s. Beside the
+/// user's own PostgreSQL they are not offered even when they run: they
+/// follow ours, so a test would write to one server and read another.
 fn current_extras(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
+    if let Some(why) = postgres::users_primary(ctx) {
+        let unused = |name| (name, Err(format!("not used: {why}")));
+        return vec![unused("replica"), unused("pgbouncer")];
+    }
     vec![
         ("replica", postgres::replica_status(ctx)),
         ("pgbouncer", pgbouncer::status(ctx)),
@@ -493,10 +512,10 @@ fn env(ctx: &Ctx) -> ExitCode {
         println!("export {k}={}", shell_quote(&v));
     }
     // The extras are optional: printed when they run, never a failure.
-    for endpoint in current_extras(ctx).into_iter().filter_map(|(_, s)| s.ok()) {
-        for (k, v) in endpoint.vars() {
-            println!("export {k}={}", shell_quote(&v));
-        }
+    let extras = current_extras(ctx).into_iter().filter_map(|(_, s)| s.ok());
+    let vars = extras.flat_map(|endpoint| endpoint.vars());
+    for (k, v) in vars.chain(pg_extras_skipped(ctx)) {
+        println!("export {k}={}", shell_quote(&v));
     }
     if let Ok(cluster) = cluster::status(ctx) {
         for (k, v) in cluster.vars() {

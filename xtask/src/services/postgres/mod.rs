@@ -159,17 +159,25 @@ fn live_postmaster(paths: &Paths) -> Option<(u32, u16)> {
 /// stand beside; the reason when there is none (the user's `DATABASE_URL`,
 /// whose credentials and `pg_hba.conf` we do not know, or ours stopped).
 pub(super) fn managed_primary(ctx: &Ctx) -> Result<u16, String> {
-    let paths = Paths::primary(ctx);
-    if SERVICE.user_url(&paths.own_urls()).is_some() {
-        return Err(format!(
-            "needs the project's managed PostgreSQL, but {} names your own server",
-            SERVICE.var
-        ));
+    if let Some(why) = users_primary(ctx) {
+        return Err(why);
     }
-    match live_postmaster(&paths) {
+    match live_postmaster(&Paths::primary(ctx)) {
         Some((_, port)) => Ok(port),
         None => Err("needs the project's PostgreSQL, which is not running".to_owned()),
     }
+}
+
+/// Why our replica and pooler are beside the point, when `DATABASE_URL`
+/// names the user's own server: they follow ours, not theirs.
+pub(super) fn users_primary(ctx: &Ctx) -> Option<String> {
+    let paths = Paths::primary(ctx);
+    SERVICE.user_url(&paths.own_urls()).map(|_| {
+        format!(
+            "needs the project's managed PostgreSQL, but {} names your own server",
+            SERVICE.var
+        )
+    })
 }
 
 /// The cluster as recorded by `up`, without installing anything.
