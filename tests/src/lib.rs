@@ -7,10 +7,12 @@
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
 //! [`redis_server`] starts a Redis of a test's own (the queue tests' crashes,
 //! restarts and pauses); [`redis_cluster`] finds and kills masters of the
-//! cluster named by `REDIS_CLUSTER_URLS`.
+//! cluster named by `REDIS_CLUSTER_URLS`; [`pg_replica`] names the
+//! PostgreSQL replica and PgBouncer, and stops and starts the replica.
 
 pub mod conformance;
 pub mod letters;
+pub mod pg_replica;
 pub mod redis_cluster;
 pub mod redis_server;
 

@@ -22,16 +22,23 @@ const USAGE: &str = "\
 cargo xtask <command>
 
 Commands:
-  services up [--cluster]
+  services up [--cluster] [--replica] [--pgbouncer]
                     start (or reuse) PostgreSQL 16 + pgvector, a MongoDB-wire
                     server (SecantusDB) and Redis; print where each runs;
                     --cluster also a Redis Cluster (3 masters + 3 replicas on
-                    127.0.0.1:57001-57006), restarting any node that stopped
+                    127.0.0.1:57001-57006), restarting any node that stopped;
+                    --replica a streaming replica of that PostgreSQL (55433);
+                    --pgbouncer PgBouncer in transaction mode in front of both
+                    (56432; apt-get installs Debian's package when missing)
   services down     stop what `services up` started (the cluster too, and its
-                    data is removed); leave external servers alone
+                    data is removed; the replica keeps its data and slot);
+                    leave external servers alone
   services status   show each service: running, external or stopped
   services env      print `export ...=...` lines: eval \"$(cargo xtask services env)\"
-                    (REDIS_CLUSTER_URLS and REDIS_CLUSTER_PIDS while the cluster runs)
+                    (REDIS_CLUSTER_URLS and REDIS_CLUSTER_PIDS while the cluster runs,
+                    REPOSMITH_TEST_PG_REPLICA_URL and REPOSMITH_PG_REPLICA_DATA
+                    while the replica runs, REPOSMITH_TEST_PGBOUNCER_URL and
+                    REPOSMITH_TEST_PGBOUNCER_REPLICA_URL while PgBouncer runs)
   demo              services up, then run examples/quickstart against them
   bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
                     against hand-written sqlx (bench/); `-- --help` lists ARGS,

@@ -1,11 +1,11 @@
-//! `cargo xtask test`: tidy, services up (with the Redis Cluster, whose
-//! failover test kills a master), lints, rustdoc, the demo, doctests, the
-//! test suite, each as a timed step that stops the run at its first
-//! failure. The lints and rustdoc need no server, so the services start
-//! beside them, on a thread of their own (see [`run`]). A cluster the run
-//! created is stopped at its end; one that was running is left running
-//! (its killed node is restarted by the next `services up --cluster` or
-//! `cargo xtask test`).
+//! `cargo xtask test`: tidy, services up (with every extra: the Redis
+//! Cluster, whose failover test kills a master, the PostgreSQL replica and
+//! PgBouncer), lints, rustdoc, the demo, doctests, the test suite, each as
+//! a timed step that stops the run at its first failure. The lints and
+//! rustdoc need no server, so the services start beside them, on a thread
+//! of their own (see [`run`]). An extra the run created is stopped at its
+//! end; one that was running is left running (a killed cluster node is
+//! restarted by the next `services up --cluster` or `cargo xtask test`).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -72,10 +72,12 @@ pub(crate) fn step_timeout() -> Duration {
 /// `services up` runs on a thread of its own while the lint steps run: on a
 /// fresh clone it installs the Python venv, runs initdb and waits for five
 /// servers and a cluster to answer (15 s on an idle 2-core machine, 27 s on
-/// a busy one), and the lints need none of it. Its few lines of output may
-/// fall between the lints'; its time is listed as overlapping them. A lint
-/// failure still waits for the services, so that a cluster this run
-/// created is stopped; a services failure is reported once the lints end.
+/// a busy one; the replica's base backup and PgBouncer add about a second,
+/// installing PgBouncer's package a few more once), and the lints need none
+/// of it. Its few lines of output may fall between the lints'; its time is
+/// listed as overlapping them. A lint failure still waits for the
+/// services, so that the extras this run created are stopped; a services
+/// failure is reported once the lints end.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     let mut timings = Vec::new();
     // First and in-process: it takes well under a second and needs no
@@ -98,9 +100,9 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         let services = scope.spawn(|| {
             let started = Instant::now();
             let up = services::up_for_child(root).and_then(|mut vars| {
-                let cluster = services::cluster_for_child(root)?;
-                vars.extend(cluster.vars);
-                Ok((vars, cluster.created))
+                let extras = services::extras_for_child(root, services::Extras::ALL)?;
+                vars.extend(extras.vars);
+                Ok((vars, extras.created))
             });
             (up, started.elapsed())
         });
@@ -121,9 +123,9 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         Ok(0) => run_steps(steps(root, &vars, options), &mut timings),
         other => other,
     };
-    if created {
-        header("cluster down (this run started it)");
-        services::cluster_down(root)?;
+    if !created.is_empty() {
+        header("extras down (this run started them)");
+        services::extras_down(root, created)?;
     }
     let code = code?;
     summary(&timings, code);

@@ -28,7 +28,7 @@ use super::cluster_info;
 use super::process::{self, log_tail};
 use super::redis::{find_on_path, pings};
 use super::state::Record;
-use super::{Ctx, text};
+use super::{Ctx, label, text};
 use crate::cmd;
 use crate::error::{Context, Error};
 
@@ -97,7 +97,8 @@ impl Cluster {
             "running (started by xtask)".to_owned()
         };
         format!(
-            "cluster:  {how}, 3 masters + 3 replicas (pids {}) at {}",
+            "{}{how}, 3 masters + 3 replicas (pids {}) at {}",
+            label("cluster"),
             pids.join(" "),
             self.urls()
         )
@@ -442,7 +443,7 @@ pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
         fs::remove_dir_all(&paths.dir).context(format!("cannot remove {}", paths.dir.display()))?;
     }
     let _ = fs::remove_file(&paths.record);
-    Ok(vec![format!("cluster:  {how}")])
+    Ok(vec![format!("{}{how}", label("cluster"))])
 }
 
 #[cfg(test)]

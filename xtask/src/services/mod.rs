@@ -4,12 +4,15 @@
 //! Each service is reused when the user's environment names one
 //! (`DATABASE_URL`, `MONGODB_URL`, `REDIS_URL`), otherwise started under the
 //! state directory and recorded there, so `down` stops exactly what `up`
-//! started and nothing else. `up --cluster` also starts a Redis Cluster
-//! (see [`cluster`]), which otherwise only `cargo xtask test` starts.
+//! started and nothing else. Three more are optional ([`Extras`]), started
+//! by `up` with their flags and always by `cargo xtask test`: `--cluster`
+//! a Redis Cluster (see [`cluster`]), `--replica` a streaming replica of
+//! our PostgreSQL, `--pgbouncer` a transaction pooler in front of both.
 
 mod cluster;
 mod cluster_info;
 mod mongo;
+mod pgbouncer;
 mod postgres;
 pub(crate) mod process;
 mod python;
@@ -30,21 +33,23 @@ use state::StateDir;
 /// accept a TCP connection before we call it unreachable.
 const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Runs `services <sub> [flags]`; the one flag is `up --cluster`.
+/// Runs `services <sub> [flags]`; only `up` takes flags, any of
+/// `--cluster --replica --pgbouncer`.
 pub(crate) fn run(sub: &str, flags: &[&str], root: &Path) -> Result<ExitCode, Error> {
-    let cluster = match (sub, flags) {
-        (_, []) => false,
-        ("up", ["--cluster"]) => true,
+    let extras = match (sub, flags) {
+        (_, []) => Extras::default(),
+        ("up", flags) => Extras::parse(flags)?,
         _ => {
             return Err(Error::msg(format!(
-                "unknown `services {sub} {}`: only `up` takes a flag, `--cluster`",
-                flags.join(" ")
+                "unknown `services {sub} {}`: only `up` takes flags ({})",
+                flags.join(" "),
+                Extras::FLAGS.join(" ")
             )));
         }
     };
     let ctx = Ctx::new(root)?;
     match sub {
-        "up" => up(&ctx).and_then(|_| up_cluster(&ctx, cluster)),
+        "up" => up(&ctx).and_then(|_| up_extras(&ctx, extras).map(|_| ExitCode::SUCCESS)),
         "down" => down(&ctx),
         "status" => Ok(status(&ctx)),
         "env" => Ok(env(&ctx)),
@@ -54,12 +59,125 @@ pub(crate) fn run(sub: &str, flags: &[&str], root: &Path) -> Result<ExitCode, Er
     }
 }
 
-/// The cluster, when asked for.
-fn up_cluster(ctx: &Ctx, asked: bool) -> Result<ExitCode, Error> {
-    if asked {
-        println!("{}", cluster::up(ctx)?.describe());
+/// The optional services, beside the three every test needs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extras {
+    /// The Redis Cluster (`--cluster`).
+    pub(crate) cluster: bool,
+    /// The streaming replica of our PostgreSQL (`--replica`).
+    pub(crate) replica: bool,
+    /// PgBouncer in front of the primary and the replica (`--pgbouncer`).
+    pub(crate) pgbouncer: bool,
+}
+
+impl Extras {
+    /// Every one: what `cargo xtask test` starts.
+    pub(crate) const ALL: Self = Self {
+        cluster: true,
+        replica: true,
+        pgbouncer: true,
+    };
+    const FLAGS: [&str; 3] = ["--cluster", "--replica", "--pgbouncer"];
+
+    /// Any subset of [`Self::FLAGS`], in any order; a repeat is harmless.
+    fn parse(flags: &[&str]) -> Result<Self, Error> {
+        let mut extras = Self::default();
+        for flag in flags {
+            match *flag {
+                "--cluster" => extras.cluster = true,
+                "--replica" => extras.replica = true,
+                "--pgbouncer" => extras.pgbouncer = true,
+                other => {
+                    return Err(Error::msg(format!(
+                        "unknown `services up` flag {other}: use any of {}",
+                        Self::FLAGS.join(" ")
+                    )));
+                }
+            }
+        }
+        Ok(extras)
     }
-    Ok(ExitCode::SUCCESS)
+
+    /// True when none is asked for.
+    pub(crate) fn is_empty(self) -> bool {
+        self == Self::default()
+    }
+
+    /// Each one asked for, alone, in the order they start: the replica
+    /// before PgBouncer, whose ini names it.
+    fn each(self) -> Vec<Self> {
+        let none = Self::default();
+        let replica = Self {
+            replica: self.replica,
+            ..none
+        };
+        let pgbouncer = Self {
+            pgbouncer: self.pgbouncer,
+            ..none
+        };
+        let cluster = Self {
+            cluster: self.cluster,
+            ..none
+        };
+        let all = [replica, pgbouncer, cluster];
+        all.into_iter().filter(|one| !one.is_empty()).collect()
+    }
+
+    /// The ones in either.
+    fn union(self, other: Self) -> Self {
+        Self {
+            cluster: self.cluster || other.cluster,
+            replica: self.replica || other.replica,
+            pgbouncer: self.pgbouncer || other.pgbouncer,
+        }
+    }
+}
+
+/// The extras that were asked for, in the order of [`Extras::each`]. Each
+/// prints its line; returns the variables for a child and which ones this
+/// call started.
+fn up_extras(ctx: &Ctx, wanted: Extras) -> Result<(Vec<(String, String)>, Extras), Error> {
+    let mut vars = Vec::new();
+    let mut created = Extras::default();
+    let mut endpoint = |up: fn(&Ctx) -> Result<Option<Endpoint>, Error>| {
+        let endpoint = up(ctx)?;
+        if let Some(endpoint) = &endpoint {
+            println!("{}", endpoint.describe());
+            vars.extend(endpoint.vars());
+        }
+        Ok::<bool, Error>(endpoint.is_some_and(|e| e.fresh()))
+    };
+    if wanted.replica {
+        created.replica = endpoint(postgres::replica_up)?;
+    }
+    if wanted.pgbouncer {
+        created.pgbouncer = endpoint(pgbouncer::up)?;
+    }
+    if wanted.replica || wanted.pgbouncer {
+        vars.extend(pg_extras_skipped(ctx));
+    }
+    if wanted.cluster {
+        let cluster = cluster::up(ctx)?;
+        println!("{}", cluster.describe());
+        vars.extend(cluster.vars().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        created.cluster = cluster.created();
+    }
+    Ok((vars, created))
+}
+
+/// Tells the tests why the replica and PgBouncer are missing when they
+/// cannot exist (the user's own PostgreSQL), so theirs skip instead of
+/// failing as they do when the variables are simply unset.
+const PG_EXTRAS_SKIPPED: &str = "REPOSMITH_TEST_PG_EXTRAS_SKIPPED";
+
+/// [`PG_EXTRAS_SKIPPED`] with its reason, when it applies.
+fn pg_extras_skipped(ctx: &Ctx) -> Option<(String, String)> {
+    postgres::users_primary(ctx).map(|why| (PG_EXTRAS_SKIPPED.to_owned(), why))
+}
+
+/// `name:` padded so that every service's line lines up.
+fn label(name: &str) -> String {
+    format!("{:<11}", format!("{name}:"))
 }
 
 /// What every service needs: where state lives and who we run as.
@@ -129,11 +247,12 @@ impl Endpoint {
             Origin::External => format!("external (from {})", self.var),
             Origin::Shared => "running (already there, not started by xtask)".to_owned(),
         };
-        format!(
-            "{:<10}{how} at {}",
-            format!("{}:", self.name),
-            url::redact(&self.url)
-        )
+        format!("{}{how} at {}", label(self.name), url::redact(&self.url))
+    }
+
+    /// True when this `up` started it.
+    fn fresh(&self) -> bool {
+        matches!(self.origin, Origin::Managed { fresh: true, .. })
     }
 
     /// The variables a child process needs; an external URL is already in
@@ -193,9 +312,9 @@ impl Service {
     /// What `down` says about the user's server, if they named one.
     fn left_alone(&self, own: &[String]) -> Option<String> {
         self.user_url(own).map(|_| {
-            let label = format!("{}:", self.name);
             format!(
-                "{label:<10}left alone the server named by {} (not started by xtask)",
+                "{}left alone the server named by {} (not started by xtask)",
+                label(self.name),
                 self.var
             )
         })
@@ -228,40 +347,59 @@ fn tool_vars(ctx: &Ctx) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The cluster `cargo xtask test` brought up for the suite.
-pub(crate) struct TestCluster {
-    /// `REDIS_CLUSTER_URLS` and `REDIS_CLUSTER_PIDS`.
+/// The extras `cargo xtask test` brought up for the suite.
+pub(crate) struct TestExtras {
+    /// Their variables: `REDIS_CLUSTER_URLS`, `REPOSMITH_TEST_PG_REPLICA_URL`...
     pub(crate) vars: Vec<(String, String)>,
-    /// True when this `up` created it (nothing ran before), so the run
-    /// stops it at its end; a cluster that was running (or had nodes to
+    /// The ones this `up` started (nothing ran before), which the run stops
+    /// at its end; one that was running (or a cluster that had nodes to
     /// restart) is left running.
-    pub(crate) created: bool,
+    pub(crate) created: Extras,
 }
 
-/// Brings the Redis Cluster up for the suite (restarting any node an
-/// earlier run's failover test killed, so it rejoins as a replica).
-pub(crate) fn cluster_for_child(root: &Path) -> Result<TestCluster, Error> {
+/// Brings the `wanted` extras up for the suite (restarting any cluster
+/// node an earlier run's failover test killed, so it rejoins as a
+/// replica). When one fails, those this call started are stopped again.
+pub(crate) fn extras_for_child(root: &Path, wanted: Extras) -> Result<TestExtras, Error> {
     let ctx = Ctx::new(root)?;
-    let cluster = cluster::up(&ctx)?;
-    println!("{}", cluster.describe());
-    Ok(TestCluster {
-        vars: cluster
-            .vars()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-        created: cluster.created(),
-    })
+    let mut created = Extras::default();
+    let mut vars = Vec::new();
+    // One at a time, so a failure knows what the earlier ones started.
+    for one in wanted.each() {
+        match up_extras(&ctx, one) {
+            Ok((more, started)) => {
+                vars.extend(more);
+                created = created.union(started);
+            }
+            Err(err) => {
+                let _ = down_extras(&ctx, created);
+                return Err(err);
+            }
+        }
+    }
+    Ok(TestExtras { vars, created })
 }
 
-/// Stops the cluster [`cluster_for_child`] created, dead nodes and all.
-pub(crate) fn cluster_down(root: &Path) -> Result<(), Error> {
-    let ctx = Ctx::new(root)?;
-    cluster::down(&ctx)?
-        .iter()
-        .for_each(|line| println!("{line}"));
+/// Stops the extras [`extras_for_child`] created (the cluster with its
+/// dead nodes and data).
+pub(crate) fn extras_down(root: &Path, which: Extras) -> Result<(), Error> {
+    down_extras(&Ctx::new(root)?, which)
+}
+
+fn down_extras(ctx: &Ctx, which: Extras) -> Result<(), Error> {
+    let downs: [(bool, Down); 3] = [
+        (which.pgbouncer, pgbouncer::down),
+        (which.replica, postgres::replica_down),
+        (which.cluster, cluster::down),
+    ];
+    for (_, down) in downs.into_iter().filter(|(asked, _)| *asked) {
+        down(ctx)?.iter().for_each(|line| println!("{line}"));
+    }
     Ok(())
 }
+
+/// A service's `down`: the lines it prints.
+type Down = fn(&Ctx) -> Result<Vec<String>, Error>;
 
 fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {
     if ctx.state.fallback {
@@ -283,7 +421,16 @@ fn up(ctx: &Ctx) -> Result<Vec<Endpoint>, Error> {
 
 fn down(ctx: &Ctx) -> Result<ExitCode, Error> {
     let mut failed = false;
-    for down in [postgres::down, mongo::down, redis::down, cluster::down] {
+    // The pooler and the replica before the primary they depend on.
+    let downs: [Down; 6] = [
+        pgbouncer::down,
+        postgres::replica_down,
+        postgres::down,
+        mongo::down,
+        redis::down,
+        cluster::down,
+    ];
+    for down in downs {
         match down(ctx) {
             Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
             Err(err) => {
@@ -299,6 +446,20 @@ fn down(ctx: &Ctx) -> Result<ExitCode, Error> {
     })
 }
 
+/// The state of the replica and the pooler, like [`current`]'s. Beside the
+/// user's own PostgreSQL they are not offered even when they run: they
+/// follow ours, so a test would write to one server and read another.
+fn current_extras(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
+    if let Some(why) = postgres::users_primary(ctx) {
+        let unused = |name| (name, Err(format!("not used: {why}")));
+        return vec![unused("replica"), unused("pgbouncer")];
+    }
+    vec![
+        ("replica", postgres::replica_status(ctx)),
+        ("pgbouncer", pgbouncer::status(ctx)),
+    ]
+}
+
 /// The state of each service: `Ok` when it runs, `Err` with the reason when not.
 fn current(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
     vec![
@@ -309,16 +470,16 @@ fn current(ctx: &Ctx) -> Vec<(&'static str, Result<Endpoint, String>)> {
 }
 
 fn status(ctx: &Ctx) -> ExitCode {
-    println!("state:    {}", ctx.dir().display());
-    for (name, state) in current(ctx) {
+    println!("{}{}", label("state"), ctx.dir().display());
+    for (name, state) in current(ctx).into_iter().chain(current_extras(ctx)) {
         match state {
             Ok(endpoint) => println!("{}", endpoint.describe()),
-            Err(why) => println!("{:<10}{why}", format!("{name}:")),
+            Err(why) => println!("{}{why}", label(name)),
         }
     }
     match cluster::status(ctx) {
         Ok(cluster) => println!("{}", cluster.describe()),
-        Err(why) => println!("cluster:  {why}"),
+        Err(why) => println!("{}{why}", label("cluster")),
     }
     ExitCode::SUCCESS
 }
@@ -350,7 +511,12 @@ fn env(ctx: &Ctx) -> ExitCode {
     for (k, v) in tool_vars(ctx) {
         println!("export {k}={}", shell_quote(&v));
     }
-    // The cluster is optional: printed when it runs, never a failure.
+    // The extras are optional: printed when they run, never a failure.
+    let extras = current_extras(ctx).into_iter().filter_map(|(_, s)| s.ok());
+    let vars = extras.flat_map(|endpoint| endpoint.vars());
+    for (k, v) in vars.chain(pg_extras_skipped(ctx)) {
+        println!("export {k}={}", shell_quote(&v));
+    }
     if let Ok(cluster) = cluster::status(ctx) {
         for (k, v) in cluster.vars() {
             println!("export {k}={}", shell_quote(&v));
@@ -381,6 +547,49 @@ mod tests {
     fn shell_quoting_survives_quotes() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
         assert_eq!(shell_quote("postgres://u:p@h/d"), "'postgres://u:p@h/d'");
+    }
+
+    #[test]
+    fn up_takes_any_subset_of_the_extras_in_any_order() {
+        assert_eq!(Extras::parse(&[]).unwrap(), Extras::default());
+        let two = Extras::parse(&["--pgbouncer", "--replica"]).unwrap();
+        assert_eq!(
+            two,
+            Extras {
+                cluster: false,
+                replica: true,
+                pgbouncer: true
+            }
+        );
+        let all = ["--replica", "--cluster", "--pgbouncer", "--cluster"];
+        assert_eq!(Extras::parse(&all).unwrap(), Extras::ALL);
+        assert!(Extras::parse(&["--replica", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn only_up_takes_flags() {
+        let root = Path::new("/nonexistent");
+        assert!(run("down", &["--replica"], root).is_err());
+        assert!(run("up", &["--pgbouncr"], root).is_err());
+    }
+
+    #[test]
+    fn extras_start_one_at_a_time_replica_first() {
+        let each = Extras::ALL.each();
+        assert_eq!(each.len(), 3);
+        assert!(each[0].replica && each[1].pgbouncer && each[2].cluster);
+        assert!(each.iter().all(|one| one.union(*one) == *one));
+        let union = each
+            .iter()
+            .fold(Extras::default(), |all, one| all.union(*one));
+        assert_eq!(union, Extras::ALL);
+        assert!(Extras::default().each().is_empty());
+    }
+
+    #[test]
+    fn labels_line_up() {
+        assert_eq!(label("redis"), "redis:     ");
+        assert_eq!(label("pgbouncer"), "pgbouncer: ");
     }
 
     #[test]

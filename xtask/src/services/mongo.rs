@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::process::{self, log_tail};
 use super::state::Record;
-use super::{Ctx, Endpoint, Origin, Service, text};
+use super::{Ctx, Endpoint, Origin, Service, label, text};
 use crate::error::{Context, Error};
 
 const SERVICE: Service = Service {
@@ -186,9 +186,9 @@ pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
             } else {
                 "stopped"
             };
-            lines.push(format!("mongo:    {how} (pid {pid})"));
+            lines.push(format!("{}{how} (pid {pid})", label("mongo")));
         }
-        None => lines.push("mongo:    not running, nothing to stop".to_owned()),
+        None => lines.push(format!("{}not running, nothing to stop", label("mongo"))),
     }
     Ok(lines)
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::process::{self, log_tail};
 use super::state::Record;
-use super::{Ctx, Endpoint, Origin, Service, text};
+use super::{Ctx, Endpoint, Origin, Service, label, text};
 use crate::cmd;
 use crate::error::{Context, Error};
 
@@ -210,13 +210,14 @@ pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
             } else {
                 "stopped"
             };
-            lines.push(format!("redis:    {how} (pid {pid})"));
+            lines.push(format!("{}{how} (pid {pid})", label("redis")));
         }
-        None => lines.push("redis:    not running, nothing to stop".to_owned()),
+        None => lines.push(format!("{}not running, nothing to stop", label("redis"))),
     }
     if pings(SHARED_PORT) {
         lines.push(format!(
-            "redis:    left alone the server on 127.0.0.1:{SHARED_PORT} (not started by xtask)"
+            "{}left alone the server on 127.0.0.1:{SHARED_PORT} (not started by xtask)",
+            label("redis")
         ));
     }
     Ok(lines)

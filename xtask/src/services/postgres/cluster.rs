@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{PASSWORD, Paths};
+use super::{MAX_CONNECTIONS, PASSWORD, Paths};
 use crate::cmd;
 use crate::error::{Context, Error};
 use crate::services::process::{self, log_tail};
@@ -27,14 +27,15 @@ fn setup_sql() -> String {
     )
 }
 
-/// Who runs the Postgres programs: us, or `postgres` when we are root.
-pub(super) struct OsUser {
-    pub(super) name: String,
+/// Who runs the Postgres programs (and PgBouncer, which refuses root too):
+/// us, or `postgres` when we are root.
+pub(in crate::services) struct OsUser {
+    pub(in crate::services) name: String,
     via_runuser: bool,
 }
 
 impl OsUser {
-    pub(super) fn new(ctx: &Ctx) -> Self {
+    pub(in crate::services) fn new(ctx: &Ctx) -> Self {
         if ctx.as_root {
             let name = "postgres".to_owned();
             return Self {
@@ -49,51 +50,28 @@ impl OsUser {
             via_runuser: false,
         }
     }
-}
 
-/// One cluster: its files, its binaries, its OS user.
-pub(super) struct Cluster<'a> {
-    pub(super) paths: &'a Paths,
-    pub(super) bin: PathBuf,
-    pub(super) user: OsUser,
-}
-
-impl Cluster<'_> {
-    /// `program` from the wheel, ready to run as our OS user, from the
-    /// cluster's directory (the `postgres` user cannot enter `/root/...`).
-    fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        let mut command = if self.user.via_runuser {
+    /// `program` ready to run as this user, from `dir` (the `postgres` user
+    /// cannot enter `/root/...`, so never from our own working directory).
+    pub(in crate::services) fn command(&self, program: &Path, dir: &Path) -> Command {
+        let mut command = if self.via_runuser {
             let mut runuser = Command::new("runuser");
-            runuser.args(["-u", &self.user.name, "--"]).arg(&program);
+            runuser.args(["-u", &self.name, "--"]).arg(program);
             runuser
         } else {
-            Command::new(&program)
+            Command::new(program)
         };
-        command.current_dir(&self.paths.dir);
+        command.current_dir(dir);
         command
     }
 
-    /// Runs `command`, logging to `log_name`; its log's tail on failure.
-    fn run(&self, command: &mut Command, log_name: &str) -> Result<(), Error> {
-        run_checked(command, &self.paths.dir.join(log_name))
-    }
-
-    /// The server's log tail under a one-line reason.
-    pub(super) fn failure(&self, what: &str) -> Error {
-        Error::msg(format!(
-            "postgres: {what}\n{}",
-            log_tail(&self.paths.log, 30)
-        ))
-    }
-
-    /// As root: the `postgres` user exists and owns the cluster's files.
-    pub(super) fn prepare_dirs(&self) -> Result<(), Error> {
-        let dirs = [&self.paths.dir, &self.paths.socket_dir];
+    /// Creates `dirs`; as root also the `postgres` user when missing, and
+    /// hands it the directories. Setup commands log to `log_dir`.
+    pub(in crate::services) fn prepare(&self, dirs: &[&Path], log_dir: &Path) -> Result<(), Error> {
         for dir in dirs {
             fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
         }
-        if !self.user.via_runuser {
+        if !self.via_runuser {
             return Ok(());
         }
         if !state::user_exists("postgres") {
@@ -108,15 +86,51 @@ impl Cluster<'_> {
                 "/usr/sbin/nologin",
                 "postgres",
             ]);
-            self.run(&mut useradd, "useradd.log")?;
+            run_checked(&mut useradd, &log_dir.join("useradd.log"))?;
         }
         for dir in dirs {
-            self.run(
-                Command::new("chown").args(["-R", "postgres:"]).arg(dir),
-                "chown.log",
-            )?;
+            let mut chown = Command::new("chown");
+            chown.args(["-R", "postgres:"]).arg(dir);
+            run_checked(&mut chown, &log_dir.join("chown.log"))?;
         }
         Ok(())
+    }
+}
+
+/// One cluster: its files, its binaries, its OS user.
+pub(super) struct Cluster<'a> {
+    pub(super) paths: &'a Paths,
+    pub(super) bin: PathBuf,
+    pub(super) user: OsUser,
+}
+
+impl Cluster<'_> {
+    /// `program` from the wheel, ready to run as our OS user, from the
+    /// cluster's directory.
+    pub(super) fn command(&self, program: &str) -> Command {
+        self.user.command(&self.bin.join(program), &self.paths.dir)
+    }
+
+    /// Runs `command`, logging to `log_name`; its log's tail on failure.
+    fn run(&self, command: &mut Command, log_name: &str) -> Result<(), Error> {
+        run_checked(command, &self.paths.dir.join(log_name))
+    }
+
+    /// The server's log tail under a one-line reason, named after its
+    /// directory (`postgres`, `postgres-replica`).
+    pub(super) fn failure(&self, what: &str) -> Error {
+        let name = self.paths.dir.file_name().unwrap_or_default();
+        Error::msg(format!(
+            "{}: {what}\n{}",
+            name.to_string_lossy(),
+            log_tail(&self.paths.log, 30)
+        ))
+    }
+
+    /// As root: the `postgres` user exists and owns the cluster's files.
+    pub(super) fn prepare_dirs(&self) -> Result<(), Error> {
+        let dirs = [self.paths.dir.as_path(), self.paths.socket_dir.as_path()];
+        self.user.prepare(&dirs, &self.paths.dir)
     }
 
     /// Creates the cluster once. Password auth on TCP (trust only on the
@@ -141,20 +155,28 @@ impl Cluster<'_> {
 
     /// `pg_ctl start`, waiting for the server. No `synchronous_commit=off`:
     /// crash tests need acknowledged commits to survive a killed server;
-    /// `fsync=off` only loses data when the machine crashes, which no test does.
+    /// `fsync=off` only loses data when the machine crashes, which no test
+    /// does. A replica's slot that nobody reads keeps WAL from being
+    /// recycled; the cap lets a forgotten one cost at most that much disk
+    /// (past it the slot is lost, and `up --replica` rebuilds the replica).
     pub(super) fn start(&self, port: u16) -> Result<(), Error> {
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k '{}' -c max_connections=200 \
-             -c fsync=off -c full_page_writes=off",
+            "-p {port} -c listen_addresses=127.0.0.1 -k '{}' -c max_connections={MAX_CONNECTIONS} \
+             -c fsync=off -c full_page_writes=off -c max_slot_wal_keep_size=2GB",
             text(&self.paths.socket_dir)
         );
+        self.pg_ctl_start(&["-o", &options])
+    }
+
+    /// `pg_ctl start` with `extra` arguments, waiting up to a minute.
+    pub(super) fn pg_ctl_start(&self, extra: &[&str]) -> Result<(), Error> {
         let mut pg_ctl = self.command("pg_ctl");
         pg_ctl
             .arg("-D")
             .arg(&self.paths.data)
             .arg("-l")
             .arg(&self.paths.log);
-        pg_ctl.args(["-w", "-t", "60", "-o", &options, "start"]);
+        pg_ctl.args(["-w", "-t", "60"]).args(extra).arg("start");
         let log = self.paths.dir.join("pg_ctl.log");
         match cmd::run_logged(&mut pg_ctl, &log, Duration::from_secs(90)) {
             Ok(status) if status.success() => Ok(()),
@@ -198,6 +220,24 @@ impl Cluster<'_> {
             .arg(&self.paths.socket_dir)
             .args(["-p", &port.to_string()]);
         self.run(psql.arg("-f").arg(&sql), "setup.log")
+    }
+
+    /// The rows of `sql` (unaligned, `|` between columns) run in database
+    /// `postgres` over the Unix socket; an error with psql's message when
+    /// it fails.
+    pub(super) fn query(&self, port: u16, sql: &str) -> Result<String, Error> {
+        let mut psql = self.command("psql");
+        psql.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres"]);
+        psql.args(["-d", "postgres", "-p", &port.to_string(), "-c", sql]);
+        psql.arg("-h").arg(&self.paths.socket_dir);
+        // Rows to a file of their own (written by the OS user, so in its
+        // directory), messages to the log shown on failure.
+        let rows = self.paths.dir.join("query.out");
+        let _ = fs::remove_file(&rows);
+        psql.arg("-o").arg(&rows);
+        run_checked(&mut psql, &self.paths.dir.join("query.log"))?;
+        let text = fs::read_to_string(&rows).context(format!("cannot read {}", rows.display()))?;
+        Ok(text.trim().to_owned())
     }
 
     /// Fast shutdown; immediate when clients hold it up; SIGKILL last, and

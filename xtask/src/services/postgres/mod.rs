@@ -3,6 +3,7 @@
 //! may run a distribution Postgres without pgvector on 5432.
 
 mod cluster;
+mod replica;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,13 @@ use std::time::Duration;
 
 use super::process;
 use super::state::{self, Record};
-use super::{Ctx, Endpoint, Origin, Service, text};
+use super::{Ctx, Endpoint, Origin, Service, label, text};
 use crate::error::Error;
-use cluster::{Cluster, OsUser};
+use cluster::Cluster;
+pub(super) use cluster::OsUser;
+pub(super) use replica::{
+    down as replica_down, port as replica_port, status as replica_status, up as replica_up,
+};
 
 const SERVICE: Service = Service {
     name: "postgres",
@@ -21,9 +26,11 @@ const SERVICE: Service = Service {
 };
 const DEFAULT_PORT: u16 = 55432;
 /// The password of the `postgres` role; not a secret, it guards a test server.
-const PASSWORD: &str = "reposmith-dev-password";
+pub(super) const PASSWORD: &str = "reposmith-dev-password";
+/// The primary's; a hot standby refuses to start with fewer than its primary.
+const MAX_CONNECTIONS: u32 = 200;
 
-/// Files of the managed server, all under `<state>/postgres`.
+/// Files of a managed server, all under `<state>/<name>`, its record beside.
 struct Paths {
     dir: PathBuf,
     data: PathBuf,
@@ -33,13 +40,20 @@ struct Paths {
 }
 
 impl Paths {
-    fn new(ctx: &Ctx) -> Self {
-        let dir = ctx.dir().join("postgres");
+    /// The primary's, under `<state>/postgres`.
+    fn primary(ctx: &Ctx) -> Self {
+        Self::at(ctx, "postgres")
+    }
+
+    /// A server's under `<state>/<name>`: the log beside the data directory
+    /// (where the test support looks for it), the record `<name>.state`.
+    fn at(ctx: &Ctx, name: &str) -> Self {
+        let dir = ctx.dir().join(name);
         Self {
             data: dir.join("data"),
             log: dir.join("postgres.log"),
             socket_dir: socket_dir(&dir),
-            record: ctx.dir().join("postgres.state"),
+            record: ctx.dir().join(format!("{name}.state")),
             dir,
         }
     }
@@ -56,6 +70,7 @@ impl Paths {
     }
 }
 
+/// The `reposmith` database at `port` with the project's credentials.
 fn url(port: u16) -> String {
     format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/reposmith")
 }
@@ -72,7 +87,7 @@ fn socket_dir(dir: &Path) -> PathBuf {
 
 /// Brings Postgres up: the user's, ours already running, or ours started now.
 pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
-    let paths = Paths::new(ctx);
+    let paths = Paths::primary(ctx);
     if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint;
     }
@@ -97,7 +112,7 @@ pub(super) fn up(ctx: &Ctx) -> Result<Endpoint, Error> {
     let Some((pid, _)) = live_postmaster(&paths) else {
         return Err(cluster.failure("exited right after start"));
     };
-    record(&cluster, pid, port)?;
+    record(&cluster, pid, port).save(&paths.record)?;
     Ok(endpoint(&cluster, pid, port, true))
 }
 
@@ -116,7 +131,8 @@ fn endpoint(cluster: &Cluster<'_>, pid: u32, port: u16, fresh: bool) -> Endpoint
     }
 }
 
-fn record(cluster: &Cluster<'_>, pid: u32, port: u16) -> Result<(), Error> {
+/// What `down` and `status` need to find the server again.
+fn record(cluster: &Cluster<'_>, pid: u32, port: u16) -> Record {
     let paths = cluster.paths;
     Record::default()
         .with("port", port)
@@ -126,7 +142,6 @@ fn record(cluster: &Cluster<'_>, pid: u32, port: u16) -> Result<(), Error> {
         .with("socket_dir", text(&paths.socket_dir))
         .with("bin_dir", text(&cluster.bin))
         .with("os_user", &cluster.user.name)
-        .save(&paths.record)
 }
 
 /// The postmaster's pid and port from `postmaster.pid`, when that pid is a
@@ -138,6 +153,31 @@ fn live_postmaster(paths: &Paths) -> Option<(u32, u16)> {
     let pid = lines.first()?.trim().parse().ok()?;
     let port = lines.get(3)?.trim().parse().ok()?;
     paths.owns(pid).then_some((pid, port))
+}
+
+/// The port of our own running primary, which a replica or PgBouncer can
+/// stand beside; the reason when there is none (the user's `DATABASE_URL`,
+/// whose credentials and `pg_hba.conf` we do not know, or ours stopped).
+pub(super) fn managed_primary(ctx: &Ctx) -> Result<u16, String> {
+    if let Some(why) = users_primary(ctx) {
+        return Err(why);
+    }
+    match live_postmaster(&Paths::primary(ctx)) {
+        Some((_, port)) => Ok(port),
+        None => Err("needs the project's PostgreSQL, which is not running".to_owned()),
+    }
+}
+
+/// Why our replica and pooler are beside the point, when `DATABASE_URL`
+/// names the user's own server: they follow ours, not theirs.
+pub(super) fn users_primary(ctx: &Ctx) -> Option<String> {
+    let paths = Paths::primary(ctx);
+    SERVICE.user_url(&paths.own_urls()).map(|_| {
+        format!(
+            "needs the project's managed PostgreSQL, but {} names your own server",
+            SERVICE.var
+        )
+    })
 }
 
 /// The cluster as recorded by `up`, without installing anything.
@@ -156,7 +196,7 @@ fn recorded_cluster<'a>(ctx: &Ctx, paths: &'a Paths) -> Result<Cluster<'a>, Erro
 
 /// Running or not, from the user's variable or our own server.
 pub(super) fn status(ctx: &Ctx) -> Result<Endpoint, String> {
-    let paths = Paths::new(ctx);
+    let paths = Paths::primary(ctx);
     if let Some(endpoint) = SERVICE.external(&paths.own_urls()) {
         return endpoint.map_err(|err| err.to_string());
     }
@@ -174,14 +214,14 @@ pub(super) fn status(ctx: &Ctx) -> Result<Endpoint, String> {
 
 /// Stops our server (`pg_ctl stop -m fast`), never the user's.
 pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
-    let paths = Paths::new(ctx);
+    let paths = Paths::primary(ctx);
     let mut lines: Vec<String> = SERVICE.left_alone(&paths.own_urls()).into_iter().collect();
     match live_postmaster(&paths) {
         Some((pid, _)) => {
             recorded_cluster(ctx, &paths)?.stop(pid)?;
-            lines.push(format!("postgres: stopped (pid {pid})"));
+            lines.push(format!("{}stopped (pid {pid})", label("postgres")));
         }
-        None => lines.push("postgres: not running, nothing to stop".to_owned()),
+        None => lines.push(format!("{}not running, nothing to stop", label("postgres"))),
     }
     Ok(lines)
 }
