@@ -9,17 +9,20 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
 use reposmith::postgres::{ReplicaConfig, WalPosition};
 use reposmith::{PgBackend, PgConfig};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::{database_url, service_url, unique_name};
+use reposmith_tests::pg_replica;
+use reposmith_tests::{database_url, unique_name};
 
-/// The replica's URL (`cargo xtask test` starts it).
+/// The replica's URL (`cargo xtask test` starts it); a test that finds none
+/// has returned before asking (see [`ReplicaDb::new`]).
 pub(crate) fn replica_url() -> String {
-    service_url("REPOSMITH_TEST_PG_REPLICA_URL")
+    pg_replica::replica_url().expect("checked by ReplicaDb::new")
 }
 
-/// `url` with `search_path` set to `namespace` on every session.
-fn in_schema(url: &str, namespace: &str) -> String {
+/// `url` with `search_path` set to `namespace` (then `public`, where
+/// pgvector's types live) on every session.
+pub(crate) fn in_schema(url: &str, namespace: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{namespace}")
+    format!("{url}{sep}options=-c%20search_path%3D{namespace}%2Cpublic")
 }
 
 /// A schema of its own on the primary with the `docs` table, and a backend
@@ -32,7 +35,13 @@ pub(crate) struct ReplicaDb {
 
 impl ReplicaDb {
     /// Replicas with a 100 ms probe and `tune`'s other settings.
-    pub(crate) async fn new(tune: impl FnOnce(ReplicaConfig) -> ReplicaConfig) -> ReplicaDb {
+    /// `None` (the test returns) only beside the user's own PostgreSQL,
+    /// where no replica can exist; a replica that should run and does not
+    /// is a panic saying how to start it.
+    pub(crate) async fn new(
+        tune: impl FnOnce(ReplicaConfig) -> ReplicaConfig,
+    ) -> Option<ReplicaDb> {
+        pg_replica::required(pg_replica::REPLICA_URL)?;
         resume_replay().await;
         let admin = PgBackend::connect(&PgConfig::new(database_url()))
             .await
@@ -52,7 +61,7 @@ impl ReplicaDb {
             namespace,
         };
         db.caught_up().await;
-        db
+        Some(db)
     }
 
     /// Runs `statement` on the primary.

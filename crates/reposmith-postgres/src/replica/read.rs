@@ -210,10 +210,12 @@ async fn wait_for(
                 return false;
             }
         }
-        if Instant::now() + pause >= until {
+        // The last look is at the deadline, not a pause before it.
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return false;
         }
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(MAX_POLL);
     }
 }

@@ -39,9 +39,9 @@ fn paths(ctx: &Ctx) -> Paths {
 }
 
 /// The replica's settings. `max_standby_streaming_delay` is low so a query
-/// in the way of replay is cancelled within a second (recovery-conflict
-/// tests run fast); no `hot_standby_feedback`, so such conflicts happen at
-/// all. `max_connections` must be at least the primary's.
+/// in the way of replay is cancelled within 20 ms (the recovery-conflict
+/// test needs reads that outlast it, and a scan of a few thousand rows
+/// does); no `hot_standby_feedback`, so such conflicts happen at all. `max_connections` must be at least the primary's.
 fn settings(port: u16, socket_dir: &Path) -> String {
     let socket_dir = text(socket_dir).replace('\'', "''");
     format!(
@@ -51,7 +51,7 @@ fn settings(port: u16, socket_dir: &Path) -> String {
          unix_socket_directories = '{socket_dir}'\n\
          max_connections = {MAX_CONNECTIONS}\n\
          hot_standby = on\n\
-         max_standby_streaming_delay = 1s\n\
+         max_standby_streaming_delay = 20ms\n\
          hot_standby_feedback = off\n\
          fsync = off\n"
     )
@@ -353,7 +353,7 @@ mod tests {
         let text = settings(55433, Path::new("/tmp/it's"));
         assert!(text.contains("port = 55433\n"));
         assert!(text.contains("unix_socket_directories = '/tmp/it''s'\n"));
-        assert!(text.contains("max_standby_streaming_delay = 1s\n"));
+        assert!(text.contains("max_standby_streaming_delay = 20ms\n"));
         assert!(text.contains(&format!("max_connections = {MAX_CONNECTIONS}\n")));
     }
 }
