@@ -167,11 +167,11 @@ async fn vector_search_on_the_replica_returns_the_primarys_top_hits() {
         .map(|i| {
             let x = i as f32;
             let v = (0..8)
-                .map(|d| ((x * 0.37 + d as f32).sin() + 1.1) as f32)
+                .map(|d| (x * 0.37 + d as f32).sin() + 1.1)
                 .collect::<Vec<_>>();
             Point {
                 id: i + 1,
-                embedding: reposmith::Vector::from(v),
+                embedding: Vector::from(v),
             }
         })
         .collect();
