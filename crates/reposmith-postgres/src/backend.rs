@@ -12,14 +12,17 @@ use reposmith_core::{
     Backend, ConnectionUrl, Embedder, EntitySchema, Error, PostgresEntity, Result,
 };
 
+use reposmith_core::repository::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::error::{ErrorContext, Phase};
+use crate::executor::Held;
 use crate::pool::{ConnectionPool, PooledConnection};
+use crate::pooler::{self, TransactionSettings};
 use crate::recall::RecallMonitor;
 use crate::replica::{ReadStats, Replica, ReplicaStatus, Replicas, probe};
-use crate::{PgConfig, PgHealth};
+use crate::{PgConfig, PgHealth, PoolerMode};
 
 /// Versions the health probe reads in one round trip.
 const HEALTH_SQL: &str = "SELECT current_setting('server_version'), \
@@ -52,6 +55,8 @@ pub struct PgBackend {
     pub(crate) outbox: Arc<crate::cache::OutboxPresence>,
     /// The read replicas and their router, when configured.
     pub(crate) replicas: Option<Arc<Replicas>>,
+    /// How statements are sent (see the `pooler` module).
+    pooler: PoolerMode,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -83,28 +88,35 @@ impl PgBackend {
         };
         let timed_out =
             || Error::connect_timed_out(Backend::Postgres, config.url.target(), deadline);
-        let mut probe = tokio::time::timeout(deadline, PgConnection::connect_with(&base))
+        let mut probe = tokio::time::timeout(deadline, open_probe(config, &base, &context))
             .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| context.map(e, Phase::Connect))?;
+            .map_err(|_| timed_out())??;
         let on = match config.iterative_scan {
-            true => tokio::time::timeout(deadline, enable_iterative_scan(&mut probe))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| context.map(e, Phase::Connect))?,
+            true => {
+                tokio::time::timeout(deadline, enable_iterative_scan(&mut probe, config.pooler))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| context.map(e, Phase::Connect))?
+            }
             false => false,
         };
-        let with_scan = |options: PgConnectOptions| match on {
+        // Behind a transaction pooler the scans' settings are replayed per
+        // transaction (`transaction_settings`), never sent at connect.
+        let with_scan = |options: PgConnectOptions| match on && config.pooler == PoolerMode::Direct
+        {
             true => options.options(ITERATIVE_SCAN),
             false => options,
         };
+        let transaction = |url: &ConnectionUrl| transaction_settings(config, url, on);
         let options = with_scan(base.clone());
         let replicas = match config.replicas.urls.is_empty() {
             true => None,
-            false => Some(connect_replicas(config, &mut probe, &context, with_scan).await?),
+            false => {
+                Some(connect_replicas(config, &mut probe, &context, with_scan, transaction).await?)
+            }
         };
         let backend = PgBackend {
-            connections: ConnectionPool::new(options.clone(), config),
+            connections: ConnectionPool::new(options.clone(), transaction(&config.url)?, config),
             pool: pool_options(config).connect_lazy_with(options),
             url: config.url.clone(),
             acquire_timeout: config.acquire_timeout,
@@ -124,6 +136,7 @@ impl PgBackend {
             cache: None,
             outbox: Arc::default(),
             replicas,
+            pooler: config.pooler,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -151,6 +164,11 @@ impl PgBackend {
     /// A connection from the repositories' pool, or [`Error::PoolTimeout`]
     /// after the acquire timeout. It goes back when dropped only if the last
     /// statement on it was settled cleanly ([`PooledConnection::settle`]).
+    ///
+    /// With [`PoolerMode::Transaction`] the connection is in no transaction
+    /// and its session has none of the configured settings: run statements
+    /// with parameters inside `BEGIN` ... `COMMIT` on it (see the crate
+    /// docs, "Behind PgBouncer").
     pub async fn acquire(&self) -> Result<PooledConnection> {
         self.connections.acquire().await.map_err(|e| {
             e.into_error(self.acquire_timeout, |err| {
@@ -223,18 +241,36 @@ impl PgBackend {
         self.error_context().map_for(err, schema)
     }
 
+    /// How statements are sent: [`PoolerMode::Direct`] or, behind a
+    /// transaction pooler, [`PoolerMode::Transaction`].
+    pub fn pooler(&self) -> PoolerMode {
+        self.pooler
+    }
+
+    /// Runs `op` on a pooled connection to the primary in the pooler mode's
+    /// statement shape (see the `pooler` module), for statements that are
+    /// not a repository's.
+    pub(crate) async fn on_pool<T, F>(&self, op: F) -> Result<T>
+    where
+        F: for<'c, 'h> FnOnce(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
+        T: Send,
+    {
+        let mut held = Held::Pooled(self.acquire().await?);
+        let outcome = pooler::run(&mut held, op).await;
+        outcome.map_err(|failed| self.map_error(failed.error))
+    }
+
     /// Round trip through the pool reading the server and pgvector versions.
     #[tracing::instrument(name = "reposmith.ping", skip_all, fields(db.system = "postgresql"))]
     pub async fn ping(&self) -> Result<PgHealth> {
         let started = Instant::now();
-        let mut connection = self.acquire().await?;
-        let outcome = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(HEALTH_SQL)
-            .fetch_one(&mut *connection)
-            .await;
-        connection.settle(&outcome);
-        let (server_version, pgvector_installed, pgvector_available) =
-            outcome.map_err(|e| self.map_error(e))?;
-        drop(connection);
+        let (server_version, pgvector_installed, pgvector_available) = self
+            .on_pool(|held| {
+                let query =
+                    sqlx::query_as::<_, (String, Option<String>, Option<String>)>(HEALTH_SQL);
+                Box::pin(query.fetch_one(&mut **held))
+            })
+            .await?;
         Ok(PgHealth {
             target: self.target().to_owned(),
             server_version,
@@ -299,19 +335,90 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
     connect_options_to(config, &config.url)
 }
 
-/// The config's session settings for the server at `url` (the primary or a replica).
+/// The config's session settings for the server at `url` (the primary or
+/// a replica): startup options in Direct mode; behind a transaction pooler
+/// none at all (they are replayed per transaction, see
+/// [`transaction_settings`]) and no statement cache.
 fn connect_options_to(config: &PgConfig, url: &ConnectionUrl) -> Result<PgConnectOptions> {
-    let mut options = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))?
+    let parse = |text: &str| {
+        PgConnectOptions::from_str(text)
+            .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))
+    };
+    if config.pooler == PoolerMode::Transaction {
+        let options = parse(&pooler::without_options(url.expose()))?;
+        return pooler::connect_options(options.application_name(&config.application_name));
+    }
+    let options = parse(url.expose())?
         .application_name(&config.application_name)
         .statement_cache_capacity(config.statement_cache_capacity);
+    let settings = session_settings(config);
+    Ok(match settings.is_empty() {
+        true => options,
+        false => options.options(settings),
+    })
+}
+
+/// The settings every session runs with, in `options` order.
+fn session_settings(config: &PgConfig) -> Vec<(String, String)> {
+    let mut settings = Vec::new();
     if let Some(timeout) = config.statement_timeout {
-        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+        let millis = timeout.as_millis().to_string();
+        settings.push(("statement_timeout".to_owned(), millis));
     }
     if let Some(ef_search) = config.ef_search {
-        options = options.options([("hnsw.ef_search", ef_search.to_string())]);
+        settings.push(("hnsw.ef_search".to_owned(), ef_search.to_string()));
     }
-    Ok(options)
+    settings
+}
+
+/// Behind a transaction pooler, what each transaction on the server at
+/// `url` replays: the `-c` settings of the URL's `options`, the session
+/// settings, and the iterative scans when `scan` (in `options` order, so
+/// a later one wins as it would at connect). `None` in Direct mode.
+fn transaction_settings(
+    config: &PgConfig,
+    url: &ConnectionUrl,
+    scan: bool,
+) -> Result<Option<TransactionSettings>> {
+    if config.pooler == PoolerMode::Direct {
+        return Ok(None);
+    }
+    let parsed = PgConnectOptions::from_str(url.expose())
+        .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))?;
+    let mut settings = match parsed.get_options() {
+        Some(options) => pooler::parse_options(options)
+            .map_err(|why| Error::config("postgresql", format!("the URL's `options`: {why}")))?,
+        None => Vec::new(),
+    };
+    settings.extend(session_settings(config));
+    if scan {
+        settings.extend(ITERATIVE_SCAN.map(|(n, v)| (n.to_owned(), v.to_owned())));
+    }
+    Ok(Some(TransactionSettings::new(settings)))
+}
+
+/// The first connection, proving the server answers and takes the
+/// credentials; in Direct mode also that no connection pooler sits in
+/// between (see `pooler::detect`), which would be refused here.
+async fn open_probe(
+    config: &PgConfig,
+    base: &PgConnectOptions,
+    context: &ErrorContext<'_>,
+) -> Result<PgConnection> {
+    let connect_error = |e| context.map(e, Phase::Connect);
+    if config.pooler == PoolerMode::Transaction {
+        return PgConnection::connect_with(base)
+            .await
+            .map_err(connect_error);
+    }
+    let marked = base.clone().options([pooler::MARKER]);
+    let mut probe = PgConnection::connect_with(&marked)
+        .await
+        .map_err(|e| pooler::refused_startup(&e).unwrap_or_else(|| connect_error(e)))?;
+    pooler::check_direct(&mut probe)
+        .await
+        .map_err(connect_error)??;
+    Ok(probe)
 }
 
 fn pool_options(config: &PgConfig) -> PgPoolOptions {
@@ -333,6 +440,7 @@ async fn connect_replicas(
     probe: &mut PgConnection,
     context: &ErrorContext<'_>,
     with_scan: impl Fn(PgConnectOptions) -> PgConnectOptions,
+    transaction: impl Fn(&ConnectionUrl) -> Result<Option<TransactionSettings>>,
 ) -> Result<Arc<Replicas>> {
     let deadline = config.connect_timeout;
     let system = tokio::time::timeout(deadline, probe::primary_system(probe, &config.url))
@@ -344,7 +452,7 @@ async fn connect_replicas(
     for url in &config.replicas.urls {
         let base = connect_options_to(config, url)?;
         let replica_options = with_scan(base.clone());
-        let pool = ConnectionPool::new(replica_options.clone(), config);
+        let pool = ConnectionPool::new(replica_options.clone(), transaction(url)?, config);
         members.push(Replica::new(url.clone(), base, pool));
         options.push(replica_options);
     }
@@ -381,14 +489,23 @@ const ITERATIVE_SCAN: [(&str, &str); 2] = [
 /// Turns iterative scans on in `connection`'s session when the database has
 /// pgvector 0.8 or newer; says whether it did. Only then: a server
 /// preloading an older pgvector reserves the `hnsw.` prefix and would refuse
-/// every connection naming an unknown setting in it.
-async fn enable_iterative_scan(connection: &mut PgConnection) -> sqlx::Result<bool> {
-    let version: Option<String> =
-        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            .fetch_optional(&mut *connection)
-            .await?;
+/// every connection naming an unknown setting in it. Behind a transaction
+/// pooler only the version is read: a session setting would stay on a
+/// server connection other clients get next, so the scans are replayed per
+/// transaction instead.
+async fn enable_iterative_scan(
+    connection: &mut PgConnection,
+    mode: PoolerMode,
+) -> sqlx::Result<bool> {
+    // One simple-protocol statement: correct through a pooler on its own.
+    let sql = "SELECT extversion FROM pg_extension WHERE extname = 'vector'";
+    let row = sqlx::raw_sql(sql).fetch_optional(&mut *connection).await?;
+    let version: Option<String> = row.map(|row| row.try_get(0)).transpose()?;
     if !version.as_deref().is_some_and(supports_iterative_scan) {
         return Ok(false);
+    }
+    if mode == PoolerMode::Transaction {
+        return Ok(true);
     }
     for (name, value) in ITERATIVE_SCAN {
         sqlx::query("SELECT set_config($1, $2, false)")
@@ -412,16 +529,17 @@ impl PgBackend {
             return Ok(());
         }
         let mut connection = self.acquire().await?;
-        let outcome = enable_iterative_scan(&mut connection).await;
+        let outcome = enable_iterative_scan(&mut connection, self.pooler).await;
         connection.settle(&outcome);
         if outcome.map_err(|e| self.map_error(e))? && !scan.on.swap(true, Ordering::AcqRel) {
-            let options = scan.base.clone().options(ITERATIVE_SCAN);
-            self.connections.set_options(options);
+            self.connections
+                .add_settings(scan.base.clone(), &ITERATIVE_SCAN);
             // Replicas replay the extension from the primary; their
             // sessions turn the scans on from their next connection.
             for replica in self.replicas.iter().flat_map(|r| &r.members) {
-                let options = replica.base.clone().options(ITERATIVE_SCAN);
-                replica.pool.set_options(options);
+                replica
+                    .pool
+                    .add_settings(replica.base.clone(), &ITERATIVE_SCAN);
             }
             tracing::debug!("pgvector appeared after connect: iterative scans on");
         }

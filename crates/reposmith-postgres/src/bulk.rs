@@ -54,14 +54,17 @@ pub(crate) async fn insert_many<E: Entity>(
     }
     let columns = repo.statements.insert_columns.clone();
     let shape = Shape::choose(E::SCHEMA, &columns, entities.len());
-    if repo.exec.in_unit() || shape.is_one_statement(entities.len()) {
+    let one = shape.is_one_statement(entities.len()) && repo.exec.statements_stand_alone();
+    if repo.exec.in_unit() || one {
         // One statement is atomic by itself: BEGIN and COMMIT would only add
         // two round trips (a cancelled call leaves a connection that is
         // closed, not returned, so nothing is half-written either way).
         return run(repo, &columns, shape, entities, fills).await;
     }
-    // Several statements: a unit of its own, so a failing batch undoes the
-    // earlier ones and a cancelled call leaves no open transaction behind.
+    // Several statements, or behind a transaction pooler any: a unit of its
+    // own, so a failing batch undoes the earlier ones, a cancelled call
+    // leaves no open transaction behind, and the pooler keeps the
+    // statements on one server connection (see the `pooler` module).
     let unit = repo.exec.backend().begin().await?;
     let count = run(&unit.repo_of::<E>(), &columns, shape, entities, fills).await?;
     unit.commit().await?;

@@ -222,11 +222,11 @@ impl PgBackend {
     /// Whether the outbox table exists (in the connection's search path).
     pub async fn has_outbox_tables(&self) -> Result<bool> {
         let table = reposmith_core::outbox::SCHEMA.table;
-        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(self.pool())
-            .await
-            .map_err(|e| self.map_error(e))?;
+        let query = sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text");
+        let query = query.bind(table);
+        let found = self
+            .on_pool(|held| Box::pin(query.fetch_one(&mut **held)))
+            .await?;
         Ok(found.is_some())
     }
 

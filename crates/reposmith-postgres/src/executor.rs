@@ -1,7 +1,9 @@
 //! Where a repository's statements run: the pool (one connection per
 //! operation) or, inside a unit of work, the one connection holding its
 //! transaction. Every operation asks the executor for a connection and runs
-//! on `&mut PgConnection`, so the same code serves both.
+//! on `&mut PgConnection`, so the same code serves both. Pool operations
+//! go through [`Executor::read`] and [`Executor::write`], which run them in
+//! the statement shape of the pooler mode (see the `pooler` module).
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -48,6 +50,31 @@ impl Held<'_> {
             Held::Unit { settled, .. } => *settled = outcome.is_ok(),
         }
     }
+
+    /// The pooled connection; `None` for a unit's.
+    pub(crate) fn pooled(&mut self) -> Option<&mut PooledConnection> {
+        match self {
+            Held::Pooled(connection) => Some(connection),
+            Held::Unit { .. } => None,
+        }
+    }
+
+    /// Whether the last statement left the session ready for another.
+    pub(crate) fn is_ready(&self) -> bool {
+        match self {
+            Held::Pooled(connection) => connection.is_ready(),
+            Held::Unit { settled, .. } => *settled,
+        }
+    }
+
+    /// Whether statements on it already run inside a transaction: a unit's,
+    /// or the one the pooler shape opened around this operation.
+    pub(crate) fn in_transaction(&self) -> bool {
+        match self {
+            Held::Pooled(connection) => connection.transaction_open(),
+            Held::Unit { .. } => true,
+        }
+    }
 }
 
 impl Deref for Held<'_> {
@@ -92,7 +119,12 @@ impl Executor {
         }
     }
 
-    /// A connection for one operation.
+    /// A connection for one operation, as it comes: on the pool, statements
+    /// on it are in no transaction. Behind a transaction pooler that is safe
+    /// only for one simple-protocol statement, so pool operations go through
+    /// [`Executor::read`] or [`Executor::write`] instead, and statement
+    /// sequences of their own (`bulk`) run in a unit there
+    /// ([`Executor::statements_stand_alone`]).
     pub(crate) async fn acquire(&self) -> Result<Held<'_>> {
         match self {
             Executor::Pool(backend) => backend.acquire().await.map(Held::Pooled),
@@ -116,7 +148,7 @@ impl Executor {
         &self,
         route: &crate::replica::Route,
         schema: &'static EntitySchema,
-        mut op: F,
+        op: F,
     ) -> Result<T>
     where
         F: for<'c, 'h> FnMut(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
@@ -127,10 +159,37 @@ impl Executor {
             Executor::Unit(..) => {
                 tracing::Span::current().record("reposmith.server", "primary");
                 let mut held = self.acquire().await?;
-                let outcome = op(&mut held).await;
-                held.settle(&outcome);
-                outcome.map_err(self.map_err(schema))
+                let outcome = crate::pooler::run(&mut held, op).await;
+                outcome.map_err(|failed| self.map_err(schema)(failed.error))
             }
+        }
+    }
+
+    /// Runs the write `op` on the unit's connection or a pooled one to the
+    /// primary, in the pooler mode's statement shape. A failed `COMMIT` of
+    /// that shape whose connection broke is [`Error::CommitOutcomeUnknown`].
+    pub(crate) async fn write<T, F>(&self, schema: &'static EntitySchema, op: F) -> Result<T>
+    where
+        F: for<'c, 'h> FnOnce(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
+        T: Send,
+    {
+        let mut held = self.acquire().await?;
+        match crate::pooler::run(&mut held, op).await {
+            Ok(value) => Ok(value),
+            Err(failed) if failed.at_commit => {
+                Err(crate::unit::commit_error(self.backend(), failed.error))
+            }
+            Err(failed) => Err(self.map_err(schema)(failed.error)),
+        }
+    }
+
+    /// Whether a statement sent on a connection from [`Executor::acquire`]
+    /// is correct by itself: on a direct pool (autocommit) and in a unit,
+    /// yes; behind a transaction pooler, no (see the `pooler` module).
+    pub(crate) fn statements_stand_alone(&self) -> bool {
+        match self {
+            Executor::Pool(backend) => backend.pooler() == crate::PoolerMode::Direct,
+            Executor::Unit(..) => true,
         }
     }
 

@@ -46,6 +46,7 @@ mod health;
 mod keyset;
 pub mod outbox;
 mod pool;
+mod pooler;
 mod query;
 pub mod recall;
 mod render;

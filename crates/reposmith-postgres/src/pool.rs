@@ -23,6 +23,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::PgConfig;
+use crate::pooler::TransactionSettings;
 
 /// Connections for repositories: at most `max_connections`, bounded waits.
 pub(crate) struct ConnectionPool {
@@ -41,6 +42,10 @@ pub(crate) struct ConnectionPool {
     max_lifetime: Option<Duration>,
     min_connections: u32,
     test_before_acquire: bool,
+    /// Behind a transaction pooler, the session settings each operation
+    /// replays after its `BEGIN` (see the `pooler` module); `None` when
+    /// sessions get them at connect.
+    transaction: Option<TransactionSettings>,
 }
 
 struct Idle {
@@ -60,7 +65,11 @@ pub(crate) enum AcquireError {
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(options: PgConnectOptions, config: &PgConfig) -> Arc<Self> {
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        transaction: Option<TransactionSettings>,
+        config: &PgConfig,
+    ) -> Arc<Self> {
         Arc::new(ConnectionPool {
             options: RwLock::new(options),
             stale_before: Mutex::new(None),
@@ -73,7 +82,18 @@ impl ConnectionPool {
             max_lifetime: config.max_lifetime,
             min_connections: config.min_connections,
             test_before_acquire: config.test_before_acquire,
+            transaction,
         })
+    }
+
+    /// Gives every session from now on `settings` too: as startup options
+    /// of new connections (`base` with them; open ones are closed when next
+    /// met), or behind a transaction pooler in each transaction.
+    pub(crate) fn add_settings(&self, base: PgConnectOptions, settings: &[(&str, &str)]) {
+        match &self.transaction {
+            Some(transaction) => transaction.add(settings),
+            None => self.set_options(base.options(settings.iter().copied())),
+        }
     }
 
     /// The options new connections open with.
@@ -178,6 +198,7 @@ impl ConnectionPool {
             born,
             reusable: true,
             discarded: false,
+            transaction_open: false,
             pool: Arc::clone(self),
             _permit: permit,
         }
@@ -260,6 +281,8 @@ pub struct PooledConnection {
     reusable: bool,
     /// Set by [`PooledConnection::discard`]; no later settle undoes it.
     discarded: bool,
+    /// A transaction the pooler shape opened is not confirmed ended.
+    transaction_open: bool,
     pool: Arc<ConnectionPool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -309,6 +332,28 @@ impl PooledConnection {
     pub fn discard(&mut self) {
         self.discarded = true;
     }
+
+    /// Whether the last statement left the session ready for another.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.reusable && !self.discarded
+    }
+
+    /// The settings each transaction replays behind a transaction pooler;
+    /// `None` in Direct mode.
+    pub(crate) fn transaction_settings(&self) -> Option<&TransactionSettings> {
+        self.pool.transaction.as_ref()
+    }
+
+    /// Records that a transaction the pooler shape opened may be open
+    /// (`true`) or was confirmed ended; an open one is never pooled.
+    pub(crate) fn set_transaction_open(&mut self, open: bool) {
+        self.transaction_open = open;
+    }
+
+    /// Whether the pooler shape's transaction is open on this connection.
+    pub(crate) fn transaction_open(&self) -> bool {
+        self.transaction_open
+    }
 }
 
 impl Deref for PooledConnection {
@@ -333,7 +378,7 @@ impl Drop for PooledConnection {
         let Some(connection) = self.connection.take() else {
             return;
         };
-        if self.reusable && !self.discarded {
+        if self.is_ready() && !self.transaction_open {
             self.pool.give_back(connection, self.born);
         } else {
             // Dropping closes the socket; the server ends any open transaction.

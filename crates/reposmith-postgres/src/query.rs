@@ -148,13 +148,13 @@ pub(crate) async fn delete_where<E: Entity>(
         delete.returning_col(sea_query::Alias::new(schema.id_column().name));
     }
     let (sql, values) = delete.build(PostgresQueryBuilder);
-    let mut connection = repo.exec.acquire().await?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
     let query = bind_all(sqlx::query(AssertSqlSafe(sql)), values);
     if returning {
-        let outcome = query.fetch_all(&mut *connection).await;
-        connection.settle(&outcome);
-        let rows = outcome.map_err(repo.exec.map_err(schema))?;
+        let rows = repo
+            .exec
+            .write(schema, |held| Box::pin(query.fetch_all(&mut **held)))
+            .await?;
         record_rows(rows.len() as u64);
         let ids = rows
             .iter()
@@ -162,9 +162,10 @@ pub(crate) async fn delete_where<E: Entity>(
             .collect::<Result<Vec<_>>>()?;
         return Ok(Deleted::Ids(ids));
     }
-    let outcome = query.execute(&mut *connection).await;
-    connection.settle(&outcome);
-    let done = outcome.map_err(repo.exec.map_err(schema))?;
+    let done = repo
+        .exec
+        .write(schema, |held| Box::pin(query.execute(&mut **held)))
+        .await?;
     record_rows(done.rows_affected());
     Ok(Deleted::Count(done.rows_affected()))
 }

@@ -172,13 +172,13 @@ impl<E: Entity> PgRepository<E> {
         sql: &Arc<str>,
         params: Vec<sea_query::Value>,
     ) -> Result<Option<E>> {
-        let mut connection = self.exec.acquire().await?;
-        let outcome = statement(sql, params)
-            .fetch_optional(&mut *connection)
-            .await;
-        connection.settle(&outcome);
-        let row = outcome.map_err(self.exec.map_err(self.schema()))?;
-        drop(connection);
+        let query = statement(sql, params);
+        let row = self
+            .exec
+            .write(self.schema(), |held| {
+                Box::pin(query.fetch_optional(&mut **held))
+            })
+            .await?;
         record_rows(u64::from(row.is_some()));
         row.map(|row| self.entity(&row)).transpose()
     }
@@ -230,12 +230,12 @@ impl<E: Entity> PgRepository<E> {
         let schema = self.schema();
         let id = values[schema.id].clone();
         let params = self.params(values, &[schema.id]);
-        let mut connection = self.exec.acquire().await?;
-        let outcome = statement(&self.statements.exists, params)
-            .fetch_optional(&mut *connection)
-            .await;
-        connection.settle(&outcome);
-        let exists = outcome.map_err(self.exec.map_err(schema))?.is_some();
+        let query = statement(&self.statements.exists, params);
+        let exists = self
+            .exec
+            .write(schema, |held| Box::pin(query.fetch_optional(&mut **held)))
+            .await?
+            .is_some();
         Ok(match schema.version_column() {
             Some((i, _)) if exists => Error::StaleVersion {
                 entity: schema.entity,
@@ -318,13 +318,11 @@ impl<E: Entity> PgRepository<E> {
     }
 
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
-        let id = self.id_param(id)?;
-        let mut connection = self.exec.acquire().await?;
-        let outcome = statement(&self.statements.delete, vec![id])
-            .execute(&mut *connection)
-            .await;
-        connection.settle(&outcome);
-        let done = outcome.map_err(self.exec.map_err(self.schema()))?;
+        let query = statement(&self.statements.delete, vec![self.id_param(id)?]);
+        let done = self
+            .exec
+            .write(self.schema(), |held| Box::pin(query.execute(&mut **held)))
+            .await?;
         record_rows(done.rows_affected());
         Ok(done.rows_affected() > 0)
     }

@@ -2,7 +2,8 @@
 //! with the per-search knobs applied so they never outlive the search.
 //!
 //! `ef_search` and `probes` are `SET LOCAL`-scoped (`set_config(.., true)`):
-//! on the pool the search runs in a short transaction of its own; inside a
+//! on the pool the search runs in a short transaction of its own (behind a
+//! transaction pooler, in the one every pool read has there); inside a
 //! unit of work it runs under a savepoint that is rolled back afterwards,
 //! which restores the settings without touching the unit's writes. Without
 //! knobs a search is one statement.
@@ -239,15 +240,19 @@ impl<E: Entity> PgRepository<E> {
                     if knobs.is_empty() {
                         return fetch(held, &sql, values).await;
                     }
-                    let (open, close) = match in_unit {
-                        true => (
+                    let scope = match (in_unit, held.in_transaction()) {
+                        (true, _) => Some((
                             "SAVEPOINT reposmith_search",
                             "ROLLBACK TO SAVEPOINT reposmith_search; RELEASE SAVEPOINT reposmith_search",
-                        ),
-                        false => ("BEGIN", "COMMIT"),
+                        )),
+                        // Behind a transaction pooler the read's own transaction
+                        // already ends the settings (see the `pooler` module).
+                        (false, true) => None,
+                        (false, false) => Some(("BEGIN", "COMMIT")),
                     };
-                    let outcome = scoped(held, open, close, &knobs, &sql, values).await;
-                    if outcome.is_err() && !in_unit {
+                    let own_transaction = scope.is_some() && !in_unit;
+                    let outcome = scoped(held, scope, &knobs, &sql, values).await;
+                    if outcome.is_err() && own_transaction {
                         // The transaction may still be open: never pool the connection.
                         discard(held);
                     }
@@ -379,16 +384,19 @@ pub(crate) async fn fetch(
     .await
 }
 
-/// `open`; the settings, bound through `set_config(name, value, is_local => true)`; the search; `close`.
+/// The scope's opening; the settings, bound through `set_config(name,
+/// value, is_local => true)`; the search; the scope's closing. Without a
+/// scope the caller's transaction ends the settings.
 async fn scoped(
     connection: &mut PgConnection,
-    open: &'static str,
-    close: &'static str,
+    scope: Option<(&'static str, &'static str)>,
     knobs: &[(&'static str, String)],
     sql: &str,
     values: Vec<sea_query::Value>,
 ) -> sqlx::Result<Vec<PgRow>> {
-    sqlx::raw_sql(open).execute(&mut *connection).await?;
+    if let Some((open, _)) = scope {
+        sqlx::raw_sql(open).execute(&mut *connection).await?;
+    }
     for (name, value) in knobs {
         sqlx::query("SELECT set_config($1, $2, true)")
             .bind(*name)
@@ -397,6 +405,8 @@ async fn scoped(
             .await?;
     }
     let rows = fetch(connection, sql, values).await?;
-    sqlx::raw_sql(close).execute(&mut *connection).await?;
+    if let Some((_, close)) = scope {
+        sqlx::raw_sql(close).execute(&mut *connection).await?;
+    }
     Ok(rows)
 }

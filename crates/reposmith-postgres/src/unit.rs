@@ -222,6 +222,29 @@ fn savepoint(id: usize) -> String {
     format!("reposmith_sp_{id}")
 }
 
+/// A failed COMMIT: lost connection, FATAL or PANIC mean the server may
+/// have committed before it went away ("outcome unknown"); an ERROR
+/// (serialization failure, deferred constraint) means it rolled back.
+pub(crate) fn commit_error(backend: &PgBackend, err: sqlx::Error) -> Error {
+    let session_gone = match &err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|e| !matches!(e.severity(), PgSeverity::Error)),
+        _ => false,
+    };
+    match session_gone {
+        true => Error::CommitOutcomeUnknown {
+            backend: Backend::Postgres,
+            reason: format!(
+                "the connection broke after COMMIT was sent: {}",
+                backend.scrub(&err.to_string())
+            ),
+        },
+        false => backend.map_error(err),
+    }
+}
+
 /// A transaction: every repository from [`PgUnitOfWork::repo`] runs on it.
 pub struct PgUnitOfWork {
     shared: Arc<UnitShared>,
@@ -239,6 +262,12 @@ impl PgBackend {
     /// Starts a unit of work at `isolation`.
     pub async fn begin_with(&self, isolation: IsolationLevel) -> Result<PgUnitOfWork> {
         let connection = self.acquire().await?;
+        // Behind a transaction pooler the session settings come with BEGIN,
+        // in the same round trip (see the `pooler` module).
+        let begin = match connection.transaction_settings() {
+            Some(settings) => settings.begin(isolation.begin_sql()),
+            None => isolation.begin_sql().to_owned(),
+        };
         // The unit owns the connection before BEGIN is sent, so a cancelled
         // or failed BEGIN discards it rather than pooling a half-open transaction.
         let unit = PgUnitOfWork {
@@ -257,7 +286,6 @@ impl PgBackend {
             finished: false,
         };
         let mut connection = unit.shared.lock().await?;
-        let begin = isolation.begin_sql().to_owned();
         unit.shared.run(&mut connection, begin).await?;
         drop(connection);
         Ok(unit)
@@ -548,27 +576,8 @@ impl PgUnitOfWork {
         result
     }
 
-    /// A failed COMMIT: lost connection, FATAL or PANIC mean the server may
-    /// have committed before it went away ("outcome unknown"); an ERROR
-    /// (serialization failure, deferred constraint) means it rolled back.
     fn commit_error(&self, err: sqlx::Error) -> Error {
-        let session_gone = match &err {
-            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|e| !matches!(e.severity(), PgSeverity::Error)),
-            _ => false,
-        };
-        match session_gone {
-            true => Error::CommitOutcomeUnknown {
-                backend: Backend::Postgres,
-                reason: format!(
-                    "the connection broke after COMMIT was sent: {}",
-                    self.shared.backend.scrub(&err.to_string())
-                ),
-            },
-            false => self.shared.backend.map_error(err),
-        }
+        commit_error(&self.shared.backend, err)
     }
 }
 

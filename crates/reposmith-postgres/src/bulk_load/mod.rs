@@ -572,6 +572,7 @@ impl<E: Entity> PgRepository<E> {
     /// Refused inside a unit of work.
     pub async fn repair_indexes(&self) -> Result<Vec<IndexRepair>> {
         refuse_in_unit(self, "repair_indexes")?;
+        refuse_behind_pooler(self, "repair_indexes")?;
         let span = crate::repository::span("repair_indexes", E::SCHEMA.table);
         build::repair::<E>(self.exec.backend(), &LoadOptions::default())
             .instrument(span)
@@ -580,6 +581,7 @@ impl<E: Entity> PgRepository<E> {
 
     async fn run_bulk_load(&self, rows: &[E], options: LoadOptions) -> Result<LoadReport> {
         refuse_in_unit(self, "bulk_load")?;
+        refuse_behind_pooler(self, "bulk_load")?;
         options.validate()?;
         let span = crate::repository::span("bulk_load", E::SCHEMA.table);
         let report = build::load(self, rows, options)
@@ -608,6 +610,23 @@ fn refuse_in_unit<E>(repo: &PgRepository<E>, operation: &str) -> Result<()> {
             "{operation} cannot run inside a unit of work: it commits its own transaction and \
              builds indexes CONCURRENTLY, which Postgres refuses inside a transaction block; \
              call it on the pool's repository (store.repo::<E>()), outside the unit"
+        ),
+    ))
+}
+
+/// Refuses `operation` behind a transaction pooler: it needs a session of
+/// its own (settings for its whole run, `CONCURRENTLY` builds outside any
+/// transaction, progress read by the server process id), which a pooler
+/// lends for one transaction at a time.
+fn refuse_behind_pooler<E>(repo: &PgRepository<E>, operation: &str) -> Result<()> {
+    if repo.exec.backend().pooler() == crate::PoolerMode::Direct {
+        return Ok(());
+    }
+    Err(Error::config(
+        "REPOSMITH_PG_POOLER",
+        format!(
+            "{operation} needs a session of its own, which a transaction pooler does not lend: \
+             run it on a PgBackend connected to PostgreSQL itself (PoolerMode::Direct)"
         ),
     ))
 }

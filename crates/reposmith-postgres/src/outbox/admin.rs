@@ -65,10 +65,11 @@ impl Outbox {
 
     /// Counts rows by state.
     pub async fn stats(&self) -> Result<OutboxStats> {
-        let rows = sqlx::query("SELECT state, count(*) FROM reposmith_outbox GROUP BY state")
-            .fetch_all(self.backend.pool())
-            .await
-            .map_err(|e| self.backend.map_error(e))?;
+        let query = sqlx::query("SELECT state, count(*) FROM reposmith_outbox GROUP BY state");
+        let rows = self
+            .backend
+            .on_pool(|held| Box::pin(query.fetch_all(&mut **held)))
+            .await?;
         let mut stats = OutboxStats::default();
         for row in rows {
             let state: String = row.get(0);
@@ -85,33 +86,32 @@ impl Outbox {
 
     /// Up to `limit` dead rows, oldest first.
     pub async fn dead(&self, limit: u32) -> Result<Vec<DeadMessage>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, destination, attempts, last_error, created_at, payload \
              FROM reposmith_outbox WHERE state = 'dead' ORDER BY seq LIMIT $1",
         )
-        .bind(i64::from(limit))
-        .fetch_all(self.backend.pool())
-        .await
-        .map_err(|e| self.backend.map_error(e))?;
+        .bind(i64::from(limit));
+        let rows = self
+            .backend
+            .on_pool(|held| Box::pin(query.fetch_all(&mut **held)))
+            .await?;
         rows.iter().map(dead_of).collect()
     }
 
     /// Sends dead row `id` again, with its attempts reset; false when no
     /// dead row has that id.
     pub async fn replay(&self, id: Uuid) -> Result<bool> {
-        let replayed = sqlx::query(
+        let query = sqlx::query(
             "UPDATE reposmith_outbox SET state = 'pending', attempts = 0, available_at = now() \
              WHERE id = $1 AND state = 'dead'",
         )
-        .bind(id)
-        .execute(self.backend.pool())
-        .await
-        .map_err(|e| self.backend.map_error(e))?;
+        .bind(id);
+        let replayed = self
+            .backend
+            .on_pool(|held| Box::pin(query.execute(&mut **held)))
+            .await?;
         if replayed.rows_affected() > 0 {
-            // Wake the relays now rather than at their next poll.
-            let _ = sqlx::query("SELECT pg_notify('reposmith_outbox', '1')")
-                .execute(self.backend.pool())
-                .await;
+            super::wake_relays(&self.backend).await;
         }
         Ok(replayed.rows_affected() > 0)
     }
@@ -143,12 +143,11 @@ impl Outbox {
         let millis = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
         let mut total = 0;
         loop {
-            let deleted = sqlx::query(sql)
-                .bind(millis)
-                .bind(PURGE_BATCH)
-                .execute(self.backend.pool())
-                .await
-                .map_err(|e| self.backend.map_error(e))?
+            let query = sqlx::query(sql).bind(millis).bind(PURGE_BATCH);
+            let deleted = self
+                .backend
+                .on_pool(|held| Box::pin(query.execute(&mut **held)))
+                .await?
                 .rows_affected();
             total += deleted;
             if deleted < PURGE_BATCH as u64 {

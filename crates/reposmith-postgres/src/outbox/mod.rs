@@ -80,3 +80,13 @@ fn undecodable(err: sqlx::Error) -> reposmith_core::Error {
         format!("an outbox row does not decode: {err}"),
     )
 }
+
+/// Wakes the relays now rather than at their next poll; best effort (a
+/// relay polls anyway), as its own operation so a failure here never
+/// undoes the write that asked for it.
+async fn wake_relays(backend: &crate::PgBackend) {
+    let notify = sqlx::query("SELECT pg_notify('reposmith_outbox', '1')");
+    let _ = backend
+        .on_pool(|held| Box::pin(notify.execute(&mut **held)))
+        .await;
+}

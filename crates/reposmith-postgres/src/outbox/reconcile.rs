@@ -45,17 +45,13 @@ impl Outbox {
     pub async fn redeliver_unreceipted(&self, within: Duration) -> Result<u64> {
         let backend = self.backend();
         let millis = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
-        let redelivered = sqlx::query(REDELIVER_SQL)
-            .bind(millis)
-            .execute(backend.pool())
-            .await
-            .map_err(|e| backend.map_error(e))?
+        let query = sqlx::query(REDELIVER_SQL).bind(millis);
+        let redelivered = backend
+            .on_pool(|held| Box::pin(query.execute(&mut **held)))
+            .await?
             .rows_affected();
         if redelivered > 0 {
-            // Wake the relays now rather than at their next poll.
-            let _ = sqlx::query("SELECT pg_notify('reposmith_outbox', '1')")
-                .execute(backend.pool())
-                .await;
+            super::wake_relays(backend).await;
         }
         Ok(redelivered)
     }

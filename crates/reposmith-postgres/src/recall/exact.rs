@@ -65,7 +65,13 @@ async fn exact_rows(
     timeout: Duration,
 ) -> Result<Vec<PgRow>> {
     let mut connection = exact_connection(backend).await?;
-    let run = exact_in_transaction(&mut connection, sql, values, timeout);
+    // Behind a transaction pooler the session's settings (a search_path
+    // among them) come with BEGIN; the exact ones below override them.
+    let begin = match connection.transaction_settings() {
+        Some(settings) => settings.begin("BEGIN READ ONLY"),
+        None => "BEGIN READ ONLY".to_owned(),
+    };
+    let run = exact_in_transaction(&mut connection, &begin, sql, values, timeout);
     let outcome = match tokio::time::timeout(timeout + CLIENT_SLACK, run).await {
         Ok(outcome) => outcome,
         // Dropped unsettled: the pool closes the connection.
@@ -87,12 +93,13 @@ async fn exact_rows(
 
 async fn exact_in_transaction(
     connection: &mut PgConnection,
+    begin: &str,
     sql: &str,
     values: Vec<sea_query::Value>,
     timeout: Duration,
 ) -> sqlx::Result<Vec<PgRow>> {
-    let open = format!("BEGIN READ ONLY; {}", exact_settings(timeout));
-    // Safe: fixed text and a number this function formats.
+    let open = format!("{begin}; {}", exact_settings(timeout));
+    // Safe: fixed text, settings quoted by the pooler module, a number this function formats.
     sqlx::raw_sql(AssertSqlSafe(open))
         .execute(&mut *connection)
         .await?;

@@ -78,9 +78,8 @@ impl PgBackend {
     {
         tracing::Span::current().record("reposmith.server", "primary");
         let mut held = Held::Pooled(self.acquire().await?);
-        let outcome = op(&mut held).await;
-        held.settle(&outcome);
-        outcome.map_err(|e| self.map_entity_error(e, schema))
+        let outcome = crate::pooler::run(&mut held, op).await;
+        outcome.map_err(|failed| self.map_entity_error(failed.error, schema))
     }
 
     /// No replica may serve the read: the primary, or an error when so configured.
@@ -153,9 +152,8 @@ impl PgBackend {
             }
         }
         tracing::Span::current().record("reposmith.server", replica.name.as_str());
-        let outcome = op(&mut held).await;
-        held.settle(&outcome);
-        match outcome {
+        let outcome = crate::pooler::run(&mut held, op).await;
+        match outcome.map_err(|failed| failed.error) {
             Ok(value) => Attempt::Done(Ok(value)),
             Err(error) => match elsewhere(&error) {
                 Some(Retry { down, reason }) => {

@@ -8,7 +8,10 @@
 //! come back full, else when a committing unit's `NOTIFY` arrives (`LISTEN`
 //! on a connection of its own), or after the poll interval when
 //! notifications are lost (a dropped listener connection reconnects on the
-//! next wait).
+//! next wait). Behind a transaction pooler ([`PoolerMode::Transaction`](crate::PoolerMode))
+//! it only polls: `LISTEN` belongs to a server connection that the pooler
+//! hands to other clients after each transaction, so notifications would
+//! reach whoever holds it, or no one.
 
 mod options;
 mod pass;
@@ -145,8 +148,9 @@ impl Relay {
         let mut listener: Option<PgListener> = None;
         let mut failures = 0u32;
         let mut last_purge = tokio::time::Instant::now();
+        let listens = self.can_listen();
         loop {
-            if listener.is_none() {
+            if listens && listener.is_none() {
                 listener = self.listen().await;
             }
             let wait = match self.relay_once().await {
@@ -213,6 +217,18 @@ impl Relay {
             let _ = stopped.wait_for(|stop| *stop).await;
         }));
         RelayHandle { stop, task }
+    }
+
+    /// Whether notifications can wake this relay; says once when not.
+    fn can_listen(&self) -> bool {
+        if self.backend.pooler() == crate::PoolerMode::Direct {
+            return true;
+        }
+        tracing::info!(
+            poll_interval = ?self.options.poll_interval,
+            "outbox relay behind a transaction pooler: LISTEN cannot work there, polling instead"
+        );
+        false
     }
 
     /// A `LISTEN` connection, or `None` (polling only) when it cannot be

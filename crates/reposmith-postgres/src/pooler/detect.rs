@@ -1,0 +1,75 @@
+//! Recognising a connection pooler at connect in Direct mode, where named
+//! statements behind it could return another query's rows.
+//!
+//! The signal is the `options` startup parameter. The probe connection of
+//! [`PgBackend::connect`](crate::PgBackend::connect) always sends one
+//! setting through it, [`MARKER`], and a session of PostgreSQL's own
+//! reports it back from `current_setting`. A pooler cannot pass startup
+//! options on: one server connection serves many clients. Checked against
+//! Debian's PgBouncer 1.18 and PostgreSQL 16:
+//!
+//! - PgBouncer as shipped refuses the connection with FATAL
+//!   `unsupported startup parameter: options` ([`refused_startup`]);
+//! - PgBouncer with `options` in `ignore_startup_parameters` accepts it and
+//!   drops the setting, so the session reports no marker
+//!   ([`check_direct`]);
+//! - PostgreSQL reports the marker (a dotted name is a custom setting any
+//!   session may set).
+//!
+//! Rejected signals: `server_version` and the other ParameterStatus values
+//! are the server's own, relayed by PgBouncer; `SHOW` commands other than
+//! PgBouncer's admin console reach the server; a BackendKeyData process id
+//! differing from `pg_backend_pid()` does expose any pooler (PgBouncer makes
+//! up its cancel keys) but sqlx does not expose the key, and it would also
+//! refuse a session-mode pooler, where Direct mode is correct.
+
+use reposmith_core::Error;
+use sqlx::{PgConnection, Row};
+
+/// The setting the probe connection sends as a startup option in Direct mode.
+pub(crate) const MARKER: (&str, &str) = ("reposmith.pooler_check", "direct");
+
+/// The refusal when the server turned the connection away over a startup
+/// parameter: PgBouncer (and poolers like it) refuse `options`, which
+/// PostgreSQL accepts.
+pub(crate) fn refused_startup(error: &sqlx::Error) -> Option<Error> {
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    db.message()
+        .starts_with("unsupported startup parameter")
+        .then(|| {
+            detected(&format!(
+                "the server refused the connection: \"{}\"",
+                db.message()
+            ))
+        })
+}
+
+/// Whether the session on `connection` reports [`MARKER`] as sent (a
+/// session of PostgreSQL's own); `Err` of [`Error::Config`] when not. One
+/// simple-protocol statement, safe whatever sits in between.
+pub(crate) async fn check_direct(connection: &mut PgConnection) -> sqlx::Result<Result<(), Error>> {
+    let sql = "SELECT current_setting('reposmith.pooler_check', true)";
+    let row = sqlx::raw_sql(sql).fetch_one(connection).await?;
+    let seen: Option<String> = row.try_get(0)?;
+    Ok(match seen.as_deref() == Some(MARKER.1) {
+        true => Ok(()),
+        false => Err(detected(
+            "a setting sent in the startup `options` did not reach the session, so something \
+             between reposmith and PostgreSQL dropped it",
+        )),
+    })
+}
+
+fn detected(how: &str) -> Error {
+    Error::config(
+        "REPOSMITH_PG_POOLER",
+        format!(
+            "{how}: that is a connection pooler such as PgBouncer. Behind a transaction pooler \
+             named prepared statements can return another query's rows, so Direct mode refuses \
+             to run there. Set `PgConfig::pooler(PoolerMode::Transaction)` or \
+             `REPOSMITH_PG_POOLER=transaction`, or connect to PostgreSQL itself"
+        ),
+    )
+}
