@@ -23,6 +23,7 @@ mod object_ids;
 mod one_api;
 mod outbox;
 mod pg_bulk_load;
+mod pg_pooler;
 mod pg_recall;
 mod pg_replica;
 mod pg_repository;
