@@ -212,15 +212,16 @@ async fn direct_mode_through_pgbouncer_is_refused_at_connect() {
 /// own deadline would take 5 s longer).
 #[tokio::test]
 async fn units_commit_roll_back_and_run_with_the_session_settings() {
-    let db = PoolerDb::with(|config| {
-        config.statement_timeout(Some(Duration::from_millis(300)))
-    })
-    .await;
+    let db =
+        PoolerDb::with(|config| config.statement_timeout(Some(Duration::from_millis(300)))).await;
     let unit = db.pg.begin().await.unwrap();
     let kept = unit.repo::<Doc>().insert(&Doc::new("kept")).await.unwrap();
     unit.commit().await.unwrap();
     let unit = db.pg.begin().await.unwrap();
-    unit.repo::<Doc>().insert(&Doc::new("undone")).await.unwrap();
+    unit.repo::<Doc>()
+        .insert(&Doc::new("undone"))
+        .await
+        .unwrap();
     unit.rollback().await.unwrap();
     assert_eq!(db.docs_stored().await, 1);
 
@@ -231,7 +232,10 @@ async fn units_commit_roll_back_and_run_with_the_session_settings() {
     let err = waiter.repo::<Doc>().update(&kept).await.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{err}");
-    assert!(waiter.commit().await.is_err(), "a failed statement poisons the unit");
+    assert!(
+        waiter.commit().await.is_err(),
+        "a failed statement poisons the unit"
+    );
     holder.commit().await.unwrap();
     // The pool outside units runs with the same settings.
     let holder = db.pg.begin().await.unwrap();
@@ -308,7 +312,10 @@ async fn transaction_mode_cost_on_a_direct_server() {
         rates.push(rate);
         pg.close().await;
     }
-    eprintln!("Transaction mode: {:.2}x Direct's rate", rates[1] / rates[0]);
+    eprintln!(
+        "Transaction mode: {:.2}x Direct's rate",
+        rates[1] / rates[0]
+    );
     admin_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
 }

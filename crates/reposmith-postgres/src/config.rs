@@ -11,7 +11,7 @@
 //! | `idle_timeout` | 10 min | returns connections above `min_connections` to the server |
 //! | `max_lifetime` | 30 min | recycles connections so server-side memory and pooler state do not grow forever |
 //! | `test_before_acquire` | **false** | a ping before every acquire cost about 30 % of get-by-id throughput on our 2-core test machine. Repositories use reposmith's own pool (see `pool.rs`), which returns a connection without a round trip only when its last statement ended cleanly and closes it otherwise, and `idle_timeout`/`max_lifetime` retire old ones, so a connection the server killed costs at most one failed statement ([`Error::ConnectionLost`](reposmith_core::Error::ConnectionLost)); sqlx's own pool, kept for raw SQL, pings on every release regardless |
-//! | `statement_cache_capacity` | 256 | repositories prepare one statement per entity and operation; 256 covers a few dozen entities without evicting |
+//! | `statement_cache_capacity` | 256 | repositories prepare one statement per entity and operation; 256 covers a few dozen entities without evicting (0, whatever is set, with [`PoolerMode::Transaction`]) |
 //! | `statement_timeout` | 30 s | every statement is bounded; migrations set their own |
 //! | `application_name` | `reposmith` | shows in `pg_stat_activity` |
 //! | `ef_search` | pgvector's 40 | the `hnsw.ef_search` searches get without a transaction of their own |
@@ -76,7 +76,8 @@ pub struct PgConfig {
     pub test_before_acquire: bool,
     /// Prepared statements cached per connection.
     pub statement_cache_capacity: usize,
-    /// Server-side `statement_timeout` for every session; `None` leaves the server's setting.
+    /// Server-side `statement_timeout` for every session (behind a
+    /// transaction pooler, every transaction); `None` leaves the server's setting.
     pub statement_timeout: Option<Duration>,
     /// `application_name` reported to the server.
     pub application_name: String,
@@ -116,17 +117,37 @@ pub struct PgConfig {
 
 /// Whether a transaction pooler (PgBouncer in `pool_mode = transaction`,
 /// or a service built on it) sits between the application and PostgreSQL.
+///
+/// # Behind PgBouncer
+///
+/// Set [`PoolerMode::Transaction`] (`REPOSMITH_PG_POOLER=transaction`)
+/// there. What it does, what it costs, and what [`PoolerMode::Direct`]
+/// detects and refuses are in the crate docs, "Behind PgBouncer". In
+/// short: every pool operation is `BEGIN` + the session settings as `SET
+/// LOCAL`, its statements (all unnamed), `COMMIT`; a get-by-id takes 4
+/// round trips instead of 1 (about a quarter of Direct's rate on one
+/// connection to a local server); and Direct mode refuses to connect
+/// through a pooler, naming this setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PoolerMode {
     /// Sessions are PostgreSQL's own: named prepared statements are cached
     /// per connection and settings are set once per session (the default).
-    /// Connecting through a transaction pooler is refused in this mode,
-    /// because named statements there can return another query's rows.
+    /// Connecting through a pooler is refused in this mode ([`Error::Config`]
+    /// naming this setting), because named statements behind a transaction
+    /// pooler can return another query's rows: the connect probe sends a
+    /// setting as a startup option, which a pooler refuses (PgBouncer:
+    /// "unsupported startup parameter: options") or drops. A session-mode
+    /// PgBouncer refuses startup options too; use `Transaction` there.
     #[default]
     Direct,
-    /// Behind a transaction pooler: every statement is unnamed and runs
-    /// inside an explicit transaction, session settings are set per
-    /// transaction (`SET LOCAL`), and nothing relies on `LISTEN`.
+    /// Behind a transaction pooler: every statement is unnamed and every
+    /// pool operation runs inside an explicit transaction, the session
+    /// settings (those of this config, and every `-c name=value` of the
+    /// URL's `options`) are set per transaction (`SET LOCAL`) and never sent
+    /// at connect, and nothing relies on `LISTEN` (the outbox relay polls).
+    /// `statement_cache_capacity` is ignored (no statement is cached), and
+    /// `bulk_load` is refused: it needs a session of its own. Also correct
+    /// on a direct connection, at the cost above.
     Transaction,
 }
 

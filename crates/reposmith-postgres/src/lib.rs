@@ -30,6 +30,66 @@
 //! ids the database assigns during them are not known, so an absent-row
 //! entry cached for such an id before it existed lives until its
 //! `negative_ttl`.
+//!
+//! # Behind PgBouncer
+//!
+//! A transaction pooler (PgBouncer with `pool_mode = transaction`, and
+//! services built on it) lends a server connection for one transaction at
+//! a time. sqlx's default prepared statements are wrong there: behind
+//! PgBouncer 1.18, 294 of 2,000 concurrent queries returned another
+//! query's rows and 1,064 failed. Connect through one with
+//! `PgConfig::pooler(PoolerMode::Transaction)` (or
+//! `REPOSMITH_PG_POOLER=transaction`); then:
+//!
+//! - every operation on the pool (repository reads and writes, searches,
+//!   the health ping, the outbox's admin statements) runs as `BEGIN` and
+//!   the session settings in one round trip, its statements, then `COMMIT`;
+//!   after a failure `ROLLBACK`, or, when the session's state is unknown
+//!   (a broken or cancelled statement), the connection is closed. A pooled
+//!   connection is never left in a transaction;
+//! - the session settings are `statement_timeout`, `hnsw.ef_search` when
+//!   configured, pgvector's iterative scans when on, and every
+//!   `-c name=value` of the URL's `options` (a `search_path`, say), in that
+//!   order; each transaction sets them with `set_config(name, value, true)`,
+//!   which is `SET LOCAL`, so nothing outlives the transaction on a server
+//!   connection another client gets next. Nothing is sent as a startup
+//!   `options` parameter (PgBouncer refuses it), nor `extra_float_digits`;
+//!   `PGOPTIONS` is refused;
+//! - units of work send the settings with their `BEGIN`; `insert_many`
+//!   always runs in a unit of its own;
+//! - no statement is named: connections keep no statement cache
+//!   (`statement_cache_capacity` is ignored), and with none sqlx 0.9 sends
+//!   every statement, its own type lookups included, as the unnamed one,
+//!   which stays on one server connection inside the transaction;
+//! - the outbox relay polls every `poll_interval` instead of waiting on
+//!   `LISTEN`, and logs once that it does;
+//! - `bulk_load` and `repair_indexes` are refused ([`Error::Config`](reposmith_core::Error::Config)):
+//!   they need a session of their own. Run them on a backend connected to
+//!   PostgreSQL itself.
+//!
+//! Raw SQL gets none of this: on a connection from [`PgBackend::acquire`]
+//! or [`PgBackend::pool`], run statements with parameters between `BEGIN`
+//! and `COMMIT` (a single `sqlx::raw_sql` statement is safe alone), and set
+//! what they need with `SET LOCAL`.
+//!
+//! The cost: a get-by-id is 4 round trips instead of 1 (BEGIN and the
+//! settings; Parse and Describe; Bind and Execute; COMMIT: sqlx needs the
+//! statement's description before it binds an unnamed statement). Measured
+//! on one connection to a local server, without a pooler: about a quarter
+//! of Direct mode's rate (1.4k–1.9k against 6.0k–7.1k get-by-id/s, an
+//! unoptimized build; `pg_pooler.rs`'s cost test prints it). Through
+//! PgBouncer each round trip also pays the extra hop.
+//!
+//! In the default [`PoolerMode::Direct`], [`PgBackend::connect`] refuses a
+//! pooler with [`Error::Config`](reposmith_core::Error::Config) naming
+//! `PgConfig::pooler(PoolerMode::Transaction)` and
+//! `REPOSMITH_PG_POOLER=transaction`. The signal: its first connection
+//! sends one setting as a startup option, and a session of PostgreSQL's
+//! own reports it back. PgBouncer refuses the connection instead
+//! ("unsupported startup parameter: options"), or, with `options` in its
+//! `ignore_startup_parameters`, drops the setting; both are recognised.
+//! A session-mode PgBouncer is refused too (it refuses startup options the
+//! same way); Transaction mode is correct there as well.
 
 mod backend;
 mod bind;
