@@ -4,6 +4,10 @@
 //! `PoolerMode::Transaction`, concurrent queries that each check they got
 //! their own row, and Direct mode refused at connect. The shape's cost on a
 //! direct server is measured at the end.
+//!
+//! Where xtask says PgBouncer cannot exist (the user's own PostgreSQL),
+//! the tests needing it return early, and the fixture runs Transaction
+//! mode against PostgreSQL directly, which must be correct too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +16,13 @@ use reposmith::postgres::{PoolerMode, sqlx};
 use reposmith::{Error, Filter, PgBackend, PgConfig, PgRepository, Repository};
 use reposmith_tests::conformance::entities::{Doc, Event, Setting};
 use reposmith_tests::conformance::{Capabilities, Fixture};
-use reposmith_tests::{database_url, service_url, unique_name};
+use reposmith_tests::pg_replica::{self, PGBOUNCER_URL};
+use reposmith_tests::{database_url, unique_name};
 
-/// PgBouncer in transaction mode in front of the suite's PostgreSQL.
-fn pgbouncer_url() -> String {
-    service_url("REPOSMITH_TEST_PGBOUNCER_URL")
+/// PgBouncer in transaction mode in front of the suite's PostgreSQL; `None`
+/// (said on stdout) where it cannot run.
+fn pgbouncer_url() -> Option<String> {
+    pg_replica::required(PGBOUNCER_URL)
 }
 
 /// `url` with `search_path` set to `schema` through the URL's `options`,
@@ -45,7 +51,8 @@ impl PoolerDb {
             .unwrap();
         let namespace = unique_name("pgpooler");
         admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-        let config = PgConfig::new(in_schema(&pgbouncer_url(), &namespace))
+        let server = pgbouncer_url().unwrap_or_else(database_url);
+        let config = PgConfig::new(in_schema(&server, &namespace))
             .pooler(PoolerMode::Transaction)
             .application_name(namespace.clone());
         let pg = PgBackend::connect(&change(config)).await.unwrap();
@@ -181,9 +188,12 @@ async fn answered_right(repo: &PgRepository<Doc>, doc: &Doc) -> reposmith::Resul
 /// also when reposmith has no session setting of its own to send.
 #[tokio::test]
 async fn direct_mode_through_pgbouncer_is_refused_at_connect() {
+    let Some(pgbouncer) = pgbouncer_url() else {
+        return;
+    };
     for config in [
-        PgConfig::new(pgbouncer_url()),
-        PgConfig::new(pgbouncer_url())
+        PgConfig::new(pgbouncer.clone()),
+        PgConfig::new(pgbouncer.clone())
             .statement_timeout(None)
             .iterative_scan(false),
     ] {
