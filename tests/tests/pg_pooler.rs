@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::{PoolerMode, sqlx};
+use reposmith::postgres::{ReplicaConfig, Session};
 use reposmith::{Error, Filter, PgBackend, PgConfig, PgRepository, Repository};
 use reposmith_tests::conformance::entities::{Doc, Event, Setting};
 use reposmith_tests::conformance::{Capabilities, Fixture};
-use reposmith_tests::pg_replica::{self, PGBOUNCER_URL};
+use reposmith_tests::pg_replica::{self, PGBOUNCER_REPLICA_URL, PGBOUNCER_URL};
 use reposmith_tests::{database_url, unique_name};
 
 /// PgBouncer in transaction mode in front of the suite's PostgreSQL; `None`
@@ -259,11 +260,117 @@ async fn units_commit_roll_back_and_run_with_the_session_settings() {
     db.cleanup().await;
 }
 
-/// Transaction mode names no statement: on a direct server (where one
-/// session serves every operation, so a named statement would stay),
-/// `pg_prepared_statements` is empty after reads, writes and a unit.
+/// Replicas behind PgBouncer too: a session's write on the primary, then
+/// its read on the replica, which waits for the write to be replayed there
+/// and runs in the same transaction shape.
 #[tokio::test]
-async fn transaction_mode_leaves_no_prepared_statement_behind() {
+async fn a_session_reads_its_write_on_a_replica_behind_pgbouncer() {
+    let (Some(primary), Some(replica)) =
+        (pgbouncer_url(), pg_replica::required(PGBOUNCER_REPLICA_URL))
+    else {
+        return;
+    };
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        .await
+        .unwrap();
+    let namespace = unique_name("pgpooler");
+    admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+    let path = format!("{namespace},public");
+    let config = PgConfig::new(in_schema(&primary, &path))
+        .pooler(PoolerMode::Transaction)
+        .replicas(ReplicaConfig::new([in_schema(&replica, &path)]));
+    let pg = PgBackend::connect(&config).await.unwrap();
+    pg.create_tables::<Doc>().await.unwrap();
+    let session = Session::new();
+    let docs = pg.repo::<Doc>().in_session(&session);
+    let doc = docs.insert(&Doc::new("replayed")).await.unwrap();
+    assert_eq!(docs.get(&doc.id).await.unwrap(), Some(doc));
+    let stats = pg.read_stats();
+    assert_eq!((stats.replicas, stats.fallbacks), (1, 0), "{stats:?}");
+    pg.close().await;
+    admin_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
+    admin.close().await;
+}
+
+/// A point with an HNSW index, for searches through PgBouncer.
+#[derive(Debug, Clone, PartialEq, reposmith::Repository)]
+#[repo(table = "pooler_points", backend = "postgres")]
+struct Point {
+    #[repo(id)]
+    id: i64,
+    #[repo(vector(dims = 8, distance = "cosine", index = "hnsw"))]
+    embedding: reposmith::Vector,
+}
+
+/// Vector searches through PgBouncer answer what the same searches answer
+/// on PostgreSQL directly, with the session's `ef_search` and with their
+/// own, from eight connections at once: each new connection has sqlx look
+/// up pgvector's type OIDs, inside the operation's transaction.
+#[tokio::test]
+async fn vector_searches_through_pgbouncer_match_direct_ones() {
+    use reposmith::prelude::*;
+    let Some(pgbouncer) = pgbouncer_url() else {
+        return;
+    };
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        .await
+        .unwrap();
+    let namespace = unique_name("pgpooler");
+    admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+    // pgvector's types live in `public`.
+    let path = format!("{namespace},public");
+    let pooled = PgConfig::new(in_schema(&pgbouncer, &path))
+        .pooler(PoolerMode::Transaction)
+        .max_connections(8);
+    let pooled = PgBackend::connect(&pooled).await.unwrap();
+    let direct = PgConfig::new(in_schema(&database_url(), &path));
+    let direct = PgBackend::connect(&direct).await.unwrap();
+    pooled.create_tables::<Point>().await.unwrap();
+    let points: Vec<Point> = (0..500)
+        .map(|i| Point {
+            id: i + 1,
+            embedding: (0..8)
+                .map(|d| ((i as f32 * 0.37 + d as f32).sin() + 1.1))
+                .collect::<Vec<f32>>()
+                .into(),
+        })
+        .collect();
+    pooled.repo::<Point>().insert_many(&points).await.unwrap();
+    let searches = (0..16).map(|n| {
+        let (pooled, direct) = (pooled.repo::<Point>(), direct.repo::<Point>());
+        let query = points[n * 31].embedding.clone();
+        async move {
+            let ids = |hits: Vec<Scored<Point>>| {
+                hits.into_iter().map(|h| h.entity.id).collect::<Vec<_>>()
+            };
+            let ef = if n % 2 == 0 { 40 } else { 80 };
+            let through = pooled
+                .search_embedding(query.clone(), 5)
+                .ef_search(ef)
+                .await
+                .unwrap();
+            let straight = direct
+                .search_embedding(query, 5)
+                .ef_search(ef)
+                .await
+                .unwrap();
+            assert_eq!(ids(through), ids(straight), "search {n}, ef_search {ef}");
+        }
+    });
+    futures_util::future::join_all(searches).await;
+    pooled.close().await;
+    direct.close().await;
+    admin_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
+    admin.close().await;
+}
+
+/// Transaction mode names no statement and sets nothing for the session:
+/// on a direct server (where one session serves every operation, so a
+/// named statement or a session setting would stay), after reads, writes
+/// and a unit, `pg_prepared_statements` is empty and `statement_timeout`
+/// is the server's again.
+#[tokio::test]
+async fn transaction_mode_leaves_no_statement_or_setting_behind() {
     let namespace = unique_name("pgpooler");
     let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
@@ -271,6 +378,7 @@ async fn transaction_mode_leaves_no_prepared_statement_behind() {
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
     let config = PgConfig::new(in_schema(&database_url(), &namespace))
         .pooler(PoolerMode::Transaction)
+        .statement_timeout(Some(Duration::from_secs(7)))
         .max_connections(1);
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();
@@ -282,11 +390,15 @@ async fn transaction_mode_leaves_no_prepared_statement_behind() {
     unit.repo::<Doc>().delete(&doc.id).await.unwrap();
     unit.commit().await.unwrap();
     let mut connection = pg.acquire().await.unwrap();
-    let named = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_prepared_statements")
+    let left = "SELECT (SELECT count(*) FROM pg_prepared_statements), \
+                current_setting('statement_timeout')";
+    let left = sqlx::query_as::<_, (i64, String)>(left)
         .fetch_one(&mut *connection)
         .await;
-    connection.settle(&named);
-    assert_eq!(named.unwrap(), 0);
+    connection.settle(&left);
+    let (named, timeout) = left.unwrap();
+    assert_eq!(named, 0);
+    assert_ne!(timeout, "7s", "a SET LOCAL outlived its transaction");
     drop(connection);
     pg.close().await;
     admin_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
