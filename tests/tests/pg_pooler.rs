@@ -330,7 +330,7 @@ async fn vector_searches_through_pgbouncer_match_direct_ones() {
         .map(|i| Point {
             id: i + 1,
             embedding: (0..8)
-                .map(|d| ((i as f32 * 0.37 + d as f32).sin() + 1.1))
+                .map(|d| (i as f32 * 0.37 + d as f32).sin() + 1.1)
                 .collect::<Vec<f32>>()
                 .into(),
         })
