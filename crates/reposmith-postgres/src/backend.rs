@@ -14,7 +14,7 @@ use reposmith_core::{
 
 use reposmith_core::repository::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::error::{ErrorContext, Phase};
 use crate::executor::Held;
@@ -88,7 +88,7 @@ impl PgBackend {
         };
         let timed_out =
             || Error::connect_timed_out(Backend::Postgres, config.url.target(), deadline);
-        let mut probe = tokio::time::timeout(deadline, open_probe(config, &base, &context))
+        let mut probe = tokio::time::timeout(deadline, pooler::open_probe(config, &base, &context))
             .await
             .map_err(|_| timed_out())??;
         let on = match config.iterative_scan {
@@ -340,15 +340,10 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
 /// none at all (they are replayed per transaction, see
 /// [`transaction_settings`]) and no statement cache.
 fn connect_options_to(config: &PgConfig, url: &ConnectionUrl) -> Result<PgConnectOptions> {
-    let parse = |text: &str| {
-        PgConnectOptions::from_str(text)
-            .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))
-    };
     if config.pooler == PoolerMode::Transaction {
-        let options = parse(&pooler::without_options(url.expose()))?;
-        return pooler::connect_options(options.application_name(&config.application_name));
+        return pooler::connect_options(config, url);
     }
-    let options = parse(url.expose())?
+    let options = parse_url(url)?
         .application_name(&config.application_name)
         .statement_cache_capacity(config.statement_cache_capacity);
     let settings = session_settings(config);
@@ -356,6 +351,12 @@ fn connect_options_to(config: &PgConfig, url: &ConnectionUrl) -> Result<PgConnec
         true => options,
         false => options.options(settings),
     })
+}
+
+/// `url` as sqlx's connect options, or [`Error::Config`] without its secrets.
+pub(crate) fn parse_url(url: &ConnectionUrl) -> Result<PgConnectOptions> {
+    PgConnectOptions::from_str(url.expose())
+        .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))
 }
 
 /// The settings every session runs with, in `options` order.
@@ -372,53 +373,18 @@ fn session_settings(config: &PgConfig) -> Vec<(String, String)> {
 }
 
 /// Behind a transaction pooler, what each transaction on the server at
-/// `url` replays: the `-c` settings of the URL's `options`, the session
-/// settings, and the iterative scans when `scan` (in `options` order, so
-/// a later one wins as it would at connect). `None` in Direct mode.
+/// `url` replays (see [`pooler::transaction_settings`]): the session
+/// settings, and the iterative scans when `scan`. `None` in Direct mode.
 fn transaction_settings(
     config: &PgConfig,
     url: &ConnectionUrl,
     scan: bool,
 ) -> Result<Option<TransactionSettings>> {
-    if config.pooler == PoolerMode::Direct {
-        return Ok(None);
-    }
-    let parsed = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| Error::config("postgresql", url.scrub(&e.to_string())))?;
-    let mut settings = match parsed.get_options() {
-        Some(options) => pooler::parse_options(options)
-            .map_err(|why| Error::config("postgresql", format!("the URL's `options`: {why}")))?,
-        None => Vec::new(),
-    };
-    settings.extend(session_settings(config));
+    let mut settings = session_settings(config);
     if scan {
         settings.extend(ITERATIVE_SCAN.map(|(n, v)| (n.to_owned(), v.to_owned())));
     }
-    Ok(Some(TransactionSettings::new(settings)))
-}
-
-/// The first connection, proving the server answers and takes the
-/// credentials; in Direct mode also that no connection pooler sits in
-/// between (see `pooler::detect`), which would be refused here.
-async fn open_probe(
-    config: &PgConfig,
-    base: &PgConnectOptions,
-    context: &ErrorContext<'_>,
-) -> Result<PgConnection> {
-    let connect_error = |e| context.map(e, Phase::Connect);
-    if config.pooler == PoolerMode::Transaction {
-        return PgConnection::connect_with(base)
-            .await
-            .map_err(connect_error);
-    }
-    let marked = base.clone().options([pooler::MARKER]);
-    let mut probe = PgConnection::connect_with(&marked)
-        .await
-        .map_err(|e| pooler::refused_startup(&e).unwrap_or_else(|| connect_error(e)))?;
-    pooler::check_direct(&mut probe)
-        .await
-        .map_err(connect_error)??;
-    Ok(probe)
+    pooler::transaction_settings(config, url, settings)
 }
 
 fn pool_options(config: &PgConfig) -> PgPoolOptions {

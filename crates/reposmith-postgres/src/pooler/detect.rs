@@ -16,23 +16,51 @@
 //! - PostgreSQL reports the marker (a dotted name is a custom setting any
 //!   session may set).
 //!
-//! Rejected signals: `server_version` and the other ParameterStatus values
-//! are the server's own, relayed by PgBouncer; `SHOW` commands other than
-//! PgBouncer's admin console reach the server; a BackendKeyData process id
-//! differing from `pg_backend_pid()` does expose any pooler (PgBouncer makes
-//! up its cancel keys) but sqlx does not expose the key, and it would also
-//! refuse a session-mode pooler, where Direct mode is correct.
+//! Rejected signals, checked the same way: `server_version` (and the other
+//! ParameterStatus values) is the server's own through PgBouncer too;
+//! `SHOW pools` and the like reach the server, PgBouncer answers them only
+//! on its admin database. The BackendKeyData process id does differ
+//! (PgBouncer makes up its cancel keys: 3595707665 against a
+//! `pg_backend_pid()` of 470, where PostgreSQL's own are equal), but sqlx
+//! keeps it private.
 
-use reposmith_core::Error;
-use sqlx::{PgConnection, Row};
+use reposmith_core::{Error, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::error::{ErrorContext, Phase};
+use crate::{PgConfig, PoolerMode};
 
 /// The setting the probe connection sends as a startup option in Direct mode.
-pub(crate) const MARKER: (&str, &str) = ("reposmith.pooler_check", "direct");
+const MARKER: (&str, &str) = ("reposmith.pooler_check", "direct");
+
+/// The first connection of [`PgBackend::connect`](crate::PgBackend::connect),
+/// proving the server answers and takes the credentials; in Direct mode
+/// also that no pooler sits in between, else [`Error::Config`] naming the
+/// setting.
+pub(crate) async fn open_probe(
+    config: &PgConfig,
+    options: &PgConnectOptions,
+    context: &ErrorContext<'_>,
+) -> Result<PgConnection> {
+    let connect_error = |e| context.map(e, Phase::Connect);
+    if config.pooler == PoolerMode::Transaction {
+        return PgConnection::connect_with(options)
+            .await
+            .map_err(connect_error);
+    }
+    let marked = options.clone().options([MARKER]);
+    let mut probe = PgConnection::connect_with(&marked)
+        .await
+        .map_err(|e| refused_startup(&e).unwrap_or_else(|| connect_error(e)))?;
+    check_direct(&mut probe).await.map_err(connect_error)??;
+    Ok(probe)
+}
 
 /// The refusal when the server turned the connection away over a startup
 /// parameter: PgBouncer (and poolers like it) refuse `options`, which
 /// PostgreSQL accepts.
-pub(crate) fn refused_startup(error: &sqlx::Error) -> Option<Error> {
+fn refused_startup(error: &sqlx::Error) -> Option<Error> {
     let sqlx::Error::Database(db) = error else {
         return None;
     };
@@ -49,7 +77,7 @@ pub(crate) fn refused_startup(error: &sqlx::Error) -> Option<Error> {
 /// Whether the session on `connection` reports [`MARKER`] as sent (a
 /// session of PostgreSQL's own); `Err` of [`Error::Config`] when not. One
 /// simple-protocol statement, safe whatever sits in between.
-pub(crate) async fn check_direct(connection: &mut PgConnection) -> sqlx::Result<Result<(), Error>> {
+async fn check_direct(connection: &mut PgConnection) -> sqlx::Result<Result<()>> {
     let sql = "SELECT current_setting('reposmith.pooler_check', true)";
     let row = sqlx::raw_sql(sql).fetch_one(connection).await?;
     let seen: Option<String> = row.try_get(0)?;

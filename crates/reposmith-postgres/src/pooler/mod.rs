@@ -58,8 +58,8 @@ use sqlx::AssertSqlSafe;
 
 use crate::executor::Held;
 
-pub(crate) use detect::{MARKER, check_direct, refused_startup};
-pub(crate) use settings::{TransactionSettings, connect_options, parse_options, without_options};
+pub(crate) use detect::open_probe;
+pub(crate) use settings::{TransactionSettings, connect_options, transaction_settings};
 
 /// A failed [`run`]: the error, and whether it came from `COMMIT` (after
 /// which a write's outcome may be unknown).

@@ -4,8 +4,11 @@
 
 use std::sync::{Arc, RwLock};
 
-use reposmith_core::{Error, Result};
+use reposmith_core::{ConnectionUrl, Error, Result};
 use sqlx::postgres::PgConnectOptions;
+
+use crate::backend::parse_url;
+use crate::{PgConfig, PoolerMode};
 
 /// The settings a pool replays after each `BEGIN`, as one `SELECT
 /// set_config(name, value, true), ...` (`set_config` with `is_local` is
@@ -66,14 +69,37 @@ fn literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// Transaction mode's connect options from `options` parsed from a URL
-/// without its `options` ([`without_options`]): no statement cache (so no
+/// What each transaction on the server at `url` replays behind a
+/// transaction pooler: the `-c` settings of the URL's `options`, then
+/// `session` (in `options` order, so a later one wins as it would at
+/// connect). `None` in Direct mode, where sessions get them at connect.
+pub(crate) fn transaction_settings(
+    config: &PgConfig,
+    url: &ConnectionUrl,
+    session: Vec<(String, String)>,
+) -> Result<Option<TransactionSettings>> {
+    if config.pooler == PoolerMode::Direct {
+        return Ok(None);
+    }
+    let mut settings = match parse_url(url)?.get_options() {
+        Some(options) => parse_options(options)
+            .map_err(|why| Error::config("postgresql", format!("the URL's `options`: {why}")))?,
+        None => Vec::new(),
+    };
+    settings.extend(session);
+    Ok(Some(TransactionSettings::new(settings)))
+}
+
+/// Transaction mode's connect options for the server at `url`: the URL
+/// without its `options` ([`without_options`]), no statement cache (so no
 /// named statements, see the module docs) and no `extra_float_digits`,
 /// which PgBouncer refuses unless told to ignore it (servers since 12
 /// already print floats exactly). Refused when `PGOPTIONS` still sets
 /// startup options: sqlx has no way to drop them, and the pooler would
 /// refuse the connection.
-pub(crate) fn connect_options(options: PgConnectOptions) -> Result<PgConnectOptions> {
+pub(crate) fn connect_options(config: &PgConfig, url: &ConnectionUrl) -> Result<PgConnectOptions> {
+    let bare = ConnectionUrl::new(without_options(url.expose()));
+    let options = parse_url(&bare)?.application_name(&config.application_name);
     if options.get_options().is_some() {
         return Err(Error::config(
             "PGOPTIONS",
@@ -87,7 +113,7 @@ pub(crate) fn connect_options(options: PgConnectOptions) -> Result<PgConnectOpti
 
 /// `url` without its `options=...` and `options[name]=...` query
 /// parameters, which a pooler would refuse at connect.
-pub(crate) fn without_options(url: &str) -> String {
+fn without_options(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_owned();
     };
@@ -107,7 +133,7 @@ pub(crate) fn without_options(url: &str) -> String {
 /// The settings of a libpq `options` string (`-c name=value`, `-cname=value`
 /// or `--name=value`, separated by spaces, `\` escaping the next
 /// character), in order; anything else is refused with the word.
-pub(crate) fn parse_options(options: &str) -> std::result::Result<Vec<(String, String)>, String> {
+fn parse_options(options: &str) -> std::result::Result<Vec<(String, String)>, String> {
     let mut words = words(options).into_iter();
     let mut settings = Vec::new();
     while let Some(word) = words.next() {
