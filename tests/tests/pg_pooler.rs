@@ -292,6 +292,40 @@ async fn a_session_reads_its_write_on_a_replica_behind_pgbouncer() {
     admin.close().await;
 }
 
+/// The outbox relay behind PgBouncer polls (`LISTEN` cannot work there):
+/// a committed unit's event reaches its handler within a poll interval,
+/// and the outbox's own statements (admin, purge) run in the pooler's shape.
+#[tokio::test]
+async fn the_outbox_relay_polls_and_delivers_behind_pgbouncer() {
+    use reposmith::outbox::{Outbox, OutboxMessage, Relay, RelayOptions};
+    let db = PoolerDb::new().await;
+    db.pg.create_outbox_tables().await.unwrap();
+    let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Relay::new(&db.pg)
+        .handler("pooler-test.noted", move |message: OutboxMessage| {
+            let sent = sent.clone();
+            async move {
+                let _ = sent.send(message.id);
+                Ok(())
+            }
+        })
+        .unwrap()
+        .options(RelayOptions::default().poll_interval(Duration::from_millis(200)))
+        .spawn();
+    let unit = db.pg.begin().await.unwrap();
+    let id = unit.publish_on("pooler-test.noted", &"hello").unwrap();
+    unit.commit().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the polling relay delivered within seconds");
+    assert_eq!(got, Some(id));
+    relay.shutdown().await.unwrap();
+    let outbox = Outbox::new(&db.pg);
+    assert_eq!(outbox.stats().await.unwrap().pending, 0);
+    assert_eq!(outbox.purge_done(Duration::ZERO).await.unwrap(), 1);
+    db.cleanup().await;
+}
+
 /// A point with an HNSW index, for searches through PgBouncer.
 #[derive(Debug, Clone, PartialEq, reposmith::Repository)]
 #[repo(table = "pooler_points", backend = "postgres")]
