@@ -439,39 +439,59 @@ async fn transaction_mode_leaves_no_statement_or_setting_behind() {
     admin.close().await;
 }
 
-/// The price of the shape, measured rather than asserted: get-by-id on the
-/// direct server in both modes, one connection each. Run with
+/// The price of the shape, measured rather than asserted: get-by-id on
+/// one connection, Direct and Transaction mode on the direct server, and
+/// Transaction mode through PgBouncer when it runs. Run with
 /// `--nocapture` to see it.
 #[tokio::test]
 async fn transaction_mode_cost_on_a_direct_server() {
-    const GETS: u32 = 2_000;
     let namespace = unique_name("pgpooler");
     let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let url = in_schema(&database_url(), &namespace);
+    let direct = in_schema(&database_url(), &namespace);
+    let mut runs = vec![
+        ("Direct", direct.clone(), PoolerMode::Direct),
+        ("Transaction", direct, PoolerMode::Transaction),
+    ];
+    if let Some(pgbouncer) = pgbouncer_url() {
+        let through = in_schema(&pgbouncer, &namespace);
+        runs.push((
+            "Transaction through PgBouncer",
+            through,
+            PoolerMode::Transaction,
+        ));
+    }
     let mut rates = Vec::new();
-    for mode in [PoolerMode::Direct, PoolerMode::Transaction] {
-        let config = PgConfig::new(url.clone()).pooler(mode).max_connections(1);
-        let pg = PgBackend::connect(&config).await.unwrap();
-        pg.create_tables::<Doc>().await.unwrap();
-        let repo = pg.repo::<Doc>();
-        let doc = repo.insert(&Doc::new(format!("{mode:?}"))).await.unwrap();
-        repo.get(&doc.id).await.unwrap();
-        let started = Instant::now();
-        for _ in 0..GETS {
-            assert!(repo.get(&doc.id).await.unwrap().is_some());
-        }
-        let rate = f64::from(GETS) / started.elapsed().as_secs_f64();
-        eprintln!("{mode:?}: {rate:.0} get-by-id/s on one connection");
+    for (label, url, mode) in runs {
+        let rate = gets_per_second(PgConfig::new(url).pooler(mode), label).await;
+        eprintln!("{label}: {rate:.0} get-by-id/s on one connection");
         rates.push(rate);
-        pg.close().await;
     }
     eprintln!(
-        "Transaction mode: {:.2}x Direct's rate",
+        "Transaction mode: {:.2}x Direct's rate on the direct server",
         rates[1] / rates[0]
     );
     admin_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
+}
+
+/// Get-by-id calls a second with `config` on one connection.
+async fn gets_per_second(config: PgConfig, title: &str) -> f64 {
+    const GETS: u32 = 2_000;
+    let pg = PgBackend::connect(&config.max_connections(1))
+        .await
+        .unwrap();
+    pg.create_tables::<Doc>().await.unwrap();
+    let repo = pg.repo::<Doc>();
+    let doc = repo.insert(&Doc::new(title)).await.unwrap();
+    repo.get(&doc.id).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..GETS {
+        assert!(repo.get(&doc.id).await.unwrap().is_some());
+    }
+    let rate = f64::from(GETS) / started.elapsed().as_secs_f64();
+    pg.close().await;
+    rate
 }

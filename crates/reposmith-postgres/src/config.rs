@@ -125,7 +125,7 @@ pub struct PgConfig {
 /// detects and refuses are in the crate docs, "Behind PgBouncer". In
 /// short: every pool operation is `BEGIN` + the session settings as `SET
 /// LOCAL`, its statements (all unnamed), `COMMIT`; a get-by-id takes 4
-/// round trips instead of 1 (about a quarter of Direct's rate on one
+/// round trips instead of 1 (roughly a third of Direct's rate on one
 /// connection to a local server); and Direct mode refuses to connect
 /// through a pooler, naming this setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -75,10 +75,11 @@
 //! The cost: a get-by-id is 4 round trips instead of 1 (BEGIN and the
 //! settings; Parse and Describe; Bind and Execute; COMMIT: sqlx needs the
 //! statement's description before it binds an unnamed statement). Measured
-//! on one connection to a local server, without a pooler: about a quarter
-//! of Direct mode's rate (1.4k–1.9k against 6.0k–7.1k get-by-id/s, an
-//! unoptimized build; `pg_pooler.rs`'s cost test prints it). Through
-//! PgBouncer each round trip also pays the extra hop.
+//! on one connection to a local server without a pooler, on a busy 2-core
+//! machine (an unoptimized build; `pg_pooler.rs`'s cost test prints it):
+//! roughly a third of Direct mode's rate, typically 1.4k–2.3k against
+//! 4.7k–7.1k get-by-id/s. Through PgBouncer every round trip also pays the
+//! extra hop: 0.9k–1.5k get-by-id/s.
 //!
 //! In the default [`PoolerMode::Direct`], [`PgBackend::connect`] refuses a
 //! pooler with [`Error::Config`](reposmith_core::Error::Config) naming
