@@ -409,7 +409,7 @@ async fn connect_replicas(
     transaction: impl Fn(&ConnectionUrl) -> Result<Option<TransactionSettings>>,
 ) -> Result<Arc<Replicas>> {
     let deadline = config.connect_timeout;
-    let system = tokio::time::timeout(deadline, probe::primary_system(probe, &config.url))
+    let (system, head) = tokio::time::timeout(deadline, probe::primary_system(probe, &config.url))
         .await
         .map_err(|_| Error::connect_timed_out(Backend::Postgres, config.url.target(), deadline))?
         .map_err(|e| context.map(e, Phase::Connect))?;
@@ -426,7 +426,8 @@ async fn connect_replicas(
         .iter()
         .zip(&options)
         .map(|(replica, options)| async {
-            let up = probe::check_at_connect(replica, options, &system, deadline).await?;
+            let primary = (system.as_str(), head);
+            let up = probe::check_at_connect(replica, options, primary, deadline).await?;
             replica.set_up(up, "answering and in recovery at connect");
             Ok::<(), Error>(())
         });

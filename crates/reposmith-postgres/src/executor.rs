@@ -217,12 +217,15 @@ const CLIENT_DEADLINE_SLACK: Duration = Duration::from_secs(5);
 /// operation is safe: a pooled connection is then closed, and a unit of
 /// work is poisoned (see `unit.rs`).
 pub(crate) trait Bounded<T>: Future<Output = Result<T>> + Sized {
-    /// `self`, failing with [`Error::Timeout`] after `statement_timeout` plus slack.
+    /// `self`, failing with [`Error::Timeout`] after `statement_timeout` plus
+    /// slack; with replicas, plus what a read may spend before its attempt
+    /// on the primary (its session's wait and a replica's attempt), so a
+    /// read cut on a stalled replica still gets its full time there.
     fn bounded(self, exec: &Executor) -> impl Future<Output = Result<T>> {
-        let deadline = exec
-            .backend()
+        let backend = exec.backend();
+        let deadline = backend
             .statement_timeout()
-            .map(|t| t + CLIENT_DEADLINE_SLACK);
+            .map(|t| t + CLIENT_DEADLINE_SLACK + backend.replica_budget());
         async move {
             let Some(after) = deadline else {
                 return self.await;

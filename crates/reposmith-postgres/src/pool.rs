@@ -304,6 +304,14 @@ impl PooledConnection {
                     .try_downcast_ref::<PgDatabaseError>()
                     .map(|e| (e.severity(), e.code()));
                 match severity {
+                    // 25006: a write refused as read-only. The server is a
+                    // standby now (a failover demoted it behind the same
+                    // address): drop this session and the idle ones, so
+                    // new connections find the new primary.
+                    Some((PgSeverity::Error, "25006")) => {
+                        self.pool.flush_idle();
+                        false
+                    }
                     Some((PgSeverity::Error, code)) => code != "0A000",
                     Some((PgSeverity::Fatal | PgSeverity::Panic, _)) => {
                         self.pool.flush_idle();

@@ -31,6 +31,7 @@ use crate::{PgBackend, query};
 /// A write in a [`Session`](crate::Session) records the position of its commit there.
 macro_rules! write_path {
     ($repo:expr, |$twin:ident| $work:expr) => {{
+        let guard = $repo.track_guard();
         let written = match $repo.write_path() {
             crate::cache::WritePath::OwnUnit => {
                 $repo.in_own_unit(|$twin| async move { $work.await }).await
@@ -42,15 +43,10 @@ macro_rules! write_path {
         };
         // Also when the outcome is unknown: waiting for a write that did
         // not happen costs a wait; missing one that did is a stale read.
-        if matches!(
-            written,
-            Ok(_)
-                | Err(reposmith_core::Error::CommitOutcomeUnknown { .. })
-                | Err(reposmith_core::Error::ConnectionLost { .. })
-                | Err(reposmith_core::Error::Timeout { .. })
-        ) {
+        if crate::replica::may_have_committed(&written) {
             $repo.track_commit().await;
         }
+        guard.disarm();
         written
     }};
 }

@@ -149,7 +149,9 @@ impl<E: Entity> PgRepository<E> {
     ) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
         let previous = after.as_ref().map(|a| (a.score, a.ids.clone()));
         // The recall monitor samples first pages on the pool (see `recall`).
-        let eligible = after.is_none() && !self.exec.in_unit();
+        // Not a search a replica answers: the exact re-run reads the
+        // primary, and lag between the two would count as lost recall.
+        let eligible = after.is_none() && !self.exec.in_unit() && self.reads_on_primary();
         let backend = self.exec.backend();
         let sample = backend.recall().ticket(backend, &query, eligible);
         let built = search_sql(&query, after)?;

@@ -376,6 +376,9 @@ impl PgUnitOfWork {
             (Some(cache), false) => Some(cache.arm(invalidation)),
             _ => None,
         };
+        // Armed before COMMIT is sent, like the cache's guard: a commit()
+        // cut from here on may have committed without the session knowing.
+        let track = crate::replica::TrackGuard::new(self.session());
         let ended = self.end_transaction("COMMIT").await;
         self.finished = true;
         let ended = ended.map_err(|err| self.commit_error(err));
@@ -390,20 +393,25 @@ impl PgUnitOfWork {
             }
         }
         self.track_commit(&ended).await;
+        track.disarm();
         ended
+    }
+
+    /// The session following the unit, if any.
+    fn session(&self) -> Option<crate::replica::Session> {
+        self.shared
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// After COMMIT: the session following the unit records its position
     /// (also when the outcome is unknown: a read that waits for nothing
     /// it needs costs only the wait).
     async fn track_commit(&self, ended: &Result<()>) {
-        let session = self
-            .shared
-            .session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let (Some(session), Ok(()) | Err(Error::CommitOutcomeUnknown { .. })) = (session, ended)
+        if let (Some(session), Ok(()) | Err(Error::CommitOutcomeUnknown { .. })) =
+            (self.session(), ended)
         {
             self.shared.backend.track_commit(&session).await;
         }

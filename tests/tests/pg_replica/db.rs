@@ -41,6 +41,14 @@ impl ReplicaDb {
     pub(crate) async fn new(
         tune: impl FnOnce(ReplicaConfig) -> ReplicaConfig,
     ) -> Option<ReplicaDb> {
+        ReplicaDb::with_statement_timeout(Duration::from_secs(30), tune).await
+    }
+
+    /// [`ReplicaDb::new`] with sessions' `statement_timeout` at `timeout`.
+    pub(crate) async fn with_statement_timeout(
+        timeout: Duration,
+        tune: impl FnOnce(ReplicaConfig) -> ReplicaConfig,
+    ) -> Option<ReplicaDb> {
         pg_replica::required(pg_replica::REPLICA_URL)?;
         resume_replay().await;
         let admin = PgBackend::connect(&PgConfig::new(database_url()))
@@ -52,6 +60,7 @@ impl ReplicaDb {
             .probe_interval(Duration::from_millis(100));
         let config = PgConfig::new(in_schema(&database_url(), &namespace))
             .application_name(namespace.clone())
+            .statement_timeout(Some(timeout))
             .replicas(tune(replicas));
         let pg = PgBackend::connect(&config).await.unwrap();
         pg.create_tables::<Doc>().await.unwrap();
@@ -62,6 +71,11 @@ impl ReplicaDb {
         };
         db.caught_up().await;
         Some(db)
+    }
+
+    /// A connection of its own to the primary (to hold a transaction open).
+    pub(crate) async fn primary_connection(&self) -> PgConnection {
+        PgConnection::connect(&database_url()).await.unwrap()
     }
 
     /// Runs `statement` on the primary.

@@ -5,9 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use reposmith::postgres::ReplicaConfig;
+use reposmith::postgres::sqlx::{self, AssertSqlSafe};
+use reposmith::{ConnectionUrl, Error};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::pg_replica::{start_replica, stop_replica};
+use reposmith_tests::pg_replica::{self, start_replica, stop_replica};
+use reposmith_tests::with_host;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 
 use super::db::{ReplicaDb, Servers, pause_replay, resume_replay};
 
@@ -137,8 +144,9 @@ async fn a_recovery_conflict_on_the_replica_is_retried_on_the_primary() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut conflicts, mut reads) = (0, 0);
     while conflicts == 0 && Instant::now() < deadline {
-        // A filter no index serves: a scan of every row, long enough to conflict.
-        let n = docs.count(Doc::TITLE.contains("conflict 4")).await;
+        // A filter no index serves, ten patterns per row: a scan long
+        // enough (tens of ms) to outlast the replica's 20 ms grace.
+        let n = docs.count(slow_filter()).await;
         assert_eq!(n.expect("a conflict must not surface"), 11_111);
         reads += 1;
         conflicts += servers
@@ -152,4 +160,131 @@ async fn a_recovery_conflict_on_the_replica_is_retried_on_the_primary() {
     eprintln!("{reads} reads, {conflicts} retried after a recovery conflict");
     assert!(conflicts > 0, "no recovery conflict in {reads} reads");
     Arc::into_inner(db).unwrap().cleanup().await;
+}
+
+/// Matches "conflict 4…" only, after trying nine patterns no row has.
+fn slow_filter() -> Filter<Doc> {
+    (0..9).fold(Doc::TITLE.ilike("%conflict 4%"), |filter, i| {
+        filter.or(Doc::TITLE.ilike(format!("%nothing {i}%")))
+    })
+}
+
+/// A statement timeout on the replica is the query's own: returned as
+/// `Timeout`, not retried on the primary, and the replica stays up. The
+/// replica's read waits on a lock replayed from the primary, which holds
+/// it in an open transaction.
+#[tokio::test]
+async fn a_statement_timeout_on_the_replica_is_returned_and_keeps_it_up() {
+    let Some(db) = ReplicaDb::with_statement_timeout(Duration::from_millis(300), |r| r).await
+    else {
+        return;
+    };
+    let docs = db.pg.repo::<Doc>();
+    docs.insert(&Doc::new("locked")).await.unwrap();
+    db.caught_up().await;
+    let mut locker = db.primary_connection().await;
+    let lock = format!(
+        "BEGIN; LOCK TABLE \"{}\".docs IN ACCESS EXCLUSIVE MODE",
+        db.namespace
+    );
+    sqlx::raw_sql(AssertSqlSafe(lock))
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // Another commit flushes the lock's WAL record to the replica.
+    db.primary_sql("SELECT txid_current()").await;
+    db.caught_up().await;
+    let started = Instant::now();
+    let outcome = docs.count(Filter::all()).await;
+    let took = started.elapsed();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Err(Error::Timeout { .. })), "{outcome:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "retried elsewhere: {took:?}"
+    );
+    assert!(db.pg.replicas()[0].up, "{:?}", db.pg.replicas());
+    db.cleanup().await;
+}
+
+/// A replica that stops answering (its packets held, sockets open) costs a
+/// read `statement_timeout` + 1 s, then the read runs on the primary and
+/// succeeds; the replica is marked down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_read_falls_back_to_the_primary() {
+    let Some(url) = pg_replica::required(pg_replica::REPLICA_URL) else {
+        return;
+    };
+    let upstream = url
+        .split_once('@')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stall = Arc::new(AtomicBool::new(false));
+    let port = stalling_proxy(upstream, Arc::clone(&stall)).await;
+    let proxied = with_host(&url, &format!("127.0.0.1:{port}"));
+    let tune = |mut r: ReplicaConfig| {
+        let namespace_url = r.urls[0].expose().replace(&url, &proxied);
+        r.urls = vec![ConnectionUrl::new(namespace_url)];
+        r.probe_interval(Duration::from_secs(30))
+    };
+    let Some(db) = ReplicaDb::with_statement_timeout(Duration::from_millis(300), tune).await else {
+        return;
+    };
+    let docs = db.pg.repo::<Doc>();
+    docs.insert(&Doc::new("x")).await.unwrap();
+    db.caught_up().await;
+    assert_eq!(docs.count(Filter::all()).await.unwrap(), 1);
+    assert_eq!(db.pg.read_stats().replicas, 1);
+    stall.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let outcome = docs.count(Filter::all()).await;
+    let took = started.elapsed();
+    stall.store(false, Ordering::Relaxed);
+    assert_eq!(outcome.unwrap(), 1);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(!db.pg.replicas()[0].up);
+    db.cleanup().await;
+}
+
+/// A TCP proxy to `upstream` that holds every packet while `stall` is set.
+async fn stalling_proxy(upstream: String, stall: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let ((client_in, client_out), (server_in, server_out)) =
+                (client.into_split(), server.into_split());
+            tokio::spawn(pump(client_in, server_out, Arc::clone(&stall)));
+            tokio::spawn(pump(server_in, client_out, Arc::clone(&stall)));
+        }
+    });
+    port
+}
+
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, stall: Arc<AtomicBool>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while stall.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
 }

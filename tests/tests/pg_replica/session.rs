@@ -128,11 +128,35 @@ async fn a_thousand_commit_then_read_cycles_never_read_stale() {
             .filter(|s| *s != "primary")
             .count();
     }
-    eprintln!("1000 cycles: {on_replica} reads answered by the replica, {stale} stale");
+    let stats = db.pg.read_stats();
+    eprintln!(
+        "1000 cycles: {on_replica} reads answered by the replica, {stale} stale; {} waited \
+         for replay, {} µs in all",
+        stats.waits, stats.waited_us
+    );
     assert_eq!(stale, 0);
     assert!(
         on_replica >= 500,
         "only {on_replica} of 1000 reads on the replica"
     );
+    db.cleanup().await;
+}
+
+/// A bulk load in a session records its commits: the session's next read
+/// waits for them.
+#[tokio::test]
+async fn a_bulk_load_in_a_session_records_its_commits() {
+    let Some(db) = ReplicaDb::new(|r| r.read_your_writes_timeout(Duration::from_millis(300))).await
+    else {
+        return;
+    };
+    let session = Session::new();
+    let docs = db.pg.repo::<Doc>().in_session(&session);
+    pause_replay().await;
+    let rows: Vec<Doc> = (0..10).map(|i| Doc::new(format!("bulk {i}"))).collect();
+    docs.bulk_load(&rows).await.unwrap();
+    assert!(session.position().is_some(), "bulk_load recorded nothing");
+    let count = docs.count(reposmith_core::Filter::all()).await.unwrap();
+    assert_eq!(count, 10, "the session read missed its own load");
     db.cleanup().await;
 }

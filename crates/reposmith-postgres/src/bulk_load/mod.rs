@@ -584,9 +584,15 @@ impl<E: Entity> PgRepository<E> {
         refuse_behind_pooler(self, "bulk_load")?;
         options.validate()?;
         let span = crate::repository::span("bulk_load", E::SCHEMA.table);
-        let report = build::load(self, rows, options)
+        let guard = self.track_guard();
+        let loaded = build::load(self, rows, options)
             .instrument(span.clone())
-            .await?;
+            .await;
+        // A load in a session records its commits, a failed one's too: its
+        // batches commit one by one, so some may have before the failure.
+        self.track_commit().await;
+        guard.disarm();
+        let report = loaded?;
         span.record("db.rows_affected", report.rows);
         // bulk_load commits its own transactions: the cache is told after
         // them, directly (not through the outbox).

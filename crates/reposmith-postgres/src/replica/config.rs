@@ -12,8 +12,10 @@ pub enum ReplicaFallback {
     /// Run on the primary, with a `reposmith.replica` warning event (the default).
     #[default]
     Primary,
-    /// Fail with [`Error::Unavailable`]: for deployments where the primary
-    /// must never take the read load.
+    /// Fail with [`Error::Unavailable`] when no replica is up and within
+    /// `max_lag`, instead of moving the whole read load to the primary.
+    /// Single reads still run there: a session read whose wait passed its
+    /// deadline, and a read retried after a replica failed it.
     Fail,
 }
 

@@ -17,6 +17,8 @@ pub(crate) mod probe;
 pub(crate) mod read;
 mod scope;
 
+pub(crate) use scope::{TrackGuard, may_have_committed};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -74,7 +76,8 @@ impl Replica {
             base,
             pool,
             up: AtomicBool::new(false),
-            lag: AtomicU64::new(0),
+            // Unknown until measured: not served by default reads before.
+            lag: AtomicU64::new(u64::MAX),
             replayed: AtomicU64::new(0),
             served: AtomicU64::new(0),
         }
@@ -133,7 +136,8 @@ pub struct ReplicaStatus {
     pub name: String,
     /// Answering, in recovery and of the primary's cluster.
     pub up: bool,
-    /// Bytes of WAL behind the primary at the last probe.
+    /// Bytes of WAL behind the primary at the last probe (`u64::MAX` until
+    /// first measured).
     pub lag_bytes: u64,
     /// Its replay position at the last probe or read-your-writes wait.
     pub replayed: WalPosition,
@@ -202,8 +206,8 @@ pub(crate) struct Replicas {
 /// Where one read attempt goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Choice {
-    /// Replica at this index; `wait` when its known replay position is behind the session's.
-    Replica { index: usize, wait: bool },
+    /// The replica at this index.
+    Replica { index: usize },
     /// No replica may serve it: the primary (or, configured so, fail).
     None,
 }
@@ -227,8 +231,8 @@ impl Replicas {
     }
 
     /// The replica for a read that must see `want` (if any), skipping
-    /// `exclude`: first one already known to have replayed `want`, else the
-    /// next eligible one round-robin (to be waited on).
+    /// `exclude`: the first one last seen past `want`, else the next
+    /// eligible one round-robin (the read checks and waits on it either way).
     pub(crate) fn choose(
         &self,
         want: Option<WalPosition>,
@@ -247,11 +251,8 @@ impl Replicas {
             .filter(|&i| self.eligible(&self.members[i], pinned))
             .collect();
         let caught_up = |i: &usize| want.is_none_or(|w| self.members[*i].replayed() >= w);
-        if let Some(&index) = eligible.iter().find(|i| caught_up(i)) {
-            return Choice::Replica { index, wait: false };
-        }
-        match eligible.first() {
-            Some(&index) => Choice::Replica { index, wait: true },
+        match eligible.iter().find(|i| caught_up(i)).or(eligible.first()) {
+            Some(&index) => Choice::Replica { index },
             None => Choice::None,
         }
     }

@@ -83,8 +83,12 @@ impl FromStr for WalPosition {
 /// requests (a cookie, a header), send [`Session::token`] and rebuild it with
 /// [`Session::resume`].
 ///
-/// A token is not a secret and grants nothing: a forged one can at most
-/// make its own reads wait for the timeout and run on the primary.
+/// A token is not a secret and grants nothing, but it steers reads: a
+/// forged position ahead of the primary makes each of its reads hold a
+/// replica connection for up to `read_your_writes_timeout` and then run on
+/// the primary. Behind a public endpoint, sign the token (or keep it
+/// server-side) if clients are not trusted. A token that does not parse is
+/// [`Error::InvalidInput`]: treat it as a new session.
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     /// The latest position written, 0 when none.
@@ -121,9 +125,18 @@ impl Session {
         }
     }
 
-    /// Records a commit at `position` (positions only move forward).
+    /// Records a commit at `position` (positions only move forward). A
+    /// known position also replaces "unknown" ([`Session::lost_track`]):
+    /// a later commit's position covers every earlier commit.
     pub fn observe(&self, position: WalPosition) {
-        self.latest.fetch_max(position.0, Ordering::AcqRel);
+        let _ = self
+            .latest
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                match current == WalPosition::UNKNOWN.0 && position != WalPosition::UNKNOWN {
+                    true => Some(position.0),
+                    false => (position.0 > current).then_some(position.0),
+                }
+            });
     }
 
     /// Records a commit whose position could not be read (the server went
@@ -187,5 +200,22 @@ mod tests {
             WalPosition::from_u64(10).bytes_after(WalPosition::from_u64(30)),
             0
         );
+    }
+}
+
+#[cfg(test)]
+mod lost_track_tests {
+    use super::*;
+
+    #[test]
+    fn a_known_position_replaces_an_unknown_one() {
+        let session = Session::new();
+        session.observe(WalPosition::from_u64(0x500));
+        session.lost_track();
+        assert_eq!(session.position(), Some(WalPosition::UNKNOWN));
+        session.observe(WalPosition::from_u64(0x600));
+        assert_eq!(session.position(), Some(WalPosition::from_u64(0x600)));
+        session.observe(WalPosition::from_u64(0x100));
+        assert_eq!(session.position(), Some(WalPosition::from_u64(0x600)));
     }
 }

@@ -36,18 +36,28 @@ async fn identity(connection: &mut PgConnection) -> sqlx::Result<Identity> {
     })
 }
 
-/// The primary's system identifier, and a refusal when the primary URL
-/// names a standby (every write would fail with SQLSTATE 25006).
+/// The primary's system identifier and current WAL position (a warning
+/// when the primary URL names a standby: every write would fail with
+/// SQLSTATE 25006).
 pub(crate) async fn primary_system(
     connection: &mut PgConnection,
     url: &reposmith_core::ConnectionUrl,
-) -> std::result::Result<String, sqlx::Error> {
+) -> std::result::Result<(String, Option<WalPosition>), sqlx::Error> {
     let me = identity(connection).await?;
     if me.in_recovery {
         tracing::warn!(target: "reposmith.replica", primary = %url,
             "the primary URL names a server in recovery: writes will fail");
     }
-    Ok(me.system)
+    let head = head_of(connection).await?;
+    Ok((me.system, head))
+}
+
+/// `pg_current_wal_lsn()` on a primary, in one simple-protocol exchange.
+async fn head_of(connection: &mut PgConnection) -> sqlx::Result<Option<WalPosition>> {
+    let row = sqlx::raw_sql("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(connection)
+        .await?;
+    Ok(row.try_get::<String, _>(0)?.parse().ok())
 }
 
 /// Why `replica` cannot serve as a replica of the cluster `system`, if it cannot.
@@ -75,14 +85,15 @@ fn refusal(replica: &Replica, me: &Identity, system: &str) -> Option<String> {
 pub(crate) async fn check_at_connect(
     replica: &Replica,
     options: &PgConnectOptions,
-    system: &str,
+    (system, head): (&str, Option<WalPosition>),
     timeout: Duration,
 ) -> Result<bool> {
     let attempt = tokio::time::timeout(timeout, async {
         let mut connection = PgConnection::connect_with(options).await?;
-        let me = identity(&mut connection).await;
+        let me = identity(&mut connection).await?;
+        // Proven, so it serves the first read.
         replica.pool.adopt(connection);
-        me
+        Ok::<_, sqlx::Error>(me)
     })
     .await;
     match attempt {
@@ -91,6 +102,9 @@ pub(crate) async fn check_at_connect(
             None => {
                 if let Some(position) = me.replayed {
                     replica.saw_replayed(position);
+                    if let Some(head) = head {
+                        replica.set_lag(head.bytes_after(position));
+                    }
                 }
                 Ok(true)
             }
@@ -127,6 +141,7 @@ async fn run(replicas: Weak<Replicas>, target: ProbeTarget) {
     let count = target.replicas.len();
     let mut primary: Option<PgConnection> = None;
     let mut links: Vec<Option<PgConnection>> = (0..count).map(|_| None).collect();
+    let mut blind = false;
     loop {
         let Some(set) = replicas.upgrade() else {
             return;
@@ -135,46 +150,70 @@ async fn run(replicas: Weak<Replicas>, target: ProbeTarget) {
         let timeout = set.config.probe_timeout;
         // Replicas first, then the primary: lag is then over- rather than
         // under-estimated.
-        let mut seen = Vec::with_capacity(count);
+        let mut verdicts = Vec::with_capacity(count);
         for (i, replica) in set.members.iter().enumerate() {
-            let options = &target.replicas[i];
-            let me = measure(&mut links[i], options, timeout).await;
-            seen.push(judge(replica, me, &target.system));
+            let me = measure(&mut links[i], &target.replicas[i], timeout).await;
+            verdicts.push(judge(replica, me, &target.system));
         }
         let head = position(&mut primary, &target.primary, timeout).await;
-        for (replica, replayed) in set.members.iter().zip(seen) {
-            if let (Some(head), Some(replayed)) = (head, replayed) {
-                replica.set_lag(head.bytes_after(replayed));
-            }
+        note_blindness(&mut blind, head.is_none());
+        for (replica, verdict) in set.members.iter().zip(verdicts) {
+            apply(replica, verdict, head);
         }
         drop(set);
         tokio::time::sleep(every).await;
     }
 }
 
-/// Marks `replica` up or down from one measurement; its replay position when up.
-fn judge(
-    replica: &Replica,
-    me: std::result::Result<Identity, String>,
-    system: &str,
-) -> Option<WalPosition> {
+/// What one probe of a replica found.
+enum Verdict {
+    /// Not usable, and why.
+    Down(String),
+    /// A standby of this primary at this replay position (if it has one).
+    Standby(Option<WalPosition>),
+}
+
+/// Marks `replica` from `verdict`: its lag (from the primary's `head`,
+/// when the primary answered) is set before it counts as up, so a replica
+/// back from an outage is not served with the lag it had before.
+fn apply(replica: &Replica, verdict: Verdict, head: Option<WalPosition>) {
+    match verdict {
+        Verdict::Down(reason) => replica.set_up(false, &reason),
+        Verdict::Standby(replayed) => {
+            if let (Some(head), Some(replayed)) = (head, replayed) {
+                replica.set_lag(head.bytes_after(replayed));
+            }
+            replica.set_up(true, "answering and in recovery");
+        }
+    }
+}
+
+/// Logs once per outage that the primary's position cannot be read: lags
+/// then keep their last measurement (unknown ones stay unknown, so such a
+/// replica serves only reads pinned to replicas).
+fn note_blindness(blind: &mut bool, now: bool) {
+    if now && !*blind {
+        tracing::warn!(target: "reposmith.replica",
+            "the probe cannot read the primary's WAL position: replica lags are not updated");
+    } else if !now && *blind {
+        tracing::info!(target: "reposmith.replica", "the probe reads the primary again");
+    }
+    *blind = now;
+}
+
+/// What one measurement says about `replica`.
+fn judge(replica: &Replica, me: std::result::Result<Identity, String>, system: &str) -> Verdict {
     match me {
         Ok(me) => match refusal(replica, &me, system) {
-            Some(reason) => {
-                replica.set_up(false, &reason);
-                None
-            }
+            Some(reason) => Verdict::Down(reason),
             None => {
-                let replayed = me.replayed?;
-                replica.saw_replayed(replayed);
-                replica.set_up(true, "answering and in recovery");
-                Some(replayed)
+                if let Some(replayed) = me.replayed {
+                    replica.saw_replayed(replayed);
+                }
+                Verdict::Standby(me.replayed)
             }
         },
-        Err(why) => {
-            replica.set_up(false, &replica.url.scrub(&why));
-            None
-        }
+        Err(why) => Verdict::Down(replica.url.scrub(&why)),
     }
 }
 

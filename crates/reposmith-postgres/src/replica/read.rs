@@ -25,6 +25,10 @@ enum Attempt<T> {
 /// Longest pause between two looks at a replica's replay position.
 const MAX_POLL: Duration = Duration::from_millis(20);
 
+/// Past the server's `statement_timeout`, how long a replica read may go
+/// unanswered before it counts as stalled and runs on the primary.
+const REPLICA_STALL_SLACK: Duration = Duration::from_secs(1);
+
 impl PgBackend {
     /// Runs the read `op` where `route` and the entity's `reads` send it.
     pub(crate) async fn read<T, F>(
@@ -51,17 +55,22 @@ impl PgBackend {
             return self.read_on_primary(schema, &mut op).await;
         }
         let pinned = route.pin.is_some();
-        let Choice::Replica { index, wait } = replicas.choose(want, pinned, None) else {
+        let Choice::Replica { index } = replicas.choose(want, pinned, None) else {
             return self.no_replica(replicas, schema, &mut op).await;
         };
         let replica = &replicas.members[index];
+        // A session's position is checked on the connection the read runs
+        // on, even for a replica known to be past it: one replica URL may
+        // lead to several standbys (a load balancer), each at its own position.
         match self
-            .on_replica(replicas, replica, want.filter(|_| wait), schema, &mut op)
+            .on_replica(replicas, replica, want, schema, &mut op)
             .await
         {
             Attempt::Done(result) => {
                 replicas.serving_again();
-                replica.answered();
+                if result.is_ok() {
+                    replica.answered();
+                }
                 result
             }
             Attempt::Elsewhere(reason) => {
@@ -106,6 +115,22 @@ impl PgBackend {
         self.read_on_primary(schema, op).await
     }
 
+    /// How long one read attempt on a replica may take (with no statement
+    /// timeout, the client deadline's default).
+    fn replica_attempt_limit(&self) -> Duration {
+        self.statement_timeout().unwrap_or(Duration::from_secs(30)) + REPLICA_STALL_SLACK
+    }
+
+    /// What a read may spend before its attempt on the primary: the wait
+    /// for its session's writes and an attempt on a replica; zero without
+    /// replicas. The client-side deadline adds it (see `Bounded`).
+    pub(crate) fn replica_budget(&self) -> Duration {
+        match &self.replicas {
+            Some(r) => r.config.read_your_writes_timeout + self.replica_attempt_limit(),
+            None => Duration::ZERO,
+        }
+    }
+
     /// `error` from `replica`, naming the replica (its password masked).
     fn replica_error(
         &self,
@@ -143,16 +168,27 @@ impl PgBackend {
         if let Some(want) = want {
             let deadline = replicas.config.read_your_writes_timeout;
             let started = Instant::now();
-            let caught_up = wait_for(&mut held, replica, want, deadline).await;
+            let look = replicas.config.probe_timeout;
+            let (caught_up, looks) = wait_for(&mut held, replica, want, deadline, look).await;
             let waited = started.elapsed().as_micros() as u64;
             tracing::Span::current().record("reposmith.waited_us", waited);
-            replicas.counters.waited(waited);
+            // One look that found the position replayed is a check, not a wait.
+            if !caught_up || looks > 1 {
+                replicas.counters.waited(waited);
+            }
             if !caught_up {
                 return Attempt::Elsewhere("read-your-writes deadline passed on the replica");
             }
         }
         tracing::Span::current().record("reposmith.server", replica.name.as_str());
-        let outcome = crate::pooler::run(&mut held, op).await;
+        // A replica that stops answering (frozen, partitioned) is cut here,
+        // past the server's own statement timeout, so the read still has
+        // its budget for the primary (see `Bounded`).
+        let attempt = crate::pooler::run(&mut held, op);
+        let Ok(outcome) = tokio::time::timeout(self.replica_attempt_limit(), attempt).await else {
+            replica.set_up(false, "a read got no answer within statement_timeout + 1s");
+            return Attempt::Elsewhere("the replica stopped answering");
+        };
         match outcome.map_err(|failed| failed.error) {
             Ok(value) => Attempt::Done(Ok(value)),
             Err(error) => match elsewhere(&error) {
@@ -169,24 +205,27 @@ impl PgBackend {
 }
 
 /// Polls the replica's replay position on `held` until it reaches `want`
-/// (true) or `deadline` passes (false). A replica no longer in recovery is
-/// marked down. Positions only move forward, so once reached a read on the
+/// (true) or `deadline` passes (false), with the number of looks taken. A
+/// replica no longer in recovery is marked down. Positions only move forward, so once reached a read on the
 /// same connection sees the session's writes.
 async fn wait_for(
     held: &mut Held<'_>,
     replica: &Replica,
     want: WalPosition,
     deadline: Duration,
-) -> bool {
+    look_limit: Duration,
+) -> (bool, u32) {
     let until = Instant::now() + deadline;
     let mut pause = Duration::from_millis(1);
+    let mut looks = 0;
     loop {
+        looks += 1;
         let left = until.saturating_duration_since(Instant::now());
         let look = sqlx::raw_sql("SELECT pg_last_wal_replay_lsn()::text").fetch_one(&mut **held);
-        let Ok(outcome) = tokio::time::timeout(left.max(Duration::from_millis(1)), look).await
-        else {
+        // Each look may take a round trip, even the one at the deadline.
+        let Ok(outcome) = tokio::time::timeout(left.max(look_limit), look).await else {
             // Cut mid-statement: the connection is closed, not pooled.
-            return false;
+            return (false, looks);
         };
         held.settle(&outcome);
         let replayed = outcome
@@ -196,22 +235,22 @@ async fn wait_for(
             Ok(Some(position)) => {
                 replica.saw_replayed(position);
                 if position >= want {
-                    return true;
+                    return (true, looks);
                 }
             }
             Ok(None) => {
                 replica.set_up(false, "no longer in recovery (promoted?)");
-                return false;
+                return (false, looks);
             }
             Err(error) => {
                 replica.set_up(false, &replica.url.scrub(&error.to_string()));
-                return false;
+                return (false, looks);
             }
         }
         // The last look is at the deadline, not a pause before it.
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return false;
+            return (false, looks);
         }
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(MAX_POLL);
@@ -228,9 +267,11 @@ struct Retry {
 /// Whether a read that failed on a replica should run on the primary:
 /// connection-level failures (the replica stopped), recovery conflicts
 /// (SQLSTATE 40001/40P01: replay removed rows the query needed, or a lock
-/// it held), the server shutting down or refusing connections (class 57,
-/// 08) or out of connections (53300). Errors in the query itself would fail
-/// on the primary too and are returned.
+/// it held), the server shutting down or refusing connections (57P01-04,
+/// class 08), out of connections (53300), or an object the replica has not
+/// replayed yet (42P01, 42703, 42704, 42883). Errors in the query itself,
+/// a statement timeout among them, would fail on the primary too and are
+/// returned.
 fn elsewhere(error: &sqlx::Error) -> Option<Retry> {
     let gone = |reason| Some(Retry { down: true, reason });
     match error {
@@ -251,9 +292,19 @@ fn elsewhere(error: &sqlx::Error) -> Option<Retry> {
                     down: false,
                     reason: "the replica has no connection slot free",
                 }),
-                c if c.starts_with("57") || c.starts_with("08") => {
+                // The server going away (admin shutdown, crash, not yet
+                // accepting, database dropped); 57014, a statement timeout or
+                // cancel, is the query's own and would recur on the primary.
+                "57P01" | "57P02" | "57P03" | "57P04" => {
                     gone("the replica is shutting down or refused the session")
                 }
+                c if c.starts_with("08") => gone("the replica connection broke"),
+                // A table, column, type or function the replica has not
+                // replayed yet (a migration just applied on the primary).
+                "42P01" | "42703" | "42704" | "42883" => Some(Retry {
+                    down: false,
+                    reason: "the replica has not replayed a schema change yet",
+                }),
                 _ => None,
             }
         }

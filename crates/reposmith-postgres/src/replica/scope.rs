@@ -7,12 +7,60 @@ use super::{ReadPreference, Session, WalPosition};
 use crate::executor::Executor;
 use crate::{PgBackend, PgRepository};
 
-/// The position a commit that already returned is covered by: the flush
-/// position (a synchronous commit returns once its record is flushed), or
-/// with `synchronous_commit = off` the insert position (its record may not
-/// be flushed yet). Read on any connection of the primary: both only grow.
-const COMMITTED_SQL: &str = "SELECT (CASE WHEN current_setting('synchronous_commit') = 'off' \
-     THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END)::text";
+/// The position covering every commit that has returned: the insert
+/// position, read on any connection of the primary (it only grows). Not
+/// the flush position: a commit under `synchronous_commit = off` (set by
+/// its own transaction, invisible from here) returns before its record is
+/// flushed. The insert position may be a little ahead of what any commit
+/// needs, which costs a read at most the WAL writer's next flush.
+const COMMITTED_SQL: &str = "SELECT pg_current_wal_insert_lsn()::text";
+
+/// Marks a session's position unknown when dropped armed: a write or
+/// COMMIT cut (its future dropped) after it was sent may have committed
+/// before its position was read. Disarmed once the position is recorded.
+#[must_use = "dropping it armed marks the session's position unknown"]
+pub(crate) struct TrackGuard(Option<Session>);
+
+impl TrackGuard {
+    pub(crate) fn new(session: Option<Session>) -> Self {
+        TrackGuard(session)
+    }
+
+    /// The position was recorded (or nothing was committed).
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            session.lost_track();
+        }
+    }
+}
+
+/// Whether a write that ended with `outcome` may have committed: yes
+/// unless its error proves nothing did (refused before or by the server,
+/// rolled back).
+pub(crate) fn may_have_committed<T>(outcome: &Result<T>) -> bool {
+    !matches!(
+        outcome,
+        Err(Error::Conflict { .. }
+            | Error::InvalidInput { .. }
+            | Error::StaleVersion { .. }
+            | Error::NotFound { .. }
+            | Error::PoolTimeout { .. }
+            | Error::Config { .. }
+            | Error::TooLarge { .. }
+            | Error::ExceedsCapacity { .. }
+            | Error::Embedding { .. }
+            | Error::Retryable { .. }
+            | Error::Connect { .. }
+            | Error::Authentication { .. }
+            | Error::Unavailable { .. })
+    )
+}
 
 impl<E: Entity> PgRepository<E> {
     /// This repository with its pool reads on the primary, whatever the
@@ -45,14 +93,28 @@ impl<E: Entity> PgRepository<E> {
         self
     }
 
+    /// Whether this repository's pool reads run on the primary (no
+    /// replicas, or pinned there by the call or the entity).
+    pub(crate) fn reads_on_primary(&self) -> bool {
+        self.exec.backend().replicas.is_none() || self.route.primary_only(E::SCHEMA.reads)
+    }
+
     /// A twin reading the primary, for cache fills: a row read from a
     /// lagging replica after an invalidation would be cached stale.
     pub(crate) fn for_cache_fill(&self) -> Self {
         self.clone().on_primary()
     }
 
-    /// After a committed pool write: records the commit's position in the
-    /// repository's session, if it has one.
+    /// Armed before a pool write in a session (see [`TrackGuard`]).
+    pub(crate) fn track_guard(&self) -> TrackGuard {
+        match &self.exec {
+            Executor::Pool(_) => TrackGuard::new(self.route.session.clone()),
+            Executor::Unit(..) => TrackGuard::new(None),
+        }
+    }
+
+    /// After a pool write that may have committed: records the commit's
+    /// position in the repository's session, if it has one.
     pub(crate) async fn track_commit(&self) {
         if let (Some(session), Executor::Pool(backend)) = (&self.route.session, &self.exec) {
             backend.track_commit(session).await;
