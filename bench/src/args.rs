@@ -155,6 +155,15 @@ reposmith-bench limits [OPTIONS]  the rate limiter on a redis-server the bench s
   --tasks N (4 per process), --subjects N (10000),
   --only LIST (redis_rate,single,three,four,governor), --quick (3 rounds of 1500)
 
+reposmith-bench replicas [OPTIONS] read replicas (needs DATABASE_URL and its streaming replica,
+                    REPOSMITH_TEST_PG_REPLICA_URL): a read mix (filtered top-10 + filtered
+                    count) on the primary alone against routed to the replica, and
+                    read-your-writes (insert, then get on_primary / in a Session / routed);
+                    20k x 64-dim HNSW rows in a schema of its own, dropped at the end
+  --rounds N (5), --seconds N (5 per side per round), --tasks N (32: also the pools),
+  --rows N (20000), --ryw-rounds N (5), --ryw-seconds N (3), --ryw-tasks N (8),
+  --only LIST (reads,ryw), --quick (2 rounds of 1 s, 5000 rows)
+
 reposmith-bench mongo [OPTIONS]   the MongoDB benchmark alone (needs MONGODB_URL)
 
   --rounds N, --ops N, --bulk-rows N, --seed-rows N, --quick

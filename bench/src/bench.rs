@@ -68,6 +68,19 @@ pub(crate) enum Side {
     LimitFour,
     /// governor's keyed limiter, in process.
     LimitGovernor,
+    /// The replicas bench's baseline: a backend without replicas, every
+    /// read on the primary.
+    PrimaryOnly,
+    /// A backend with the replica: pool reads routed to it.
+    Routed,
+    /// Insert, then get the row back with `on_primary()`.
+    CommitPrimaryRead,
+    /// Insert in a `Session`, then get the row in it: on the replica, after
+    /// waiting for the commit to be replayed there.
+    CommitSessionRead,
+    /// Insert, then get the row routed without a session: on the replica,
+    /// whether or not it has replayed the commit (may miss the row).
+    CommitRoutedRead,
 }
 
 impl Side {
@@ -97,6 +110,11 @@ impl Side {
             Side::LimitFourCheck => "reposmith 4 limits",
             Side::LimitFour => "reposmith 4 + release",
             Side::LimitGovernor => "governor, in-process",
+            Side::PrimaryOnly => "primary only",
+            Side::Routed => "primary + replica (routed)",
+            Side::CommitPrimaryRead => "get on_primary()",
+            Side::CommitSessionRead => "get in the Session",
+            Side::CommitRoutedRead => "get routed, no session",
         }
     }
 }

@@ -161,13 +161,6 @@ pub(crate) struct Ctx {
     pub(crate) keys: Vec<Uuid>,
 }
 
-/// The load average line of `/proc/loadavg`.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 /// The cache's options: the defaults, under a prefix of the bench's own.
 pub(crate) fn cache_options() -> CacheOptions {
     CacheOptions::default().prefix("reposmith-bench")
@@ -182,7 +175,7 @@ pub(crate) async fn redis(url: &str) -> Result<RedisBackend> {
 pub(crate) async fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
     let started = Instant::now();
-    println!("load average at start: {}", loadavg());
+    println!("load average at start: {}", crate::report::loadavg());
     let server = Server::start().await?;
     let pg_config = crate::vector::pg_config()?.max_connections(opts.pool);
     let plain = PgBackend::connect(&pg_config).await?;
@@ -257,7 +250,7 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
         .await?;
     ctx.plain.close().await;
     drop(ctx.server);
-    println!("\nload average at end: {}", loadavg());
+    println!("\nload average at end: {}", crate::report::loadavg());
     println!("cache bench: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

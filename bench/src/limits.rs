@@ -143,7 +143,7 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
         return child::serve(&o.url, id, o.tasks, o.subjects).await;
     }
     let started = Instant::now();
-    println!("load average at start: {}", loadavg());
+    println!("load average at start: {}", crate::report::loadavg());
     let server = Server::start().await?;
     let mut fleet = Fleet::start(o.processes, o.tasks, o.subjects, &server.url)?;
     let sides: Vec<Side> = SIDES
@@ -175,7 +175,7 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
     crate::report::print_tables(&tables);
     summary::print(&tables, &notes);
     drop(server);
-    println!("\nload average at end: {}", loadavg());
+    println!("\nload average at end: {}", crate::report::loadavg());
     println!("limits bench: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -216,11 +216,4 @@ async fn measure(
         baseline: 0,
     };
     Ok((table, totals))
-}
-
-/// The load average line of `/proc/loadavg`.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }

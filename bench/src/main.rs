@@ -26,6 +26,8 @@
 //! repository cache against the database, also on a redis-server of its own.
 //! `cargo xtask bench limits` runs [`limits`], the rate limiter's decisions
 //! from four client processes, on a redis-server of its own too.
+//! `cargo xtask bench replicas` runs [`replicas`], reads on the primary
+//! alone against reads routed to a streaming replica, and read-your-writes.
 
 mod args;
 mod batches;
@@ -41,6 +43,7 @@ mod mongo;
 mod queue;
 mod raw;
 mod recall;
+mod replicas;
 mod report;
 mod vector;
 mod workloads;
@@ -85,6 +88,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "limits") {
         return limits::run(args).await;
+    }
+    if args.iter().any(|a| a == "replicas") {
+        return replicas::run(args).await;
     }
     if args.iter().any(|a| a == "recall") {
         return recall::run(args).await;

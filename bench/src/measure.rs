@@ -74,14 +74,33 @@ impl<S> Series<S> {
 
     /// The `q` quantile (0..=1) of every operation's latency, nearest rank.
     pub(crate) fn latency(&self, q: f64) -> Duration {
-        let mut all: Vec<Duration> = self
+        let all: Vec<Duration> = self
             .samples
             .iter()
             .flat_map(|s| s.latencies.iter().copied())
             .collect();
-        all.sort_unstable();
-        let rank = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len().max(1));
-        all.get(rank - 1).copied().unwrap_or_default()
+        quantile(all, q)
+    }
+
+    /// Per-round ratios of this side's `q` latency quantile to `base`'s,
+    /// each taken within its round: (median, min, max).
+    pub(crate) fn latency_ratio_to(&self, base: &Series<S>, q: f64) -> (f64, f64, f64) {
+        let mut ratios: Vec<f64> = self
+            .samples
+            .iter()
+            .zip(&base.samples)
+            .map(|(a, b)| {
+                let (a, b) = (a.latencies.clone(), b.latencies.clone());
+                quantile(a, q).as_secs_f64() / quantile(b, q).as_secs_f64().max(1e-12)
+            })
+            .collect();
+        ratios.sort_unstable_by(f64::total_cmp);
+        let edge = |i: usize| ratios.get(i).copied().unwrap_or(f64::NAN);
+        (
+            median(&ratios),
+            edge(0),
+            edge(ratios.len().saturating_sub(1)),
+        )
     }
 
     /// Per-round ratios of this side's rate to `base`'s: (median, min, max).
@@ -96,6 +115,13 @@ impl<S> Series<S> {
         let (min, max) = (ratios[0], ratios[ratios.len() - 1]);
         (median(&ratios), min, max)
     }
+}
+
+/// The `q` quantile (0..=1) of `values`, nearest rank; zero when empty.
+pub(crate) fn quantile(mut values: Vec<Duration>, q: f64) -> Duration {
+    values.sort_unstable();
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
+    values.get(rank - 1).copied().unwrap_or_default()
 }
 
 /// The median of sorted values (mean of the middle two for an even count).
@@ -165,6 +191,8 @@ mod tests {
         assert_eq!(a.ratio_to(&b), (1.0, 0.5, 2.0));
         assert_eq!(a.latency(0.5), Duration::from_millis(10));
         assert_eq!(a.latency(0.99), Duration::from_millis(20));
+        assert_eq!(a.latency_ratio_to(&b, 0.5), (1.0, 0.5, 2.0));
+        assert_eq!(quantile(Vec::new(), 0.5), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -64,11 +64,19 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// Microseconds below 10 ms, milliseconds above.
-fn duration(d: Duration) -> String {
+pub(crate) fn duration(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     if micros < 10_000.0 {
         format!("{micros:.0} µs")
     } else {
         format!("{:.1} ms", micros / 1000.0)
     }
+}
+
+/// The load average line of `/proc/loadavg`, printed at the start and the
+/// end of the areas that run on the shared machine.
+pub(crate) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Totals;
 use crate::bench::{Side, Table};
-use crate::measure::{Sample, Series};
+use crate::measure::Series;
 
 /// The pairs compared: (numerator, denominator, what it says).
 const PAIRS: [(Side, Side, &str); 5] = [
@@ -82,36 +82,10 @@ fn series(table: &Table, side: Side) -> Option<&Series<Side>> {
     table.series.iter().find(|s| s.side == side)
 }
 
-/// The `q` quantile of one round's latencies.
-fn quantile(sample: &Sample, q: f64) -> Duration {
-    let mut all = sample.latencies.clone();
-    all.sort_unstable();
-    let rank = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len().max(1));
-    all.get(rank - 1).copied().unwrap_or_default()
-}
-
 /// Median [min..max] over rounds of a's `q` latency over b's.
 fn latency_ratio(a: &Series<Side>, b: &Series<Side>, q: f64) -> String {
-    let (median, min, max) = latency_ratios(a, b, q);
+    let (median, min, max) = a.latency_ratio_to(b, q);
     format!("{median:.2} [{min:.2}..{max:.2}]")
-}
-
-fn latency_ratios(a: &Series<Side>, b: &Series<Side>, q: f64) -> (f64, f64, f64) {
-    let mut ratios: Vec<f64> = a
-        .samples
-        .iter()
-        .zip(&b.samples)
-        .map(|(x, y)| quantile(x, q).as_secs_f64() / quantile(y, q).as_secs_f64().max(1e-12))
-        .collect();
-    ratios.sort_unstable_by(f64::total_cmp);
-    let n = ratios.len();
-    let median = match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => ratios[n / 2],
-        _ => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
-    };
-    let edge = |i: usize| ratios.get(i).copied().unwrap_or(f64::NAN);
-    (median, edge(0), edge(n.saturating_sub(1)))
 }
 
 /// Admissions, denials, failures, commands and server time per decision.
@@ -175,8 +149,8 @@ fn targets(tables: &[Table]) {
             let (Some(multi), Some(single)) = (series(table, side), single) else {
                 continue;
             };
-            let (p50, ..) = latency_ratios(multi, single, 0.5);
-            let (p99, ..) = latency_ratios(multi, single, 0.99);
+            let (p50, ..) = multi.latency_ratio_to(single, 0.5);
+            let (p99, ..) = multi.latency_ratio_to(single, 0.99);
             println!(
                 "    {:<24} latency / 1 limit <= 1.5: p50 {p50:.2} {}, p99 {p99:.2} {}",
                 side.label(),
