@@ -6,10 +6,10 @@
 //! `#[repo(reads = "primary")]` or the repository is pinned
 //! ([`PgRepository::on_primary`](crate::PgRepository::on_primary)); every
 //! write and everything in a unit of work runs on the primary. A
-//! background probe ([`probe`]) measures each replica's lag in bytes of
+//! background probe (`probe.rs`) measures each replica's lag in bytes of
 //! WAL and marks it down on errors; a read that fails on a replica for a
 //! reason another server may not share (a lost connection, a recovery
-//! conflict) is run once more elsewhere ([`read`]).
+//! conflict) is run once more on the primary (`read.rs`).
 
 mod config;
 mod position;

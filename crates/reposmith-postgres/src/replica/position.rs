@@ -126,7 +126,7 @@ impl Session {
     }
 
     /// Records a commit at `position` (positions only move forward). A
-    /// known position also replaces "unknown" ([`Session::lost_track`]):
+    /// known position also replaces "unknown" (a write whose position was lost):
     /// a later commit's position covers every earlier commit.
     pub fn observe(&self, position: WalPosition) {
         let _ = self
