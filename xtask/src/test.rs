@@ -254,6 +254,13 @@ fn demo(root: &Path, vars: &[(String, String)]) -> Command {
     command
         .current_dir(root)
         .envs(vars.iter().map(|(k, v)| (k, v)));
+    // The replica the suite's extras started also serves the demo's step 15.
+    if let Some((_, url)) = vars
+        .iter()
+        .find(|(k, _)| k == "REPOSMITH_TEST_PG_REPLICA_URL")
+    {
+        command.env("REPOSMITH_DEMO_REPLICA_URL", url);
+    }
     command
 }
 
