@@ -214,7 +214,7 @@ impl PgConfig {
         self.statement_timeout = statement.or(self.statement_timeout);
         if let Some(pooler) = env.get("REPOSMITH_PG_POOLER") {
             self.pooler = match pooler.trim().to_ascii_lowercase().as_str() {
-                "" | "none" | "direct" | "session" => PoolerMode::Direct,
+                "" | "none" | "direct" => PoolerMode::Direct,
                 "transaction" => PoolerMode::Transaction,
                 other => {
                     return Err(Error::config(
