@@ -230,28 +230,21 @@ impl Replicas {
         replica.is_up() && (pinned || replica.lag() <= self.config.max_lag)
     }
 
-    /// The replica for a read that must see `want` (if any), skipping
-    /// `exclude`: the first one last seen past `want`, else the next
-    /// eligible one round-robin (the read checks and waits on it either way).
-    pub(crate) fn choose(
-        &self,
-        want: Option<WalPosition>,
-        pinned: bool,
-        exclude: Option<usize>,
-    ) -> Choice {
+    /// The replica for a read that must see `want` (if any): the first one
+    /// last seen past `want`, else the next eligible one round-robin (the
+    /// read checks and waits on it either way).
+    pub(crate) fn choose(&self, want: Option<WalPosition>, pinned: bool) -> Choice {
         let n = self.members.len();
         if n == 0 {
             return Choice::None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let order = (0..n)
+        let eligible: Vec<usize> = (0..n)
             .map(|k| (start + k) % n)
-            .filter(|&i| Some(i) != exclude);
-        let eligible: Vec<usize> = order
             .filter(|&i| self.eligible(&self.members[i], pinned))
             .collect();
-        let caught_up = |i: &usize| want.is_none_or(|w| self.members[*i].replayed() >= w);
-        match eligible.iter().find(|i| caught_up(i)).or(eligible.first()) {
+        let caught_up = |i: &&usize| want.is_none_or(|w| self.members[**i].replayed() >= w);
+        match eligible.iter().find(caught_up).or(eligible.first()) {
             Some(&index) => Choice::Replica { index },
             None => Choice::None,
         }
@@ -311,5 +304,75 @@ impl Replicas {
 impl Drop for Replicas {
     fn drop(&mut self) {
         self.stop_probe();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::PgConfig;
+
+    fn replicas(n: usize, max_lag: u64) -> Replicas {
+        let config = PgConfig::new("postgres://u:pw@primary/db");
+        let members = (0..n)
+            .map(|i| {
+                let url = ConnectionUrl::new(format!("postgres://u:pw@replica{i}/db"));
+                let options = sqlx::postgres::PgConnectOptions::from_str(url.expose()).unwrap();
+                let pool = ConnectionPool::new(options.clone(), None, &config);
+                Replica::new(url, options, pool)
+            })
+            .collect();
+        Replicas::new(members, ReplicaConfig::default().max_lag(max_lag))
+    }
+
+    fn pick(set: &Replicas, want: Option<u64>, pinned: bool) -> Option<usize> {
+        match set.choose(want.map(WalPosition::from_u64), pinned) {
+            Choice::Replica { index } => Some(index),
+            Choice::None => None,
+        }
+    }
+
+    #[test]
+    fn reads_go_round_robin_to_replicas_up_and_within_max_lag() {
+        let set = replicas(3, 100);
+        assert_eq!(pick(&set, None, false), None, "down until checked");
+        for replica in &set.members {
+            replica.set_up(true, "test");
+        }
+        assert_eq!(pick(&set, None, false), None, "lag unknown until measured");
+        for replica in &set.members {
+            replica.set_lag(0);
+        }
+        let picks: Vec<_> = (0..6).map(|_| pick(&set, None, false).unwrap()).collect();
+        assert_eq!(picks[..3], picks[3..], "a cycle: {picks:?}");
+        let mut cycle = picks[..3].to_vec();
+        cycle.sort_unstable();
+        assert_eq!(cycle, [0, 1, 2]);
+        set.members[1].set_lag(101);
+        set.members[2].set_up(false, "test");
+        assert!((0..6).all(|_| pick(&set, None, false) == Some(0)));
+        assert!(
+            (0..6).any(|_| pick(&set, None, true) == Some(1)),
+            "pinned accepts lag"
+        );
+        set.members[0].set_up(false, "test");
+        assert_eq!(pick(&set, None, false), None);
+    }
+
+    #[test]
+    fn a_session_read_prefers_a_replica_seen_past_its_position() {
+        let set = replicas(2, u64::MAX);
+        for (i, replica) in set.members.iter().enumerate() {
+            replica.set_up(true, "test");
+            replica.set_lag(0);
+            replica.saw_replayed(WalPosition::from_u64(100 * (i as u64 + 1)));
+        }
+        assert!((0..4).all(|_| pick(&set, Some(150), false) == Some(1)));
+        // Nobody is past it: any eligible one, to be waited on.
+        assert!(pick(&set, Some(500), false).is_some());
+        assert_eq!(set.status()[1].replayed, WalPosition::from_u64(200));
+        assert!(!format!("{:?}", set.status()).contains("pw"));
     }
 }

@@ -55,7 +55,7 @@ impl PgBackend {
             return self.read_on_primary(schema, &mut op).await;
         }
         let pinned = route.pin.is_some();
-        let Choice::Replica { index } = replicas.choose(want, pinned, None) else {
+        let Choice::Replica { index } = replicas.choose(want, pinned) else {
             return self.no_replica(replicas, schema, &mut op).await;
         };
         let replica = &replicas.members[index];
