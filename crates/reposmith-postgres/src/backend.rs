@@ -108,6 +108,16 @@ impl PgBackend {
             false => options,
         };
         let transaction = |url: &ConnectionUrl| transaction_settings(config, url, on);
+        if let Some(settings) = transaction(&config.url)? {
+            // A setting the server refuses (a typo, one only settable at
+            // connect) fails here, not in every later operation.
+            let trial = format!("{}; ROLLBACK", settings.begin("BEGIN"));
+            let tried = sqlx::raw_sql(sqlx::AssertSqlSafe(trial)).execute(&mut probe);
+            tokio::time::timeout(deadline, tried)
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| context.map(e, Phase::Connect))?;
+        }
         let options = with_scan(base.clone());
         let replicas = match config.replicas.urls.is_empty() {
             true => None,
@@ -148,7 +158,11 @@ impl PgBackend {
         Ok(backend)
     }
 
-    /// A sqlx pool for raw SQL beside repositories, with the same settings.
+    /// A sqlx pool for raw SQL beside repositories, with the same settings
+    /// (in [`PoolerMode::Transaction`](crate::PoolerMode), without them: no
+    /// `statement_timeout` or URL `options`, and statements run bare, so
+    /// wrap those with parameters in `BEGIN`/`COMMIT` and `SET LOCAL` what
+    /// they need).
     /// It is separate from the connections repositories use (see the `pool`
     /// module: sqlx's pool pings on every release) and connects on first use,
     /// so its connections count against the server's limit on their own.
@@ -256,8 +270,13 @@ impl PgBackend {
         T: Send,
     {
         let mut held = Held::Pooled(self.acquire().await?);
-        let outcome = pooler::run(&mut held, op).await;
-        outcome.map_err(|failed| self.map_error(failed.error))
+        match pooler::run(&mut held, op).await {
+            Ok(value) => Ok(value),
+            // Behind a pooler some of these are writes (outbox replay,
+            // purge): a COMMIT that broke may have committed.
+            Err(failed) if failed.at_commit => Err(crate::unit::commit_error(self, failed.error)),
+            Err(failed) => Err(self.map_error(failed.error)),
+        }
     }
 
     /// Round trip through the pool reading the server and pgvector versions.
@@ -422,20 +441,22 @@ async fn connect_replicas(
         members.push(Replica::new(url.clone(), base, pool));
         options.push(replica_options);
     }
-    let checks = members
-        .iter()
-        .zip(&options)
-        .map(|(replica, options)| async {
-            let primary = (system.as_str(), head);
-            let up = probe::check_at_connect(replica, options, primary, deadline).await?;
+    let checks = members.iter().zip(&options).map(|(replica, options)| {
+        let system = system.as_str();
+        async move {
+            let primary = (system, head);
+            let replica_at = (options, config.pooler);
+            let up = probe::check_at_connect(replica, replica_at, primary, deadline).await?;
             replica.set_up(up, "answering and in recovery at connect");
             Ok::<(), Error>(())
-        });
+        }
+    });
     for outcome in futures_util::future::join_all(checks).await {
         outcome?;
     }
     let replicas = Arc::new(Replicas::new(members, config.replicas.clone()));
     let target = probe::ProbeTarget {
+        pooler: config.pooler,
         primary: with_scan(connect_options(config)?),
         replicas: options,
         system,

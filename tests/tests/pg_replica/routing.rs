@@ -237,3 +237,24 @@ async fn an_entity_declaring_reads_primary_is_read_on_the_primary() {
     assert_eq!(balances.clone().on_replica().get(&1).await.unwrap(), None);
     db.cleanup().await;
 }
+
+/// In Direct mode a replica URL leading to PgBouncer is refused at connect,
+/// as a primary URL would be: its reads would use named statements there.
+#[tokio::test]
+async fn a_replica_behind_pgbouncer_is_refused_in_direct_mode() {
+    let Some(bounced) = pg_replica::required(pg_replica::PGBOUNCER_REPLICA_URL) else {
+        return;
+    };
+    let config = PgConfig::new(database_url())
+        .statement_timeout(None)
+        .iterative_scan(false)
+        .replicas(ReplicaConfig::new([bounced]));
+    let err = PgBackend::connect(&config).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert!(
+        text.contains("replica") && text.contains("pooler"),
+        "{text}"
+    );
+    assert!(!text.contains("reposmith-dev-password"), "{text}");
+}

@@ -202,9 +202,8 @@ fn start(ctx: &Ctx, paths: &Paths, port: u16, backends: Backends) -> Result<u32,
     fs::create_dir_all(&paths.dir).context(format!("cannot create {}", paths.dir.display()))?;
     fs::write(&paths.ini, render_ini(port, backends, paths))
         .context(format!("cannot write {}", paths.ini.display()))?;
-    fs::write(&paths.userlist, render_userlist())
+    write_private(&paths.userlist, &render_userlist())
         .context(format!("cannot write {}", paths.userlist.display()))?;
-    fs::set_permissions(&paths.userlist, fs::Permissions::from_mode(0o600))?;
     // A pid file left by a killed pooler would make the new one refuse to start.
     let _ = fs::remove_file(&paths.pid_file);
     let user = OsUser::new(ctx);
@@ -292,11 +291,18 @@ struct NoServiceStart {
 impl NoServiceStart {
     fn new() -> Self {
         let path = PathBuf::from("/usr/sbin/policy-rc.d");
+        let script =
+            "#!/bin/sh\n# cargo xtask: no service starts while pgbouncer installs\nexit 101\n";
+        // Ours, left by an install that was killed before it could remove
+        // it: taken over, so it goes when this one ends.
+        if fs::read_to_string(&path).is_ok_and(|text| text == script) {
+            return Self {
+                written: Some(path),
+            };
+        }
         if path.exists() {
             return Self { written: None };
         }
-        let script =
-            "#!/bin/sh\n# cargo xtask: no service starts while pgbouncer installs\nexit 101\n";
         let written = fs::write(&path, script)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
             .is_ok();
@@ -357,6 +363,20 @@ pub(super) fn down(ctx: &Ctx) -> Result<Vec<String>, Error> {
         None => "not running, nothing to stop".to_owned(),
     };
     Ok(vec![format!("{}{line}", label("pgbouncer"))])
+}
+
+/// Writes `text` to a new file only its owner may read (0600 from the
+/// start: the userlist holds a password in plain text).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

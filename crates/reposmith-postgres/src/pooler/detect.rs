@@ -57,6 +57,41 @@ pub(crate) async fn open_probe(
     Ok(probe)
 }
 
+/// How opening a replica's connection failed.
+pub(crate) enum Opened {
+    /// A pooler sits in front of it in Direct mode: a configuration error.
+    Pooler(Error),
+    /// It did not answer or refused us: the replica is down for now.
+    Failed(sqlx::Error),
+}
+
+/// A connection to a replica at `options`, in Direct mode checked like the
+/// primary's probe: a replica URL that leads to a pooler is as wrong as a
+/// primary URL that does (its reads would use named statements there).
+pub(crate) async fn open_replica(
+    pooler: PoolerMode,
+    options: &PgConnectOptions,
+) -> std::result::Result<PgConnection, Opened> {
+    if pooler == PoolerMode::Transaction {
+        return PgConnection::connect_with(options)
+            .await
+            .map_err(Opened::Failed);
+    }
+    let marked = options.clone().options([MARKER]);
+    let mut connection =
+        PgConnection::connect_with(&marked)
+            .await
+            .map_err(|e| match refused_startup(&e) {
+                Some(refusal) => Opened::Pooler(refusal),
+                None => Opened::Failed(e),
+            })?;
+    match check_direct(&mut connection).await {
+        Ok(Ok(())) => Ok(connection),
+        Ok(Err(refusal)) => Err(Opened::Pooler(refusal)),
+        Err(error) => Err(Opened::Failed(error)),
+    }
+}
+
 /// The refusal when the server turned the connection away over a startup
 /// parameter: PgBouncer (and poolers like it) refuse `options`, which
 /// PostgreSQL accepts.

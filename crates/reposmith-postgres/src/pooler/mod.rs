@@ -58,7 +58,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::executor::Held;
 
-pub(crate) use detect::open_probe;
+pub(crate) use detect::{Opened, open_probe, open_replica};
 pub(crate) use settings::{TransactionSettings, connect_options, transaction_settings};
 
 /// A failed [`run`]: the error, and whether it came from `COMMIT` (after

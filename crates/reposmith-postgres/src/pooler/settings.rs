@@ -53,6 +53,14 @@ impl TransactionSettings {
     }
 }
 
+/// Settings a transaction takes when it starts (`default_transaction_*`):
+/// replayed after its `BEGIN` they would change nothing, so a read-only
+/// URL would silently write.
+fn shapes_transactions(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .starts_with("default_transaction_")
+}
+
 fn set_local_sql(settings: &[(String, String)]) -> String {
     if settings.is_empty() {
         return String::new();
@@ -86,6 +94,14 @@ pub(crate) fn transaction_settings(
             .map_err(|why| Error::config("postgresql", format!("the URL's `options`: {why}")))?,
         None => Vec::new(),
     };
+    if let Some((name, _)) = settings.iter().find(|(name, _)| shapes_transactions(name)) {
+        return Err(Error::config(
+            "postgresql",
+            format!(
+                "the URL's `options` set `{name}`, which a transaction reads when it starts: set                  with SET LOCAL after BEGIN (as Transaction mode replays settings) it would not                  apply. Use PgConfig::transaction_isolation for units, or set it on the role                  (ALTER ROLE ... SET {name} = ...), which the server applies behind the pooler"
+            ),
+        ));
+    }
     settings.extend(session);
     Ok(Some(TransactionSettings::new(settings)))
 }
@@ -231,5 +247,26 @@ mod tests {
             r"SELECT set_config(E'statement_timeout', E'30000', true), set_config(E'search_path', E'it\'s\\', true)"
         );
         assert_eq!(TransactionSettings::new(Vec::new()).begin("BEGIN"), "BEGIN");
+    }
+
+    #[test]
+    fn settings_a_transaction_reads_at_its_start_are_refused() {
+        let config = PgConfig::new("postgres://u:pw@h/db").pooler(PoolerMode::Transaction);
+        for option in [
+            "default_transaction_read_only%3Don",
+            "DEFAULT_TRANSACTION_ISOLATION%3Dserializable",
+        ] {
+            let url = ConnectionUrl::new(format!("postgres://u:pw@h/db?options=-c%20{option}"));
+            let err = transaction_settings(&config, &url, Vec::new())
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("ALTER ROLE"), "{err}");
+        }
+        let fine = ConnectionUrl::new("postgres://u:pw@h/db?options=-c%20search_path%3Dx");
+        assert!(
+            transaction_settings(&config, &fine, Vec::new())
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -10,6 +10,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::{Replica, Replicas, WalPosition};
+use crate::PoolerMode;
+use crate::pooler::{Opened, open_replica};
 
 /// What a server says about itself: in recovery, its cluster, its replay position.
 struct Identity {
@@ -84,18 +86,31 @@ fn refusal(replica: &Replica, me: &Identity, system: &str) -> Option<String> {
 /// retries) when it does not answer.
 pub(crate) async fn check_at_connect(
     replica: &Replica,
-    options: &PgConnectOptions,
+    (options, pooler): (&PgConnectOptions, PoolerMode),
     (system, head): (&str, Option<WalPosition>),
     timeout: Duration,
 ) -> Result<bool> {
     let attempt = tokio::time::timeout(timeout, async {
-        let mut connection = PgConnection::connect_with(options).await?;
+        let mut connection = match open_replica(pooler, options).await {
+            Ok(connection) => connection,
+            Err(Opened::Pooler(refusal)) => return Ok(Err(refusal)),
+            Err(Opened::Failed(error)) => return Err(error),
+        };
         let me = identity(&mut connection).await?;
         // Proven, so it serves the first read.
         replica.pool.adopt(connection);
-        Ok::<_, sqlx::Error>(me)
+        Ok::<_, sqlx::Error>(Ok(me))
     })
     .await;
+    let attempt = match attempt {
+        Ok(Ok(Err(refusal))) => {
+            let reason = format!("replica {}: {refusal}", replica.url);
+            return Err(Error::config("postgresql replicas", reason));
+        }
+        Ok(Ok(Ok(me))) => Ok(Ok(me)),
+        Ok(Err(error)) => Ok(Err(error)),
+        Err(elapsed) => Err(elapsed),
+    };
     match attempt {
         Ok(Ok(me)) => match refusal(replica, &me, system) {
             Some(reason) => Err(Error::config("postgresql replicas", reason)),
@@ -125,6 +140,8 @@ pub(crate) async fn check_at_connect(
 
 /// What the probe loop needs besides the replicas.
 pub(crate) struct ProbeTarget {
+    /// Whether a pooler is expected in front of the servers.
+    pub(crate) pooler: PoolerMode,
     pub(crate) primary: PgConnectOptions,
     pub(crate) replicas: Vec<PgConnectOptions>,
     pub(crate) system: String,
@@ -152,7 +169,7 @@ async fn run(replicas: Weak<Replicas>, target: ProbeTarget) {
         // under-estimated.
         let mut verdicts = Vec::with_capacity(count);
         for (i, replica) in set.members.iter().enumerate() {
-            let me = measure(&mut links[i], &target.replicas[i], timeout).await;
+            let me = measure(&mut links[i], (&target.replicas[i], target.pooler), timeout).await;
             verdicts.push(judge(replica, me, &target.system));
         }
         let head = position(&mut primary, &target.primary, timeout).await;
@@ -220,21 +237,27 @@ fn judge(replica: &Replica, me: std::result::Result<Identity, String>, system: &
 /// One bounded measurement on the probe's own connection (reopened when lost).
 async fn measure(
     link: &mut Option<PgConnection>,
-    options: &PgConnectOptions,
+    (options, pooler): (&PgConnectOptions, PoolerMode),
     timeout: Duration,
 ) -> std::result::Result<Identity, String> {
     let attempt = tokio::time::timeout(timeout, async {
         if link.is_none() {
-            *link = Some(PgConnection::connect_with(options).await?);
+            // Checked like at connect: a replica URL that now leads to a
+            // pooler (in Direct mode) is down, not served.
+            *link = Some(open_replica(pooler, options).await.map_err(|e| match e {
+                Opened::Pooler(refusal) => refusal.to_string(),
+                Opened::Failed(error) => error.to_string(),
+            })?);
         }
-        identity(link.as_mut().expect("just opened")).await
+        let me = identity(link.as_mut().expect("just opened")).await;
+        me.map_err(|e| e.to_string())
     })
     .await;
     match attempt {
         Ok(Ok(me)) => Ok(me),
         Ok(Err(error)) => {
             *link = None;
-            Err(error.to_string())
+            Err(error)
         }
         Err(_) => {
             // Cut mid-statement: the connection is not reusable.

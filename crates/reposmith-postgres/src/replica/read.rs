@@ -171,9 +171,9 @@ impl PgBackend {
             let look = replicas.config.probe_timeout;
             let (caught_up, looks) = wait_for(&mut held, replica, want, deadline, look).await;
             let waited = started.elapsed().as_micros() as u64;
-            tracing::Span::current().record("reposmith.waited_us", waited);
             // One look that found the position replayed is a check, not a wait.
             if !caught_up || looks > 1 {
+                tracing::Span::current().record("reposmith.waited_us", waited);
                 replicas.counters.waited(waited);
             }
             if !caught_up {

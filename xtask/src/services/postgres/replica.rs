@@ -227,11 +227,11 @@ fn base_backup(replica: &Cluster<'_>, primary_port: u16) -> Result<(), Error> {
     if data.exists() {
         fs::remove_dir_all(data).context(format!("cannot remove {}", data.display()))?;
     }
-    let conninfo = format!(
-        "host=127.0.0.1 port={primary_port} user=postgres password={PASSWORD} \
-         application_name={SLOT}"
-    );
+    // The password goes by environment, not argv (which `ps` shows).
+    let conninfo =
+        format!("host=127.0.0.1 port={primary_port} user=postgres application_name={SLOT}");
     let mut backup = replica.command("pg_basebackup");
+    backup.env("PGPASSWORD", PASSWORD);
     backup.arg("-D").arg(data);
     backup.args([
         "-R", "-X", "stream", "-c", "fast", "-C", "-S", SLOT, "-d", &conninfo,
