@@ -12,6 +12,7 @@ mod backends;
 mod cache;
 mod cancellation;
 mod connection;
+mod faults;
 mod limit;
 mod migrate;
 mod mongo_bson_mapping;

@@ -1,0 +1,8 @@
+//! Faults survived (issue 17's list): PostgreSQL sessions killed, replies
+//! lost and connections stalled, each against the real server, each loop
+//! bounded in count and time.
+
+#[path = "faults/pg_proxy.rs"]
+mod pg_proxy;
+#[path = "faults/pg_session.rs"]
+mod pg_session;

@@ -1,0 +1,2 @@
+//! PostgreSQL through the fault proxy: a lost COMMIT reply, a stalled
+//! connection mid-query.
