@@ -226,6 +226,18 @@ fn savepoint(id: usize) -> String {
 /// have committed before it went away ("outcome unknown"); an ERROR
 /// (serialization failure, deferred constraint) means it rolled back.
 pub(crate) fn commit_error(backend: &PgBackend, err: sqlx::Error) -> Error {
+    if ended_idle_in_transaction(&err) {
+        // 25P03 is raised only while the session waits, idle, inside its
+        // transaction: before COMMIT was read, so nothing was committed.
+        return Error::ConnectionLost {
+            backend: Backend::Postgres,
+            reason: format!(
+                "the server ended the unit's session while it sat idle in its transaction \
+                 (idle_in_transaction_session_timeout); nothing was committed: {}",
+                backend.scrub(&err.to_string())
+            ),
+        };
+    }
     let session_gone = match &err {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db
@@ -243,6 +255,15 @@ pub(crate) fn commit_error(backend: &PgBackend, err: sqlx::Error) -> Error {
         },
         false => backend.map_error(err),
     }
+}
+
+/// Whether `err` is FATAL 25P03, `idle_in_transaction_session_timeout`.
+fn ended_idle_in_transaction(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    db.try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|e| e.code() == "25P03")
 }
 
 /// A transaction: every repository from [`PgUnitOfWork::repo`] runs on it.
