@@ -35,6 +35,12 @@ pub fn service_url(variable: &str) -> String {
     }
 }
 
+/// Whether the heavy variants of long loops run (`REPOSMITH_HEAVY=1`);
+/// CI runs the bounded ones.
+pub fn heavy() -> bool {
+    std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
+}
+
 /// PostgreSQL with pgvector.
 pub fn database_url() -> String {
     service_url("DATABASE_URL")

@@ -1,7 +1,9 @@
-//! Faults survived (issue 17's list): PostgreSQL sessions killed, replies
-//! lost and connections stalled, each against the real server, each loop
+//! Faults survived (issue 17's list): PostgreSQL under load on a small
+//! pool, sessions killed, replies lost and connections stalled, each against the real server, each loop
 //! bounded in count and time.
 
+#[path = "faults/pg_load.rs"]
+mod pg_load;
 #[path = "faults/pg_proxy.rs"]
 mod pg_proxy;
 #[path = "faults/pg_session.rs"]

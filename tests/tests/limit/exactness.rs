@@ -47,7 +47,7 @@ pub(crate) async fn server_time(redis: &RedisBackend) -> i64 {
 }
 
 pub(crate) fn heavy() -> bool {
-    std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
+    reposmith_tests::heavy()
 }
 
 /// A seed for this run: `REPOSMITH_SEED`, or the clock's nanoseconds.
