@@ -9,6 +9,7 @@ mod cmd;
 mod demo;
 mod error;
 mod migrate;
+mod reliability;
 mod services;
 mod test;
 mod tidy;
@@ -43,6 +44,12 @@ Commands:
   bench [-- ARGS]   services up, then the release-mode benchmark of reposmith
                     against hand-written sqlx (bench/); `-- --help` lists ARGS,
                     `-- --quick` is a smoke run
+  reliability [--heavy]
+                    services up, the reliability tests, then a scoreboard: one
+                    row per promise (load, faults, cancellation, crashes,
+                    bad input, migrations, security) passed or failed with its
+                    figure, not run here (why) or not built yet; --heavy runs
+                    the long loops (REPOSMITH_HEAVY=1)
   tidy              the repository's own rules: module docs, no unfinished-work
                     markers, Markdown links inside the repository, lints kept on
   test [--no-lint] [-- ARGS]
@@ -79,6 +86,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
         ["tidy"] => tidy::run(&workspace_root()),
+        ["reliability", rest @ ..] => reliability::run(&workspace_root(), rest),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

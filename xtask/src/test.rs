@@ -119,10 +119,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     timings.push((title.to_owned(), up_elapsed));
     timings.extend(lint_timings);
     let (vars, created) = up?;
+    // A report left by an earlier run must not pass for this one's.
+    let _ = std::fs::remove_file(crate::reliability::report_path(root));
     let code = match linted {
         Ok(0) => run_steps(steps(root, &vars, options), &mut timings),
         other => other,
     };
+    if crate::reliability::report_path(root).exists() {
+        // The board repeats the suite's verdicts per promise; it adds no failure of its own.
+        let _ = crate::reliability::print_board(root);
+    }
     if !created.is_empty() {
         header("extras down (this run started them)");
         services::extras_down(root, created)?;

@@ -1,0 +1,139 @@
+//! `cargo xtask reliability [--heavy]`: the reliability tests of the suite,
+//! then a scoreboard, one row per test of the reliability list (load,
+//! faults, cancellation, crash consistency, isolation, bad input,
+//! migrations, security): passed or failed with the figure its test
+//! printed, "not run here" with the reason, or "not built yet".
+//!
+//! `cargo xtask test` prints the same board from its own run's JUnit
+//! report, so CI shows it without running anything twice.
+
+mod junit;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::error::Error;
+use crate::{cmd, services, test};
+use junit::Case;
+use rows::{Check, ROWS, Row};
+
+/// Where nextest's default profile writes its JUnit report (`.config/nextest.toml`):
+/// under nextest's store, `target/nextest` of the workspace whatever
+/// `CARGO_TARGET_DIR` says.
+pub(crate) fn report_path(root: &Path) -> PathBuf {
+    root.join("target/nextest/default/junit.xml")
+}
+
+/// Services up, the rows' tests (heavy variants with `--heavy`), the board.
+pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
+    let heavy = match args {
+        [] => false,
+        ["--heavy"] => true,
+        _ => return Err(Error::msg("usage: cargo xtask reliability [--heavy]")),
+    };
+    let mut vars = services::up_for_child(root)?;
+    let extras = services::extras_for_child(root, services::Extras::ALL)?;
+    vars.extend(extras.vars);
+    if heavy {
+        vars.push(("REPOSMITH_HEAVY".to_owned(), "1".to_owned()));
+    }
+    let filter = filter();
+    let args = [
+        "nextest",
+        "run",
+        "-p",
+        "reposmith-tests",
+        "--test",
+        "suite",
+        "--no-fail-fast",
+        "-E",
+        &filter,
+    ];
+    let mut nextest = test::cargo(root, &vars, &args);
+    println!("\n==> {}", cmd::describe(&nextest));
+    let outcome = cmd::run_inherit(&mut nextest, test::step_timeout());
+    if !extras.created.is_empty() {
+        services::extras_down(root, extras.created)?;
+    }
+    outcome?;
+    Ok(ExitCode::from(print_board(root)?))
+}
+
+/// A nextest filter selecting every row's tests.
+fn filter() -> String {
+    ROWS.iter()
+        .filter_map(|row| match row.check {
+            Check::Tests(tests) => Some(tests),
+            _ => None,
+        })
+        .flatten()
+        .map(|test| format!("test(={test})"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Prints the board from the last JUnit report; 1 when a row failed.
+pub(crate) fn print_board(root: &Path) -> Result<u8, Error> {
+    let path = report_path(root);
+    let xml = std::fs::read_to_string(&path)
+        .map_err(|e| Error::msg(format!("cannot read {}: {e}", path.display())))?;
+    let cases = junit::cases(&xml);
+    println!("\n==> reliability scoreboard (from {})", path.display());
+    let mut failed = 0;
+    for row in ROWS {
+        let (verdict, figure) = judge(row, &cases);
+        failed += u8::from(verdict == "FAIL");
+        println!("{:<4} {:<13} {}", row.id, verdict, row.claim);
+        if !figure.is_empty() {
+            println!("{:<18} {figure}", "");
+        }
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// A row's verdict and figure from the report's cases.
+fn judge(row: &Row, cases: &[Case]) -> (&'static str, String) {
+    let tests = match row.check {
+        Check::NotBuilt => return ("not built yet", String::new()),
+        Check::NotRunHere(why) => return ("not run here", why.to_owned()),
+        Check::Tests(tests) => tests,
+    };
+    let found: Vec<&Case> = tests
+        .iter()
+        .filter_map(|test| cases.iter().find(|case| case.name == *test))
+        .collect();
+    if found.len() < tests.len() {
+        return (
+            "not in run",
+            format!("{} of {} tests ran", found.len(), tests.len()),
+        );
+    }
+    let verdict = match found.iter().all(|case| case.passed) {
+        true => "pass",
+        false => "FAIL",
+    };
+    let figures: Vec<String> = found
+        .iter()
+        .filter_map(|case| figure(&case.output))
+        .collect();
+    (verdict, figures.join("; "))
+}
+
+/// The last line a test printed that is its own (not the harness's), cut short.
+fn figure(output: &str) -> Option<String> {
+    let harness = |line: &&str| {
+        ["running ", "test ", "thread ", "note:"]
+            .iter()
+            .any(|prefix| line.starts_with(prefix))
+    };
+    let line = output
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty() && !harness(line))?;
+    let mut text: String = line.chars().take(160).collect();
+    if text.len() < line.len() {
+        text.push('…');
+    }
+    Some(text)
+}

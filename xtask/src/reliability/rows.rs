@@ -1,0 +1,190 @@
+//! The scoreboard's rows: one per test of the reliability list, each with
+//! the suite tests that hold it, or why it has none yet.
+
+/// How a row is checked.
+pub(crate) enum Check {
+    /// These tests of the suite (`module::test`), all of which must pass.
+    Tests(&'static [&'static str]),
+    /// Cannot run on this machine, and why.
+    NotRunHere(&'static str),
+    /// Listed in issue 17 and not written yet.
+    NotBuilt,
+}
+
+/// One promise under test.
+pub(crate) struct Row {
+    /// L (load), F (faults), C (cancellation), X (crash consistency),
+    /// I (isolation), B (bad input), M (migrations), S (security).
+    pub(crate) id: &'static str,
+    pub(crate) claim: &'static str,
+    pub(crate) check: Check,
+}
+
+const fn row(id: &'static str, claim: &'static str, check: Check) -> Row {
+    Row { id, claim, check }
+}
+
+/// Every row, in the list's order.
+pub(crate) const ROWS: &[Row] = &[
+    row(
+        "L1",
+        "64 tasks of mixed operations on a pool of 4: typed outcomes, nothing left open",
+        Check::Tests(&[
+            "faults::pg_load::sixty_four_tasks_on_a_pool_of_four_finish_typed_and_leave_nothing_open",
+        ]),
+    ),
+    row(
+        "L2",
+        "the whole suite passes with a pool of 1",
+        Check::NotBuilt,
+    ),
+    row(
+        "L3",
+        "one held connection does not starve 50 short tasks on a pool of 2",
+        Check::Tests(&[
+            "faults::pg_load::a_held_connection_does_not_starve_fifty_short_tasks_on_a_pool_of_two",
+        ]),
+    ),
+    row(
+        "L4",
+        "vector recall holds under a selective filter",
+        Check::Tests(&["pg_search::hnsw_recall_holds_unfiltered_and_under_a_selective_filter"]),
+    ),
+    row(
+        "F1",
+        "pg_terminate_backend before COMMIT: typed error, nothing written",
+        Check::Tests(&[
+            "faults::pg_session::a_unit_whose_session_is_terminated_before_commit_writes_nothing",
+        ]),
+    ),
+    row(
+        "F2",
+        "PostgreSQL COMMIT reply lost: outcome unknown, row present",
+        Check::NotBuilt,
+    ),
+    row(
+        "F3",
+        "pg_ctl restart -m immediate with a warm pool: back within 2 s",
+        Check::NotBuilt,
+    ),
+    row(
+        "F4",
+        "PostgreSQL down 5 s: fail fast, recover alone",
+        Check::NotBuilt,
+    ),
+    row(
+        "F5",
+        "a stalled PostgreSQL connection: the deadline fires, the connection is dropped",
+        Check::NotBuilt,
+    ),
+    row(
+        "F6",
+        "idle_in_transaction_session_timeout ends a unit: ConnectionLost, nothing written",
+        Check::Tests(&[
+            "faults::pg_session::a_unit_ended_by_idle_in_transaction_timeout_is_lost_not_committed",
+        ]),
+    ),
+    row(
+        "F7",
+        "MongoDB commit reply lost: outcome unknown, resent until known",
+        Check::Tests(&[
+            "mongo_unit::commit_outcome::every_commit_reply_lost_is_commit_outcome_unknown",
+            "mongo_unit::commit_outcome::a_lost_commit_reply_is_resent_until_the_outcome_is_known",
+        ]),
+    ),
+    row(
+        "F8",
+        "MongoDB killed and restarted mid-traffic: no acknowledged write lost",
+        Check::NotBuilt,
+    ),
+    row(
+        "F9",
+        "MongoDB replSetStepDown: retryable writes apply once",
+        Check::NotRunHere("SecantusDB is a single node: no step-down to a new primary"),
+    ),
+    row(
+        "F10",
+        "a replica stopped mid-run: no failed read, routing returns",
+        Check::Tests(&[
+            "pg_replica::faults::a_replica_stopped_mid_run_fails_no_read_and_serves_again_when_back",
+        ]),
+    ),
+    row(
+        "F11",
+        "a stalled replica: the read runs on the primary",
+        Check::Tests(&["pg_replica::faults::a_stalled_replica_read_falls_back_to_the_primary"]),
+    ),
+    row(
+        "F12",
+        "a recovery conflict on a replica is retried, not surfaced",
+        Check::Tests(&[
+            "pg_replica::faults::a_recovery_conflict_on_the_replica_is_retried_on_the_primary",
+        ]),
+    ),
+    row(
+        "C1",
+        "operations cut at every await point: all or nothing, connection usable",
+        Check::Tests(&[
+            "cancellation::unit_of_work_cut_anywhere_is_all_or_nothing",
+            "cancellation::insert_many_cut_anywhere_is_all_or_nothing",
+            "cancellation::retried_transaction_cut_anywhere_is_all_or_nothing",
+            "cancellation::insert_cut_anywhere_leaves_the_connection_usable",
+            "cancellation::update_and_delete_cut_anywhere_leave_the_connection_usable",
+            "mongo_unit::cancellation::a_commit_cancelled_at_any_poll_leaves_no_open_transaction",
+        ]),
+    ),
+    row(
+        "X1",
+        "kill -9 the postmaster while units commit: every acknowledged unit present",
+        Check::NotBuilt,
+    ),
+    row(
+        "X2",
+        "processes killed right after COMMIT or mid-relay: no job lost, effects once",
+        Check::Tests(&[
+            "outbox::crash::a_producer_killed_right_after_commit_loses_no_job",
+            "outbox::crash::relays_killed_mid_delivery_lose_nothing_and_effects_apply_once",
+            "queue_crash::workers_killed_hundreds_of_times_lose_no_job_and_apply_no_effect_twice",
+        ]),
+    ),
+    row(
+        "I1",
+        "isolationtester specs for the version check, upserts, the outbox claim",
+        Check::NotBuilt,
+    ),
+    row(
+        "B1",
+        "NUL in text or JSON: invalid input before the database",
+        Check::Tests(&[
+            "pg_repository::nul_in_text_or_json_is_invalid_input_and_nothing_is_written",
+        ]),
+    ),
+    row(
+        "B2",
+        "fuzzed filters, cursors, BSON and COPY input: typed errors, never a syntax error",
+        Check::NotBuilt,
+    ),
+    row(
+        "M1",
+        "concurrent migrators, a failing migration, an edited one, a held lock",
+        Check::Tests(&[
+            "migrate::three_concurrent_appliers_apply_each_migration_once",
+            "migrate::a_migration_failing_halfway_leaves_the_ledger_unchanged_and_can_be_rerun",
+            "migrate::an_edited_applied_migration_is_an_error_naming_the_file",
+            "migrate::a_held_lock_makes_the_migration_fail_fast",
+        ]),
+    ),
+    row(
+        "S1",
+        "a canary password never appears in Debug, errors or TRACE logs",
+        Check::Tests(&[
+            "connection::canary_password_never_appears_in_config_or_store_debug",
+            "secrets::canary_password_never_reaches_trace_logs",
+        ]),
+    ),
+    row(
+        "S2",
+        "TLS verify-full, least-privilege roles, minimum driver versions",
+        Check::NotBuilt,
+    ),
+];
