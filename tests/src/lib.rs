@@ -12,6 +12,7 @@
 
 pub mod conformance;
 pub mod letters;
+pub mod own_postgres;
 pub mod pg_replica;
 pub mod redis_cluster;
 pub mod redis_server;

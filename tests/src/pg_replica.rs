@@ -145,9 +145,17 @@ fn bin_dir() -> PathBuf {
 
 /// `pg_ctl -D <data>` as the OS user that owns the data directory: through
 /// `runuser` when we are root, from a directory that user may enter.
-fn pg_ctl(data: &Path) -> Command {
-    let program = bin_dir().join("pg_ctl");
-    let user = crate::service_url("REPOSMITH_PG_OS_USER");
+pub(crate) fn pg_ctl(data: &Path) -> Command {
+    let mut command = as_os_user("pg_ctl", data.parent().unwrap_or(data));
+    command.arg("-D").arg(data);
+    command
+}
+
+/// The wheel's `program` as the project's PostgreSQL OS user (through
+/// `runuser` when we are root), run from `dir`.
+pub(crate) fn as_os_user(program: &str, dir: &Path) -> Command {
+    let program = bin_dir().join(program);
+    let user = os_user();
     let mut command = if euid() == 0 && user != "root" {
         let mut runuser = Command::new("runuser");
         runuser.args(["-u", &user, "--"]).arg(program);
@@ -155,15 +163,17 @@ fn pg_ctl(data: &Path) -> Command {
     } else {
         Command::new(program)
     };
-    command
-        .arg("-D")
-        .arg(data)
-        .current_dir(data.parent().unwrap_or(data));
+    command.current_dir(dir);
     command
 }
 
+/// The OS user the project's PostgreSQL runs as.
+pub(crate) fn os_user() -> String {
+    crate::service_url("REPOSMITH_PG_OS_USER")
+}
+
 /// Our effective uid, from `/proc/self/status` (no libc here).
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -174,7 +184,7 @@ fn euid() -> u32 {
 }
 
 /// Runs `command`, panicking with its output when it fails or overstays.
-fn run(command: Command, timeout: Duration) {
+pub(crate) fn run(command: Command, timeout: Duration) {
     if let Err(err) = run_for(command, timeout) {
         panic!("{err}");
     }
@@ -214,7 +224,7 @@ fn run_for(mut command: Command, timeout: Duration) -> Result<String, String> {
 }
 
 /// The last lines of the replica's log, for a panic message.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let last = lines[lines.len().saturating_sub(20)..].join("\n");

@@ -6,5 +6,7 @@
 mod pg_load;
 #[path = "faults/pg_proxy.rs"]
 mod pg_proxy;
+#[path = "faults/pg_server.rs"]
+mod pg_server;
 #[path = "faults/pg_session.rs"]
 mod pg_session;

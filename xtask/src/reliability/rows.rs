@@ -65,12 +65,14 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "F3",
         "pg_ctl restart -m immediate with a warm pool: back within 2 s",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "faults::pg_server::an_immediate_restart_costs_at_most_one_error_per_stale_connection",
+        ]),
     ),
     row(
         "F4",
         "PostgreSQL down 5 s: fail fast, recover alone",
-        Check::NotBuilt,
+        Check::Tests(&["faults::pg_server::five_seconds_down_fails_fast_and_recovers_alone"]),
     ),
     row(
         "F5",
@@ -136,7 +138,9 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "X1",
         "kill -9 the postmaster while units commit: every acknowledged unit present",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "faults::pg_server::kill_9_while_committing_keeps_every_acknowledged_unit_and_no_half_unit",
+        ]),
     ),
     row(
         "X2",
