@@ -2,6 +2,8 @@
 //! pool, sessions killed, replies lost and connections stalled, each against the real server, each loop
 //! bounded in count and time.
 
+#[path = "faults/pg_isolation.rs"]
+mod pg_isolation;
 #[path = "faults/pg_load.rs"]
 mod pg_load;
 #[path = "faults/pg_proxy.rs"]
