@@ -9,8 +9,11 @@
 //! restarts and pauses); [`redis_cluster`] finds and kills masters of the
 //! cluster named by `REDIS_CLUSTER_URLS`; [`pg_replica`] names the
 //! PostgreSQL replica and PgBouncer, and stops and starts the replica.
+//! [`fault_proxy`] is a loopback TCP proxy that stalls, delays, closes,
+//! resets or loses replies on command.
 
 pub mod conformance;
+pub mod fault_proxy;
 pub mod letters;
 pub mod pg_replica;
 pub mod redis_cluster;
