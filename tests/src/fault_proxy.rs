@@ -89,9 +89,24 @@ impl Matcher {
         Matcher::new(move |request| contains(request, &needle))
     }
 
-    /// A PostgreSQL simple-protocol Query (`Q`) whose text contains `text`
-    /// (sqlx sends `BEGIN`, `COMMIT` and `ROLLBACK` this way).
+    /// A PostgreSQL simple-protocol Query (`Q`) whose whole text is
+    /// `text`, ignoring case, surrounding blanks and a final `;` (sqlx sends
+    /// `BEGIN`, `COMMIT` and `ROLLBACK` this way). Whole text, because
+    /// `BEGIN ISOLATION LEVEL READ COMMITTED` contains `COMMIT`.
     pub fn postgres_query(text: &str) -> Self {
+        let text = text.trim().trim_end_matches(';').to_ascii_uppercase();
+        Matcher::new(move |request| {
+            let Some((b'Q', rest)) = request.split_first() else {
+                return false;
+            };
+            let query = String::from_utf8_lossy(rest.get(4..).unwrap_or_default());
+            let query = query.trim_end_matches('\0').trim().trim_end_matches(';');
+            query.trim().eq_ignore_ascii_case(&text)
+        })
+    }
+
+    /// A PostgreSQL simple-protocol Query (`Q`) whose text contains `text`.
+    pub fn postgres_query_containing(text: &str) -> Self {
         let text = text.as_bytes().to_vec();
         Matcher::new(move |request| request.first() == Some(&b'Q') && contains(request, &text))
     }
@@ -103,7 +118,8 @@ impl Matcher {
         Matcher::new(move |request| mongo_command(request) == Some(&name[..]))
     }
 
-    fn matches(&self, request: &[u8]) -> bool {
+    /// Whether `request` (one message as [`Wire`] frames it) matches.
+    pub fn matches(&self, request: &[u8]) -> bool {
         (self.0)(request)
     }
 }
@@ -323,14 +339,20 @@ async fn serve(
                 let Some(request) = read_request(&mut client_in, wire, &mut started).await else {
                     return Cut::Close;
                 };
-                counters.bytes_up.fetch_add(len(&request), Ordering::Relaxed);
+                counters
+                    .bytes_up
+                    .fetch_add(len(&request), Ordering::Relaxed);
                 match mode_now(&mut mode).await {
                     Err(cut) => return cut,
                     Ok(Mode::Delay(d)) => tokio::time::sleep(d).await,
                     Ok(Mode::LoseReply(loss)) if loss.matcher.matches(&request) => {
                         counters.matched.fetch_add(1, Ordering::Relaxed);
                         if loss.take() {
-                            let how = if loss.cut == Cut::Reset { LOSE_RESET } else { LOSE_CLOSE };
+                            let how = if loss.cut == Cut::Reset {
+                                LOSE_RESET
+                            } else {
+                                LOSE_CLOSE
+                            };
                             losing.store(how, Ordering::Release);
                         }
                     }
@@ -352,10 +374,16 @@ async fn serve(
                     KEEP => {}
                     how => {
                         counters.lost.fetch_add(1, Ordering::Relaxed);
-                        return if how == LOSE_RESET { Cut::Reset } else { Cut::Close };
+                        return if how == LOSE_RESET {
+                            Cut::Reset
+                        } else {
+                            Cut::Close
+                        };
                     }
                 }
-                counters.bytes_down.fetch_add(len(&buffer[..n]), Ordering::Relaxed);
+                counters
+                    .bytes_down
+                    .fetch_add(len(&buffer[..n]), Ordering::Relaxed);
                 match mode_now(&mut mode).await {
                     Err(cut) => return cut,
                     Ok(Mode::Delay(d)) => tokio::time::sleep(d).await,
@@ -433,7 +461,9 @@ async fn read_request(
         Wire::Postgres => {
             let packet = read_framed(stream, 0, |l| i32::from_be_bytes(l)).await?;
             // SSLRequest and GSSENCRequest come before the StartupMessage.
-            let code = packet.get(4..8).map(|c| u32::from_be_bytes(c.try_into().unwrap()));
+            let code = packet
+                .get(4..8)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
             *started = !matches!(code, Some(80_877_103 | 80_877_104));
             Some(packet)
         }

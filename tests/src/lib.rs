@@ -86,6 +86,13 @@ pub fn with_host(url: &str, host_port: &str) -> String {
     format!("{scheme}://{userinfo}{host_port}{}", &hosts[tail_start..])
 }
 
+/// `host:port` of the (first) server in `url`.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let hosts = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    hosts[..hosts.find(['/', '?']).unwrap_or(hosts.len())].to_owned()
+}
+
 /// The user name in `url`, or `default` when it has none.
 pub fn user_of(url: &str, default: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -321,8 +321,16 @@ async fn a_lost_reply_stops_the_call_with_an_unknown_outcome() {
         "{reason}"
     );
     assert!(!err.is_retryable());
-    assert!(proxy.stats().lost >= 1, "{} replies lost", proxy.stats().lost);
-    assert!(proxy.stats().matched >= 2, "{} inserts sent", proxy.stats().matched);
+    assert!(
+        proxy.stats().lost >= 1,
+        "{} replies lost",
+        proxy.stats().lost
+    );
+    assert!(
+        proxy.stats().matched >= 2,
+        "{} inserts sent",
+        proxy.stats().matched
+    );
     let ids = stored_ids(&db).await;
     assert!((0..1_000).all(|i| ids.contains(&trace(i).id)));
     assert!((2_000..2_500).all(|i| !ids.contains(&trace(i).id)));
@@ -358,7 +366,11 @@ async fn an_unknown_insert_many_batch_never_deletes_another_writers_document() {
         panic!("expected CommitOutcomeUnknown, got {err:?}");
     };
     assert!(reason.contains("ids you supplied"), "{reason}");
-    assert!(proxy.stats().lost >= 1, "{} replies lost", proxy.stats().lost);
+    assert!(
+        proxy.stats().lost >= 1,
+        "{} replies lost",
+        proxy.stats().lost
+    );
     let kept = db.mongo.repo::<Trace>().get(&theirs.id).await.unwrap();
     assert_eq!(kept, Some(theirs), "the other writer's document survives");
     let ids = stored_ids(&db).await;

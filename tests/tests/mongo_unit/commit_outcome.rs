@@ -53,7 +53,11 @@ async fn a_lost_commit_reply_is_resent_until_the_outcome_is_known() {
         .unwrap();
     unit.commit().await.unwrap();
     assert_eq!(proxy.stats().lost, 2);
-    assert!(proxy.stats().matched >= 3, "{} commits sent", proxy.stats().matched);
+    assert!(
+        proxy.stats().matched >= 3,
+        "{} commits sent",
+        proxy.stats().matched
+    );
     assert_eq!(
         db.mongo.repo::<Doc>().get(&doc.id).await.unwrap(),
         Some(doc)
@@ -79,7 +83,7 @@ async fn every_commit_reply_lost_is_commit_outcome_unknown() {
     assert!(matches!(err, Error::CommitOutcomeUnknown { .. }), "{err:?}");
     assert!(!err.is_retryable());
     assert!(
-        proxy.stats().matched >= COMMIT_ATTEMPTS,
+        proxy.stats().matched >= u64::from(COMMIT_ATTEMPTS),
         "{} commits sent",
         proxy.stats().matched
     );

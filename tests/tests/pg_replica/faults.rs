@@ -10,8 +10,8 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{ConnectionUrl, Error};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::pg_replica::{self, start_replica, stop_replica};
 use reposmith_tests::fault_proxy::{FaultProxy, Mode, Wire};
+use reposmith_tests::pg_replica::{self, start_replica, stop_replica};
 use reposmith_tests::with_host;
 
 use super::db::{ReplicaDb, Servers, pause_replay, resume_replay};
