@@ -22,14 +22,19 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use connection::serve;
+use wire::{contains, mongo_command};
+
+mod connection;
+mod wire;
 
 /// How the client's byte stream is cut into requests for a [`Matcher`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +80,10 @@ pub enum Cut {
 
 /// A predicate over one client request (see [`Wire`]).
 #[derive(Clone)]
-pub struct Matcher(Arc<dyn Fn(&[u8]) -> bool + Send + Sync>);
+pub struct Matcher(Arc<Predicate>);
+
+/// What a [`Matcher`] holds.
+type Predicate = dyn Fn(&[u8]) -> bool + Send + Sync;
 
 impl Matcher {
     /// Any predicate over the request's bytes.
@@ -310,205 +318,4 @@ impl Drop for FaultProxy {
         // Dropping the senders ends every connection (see `mode_now`).
         self.modes.lock().unwrap().connections.clear();
     }
-}
-
-/// No reply is being lost / lose it, then close / lose it, then reset.
-const KEEP: u8 = 0;
-const LOSE_CLOSE: u8 = 1;
-const LOSE_RESET: u8 = 2;
-
-/// One client connection, forwarded until a side closes or the mode cuts it.
-async fn serve(
-    mut client: TcpStream,
-    upstream: String,
-    wire: Wire,
-    mode: watch::Receiver<Mode>,
-    counters: Arc<Counters>,
-) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let _ = (client.set_nodelay(true), server.set_nodelay(true));
-    let losing = AtomicU8::new(KEEP);
-    let cut = {
-        let (mut client_in, mut client_out) = client.split();
-        let (mut server_in, mut server_out) = server.split();
-        let requests = async {
-            let (mut mode, mut started) = (mode.clone(), false);
-            loop {
-                let Some(request) = read_request(&mut client_in, wire, &mut started).await else {
-                    return Cut::Close;
-                };
-                counters
-                    .bytes_up
-                    .fetch_add(len(&request), Ordering::Relaxed);
-                match mode_now(&mut mode).await {
-                    Err(cut) => return cut,
-                    Ok(Mode::Delay(d)) => tokio::time::sleep(d).await,
-                    Ok(Mode::LoseReply(loss)) if loss.matcher.matches(&request) => {
-                        counters.matched.fetch_add(1, Ordering::Relaxed);
-                        if loss.take() {
-                            let how = if loss.cut == Cut::Reset {
-                                LOSE_RESET
-                            } else {
-                                LOSE_CLOSE
-                            };
-                            losing.store(how, Ordering::Release);
-                        }
-                    }
-                    Ok(_) => {}
-                }
-                if server_out.write_all(&request).await.is_err() {
-                    return Cut::Close;
-                }
-            }
-        };
-        let replies = async {
-            let (mut mode, mut buffer) = (mode.clone(), vec![0; 16 * 1024]);
-            loop {
-                let n = match server_in.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return Cut::Close,
-                    Ok(n) => n,
-                };
-                match losing.load(Ordering::Acquire) {
-                    KEEP => {}
-                    how => {
-                        counters.lost.fetch_add(1, Ordering::Relaxed);
-                        return if how == LOSE_RESET {
-                            Cut::Reset
-                        } else {
-                            Cut::Close
-                        };
-                    }
-                }
-                counters
-                    .bytes_down
-                    .fetch_add(len(&buffer[..n]), Ordering::Relaxed);
-                match mode_now(&mut mode).await {
-                    Err(cut) => return cut,
-                    Ok(Mode::Delay(d)) => tokio::time::sleep(d).await,
-                    Ok(_) => {}
-                }
-                if client_out.write_all(&buffer[..n]).await.is_err() {
-                    return Cut::Close;
-                }
-            }
-        };
-        let ended = async {
-            let mut mode = mode.clone();
-            loop {
-                match *mode.borrow_and_update() {
-                    Mode::Close => return Cut::Close,
-                    Mode::Reset => return Cut::Reset,
-                    _ => {}
-                }
-                if mode.changed().await.is_err() {
-                    return Cut::Close;
-                }
-            }
-        };
-        tokio::select! {
-            cut = requests => cut,
-            cut = replies => cut,
-            cut = ended => cut,
-        }
-    };
-    match cut {
-        Cut::Close => {
-            let _ = client.shutdown().await;
-            let _ = server.shutdown().await;
-        }
-        Cut::Reset => {
-            let _ = client.set_zero_linger();
-            let _ = server.set_zero_linger();
-        }
-    }
-}
-
-/// The mode to forward under, waiting while it is [`Mode::Stall`]; the cut
-/// if it is [`Mode::Close`] or [`Mode::Reset`] or the proxy is gone.
-async fn mode_now(mode: &mut watch::Receiver<Mode>) -> Result<Mode, Cut> {
-    loop {
-        let now = mode.borrow_and_update().clone();
-        match now {
-            Mode::Close => return Err(Cut::Close),
-            Mode::Reset => return Err(Cut::Reset),
-            Mode::Stall => {
-                if mode.changed().await.is_err() {
-                    return Err(Cut::Close);
-                }
-            }
-            other => return Ok(other),
-        }
-    }
-}
-
-/// The client's next request as `wire` frames it; `None` at EOF or error.
-async fn read_request(
-    stream: &mut (impl AsyncRead + Unpin),
-    wire: Wire,
-    started: &mut bool,
-) -> Option<Vec<u8>> {
-    match wire {
-        Wire::Bytes => {
-            let mut buffer = vec![0; 16 * 1024];
-            let n = stream.read(&mut buffer).await.ok().filter(|&n| n > 0)?;
-            buffer.truncate(n);
-            Some(buffer)
-        }
-        Wire::Mongo => read_framed(stream, 0, |l| i32::from_le_bytes(l)).await,
-        Wire::Postgres if *started => read_framed(stream, 1, |l| i32::from_be_bytes(l)).await,
-        Wire::Postgres => {
-            let packet = read_framed(stream, 0, |l| i32::from_be_bytes(l)).await?;
-            // SSLRequest and GSSENCRequest come before the StartupMessage.
-            let code = packet
-                .get(4..8)
-                .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
-            *started = !matches!(code, Some(80_877_103 | 80_877_104));
-            Some(packet)
-        }
-    }
-}
-
-/// A message of `tag` bytes, then a 4-byte length counting itself and the
-/// rest (PostgreSQL: 1-byte type; MongoDB: none, the length is the total).
-async fn read_framed(
-    stream: &mut (impl AsyncRead + Unpin),
-    tag: usize,
-    length: impl Fn([u8; 4]) -> i32,
-) -> Option<Vec<u8>> {
-    let mut message = vec![0; tag + 4];
-    stream.read_exact(&mut message).await.ok()?;
-    let counted = usize::try_from(length(message[tag..].try_into().unwrap())).ok()?;
-    message.resize(tag + counted.max(4), 0);
-    stream.read_exact(&mut message[tag + 4..]).await.ok()?;
-    Some(message)
-}
-
-/// The command name of a MongoDB OP_MSG: the first key of its body section.
-fn mongo_command(message: &[u8]) -> Option<&[u8]> {
-    const OP_MSG: i32 = 2013;
-    let opcode = i32::from_le_bytes(message.get(12..16)?.try_into().ok()?);
-    if opcode != OP_MSG {
-        return None;
-    }
-    let mut at = 20; // header (16) and flag bits (4)
-    loop {
-        let kind = *message.get(at)?;
-        let size = i32::from_le_bytes(message.get(at + 1..at + 5)?.try_into().ok()?);
-        if kind == 0 {
-            // The body: a BSON document; its first element's type, then its key.
-            let key = message.get(at + 6..)?;
-            return Some(&key[..key.iter().position(|&b| b == 0)?]);
-        }
-        at += 1 + usize::try_from(size).ok()?;
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn len(bytes: &[u8]) -> u64 {
-    u64::try_from(bytes.len()).unwrap_or(u64::MAX)
 }
