@@ -311,3 +311,68 @@ async fn a_reset_mid_query_is_connection_lost_and_the_next_operation_works() {
     println!("reset mid-query: ConnectionLost after {took:.2?}, next operation ok");
     db.cleanup().await;
 }
+
+/// A COMMIT sent into a stalled connection: the client-side deadline ends
+/// the wait and the caller is told the outcome is unknown (COMMIT was
+/// sent), not a plain timeout; nothing is left in a transaction once the
+/// network comes back, and the next unit works.
+#[tokio::test]
+#[ignore = "library bug: COMMIT is sent without the client-side deadline (unit.rs `end_transaction`) and hangs on a stalled connection"]
+async fn a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline() {
+    let timeout = Duration::from_millis(500);
+    let db = Proxied::new(Some(timeout)).await;
+    let unit = bounded("begin", db.pg.begin()).await.unwrap();
+    bounded(
+        "insert",
+        unit.repo::<Doc>().insert(&Doc::new("stalled-commit")),
+    )
+    .await
+    .unwrap();
+    db.proxy.set_mode(Mode::Stall);
+    let started = Instant::now();
+    let outcome = bounded("stalled commit", unit.commit()).await;
+    let took = started.elapsed();
+    db.proxy.set_mode(Mode::Pass);
+    let (sessions, in_transaction, active) = db.settled().await;
+    let rows = db.rows("stalled-commit").await;
+    println!(
+        "stalled commit: {outcome:?} after {took:.2?}, {rows} row(s), {sessions} session(s), \
+         {in_transaction} in transaction, {active} active"
+    );
+    assert!(
+        matches!(outcome, Err(Error::CommitOutcomeUnknown { .. })),
+        "{outcome:?}"
+    );
+    assert!(took < timeout + SLACK + Duration::from_secs(1), "{took:?}");
+    assert_eq!((in_transaction, active), (0, 0), "{sessions} sessions");
+    let unit = bounded("next begin", db.pg.begin()).await.unwrap();
+    bounded("next insert", unit.repo::<Doc>().insert(&Doc::new("next")))
+        .await
+        .unwrap();
+    bounded("next commit", unit.commit()).await.unwrap();
+    db.cleanup().await;
+}
+
+/// BEGIN sent into a stalled connection: the client-side deadline ends the
+/// wait with `Timeout`, and the pool's next unit works once the network is
+/// back.
+#[tokio::test]
+#[ignore = "library bug: BEGIN is sent without the client-side deadline (unit.rs `UnitShared::run`) and hangs on a stalled connection"]
+async fn a_begin_into_a_stalled_connection_times_out_at_the_deadline() {
+    let timeout = Duration::from_millis(500);
+    let db = Proxied::new(Some(timeout)).await;
+    bounded("warm", db.pg.repo::<Doc>().count(Filter::all()))
+        .await
+        .unwrap();
+    db.proxy.set_mode(Mode::Stall);
+    let started = Instant::now();
+    let outcome = bounded("stalled begin", db.pg.begin()).await.map(drop);
+    let took = started.elapsed();
+    db.proxy.set_mode(Mode::Pass);
+    println!("stalled begin: {outcome:?} after {took:.2?}");
+    assert!(matches!(outcome, Err(Error::Timeout { .. })), "{outcome:?}");
+    assert!(took < timeout + SLACK + Duration::from_secs(1), "{took:?}");
+    let unit = bounded("next begin", db.pg.begin()).await.unwrap();
+    bounded("next commit", unit.commit()).await.unwrap();
+    db.cleanup().await;
+}
