@@ -9,8 +9,11 @@
 //! restarts and pauses); [`redis_cluster`] finds and kills masters of the
 //! cluster named by `REDIS_CLUSTER_URLS`; [`pg_replica`] names the
 //! PostgreSQL replica and PgBouncer, and stops and starts the replica.
+//! [`fault_proxy`] is a loopback TCP proxy that stalls, delays, closes,
+//! resets or loses replies on command.
 
 pub mod conformance;
+pub mod fault_proxy;
 pub mod letters;
 pub mod own_postgres;
 pub mod pg_replica;
@@ -88,6 +91,13 @@ pub fn with_host(url: &str, host_port: &str) -> String {
     };
     let tail_start = hosts.find(['/', '?']).unwrap_or(hosts.len());
     format!("{scheme}://{userinfo}{host_port}{}", &hosts[tail_start..])
+}
+
+/// `host:port` of the (first) server in `url`.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let hosts = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    hosts[..hosts.find(['/', '?']).unwrap_or(hosts.len())].to_owned()
 }
 
 /// The user name in `url`, or `default` when it has none.

@@ -6,14 +6,11 @@
 //! identity ids only for the documents sent; a command whose reply is lost
 //! stops the call with `CommitOutcomeUnknown`; a unit of work refuses it.
 
-#[path = "mongo_bulk_report/proxy.rs"]
-mod proxy;
-
 use std::collections::BTreeSet;
 
-use proxy::InsertReplyLoser;
 use reposmith::{Error, Filter, InsertReport, MongoBackend, MongoConfig, Repository, Vector};
 use reposmith_tests::conformance::entities::Event;
+use reposmith_tests::fault_proxy::{FaultProxy, Matcher, Mode, ReplyLoss, Wire};
 use reposmith_tests::{mongodb_url, unique_name, with_host};
 
 /// A chat-log or trace line: an id the application assigns, a unique
@@ -278,6 +275,16 @@ async fn a_unit_of_work_refuses_it_and_stays_usable() {
     db.cleanup().await;
 }
 
+/// A proxy to the MongoDB server that answers the first `answered`
+/// `insert` commands and loses the reply to every later one (the commands
+/// reach the server, which stores what it can).
+async fn losing_insert_replies_after(answered: u32) -> FaultProxy {
+    let proxy = FaultProxy::start(host_port(&mongodb_url()), Wire::Mongo).await;
+    let inserts = Matcher::mongo_command("insert");
+    proxy.set_mode(Mode::LoseReply(ReplyLoss::new(inserts).after(answered)));
+    proxy
+}
+
 /// `host:port` of the MongoDB server in `url`.
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -291,8 +298,8 @@ fn host_port(url: &str) -> String {
 #[tokio::test]
 async fn a_lost_reply_stops_the_call_with_an_unknown_outcome() {
     let db = Db::new().await;
-    let proxy = InsertReplyLoser::start(host_port(&mongodb_url()), 1).await;
-    let url = with_host(&mongodb_url(), &proxy.addr());
+    let proxy = losing_insert_replies_after(1).await;
+    let url = with_host(&mongodb_url(), &proxy.host_port());
     let config = MongoConfig::new(url).database(db.mongo.database().name());
     let client = MongoBackend::connect(&config).await.unwrap();
     db.mongo.repo::<Trace>().insert(&trace(10)).await.unwrap();
@@ -314,8 +321,16 @@ async fn a_lost_reply_stops_the_call_with_an_unknown_outcome() {
         "{reason}"
     );
     assert!(!err.is_retryable());
-    assert!(proxy.lost() >= 1, "{} replies lost", proxy.lost());
-    assert!(proxy.inserts() >= 2, "{} inserts sent", proxy.inserts());
+    assert!(
+        proxy.stats().lost >= 1,
+        "{} replies lost",
+        proxy.stats().lost
+    );
+    assert!(
+        proxy.stats().matched >= 2,
+        "{} inserts sent",
+        proxy.stats().matched
+    );
     let ids = stored_ids(&db).await;
     assert!((0..1_000).all(|i| ids.contains(&trace(i).id)));
     assert!((2_000..2_500).all(|i| !ids.contains(&trace(i).id)));
@@ -338,8 +353,8 @@ async fn an_unknown_insert_many_batch_never_deletes_another_writers_document() {
         ..trace(1_500)
     };
     db.mongo.repo::<Trace>().insert(&theirs).await.unwrap();
-    let proxy = InsertReplyLoser::start(host_port(&mongodb_url()), 1).await;
-    let url = with_host(&mongodb_url(), &proxy.addr());
+    let proxy = losing_insert_replies_after(1).await;
+    let url = with_host(&mongodb_url(), &proxy.host_port());
     let config = MongoConfig::new(url).database(db.mongo.database().name());
     let client = MongoBackend::connect(&config).await.unwrap();
     let err = client
@@ -351,7 +366,11 @@ async fn an_unknown_insert_many_batch_never_deletes_another_writers_document() {
         panic!("expected CommitOutcomeUnknown, got {err:?}");
     };
     assert!(reason.contains("ids you supplied"), "{reason}");
-    assert!(proxy.lost() >= 1, "{} replies lost", proxy.lost());
+    assert!(
+        proxy.stats().lost >= 1,
+        "{} replies lost",
+        proxy.stats().lost
+    );
     let kept = db.mongo.repo::<Trace>().get(&theirs.id).await.unwrap();
     assert_eq!(kept, Some(theirs), "the other writer's document survives");
     let ids = stored_ids(&db).await;

@@ -10,8 +10,6 @@ mod cancellation;
 #[path = "mongo_unit/commit_outcome.rs"]
 mod commit_outcome;
 use crate::mongo_repository::db;
-#[path = "mongo_unit/proxy.rs"]
-mod proxy;
 
 use std::future::Future;
 use std::pin::pin;

@@ -12,6 +12,7 @@ mod backends;
 mod cache;
 mod cancellation;
 mod connection;
+mod fault_proxy;
 mod faults;
 mod limit;
 mod migrate;

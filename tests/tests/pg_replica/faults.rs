@@ -10,11 +10,9 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{ConnectionUrl, Error};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
+use reposmith_tests::fault_proxy::{FaultProxy, Mode, Wire};
 use reposmith_tests::pg_replica::{self, start_replica, stop_replica};
 use reposmith_tests::with_host;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::db::{ReplicaDb, Servers, pause_replay, resume_replay};
 
@@ -226,9 +224,8 @@ async fn a_stalled_replica_read_falls_back_to_the_primary() {
         .next()
         .unwrap()
         .to_owned();
-    let stall = Arc::new(AtomicBool::new(false));
-    let port = stalling_proxy(upstream, Arc::clone(&stall)).await;
-    let proxied = with_host(&url, &format!("127.0.0.1:{port}"));
+    let proxy = FaultProxy::start(upstream, Wire::Bytes).await;
+    let proxied = with_host(&url, &proxy.host_port());
     let tune = |mut r: ReplicaConfig| {
         let namespace_url = r.urls[0].expose().replace(&url, &proxied);
         r.urls = vec![ConnectionUrl::new(namespace_url)];
@@ -242,49 +239,13 @@ async fn a_stalled_replica_read_falls_back_to_the_primary() {
     db.caught_up().await;
     assert_eq!(docs.count(Filter::all()).await.unwrap(), 1);
     assert_eq!(db.pg.read_stats().replicas, 1);
-    stall.store(true, Ordering::Relaxed);
+    proxy.set_mode(Mode::Stall);
     let started = Instant::now();
     let outcome = docs.count(Filter::all()).await;
     let took = started.elapsed();
-    stall.store(false, Ordering::Relaxed);
+    proxy.set_mode(Mode::Pass);
     assert_eq!(outcome.unwrap(), 1);
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(!db.pg.replicas()[0].up);
     db.cleanup().await;
-}
-
-/// A TCP proxy to `upstream` that holds every packet while `stall` is set.
-async fn stalling_proxy(upstream: String, stall: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let ((client_in, client_out), (server_in, server_out)) =
-                (client.into_split(), server.into_split());
-            tokio::spawn(pump(client_in, server_out, Arc::clone(&stall)));
-            tokio::spawn(pump(server_in, client_out, Arc::clone(&stall)));
-        }
-    });
-    port
-}
-
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, stall: Arc<AtomicBool>) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let Ok(n) = from.read(&mut buffer).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        while stall.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
-        }
-    }
 }
