@@ -210,7 +210,7 @@ impl Executor {
 /// Slack past the server's `statement_timeout` before the client gives up:
 /// the server's own timeout should fire first; this one catches a network
 /// or server that stopped answering altogether.
-const CLIENT_DEADLINE_SLACK: Duration = Duration::from_secs(5);
+pub(crate) const CLIENT_DEADLINE_SLACK: Duration = Duration::from_secs(5);
 
 /// A client-side deadline on a whole repository operation, so no wait is
 /// unbounded even when the server or the network stalls. Cutting an

@@ -165,14 +165,24 @@ impl UnitShared {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs transaction-control SQL (no values, nothing from the user).
+    /// Runs transaction-control SQL (no values, nothing from the user),
+    /// within the client-side deadline: a stalled connection fails it with
+    /// `Timeout` instead of hanging, and the connection, cut mid-protocol,
+    /// is closed with the unit.
     async fn run(&self, connection: &mut PgConnection, sql: String) -> Result<()> {
         // Safe: transaction-control keywords and savepoint names built from an integer.
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(connection)
-            .await
-            .map(drop)
-            .map_err(|e| self.backend.map_error(e))
+        let sent = sqlx::raw_sql(AssertSqlSafe(sql)).execute(connection);
+        let Some(after) = client_deadline(&self.backend) else {
+            return sent.await.map(drop).map_err(|e| self.backend.map_error(e));
+        };
+        match tokio::time::timeout(after, sent).await {
+            Ok(outcome) => outcome.map(drop).map_err(|e| self.backend.map_error(e)),
+            Err(_) => Err(Error::Timeout {
+                backend: Backend::Postgres,
+                operation: "transaction control (client-side deadline)",
+                after,
+            }),
+        }
     }
 
     /// Takes the connection out; the unit is over for every repository.
@@ -264,6 +274,24 @@ fn ended_idle_in_transaction(err: &sqlx::Error) -> bool {
     };
     db.try_downcast_ref::<PgDatabaseError>()
         .is_some_and(|e| e.code() == "25P03")
+}
+
+/// How long transaction control may wait for the server: the repository
+/// operations' client deadline (`statement_timeout` plus slack), none
+/// without a statement timeout.
+fn client_deadline(backend: &PgBackend) -> Option<std::time::Duration> {
+    backend
+        .statement_timeout()
+        .map(|t| t + crate::executor::CLIENT_DEADLINE_SLACK)
+}
+
+/// A COMMIT or ROLLBACK that got no reply in time, as the I/O failure it
+/// is: for a COMMIT already sent that is an unknown outcome (`commit_error`).
+fn no_reply_within(after: std::time::Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no reply from the server within the client-side deadline ({after:?})"),
+    ))
 }
 
 /// A transaction: every repository from [`PgUnitOfWork::repo`] runs on it.
@@ -582,7 +610,14 @@ impl PgUnitOfWork {
             .take()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        match sqlx::raw_sql(sql).execute(&mut *connection).await {
+        let sent = sqlx::raw_sql(sql).execute(&mut *connection);
+        let outcome = match client_deadline(&self.shared.backend) {
+            Some(after) => tokio::time::timeout(after, sent)
+                .await
+                .unwrap_or_else(|_| Err(no_reply_within(after))),
+            None => sent.await,
+        };
+        match outcome {
             Ok(_) => {
                 connection.ready();
                 Ok(())

@@ -317,7 +317,6 @@ async fn a_reset_mid_query_is_connection_lost_and_the_next_operation_works() {
 /// sent), not a plain timeout; nothing is left in a transaction once the
 /// network comes back, and the next unit works.
 #[tokio::test]
-#[ignore = "library bug: COMMIT is sent without the client-side deadline (unit.rs `end_transaction`) and hangs on a stalled connection"]
 async fn a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline() {
     let timeout = Duration::from_millis(500);
     let db = Proxied::new(Some(timeout)).await;
@@ -357,7 +356,6 @@ async fn a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline()
 /// wait with `Timeout`, and the pool's next unit works once the network is
 /// back.
 #[tokio::test]
-#[ignore = "library bug: BEGIN is sent without the client-side deadline (unit.rs `UnitShared::run`) and hangs on a stalled connection"]
 async fn a_begin_into_a_stalled_connection_times_out_at_the_deadline() {
     let timeout = Duration::from_millis(500);
     let db = Proxied::new(Some(timeout)).await;

@@ -60,7 +60,10 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "F2",
         "PostgreSQL COMMIT reply lost: outcome unknown, row present",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "faults::pg_proxy::a_lost_commit_reply_is_outcome_unknown_and_the_row_is_committed",
+            "faults::pg_proxy::a_lost_reply_to_a_pool_insert_leaves_the_row_and_the_pool_working",
+        ]),
     ),
     row(
         "F3",
@@ -76,8 +79,14 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "F5",
-        "a stalled PostgreSQL connection: the deadline fires, the connection is dropped",
-        Check::NotBuilt,
+        "a stalled or reset PostgreSQL connection: the deadline fires (BEGIN and COMMIT too), the connection is dropped",
+        Check::Tests(&[
+            "faults::pg_proxy::a_stalled_query_times_out_at_the_client_deadline_and_its_connection_is_discarded",
+            "faults::pg_proxy::a_unit_cut_by_a_stall_is_poisoned_and_leaves_no_open_transaction",
+            "faults::pg_proxy::a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline",
+            "faults::pg_proxy::a_begin_into_a_stalled_connection_times_out_at_the_deadline",
+            "faults::pg_proxy::a_reset_mid_query_is_connection_lost_and_the_next_operation_works",
+        ]),
     ),
     row(
         "F6",
@@ -153,8 +162,12 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "I1",
-        "isolationtester specs for the version check, upserts, the outbox claim",
-        Check::NotBuilt,
+        "the version check under a row lock, concurrent upserts, write skew by isolation level",
+        Check::Tests(&[
+            "faults::pg_isolation::a_writer_waiting_on_the_row_lock_gets_stale_version_not_a_lost_update",
+            "faults::pg_isolation::concurrent_upserts_of_one_key_leave_one_row_and_no_error",
+            "faults::pg_isolation::write_skew_is_prevented_at_serializable_and_allowed_at_repeatable_read",
+        ]),
     ),
     row(
         "B1",
