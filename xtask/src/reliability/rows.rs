@@ -170,6 +170,11 @@ pub(crate) const ROWS: &[Row] = &[
         ]),
     ),
     row(
+        "I2",
+        "isolationtester specs for the outbox claim and the migration lock",
+        Check::NotBuilt,
+    ),
+    row(
         "B1",
         "NUL in text or JSON: invalid input before the database",
         Check::Tests(&[
