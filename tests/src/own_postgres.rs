@@ -1,7 +1,7 @@
 //! A PostgreSQL server of a test's own, from the project's wheel binaries:
 //! fault tests restart it immediately, stop it for seconds and `kill -9`
 //! it, which the shared server every other test uses must never see. Its
-//! own data directory (fsync on: crash tests depend on it) and port; trust
+//! own data directory (fsync on, as in production) and port; trust
 //! auth on loopback; stopped and removed on drop.
 
 use std::fs;
@@ -86,8 +86,8 @@ impl OwnPostgres {
         self.start_again();
     }
 
-    /// `kill -9` of the postmaster and every backend: the machine lost
-    /// power, as far as the data directory can tell. Start it again with
+    /// `kill -9` of the postmaster and every backend: the server crashed
+    /// (the operating system's page cache survives: not a power loss). Start it again with
     /// [`OwnPostgres::start_again`] (crash recovery replays the WAL).
     pub fn kill_9(&self) {
         let pid_file = fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
@@ -96,8 +96,8 @@ impl OwnPostgres {
             .next()
             .and_then(|line| line.trim().parse().ok())
             .expect("a running server has a postmaster.pid");
-        // Children first in the list, collected before anything dies (a
-        // killed postmaster's children would be reparented).
+        // Its children collected before anything dies (a killed
+        // postmaster's children would be reparented).
         let mut victims = children_of(postmaster);
         victims.push(postmaster);
         // Its status is not checked: a backend may exit on its own between
@@ -108,10 +108,7 @@ impl OwnPostgres {
             .status();
         // The shared memory is free once every process is gone.
         for _ in 0..100 {
-            if victims
-                .iter()
-                .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            {
+            if victims.iter().all(|&pid| gone(pid)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -139,6 +136,13 @@ impl Drop for OwnPostgres {
         let _ = stop.status();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether process `pid` is gone from `/proc`: exited and reaped. A
+/// zombie still counts as there, because a restart's check of
+/// `postmaster.pid` takes a zombie's pid for a live postmaster.
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The pids whose parent is `parent`, from `/proc/<pid>/stat`.

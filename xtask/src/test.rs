@@ -127,7 +127,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     };
     if crate::reliability::report_path(root).exists() {
         // The board repeats the suite's verdicts per promise; it adds no failure of its own.
-        let _ = crate::reliability::print_board(root);
+        let _ = crate::reliability::print_board(root, false);
     }
     if !created.is_empty() {
         header("extras down (this run started them)");

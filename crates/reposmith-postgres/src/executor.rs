@@ -167,18 +167,24 @@ impl Executor {
 
     /// Runs the write `op` on the unit's connection or a pooled one to the
     /// primary, in the pooler mode's statement shape. A failed `COMMIT` of
-    /// that shape whose connection broke is [`Error::CommitOutcomeUnknown`].
+    /// that shape, or an autocommit write, whose connection broke is
+    /// [`Error::CommitOutcomeUnknown`].
     pub(crate) async fn write<T, F>(&self, schema: &'static EntitySchema, op: F) -> Result<T>
     where
         F: for<'c, 'h> FnOnce(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
         T: Send,
     {
         let mut held = self.acquire().await?;
+        // An autocommit statement is its own COMMIT: once sent, a broken
+        // connection leaves its outcome unknown, as for a unit's COMMIT.
+        let autocommit = self.statements_stand_alone() && !self.in_unit();
         match crate::pooler::run(&mut held, op).await {
             Ok(value) => Ok(value),
-            Err(failed) if failed.at_commit => {
-                Err(crate::unit::commit_error(self.backend(), failed.error))
-            }
+            Err(failed) if failed.at_commit || autocommit => Err(crate::unit::commit_error_for(
+                self.backend(),
+                failed.error,
+                schema,
+            )),
             Err(failed) => Err(self.map_err(schema)(failed.error)),
         }
     }

@@ -226,10 +226,14 @@ impl<E: Entity> PgRepository<E> {
         let schema = self.schema();
         let id = values[schema.id].clone();
         let params = self.params(values, &[schema.id]);
-        let query = statement(&self.statements.exists, params);
+        let sql = &self.statements.exists;
+        // On the primary: the update that missed ran there.
+        let primary = Route::primary();
         let exists = self
             .exec
-            .write(schema, |held| Box::pin(query.fetch_optional(&mut **held)))
+            .read(&primary, schema, |held| {
+                Box::pin(statement(sql, params.clone()).fetch_optional(&mut **held))
+            })
             .await?
             .is_some();
         Ok(match schema.version_column() {

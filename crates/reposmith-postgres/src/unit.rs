@@ -267,6 +267,22 @@ pub(crate) fn commit_error(backend: &PgBackend, err: sqlx::Error) -> Error {
     }
 }
 
+/// [`commit_error`] for a statement on `schema`'s table: an error the
+/// server answered (a conflict, a refused value) keeps its entity mapping.
+pub(crate) fn commit_error_for(
+    backend: &PgBackend,
+    err: sqlx::Error,
+    schema: &'static reposmith_core::EntitySchema,
+) -> Error {
+    let answered = matches!(&err, sqlx::Error::Database(db)
+        if db.try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|e| matches!(e.severity(), PgSeverity::Error)));
+    match answered {
+        true => backend.map_entity_error(err, schema),
+        false => commit_error(backend, err),
+    }
+}
+
 /// Whether `err` is FATAL 25P03, `idle_in_transaction_session_timeout`.
 fn ended_idle_in_transaction(err: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = err else {

@@ -21,7 +21,8 @@ async fn db() -> (PgBackend, PgBackend, String) {
     sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
     let url = database_url();
     let sep = if url.contains('?') { '&' } else { '?' };
-    let config = PgConfig::new(format!("{url}{sep}options=-c%20search_path%3D{namespace}"));
+    let config = PgConfig::new(format!("{url}{sep}options=-c%20search_path%3D{namespace}"))
+        .application_name(namespace.clone());
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();
     (pg, admin, namespace)
@@ -31,6 +32,18 @@ async fn cleanup(pg: PgBackend, admin: PgBackend, namespace: &str) {
     pg.close().await;
     sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
+}
+
+/// This test's sessions (named after its schema) waiting on a lock now.
+async fn lock_waiters(admin: &PgBackend, namespace: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND application_name = $1",
+    )
+    .bind(namespace)
+    .fetch_one(admin.pool())
+    .await
+    .unwrap()
 }
 
 async fn sql(pg: &PgBackend, statement: &str) {
@@ -64,7 +77,16 @@ async fn a_writer_waiting_on_the_row_lock_gets_stale_version_not_a_lost_update()
             outcome
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Committed only once the second writer waits on the row lock, so the
+    // test proves the re-check, not a second writer that came late.
+    let waited = std::time::Instant::now();
+    while lock_waiters(&admin, &namespace).await == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the second writer never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         !second.is_finished(),
         "the second writer did not wait for the row lock"
@@ -148,8 +170,8 @@ async fn on_call(pg: &PgBackend) -> [Doc; 2] {
 }
 
 /// At SERIALIZABLE the second unit of the pair is aborted as retryable
-/// (SQLSTATE 40001), and run again through the retry helper it sees one
-/// doctor on call and leaves Bob on: the invariant holds. At REPEATABLE
+/// (SQLSTATE 40001); run again (through the retry helper, as a caller
+/// would) it sees one doctor on call and leaves Bob on: the invariant holds. At REPEATABLE
 /// READ both commit and nobody is on call: snapshot isolation allows write
 /// skew, as PostgreSQL documents.
 #[tokio::test]

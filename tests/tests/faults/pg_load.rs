@@ -49,7 +49,7 @@ async fn sql(pg: &PgBackend, statement: &str) {
 
 /// This test's sessions, and those idle in a transaction.
 async fn sessions(admin: &PgBackend, namespace: &str) -> (i64, i64) {
-    let query = "SELECT count(*), count(*) FILTER (WHERE state = 'idle in transaction') \
+    let query = "SELECT count(*), count(*) FILTER (WHERE state LIKE 'idle in transaction%') \
                  FROM pg_stat_activity WHERE application_name = $1";
     sqlx::query_as(query)
         .bind(namespace)

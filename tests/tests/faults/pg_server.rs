@@ -43,6 +43,9 @@ fn server_gone(error: &Error) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_restart_costs_at_most_one_error_per_stale_connection() {
     let Some(server) = OwnPostgres::start() else {
+        println!(
+            "not run here: the PostgreSQL binaries are not the project's (DATABASE_URL is yours)"
+        );
         return;
     };
     let pg = backend(&server, 4).await;
@@ -69,7 +72,7 @@ async fn an_immediate_restart_costs_at_most_one_error_per_stale_connection() {
         }
     }
     eprintln!(
-        "immediate restart: {} errors before the first success ({:?} after the server was back), \
+        "immediate restart: {} errors in all, the first success {:?} after the server was back, \
          then 20 operations fine",
         errors.len(),
         back.elapsed()
@@ -84,6 +87,9 @@ async fn an_immediate_restart_costs_at_most_one_error_per_stale_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_seconds_down_fails_fast_and_recovers_alone() {
     let Some(server) = OwnPostgres::start() else {
+        println!(
+            "not run here: the PostgreSQL binaries are not the project's (DATABASE_URL is yours)"
+        );
         return;
     };
     let pg = backend(&server, 2).await;
@@ -145,6 +151,9 @@ enum Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_committing_keeps_every_acknowledged_unit_and_no_half_unit() {
     let Some(server) = OwnPostgres::start() else {
+        println!(
+            "not run here: the PostgreSQL binaries are not the project's (DATABASE_URL is yours)"
+        );
         return;
     };
     let pg = Arc::new(backend(&server, 4).await);

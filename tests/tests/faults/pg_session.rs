@@ -46,9 +46,11 @@ impl Db {
         }
     }
 
-    /// This test's sessions in `state`.
+    /// This test's sessions whose state starts with `state` (so "idle in
+    /// transaction" also counts "idle in transaction (aborted)").
     async fn sessions_in(&self, state: &str) -> Vec<i32> {
-        let query = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = $2";
+        let query = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+                     AND state LIKE $2 || '%'";
         sqlx::query_scalar(query)
             .bind(&self.namespace)
             .bind(state)

@@ -162,7 +162,7 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "I1",
-        "the version check under a row lock, concurrent upserts, write skew by isolation level",
+        "the version check under a row lock, concurrent upserts, write skew aborted at SERIALIZABLE (re-run keeps the invariant)",
         Check::Tests(&[
             "faults::pg_isolation::a_writer_waiting_on_the_row_lock_gets_stale_version_not_a_lost_update",
             "faults::pg_isolation::concurrent_upserts_of_one_key_leave_one_row_and_no_error",

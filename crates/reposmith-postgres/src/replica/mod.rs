@@ -39,6 +39,14 @@ pub(crate) struct Route {
 }
 
 impl Route {
+    /// Reads pinned to the primary.
+    pub(crate) fn primary() -> Self {
+        Route {
+            pin: Some(ReadPreference::Primary),
+            session: None,
+        }
+    }
+
     /// Whether reads through this route go to the primary only.
     pub(crate) fn primary_only(&self, entity_default: ReadPreference) -> bool {
         self.pin.unwrap_or(entity_default) == ReadPreference::Primary
