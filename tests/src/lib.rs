@@ -45,6 +45,24 @@ pub fn heavy() -> bool {
     std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
 }
 
+/// `url` with every session's `search_path` set to `path` (`"ns"` or
+/// `"ns,public"`) through the URL's `options`.
+pub fn with_search_path(url: &str, path: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let path = path.replace(',', "%2C");
+    format!("{url}{sep}options=-c%20search_path%3D{path}")
+}
+
+/// Runs `sql` (trusted test text: schema names from `unique_name`) on
+/// `pg`'s raw pool, panicking on failure.
+pub async fn run_sql(pg: &reposmith::PgBackend, sql: &str) {
+    use reposmith::postgres::sqlx;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(pg.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// PostgreSQL with pgvector.
 pub fn database_url() -> String {
     service_url("DATABASE_URL")

@@ -7,21 +7,19 @@
 use std::time::Duration;
 
 use reposmith::postgres::IsolationLevel;
-use reposmith::postgres::sqlx::{self, AssertSqlSafe};
+use reposmith::postgres::sqlx;
 use reposmith::{Error, PgBackend, PgConfig, RetryPolicy};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::{database_url, unique_name};
+use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
 
 async fn db() -> (PgBackend, PgBackend, String) {
     let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgiso");
-    sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let url = database_url();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let config = PgConfig::new(format!("{url}{sep}options=-c%20search_path%3D{namespace}"))
+    run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+    let config = PgConfig::new(with_search_path(&database_url(), &namespace))
         .application_name(namespace.clone());
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();
@@ -30,7 +28,7 @@ async fn db() -> (PgBackend, PgBackend, String) {
 
 async fn cleanup(pg: PgBackend, admin: PgBackend, namespace: &str) {
     pg.close().await;
-    sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
+    run_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
 }
 
@@ -44,13 +42,6 @@ async fn lock_waiters(admin: &PgBackend, namespace: &str) -> i64 {
     .fetch_one(admin.pool())
     .await
     .unwrap()
-}
-
-async fn sql(pg: &PgBackend, statement: &str) {
-    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
-        .execute(pg.pool())
-        .await
-        .unwrap();
 }
 
 /// Two units update one versioned row from the same read. The second

@@ -10,7 +10,7 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{Error, PgBackend, PgConfig};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::{database_url, unique_name};
+use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
 
 /// Tasks of the load run.
 const TASKS: usize = 64;
@@ -29,22 +29,13 @@ async fn backend(namespace: &str, max_connections: u32) -> (PgBackend, PgBackend
     let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
-    sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let url = database_url();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let config = PgConfig::new(format!("{url}{sep}options=-c%20search_path%3D{namespace}"))
+    run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+    let config = PgConfig::new(with_search_path(&database_url(), namespace))
         .application_name(namespace.to_owned())
         .max_connections(max_connections);
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();
     (pg, admin)
-}
-
-async fn sql(pg: &PgBackend, statement: &str) {
-    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
-        .execute(pg.pool())
-        .await
-        .unwrap();
 }
 
 /// This test's sessions, and those idle in a transaction.
@@ -162,7 +153,7 @@ async fn sixty_four_tasks_on_a_pool_of_four_finish_typed_and_leave_nothing_open(
     .unwrap();
     assert_eq!(dropped, 0, "a dropped unit's insert was committed");
     Arc::into_inner(pg).unwrap().close().await;
-    sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
+    run_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
 }
 
@@ -199,6 +190,6 @@ async fn a_held_connection_does_not_starve_fifty_short_tasks_on_a_pool_of_two() 
     eprintln!("50 short reads beside a held connection: slowest {slowest:?}");
     assert!(slowest < Duration::from_secs(5), "waited {slowest:?}");
     Arc::into_inner(pg).unwrap().close().await;
-    sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
+    run_sql(&admin, &format!("DROP SCHEMA \"{namespace}\" CASCADE")).await;
     admin.close().await;
 }

@@ -10,7 +10,7 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{Error, Filter, PgBackend, PgConfig, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::fault_proxy::{FaultProxy, Matcher, Mode, ReplyLoss, Wire};
-use reposmith_tests::{database_url, host_port, unique_name, with_host};
+use reposmith_tests::{database_url, host_port, run_sql, unique_name, with_host, with_search_path};
 
 /// No single step of these tests may take longer.
 const STEP: Duration = Duration::from_secs(20);
@@ -34,11 +34,10 @@ impl Proxied {
             .await
             .unwrap();
         let namespace = unique_name("faultproxy");
-        admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+        run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let proxy = FaultProxy::start(host_port(&database_url()), Wire::Postgres).await;
         let url = with_host(&database_url(), &proxy.host_port());
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
+        let url = with_search_path(&url, &namespace);
         let config = PgConfig::new(url)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
@@ -97,20 +96,13 @@ impl Proxied {
     async fn cleanup(self) {
         self.pg.close().await;
         drop(self.proxy);
-        admin_sql(
+        run_sql(
             &self.admin,
             &format!("DROP SCHEMA \"{}\" CASCADE", self.namespace),
         )
         .await;
         self.admin.close().await;
     }
-}
-
-async fn admin_sql(admin: &PgBackend, sql: &str) {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(admin.pool())
-        .await
-        .unwrap();
 }
 
 /// `step`, or a panic naming it if it takes longer than [`STEP`].

@@ -10,7 +10,7 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{Error, PgBackend, PgConfig};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
-use reposmith_tests::{database_url, unique_name};
+use reposmith_tests::{database_url, run_sql, unique_name};
 
 /// A schema of its own and a backend whose sessions are named after it,
 /// so `pg_stat_activity` shows this test's connections only.
@@ -26,7 +26,7 @@ impl Db {
             .await
             .unwrap();
         let namespace = unique_name("pgfault");
-        sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+        run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         let options = format!("-c search_path={namespace} {extra_options}");
@@ -70,20 +70,13 @@ impl Db {
 
     async fn cleanup(self) {
         self.pg.close().await;
-        sql(
+        run_sql(
             &self.admin,
             &format!("DROP SCHEMA \"{}\" CASCADE", self.namespace),
         )
         .await;
         self.admin.close().await;
     }
-}
-
-async fn sql(pg: &PgBackend, statement: &str) {
-    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
-        .execute(pg.pool())
-        .await
-        .unwrap();
 }
 
 /// `pg_terminate_backend` on a unit's session after its insert, before its

@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reposmith::postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
+use reposmith::postgres::sqlx::{self, Connection, PgConnection};
 use reposmith::postgres::{ReplicaConfig, WalPosition};
 use reposmith::{PgBackend, PgConfig};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::pg_replica;
-use reposmith_tests::{database_url, unique_name};
+use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
 
 /// The replica's URL (`cargo xtask test` starts it); a test that finds none
 /// has returned before asking (see [`ReplicaDb::new`]).
@@ -21,8 +21,7 @@ pub(crate) fn replica_url() -> String {
 /// `url` with `search_path` set to `namespace` (then `public`, where
 /// pgvector's types live) on every session.
 pub(crate) fn in_schema(url: &str, namespace: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{namespace}%2Cpublic")
+    with_search_path(url, &format!("{namespace},public"))
 }
 
 /// A schema of its own on the primary with the `docs` table, and a backend
@@ -55,7 +54,7 @@ impl ReplicaDb {
             .await
             .unwrap();
         let namespace = unique_name("pgreplica");
-        sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+        run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let replicas = ReplicaConfig::new([in_schema(&replica_url(), &namespace)])
             .probe_interval(Duration::from_millis(100));
         let config = PgConfig::new(in_schema(&database_url(), &namespace))
@@ -80,7 +79,7 @@ impl ReplicaDb {
 
     /// Runs `statement` on the primary.
     pub(crate) async fn primary_sql(&self, statement: &str) {
-        sql(&self.admin, statement).await;
+        run_sql(&self.admin, statement).await;
     }
 
     /// Waits until the replica has replayed every commit so far (10 s at most).
@@ -109,20 +108,13 @@ impl ReplicaDb {
     pub(crate) async fn cleanup(self) {
         resume_replay().await;
         self.pg.close().await;
-        sql(
+        run_sql(
             &self.admin,
             &format!("DROP SCHEMA \"{}\" CASCADE", self.namespace),
         )
         .await;
         self.admin.close().await;
     }
-}
-
-async fn sql(pg: &PgBackend, statement: &str) {
-    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
-        .execute(pg.pool())
-        .await
-        .unwrap();
 }
 
 /// A direct connection to the replica (superuser: it may pause replay).
