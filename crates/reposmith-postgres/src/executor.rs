@@ -33,11 +33,14 @@ pub(crate) enum Held<'a> {
     Pooled(PooledConnection),
     /// The unit of work's connection, locked for this operation; poisons
     /// the unit when dropped before a successful settle (a cancelled or
-    /// failed statement aborts the transaction).
+    /// failed statement aborts the transaction), and marks it cut when
+    /// dropped before any settle (a statement cut mid-protocol: the
+    /// connection may be waiting on a reply that never comes).
     Unit {
         connection: UnitConnection<'a>,
         shared: &'a UnitShared,
         settled: bool,
+        answered: bool,
     },
 }
 
@@ -47,7 +50,12 @@ impl Held<'_> {
     pub(crate) fn settle<T>(&mut self, outcome: &sqlx::Result<T>) {
         match self {
             Held::Pooled(connection) => connection.settle(outcome),
-            Held::Unit { settled, .. } => *settled = outcome.is_ok(),
+            Held::Unit {
+                settled, answered, ..
+            } => {
+                *settled = outcome.is_ok();
+                *answered = true;
+            }
         }
     }
 
@@ -93,10 +101,14 @@ impl Drop for Held<'_> {
         if let Held::Unit {
             shared,
             settled: false,
+            answered,
             ..
         } = self
         {
             shared.poison();
+            if !*answered {
+                shared.cut();
+            }
         }
     }
 }
@@ -134,6 +146,7 @@ impl Executor {
                     connection,
                     shared,
                     settled: false,
+                    answered: false,
                 })
             }
         }

@@ -73,6 +73,10 @@ pub(crate) struct UnitShared {
     abandoned: StdMutex<Vec<usize>>,
     /// A statement failed or was cancelled: the transaction is aborted.
     poisoned: AtomicBool,
+    /// A statement was cut before any reply (cancelled, or past the client
+    /// deadline): the connection may still wait on the server, so the unit
+    /// ends by closing it rather than sending ROLLBACK into it.
+    cut: AtomicBool,
     /// Source of savepoint names, so sibling nested units never share one.
     next_savepoint: AtomicUsize,
     /// Savepoints of the nested units still open, oldest first.
@@ -98,6 +102,11 @@ impl UnitShared {
     /// Records that the transaction is aborted (a failed or cancelled statement).
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Records that a statement was cut mid-protocol (see `cut`).
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
     }
 
     fn is_poisoned(&self) -> bool {
@@ -341,6 +350,7 @@ impl PgBackend {
                 connection: Mutex::new(Some(connection)),
                 abandoned: StdMutex::new(Vec::new()),
                 poisoned: AtomicBool::new(false),
+                cut: AtomicBool::new(false),
                 next_savepoint: AtomicUsize::new(1),
                 live: StdMutex::new(Vec::new()),
                 outbox: PendingMessages::new(),
@@ -626,6 +636,13 @@ impl PgUnitOfWork {
             .take()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
+        if sql == "ROLLBACK" && self.shared.cut.load(Ordering::Acquire) {
+            // A ROLLBACK would queue behind the cut statement's reply, which
+            // a stalled connection never sends: closing the connection ends
+            // the transaction on the server without waiting.
+            discard(connection);
+            return Ok(());
+        }
         let sent = sqlx::raw_sql(sql).execute(&mut *connection);
         let outcome = match client_deadline(&self.shared.backend) {
             Some(after) => tokio::time::timeout(after, sent)

@@ -246,11 +246,19 @@ async fn a_unit_cut_by_a_stall_is_poisoned_and_leaves_no_open_transaction() {
     let started = Instant::now();
     let outcome = bounded("stalled insert", docs.insert(&Doc::new("unit-2"))).await;
     let took = started.elapsed();
-    db.proxy.set_mode(Mode::Pass);
     assert!(matches!(outcome, Err(Error::Timeout { .. })), "{outcome:?}");
     assert!(took < timeout + SLACK + Duration::from_secs(1), "{took:?}");
+    // Still stalled: ending the cut unit must not wait on the connection
+    // (a ROLLBACK sent into it would wait a second deadline).
+    let ending = Instant::now();
     let committed = bounded("commit", unit.commit()).await;
+    let ended_in = ending.elapsed();
+    db.proxy.set_mode(Mode::Pass);
     assert!(committed.is_err(), "a cut unit committed: {committed:?}");
+    assert!(
+        ended_in < Duration::from_secs(1),
+        "ending the cut unit took {ended_in:?}"
+    );
     assert_eq!(db.rows("unit-1").await + db.rows("unit-2").await, 0);
     let (sessions, in_transaction, active) = db.settled().await;
     assert_eq!((in_transaction, active), (0, 0), "{sessions} sessions");
