@@ -183,12 +183,7 @@ async fn a_lost_reply_to_a_pool_insert_leaves_the_row_and_the_pool_working() {
         .unwrap();
     println!(
         "pool insert reply lost: caller told {}, row present, next insert ok",
-        outcome
-            .unwrap_err()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("")
+        first_line(&outcome.unwrap_err())
     );
     db.cleanup().await;
 }
@@ -271,12 +266,7 @@ async fn a_unit_cut_by_a_stall_is_poisoned_and_leaves_no_open_transaction() {
     println!(
         "stalled unit: Timeout after {took:.2?}, commit refused ({}), nothing written, \
          0 in transaction, next unit ok",
-        committed
-            .unwrap_err()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("")
+        first_line(&committed.unwrap_err())
     );
     db.cleanup().await;
 }
@@ -388,4 +378,9 @@ async fn a_begin_into_a_stalled_connection_times_out_at_the_deadline() {
     let unit = bounded("next begin", db.pg.begin()).await.unwrap();
     bounded("next commit", unit.commit()).await.unwrap();
     db.cleanup().await;
+}
+
+/// The first line of `error`'s message, for a one-line figure.
+fn first_line(error: &Error) -> String {
+    error.to_string().lines().next().unwrap_or("").to_owned()
 }
