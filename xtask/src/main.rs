@@ -27,7 +27,8 @@ Commands:
                     start (or reuse) PostgreSQL 16 + pgvector, a MongoDB-wire
                     server (SecantusDB) and Redis; print where each runs;
                     --cluster also a Redis Cluster (3 masters + 3 replicas on
-                    127.0.0.1:57001-57006), restarting any node that stopped;
+                    127.0.0.1:21001-21006, or the next free block of six),
+                    restarting any node that stopped;
                     --replica a streaming replica of that PostgreSQL (55433);
                     --pgbouncer PgBouncer in transaction mode in front of both
                     (56432; apt-get installs Debian's package when missing)

@@ -1,19 +1,24 @@
 //! `services up --cluster`: a Redis Cluster of six OS `redis-server`
-//! processes (3 masters, 3 replicas) on 127.0.0.1:57001-57006, for tests of
+//! processes (3 masters, 3 replicas) on 127.0.0.1:21001-21006 (or the next
+//! free block of the same shape: 22001-22006, ...), for tests of
 //! slot routing and failover. Started by `up --cluster` and by
 //! `cargo xtask test` (whose queue failover test kills a master).
 //!
 //! Each node has its own directory under `<state>/redis-cluster/` with its
 //! `nodes.conf`, log and append-only file, and its cluster bus on the client
-//! port + 100 (the default, + 10000, is past 65535 for these ports). The
-//! record `<state>/redis-cluster.state` lists the ports and, per port, the
-//! pid (`pid.57001=...`), so `down` stops exactly these processes.
+//! port + 100 (the default, + 10000, would land in the ephemeral range).
+//! The record `<state>/redis-cluster.state` lists the ports and, per port,
+//! the pid (`pid.21001=...`), so `down` stops exactly these processes.
+//!
+//! The blocks sit below Linux's ephemeral port range (32768-60999): the
+//! machine's own daemons keep loopback client connections open, and one of
+//! those holding a port of a block in that range made `up` fail in CI.
 //!
 //! A test finds the master of a key's slot through the `redis` crate:
 //! `CLUSTER KEYSLOT key`, then `CLUSTER SHARDS` (or `CLUSTER NODES`) on any
 //! node names the master serving that slot; `INFO server` on that master
 //! gives its `process_id`, which the test may kill to force a failover.
-//! `services env` also exports `REDIS_CLUSTER_PIDS=57001:pid,...` as
+//! `services env` also exports `REDIS_CLUSTER_PIDS=21001:pid,...` as
 //! recorded. A later `up --cluster` starts any node that is no longer
 //! running from its own `nodes.conf`, so it rejoins (as a replica, when its
 //! replica was promoted meanwhile); `down` stops the nodes and removes
@@ -32,8 +37,11 @@ use super::{Ctx, label, text};
 use crate::cmd;
 use crate::error::{Context, Error};
 
-/// The client ports: a fixed project range, so URLs stay the same.
-const PORTS: [u16; 6] = [57001, 57002, 57003, 57004, 57005, 57006];
+/// First client port of each block `create` may use, in order of
+/// preference; a block is that port and the five after it.
+const BASES: [u16; 4] = [21001, 22001, 23001, 24001];
+/// Nodes per cluster.
+const NODES: usize = 6;
 /// The cluster bus port is the client port plus this.
 const BUS_OFFSET: u16 = 100;
 const MASTERS: usize = 3;
@@ -163,11 +171,12 @@ pub(super) fn up(ctx: &Ctx) -> Result<Cluster, Error> {
         elapsed: Duration::ZERO,
     };
     save(&paths, &cluster)?;
-    if let Err(why) = wait_whole(&cli) {
+    let ports: Vec<u16> = cluster.nodes.iter().map(|(port, _)| *port).collect();
+    if let Err(why) = wait_whole(&cli, &ports) {
         return Err(Error::msg(format!(
             "redis cluster: not whole within {} s: {why}\n{}",
             READY_TIMEOUT.as_secs(),
-            log_tail(&paths.log(PORTS[0]), 20)
+            log_tail(&paths.log(ports[0]), 20)
         )));
     }
     Ok(Cluster {
@@ -179,13 +188,50 @@ pub(super) fn up(ctx: &Ctx) -> Result<Cluster, Error> {
 /// The recorded pid of each port (0 when none), if a cluster was created.
 fn recorded(paths: &Paths) -> Option<Vec<(u16, u32)>> {
     let record = Record::load(&paths.record)?;
+    let ports = recorded_ports(&record)?;
     let conf = |port| paths.node_dir(port).join("nodes.conf").is_file();
-    PORTS.iter().all(|port| conf(*port)).then(|| {
-        PORTS
+    ports.iter().all(|port| conf(*port)).then(|| {
+        ports
             .iter()
             .map(|port| (*port, record.number(&format!("pid.{port}")).unwrap_or(0)))
             .collect()
     })
+}
+
+/// The six client ports a record lists, if it lists six.
+fn recorded_ports(record: &Record) -> Option<Vec<u16>> {
+    let ports: Vec<u16> = record
+        .get("ports")?
+        .split(',')
+        .map(|port| port.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    (ports.len() == NODES).then_some(ports)
+}
+
+/// The client ports of the block starting at `base`.
+fn block(base: u16) -> Vec<u16> {
+    (0..NODES as u16).map(|i| base + i).collect()
+}
+
+/// The first block whose client and bus ports nothing listens on.
+fn free_block() -> Result<Vec<u16>, Error> {
+    let free = |port: u16| process::port_free(port) && process::port_free(port + BUS_OFFSET);
+    BASES
+        .iter()
+        .map(|base| block(*base))
+        .find(|ports| ports.iter().all(|port| free(*port)))
+        .ok_or_else(|| {
+            let blocks: Vec<String> = BASES
+                .iter()
+                .map(|base| format!("{base}-{}", base + NODES as u16 - 1))
+                .collect();
+            Error::msg(format!(
+                "redis cluster: every block of client ports ({}) or its bus ports \
+                 (client + {BUS_OFFSET}) on 127.0.0.1 has a port in use by a process xtask \
+                 did not start: free one block",
+                blocks.join(", ")
+            ))
+        })
 }
 
 /// Starts the nodes of a created cluster that no longer run.
@@ -214,21 +260,19 @@ fn resume(server: &Path, paths: &Paths, pids: &[(u16, u32)]) -> Result<Vec<(u16,
 
 /// A fresh cluster: empty directories, six nodes, `redis-cli --cluster create`.
 fn create(server: &Path, cli: &Path, paths: &Paths) -> Result<Vec<(u16, u32)>, Error> {
-    for port in PORTS {
-        refuse_if_taken(port)?;
-    }
+    let ports = free_block()?;
     if paths.dir.exists() {
         fs::remove_dir_all(&paths.dir).context(format!("cannot clear {}", paths.dir.display()))?;
     }
     let mut started = Vec::new();
     let result = (|| {
-        for port in PORTS {
+        for &port in &ports {
             spawn(server, paths, port)?;
             started.push(port);
         }
-        let pids = await_pids(paths, &PORTS)?;
-        let nodes: Vec<(u16, u32)> = PORTS.iter().map(|p| (*p, pids[p])).collect();
-        form(cli, paths)?;
+        let pids = await_pids(paths, &ports)?;
+        let nodes: Vec<(u16, u32)> = ports.iter().map(|p| (*p, pids[p])).collect();
+        form(cli, paths, &ports)?;
         Ok(nodes)
     })();
     if result.is_err() {
@@ -243,17 +287,15 @@ fn create(server: &Path, cli: &Path, paths: &Paths) -> Result<Vec<(u16, u32)>, E
     result
 }
 
-/// Refuses a port (or its bus port) that something else listens on.
+/// Refuses to restart a node whose port (or bus port) something else
+/// listens on: the created cluster's nodes know each other by port.
 fn refuse_if_taken(port: u16) -> Result<(), Error> {
     for p in [port, port + BUS_OFFSET] {
         if !process::port_free(p) {
             return Err(Error::msg(format!(
-                "redis cluster: port {p} on 127.0.0.1 is in use by a process xtask did not \
-                 start; the cluster needs {}-{} and {}-{}: stop that process",
-                PORTS[0],
-                PORTS[5],
-                PORTS[0] + BUS_OFFSET,
-                PORTS[5] + BUS_OFFSET
+                "redis cluster: port {p} on 127.0.0.1 (node {port}) is in use by a process \
+                 xtask did not start: stop that process, or `cargo xtask services down` and \
+                 `up` again for a fresh cluster on a free block"
             )));
         }
     }
@@ -313,11 +355,11 @@ fn await_pids(paths: &Paths, ports: &[u16]) -> Result<std::collections::HashMap<
 }
 
 /// `redis-cli --cluster create`: assigns the slots and pairs the replicas.
-fn form(cli: &Path, paths: &Paths) -> Result<(), Error> {
+fn form(cli: &Path, paths: &Paths, ports: &[u16]) -> Result<(), Error> {
     let log = paths.dir.join("create.log");
     let mut create = Command::new(cli);
     create.args(["--cluster", "create"]);
-    create.args(PORTS.iter().map(|p| format!("127.0.0.1:{p}")));
+    create.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
     create.args(["--cluster-replicas", "1", "--cluster-yes"]);
     let status = cmd::run_logged(&mut create, &log, CREATE_TIMEOUT)?;
     if !status.success() {
@@ -331,9 +373,9 @@ fn form(cli: &Path, paths: &Paths) -> Result<(), Error> {
 
 /// Waits until every node sees the whole cluster and every replica's link
 /// to its master is up; the last reason it was not, on timeout.
-fn wait_whole(cli: &Path) -> Result<(), String> {
+fn wait_whole(cli: &Path, ports: &[u16]) -> Result<(), String> {
     let mut why = String::new();
-    let whole = process::wait_until(READY_TIMEOUT, || match check(cli) {
+    let whole = process::wait_until(READY_TIMEOUT, || match check(cli, ports) {
         Ok(()) => true,
         Err(reason) => {
             why = reason;
@@ -344,15 +386,15 @@ fn wait_whole(cli: &Path) -> Result<(), String> {
 }
 
 /// Why the cluster is not whole yet, as seen from each node in turn.
-fn check(cli: &Path) -> Result<(), String> {
-    for port in PORTS {
+fn check(cli: &Path, ports: &[u16]) -> Result<(), String> {
+    for &port in ports {
         let info = ask(cli, port, &["cluster", "info"]).ok_or(format!("{port} does not answer"))?;
         if !cluster_info::state_ok(&info) {
             return Err(format!("{port}: cluster_state is not ok"));
         }
         let view = ask(cli, port, &["cluster", "nodes"]).unwrap_or_default();
         let view = cluster_info::nodes(&view);
-        cluster_info::whole(&view, MASTERS, PORTS.len() - MASTERS)
+        cluster_info::whole(&view, MASTERS, NODES - MASTERS)
             .map_err(|why| format!("{port} sees {why}"))?;
         let me = view.iter().find(|n| n.port == port);
         if me.is_some_and(|n| !n.master) {
@@ -402,7 +444,8 @@ fn live(paths: &Paths) -> Vec<(u16, u32)> {
     let Some(record) = Record::load(&paths.record) else {
         return Vec::new();
     };
-    PORTS
+    recorded_ports(&record)
+        .unwrap_or_default()
         .iter()
         .filter_map(|port| Some((*port, record.number::<u32>(&format!("pid.{port}"))?)))
         .filter(|(port, pid)| owns(*pid, *port))
@@ -414,9 +457,8 @@ pub(super) fn status(ctx: &Ctx) -> Result<Cluster, String> {
     let nodes = live(&Paths::new(ctx));
     match nodes.len() {
         0 => Err("stopped (start it with `cargo xtask services up --cluster`)".to_owned()),
-        n if n < PORTS.len() => Err(format!(
-            "{n} of {} nodes running: `cargo xtask services up --cluster` restarts the others",
-            PORTS.len()
+        n if n < NODES => Err(format!(
+            "{n} of {NODES} nodes running: `cargo xtask services up --cluster` restarts the others"
         )),
         _ => Ok(Cluster {
             nodes,
@@ -465,8 +507,25 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Every port of every block, bus ports included, is below Linux's
+    /// ephemeral range, so no client connection can be holding it.
     #[test]
-    fn a_bus_port_stays_in_range() {
-        assert!(PORTS.iter().all(|p| p.checked_add(BUS_OFFSET).is_some()));
+    fn blocks_stay_below_the_ephemeral_range() {
+        for base in BASES {
+            let ports = block(base);
+            assert_eq!(ports.len(), NODES);
+            assert!(ports.iter().all(|p| p + BUS_OFFSET < 32768), "{ports:?}");
+        }
+    }
+
+    /// A record's port list reads back, and a damaged one reads as none.
+    #[test]
+    fn ports_read_back_from_the_record() {
+        let record = Record::default().with("ports", "21001,21002,21003,21004,21005,21006");
+        assert_eq!(recorded_ports(&record), Some(block(21001)));
+        let short = Record::default().with("ports", "21001,21002");
+        assert_eq!(recorded_ports(&short), None);
+        let junk = Record::default().with("ports", "21001,x,21003,21004,21005,21006");
+        assert_eq!(recorded_ports(&junk), None);
     }
 }
