@@ -45,6 +45,28 @@ pub fn heavy() -> bool {
     std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
 }
 
+/// Whether this run gives the suite's PostgreSQL pools one connection each
+/// (`REPOSMITH_TEST_POOL_OF_ONE=1`, set by `cargo xtask test --pool-of-one`).
+/// A library path that needs a second connection while it holds one (a
+/// unit of work reaching the pool, a cache fill inside a stream, a relay
+/// writing while it claims) then ends in a pool timeout instead of passing.
+pub fn pool_of_one() -> bool {
+    std::env::var("REPOSMITH_TEST_POOL_OF_ONE").is_ok_and(|v| v == "1")
+}
+
+/// `n` connections, or one in a pool-of-one run. Tests whose scenario is
+/// itself about several connections (pool fairness, concurrent load,
+/// many tasks behind PgBouncer) set their size directly instead.
+pub fn pool_size(n: u32) -> u32 {
+    if pool_of_one() { 1 } else { n }
+}
+
+/// `PgConfig::new(url)` with the suite's pool size: the library's default
+/// of 10, or one in a pool-of-one run.
+pub fn pg_config(url: impl Into<String>) -> reposmith::PgConfig {
+    reposmith::PgConfig::new(url).max_connections(pool_size(10))
+}
+
 /// `url` with every session's `search_path` set to `path` (`"ns"` or
 /// `"ns,public"`) through the URL's `options`.
 pub fn with_search_path(url: &str, path: &str) -> String {
