@@ -182,9 +182,9 @@ struct Batches {
 /// snapshots. A hit outside every possible snapshot fails the test.
 #[tokio::test]
 async fn recall_holds_while_rows_are_inserted() {
-    const BASE: usize = 5_000;
-    const BATCH: usize = 250;
-    const BATCHES_PER_TASK: usize = 10;
+    const BASE: usize = 3_000;
+    const BATCH: usize = 200;
+    const BATCHES_PER_TASK: usize = 8;
     const INSERTERS: usize = 2;
     let total = BASE + BATCH * BATCHES_PER_TASK * INSERTERS;
     let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;

@@ -44,11 +44,13 @@ pub(crate) mod pool_of_one {
 
     /// The sections CI runs so: the ones whose library paths hold a
     /// connection while they work (units of work, batches, streams, pages,
-    /// searches, cache fills, the outbox relay, migrations), about a minute
-    /// here. `--heavy` runs the whole suite.
-    const SECTIONS: &str = "test(/^pg_repository::/) | test(/^cancellation::/) \
+    /// searches, cache fills, the outbox relay, bulk loads, migrations),
+    /// less the recall measurements, which load 20,000 vectors on one
+    /// connection either way. `--heavy` runs the whole suite.
+    const SECTIONS: &str = "(test(/^pg_repository::/) | test(/^cancellation::/) \
         | test(/^one_api::/) | test(/^pg_search::/) | test(/^cache::pg::/) \
-        | test(/^outbox::/) | test(/^pg_bulk_load::/) | test(/^migrate::/)";
+        | test(/^outbox::/) | test(/^pg_bulk_load::/) | test(/^migrate::/)) \
+        & not test(/recall/)";
 
     /// The integration suite's binary.
     const SUITE: &str = "binary_id(reposmith-tests::suite)";
