@@ -106,7 +106,9 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "F8",
         "MongoDB killed and restarted mid-traffic: no acknowledged write lost",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "faults::mongo_server::killed_and_restarted_mid_traffic_loses_no_acknowledged_write",
+        ]),
     ),
     row(
         "F9",
@@ -158,6 +160,13 @@ pub(crate) const ROWS: &[Row] = &[
             "outbox::crash::a_producer_killed_right_after_commit_loses_no_job",
             "outbox::crash::relays_killed_mid_delivery_lose_nothing_and_effects_apply_once",
             "queue_crash::workers_killed_hundreds_of_times_lose_no_job_and_apply_no_effect_twice",
+        ]),
+    ),
+    row(
+        "X3",
+        "kill -9 SecantusDB while units commit (w: majority): every acknowledged unit present",
+        Check::Tests(&[
+            "faults::mongo_server::kill_9_while_committing_units_keeps_every_acknowledged_unit_and_no_half_unit",
         ]),
     ),
     row(
