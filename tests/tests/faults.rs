@@ -2,6 +2,8 @@
 //! pool, sessions killed, replies lost and connections stalled, each against the real server, each loop
 //! bounded in count and time.
 
+#[path = "faults/mongo_proxy.rs"]
+mod mongo_proxy;
 #[path = "faults/mongo_server.rs"]
 mod mongo_server;
 #[path = "faults/pg_isolation.rs"]

@@ -135,6 +135,14 @@ pub(crate) const ROWS: &[Row] = &[
         ]),
     ),
     row(
+        "F13",
+        "a stalled MongoDB connection: the deadline fires (operation and commit), the connection is not reused",
+        Check::Tests(&[
+            "faults::mongo_proxy::a_stalled_operation_times_out_at_the_deadline_and_its_connection_is_not_reused",
+            "faults::mongo_proxy::a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline",
+        ]),
+    ),
+    row(
         "C1",
         "operations cut at every await point: all or nothing, connection usable",
         Check::Tests(&[
