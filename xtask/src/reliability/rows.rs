@@ -188,8 +188,11 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "I2",
-        "isolationtester specs for the outbox claim and the migration lock",
-        Check::NotBuilt,
+        "isolationtester specs of the library's SQL: version-checked update, upsert, outbox claim, migration lock",
+        Check::Tests(&[
+            "faults::pg_isolationtester::the_specs_hold_the_sql_the_library_sends",
+            "faults::pg_isolationtester::isolationtester_output_matches_the_expected_files",
+        ]),
     ),
     row(
         "B1",

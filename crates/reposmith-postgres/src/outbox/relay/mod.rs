@@ -14,7 +14,7 @@
 //! reach whoever holds it, or no one.
 
 mod options;
-mod pass;
+pub(crate) mod pass;
 
 use std::collections::BTreeMap;
 use std::future::Future;
