@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reposmith::{Error, MongoBackend, MongoConfig};
@@ -166,10 +166,11 @@ async fn killed_and_restarted_mid_traffic_loses_no_acknowledged_write() {
     let mongo = Arc::new(client(&server, &database).await);
     let stop = Arc::new(AtomicBool::new(false));
     let restarted: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let back = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..4)
         .map(|task| {
             let (mongo, stop) = (Arc::clone(&mongo), Arc::clone(&stop));
-            let restarted = Arc::clone(&restarted);
+            let (restarted, back) = (Arc::clone(&restarted), Arc::clone(&back));
             tokio::spawn(async move {
                 let (mut outcomes, mut ids, mut back_after) = (Vec::new(), HashMap::new(), None);
                 for n in 0.. {
@@ -191,6 +192,7 @@ async fn killed_and_restarted_mid_traffic_loses_no_acknowledged_write() {
                     match (&outcome, since_restart) {
                         (Outcome::Acknowledged, Some(after)) if back_after.is_none() => {
                             back_after = Some(after);
+                            back.fetch_add(1, Ordering::Relaxed);
                         }
                         (Outcome::Acknowledged, _) => {}
                         // Not a busy loop against a dead server.
@@ -214,9 +216,13 @@ async fn killed_and_restarted_mid_traffic_loses_no_acknowledged_write() {
         .await
         .unwrap();
     *restarted.lock().unwrap() = Some(Instant::now());
-    // Two seconds of traffic after the restart, more than BACK_WITHIN only
-    // if a task is not back yet (the assertion below then says so).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Traffic goes on until every task is back (or BACK_WITHIN passed:
+    // the assertions below then say which is not), and a little longer.
+    let waiting = Instant::now();
+    while back.load(Ordering::Relaxed) < 4 && waiting.elapsed() < BACK_WITHIN {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (mut outcomes, mut ids) = (Vec::new(), HashMap::new());
     let mut slowest_back = Duration::ZERO;
