@@ -410,7 +410,11 @@ async fn commit_attempts(backend: &MongoBackend, session: &mut ClientSession) ->
                 // was applied. Measured: units so reported were stored
                 // after `kill -9`. Retryable would invite running the unit
                 // a second time, so it is unknown.
-                let reason = backend.map_error(error).to_string();
+                let reason = match backend.map_error(error) {
+                    // The driver's message, without the mapped advice to retry.
+                    Error::Retryable { reason, .. } | Error::Backend { reason, .. } => reason,
+                    other => other.to_string(),
+                };
                 return Err(Error::CommitOutcomeUnknown {
                     backend: Backend::Mongo,
                     reason: format!(

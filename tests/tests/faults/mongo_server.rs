@@ -373,3 +373,49 @@ async fn kill_9_while_committing_units_keeps_every_acknowledged_unit_and_no_half
          {unknown} unknown, failed before an answer {failures:?}; no half unit"
     );
 }
+
+/// A unit whose server was killed and restarted before its commit: the
+/// restarted server no longer knows the transaction and answers
+/// `NoSuchTransaction`. That answer cannot tell a transaction that never
+/// committed from one whose first commit was applied before the crash (the
+/// driver resends a commit after a network error, and SecantusDB keeps its
+/// transaction table in memory: the kill test above saw units reported
+/// retryable that were stored), so the unit reports `CommitOutcomeUnknown`,
+/// never `Retryable`, which would invite running it a second time. Here it
+/// did not commit, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_restarted_server_does_not_know_is_outcome_unknown_not_retryable() {
+    let Some(server) = OwnMongo::start() else {
+        eprintln!("not run here: {}", OwnMongo::missing());
+        return;
+    };
+    let database = unique_name("mongoforgot");
+    let mongo = client(&server, &database).await;
+    let unit = mongo.begin().await.unwrap();
+    unit.repo::<Doc>()
+        .insert(&Doc::new("forgotten"))
+        .await
+        .unwrap();
+    let server = Arc::new(server);
+    let restarting = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || {
+        restarting.kill_9();
+        restarting.start_again();
+    })
+    .await
+    .unwrap();
+    let outcome = unit.commit().await;
+    let error = outcome.expect_err("a transaction of the killed server committed");
+    assert!(
+        matches!(error, Error::CommitOutcomeUnknown { .. }),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let stored = titles(&server, &database).await;
+    assert!(stored.is_empty(), "{stored:?}");
+    mongo.close().await;
+    eprintln!(
+        "commit after a kill -9 and restart: NoSuchTransaction reported as CommitOutcomeUnknown, \
+         not retryable; nothing stored (it had not committed)"
+    );
+}

@@ -175,6 +175,7 @@ pub(crate) const ROWS: &[Row] = &[
         "kill -9 SecantusDB while units commit (w: majority): every acknowledged unit present",
         Check::Tests(&[
             "faults::mongo_server::kill_9_while_committing_units_keeps_every_acknowledged_unit_and_no_half_unit",
+            "faults::mongo_server::a_commit_the_restarted_server_does_not_know_is_outcome_unknown_not_retryable",
         ]),
     ),
     row(
