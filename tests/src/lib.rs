@@ -5,6 +5,8 @@
 //! `cargo xtask test` sets after starting them.
 //!
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
+//! [`own_postgres`] and [`own_mongo`] start a PostgreSQL and a SecantusDB
+//! of a test's own, which fault tests restart and `kill -9`.
 //! [`redis_server`] starts a Redis of a test's own (the queue tests' crashes,
 //! restarts and pauses); [`redis_cluster`] finds and kills masters of the
 //! cluster named by `REDIS_CLUSTER_URLS`; [`pg_replica`] names the
@@ -15,6 +17,7 @@
 pub mod conformance;
 pub mod fault_proxy;
 pub mod letters;
+pub mod own_mongo;
 pub mod own_postgres;
 pub mod pg_replica;
 pub mod redis_cluster;

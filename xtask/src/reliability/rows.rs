@@ -112,7 +112,9 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "F8",
         "MongoDB killed and restarted mid-traffic: no acknowledged write lost",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "faults::mongo_server::killed_and_restarted_mid_traffic_loses_no_acknowledged_write",
+        ]),
     ),
     row(
         "F9",
@@ -136,6 +138,14 @@ pub(crate) const ROWS: &[Row] = &[
         "a recovery conflict on a replica is retried, not surfaced",
         Check::Tests(&[
             "pg_replica::faults::a_recovery_conflict_on_the_replica_is_retried_on_the_primary",
+        ]),
+    ),
+    row(
+        "F13",
+        "a stalled MongoDB connection: the deadline fires (operation and commit), the connection is not reused",
+        Check::Tests(&[
+            "faults::mongo_proxy::a_stalled_operation_times_out_at_the_deadline_and_its_connection_is_not_reused",
+            "faults::mongo_proxy::a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline",
         ]),
     ),
     row(
@@ -167,6 +177,14 @@ pub(crate) const ROWS: &[Row] = &[
         ]),
     ),
     row(
+        "X3",
+        "kill -9 SecantusDB while units commit (w: majority): every acknowledged unit present",
+        Check::Tests(&[
+            "faults::mongo_server::kill_9_while_committing_units_keeps_every_acknowledged_unit_and_no_half_unit",
+            "faults::mongo_server::a_commit_the_restarted_server_does_not_know_is_outcome_unknown_not_retryable",
+        ]),
+    ),
+    row(
         "I1",
         "the version check under a row lock, concurrent upserts, write skew aborted at SERIALIZABLE (re-run keeps the invariant)",
         Check::Tests(&[
@@ -177,8 +195,11 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "I2",
-        "isolationtester specs for the outbox claim and the migration lock",
-        Check::NotBuilt,
+        "isolationtester specs of the library's SQL: version-checked update, upsert, outbox claim, migration lock",
+        Check::Tests(&[
+            "faults::pg_isolationtester::the_specs_hold_the_sql_the_library_sends",
+            "faults::pg_isolationtester::isolationtester_output_matches_the_expected_files",
+        ]),
     ),
     row(
         "B1",

@@ -22,7 +22,7 @@
 //! timeout and fails, and its rows are retried, never lost.
 
 mod options;
-mod pass;
+pub(crate) mod pass;
 
 use std::collections::BTreeMap;
 use std::future::Future;
