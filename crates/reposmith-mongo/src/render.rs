@@ -238,7 +238,10 @@ impl Renderer {
         insensitive: bool,
         truth: bool,
     ) -> Result<Document> {
-        let (k, _) = self.column(column)?;
+        let (k, c) = self.column(column)?;
+        if let Some(reason) = reposmith_core::filter::like_pattern_error(pattern) {
+            return Err(Error::invalid(self.schema.entity, c.field, reason));
+        }
         // `s`: `.` must match newlines too, as `%` and `_` do in SQL.
         let options = if insensitive { "is" } else { "s" };
         let regex = doc! { "$regex": like_to_regex(pattern), "$options": options };
