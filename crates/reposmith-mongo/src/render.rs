@@ -242,9 +242,18 @@ impl Renderer {
         if let Some(reason) = reposmith_core::filter::like_pattern_error(pattern) {
             return Err(Error::invalid(self.schema.entity, c.field, reason));
         }
+        let regex = like_to_regex(pattern);
+        if regex.len() > MAX_REGEX_BYTES {
+            let reason = format!(
+                "the pattern becomes a regular expression of {} bytes; MongoDB takes at most \
+                 {MAX_REGEX_BYTES}",
+                regex.len()
+            );
+            return Err(Error::invalid(self.schema.entity, c.field, reason));
+        }
         // `s`: `.` must match newlines too, as `%` and `_` do in SQL.
         let options = if insensitive { "is" } else { "s" };
-        let regex = doc! { "$regex": like_to_regex(pattern), "$options": options };
+        let regex = doc! { "$regex": regex, "$options": options };
         Ok(if truth {
             doc! { k: regex }
         } else {
@@ -264,6 +273,12 @@ impl Renderer {
         })
     }
 }
+
+/// MongoDB refuses a regular expression longer than this ("Regular
+/// expression is too long", code 51091): a longer `LIKE`, `starts_with` or
+/// `contains` is refused first, naming the field. (A server may cap it
+/// lower: SecantusDB, the test server, takes 1,000 characters.)
+const MAX_REGEX_BYTES: usize = 32_764;
 
 /// A SQL `LIKE` pattern as an anchored regular expression: `%` → `.*`,
 /// `_` → `.`, `\x` → `x` literally; every other character is escaped.
@@ -303,6 +318,26 @@ fn push_literal(out: &mut String, ch: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_past_mongodbs_regex_limit_is_invalid_input() {
+        use reposmith_core::{ColumnDef, ColumnType, IdStrategy};
+        static COLUMNS: [ColumnDef; 2] = [
+            ColumnDef::new("id", "id", ColumnType::BigInt, false),
+            ColumnDef::new("body", "body", ColumnType::Text, false),
+        ];
+        static SCHEMA: EntitySchema =
+            EntitySchema::new("Note", "notes", &COLUMNS, 0, IdStrategy::Assigned, &[]);
+        let like = |pattern: String| FilterNode::Like {
+            column: 1,
+            pattern,
+            case_insensitive: false,
+        };
+        // `^` and `$` around the pattern: two bytes.
+        assert!(filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 2))).is_ok());
+        let err = filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 1))).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "body"), "{err}");
+    }
 
     #[test]
     fn like_patterns_become_anchored_escaped_regexes() {
