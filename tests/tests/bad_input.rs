@@ -10,8 +10,12 @@
 //! and no value ever in the SQL text. Case counts stay small enough for a
 //! few seconds in CI, and grow under `REPOSMITH_HEAVY=1`.
 
+#[path = "bad_input/bind_cap.rs"]
+mod bind_cap;
 #[path = "bad_input/filters.rs"]
 mod filters;
+#[path = "bad_input/json_corpus.rs"]
+mod json_corpus;
 
 use std::sync::{Arc, Mutex};
 
