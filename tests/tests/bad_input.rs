@@ -16,6 +16,10 @@ mod bind_cap;
 mod filters;
 #[path = "bad_input/json_corpus.rs"]
 mod json_corpus;
+#[path = "bad_input/quoting.rs"]
+mod quoting;
+#[path = "bad_input/statement_text.rs"]
+mod statement_text;
 
 use std::sync::{Arc, Mutex};
 
