@@ -109,7 +109,11 @@ pub(crate) fn json_to_bson(
 }
 
 /// [`json_to_bson`] once the depth is known to be bounded.
-fn nested_json_to_bson(entity: &'static str, field: &str, json: &serde_json::Value) -> Result<Bson> {
+fn nested_json_to_bson(
+    entity: &'static str,
+    field: &str,
+    json: &serde_json::Value,
+) -> Result<Bson> {
     use serde_json::Value as J;
     Ok(match json {
         J::Null => Bson::Null,
@@ -467,7 +471,10 @@ mod tests {
         let limit = reposmith_core::json::MAX_JSON_DEPTH;
         assert!(json_to_bson("T", "meta", &deep(limit)).is_ok());
         let err = json_to_bson("T", "meta", &deep(limit + 1)).unwrap_err();
-        assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "meta"), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "meta"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -336,7 +336,10 @@ mod tests {
         // `^` and `$` around the pattern: two bytes.
         assert!(filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 2))).is_ok());
         let err = filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 1))).unwrap_err();
-        assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "body"), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "body"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -611,9 +611,15 @@ mod tests {
             bound_size(&params)
         };
         assert_eq!(sizes(vec![(Value::I64(1), ColumnType::BigInt)]), 12);
-        assert_eq!(sizes(vec![(Value::Text("héllo".into()), ColumnType::Text)]), 10);
+        assert_eq!(
+            sizes(vec![(Value::Text("héllo".into()), ColumnType::Text)]),
+            10
+        );
         assert_eq!(sizes(vec![(Value::Null, ColumnType::Text)]), 4);
-        assert_eq!(sizes(vec![(Value::Json(json!({"a": 1})), ColumnType::Json)]), 4 + 1 + 7);
+        assert_eq!(
+            sizes(vec![(Value::Json(json!({"a": 1})), ColumnType::Json)]),
+            4 + 1 + 7
+        );
         let array = Value::Array(vec![Value::Text("ab".into()), Value::Null]);
         assert_eq!(
             sizes(vec![(array, ColumnType::Array(&TEXT))]),
@@ -634,9 +640,15 @@ mod tests {
             (Value::I32(1), ColumnType::Int),
             (Value::F64(1.5), ColumnType::Double),
             (Value::Uuid(Uuid::from_u128(1)), ColumnType::Uuid),
-            (Value::ObjectId(reposmith_core::ObjectId::from_bytes([7; 12])), ColumnType::ObjectId),
+            (
+                Value::ObjectId(reposmith_core::ObjectId::from_bytes([7; 12])),
+                ColumnType::ObjectId,
+            ),
             (Value::Text("🦀".repeat(10)), ColumnType::Text),
-            (Value::Json(json!({"k": ["é", 1.25, null]})), ColumnType::Json),
+            (
+                Value::Json(json!({"k": ["é", 1.25, null]})),
+                ColumnType::Json,
+            ),
             (
                 Value::Array(vec![Value::Text("x".into()), Value::Null]),
                 ColumnType::Array(&TEXT),
@@ -658,9 +670,13 @@ mod tests {
 
     #[test]
     fn over_the_cap_is_too_large_naming_the_largest_field() {
-        let params = vec![to_sea(Value::I64(1), &ColumnType::BigInt), to_sea(Value::Text("x".repeat(100)), &TEXT)];
+        let params = vec![
+            to_sea(Value::I64(1), &ColumnType::BigInt),
+            to_sea(Value::Text("x".repeat(100)), &TEXT),
+        ];
         assert!(check_bound_size(116, "Note", &params, |_| None).is_ok());
-        let err = check_bound_size(115, "Note", &params, |i| ["id", "body"].get(i).copied()).unwrap_err();
+        let err =
+            check_bound_size(115, "Note", &params, |i| ["id", "body"].get(i).copied()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the values bound to one statement on Note (the largest, `body`, takes 104 bytes) \

@@ -135,7 +135,12 @@ fn batches(
     for (index, mut row) in rows.into_iter().enumerate() {
         let row: Vec<_> = columns
             .iter()
-            .map(|&i| to_sea(std::mem::replace(&mut row[i], Value::Null), &schema.columns[i].ty))
+            .map(|&i| {
+                to_sea(
+                    std::mem::replace(&mut row[i], Value::Null),
+                    &schema.columns[i].ty,
+                )
+            })
             .collect();
         let size = bound_size(&row);
         if size > limit {
@@ -335,10 +340,22 @@ mod tests {
         // Each row binds 4 + 8 (the id) and 4 + 10 (the name): 26 bytes.
         let rows = || (0..5).map(|i| row(i, "0123456789")).collect::<Vec<_>>();
         let counts = |b: Vec<(usize, Values)>| b.iter().map(|(n, _)| *n).collect::<Vec<_>>();
-        assert_eq!(counts(batches(&SCHEMA, &[0, 1], rows(), 2, 1 << 20).unwrap()), [2, 2, 1]);
-        assert_eq!(counts(batches(&SCHEMA, &[0, 1], rows(), 10, 52).unwrap()), [2, 2, 1]);
-        assert_eq!(counts(batches(&SCHEMA, &[0, 1], rows(), 10, 51).unwrap()), [1, 1, 1, 1, 1]);
-        assert_eq!(counts(batches(&SCHEMA, &[0, 1], rows(), 10, 130).unwrap()), [5]);
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 2, 1 << 20).unwrap()),
+            [2, 2, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 52).unwrap()),
+            [2, 2, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 51).unwrap()),
+            [1, 1, 1, 1, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 130).unwrap()),
+            [5]
+        );
         let err = batches(&SCHEMA, &[0, 1], rows(), 10, 25).unwrap_err();
         assert!(
             matches!(&err, reposmith_core::Error::TooLarge { size: 26, limit: 25, what }

@@ -161,7 +161,11 @@ impl<E: Entity> PgRepository<E> {
 
     /// Refuses `params`, bound from the schema's `positions` in that order,
     /// when they exceed the backend's bind cap; the error names the largest field.
-    pub(crate) fn check_bind(&self, params: &[sea_query::Value], positions: &[usize]) -> Result<()> {
+    pub(crate) fn check_bind(
+        &self,
+        params: &[sea_query::Value],
+        positions: &[usize],
+    ) -> Result<()> {
         let schema = self.schema();
         crate::bind::check_bound_size(
             self.exec.backend().max_bind_bytes(),

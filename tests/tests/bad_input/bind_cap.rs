@@ -63,38 +63,78 @@ async fn single_writes_at_the_cap_run_and_one_byte_past_it_are_too_large() {
     let repo = pg.repo::<Note>();
     let exact = exact_body(&repo).await;
     // The key (4 + 5 bytes) and the body's length word: 13 bytes around the body.
-    assert_eq!(exact, CAP - 13, "the measure: a length word and the binary form per value");
+    assert_eq!(
+        exact,
+        CAP - 13,
+        "the measure: a length word and the binary form per value"
+    );
 
     let (size, what) = too_large(repo.insert(&note(1, exact + 1)).await, "insert");
     assert_eq!(size, CAP + 1);
     assert!(what.contains("`body`"), "names the largest field: {what}");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0, "nothing written");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        0,
+        "nothing written"
+    );
     too_large(repo.upsert(&note(1, exact + 1)).await, "upsert");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0, "nothing written");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        0,
+        "nothing written"
+    );
 
     let at_cap = repo.insert(&note(1, exact)).await.unwrap();
     assert_eq!(at_cap.body.len(), exact);
     too_large(repo.update(&note(1, exact + 1)).await, "update");
-    assert_eq!(repo.get(&at_cap.key).await.unwrap(), Some(at_cap.clone()), "unchanged");
+    assert_eq!(
+        repo.get(&at_cap.key).await.unwrap(),
+        Some(at_cap.clone()),
+        "unchanged"
+    );
     let mut shorter = note(1, exact - 1);
     shorter.body.insert(0, 'y');
-    assert_eq!(repo.update(&shorter).await.unwrap(), shorter, "an update at the cap runs");
+    assert_eq!(
+        repo.update(&shorter).await.unwrap(),
+        shorter,
+        "an update at the cap runs"
+    );
     repo.upsert(&note(1, exact)).await.unwrap();
 
     // Filters: the operands count, one value or a list of them.
-    assert_eq!(repo.count(Note::BODY.eq(note(1, exact).body)).await.unwrap(), 1);
+    assert_eq!(
+        repo.count(Note::BODY.eq(note(1, exact).body))
+            .await
+            .unwrap(),
+        1
+    );
     let (size, _) = too_large(repo.count(Note::BODY.eq(note(1, CAP - 3).body)).await, "eq");
     assert_eq!(size, CAP + 1, "one operand: its length word and its bytes");
     let many: Vec<String> = (0..200).map(|i| format!("{i:030}")).collect();
     too_large(repo.count(Note::BODY.is_in(many.clone())).await, "in");
     too_large(repo.find(Note::KEY.is_in(many.clone())).await, "find");
-    too_large(repo.delete_where(Note::BODY.not_in(many.clone())).await, "delete_where");
+    too_large(
+        repo.delete_where(Note::BODY.not_in(many.clone())).await,
+        "delete_where",
+    );
     too_large(repo.get_many(&many).await, "get_many");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 1, "nothing deleted");
-    assert_eq!(repo.count(Note::BODY.is_in(many[..50].to_vec())).await.unwrap(), 0);
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        1,
+        "nothing deleted"
+    );
+    assert_eq!(
+        repo.count(Note::BODY.is_in(many[..50].to_vec()))
+            .await
+            .unwrap(),
+        0
+    );
     pg.close().await;
     db.cleanup().await;
-    eprintln!("a {CAP}-byte cap: a write of exactly {CAP} bytes runs, {} is TooLarge and writes nothing", CAP + 1);
+    eprintln!(
+        "a {CAP}-byte cap: a write of exactly {CAP} bytes runs, {} is TooLarge and writes nothing",
+        CAP + 1
+    );
 }
 
 #[tokio::test]
@@ -114,7 +154,11 @@ async fn insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_
     late_conflict[9].body = rows[0].body.clone();
     let err = repo.insert_many(&late_conflict).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 10, "earlier batches undone");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        10,
+        "earlier batches undone"
+    );
 
     // One row past the cap alone: refused by its index before anything is sent.
     let mut one_too_big: Vec<Note> = (20..30).map(|i| note(i, 100 + i)).collect();
@@ -122,7 +166,11 @@ async fn insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_
     let (size, what) = too_large(repo.insert_many(&one_too_big).await, "VALUES row");
     assert_eq!(size, CAP + 1);
     assert!(what.contains("at index 7 of 10 rows"), "{what}");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 10, "nothing written");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        10,
+        "nothing written"
+    );
 
     // COPY (200 rows and more): the whole stream is far past the cap, each row within it.
     let copied: Vec<Note> = (100..400).map(|i| note(i, CAP / 2 + i)).collect();
@@ -131,8 +179,14 @@ async fn insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_
     copy_too_big[240] = note(640, exact + 1);
     let (_, what) = too_large(repo.insert_many(&copy_too_big).await, "COPY row");
     assert!(what.contains("at index 240 of 300 rows"), "{what}");
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 310, "the aborted COPY wrote nothing");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        310,
+        "the aborted COPY wrote nothing"
+    );
     pg.close().await;
     db.cleanup().await;
-    eprintln!("insert_many under a {CAP}-byte cap: VALUES split 10 rows into 4 statements atomically, a 300-row COPY of 0.7 MB ran, a row past the cap wrote nothing");
+    eprintln!(
+        "insert_many under a {CAP}-byte cap: VALUES split 10 rows into 4 statements atomically, a 300-row COPY of 0.7 MB ran, a row past the cap wrote nothing"
+    );
 }

@@ -53,7 +53,9 @@ const MONGO: Policy = Policy {
 /// cap, which a pattern of `s` may reach: each character becomes at most
 /// four (`\x00`), plus the anchors.
 fn over_regex_cap<T>(outcome: &reposmith::Result<T>, s: &str, policy: Policy) -> bool {
-    let long = policy.regex_cap.is_some_and(|cap| 4 * s.chars().count() + 2 > cap);
+    let long = policy
+        .regex_cap
+        .is_some_and(|cap| 4 * s.chars().count() + 2 > cap);
     long && matches!(outcome, Err(Error::Backend { code: Some(code), reason, .. })
         if code == "2" && reason.contains("regex"))
 }
@@ -76,11 +78,19 @@ fn typed<T: std::fmt::Debug>(
         Err(Error::InvalidInput {
             field: f, reason, ..
         }) if !ok && f == field && !reason.is_empty() => Ok(None),
-        Err(Error::Backend { code: Some(code), reason, .. }) if code.starts_with("42") => Err(
-            fail(what, format!("a syntax or access error reached the server: {code} {reason}")),
-        ),
+        Err(Error::Backend {
+            code: Some(code),
+            reason,
+            ..
+        }) if code.starts_with("42") => Err(fail(
+            what,
+            format!("a syntax or access error reached the server: {code} {reason}"),
+        )),
         other => Err(fail(
-            &format!("{what} (expected {})", if ok { "a result" } else { "InvalidInput" }),
+            &format!(
+                "{what} (expected {})",
+                if ok { "a result" } else { "InvalidInput" }
+            ),
             other,
         )),
     }
@@ -135,7 +145,11 @@ fn like(text: &str, pattern: &str) -> bool {
 
 /// Titles of the rows a case sees: the seeds and its own.
 fn titles(s: &str) -> Vec<String> {
-    SEEDS.iter().map(|t| (*t).to_owned()).chain([s.to_owned()]).collect()
+    SEEDS
+        .iter()
+        .map(|t| (*t).to_owned())
+        .chain([s.to_owned()])
+        .collect()
 }
 
 /// Stores the seeds once.
@@ -177,7 +191,13 @@ async fn case<R: Repository<Doc>>(repo: &R, s: &str, policy: Policy) -> CaseResu
         ("eq", Doc::TITLE.eq(s), "title", true, 1),
         ("ne", Doc::TITLE.ne(s), "title", true, count(SEEDS.len())),
         ("in", Doc::TITLE.is_in([s, SEEDS[0]]), "title", true, 2),
-        ("not in", Doc::TITLE.not_in([s]), "title", true, count(SEEDS.len())),
+        (
+            "not in",
+            Doc::TITLE.not_in([s]),
+            "title",
+            true,
+            count(SEEDS.len()),
+        ),
         ("between", Doc::TITLE.between(s, s), "title", true, 1),
         (
             "starts_with",
@@ -203,8 +223,20 @@ async fn case<R: Repository<Doc>>(repo: &R, s: &str, policy: Policy) -> CaseResu
         ("summary eq", Doc::SUMMARY.eq(s), "summary", true, 1),
         ("tags eq", Doc::TAGS.eq(vec![s.to_owned()]), "tags", true, 1),
         ("path eq", Doc::META.path("v").eq(s), "meta", true, 1),
-        ("nested path eq", Doc::META.path("k").path("w").eq(json!([s])), "meta", true, 1),
-        ("has_key", Doc::META.has_key(s), "meta", key_ok, count(usize::from(s == "v" || s == "k"))),
+        (
+            "nested path eq",
+            Doc::META.path("k").path("w").eq(json!([s])),
+            "meta",
+            true,
+            1,
+        ),
+        (
+            "has_key",
+            Doc::META.has_key(s),
+            "meta",
+            key_ok,
+            count(usize::from(s == "v" || s == "k")),
+        ),
         (
             "path of s",
             Doc::META.path(s).eq(s),
@@ -347,12 +379,18 @@ fn hostile_filter_values_on_postgres_are_typed_or_right_and_never_in_the_sql() {
         rt.block_on(case(&repo, s, POSTGRES))?;
         let sent = captured.take();
         if sent.is_empty() {
-            return Err(fail("capture", "no statement was logged: the check would be empty"));
+            return Err(fail(
+                "capture",
+                "no statement was logged: the check would be empty",
+            ));
         }
         statements.set(statements.get() + sent.len());
         // Short values (`v`, `'`) are parts of any SQL text; from 6 characters on
         // a generated value in a statement can only have been put there.
-        if let Some(text) = sent.iter().find(|t| s.chars().count() >= 6 && t.contains(s)) {
+        if let Some(text) = sent
+            .iter()
+            .find(|t| s.chars().count() >= 6 && t.contains(s))
+        {
             return Err(fail("a value in the SQL text", text));
         }
         Ok(())

@@ -76,7 +76,11 @@ async fn refused<R: Repository<Corpus>>(repo: &R, doc: Corpus, field: &str, what
         }) if f == field && !reason.is_empty() => {}
         other => panic!("{what}: expected InvalidInput on {field}, got {other:?}"),
     }
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0, "{what}: written");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        0,
+        "{what}: written"
+    );
 }
 
 async fn corpus_on<R: Repository<Corpus>>(repo: &R, expect: Expect) -> usize {
@@ -84,7 +88,13 @@ async fn corpus_on<R: Repository<Corpus>>(repo: &R, expect: Expect) -> usize {
     let mut entry = || entries += 1;
 
     entry();
-    refused(repo, corpus("k", json!({"a\u{0}b": 1})), "meta", "NUL in a key").await;
+    refused(
+        repo,
+        corpus("k", json!({"a\u{0}b": 1})),
+        "meta",
+        "NUL in a key",
+    )
+    .await;
     entry();
     let nul_value = corpus("k", json!({"a": "x\u{0}y"}));
     if expect.nul_value_stored {
@@ -122,7 +132,14 @@ async fn corpus_on<R: Repository<Corpus>>(repo: &R, expect: Expect) -> usize {
 
     // These never become a serde_json::Value: the caller's parse fails, so
     // no reposmith call can receive them.
-    for text in ["1e400", "-1e400", "\"\\ud800\"", "\"\\udc00\"", "NaN", "Infinity"] {
+    for text in [
+        "1e400",
+        "-1e400",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "NaN",
+        "Infinity",
+    ] {
         entry();
         let parsed = serde_json::from_str::<Json>(text);
         assert!(parsed.is_err(), "{text} parsed as {parsed:?}");
@@ -133,7 +150,13 @@ async fn corpus_on<R: Repository<Corpus>>(repo: &R, expect: Expect) -> usize {
     round_trip(repo, corpus("k", nested(limit)), "nesting at the limit").await;
     for depth in [limit + 1, 200] {
         entry();
-        refused(repo, corpus("k", nested(depth)), "meta", "nesting past the limit").await;
+        refused(
+            repo,
+            corpus("k", nested(depth)),
+            "meta",
+            "nesting past the limit",
+        )
+        .await;
     }
     entry();
     match repo.count(Corpus::META.path("a").eq(nested(200))).await {
@@ -158,7 +181,9 @@ async fn the_json_corpus_on_postgres_gets_its_policy_before_the_database() {
     };
     let entries = corpus_on(&repo, expect).await;
     db.cleanup().await;
-    eprintln!("{entries} JSON corpus entries on PostgreSQL: each refused by name or read back exactly");
+    eprintln!(
+        "{entries} JSON corpus entries on PostgreSQL: each refused by name or read back exactly"
+    );
 }
 
 #[tokio::test]
@@ -172,10 +197,18 @@ async fn the_json_corpus_on_mongodb_gets_its_policy_before_the_database() {
     };
     let mut entries = corpus_on(&repo, expect).await;
     entries += 1;
-    refused(&repo, corpus("k", json!({"q": {"$ne": ""}})), "meta", "an operator key").await;
+    refused(
+        &repo,
+        corpus("k", json!({"q": {"$ne": ""}})),
+        "meta",
+        "an operator key",
+    )
+    .await;
     entries += document_limit(&repo).await;
     db.cleanup().await;
-    eprintln!("{entries} JSON corpus entries on MongoDB: each refused by name or read back exactly");
+    eprintln!(
+        "{entries} JSON corpus entries on MongoDB: each refused by name or read back exactly"
+    );
 }
 
 /// MongoDB's document limit exactly, and one byte past it. The refusal of
@@ -194,11 +227,20 @@ async fn document_limit<R: Repository<Corpus>>(repo: &R) -> usize {
         Err(Error::TooLarge { size, .. }) => assert_eq!(size, limit + 1),
         other => panic!("the limit plus one byte: {other:?}"),
     }
-    assert_eq!(repo.count(Filter::all()).await.unwrap(), 0, "nothing written");
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        0,
+        "nothing written"
+    );
     let at_limit = body_of(exact);
-    repo.insert(&at_limit).await.expect("a document of exactly the limit");
+    repo.insert(&at_limit)
+        .await
+        .expect("a document of exactly the limit");
     let read = repo.get(&at_limit.key).await.unwrap().unwrap();
-    assert!(read.body.len() == exact && read == at_limit, "read back differs");
+    assert!(
+        read.body.len() == exact && read == at_limit,
+        "read back differs"
+    );
     2
 }
 

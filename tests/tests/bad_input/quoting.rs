@@ -44,7 +44,11 @@ fn hostile_name() -> impl Strategy<Value = String> {
             }
             name.push_str(&piece);
         }
-        if name.is_empty() { "a".to_owned() } else { name }
+        if name.is_empty() {
+            "a".to_owned()
+        } else {
+            name
+        }
     })
 }
 
@@ -78,7 +82,10 @@ async fn holds(pg: &PgBackend, name: &str) -> Result<(), TestCaseError> {
     let sea = sea_quoted(name);
     for (quoter, quoted) in [("reposmith", &ours), ("sea-query", &sea)] {
         let same = *quoted == server || (server == name && *quoted == format!("\"{name}\""));
-        prop_assert!(same, "{quoter} quoted {name:?} as {quoted}, the server as {server}");
+        prop_assert!(
+            same,
+            "{quoter} quoted {name:?} as {quoted}, the server as {server}"
+        );
         let back = read_back(pg, quoted).await.map_err(TestCaseError::fail)?;
         prop_assert_eq!(&back, name, "{} read back", quoter);
     }
@@ -91,9 +98,13 @@ async fn holds(pg: &PgBackend, name: &str) -> Result<(), TestCaseError> {
 fn identifiers_are_quoted_as_the_servers_quote_ident() {
     let rt = runtime();
     let pg = rt
-        .block_on(PgBackend::connect(&PgConfig::new(reposmith_tests::database_url())))
+        .block_on(PgBackend::connect(&PgConfig::new(
+            reposmith_tests::database_url(),
+        )))
         .unwrap();
-    let named = ["docs", "Docs", "select", "a\"b", "\"", "a b", "日本", "x;--", "U&\"x\""];
+    let named = [
+        "docs", "Docs", "select", "a\"b", "\"", "a b", "日本", "x;--", "U&\"x\"",
+    ];
     for name in named {
         rt.block_on(holds(&pg, name))
             .unwrap_or_else(|e| panic!("{name:?}: {e}"));

@@ -74,10 +74,14 @@ fn logged_since(server: &OwnPostgres, from: usize) -> (String, usize) {
 #[tokio::test]
 async fn no_repository_method_puts_a_value_into_the_statement_text() {
     let Some(server) = OwnPostgres::start() else {
-        eprintln!("not run here: no PostgreSQL binaries of the project's own (REPOSMITH_PG_BIN_DIR)");
+        eprintln!(
+            "not run here: no PostgreSQL binaries of the project's own (REPOSMITH_PG_BIN_DIR)"
+        );
         return;
     };
-    let admin = PgBackend::connect(&PgConfig::new(server.url())).await.unwrap();
+    let admin = PgBackend::connect(&PgConfig::new(server.url()))
+        .await
+        .unwrap();
     for setting in [
         "CREATE EXTENSION IF NOT EXISTS vector",
         "ALTER SYSTEM SET log_statement = 'all'",
@@ -91,7 +95,9 @@ async fn no_repository_method_puts_a_value_into_the_statement_text() {
             .unwrap();
     }
     admin.close().await;
-    let pg = PgBackend::connect(&PgConfig::new(server.url())).await.unwrap();
+    let pg = PgBackend::connect(&PgConfig::new(server.url()))
+        .await
+        .unwrap();
     pg.create_tables::<Leaky>().await.unwrap();
     let repo = pg.repo::<Leaky>();
 
@@ -160,7 +166,13 @@ async fn no_repository_method_puts_a_value_into_the_statement_text() {
             .await
             .unwrap()
     });
-    method!("find one", repo.find(Leaky::TITLE.eq(leaky(4).title)).one().await.unwrap());
+    method!(
+        "find one",
+        repo.find(Leaky::TITLE.eq(leaky(4).title))
+            .one()
+            .await
+            .unwrap()
+    );
     method!("fetch_page (with a cursor)", {
         let page = repo
             .find(canary_filter())
@@ -209,7 +221,10 @@ async fn no_repository_method_puts_a_value_into_the_statement_text() {
             .await
             .unwrap()
     });
-    method!("full-text search", repo.search_text(CANARY, 5).await.unwrap());
+    method!(
+        "full-text search",
+        repo.search_text(CANARY, 5).await.unwrap()
+    );
     method!("hybrid search", {
         use LeakyRepository as _;
         repo.search_hybrid(CANARY, probe.clone(), 5)
@@ -218,7 +233,10 @@ async fn no_repository_method_puts_a_value_into_the_statement_text() {
             .unwrap()
     });
     method!("delete", repo.delete(&edited.key).await.unwrap());
-    method!("delete_where", repo.delete_where(canary_filter()).await.unwrap());
+    method!(
+        "delete_where",
+        repo.delete_where(canary_filter()).await.unwrap()
+    );
     method!("unit of work", {
         let unit = pg.begin().await.unwrap();
         let in_unit = unit.repo::<Leaky>();
@@ -228,7 +246,10 @@ async fn no_repository_method_puts_a_value_into_the_statement_text() {
     });
     pg.close().await;
     let (rest, _) = logged_since(&server, at);
-    assert!(!rest.contains(CANARY), "closing the pool: a value in the log:\n{rest}");
+    assert!(
+        !rest.contains(CANARY),
+        "closing the pool: a value in the log:\n{rest}"
+    );
     eprintln!(
         "{} repository methods, each logged by the server: no value in any statement text",
         covered.len()

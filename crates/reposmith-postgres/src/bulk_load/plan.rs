@@ -224,9 +224,12 @@ fn check_row_size(
     columns: &[usize],
     limit: usize,
 ) -> Result<()> {
-    let sizes = columns
-        .iter()
-        .map(|&c| (c, crate::bind::value_bound_size(&values[c], &schema.columns[c].ty)));
+    let sizes = columns.iter().map(|&c| {
+        (
+            c,
+            crate::bind::value_bound_size(&values[c], &schema.columns[c].ty),
+        )
+    });
     let size: usize = sizes.clone().map(|(_, n)| n).sum();
     if size <= limit {
         return Ok(());
