@@ -57,8 +57,6 @@ pub struct PgBackend {
     pub(crate) replicas: Option<Arc<Replicas>>,
     /// How statements are sent (see the `pooler` module).
     pooler: PoolerMode,
-    /// The most bytes one statement binds ([`PgConfig::max_bind_bytes`](field@crate::PgConfig::max_bind_bytes)).
-    max_bind_bytes: usize,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -149,7 +147,6 @@ impl PgBackend {
             outbox: Arc::default(),
             replicas,
             pooler: config.pooler,
-            max_bind_bytes: config.max_bind_bytes,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -235,7 +232,7 @@ impl PgBackend {
 
     /// The most bytes one statement may bind (and one `COPY` row carry).
     pub(crate) fn max_bind_bytes(&self) -> usize {
-        self.max_bind_bytes
+        self.connections.max_bind_bytes()
     }
 
     /// The server-side `statement_timeout` this backend's sessions run with.
