@@ -2,7 +2,7 @@
 //! on a backend capped at 4 KiB: single writes at the cap and one byte
 //! past it, filters and id lists past it, `insert_many` splitting its
 //! `VALUES` batches under it (still all or nothing) and holding each `COPY`
-//! row to it. Past the cap is `TooLarge` before anything is sent, and
+//! row (of `insert_many` and of `bulk_load`) to it. Past the cap is `TooLarge` before anything is sent, and
 //! nothing is written.
 
 use reposmith::{Error, Filter, PgBackend, PgConfig, Repository};
@@ -183,6 +183,28 @@ async fn insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_
         repo.count(Filter::all()).await.unwrap(),
         310,
         "the aborted COPY wrote nothing"
+    );
+
+    // bulk_load checks every row before it takes a connection.
+    let mut loaded: Vec<Note> = (700..800).map(|i| note(i, 100 + i)).collect();
+    loaded[42] = note(742, exact + 1);
+    let (size, what) = too_large(repo.bulk_load(&loaded).await, "bulk_load row");
+    assert_eq!(size, CAP + 1);
+    assert!(
+        what.contains("at index 42 of 100 rows") && what.contains("`body`"),
+        "{what}"
+    );
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        310,
+        "bulk_load wrote nothing"
+    );
+    loaded[42] = note(742, exact);
+    repo.bulk_load(&loaded).await.unwrap();
+    assert_eq!(
+        repo.count(Filter::all()).await.unwrap(),
+        410,
+        "a row at the cap loads"
     );
     pg.close().await;
     db.cleanup().await;
