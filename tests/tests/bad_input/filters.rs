@@ -384,6 +384,10 @@ fn hostile_filter_values_on_postgres_are_typed_or_right_and_never_in_the_sql() {
         !vocabulary.is_empty(),
         "no statement was logged: the check would be empty"
     );
+    assert!(
+        !vocabulary.iter().any(|t| t.contains("plainvalue")),
+        "the plain value itself reached the SQL text"
+    );
     let statements = std::cell::Cell::new(0usize);
     let check = |s: &str| -> CaseResult {
         captured.take();
