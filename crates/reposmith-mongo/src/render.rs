@@ -288,6 +288,9 @@ pub(crate) fn like_to_regex(pattern: &str) -> String {
     let mut chars = pattern.chars();
     while let Some(ch) = chars.next() {
         match ch {
+            // `%%` means what `%` means; one `.*` per run keeps a backtracking
+            // regex engine from trying every split of the text between them.
+            '%' if out.ends_with(".*") => {}
             '%' => out.push_str(".*"),
             '_' => out.push('.'),
             '\\' => {
@@ -345,6 +348,8 @@ mod tests {
     #[test]
     fn like_patterns_become_anchored_escaped_regexes() {
         assert_eq!(like_to_regex("%ta"), "^.*ta$");
+        assert_eq!(like_to_regex("%%%a%%"), "^.*a.*$");
+        assert_eq!(like_to_regex("\\.*%"), "^\\.\\*.*$");
         assert_eq!(like_to_regex("50\\%\\_o_"), "^50\\%\\_o.$");
         assert_eq!(like_to_regex("a.b(c)*"), "^a\\.b\\(c\\)\\*$");
     }
