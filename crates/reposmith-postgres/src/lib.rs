@@ -167,7 +167,7 @@ pub use bulk_load::{
     BuildProgress, BulkLoad, IndexOutcome, IndexRepair, IndexReport, LoadMode, LoadPhase,
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
-pub use config::{PgConfig, PoolerMode};
+pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
     index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,

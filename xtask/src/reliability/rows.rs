@@ -211,7 +211,14 @@ pub(crate) const ROWS: &[Row] = &[
     row(
         "B2",
         "fuzzed filters, cursors, BSON and COPY input: typed errors, never a syntax error",
-        Check::NotBuilt,
+        Check::Tests(&[
+            "bad_input::filters::hostile_filter_values_on_postgres_are_typed_or_right_and_never_in_the_sql",
+            "bad_input::filters::hostile_filter_values_on_mongodb_are_typed_or_right",
+            "bad_input::json_corpus::the_json_corpus_on_postgres_gets_its_policy_before_the_database",
+            "bad_input::json_corpus::the_json_corpus_on_mongodb_gets_its_policy_before_the_database",
+            "bad_input::bind_cap::single_writes_at_the_cap_run_and_one_byte_past_it_are_too_large",
+            "bad_input::bind_cap::insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_it",
+        ]),
     ),
     row(
         "M1",
@@ -235,5 +242,13 @@ pub(crate) const ROWS: &[Row] = &[
         "S2",
         "TLS verify-full, least-privilege roles, minimum driver versions",
         Check::NotBuilt,
+    ),
+    row(
+        "S5",
+        "identifiers quoted as quote_ident; no test value in any statement text",
+        Check::Tests(&[
+            "bad_input::quoting::identifiers_are_quoted_as_the_servers_quote_ident",
+            "bad_input::statement_text::no_repository_method_puts_a_value_into_the_statement_text",
+        ]),
     ),
 ];
