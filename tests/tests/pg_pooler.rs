@@ -47,7 +47,7 @@ impl PoolerDb {
     }
 
     async fn with(change: impl FnOnce(PgConfig) -> PgConfig) -> PoolerDb {
-        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("pgpooler");
@@ -275,7 +275,7 @@ async fn a_session_reads_its_write_on_a_replica_behind_pgbouncer() {
     else {
         return;
     };
-    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgpooler");
@@ -351,7 +351,7 @@ async fn vector_searches_through_pgbouncer_match_direct_ones() {
     let Some(pgbouncer) = pgbouncer_url() else {
         return;
     };
-    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgpooler");
@@ -411,7 +411,7 @@ async fn vector_searches_through_pgbouncer_match_direct_ones() {
 #[tokio::test]
 async fn transaction_mode_leaves_no_statement_or_setting_behind() {
     let namespace = unique_name("pgpooler");
-    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
@@ -451,7 +451,7 @@ async fn transaction_mode_leaves_no_statement_or_setting_behind() {
 #[tokio::test]
 async fn transaction_mode_cost_on_a_direct_server() {
     let namespace = unique_name("pgpooler");
-    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&PgConfig::new(database_url()))
         .await
         .unwrap();
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;

@@ -241,7 +241,7 @@ fn monitored() -> RecallConfig {
 fn config(recall: RecallConfig) -> PgConfig {
     // The recall monitor samples on connections of its own and must leave
     // searches one (checked by its config), so not a pool of one.
-    reposmith::PgConfig::new(reposmith_tests::database_url())
+    PgConfig::new(reposmith_tests::database_url())
         .ef_search(10)
         .recall(recall)
 }
