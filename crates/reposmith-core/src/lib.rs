@@ -31,6 +31,7 @@ pub mod schema;
 pub mod search;
 pub mod stamp;
 pub mod stream;
+pub mod tls;
 pub mod unit;
 pub mod url;
 pub mod value;
