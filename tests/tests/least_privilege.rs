@@ -5,14 +5,16 @@
 //! `Error::PermissionDenied` (SQLSTATE 42501). The roles are unique to the
 //! run and dropped afterwards, also when an assertion fails.
 
-use reposmith::{Error, PgBackend, PgConfig, Repository};
+use reposmith::{Config, Error, PgBackend, PgConfig, RedisConfig, Repository, Store};
 use reposmith_migrate::{Connection, Options, Schemas};
-use reposmith_tests::{database_url, run_sql, unique_name, with_credentials, with_search_path};
+use reposmith_tests::{
+    database_url, redis_url, run_sql, unique_name, with_credentials, with_search_path,
+};
 use uuid::Uuid;
 
 /// The table the owner's migration creates and the application uses.
 #[derive(Debug, Clone, PartialEq, reposmith::Repository)]
-#[repo(table = "accounts")]
+#[repo(table = "accounts", backend = "postgres")]
 struct Account {
     #[repo(id)]
     id: Uuid,
@@ -23,7 +25,7 @@ struct Account {
 
 /// A table nobody created: the application role's attempt to create it.
 #[derive(Debug, Clone, PartialEq, reposmith::Repository)]
-#[repo(table = "not_allowed")]
+#[repo(table = "not_allowed", backend = "postgres")]
 struct NotAllowed {
     #[repo(id)]
     id: Uuid,
@@ -124,6 +126,28 @@ async fn exercise(config: PgConfig, admin: PgBackend, app: String, schema: Strin
     unit.commit().await.unwrap();
     assert_eq!(accounts.get(&account.id).await.unwrap(), None);
 
+    // The whole store as an application runs it (PostgreSQL with the Redis
+    // cache and its invalidation relay): connecting, probing and writing
+    // need no DDL either.
+    let store_config = Config::new()
+        .with_postgres(config.clone())
+        .with_redis(RedisConfig::new(redis_url()));
+    let store = Store::connect(store_config).await.unwrap();
+    let health = store.ping().await;
+    assert!(matches!(health.postgres, Some(Ok(_))), "{health:?}");
+    let via_store = Account {
+        id: Uuid::now_v7(),
+        email: "grace@example.test".into(),
+        balance: 1,
+    };
+    store
+        .repo::<Account>()
+        .unwrap()
+        .insert(&via_store)
+        .await
+        .unwrap();
+    store.close().await;
+
     // DDL as the application role: refused, typed, naming the way out.
     let denied = pg.create_tables::<NotAllowed>().await.unwrap_err();
     let Error::PermissionDenied { code, reason, .. } = &denied else {
@@ -137,7 +161,8 @@ async fn exercise(config: PgConfig, admin: PgBackend, app: String, schema: Strin
     assert!(!reason.contains("pw_"), "a password in {reason}");
     let server_said = reason.split(" (the role in").next().unwrap_or_default();
     format!(
-        "migrated as the owner; insert, update, get, delete in a unit as the app role; \
-         its DDL refused: PermissionDenied {code} ({server_said})"
+        "migrated as the owner; as the app role insert, update, get, delete in a unit, and \
+         the store with the Redis cache connected and wrote; its DDL refused: \
+         PermissionDenied {code} ({server_said})"
     )
 }
