@@ -21,6 +21,13 @@ use reposmith::{Config, Error};
 /// loopback URL never needs it; TLS URLs pass.
 #[test]
 fn plaintext_to_a_non_loopback_host_is_refused_unless_allowed() {
+    if reposmith_core::tls::plaintext_allowed_by_env() {
+        eprintln!(
+            "not run here: REPOSMITH_ALLOW_PLAINTEXT is set in this process, which allows \
+             plaintext for every config"
+        );
+        return;
+    }
     let cases = [
         (
             "DATABASE_URL",

@@ -22,9 +22,11 @@
 //! sockets. Everything else without TLS is an [`Error::Config`] naming the
 //! URL (password masked), unless plaintext is allowed: per backend in code
 //! (`PgConfig::allow_plaintext`, `MongoConfig::allow_plaintext`,
-//! `RedisConfig::allow_plaintext`) or for every backend read from the
-//! environment with [`ALLOW_PLAINTEXT_ENV`]`=1` (a private network, a
-//! sidecar, a service mesh that encrypts for you).
+//! `RedisConfig::allow_plaintext`) or for every backend and every config,
+//! built in code or read with `from_env`, with [`ALLOW_PLAINTEXT_ENV`]`=1`
+//! in the process environment (a private network, a sidecar, a service
+//! mesh that encrypts for you; or the test suite run against servers of
+//! your own).
 //!
 //! A URL asking for TLS from a backend built without its `tls` feature is
 //! an [`Error::Config`] too, naming the feature, rather than a connect
@@ -37,6 +39,17 @@ use crate::{ConnectionUrl, Error};
 /// The environment variable that allows plaintext to non-loopback hosts for
 /// every backend read with `from_env` (`1`, `true`, `yes` or `on`).
 pub const ALLOW_PLAINTEXT_ENV: &str = "REPOSMITH_ALLOW_PLAINTEXT";
+
+/// Whether the process environment allows plaintext for every backend
+/// ([`ALLOW_PLAINTEXT_ENV`] is `1`, `true`, `yes` or `on`). A malformed
+/// value allows nothing here; `from_env` reports it, naming the variable.
+pub fn plaintext_allowed_by_env() -> bool {
+    crate::config::Env::process()
+        .flag(ALLOW_PLAINTEXT_ENV)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
 
 /// Whether `host` is this machine: `localhost` (any case, with or without a
 /// trailing dot), an IPv4 address in `127.0.0.0/8`, or `::1` (bracketed or

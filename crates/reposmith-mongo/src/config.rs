@@ -74,8 +74,9 @@ pub struct MongoConfig {
     /// Write concern for writes outside transactions; `None`: the URL's or the server's.
     pub write_concern: Option<WriteConcern>,
     /// Connect without TLS to a host other than this machine (`false` by
-    /// default: such a URL is refused, see the module docs). Read from
-    /// `REPOSMITH_ALLOW_PLAINTEXT`.
+    /// default: such a URL is refused, see the module docs).
+    /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
+    /// for every config, however built.
     pub allow_plaintext: bool,
 }
 

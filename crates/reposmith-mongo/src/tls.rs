@@ -6,7 +6,7 @@
 //! no "built without TLS" case here.
 
 use mongodb::options::{ConnectionString, HostInfo, ServerAddress, Tls};
-use reposmith_core::tls::{is_loopback_host, plaintext_refused};
+use reposmith_core::tls::{is_loopback_host, plaintext_allowed_by_env, plaintext_refused};
 use reposmith_core::{ConnectionUrl, Result};
 
 /// Checks `url` against the policy; `allow_plaintext` lifts the refusal.
@@ -15,6 +15,12 @@ use reposmith_core::{ConnectionUrl, Result};
 /// parse error itself (a `mongodb+srv://` URL without the `mongo-srv`
 /// feature, say, gets its own message there).
 pub(crate) fn check(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
+    policy(url, allow_plaintext || plaintext_allowed_by_env())
+}
+
+/// [`check`] without the process environment's opt-in, for unit tests
+/// that must not depend on how the suite was started.
+fn policy(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
     let Ok(parsed) = ConnectionString::parse(url.expose()) else {
         return Ok(());
     };
@@ -60,7 +66,7 @@ mod tests {
     use super::*;
 
     fn checked(url: &str) -> Result<()> {
-        check(&ConnectionUrl::new(url), false)
+        policy(&ConnectionUrl::new(url), false)
     }
 
     #[test]
@@ -122,6 +128,6 @@ mod tests {
 
     #[test]
     fn allowing_plaintext_lifts_the_refusal() {
-        check(&ConnectionUrl::new("mongodb://mongo.internal/rag"), true).unwrap();
+        policy(&ConnectionUrl::new("mongodb://mongo.internal/rag"), true).unwrap();
     }
 }

@@ -12,7 +12,9 @@
 
 use std::net::IpAddr;
 
-use reposmith_core::tls::{is_loopback_host, plaintext_refused, tls_not_built};
+use reposmith_core::tls::{
+    is_loopback_host, plaintext_allowed_by_env, plaintext_refused, tls_not_built,
+};
 use reposmith_core::{ConnectionUrl, Result};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
@@ -20,6 +22,12 @@ use crate::backend::parse_url;
 
 /// Checks `url` against the policy; `allow_plaintext` lifts the refusal.
 pub(crate) fn check(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
+    policy(url, allow_plaintext || plaintext_allowed_by_env())
+}
+
+/// [`check`] without the process environment's opt-in, for unit tests
+/// that must not depend on how the suite was started.
+fn policy(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
     let options = parse_url(url)?;
     let mode = options.get_ssl_mode();
     let encrypted = matches!(
@@ -121,7 +129,7 @@ mod tests {
     use super::*;
 
     fn checked(url: &str) -> Result<()> {
-        check(&ConnectionUrl::new(url), false)
+        policy(&ConnectionUrl::new(url), false)
     }
 
     fn refused(url: &str) -> String {
@@ -187,7 +195,7 @@ mod tests {
     #[test]
     fn allowing_plaintext_lifts_the_refusal() {
         let url = ConnectionUrl::new("postgres://app:pw@db.internal/rag?sslmode=disable");
-        check(&url, true).unwrap();
+        policy(&url, true).unwrap();
     }
 
     #[cfg(feature = "tls")]

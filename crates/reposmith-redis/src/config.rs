@@ -74,8 +74,9 @@ pub struct RedisConfig {
     /// Read from `REPOSMITH_REDIS_TLS_CA_FILE`.
     pub tls_ca_file: Option<PathBuf>,
     /// Connect without TLS to a host other than this machine (`false` by
-    /// default: such a URL is refused, see the module docs). Read from
-    /// `REPOSMITH_ALLOW_PLAINTEXT`.
+    /// default: such a URL is refused, see the module docs).
+    /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
+    /// for every config, however built.
     pub allow_plaintext: bool,
 }
 

@@ -4,7 +4,9 @@
 //! `rediss://` is TLS, checking the certificate and the host name against
 //! the CA file when one is set, else the Mozilla roots (`webpki-roots`).
 
-use reposmith_core::tls::{is_loopback_host, plaintext_refused, tls_not_built};
+use reposmith_core::tls::{
+    is_loopback_host, plaintext_allowed_by_env, plaintext_refused, tls_not_built,
+};
 use reposmith_core::{ConnectionUrl, Error, Result};
 
 use crate::RedisConfig;
@@ -34,6 +36,12 @@ pub(crate) fn check_config(config: &RedisConfig) -> Result<()> {
 ///
 /// A URL the driver cannot parse passes here: connecting reports it.
 pub(crate) fn check(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
+    policy(url, allow_plaintext || plaintext_allowed_by_env())
+}
+
+/// [`check`] without the process environment's opt-in, for unit tests
+/// that must not depend on how the suite was started.
+fn policy(url: &ConnectionUrl, allow_plaintext: bool) -> Result<()> {
     let raw = url.expose();
     let tls = raw
         .get(..9)
@@ -115,7 +123,7 @@ mod tests {
     use super::*;
 
     fn checked(url: &str) -> Result<()> {
-        check(&ConnectionUrl::new(url), false)
+        policy(&ConnectionUrl::new(url), false)
     }
 
     #[test]
@@ -154,11 +162,14 @@ mod tests {
 
     #[test]
     fn allowing_plaintext_lifts_the_refusal() {
-        check(&ConnectionUrl::new("redis://cache.internal:6379"), true).unwrap();
+        policy(&ConnectionUrl::new("redis://cache.internal:6379"), true).unwrap();
     }
 
     #[test]
     fn a_cluster_node_without_tls_is_refused_too() {
+        if plaintext_allowed_by_env() {
+            return; // REPOSMITH_ALLOW_PLAINTEXT=1 in this process allows it.
+        }
         let config = RedisConfig::cluster(["redis://127.0.0.1:7001", "redis://10.0.0.8:7002"]);
         let text = check_config(&config).unwrap_err().to_string();
         assert!(text.contains("10.0.0.8"), "{text}");
