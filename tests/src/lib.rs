@@ -5,6 +5,8 @@
 //! `cargo xtask test` sets after starting them.
 //!
 //! [`conformance`] is the backend-neutral repository suite every backend runs.
+//! [`own_postgres`] and [`own_mongo`] start a PostgreSQL and a SecantusDB
+//! of a test's own, which fault tests restart and `kill -9`.
 //! [`redis_server`] starts a Redis of a test's own (the queue tests' crashes,
 //! restarts and pauses); [`redis_cluster`] finds and kills masters of the
 //! cluster named by `REDIS_CLUSTER_URLS`; [`pg_replica`] names the
@@ -15,6 +17,7 @@
 pub mod conformance;
 pub mod fault_proxy;
 pub mod letters;
+pub mod own_mongo;
 pub mod own_postgres;
 pub mod pg_replica;
 pub mod redis_cluster;
@@ -44,6 +47,28 @@ pub fn service_url(variable: &str) -> String {
 /// CI runs the bounded ones.
 pub fn heavy() -> bool {
     std::env::var("REPOSMITH_HEAVY").is_ok_and(|v| v == "1")
+}
+
+/// Whether this run gives the suite's PostgreSQL pools one connection each
+/// (`REPOSMITH_TEST_POOL_OF_ONE=1`, set by `cargo xtask test --pool-of-one`).
+/// A library path that needs a second connection while it holds one (a
+/// unit of work reaching the pool, a cache fill inside a stream, a relay
+/// writing while it claims) then ends in a pool timeout instead of passing.
+pub fn pool_of_one() -> bool {
+    std::env::var("REPOSMITH_TEST_POOL_OF_ONE").is_ok_and(|v| v == "1")
+}
+
+/// `n` connections, or one in a pool-of-one run. Tests whose scenario is
+/// itself about several connections (pool fairness, concurrent load,
+/// many tasks behind PgBouncer) set their size directly instead.
+pub fn pool_size(n: u32) -> u32 {
+    if pool_of_one() { 1 } else { n }
+}
+
+/// `PgConfig::new(url)` with the suite's pool size: the library's default
+/// of 10, or one in a pool-of-one run.
+pub fn pg_config(url: impl Into<String>) -> reposmith::PgConfig {
+    reposmith::PgConfig::new(url).max_connections(pool_size(10))
 }
 
 /// `url` with every session's `search_path` set to `path` (`"ns"` or

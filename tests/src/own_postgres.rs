@@ -167,6 +167,13 @@ impl OwnPostgres {
         pg_replica::run(stop, WITHIN + Duration::from_secs(10));
     }
 
+    /// The server's whole log so far (with `log_statement = all`, every
+    /// statement text it received).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.dir.join("postgres.log")).unwrap_or_default())
+            .into_owned()
+    }
+
     /// The server's log, for a failing test's message.
     pub fn log_tail(&self) -> String {
         pg_replica::tail(&self.dir.join("postgres.log"))

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use reposmith::mongo::mongodb::bson::{Document, doc};
 use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{Backends, MongoBackend, MongoConfig, PgBackend, PgConfig};
+use reposmith::{Backends, MongoBackend, MongoConfig, PgBackend};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// An LLM call trace, kept only in MongoDB, for 30 days.
@@ -178,7 +178,7 @@ async fn an_entity_of_both_backends_keeps_its_table_and_its_collection() {
     mongo.database().drop().await.unwrap();
     mongo.close().await;
 
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("backends");
@@ -189,7 +189,7 @@ async fn an_entity_of_both_backends_keeps_its_table_and_its_collection() {
         .unwrap();
     let url = database_url();
     let sep = if url.contains('?') { '&' } else { '?' };
-    let pg = PgBackend::connect(&PgConfig::new(format!(
+    let pg = PgBackend::connect(&reposmith_tests::pg_config(format!(
         "{url}{sep}options=-c%20search_path%3D{namespace}"
     )))
     .await

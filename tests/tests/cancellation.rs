@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reposmith::postgres::sqlx;
-use reposmith::{Filter, FindQuery, PgBackend, PgConfig, PgRepository, Repository, RetryPolicy};
+use reposmith::{Filter, FindQuery, PgBackend, PgRepository, Repository, RetryPolicy};
 use reposmith_tests::{database_url, unique_name};
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ struct OneConnection {
 
 impl OneConnection {
     async fn new() -> Self {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("cancel");
@@ -74,7 +74,7 @@ impl OneConnection {
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-        let config = PgConfig::new(url)
+        let config = reposmith_tests::pg_config(url)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .application_name(namespace.clone());

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::sqlx;
-use reposmith::{Config, Error, MongoConfig, PgConfig, RedisConfig, Store};
+use reposmith::{Config, Error, MongoConfig, RedisConfig, Store};
 use reposmith_tests::{
     REDIS_NOBODY, closed_port, database_url, mongodb_url, password_of, redis_url, user_of,
     with_credentials, with_host,
@@ -44,7 +44,7 @@ async fn connect_err(config: Config) -> (Error, Duration) {
 // Plaintext allowed: the unknown host is not loopback, and these tests are
 // about resolving and reaching it, not about TLS (tests/tls.rs is).
 fn pg(url: String) -> Config {
-    let config = PgConfig::new(url).connect_timeout(Duration::from_secs(3));
+    let config = reposmith_tests::pg_config(url).connect_timeout(Duration::from_secs(3));
     Config::new().with_postgres(config.allow_plaintext(true))
 }
 
@@ -128,7 +128,7 @@ async fn redis_unknown_host_closed_port_and_wrong_password() {
 async fn one_bad_backend_fails_the_store_and_names_that_backend() {
     let port = closed_port();
     let config = Config::new()
-        .with_postgres(PgConfig::new(database_url()))
+        .with_postgres(reposmith_tests::pg_config(database_url()))
         .with_redis(RedisConfig::new(with_host(
             &redis_url(),
             &format!("127.0.0.1:{port}"),
@@ -140,7 +140,7 @@ async fn one_bad_backend_fails_the_store_and_names_that_backend() {
 #[tokio::test]
 async fn exhausted_pool_times_out_typed_within_the_acquire_timeout() {
     let acquire_timeout = Duration::from_millis(300);
-    let config = PgConfig::new(database_url())
+    let config = reposmith_tests::pg_config(database_url())
         .max_connections(1)
         .acquire_timeout(acquire_timeout);
     let store = Store::connect(Config::new().with_postgres(config))
@@ -174,7 +174,10 @@ async fn exhausted_pool_times_out_typed_within_the_acquire_timeout() {
 #[tokio::test]
 async fn canary_password_never_appears_in_config_or_store_debug() {
     let config = Config::new()
-        .with_postgres(PgConfig::new(canary_url(&database_url(), "postgres")))
+        .with_postgres(reposmith_tests::pg_config(canary_url(
+            &database_url(),
+            "postgres",
+        )))
         .with_mongo(MongoConfig::new(canary_url(&mongodb_url(), "reposmith")))
         .with_redis(RedisConfig::new(with_credentials(
             &redis_url(),
@@ -221,7 +224,7 @@ async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
     // No ping before acquire or on release: a connection the server killed is
     // found out by the statement that uses it, which fails typed, and the pool
     // closes it instead of reusing it, so the next statement gets a fresh one.
-    let config = PgConfig::new(database_url()).max_connections(1);
+    let config = reposmith_tests::pg_config(database_url()).max_connections(1);
     let store = Store::connect(Config::new().with_postgres(config))
         .await
         .unwrap();
@@ -236,9 +239,10 @@ async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
     };
     let victim = backend_pid().await;
 
-    let killer = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
-        .await
-        .unwrap();
+    let killer =
+        Store::connect(Config::new().with_postgres(reposmith_tests::pg_config(database_url())))
+            .await
+            .unwrap();
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(victim)
         .fetch_one(killer.postgres().unwrap().pool())
@@ -269,7 +273,7 @@ async fn dead_pooled_connection_costs_one_typed_error_then_is_evicted() {
 async fn min_connections_are_open_after_connect_and_pre_ping_hides_a_dead_one() {
     // A name of its own, so only this test's connections are killed.
     let app = reposmith_tests::unique_name("prepinged");
-    let mut config = PgConfig::new(database_url())
+    let mut config = reposmith_tests::pg_config(database_url())
         .max_connections(3)
         .min_connections(2)
         .application_name(app.clone());
@@ -283,10 +287,9 @@ async fn min_connections_are_open_after_connect_and_pre_ping_hides_a_dead_one() 
 
     // Kill every idle connection of this pool; with a ping before each
     // acquire, the next statement never sees a dead one.
-    let killer = Store::connect(
-        Config::new()
-            .with_postgres(PgConfig::new(database_url()).application_name("reposmith-killer")),
-    )
+    let killer = Store::connect(Config::new().with_postgres(
+        reposmith_tests::pg_config(database_url()).application_name("reposmith-killer"),
+    ))
     .await
     .unwrap();
     let killed: i64 = sqlx::query_scalar(
@@ -310,7 +313,7 @@ async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_s
     // statement finds out; the pool then drops its other idle connections
     // instead of letting each cost another caller a failed statement.
     let app = reposmith_tests::unique_name("warm");
-    let config = PgConfig::new(database_url())
+    let config = reposmith_tests::pg_config(database_url())
         .max_connections(4)
         .min_connections(4)
         .application_name(app.clone());
@@ -320,9 +323,10 @@ async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_s
     let pg = store.postgres().unwrap();
     assert_eq!(pg.ping().await.unwrap().pool_size, 4);
 
-    let killer = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
-        .await
-        .unwrap();
+    let killer =
+        Store::connect(Config::new().with_postgres(reposmith_tests::pg_config(database_url())))
+            .await
+            .unwrap();
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = $1) AS t",
@@ -350,9 +354,10 @@ async fn a_warm_pool_recovers_after_every_connection_is_killed_with_one_failed_s
 /// hint) and drops the line of Postgres' C source sqlx appends ("at line N").
 #[tokio::test]
 async fn server_errors_carry_message_detail_and_hint_but_no_source_line() {
-    let store = Store::connect(Config::new().with_postgres(PgConfig::new(database_url())))
-        .await
-        .unwrap();
+    let store =
+        Store::connect(Config::new().with_postgres(reposmith_tests::pg_config(database_url())))
+            .await
+            .unwrap();
     let pg = store.postgres().unwrap();
     let raise = "DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = 'P0001', \
                  DETAIL = 'the detail', HINT = 'the hint'; END $$";

@@ -8,7 +8,7 @@
 use reposmith::{Config, Error, PgBackend, PgConfig, RedisConfig, Repository, Store};
 use reposmith_migrate::{Connection, Options, Schemas};
 use reposmith_tests::{
-    database_url, redis_url, run_sql, unique_name, with_credentials, with_search_path,
+    database_url, pg_config, redis_url, run_sql, unique_name, with_credentials, with_search_path,
 };
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ struct NotAllowed {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_run_as_the_owner_and_the_app_role_gets_dml_but_no_ddl() {
-    let admin = PgBackend::connect(&PgConfig::new(database_url()).max_connections(2))
+    let admin = PgBackend::connect(&pg_config(database_url()))
         .await
         .unwrap();
     let owner = unique_name("rs_owner");
@@ -56,9 +56,8 @@ async fn migrations_run_as_the_owner_and_the_app_role_gets_dml_but_no_ddl() {
     )
     .await;
     let base = with_search_path(&database_url(), &schema);
-    let config = PgConfig::new(with_credentials(&base, &app, &app_pw))
-        .migration_url(with_credentials(&base, &owner, &owner_pw))
-        .max_connections(2);
+    let config = pg_config(with_credentials(&base, &app, &app_pw))
+        .migration_url(with_credentials(&base, &owner, &owner_pw));
 
     // The body runs in a task of its own so the roles are dropped below
     // whatever it does; a panic is passed on after the cleanup.

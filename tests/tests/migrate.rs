@@ -709,7 +709,7 @@ async fn the_outbox_tables_are_migrated_like_entity_tables() {
     assert_eq!(db.drift(&schemas).await, Vec::<String>::new());
 
     // A unit of work writes into the migrated table.
-    let pg = reposmith::PgBackend::connect(&reposmith::PgConfig::new(db.url()))
+    let pg = reposmith::PgBackend::connect(&reposmith_tests::pg_config(db.url()))
         .await
         .unwrap();
     let unit = pg.begin().await.unwrap();

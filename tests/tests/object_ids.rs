@@ -5,7 +5,7 @@
 use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
 use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend, PgConfig};
+use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// An LLM trace keyed the MongoDB way.
@@ -87,7 +87,7 @@ async fn object_ids_work_on_mongodb_as_bson_object_ids() {
 
 #[tokio::test]
 async fn object_ids_work_on_postgres_as_hex_text() {
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("oid");
@@ -99,7 +99,9 @@ async fn object_ids_work_on_postgres_as_hex_text() {
     let url = database_url();
     let sep = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-    let pg = PgBackend::connect(&PgConfig::new(url)).await.unwrap();
+    let pg = PgBackend::connect(&reposmith_tests::pg_config(url))
+        .await
+        .unwrap();
     pg.create_tables::<Trace>().await.unwrap();
     let seen = exercise(&pg.repo::<Trace>()).await;
     let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

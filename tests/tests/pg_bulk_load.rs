@@ -19,7 +19,7 @@ use reposmith::postgres::bulk_load::{
 };
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::prelude::*;
-use reposmith::{BatchRow, HalfVector, PgBackend, PgConfig};
+use reposmith::{BatchRow, HalfVector, PgBackend};
 use reposmith_tests::{database_url, unique_name};
 
 const DIMS: usize = 32;
@@ -62,18 +62,31 @@ struct Db {
 
 impl Db {
     async fn new() -> Db {
+        Db::with_pool(reposmith_tests::pool_size(10)).await
+    }
+
+    /// With `connections` exactly, also in a pool-of-one run: for loads
+    /// whose test reads their progress (polled on a second connection of
+    /// the load's pool) or searches beside them.
+    async fn with_pool(connections: u32) -> Db {
         let namespace = unique_name("bulkload");
         let base = own_database(&namespace, true).await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{namespace}%2Cpublic");
-        let admin = PgBackend::connect(&PgConfig::new(url.clone()).application_name("bulk-admin"))
-            .await
-            .unwrap();
+        // The test's own instrument (progress views, lock checks, a
+        // blocking transaction): never the pool under test.
+        let admin = PgBackend::connect(
+            &reposmith::PgConfig::new(url.clone()).application_name("bulk-admin"),
+        )
+        .await
+        .unwrap();
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{namespace}\"")))
             .execute(admin.pool())
             .await
             .unwrap();
-        let config = PgConfig::new(url).application_name(namespace.clone());
+        let config = reposmith::PgConfig::new(url)
+            .max_connections(connections)
+            .application_name(namespace.clone());
         let pg = PgBackend::connect(&config).await.unwrap();
         pg.create_tables::<Chunk>().await.unwrap();
         Db {
@@ -123,7 +136,7 @@ impl Db {
     async fn cleanup(self) {
         self.pg.close().await;
         self.admin.close().await;
-        let server = PgBackend::connect(&PgConfig::new(database_url()))
+        let server = PgBackend::connect(&reposmith_tests::pg_config(database_url()))
             .await
             .unwrap();
         let drop = format!("DROP DATABASE \"{}\" WITH (FORCE)", self.namespace);
@@ -141,7 +154,7 @@ impl Db {
 /// the other tests were doing (80 s of a loaded run).
 async fn own_database(name: &str, with_pgvector: bool) -> String {
     let base = database_url();
-    let server = PgBackend::connect(&PgConfig::new(base.clone()))
+    let server = PgBackend::connect(&reposmith_tests::pg_config(base.clone()))
         .await
         .unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
@@ -162,7 +175,7 @@ async fn own_database(name: &str, with_pgvector: bool) -> String {
     // scans on only when the extension exists at connect time, and without
     // them an HNSW search returns fewer than k rows while invisible rows of
     // a running load fill its candidate list.
-    let new = PgBackend::connect(&PgConfig::new(url.clone()))
+    let new = PgBackend::connect(&reposmith_tests::pg_config(url.clone()))
         .await
         .unwrap();
     sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS vector")
@@ -297,7 +310,7 @@ async fn into_an_empty_table_builds_a_valid_index_matching_exact_search() {
 
 #[tokio::test]
 async fn on_a_live_table_searches_keep_working_and_an_index_exists_throughout() {
-    let db = Db::new().await;
+    let db = Db::with_pool(4).await;
     let repo = db.pg.repo::<Chunk>();
     let (rows, set) = chunks(5000, 9);
     repo.insert_many(&rows[..1000]).await.unwrap();
@@ -555,7 +568,7 @@ async fn an_online_load_whose_rebuild_is_killed_keeps_every_row_and_a_valid_inde
 
 #[tokio::test]
 async fn an_online_load_dropped_during_its_rebuild_keeps_the_rows_and_the_next_call_cleans_up() {
-    let db = Db::new().await;
+    let db = Db::with_pool(4).await;
     let repo = db.pg.repo::<Chunk>();
     let (rows, _) = chunks(2000, 19);
     repo.insert_many(&rows[..500]).await.unwrap();
@@ -592,6 +605,9 @@ async fn an_online_load_dropped_during_its_rebuild_keeps_the_rows_and_the_next_c
     tokio::select! {
         outcome = load => panic!("the load finished while its rebuild waited: {outcome:?}"),
         () = waiting.notified() => {}
+        () = tokio::time::sleep(Duration::from_secs(60)) => {
+            panic!("no progress reading showed the rebuild waiting for writers within 60 s")
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -796,7 +812,9 @@ async fn refused_inside_a_unit_of_work_and_bad_options_are_named() {
 async fn iterative_scans_follow_pgvector_created_after_connect() {
     let name = unique_name("lateext");
     let url = own_database(&name, false).await;
-    let pg = PgBackend::connect(&PgConfig::new(url)).await.unwrap();
+    let pg = PgBackend::connect(&reposmith_tests::pg_config(url))
+        .await
+        .unwrap();
     let setting = "SELECT coalesce(current_setting('hnsw.iterative_scan', true), 'unset')";
     let mut held = pg.acquire().await.unwrap();
     let before: String = sqlx::query_scalar(setting)
@@ -820,7 +838,7 @@ async fn iterative_scans_follow_pgvector_created_after_connect() {
         assert_eq!(now, "relaxed_order");
     }
     pg.close().await;
-    let server = PgBackend::connect(&PgConfig::new(database_url()))
+    let server = PgBackend::connect(&reposmith_tests::pg_config(database_url()))
         .await
         .unwrap();
     let drop = format!("DROP DATABASE \"{name}\" WITH (FORCE)");

@@ -47,13 +47,13 @@ impl PoolerDb {
     }
 
     async fn with(change: impl FnOnce(PgConfig) -> PgConfig) -> PoolerDb {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("pgpooler");
         admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let server = pgbouncer_url().unwrap_or_else(database_url);
-        let config = PgConfig::new(in_schema(&server, &namespace))
+        let config = reposmith_tests::pg_config(in_schema(&server, &namespace))
             .pooler(PoolerMode::Transaction)
             .application_name(namespace.clone());
         let pg = PgBackend::connect(&change(config)).await.unwrap();
@@ -193,8 +193,8 @@ async fn direct_mode_through_pgbouncer_is_refused_at_connect() {
         return;
     };
     for config in [
-        PgConfig::new(pgbouncer.clone()),
-        PgConfig::new(pgbouncer.clone())
+        reposmith_tests::pg_config(pgbouncer.clone()),
+        reposmith_tests::pg_config(pgbouncer.clone())
             .statement_timeout(None)
             .iterative_scan(false),
     ] {
@@ -210,7 +210,7 @@ async fn direct_mode_through_pgbouncer_is_refused_at_connect() {
         }
     }
     // The same server reached directly is fine in Direct mode.
-    PgBackend::connect(&PgConfig::new(database_url()))
+    PgBackend::connect(&reposmith_tests::pg_config(database_url()))
         .await
         .unwrap()
         .close()
@@ -223,8 +223,13 @@ async fn direct_mode_through_pgbouncer_is_refused_at_connect() {
 /// own deadline would take 5 s longer).
 #[tokio::test]
 async fn units_commit_roll_back_and_run_with_the_session_settings() {
-    let db =
-        PoolerDb::with(|config| config.statement_timeout(Some(Duration::from_millis(300)))).await;
+    // A holder and a waiter unit at once: two connections.
+    let db = PoolerDb::with(|config| {
+        config
+            .statement_timeout(Some(Duration::from_millis(300)))
+            .max_connections(2)
+    })
+    .await;
     let unit = db.pg.begin().await.unwrap();
     let kept = unit.repo::<Doc>().insert(&Doc::new("kept")).await.unwrap();
     unit.commit().await.unwrap();
@@ -270,13 +275,13 @@ async fn a_session_reads_its_write_on_a_replica_behind_pgbouncer() {
     else {
         return;
     };
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgpooler");
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
     let path = format!("{namespace},public");
-    let config = PgConfig::new(in_schema(&primary, &path))
+    let config = reposmith_tests::pg_config(in_schema(&primary, &path))
         .pooler(PoolerMode::Transaction)
         .replicas(ReplicaConfig::new([in_schema(&replica, &path)]));
     let pg = PgBackend::connect(&config).await.unwrap();
@@ -346,18 +351,18 @@ async fn vector_searches_through_pgbouncer_match_direct_ones() {
     let Some(pgbouncer) = pgbouncer_url() else {
         return;
     };
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgpooler");
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
     // pgvector's types live in `public`.
     let path = format!("{namespace},public");
-    let pooled = PgConfig::new(in_schema(&pgbouncer, &path))
+    let pooled = reposmith_tests::pg_config(in_schema(&pgbouncer, &path))
         .pooler(PoolerMode::Transaction)
-        .max_connections(8);
+        .max_connections(reposmith_tests::pool_size(8));
     let pooled = PgBackend::connect(&pooled).await.unwrap();
-    let direct = PgConfig::new(in_schema(&database_url(), &path));
+    let direct = reposmith_tests::pg_config(in_schema(&database_url(), &path));
     let direct = PgBackend::connect(&direct).await.unwrap();
     pooled.create_tables::<Point>().await.unwrap();
     let points: Vec<Point> = (0..500)
@@ -406,11 +411,11 @@ async fn vector_searches_through_pgbouncer_match_direct_ones() {
 #[tokio::test]
 async fn transaction_mode_leaves_no_statement_or_setting_behind() {
     let namespace = unique_name("pgpooler");
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let config = PgConfig::new(in_schema(&database_url(), &namespace))
+    let config = reposmith_tests::pg_config(in_schema(&database_url(), &namespace))
         .pooler(PoolerMode::Transaction)
         .statement_timeout(Some(Duration::from_secs(7)))
         .max_connections(1);
@@ -446,7 +451,7 @@ async fn transaction_mode_leaves_no_statement_or_setting_behind() {
 #[tokio::test]
 async fn transaction_mode_cost_on_a_direct_server() {
     let namespace = unique_name("pgpooler");
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     admin_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
@@ -465,7 +470,7 @@ async fn transaction_mode_cost_on_a_direct_server() {
     }
     let mut rates = Vec::new();
     for (label, url, mode) in runs {
-        let rate = gets_per_second(PgConfig::new(url).pooler(mode), label).await;
+        let rate = gets_per_second(reposmith_tests::pg_config(url).pooler(mode), label).await;
         eprintln!("{label}: {rate:.0} get-by-id/s on one connection");
         rates.push(rate);
     }

@@ -100,9 +100,10 @@ struct Db {
 
 impl Db {
     async fn new() -> Db {
-        let admin = PgBackend::connect(&PgConfig::new(reposmith_tests::database_url()))
-            .await
-            .unwrap();
+        let admin =
+            PgBackend::connect(&reposmith_tests::pg_config(reposmith_tests::database_url()))
+                .await
+                .unwrap();
         let namespace = reposmith_tests::unique_name("recall");
         run(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let mut rng = Gaussian(17);
@@ -119,7 +120,7 @@ impl Db {
             .map(|q| db.exact(&db.queries[q], K as usize, |_| true))
             .collect();
         let loader = db
-            .backend(PgConfig::new(reposmith_tests::database_url()))
+            .backend(reposmith_tests::pg_config(reposmith_tests::database_url()))
             .await;
         loader.create_tables::<Point>().await.unwrap();
         let points: Vec<Point> = (0..ROWS)
@@ -238,7 +239,9 @@ fn monitored() -> RecallConfig {
 
 /// Sessions at `ef_search` 10: recall there is clearly below the target.
 fn config(recall: RecallConfig) -> PgConfig {
-    PgConfig::new(reposmith_tests::database_url())
+    // The recall monitor samples on connections of its own and must leave
+    // searches one (checked by its config), so not a pool of one.
+    reposmith::PgConfig::new(reposmith_tests::database_url())
         .ef_search(10)
         .recall(recall)
 }
@@ -549,7 +552,7 @@ async fn the_monitor_is_off_by_default_and_then_runs_no_query() {
     let db = Db::new().await;
     let before = db.seq_scans().await;
     let off = db
-        .backend(PgConfig::new(reposmith_tests::database_url()))
+        .backend(reposmith_tests::pg_config(reposmith_tests::database_url()))
         .await;
     assert_eq!(off.recall().config(), &RecallConfig::default());
     let repo = off.repo::<Point>();
@@ -585,7 +588,7 @@ async fn the_monitor_is_off_by_default_and_then_runs_no_query() {
 async fn the_tuner_raises_probes_on_an_ivfflat_field() {
     let db = Db::new().await;
     let loader = db
-        .backend(PgConfig::new(reposmith_tests::database_url()))
+        .backend(reposmith_tests::pg_config(reposmith_tests::database_url()))
         .await;
     loader.create_tables::<Listed>().await.unwrap();
     let rows: Vec<Listed> = (0..ROWS)

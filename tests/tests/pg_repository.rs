@@ -138,7 +138,7 @@ async fn a_statement_blocked_on_a_lock_ends_in_a_typed_timeout() {
         )
     };
     let impatient = reposmith::PgBackend::connect(
-        &reposmith::PgConfig::new(url)
+        &reposmith_tests::pg_config(url)
             .statement_timeout(Some(std::time::Duration::from_millis(300))),
     )
     .await

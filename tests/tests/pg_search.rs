@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use data::{Clustered, recall};
 use db::SearchDb;
+use reposmith::Vector;
 use reposmith::prelude::*;
-use reposmith::{PgConfig, Vector};
 
 /// A point of the clustered data set: 128 dims, L2, HNSW.
 #[derive(Debug, Clone, PartialEq, Repository)]
@@ -35,6 +35,25 @@ struct Point {
     /// `id % 100`, not indexed: a filter on it runs on the HNSW index with
     /// iterative scans, the case where recall used to collapse.
     shard: i32,
+    #[repo(vector(
+        dims = 128,
+        distance = "l2",
+        index = "hnsw",
+        m = 16,
+        ef_construction = 64
+    ))]
+    embedding: Vector,
+}
+
+/// [`Point`] keyed by a UUID, carrying its position in the data set: its
+/// rows go in from several tasks at once, and integer ids are the
+/// database's, handed out in insertion order, not the data set's.
+#[derive(Debug, Clone, PartialEq, Repository)]
+#[repo(table = "numbered_points")]
+struct NumberedPoint {
+    #[repo(id)]
+    id: uuid::Uuid,
+    position: i64,
     #[repo(vector(
         dims = 128,
         distance = "l2",
@@ -88,7 +107,7 @@ const QUERIES: usize = 30;
 /// filter matching 1 % of the rows (which must still return 10 rows).
 #[tokio::test]
 async fn hnsw_recall_holds_unfiltered_and_under_a_selective_filter() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Point>().await;
     let set = Clustered::generate(ROWS, 128, 40, 7);
     let points: Vec<Point> = set
@@ -167,10 +186,179 @@ async fn hnsw_recall_holds_unfiltered_and_under_a_selective_filter() {
     db.cleanup().await;
 }
 
+/// Which insert batches of [`recall_holds_while_rows_are_inserted`] are
+/// committed and which are on their way.
+#[derive(Default)]
+struct Batches {
+    committed: HashSet<usize>,
+    in_flight: HashSet<usize>,
+}
+
+/// Recall@10 of HNSW searches that run while other tasks insert into the
+/// same index. A search sees the rows of the batches committed before its
+/// snapshot; which of the batches in flight around it made it in is not
+/// known, so its recall counts against the best of those few possible
+/// snapshots. A hit outside every possible snapshot fails the test.
+#[tokio::test]
+async fn recall_holds_while_rows_are_inserted() {
+    const BASE: usize = 3_000;
+    const BATCH: usize = 200;
+    const BATCHES_PER_TASK: usize = 8;
+    const INSERTERS: usize = 2;
+    const EF_SEARCH: u32 = 100;
+    let total = BASE + BATCH * BATCHES_PER_TASK * INSERTERS;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
+    db.create::<NumberedPoint>().await;
+    let set = std::sync::Arc::new(Clustered::generate(total, 128, 40, 11));
+    let point = |i: usize| NumberedPoint {
+        id: uuid::Uuid::nil(),
+        position: i as i64,
+        embedding: Vector::from(set.vectors[i].clone()),
+    };
+    let repo = db.pg.repo::<NumberedPoint>();
+    let base: Vec<NumberedPoint> = (0..BASE).map(point).collect();
+    repo.insert_many(&base).await.unwrap();
+    db.analyze("numbered_points").await;
+
+    let batch_of = |i: usize| (i >= BASE).then(|| (i - BASE) / BATCH);
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Batches::default()));
+    let inserting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(INSERTERS));
+    let mut inserters = Vec::new();
+    for task in 0..INSERTERS {
+        let (repo, state, inserting) = (
+            db.pg.repo::<NumberedPoint>(),
+            state.clone(),
+            inserting.clone(),
+        );
+        let batches: Vec<(usize, Vec<NumberedPoint>)> = (0..BATCHES_PER_TASK)
+            .map(|n| n * INSERTERS + task)
+            .map(|b| {
+                (
+                    b,
+                    (BASE + b * BATCH..BASE + (b + 1) * BATCH)
+                        .map(point)
+                        .collect(),
+                )
+            })
+            .collect();
+        inserters.push(tokio::spawn(async move {
+            for (b, rows) in batches {
+                state.lock().unwrap().in_flight.insert(b);
+                repo.insert_many(&rows).await.unwrap();
+                let mut state = state.lock().unwrap();
+                state.in_flight.remove(&b);
+                state.committed.insert(b);
+            }
+            inserting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+
+    let mut recalls = Vec::new();
+    let mut q = 0;
+    while inserting.load(std::sync::atomic::Ordering::SeqCst) > 0 || q < QUERIES {
+        let query = set.query(q, 5000 + q as u64);
+        let before = {
+            let state = state.lock().unwrap();
+            (state.committed.clone(), state.in_flight.clone())
+        };
+        let hits = repo
+            .search_embedding(Vector::from(query.clone()), 10)
+            .ef_search(EF_SEARCH)
+            .await
+            .unwrap();
+        let after = {
+            let state = state.lock().unwrap();
+            (state.committed.clone(), state.in_flight.clone())
+        };
+        // Committed before the search began: surely seen. In flight at
+        // either end, or committed by its end: maybe seen.
+        let maybe: Vec<usize> = before
+            .1
+            .iter()
+            .chain(&after.0)
+            .chain(&after.1)
+            .filter(|b| !before.0.contains(b))
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        assert!(
+            maybe.len() <= 8,
+            "{} batches around one search",
+            maybe.len()
+        );
+        let found: Vec<usize> = hits.iter().map(|h| h.entity.position as usize).collect();
+        let best = (0..1usize << maybe.len())
+            .map(|subset| {
+                let seen = |i: usize| match batch_of(i) {
+                    None => true,
+                    Some(b) => {
+                        before.0.contains(&b)
+                            || maybe
+                                .iter()
+                                .enumerate()
+                                .any(|(n, m)| *m == b && subset >> n & 1 == 1)
+                    }
+                };
+                if !found.iter().all(|i| seen(*i)) {
+                    return None;
+                }
+                Some(recall(&set.exact(&query, 10, seen), found.iter().copied()))
+            })
+            .fold(None::<f64>, |best, r| match (best, r) {
+                (Some(b), Some(r)) => Some(b.max(r)),
+                (b, r) => b.or(r),
+            });
+        let best = best.unwrap_or_else(|| {
+            let batches: Vec<Option<usize>> = found.iter().map(|i| batch_of(*i)).collect();
+            panic!(
+                "search {q} returned a row of no batch it could see: rows {found:?} of batches \
+                 {batches:?}; committed before {:?}, in flight before {:?}, committed after \
+                 {:?}, in flight after {:?}",
+                before.0, before.1, after.0, after.1
+            )
+        });
+        recalls.push(best);
+        q += 1;
+    }
+    for inserter in inserters {
+        inserter.await.unwrap();
+    }
+    assert_eq!(repo.count(Filter::all()).await.unwrap(), total as u64);
+    // The same queries on the settled index, for comparison.
+    let mut settled = Vec::new();
+    for q in 0..QUERIES {
+        let query = set.query(q, 5000 + q as u64);
+        let hits = repo
+            .search_embedding(Vector::from(query.clone()), 10)
+            .ef_search(EF_SEARCH)
+            .await
+            .unwrap();
+        let exact = set.exact(&query, 10, |_| true);
+        settled.push(recall(
+            &exact,
+            hits.iter().map(|h| h.entity.position as usize),
+        ));
+    }
+    let settled = settled.iter().sum::<f64>() / settled.len() as f64;
+    let mean = recalls.iter().sum::<f64>() / recalls.len() as f64;
+    let worst = recalls.iter().copied().fold(1.0, f64::min);
+    // The same bar as the settled index's recall test, for the same reason.
+    assert!(mean >= 0.9, "recall@10 under concurrent inserts {mean:.3}");
+    eprintln!(
+        "{} searches while {} rows went in as {} concurrent batches: mean recall@10 {mean:.3}, \
+         worst {worst:.1}; {settled:.3} on the settled index",
+        recalls.len(),
+        total - BASE,
+        BATCHES_PER_TASK * INSERTERS
+    );
+    db.cleanup().await;
+}
+
 /// The reported distance is pgvector's, and `max_distance` drops farther hits.
 #[tokio::test]
 async fn distances_are_reported_and_bounded() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<ExactPoint>().await;
     let repo = db.pg.repo::<ExactPoint>();
     let rows = exact_rows(50);
@@ -216,7 +404,7 @@ fn exact_rows(n: usize) -> Vec<ExactPoint> {
 /// without repeats, and the last page has no next cursor.
 #[tokio::test]
 async fn search_pages_are_stable_and_complete() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<ExactPoint>().await;
     let repo = db.pg.repo::<ExactPoint>();
     let mut rows = exact_rows(30);
@@ -266,7 +454,7 @@ async fn search_pages_are_stable_and_complete() {
 /// observable.
 #[tokio::test]
 async fn ef_search_does_not_leak_to_the_next_query_on_the_connection() {
-    let config = PgConfig::new(reposmith_tests::database_url())
+    let config = reposmith_tests::pg_config(reposmith_tests::database_url())
         .max_connections(1)
         .iterative_scan(false);
     let db = SearchDb::new(config).await;
@@ -327,7 +515,7 @@ async fn ef_search_does_not_leak_to_the_next_query_on_the_connection() {
 /// document matching both text and vector above those matching one.
 #[tokio::test]
 async fn text_and_hybrid_search_rank_as_documented() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Article>().await;
     let repo = db.pg.repo::<Article>();
     let both = repo
@@ -419,7 +607,7 @@ impl<F: Future> Future for PollLimit<F> {
 /// reaches the next search.
 #[tokio::test]
 async fn a_search_cut_anywhere_leaves_no_transaction_and_no_setting() {
-    let config = PgConfig::new(reposmith_tests::database_url())
+    let config = reposmith_tests::pg_config(reposmith_tests::database_url())
         .max_connections(1)
         .iterative_scan(false);
     let db = SearchDb::new(config).await;
@@ -507,7 +695,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanFields {
 #[tokio::test]
 async fn a_search_span_records_k_knobs_filter_and_rows() {
     use tracing_subscriber::layer::SubscriberExt;
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<ExactPoint>().await;
     let repo = db.pg.repo::<ExactPoint>();
     repo.insert_many(&exact_rows(20)).await.unwrap();
@@ -557,7 +745,7 @@ struct Trace {
 /// gone, keeps the rest and rows without a timestamp.
 #[tokio::test]
 async fn purge_expired_deletes_rows_past_their_ttl() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Trace>().await;
     let repo = db.pg.repo::<Trace>();
     let now = chrono::Utc::now();
@@ -593,7 +781,7 @@ async fn purge_expired_deletes_rows_past_their_ttl() {
 /// `max_distance` bound on the indexed column trims without scanning away.
 #[tokio::test]
 async fn tie_groups_larger_than_a_page_are_paged_completely_through_hnsw() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Point>().await;
     let repo = db.pg.repo::<Point>();
     let set = Clustered::generate(300, 128, 4, 21);
@@ -654,7 +842,7 @@ async fn tie_groups_larger_than_a_page_are_paged_completely_through_hnsw() {
 /// Bad input on every other search and write path is refused before sending.
 #[tokio::test]
 async fn bad_queries_and_updates_are_refused_before_sending() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Article>().await;
     let repo = db.pg.repo::<Article>();
     let stored = repo
@@ -743,7 +931,7 @@ async fn bad_queries_and_updates_are_refused_before_sending() {
 /// raises `ef_search` for itself.
 #[tokio::test]
 async fn the_session_ef_search_applies_and_larger_k_raises_it() {
-    let config = PgConfig::new(reposmith_tests::database_url())
+    let config = reposmith_tests::pg_config(reposmith_tests::database_url())
         .max_connections(1)
         .iterative_scan(false)
         .ef_search(3);

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reposmith::{Config, MongoConfig, PgConfig, RedisConfig, Store};
+use reposmith::{Config, MongoConfig, RedisConfig, Store};
 use reposmith_tests::{
     REDIS_NOBODY, closed_port, database_url, mongodb_url, redis_url, user_of, with_credentials,
     with_host,
@@ -56,8 +56,8 @@ fn bent_configs() -> Vec<Config> {
     let closed = format!("127.0.0.1:{}", closed_port());
     let selection = Duration::from_secs(1);
     vec![
-        Config::new().with_postgres(PgConfig::new(pg.clone())),
-        Config::new().with_postgres(PgConfig::new(with_host(&pg, &closed))),
+        Config::new().with_postgres(reposmith_tests::pg_config(pg.clone())),
+        Config::new().with_postgres(reposmith_tests::pg_config(with_host(&pg, &closed))),
         Config::new()
             .with_mongo(MongoConfig::new(mongo.clone()).server_selection_timeout(selection)),
         Config::new().with_mongo(

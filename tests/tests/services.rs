@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use reposmith::mongo::mongodb::bson::doc;
 use reposmith::postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
 use reposmith::redis::AsyncCommands;
-use reposmith::{Config, MongoConfig, PgConfig, RedisConfig, Store};
+use reposmith::{Config, MongoConfig, RedisConfig, Store};
 use reposmith_tests::pg_replica::{self, PGBOUNCER_REPLICA_URL, PGBOUNCER_URL, REPLICA_URL};
 use reposmith_tests::{database_url, mongodb_url, redis_url, unique_name};
 
@@ -24,7 +24,7 @@ const REPLICATION_WITHIN: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn pgvector_orders_by_distance_and_builds_an_hnsw_index() {
-    let config = Config::new().with_postgres(PgConfig::new(database_url()));
+    let config = Config::new().with_postgres(reposmith_tests::pg_config(database_url()));
     let store = Store::connect(config).await.expect("connect to postgres");
     let pg = store.postgres().unwrap();
     let health = pg.ping().await.expect("ping");

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
 use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{IdStrategy, MongoBackend, MongoConfig, Order, PgBackend, PgConfig};
+use reposmith::{IdStrategy, MongoBackend, MongoConfig, Order, PgBackend};
 use reposmith_tests::{database_url, mongodb_url, unique_name};
 
 /// A theatre seat: an `integer` identity id.
@@ -237,7 +237,7 @@ struct Pg {
 
 impl Pg {
     async fn new(prefix: &str) -> Pg {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name(prefix);
@@ -247,7 +247,9 @@ impl Pg {
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-        let pg = PgBackend::connect(&PgConfig::new(url)).await.unwrap();
+        let pg = PgBackend::connect(&reposmith_tests::pg_config(url))
+            .await
+            .unwrap();
         Pg {
             admin,
             pg,

@@ -9,6 +9,7 @@
 //! binaries; the compile-fail cases are the `reposmith-ui-tests` package.
 
 mod backends;
+mod bad_input;
 mod cache;
 mod cancellation;
 mod connection;

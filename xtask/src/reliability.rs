@@ -22,7 +22,70 @@ use rows::{Check, ROWS, Row};
 /// under nextest's store, `target/nextest` of the workspace whatever
 /// `CARGO_TARGET_DIR` says.
 pub(crate) fn report_path(root: &Path) -> PathBuf {
-    root.join("target/nextest/default/junit.xml")
+    profile_report(root, "default")
+}
+
+fn profile_report(root: &Path, profile: &str) -> PathBuf {
+    root.join("target/nextest").join(profile).join("junit.xml")
+}
+
+/// The pool-of-one run: the suite's tests again, with every PostgreSQL pool
+/// they make holding one connection (`reposmith_tests::pool_of_one`), so a
+/// library path that needs a second connection while it holds one fails
+/// with a pool timeout instead of passing.
+pub(crate) mod pool_of_one {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use crate::test;
+
+    /// Its nextest profile (`.config/nextest.toml`), and so its report's folder.
+    pub(crate) const PROFILE: &str = "pool-of-one";
+
+    /// The sections CI runs so: the ones whose library paths hold a
+    /// connection while they work (units of work, batches, streams, pages,
+    /// searches, cache fills, the outbox relay, bulk loads), less the
+    /// recall measurements, which load 20,000 vectors on one connection
+    /// either way; about 100 s of a busy machine. Not the migrations (their
+    /// tests size sqlx pools of their own) nor the cancellation sweep
+    /// (already on a pool of one). `--heavy` runs the whole suite.
+    const SECTIONS: &str = "(test(/^pg_repository::/) | test(/^one_api::/) \
+        | test(/^pg_search::/) | test(/^cache::pg::/) | test(/^outbox::/) \
+        | test(/^pg_bulk_load::/)) & not test(/recall/)";
+
+    /// The integration suite's binary.
+    const SUITE: &str = "binary_id(reposmith-tests::suite)";
+
+    /// Its JUnit report.
+    pub(crate) fn report(root: &Path) -> PathBuf {
+        super::profile_report(root, PROFILE)
+    }
+
+    /// The nextest command: the CI sections, or (`whole`) the whole suite.
+    pub(crate) fn command(root: &Path, vars: &[(String, String)], whole: bool) -> Command {
+        // `--workspace` and a filter, not `-p reposmith-tests`: the suite's
+        // own package selection resolves features differently and rebuilt
+        // sqlx, the MongoDB driver and everything above them (minutes in CI).
+        let filter = match whole {
+            true => SUITE.to_owned(),
+            false => format!("{SUITE} & ({SECTIONS})"),
+        };
+        let args = [
+            "nextest",
+            "run",
+            "--workspace",
+            "--profile",
+            PROFILE,
+            "-E",
+            &filter,
+        ];
+        let mut command = test::cargo(root, vars, &args);
+        // The variable the suite's own pools follow, and the one the
+        // library's `Config::from_env` reads for the tests that use it.
+        command.env("REPOSMITH_TEST_POOL_OF_ONE", "1");
+        command.env("REPOSMITH_PG_MAX_CONNECTIONS", "1");
+        command
+    }
 }
 
 /// Services up, the rows' tests (heavy variants with `--heavy`), the board.
@@ -38,8 +101,9 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
     if heavy {
         vars.push(("REPOSMITH_HEAVY".to_owned(), "1".to_owned()));
     }
-    // A report left by an earlier run must not pass for this one's.
+    // Reports left by an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(report_path(root));
+    let _ = std::fs::remove_file(pool_of_one::report(root));
     let filter = filter();
     let args = [
         "nextest",
@@ -54,7 +118,11 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
     ];
     let mut nextest = test::cargo(root, &vars, &args);
     println!("\n==> {}", cmd::describe(&nextest));
-    let outcome = cmd::run_inherit(&mut nextest, test::step_timeout());
+    let outcome = cmd::run_inherit(&mut nextest, test::step_timeout()).and_then(|_| {
+        let mut pool_of_one = pool_of_one::command(root, &vars, heavy);
+        println!("\n==> {}", cmd::describe(&pool_of_one));
+        cmd::run_inherit(&mut pool_of_one, test::step_timeout())
+    });
     if !extras.created.is_empty() {
         services::extras_down(root, extras.created)?;
     }
@@ -82,10 +150,17 @@ pub(crate) fn print_board(root: &Path, strict: bool) -> Result<u8, Error> {
     let xml = std::fs::read_to_string(&path)
         .map_err(|e| Error::msg(format!("cannot read {}: {e}", path.display())))?;
     let cases = junit::cases(&xml);
+    // Absent when the run stopped before it, or ran a package selection.
+    let pool_of_one = std::fs::read_to_string(pool_of_one::report(root))
+        .ok()
+        .map(|xml| junit::cases(&xml));
     println!("\n==> reliability scoreboard (from {})", path.display());
     let mut failed = 0;
     for row in ROWS {
-        let (verdict, figure) = judge(row, &cases);
+        let (verdict, figure) = match row.check {
+            Check::PoolOfOne => judge_pool_of_one(pool_of_one.as_deref()),
+            _ => judge(row, &cases),
+        };
         failed += u8::from(verdict == "FAIL" || (strict && verdict == "not in run"));
         println!("{:<4} {:<13} {}", row.id, verdict, row.claim);
         if !figure.is_empty() {
@@ -101,6 +176,7 @@ fn judge(row: &Row, cases: &[Case]) -> (&'static str, String) {
         Check::NotBuilt => return ("not built yet", String::new()),
         Check::NotRunHere(why) => return ("not run here", why.to_owned()),
         Check::Tests(tests) => tests,
+        Check::PoolOfOne => unreachable!("judged by judge_pool_of_one"),
     };
     let found: Vec<&Case> = tests
         .iter()
@@ -128,6 +204,27 @@ fn judge(row: &Row, cases: &[Case]) -> (&'static str, String) {
         .filter_map(|case| figure(&case.output))
         .collect();
     (verdict, figures.join("; "))
+}
+
+/// The pool-of-one row: every test of that run passed.
+fn judge_pool_of_one(cases: Option<&[Case]>) -> (&'static str, String) {
+    let Some(cases) = cases.filter(|cases| !cases.is_empty()) else {
+        return ("not in run", "no pool-of-one report".to_owned());
+    };
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|case| !case.passed)
+        .map(|case| case.name.as_str())
+        .collect();
+    let figure = format!(
+        "{} of {} tests passed with one connection per pool",
+        cases.len() - failed.len(),
+        cases.len()
+    );
+    match failed.as_slice() {
+        [] => ("pass", figure),
+        _ => ("FAIL", format!("{figure}; failed: {}", failed.join(", "))),
+    }
 }
 
 /// The last line a test printed that is its own (not the harness's), cut short.

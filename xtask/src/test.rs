@@ -1,6 +1,7 @@
 //! `cargo xtask test`: tidy, services up (with every extra: the Redis
 //! Cluster, whose failover test kills a master, the PostgreSQL replica and
-//! PgBouncer), lints, rustdoc, the demo, doctests, the test suite, each as
+//! PgBouncer), lints, rustdoc, the demo, doctests, the test suite, its
+//! PostgreSQL sections again with a pool of one connection, each as
 //! a timed step that stops the run at its first failure. The lints and
 //! rustdoc need no server, so the services start beside them, on a thread
 //! of their own (see [`run`]). An extra the run created is stopped at its
@@ -119,8 +120,9 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     timings.push((title.to_owned(), up_elapsed));
     timings.extend(lint_timings);
     let (vars, created) = up?;
-    // A report left by an earlier run must not pass for this one's.
+    // Reports left by an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(crate::reliability::report_path(root));
+    let _ = std::fs::remove_file(crate::reliability::pool_of_one::report(root));
     let code = match linted {
         Ok(0) => run_steps(steps(root, &vars, options), &mut timings),
         other => other,
@@ -202,7 +204,8 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
         true => steps.push(("cargo test --doc", vec!["test", "--workspace", "--doc"])),
         false => println!("note: doctests run only without -p/--package"),
     }
-    let (title, runner) = match has_nextest(root) {
+    let nextest = has_nextest(root);
+    let (title, runner) = match nextest {
         true => ("cargo nextest run", vec!["nextest", "run"]),
         false => ("cargo test (cargo-nextest not installed)", vec!["test"]),
     };
@@ -225,6 +228,14 @@ fn steps(root: &Path, vars: &[(String, String)], options: &Options) -> Vec<(Stri
                 demo(root, vars),
             ),
         );
+    }
+    // After the suite: its PostgreSQL sections again with one connection
+    // per pool (the scoreboard's L2; it needs nextest's profiles).
+    if whole && nextest {
+        commands.push((
+            "the PostgreSQL sections with a pool of one".to_owned(),
+            crate::reliability::pool_of_one::command(root, vars, false),
+        ));
     }
     commands
 }

@@ -17,7 +17,8 @@
 //! | unique constraint | [`Error::Conflict`] (constraint and field) | SQLSTATE 23505 | code 11000 | — |
 //! | optimistic-lock miss | [`Error::StaleVersion`] | `UPDATE … WHERE version = $v` hit 0 rows, row exists | same, in the update filter | — |
 //! | id not stored | [`Error::NotFound`] | 0 rows | 0 documents | — |
-//! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON; SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, document over 16 MiB | — |
+//! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON, JSON nested deeper than [`MAX_JSON_DEPTH`](crate::json::MAX_JSON_DEPTH); SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, integers beyond `i64`, JSON nested too deep | — |
+//! | value, row or document over a size limit | [`Error::TooLarge`] | before sending: a statement's bound values (or a COPY row) over `PgConfig::max_bind_bytes`; from the server: SQLSTATE 54000, an index entry over its limit (b-tree: 2,704 bytes after compression) | document over `maxBsonObjectSize` (16 MiB), before sending | — |
 //! | serialization failure, deadlock | [`Error::Retryable`] | SQLSTATE 40001, 40P01 (also on COMMIT) | `TransientTransactionError` | — |
 //! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult` | — |
 //! | the application's embedder failed | [`Error::Embedding`] | — | — | — |

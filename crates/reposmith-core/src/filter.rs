@@ -390,6 +390,24 @@ pub fn escape_like(text: &str) -> String {
     out
 }
 
+/// Why `pattern` is not a usable `LIKE` pattern, or `None` when it is. The
+/// only malformed pattern is one ending in an unescaped `\`: PostgreSQL
+/// refuses it ("LIKE pattern must not end with escape character", SQLSTATE
+/// 22025) and a regular expression would silently drop it, so both backends
+/// refuse it first, as invalid input naming the field.
+pub fn like_pattern_error(pattern: &str) -> Option<&'static str> {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.next().is_none() {
+            return Some(
+                "the LIKE pattern ends with the escape character `\\`; escape it as `\\\\` \
+                 to match a backslash",
+            );
+        }
+    }
+    None
+}
+
 /// A `#[repo(json)]` column of entity `E`.
 pub struct JsonColumn<E> {
     index: usize,
@@ -538,5 +556,20 @@ impl<E> Order<E> {
     /// True for descending order.
     pub fn is_descending(&self) -> bool {
         self.descending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_trailing_unescaped_backslash_spoils_a_pattern() {
+        for ok in ["", "a%", "\\\\", "50\\%", "a\\_b", &escape_like("x\\")] {
+            assert_eq!(like_pattern_error(ok), None, "{ok:?}");
+        }
+        for bad in ["\\", "a\\", "\\\\\\"] {
+            assert!(like_pattern_error(bad).is_some(), "{bad:?}");
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod filter;
 pub mod finite;
 pub mod home;
 pub mod job;
+pub mod json;
 pub mod keyset;
 pub mod limit;
 pub mod object_id;

@@ -44,6 +44,18 @@ use crate::files::{self, MigrationFile};
 /// The longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The migration lock's key: one per database and ledger schema. Public
+/// for the suite's `isolationtester` spec, which runs this text; not a
+/// stable API.
+#[doc(hidden)]
+pub const LOCK_KEY_SQL: &str = "SELECT ('x' || substr(md5('reposmith-migrate:' || \
+     current_database() || ':' || coalesce(current_schema(), '')), 1, 16))::bit(64)::bigint";
+
+/// One attempt at the migration lock (the caller loops until its deadline).
+/// Public for the suite's `isolationtester` spec; not a stable API.
+#[doc(hidden)]
+pub const TRY_LOCK_SQL: &str = "SELECT pg_try_advisory_lock($1)";
+
 /// sqlx's ledger table, so sqlx-cli reads the same history.
 pub const LEDGER: &str = "_sqlx_migrations";
 
@@ -139,15 +151,12 @@ impl Connection {
     /// Connects and takes the migration lock, waiting at most `lock_wait`.
     async fn locked(&self) -> Result<PgConnection> {
         let mut conn = self.connect().await?;
-        let key: i64 = sqlx::query_scalar(
-            "SELECT ('x' || substr(md5('reposmith-migrate:' || current_database() || ':' \
-             || coalesce(current_schema(), '')), 1, 16))::bit(64)::bigint",
-        )
-        .fetch_one(&mut conn)
-        .await?;
+        let key: i64 = sqlx::query_scalar(LOCK_KEY_SQL)
+            .fetch_one(&mut conn)
+            .await?;
         let deadline = Instant::now() + self.lock_wait;
         loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            let got: bool = sqlx::query_scalar(TRY_LOCK_SQL)
                 .bind(key)
                 .fetch_one(&mut conn)
                 .await?;

@@ -24,7 +24,9 @@
 //! The id column is stored as `_id`. JSON keys starting with `$` or holding
 //! `.` are refused with [`Error::InvalidInput`] naming the field: MongoDB
 //! would read them as operators or paths. An integer beyond `i64` is refused
-//! too, rather than silently rounded to a double.
+//! too, rather than silently rounded to a double, and so is JSON nested
+//! deeper than [`MAX_JSON_DEPTH`](reposmith_core::json::MAX_JSON_DEPTH) (the
+//! whole policy is in [`reposmith_core::json`]).
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mongodb::bson::raw::CStr;
@@ -93,8 +95,21 @@ fn uuid_bson(u: &Uuid) -> Bson {
     })
 }
 
-/// JSON as BSON, refusing keys MongoDB would read as operators or paths.
+/// JSON as BSON, refusing keys MongoDB would read as operators or paths,
+/// integers beyond `i64`, and nesting deeper than
+/// [`MAX_JSON_DEPTH`](reposmith_core::json::MAX_JSON_DEPTH) (checked first,
+/// so the conversion's recursion is bounded).
 pub(crate) fn json_to_bson(
+    entity: &'static str,
+    field: &str,
+    json: &serde_json::Value,
+) -> Result<Bson> {
+    reposmith_core::json::check_json_depth(entity, field, json)?;
+    nested_json_to_bson(entity, field, json)
+}
+
+/// [`json_to_bson`] once the depth is known to be bounded.
+fn nested_json_to_bson(
     entity: &'static str,
     field: &str,
     json: &serde_json::Value,
@@ -116,14 +131,14 @@ pub(crate) fn json_to_bson(
         J::Array(items) => Bson::Array(
             items
                 .iter()
-                .map(|v| json_to_bson(entity, field, v))
+                .map(|v| nested_json_to_bson(entity, field, v))
                 .collect::<Result<_>>()?,
         ),
         J::Object(map) => {
             let mut doc = Document::new();
             for (k, v) in map {
                 check_json_key(entity, field, k)?;
-                doc.insert(k.clone(), json_to_bson(entity, field, v)?);
+                doc.insert(k.clone(), nested_json_to_bson(entity, field, v)?);
             }
             Bson::Document(doc)
         }
@@ -452,6 +467,14 @@ mod tests {
             assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "meta"));
         }
         assert!(json_to_bson("T", "meta", &json!(u64::MAX)).is_err());
+        let deep = |n: usize| (0..n).fold(json!(1), |v, _| serde_json::Value::Array(vec![v]));
+        let limit = reposmith_core::json::MAX_JSON_DEPTH;
+        assert!(json_to_bson("T", "meta", &deep(limit)).is_ok());
+        let err = json_to_bson("T", "meta", &deep(limit + 1)).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "meta"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -238,10 +238,22 @@ impl Renderer {
         insensitive: bool,
         truth: bool,
     ) -> Result<Document> {
-        let (k, _) = self.column(column)?;
+        let (k, c) = self.column(column)?;
+        if let Some(reason) = reposmith_core::filter::like_pattern_error(pattern) {
+            return Err(Error::invalid(self.schema.entity, c.field, reason));
+        }
+        let regex = like_to_regex(pattern);
+        if regex.len() > MAX_REGEX_BYTES {
+            let reason = format!(
+                "the pattern becomes a regular expression of {} bytes; MongoDB takes at most \
+                 {MAX_REGEX_BYTES}",
+                regex.len()
+            );
+            return Err(Error::invalid(self.schema.entity, c.field, reason));
+        }
         // `s`: `.` must match newlines too, as `%` and `_` do in SQL.
         let options = if insensitive { "is" } else { "s" };
-        let regex = doc! { "$regex": like_to_regex(pattern), "$options": options };
+        let regex = doc! { "$regex": regex, "$options": options };
         Ok(if truth {
             doc! { k: regex }
         } else {
@@ -262,6 +274,12 @@ impl Renderer {
     }
 }
 
+/// MongoDB refuses a regular expression longer than this ("Regular
+/// expression is too long", code 51091): a longer `LIKE`, `starts_with` or
+/// `contains` is refused first, naming the field. (A server may cap it
+/// lower: SecantusDB, the test server, takes 1,000 characters.)
+const MAX_REGEX_BYTES: usize = 32_764;
+
 /// A SQL `LIKE` pattern as an anchored regular expression: `%` → `.*`,
 /// `_` → `.`, `\x` → `x` literally; every other character is escaped.
 pub(crate) fn like_to_regex(pattern: &str) -> String {
@@ -270,6 +288,9 @@ pub(crate) fn like_to_regex(pattern: &str) -> String {
     let mut chars = pattern.chars();
     while let Some(ch) = chars.next() {
         match ch {
+            // `%%` means what `%` means; one `.*` per run keeps a backtracking
+            // regex engine from trying every split of the text between them.
+            '%' if out.ends_with(".*") => {}
             '%' => out.push_str(".*"),
             '_' => out.push('.'),
             '\\' => {
@@ -302,8 +323,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pattern_past_mongodbs_regex_limit_is_invalid_input() {
+        use reposmith_core::{ColumnDef, ColumnType, IdStrategy};
+        static COLUMNS: [ColumnDef; 2] = [
+            ColumnDef::new("id", "id", ColumnType::BigInt, false),
+            ColumnDef::new("body", "body", ColumnType::Text, false),
+        ];
+        static SCHEMA: EntitySchema =
+            EntitySchema::new("Note", "notes", &COLUMNS, 0, IdStrategy::Assigned, &[]);
+        let like = |pattern: String| FilterNode::Like {
+            column: 1,
+            pattern,
+            case_insensitive: false,
+        };
+        // `^` and `$` around the pattern: two bytes.
+        assert!(filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 2))).is_ok());
+        let err = filter_doc(&SCHEMA, &like("x".repeat(MAX_REGEX_BYTES - 1))).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "body"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn like_patterns_become_anchored_escaped_regexes() {
         assert_eq!(like_to_regex("%ta"), "^.*ta$");
+        assert_eq!(like_to_regex("%%%a%%"), "^.*a.*$");
+        assert_eq!(like_to_regex("\\.*%"), "^\\.\\*.*$");
         assert_eq!(like_to_regex("50\\%\\_o_"), "^50\\%\\_o.$");
         assert_eq!(like_to_regex("a.b(c)*"), "^a\\.b\\(c\\)\\*$");
     }

@@ -15,7 +15,11 @@
 //!   server cannot say (error label `UnknownTransactionCommitResult`), it
 //!   sends it again, as the driver allows, up to [`COMMIT_ATTEMPTS`] times
 //!   in all; if the outcome is still unknown it reports
-//!   [`Error::CommitOutcomeUnknown`]. A transient abort
+//!   [`Error::CommitOutcomeUnknown`]. So is a `NoSuchTransaction` answer to
+//!   a commit: the driver resends a commit after a network error by
+//!   itself, and a server that restarted meanwhile may have applied the
+//!   first one and forgotten the transaction (SecantusDB keeps its
+//!   transaction table in memory; MongoDB persists it). A transient abort
 //!   (`TransientTransactionError`, e.g. a write conflict) is
 //!   [`Error::Retryable`]: nothing was written, the whole unit may run again
 //!   (see [`MongoBackend::transaction`]).
@@ -398,9 +402,39 @@ async fn commit_attempts(backend: &MongoBackend, session: &mut ClientSession) ->
                 tokio::time::sleep(COMMIT_RETRY_PAUSE * attempt).await;
                 attempt += 1;
             }
+            Err(error) if no_such_transaction(&error) => {
+                // The driver resends a commit by itself after a network
+                // error; a server that lost its transaction table in a
+                // crash (SecantusDB keeps it in memory) then answers
+                // NoSuchTransaction for a transaction whose first commit
+                // was applied. Measured: units so reported were stored
+                // after `kill -9`. Retryable would invite running the unit
+                // a second time, so it is unknown.
+                let reason = match backend.map_error(error) {
+                    // The driver's message, without the mapped advice to retry.
+                    Error::Retryable { reason, .. } | Error::Backend { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(Error::CommitOutcomeUnknown {
+                    backend: Backend::Mongo,
+                    reason: format!(
+                        "the server does not know the transaction any more (it may have \
+                         committed before the server restarted): {reason}"
+                    ),
+                });
+            }
             Err(error) => return Err(backend.map_error(error)),
         }
     }
+}
+
+/// MongoDB's `NoSuchTransaction` code.
+const NO_SUCH_TRANSACTION: i32 = 251;
+
+/// Whether `error` is the server saying it has no such transaction.
+fn no_such_transaction(error: &mongodb::error::Error) -> bool {
+    matches!(&*error.kind, mongodb::error::ErrorKind::Command(command)
+        if command.code == NO_SUCH_TRANSACTION)
 }
 
 /// A session whose commit was started but got no answer: the commit future

@@ -230,6 +230,11 @@ impl PgBackend {
         self.ef_search
     }
 
+    /// The most bytes one statement may bind (and one `COPY` row carry).
+    pub(crate) fn max_bind_bytes(&self) -> usize {
+        self.connections.max_bind_bytes()
+    }
+
     /// The server-side `statement_timeout` this backend's sessions run with.
     pub(crate) fn statement_timeout(&self) -> Option<Duration> {
         self.statement_timeout

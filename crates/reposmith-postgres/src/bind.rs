@@ -100,6 +100,124 @@ fn array_type(ty: &ColumnType) -> ArrayType {
     }
 }
 
+/// Bytes `values` take in a Bind message: for each, a 4-byte length word
+/// and its binary form, as sqlx sends it (see
+/// [`PgConfig::max_bind_bytes`](field@crate::PgConfig::max_bind_bytes)).
+pub(crate) fn bound_size(values: &[SqValue]) -> usize {
+    values.iter().map(|v| 4 + data_size(v)).sum()
+}
+
+/// Bytes the core `value`, bound to a column of type `ty`, takes in a Bind
+/// message: [`bound_size`] of its `to_sea` form, without copying the value.
+pub(crate) fn value_bound_size(value: &Value, ty: &ColumnType) -> usize {
+    4 + match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::I16(_) => 2,
+        Value::I32(_) | Value::F32(_) | Value::Date(_) => 4,
+        Value::I64(_) | Value::F64(_) | Value::TimestampTz(_) => 8,
+        Value::Uuid(_) => 16,
+        Value::Text(s) => s.len(),
+        Value::ObjectId(_) => 24,
+        Value::Json(json) => 1 + json_len(json),
+        Value::Array(items) => {
+            let ty = element_type(ty);
+            20 + items
+                .iter()
+                .map(|item| value_bound_size(item, ty))
+                .sum::<usize>()
+        }
+        vector => crate::vector::wire(vector).map_or(0, |wire| wire.len()),
+    }
+}
+
+/// The binary form's bytes of one bound value (0 for NULL).
+fn data_size(value: &SqValue) -> usize {
+    /// `width` bytes when present.
+    fn fixed<T>(v: &Option<T>, width: usize) -> usize {
+        v.as_ref().map_or(0, |_| width)
+    }
+    match value {
+        SqValue::Bool(v) => fixed(v, 1),
+        SqValue::SmallInt(v) => fixed(v, 2),
+        SqValue::Int(v) => fixed(v, 4),
+        SqValue::ChronoDate(v) => fixed(v, 4),
+        SqValue::Float(v) => fixed(v, 4),
+        SqValue::BigInt(v) => fixed(v, 8),
+        SqValue::Double(v) => fixed(v, 8),
+        SqValue::ChronoDateTimeUtc(v) => fixed(v, 8),
+        // LIMIT and OFFSET: bound as bigint (see `bind`).
+        SqValue::BigUnsigned(v) => fixed(v, 8),
+        SqValue::Unsigned(v) => fixed(v, 8),
+        SqValue::Uuid(v) => fixed(v, 16),
+        SqValue::String(v) => v.as_ref().map_or(0, String::len),
+        // jsonb's binary form: a version byte, then the JSON text.
+        SqValue::Json(v) => v.as_ref().map_or(0, |json| 1 + json_len(json)),
+        // The vector carrier's two tag bytes are not sent (see `crate::vector`).
+        SqValue::Bytes(v) => v.as_ref().map_or(0, |bytes| match bytes.get(1) {
+            Some(1) => bytes.len() - 2,
+            _ => 0,
+        }),
+        // Dimensions, flags, element type, then length and lower bound of the one dimension.
+        SqValue::Array(_, items) => items
+            .as_ref()
+            .map_or(0, |items| 20 + bound_size(items.as_slice())),
+        // Only the variants `to_sea` produces are bound (see `bind`).
+        _ => 0,
+    }
+}
+
+/// The length of `json`'s compact text, counted without writing it out.
+fn json_len(json: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `serde_json::Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, json);
+    count.0
+}
+
+/// Refuses `values`, the parameters of one statement on `entity`'s table,
+/// when they bind more than `limit` bytes ([`Error::TooLarge`], naming the
+/// largest value through `name_of`, which maps a value's position to the
+/// field it holds when the caller knows it).
+pub(crate) fn check_bound_size<'n>(
+    limit: usize,
+    entity: &str,
+    values: &[SqValue],
+    name_of: impl Fn(usize) -> Option<&'n str>,
+) -> Result<()> {
+    let size = bound_size(values);
+    if size <= limit {
+        return Ok(());
+    }
+    let largest = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i, 4 + data_size(v)))
+        .max_by_key(|&(_, bytes)| bytes);
+    let detail = match largest {
+        Some((i, bytes)) => match name_of(i) {
+            Some(field) => format!(" (the largest, `{field}`, takes {bytes} bytes)"),
+            None => format!(" (the largest, parameter ${}, takes {bytes} bytes)", i + 1),
+        },
+        None => String::new(),
+    };
+    Err(Error::TooLarge {
+        what: format!("the values bound to one statement on {entity}{detail}"),
+        size,
+        limit,
+    })
+}
+
 /// Binds every value sea-query collected, in placeholder order.
 pub(crate) fn bind_all(mut query: PgQuery<'_>, values: sea_query::Values) -> PgQuery<'_> {
     for value in values.0 {
@@ -474,5 +592,95 @@ pub(crate) fn to_stored_width(
             Some(n) => fit(n),
             None => Ok(other.clone()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reposmith_core::VectorKind;
+    use serde_json::json;
+
+    use super::*;
+
+    static TEXT: ColumnType = ColumnType::Text;
+
+    #[test]
+    fn the_measure_counts_a_length_word_and_the_binary_form() {
+        let sizes = |values: Vec<(Value, ColumnType)>| {
+            let params: Vec<SqValue> = values.into_iter().map(|(v, t)| to_sea(v, &t)).collect();
+            bound_size(&params)
+        };
+        assert_eq!(sizes(vec![(Value::I64(1), ColumnType::BigInt)]), 12);
+        assert_eq!(
+            sizes(vec![(Value::Text("héllo".into()), ColumnType::Text)]),
+            10
+        );
+        assert_eq!(sizes(vec![(Value::Null, ColumnType::Text)]), 4);
+        assert_eq!(
+            sizes(vec![(Value::Json(json!({"a": 1})), ColumnType::Json)]),
+            4 + 1 + 7
+        );
+        let array = Value::Array(vec![Value::Text("ab".into()), Value::Null]);
+        assert_eq!(
+            sizes(vec![(array, ColumnType::Array(&TEXT))]),
+            4 + 20 + (4 + 2) + 4
+        );
+        let vector = Value::Vector(pgvector::Vector::from(vec![1.0, 2.0, 3.0]));
+        assert_eq!(
+            sizes(vec![(vector, ColumnType::Vector(VectorKind::Dense))]),
+            4 + 4 + 3 * 4
+        );
+    }
+
+    #[test]
+    fn the_core_value_measure_agrees_with_the_bound_one() {
+        let cases = [
+            (Value::Bool(true), ColumnType::Bool),
+            (Value::I16(1), ColumnType::SmallInt),
+            (Value::I32(1), ColumnType::Int),
+            (Value::F64(1.5), ColumnType::Double),
+            (Value::Uuid(Uuid::from_u128(1)), ColumnType::Uuid),
+            (
+                Value::ObjectId(reposmith_core::ObjectId::from_bytes([7; 12])),
+                ColumnType::ObjectId,
+            ),
+            (Value::Text("🦀".repeat(10)), ColumnType::Text),
+            (
+                Value::Json(json!({"k": ["é", 1.25, null]})),
+                ColumnType::Json,
+            ),
+            (
+                Value::Array(vec![Value::Text("x".into()), Value::Null]),
+                ColumnType::Array(&TEXT),
+            ),
+            (
+                Value::HalfVector(pgvector::HalfVector::from_f32_slice(&[1.0, 2.0])),
+                ColumnType::Vector(VectorKind::Half),
+            ),
+            (Value::Null, ColumnType::Json),
+        ];
+        for (value, ty) in cases {
+            assert_eq!(
+                value_bound_size(&value, &ty),
+                bound_size(&[to_sea(value.clone(), &ty)]),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn over_the_cap_is_too_large_naming_the_largest_field() {
+        let params = vec![
+            to_sea(Value::I64(1), &ColumnType::BigInt),
+            to_sea(Value::Text("x".repeat(100)), &TEXT),
+        ];
+        assert!(check_bound_size(116, "Note", &params, |_| None).is_ok());
+        let err =
+            check_bound_size(115, "Note", &params, |i| ["id", "body"].get(i).copied()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the values bound to one statement on Note (the largest, `body`, takes 104 bytes) \
+             is too large: 116 bytes, the limit is 115"
+        );
     }
 }

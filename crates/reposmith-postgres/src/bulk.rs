@@ -13,10 +13,15 @@
 //!   INSERT pays one, which dominates a small batch.
 //!
 //! A COPY is a single statement too, so on the pool it also runs without a
-//! transaction. Only entities without a binary encoding (arrays of arrays)
-//! that need several `VALUES` batches (Postgres takes 65,535 binds per
-//! statement) get a transaction of their own, so a failing batch undoes the
-//! earlier ones. Every rejected row is named by its index in the batch.
+//! transaction. Only rows that need several `VALUES` batches (Postgres takes
+//! 65,535 binds per statement, and each statement at most
+//! `PgConfig::max_bind_bytes` of values) get a transaction of their own, so
+//! a failing batch undoes the earlier ones. The `VALUES` rows are all
+//! stamped, checked and measured before the first is sent, so the batches
+//! are known before the choice (that path holds every row's values at once;
+//! it serves fewer than 200 rows, or entities COPY cannot encode). A COPY
+//! holds each row to the cap instead. Every rejected row is named by its
+//! index in the batch.
 
 use reposmith_core::{Entity, EntitySchema, Result, Value};
 use std::fmt::Write;
@@ -25,7 +30,7 @@ use sea_query::Values;
 use sqlx::AssertSqlSafe;
 
 use crate::PgRepository;
-use crate::bind::{bind_all, to_sea};
+use crate::bind::{bind_all, bound_size, check_bound_size, to_sea};
 use crate::copy::{self, CopyError};
 use crate::ddl::{quote_ident, table_name};
 use crate::embed::Fills;
@@ -52,21 +57,29 @@ pub(crate) async fn insert_many<E: Entity>(
     if entities.is_empty() {
         return Ok(0);
     }
+    let schema = E::SCHEMA;
     let columns = repo.statements.insert_columns.clone();
-    let shape = Shape::choose(E::SCHEMA, &columns, entities.len());
-    let one = shape.is_one_statement(entities.len()) && repo.exec.statements_stand_alone();
+    let limit = repo.exec.backend().max_bind_bytes();
+    let plan = match Shape::choose(schema, &columns, entities.len()) {
+        Shape::Copy => Plan::Copy,
+        Shape::Values(per_batch) => {
+            let rows = prepare(schema, entities, (0, entities.len()), fills)?;
+            Plan::Values(batches(schema, &columns, rows, per_batch, limit)?)
+        }
+    };
+    let one = plan.is_one_statement() && repo.exec.statements_stand_alone();
     if repo.exec.in_unit() || one {
         // One statement is atomic by itself: BEGIN and COMMIT would only add
         // two round trips (a cancelled call leaves a connection that is
         // closed, not returned, so nothing is half-written either way).
-        return run(repo, &columns, shape, entities, fills).await;
+        return run(repo, &columns, plan, entities, fills).await;
     }
     // Several statements, or behind a transaction pooler any: a unit of its
     // own, so a failing batch undoes the earlier ones, a cancelled call
     // leaves no open transaction behind, and the pooler keeps the
     // statements on one server connection (see the `pooler` module).
     let unit = repo.exec.backend().begin().await?;
-    let count = run(&unit.repo_of::<E>(), &columns, shape, entities, fills).await?;
+    let count = run(&unit.repo_of::<E>(), &columns, plan, entities, fills).await?;
     unit.commit().await?;
     Ok(count)
 }
@@ -87,27 +100,77 @@ impl Shape {
         }
         Shape::Values(VALUES_BATCH.min(MAX_BINDS / columns.len().max(1)))
     }
+}
 
-    fn is_one_statement(self, rows: usize) -> bool {
+/// What one `insert_many` call sends.
+enum Plan {
+    /// One binary COPY, rows encoded as they go.
+    Copy,
+    /// `VALUES` statements: each batch's row count and bound values.
+    Values(Vec<(usize, Values)>),
+}
+
+impl Plan {
+    fn is_one_statement(&self) -> bool {
         match self {
-            Shape::Copy => true,
-            Shape::Values(per_batch) => rows <= per_batch,
+            Plan::Copy => true,
+            Plan::Values(batches) => batches.len() == 1,
         }
     }
+}
+
+/// `rows` cut into `VALUES` batches of at most `per_batch` rows and `limit`
+/// bound bytes each; a row that alone binds more than `limit` is
+/// [`Error::TooLarge`](reposmith_core::Error::TooLarge) naming its index.
+fn batches(
+    schema: &EntitySchema,
+    columns: &[usize],
+    rows: Vec<Vec<Value>>,
+    per_batch: usize,
+    limit: usize,
+) -> Result<Vec<(usize, Values)>> {
+    let total = rows.len();
+    let mut batches = Vec::new();
+    let (mut params, mut count, mut bytes) = (Vec::new(), 0, 0);
+    for (index, mut row) in rows.into_iter().enumerate() {
+        let row: Vec<_> = columns
+            .iter()
+            .map(|&i| {
+                to_sea(
+                    std::mem::replace(&mut row[i], Value::Null),
+                    &schema.columns[i].ty,
+                )
+            })
+            .collect();
+        let size = bound_size(&row);
+        if size > limit {
+            let names = |i: usize| columns.get(i).map(|&c| schema.columns[c].field);
+            return Err(check_bound_size(limit, schema.entity, &row, names)
+                .expect_err("over the limit")
+                .at_row(index, total));
+        }
+        if count == per_batch || bytes + size > limit {
+            batches.push((count, Values(std::mem::take(&mut params))));
+            (count, bytes) = (0, 0);
+        }
+        params.extend(row);
+        count += 1;
+        bytes += size;
+    }
+    batches.push((count, Values(params)));
+    Ok(batches)
 }
 
 async fn run<E: Entity>(
     repo: &PgRepository<E>,
     columns: &[usize],
-    shape: Shape,
+    plan: Plan,
     entities: &[E],
     fills: &Fills,
 ) -> Result<u64> {
-    let total = match shape {
-        Shape::Copy => copy_rows(repo, columns, entities, fills).await?,
-        Shape::Values(per_batch) => {
-            values_batches(repo, columns, per_batch, entities, fills).await?
-        }
+    let total = match plan {
+        Plan::Copy => copy_rows(repo, columns, entities, fills).await?,
+        Plan::Values(batches) => values_batches(repo, columns, batches).await?,
     };
     record_rows(total);
     Ok(total)
@@ -119,8 +182,9 @@ async fn copy_rows<E: Entity>(
     entities: &[E],
     fills: &Fills,
 ) -> Result<u64> {
+    let limit = repo.exec.backend().max_bind_bytes();
     let mut connection = repo.exec.acquire().await?;
-    match copy::copy_in(&mut connection, columns, entities, fills).await {
+    match copy::copy_in(&mut connection, columns, entities, fills, limit).await {
         Ok(rows) => {
             connection.settle(&Ok::<u64, sqlx::Error>(rows));
             Ok(rows)
@@ -181,21 +245,17 @@ fn prepare<E: Entity>(
         .collect()
 }
 
-/// Multi-row `VALUES` statements, each batch stamped and checked before it is sent.
+/// Multi-row `VALUES` statements, one per batch.
 async fn values_batches<E: Entity>(
     repo: &PgRepository<E>,
     columns: &[usize],
-    per_batch: usize,
-    entities: &[E],
-    fills: &Fills,
+    batches: Vec<(usize, Values)>,
 ) -> Result<u64> {
     let schema = E::SCHEMA;
     let mut connection = repo.exec.acquire().await?;
     let mut total = 0;
-    for (n, batch) in entities.chunks(per_batch).enumerate() {
-        let rows = prepare(schema, batch, (n * per_batch, entities.len()), fills)?;
-        let sql = values_sql(schema, columns, rows.len());
-        let params = values_params(schema, columns, rows);
+    for (rows, params) in batches {
+        let sql = values_sql(schema, columns, rows);
         // Safe: identifiers from the schema, quoted; every value is bound.
         let outcome = bind_all(sqlx::query(AssertSqlSafe(sql)), params)
             .execute(&mut *connection)
@@ -236,18 +296,6 @@ fn values_sql(schema: &EntitySchema, columns: &[usize], rows: usize) -> String {
     sql
 }
 
-/// The rows' values in placeholder order, moved rather than cloned.
-fn values_params(schema: &EntitySchema, columns: &[usize], rows: Vec<Vec<Value>>) -> Values {
-    let mut params = Vec::with_capacity(rows.len() * columns.len());
-    for mut row in rows {
-        for &i in columns {
-            let value = std::mem::replace(&mut row[i], Value::Null);
-            params.push(to_sea(value, &schema.columns[i].ty));
-        }
-    }
-    Values(params)
-}
-
 #[cfg(test)]
 mod tests {
     use reposmith_core::{ColumnDef, ColumnRole, ColumnType, IdStrategy};
@@ -281,8 +329,38 @@ mod tests {
             Shape::choose(&SCHEMA, &columns, COPY_FROM_ROWS),
             Shape::Copy
         );
-        assert!(Shape::Copy.is_one_statement(1_000_000));
-        assert!(Shape::Values(1_000).is_one_statement(1_000));
-        assert!(!Shape::Values(1_000).is_one_statement(1_001));
+    }
+
+    fn row(id: i64, name: &str) -> Vec<Value> {
+        vec![Value::I64(id), Value::Text(name.into())]
+    }
+
+    #[test]
+    fn batches_split_by_rows_and_by_bound_bytes() {
+        // Each row binds 4 + 8 (the id) and 4 + 10 (the name): 26 bytes.
+        let rows = || (0..5).map(|i| row(i, "0123456789")).collect::<Vec<_>>();
+        let counts = |b: Vec<(usize, Values)>| b.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 2, 1 << 20).unwrap()),
+            [2, 2, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 52).unwrap()),
+            [2, 2, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 51).unwrap()),
+            [1, 1, 1, 1, 1]
+        );
+        assert_eq!(
+            counts(batches(&SCHEMA, &[0, 1], rows(), 10, 130).unwrap()),
+            [5]
+        );
+        let err = batches(&SCHEMA, &[0, 1], rows(), 10, 25).unwrap_err();
+        assert!(
+            matches!(&err, reposmith_core::Error::TooLarge { size: 26, limit: 25, what }
+                if what.contains("at index 0 of 5 rows") && what.contains("`name`")),
+            "{err}"
+        );
     }
 }

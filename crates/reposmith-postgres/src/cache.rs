@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use reposmith_core::cache::Cache;
 use reposmith_core::{Entity, Error, FieldType, Result, Value};
+use sqlx::PgConnection;
 
 use crate::executor::Executor;
 use crate::{PgBackend, PgRepository};
@@ -41,18 +42,19 @@ pub(crate) struct OutboxPresence {
 
 impl PgBackend {
     /// Whether durable invalidations can be written (the outbox table
-    /// exists). A missing table is logged once per recheck and never fails
-    /// the write that asked.
-    pub(crate) async fn outbox_present(&self) -> bool {
-        {
-            let seen = self.outbox.seen.lock().unwrap_or_else(|p| p.into_inner());
-            match *seen {
-                Some((true, _)) => return true,
-                Some((false, at)) if at.elapsed() < OUTBOX_RECHECK => return false,
-                _ => {}
-            }
+    /// exists), looked up on `connection`: the committing unit's own. On
+    /// the pool it waited for a second connection while the unit held one,
+    /// so on a busy pool (or a pool of one) it ran into the acquire timeout,
+    /// read as "no table", and dropped the invalidation's durability after
+    /// a five-second stall. A missing table is logged once per recheck and
+    /// never fails the write that asked.
+    pub(crate) async fn outbox_present_on(&self, connection: &mut PgConnection) -> Result<bool> {
+        if let Some(known) = self.outbox_known() {
+            return Ok(known);
         }
-        let found = self.has_outbox_tables().await.unwrap_or(false);
+        let found = outbox_table_exists(connection)
+            .await
+            .map_err(|err| self.map_error(err))?;
         *self.outbox.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((found, Instant::now()));
         if !found {
             tracing::warn!(
@@ -62,8 +64,31 @@ impl PgBackend {
                  PgBackend::create_outbox_tables, or turn durable_invalidation off)"
             );
         }
-        found
+        Ok(found)
     }
+
+    /// The remembered answer, while it holds.
+    fn outbox_known(&self) -> Option<bool> {
+        let seen = self.outbox.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match *seen {
+            Some((true, _)) => Some(true),
+            Some((false, at)) if at.elapsed() < OUTBOX_RECHECK => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the outbox table is in `connection`'s search path. Read-only and
+/// never an error for a missing table, so it is safe inside a transaction.
+pub(crate) async fn outbox_table_exists(
+    connection: &mut PgConnection,
+) -> std::result::Result<bool, sqlx::Error> {
+    let table = reposmith_core::outbox::SCHEMA.table;
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(table)
+        .fetch_one(connection)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// How a write of this repository invalidates the cache.

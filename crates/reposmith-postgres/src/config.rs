@@ -17,6 +17,7 @@
 //! | `ef_search` | pgvector's 40 | the `hnsw.ef_search` searches get without a transaction of their own |
 //! | `recall` | off | the recall monitor and `ef_search` tuner ([`RecallConfig`]; its table there) |
 //! | `iterative_scan` | true | a filtered vector search returns `k` rows whenever `k` rows match (pgvector 0.8 iterative index scans, `relaxed_order`; hits are re-sorted exactly) |
+//! | `max_bind_bytes` | 256 MiB | the most one statement may bind (and one row of a `COPY` may carry); more is [`Error::TooLarge`](reposmith_core::Error::TooLarge) before anything is sent, instead of an out-of-memory or "invalid message length" from a server whose protocol messages stop at 1 GiB; see [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes) |
 //!
 //! # Coming from SQLAlchemy
 //!
@@ -37,7 +38,8 @@
 //! `REPOSMITH_PG_CONNECT_TIMEOUT`, `REPOSMITH_PG_IDLE_TIMEOUT`,
 //! `REPOSMITH_PG_MAX_LIFETIME`, `REPOSMITH_PG_STATEMENT_TIMEOUT`,
 //! `REPOSMITH_PG_STATEMENT_CACHE`, `REPOSMITH_PG_TEST_BEFORE_ACQUIRE`,
-//! `REPOSMITH_PG_ITERATIVE_SCAN`, `REPOSMITH_PG_EF_SEARCH`, and the recall
+//! `REPOSMITH_PG_ITERATIVE_SCAN`, `REPOSMITH_PG_EF_SEARCH`,
+//! `REPOSMITH_PG_MAX_BIND_BYTES` (a number of bytes), and the recall
 //! monitor's `REPOSMITH_PG_RECALL_*` (see [`RecallConfig`]), the read
 //! replicas' `REPOSMITH_PG_REPLICA_*` (see [`ReplicaConfig`]) and
 //! `REPOSMITH_PG_POOLER` (`transaction` or `none`, see [`PoolerMode`]),
@@ -126,7 +128,30 @@ pub struct PgConfig {
     /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
     /// for every config, however built.
     pub allow_plaintext: bool,
+    /// The most bytes one statement may bind, counted as PostgreSQL's Bind
+    /// message carries them: for each value a 4-byte length word and its
+    /// binary form (text and JSON as UTF-8, `jsonb` with its one-byte
+    /// version, arrays with their 20-byte header and a length word per
+    /// element, vectors in pgvector's binary form, NULL as the length word
+    /// alone). A statement that would bind more is refused with
+    /// [`Error::TooLarge`] before anything is sent: a single write, a
+    /// filter's operands, a search. `insert_many` splits its `VALUES`
+    /// batches to stay under it (still all or nothing); binary `COPY`
+    /// (`insert_many` from 200 rows, `bulk_load`) streams in 1 MiB chunks
+    /// and holds each *row* to it, refusing a larger one by its index with
+    /// nothing written. Default 256 MiB; at most [`MAX_BIND_BYTES_CEILING`]
+    /// (PostgreSQL refuses any message from 1 GiB, and the statement text
+    /// travels in the same message).
+    pub max_bind_bytes: usize,
 }
+
+/// The default of [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes): 256 MiB.
+pub const DEFAULT_MAX_BIND_BYTES: usize = 256 << 20;
+
+/// The largest accepted [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes):
+/// 1 GiB less 64 MiB, room for the statement text and the message's
+/// framing under PostgreSQL's 1 GiB message limit.
+pub const MAX_BIND_BYTES_CEILING: usize = (1 << 30) - (64 << 20);
 
 /// Whether a transaction pooler (PgBouncer in `pool_mode = transaction`,
 /// or a service built on it) sits between the application and PostgreSQL.
@@ -187,6 +212,7 @@ impl PgConfig {
             pooler: PoolerMode::Direct,
             migration_url: None,
             allow_plaintext: false,
+            max_bind_bytes: DEFAULT_MAX_BIND_BYTES,
         }
     }
 
@@ -225,6 +251,8 @@ impl PgConfig {
         self.ef_search = ef_search.or(self.ef_search);
         let iterative = env.flag("REPOSMITH_PG_ITERATIVE_SCAN")?;
         self.iterative_scan = iterative.unwrap_or(self.iterative_scan);
+        let bind = env.number("REPOSMITH_PG_MAX_BIND_BYTES")?;
+        self.max_bind_bytes = bind.unwrap_or(self.max_bind_bytes);
         let statement = env.duration("REPOSMITH_PG_STATEMENT_TIMEOUT")?;
         self.statement_timeout = statement.or(self.statement_timeout);
         if let Some(pooler) = env.get("REPOSMITH_PG_POOLER") {
@@ -268,6 +296,13 @@ impl PgConfig {
         }
         if let Some(ef) = self.ef_search.filter(|ef| !(1..=1000).contains(ef)) {
             return fail(format!("ef_search must be between 1 and 1000, got {ef}"));
+        }
+        if !(1..=MAX_BIND_BYTES_CEILING).contains(&self.max_bind_bytes) {
+            return fail(format!(
+                "max_bind_bytes must be between 1 and {MAX_BIND_BYTES_CEILING} \
+                 (PostgreSQL refuses messages from 1 GiB), got {}",
+                self.max_bind_bytes
+            ));
         }
         self.replicas.validate(&self.url)?;
         self.recall.validate(self.max_connections)?;
@@ -365,6 +400,12 @@ impl PgConfig {
     /// Sets `statement_timeout` (`None`: the server's setting).
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets `max_bind_bytes` (see [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes)).
+    pub fn max_bind_bytes(mut self, bytes: usize) -> Self {
+        self.max_bind_bytes = bytes;
         self
     }
 
@@ -481,6 +522,30 @@ mod tests {
                 .to_string()
                 .contains("10.0.0.9")
         );
+    }
+
+    #[test]
+    fn the_bind_cap_comes_from_the_environment_and_is_bounded() {
+        let with = |value: &'static str| {
+            Env::from_fn(move |k| match k {
+                "DATABASE_URL" => Some("postgres://127.0.0.1/db".into()),
+                "REPOSMITH_PG_MAX_BIND_BYTES" => Some(value.into()),
+                _ => None,
+            })
+        };
+        let config = PgConfig::from_env(&with("4096")).unwrap().unwrap();
+        assert_eq!(config.max_bind_bytes, 4096);
+        assert_eq!(
+            PgConfig::new("postgres://127.0.0.1/db").max_bind_bytes,
+            DEFAULT_MAX_BIND_BYTES
+        );
+        for bad in ["0", "1073741824", "64MiB", "-1"] {
+            let err = PgConfig::from_env(&with(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("max_bind_bytes") || err.contains("REPOSMITH_PG_MAX_BIND_BYTES"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -33,11 +33,16 @@ pub(crate) fn supports(schema: &EntitySchema, columns: &[usize]) -> bool {
 }
 
 /// Streams `entities` into `columns` of `E`'s table; returns the rows stored.
+/// A row whose fields encode to more than `limit` bytes (each field's
+/// length word and binary form, as a Bind message would carry them) is
+/// refused by its index and the COPY aborted: the cap a statement's bound
+/// values have applies here to each row, as the server reads one at a time.
 pub(crate) async fn copy_in<E: Entity>(
     connection: &mut PgConnection,
     columns: &[usize],
     entities: &[E],
     fills: &Fills,
+    limit: usize,
 ) -> std::result::Result<u64, CopyError> {
     let schema = E::SCHEMA;
     let names: Vec<String> = columns
@@ -60,7 +65,10 @@ pub(crate) async fn copy_in<E: Entity>(
     let mut buffer = Vec::with_capacity(CHUNK + 4096);
     buffer.extend_from_slice(HEADER);
     for (i, entity) in entities.iter().enumerate() {
-        if let Err(error) = encode_entity(schema, columns, &widths, entity, i, fills, &mut buffer) {
+        let start = buffer.len();
+        let encoded = encode_entity(schema, columns, &widths, entity, i, fills, &mut buffer)
+            .and_then(|()| row_within(schema, buffer.len() - start, limit));
+        if let Err(error) = encoded {
             let error = error.at_row(i, entities.len());
             // Aborting fails the COPY, so none of the rows already sent are kept.
             let aborted = copy.abort(error.to_string()).await.is_ok();
@@ -76,6 +84,20 @@ pub(crate) async fn copy_in<E: Entity>(
     buffer.extend_from_slice(&(-1i16).to_be_bytes());
     copy.send(buffer).await.map_err(CopyError::Sql)?;
     copy.finish().await.map_err(CopyError::Sql)
+}
+
+/// Refuses a row that encoded to `encoded` bytes (its 2-byte field count
+/// included, which a Bind message does not carry) over `limit`.
+fn row_within(schema: &EntitySchema, encoded: usize, limit: usize) -> Result<()> {
+    let size = encoded.saturating_sub(2);
+    if size <= limit {
+        return Ok(());
+    }
+    Err(Error::TooLarge {
+        what: format!("a {} row's values in COPY", schema.entity),
+        size,
+        limit,
+    })
 }
 
 /// Why a COPY failed: a value rejected before sending, or the server's error.

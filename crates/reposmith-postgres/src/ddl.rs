@@ -221,13 +221,8 @@ impl PgBackend {
 
     /// Whether the outbox table exists (in the connection's search path).
     pub async fn has_outbox_tables(&self) -> Result<bool> {
-        let table = reposmith_core::outbox::SCHEMA.table;
-        let query = sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text");
-        let query = query.bind(table);
-        let found = self
-            .on_pool(|held| Box::pin(query.fetch_one(&mut **held)))
-            .await?;
-        Ok(found.is_some())
+        self.on_pool(|held| Box::pin(crate::cache::outbox_table_exists(held)))
+            .await
     }
 
     /// Runs [`create_table_sql`] for `schemas` in one transaction.

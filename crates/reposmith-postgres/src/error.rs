@@ -147,6 +147,22 @@ impl ErrorContext<'_> {
                 reason,
             ));
         }
+        if code == "54000" {
+            // A program limit; on a repository's write, an index entry over
+            // PostgreSQL's size limit ("index row requires 20040 bytes,
+            // maximum size is 8191", or b-tree's 2,704 bytes): a value too
+            // large for an index on its column, refused after the upload.
+            let mut numbers = reason
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 4);
+            let (size, limit) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+            return Some(Error::TooLarge {
+                what: format!("a {} value for an index ({reason})", schema.entity),
+                size,
+                limit,
+            });
+        }
         if INVALID_STATES.contains(&&*code) {
             let column = db
                 .try_downcast_ref::<PgDatabaseError>()

@@ -156,6 +156,42 @@ mod retry;
 mod search;
 mod search_sql;
 mod statements;
+
+/// The SQL text reposmith sends for a few statements whose concurrent
+/// behaviour the suite checks with PostgreSQL's `isolationtester`: its
+/// specs copy the text, and a suite test compares the copy with these, so
+/// a change here breaks that test instead of leaving the specs testing
+/// stale SQL. Not a stable API.
+#[doc(hidden)]
+pub mod sql_text {
+    use reposmith_core::Entity;
+
+    use crate::statements::statements;
+
+    /// `E`'s `update`: `UPDATE ... WHERE id = $ AND version = $ RETURNING ...`.
+    pub fn update<E: Entity + 'static>() -> String {
+        statements(std::any::TypeId::of::<E>(), E::SCHEMA)
+            .update
+            .to_string()
+    }
+
+    /// `E`'s `upsert`: `INSERT ... ON CONFLICT (id) DO UPDATE ... RETURNING ...`.
+    pub fn upsert<E: Entity + 'static>() -> String {
+        statements(std::any::TypeId::of::<E>(), E::SCHEMA)
+            .upsert
+            .to_string()
+    }
+
+    /// The outbox relay's claim of a batch of due rows (`FOR UPDATE SKIP LOCKED`).
+    pub fn outbox_claim() -> &'static str {
+        crate::outbox::relay::pass::SELECT_SQL
+    }
+
+    /// The outbox relay's per-destination lock for ordered destinations.
+    pub fn outbox_destination_lock() -> &'static str {
+        crate::outbox::relay::pass::LOCK_SQL
+    }
+}
 mod store;
 mod tls;
 mod unit;
@@ -171,7 +207,7 @@ pub use bulk_load::{
     BuildProgress, BulkLoad, IndexOutcome, IndexRepair, IndexReport, LoadMode, LoadPhase,
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
-pub use config::{PgConfig, PoolerMode};
+pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
     index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,

@@ -46,6 +46,9 @@ pub(crate) struct ConnectionPool {
     /// replays after its `BEGIN` (see the `pooler` module); `None` when
     /// sessions get them at connect.
     transaction: Option<TransactionSettings>,
+    /// The most bytes one statement on these connections may bind
+    /// ([`PgConfig::max_bind_bytes`](field@crate::PgConfig::max_bind_bytes)).
+    max_bind_bytes: usize,
 }
 
 struct Idle {
@@ -83,7 +86,13 @@ impl ConnectionPool {
             min_connections: config.min_connections,
             test_before_acquire: config.test_before_acquire,
             transaction,
+            max_bind_bytes: config.max_bind_bytes,
         })
+    }
+
+    /// The most bytes one statement on these connections may bind.
+    pub(crate) fn max_bind_bytes(&self) -> usize {
+        self.max_bind_bytes
     }
 
     /// Gives every session from now on `settings` too: as startup options

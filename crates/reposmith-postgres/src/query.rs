@@ -148,6 +148,7 @@ pub(crate) async fn delete_where<E: Entity>(
         delete.returning_col(sea_query::Alias::new(schema.id_column().name));
     }
     let (sql, values) = delete.build(PostgresQueryBuilder);
+    repo.check_bind(&values.0, &[])?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
     let query = bind_all(sqlx::query(AssertSqlSafe(sql)), values);
     if returning {
@@ -183,6 +184,7 @@ async fn run_sql<E: Entity>(
     sql: &str,
     values: sea_query::Values,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
+    repo.check_bind(&values.0, &[])?;
     let sql: std::sync::Arc<str> = sql.into();
     repo.exec
         .read(&repo.route, E::SCHEMA, |held| {

@@ -146,6 +146,9 @@ impl Renderer<'_> {
     fn like(&self, column: usize, pattern: &str, case_insensitive: bool) -> Result<Expr> {
         let c = self.column(column)?;
         check_text(self.schema.entity, c.field, pattern)?;
+        if let Some(reason) = reposmith_core::filter::like_pattern_error(pattern) {
+            return Err(Error::invalid(self.schema.entity, c.field, reason));
+        }
         let like = LikeExpr::new(pattern).escape('\\');
         if !case_insensitive {
             return Ok(col(c).like(like));

@@ -159,6 +159,22 @@ impl<E: Entity> PgRepository<E> {
             .collect()
     }
 
+    /// Refuses `params`, bound from the schema's `positions` in that order,
+    /// when they exceed the backend's bind cap; the error names the largest field.
+    pub(crate) fn check_bind(
+        &self,
+        params: &[sea_query::Value],
+        positions: &[usize],
+    ) -> Result<()> {
+        let schema = self.schema();
+        crate::bind::check_bound_size(
+            self.exec.backend().max_bind_bytes(),
+            schema.entity,
+            params,
+            |i| positions.get(i).map(|&c| schema.columns[c].field),
+        )
+    }
+
     pub(crate) fn entity(&self, row: &PgRow) -> Result<E> {
         E::from_values(decode_row(self.schema(), row)?)
     }
@@ -205,16 +221,19 @@ impl<E: Entity> PgRepository<E> {
 
     async fn insert_one(&self, values: Vec<Value>) -> Result<E> {
         let params = self.params(&values, &self.statements.insert_columns);
+        self.check_bind(&params, &self.statements.insert_columns)?;
         self.write_one(&self.statements.insert, params).await
     }
 
     async fn update_one(&self, values: Vec<Value>) -> Result<E> {
         let schema = self.schema();
-        let mut params = self.params(&values, &self.statements.update_columns);
-        params.extend(self.params(&values, &[schema.id]));
+        let mut positions = self.statements.update_columns.clone();
+        positions.push(schema.id);
         if let Some((i, _)) = schema.version_column() {
-            params.extend(self.params(&values, &[i]));
+            positions.push(i);
         }
+        let params = self.params(&values, &positions);
+        self.check_bind(&params, &positions)?;
         match self.fetch_optional(&self.statements.update, params).await? {
             Some(stored) => Ok(stored),
             None => Err(self.update_miss(&values).await?),
@@ -252,6 +271,7 @@ impl<E: Entity> PgRepository<E> {
     async fn upsert_one(&self, values: Vec<Value>) -> Result<E> {
         let all: Vec<usize> = (0..values.len()).collect();
         let params = self.params(&values, &all);
+        self.check_bind(&params, &all)?;
         self.write_one(&self.statements.upsert, params).await
     }
 
@@ -293,6 +313,7 @@ impl<E: Entity> PgRepository<E> {
         );
         let values = self.prepared(entity, stamp_new).await?;
         let params = self.params(&values, &self.statements.insert_columns);
+        self.check_bind(&params, &self.statements.insert_columns)?;
         let stored = self
             .write_one(&sql, params)
             .instrument(span("upsert", schema.table))
@@ -332,7 +353,9 @@ impl<E: Entity> PgRepository<E> {
         let schema = self.schema();
         let value = id.to_value();
         crate::validate::check_value(schema.entity, schema.id_column().field, &value)?;
-        Ok(to_sea(value, &schema.id_column().ty))
+        let param = to_sea(value, &schema.id_column().ty);
+        self.check_bind(std::slice::from_ref(&param), &[schema.id])?;
+        Ok(param)
     }
 
     async fn get_many_ids(&self, ids: &[E::Id]) -> Result<Vec<E>> {
@@ -346,6 +369,7 @@ impl<E: Entity> PgRepository<E> {
             crate::validate::check_value(schema.entity, schema.id_column().field, v)?;
         }
         let list = array_of(values, &schema.id_column().ty);
+        self.check_bind(std::slice::from_ref(&list), &[schema.id])?;
         let sql = &self.statements.get_many;
         let rows = self
             .exec

@@ -232,6 +232,7 @@ impl<E: Entity> PgRepository<E> {
         sql: &str,
         values: Vec<sea_query::Value>,
     ) -> Result<Vec<PgRow>> {
+        self.check_bind(&values, &[])?;
         let in_unit = self.exec.in_unit();
         // Owned: the read may run twice, and its futures outlive these borrows.
         let (knobs, sql): (Vec<_>, std::sync::Arc<str>) = (knobs.to_vec(), sql.into());

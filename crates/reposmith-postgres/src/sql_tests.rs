@@ -128,7 +128,16 @@ fn hostile_values_never_reach_the_sql_text() {
             !Note::META.path(text).eq(text),
         ];
         for filter in filters {
-            let sql = find_sql(&FindQuery::new(filter)).unwrap();
+            let sql = match find_sql(&FindQuery::new(filter)) {
+                Ok(sql) => sql,
+                // `%_\` ends in an escape: refused as a LIKE pattern, sending nothing.
+                Err(reposmith_core::Error::InvalidInput { .. })
+                    if reposmith_core::filter::like_pattern_error(text).is_some() =>
+                {
+                    continue;
+                }
+                Err(e) => panic!("{text:?}: {e}"),
+            };
             assert!(!sql.contains(text), "{sql}");
             assert!(!sql.contains("DROP") && !sql.contains("O'B"), "{sql}");
         }

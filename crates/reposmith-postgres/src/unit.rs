@@ -511,7 +511,14 @@ impl PgUnitOfWork {
         }
         // Without the outbox table the write still commits: the invalidation
         // is applied after COMMIT, just not replayed if Redis misses it.
-        if !self.shared.backend.outbox_present().await {
+        let present = {
+            let mut connection = self.shared.lock_at(0).await?;
+            self.shared
+                .backend
+                .outbox_present_on(&mut connection)
+                .await?
+        };
+        if !present {
             return Ok(());
         }
         for part in invalidation.chunks(crate::cache::ROWS_PER_MESSAGE) {

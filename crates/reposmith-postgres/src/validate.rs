@@ -1,8 +1,12 @@
 //! Checks run before anything is sent: Postgres rejects `\u{0000}` in `text`
 //! and `jsonb`, and would report it as an encoding error without naming the
-//! field, after a round trip. JSON numbers need no check: serde_json cannot
-//! hold NaN or infinities.
+//! field, after a round trip; JSON nested deeper than
+//! [`MAX_JSON_DEPTH`](reposmith_core::json::MAX_JSON_DEPTH) would be stored
+//! and then fail every read (serde_json reads 127 levels). JSON numbers need
+//! no check: serde_json cannot hold NaN or infinities. The whole policy is
+//! in [`reposmith_core::json`].
 
+use reposmith_core::json::check_json_depth;
 use reposmith_core::{EntitySchema, Error, Result, Value};
 
 /// Why a NUL is refused, in the error a caller sees.
@@ -22,7 +26,13 @@ pub(crate) fn check_value(entity: &'static str, field: &str, value: &Value) -> R
     if has_nul(value) {
         return Err(Error::invalid(entity, field, NUL_REASON));
     }
-    Ok(())
+    match value {
+        Value::Json(json) => check_json_depth(entity, field, json),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| check_value(entity, field, item)),
+        _ => Ok(()),
+    }
 }
 
 /// Rejects a string operand (a LIKE pattern, a JSON key) holding a NUL.
@@ -42,7 +52,7 @@ pub(crate) fn check_json(
     if json_has_nul(json) {
         return Err(Error::invalid(entity, field, NUL_REASON));
     }
-    Ok(())
+    check_json_depth(entity, field, json)
 }
 
 fn has_nul(value: &Value) -> bool {
@@ -87,6 +97,17 @@ mod tests {
         assert!(json_has_nul(&json!({"k\u{0000}": 1})));
         assert!(!json_has_nul(&json!({"a": ["ok", 1, null, {"é": "🦀"}]})));
         assert!(!has_nul(&Value::I64(0)));
+    }
+
+    #[test]
+    fn json_deeper_than_the_limit_is_refused_in_a_field_an_array_or_an_operand() {
+        let deep = |n: usize| (0..n).fold(json!(1), |v, _| serde_json::Value::Array(vec![v]));
+        let limit = reposmith_core::json::MAX_JSON_DEPTH;
+        assert!(check_value("T", "meta", &Value::Json(deep(limit))).is_ok());
+        assert!(check_value("T", "meta", &Value::Json(deep(limit + 1))).is_err());
+        let array = Value::Array(vec![Value::Json(deep(limit + 1))]);
+        assert!(check_value("T", "metas", &array).is_err());
+        assert!(check_json("T", "meta", &deep(limit + 1)).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use reposmith::cache::{
 };
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::prelude::*;
-use reposmith::{BoxFuture, PgBackend, PgConfig, RedisBackend, RedisConfig};
+use reposmith::{BoxFuture, PgBackend, RedisBackend, RedisConfig};
 use reposmith_tests::redis_server::RedisServer;
 use reposmith_tests::{database_url, redis_url, unique_name};
 use tokio::sync::Semaphore;
@@ -88,7 +88,7 @@ impl CacheDb {
     async fn with_store(store: Arc<dyn CacheStore>, options: CacheOptions) -> CacheDb {
         let options = options.prefix(unique_name("t"));
         let cache = Cache::new(store, options).unwrap();
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("cache");
@@ -100,9 +100,11 @@ impl CacheDb {
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-        let pg = PgBackend::connect(&PgConfig::new(url).max_connections(8))
-            .await
-            .unwrap();
+        let pg = PgBackend::connect(
+            &reposmith_tests::pg_config(url).max_connections(reposmith_tests::pool_size(8)),
+        )
+        .await
+        .unwrap();
         pg.create_tables::<Note>().await.unwrap();
         pg.create_outbox_tables().await.unwrap();
         let pg = pg.with_cache(cache.clone());

@@ -32,7 +32,7 @@ use reposmith::cache::{
 use reposmith::outbox::{Outbox, Relay};
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::prelude::*;
-use reposmith::{BoxFuture, PgBackend, PgConfig, RedisBackend, RedisConfig};
+use reposmith::{BoxFuture, PgBackend, RedisBackend, RedisConfig};
 use reposmith_tests::redis_cluster::{self, Node};
 use reposmith_tests::redis_server::RedisServer;
 use reposmith_tests::{database_url, redis_url, unique_name};
@@ -95,7 +95,7 @@ struct RaceDb {
 
 impl RaceDb {
     async fn new() -> RaceDb {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("race");
@@ -146,7 +146,7 @@ impl RaceDb {
 }
 
 async fn connect(url: &str, connections: u32, application: &str) -> PgBackend {
-    let config = PgConfig::new(url)
+    let config = reposmith_tests::pg_config(url)
         .max_connections(connections)
         .application_name(application);
     PgBackend::connect(&config).await.unwrap()
@@ -702,7 +702,7 @@ async fn interleaving_child() {
     // Room to spare: a pool timeout on this loaded machine would be a failed
     // read that has nothing to do with the cache.
     let connections = u32::try_from(tasks).unwrap() * 2 + 4;
-    let config = PgConfig::new(pg_url)
+    let config = reposmith_tests::pg_config(pg_url)
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(30))
         .application_name("reposmith-race-child");

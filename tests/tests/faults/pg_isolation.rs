@@ -8,18 +8,19 @@ use std::time::Duration;
 
 use reposmith::postgres::IsolationLevel;
 use reposmith::postgres::sqlx;
-use reposmith::{Error, PgBackend, PgConfig, RetryPolicy};
+use reposmith::{Error, PgBackend, RetryPolicy};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
 
 async fn db() -> (PgBackend, PgBackend, String) {
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     let namespace = unique_name("pgiso");
     run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let config = PgConfig::new(with_search_path(&database_url(), &namespace))
+    // Concurrent units on one backend are every test's scenario here.
+    let config = reposmith::PgConfig::new(with_search_path(&database_url(), &namespace))
         .application_name(namespace.clone());
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();

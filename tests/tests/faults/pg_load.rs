@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
-use reposmith::{Error, PgBackend, PgConfig};
+use reposmith::{Error, PgBackend};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
@@ -26,11 +26,11 @@ fn operations() -> usize {
 }
 
 async fn backend(namespace: &str, max_connections: u32) -> (PgBackend, PgBackend) {
-    let admin = PgBackend::connect(&PgConfig::new(database_url()))
+    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
         .await
         .unwrap();
     run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
-    let config = PgConfig::new(with_search_path(&database_url(), namespace))
+    let config = reposmith_tests::pg_config(with_search_path(&database_url(), namespace))
         .application_name(namespace.to_owned())
         .max_connections(max_connections);
     let pg = PgBackend::connect(&config).await.unwrap();

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
-use reposmith::{Error, Filter, PgBackend, PgConfig, Repository};
+use reposmith::{Error, Filter, PgBackend, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::fault_proxy::{FaultProxy, Matcher, Mode, ReplyLoss, Wire};
 use reposmith_tests::{database_url, host_port, run_sql, unique_name, with_host, with_search_path};
@@ -30,7 +30,7 @@ struct Proxied {
 
 impl Proxied {
     async fn new(statement_timeout: Option<Duration>) -> Self {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("faultproxy");
@@ -38,7 +38,7 @@ impl Proxied {
         let proxy = FaultProxy::start(host_port(&database_url()), Wire::Postgres).await;
         let url = with_host(&database_url(), &proxy.host_port());
         let url = with_search_path(&url, &namespace);
-        let config = PgConfig::new(url)
+        let config = reposmith_tests::pg_config(url)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .statement_timeout(statement_timeout)

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::sqlx;
-use reposmith::{Error, PgBackend, PgConfig};
+use reposmith::{Error, PgBackend};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::own_postgres::OwnPostgres;
 
 async fn backend(server: &OwnPostgres, connections: u32) -> PgBackend {
-    let config = PgConfig::new(server.url())
+    let config = reposmith_tests::pg_config(server.url())
         .max_connections(connections)
         .min_connections(connections)
         .connect_timeout(Duration::from_secs(1))

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
-use reposmith::{Error, PgBackend, PgConfig};
+use reposmith::{Error, PgBackend};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{database_url, run_sql, unique_name};
@@ -22,7 +22,7 @@ struct Db {
 
 impl Db {
     async fn new(extra_options: &str) -> Db {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("pgfault");
@@ -34,9 +34,9 @@ impl Db {
             "{url}{sep}options={}",
             options.trim().replace(' ', "%20").replace('=', "%3D")
         );
-        let config = PgConfig::new(url)
+        let config = reposmith_tests::pg_config(url)
             .application_name(namespace.clone())
-            .max_connections(2);
+            .max_connections(reposmith_tests::pool_size(2));
         let pg = PgBackend::connect(&config).await.unwrap();
         pg.create_tables::<Doc>().await.unwrap();
         Db {

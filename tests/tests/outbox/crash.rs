@@ -117,8 +117,9 @@ async fn child() {
                 "before-effects" => Failpoint::BeforeEffects,
                 _ => Failpoint::AfterEffects,
             };
+            // A pool of their own, as in the parent (see there).
             let effects = Effects {
-                pg: pg.clone(),
+                pg: OutboxDb::connect(&url).await,
                 hang_at: Some(hang_at),
             };
             let relay = Relay::new(&pg).queues(effects);
@@ -196,8 +197,11 @@ async fn relays_killed_mid_delivery_lose_nothing_and_effects_apply_once() {
         run_and_kill(role, &db.url);
         // The killed relay's locks went with its connection: a new relay
         // takes the row again and finishes it.
+        // The effects write through a pool of their own: a relay pass holds
+        // its connection while destinations run (see the relay's docs), so
+        // on the relay's pool a pool-of-one run could never deliver.
         let effects = Effects {
-            pg: db.pg.clone(),
+            pg: OutboxDb::connect(&db.url).await,
             hang_at: None,
         };
         drain_pending(&Relay::new(&db.pg).queues(effects), &db.pg).await;

@@ -1,8 +1,8 @@
 //! A Postgres schema of its own per test, first on the search path, with
 //! the outbox tables: relays of parallel tests never see each other's rows.
 
+use reposmith::PgBackend;
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
-use reposmith::{PgBackend, PgConfig};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::{database_url, unique_name};
 
@@ -24,7 +24,7 @@ impl OutboxDb {
 
     /// The schema with the `Doc` table only.
     pub(crate) async fn without_tables() -> OutboxDb {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("outbox");
@@ -46,9 +46,11 @@ impl OutboxDb {
 
     /// A backend on the schema behind `url`.
     pub(crate) async fn connect(url: &str) -> PgBackend {
-        PgBackend::connect(&PgConfig::new(url).max_connections(8))
-            .await
-            .unwrap()
+        PgBackend::connect(
+            &reposmith_tests::pg_config(url).max_connections(reposmith_tests::pool_size(8)),
+        )
+        .await
+        .unwrap()
     }
 
     fn url_for(namespace: &str) -> String {

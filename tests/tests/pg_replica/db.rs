@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use reposmith::PgBackend;
 use reposmith::postgres::sqlx::{self, Connection, PgConnection};
 use reposmith::postgres::{ReplicaConfig, WalPosition};
-use reposmith::{PgBackend, PgConfig};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::pg_replica;
 use reposmith_tests::{database_url, run_sql, unique_name, with_search_path};
@@ -50,14 +50,14 @@ impl ReplicaDb {
     ) -> Option<ReplicaDb> {
         pg_replica::required(pg_replica::REPLICA_URL)?;
         resume_replay().await;
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("pgreplica");
         run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
         let replicas = ReplicaConfig::new([in_schema(&replica_url(), &namespace)])
             .probe_interval(Duration::from_millis(100));
-        let config = PgConfig::new(in_schema(&database_url(), &namespace))
+        let config = reposmith_tests::pg_config(in_schema(&database_url(), &namespace))
             .application_name(namespace.clone())
             .statement_timeout(Some(timeout))
             .replicas(tune(replicas));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reposmith::postgres::ReplicaConfig;
-use reposmith::{ConnectionUrl, Error, PgBackend, PgConfig};
+use reposmith::{ConnectionUrl, Error, PgBackend};
 use reposmith_core::{Filter, Repository};
 use reposmith_tests::conformance::entities::Doc;
 use reposmith_tests::pg_replica;
@@ -118,7 +118,7 @@ async fn replica_urls_that_are_not_replicas_of_this_primary_are_refused() {
 }
 
 async fn connect_with_replica(url: &str) -> reposmith::Result<PgBackend> {
-    let config = PgConfig::new(database_url())
+    let config = reposmith_tests::pg_config(database_url())
         .connect_timeout(Duration::from_secs(3))
         .replicas(ReplicaConfig::new([url]));
     PgBackend::connect(&config).await
@@ -132,7 +132,9 @@ async fn a_write_that_reaches_a_standby_is_a_configuration_error() {
         return;
     }
     let canary = with_credentials(&replica_url(), "postgres", "reposmith-dev-password");
-    let pg = PgBackend::connect(&PgConfig::new(canary)).await.unwrap();
+    let pg = PgBackend::connect(&reposmith_tests::pg_config(canary))
+        .await
+        .unwrap();
     let err = pg.create_tables::<Doc>().await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
@@ -245,7 +247,7 @@ async fn a_replica_behind_pgbouncer_is_refused_in_direct_mode() {
     let Some(bounced) = pg_replica::required(pg_replica::PGBOUNCER_REPLICA_URL) else {
         return;
     };
-    let config = PgConfig::new(database_url())
+    let config = reposmith_tests::pg_config(database_url())
         .statement_timeout(None)
         .iterative_scan(false)
         .replicas(ReplicaConfig::new([bounced]));

@@ -1,7 +1,7 @@
 //! A per-test Postgres schema holding the conformance entities' tables: the
 //! Postgres [`Fixture`] of the conformance suite.
 
-use reposmith::{PgBackend, PgConfig, PgRepository};
+use reposmith::{PgBackend, PgRepository};
 use reposmith_tests::conformance::entities::{Doc, Event, Setting};
 use reposmith_tests::conformance::{Capabilities, Fixture};
 use reposmith_tests::{database_url, unique_name};
@@ -19,8 +19,19 @@ impl Db {
         Db::with_pool(10).await
     }
 
+    /// With `max_connections` exactly, also in a pool-of-one run: for
+    /// tests whose scenario is several connections at once (a unit held
+    /// open while the pool reads, units racing each other).
+    pub(crate) async fn with_connections(max_connections: u32) -> Db {
+        Db::sized(max_connections).await
+    }
+
     pub(crate) async fn with_pool(max_connections: u32) -> Db {
-        let admin = PgBackend::connect(&PgConfig::new(database_url()))
+        Db::sized(reposmith_tests::pool_size(max_connections)).await
+    }
+
+    async fn sized(max_connections: u32) -> Db {
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
             .await
             .unwrap();
         let namespace = unique_name("pgrepo");
@@ -34,7 +45,7 @@ impl Db {
         let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
         // The schema's name doubles as application_name, so pg_stat_activity
         // checks see only this test's connections.
-        let config = PgConfig::new(url)
+        let config = reposmith_tests::pg_config(url)
             .max_connections(max_connections)
             .application_name(namespace.clone());
         let pg = PgBackend::connect(&config).await.unwrap();

@@ -38,7 +38,8 @@ async fn idle_in_transaction(db: &Db) -> i64 {
 
 #[tokio::test]
 async fn commit_makes_writes_visible_and_rollback_discards_them() {
-    let db = Db::new().await;
+    // Two connections at once: reads on the pool while a unit is open.
+    let db = Db::with_connections(10).await;
     let unit = db
         .pg
         .begin_with(IsolationLevel::Serializable)
@@ -184,7 +185,8 @@ async fn with_one_connection_a_dropped_or_panicking_unit_leaves_it_usable() {
 /// are aborted with 40001 and rerun by `transaction`, so no increment is lost.
 #[tokio::test]
 async fn transaction_reruns_serialization_failures_until_every_increment_lands() {
-    let db = Db::new().await;
+    // Two connections at once: eight units race.
+    let db = Db::with_connections(10).await;
     let counter = db.pg.repo::<Setting>();
     let key = "counter".to_owned();
     let seed = Setting {
@@ -333,7 +335,8 @@ async fn a_statement_cancelled_inside_a_unit_is_never_committed_silently() {
 /// recovers the unit from a failed statement.
 #[tokio::test]
 async fn sibling_nested_units_are_independent_and_recover_from_errors() {
-    let db = Db::new().await;
+    // Two connections at once: a second unit opens while one is open.
+    let db = Db::with_connections(10).await;
     db.pg
         .repo::<Setting>()
         .insert(&setting("taken"))

@@ -15,7 +15,7 @@ impl SearchDb {
     /// A fresh schema; `config`'s URL gains a search path of that schema then `public`.
     pub(crate) async fn new(config: PgConfig) -> SearchDb {
         let base = reposmith_tests::database_url();
-        let admin = PgBackend::connect(&PgConfig::new(base.clone()))
+        let admin = PgBackend::connect(&reposmith::PgConfig::new(base.clone()))
             .await
             .unwrap();
         let namespace = unique_name("search");

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use reposmith::PgConfig;
 use reposmith::prelude::*;
 use reposmith_tests::letters::Letters;
 
@@ -34,7 +33,7 @@ fn note(body: &str) -> Note {
 
 #[tokio::test]
 async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_query() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
     let letters = Arc::new(Letters::new(26));
     let repo = db.pg.repo::<Note>().with_embedder(letters.clone());
@@ -89,7 +88,7 @@ async fn missing_embeddings_are_filled_in_batches_and_text_search_embeds_the_que
 
 #[tokio::test]
 async fn a_failing_or_misshapen_embedder_writes_nothing() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
     let repo = db
         .pg
@@ -133,7 +132,7 @@ async fn a_failing_or_misshapen_embedder_writes_nothing() {
 /// the ones of a unit of work included.
 #[tokio::test]
 async fn a_backend_embedder_reaches_units_of_work() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Note>().await;
     db.pg.set_embedder::<Note>(Arc::new(Letters::new(26)));
     let unit = db.pg.begin().await.unwrap();

@@ -1,8 +1,8 @@
 //! halfvec, sparsevec and bit: round trips and searches; and every bad
 //! vector rejected before anything is sent.
 
+use reposmith::Bit;
 use reposmith::prelude::*;
-use reposmith::{Bit, PgConfig};
 
 use super::db::SearchDb;
 
@@ -34,7 +34,7 @@ fn mixed(id: i64, seed: f32) -> Mixed {
 
 #[tokio::test]
 async fn halfvec_sparsevec_and_bit_round_trip_and_search() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Mixed>().await;
     let repo = db.pg.repo::<Mixed>();
     let rows: Vec<Mixed> = (1..=6).map(|i| mixed(i, i as f32 * 0.5)).collect();
@@ -74,7 +74,7 @@ async fn halfvec_sparsevec_and_bit_round_trip_and_search() {
 
 #[tokio::test]
 async fn every_bad_vector_is_rejected_before_sending() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Mixed>().await;
     let repo = db.pg.repo::<Mixed>();
     let good = mixed(1, 1.0);
@@ -199,7 +199,7 @@ async fn every_bad_vector_is_rejected_before_sending() {
 /// Sparse vectors with NaN values or indices outside the dimension are refused.
 #[tokio::test]
 async fn malformed_sparse_vectors_are_refused() {
-    let db = SearchDb::new(PgConfig::new(reposmith_tests::database_url())).await;
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
     db.create::<Mixed>().await;
     let repo = db.pg.repo::<Mixed>();
     let mut nan = std::collections::HashMap::new();

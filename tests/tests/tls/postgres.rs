@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reposmith::postgres::sqlx;
-use reposmith::{Error, PgBackend, PgConfig};
+use reposmith::{Error, PgBackend};
 use reposmith_tests::own_postgres::{OwnPostgres, ServerOptions};
 use reposmith_tests::tls_certs::TestCertificates;
 
@@ -54,7 +54,7 @@ fn url(host: &str, port: u16, mode: &str, ca: &std::path::Path) -> String {
 }
 
 async fn connect(url: &str) -> reposmith::Result<PgBackend> {
-    let config = PgConfig::new(url).connect_timeout(Duration::from_secs(5));
+    let config = reposmith_tests::pg_config(url).connect_timeout(Duration::from_secs(5));
     PgBackend::connect(&config).await
 }
 

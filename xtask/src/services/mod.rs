@@ -333,17 +333,21 @@ pub(crate) fn up_for_child(root: &Path) -> Result<Vec<(String, String)>, Error> 
 }
 
 /// Test tools from the venv: `REPOSMITH_LIBFAKETIME`, the library the
-/// clock-skew tests preload into a child process.
+/// clock-skew tests preload into a child process, and `REPOSMITH_SECANTUSD`,
+/// the SecantusDB server the fault tests start a server of their own with
+/// (to `kill -9` it, which the shared one must never see).
 fn tool_vars(ctx: &Ctx) -> Vec<(String, String)> {
     let venv = Venv::existing(ctx.dir());
-    venv.libfaketime()
-        .map(|path| {
-            (
-                "REPOSMITH_LIBFAKETIME".to_owned(),
-                path.display().to_string(),
-            )
-        })
+    let libfaketime = venv
+        .libfaketime()
+        .map(|path| ("REPOSMITH_LIBFAKETIME", path));
+    let secantusd = Some(venv.secantusd())
+        .filter(|path| path.exists())
+        .map(|path| ("REPOSMITH_SECANTUSD", path));
+    libfaketime
         .into_iter()
+        .chain(secantusd)
+        .map(|(var, path)| (var.to_owned(), path.display().to_string()))
         .collect()
 }
 

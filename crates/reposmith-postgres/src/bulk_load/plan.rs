@@ -178,9 +178,15 @@ impl VectorSizes {
 }
 
 /// Checks every row exactly as `COPY` will (stamped, embeddings filled,
-/// NUL and vector checks), before anything is sent, naming the row of the
-/// first bad one; and measures the vectors for sizing the builds.
-pub(crate) fn check_rows<E: Entity>(rows: &[E], fills: &Fills) -> Result<VectorSizes> {
+/// NUL and vector checks, and the bind cap `limit` on the row's `columns`),
+/// before anything is sent, naming the row of the first bad one; and
+/// measures the vectors for sizing the builds.
+pub(crate) fn check_rows<E: Entity>(
+    rows: &[E],
+    fills: &Fills,
+    columns: &[usize],
+    limit: usize,
+) -> Result<VectorSizes> {
     let schema = E::SCHEMA;
     let vectors: Vec<usize> = (0..schema.columns.len())
         .filter(|&i| schema.columns[i].vector.is_some())
@@ -192,6 +198,7 @@ pub(crate) fn check_rows<E: Entity>(rows: &[E], fills: &Fills) -> Result<VectorS
             stamp_new(schema, &mut values);
             fills.apply(i, &mut values);
             check_row(schema, &values)?;
+            check_row_size(schema, &values, columns, limit)?;
             Ok(values)
         };
         let values = row().map_err(|e| e.at_row(i, rows.len()))?;
@@ -208,6 +215,34 @@ pub(crate) fn check_rows<E: Entity>(rows: &[E], fills: &Fills) -> Result<VectorS
         .map(|(&c, (bytes, n))| (schema.columns[c].name, bytes / n.max(1)))
         .collect();
     Ok(VectorSizes { columns })
+}
+
+/// Refuses a row whose `columns` bind more than `limit` bytes, naming its largest field.
+fn check_row_size(
+    schema: &EntitySchema,
+    values: &[Value],
+    columns: &[usize],
+    limit: usize,
+) -> Result<()> {
+    let sizes = columns.iter().map(|&c| {
+        (
+            c,
+            crate::bind::value_bound_size(&values[c], &schema.columns[c].ty),
+        )
+    });
+    let size: usize = sizes.clone().map(|(_, n)| n).sum();
+    if size <= limit {
+        return Ok(());
+    }
+    let (largest, bytes) = sizes.max_by_key(|&(_, n)| n).unwrap_or((schema.id, 0));
+    Err(Error::TooLarge {
+        what: format!(
+            "a {} row's values in COPY (the largest, `{}`, takes {bytes} bytes)",
+            schema.entity, schema.columns[largest].field
+        ),
+        size,
+        limit,
+    })
 }
 
 /// The in-memory (varlena) size of a pgvector value: a 4-byte header, the

@@ -64,7 +64,7 @@
 mod admin;
 mod receipts;
 mod reconcile;
-mod relay;
+pub(crate) mod relay;
 mod write;
 
 pub use admin::{DeadMessage, Outbox, OutboxStats};

@@ -12,9 +12,17 @@
 //! it only polls: `LISTEN` belongs to a server connection that the pooler
 //! hands to other clients after each transaction, so notifications would
 //! reach whoever holds it, or no one.
+//!
+//! Connections: a pass holds one pooled connection from taking its batch to
+//! COMMIT, while the destinations run. A destination that writes to the
+//! same database through the same backend (an effect recorded with
+//! [`PgBackend::run_once`], say) takes a second one meanwhile, so give such
+//! relays at least two connections per concurrent pass, or their effects a
+//! backend of their own: with one, each delivery waits out the acquire
+//! timeout and fails, and its rows are retried, never lost.
 
 mod options;
-mod pass;
+pub(crate) mod pass;
 
 use std::collections::BTreeMap;
 use std::future::Future;

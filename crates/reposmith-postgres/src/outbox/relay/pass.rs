@@ -20,7 +20,7 @@ use super::{Relay, RelayReport};
 /// Locks a batch of due rows this relay routes. An ordered destination's
 /// rows stop before its first row still waiting for a retry (`blocked`),
 /// so nothing overtakes it; rows of other destinations are unaffected.
-const SELECT_SQL: &str = "WITH blocked AS ( \
+pub(crate) const SELECT_SQL: &str = "WITH blocked AS ( \
        SELECT destination, min(seq) AS seq FROM reposmith_outbox \
        WHERE state = 'pending' AND available_at > now() AND destination = ANY($3) \
        GROUP BY destination) \
@@ -51,7 +51,7 @@ const FAILED_SQL: &str = "UPDATE reposmith_outbox AS o \
      WHERE o.seq = f.seq RETURNING o.state";
 
 /// One relay at a time per ordered destination, for this transaction.
-const LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
+pub(crate) const LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))";
 
 /// The server must not end the transaction while a destination takes its
 /// time (a low `idle_in_transaction_session_timeout` would turn every slow
