@@ -22,6 +22,7 @@ pub mod own_postgres;
 pub mod pg_replica;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod tls_certs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::pg_replica::{self, as_os_user, euid, os_user, pg_ctl};
+use std::os::unix::fs::PermissionsExt;
+
+use crate::pg_replica::{self, as_os_user_from, euid, os_user, pg_ctl_from};
 use crate::{closed_port, unique_name};
 
 /// Longest wait for `initdb`, a start, a stop.
@@ -21,6 +23,25 @@ pub struct OwnPostgres {
     dir: PathBuf,
     data: PathBuf,
     port: u16,
+    /// The binaries it runs: the wheel's unless [`ServerOptions::bin_dir`].
+    bin: PathBuf,
+    /// `-c name=value` settings after the defaults.
+    settings: Vec<(String, String)>,
+}
+
+/// What [`OwnPostgres::start_with`] changes from [`OwnPostgres::start`].
+#[derive(Debug, Default, Clone)]
+pub struct ServerOptions {
+    /// PostgreSQL binaries other than the wheel's (`REPOSMITH_PG_BIN_DIR`):
+    /// the wheel's are built without OpenSSL, so a TLS test runs Debian's.
+    pub bin_dir: Option<PathBuf>,
+    /// Files written into the data directory after `initdb`, owned by the
+    /// server's OS user with mode 0600 (PostgreSQL refuses a key file
+    /// others can read): certificates and keys, named relative to it.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// `-c name=value` settings after the defaults (a later one wins:
+    /// `listen_addresses`, say). Values must not hold spaces.
+    pub settings: Vec<(String, String)>,
 }
 
 impl OwnPostgres {
@@ -28,6 +49,12 @@ impl OwnPostgres {
     /// xtask says the project's PostgreSQL binaries are not ours to run
     /// (beside the user's own server); otherwise a failure is a panic.
     pub fn start() -> Option<OwnPostgres> {
+        OwnPostgres::start_with(ServerOptions::default())
+    }
+
+    /// Like [`OwnPostgres::start`], with other binaries, files in the data
+    /// directory and extra settings ([`ServerOptions`]).
+    pub fn start_with(options: ServerOptions) -> Option<OwnPostgres> {
         if std::env::var("REPOSMITH_PG_BIN_DIR").is_err() {
             pg_replica::required("REPOSMITH_PG_BIN_DIR")?;
         }
@@ -38,8 +65,10 @@ impl OwnPostgres {
             data: dir.join("data"),
             port: closed_port(),
             dir,
+            bin: options.bin_dir.unwrap_or_else(pg_replica::bin_dir),
+            settings: options.settings,
         };
-        let mut initdb = as_os_user("initdb", &server.dir);
+        let mut initdb = as_os_user_from(&server.bin, "initdb", &server.dir);
         initdb.arg("-D").arg(&server.data).args([
             "-A",
             "trust",
@@ -49,8 +78,20 @@ impl OwnPostgres {
             "--locale=C",
         ]);
         pg_replica::run(initdb, WITHIN);
+        for (name, contents) in &options.files {
+            let path = server.data.join(name);
+            fs::write(&path, contents).expect("write a file into the data directory");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .expect("chmod 600 a file of the data directory");
+            hand_to_os_user(&path);
+        }
         server.start_again();
         Some(server)
+    }
+
+    /// The server's port on 127.0.0.1 (and any other `listen_addresses`).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -60,13 +101,16 @@ impl OwnPostgres {
 
     /// Starts the server (again) and waits until it accepts connections.
     pub fn start_again(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=60",
             self.port,
             self.dir.display()
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let wait = WITHIN.as_secs().to_string();
-        let mut start = pg_ctl(&self.data);
+        let mut start = pg_ctl_from(&self.bin, &self.data);
         start
             .arg("-l")
             .arg(self.dir.join("postgres.log"))
@@ -118,7 +162,7 @@ impl OwnPostgres {
 
     fn pg_ctl_stop(&self, mode: &str) {
         let wait = WITHIN.as_secs().to_string();
-        let mut stop = pg_ctl(&self.data);
+        let mut stop = pg_ctl_from(&self.bin, &self.data);
         stop.args(["stop", "-m", mode, "-w", "-t", &wait]);
         pg_replica::run(stop, WITHIN + Duration::from_secs(10));
     }
@@ -138,7 +182,7 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
-        let mut stop = pg_ctl(&self.data);
+        let mut stop = pg_ctl_from(&self.bin, &self.data);
         stop.args(["stop", "-m", "immediate", "-w", "-t", "10"]);
         let _ = stop.status();
         let _ = fs::remove_dir_all(&self.dir);

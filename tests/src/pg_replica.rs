@@ -139,22 +139,28 @@ fn data_dir() -> PathBuf {
     PathBuf::from(crate::service_url("REPOSMITH_PG_REPLICA_DATA"))
 }
 
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     PathBuf::from(crate::service_url("REPOSMITH_PG_BIN_DIR"))
 }
 
 /// `pg_ctl -D <data>` as the OS user that owns the data directory: through
 /// `runuser` when we are root, from a directory that user may enter.
 pub(crate) fn pg_ctl(data: &Path) -> Command {
-    let mut command = as_os_user("pg_ctl", data.parent().unwrap_or(data));
+    pg_ctl_from(&bin_dir(), data)
+}
+
+/// Like [`pg_ctl`], with `pg_ctl` from `bin`.
+pub(crate) fn pg_ctl_from(bin: &Path, data: &Path) -> Command {
+    let mut command = as_os_user_from(bin, "pg_ctl", data.parent().unwrap_or(data));
     command.arg("-D").arg(data);
     command
 }
 
-/// The wheel's `program` as the project's PostgreSQL OS user (through
-/// `runuser` when we are root), run from `dir`.
-pub(crate) fn as_os_user(program: &str, dir: &Path) -> Command {
-    let program = bin_dir().join(program);
+/// `program` from `bin` (the wheel's, [`bin_dir`], unless a test runs
+/// other binaries) as the project's PostgreSQL OS user (through `runuser`
+/// when we are root), run from `dir`.
+pub(crate) fn as_os_user_from(bin: &Path, program: &str, dir: &Path) -> Command {
+    let program = bin.join(program);
     let user = os_user();
     let mut command = if euid() == 0 && user != "root" {
         let mut runuser = Command::new("runuser");
@@ -193,7 +199,7 @@ pub(crate) fn run(command: Command, timeout: Duration) {
 /// Runs `command` for at most `timeout`; its output, or why it failed. The
 /// output goes through a file, not a pipe: a server the command starts
 /// could hold a pipe open after the command itself exits.
-fn run_for(mut command: Command, timeout: Duration) -> Result<String, String> {
+pub(crate) fn run_for(mut command: Command, timeout: Duration) -> Result<String, String> {
     let what = format!("{command:?}");
     let out = std::env::temp_dir().join(unique_name("reposmith-pg-ctl"));
     let file = fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -41,18 +41,21 @@ async fn connect_err(config: Config) -> (Error, Duration) {
     (err, started.elapsed())
 }
 
+// Plaintext allowed: the unknown host is not loopback, and these tests are
+// about resolving and reaching it, not about TLS (tests/tls.rs is).
 fn pg(url: String) -> Config {
-    Config::new()
-        .with_postgres(reposmith_tests::pg_config(url).connect_timeout(Duration::from_secs(3)))
+    let config = reposmith_tests::pg_config(url).connect_timeout(Duration::from_secs(3));
+    Config::new().with_postgres(config.allow_plaintext(true))
 }
 
 fn mongo(url: String) -> Config {
     let config = MongoConfig::new(url).server_selection_timeout(Duration::from_secs(1));
-    Config::new().with_mongo(config)
+    Config::new().with_mongo(config.allow_plaintext(true))
 }
 
 fn redis(url: String) -> Config {
-    Config::new().with_redis(RedisConfig::new(url).connect_timeout(Duration::from_secs(1)))
+    let config = RedisConfig::new(url).connect_timeout(Duration::from_secs(1));
+    Config::new().with_redis(config.allow_plaintext(true))
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@
 //! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult` | — |
 //! | the application's embedder failed | [`Error::Embedding`] | — | — | — |
 //! | stored value of the wrong type | [`Error::Decode`] | row mapping | document mapping | — |
+//! | role lacks the privilege (DDL as the application role) | [`Error::PermissionDenied`] | SQLSTATE 42501 | — | — |
 //! | anything else from the server | [`Error::Backend`] | SQLSTATE in `code` | server code in `code` | error code in `code` |
 //!
 //! Messages never contain a password: backends build them through
@@ -228,6 +229,21 @@ pub enum Error {
         source: crate::value::DecodeError,
     },
 
+    /// The server refused an operation the connection's role has no
+    /// privilege for (PostgreSQL SQLSTATE 42501, e.g. DDL as an application
+    /// role without `CREATE`, or a write to a table it may only read). Not
+    /// retryable: grant the privilege, or run the operation (migrations,
+    /// `create_tables`) with the owner's URL (`PgConfig::migration_url`).
+    #[error("{backend} refused the operation for lack of privilege ({code}): {reason}")]
+    PermissionDenied {
+        /// The store that refused.
+        backend: Backend,
+        /// SQLSTATE or server code.
+        code: String,
+        /// The server's message, with secrets removed.
+        reason: String,
+    },
+
     /// Any other error the server or driver reported.
     #[error("{backend} error{}: {reason}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
     Backend {
@@ -261,6 +277,7 @@ impl Error {
             | Error::Unavailable { backend, .. }
             | Error::Retryable { backend, .. }
             | Error::CommitOutcomeUnknown { backend, .. }
+            | Error::PermissionDenied { backend, .. }
             | Error::Backend { backend, .. } => Some(*backend),
         }
     }

@@ -32,6 +32,7 @@ pub mod schema;
 pub mod search;
 pub mod stamp;
 pub mod stream;
+pub mod tls;
 pub mod unit;
 pub mod url;
 pub mod value;

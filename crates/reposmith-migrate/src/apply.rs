@@ -21,6 +21,14 @@
 //!
 //! Checksums are verified here first, so an edited applied migration is an
 //! error naming its file before anything runs.
+//!
+//! Least privilege: migrations run as the schema owner, the application as
+//! a role that cannot run DDL. [`Connection::for_config`] takes the owner's
+//! URL from `PgConfig::migration_url` (`REPOSMITH_MIGRATION_DATABASE_URL`),
+//! and the CLI reads that variable before `DATABASE_URL`. The URL is held to
+//! the backend's plaintext policy (see `reposmith_core::tls`): to a host
+//! other than this machine it needs `sslmode=require` or stronger unless
+//! [`Connection::allow_plaintext`] (`REPOSMITH_ALLOW_PLAINTEXT=1`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -63,6 +71,10 @@ pub struct Connection {
     pub statement_timeout: Duration,
     /// Longest wait for another migrator to finish (default 60 s).
     pub lock_wait: Duration,
+    /// Connect without TLS to a host other than this machine (default
+    /// `false`: such a URL is refused, as `PgConfig::validate` refuses it;
+    /// see `reposmith_core::tls`).
+    pub allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -97,11 +109,28 @@ impl Connection {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15 * 60),
             lock_wait: Duration::from_secs(60),
+            allow_plaintext: false,
         }
+    }
+
+    /// Migrations with the URL `config` names for them: its
+    /// [`migration_url`](reposmith_postgres::PgConfig::migration_url) (the
+    /// schema owner's, `REPOSMITH_MIGRATION_DATABASE_URL`) when set, else
+    /// its application URL; and its plaintext setting.
+    pub fn for_config(config: &reposmith_postgres::PgConfig) -> Connection {
+        let mut connection = Connection::new(config.migration_connection_url().expose());
+        connection.allow_plaintext = config.allow_plaintext;
+        connection
     }
 
     /// A new connection with the session's timeouts set.
     pub async fn connect(&self) -> Result<PgConnection> {
+        // The backend's plaintext policy, so migrations (which carry the
+        // owner's password) are held to the same rule as the application.
+        reposmith_postgres::PgConfig::new(self.url.as_str())
+            .allow_plaintext(self.allow_plaintext)
+            .validate()
+            .map_err(Error::Config)?;
         let ms = |d: Duration| format!("{}ms", d.as_millis());
         let options = PgConnectOptions::from_str(&self.url)?
             .application_name("reposmith-migrate")

@@ -40,7 +40,8 @@ Commands:
 
 Options:
   --dir DIR                  migrations directory (default: the binary's)
-  --database-url URL         default: $DATABASE_URL
+  --database-url URL         default: $REPOSMITH_MIGRATION_DATABASE_URL (the schema
+                             owner's), else $DATABASE_URL
   --mongo-url URL            default: $MONGODB_URL (collections added with add_mongo;
                              their files are in <dir>/mongo/)
   --lock-timeout D           default 5s   (e.g. 500ms, 5s, 2m)
@@ -271,12 +272,25 @@ impl Args {
     }
 
     fn connection(&self) -> Result<Connection> {
+        let env = reposmith_core::config::Env::process();
         let url = match &self.url {
             Some(url) => url.clone(),
-            None => std::env::var("DATABASE_URL")
-                .map_err(|_| Error::Usage("set DATABASE_URL or pass --database-url".to_owned()))?,
+            // The owner's URL first: the application's may name a role
+            // that cannot run DDL.
+            None => env
+                .get("REPOSMITH_MIGRATION_DATABASE_URL")
+                .or_else(|| env.get("DATABASE_URL"))
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "set REPOSMITH_MIGRATION_DATABASE_URL or DATABASE_URL, or pass \
+                         --database-url"
+                            .to_owned(),
+                    )
+                })?,
         };
         let mut db = Connection::new(url);
+        let plaintext = env.flag(reposmith_core::tls::ALLOW_PLAINTEXT_ENV);
+        db.allow_plaintext = plaintext.map_err(Error::Config)?.unwrap_or(false);
         let [lock, statement, wait] = self.timeouts;
         db.lock_timeout = lock.unwrap_or(db.lock_timeout);
         db.statement_timeout = statement.unwrap_or(db.statement_timeout);

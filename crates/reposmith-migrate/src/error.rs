@@ -98,6 +98,11 @@ pub enum Error {
     /// Bad command-line use.
     #[error("{0}")]
     Usage(String),
+    /// The connection settings are refused before connecting: a URL that
+    /// would go unencrypted to another machine (see `reposmith_core::tls`),
+    /// an unparsable URL. The message names the URL without its password.
+    #[error("{0}")]
+    Config(reposmith_core::Error),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -22,7 +22,19 @@
 //! `MONGODB_URL` (required), and optionally `MONGODB_DATABASE` (else the URL's
 //! path, else `reposmith`), `REPOSMITH_MONGO_MAX_POOL_SIZE`,
 //! `REPOSMITH_MONGO_MIN_POOL_SIZE`, `REPOSMITH_MONGO_CONNECT_TIMEOUT`,
-//! `REPOSMITH_MONGO_SERVER_SELECTION_TIMEOUT`, `REPOSMITH_MONGO_OPERATION_TIMEOUT`.
+//! `REPOSMITH_MONGO_SERVER_SELECTION_TIMEOUT`, `REPOSMITH_MONGO_OPERATION_TIMEOUT`,
+//! `REPOSMITH_ALLOW_PLAINTEXT` (see [`MongoConfig::allow_plaintext`]).
+//!
+//! # TLS
+//!
+//! [`MongoConfig::validate`] refuses a `mongodb://` URL without `tls=true`
+//! that names a host other than this machine (`localhost`, `127.0.0.0/8`,
+//! `::1`, a Unix socket), with an [`Error::Config`] naming the URL
+//! (password masked); `mongodb+srv://` implies TLS. With `tls=true` the
+//! driver checks the certificate and the host name (`tlsCAFile=<CA file>`
+//! for a private CA; `tlsInsecure=true` turns both checks off). Allow
+//! plaintext on purpose with [`MongoConfig::allow_plaintext`] or
+//! `REPOSMITH_ALLOW_PLAINTEXT=1`; see [`reposmith_core::tls`].
 
 use std::time::Duration;
 
@@ -61,6 +73,11 @@ pub struct MongoConfig {
     pub read_concern: Option<ReadConcern>,
     /// Write concern for writes outside transactions; `None`: the URL's or the server's.
     pub write_concern: Option<WriteConcern>,
+    /// Connect without TLS to a host other than this machine (`false` by
+    /// default: such a URL is refused, see the module docs).
+    /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
+    /// for every config, however built.
+    pub allow_plaintext: bool,
 }
 
 impl MongoConfig {
@@ -78,6 +95,7 @@ impl MongoConfig {
             operation_timeout: Duration::from_secs(30),
             read_concern: None,
             write_concern: Some(majority_write_concern()),
+            allow_plaintext: false,
         }
     }
 
@@ -98,11 +116,15 @@ impl MongoConfig {
         config.server_selection_timeout = selection.unwrap_or(config.server_selection_timeout);
         let operation = env.duration("REPOSMITH_MONGO_OPERATION_TIMEOUT")?;
         config.operation_timeout = operation.unwrap_or(config.operation_timeout);
+        let plaintext = env.flag(reposmith_core::tls::ALLOW_PLAINTEXT_ENV)?;
+        config.allow_plaintext = plaintext.unwrap_or(config.allow_plaintext);
         config.validate()?;
         Ok(Some(config))
     }
 
-    /// Rejects settings the client cannot honour, naming the setting.
+    /// Rejects settings the client cannot honour, naming the setting, and
+    /// a URL that would go unencrypted to another machine unless
+    /// [`MongoConfig::allow_plaintext`] (see the module docs, "TLS").
     pub fn validate(&self) -> Result<()> {
         let fail = |reason: &str| Err(Error::config("mongodb", reason));
         if self.max_pool_size == Some(0) {
@@ -118,7 +140,15 @@ impl MongoConfig {
                 "operation_timeout and server_selection_timeout must be greater than zero",
             );
         }
-        Ok(())
+        crate::tls::check(&self.url, self.allow_plaintext)
+    }
+
+    /// Allows (or, `false`, refuses again) a URL that would go unencrypted
+    /// to a host other than this machine. Loopback and Unix sockets never
+    /// need it.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
     }
 
     /// Sets the database repositories use.
@@ -159,7 +189,7 @@ mod tests {
     #[test]
     fn env_reads_database_and_pool_and_hides_password() {
         let env = Env::from_fn(|k| match k {
-            "MONGODB_URL" => Some("mongodb://u:pw@h:27017/app".into()),
+            "MONGODB_URL" => Some("mongodb://u:pw@127.0.0.1:27017/app".into()),
             "MONGODB_DATABASE" => Some("traces".into()),
             "REPOSMITH_MONGO_MAX_POOL_SIZE" => Some("50".into()),
             _ => None,

@@ -63,6 +63,7 @@ mod search;
 mod search_index;
 mod size;
 mod store;
+mod tls;
 mod unit;
 mod unordered;
 mod vector_codec;

@@ -42,7 +42,10 @@
 //! `REPOSMITH_PG_MAX_BIND_BYTES` (a number of bytes), and the recall
 //! monitor's `REPOSMITH_PG_RECALL_*` (see [`RecallConfig`]), the read
 //! replicas' `REPOSMITH_PG_REPLICA_*` (see [`ReplicaConfig`]) and
-//! `REPOSMITH_PG_POOLER` (`transaction` or `none`, see [`PoolerMode`]).
+//! `REPOSMITH_PG_POOLER` (`transaction` or `none`, see [`PoolerMode`]),
+//! `REPOSMITH_MIGRATION_DATABASE_URL` (the owner's URL migrations use, see
+//! [`PgConfig::migration_url`]) and `REPOSMITH_ALLOW_PLAINTEXT` (see
+//! [`PgConfig::allow_plaintext`]).
 //! Durations read `500ms`, `5s`, `2m`, `1h`.
 
 use std::time::Duration;
@@ -115,6 +118,16 @@ pub struct PgConfig {
     /// the only shape that is correct behind a transaction pooler such as
     /// PgBouncer in `pool_mode = transaction` ([`PoolerMode`]).
     pub pooler: PoolerMode,
+    /// The URL migrations run with, when it differs from `url`: the schema
+    /// owner's, while `url` names an application role that cannot run DDL
+    /// (see the crate docs, "TLS and least privilege"). `None`: migrations
+    /// use `url`. Read from `REPOSMITH_MIGRATION_DATABASE_URL`.
+    pub migration_url: Option<ConnectionUrl>,
+    /// Connect without TLS to a host other than this machine (`false` by
+    /// default: such a URL is refused, see the crate docs).
+    /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
+    /// for every config, however built.
+    pub allow_plaintext: bool,
     /// The most bytes one statement may bind, counted as PostgreSQL's Bind
     /// message carries them: for each value a 4-byte length word and its
     /// binary form (text and JSON as UTF-8, `jsonb` with its one-byte
@@ -197,6 +210,8 @@ impl PgConfig {
             transaction_isolation: IsolationLevel::Serializable,
             replicas: ReplicaConfig::default(),
             pooler: PoolerMode::Direct,
+            migration_url: None,
+            allow_plaintext: false,
             max_bind_bytes: DEFAULT_MAX_BIND_BYTES,
         }
     }
@@ -252,11 +267,19 @@ impl PgConfig {
                 }
             };
         }
+        if let Some(url) = env.get("REPOSMITH_MIGRATION_DATABASE_URL") {
+            self.migration_url = Some(ConnectionUrl::new(url));
+        }
+        let plaintext = env.flag(reposmith_core::tls::ALLOW_PLAINTEXT_ENV)?;
+        self.allow_plaintext = plaintext.unwrap_or(self.allow_plaintext);
         self.replicas.apply_env(env)?;
         self.recall.apply_env(env)
     }
 
-    /// Rejects settings the pool cannot honour, naming the setting.
+    /// Rejects settings the pool cannot honour, naming the setting, and
+    /// URLs (primary, replicas, migrations) that would go unencrypted to
+    /// another machine unless [`PgConfig::allow_plaintext`] (see the crate
+    /// docs, "TLS and least privilege").
     pub fn validate(&self) -> Result<()> {
         let fail = |reason: String| Err(Error::config("postgresql", reason));
         if self.max_connections == 0 {
@@ -282,7 +305,36 @@ impl PgConfig {
             ));
         }
         self.replicas.validate(&self.url)?;
-        self.recall.validate(self.max_connections)
+        self.recall.validate(self.max_connections)?;
+        let urls = std::iter::once(&self.url)
+            .chain(&self.replicas.urls)
+            .chain(&self.migration_url);
+        for url in urls {
+            crate::tls::check(url, self.allow_plaintext)?;
+        }
+        Ok(())
+    }
+
+    /// The URL migrations run with: [`PgConfig::migration_url`] when set,
+    /// else `url`.
+    pub fn migration_connection_url(&self) -> &ConnectionUrl {
+        self.migration_url.as_ref().unwrap_or(&self.url)
+    }
+
+    /// Sets the schema owner's URL that migrations run with (see
+    /// [`PgConfig::migration_url`](field@PgConfig::migration_url)).
+    pub fn migration_url(mut self, url: impl Into<String>) -> Self {
+        self.migration_url = Some(ConnectionUrl::new(url));
+        self
+    }
+
+    /// Allows (or, `false`, refuses again) URLs that would go unencrypted
+    /// to a host other than this machine: for a private network or a
+    /// sidecar that encrypts for you. Loopback and Unix sockets never need
+    /// it.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
     }
 
     /// Sets the read replicas (see [`ReplicaConfig`]).
@@ -371,7 +423,7 @@ mod tests {
     #[test]
     fn env_overrides_defaults_and_names_bad_values() {
         let vars = [
-            ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("DATABASE_URL", "postgres://u:pw@127.0.0.1/db"),
             ("REPOSMITH_PG_MAX_CONNECTIONS", "32"),
             ("REPOSMITH_PG_ACQUIRE_TIMEOUT", "250ms"),
         ];
@@ -386,7 +438,7 @@ mod tests {
         assert!(!format!("{config:?}").contains("pw"));
 
         let bad = Env::from_fn(|k| match k {
-            "DATABASE_URL" => Some("postgres://h/db".into()),
+            "DATABASE_URL" => Some("postgres://127.0.0.1/db".into()),
             "REPOSMITH_PG_MIN_CONNECTIONS" => Some("50".into()),
             _ => None,
         });
@@ -398,10 +450,85 @@ mod tests {
     }
 
     #[test]
+    fn env_reads_the_migration_url_and_the_plaintext_opt_in() {
+        if reposmith_core::tls::plaintext_allowed_by_env() {
+            return; // REPOSMITH_ALLOW_PLAINTEXT=1 in this process allows it.
+        }
+        let vars = [
+            ("DATABASE_URL", "postgres://app:pw@db.internal/rag"),
+            (
+                "REPOSMITH_MIGRATION_DATABASE_URL",
+                "postgres://owner:ownerpw@db.internal/rag",
+            ),
+        ];
+        let lookup = |extra: Option<(&'static str, &'static str)>| {
+            Env::from_fn(move |k| {
+                vars.iter()
+                    .chain(extra.iter())
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        // Both URLs are plaintext to another host: refused by default,
+        // without either password in the message.
+        let err = PgConfig::from_env(&lookup(None)).unwrap_err().to_string();
+        assert!(
+            err.contains("db.internal") && err.contains("sslmode"),
+            "{err}"
+        );
+        assert!(!err.contains("pw"), "{err}");
+        let allowed = lookup(Some(("REPOSMITH_ALLOW_PLAINTEXT", "1")));
+        let config = PgConfig::from_env(&allowed).unwrap().unwrap();
+        assert!(config.allow_plaintext);
+        assert_eq!(
+            config.migration_connection_url().redacted(),
+            "postgres://owner:***@db.internal/rag"
+        );
+        assert_eq!(config.url.redacted(), "postgres://app:***@db.internal/rag");
+        assert!(!format!("{config:?}").contains("ownerpw"));
+        // Without a migration URL, migrations use the application's.
+        let plain = PgConfig::new("postgres://app@127.0.0.1/rag");
+        assert_eq!(plain.migration_connection_url(), &plain.url);
+    }
+
+    #[test]
+    fn every_url_of_the_config_is_held_to_the_plaintext_policy() {
+        if reposmith_core::tls::plaintext_allowed_by_env() {
+            return; // REPOSMITH_ALLOW_PLAINTEXT=1 in this process allows it.
+        }
+        let local = "postgres://app:pw@127.0.0.1/rag";
+        let remote = "postgres://app:pw@10.0.0.9/rag";
+        assert!(PgConfig::new(local).validate().is_ok());
+        assert!(PgConfig::new(remote).validate().is_err());
+        assert!(
+            PgConfig::new(remote)
+                .allow_plaintext(true)
+                .validate()
+                .is_ok()
+        );
+        let migration = PgConfig::new(local).migration_url(remote);
+        assert!(
+            migration
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.9")
+        );
+        let replica = PgConfig::new(local).replicas(ReplicaConfig::new([remote]));
+        assert!(
+            replica
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.9")
+        );
+    }
+
+    #[test]
     fn the_bind_cap_comes_from_the_environment_and_is_bounded() {
         let with = |value: &'static str| {
             Env::from_fn(move |k| match k {
-                "DATABASE_URL" => Some("postgres://h/db".into()),
+                "DATABASE_URL" => Some("postgres://127.0.0.1/db".into()),
                 "REPOSMITH_PG_MAX_BIND_BYTES" => Some(value.into()),
                 _ => None,
             })
@@ -409,7 +536,7 @@ mod tests {
         let config = PgConfig::from_env(&with("4096")).unwrap().unwrap();
         assert_eq!(config.max_bind_bytes, 4096);
         assert_eq!(
-            PgConfig::new("postgres://h/db").max_bind_bytes,
+            PgConfig::new("postgres://127.0.0.1/db").max_bind_bytes,
             DEFAULT_MAX_BIND_BYTES
         );
         for bad in ["0", "1073741824", "64MiB", "-1"] {

@@ -212,6 +212,18 @@ impl ErrorContext<'_> {
                     self.url
                 ),
             ),
+            // insufficient_privilege: the role may not do this (DDL as an
+            // application role, a write it was not granted). Named so the
+            // caller can tell a missing grant from a broken statement.
+            Some(code @ "42501") => Error::PermissionDenied {
+                backend,
+                code: code.to_owned(),
+                reason: format!(
+                    "{reason} (the role in {} lacks this privilege: run DDL and migrations \
+                     with the owner's URL, REPOSMITH_MIGRATION_DATABASE_URL, or grant it)",
+                    self.url
+                ),
+            },
             Some(code) if TIMEOUT_STATES.contains(&code) => Error::Timeout {
                 backend,
                 operation: if code == "55P03" {

@@ -81,6 +81,45 @@
 //! 4.7k–7.1k get-by-id/s. Through PgBouncer every round trip also pays the
 //! extra hop: 0.9k–1.5k get-by-id/s.
 //!
+//! # TLS and least privilege
+//!
+//! [`PgConfig::validate`] (run by `from_env` and [`PgBackend::connect`])
+//! refuses a URL that would go unencrypted to a host other than this
+//! machine: no `sslmode` (sqlx's `prefer`), `disable`, `allow` or `prefer`
+//! to anything but `localhost`, `127.0.0.0/8`, `::1` or a Unix socket is an
+//! [`Error::Config`](reposmith_core::Error::Config) naming the URL (password
+//! masked). Use `sslmode=verify-full` (with `sslrootcert=<CA file>` for a
+//! private CA; it checks the certificate and the host name) or at least
+//! `require`, with reposmith's `tls` feature; or allow plaintext on
+//! purpose with [`PgConfig::allow_plaintext`] or
+//! `REPOSMITH_ALLOW_PLAINTEXT=1`. The same holds for replica URLs and the
+//! migration URL. Asking for TLS from a build without the `tls` feature is
+//! an `Error::Config` naming the feature. The policy for all backends is in
+//! [`reposmith_core::tls`].
+//!
+//! Run the application as a role that can read and write its tables but
+//! not change the schema, and migrations as the owner: `DATABASE_URL` is
+//! the application's, `REPOSMITH_MIGRATION_DATABASE_URL`
+//! ([`PgConfig::migration_url`]) the owner's, which `reposmith-migrate`'s
+//! CLI and `Connection::for_config` use. Nothing reposmith does on its own
+//! (connecting, the health probe, repositories, units of work, the cache,
+//! the outbox relay) runs DDL; [`PgBackend::create_tables`],
+//! [`PgBackend::create_outbox_tables`], `bulk_load` (it drops and recreates
+//! vector indexes) and `repair_indexes` do, when called. DDL the role may
+//! not run is [`Error::PermissionDenied`](reposmith_core::Error::PermissionDenied)
+//! (SQLSTATE 42501). The grants the application role needs:
+//!
+//! ```sql
+//! GRANT USAGE ON SCHEMA app TO app_rw;
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA app TO app_rw;
+//! GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA app TO app_rw;
+//! -- tables and sequences later migrations create, as the owner creates them:
+//! ALTER DEFAULT PRIVILEGES FOR ROLE app_owner IN SCHEMA app
+//!     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_rw;
+//! ALTER DEFAULT PRIVILEGES FOR ROLE app_owner IN SCHEMA app
+//!     GRANT USAGE, SELECT ON SEQUENCES TO app_rw;
+//! ```
+//!
 //! In the default [`PoolerMode::Direct`], [`PgBackend::connect`] refuses a
 //! pooler with [`Error::Config`](reposmith_core::Error::Config) naming
 //! `PgConfig::pooler(PoolerMode::Transaction)` and
@@ -154,6 +193,7 @@ pub mod sql_text {
     }
 }
 mod store;
+mod tls;
 mod unit;
 mod validate;
 mod vector;

@@ -10,7 +10,7 @@ use redis::cluster::ClusterClient;
 use reposmith_core::{Backend, ConnectionUrl, Error, Result};
 
 use crate::error::{Phase, map};
-use crate::{RedisConfig, RedisConnection, cluster};
+use crate::{RedisConfig, RedisConnection, cluster, tls};
 
 /// A connected Redis backend, standalone or cluster. Cloning shares the one
 /// multiplexed connection.
@@ -25,6 +25,9 @@ pub struct RedisBackend {
     seeds: Vec<ConnectionUrl>,
     connect_timeout: Duration,
     response_timeout: Duration,
+    /// The private CA's PEM ([`RedisConfig::tls_ca_file`]), for the
+    /// subscriber connections opened later.
+    tls_root: Option<Vec<u8>>,
 }
 
 /// Health of a Redis server.
@@ -58,14 +61,17 @@ impl RedisBackend {
         fields(db.system = "redis", server.address = %config.url.target()))]
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         config.validate()?;
+        let tls_root = tls::root_certificate(config)?;
         if config.is_cluster() {
-            return cluster::connect(config).await.map(|(shared, client)| {
-                RedisBackend::assemble(config, shared, Opener::Cluster(Box::new(client)))
-            });
+            return cluster::connect(config, tls_root.as_deref())
+                .await
+                .map(|(shared, client)| {
+                    let opener = Opener::Cluster(Box::new(client));
+                    RedisBackend::assemble(config, shared, opener, tls_root)
+                });
         }
         let url = config.url.clone();
-        let client = redis::Client::open(url.expose())
-            .map_err(|e| map(&url, &e, Phase::Connect, config.connect_timeout))?;
+        let client = tls::client(&url, tls_root.as_deref(), config.connect_timeout)?;
         let manager_config = manager_config(config);
         let manager = if config.lazy {
             ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
@@ -79,10 +85,16 @@ impl RedisBackend {
             config,
             shared,
             Opener::Standalone(Box::new(client)),
+            tls_root,
         ))
     }
 
-    fn assemble(config: &RedisConfig, shared: RedisConnection, opener: Opener) -> Self {
+    fn assemble(
+        config: &RedisConfig,
+        shared: RedisConnection,
+        opener: Opener,
+        tls_root: Option<Vec<u8>>,
+    ) -> Self {
         RedisBackend {
             shared,
             opener,
@@ -90,6 +102,7 @@ impl RedisBackend {
             seeds: config.cluster_nodes.clone(),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            tls_root,
         }
     }
 
@@ -163,8 +176,7 @@ impl RedisBackend {
                 let Some(seed) = self.seeds.get(attempt % self.seeds.len().max(1)) else {
                     return Err(Error::config("redis", "a cluster without seed nodes"));
                 };
-                redis::Client::open(seed.expose())
-                    .map_err(|e| map(seed, &e, Phase::Connect, self.connect_timeout))?
+                tls::client(seed, self.tls_root.as_deref(), self.connect_timeout)?
             }
         };
         let budget = self.connect_timeout + self.response_timeout;

@@ -27,13 +27,16 @@ const MIN_RETRY_WAIT_MS: u64 = 10;
 
 /// The shared connection (with timeouts) and the client dedicated
 /// connections come from (without).
-pub(crate) async fn connect(config: &RedisConfig) -> Result<(RedisConnection, ClusterClient)> {
+pub(crate) async fn connect(
+    config: &RedisConfig,
+    tls_root: Option<&[u8]>,
+) -> Result<(RedisConnection, ClusterClient)> {
     let fail = |e: redis::RedisError| map(&config.url, &e, Phase::Connect, config.connect_timeout);
-    let shared = builder(config)
+    let shared = builder(config, tls_root)
         .response_timeout(config.response_timeout)
         .build()
         .map_err(fail)?;
-    let dedicated = builder(config)
+    let dedicated = builder(config, tls_root)
         .overall_response_timeout(None)
         .build()
         .map_err(fail)?;
@@ -52,17 +55,24 @@ pub(crate) async fn connect(config: &RedisConfig) -> Result<(RedisConnection, Cl
     Ok((RedisConnection::cluster(connected), dedicated))
 }
 
-fn builder(config: &RedisConfig) -> ClusterClientBuilder {
+/// `tls_root`: the private CA's PEM ([`RedisConfig::tls_ca_file`]); without
+/// the `tls` feature `validate` has already refused a CA file.
+fn builder(config: &RedisConfig, tls_root: Option<&[u8]>) -> ClusterClientBuilder {
     let nodes: Vec<String> = config
         .cluster_nodes
         .iter()
         .map(|url| url.expose().to_owned())
         .collect();
-    ClusterClient::builder(nodes)
+    let builder = ClusterClient::builder(nodes)
         .connection_timeout(config.connect_timeout)
         .retries(RETRIES)
         .min_retry_wait(MIN_RETRY_WAIT_MS)
-        .max_retry_wait(millis(config.reconnect_max_delay).max(MIN_RETRY_WAIT_MS + 1))
+        .max_retry_wait(millis(config.reconnect_max_delay).max(MIN_RETRY_WAIT_MS + 1));
+    match tls_root {
+        #[cfg(feature = "tls")]
+        Some(root) => builder.certs(crate::tls::certificates(root)),
+        _ => builder,
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -26,8 +26,22 @@
 //! `REDIS_URL` names a standalone server; when it is unset,
 //! `REDIS_CLUSTER_URLS` (comma-separated node URLs) names a cluster. Optionally
 //! `REPOSMITH_REDIS_CONNECT_TIMEOUT`, `REPOSMITH_REDIS_RESPONSE_TIMEOUT`,
-//! `REPOSMITH_REDIS_LAZY`.
+//! `REPOSMITH_REDIS_LAZY`, `REPOSMITH_REDIS_TLS_CA_FILE` (see
+//! [`RedisConfig::tls_ca_file`]), `REPOSMITH_ALLOW_PLAINTEXT` (see
+//! [`RedisConfig::allow_plaintext`]).
+//!
+//! # TLS
+//!
+//! `rediss://` URLs connect with TLS (reposmith's `tls` feature), checking
+//! the server's certificate and host name against the Mozilla roots, or
+//! against the CA in [`RedisConfig::tls_ca_file`] alone when set.
+//! [`RedisConfig::validate`] refuses a `redis://` URL (or cluster node)
+//! naming a host other than this machine (`localhost`, `127.0.0.0/8`,
+//! `::1`, a Unix socket) with an [`Error::Config`] naming the URL (password
+//! masked), unless [`RedisConfig::allow_plaintext`] or
+//! `REPOSMITH_ALLOW_PLAINTEXT=1`; see [`reposmith_core::tls`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reposmith_core::config::Env;
@@ -55,6 +69,15 @@ pub struct RedisConfig {
     pub reconnect_max_delay: Duration,
     /// Do not connect until the first command.
     pub lazy: bool,
+    /// A PEM file of the CA(s) that signed the server's certificate, for
+    /// `rediss://` to a server with a private CA; `None`: the Mozilla roots.
+    /// Read from `REPOSMITH_REDIS_TLS_CA_FILE`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Connect without TLS to a host other than this machine (`false` by
+    /// default: such a URL is refused, see the module docs).
+    /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
+    /// for every config, however built.
+    pub allow_plaintext: bool,
 }
 
 impl RedisConfig {
@@ -68,6 +91,8 @@ impl RedisConfig {
             reconnect_retries: 3,
             reconnect_max_delay: Duration::from_secs(1),
             lazy: false,
+            tls_ca_file: None,
+            allow_plaintext: false,
         }
     }
 
@@ -110,11 +135,18 @@ impl RedisConfig {
         let response = env.duration("REPOSMITH_REDIS_RESPONSE_TIMEOUT")?;
         config.response_timeout = response.unwrap_or(config.response_timeout);
         config.lazy = env.flag("REPOSMITH_REDIS_LAZY")?.unwrap_or(config.lazy);
+        if let Some(path) = env.get("REPOSMITH_REDIS_TLS_CA_FILE") {
+            config.tls_ca_file = Some(PathBuf::from(path));
+        }
+        let plaintext = env.flag(reposmith_core::tls::ALLOW_PLAINTEXT_ENV)?;
+        config.allow_plaintext = plaintext.unwrap_or(config.allow_plaintext);
         config.validate()?;
         Ok(Some(config))
     }
 
-    /// Rejects settings that would leave a wait unbounded.
+    /// Rejects settings that would leave a wait unbounded, and URLs that
+    /// would go unencrypted to another machine unless
+    /// [`RedisConfig::allow_plaintext`] (see the module docs, "TLS").
     pub fn validate(&self) -> Result<()> {
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(Error::config(
@@ -128,7 +160,22 @@ impl RedisConfig {
                 "no server URL (an empty cluster node list?)",
             ));
         }
-        Ok(())
+        crate::tls::check_config(self)
+    }
+
+    /// Trusts only the CA(s) in this PEM file for `rediss://` (see
+    /// [`RedisConfig::tls_ca_file`](field@RedisConfig::tls_ca_file)).
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Allows (or, `false`, refuses again) URLs that would go unencrypted
+    /// to a host other than this machine. Loopback and Unix sockets never
+    /// need it.
+    pub fn allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
     }
 
     /// Sets `response_timeout`.
@@ -157,7 +204,7 @@ mod tests {
     #[test]
     fn env_reads_timeouts() {
         let env = Env::from_fn(|k| match k {
-            "REDIS_URL" => Some("redis://:pw@h:6379/2".into()),
+            "REDIS_URL" => Some("redis://:pw@127.0.0.1:6379/2".into()),
             "REPOSMITH_REDIS_RESPONSE_TIMEOUT" => Some("150ms".into()),
             _ => None,
         });
@@ -170,6 +217,7 @@ mod tests {
     fn env_names_a_cluster_when_redis_url_is_unset() {
         let env = Env::from_fn(|k| match k {
             "REDIS_CLUSTER_URLS" => Some("redis://h:7001, redis://h:7002,".into()),
+            "REPOSMITH_ALLOW_PLAINTEXT" => Some("1".into()),
             _ => None,
         });
         let config = RedisConfig::from_env(&env).unwrap().unwrap();
@@ -177,8 +225,8 @@ mod tests {
         assert_eq!(config.cluster_nodes.len(), 2);
         assert_eq!(config.url.target(), "h:7001");
         let both = Env::from_fn(|k| match k {
-            "REDIS_URL" => Some("redis://h:6379".into()),
-            "REDIS_CLUSTER_URLS" => Some("redis://h:7001".into()),
+            "REDIS_URL" => Some("redis://127.0.0.1:6379".into()),
+            "REDIS_CLUSTER_URLS" => Some("redis://127.0.0.1:7001".into()),
             _ => None,
         });
         assert!(!RedisConfig::from_env(&both).unwrap().unwrap().is_cluster());

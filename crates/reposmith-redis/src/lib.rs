@@ -28,6 +28,7 @@ pub mod limit;
 mod lua;
 pub mod queue;
 mod reply;
+mod tls;
 
 pub use backend::{RedisBackend, RedisHealth};
 pub use config::RedisConfig;

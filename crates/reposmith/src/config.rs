@@ -14,6 +14,31 @@ use crate::RedisConfig;
 ///
 /// Build it in code with the `with_*` methods, or read it with
 /// [`Config::from_env`]. `Debug` never shows a password.
+///
+/// # TLS
+///
+/// A URL that would go unencrypted to a host other than this machine is
+/// refused ([`Error::Config`](crate::Error::Config) naming it, password
+/// masked): PostgreSQL without `sslmode=require`/`verify-ca`/`verify-full`
+/// (no `sslmode`, `prefer` and `allow` fall back to plaintext silently, so
+/// they count as plaintext), `mongodb://` without `tls=true`, `redis://`.
+/// `localhost`, `127.0.0.0/8`, `::1` and Unix sockets are always allowed.
+/// Allow plaintext on purpose per backend (`PgConfig::allow_plaintext`,
+/// `MongoConfig::allow_plaintext`, `RedisConfig::allow_plaintext`) or for
+/// all with `REPOSMITH_ALLOW_PLAINTEXT=1`. TLS needs the `tls` feature for
+/// PostgreSQL and Redis; a URL asking for it without the feature is an
+/// `Error::Config` naming the feature. Details: `reposmith_core::tls`.
+///
+/// # Migrations as the owner, the application as a role without DDL
+///
+/// `DATABASE_URL` is the application's; `REPOSMITH_MIGRATION_DATABASE_URL`
+/// (`PgConfig::migration_url`) names the schema owner migrations run as
+/// (`reposmith::migrate::Connection::for_config`, and the migrate CLI,
+/// read it; without it they use `DATABASE_URL`). Nothing reposmith runs on
+/// its own issues DDL, so the application role needs only `USAGE` on the
+/// schema and DML on its tables; DDL it tries anyway is
+/// [`Error::PermissionDenied`](crate::Error::PermissionDenied). The grants
+/// are in the `reposmith-postgres` crate docs, "TLS and least privilege".
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -67,7 +92,9 @@ impl Config {
     }
 
     /// Reads `DATABASE_URL`, `MONGODB_URL`, `REDIS_URL` and the tuning
-    /// variables each backend documents, from the process environment.
+    /// variables each backend documents (`REPOSMITH_MIGRATION_DATABASE_URL`
+    /// and `REPOSMITH_ALLOW_PLAINTEXT` among them), from the process
+    /// environment.
     ///
     /// Fails when a variable is malformed (the error names it) or when no
     /// backend URL is set at all.

@@ -240,8 +240,27 @@ pub(crate) const ROWS: &[Row] = &[
     ),
     row(
         "S2",
-        "TLS verify-full, least-privilege roles, minimum driver versions",
-        Check::NotBuilt,
+        "TLS verify-full for PostgreSQL, Redis (MongoDB where the server can), plaintext to a non-loopback host refused",
+        Check::Tests(&[
+            "tls::postgres::verify_full_connects_encrypted_and_a_wrong_ca_or_host_name_is_refused",
+            "tls::redis::rediss_with_the_right_ca_connects_and_a_wrong_ca_or_host_name_is_refused",
+            "tls::mongo::tls_with_the_right_ca_connects_and_a_wrong_ca_is_refused",
+            "tls::plaintext_to_a_non_loopback_host_is_refused_unless_allowed",
+        ]),
+    ),
+    row(
+        "S3",
+        "migrations as the owner (a separate migration URL), the app role gets DML only: its DDL is PermissionDenied 42501",
+        Check::Tests(&[
+            "least_privilege::migrations_run_as_the_owner_and_the_app_role_gets_dml_but_no_ddl",
+        ]),
+    ),
+    row(
+        "S4",
+        "resolved sqlx, redis, mongodb, rustls, ring, tokio at or above documented minimum safe versions",
+        Check::Tests(&[
+            "versions::resolved_driver_versions_are_at_or_above_the_documented_minimums",
+        ]),
     ),
     row(
         "S5",
