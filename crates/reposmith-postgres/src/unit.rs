@@ -194,6 +194,33 @@ impl UnitShared {
         }
     }
 
+    /// Runs one of the commit's own statements (the outbox lookup and the
+    /// outbox write) within the client-side deadline. Past it the
+    /// connection is cut mid-protocol and the unit poisoned, so the ROLLBACK
+    /// that follows closes the connection instead of waiting behind the
+    /// stalled reply.
+    async fn within_deadline<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(after) = client_deadline(&self.backend) else {
+            return work.await;
+        };
+        match tokio::time::timeout(after, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.cut();
+                self.poison();
+                Err(Error::Timeout {
+                    backend: Backend::Postgres,
+                    operation,
+                    after,
+                })
+            }
+        }
+    }
+
     /// Takes the connection out; the unit is over for every repository.
     async fn take(&self) -> Result<PooledConnection> {
         self.connection.lock().await.take().ok_or_else(ended)
@@ -511,13 +538,14 @@ impl PgUnitOfWork {
         }
         // Without the outbox table the write still commits: the invalidation
         // is applied after COMMIT, just not replayed if Redis misses it.
-        let present = {
+        let lookup = async {
             let mut connection = self.shared.lock_at(0).await?;
-            self.shared
-                .backend
-                .outbox_present_on(&mut connection)
-                .await?
+            self.shared.backend.outbox_present_on(&mut connection).await
         };
+        let present = self
+            .shared
+            .within_deadline("the outbox table lookup (client-side deadline)", lookup)
+            .await?;
         if !present {
             return Ok(());
         }
@@ -539,9 +567,14 @@ impl PgUnitOfWork {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut connection = self.shared.lock_at(0).await?;
-        let written = crate::outbox::write_pending(&mut connection, &messages).await;
-        written.map_err(|err| crate::outbox::write_error(&self.shared.backend, err))
+        let write = async {
+            let mut connection = self.shared.lock_at(0).await?;
+            let written = crate::outbox::write_pending(&mut connection, &messages).await;
+            written.map_err(|err| crate::outbox::write_error(&self.shared.backend, err))
+        };
+        self.shared
+            .within_deadline("the outbox write (client-side deadline)", write)
+            .await
     }
 
     /// Records `job` in the transactional outbox: written with this unit's

@@ -384,3 +384,71 @@ async fn a_begin_into_a_stalled_connection_times_out_at_the_deadline() {
 fn first_line(error: &Error) -> String {
     error.to_string().lines().next().unwrap_or("").to_owned()
 }
+
+/// A cached entity: a unit that writes it carries a cache invalidation,
+/// which its commit makes durable in the outbox (table lookup, then write).
+#[derive(Debug, Clone, PartialEq, reposmith::Repository)]
+#[repo(table = "proxied_notes", backend = "postgres", cache(ttl = "1m"))]
+struct CachedNote {
+    #[repo(id)]
+    id: i64,
+    body: String,
+}
+
+/// A commit whose durable cache invalidation meets a stalled connection:
+/// the outbox lookup on the unit's own connection is held to the
+/// client-side deadline, the unit ends with `Timeout` (nothing committed:
+/// COMMIT was never sent), the stalled connection is closed rather than
+/// pooled, and the next unit commits once the network is back.
+#[tokio::test]
+async fn a_commit_whose_cache_invalidation_meets_a_stall_times_out_at_the_deadline() {
+    let timeout = Duration::from_millis(500);
+    let db = Proxied::new(Some(timeout)).await;
+    let redis = reposmith::RedisBackend::connect(&reposmith::RedisConfig::new(
+        reposmith_tests::redis_url(),
+    ))
+    .await
+    .unwrap();
+    let store = std::sync::Arc::new(redis.cache_store(&reposmith::cache::CacheOptions::default()));
+    let options = reposmith::cache::CacheOptions::default().prefix(unique_name("t"));
+    let cache = reposmith::cache::Cache::new(store, options).unwrap();
+    let pg = db.pg.clone().with_cache(cache);
+    bounded("tables", pg.create_tables::<CachedNote>())
+        .await
+        .unwrap();
+    bounded("outbox", pg.create_outbox_tables()).await.unwrap();
+    let unit = bounded("begin", pg.begin()).await.unwrap();
+    let note = CachedNote {
+        id: 0,
+        body: "stalled-invalidation".into(),
+    };
+    bounded("insert", unit.repo::<CachedNote>().insert(&note))
+        .await
+        .unwrap();
+    db.proxy.set_mode(Mode::Stall);
+    let started = Instant::now();
+    let outcome = bounded("stalled commit", unit.commit()).await;
+    let took = started.elapsed();
+    db.proxy.set_mode(Mode::Pass);
+    let (sessions, in_transaction, active) = db.settled().await;
+    let sql = format!("SELECT count(*) FROM \"{}\".proxied_notes", db.namespace);
+    let rows: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(db.admin.pool())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Err(Error::Timeout { .. })), "{outcome:?}");
+    assert!(took >= timeout, "{took:?}");
+    assert!(took < timeout + SLACK + STEP / 4, "{took:?}");
+    assert_eq!(rows, 0, "COMMIT was never sent");
+    assert_eq!((in_transaction, active), (0, 0), "{sessions} sessions");
+    let unit = bounded("next begin", pg.begin()).await.unwrap();
+    bounded("next insert", unit.repo::<CachedNote>().insert(&note))
+        .await
+        .unwrap();
+    bounded("next commit", unit.commit()).await.unwrap();
+    println!(
+        "a commit carrying a cache invalidation into a stalled connection: Timeout after \
+         {took:.2?} (statement_timeout {timeout:?} + slack), 0 rows, the next unit committed"
+    );
+    db.cleanup().await;
+}

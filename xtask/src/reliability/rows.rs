@@ -92,6 +92,7 @@ pub(crate) const ROWS: &[Row] = &[
             "faults::pg_proxy::a_commit_into_a_stalled_connection_is_outcome_unknown_at_the_deadline",
             "faults::pg_proxy::a_begin_into_a_stalled_connection_times_out_at_the_deadline",
             "faults::pg_proxy::a_reset_mid_query_is_connection_lost_and_the_next_operation_works",
+            "faults::pg_proxy::a_commit_whose_cache_invalidation_meets_a_stall_times_out_at_the_deadline",
         ]),
     ),
     row(
