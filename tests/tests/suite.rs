@@ -14,6 +14,7 @@ mod cancellation;
 mod connection;
 mod fault_proxy;
 mod faults;
+mod fuzz_corpus;
 mod limit;
 mod migrate;
 mod mongo_bson_mapping;

@@ -3,7 +3,9 @@
 
 /// How a row is checked.
 pub(crate) enum Check {
-    /// These tests of the suite (`module::test`), all of which must pass.
+    /// These tests, all of which must pass: `module::test` of the suite,
+    /// or `BINARY_ID module::test` of another test binary (a crate's unit
+    /// tests, as nextest names the binary: `reposmith-macros`).
     Tests(&'static [&'static str]),
     /// Cannot run on this machine, and why.
     NotRunHere(&'static str),
@@ -185,6 +187,18 @@ pub(crate) const ROWS: &[Row] = &[
         "B2",
         "fuzzed filters, cursors, BSON and COPY input: typed errors, never a syntax error",
         Check::NotBuilt,
+    ),
+    row(
+        "B3",
+        "cargo-fuzz targets (cursor, BSON, COPY) with replayed seed corpora; derive attribute parser never panics",
+        Check::Tests(&[
+            "fuzz_corpus::cursor_decode_corpus_replays_clean",
+            "fuzz_corpus::bson_codec_corpus_replays_clean",
+            "fuzz_corpus::copy_encoder_corpus_replays_clean",
+            "pg_repository::paging::a_tampered_cursor_is_invalid_input_before_the_database",
+            "reposmith-macros never_panics::repository_derive_returns_items_for_arbitrary_attributes",
+            "reposmith-macros never_panics::db_enum_derive_returns_items_for_arbitrary_attributes",
+        ]),
     ),
     row(
         "M1",
