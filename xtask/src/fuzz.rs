@@ -50,7 +50,9 @@ impl Options {
                         .next()
                         .and_then(|n| n.parse().ok())
                         .filter(|n| *n > 0)
-                        .ok_or_else(|| Error::msg(format!("--seconds takes a positive number; {usage}")))?;
+                        .ok_or_else(|| {
+                            Error::msg(format!("--seconds takes a positive number; {usage}"))
+                        })?;
                 }
                 target if TARGETS.contains(&target) => options.targets.push(target.to_owned()),
                 other => {
@@ -220,11 +222,34 @@ fn fuzz_cargo(root: &Path, args: &[&str]) -> Command {
         .args(["+nightly", "fuzz", first, "-O"])
         .args(rest)
         .current_dir(root)
-        .env("CARGO_TARGET_DIR", root.join("fuzz/target"))
-        // Set by the stable cargo that runs xtask; it would pin the child.
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO");
+        .env("CARGO_TARGET_DIR", root.join("fuzz/target"));
+    // What `cargo run` set for xtask itself (its package's CARGO_PKG_*,
+    // its toolchain, its library path): passed on, they changed the build
+    // scripts' environment, and the sanitizer build started over.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if inherited_from_cargo_run(&key) {
+            command.env_remove(&*key);
+        }
+    }
     command
+}
+
+/// Variables `cargo run` sets for the program it runs.
+fn inherited_from_cargo_run(key: &str) -> bool {
+    let exact = [
+        "CARGO",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "LD_LIBRARY_PATH",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTUP_TOOLCHAIN_SOURCE",
+        "RUST_RECURSION_COUNT",
+    ];
+    exact.contains(&key) || key.starts_with("CARGO_PKG_")
 }
 
 fn path_arg(path: &Path) -> String {
@@ -252,6 +277,15 @@ mod tests {
         assert!(Options::parse(&["--seconds", "0"]).is_err());
         assert!(Options::parse(&["--seconds"]).is_err());
         assert!(Options::parse(&["nope"]).is_err());
+    }
+
+    #[test]
+    fn cargo_runs_own_variables_are_not_passed_on() {
+        assert!(inherited_from_cargo_run("CARGO_PKG_NAME"));
+        assert!(inherited_from_cargo_run("CARGO_MANIFEST_DIR"));
+        assert!(inherited_from_cargo_run("LD_LIBRARY_PATH"));
+        assert!(!inherited_from_cargo_run("CARGO_HOME"));
+        assert!(!inherited_from_cargo_run("PATH"));
     }
 
     #[test]

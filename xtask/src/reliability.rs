@@ -210,7 +210,10 @@ mod tests {
             claim: "",
             check: Check::Tests(&["m::t", "reposmith-macros never_panics::p"]),
         };
-        let right = [case(SUITE, "m::t"), case("reposmith-macros", "never_panics::p")];
+        let right = [
+            case(SUITE, "m::t"),
+            case("reposmith-macros", "never_panics::p"),
+        ];
         assert_eq!(judge(&row, &right).0, "pass");
         let wrong = [case(SUITE, "m::t"), case(SUITE, "never_panics::p")];
         assert_eq!(judge(&row, &wrong).0, "not in run");

@@ -211,7 +211,12 @@ mod tests {
     /// 9999 and starts at year 0, PostgreSQL's `timestamptz` does not.
     #[test]
     fn timestamps_beyond_four_digit_years_round_trip() {
-        for seconds in [-62_167_219_201, 253_402_300_800, -210_866_803_200, 8_210_266_876_799] {
+        for seconds in [
+            -62_167_219_201,
+            253_402_300_800,
+            -210_866_803_200,
+            8_210_266_876_799,
+        ] {
             let at = DateTime::from_timestamp(seconds, 123_456_789).unwrap();
             let cursor = Cursor::encode(&[Value::TimestampTz(at)]);
             let back = cursor.decode("Doc", &[ColumnType::TimestampTz]);

@@ -48,6 +48,11 @@ impl<'a> Input<'a> {
         (0..8).fold(0, |acc, _| (acc << 8) | u64::from(self.byte()))
     }
 
+    /// One bit of choice: whether the next byte is odd.
+    pub fn odd(&mut self) -> bool {
+        self.byte() & 1 == 1
+    }
+
     /// Up to `max` raw bytes, the count read first.
     pub fn bytes(&mut self, max: usize) -> &'a [u8] {
         let wanted = self.below(max + 1).min(self.data.len());
@@ -65,9 +70,9 @@ impl<'a> Input<'a> {
     /// control characters, non-ASCII, or arbitrary bytes read as UTF-8.
     pub fn text(&mut self) -> String {
         const PIECES: &[&str] = &[
-            "", "a", "O'Brien", "\"", "\\", "\\N", "\t", "\n", "\r\n", ",", ";", "--", "\0",
-            "NaN", "Infinity", "null", "[", "]", "{", "}", "$ne", "a.b", "é", "🦀", "\u{feff}",
-            "\u{7f}", "\u{fffd}", " ", "1e400", "-0",
+            "", "a", "O'Brien", "\"", "\\", "\\N", "\t", "\n", "\r\n", ",", ";", "--", "\0", "NaN",
+            "Infinity", "null", "[", "]", "{", "}", "$ne", "a.b", "é", "🦀", "\u{feff}", "\u{7f}",
+            "\u{fffd}", " ", "1e400", "-0",
         ];
         let mut text = String::new();
         for _ in 0..self.below(6) {
@@ -128,15 +133,15 @@ impl<'a> Input<'a> {
     pub fn timestamp(&mut self) -> DateTime<Utc> {
         const EDGES: &[i64] = &[
             0,
-            253_402_300_799,     // 9999-12-31T23:59:59
-            253_402_300_800,     // 10000-01-01
-            -62_167_219_200,     // 0000-01-01
-            -62_167_219_201,     // -0001-12-31T23:59:59
-            -210_866_803_200,    // 4714-11-24 BC, PostgreSQL's first day
-            9_224_318_016_000,   // 294277-01-01, past PostgreSQL's last
-            8_210_266_876_799,   // 262142-12-31T23:59:59, chrono's last second
-            -8_334_601_228_800,  // -262143-01-01, chrono's first day
-            946_684_800,         // 2000-01-01, PostgreSQL's epoch
+            253_402_300_799,    // 9999-12-31T23:59:59
+            253_402_300_800,    // 10000-01-01
+            -62_167_219_200,    // 0000-01-01
+            -62_167_219_201,    // -0001-12-31T23:59:59
+            -210_866_803_200,   // 4714-11-24 BC, PostgreSQL's first day
+            9_224_318_016_000,  // 294277-01-01, past PostgreSQL's last
+            8_210_266_876_799,  // 262142-12-31T23:59:59, chrono's last second
+            -8_334_601_228_800, // -262143-01-01, chrono's first day
+            946_684_800,        // 2000-01-01, PostgreSQL's epoch
         ];
         let seconds = match self.below(2) {
             0 => EDGES[self.below(EDGES.len())],
@@ -166,7 +171,7 @@ impl<'a> Input<'a> {
         use serde_json::Value as J;
         match self.below(if depth == 0 { 4 } else { 6 }) {
             0 => J::Null,
-            1 => J::Bool(self.byte() % 2 == 0),
+            1 => J::Bool(!self.odd()),
             2 => match self.below(3) {
                 0 => J::from(self.i64()),
                 1 => J::from(self.u64()),
@@ -195,10 +200,12 @@ impl<'a> Input<'a> {
             _ => {}
         }
         match ty {
-            ColumnType::Array(inner) => {
-                Value::Array((0..self.below(5)).map(|_| self.value(inner, true)).collect())
-            }
-            ColumnType::Enum(names) if !names.is_empty() && self.byte() % 2 == 0 => {
+            ColumnType::Array(inner) => Value::Array(
+                (0..self.below(5))
+                    .map(|_| self.value(inner, true))
+                    .collect(),
+            ),
+            ColumnType::Enum(names) if !names.is_empty() && !self.odd() => {
                 Value::Text(names[self.below(names.len())].to_owned())
             }
             scalar => self.scalar(scalar),
@@ -207,7 +214,7 @@ impl<'a> Input<'a> {
 
     fn scalar(&mut self, ty: &ColumnType) -> Value {
         match ty {
-            ColumnType::Bool => Value::Bool(self.byte() % 2 == 0),
+            ColumnType::Bool => Value::Bool(!self.odd()),
             ColumnType::SmallInt => Value::I16(self.i64() as i16),
             ColumnType::Int => Value::I32(self.i64() as i32),
             ColumnType::BigInt => Value::I64(self.i64()),
@@ -311,7 +318,7 @@ const KEY_TYPES: [ColumnType; 13] = [
 ///   bit for bit), or a next page would skip or repeat rows.
 pub fn cursor_decode(data: &[u8]) {
     let mut input = Input::new(data);
-    let from_row = input.byte() % 2 == 1;
+    let from_row = input.odd();
     let types: Vec<ColumnType> = (0..1 + input.below(4))
         .map(|_| KEY_TYPES[input.below(KEY_TYPES.len())])
         .collect();

@@ -24,21 +24,106 @@ fn cases() -> u32 {
 
 /// The words the derives' attributes and type checks know, and some they do not.
 const WORDS: &[&str] = &[
-    "repo", "table", "schema", "backend", "collection", "cache", "ttl", "negative_ttl", "reads",
-    "id", "assigned", "column", "unique", "index", "json", "version", "created_at", "updated_at",
-    "skip", "default", "vector", "dims", "distance", "m", "ef_construction", "lists", "full_text",
-    "language", "embed", "from", "renamed_from", "rename", "Option", "Vec", "String", "i64", "i32",
-    "i16", "u64", "f32", "f64", "bool", "Uuid", "ObjectId", "DateTime", "Utc", "NaiveDate",
-    "Vector", "HalfVector", "SparseVector", "Bit", "serde_json", "Value", "self", "Self", "crate",
-    "super", "r#type", "r#struct", "_", "tabel", "uniq",
+    "repo",
+    "table",
+    "schema",
+    "backend",
+    "collection",
+    "cache",
+    "ttl",
+    "negative_ttl",
+    "reads",
+    "id",
+    "assigned",
+    "column",
+    "unique",
+    "index",
+    "json",
+    "version",
+    "created_at",
+    "updated_at",
+    "skip",
+    "default",
+    "vector",
+    "dims",
+    "distance",
+    "m",
+    "ef_construction",
+    "lists",
+    "full_text",
+    "language",
+    "embed",
+    "from",
+    "renamed_from",
+    "rename",
+    "Option",
+    "Vec",
+    "String",
+    "i64",
+    "i32",
+    "i16",
+    "u64",
+    "f32",
+    "f64",
+    "bool",
+    "Uuid",
+    "ObjectId",
+    "DateTime",
+    "Utc",
+    "NaiveDate",
+    "Vector",
+    "HalfVector",
+    "SparseVector",
+    "Bit",
+    "serde_json",
+    "Value",
+    "self",
+    "Self",
+    "crate",
+    "super",
+    "r#type",
+    "r#struct",
+    "_",
+    "tabel",
+    "uniq",
 ];
 
 /// String contents: the attributes' vocabularies, durations, SQL, hostile text.
 const STRINGS: &[&str] = &[
-    "", "postgres", "mongo", "both", "replica", "primary", "cosine", "l2", "inner_product",
-    "hamming", "jaccard", "hnsw", "ivfflat", "none", "english", "5m", "30s", "0s", "1h", "-1s",
-    "99999999999999999999h", "now()", "0", "docs", "rag", "a b", "x\"; DROP TABLE t; --",
-    "\\0", "\u{0}", "é", "🦀", "$ne", "a.b", "_id",
+    "",
+    "postgres",
+    "mongo",
+    "both",
+    "replica",
+    "primary",
+    "cosine",
+    "l2",
+    "inner_product",
+    "hamming",
+    "jaccard",
+    "hnsw",
+    "ivfflat",
+    "none",
+    "english",
+    "5m",
+    "30s",
+    "0s",
+    "1h",
+    "-1s",
+    "99999999999999999999h",
+    "now()",
+    "0",
+    "docs",
+    "rag",
+    "a b",
+    "x\"; DROP TABLE t; --",
+    "\\0",
+    "\u{0}",
+    "é",
+    "🦀",
+    "$ne",
+    "a.b",
+    "_id",
 ];
 
 const PUNCT: &[&str] = &[
@@ -51,13 +136,33 @@ fn literal() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(STRINGS).prop_map(|s| format!("{s:?}")),
         "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
-        prop::sample::select(&[
-            "0", "1", "16", "2000", "2001", "4000", "65535", "4294967295", "4294967296", "1_000",
-            "0x10", "1u8", "1.5", "1e400", "-1", "99999999999999999999999999",
-        ][..])
+        prop::sample::select(
+            &[
+                "0",
+                "1",
+                "16",
+                "2000",
+                "2001",
+                "4000",
+                "65535",
+                "4294967295",
+                "4294967296",
+                "1_000",
+                "0x10",
+                "1u8",
+                "1.5",
+                "1e400",
+                "-1",
+                "99999999999999999999999999",
+            ][..]
+        )
         .prop_map(str::to_owned),
-        prop::sample::select(&["true", "false", "'x'", "b\"x\"", "b'x'", "r\"raw\"", "c\"c\""][..])
-            .prop_map(str::to_owned),
+        prop::sample::select(
+            &[
+                "true", "false", "'x'", "b\"x\"", "b'x'", "r\"raw\"", "c\"c\""
+            ][..]
+        )
+        .prop_map(str::to_owned),
     ]
 }
 
@@ -155,18 +260,52 @@ fn attribute(valid: &'static [&'static str]) -> impl Strategy<Value = String> {
 }
 
 const TYPES: &[&str] = &[
-    "Uuid", "ObjectId", "i64", "i32", "i16", "u32", "String", "Option<String>", "Option<i64>",
-    "Vec<String>", "Vec<Vec<i32>>", "f32", "f64", "bool", "DateTime<Utc>", "NaiveDate",
-    "serde_json::Value", "Option<serde_json::Value>", "pgvector::Vector", "HalfVector",
-    "SparseVector", "Bit", "Option<Vector>", "Status", "(i32, i32)", "[u8; 4]", "&'a str",
-    "Box<dyn Fn()>", "Option<Option<i64>>",
+    "Uuid",
+    "ObjectId",
+    "i64",
+    "i32",
+    "i16",
+    "u32",
+    "String",
+    "Option<String>",
+    "Option<i64>",
+    "Vec<String>",
+    "Vec<Vec<i32>>",
+    "f32",
+    "f64",
+    "bool",
+    "DateTime<Utc>",
+    "NaiveDate",
+    "serde_json::Value",
+    "Option<serde_json::Value>",
+    "pgvector::Vector",
+    "HalfVector",
+    "SparseVector",
+    "Bit",
+    "Option<Vector>",
+    "Status",
+    "(i32, i32)",
+    "[u8; 4]",
+    "&'a str",
+    "Box<dyn Fn()>",
+    "Option<Option<i64>>",
 ];
 
 /// A field: attributes, a name, a type that is usually plausible.
 fn field() -> impl Strategy<Value = String> {
     (
         prop::collection::vec(attribute(VALID_FIELD_ARGS), 0..3),
-        prop::sample::select(&["id", "title", "body", "created_at", "embedding", "r#type", "x"][..]),
+        prop::sample::select(
+            &[
+                "id",
+                "title",
+                "body",
+                "created_at",
+                "embedding",
+                "r#type",
+                "x",
+            ][..],
+        ),
         prop_oneof![4 => prop::sample::select(TYPES).prop_map(str::to_owned), 1 => tokens()],
     )
         .prop_map(|(attrs, name, ty)| format!("{} pub {name}: {ty},", attrs.join(" ")))
@@ -240,7 +379,13 @@ fn db_enum_input() -> impl Strategy<Value = String> {
         prop::collection::vec(attribute(&["rename_all = \"snake\""]), 0..2),
         prop::collection::vec(variant, 0..5),
     )
-        .prop_map(|(attrs, variants)| format!("{} enum Status {{ {} }}", attrs.join(" "), variants.concat()))
+        .prop_map(|(attrs, variants)| {
+            format!(
+                "{} enum Status {{ {} }}",
+                attrs.join(" "),
+                variants.concat()
+            )
+        })
 }
 
 /// Runs `derive` on every input `strategy` makes that lexes: its output must

@@ -165,17 +165,15 @@ fn encode_value(
         (Value::TimestampTz(t), ColumnType::TimestampTz) => {
             // `check_row` refused these already; chrono reaches 262143 BC,
             // where the plain difference overflows i64.
-            let micros = pg_micros(t)
-                .ok_or_else(|| {
-                    format!("{t} is outside PostgreSQL's timestamp range (4713 BC to 294276 AD)")
-                })?;
+            let micros = pg_micros(t).ok_or_else(|| {
+                format!("{t} is outside the instants PostgreSQL stores and reads back")
+            })?;
             out.extend_from_slice(&micros.to_be_bytes());
         }
         (Value::Date(d), ColumnType::Date) => {
-            let days = pg_days(d)
-                .ok_or_else(|| {
-                    format!("{d} is outside PostgreSQL's date range (4713 BC to 5874897 AD)")
-                })?;
+            let days = pg_days(d).ok_or_else(|| {
+                format!("{d} is outside PostgreSQL's date range (4713 BC to 5874897 AD)")
+            })?;
             out.extend_from_slice(&days.to_be_bytes());
         }
         (Value::Json(json), ColumnType::Json) => {

@@ -34,7 +34,10 @@ async fn a_tampered_cursor_is_invalid_input_before_the_database() {
     let id = "00000000-0000-0000-0000-00000000002a";
     let tampered = [
         (Doc::TITLE.asc(), format!(r#"["a\u0000b","{id}"]"#)),
-        (Doc::CREATED_AT.asc(), format!(r#"["-5000-01-01T00:00:00Z","{id}"]"#)),
+        (
+            Doc::CREATED_AT.asc(),
+            format!(r#"["-5000-01-01T00:00:00Z","{id}"]"#),
+        ),
     ];
     let mut refused = 0;
     for (order, text) in tampered {

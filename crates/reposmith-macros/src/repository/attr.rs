@@ -183,8 +183,7 @@ impl FromMeta for Flag {
                     .path()
                     .get_ident()
                     .map_or_else(|| "this attribute".to_owned(), |i| format!("`{i}`"));
-                Error::custom(format!("{word} takes no arguments: write it alone"))
-                    .with_span(other)
+                Error::custom(format!("{word} takes no arguments: write it alone")).with_span(other)
             })),
         }
     }
