@@ -15,6 +15,7 @@ mod cancellation;
 mod connection;
 mod fault_proxy;
 mod faults;
+mod fuzz_corpus;
 mod least_privilege;
 mod limit;
 mod migrate;

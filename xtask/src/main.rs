@@ -8,6 +8,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod error;
+mod fuzz;
 mod migrate;
 mod reliability;
 mod services;
@@ -49,8 +50,9 @@ Commands:
                     services up, the reliability tests, then a scoreboard: one
                     row per promise (load, faults, cancellation, crashes,
                     bad input, migrations, security) passed or failed with its
-                    figure, not run here (why) or not built yet; --heavy runs
-                    the long loops (REPOSMITH_HEAVY=1)
+                    figure, or not run here (why); --heavy runs the long
+                    loops (REPOSMITH_HEAVY=1) and the whole suite with one
+                    connection per PostgreSQL pool
   tidy              the repository's own rules: module docs, no unfinished-work
                     markers, Markdown links inside the repository, lints kept on
   test [--no-lint] [-- ARGS]
@@ -61,6 +63,12 @@ Commands:
                     generate <name> | apply | status | revert | check through
                     the application's migrate binary (default: the quickstart's);
                     `migrate help` lists the options
+  fuzz [--seconds N] [TARGET...]
+                    the cargo-fuzz targets (cursor_decode, bson_codec,
+                    copy_encoder) under libFuzzer for N seconds each (default
+                    30) from their committed seeds; installs cargo-fuzz when
+                    missing, needs the nightly toolchain; fails on a crash,
+                    naming the input (CI replays the seeds instead)
   help              this text
 
 Servers named by DATABASE_URL, MONGODB_URL and REDIS_URL are reused, never
@@ -87,6 +95,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["bench", rest @ ..] => bench::run(&workspace_root(), &bench::args(rest)),
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
         ["tidy"] => tidy::run(&workspace_root()),
+        ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), &fuzz::Options::parse(rest)?),
         ["reliability", rest @ ..] => reliability::run(&workspace_root(), rest),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {

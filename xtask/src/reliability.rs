@@ -2,7 +2,7 @@
 //! then a scoreboard, one row per test of the reliability list (load,
 //! faults, cancellation, crash consistency, isolation, bad input,
 //! migrations, security): passed or failed with the figure its test
-//! printed, "not run here" with the reason, or "not built yet".
+//! printed, or "not run here" with the reason.
 //!
 //! `cargo xtask test` prints the same board from its own run's JUnit
 //! report, so CI shows it without running anything twice.
@@ -105,17 +105,12 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
     let _ = std::fs::remove_file(report_path(root));
     let _ = std::fs::remove_file(pool_of_one::report(root));
     let filter = filter();
-    let args = [
-        "nextest",
-        "run",
-        "-p",
-        "reposmith-tests",
-        "--test",
-        "suite",
-        "--no-fail-fast",
-        "-E",
-        &filter,
-    ];
+    let mut args = vec!["nextest", "run", "-p", "reposmith-tests", "--test", "suite"];
+    // Rows that name another binary's tests: those crates' unit tests too.
+    for package in other_binaries() {
+        args.extend(["-p", package, "--lib"]);
+    }
+    args.extend(["--no-fail-fast", "-E", &filter]);
     let mut nextest = test::cargo(root, &vars, &args);
     println!("\n==> {}", cmd::describe(&nextest));
     let outcome = cmd::run_inherit(&mut nextest, test::step_timeout()).and_then(|_| {
@@ -130,15 +125,45 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
     Ok(ExitCode::from(print_board(root, true)?))
 }
 
-/// A nextest filter selecting every row's tests.
-fn filter() -> String {
+/// Every test the rows name.
+fn row_tests() -> impl Iterator<Item = &'static str> {
     ROWS.iter()
         .filter_map(|row| match row.check {
             Check::Tests(tests) => Some(tests),
             _ => None,
         })
         .flatten()
-        .map(|test| format!("test(={test})"))
+        .copied()
+}
+
+/// A row's test as (binary, `module::test`): `BINARY_ID module::test`, or
+/// the suite's `module::test`.
+fn split(test: &str) -> (&str, &str) {
+    test.split_once(' ').unwrap_or((SUITE, test))
+}
+
+/// The suite's binary id, as nextest names it.
+const SUITE: &str = "reposmith-tests::suite";
+
+/// The crates whose unit tests some row names (their binary id is the
+/// crate's name).
+fn other_binaries() -> Vec<&'static str> {
+    let mut packages: Vec<&str> = row_tests()
+        .map(|test| split(test).0)
+        .filter(|binary| *binary != SUITE)
+        .collect();
+    packages.sort_unstable();
+    packages.dedup();
+    packages
+}
+
+/// A nextest filter selecting every row's tests.
+fn filter() -> String {
+    row_tests()
+        .map(|test| match split(test) {
+            (SUITE, name) => format!("test(={name})"),
+            (binary, name) => format!("(binary_id({binary}) & test(={name}))"),
+        })
         .collect::<Vec<_>>()
         .join(" | ")
 }
@@ -173,14 +198,18 @@ pub(crate) fn print_board(root: &Path, strict: bool) -> Result<u8, Error> {
 /// A row's verdict and figure from the report's cases.
 fn judge(row: &Row, cases: &[Case]) -> (&'static str, String) {
     let tests = match row.check {
-        Check::NotBuilt => return ("not built yet", String::new()),
         Check::NotRunHere(why) => return ("not run here", why.to_owned()),
         Check::Tests(tests) => tests,
         Check::PoolOfOne => unreachable!("judged by judge_pool_of_one"),
     };
     let found: Vec<&Case> = tests
         .iter()
-        .filter_map(|test| cases.iter().find(|case| case.name == *test))
+        .filter_map(|test| {
+            let (binary, name) = split(test);
+            cases
+                .iter()
+                .find(|case| case.name == name && case.binary == binary)
+        })
         .collect();
     if found.len() < tests.len() {
         return (
@@ -243,4 +272,46 @@ fn figure(output: &str) -> Option<String> {
         text.push('…');
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_may_name_tests_of_other_binaries() {
+        assert_eq!(split("faults::a"), (SUITE, "faults::a"));
+        assert_eq!(
+            split("reposmith-macros never_panics::x"),
+            ("reposmith-macros", "never_panics::x")
+        );
+        let filter = filter();
+        assert!(filter.contains("test(=fuzz_corpus::cursor_decode_corpus_replays_clean)"));
+        assert!(filter.contains(
+            "(binary_id(reposmith-macros) & test(=never_panics::db_enum_derive_returns_items_for_arbitrary_attributes))"
+        ));
+        assert_eq!(other_binaries(), ["reposmith-macros"]);
+    }
+
+    #[test]
+    fn a_case_counts_only_for_the_binary_its_row_names() {
+        let case = |binary: &str, name: &str| Case {
+            name: name.to_owned(),
+            binary: binary.to_owned(),
+            passed: true,
+            output: "12 cases, no panic".to_owned(),
+        };
+        let row = Row {
+            id: "T1",
+            claim: "",
+            check: Check::Tests(&["m::t", "reposmith-macros never_panics::p"]),
+        };
+        let right = [
+            case(SUITE, "m::t"),
+            case("reposmith-macros", "never_panics::p"),
+        ];
+        assert_eq!(judge(&row, &right).0, "pass");
+        let wrong = [case(SUITE, "m::t"), case(SUITE, "never_panics::p")];
+        assert_eq!(judge(&row, &wrong).0, "not in run");
+    }
 }

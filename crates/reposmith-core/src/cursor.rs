@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::schema::ColumnType;
@@ -115,6 +115,21 @@ fn float_from_json(item: &Json) -> Option<f64> {
     }
 }
 
+/// An instant as [`to_json`] writes it. RFC 3339 has four-digit years
+/// only, but a `timestamptz` reaches 4713 BC and 294276 AD, and chrono
+/// writes those years signed (`-0001-12-31T23:59:59Z`, `+10000-01-01T…`):
+/// they are read back with chrono's own signed-year format, or a page
+/// ending on such a row would have a next page nobody can fetch.
+fn timestamp_from_json(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    let naive = text.strip_suffix('Z')?;
+    NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
 fn from_json(item: Json, ty: &ColumnType) -> Option<Value> {
     if item.is_null() {
         return Some(Value::Null);
@@ -129,11 +144,7 @@ fn from_json(item: Json, ty: &ColumnType) -> Option<Value> {
         ColumnType::Double => Value::F64(float_from_json(&item)?),
         ColumnType::Uuid => Value::Uuid(item.as_str()?.parse().ok()?),
         ColumnType::ObjectId => Value::ObjectId(item.as_str()?.parse().ok()?),
-        ColumnType::TimestampTz => Value::TimestampTz(
-            DateTime::parse_from_rfc3339(item.as_str()?)
-                .ok()?
-                .with_timezone(&Utc),
-        ),
+        ColumnType::TimestampTz => Value::TimestampTz(timestamp_from_json(item.as_str()?)?),
         ColumnType::Date => Value::Date(item.as_str()?.parse::<NaiveDate>().ok()?),
         ColumnType::Json | ColumnType::Array(_) | ColumnType::Vector(_) => return None,
     })
@@ -194,6 +205,23 @@ mod tests {
                 .unwrap(),
             values
         );
+    }
+
+    /// Found by the `cursor_decode` fuzz target: RFC 3339 stops at year
+    /// 9999 and starts at year 0, PostgreSQL's `timestamptz` does not.
+    #[test]
+    fn timestamps_beyond_four_digit_years_round_trip() {
+        for seconds in [
+            -62_167_219_201,
+            253_402_300_800,
+            -210_866_803_200,
+            8_210_266_876_799,
+        ] {
+            let at = DateTime::from_timestamp(seconds, 123_456_789).unwrap();
+            let cursor = Cursor::encode(&[Value::TimestampTz(at)]);
+            let back = cursor.decode("Doc", &[ColumnType::TimestampTz]);
+            assert_eq!(back.unwrap(), [Value::TimestampTz(at)], "via {cursor}");
+        }
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub mod entity;
 pub mod error;
 pub mod filter;
 pub mod finite;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod home;
 pub mod job;
 pub mod json;

@@ -27,6 +27,8 @@
 
 mod db_enum;
 mod naming;
+#[cfg(test)]
+mod never_panics;
 mod repository;
 
 use proc_macro::TokenStream;

@@ -65,9 +65,7 @@ pub(crate) fn to_bson(entity: &'static str, field: &str, value: &Value) -> Resul
         Value::Text(s) => Bson::String(s.clone()),
         Value::Uuid(u) => uuid_bson(u),
         Value::ObjectId(o) => Bson::ObjectId(mongodb::bson::oid::ObjectId::from_bytes(o.bytes())),
-        Value::TimestampTz(t) => {
-            Bson::DateTime(mongodb::bson::DateTime::from_millis(t.timestamp_millis()))
-        }
+        Value::TimestampTz(t) => Bson::DateTime(bson_date(entity, field, t)?),
         Value::Date(d) => Bson::DateTime(mongodb::bson::DateTime::from_millis(
             d.and_time(NaiveTime::MIN).and_utc().timestamp_millis(),
         )),
@@ -86,6 +84,23 @@ pub(crate) fn to_bson(entity: &'static str, field: &str, value: &Value) -> Resul
             }
         },
     })
+}
+
+/// `at` as a BSON date, refused when its milliseconds would not read back
+/// as a `DateTime<Utc>`: a leap second at chrono's last instant
+/// (262142-12-31T23:59:60) counts one second past it, and a document holding
+/// it could be written but never read (found by the `bson_codec` fuzz target).
+fn bson_date(
+    entity: &'static str,
+    field: &str,
+    at: &DateTime<Utc>,
+) -> Result<mongodb::bson::DateTime> {
+    let millis = at.timestamp_millis();
+    if DateTime::from_timestamp_millis(millis).is_none() {
+        let reason = format!("{at} is beyond the instants a stored date reads back as");
+        return Err(Error::invalid(entity, field, reason));
+    }
+    Ok(mongodb::bson::DateTime::from_millis(millis))
 }
 
 fn uuid_bson(u: &Uuid) -> Bson {
@@ -204,10 +219,7 @@ pub(crate) fn encode_raw(schema: &EntitySchema, values: &[Value]) -> Result<RawD
                     bytes: u.as_bytes(),
                 },
             ),
-            Value::TimestampTz(t) => doc.append(
-                key,
-                mongodb::bson::DateTime::from_millis(t.timestamp_millis()),
-            ),
+            Value::TimestampTz(t) => doc.append(key, bson_date(schema.entity, column.field, t)?),
             other => {
                 let bson = to_bson(schema.entity, column.field, other)?;
                 let raw = RawBson::try_from(bson)
@@ -505,6 +517,20 @@ mod tests {
         doc.append(<&CStr>::try_from("n").unwrap(), 5i32);
         let raw = doc.get("n").unwrap().unwrap();
         assert_eq!(from_raw(&big, raw).unwrap(), Value::I64(5));
+    }
+
+    #[test]
+    fn a_leap_second_at_chronos_last_instant_is_refused_not_stored_unreadable() {
+        let last = DateTime::<Utc>::MAX_UTC;
+        let leap = DateTime::from_timestamp(last.timestamp(), 1_999_999_999).unwrap();
+        let err = to_bson("T", "at", &Value::TimestampTz(leap)).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "at"));
+        let bson = to_bson("T", "at", &Value::TimestampTz(last)).unwrap();
+        let column = ColumnDef::new("at", "at", ColumnType::TimestampTz, false);
+        assert_eq!(
+            from_bson(&column, &ColumnType::TimestampTz, &bson).unwrap(),
+            Value::TimestampTz(to_millis(last))
+        );
     }
 
     #[test]

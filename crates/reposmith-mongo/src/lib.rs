@@ -50,6 +50,9 @@ mod counter;
 mod distance;
 mod error;
 mod executor;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index_spec;
 mod indexes;
 mod json_filter;

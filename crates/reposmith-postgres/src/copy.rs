@@ -7,21 +7,18 @@
 //! format is written here by hand because sqlx exposes COPY only as raw
 //! bytes; each encoding below is the type's `send` function in Postgres.
 
-use chrono::NaiveDate;
 use reposmith_core::{ColumnType, Entity, EntitySchema, Error, Result, Value};
 use sqlx::PgConnection;
 
 use crate::ddl::{quote_ident, table_name};
 use crate::embed::Fills;
-use crate::validate::check_row;
+use crate::validate::{check_row, pg_days, pg_micros};
 use crate::write::stamp_new;
 
 /// Signature, flags and header-extension length of a binary COPY stream.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub(crate) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Encoded bytes buffered before a CopyData message goes out.
 const CHUNK: usize = 1 << 20;
-/// Microseconds from the Unix epoch to Postgres' epoch, 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// True when every inserted column has a binary encoding here (arrays of
 /// arrays do not: they take the `VALUES` path).
@@ -123,7 +120,21 @@ fn encode_entity<E: Entity>(
     let mut values = entity.to_values()?;
     stamp_new(schema, &mut values);
     fills.apply(position, &mut values);
-    check_row(schema, &values)?;
+    encode_row(schema, columns, widths, &values, out)
+}
+
+/// Writes one row of `columns` from schema-ordered `values`, after checking
+/// them: a value PostgreSQL would refuse (a NUL, a date beyond its range,
+/// a value of the wrong type) is an [`Error::InvalidInput`] naming the
+/// field. `widths` are the stored integer types where they differ.
+pub(crate) fn encode_row(
+    schema: &EntitySchema,
+    columns: &[usize],
+    widths: &[Option<ColumnType>],
+    values: &[Value],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    check_row(schema, values)?;
     out.extend_from_slice(&(columns.len() as i16).to_be_bytes());
     for (&i, width) in columns.iter().zip(widths) {
         let column = &schema.columns[i];
@@ -174,11 +185,17 @@ fn encode_value(
         (Value::Uuid(u), ColumnType::Uuid) => out.extend_from_slice(u.as_bytes()),
         (Value::ObjectId(o), ColumnType::ObjectId) => out.extend_from_slice(o.to_hex().as_bytes()),
         (Value::TimestampTz(t), ColumnType::TimestampTz) => {
-            out.extend_from_slice(&(t.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
+            // `check_row` refused these already; chrono reaches 262143 BC,
+            // where the plain difference overflows i64.
+            let micros = pg_micros(t).ok_or_else(|| {
+                format!("{t} is outside the instants PostgreSQL stores and reads back")
+            })?;
+            out.extend_from_slice(&micros.to_be_bytes());
         }
         (Value::Date(d), ColumnType::Date) => {
-            let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
-            let days = i32::try_from((*d - epoch).num_days()).map_err(|_| "date out of range")?;
+            let days = pg_days(d).ok_or_else(|| {
+                format!("{d} is outside PostgreSQL's date range (4713 BC to 5874897 AD)")
+            })?;
             out.extend_from_slice(&days.to_be_bytes());
         }
         (Value::Json(json), ColumnType::Json) => {

@@ -142,6 +142,9 @@ mod ddl;
 mod embed;
 mod error;
 mod executor;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod keyset;
 pub mod outbox;

@@ -79,7 +79,14 @@ fn select<E: Entity>(query: &FindQuery<E>) -> Result<SelectStatement> {
         .from(table(schema))
         .and_where(filter_expr(schema, query.filter.node())?);
     if let Some(cursor) = &query.after {
-        select.and_where(after(&keyset.after(cursor)?));
+        let position = keyset.after(cursor)?;
+        // A client's cursor is checked like any value before it is bound:
+        // a tampered key with a NUL or a year PostgreSQL cannot hold is
+        // invalid input, not a server error after a round trip.
+        for (_, value) in position.position() {
+            crate::validate::check_value(schema.entity, "cursor", value)?;
+        }
+        select.and_where(after(&position));
     }
     order_by(&mut select, keyset.keys());
     Ok(select)

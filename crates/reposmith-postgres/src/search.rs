@@ -338,6 +338,9 @@ fn decode_cursor<E: Entity>(query: &SearchQuery<E>, cursor: &Cursor) -> Result<A
     if values.iter().any(|v| matches!(v, Value::Null)) {
         return Err(invalid("holds a null key"));
     }
+    for value in &values {
+        crate::validate::check_value(schema.entity, "cursor", value)?;
+    }
     let ids = values.split_off(1);
     match values.pop() {
         Some(Value::F64(score)) if !score.is_nan() => Ok(After { score, ids }),

@@ -3,8 +3,10 @@
 //! field, after a round trip; JSON nested deeper than
 //! [`MAX_JSON_DEPTH`](reposmith_core::json::MAX_JSON_DEPTH) would be stored
 //! and then fail every read (serde_json reads 127 levels). JSON numbers need
-//! no check: serde_json cannot hold NaN or infinities. The whole policy is
-//! in [`reposmith_core::json`].
+//! no check: serde_json cannot hold NaN or infinities. The whole JSON policy
+//! is in [`reposmith_core::json`]. Instants and days beyond PostgreSQL's
+//! range (chrono reaches 262143 BC, PostgreSQL 4713 BC) are refused the same
+//! way instead of failing as "timestamp out of range".
 
 use reposmith_core::json::check_json_depth;
 use reposmith_core::{EntitySchema, Error, Result, Value};
@@ -21,10 +23,26 @@ pub(crate) fn check_row(schema: &EntitySchema, values: &[Value]) -> Result<()> {
     reposmith_core::vector::check_row(schema, values)
 }
 
-/// Rejects one value (a field or a filter operand) holding a NUL.
+/// The `timestamptz` values PostgreSQL accepts, in microseconds from its
+/// epoch (2000-01-01): 4714-11-24 BC 00:00 UTC up to 294277-01-01 AD,
+/// exclusive (`MIN_TIMESTAMP` and `END_TIMESTAMP` in its
+/// `datatype/timestamp.h`).
+pub(crate) const PG_TIMESTAMP_MICROS: std::ops::Range<i64> =
+    -211_813_488_000_000_000..9_223_371_331_200_000_000;
+/// The `date` values PostgreSQL accepts, in days from its epoch: Julian
+/// day 0 (4714-11-24 BC) up to 5874898-01-01 AD, exclusive.
+pub(crate) const PG_DATE_DAYS: std::ops::Range<i32> = -2_451_545..2_145_031_949;
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+pub(crate) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Rejects one value (a field, a filter operand, a cursor's key) holding a
+/// NUL, or an instant or a day PostgreSQL cannot store.
 pub(crate) fn check_value(entity: &'static str, field: &str, value: &Value) -> Result<()> {
     if has_nul(value) {
         return Err(Error::invalid(entity, field, NUL_REASON));
+    }
+    if let Some(reason) = out_of_range(value) {
+        return Err(Error::invalid(entity, field, reason));
     }
     match value {
         Value::Json(json) => check_json_depth(entity, field, json),
@@ -32,6 +50,41 @@ pub(crate) fn check_value(entity: &'static str, field: &str, value: &Value) -> R
             .iter()
             .try_for_each(|item| check_value(entity, field, item)),
         _ => Ok(()),
+    }
+}
+
+/// `value`'s instant from PostgreSQL's epoch, when PostgreSQL can hold it
+/// and it reads back as a `DateTime<Utc>`: a leap second at chrono's last
+/// instant (262142-12-31T23:59:60) counts one second past it, and a row
+/// holding it could be written but never read (found by the
+/// `copy_encoder` fuzz target).
+pub(crate) fn pg_micros(at: &chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let micros = at.timestamp_micros();
+    chrono::DateTime::from_timestamp_micros(micros)?;
+    micros
+        .checked_sub(PG_EPOCH_MICROS)
+        .filter(|micros| PG_TIMESTAMP_MICROS.contains(micros))
+}
+
+/// `day` in days from PostgreSQL's epoch, when PostgreSQL can hold it.
+pub(crate) fn pg_days(day: &chrono::NaiveDate) -> Option<i32> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
+    i32::try_from((*day - epoch).num_days())
+        .ok()
+        .filter(|days| PG_DATE_DAYS.contains(days))
+}
+
+/// Why PostgreSQL would refuse an instant or a day in `value`.
+fn out_of_range(value: &Value) -> Option<String> {
+    match value {
+        Value::TimestampTz(at) if pg_micros(at).is_none() => Some(format!(
+            "{at} is outside the instants PostgreSQL stores and reads back (4713 BC to 262142 AD)"
+        )),
+        Value::Date(day) if pg_days(day).is_none() => Some(format!(
+            "{day} is outside PostgreSQL's date range (4713 BC to 5874897 AD)"
+        )),
+        Value::Array(items) => items.iter().find_map(out_of_range),
+        _ => None,
     }
 }
 
@@ -97,6 +150,33 @@ mod tests {
         assert!(json_has_nul(&json!({"k\u{0000}": 1})));
         assert!(!json_has_nul(&json!({"a": ["ok", 1, null, {"é": "🦀"}]})));
         assert!(!has_nul(&Value::I64(0)));
+    }
+
+    /// Seen while writing the `copy_encoder` fuzz target, whose instants
+    /// span chrono's range: the binary COPY encoder subtracted PostgreSQL's
+    /// epoch from chrono's earliest instants and overflowed (a panic with
+    /// overflow checks, a wrapped value without), and anything before
+    /// 4713 BC failed the whole COPY on the server.
+    #[test]
+    fn instants_and_days_beyond_postgres_range_are_refused() {
+        use chrono::{DateTime, NaiveDate};
+        let first = DateTime::from_timestamp(-210_866_803_200, 0).unwrap();
+        let day = |y, m, d| Value::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        let refused = |v: &Value| check_value("T", "at", v).is_err();
+        assert!(!refused(&Value::TimestampTz(first)));
+        assert!(refused(&Value::TimestampTz(
+            first - chrono::TimeDelta::microseconds(1)
+        )));
+        assert!(refused(&Value::TimestampTz(
+            DateTime::<chrono::Utc>::MIN_UTC
+        )));
+        assert!(!refused(&Value::TimestampTz(
+            DateTime::<chrono::Utc>::MAX_UTC
+        )));
+        assert!(!refused(&day(-4713, 11, 24)));
+        assert!(refused(&day(-4713, 11, 23)));
+        assert!(refused(&Value::Array(vec![Value::Null, day(-5000, 1, 1)])));
+        assert!(!refused(&day(262_142, 12, 31)));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 pub(crate) struct Case {
     /// `module::test`, as nextest names it.
     pub(crate) name: String,
+    /// The test binary, as nextest names it: `reposmith-tests::suite`, or
+    /// `reposmith-macros` for a crate's unit tests.
+    pub(crate) binary: String,
     pub(crate) passed: bool,
     /// Its stdout and stderr, unescaped.
     pub(crate) output: String,
@@ -21,6 +24,7 @@ pub(crate) fn cases(xml: &str) -> Vec<Case> {
 fn case(chunk: &str) -> Case {
     let body = chunk.split("</testcase>").next().unwrap_or(chunk);
     let name = attribute(body, "name").unwrap_or_default();
+    let binary = attribute(body, "classname").unwrap_or_default();
     let failed =
         body.contains("<failure") || body.contains("<error") || body.contains("<rerunFailure");
     let output = ["system-out", "system-err"]
@@ -30,6 +34,7 @@ fn case(chunk: &str) -> Case {
         .join("\n");
     Case {
         name: unescape(&name),
+        binary: unescape(&binary),
         passed: !failed,
         output: unescape(&output),
     }
@@ -69,6 +74,7 @@ mod tests {
         let cases = cases(xml);
         assert_eq!(cases.len(), 2);
         assert_eq!(cases[0].name, "faults::a");
+        assert_eq!(cases[0].binary, "reposmith-tests::suite");
         assert!(cases[0].passed);
         assert!(cases[0].output.contains("12 ops & 0 lost"));
         assert!(!cases[1].passed);

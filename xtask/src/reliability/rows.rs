@@ -3,12 +3,12 @@
 
 /// How a row is checked.
 pub(crate) enum Check {
-    /// These tests of the suite (`module::test`), all of which must pass.
+    /// These tests, all of which must pass: `module::test` of the suite,
+    /// or `BINARY_ID module::test` of another test binary (a crate's unit
+    /// tests, as nextest names the binary: `reposmith-macros`).
     Tests(&'static [&'static str]),
     /// Cannot run on this machine, and why.
     NotRunHere(&'static str),
-    /// Listed in issue 17 and not written yet.
-    NotBuilt,
     /// Every test of the pool-of-one run (its own nextest profile and
     /// report: see `reliability::pool_of_one`) passed.
     PoolOfOne,
@@ -219,6 +219,18 @@ pub(crate) const ROWS: &[Row] = &[
             "bad_input::json_corpus::the_json_corpus_on_mongodb_gets_its_policy_before_the_database",
             "bad_input::bind_cap::single_writes_at_the_cap_run_and_one_byte_past_it_are_too_large",
             "bad_input::bind_cap::insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_it",
+        ]),
+    ),
+    row(
+        "B3",
+        "cargo-fuzz targets (cursor, BSON, COPY) with replayed seed corpora; derive attribute parser never panics",
+        Check::Tests(&[
+            "fuzz_corpus::cursor_decode_corpus_replays_clean",
+            "fuzz_corpus::bson_codec_corpus_replays_clean",
+            "fuzz_corpus::copy_encoder_corpus_replays_clean",
+            "pg_repository::paging::a_tampered_cursor_is_invalid_input_before_the_database",
+            "reposmith-macros never_panics::repository_derive_returns_items_for_arbitrary_attributes",
+            "reposmith-macros never_panics::db_enum_derive_returns_items_for_arbitrary_attributes",
         ]),
     ),
     row(

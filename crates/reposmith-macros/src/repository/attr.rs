@@ -3,7 +3,7 @@
 //! vocabulary (see `kinds`), with a "did you mean" hint, and collects every
 //! parse error; nothing here builds tokens.
 
-use darling::util::{Flag, Override, SpannedValue};
+use darling::util::{Override, SpannedValue};
 use darling::{Error, FromDeriveInput, FromField, FromMeta, Result, ast};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
@@ -144,6 +144,49 @@ pub(crate) struct FullTextAttr {
 pub(crate) struct EmbedAttr {
     /// The text field the vector is computed from.
     pub(crate) from: SpannedValue<String>,
+}
+
+/// A bare word (`#[repo(unique)]`): present or not, and where.
+///
+/// darling's own `util::Flag` (0.24.1) panics on an empty list such as
+/// `#[repo(version())]`: it takes the error of `()`'s parser with
+/// `unwrap_err`, and `()` accepts an empty list. A panicking derive shows
+/// the user "proc-macro derive panicked" with no span, so this one answers
+/// every non-word form with an error on it (found by the `never_panics`
+/// property test).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Flag(Option<Span>);
+
+impl Flag {
+    /// Whether the word was written.
+    pub(crate) fn is_present(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The word's span, or the call site when it is absent.
+    pub(crate) fn span(&self) -> Span {
+        self.0.unwrap_or_else(Span::call_site)
+    }
+}
+
+impl FromMeta for Flag {
+    fn from_none() -> Option<Self> {
+        Some(Flag(None))
+    }
+
+    fn from_meta(meta: &Meta) -> Result<Self> {
+        match meta {
+            Meta::Path(path) => Ok(Flag(Some(path.span()))),
+            // darling's message for `word = value` and `word(x)`, where it has one.
+            other => Err(<()>::from_meta(other).err().unwrap_or_else(|| {
+                let word = other
+                    .path()
+                    .get_ident()
+                    .map_or_else(|| "this attribute".to_owned(), |i| format!("`{i}`"));
+                Error::custom(format!("{word} takes no arguments: write it alone")).with_span(other)
+            })),
+        }
+    }
 }
 
 impl RepoInput {

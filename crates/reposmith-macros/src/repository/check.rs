@@ -5,11 +5,11 @@
 
 use darling::Error;
 use darling::error::Accumulator;
-use darling::util::{Flag, Override, SpannedValue};
+use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 
-use super::attr::{RepoField, RepoInput};
+use super::attr::{Flag, RepoField, RepoInput};
 use super::kinds::{BackendChoice, Reads};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};

@@ -298,3 +298,38 @@ fn read_preference_mistakes_are_refused_with_the_reason() {
         );
     }
 }
+
+/// Found by the `never_panics` property test: darling's `Flag` panicked on
+/// an empty list. Every bare word written with one is an error on it.
+#[test]
+fn a_bare_word_with_an_empty_list_is_an_error_not_a_panic() {
+    for word in [
+        "unique",
+        "index",
+        "json",
+        "version",
+        "created_at",
+        "updated_at",
+        "skip",
+    ] {
+        let attr: TokenStream = format!("#[repo({word}())]").parse().unwrap();
+        let output = super::derive(quote! {
+            pub struct Document {
+                #[repo(id)]
+                pub id: Uuid,
+                #attr
+                pub version: i64,
+            }
+        })
+        .to_string();
+        assert!(output.contains("takes no arguments"), "{word}: {output}");
+    }
+    let output = super::derive(quote! {
+        pub struct Document {
+            #[repo(id(assigned()))]
+            pub id: i64,
+        }
+    })
+    .to_string();
+    assert!(output.contains("`assigned` takes no arguments"), "{output}");
+}
