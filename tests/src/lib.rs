@@ -167,6 +167,27 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// A free loopback port below Linux's ephemeral range (32768-60999), for a
+/// server a test starts and restarts on the same port: a kernel-chosen port
+/// is in that range, where another test's client connection may take it
+/// while the server is down, and the restart then fails. Starts at a
+/// per-process offset so parallel test processes rarely try the same ones.
+pub fn server_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 25_000;
+    const SPAN: u32 = 7_000;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + step * 13) % SPAN).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{closed_port, unique_name};
+use crate::{server_port, unique_name};
 
 /// The variable xtask sets to the venv's `secantusd-py`.
 pub const SERVER_VAR: &str = "REPOSMITH_SECANTUSD";
@@ -80,7 +80,7 @@ impl OwnMongo {
             program,
             data: dir.join("data"),
             log: dir.join("secantusd.log"),
-            port: closed_port(),
+            port: server_port(),
             dir,
             sync_on_commit,
             child: Mutex::new(None),

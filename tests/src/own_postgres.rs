@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::pg_replica::{self, as_os_user_from, euid, os_user, pg_ctl_from};
-use crate::{closed_port, unique_name};
+use crate::{server_port, unique_name};
 
 /// Longest wait for `initdb`, a start, a stop.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -63,7 +63,7 @@ impl OwnPostgres {
         hand_to_os_user(&dir);
         let server = OwnPostgres {
             data: dir.join("data"),
-            port: closed_port(),
+            port: server_port(),
             dir,
             bin: options.bin_dir.unwrap_or_else(pg_replica::bin_dir),
             settings: options.settings,

@@ -17,8 +17,10 @@ use crate::mongo_repository::db::MongoDb;
 /// The operation deadline these tests configure.
 const DEADLINE: Duration = Duration::from_secs(1);
 
-/// How late past [`DEADLINE`] a stalled call may return.
-const SLACK: Duration = Duration::from_secs(1);
+/// How late past [`DEADLINE`] a stalled call may return: typically a few
+/// milliseconds; the rest is room for a loaded 2-core machine, since what
+/// the test holds is that the wait ends, not its precision.
+const SLACK: Duration = Duration::from_secs(3);
 
 /// No single step of these tests may take longer.
 const STEP: Duration = Duration::from_secs(20);
