@@ -20,7 +20,7 @@
 //! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON, JSON nested deeper than [`MAX_JSON_DEPTH`](crate::json::MAX_JSON_DEPTH); SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, integers beyond `i64`, JSON nested too deep | — |
 //! | value, row or document over a size limit | [`Error::TooLarge`] | before sending: a statement's bound values (or a COPY row) over `PgConfig::max_bind_bytes`; from the server: SQLSTATE 54000, an index entry over its limit (b-tree: 2,704 bytes after compression) | document over `maxBsonObjectSize` (16 MiB), before sending | — |
 //! | serialization failure, deadlock | [`Error::Retryable`] | SQLSTATE 40001, 40P01 (also on COMMIT) | `TransientTransactionError` | — |
-//! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult` | — |
+//! | connection lost after COMMIT sent | [`Error::CommitOutcomeUnknown`] | `Io` during COMMIT | `UnknownTransactionCommitResult`; `NoSuchTransaction` in reply to `commitTransaction` (a server that forgot an applied transaction in a restart answers a resent commit so; on MongoDB itself it also follows a transaction the server aborted, e.g. past its lifetime limit) | — |
 //! | the application's embedder failed | [`Error::Embedding`] | — | — | — |
 //! | stored value of the wrong type | [`Error::Decode`] | row mapping | document mapping | — |
 //! | role lacks the privilege (DDL as the application role) | [`Error::PermissionDenied`] | SQLSTATE 42501 | — | — |

@@ -19,7 +19,11 @@
 //!   a commit: the driver resends a commit after a network error by
 //!   itself, and a server that restarted meanwhile may have applied the
 //!   first one and forgotten the transaction (SecantusDB keeps its
-//!   transaction table in memory; MongoDB persists it). A transient abort
+//!   transaction table in memory). MongoDB persists it, so there the same
+//!   answer usually means the server aborted the transaction (past
+//!   `transactionLifetimeLimitSeconds`, or a failover before the commit):
+//!   nothing was written, yet it is reported as unknown too, since the
+//!   client cannot tell the two servers' cases apart. A transient abort
 //!   (`TransientTransactionError`, e.g. a write conflict) is
 //!   [`Error::Retryable`]: nothing was written, the whole unit may run again
 //!   (see [`MongoBackend::transaction`]).
