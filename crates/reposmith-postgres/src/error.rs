@@ -152,6 +152,13 @@ impl ErrorContext<'_> {
             // PostgreSQL's size limit ("index row requires 20040 bytes,
             // maximum size is 8191", or b-tree's 2,704 bytes): a value too
             // large for an index on its column, refused after the upload.
+            // Other 54000s ("string is too long for tsvector", "array size
+            // exceeds the maximum allowed") carry no size and limit pair:
+            // they stay `Backend` errors with the code and the server's
+            // reason rather than a `TooLarge` with made-up numbers.
+            if !reason.contains("index row") {
+                return None;
+            }
             let mut numbers = reason
                 .split(|c: char| !c.is_ascii_digit())
                 .filter_map(|n| n.parse::<usize>().ok())
