@@ -569,8 +569,7 @@ impl PgUnitOfWork {
         }
         let write = async {
             let mut connection = self.shared.lock_at(0).await?;
-            let written = crate::outbox::write_pending(&mut connection, &messages).await;
-            written.map_err(|err| crate::outbox::write_error(&self.shared.backend, err))
+            crate::outbox::write_pending(&self.shared.backend, &mut connection, &messages).await
         };
         self.shared
             .within_deadline("the outbox write (client-side deadline)", write)

@@ -14,11 +14,59 @@ const INSERT_SQL: &str = "WITH written AS ( \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) RETURNING 1) \
      SELECT pg_notify('reposmith_outbox', count(*)::text) FROM written";
 
-/// Inserts `messages` into the outbox table on the unit's connection.
+/// Inserts `messages` into the outbox table on the unit's connection, in
+/// as many statements as keep each one's bound bytes within `max_bind_bytes`
+/// (all in the unit's transaction, so still all or nothing). A single
+/// message over the cap is `TooLarge` before anything is sent.
 pub(crate) async fn write_pending(
+    backend: &PgBackend,
     connection: &mut PgConnection,
     messages: &[PendingMessage],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
+    for chunk in chunks(messages, backend.max_bind_bytes())? {
+        insert(connection, chunk)
+            .await
+            .map_err(|err| write_error(backend, err))?;
+    }
+    Ok(())
+}
+
+/// `messages` cut into runs whose bound bytes stay within `cap`.
+fn chunks(messages: &[PendingMessage], cap: usize) -> Result<Vec<&[PendingMessage]>, Error> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, ARRAYS);
+    for (i, message) in messages.iter().enumerate() {
+        let size = bound_size(message);
+        if ARRAYS + size > cap {
+            return Err(Error::TooLarge {
+                what: format!("outbox message to {}", message.destination),
+                size: ARRAYS + size,
+                limit: cap,
+            });
+        }
+        if bytes + size > cap {
+            chunks.push(&messages[start..i]);
+            (start, bytes) = (i, ARRAYS);
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        chunks.push(&messages[start..]);
+    }
+    Ok(chunks)
+}
+
+/// The three arrays' length words and headers (one dimension each).
+const ARRAYS: usize = 3 * (4 + 20);
+
+/// What one message adds to the bound arrays: an element length word and
+/// the value, per array (jsonb's version byte included).
+fn bound_size(message: &PendingMessage) -> usize {
+    let payload = serde_json::to_vec(&message.payload).map_or(0, |bytes| bytes.len());
+    (4 + 16) + (4 + message.destination.to_string().len()) + (4 + 1 + payload)
+}
+
+async fn insert(connection: &mut PgConnection, messages: &[PendingMessage]) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
     let destinations: Vec<String> = messages.iter().map(|m| m.destination.to_string()).collect();
     let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
@@ -46,5 +94,45 @@ pub(crate) fn write_error(backend: &PgBackend, err: sqlx::Error) -> Error {
              PgBackend::create_outbox_tables",
         ),
         false => backend.map_error(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reposmith_core::job::DEFAULT_MAX_PAYLOAD;
+    use reposmith_core::outbox::PendingMessages;
+
+    fn messages(n: usize, payload_chars: usize) -> Vec<PendingMessage> {
+        let pending = PendingMessages::new();
+        for _ in 0..n {
+            let payload = serde_json::Value::String("x".repeat(payload_chars));
+            pending
+                .publish_json(0, "t", payload, DEFAULT_MAX_PAYLOAD)
+                .unwrap();
+        }
+        pending.take()
+    }
+
+    /// Runs stay within the cap, keep every message once and in order, and
+    /// a message alone over the cap is refused.
+    #[test]
+    fn messages_are_cut_into_runs_within_the_cap() {
+        let messages = messages(10, 1_000);
+        let one = bound_size(&messages[0]);
+        let cap = ARRAYS + 3 * one;
+        let runs = chunks(&messages, cap).unwrap();
+        assert_eq!(
+            runs.iter().map(|run| run.len()).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        assert!(
+            runs.iter()
+                .all(|run| ARRAYS + run.iter().map(bound_size).sum::<usize>() <= cap)
+        );
+        assert_eq!(chunks(&messages, usize::MAX).unwrap().len(), 1);
+        let err = chunks(&messages, ARRAYS + one - 1).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        assert!(chunks(&[], 1).unwrap().is_empty());
     }
 }
