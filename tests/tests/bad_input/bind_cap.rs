@@ -146,7 +146,18 @@ async fn insert_many_splits_values_batches_under_the_cap_and_refuses_a_row_past_
 
     // Ten rows of a third of the cap: 3 to a statement, 4 statements, one transaction.
     let rows: Vec<Note> = (0..10).map(|i| note(i, CAP / 3 - 20 + i)).collect();
+    let (captured, guard) = crate::bad_input::capture_statements();
     assert_eq!(repo.insert_many(&rows).await.unwrap(), 10);
+    let inserts = captured
+        .take()
+        .iter()
+        .filter(|sql| sql.contains("INSERT INTO") && sql.contains("VALUES"))
+        .count();
+    drop(guard);
+    assert_eq!(
+        inserts, 4,
+        "VALUES statements sent for 10 rows of a third of the cap"
+    );
     assert_eq!(repo.count(Filter::all()).await.unwrap(), 10);
 
     // A conflict in the last batch undoes the batches already sent.
