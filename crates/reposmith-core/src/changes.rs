@@ -585,3 +585,103 @@ pub fn expected_version(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Distance, IdStrategy, VectorIndex, VectorKind, VectorSpec};
+
+    static COLUMNS: [ColumnDef; 6] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("small", "small", ColumnType::SmallInt, false),
+        ColumnDef::new("score", "score", ColumnType::Double, true),
+        ColumnDef::new("meta", "meta", ColumnType::Json, true),
+        ColumnDef::new("v", "v", ColumnType::Vector(VectorKind::Dense), true).with_vector(
+            VectorSpec::new(VectorKind::Dense, 3, Distance::L2, VectorIndex::None),
+        ),
+        ColumnDef::new("version", "version", ColumnType::Int, false).with_role(ColumnRole::Version),
+    ];
+    static SCHEMA: EntitySchema =
+        EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Identity, &[]);
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    fn refused(parts: &[(usize, AssignOp)]) -> Option<String> {
+        match validate_parts(&SCHEMA, parts.iter().map(|(c, op)| (*c, op))) {
+            Ok(()) => None,
+            Err(Error::InvalidInput { field, .. }) => Some(field),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn disjoint_json_paths_combine_and_overlapping_ones_do_not() {
+        let set = |keys: &[&str]| AssignOp::JsonSet {
+            path: path(keys),
+            value: serde_json::json!(1),
+        };
+        assert_eq!(
+            refused(&[(3, set(&["a", "b"])), (3, set(&["a", "c"]))]),
+            None
+        );
+        assert_eq!(
+            refused(&[(3, set(&["a"])), (3, set(&["a", "c"]))]).as_deref(),
+            Some("meta")
+        );
+        let remove = AssignOp::JsonRemove { path: path(&["a"]) };
+        assert_eq!(
+            refused(&[(3, remove), (3, set(&["a"]))]).as_deref(),
+            Some("meta")
+        );
+    }
+
+    #[test]
+    fn widths_deltas_vectors_and_managed_columns_are_checked() {
+        assert_eq!(
+            refused(&[(1, AssignOp::Set(Value::I64(70_000)))]).as_deref(),
+            Some("small")
+        );
+        assert_eq!(refused(&[(1, AssignOp::Add(Value::I16(1)))]), None);
+        assert_eq!(
+            refused(&[(2, AssignOp::Add(Value::F64(f64::NAN)))]).as_deref(),
+            Some("score")
+        );
+        assert_eq!(
+            refused(&[(3, AssignOp::Add(Value::I64(1)))]).as_deref(),
+            Some("meta")
+        );
+        let short = Value::Vector(pgvector::Vector::from(vec![1.0, 2.0]));
+        assert_eq!(refused(&[(4, AssignOp::Set(short))]).as_deref(), Some("v"));
+        assert_eq!(refused(&[(4, AssignOp::Set(Value::Null))]), None);
+        assert_eq!(
+            refused(&[(5, AssignOp::Add(Value::I32(1)))]).as_deref(),
+            Some("version")
+        );
+        assert_eq!(
+            refused(&[(0, AssignOp::Set(Value::I64(1)))]).as_deref(),
+            Some("id")
+        );
+        assert_eq!(
+            refused(&[(1, AssignOp::Set(Value::Null))]).as_deref(),
+            Some("small")
+        );
+        assert_eq!(refused(&[]).as_deref(), Some("changes"));
+    }
+
+    #[test]
+    fn a_value_placed_deep_in_a_path_counts_the_path() {
+        let deep =
+            (0..MAX_JSON_DEPTH - 1).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+        let at = |keys: &[&str]| {
+            let op = AssignOp::JsonSet {
+                path: path(keys),
+                value: deep.clone(),
+            };
+            refused(&[(3, op)])
+        };
+        assert_eq!(at(&["a"]), None);
+        assert_eq!(at(&["a", "b"]).as_deref(), Some("meta"));
+    }
+}
