@@ -438,6 +438,11 @@ impl<E: Entity> JsonColumn<E> {
         }
     }
 
+    /// Position in the schema.
+    pub const fn index(self) -> usize {
+        self.index
+    }
+
     /// The document contains `document` (`@>`): objects match key by key, recursively.
     pub fn contains(self, document: serde_json::Value) -> Filter<E> {
         Filter::new(FilterNode::JsonContains {

@@ -11,6 +11,7 @@ pub mod backend;
 mod breaker;
 pub mod cache;
 pub mod capability;
+pub mod changes;
 pub mod config;
 pub mod cursor;
 pub mod embed;
@@ -43,6 +44,7 @@ pub mod vector;
 
 pub use backend::Backend;
 pub use capability::Capabilities;
+pub use changes::{AssignOp, Assignment, Changes, Numeric};
 pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
 pub use entity::{Entity, MongoEntity, PostgresEntity};
@@ -51,7 +53,10 @@ pub use filter::{Column, Filter, JsonColumn, Order};
 pub use home::{Pinned, StoredIn};
 pub use object_id::ObjectId;
 pub use report::{InsertReport, RowFailure};
-pub use repository::{Find, FindPage, FindQuery, Page, Repository};
+pub use repository::{
+    Find, FindPage, FindQuery, Page, Patch, PatchQuery, Repository, UpdateQuery, UpdateWhere,
+    UpdateWhereReturning, Updated,
+};
 pub use retry::RetryPolicy;
 pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,

@@ -8,6 +8,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use crate::Result;
+use crate::changes::Changes;
 use crate::cursor::Cursor;
 use crate::entity::Entity;
 use crate::filter::{Filter, Order};
@@ -137,6 +138,60 @@ pub trait Repository<E: Entity>: Send + Sync {
         crate::stream::paged(self, query)
     }
 
+    /// Runs a partial update built with [`Repository::patch`].
+    fn patch_one(&self, query: PatchQuery<E>) -> impl Future<Output = Result<E>> + Send;
+
+    /// Runs an update built with [`Repository::update_where`].
+    fn update_matching(
+        &self,
+        query: UpdateQuery<E>,
+    ) -> impl Future<Output = Result<Updated<E>>> + Send;
+
+    /// Applies `changes` to the row with `id` in one atomic statement and
+    /// returns the row as stored: `repo.patch(&id, Doc::VIEWS.add(1)).await`.
+    ///
+    /// `updated_at` is stamped; on a versioned entity the version is bumped,
+    /// and `.if_version(v)` makes the write conditional on the stored
+    /// version being `v` ([`Error::StaleVersion`](crate::Error::StaleVersion)
+    /// otherwise, nothing written). A missing row is
+    /// [`Error::NotFound`](crate::Error::NotFound). The changes are checked
+    /// first ([`Changes::validate`]); a changed embed source re-embeds
+    /// ([`embed_changes`](crate::changes::embed_changes)).
+    fn patch(&self, id: &E::Id, changes: impl Into<Changes<E>>) -> Patch<'_, E, Self>
+    where
+        Self: Sized,
+    {
+        Patch {
+            repo: self,
+            query: PatchQuery {
+                id: id.clone(),
+                changes: changes.into(),
+                expected_version: None,
+            },
+        }
+    }
+
+    /// Applies `changes` to every row matching `filter` in one statement
+    /// (`updated_at` stamped, versions bumped); `.await` it for how many,
+    /// or `.returning()` for the updated rows.
+    fn update_where(
+        &self,
+        filter: Filter<E>,
+        changes: impl Into<Changes<E>>,
+    ) -> UpdateWhere<'_, E, Self>
+    where
+        Self: Sized,
+    {
+        UpdateWhere {
+            repo: self,
+            query: UpdateQuery {
+                filter,
+                changes: changes.into(),
+                returning: false,
+            },
+        }
+    }
+
     /// Starts a query: `repo.find(filter).order_by(col.desc()).limit(20).await`.
     fn find(&self, filter: Filter<E>) -> Find<'_, E, Self>
     where
@@ -232,5 +287,125 @@ impl<'r, E: Entity, R: Repository<E>> IntoFuture for FindPage<'r, E, R> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.repo.fetch_page(self.query, self.size))
+    }
+}
+
+/// A partial update of one row, as data ([`Repository::patch`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PatchQuery<E: Entity> {
+    /// The row.
+    pub id: E::Id,
+    /// What to change.
+    pub changes: Changes<E>,
+    /// Write only if the stored version is this one (versioned entities).
+    pub expected_version: Option<i64>,
+}
+
+/// An update of every row matching a filter, as data ([`Repository::update_where`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UpdateQuery<E> {
+    /// Rows to change.
+    pub filter: Filter<E>,
+    /// What to change.
+    pub changes: Changes<E>,
+    /// Return the updated rows, not only their number.
+    pub returning: bool,
+}
+
+/// What [`Repository::update_matching`] did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Updated<E> {
+    /// How many rows were updated.
+    pub count: u64,
+    /// The updated rows as stored, when the query asked for them (in no
+    /// particular order); empty otherwise.
+    pub rows: Vec<E>,
+}
+
+impl<E> Updated<E> {
+    /// `count` rows updated, `rows` of them returned.
+    pub fn new(count: u64, rows: Vec<E>) -> Self {
+        Updated { count, rows }
+    }
+}
+
+/// A partial update under construction; `.await` it for the stored row.
+#[must_use = "a patch does nothing until it is awaited"]
+pub struct Patch<'r, E: Entity, R> {
+    repo: &'r R,
+    query: PatchQuery<E>,
+}
+
+impl<'r, E: Entity, R: Repository<E>> Patch<'r, E, R> {
+    /// Writes only if the stored version is `version`; otherwise
+    /// [`Error::StaleVersion`](crate::Error::StaleVersion) and nothing is
+    /// written. On an entity without `#[repo(version)]` the patch is
+    /// refused as [`Error::InvalidInput`](crate::Error::InvalidInput).
+    pub fn if_version(mut self, version: i64) -> Self {
+        self.query.expected_version = Some(version);
+        self
+    }
+
+    /// The patch as data, for backends and tests.
+    pub fn into_query(self) -> PatchQuery<E> {
+        self.query
+    }
+}
+
+impl<'r, E: Entity, R: Repository<E>> IntoFuture for Patch<'r, E, R> {
+    type Output = Result<E>;
+    type IntoFuture = BoxFuture<'r, Result<E>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.repo.patch_one(self.query))
+    }
+}
+
+/// An update of the rows matching a filter; `.await` it for how many.
+#[must_use = "an update does nothing until it is awaited"]
+pub struct UpdateWhere<'r, E, R> {
+    repo: &'r R,
+    query: UpdateQuery<E>,
+}
+
+impl<'r, E: Entity, R: Repository<E>> UpdateWhere<'r, E, R> {
+    /// Returns the updated rows as stored instead of their number.
+    pub fn returning(mut self) -> UpdateWhereReturning<'r, E, R> {
+        self.query.returning = true;
+        UpdateWhereReturning { inner: self }
+    }
+
+    /// The update as data, for backends and tests.
+    pub fn into_query(self) -> UpdateQuery<E> {
+        self.query
+    }
+}
+
+impl<'r, E: Entity, R: Repository<E>> IntoFuture for UpdateWhere<'r, E, R> {
+    type Output = Result<u64>;
+    type IntoFuture = BoxFuture<'r, Result<u64>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let updated = self.repo.update_matching(self.query);
+        Box::pin(async move { Ok(updated.await?.count) })
+    }
+}
+
+/// An update returning the updated rows; `.await` it for them.
+#[must_use = "an update does nothing until it is awaited"]
+pub struct UpdateWhereReturning<'r, E, R> {
+    inner: UpdateWhere<'r, E, R>,
+}
+
+impl<'r, E: Entity, R: Repository<E>> IntoFuture for UpdateWhereReturning<'r, E, R> {
+    type Output = Result<Vec<E>>;
+    type IntoFuture = BoxFuture<'r, Result<Vec<E>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let updated = self.inner.repo.update_matching(self.inner.query);
+        Box::pin(async move { Ok(updated.await?.rows) })
     }
 }

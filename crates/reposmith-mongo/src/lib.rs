@@ -57,6 +57,7 @@ mod index_spec;
 mod indexes;
 mod json_filter;
 mod keyset;
+mod patch;
 pub mod projection;
 mod query;
 mod render;

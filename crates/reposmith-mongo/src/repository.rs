@@ -20,7 +20,7 @@ use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection};
 use reposmith_core::{
     Backend, Embedder, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy,
-    MongoEntity, Page, Repository, Result, Value,
+    MongoEntity, Page, PatchQuery, Repository, Result, UpdateQuery, Updated, Value,
 };
 
 use reposmith_core::embed::{Fills, fill_row, missing_vectors};
@@ -418,6 +418,28 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// deleted rows are invalidated (see the `cache` module).
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
         query::delete_where(self, filter).await
+    }
+
+    /// One `findAndModify` (see the `patch` module); invalidates the row
+    /// like `update`.
+    async fn patch_one(&self, query: PatchQuery<E>) -> Result<E> {
+        let id = [query.id.to_value()];
+        let ids = |stored: &E| vec![stored.id().to_value()];
+        let write = async {
+            let update = crate::patch::prepare(self, query.changes).await?;
+            crate::patch::patch(self, &query.id, update, query.expected_version).await
+        };
+        self.invalidating(ids, &id, write).await
+    }
+
+    /// One `update` command, or one `findAndModify` per matching document
+    /// when the rows are asked for or a cache must drop exactly the updated
+    /// rows (see the `patch` module).
+    async fn update_matching(&self, query: UpdateQuery<E>) -> Result<Updated<E>> {
+        let update = crate::patch::prepare(self, query.changes).await?;
+        let (count, rows) =
+            crate::patch::update_where(self, query.filter, update, query.returning).await?;
+        Ok(Updated::new(count, rows))
     }
 
     /// Through the cache when the query is `.cached(..)` (see the `cache`

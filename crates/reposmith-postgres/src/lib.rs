@@ -148,6 +148,7 @@ pub mod fuzzing;
 mod health;
 mod keyset;
 pub mod outbox;
+mod patch;
 mod pool;
 mod pooler;
 mod query;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use reposmith_core::keyset;
 use reposmith_core::{
-    Entity, EntitySchema, Error, Filter, FindQuery, Page, PostgresEntity, Repository, Result, Value,
+    Entity, EntitySchema, Error, Filter, FindQuery, Page, PatchQuery, PostgresEntity, Repository,
+    Result, UpdateQuery, Updated, Value,
 };
 use sea_query::Values;
 use sqlx::AssertSqlSafe;
@@ -461,6 +462,36 @@ impl<E: Entity> PgRepository<E> {
         Ok(ids.count())
     }
 
+    async fn patch_impl(&self, query: PatchQuery<E>) -> Result<E> {
+        let span = span("update", E::SCHEMA.table);
+        let parts = crate::patch::prepare(self, query.changes).await?;
+        let stored = crate::patch::patch(self, &query.id, &parts, query.expected_version)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        self.written_ids(&[stored.id()]).await;
+        Ok(stored)
+    }
+
+    async fn update_where_impl(&self, query: UpdateQuery<E>) -> Result<Updated<E>> {
+        use crate::patch::Returned;
+        let span = span("update", E::SCHEMA.table);
+        let parts = crate::patch::prepare(self, query.changes).await?;
+        let returned = match (query.returning, self.write_path()) {
+            (true, _) => Returned::Rows,
+            (false, crate::cache::WritePath::Plain) => Returned::Count,
+            (false, _) => Returned::Ids,
+        };
+        let (count, rows, ids) = crate::patch::update_where(self, query.filter, &parts, returned)
+            .instrument(span)
+            .bounded(&self.exec)
+            .await?;
+        if !ids.is_empty() {
+            self.written(&ids).await;
+        }
+        Ok(Updated::new(count, rows))
+    }
+
     /// The row by id from the database, under the caller's span.
     async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
         let params = vec![self.id_param(id)?];
@@ -532,6 +563,17 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
         write_path!(self, |repo| repo.delete_where_impl(filter))
+    }
+
+    /// One `UPDATE .. RETURNING`; see the `patch` module.
+    async fn patch_one(&self, query: PatchQuery<E>) -> Result<E> {
+        write_path!(self, |repo| repo.patch_impl(query))
+    }
+
+    /// One `UPDATE .. WHERE filter`; on a cached entity it returns the ids
+    /// it wrote, and each is invalidated.
+    async fn update_matching(&self, query: UpdateQuery<E>) -> Result<Updated<E>> {
+        write_path!(self, |repo| repo.update_where_impl(query))
     }
 
     async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {

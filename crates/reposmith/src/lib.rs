@@ -15,6 +15,7 @@ pub use reposmith_core::repository::BoxFuture;
 /// The pgvector value types vector fields hold, re-exported so applications
 /// need no direct `pgvector` dependency.
 pub use reposmith_core::value::pgvector::{Bit, HalfVector, SparseVector, Vector};
+pub use reposmith_core::{AssignOp, Assignment, Changes, Numeric};
 pub use reposmith_core::{
     Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
     Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
@@ -26,6 +27,9 @@ pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
+};
+pub use reposmith_core::{
+    Patch, PatchQuery, UpdateQuery, UpdateWhere, UpdateWhereReturning, Updated,
 };
 /// Background jobs: the [`Job`](job::Job) trait a job type implements, and
 /// the settings a queue runs it with. Jobs reach a queue directly or
@@ -93,8 +97,8 @@ pub struct ReadmeDoctests;
 /// What most applications import: `use reposmith::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Config, Cursor, DataStore, DbEnum, Embedder, Entity, Error, Filter, HalfVector, Page,
-        Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork, Vector,
+        Changes, Config, Cursor, DataStore, DbEnum, Embedder, Entity, Error, Filter, HalfVector,
+        Page, Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork, Vector,
         VectorSearch, job::Job, outbox::Event,
     };
 }

@@ -27,6 +27,7 @@ pub mod entities;
 mod filters;
 mod json;
 mod paging;
+mod patch;
 
 pub use concurrency::{
     fifty_concurrent_upserts_of_one_key_leave_one_row,
@@ -51,6 +52,13 @@ pub use paging::{
     insert_many_takes_a_bulk_load_and_is_all_or_nothing,
     keyset_pages_neither_skip_nor_repeat_with_mixed_directions_and_nulls,
     paging_while_rows_are_inserted_keeps_every_original_row_once,
+};
+pub use patch::{
+    concurrent_patches_of_different_fields_lose_neither, fifty_concurrent_adds_give_exactly_fifty,
+    invalid_changes_are_refused_before_anything_is_sent, json_paths_set_and_remove_round_trip,
+    patch_sets_adds_and_stamps_in_one_write,
+    patch_with_a_stale_version_is_refused_and_writes_nothing,
+    update_where_counts_and_returns_the_updated_rows,
 };
 
 /// What differs between backends; a test that needs a capability the backend
@@ -178,6 +186,13 @@ macro_rules! conformance_tests {
             insert_many_takes_a_bulk_load_and_is_all_or_nothing,
             fifty_concurrent_upserts_of_one_key_leave_one_row,
             twenty_concurrent_updaters_have_one_winner_per_version,
+            patch_sets_adds_and_stamps_in_one_write,
+            patch_with_a_stale_version_is_refused_and_writes_nothing,
+            concurrent_patches_of_different_fields_lose_neither,
+            fifty_concurrent_adds_give_exactly_fifty,
+            update_where_counts_and_returns_the_updated_rows,
+            invalid_changes_are_refused_before_anything_is_sent,
+            json_paths_set_and_remove_round_trip,
         );
     };
     (@each $fixture:ty; $($test:ident),+ $(,)?) => {

@@ -418,3 +418,63 @@ async fn a_cached_page_and_search_keep_their_order_and_scores() {
     assert_eq!(after[0].entity.id, 1, "the delete invalidated the search");
     db.cleanup().await;
 }
+
+/// `patch` and `update_where` invalidate like `update`: on the pool once
+/// written, in a unit after its commit; `update_where` drops exactly the
+/// rows it wrote.
+#[tokio::test]
+async fn patches_and_update_where_invalidate_exactly_the_rows_they_wrote() {
+    let db = Cached::new().await;
+    let notes = db.mongo.repo::<Note>();
+    let mut stored = Vec::new();
+    for rank in 1..=4 {
+        stored.push(
+            notes
+                .insert(&note(&format!("n{rank}"), rank))
+                .await
+                .unwrap(),
+        );
+    }
+    let ids: Vec<Uuid> = stored.iter().map(|n| n.id).collect();
+    assert_eq!(notes.get_many(&ids).await.unwrap().len(), 4);
+
+    let patched = notes.patch(&ids[0], Note::RANK.add(10)).await.unwrap();
+    assert_eq!(
+        notes.get(&ids[0]).await.unwrap(),
+        Some(patched),
+        "a cached get after a patch"
+    );
+
+    assert_eq!(
+        notes
+            .update_where(Note::RANK.ge(3), Note::TITLE.set("high"))
+            .await
+            .unwrap(),
+        3,
+        "ranks 11, 3 and 4"
+    );
+    let before = db.stats();
+    assert_eq!(notes.get(&ids[1]).await.unwrap().as_ref(), Some(&stored[1]));
+    assert_eq!(notes.get(&ids[2]).await.unwrap().unwrap().title, "high");
+    assert_eq!(notes.get(&ids[3]).await.unwrap().unwrap().title, "high");
+    let after = db.stats();
+    assert_eq!(
+        after.hits,
+        before.hits + 1,
+        "the untouched row stays cached: {after:?}"
+    );
+
+    let unit = db.mongo.begin().await.unwrap();
+    unit.repo::<Note>()
+        .patch(&ids[1], Note::TITLE.set("in unit"))
+        .await
+        .unwrap();
+    assert_eq!(
+        notes.get(&ids[1]).await.unwrap().as_ref(),
+        Some(&stored[1]),
+        "not before commit"
+    );
+    unit.commit().await.unwrap();
+    assert_eq!(notes.get(&ids[1]).await.unwrap().unwrap().title, "in unit");
+    db.cleanup().await;
+}

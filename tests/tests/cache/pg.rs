@@ -764,3 +764,71 @@ async fn a_process_that_missed_an_invalidation_reads_the_database_until_it_is_ap
     );
     db.cleanup().await;
 }
+
+/// `patch` and `update_where` invalidate like `update`: on the pool
+/// through a unit of their own, in a unit (and a nested one) after the
+/// outermost COMMIT; `update_where` drops exactly the rows it wrote.
+#[tokio::test]
+async fn patches_and_update_where_invalidate_exactly_the_rows_they_wrote() {
+    let db = CacheDb::new().await;
+    let notes = db.pg.repo::<Note>();
+    for id in 1..=4 {
+        notes
+            .insert(&note(id, if id % 2 == 0 { "even" } else { "odd" }))
+            .await
+            .unwrap();
+        notes.get(&id).await.unwrap();
+    }
+    let patched = notes.patch(&1, Note::BODY.set("patched")).await.unwrap();
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap(),
+        patched,
+        "a cached get after a patch"
+    );
+
+    assert_eq!(
+        notes
+            .update_where(Note::BODY.eq("even"), Note::BODY.set("changed"))
+            .await
+            .unwrap(),
+        2
+    );
+    db.write_behind(3, "behind").await;
+    assert_eq!(notes.get(&2).await.unwrap().unwrap().body, "changed");
+    assert_eq!(notes.get(&4).await.unwrap().unwrap().body, "changed");
+    assert_eq!(
+        notes.get(&3).await.unwrap().unwrap().body,
+        "odd",
+        "3 stayed cached"
+    );
+
+    // In a unit and a nested unit: nothing before the outermost COMMIT.
+    let unit = db.pg.begin().await.unwrap();
+    unit.repo::<Note>()
+        .patch(&1, Note::BODY.set("in unit"))
+        .await
+        .unwrap();
+    let nested = unit.nested().await.unwrap();
+    let rows = nested
+        .repo::<Note>()
+        .update_where(Note::ID.eq(2), Note::BODY.set("in nested"))
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    nested.commit().await.unwrap();
+    assert_eq!(
+        notes.get(&1).await.unwrap().unwrap().body,
+        "patched",
+        "not before commit"
+    );
+    assert_eq!(
+        notes.get(&2).await.unwrap().unwrap().body,
+        "changed",
+        "not before commit"
+    );
+    unit.commit().await.unwrap();
+    assert_eq!(notes.get(&1).await.unwrap().unwrap().body, "in unit");
+    assert_eq!(notes.get(&2).await.unwrap().unwrap().body, "in nested");
+    db.cleanup().await;
+}

@@ -167,3 +167,48 @@ async fn a_backend_embedder_reaches_units_of_work() {
     assert_eq!(hits[0].entity.id, stored.id);
     db.cleanup().await;
 }
+
+/// A patch that changes the embed source re-embeds it with the
+/// repository's embedder (also in `update_where`); without one, the stale
+/// vector is cleared; a vector set directly is checked against its column.
+#[tokio::test]
+async fn a_patch_of_the_source_text_re_embeds_and_a_patched_vector_is_checked() {
+    let db = SearchDb::new().await;
+    db.create::<Memory>().await;
+    let letters = Arc::new(Letters::new(26));
+    let repo = db.mongo.repo::<Memory>().with_embedder(letters.clone());
+    let one = repo.insert(&memory("abc")).await.unwrap();
+
+    let patched = repo.patch(&one.id, Memory::TEXT.set("zzz")).await.unwrap();
+    let vector = patched.embedding.as_ref().unwrap().as_slice();
+    assert_eq!(
+        (vector[0], vector[25]),
+        (0.0, 3.0),
+        "re-embedded from the new text"
+    );
+    assert_eq!(repo.get(&one.id).await.unwrap().unwrap(), patched);
+
+    let rows = repo
+        .update_where(Memory::ID.eq(one.id), Memory::TEXT.set("aa"))
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(rows[0].embedding.as_ref().unwrap().as_slice()[0], 2.0);
+
+    let bare = db.mongo.repo::<Memory>().without_embedder();
+    let cleared = bare.patch(&one.id, Memory::TEXT.set("q")).await.unwrap();
+    assert_eq!(cleared.embedding, None, "no stale vector is kept");
+
+    let before = repo.get(&one.id).await.unwrap().unwrap();
+    let short = Memory::EMBEDDING.set(Vector::from(vec![1.0; 3]));
+    let nan = Memory::EMBEDDING.set(Vector::from(vec![f32::NAN; 26]));
+    for bad in [short, nan] {
+        let refused = repo.patch(&one.id, bad).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidInput { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(repo.get(&one.id).await.unwrap().unwrap(), before);
+    db.cleanup().await;
+}

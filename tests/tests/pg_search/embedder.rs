@@ -148,3 +148,64 @@ async fn a_backend_embedder_reaches_units_of_work() {
     assert_eq!(hits[0].entity.id, stored.id);
     db.cleanup().await;
 }
+
+/// A patch that changes the embed source re-embeds it with the
+/// repository's embedder (also in `update_where`); without one, the stale
+/// vector is cleared; a vector set directly is checked against its
+/// column (dimensions, NaN) and a NUL in text is refused, nothing written.
+#[tokio::test]
+async fn a_patch_of_the_source_text_re_embeds_and_a_patched_vector_is_checked() {
+    let db = SearchDb::new(reposmith_tests::pg_config(reposmith_tests::database_url())).await;
+    db.create::<Note>().await;
+    let letters = Arc::new(Letters::new(26));
+    let repo = db.pg.repo::<Note>().with_embedder(letters.clone());
+    let one = repo.insert(&note("abc")).await.unwrap();
+
+    let patched = repo.patch(&one.id, Note::BODY.set("zzz")).await.unwrap();
+    let vector = patched.embedding.as_ref().unwrap().as_slice();
+    assert_eq!(
+        (vector[0], vector[25]),
+        (0.0, 3.0),
+        "re-embedded from the new text"
+    );
+    assert_eq!(repo.get(&one.id).await.unwrap().unwrap(), patched);
+
+    let rows = repo
+        .update_where(Note::ID.eq(one.id), Note::BODY.set("aa"))
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(rows[0].embedding.as_ref().unwrap().as_slice()[0], 2.0);
+
+    let bare = db.pg.repo::<Note>().without_embedder();
+    let cleared = bare.patch(&one.id, Note::BODY.set("q")).await.unwrap();
+    assert_eq!(cleared.embedding, None, "no stale vector is kept");
+
+    let before = repo.get(&one.id).await.unwrap().unwrap();
+    let short = Note::EMBEDDING.set(Vector::from(vec![1.0; 3]));
+    let nan = Note::EMBEDDING.set(Vector::from(vec![f32::NAN; 26]));
+    for bad in [short, nan, Note::BODY.set("nul\0")] {
+        let refused = repo.patch(&one.id, bad).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidInput { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(repo.get(&one.id).await.unwrap().unwrap(), before);
+    let given = Vector::from(vec![0.5; 26]);
+    let set = repo
+        .patch(
+            &one.id,
+            Note::EMBEDDING
+                .set(given.clone())
+                .and(Note::BODY.set("kept")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        set.embedding,
+        Some(given),
+        "a vector given with the text is not recomputed"
+    );
+    db.cleanup().await;
+}
