@@ -16,8 +16,10 @@ use crate::schema::EntitySchema;
 use crate::value::Value;
 
 /// One implicit condition of a [`RowScope`].
+///
+/// Deliberately exhaustive: a condition added here must be rendered by
+/// every backend's scope function before anything compiles.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum ScopeCondition {
     /// The row is live: its `#[repo(soft_delete)]` column (at this position
     /// in the schema's columns) is NULL.
@@ -126,10 +128,11 @@ impl RowScope {
         )
     }
 
-    /// The values the scope binds, in the order its rendering uses them
-    /// (after a fixed statement's own parameters). None so far: a live
-    /// condition is `IS NULL`.
-    pub fn values(&self) -> Vec<Value> {
+    /// The values the scope binds with the position of the column each is
+    /// compared with, in the order its rendering uses them (after a fixed
+    /// statement's own parameters). None so far: a live condition is
+    /// `IS NULL`.
+    pub fn values(&self) -> Vec<(usize, Value)> {
         Vec::new()
     }
 
@@ -178,7 +181,11 @@ mod tests {
         );
         let all = live.clone().with_deleted();
         assert!(all.is_empty() && all.includes_deleted());
-        assert_eq!(all.clone().live(&SOFT), live, "live() restores the condition");
+        assert_eq!(
+            all.clone().live(&SOFT),
+            live,
+            "live() restores the condition"
+        );
         assert_eq!(live.clone().live(&SOFT), live, "never twice");
         assert!(RowScope::of(&HARD).is_empty());
         assert_eq!(RowScope::of(&HARD).node(), FilterNode::All);

@@ -51,7 +51,9 @@ pub fn soft_delete_stamp(schema: &EntitySchema) -> Option<SoftDeleteStamp> {
     let (column, _) = schema.soft_delete_column()?;
     Some(SoftDeleteStamp {
         column,
-        updated_at: schema.column_with_role(ColumnRole::UpdatedAt).map(|(i, _)| i),
+        updated_at: schema
+            .column_with_role(ColumnRole::UpdatedAt)
+            .map(|(i, _)| i),
         version: schema.version_column().map(|(i, _)| i),
     })
 }
@@ -126,7 +128,10 @@ mod tests {
     fn purge_cutoffs_refuse_spans_past_the_calendar() {
         let now = Utc::now();
         let day = std::time::Duration::from_secs(86_400);
-        assert_eq!(purge_cutoff("T", now, day).unwrap(), now - chrono::TimeDelta::days(1));
+        assert_eq!(
+            purge_cutoff("T", now, day).unwrap(),
+            now - chrono::TimeDelta::days(1)
+        );
         let forever = std::time::Duration::from_secs(u64::MAX);
         assert!(matches!(
             purge_cutoff("T", now, forever),

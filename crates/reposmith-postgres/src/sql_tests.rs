@@ -73,7 +73,11 @@ impl Entity for Note {
 
 #[test]
 fn fixed_statements_list_columns_and_check_the_version() {
-    let s = statements(std::any::TypeId::of::<Note>(), Note::SCHEMA);
+    let s = statements(
+        std::any::TypeId::of::<Note>(),
+        Note::SCHEMA,
+        &reposmith_core::RowScope::of(Note::SCHEMA),
+    );
     let cols = r#""id", "title", "rank", "meta", "version", "updated_at""#;
     assert_eq!(
         &*s.get,
