@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use mongodb::action::{
-    CountDocuments, Delete, FindOne, FindOneAndUpdate, InsertMany, InsertOne, RunCommand,
+    CountDocuments, Delete, FindOne, FindOneAndUpdate, InsertMany, InsertOne, RunCommand, Update,
 };
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::{ClientSession, Collection};
@@ -67,6 +67,7 @@ in_session!(
     InsertOne<'a>,
     InsertMany<'a>,
     Delete<'a>,
+    Update<'a>,
     CountDocuments<'a>,
     RunCommand<'a>,
 );

@@ -76,6 +76,9 @@ fn index_json(model: &mongodb::IndexModel) -> Document {
         if let Some(ttl) = options.expire_after {
             spec.insert("expireAfterSeconds", ttl.as_secs() as i64);
         }
+        if let Some(partial) = &options.partial_filter_expression {
+            spec.insert("partialFilterExpression", partial.clone());
+        }
     }
     spec
 }
