@@ -165,9 +165,10 @@ mod tests {
         ColumnDef::new("gone", "gone", ColumnType::TimestampTz, true)
             .with_role(ColumnRole::SoftDelete),
     ];
+    static ID: [ColumnDef; 1] =
+        [ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id)];
     static SOFT: EntitySchema = EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Identity, &[]);
-    static HARD: EntitySchema =
-        EntitySchema::new("H", "h", &COLUMNS[..1], 0, IdStrategy::Identity, &[]);
+    static HARD: EntitySchema = EntitySchema::new("H", "h", &ID, 0, IdStrategy::Identity, &[]);
 
     #[test]
     fn soft_deleting_entities_scope_to_live_rows_unless_with_deleted() {

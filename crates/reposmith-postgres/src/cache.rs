@@ -171,7 +171,8 @@ impl<E: Entity> PgRepository<E> {
         Fut: Future<Output = Result<T>>,
     {
         let unit = self.exec.backend().begin().await?;
-        let mut twin = unit.repo_of::<E>();
+        // The twin keeps this repository's view (`with_deleted`).
+        let mut twin = unit.repo_of::<E>().rescoped(self.scope.clone());
         twin.embedder = self.embedder.clone();
         match work(twin).await {
             Ok(value) => {

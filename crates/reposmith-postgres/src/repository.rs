@@ -169,7 +169,7 @@ impl<E: Entity> PgRepository<E> {
     }
 
     /// This repository under `scope`, with the statements of its shape.
-    fn rescoped(mut self, scope: RowScope) -> Self {
+    pub(crate) fn rescoped(mut self, scope: RowScope) -> Self {
         self.statements = statements(std::any::TypeId::of::<E>(), E::SCHEMA, &scope);
         self.scope = scope;
         self

@@ -103,7 +103,7 @@ fn index_json(index: &MongoIndex) -> Value {
         spec["expireAfterSeconds"] = json!(seconds);
     }
     if let Some(partial) = &index.partial_filter {
-        let partial = Bson::Document(partial.clone()).into_relaxed_extjson();
+        let partial = super::check::to_json(&Bson::Document(partial.clone()));
         spec["partialFilterExpression"] = partial;
     }
     spec
