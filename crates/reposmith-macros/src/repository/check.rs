@@ -412,7 +412,11 @@ fn soft_delete_rules(fields: &[RepoField], errors: &mut Accumulator) {
         }
         let timestamp = option_inner(&f.ty).is_some_and(|t| is_one_of(t, &["DateTime"]));
         if !timestamp {
-            let found = last_segment(&f.ty).unwrap_or_else(|| "this type".to_owned());
+            let name = |ty| last_segment(ty).unwrap_or_else(|| "this type".to_owned());
+            let found = match option_inner(&f.ty) {
+                Some(inner) => format!("Option<{}>", name(inner)),
+                None => name(&f.ty),
+            };
             let message = format!(
                 "a `soft_delete` field must be `Option<DateTime<Utc>>` (None while the row is \
                  live), found `{found}`"
