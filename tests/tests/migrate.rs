@@ -18,6 +18,8 @@ mod entities;
 mod mongo;
 #[path = "migrate/revert.rs"]
 mod revert;
+#[path = "migrate/soft_delete.rs"]
+mod soft_delete;
 
 use std::path::PathBuf;
 

@@ -38,5 +38,6 @@ mod queue_crash;
 mod secrets;
 mod services;
 mod small_ids;
+mod soft_delete;
 mod tls;
 mod versions;

@@ -27,6 +27,7 @@ fn derive_ui() {
         "backend",
         "cache",
         "changes",
+        "soft_delete",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

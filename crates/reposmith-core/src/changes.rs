@@ -425,6 +425,7 @@ fn role_name(role: ColumnRole) -> &'static str {
         ColumnRole::Version => "version",
         ColumnRole::CreatedAt => "created_at timestamp",
         ColumnRole::UpdatedAt => "updated_at timestamp",
+        ColumnRole::SoftDelete => "soft-delete timestamp; use delete and restore",
         _ => "managed column",
     }
 }

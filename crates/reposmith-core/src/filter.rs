@@ -173,6 +173,11 @@ impl<E: Entity> Filter<E> {
         Filter::new(FilterNode::Not(Box::new(self.node)))
     }
 
+    /// A filter from an untyped tree the core built for `E` (a row scope).
+    pub(crate) fn from_node(node: FilterNode) -> Self {
+        Filter::new(node)
+    }
+
     /// The untyped tree, for backends.
     pub fn node(&self) -> &FilterNode {
         &self.node

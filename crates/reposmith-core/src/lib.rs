@@ -33,6 +33,7 @@ pub mod report;
 pub mod repository;
 pub mod retry;
 pub mod schema;
+pub mod scope;
 pub mod search;
 pub mod stamp;
 pub mod stream;
@@ -62,6 +63,7 @@ pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,
     IdStrategy, IndexDef, IndexMethod, ReadPreference, VectorIndex, VectorKind, VectorSpec,
 };
+pub use scope::RowScope;
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;
 pub use unit::{DataStore, UnitOfWork};

@@ -106,10 +106,45 @@ pub trait Repository<E: Entity>: Send + Sync {
     fn upsert(&self, entity: &E) -> impl Future<Output = Result<E>> + Send;
 
     /// Deletes the entity with `id`; false when there was none.
+    ///
+    /// On an entity with `#[repo(soft_delete)]` the row stays: its
+    /// soft-delete column is set to now (and `updated_at` stamped, the
+    /// version bumped, when the entity has them), and every read skips it
+    /// from then on. Deleting a row already deleted returns false.
     fn delete(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Deletes every row matching `filter`; returns how many.
+    /// Deletes every row matching `filter`; returns how many. Soft-deletes
+    /// on an entity with `#[repo(soft_delete)]`, as [`Repository::delete`]
+    /// does; rows already deleted are not counted.
     fn delete_where(&self, filter: Filter<E>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Brings back the soft-deleted row with `id` (its soft-delete column
+    /// cleared, `updated_at` stamped and the version bumped when the entity
+    /// has them); false when no deleted row has that id. An entity without
+    /// `#[repo(soft_delete)]` is [`Error::InvalidInput`](crate::Error::InvalidInput).
+    fn restore(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes for good the rows soft-deleted more than `older_than` ago;
+    /// returns how many. An entity without `#[repo(soft_delete)]` is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput).
+    fn purge_deleted(
+        &self,
+        older_than: std::time::Duration,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Removes the row with `id` for good, deleted or not (on an entity
+    /// without soft delete, the same as [`Repository::delete`]); false when
+    /// there was none.
+    fn purge(&self, id: &E::Id) -> impl Future<Output = Result<bool>> + Send;
+
+    /// This repository, also seeing soft-deleted rows: every read, update
+    /// and `restore`/`purge` through it matches deleted rows too (a
+    /// `delete` through it still only deletes live rows). Its reads never
+    /// use the repository cache. On an entity without soft delete, the same
+    /// repository.
+    fn with_deleted(&self) -> Self
+    where
+        Self: Sized;
 
     /// Runs a query built with [`Repository::find`].
     fn fetch(&self, query: FindQuery<E>) -> impl Future<Output = Result<Vec<E>>> + Send;

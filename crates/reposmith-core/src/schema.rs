@@ -105,6 +105,12 @@ pub enum ColumnRole {
     CreatedAt,
     /// Set on insert and on every update.
     UpdatedAt,
+    /// When the row was soft-deleted (`#[repo(soft_delete)]`, an
+    /// `Option<DateTime<Utc>>`): NULL while the row is live. `delete` sets
+    /// it instead of removing the row, every read skips rows where it is
+    /// set (see [`RowScope`](crate::scope::RowScope)), unique indexes cover
+    /// only live rows, and `update` never writes it.
+    SoftDelete,
 }
 
 /// One stored field.
@@ -589,6 +595,11 @@ impl EntitySchema {
     /// The `#[repo(full_text)]` columns, in declaration order.
     pub fn full_text_columns(&self) -> impl Iterator<Item = &ColumnDef> + '_ {
         self.columns.iter().filter(|c| c.full_text.is_some())
+    }
+
+    /// The `#[repo(soft_delete)]` column, if rows are soft-deleted.
+    pub fn soft_delete_column(&self) -> Option<(usize, &ColumnDef)> {
+        self.column_with_role(ColumnRole::SoftDelete)
     }
 
     /// The optimistic-locking column, if the entity is versioned.

@@ -32,6 +32,62 @@ pub fn stamp_new(schema: &EntitySchema, values: &mut [Value], now: DateTime<Utc>
     }
 }
 
+/// What a soft delete (or a restore) writes besides the soft-delete column:
+/// the columns a backend stamps in the same statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SoftDeleteStamp {
+    /// Position of the `#[repo(soft_delete)]` column.
+    pub column: usize,
+    /// Position of the `updated_at` column, stamped with the same time, if any.
+    pub updated_at: Option<usize>,
+    /// Position of the version column, bumped by one, if any.
+    pub version: Option<usize>,
+}
+
+/// How rows of `schema` are soft-deleted; `None` when the entity has no
+/// `#[repo(soft_delete)]` column (its deletes remove rows).
+pub fn soft_delete_stamp(schema: &EntitySchema) -> Option<SoftDeleteStamp> {
+    let (column, _) = schema.soft_delete_column()?;
+    Some(SoftDeleteStamp {
+        column,
+        updated_at: schema
+            .column_with_role(ColumnRole::UpdatedAt)
+            .map(|(i, _)| i),
+        version: schema.version_column().map(|(i, _)| i),
+    })
+}
+
+/// The instant before which soft-deleted rows are purged by
+/// `purge_deleted(older_than)`: `now - older_than`. A span beyond what a
+/// timestamp can hold is [`Error::InvalidInput`](crate::Error::InvalidInput).
+pub fn purge_cutoff(
+    entity: &'static str,
+    now: DateTime<Utc>,
+    older_than: std::time::Duration,
+) -> crate::Result<DateTime<Utc>> {
+    chrono::TimeDelta::from_std(older_than)
+        .ok()
+        .and_then(|span| now.checked_sub_signed(span))
+        .ok_or_else(|| {
+            crate::Error::invalid(
+                entity,
+                "older_than",
+                "reaches before the earliest timestamp that can be stored",
+            )
+        })
+}
+
+/// The error of a soft-delete operation on an entity without
+/// `#[repo(soft_delete)]`.
+pub fn not_soft_deleting(entity: &'static str, operation: &str) -> crate::Error {
+    crate::Error::invalid(
+        entity,
+        operation,
+        "the entity has no #[repo(soft_delete)] field: its rows are deleted, not soft-deleted",
+    )
+}
+
 /// Version 1 in the integer width the field uses.
 fn one_like(value: &Value) -> Value {
     match value {
@@ -67,6 +123,21 @@ pub fn id_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_cutoffs_refuse_spans_past_the_calendar() {
+        let now = Utc::now();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            purge_cutoff("T", now, day).unwrap(),
+            now - chrono::TimeDelta::days(1)
+        );
+        let forever = std::time::Duration::from_secs(u64::MAX);
+        assert!(matches!(
+            purge_cutoff("T", now, forever),
+            Err(crate::Error::InvalidInput { .. })
+        ));
+    }
     use crate::schema::{ColumnDef, ColumnType};
 
     static COLUMNS: [ColumnDef; 3] = [

@@ -22,7 +22,8 @@
 //! `find_by_<field>` finder), `index` (plus `find_all_by_<field>`; GIN on
 //! JSON fields), `json` (any `Serialize + DeserializeOwned` type as JSONB),
 //! `version` (optimistic locking, `i64`), `created_at` / `updated_at`
-//! (`DateTime<Utc>`, set by the repository), `skip` (not stored; `Default`
+//! (`DateTime<Utc>`, set by the repository), `soft_delete`
+//! (`Option<DateTime<Utc>>`: `delete` sets it, reads skip such rows), `skip` (not stored; `Default`
 //! when read), `default = "..."` (a SQL default expression).
 
 mod db_enum;

@@ -5,7 +5,7 @@
 //! them back in its own normal form (`'{}'::text[]`, `timestamp with time
 //! zone`). So the expected table is created as a temporary table inside a
 //! transaction that is rolled back, and both are read back through the same
-//! catalog query. Indexes are compared structurally: method, uniqueness,
+//! catalog query. Indexes are compared structurally: method, uniqueness, predicate,
 //! columns, operator class, storage parameters, and `indisvalid` (an INVALID
 //! index left by a failed `CREATE INDEX CONCURRENTLY`).
 
@@ -44,6 +44,7 @@ struct LiveIndex {
     opclasses: Vec<String>,
     default_opclass: Vec<bool>,
     options: Vec<String>,
+    predicate: Option<String>,
 }
 
 const COLUMNS: &str = "\
@@ -65,7 +66,8 @@ SELECT i.relname::text AS name, ix.indisunique AS unique, ix.indisvalid AS valid
              JOIN pg_opclass c ON c.oid = k.c ORDER BY k.o) AS opclasses, \
        array(SELECT c.opcdefault FROM unnest(ix.indclass::oid[]) WITH ORDINALITY k(c, o) \
              JOIN pg_opclass c ON c.oid = k.c ORDER BY k.o) AS default_opclass, \
-       coalesce(i.reloptions, '{}')::text[] AS options \
+       coalesce(i.reloptions, '{}')::text[] AS options, \
+       pg_get_expr(ix.indpred, ix.indrelid) AS predicate \
 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_am am ON am.oid = i.relam \
 WHERE ix.indrelid = $1 AND NOT ix.indisprimary ORDER BY 1";
 
@@ -105,6 +107,7 @@ async fn table_drift(conn: &mut PgConnection, table: &Table) -> Result<Vec<Strin
         Vec<String>,
         Vec<bool>,
         Vec<String>,
+        Option<String>,
     );
     let rows: Vec<Row> = sqlx::query_as(INDEXES)
         .bind(oid)
@@ -121,6 +124,7 @@ async fn table_drift(conn: &mut PgConnection, table: &Table) -> Result<Vec<Strin
             opclasses: r.5,
             default_opclass: r.6,
             options: r.7,
+            predicate: r.8,
         })
         .collect();
     problems.extend(compare_indexes(&name, &table.indexes, &indexes));
@@ -273,6 +277,7 @@ fn describe(
     columns: &[String],
     opclass: Option<&str>,
     params: &BTreeSet<String>,
+    predicate: Option<&str>,
 ) -> String {
     let unique = if unique { "UNIQUE " } else { "" };
     let opclass = opclass.map(|o| format!(" {o}")).unwrap_or_default();
@@ -285,7 +290,12 @@ fn describe(
             params.iter().cloned().collect::<Vec<_>>().join(", ")
         )
     };
-    format!("{unique}{method} ({}){with}", columns.join(", "))
+    // Compared without quotes and parentheses: the catalog deparses
+    // `"deleted_at" IS NULL` as `(deleted_at IS NULL)`.
+    let predicate = predicate
+        .map(|p| format!(" WHERE {}", p.replace(['"', '(', ')'], "")))
+        .unwrap_or_default();
+    format!("{unique}{method} ({}){with}{predicate}", columns.join(", "))
 }
 
 /// The live index; its operator class is shown when the entity names one
@@ -304,6 +314,7 @@ fn describe_live(index: &LiveIndex, named: bool) -> String {
         &index.columns,
         opclass,
         &params,
+        index.predicate.as_deref(),
     )
 }
 
@@ -319,5 +330,6 @@ fn describe_model(index: &Index) -> String {
         &index.columns,
         index.opclass.as_deref(),
         &params,
+        index.predicate.as_deref(),
     )
 }

@@ -11,7 +11,7 @@ use reposmith_core::{
     IndexMethod,
 };
 use reposmith_postgres::{
-    column_type_sql, full_text_expression, index_opclass, index_sql, quote_ident,
+    column_type_sql, full_text_expression, index_opclass, index_predicate, index_sql, quote_ident,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,10 @@ pub struct Index {
     pub opclass: Option<String>,
     /// Storage parameters (`WITH (m = 16, ...)`), in declaration order.
     pub params: Vec<(String, u32)>,
+    /// The `WHERE` of a partial index: a unique index of a soft-deleting
+    /// entity covers live rows only. Absent from snapshots of full indexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<String>,
     /// The `CREATE INDEX IF NOT EXISTS` statement, from `reposmith-postgres`.
     pub sql: String,
 }
@@ -297,6 +301,7 @@ impl Index {
             method: method.to_owned(),
             opclass: index_opclass(schema, def),
             params,
+            predicate: index_predicate(schema, def),
             sql: index_sql(schema, def),
         }
     }
@@ -308,6 +313,7 @@ impl Index {
             && self.unique == other.unique
             && self.method == other.method
             && self.opclass == other.opclass
+            && self.predicate == other.predicate
             && self.params == other.params
     }
 }

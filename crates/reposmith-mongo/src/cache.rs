@@ -86,7 +86,12 @@ impl<E: Entity> MongoRepository<E> {
     /// repository that was not made [`without_cache`](Self::without_cache).
     pub(crate) fn read_cache(&self) -> Option<&Cache> {
         let cache = self.backend.cache()?;
-        let usable = self.read_cache && !self.exec.in_unit() && E::SCHEMA.cache.is_some();
+        // A view beyond the default scope (`with_deleted`) reads the
+        // database: its rows must never fill entries default reads use.
+        let usable = self.read_cache
+            && !self.exec.in_unit()
+            && E::SCHEMA.cache.is_some()
+            && self.scope == reposmith_core::RowScope::of(E::SCHEMA);
         usable.then_some(cache)
     }
 

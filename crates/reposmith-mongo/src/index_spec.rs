@@ -52,6 +52,10 @@ pub struct MongoIndex {
     pub unique: bool,
     /// The TTL lifetime: documents expire this many seconds after the key's time.
     pub expire_after_seconds: Option<u64>,
+    /// The `partialFilterExpression`: a unique index of a soft-deleting
+    /// entity covers live documents only: `{deleted_at: {$type: "null"}}`
+    /// (the repository always writes the key, `null` while live).
+    pub partial_filter: Option<Document>,
 }
 
 impl MongoIndex {
@@ -69,6 +73,7 @@ impl MongoIndex {
             .name(self.name.clone())
             .unique(self.unique.then_some(true))
             .expire_after(self.expire_after_seconds.map(Duration::from_secs))
+            .partial_filter_expression(self.partial_filter.clone())
             .build();
         IndexModel::builder()
             .keys(self.key_document())
@@ -96,6 +101,7 @@ pub fn index_specs(schema: &EntitySchema) -> Vec<MongoIndex> {
                 .collect(),
             unique: index.unique,
             expire_after_seconds: None,
+            partial_filter: index.unique.then(|| live_filter(schema)).flatten(),
         })
         .collect();
     if let Some((i, column, seconds)) = ttl {
@@ -111,6 +117,7 @@ pub fn index_specs(schema: &EntitySchema) -> Vec<MongoIndex> {
                 keys: vec![(key(schema, i), IndexKey::Ascending)],
                 unique: false,
                 expire_after_seconds: Some(seconds),
+                partial_filter: None,
             }),
         }
     }
@@ -130,7 +137,20 @@ pub fn text_index(schema: &EntitySchema) -> Option<MongoIndex> {
         keys,
         unique: false,
         expire_after_seconds: None,
+        partial_filter: None,
     })
+}
+
+/// The partial filter of a soft-deleting entity's unique indexes: the
+/// soft-delete key holds BSON `null` (the repository always writes the key,
+/// `null` while the document is live). `$type: "null"` rather than
+/// `{deleted_at: null}`: MongoDB's partial indexes accept `$type`, and an
+/// equality with `null` would also match a missing key; `$exists: false`
+/// is refused by MongoDB and silently ignored by SecantusDB. `None` for an
+/// entity without `#[repo(soft_delete)]`.
+pub(crate) fn live_filter(schema: &EntitySchema) -> Option<Document> {
+    let (i, _) = schema.soft_delete_column()?;
+    Some(mongodb::bson::doc! { key(schema, i): { "$type": "null" } })
 }
 
 /// The document key of the column named `column`.

@@ -117,6 +117,8 @@ pub(crate) async fn patch<E: Entity>(
         let version = to_bson(schema.entity, field, version)?;
         filter.insert(key(schema, *i), doc! { "$eq": version });
     }
+    // The repository's row scope (live documents, unless the `with_deleted` view).
+    let filter = repo.within(filter, &repo.scope)?;
     let stored = repo
         .send("update", async |s| {
             let command = repo.collection.find_one_and_update(filter, update);
@@ -138,7 +140,7 @@ async fn miss<E: Entity>(
     expected: Option<(usize, Value)>,
 ) -> Result<Error> {
     let schema = E::SCHEMA;
-    let filter = doc! { "_id": { "$eq": id } };
+    let filter = repo.within(doc! { "_id": { "$eq": id } }, &repo.scope)?;
     let exists = repo
         .send("update", async |s| {
             let command = repo.collection.find_one(filter);
@@ -168,7 +170,7 @@ pub(crate) async fn update_where<E: Entity>(
     update: Document,
     returning: bool,
 ) -> Result<(u64, Vec<E>)> {
-    let filter = filter_doc(E::SCHEMA, filter.node())?;
+    let filter = filter_doc(E::SCHEMA, repo.scoped(filter).node())?;
     if !returning && !repo.invalidates() {
         let done = repo
             .send("update", async |s| {

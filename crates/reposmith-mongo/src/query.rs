@@ -1,9 +1,12 @@
 //! Operations whose command depends on a filter or an order: find, pages,
-//! count, exists, delete_where.
+//! count, exists, delete_where (a `delete`, or an `update` stamping the
+//! soft-delete key). Filters arrive already restricted to the repository's
+//! row scope (`MongoRepository::scoped`).
 
 use mongodb::bson::{Bson, Document, doc};
 use reposmith_core::cache::CachedRow;
 use reposmith_core::keyset::Keyset;
+use reposmith_core::stamp::SoftDeleteStamp;
 use reposmith_core::{Backend, Entity, Error, Filter, FindQuery, Result, Value};
 
 use crate::MongoRepository;
@@ -169,7 +172,8 @@ pub(crate) async fn exists<E: Entity>(
 /// `$in` of many ids made SecantusDB scan the collection, see `bulk`).
 const DELETE_BATCH: usize = 1_000;
 
-/// Deletes every document matching `filter`; returns how many.
+/// Deletes every document matching `filter` (soft-deletes them with
+/// `soft`); returns how many.
 ///
 /// For an entity whose writes invalidate a cache, the matching `_id`s are
 /// read first and each of those documents is deleted if it still matches,
@@ -178,8 +182,12 @@ const DELETE_BATCH: usize = 1_000;
 pub(crate) async fn delete_where<E: Entity>(
     repo: &MongoRepository<E>,
     filter: Filter<E>,
+    soft: Option<SoftDeleteStamp>,
 ) -> Result<u64> {
     let filter = filter_doc(E::SCHEMA, filter.node())?;
+    if let Some(stamp) = soft {
+        return soft_delete_where(repo, filter, stamp).await;
+    }
     if repo.invalidates() {
         return delete_found(repo, filter).await;
     }
@@ -245,6 +253,70 @@ async fn delete_found<E: Entity>(repo: &MongoRepository<E>, filter: Document) ->
         };
         repo.invalidate(&values).await;
         deleted += reply;
+    }
+    Ok(deleted)
+}
+
+/// The soft delete of every document matching `filter`: one `updateMany`
+/// setting the soft-delete key (and `updated_at`) to now and incrementing
+/// the version. A cached entity's matching ids are read first and the
+/// update is limited to them, so exactly those are invalidated.
+async fn soft_delete_where<E: Entity>(
+    repo: &MongoRepository<E>,
+    filter: Document,
+    stamp: SoftDeleteStamp,
+) -> Result<u64> {
+    let schema = E::SCHEMA;
+    let key = |i| crate::codec::key(schema, i);
+    let now = Bson::DateTime(mongodb::bson::DateTime::from_millis(
+        chrono::Utc::now().timestamp_millis(),
+    ));
+    let mut set = doc! { key(stamp.column): now.clone() };
+    if let Some(i) = stamp.updated_at {
+        set.insert(key(i), now);
+    }
+    let mut update = doc! { "$set": set };
+    if let Some(i) = stamp.version {
+        update.insert("$inc", doc! { key(i): 1_i64 });
+    }
+    if !repo.invalidates() {
+        let done = repo
+            .send("update", async |s| {
+                repo.collection
+                    .update_many(filter, update)
+                    .in_session(s)
+                    .await
+            })
+            .await?;
+        return Ok(done.modified_count);
+    }
+    let matched = filter.clone();
+    let ids = repo
+        .send("find", async |s| {
+            find_ids(&repo.collection, matched, s).await
+        })
+        .await?;
+    let mut deleted = 0u64;
+    for chunk in ids.chunks(DELETE_BATCH) {
+        let values = chunk
+            .iter()
+            .map(|id| decode_id(schema, id))
+            .collect::<Result<Vec<_>>>()?;
+        let chunk: Vec<Bson> = chunk.to_vec();
+        let limited = doc! { "$and": [{ "_id": { "$in": chunk } }, filter.clone()] };
+        let update = update.clone();
+        let sent = repo
+            .send("update", async |s| {
+                repo.collection
+                    .update_many(limited, update)
+                    .in_session(s)
+                    .await
+            })
+            .await;
+        if sent.as_ref().is_ok() || sent.as_ref().is_err_and(may_have_written) {
+            repo.invalidate(&values).await;
+        }
+        deleted += sent?.modified_count;
     }
     Ok(deleted)
 }

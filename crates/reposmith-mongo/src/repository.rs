@@ -18,18 +18,20 @@ use std::sync::Arc;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{ClientSession, Collection};
+use reposmith_core::stamp::{SoftDeleteStamp, not_soft_deleting, purge_cutoff, soft_delete_stamp};
 use reposmith_core::{
     Backend, Embedder, Entity, EntitySchema, Error, FieldType, Filter, FindQuery, IdStrategy,
-    MongoEntity, Page, PatchQuery, Repository, Result, UpdateQuery, Updated, Value,
+    MongoEntity, Page, PatchQuery, Repository, Result, RowScope, UpdateQuery, Updated, Value,
 };
 
 use reposmith_core::embed::{Fills, fill_row, missing_vectors};
 use reposmith_core::keyset;
 
 use crate::MongoBackend;
-use crate::codec::{decode, decode_raw, encode, to_bson};
+use crate::codec::{decode, decode_raw, encode, to_bson, to_millis};
 use crate::error::{conflict, duplicate_key};
 use crate::executor::{Executor, InSession};
+use crate::render::filter_doc;
 use crate::unit::UnitShared;
 use crate::write::{id_text, stamp_new, stamp_update, update_doc, version_number};
 use crate::{bulk, counter, query, size};
@@ -44,6 +46,9 @@ pub struct MongoRepository<E> {
     /// Whether reads may use the backend's cache; see
     /// [`MongoRepository::without_cache`].
     pub(crate) read_cache: bool,
+    /// The implicit conditions of every read, update and delete (live
+    /// documents only, unless [`Repository::with_deleted`]).
+    pub(crate) scope: RowScope,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -55,6 +60,7 @@ impl<E> Clone for MongoRepository<E> {
             exec: self.exec.clone(),
             embedder: self.embedder.clone(),
             read_cache: self.read_cache,
+            scope: self.scope.clone(),
             entity: PhantomData,
         }
     }
@@ -85,6 +91,7 @@ impl MongoBackend {
             exec: Executor::Client,
             embedder: self.embedder_for::<E>(),
             read_cache: true,
+            scope: RowScope::of(E::SCHEMA),
             entity: PhantomData,
         }
     }
@@ -125,6 +132,7 @@ impl<E: Entity> MongoRepository<E> {
             backend,
             exec: Executor::Unit(unit),
             read_cache: true,
+            scope: RowScope::of(E::SCHEMA),
             entity: PhantomData,
         }
     }
@@ -137,6 +145,28 @@ const UPSERT_ATTEMPTS: usize = 3;
 impl<E: Entity> MongoRepository<E> {
     pub(crate) fn schema(&self) -> &'static EntitySchema {
         E::SCHEMA
+    }
+
+    /// `filter` restricted to this repository's row scope: what every
+    /// filtered command (find, pages, count, exists, delete_where,
+    /// searches) renders.
+    pub(crate) fn scoped(&self, filter: Filter<E>) -> Filter<E> {
+        self.scope.apply(filter)
+    }
+
+    /// `matcher` (a document's `_id` condition) within `scope`: the one
+    /// rendering of the row scope for commands by id.
+    pub(crate) fn within(&self, matcher: Document, scope: &RowScope) -> Result<Document> {
+        if scope.is_empty() {
+            return Ok(matcher);
+        }
+        let scope = filter_doc(E::SCHEMA, &scope.node())?;
+        Ok(doc! { "$and": [matcher, scope] })
+    }
+
+    /// The `_id` condition of `id` within this repository's scope.
+    fn by_id(&self, id: Bson) -> Result<Document> {
+        self.within(doc! { "_id": { "$eq": id } }, &self.scope)
     }
 
     /// Runs one driver command, built by `command` for the session it is
@@ -240,6 +270,7 @@ impl<E: Entity> MongoRepository<E> {
             let version = to_bson(schema.entity, column.field, &values[i])?;
             filter.insert(column.name, doc! { "$eq": version });
         }
+        let filter = self.within(filter, &self.scope)?;
         let update = update_doc(schema, &values, false)?;
         let stored = self
             .send("update", async |s| {
@@ -258,7 +289,7 @@ impl<E: Entity> MongoRepository<E> {
     /// someone wrote first.
     async fn update_miss(&self, id: Bson, values: &[Value]) -> Result<Error> {
         let schema = self.schema();
-        let filter = doc! { "_id": { "$eq": id.clone() } };
+        let filter = self.by_id(id.clone())?;
         let exists = self
             .send("update", async |s| {
                 let command = self.collection.find_one(filter);
@@ -353,7 +384,11 @@ impl<E: Entity> MongoRepository<E> {
             .iter()
             .map(|id| self.id_bson(id))
             .collect::<Result<Vec<_>>>()?;
-        let docs = query::find_all(self, doc! { "_id": { "$in": ids } }).await?;
+        let docs = query::find_all(
+            self,
+            self.within(doc! { "_id": { "$in": ids } }, &self.scope)?,
+        )
+        .await?;
         docs.iter().map(|d| self.entity(d)).collect()
     }
 }
@@ -409,15 +444,60 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     async fn delete(&self, id: &E::Id) -> Result<bool> {
         let ids = [id.to_value()];
-        self.invalidating(|_| ids.to_vec(), &ids, self.delete_one(id))
-            .await
+        let delete = async {
+            match soft_delete_stamp(E::SCHEMA) {
+                Some(stamp) => self.stamp_one(id, stamp, true).await,
+                None => self.delete_one(id, &self.scope).await,
+            }
+        };
+        self.invalidating(|_| ids.to_vec(), &ids, delete).await
     }
 
     /// On a cached entity with a cache attached, reads the matching ids
     /// first and deletes those documents that still match, so exactly the
     /// deleted rows are invalidated (see the `cache` module).
     async fn delete_where(&self, filter: Filter<E>) -> Result<u64> {
-        query::delete_where(self, filter).await
+        match soft_delete_stamp(E::SCHEMA) {
+            // A soft delete targets live documents whatever the view.
+            Some(stamp) => {
+                let filter = self.scope.clone().live(E::SCHEMA).apply(filter);
+                query::delete_where(self, filter, Some(stamp)).await
+            }
+            None => query::delete_where(self, self.scoped(filter), None).await,
+        }
+    }
+
+    async fn restore(&self, id: &E::Id) -> Result<bool> {
+        let Some(stamp) = soft_delete_stamp(E::SCHEMA) else {
+            return Err(not_soft_deleting(E::SCHEMA.entity, "restore"));
+        };
+        let ids = [id.to_value()];
+        let restore = self.stamp_one(id, stamp, false);
+        self.invalidating(|_| ids.to_vec(), &ids, restore).await
+    }
+
+    async fn purge_deleted(&self, older_than: std::time::Duration) -> Result<u64> {
+        let schema = E::SCHEMA;
+        let Some((index, _)) = schema.soft_delete_column() else {
+            return Err(not_soft_deleting(schema.entity, "purge_deleted"));
+        };
+        let cutoff = purge_cutoff(schema.entity, to_millis(chrono::Utc::now()), older_than)?;
+        let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
+        let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
+        query::delete_where(self, filter, None).await
+    }
+
+    async fn purge(&self, id: &E::Id) -> Result<bool> {
+        let ids = [id.to_value()];
+        let scope = self.scope.clone().with_deleted();
+        let purge = self.delete_one(id, &scope);
+        self.invalidating(|_| ids.to_vec(), &ids, purge).await
+    }
+
+    fn with_deleted(&self) -> Self {
+        let mut view = self.clone();
+        view.scope = view.scope.with_deleted();
+        view
     }
 
     /// One `findAndModify` (see the `patch` module); invalidates the row
@@ -444,7 +524,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
 
     /// Through the cache when the query is `.cached(..)` (see the `cache`
     /// module).
-    async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
+    async fn fetch(&self, mut query: FindQuery<E>) -> Result<Vec<E>> {
+        query.filter = self.scoped(query.filter);
         let limit = query.limit;
         let rows = query::fetch(self, query, limit).await?;
         rows.into_iter().map(E::from_values).collect()
@@ -453,7 +534,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// One page of `size` documents and the cursor of the next page, `None`
     /// when this page is the last; see the `keyset` module for the order.
     /// Through the cache when the query is `.cached(..)`.
-    async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+    async fn fetch_page(&self, mut query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+        query.filter = self.scoped(query.filter);
         keyset::fetch_page(query, size, |query, limit| {
             query::fetch(self, query, Some(limit))
         })
@@ -461,18 +543,18 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
-        query::count(self, filter).await
+        query::count(self, self.scoped(filter)).await
     }
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
-        query::exists(self, filter).await
+        query::exists(self, self.scoped(filter)).await
     }
 }
 
 impl<E: Entity> MongoRepository<E> {
     /// The document with `id`, from the database.
     async fn get_one(&self, id: &E::Id) -> Result<Option<E>> {
-        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
+        let filter = self.by_id(self.id_bson(id)?)?;
         // Read as raw BSON and decoded straight into values, as queries are.
         let raw = self.collection.clone_with_type::<RawDocumentBuf>();
         let found = self
@@ -483,9 +565,45 @@ impl<E: Entity> MongoRepository<E> {
             .transpose()
     }
 
-    /// Deletes the document with `id`; false when there was none.
-    async fn delete_one(&self, id: &E::Id) -> Result<bool> {
-        let filter = doc! { "_id": { "$eq": self.id_bson(id)? } };
+    /// Soft-deletes (`deleting`) or restores the document with `id`: the
+    /// soft-delete key set to now (or `null`), `updated_at` stamped, the
+    /// version incremented; a delete matches a live document only, a
+    /// restore a deleted one, both within the rest of the scope.
+    async fn stamp_one(&self, id: &E::Id, stamp: SoftDeleteStamp, deleting: bool) -> Result<bool> {
+        let schema = E::SCHEMA;
+        let key = |i| crate::codec::key(schema, i);
+        let now = Bson::DateTime(mongodb::bson::DateTime::from_millis(
+            chrono::Utc::now().timestamp_millis(),
+        ));
+        let state = if deleting {
+            doc! { key(stamp.column): { "$type": "null" } }
+        } else {
+            doc! { key(stamp.column): { "$not": { "$type": "null" } } }
+        };
+        let matcher = doc! { "$and": [{ "_id": { "$eq": self.id_bson(id)? } }, state] };
+        let filter = self.within(matcher, &self.scope.clone().with_deleted())?;
+        let mut set = doc! { key(stamp.column): if deleting { now.clone() } else { Bson::Null } };
+        if let Some(i) = stamp.updated_at {
+            set.insert(key(i), now);
+        }
+        let mut update = doc! { "$set": set };
+        if let Some(i) = stamp.version {
+            update.insert("$inc", doc! { key(i): 1_i64 });
+        }
+        let done = self
+            .send("update", async |s| {
+                self.collection
+                    .update_one(filter, update)
+                    .in_session(s)
+                    .await
+            })
+            .await?;
+        Ok(done.matched_count > 0)
+    }
+
+    /// Deletes the document with `id` within `scope`; false when there was none.
+    async fn delete_one(&self, id: &E::Id, scope: &RowScope) -> Result<bool> {
+        let filter = self.within(doc! { "_id": { "$eq": self.id_bson(id)? } }, scope)?;
         let done = self
             .send("delete", async |s| {
                 self.collection.delete_one(filter).in_session(s).await

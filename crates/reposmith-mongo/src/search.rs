@@ -84,6 +84,8 @@ impl<E: Entity> MongoRepository<E> {
     async fn search(&self, query: SearchQuery<E>) -> Result<(Vec<Scored<E>>, Option<Cursor>)> {
         query.validate()?;
         check_cached::<E>(query.cached)?;
+        let mut query = query;
+        query.filter = self.scoped(query.filter);
         let schema = E::SCHEMA;
         let after = match &query.after {
             Some(cursor) => {

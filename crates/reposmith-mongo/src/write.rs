@@ -46,7 +46,9 @@ pub(crate) use reposmith_core::stamp::{id_text, version_number};
 
 /// The update document of `update` (`upsert: false`) and `upsert`: every
 /// data field and `updated_at` set, the version incremented, `created_at`
-/// kept (an upsert sets it only when it inserts).
+/// kept (an upsert sets it only when it inserts); the soft-delete key is
+/// set by an upsert (which revives a deleted document with the entity's
+/// value) and never by an update.
 pub(crate) fn update_doc(
     schema: &EntitySchema,
     values: &[Value],
@@ -64,6 +66,8 @@ pub(crate) fn update_doc(
                 on_insert.insert(key(schema, i), bson()?);
             }
             ColumnRole::CreatedAt => {}
+            // Only delete, restore and upsert change whether a row is deleted.
+            ColumnRole::SoftDelete if !upsert => {}
             _ => {
                 set.insert(key(schema, i), bson()?);
             }

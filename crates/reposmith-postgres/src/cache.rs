@@ -104,10 +104,17 @@ pub(crate) enum WritePath {
 }
 
 impl<E: Entity> PgRepository<E> {
-    /// The cache pool reads of `E` go through, if any.
+    /// The cache pool reads of `E` go through, if any: none for a
+    /// repository in a unit, made `without_cache`, or `with_deleted`.
     pub(crate) fn read_cache(&self) -> Option<&Cache> {
         match &self.exec {
-            Executor::Pool(backend) if self.use_cache && E::SCHEMA.cache.is_some() => {
+            // A view beyond the default scope (`with_deleted`) reads the
+            // database: its rows must never fill entries default reads use.
+            Executor::Pool(backend)
+                if self.use_cache
+                    && E::SCHEMA.cache.is_some()
+                    && self.scope == reposmith_core::RowScope::of(E::SCHEMA) =>
+            {
                 backend.cache.as_ref()
             }
             _ => None,
@@ -164,7 +171,8 @@ impl<E: Entity> PgRepository<E> {
         Fut: Future<Output = Result<T>>,
     {
         let unit = self.exec.backend().begin().await?;
-        let mut twin = unit.repo_of::<E>();
+        // The twin keeps this repository's view (`with_deleted`).
+        let mut twin = unit.repo_of::<E>().rescoped(self.scope.clone());
         twin.embedder = self.embedder.clone();
         match work(twin).await {
             Ok(value) => {

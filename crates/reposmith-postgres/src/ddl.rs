@@ -60,12 +60,25 @@ pub fn index_sql(schema: &EntitySchema, index: &IndexDef) -> String {
         .iter()
         .map(|c| format!("{}{opclass}", quote_ident(c)))
         .collect();
+    let predicate = index_predicate(schema, index)
+        .map(|p| format!(" WHERE {p}"))
+        .unwrap_or_default();
     format!(
-        "CREATE {unique}INDEX IF NOT EXISTS {} ON {} USING {method} ({}){with}",
+        "CREATE {unique}INDEX IF NOT EXISTS {} ON {} USING {method} ({}){with}{predicate}",
         quote_ident(index.name),
         table_name(schema),
         cols.join(", ")
     )
+}
+
+/// The predicate of a partial index: a unique index of an entity with
+/// `#[repo(soft_delete)]` covers live rows only (`"deleted_at" IS NULL`),
+/// so a new row may reuse a deleted row's key. `None` for every other index.
+pub fn index_predicate(schema: &EntitySchema, index: &IndexDef) -> Option<String> {
+    let (_, deleted) = schema.soft_delete_column()?;
+    index
+        .unique
+        .then(|| format!("{} IS NULL", quote_ident(deleted.name)))
 }
 
 /// The operator class of an HNSW or IVFFlat index on one vector column,

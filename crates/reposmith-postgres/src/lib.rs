@@ -174,16 +174,24 @@ pub mod sql_text {
 
     /// `E`'s `update`: `UPDATE ... WHERE id = $ AND version = $ RETURNING ...`.
     pub fn update<E: Entity + 'static>() -> String {
-        statements(std::any::TypeId::of::<E>(), E::SCHEMA)
-            .update
-            .to_string()
+        statements(
+            std::any::TypeId::of::<E>(),
+            E::SCHEMA,
+            &reposmith_core::RowScope::of(E::SCHEMA),
+        )
+        .update
+        .to_string()
     }
 
     /// `E`'s `upsert`: `INSERT ... ON CONFLICT (id) DO UPDATE ... RETURNING ...`.
     pub fn upsert<E: Entity + 'static>() -> String {
-        statements(std::any::TypeId::of::<E>(), E::SCHEMA)
-            .upsert
-            .to_string()
+        statements(
+            std::any::TypeId::of::<E>(),
+            E::SCHEMA,
+            &reposmith_core::RowScope::of(E::SCHEMA),
+        )
+        .upsert
+        .to_string()
     }
 
     /// The outbox relay's claim of a batch of due rows (`FOR UPDATE SKIP LOCKED`).
@@ -214,7 +222,7 @@ pub use bulk_load::{
 pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
-    index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
+    index_predicate, index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
 };
 pub use health::PgHealth;
 pub use pool::PooledConnection;

@@ -183,6 +183,10 @@ pub(crate) async fn patch<E: Entity>(
     let id_def = schema.id_column();
     let mut update = update_of(schema, parts)?;
     update.and_where(col(id_def).eq(val(id_def, id_value.clone())));
+    // The repository's row scope (live rows, unless the `with_deleted` view).
+    if !repo.scope.is_empty() {
+        update.and_where(filter_expr(schema, &repo.scope.node())?);
+    }
     if let Some((i, version)) = &expected {
         let def = &schema.columns[*i];
         update.and_where(col(def).eq(val(def, version.clone())));
@@ -207,7 +211,7 @@ async fn miss<E: Entity>(
     expected: Option<(usize, Value)>,
 ) -> Result<Error> {
     let schema = E::SCHEMA;
-    let params = vec![to_sea(id.clone(), &schema.id_column().ty)];
+    let params = repo.scoped_params(vec![to_sea(id.clone(), &schema.id_column().ty)]);
     let sql = &repo.statements.exists;
     let primary = Route::primary();
     let exists = repo
@@ -250,7 +254,7 @@ pub(crate) async fn update_where<E: Entity>(
 ) -> Result<(u64, Vec<E>, Vec<Value>)> {
     let schema = E::SCHEMA;
     let mut update = update_of(schema, parts)?;
-    update.and_where(filter_expr(schema, filter.node())?);
+    update.and_where(filter_expr(schema, repo.scoped(filter).node())?);
     match returned {
         Returned::Count => {}
         Returned::Ids => {

@@ -1,5 +1,7 @@
 //! Statements whose shape depends on a filter or an order: find, pages,
-//! count, exists, delete_where. Rendered per call by sea-query; their text
+//! count, exists, delete_where (a `DELETE`, or an `UPDATE` stamping the
+//! soft-delete column). The filters arrive already restricted to the
+//! repository's row scope (`PgRepository::scoped`). Rendered per call by sea-query; their text
 //! depends only on the filter's *shape*, so equal shapes still share a
 //! prepared statement.
 
@@ -7,15 +9,16 @@ use std::time::Duration;
 
 use reposmith_core::cache::{Cache, CachedRow, query_hash};
 use reposmith_core::keyset::Keyset;
-use reposmith_core::{Entity, Filter, FindQuery, Result, Value};
-use sea_query::{Expr, PostgresQueryBuilder, Query, SelectStatement};
+use reposmith_core::stamp::SoftDeleteStamp;
+use reposmith_core::{Entity, EntitySchema, Filter, FindQuery, Result, Value};
+use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query, SelectStatement, UpdateStatement};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgRepository;
 use crate::bind::{bind_all, decode_row};
 use crate::executor::Bounded;
 use crate::keyset::{after, order_by};
-use crate::render::filter_expr;
+use crate::render::{col, filter_expr, val};
 use crate::repository::record_rows;
 use crate::statements::{column_names, table};
 
@@ -139,22 +142,46 @@ impl Deleted {
     }
 }
 
-/// `DELETE ... WHERE filter`, with `RETURNING id` when `returning`.
+/// How `delete_where` removes the rows it matches.
+#[derive(Clone, Copy)]
+pub(crate) enum Removal {
+    /// `DELETE`.
+    Hard,
+    /// `UPDATE ... SET deleted = now` (and `updated_at`, the version).
+    Soft(SoftDeleteStamp),
+}
+
+/// `DELETE ... WHERE filter` (or the soft delete's `UPDATE`), with
+/// `RETURNING id` when `returning`. `filter` is already scoped.
 pub(crate) async fn delete_where<E: Entity>(
     repo: &PgRepository<E>,
     filter: Filter<E>,
     returning: bool,
+    removal: Removal,
 ) -> Result<Deleted> {
     let schema = E::SCHEMA;
     let condition = filter_expr(schema, filter.node())?;
-    let mut delete = Query::delete()
-        .from_table(table(schema))
-        .and_where(condition)
-        .to_owned();
-    if returning {
-        delete.returning_col(sea_query::Alias::new(schema.id_column().name));
-    }
-    let (sql, values) = delete.build(PostgresQueryBuilder);
+    let id = sea_query::Alias::new(schema.id_column().name);
+    let (sql, values) = match removal {
+        Removal::Hard => {
+            let mut delete = Query::delete()
+                .from_table(table(schema))
+                .and_where(condition)
+                .to_owned();
+            if returning {
+                delete.returning_col(id);
+            }
+            delete.build(PostgresQueryBuilder)
+        }
+        Removal::Soft(stamp) => {
+            let mut update = soft_delete_update(schema, stamp);
+            update.and_where(condition);
+            if returning {
+                update.returning_col(id);
+            }
+            update.build(PostgresQueryBuilder)
+        }
+    };
     repo.check_bind(&values.0, &[])?;
     // Safe: sea-query text over schema identifiers; values are bound, never in the text.
     let query = bind_all(sqlx::query(AssertSqlSafe(sql)), values);
@@ -176,6 +203,23 @@ pub(crate) async fn delete_where<E: Entity>(
         .await?;
     record_rows(done.rows_affected());
     Ok(Deleted::Count(done.rows_affected()))
+}
+
+/// `UPDATE t SET deleted = now [, updated_at = now] [, version = version + 1]`
+/// with the time bound; the caller adds the condition.
+fn soft_delete_update(schema: &'static EntitySchema, stamp: SoftDeleteStamp) -> UpdateStatement {
+    let now = Value::TimestampTz(chrono::Utc::now());
+    let mut update = Query::update();
+    update.table(table(schema));
+    for i in std::iter::once(stamp.column).chain(stamp.updated_at) {
+        let c = &schema.columns[i];
+        update.value(c.name, val(c, now.clone()));
+    }
+    if let Some(i) = stamp.version {
+        let c = &schema.columns[i];
+        update.value(c.name, col(c).add(Expr::cust("1")));
+    }
+    update
 }
 
 async fn run_select<E: Entity>(

@@ -24,6 +24,19 @@ pub(crate) fn val(column: &ColumnDef, value: Value) -> Expr {
     Expr::val(to_sea(value, &column.ty))
 }
 
+/// The row scope's condition, `None` when the scope has none: the one
+/// rendering of a repository's implicit conditions, which every statement
+/// (fixed ones, where a value would be a placeholder bound after the
+/// statement's own, and filtered ones) ANDs in. The scope comes from the
+/// schema, so its column positions are valid.
+pub(crate) fn scope_expr(schema: &EntitySchema, scope: &reposmith_core::RowScope) -> Option<Expr> {
+    use reposmith_core::scope::ScopeCondition;
+    let conditions = scope.conditions().iter().map(|condition| match condition {
+        ScopeCondition::Live { column } => col(&schema.columns[*column]).is_null(),
+    });
+    conditions.reduce(|all, next| all.and(next))
+}
+
 /// Renders `node` over `schema`, rejecting NUL in any operand.
 pub(crate) fn filter_expr(schema: &EntitySchema, node: &FilterNode) -> Result<Expr> {
     Renderer { schema }.node(node)

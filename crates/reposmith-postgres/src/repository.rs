@@ -8,11 +8,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use reposmith_core::keyset;
 use reposmith_core::{
     Entity, EntitySchema, Error, Filter, FindQuery, Page, PatchQuery, PostgresEntity, Repository,
-    Result, UpdateQuery, Updated, Value,
+    Result, RowScope, UpdateQuery, Updated, Value,
 };
+use reposmith_core::{keyset, stamp};
 use sea_query::Values;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
@@ -62,6 +62,9 @@ pub struct PgRepository<E> {
     pub(crate) use_cache: bool,
     /// Where pool reads go and which session they follow ([`PgRepository::on_primary`]).
     pub(crate) route: Route,
+    /// The implicit conditions of every read, update and delete (live rows
+    /// only, unless [`Repository::with_deleted`]).
+    pub(crate) scope: RowScope,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -73,6 +76,7 @@ impl<E> Clone for PgRepository<E> {
             embedder: self.embedder.clone(),
             use_cache: self.use_cache,
             route: self.route.clone(),
+            scope: self.scope.clone(),
             entity: PhantomData,
         }
     }
@@ -131,14 +135,44 @@ pub(crate) fn record_rows(rows: u64) {
 impl<E: Entity> PgRepository<E> {
     fn new(exec: Executor) -> Self {
         let embedder = exec.backend().embedder_for::<E>();
+        let scope = RowScope::of(E::SCHEMA);
         PgRepository {
             exec,
-            statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA),
+            statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA, &scope),
             embedder,
             use_cache: true,
             route: Route::default(),
+            scope,
             entity: PhantomData,
         }
+    }
+
+    /// `filter` restricted to this repository's row scope: what every
+    /// filtered statement (find, pages, count, exists, delete_where,
+    /// searches) renders. Fixed-shape statements carry the same conditions
+    /// (`render::scope_expr`) and bind [`PgRepository::scoped_params`].
+    pub(crate) fn scoped(&self, filter: Filter<E>) -> Filter<E> {
+        self.scope.apply(filter)
+    }
+
+    /// `params` followed by the row scope's values: the parameters of a
+    /// fixed-shape statement.
+    pub(crate) fn scoped_params(&self, mut params: Vec<sea_query::Value>) -> Vec<sea_query::Value> {
+        let columns = self.schema().columns;
+        params.extend(
+            self.scope
+                .values()
+                .into_iter()
+                .map(|(i, value)| to_sea(value, &columns[i].ty)),
+        );
+        params
+    }
+
+    /// This repository under `scope`, with the statements of its shape.
+    pub(crate) fn rescoped(mut self, scope: RowScope) -> Self {
+        self.statements = statements(std::any::TypeId::of::<E>(), E::SCHEMA, &scope);
+        self.scope = scope;
+        self
     }
 
     /// A repository on `shared`'s transaction for the unit at `level`
@@ -235,6 +269,7 @@ impl<E: Entity> PgRepository<E> {
         }
         let params = self.params(&values, &positions);
         self.check_bind(&params, &positions)?;
+        let params = self.scoped_params(params);
         match self.fetch_optional(&self.statements.update, params).await? {
             Some(stored) => Ok(stored),
             None => Err(self.update_miss(&values).await?),
@@ -245,7 +280,7 @@ impl<E: Entity> PgRepository<E> {
     async fn update_miss(&self, values: &[Value]) -> Result<Error> {
         let schema = self.schema();
         let id = values[schema.id].clone();
-        let params = self.params(values, &[schema.id]);
+        let params = self.scoped_params(self.params(values, &[schema.id]));
         let sql = &self.statements.exists;
         // On the primary: the update that missed ran there.
         let primary = Route::primary();
@@ -327,6 +362,8 @@ impl<E: Entity> PgRepository<E> {
     /// Deletes the rows whose `#[repo(ttl = "..")]` timestamp is older than
     /// the lifetime (Postgres has no TTL of its own: call this from a
     /// scheduled job); returns how many. Entities without a TTL delete nothing.
+    /// Expired rows are removed, not soft-deleted, and whether or not they
+    /// already were.
     pub async fn purge_expired(&self) -> Result<u64> {
         let schema = self.schema();
         let Some((index, _, seconds)) = schema.ttl_column() else {
@@ -336,11 +373,50 @@ impl<E: Entity> PgRepository<E> {
         let cutoff = chrono::Utc::now()
             - chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX);
         let column = reposmith_core::Column::<E, chrono::DateTime<chrono::Utc>>::at(index);
-        Repository::delete_where(self, column.lt(cutoff)).await
+        // Expired rows go for good, soft-deleted or not.
+        let filter = self.scope.clone().with_deleted().apply(column.lt(cutoff));
+        write_path!(self, |repo| repo.remove_where(filter, query::Removal::Hard))
     }
 
+    /// Removes the row by id (soft-deletes it when the entity soft-deletes).
     async fn delete_one(&self, id: &E::Id) -> Result<bool> {
-        let query = statement(&self.statements.delete, vec![self.id_param(id)?]);
+        match &self.statements.soft {
+            Some(soft) => self.stamp_one(&soft.delete, soft.stamp, true, id).await,
+            None => self.execute_by_id(&self.statements.delete, id).await,
+        }
+    }
+
+    /// A soft delete (`deleting`) or a restore of the row with `id`: the
+    /// time bound once per stamped column, then the id and the scope.
+    async fn stamp_one(
+        &self,
+        sql: &Arc<str>,
+        stamp: stamp::SoftDeleteStamp,
+        deleting: bool,
+        id: &E::Id,
+    ) -> Result<bool> {
+        let schema = self.schema();
+        let now = Value::TimestampTz(chrono::Utc::now());
+        let stamped = deleting
+            .then_some(stamp.column)
+            .into_iter()
+            .chain(stamp.updated_at);
+        let mut params: Vec<sea_query::Value> = stamped
+            .map(|i| to_sea(now.clone(), &schema.columns[i].ty))
+            .collect();
+        params.push(self.id_param(id)?);
+        let query = statement(sql, self.scoped_params(params));
+        let done = self
+            .exec
+            .write(schema, |held| Box::pin(query.execute(&mut **held)))
+            .await?;
+        record_rows(done.rows_affected());
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Runs `sql`, a statement by id, with the scope's values.
+    async fn execute_by_id(&self, sql: &Arc<str>, id: &E::Id) -> Result<bool> {
+        let query = statement(sql, self.scoped_params(vec![self.id_param(id)?]));
         let done = self
             .exec
             .write(self.schema(), |held| Box::pin(query.execute(&mut **held)))
@@ -372,10 +448,11 @@ impl<E: Entity> PgRepository<E> {
         let list = array_of(values, &schema.id_column().ty);
         self.check_bind(std::slice::from_ref(&list), &[schema.id])?;
         let sql = &self.statements.get_many;
+        let params = self.scoped_params(vec![list]);
         let rows = self
             .exec
             .read(&self.route, schema, |held| {
-                Box::pin(statement(sql, vec![list.clone()]).fetch_all(&mut **held))
+                Box::pin(statement(sql, params.clone()).fetch_all(&mut **held))
             })
             .await?;
         record_rows(rows.len() as u64);
@@ -450,9 +527,23 @@ impl<E: Entity> PgRepository<E> {
     }
 
     async fn delete_where_impl(&self, filter: Filter<E>) -> Result<u64> {
+        let schema = E::SCHEMA;
+        let (filter, removal) = match stamp::soft_delete_stamp(schema) {
+            // A soft delete targets live rows whatever the view.
+            Some(stamp) => (
+                self.scope.clone().live(schema).apply(filter),
+                query::Removal::Soft(stamp),
+            ),
+            None => (self.scoped(filter), query::Removal::Hard),
+        };
+        self.remove_where(filter, removal).await
+    }
+
+    /// Removes the rows `filter` (already scoped) matches, and invalidates them.
+    async fn remove_where(&self, filter: Filter<E>, removal: query::Removal) -> Result<u64> {
         let span = span("delete", E::SCHEMA.table);
         let returning = !matches!(self.write_path(), crate::cache::WritePath::Plain);
-        let ids = query::delete_where(self, filter, returning)
+        let ids = query::delete_where(self, filter, returning, removal)
             .instrument(span)
             .bounded(&self.exec)
             .await?;
@@ -492,9 +583,47 @@ impl<E: Entity> PgRepository<E> {
         Ok(Updated::new(count, rows))
     }
 
+    async fn restore_impl(&self, id: &E::Id) -> Result<bool> {
+        let schema = E::SCHEMA;
+        let soft = self.statements.soft.as_ref();
+        let soft = soft.ok_or_else(|| stamp::not_soft_deleting(schema.entity, "restore"))?;
+        let restored = self
+            .stamp_one(&soft.restore, soft.stamp, false, id)
+            .instrument(span("update", schema.table))
+            .bounded(&self.exec)
+            .await?;
+        if restored {
+            self.written_ids(&[id]).await;
+        }
+        Ok(restored)
+    }
+
+    async fn purge_impl(&self, id: &E::Id) -> Result<bool> {
+        let purged = self
+            .execute_by_id(&self.statements.purge, id)
+            .instrument(span("delete", E::SCHEMA.table))
+            .bounded(&self.exec)
+            .await?;
+        if purged {
+            self.written_ids(&[id]).await;
+        }
+        Ok(purged)
+    }
+
+    async fn purge_deleted_impl(&self, older_than: std::time::Duration) -> Result<u64> {
+        let schema = E::SCHEMA;
+        let Some((index, _)) = schema.soft_delete_column() else {
+            return Err(stamp::not_soft_deleting(schema.entity, "purge_deleted"));
+        };
+        let cutoff = stamp::purge_cutoff(schema.entity, chrono::Utc::now(), older_than)?;
+        let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
+        let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
+        self.remove_where(filter, query::Removal::Hard).await
+    }
+
     /// The row by id from the database, under the caller's span.
     async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
-        let params = vec![self.id_param(id)?];
+        let params = self.scoped_params(vec![self.id_param(id)?]);
         let sql = &self.statements.get;
         let row = self
             .exec
@@ -576,7 +705,24 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         write_path!(self, |repo| repo.update_where_impl(query))
     }
 
-    async fn fetch(&self, query: FindQuery<E>) -> Result<Vec<E>> {
+    async fn restore(&self, id: &E::Id) -> Result<bool> {
+        write_path!(self, |repo| repo.restore_impl(id))
+    }
+
+    async fn purge_deleted(&self, older_than: std::time::Duration) -> Result<u64> {
+        write_path!(self, |repo| repo.purge_deleted_impl(older_than))
+    }
+
+    async fn purge(&self, id: &E::Id) -> Result<bool> {
+        write_path!(self, |repo| repo.purge_impl(id))
+    }
+
+    fn with_deleted(&self) -> Self {
+        self.clone().rescoped(self.scope.clone().with_deleted())
+    }
+
+    async fn fetch(&self, mut query: FindQuery<E>) -> Result<Vec<E>> {
+        query.filter = self.scoped(query.filter);
         self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
         let limit = query.limit;
@@ -600,7 +746,8 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     /// One page of `size` rows and the cursor of the next page, `None` when
     /// this page is the last. The order is the query's sort keys then the id
     /// ascending; see the `keyset` module for NULL placement.
-    async fn fetch_page(&self, query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+    async fn fetch_page(&self, mut query: FindQuery<E>, size: u64) -> Result<Page<E>> {
+        query.filter = self.scoped(query.filter);
         self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
         // A cached page is its own entry (the cursor is part of its SQL values).
@@ -622,7 +769,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
         let span = span("count", E::SCHEMA.table);
-        query::count(self, filter)
+        query::count(self, self.scoped(filter))
             .instrument(span)
             .bounded(&self.exec)
             .await
@@ -630,7 +777,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
         let span = span("exists", E::SCHEMA.table);
-        query::exists(self, filter)
+        query::exists(self, self.scoped(filter))
             .instrument(span)
             .bounded(&self.exec)
             .await

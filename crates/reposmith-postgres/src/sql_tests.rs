@@ -73,7 +73,11 @@ impl Entity for Note {
 
 #[test]
 fn fixed_statements_list_columns_and_check_the_version() {
-    let s = statements(std::any::TypeId::of::<Note>(), Note::SCHEMA);
+    let s = statements(
+        std::any::TypeId::of::<Note>(),
+        Note::SCHEMA,
+        &reposmith_core::RowScope::of(Note::SCHEMA),
+    );
     let cols = r#""id", "title", "rank", "meta", "version", "updated_at""#;
     assert_eq!(
         &*s.get,
@@ -213,5 +217,83 @@ fn like_and_ilike_bind_the_pattern_with_a_backslash_escape() {
     assert!(
         ilike.contains(r#""title" ILIKE $1 ESCAPE E'\\'"#),
         "{ilike}"
+    );
+}
+
+struct SoftMarker;
+
+static SOFT_COLUMNS: [ColumnDef; 4] = [
+    ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+    ColumnDef::new("slug", "slug", ColumnType::Text, false).with_unique(),
+    ColumnDef::new("version", "version", ColumnType::BigInt, false).with_role(ColumnRole::Version),
+    ColumnDef::new("gone", "gone", ColumnType::TimestampTz, true).with_role(ColumnRole::SoftDelete),
+];
+static SOFT_INDEXES: [reposmith_core::IndexDef; 1] = [reposmith_core::IndexDef::new(
+    "soft_slug_key",
+    &["slug"],
+    true,
+    reposmith_core::IndexMethod::BTree,
+)];
+static SOFT: EntitySchema = EntitySchema::new(
+    "Soft",
+    "soft",
+    &SOFT_COLUMNS,
+    0,
+    IdStrategy::Identity,
+    &SOFT_INDEXES,
+);
+
+#[test]
+fn soft_deleting_statements_carry_the_scope_per_shape() {
+    let id = std::any::TypeId::of::<SoftMarker>();
+    let live = reposmith_core::RowScope::of(&SOFT);
+    let s = statements(id, &SOFT, &live);
+    let cols = r#""id", "slug", "version", "gone""#;
+    assert_eq!(
+        &*s.get,
+        format!(r#"SELECT {cols} FROM "soft" WHERE "id" = $1 AND "gone" IS NULL"#)
+    );
+    assert!(
+        s.update
+            .contains(r#"AND "version" = $3 AND "gone" IS NULL RETURNING"#),
+        "{}",
+        s.update
+    );
+    assert!(
+        !s.update.contains(r#"SET "gone""#),
+        "update never writes it: {}",
+        s.update
+    );
+    assert!(
+        s.upsert.contains(r#""gone" = "excluded"."gone""#),
+        "upsert revives: {}",
+        s.upsert
+    );
+    assert_eq!(&*s.purge, r#"DELETE FROM "soft" WHERE "id" = $1"#);
+    let soft = s.soft.as_ref().expect("soft statements");
+    assert_eq!(
+        &*soft.delete,
+        r#"UPDATE "soft" SET "gone" = $1, "version" = "version" + (1) WHERE "id" = $2 AND "gone" IS NULL"#
+    );
+    assert_eq!(
+        &*soft.restore,
+        r#"UPDATE "soft" SET "gone" = NULL, "version" = "version" + (1) WHERE "id" = $1 AND "gone" IS NOT NULL"#
+    );
+    // The with_deleted shape has statements of its own, without the scope.
+    let any = statements(id, &SOFT, &live.clone().with_deleted());
+    assert_eq!(
+        &*any.get,
+        format!(r#"SELECT {cols} FROM "soft" WHERE "id" = $1"#)
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&s, &statements(id, &SOFT, &live)),
+        "cached per shape"
+    );
+    let ddl = crate::ddl::index_sql(&SOFT, &SOFT_INDEXES[0]);
+    assert!(ddl.ends_with(r#"("slug") WHERE "gone" IS NULL"#), "{ddl}");
+    let upsert_on = crate::statements::upsert_on_sql(&SOFT, &[1, 2, 3], &[1], 1);
+    assert!(
+        upsert_on.contains(r#"ON CONFLICT ("slug") WHERE "gone" IS NULL DO UPDATE"#),
+        "{upsert_on}"
     );
 }

@@ -1,22 +1,28 @@
 //! Statements of fixed shape (get, get_many, insert, update, upsert, delete,
-//! exists), rendered once per entity type and shared by every repository of
-//! it, so each connection prepares them once and sqlx's statement cache hits.
+//! exists, and the soft delete's delete, restore and purge), rendered once
+//! per entity type and row scope shape and shared by every repository of
+//! that pair, so each connection prepares them once and sqlx's statement
+//! cache hits.
 //!
 //! They are built with typed NULL placeholders; callers bind the real values
-//! in the order the `*_columns` lists give, which is the placeholder order.
+//! in the order the `*_columns` lists give, which is the placeholder order,
+//! then the row scope's values (`PgRepository::scoped_params`): the scope's
+//! condition is the last one of every `WHERE`.
 
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use reposmith_core::{ColumnRole, EntitySchema, IdStrategy, Value};
+use reposmith_core::scope::ScopeShape;
+use reposmith_core::stamp::SoftDeleteStamp;
+use reposmith_core::{ColumnRole, EntitySchema, IdStrategy, RowScope, Value};
 use sea_query::{
     Expr, ExprTrait, InsertStatement, IntoTableRef, OnConflict, PostgresQueryBuilder, Query,
     ReturningClause, TableRef,
 };
 
 use crate::bind::array_of;
-use crate::render::{col, val};
+use crate::render::{col, scope_expr, val};
 
 /// The fixed SQL of one entity type.
 #[derive(Debug)]
@@ -37,24 +43,46 @@ pub(crate) struct Statements {
     pub(crate) update_columns: Vec<usize>,
     /// `INSERT ... ON CONFLICT (id) DO UPDATE ... RETURNING cols`, all columns bound.
     pub(crate) upsert: Arc<str>,
-    /// `DELETE FROM t WHERE id = $1`.
+    /// `DELETE FROM t WHERE id = $1` (and the scope).
     pub(crate) delete: Arc<str>,
+    /// `DELETE FROM t WHERE id = $1` (and the scope with deleted rows): `purge`.
+    pub(crate) purge: Arc<str>,
+    /// The soft delete and restore of an entity with `#[repo(soft_delete)]`.
+    pub(crate) soft: Option<SoftStatements>,
 }
 
-/// The statements of entity type `type_id`, built on first use.
-pub(crate) fn statements(type_id: TypeId, schema: &'static EntitySchema) -> Arc<Statements> {
-    static CACHE: OnceLock<RwLock<HashMap<TypeId, Arc<Statements>>>> = OnceLock::new();
+/// The statements of `#[repo(soft_delete)]` entities. Each binds the time
+/// (once per stamped column: the soft-delete column, then `updated_at` if
+/// any; only `updated_at` for a restore), then the id, then the scope.
+#[derive(Debug)]
+pub(crate) struct SoftStatements {
+    /// `UPDATE t SET deleted = $1 [, updated_at = $2] [, version = version + 1]
+    /// WHERE id = $ AND deleted IS NULL AND scope`.
+    pub(crate) delete: Arc<str>,
+    /// `UPDATE t SET deleted = NULL [, updated_at = $1] [, version = version + 1]
+    /// WHERE id = $ AND deleted IS NOT NULL AND scope (with deleted rows)`.
+    pub(crate) restore: Arc<str>,
+    /// The stamped columns.
+    pub(crate) stamp: SoftDeleteStamp,
+}
+
+/// The statements of entity type `type_id` under a row scope of `scope`'s
+/// shape, built on first use.
+pub(crate) fn statements(
+    type_id: TypeId,
+    schema: &'static EntitySchema,
+    scope: &RowScope,
+) -> Arc<Statements> {
+    type Key = (TypeId, ScopeShape);
+    static CACHE: OnceLock<RwLock<HashMap<Key, Arc<Statements>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(found) = cache
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&type_id)
-    {
+    let key = (type_id, scope.shape());
+    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Arc::clone(found);
     }
-    let built = Arc::new(Statements::build(schema));
+    let built = Arc::new(Statements::build(schema, scope));
     let mut map = cache.write().unwrap_or_else(|e| e.into_inner());
-    Arc::clone(map.entry(type_id).or_insert(built))
+    Arc::clone(map.entry(key).or_insert(built))
 }
 
 /// The table, schema-qualified when the entity names a schema.
@@ -85,41 +113,99 @@ fn plus_one(column: Expr) -> Expr {
     column.add(Expr::cust("1"))
 }
 
+/// `condition AND scope`.
+fn and_scope(condition: Expr, scope: &Option<Expr>) -> Expr {
+    match scope {
+        Some(scope) => condition.and(scope.clone()),
+        None => condition,
+    }
+}
+
 impl Statements {
-    fn build(schema: &'static EntitySchema) -> Statements {
+    fn build(schema: &'static EntitySchema, scope: &RowScope) -> Statements {
         let update_columns = updated_columns(schema);
         let insert_columns: Vec<usize> = (0..schema.columns.len())
             .filter(|&i| i != schema.id || schema.id_strategy != IdStrategy::Identity)
             .collect();
+        let scoped = scope_expr(schema, scope);
+        let any = scope_expr(schema, &scope.clone().with_deleted());
+        let delete_by_id = |scope: &Option<Expr>| {
+            render(
+                Query::delete()
+                    .from_table(table(schema))
+                    .and_where(and_scope(id_is(schema), scope)),
+            )
+        };
+        let soft = reposmith_core::stamp::soft_delete_stamp(schema).map(|stamp| SoftStatements {
+            delete: soft_sql(schema, stamp, true, scope),
+            restore: soft_sql(schema, stamp, false, scope),
+            stamp,
+        });
         Statements {
-            get: select_where(schema, id_is(schema)),
-            get_many: select_where(schema, id_any(schema)),
+            get: select_where(schema, and_scope(id_is(schema), &scoped)),
+            get_many: select_where(schema, and_scope(id_any(schema), &scoped)),
             exists: render(
                 Query::select()
                     .expr(Expr::cust("1"))
                     .from(table(schema))
-                    .and_where(id_is(schema)),
+                    .and_where(and_scope(id_is(schema), &scoped)),
             ),
             insert: render(&insert_of(schema, &insert_columns)),
-            update: update_sql(schema, &update_columns),
+            update: update_sql(schema, &update_columns, &scoped),
             upsert: upsert_sql(schema, &update_columns),
-            delete: render(
-                Query::delete()
-                    .from_table(table(schema))
-                    .and_where(id_is(schema)),
-            ),
+            delete: delete_by_id(&scoped),
+            purge: delete_by_id(&any),
+            soft,
             insert_columns,
             update_columns,
         }
     }
 }
 
-/// Columns an update writes: all but the id, the version (bumped by SQL) and `created_at`.
+/// The soft delete (`deleting`) or the restore of one row by id: the
+/// soft-delete column set to the bound time (or NULL), `updated_at` stamped,
+/// the version bumped; a delete matches live rows only, a restore deleted
+/// rows only, both within the rest of `scope`.
+fn soft_sql(
+    schema: &'static EntitySchema,
+    stamp: SoftDeleteStamp,
+    deleting: bool,
+    scope: &RowScope,
+) -> Arc<str> {
+    let column = &schema.columns[stamp.column];
+    let mut update = Query::update();
+    update.table(table(schema));
+    if deleting {
+        update.value(column.name, val(column, Value::Null));
+    } else {
+        update.value(column.name, Expr::cust("NULL"));
+    }
+    if let Some(i) = stamp.updated_at {
+        let c = &schema.columns[i];
+        update.value(c.name, val(c, Value::Null));
+    }
+    if let Some(i) = stamp.version {
+        let c = &schema.columns[i];
+        update.value(c.name, plus_one(col(c)));
+    }
+    let state = if deleting {
+        col(column).is_null()
+    } else {
+        col(column).is_not_null()
+    };
+    let rest = scope_expr(schema, &scope.clone().with_deleted());
+    update.and_where(and_scope(id_is(schema).and(state), &rest));
+    render(&update)
+}
+
+/// Columns an update writes: all but the id, the version (bumped by SQL),
+/// `created_at` and the soft-delete column (only delete, restore and upsert
+/// change whether a row is deleted).
 fn updated_columns(schema: &EntitySchema) -> Vec<usize> {
     let fixed = |role| {
         matches!(
             role,
-            ColumnRole::Id | ColumnRole::Version | ColumnRole::CreatedAt
+            ColumnRole::Id | ColumnRole::Version | ColumnRole::CreatedAt | ColumnRole::SoftDelete
         )
     };
     (0..schema.columns.len())
@@ -153,7 +239,7 @@ fn insert_of(schema: &'static EntitySchema, columns: &[usize]) -> InsertStatemen
     insert
 }
 
-fn update_sql(schema: &'static EntitySchema, columns: &[usize]) -> Arc<str> {
+fn update_sql(schema: &'static EntitySchema, columns: &[usize], scope: &Option<Expr>) -> Arc<str> {
     let mut update = Query::update();
     update.table(table(schema));
     for &i in columns {
@@ -176,12 +262,19 @@ fn update_sql(schema: &'static EntitySchema, columns: &[usize]) -> Arc<str> {
             update.and_where(id_is(schema));
         }
     }
+    if let Some(scope) = scope {
+        update.and_where(scope.clone());
+    }
     render(update.returning(returning(schema)))
 }
 
+/// The upsert writes every field: the soft-delete column too, so upserting
+/// a deleted row's id brings the row back with the entity's value.
 fn upsert_sql(schema: &'static EntitySchema, columns: &[usize]) -> Arc<str> {
     let all: Vec<usize> = (0..schema.columns.len()).collect();
-    upsert_on_sql(schema, &all, columns, schema.id)
+    let mut written = columns.to_vec();
+    written.extend(schema.soft_delete_column().map(|(i, _)| i));
+    upsert_on_sql(schema, &all, &written, schema.id)
 }
 
 /// `INSERT (inserted) ... ON CONFLICT (conflict) DO UPDATE SET (updated)
@@ -195,6 +288,13 @@ pub(crate) fn upsert_on_sql(
     let mut insert = insert_of(schema, inserted);
     let target = &schema.columns[conflict];
     let mut action = OnConflict::column(target.name);
+    // A unique index of a soft-deleting entity covers live rows only: the
+    // conflict target names its predicate so Postgres infers that index.
+    if conflict != schema.id
+        && let Some((_, deleted)) = schema.soft_delete_column()
+    {
+        action.target_and_where(col(deleted).is_null());
+    }
     let names: Vec<&str> = updated
         .iter()
         .filter(|&&i| i != conflict)

@@ -20,8 +20,8 @@ pub use reposmith_core::{
     Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
     Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
     FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId,
-    Order, Page, Pinned, PostgresEntity, ReadPreference, Repository, Result, RetryPolicy, StoredIn,
-    UnitOfWork, Value,
+    Order, Page, Pinned, PostgresEntity, ReadPreference, Repository, Result, RetryPolicy, RowScope,
+    StoredIn, UnitOfWork, Value,
 };
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{

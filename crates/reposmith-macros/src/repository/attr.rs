@@ -64,6 +64,9 @@ pub(crate) struct RepoField {
     pub(crate) created_at: Flag,
     /// `updated_at`: set on insert and update.
     pub(crate) updated_at: Flag,
+    /// `soft_delete`: set by `delete` instead of removing the row; an
+    /// `Option<DateTime<Utc>>`.
+    pub(crate) soft_delete: Flag,
     /// `skip`: not stored; `Default` when read.
     pub(crate) skip: Flag,
     /// `default = "..."`: SQL default expression.

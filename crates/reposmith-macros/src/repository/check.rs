@@ -50,6 +50,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     at_most_one(&fields, Role::Version, "version", &mut errors);
     at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
     at_most_one(&fields, Role::UpdatedAt, "updated_at", &mut errors);
+    soft_delete_rules(input.fields(), &mut errors);
     for extra in fields.iter().filter(|f| f.ttl_seconds.is_some()).skip(1) {
         let message = "only one field can carry #[repo(ttl = \"..\")]: rows expire by one clock";
         errors.push(Error::custom(message).with_span(&extra.ident));
@@ -218,7 +219,8 @@ pub(super) fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// Rule: a field has at most one of `id`, `version`, `created_at`, `updated_at`.
+/// Rule: a field has at most one of `id`, `version`, `created_at`,
+/// `updated_at`, `soft_delete`.
 fn one_role(f: &RepoField) -> Result<Role, Error> {
     let flag = |flag: &Flag| flag.is_present().then(|| flag.span());
     let roles: Vec<(Role, Span, &str)> = [
@@ -226,6 +228,7 @@ fn one_role(f: &RepoField) -> Result<Role, Error> {
         (Role::Version, flag(&f.version), "version"),
         (Role::CreatedAt, flag(&f.created_at), "created_at"),
         (Role::UpdatedAt, flag(&f.updated_at), "updated_at"),
+        (Role::SoftDelete, flag(&f.soft_delete), "soft_delete"),
     ]
     .into_iter()
     .filter_map(|(role, span, name)| Some((role, span?, name)))
@@ -254,6 +257,7 @@ fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
         (f.version.is_present(), "version"),
         (f.created_at.is_present(), "created_at"),
         (f.updated_at.is_present(), "updated_at"),
+        (f.soft_delete.is_present(), "soft_delete"),
         (f.default.is_some(), "default"),
     ];
     for (_, name) in others.iter().filter(|(present, _)| *present) {
@@ -272,7 +276,8 @@ const INTEGER_IDS: &[&str] = &["i64", "i32", "i16"];
 /// (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
 fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
     let (allowed, example): (&[&str], &str) = match role {
-        Role::Data => return,
+        // Checked by `soft_delete_rules`, pointing at the attribute.
+        Role::Data | Role::SoftDelete => return,
         Role::Id => (
             &["Uuid", "ObjectId", "i64", "i32", "i16", "String"],
             ID_TYPES,
@@ -389,6 +394,35 @@ fn at_most_one(fields: &[Field], role: Role, name: &str, errors: &mut Accumulato
     for extra in fields.iter().filter(|f| f.role == role).skip(1) {
         let message = format!("only one field can be #[repo({name})]");
         errors.push(Error::custom(message).with_span(&extra.ident));
+    }
+}
+
+/// Rule: `soft_delete` is on one field at most, and that field is an
+/// `Option<DateTime<Utc>>`: NULL while the row is live, the deletion time
+/// once deleted. Both errors point at the attribute.
+fn soft_delete_rules(fields: &[RepoField], errors: &mut Accumulator) {
+    let marked = fields.iter().filter(|f| f.soft_delete.is_present());
+    for (n, f) in marked.enumerate() {
+        let span = f.soft_delete.span();
+        if n > 0 {
+            let message = "only one field can be #[repo(soft_delete)]: a row is deleted once, \
+                           at one time";
+            errors.push(Error::custom(message).with_span(&span));
+            continue;
+        }
+        let timestamp = option_inner(&f.ty).is_some_and(|t| is_one_of(t, &["DateTime"]));
+        if !timestamp {
+            let name = |ty| last_segment(ty).unwrap_or_else(|| "this type".to_owned());
+            let found = match option_inner(&f.ty) {
+                Some(inner) => format!("Option<{}>", name(inner)),
+                None => name(&f.ty),
+            };
+            let message = format!(
+                "a `soft_delete` field must be `Option<DateTime<Utc>>` (None while the row is \
+                 live), found `{found}`"
+            );
+            errors.push(Error::custom(message).with_span(&span));
+        }
     }
 }
 

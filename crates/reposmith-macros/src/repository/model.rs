@@ -89,6 +89,7 @@ pub(crate) enum Role {
     Version,
     CreatedAt,
     UpdatedAt,
+    SoftDelete,
 }
 
 impl Role {
@@ -100,6 +101,7 @@ impl Role {
             Role::Version => "version",
             Role::CreatedAt => "created_at",
             Role::UpdatedAt => "updated_at",
+            Role::SoftDelete => "soft_delete",
         }
     }
 }

@@ -39,6 +39,20 @@ fn full_entity() {
 }
 
 #[test]
+fn soft_delete_column_carries_its_role() {
+    insta::assert_snapshot!(expand(quote! {
+        pub struct Note {
+            #[repo(id)]
+            pub id: i64,
+            #[repo(unique)]
+            pub slug: String,
+            #[repo(soft_delete)]
+            pub deleted_at: Option<DateTime<Utc>>,
+        }
+    }));
+}
+
+#[test]
 fn identity_id_and_default_table() {
     insta::assert_snapshot!(expand(quote! {
         struct ChatMessage {
@@ -310,6 +324,7 @@ fn a_bare_word_with_an_empty_list_is_an_error_not_a_panic() {
         "version",
         "created_at",
         "updated_at",
+        "soft_delete",
         "skip",
     ] {
         let attr: TokenStream = format!("#[repo({word}())]").parse().unwrap();

@@ -76,6 +76,9 @@ fn index_json(model: &mongodb::IndexModel) -> Document {
         if let Some(ttl) = options.expire_after {
             spec.insert("expireAfterSeconds", ttl.as_secs() as i64);
         }
+        if let Some(partial) = &options.partial_filter_expression {
+            spec.insert("partialFilterExpression", partial.clone());
+        }
     }
     spec
 }
@@ -126,7 +129,7 @@ fn normalise(value: &Value) -> Value {
 /// The JSON form of the BSON a validator or index spec holds (strings,
 /// numbers, booleans, null, arrays, documents; anything else as its
 /// display form, which then shows up as a difference).
-fn to_json(value: &Bson) -> Value {
+pub(super) fn to_json(value: &Bson) -> Value {
     match value {
         Bson::Null => Value::Null,
         Bson::Boolean(b) => json!(b),

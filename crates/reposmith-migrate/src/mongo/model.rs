@@ -4,6 +4,7 @@
 //! `reposmith-mongo` encodes each type, a TTL index for a `#[repo(ttl)]`
 //! field, and Atlas Vector Search index definitions for vector fields.
 
+use mongodb::bson::Bson;
 use reposmith_core::{ColumnDef, ColumnType, EntitySchema};
 use reposmith_mongo::{IndexKey, MongoIndex};
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,8 @@ impl Collection {
 }
 
 /// `{"key": [[field, 1 | "text"], ..], "name": .., "unique"?: true,
-/// "expireAfterSeconds"?: n}`: the key as a list, which keeps its order.
+/// "expireAfterSeconds"?: n, "partialFilterExpression"?: {..}}`: the key as
+/// a list, which keeps its order.
 fn index_json(index: &MongoIndex) -> Value {
     let keys: Vec<Value> = index
         .keys
@@ -99,6 +101,10 @@ fn index_json(index: &MongoIndex) -> Value {
     }
     if let Some(seconds) = index.expire_after_seconds {
         spec["expireAfterSeconds"] = json!(seconds);
+    }
+    if let Some(partial) = &index.partial_filter {
+        let partial = super::check::to_json(&Bson::Document(partial.clone()));
+        spec["partialFilterExpression"] = partial;
     }
     spec
 }

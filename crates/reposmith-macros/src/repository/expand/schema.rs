@@ -93,6 +93,7 @@ fn column_def(field: &Field) -> TokenStream {
         Role::Version => Some(quote!(Version)),
         Role::CreatedAt => Some(quote!(CreatedAt)),
         Role::UpdatedAt => Some(quote!(UpdatedAt)),
+        Role::SoftDelete => Some(quote!(SoftDelete)),
     };
     let role = role.map(|r| quote!(.with_role(::reposmith::__private::ColumnRole::#r)));
     let unique = field.unique.then(|| quote!(.with_unique()));
