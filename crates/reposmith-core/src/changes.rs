@@ -587,6 +587,120 @@ pub fn expected_version(
     }
 }
 
+/// The stored values an integer `add` may start from: the result of
+/// adding `delta` to a value in `low..=high` fits the column's type.
+///
+/// Backends put this in the condition of the write (a NULL passes, as the
+/// add itself decides what NULL becomes), so an add that would leave the
+/// type writes nothing: PostgreSQL would refuse the result, and MongoDB
+/// would store a wider integer that then fails every read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddRange {
+    /// The column's position in the schema.
+    pub column: usize,
+    /// The smallest stored value the add accepts.
+    pub low: i64,
+    /// The largest stored value the add accepts.
+    pub high: i64,
+    /// What is added.
+    pub delta: i64,
+}
+
+/// The [`AddRange`]s of the integer `add`s in checked `parts` (an add of
+/// zero, or to a float column, has none).
+pub fn add_ranges(schema: &EntitySchema, parts: &[(usize, AssignOp)]) -> Vec<AddRange> {
+    parts
+        .iter()
+        .filter_map(|(column, op)| {
+            let AssignOp::Add(delta) = op else {
+                return None;
+            };
+            let delta = delta.as_integer().filter(|d| *d != 0)?;
+            let (min, max) = schema.columns.get(*column)?.ty.integer_bounds()?;
+            let (low, high) = match delta > 0 {
+                true => (min, max.saturating_sub(delta)),
+                false => (min.saturating_sub(delta), max),
+            };
+            Some(AddRange {
+                column: *column,
+                low,
+                high,
+                delta,
+            })
+        })
+        .collect()
+}
+
+impl AddRange {
+    /// Whether an add to the stored `value` stays in the column's type.
+    pub fn admits(&self, value: i64) -> bool {
+        (self.low..=self.high).contains(&value)
+    }
+
+    /// The refusal of this add to the stored `value`.
+    pub fn refusal(&self, schema: &EntitySchema, value: i64) -> Error {
+        let def = &schema.columns[self.column];
+        let (min, max) = def.ty.integer_bounds().unwrap_or((i64::MIN, i64::MAX));
+        let name = def.ty.integer_name().unwrap_or("integer");
+        invalid(
+            schema,
+            def,
+            format!(
+                "is {value}; adding {} would leave the {name} range {min}..={max}, so nothing \
+                 was written",
+                self.delta
+            ),
+        )
+    }
+}
+
+/// Why a patch of the row `id` wrote nothing, from what is stored now:
+/// `stored` is `None` when the row is gone, else the stored integers of
+/// the version column and of the columns in `ranges`.
+///
+/// No row is [`Error::NotFound`]; a version other than the `expected` one
+/// is [`Error::StaleVersion`]; an `add` whose stored value is outside its
+/// [`AddRange`] is [`Error::InvalidInput`] naming the field. A row that now
+/// passes every condition changed in between (deleted and stored again):
+/// reported as [`Error::NotFound`], as it was when the write looked.
+pub fn patch_miss(
+    schema: &EntitySchema,
+    id: String,
+    expected: Option<&(usize, Value)>,
+    ranges: &[AddRange],
+    stored: Option<&[(usize, Option<i64>)]>,
+) -> Error {
+    let not_found = || Error::NotFound {
+        entity: schema.entity,
+        id: id.clone(),
+    };
+    let Some(stored) = stored else {
+        return not_found();
+    };
+    let now = |column: usize| {
+        stored
+            .iter()
+            .find_map(|(c, value)| (*c == column).then_some(*value).flatten())
+    };
+    if let Some((column, version)) = expected {
+        let expected = version.as_integer().unwrap_or(0);
+        if now(*column) != Some(expected) {
+            return Error::StaleVersion {
+                entity: schema.entity,
+                id,
+                expected,
+            };
+        }
+    }
+    for range in ranges {
+        match now(range.column) {
+            Some(value) if !range.admits(value) => return range.refusal(schema, value),
+            _ => {}
+        }
+    }
+    not_found()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,5 +798,52 @@ mod tests {
         };
         assert_eq!(at(&["a"]), None);
         assert_eq!(at(&["a", "b"]).as_deref(), Some("meta"));
+    }
+
+    #[test]
+    fn add_ranges_keep_the_result_in_the_type_and_misses_are_classified() {
+        let parts = vec![
+            (1, AssignOp::Add(Value::I16(2))),
+            (5, AssignOp::Add(Value::I32(-3))),
+            (2, AssignOp::Add(Value::F64(1.0))),
+            (1, AssignOp::Add(Value::I16(0))),
+        ];
+        let ranges = add_ranges(&SCHEMA, &parts);
+        assert_eq!(
+            ranges,
+            [
+                AddRange {
+                    column: 1,
+                    low: i64::from(i16::MIN),
+                    high: i64::from(i16::MAX) - 2,
+                    delta: 2
+                },
+                AddRange {
+                    column: 5,
+                    low: i64::from(i32::MIN) + 3,
+                    high: i64::from(i32::MAX),
+                    delta: -3
+                },
+            ]
+        );
+        let id = || "7".to_owned();
+        let expected = (5, Value::I32(4));
+        let miss = |stored: Option<&[(usize, Option<i64>)]>| {
+            patch_miss(&SCHEMA, id(), Some(&expected), &ranges, stored)
+        };
+        assert!(matches!(miss(None), Error::NotFound { .. }));
+        assert!(matches!(
+            miss(Some(&[(5, Some(5)), (1, Some(0))])),
+            Error::StaleVersion { expected: 4, .. }
+        ));
+        let high = Some(i64::from(i16::MAX) - 1);
+        assert!(matches!(
+            miss(Some(&[(5, Some(4)), (1, high)])),
+            Error::InvalidInput { ref field, .. } if field == "small"
+        ));
+        assert!(matches!(
+            miss(Some(&[(5, Some(4)), (1, None)])),
+            Error::NotFound { .. }
+        ));
     }
 }

@@ -16,15 +16,24 @@
 //! JSON path assignments are dotted keys (`meta.a.b`); `$set` creates the
 //! objects missing on the way, as the PostgreSQL rendering does. Unlike
 //! PostgreSQL, a NULL document is not turned into `{}` first (the server
-//! refuses the path), and `add` on a NULL is refused by the server. An
-//! `add` whose result leaves an `i16` or `i32` field's range is stored as
-//! MongoDB computes it (a wider integer) and then fails to read back as
-//! [`Error::Decode`]; PostgreSQL refuses it as [`Error::InvalidInput`].
+//! refuses the path), and `add` on a NULL is refused by the server.
+//!
+//! An integer `add` whose result would leave the field's type is refused
+//! as [`Error::InvalidInput`] naming the field, and writes nothing: MongoDB
+//! itself would store a wider integer (an `i32` past its range becomes an
+//! `i64`) that then fails every read of the document. Each update's filter
+//! requires the stored value to be in the add's [`AddRange`]; a patch that
+//! misses because of it is reported so, and `update_where` first looks for
+//! a matching document outside the range and refuses the whole update when
+//! there is one (a document that leaves the range after that look is
+//! skipped, never overflowed).
 
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
-use reposmith_core::changes::{AssignOp, embed_changes, expected_version, updated_at_stamp};
-use reposmith_core::{Changes, Entity, Error, FieldType, Filter, Result, Value};
+use reposmith_core::changes::{
+    AddRange, AssignOp, add_ranges, embed_changes, expected_version, patch_miss, updated_at_stamp,
+};
+use reposmith_core::{Changes, Entity, EntitySchema, Error, FieldType, Filter, Result, Value};
 
 use crate::MongoRepository;
 use crate::cache::may_have_written;
@@ -33,13 +42,21 @@ use crate::executor::{InSession, find_ids};
 use crate::render::filter_doc;
 use crate::write::id_text;
 
+/// A checked update, ready to send.
+pub(crate) struct Prepared {
+    /// The update document (`$set`, `$inc`, `$unset`).
+    update: Document,
+    /// The ranges the stored values of its integer `$inc`s must be in.
+    ranges: Vec<AddRange>,
+}
+
 /// The update document of `changes`: checked, re-embedded, every value
 /// converted as insert converts it; `updated_at` set and the version
 /// incremented.
 pub(crate) async fn prepare<E: Entity>(
     repo: &MongoRepository<E>,
     changes: Changes<E>,
-) -> Result<Document> {
+) -> Result<Prepared> {
     changes.validate()?;
     let schema = E::SCHEMA;
     let mut parts = changes.into_parts();
@@ -88,7 +105,67 @@ pub(crate) async fn prepare<E: Entity>(
             update.insert(operator, operand);
         }
     }
-    Ok(update)
+    let ranges = add_ranges(schema, &parts);
+    Ok(Prepared { update, ranges })
+}
+
+/// `{$or: [{k: null}, {k: {$gte: low, $lte: high}}]}` per range: every
+/// `$inc` keeps its field in its type (a NULL or missing field passes: the
+/// server refuses `$inc` on NULL itself).
+fn in_ranges(schema: &EntitySchema, ranges: &[AddRange]) -> Result<Vec<Bson>> {
+    ranges
+        .iter()
+        .map(|range| {
+            let (low, high) = (
+                bound(schema, range, range.low)?,
+                bound(schema, range, range.high)?,
+            );
+            let name = key(schema, range.column);
+            Ok(Bson::Document(doc! { "$or": [
+                { name: Bson::Null },
+                { name: { "$gte": low, "$lte": high } },
+            ] }))
+        })
+        .collect()
+}
+
+/// `{$or: [{k: {$lt: low}}, {k: {$gt: high}}, ..]}`: some `$inc` would
+/// leave its field's type.
+fn outside_ranges(schema: &EntitySchema, ranges: &[AddRange]) -> Result<Document> {
+    let mut outside = Vec::new();
+    for range in ranges {
+        let name = key(schema, range.column);
+        outside.push(doc! { name: { "$lt": bound(schema, range, range.low)? } });
+        outside.push(doc! { name: { "$gt": bound(schema, range, range.high)? } });
+    }
+    Ok(doc! { "$or": outside })
+}
+
+/// `n` as BSON of the range's column width.
+fn bound(schema: &EntitySchema, range: &AddRange, n: i64) -> Result<Bson> {
+    let def = &schema.columns[range.column];
+    let value = Value::integer_of(n, &def.ty).unwrap_or(Value::I64(n));
+    to_bson(schema.entity, def.field, &value)
+}
+
+/// The stored integers of `columns` in `stored` (`None` where absent,
+/// NULL or not an integer).
+fn integers(
+    schema: &EntitySchema,
+    stored: &Document,
+    columns: &[usize],
+) -> Vec<(usize, Option<i64>)> {
+    columns
+        .iter()
+        .map(|&i| {
+            let n = match stored.get(key(schema, i)) {
+                Some(Bson::Int32(n)) => Some(i64::from(*n)),
+                Some(Bson::Int64(n)) => Some(*n),
+                _ => None,
+            };
+            (i, n)
+        })
+        .collect()
 }
 
 /// `column.k1.k2`: the path keys were checked by the core (no `.`, no
@@ -104,10 +181,11 @@ fn dotted(column: &str, path: &[String]) -> String {
 pub(crate) async fn patch<E: Entity>(
     repo: &MongoRepository<E>,
     id: &E::Id,
-    update: Document,
+    prepared: Prepared,
     expected: Option<i64>,
 ) -> Result<E> {
     let schema = E::SCHEMA;
+    let Prepared { update, ranges } = prepared;
     let expected = expected_version(schema, expected)?;
     let id_value = id.to_value();
     let id_bson = to_bson(schema.entity, schema.id_column().field, &id_value)?;
@@ -116,6 +194,9 @@ pub(crate) async fn patch<E: Entity>(
         let field = schema.columns[*i].field;
         let version = to_bson(schema.entity, field, version)?;
         filter.insert(key(schema, *i), doc! { "$eq": version });
+    }
+    if !ranges.is_empty() {
+        filter.insert("$and", in_ranges(schema, &ranges)?);
     }
     // The repository's row scope (live documents, unless the `with_deleted` view).
     let filter = repo.within(filter, &repo.scope)?;
@@ -128,37 +209,44 @@ pub(crate) async fn patch<E: Entity>(
         .await?;
     match stored {
         Some(stored) => E::from_values(crate::codec::decode(schema, &stored)?),
-        None => Err(miss(repo, id_bson, &id_value, expected).await?),
+        None => Err(miss(repo, id_bson, &id_value, expected, &ranges).await?),
     }
 }
 
-/// Why a patch matched nothing: the document is gone, or its version moved on.
+/// Why a patch matched nothing, from the document as it is now: see
+/// [`patch_miss`].
 async fn miss<E: Entity>(
     repo: &MongoRepository<E>,
     id: Bson,
     id_value: &Value,
     expected: Option<(usize, Value)>,
+    ranges: &[AddRange],
 ) -> Result<Error> {
     let schema = E::SCHEMA;
+    let columns: Vec<usize> = expected
+        .iter()
+        .map(|(i, _)| *i)
+        .chain(ranges.iter().map(|r| r.column))
+        .collect();
+    let mut projection = doc! { "_id": 1 };
+    for &i in &columns {
+        projection.insert(key(schema, i), 1);
+    }
     let filter = repo.within(doc! { "_id": { "$eq": id } }, &repo.scope)?;
-    let exists = repo
+    let found = repo
         .send("update", async |s| {
             let command = repo.collection.find_one(filter);
-            command.projection(doc! { "_id": 1 }).in_session(s).await
+            command.projection(projection).in_session(s).await
         })
-        .await?
-        .is_some();
-    Ok(match expected {
-        Some((_, version)) if exists => Error::StaleVersion {
-            entity: schema.entity,
-            id: id_text(id_value),
-            expected: version.as_integer().unwrap_or(0),
-        },
-        _ => Error::NotFound {
-            entity: schema.entity,
-            id: id_text(id_value),
-        },
-    })
+        .await?;
+    let stored = found.map(|doc| integers(schema, &doc, &columns));
+    Ok(patch_miss(
+        schema,
+        id_text(id_value),
+        expected.as_ref(),
+        ranges,
+        stored.as_deref(),
+    ))
 }
 
 /// `update_where`: how many documents were updated, and the updated
@@ -167,10 +255,17 @@ async fn miss<E: Entity>(
 pub(crate) async fn update_where<E: Entity>(
     repo: &MongoRepository<E>,
     filter: Filter<E>,
-    update: Document,
+    prepared: Prepared,
     returning: bool,
 ) -> Result<(u64, Vec<E>)> {
-    let filter = filter_doc(E::SCHEMA, repo.scoped(filter).node())?;
+    let Prepared { update, ranges } = prepared;
+    let mut filter = filter_doc(E::SCHEMA, repo.scoped(filter).node())?;
+    if !ranges.is_empty() {
+        refuse_overflow(repo, &filter, &ranges).await?;
+        let mut all = vec![Bson::Document(filter)];
+        all.extend(in_ranges(E::SCHEMA, &ranges)?);
+        filter = doc! { "$and": all };
+    }
     if !returning && !repo.invalidates() {
         let done = repo
             .send("update", async |s| {
@@ -181,6 +276,41 @@ pub(crate) async fn update_where<E: Entity>(
         return Ok((done.matched_count, Vec::new()));
     }
     update_found(repo, filter, update).await
+}
+
+/// Refuses an `update_where` when a document `filter` matches holds a
+/// value that one of its `$inc`s would take out of its type.
+async fn refuse_overflow<E: Entity>(
+    repo: &MongoRepository<E>,
+    filter: &Document,
+    ranges: &[AddRange],
+) -> Result<()> {
+    let schema = E::SCHEMA;
+    let outside = doc! { "$and": [filter.clone(), outside_ranges(schema, ranges)?] };
+    let columns: Vec<usize> = ranges.iter().map(|r| r.column).collect();
+    let mut projection = doc! { "_id": 1 };
+    for &i in &columns {
+        projection.insert(key(schema, i), 1);
+    }
+    let found = repo
+        .send("find", async |s| {
+            let command = repo.collection.find_one(outside);
+            command.projection(projection).in_session(s).await
+        })
+        .await?;
+    let Some(found) = found else {
+        return Ok(());
+    };
+    let stored = integers(schema, &found, &columns);
+    for range in ranges {
+        let value = stored
+            .iter()
+            .find_map(|(c, n)| (*c == range.column).then_some(*n).flatten());
+        if let Some(value) = value.filter(|v| !range.admits(*v)) {
+            return Err(range.refusal(schema, value));
+        }
+    }
+    Ok(())
 }
 
 /// [`update_where`] one document at a time: the `_id`s `filter` matches

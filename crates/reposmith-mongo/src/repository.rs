@@ -506,8 +506,8 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let id = [query.id.to_value()];
         let ids = |stored: &E| vec![stored.id().to_value()];
         let write = async {
-            let update = crate::patch::prepare(self, query.changes).await?;
-            crate::patch::patch(self, &query.id, update, query.expected_version).await
+            let prepared = crate::patch::prepare(self, query.changes).await?;
+            crate::patch::patch(self, &query.id, prepared, query.expected_version).await
         };
         self.invalidating(ids, &id, write).await
     }
@@ -516,9 +516,9 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// when the rows are asked for or a cache must drop exactly the updated
     /// rows (see the `patch` module).
     async fn update_matching(&self, query: UpdateQuery<E>) -> Result<Updated<E>> {
-        let update = crate::patch::prepare(self, query.changes).await?;
+        let prepared = crate::patch::prepare(self, query.changes).await?;
         let (count, rows) =
-            crate::patch::update_where(self, query.filter, update, query.returning).await?;
+            crate::patch::update_where(self, query.filter, prepared, query.returning).await?;
         Ok(Updated::new(count, rows))
     }
 

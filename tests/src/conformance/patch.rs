@@ -268,3 +268,88 @@ pub async fn json_paths_set_and_remove_round_trip<F: Fixture>(fx: &F) {
         .unwrap();
     assert_eq!(whole.meta, json!({"k": 1}));
 }
+
+/// Many JSON path assignments to one column in one patch (disjoint paths,
+/// each three keys deep) render to a statement whose size grows with the
+/// number of paths, not exponentially: all twenty-four land, quickly.
+pub async fn many_json_paths_in_one_patch_stay_linear<F: Fixture>(fx: &F) {
+    let repo = fx.docs();
+    let doc = stored(&repo, "many paths").await;
+    let changes: Changes<Doc> = (0..24)
+        .map(|i| Doc::META.json_set([format!("k{i}"), "a".into(), "b".into()], i))
+        .collect();
+    let started = std::time::Instant::now();
+    let after = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        repo.patch(&doc.id, changes).await
+    })
+    .await
+    .expect("the patch ends within 10 s")
+    .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    for i in 0..24 {
+        assert_eq!(after.meta[format!("k{i}")]["a"]["b"], json!(i));
+    }
+    assert_eq!(after.meta["lang"], json!("fr"), "other keys are kept");
+}
+
+/// `add` whose result leaves the field's integer type is `InvalidInput`
+/// naming the field, and nothing is written: the row still reads back
+/// with its old value (a wider integer stored by the server would fail
+/// every later read). `update_where` likewise refuses and writes nothing.
+pub async fn add_beyond_the_integer_range_is_refused_and_writes_nothing<F: Fixture>(fx: &F) {
+    let repo = fx.docs();
+    let doc = stored(&repo, "overflow").await;
+    let near = repo
+        .patch(&doc.id, Doc::RANK.set(i32::MAX - 1))
+        .await
+        .unwrap();
+    for delta in [2, i32::MAX] {
+        let refused = repo.patch(&doc.id, Doc::RANK.add(delta)).await;
+        assert!(
+            matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "rank"),
+            "{refused:?}"
+        );
+    }
+    let low = stored(&repo, "underflow").await;
+    repo.patch(&low.id, Doc::RANK.set(i32::MIN + 1))
+        .await
+        .unwrap();
+    let refused = repo.patch(&low.id, Doc::RANK.add(-2)).await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "rank"),
+        "{refused:?}"
+    );
+    let refused = repo
+        .update_where(Doc::TITLE.eq("overflow"), Doc::RANK.add(2))
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { .. })),
+        "{refused:?}"
+    );
+    let refused = repo
+        .update_where(Doc::TITLE.eq("overflow"), Doc::RANK.add(2))
+        .returning()
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        repo.get(&doc.id).await.unwrap().unwrap(),
+        near,
+        "nothing written"
+    );
+    // In range, the same row still takes an add; a NULL stays refused or
+    // NULL as the backend documents, never out of range.
+    let ok = repo.patch(&doc.id, Doc::RANK.add(1)).await.unwrap();
+    assert_eq!(ok.rank, Some(i32::MAX));
+    // A version check still wins over the range: stale is stale.
+    let stale = repo
+        .patch(&doc.id, Doc::RANK.add(1))
+        .if_version(near.version)
+        .await;
+    assert!(
+        matches!(stale, Err(Error::StaleVersion { .. })),
+        "{stale:?}"
+    );
+}
