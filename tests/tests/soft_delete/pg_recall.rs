@@ -94,7 +94,11 @@ async fn filtered_hnsw_search_over_soft_deleted_rows_keeps_k_and_recall() {
         })
         .collect();
     let points_repo = pg.repo::<Point>();
-    assert_eq!(points_repo.insert_many(&points).await.unwrap(), ROWS as u64);
+    // COPY, then one index build: walking 20,000 rows into the HNSW graph
+    // one insert at a time took over the 30 s statement deadline on a loaded
+    // 2-core machine.
+    let report = points_repo.bulk_load(&points).await.unwrap();
+    assert!(report.is_complete(), "{report:?}");
     let deleted = points_repo
         .delete_where(Point::BUCKET.lt(30))
         .await
