@@ -7,7 +7,7 @@
 
 use reposmith_core::{
     ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
-    IndexDef, IndexMethod, PostgresEntity, Result, VectorKind,
+    IndexDef, IndexMethod, PostgresEntity, Reference, Result, VectorKind, foreign_key_name,
 };
 use sqlx::AssertSqlSafe;
 
@@ -147,6 +147,46 @@ pub fn sql_type(ty: &ColumnType) -> String {
     }
 }
 
+/// One statement per `#[repo(references(..))]` column adding its foreign
+/// key ([`foreign_key_clause`], named by
+/// [`foreign_key_name`]) unless the table already has a constraint of that name, so it can
+/// run again. Separate from [`create_table_sql`] because the referenced
+/// table must exist first: [`PgBackend::create_tables_for`] creates every
+/// table, then every foreign key, so entities may reference each other in
+/// any order (and themselves).
+pub fn foreign_key_sql(schema: &EntitySchema) -> Vec<String> {
+    let table = table_name(schema);
+    schema
+        .references()
+        .map(|(column, reference)| {
+            let name = foreign_key_name(schema.table, column.name);
+            format!(
+                "DO $reposmith$ BEGIN\n\
+                 IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = {} AND conrelid = {}::regclass) THEN\n\
+                 ALTER TABLE {table} ADD CONSTRAINT {} {};\n\
+                 END IF;\n\
+                 END $reposmith$",
+                quote_literal(&name),
+                quote_literal(&table),
+                quote_ident(&name),
+                foreign_key_clause(column, reference),
+            )
+        })
+        .collect()
+}
+
+/// `FOREIGN KEY ("col") REFERENCES "target" ("id") ON DELETE ACTION`.
+pub fn foreign_key_clause(column: &ColumnDef, reference: Reference) -> String {
+    let target = reference.target();
+    format!(
+        "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}",
+        quote_ident(column.name),
+        table_name(target),
+        quote_ident(target.id_column().name),
+        reference.on_delete.sql()
+    )
+}
+
 /// The type of a column as declared: vectors carry their dimension (`vector(384)`).
 pub fn column_type_sql(column: &ColumnDef) -> String {
     match (&column.ty, &column.vector) {
@@ -205,9 +245,19 @@ pub fn quote_literal(text: &str) -> String {
 }
 
 impl PgBackend {
-    /// Runs [`create_table_sql`] for `E` in one transaction.
+    /// Runs [`create_table_sql`] and [`foreign_key_sql`] for `E` in one
+    /// transaction. The tables `E` references must exist already (or be
+    /// `E`'s own); for entities that reference each other use
+    /// [`PgBackend::create_tables_for`].
     pub async fn create_tables<E: PostgresEntity>(&self) -> Result<()> {
         self.create_schema_tables(&[E::SCHEMA]).await
+    }
+
+    /// Creates the tables of `schemas` (`&[Document::SCHEMA, Chunk::SCHEMA]`)
+    /// in one transaction: every table and index first, then every foreign
+    /// key, so the order of `schemas` does not matter. Idempotent.
+    pub async fn create_tables_for(&self, schemas: &[&EntitySchema]) -> Result<()> {
+        self.create_schema_tables(schemas).await
     }
 
     /// Creates the transactional outbox's tables (the outbox and the job
@@ -230,7 +280,9 @@ impl PgBackend {
         let unit = self.begin().await?;
         {
             let mut connection = unit.connection().await?;
-            for sql in schemas.iter().flat_map(|schema| create_table_sql(schema)) {
+            let tables = schemas.iter().flat_map(|schema| create_table_sql(schema));
+            let keys = schemas.iter().flat_map(|schema| foreign_key_sql(schema));
+            for sql in tables.chain(keys) {
                 // Safe: identifiers from the schema, quoted; defaults are the user's source code.
                 sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(&mut *connection)
