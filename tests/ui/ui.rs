@@ -26,6 +26,7 @@ fn derive_ui() {
         "vector",
         "backend",
         "cache",
+        "relations",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

@@ -77,9 +77,6 @@ pub mod codegen {
         value.as_id()
     }
 
-    /// Compiles only when `T` is `P`'s id type.
-    pub const fn reference_id<P: Entity, T: IdOf<P>>() {}
-
     /// Compiles only when `P` is stored in PostgreSQL.
     pub const fn reference_in_postgres<P: PostgresTarget>() {}
 
@@ -87,21 +84,18 @@ pub mod codegen {
     pub const fn reference_in_mongo<P: MongoTarget>() {}
 
     /// `Self` is the id type of entity `P`: what a field declared
-    /// `#[repo(references(P))]` must hold.
+    /// `#[repo(references(P))]` must hold. The derive implements it for
+    /// each entity's id type (a blanket impl over `P::Id` would report a
+    /// mismatch as a type projection error instead of this message).
     #[diagnostic::on_unimplemented(
         message = "`{Self}` is not the id type of `{P}`",
         label = "this reference's field holds `{Self}`",
-        note = "a field declared #[repo(references({P}))] holds `{P}`'s ids: give it the type of                 `{P}`'s #[repo(id)] field (or an `Option` of it)"
+        note = "a field declared #[repo(references({P}))] holds `{P}`'s ids: give it the type of \
+                `{P}`'s #[repo(id)] field (or an `Option` of it)"
     )]
     pub trait IdOf<P: Entity> {
         /// `self`, as `P`'s id.
         fn as_id(&self) -> &P::Id;
-    }
-
-    impl<T, P: Entity<Id = T>> IdOf<P> for T {
-        fn as_id(&self) -> &P::Id {
-            self
-        }
     }
 
     /// An entity a PostgreSQL entity may reference: one PostgreSQL stores.

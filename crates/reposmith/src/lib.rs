@@ -110,7 +110,7 @@ pub mod prelude {
 pub mod __private {
     pub use reposmith_core::cache::CacheSpec;
     pub use reposmith_core::entity::codegen::{
-        column_meta, decode, decode_json, encode_json, reference_id, reference_in_mongo,
+        IdOf, column_meta, decode, decode_json, encode_json, reference_in_mongo,
         reference_in_postgres, reference_key, schema_of,
     };
     pub use reposmith_core::home;

@@ -1,7 +1,8 @@
 //! `#[repo(references(..))]`: the typed relation constants
 //! (`Chunk::DOCUMENT`) the loaders take, and the bound checks that let the
 //! type checker judge what the derive cannot see: the target is an entity
-//! stored wherever this one is, and the field holds the target's id type.
+//! stored wherever this one is, and (in the constant) the field holds the
+//! target's id type.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -36,8 +37,8 @@ fn relation_constant(entity: &Entity, index: usize, field: &Field) -> Option<Tok
         "The relation `{ident}.{member}` → `{}`, for `load_for` and `parents_of`.",
         quote!(#target).to_string().replace(' ', "")
     );
-    // The id check is the one in `reference_checks`; `reference_key` only
-    // converts, so a mismatch is reported once, at the attribute.
+    // `reference_key` is the id type check: its `IdOf` bound fails, at the
+    // attribute, when the field does not hold the target's id.
     let key = match option_inner(&field.ty) {
         Some(_) => quote_spanned! {reference.span=>
             ::core::option::Option::map(
@@ -74,7 +75,6 @@ pub(super) fn reference_checks(entity: &Entity) -> TokenStream {
             let reference = field.references.as_ref()?;
             let target = &reference.target;
             let span = reference.span;
-            let inner = option_inner(&field.ty).unwrap_or(&field.ty);
             let postgres = entity.backends.postgres().then(|| {
                 quote_spanned! {span=>
                     const _: () = ::reposmith::__private::reference_in_postgres::<#target>();
@@ -85,10 +85,11 @@ pub(super) fn reference_checks(entity: &Entity) -> TokenStream {
                     const _: () = ::reposmith::__private::reference_in_mongo::<#target>();
                 }
             });
+            // The id type is checked once, by the relation constant's
+            // `reference_key` (spanned here too).
             Some(quote_spanned! {span=>
                 #postgres
                 #mongo
-                const _: () = ::reposmith::__private::reference_id::<#target, #inner>();
             })
         })
         .collect()
