@@ -133,7 +133,10 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
     }]);
     store.close().await;
     println!("\nload average at end: {}", crate::report::loadavg());
-    println!("associations bench: {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "associations bench: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -159,7 +162,11 @@ fn summary((users, posts, comments): &Loaded) -> (usize, usize, usize, bool) {
 
 /// reposmith: the users, then one `load_for` per relation.
 async fn reposmith_load(
-    (users, posts, comments): &(PgRepository<User>, PgRepository<Post>, PgRepository<Comment>),
+    (users, posts, comments): &(
+        PgRepository<User>,
+        PgRepository<Post>,
+        PgRepository<Comment>,
+    ),
 ) -> Result<Loaded> {
     let all = users.find(Filter::all()).await?;
     let per_user = posts.load_for(&all, Post::USER).await?;

@@ -100,7 +100,10 @@ impl<C: Entity, P: Entity> Relation<C, P> {
 /// Loading along [`Relation`]s, for every [`Repository`]: on a pool or in a
 /// unit of work, on either backend.
 ///
-/// ```ignore
+/// With `#[repo(references(Document))] document_id` on `Chunk` (the
+/// derive's reference documents a runnable example):
+///
+/// ```text
 /// let docs: Vec<Document> = documents.find(Document::OWNER.eq(me)).limit(500).await?;
 /// // the chunks of each document, aligned with `docs`, in id order
 /// let per_doc: Vec<Vec<Chunk>> = chunks.load_for(&docs, Chunk::DOCUMENT).await?;

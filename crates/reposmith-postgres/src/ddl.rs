@@ -400,4 +400,54 @@ mod tests {
             "CREATE UNIQUE INDEX IF NOT EXISTS \"t_name_key\" ON \"app\".\"t\" USING btree (\"na\"\"me\")"
         );
     }
+
+    fn tree() -> &'static EntitySchema {
+        &TREE
+    }
+
+    static TREE_COLUMNS: [ColumnDef; 2] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("parent_id", "parent", ColumnType::BigInt, true)
+            .with_references(Reference::new(tree, reposmith_core::OnDelete::SetNull)),
+    ];
+    static TREE: EntitySchema = EntitySchema::new(
+        "Node",
+        "no\"des",
+        &TREE_COLUMNS,
+        0,
+        IdStrategy::Identity,
+        &[],
+    );
+
+    /// A self reference: the key is named like PostgreSQL's default,
+    /// quoted, idempotent, and absent from `create_table_sql` (it runs
+    /// after every table exists).
+    #[test]
+    fn renders_foreign_keys_after_tables() {
+        assert!(
+            create_table_sql(&TREE)
+                .iter()
+                .all(|s| !s.contains("FOREIGN KEY"))
+        );
+        assert_eq!(
+            foreign_key_clause(&TREE_COLUMNS[1], TREE_COLUMNS[1].references.unwrap()),
+            "FOREIGN KEY (\"parent\") REFERENCES \"no\"\"des\" (\"id\") ON DELETE SET NULL"
+        );
+        let sql = foreign_key_sql(&TREE.with_schema("app"));
+        assert_eq!(sql.len(), 1);
+        assert!(
+            sql[0].contains(
+                "WHERE conname = 'no\"des_parent_fkey' AND conrelid = '\"app\".\"no\"\"des\"'::regclass"
+            ),
+            "{}",
+            sql[0]
+        );
+        assert!(
+            sql[0].contains(
+                "ALTER TABLE \"app\".\"no\"\"des\" ADD CONSTRAINT \"no\"\"des_parent_fkey\""
+            ),
+            "{}",
+            sql[0]
+        );
+    }
 }

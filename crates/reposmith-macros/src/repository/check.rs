@@ -68,6 +68,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     if !backends.postgres() {
         relation_rules::no_action_on_mongo(input, &mut errors);
     }
+    relation_rules::cached_references_restrict(input, &mut errors);
     // A MongoDB-only entity has no table: the schema's name, from which
     // index names derive, is its collection's.
     let table = match (&collection, backends) {

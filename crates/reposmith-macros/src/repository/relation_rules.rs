@@ -203,3 +203,24 @@ pub(crate) fn no_action_on_mongo(input: &super::attr::RepoInput, errors: &mut Ac
         }
     }
 }
+
+/// Rule: a cached entity's references restrict. A `cascade` or `set_null`
+/// key deletes or changes its rows inside PostgreSQL, past the repository
+/// that invalidates the cache, so cached rows would outlive them.
+pub(crate) fn cached_references_restrict(input: &super::attr::RepoInput, errors: &mut Accumulator) {
+    if input.cache.is_empty() {
+        return;
+    }
+    let actions = input
+        .fields()
+        .iter()
+        .filter_map(|f| f.references.as_ref()?.on_delete)
+        .filter(|(action, _)| *action != "Restrict");
+    for (_, span) in actions {
+        let message = "a cached entity cannot have `on_delete = \"cascade\"` or \"set_null\": \
+                       the database would delete or change its rows past the repository, and \
+                       the cache would keep serving them; use \"restrict\" (delete the rows \
+                       through the repository first) or remove `cache(..)`";
+        errors.push(Error::custom(message).with_span(&span));
+    }
+}

@@ -404,4 +404,18 @@ fn reference_mistakes_are_refused_with_the_reason() {
         }
     });
     assert!(out.contains("MongoDB has no foreign keys"), "{out}");
+    let out = expand(quote! {
+        #[repo(cache(ttl = "5m"))]
+        struct Chunk {
+            #[repo(id)]
+            id: i64,
+            #[repo(references(Document, on_delete = "cascade"))]
+            doc_id: i64,
+        }
+    });
+    let out = out.replace("\\\"", "\"");
+    assert!(
+        out.contains("a cached entity cannot have `on_delete = \"cascade\"`"),
+        "{out}"
+    );
 }
