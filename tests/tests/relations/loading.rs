@@ -51,7 +51,7 @@ pub(crate) async fn seed(
     docs.insert_many(&parents).await.unwrap();
     let mut children = Vec::new();
     for (i, doc) in parents.iter().enumerate() {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             continue;
         }
         for seq in 0..(i % 4 + 1) as i32 {
@@ -80,7 +80,7 @@ pub(crate) async fn one_query_per_relation(
     assert_eq!(per_doc.len(), page.len());
     for (doc, children) in page.iter().zip(&per_doc) {
         let i: usize = doc.title[1..].parse().unwrap();
-        let expected = if i % 3 == 0 { 0 } else { i % 4 + 1 };
+        let expected = if i.is_multiple_of(3) { 0 } else { i % 4 + 1 };
         assert_eq!(children.len(), expected, "children of {}", doc.title);
         assert!(children.iter().all(|c| c.doc_id == doc.id));
         let ids: Vec<_> = children.iter().map(|c| c.id).collect();
