@@ -99,6 +99,9 @@ reposmith-bench [crud] [vector] [OPTIONS]
   batches           only insert_users_1/_100 (also in crud) and the table of
                     multi-row INSERT against COPY by batch size
                     (neither word: both)
+  associations      only loading_associations (users -> posts -> comments),
+                    reposmith's relation loaders against raw sqlx
+                    (--rounds N, --ops N, --users N, --quick)
 
   --rounds N        measured rounds per workload (default 10; each adds a warm-up)
   --ops N           single-row operations per side per round (default 2000)

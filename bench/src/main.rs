@@ -26,10 +26,13 @@
 //! repository cache against the database, also on a redis-server of its own.
 //! `cargo xtask bench limits` runs [`limits`], the rate limiter's decisions
 //! from four client processes, on a redis-server of its own too.
+//! `cargo xtask bench associations` runs [`associations`], Diesel's
+//! `loading_associations` (users → posts → comments) against raw sqlx.
 //! `cargo xtask bench replicas` runs [`replicas`], reads on the primary
 //! alone against reads routed to a streaming replica, and read-your-writes.
 
 mod args;
+mod associations;
 mod batches;
 mod bench;
 mod bulk;
@@ -74,6 +77,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "associations") {
+        return associations::run(args).await;
+    }
     if args.iter().any(|a| a == "ingest") {
         return ingest::run(args).await;
     }

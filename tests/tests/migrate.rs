@@ -16,6 +16,8 @@ mod db;
 mod entities;
 #[path = "migrate/mongo.rs"]
 mod mongo;
+#[path = "migrate/relations.rs"]
+mod relations;
 #[path = "migrate/revert.rs"]
 mod revert;
 #[path = "migrate/soft_delete.rs"]

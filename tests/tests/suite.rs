@@ -35,6 +35,7 @@ mod pg_repository;
 mod pg_search;
 mod queue;
 mod queue_crash;
+mod relations;
 mod secrets;
 mod services;
 mod small_ids;

@@ -37,6 +37,7 @@ pass_cases!(
     cache,
     full_entity,
     read_preference,
+    relations,
     small_integer_ids,
     vector_fields,
 );

@@ -28,6 +28,7 @@ fn derive_ui() {
         "cache",
         "changes",
         "soft_delete",
+        "relations",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

@@ -65,6 +65,63 @@ pub mod codegen {
         (T::COLUMN_TYPE, T::NULLABLE)
     }
 
+    /// The schema of `E`, as a function a [`Reference`](crate::schema::Reference)
+    /// can point at (a function breaks cycles between statics).
+    pub fn schema_of<E: Entity>() -> &'static EntitySchema {
+        E::SCHEMA
+    }
+
+    /// A reference field's value as the target's id (the identity: the
+    /// bound is the check).
+    pub fn reference_key<P: Entity, T: IdOf<P>>(value: &T) -> &P::Id {
+        value.as_id()
+    }
+
+    /// Compiles only when `P` is stored in PostgreSQL.
+    pub const fn reference_in_postgres<P: PostgresTarget>() {}
+
+    /// Compiles only when `P` is stored in MongoDB.
+    pub const fn reference_in_mongo<P: MongoTarget>() {}
+
+    /// `Self` is the id type of entity `P`: what a field declared
+    /// `#[repo(references(P))]` must hold. The derive implements it for
+    /// each entity's id type (a blanket impl over `P::Id` would report a
+    /// mismatch as a type projection error instead of this message).
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not the id type of `{P}`",
+        label = "this reference's field holds `{Self}`",
+        note = "a field declared #[repo(references({P}))] holds `{P}`'s ids: give it the type of \
+                `{P}`'s #[repo(id)] field (or an `Option` of it)"
+    )]
+    pub trait IdOf<P: Entity> {
+        /// `self`, as `P`'s id.
+        fn as_id(&self) -> &P::Id;
+    }
+
+    /// An entity a PostgreSQL entity may reference: one PostgreSQL stores.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not stored in PostgreSQL, so a PostgreSQL entity cannot reference it",
+        label = "referenced here",
+        note = "the referencing entity is stored in PostgreSQL and gets a foreign key to the \
+                target's table: store `{Self}` in PostgreSQL too (remove its \
+                `backend = \"mongo\"`), or pin the referencing entity to MongoDB"
+    )]
+    pub trait PostgresTarget: Entity {}
+
+    impl<P: PostgresEntity> PostgresTarget for P {}
+
+    /// An entity a MongoDB entity may reference: one MongoDB stores.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not stored in MongoDB, so a MongoDB entity cannot reference it",
+        label = "referenced here",
+        note = "the referencing entity is stored in MongoDB, where its relation loads the \
+                target's documents: store `{Self}` in MongoDB too (remove its \
+                `backend = \"postgres\"`), or pin the referencing entity to PostgreSQL"
+    )]
+    pub trait MongoTarget: Entity {}
+
+    impl<P: MongoEntity> MongoTarget for P {}
+
     /// Reads the next stored field of `E` into a typed field.
     pub fn decode<E: Entity, T: FieldType>(
         values: &mut std::vec::IntoIter<Value>,

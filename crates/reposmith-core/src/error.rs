@@ -15,6 +15,7 @@
 //! | connection broke mid-operation | [`Error::ConnectionLost`] | `Io` after connect | `Io`, `ConnectionPoolCleared` | dropped connection |
 //! | backend not configured | [`Error::Unavailable`] | `PoolClosed` | — | — |
 //! | unique constraint | [`Error::Conflict`] (constraint and field) | SQLSTATE 23505 | code 11000 | — |
+//! | foreign key (`#[repo(references(..))]`) | [`Error::ForeignKey`] (relation, constraint, which side) | SQLSTATE 23503 | — (MongoDB has no foreign keys) | — |
 //! | optimistic-lock miss | [`Error::StaleVersion`] | `UPDATE … WHERE version = $v` hit 0 rows, row exists | same, in the update filter | — |
 //! | id not stored | [`Error::NotFound`] | 0 rows | 0 documents | — |
 //! | value rejected before sending | [`Error::InvalidInput`] (field, reason) | NUL in text/JSON, NaN in JSON, JSON nested deeper than [`MAX_JSON_DEPTH`](crate::json::MAX_JSON_DEPTH); SQLSTATE 23502, 22P02, 22001, 22003 | `$`/`.` keys, integers beyond `i64`, JSON nested too deep | — |
@@ -130,6 +131,27 @@ pub enum Error {
         constraint: String,
         /// The field it covers, when the schema knows it.
         field: Option<&'static str>,
+    },
+
+    /// A foreign key refused the write (PostgreSQL SQLSTATE 23503; MongoDB
+    /// has no foreign keys): a row named a referenced id that is not stored
+    /// (`still_referenced == false`), or a delete or id change of a row that
+    /// rows still reference under `on_delete = "restrict"` (`true`).
+    #[error("{entity}: {} (relation {relation}, constraint {constraint})",
+        if *still_referenced { "rows still reference it" } else { "the referenced row does not exist" })]
+    ForeignKey {
+        /// The entity whose write was refused.
+        entity: &'static str,
+        /// The relation, child to parent: `Chunk.document_id -> Document`
+        /// (the child's table and column, `chunks.document_id -> Document`,
+        /// when a parent's delete was refused: its schema does not know its
+        /// children's entities).
+        relation: String,
+        /// The foreign key constraint (`<table>_<column>_fkey`).
+        constraint: String,
+        /// True when a referenced row was to go away; false when a
+        /// referencing row named a missing one.
+        still_referenced: bool,
     },
 
     /// An optimistic-locking update found a newer version: someone else wrote first.
@@ -263,6 +285,7 @@ impl Error {
             Error::Config { .. }
             | Error::NotFound { .. }
             | Error::Conflict { .. }
+            | Error::ForeignKey { .. }
             | Error::StaleVersion { .. }
             | Error::InvalidInput { .. }
             | Error::TooLarge { .. }

@@ -125,7 +125,7 @@ impl<E> std::fmt::Debug for Filter<E> {
 }
 
 impl<E: Entity> Filter<E> {
-    fn new(node: FilterNode) -> Self {
+    pub(crate) fn new(node: FilterNode) -> Self {
         Filter {
             node,
             entity: PhantomData,

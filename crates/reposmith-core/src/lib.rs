@@ -29,6 +29,7 @@ pub mod keyset;
 pub mod limit;
 pub mod object_id;
 pub mod outbox;
+pub mod relation;
 pub mod report;
 pub mod repository;
 pub mod retry;
@@ -53,6 +54,7 @@ pub use error::{BatchRow, Error, Result};
 pub use filter::{Column, Filter, JsonColumn, Order};
 pub use home::{Pinned, StoredIn};
 pub use object_id::ObjectId;
+pub use relation::{Relation, Relations};
 pub use report::{InsertReport, RowFailure};
 pub use repository::{
     Find, FindPage, FindQuery, Page, Patch, PatchQuery, Repository, UpdateQuery, UpdateWhere,
@@ -61,7 +63,8 @@ pub use repository::{
 pub use retry::RetryPolicy;
 pub use schema::{
     Backends, ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN,
-    IdStrategy, IndexDef, IndexMethod, ReadPreference, VectorIndex, VectorKind, VectorSpec,
+    IdStrategy, IndexDef, IndexMethod, OnDelete, ReadPreference, Reference, VectorIndex,
+    VectorKind, VectorSpec, foreign_key_name,
 };
 pub use scope::RowScope;
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};

@@ -144,6 +144,9 @@ pub struct ColumnDef {
     /// Rows expire this many seconds after this timestamp (`#[repo(ttl = "30d")]`):
     /// a TTL index in MongoDB, `purge_expired` in Postgres.
     pub ttl_seconds: Option<u64>,
+    /// The entity this column's values are ids of (`#[repo(references(..))]`):
+    /// a foreign key in PostgreSQL, a relation the loaders follow on both backends.
+    pub references: Option<Reference>,
 }
 
 impl ColumnDef {
@@ -167,6 +170,7 @@ impl ColumnDef {
             embed_from: None,
             renamed_from: None,
             ttl_seconds: None,
+            references: None,
         }
     }
 
@@ -222,11 +226,112 @@ impl ColumnDef {
         self
     }
 
+    /// Declares the column a reference to another entity's id.
+    pub const fn with_references(mut self, reference: Reference) -> Self {
+        self.references = Some(reference);
+        self
+    }
+
     /// Lets an embedder fill this vector column from the text column `source`.
     pub const fn with_embed_from(mut self, source: &'static str) -> Self {
         self.embed_from = Some(source);
         self
     }
+}
+
+/// What the database does to referencing rows when the referenced row is
+/// deleted (`#[repo(references(Target, on_delete = ".."))]`).
+///
+/// PostgreSQL enforces it with the foreign key's `ON DELETE` action. MongoDB
+/// has no foreign keys: there the declaration only gives the relation
+/// loaders, and nothing happens to referencing documents on delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OnDelete {
+    /// The delete is refused while rows reference it (`ON DELETE RESTRICT`;
+    /// the default): [`Error::ForeignKey`](crate::Error::ForeignKey).
+    #[default]
+    Restrict,
+    /// Referencing rows are deleted with it (`ON DELETE CASCADE`).
+    Cascade,
+    /// Referencing rows keep living with the column set to NULL
+    /// (`ON DELETE SET NULL`); the field must be an `Option`.
+    SetNull,
+}
+
+impl OnDelete {
+    /// The SQL action (`CASCADE`, `RESTRICT`, `SET NULL`).
+    pub const fn sql(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "RESTRICT",
+            OnDelete::Cascade => "CASCADE",
+            OnDelete::SetNull => "SET NULL",
+        }
+    }
+
+    /// The attribute spelling (`"set_null"`), for messages and docs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "restrict",
+            OnDelete::Cascade => "cascade",
+            OnDelete::SetNull => "set_null",
+        }
+    }
+}
+
+/// A column's reference to another entity's id (`#[repo(references(..))]`).
+///
+/// The target is a function returning its schema rather than the schema
+/// itself, so entities that reference each other (or themselves: a tree's
+/// `parent_id`) compile: statics may not form a cycle of references, a
+/// function pointer breaks it.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct Reference {
+    /// The referenced entity's schema; the column holds its ids.
+    pub target: fn() -> &'static EntitySchema,
+    /// What deleting a referenced row does.
+    pub on_delete: OnDelete,
+}
+
+impl Reference {
+    /// A reference to the entity whose schema `target` returns.
+    pub const fn new(target: fn() -> &'static EntitySchema, on_delete: OnDelete) -> Self {
+        Reference { target, on_delete }
+    }
+
+    /// The referenced entity's schema.
+    pub fn target(&self) -> &'static EntitySchema {
+        (self.target)()
+    }
+}
+
+impl std::fmt::Debug for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reference")
+            .field("target", &self.target().entity)
+            .field("on_delete", &self.on_delete)
+            .finish()
+    }
+}
+
+/// Two references are equal when they name the same table (namespace and
+/// name) with the same action; the function pointers themselves are not
+/// compared, since one function may have several addresses.
+impl PartialEq for Reference {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.target(), other.target());
+        (a.schema, a.table, a.entity) == (b.schema, b.table, b.entity)
+            && self.on_delete == other.on_delete
+    }
+}
+
+impl Eq for Reference {}
+
+/// The name of the foreign key of `column` in `table`: `<table>_<column>_fkey`,
+/// PostgreSQL's own default, so errors and `check` can name it.
+pub fn foreign_key_name(table: &str, column: &str) -> String {
+    format!("{table}_{column}_fkey")
 }
 
 /// Which pgvector type a vector column has.
@@ -582,6 +687,20 @@ impl EntitySchema {
             .iter()
             .enumerate()
             .find(|(_, c)| c.field == field)
+    }
+
+    /// The columns declared `#[repo(references(..))]`, with their references.
+    pub fn references(&self) -> impl Iterator<Item = (&ColumnDef, Reference)> + '_ {
+        self.columns
+            .iter()
+            .filter_map(|c| c.references.map(|r| (c, r)))
+    }
+
+    /// The referencing column whose foreign key is named `constraint`
+    /// (see [`foreign_key_name`]).
+    pub fn reference_of_constraint(&self, constraint: &str) -> Option<(&ColumnDef, Reference)> {
+        self.references()
+            .find(|(c, _)| foreign_key_name(self.table, c.name) == constraint)
     }
 
     /// The `#[repo(ttl = "..")]` column and its lifetime in seconds, if any.

@@ -57,6 +57,16 @@ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
 const CHECKS: &str = "\
 SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1 AND contype IN ('c', 'p')";
 
+/// Foreign keys: name, referencing column, referenced table, referenced
+/// column, `ON DELETE` action code and whether the key is validated.
+const FOREIGN_KEYS: &str = "\
+SELECT c.conname::text, a.attname::text, c.confrelid, f.attname::text, c.confdeltype::text, \
+       c.convalidated \
+FROM pg_constraint c \
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+JOIN pg_attribute f ON f.attrelid = c.confrelid AND f.attnum = c.confkey[1] \
+WHERE c.conrelid = $1 AND c.contype = 'f' AND cardinality(c.conkey) = 1 ORDER BY 1";
+
 const INDEXES: &str = "\
 SELECT i.relname::text AS name, ix.indisunique AS unique, ix.indisvalid AS valid, \
        am.amname::text AS method, \
@@ -128,6 +138,74 @@ async fn table_drift(conn: &mut PgConnection, table: &Table) -> Result<Vec<Strin
         })
         .collect();
     problems.extend(compare_indexes(&name, &table.indexes, &indexes));
+    problems.extend(foreign_key_drift(conn, table, oid).await?);
+    Ok(problems)
+}
+
+/// Missing, different, unvalidated and extra foreign keys of `table`.
+async fn foreign_key_drift(
+    conn: &mut PgConnection,
+    table: &Table,
+    oid: sqlx::postgres::types::Oid,
+) -> Result<Vec<String>> {
+    type Row = (
+        String,
+        String,
+        sqlx::postgres::types::Oid,
+        String,
+        String,
+        bool,
+    );
+    let live: Vec<Row> = sqlx::query_as(FOREIGN_KEYS)
+        .bind(oid)
+        .fetch_all(&mut *conn)
+        .await?;
+    let name = table.display_name();
+    let mut problems = Vec::new();
+    for key in &table.foreign_keys {
+        let Some(found) = live.iter().find(|r| r.0 == key.name) else {
+            problems.push(format!(
+                "table {name}: missing foreign key {} ({})",
+                key.name,
+                key.describe()
+            ));
+            continue;
+        };
+        let target = relation(conn, &key.target_qualified()).await?;
+        let action = match found.4.as_str() {
+            "c" => "CASCADE",
+            "r" => "RESTRICT",
+            "n" => "SET NULL",
+            "d" => "SET DEFAULT",
+            _ => "NO ACTION",
+        };
+        let same = found.1 == key.column
+            && Some(found.2) == target
+            && found.3 == key.target_column
+            && action == key.on_delete;
+        if !same {
+            problems.push(format!(
+                "table {name}: foreign key {} is {} -> table oid {}({}) ON DELETE {action}, \
+                 expected {}",
+                key.name,
+                found.1,
+                found.2.0,
+                found.3,
+                key.describe()
+            ));
+        } else if !found.5 {
+            problems.push(format!(
+                "table {name}: foreign key {} is NOT VALID: run its VALIDATE CONSTRAINT migration",
+                key.name
+            ));
+        }
+    }
+    for extra in live.iter().filter(|r| table.foreign_key(&r.0).is_none()) {
+        problems.push(format!(
+            "table {name}: extra foreign key {} on {}",
+            extra.0, extra.1
+        ));
+    }
     Ok(problems)
 }
 

@@ -1,10 +1,14 @@
 //! Snapshot against current model → the ordered SQL steps of one migration
 //! and their inverses.
 //!
-//! Order of the up steps: schemas and the `vector` extension; indexes that go
-//! away or change; new tables; column changes on kept tables (renames first,
-//! drops last); dropped tables; new and changed indexes. The down file runs
-//! the inverse of every step in reverse order.
+//! Order of the up steps: schemas and the `vector` extension; foreign keys
+//! that go away or change; indexes that go away or change; new tables;
+//! column changes on kept tables (renames first, drops last); dropped
+//! tables; new and changed indexes; new and changed foreign keys (after
+//! every table exists, so entities may reference each other in any order).
+//! The down file runs the inverse of every step in reverse order. A foreign
+//! key added to an existing table is added `NOT VALID` and validated by a
+//! migration file of its own (`Plan::validate`).
 //!
 //! A down file must run on the tables as they are when it runs, rows
 //! included: what an up step destroyed comes back in a shape those rows
@@ -15,6 +19,7 @@ use std::collections::BTreeSet;
 use reposmith_postgres::quote_ident;
 
 mod columns;
+mod relations;
 mod restore;
 
 use columns::{ColumnChanges, column_changes, rename_index};
@@ -58,12 +63,17 @@ pub struct Plan {
     pub main: Vec<Step>,
     /// Concurrent index builds, one no-transaction migration each.
     pub concurrent: Vec<(String, Step)>,
+    /// Foreign keys added `NOT VALID` to existing tables by `main`, each
+    /// validated by a migration of its own, by name: validation scans the
+    /// table under a lock that lets writes through, apart from the short
+    /// lock that added the constraint.
+    pub validate: Vec<(String, Step)>,
 }
 
 impl Plan {
     /// True when the schemas match the snapshot.
     pub fn is_empty(&self) -> bool {
-        self.main.is_empty() && self.concurrent.is_empty()
+        self.main.is_empty() && self.concurrent.is_empty() && self.validate.is_empty()
     }
 
     /// The reasons of every destructive step.
@@ -71,6 +81,7 @@ impl Plan {
         self.main
             .iter()
             .chain(self.concurrent.iter().map(|(_, s)| s))
+            .chain(self.validate.iter().map(|(_, s)| s))
             .filter_map(|s| s.destructive.clone())
             .collect()
     }
@@ -88,6 +99,9 @@ pub fn plan(old: &Snapshot, new: &Snapshot, options: &Options) -> Result<Plan> {
     let mut changes = Vec::new();
     for (before, after) in &kept {
         changes.push(column_changes(before, after)?);
+    }
+    for (before, after) in &kept {
+        planner.main.extend(relations::dropped_keys(before, after));
     }
     for ((before, after), change) in kept.iter().zip(&changes) {
         planner.drop_indexes(before, after, change);
@@ -111,9 +125,17 @@ pub fn plan(old: &Snapshot, new: &Snapshot, options: &Options) -> Result<Plan> {
     for ((before, after), change) in kept.iter().zip(&changes) {
         planner.create_indexes(before, after, change, options);
     }
+    let mut validate = Vec::new();
+    for table in &new.tables {
+        let before = old.table(table.schema.as_deref(), &table.name);
+        let (steps, validations) = relations::added_keys(before, table);
+        planner.main.extend(steps);
+        validate.extend(validations);
+    }
     let plan = Plan {
         main: planner.main,
         concurrent: planner.concurrent,
+        validate,
     };
     let destructive = plan.destructive();
     if !options.allow_destructive && !destructive.is_empty() {

@@ -177,6 +177,12 @@ pub fn write_plan(dir: &Path, first: i64, name: &str, plan: &Plan) -> Result<Vec
         written.extend(write_pair(dir, version, &name, &up, &down)?);
         version += 1;
     }
+    for (key, step) in &plan.validate {
+        let (up, down) = render(std::slice::from_ref(step), false);
+        let name = format!("{slug}_validate_{}", slug_part(key));
+        written.extend(write_pair(dir, version, &name, &up, &down)?);
+        version += 1;
+    }
     Ok(written)
 }
 

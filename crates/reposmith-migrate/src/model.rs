@@ -11,7 +11,8 @@ use reposmith_core::{
     IndexMethod,
 };
 use reposmith_postgres::{
-    column_type_sql, full_text_expression, index_opclass, index_predicate, index_sql, quote_ident,
+    column_type_sql, foreign_key_clause, full_text_expression, index_opclass, index_predicate,
+    index_sql, quote_ident,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,88 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Indexes besides the primary key.
     pub indexes: Vec<Index>,
+    /// Foreign keys (`#[repo(references(..))]`); absent from snapshots
+    /// written before relations, and from tables without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// One foreign key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// Constraint name (`<table>_<column>_fkey`).
+    pub name: String,
+    /// The referencing column.
+    pub column: String,
+    /// The referenced table's database schema; `None`: the search path.
+    pub target_schema: Option<String>,
+    /// The referenced table.
+    pub target_table: String,
+    /// The referenced (primary key) column.
+    pub target_column: String,
+    /// `CASCADE`, `RESTRICT` or `SET NULL`.
+    pub on_delete: String,
+    /// `FOREIGN KEY (..) REFERENCES .. ON DELETE ..`, from `reposmith-postgres`.
+    pub clause: String,
+}
+
+impl ForeignKey {
+    /// The referenced table, schema-qualified when it names a schema, quoted.
+    pub fn target_qualified(&self) -> String {
+        match &self.target_schema {
+            Some(namespace) => {
+                format!(
+                    "{}.{}",
+                    quote_ident(namespace),
+                    quote_ident(&self.target_table)
+                )
+            }
+            None => quote_ident(&self.target_table),
+        }
+    }
+
+    /// `ALTER TABLE .. ADD CONSTRAINT ..`, `NOT VALID` when asked (existing
+    /// rows are then checked by [`ForeignKey::validate_sql`] later, without
+    /// holding the lock that blocks writes).
+    pub fn add_sql(&self, table: &Table, not_valid: bool) -> String {
+        let suffix = if not_valid { " NOT VALID" } else { "" };
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {}{suffix}",
+            table.qualified(),
+            quote_ident(&self.name),
+            self.clause
+        )
+    }
+
+    /// `ALTER TABLE .. VALIDATE CONSTRAINT ..`.
+    pub fn validate_sql(&self, table: &Table) -> String {
+        format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            table.qualified(),
+            quote_ident(&self.name)
+        )
+    }
+
+    /// `ALTER TABLE .. DROP CONSTRAINT IF EXISTS ..`.
+    pub fn drop_sql(&self, table: &Table) -> String {
+        format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+            table.qualified(),
+            quote_ident(&self.name)
+        )
+    }
+
+    /// A readable `column -> table(id) ON DELETE ..` for messages.
+    pub fn describe(&self) -> String {
+        let target = match &self.target_schema {
+            Some(namespace) => format!("{namespace}.{}", self.target_table),
+            None => self.target_table.clone(),
+        };
+        format!(
+            "{} -> {target}({}) ON DELETE {}",
+            self.column, self.target_column, self.on_delete
+        )
+    }
 }
 
 /// One column, in Postgres terms.
@@ -145,7 +228,27 @@ impl Table {
                 .iter()
                 .map(|i| Index::from_def(schema, i))
                 .collect(),
+            foreign_keys: schema
+                .references()
+                .map(|(column, reference)| {
+                    let target = reference.target();
+                    ForeignKey {
+                        name: reposmith_core::foreign_key_name(schema.table, column.name),
+                        column: column.name.to_owned(),
+                        target_schema: target.schema.map(str::to_owned),
+                        target_table: target.table.to_owned(),
+                        target_column: target.id_column().name.to_owned(),
+                        on_delete: reference.on_delete.sql().to_owned(),
+                        clause: foreign_key_clause(column, reference),
+                    }
+                })
+                .collect(),
         }
+    }
+
+    /// The foreign key named `name`.
+    pub fn foreign_key(&self, name: &str) -> Option<&ForeignKey> {
+        self.foreign_keys.iter().find(|k| k.name == name)
     }
 
     /// The table, schema-qualified when it names a schema, quoted.

@@ -209,7 +209,16 @@ impl<E: Entity> MongoRepository<E> {
         operation: &'static str,
         command: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<mongodb::error::Result<T>> {
-        self.backend.bounded(operation, command).await
+        // One `reposmith.query` span per driver command, as the PostgreSQL
+        // repository has one per statement: what tracing (and the relation
+        // loaders' one-query-per-relation test) counts.
+        let span = tracing::info_span!(
+            "reposmith.query",
+            db.system = "mongodb",
+            db.operation = operation,
+            db.collection = E::SCHEMA.collection,
+        );
+        tracing::Instrument::instrument(self.backend.bounded(operation, command), span).await
     }
 
     /// Refuses `doc`, a whole document, when it exceeds the server's size limit.

@@ -7,7 +7,7 @@
 
 use reposmith_core::{
     ColumnDef, ColumnRole, ColumnType, Distance, EntitySchema, FULL_TEXT_COLUMN, IdStrategy,
-    IndexDef, IndexMethod, PostgresEntity, Result, VectorKind,
+    IndexDef, IndexMethod, PostgresEntity, Reference, Result, VectorKind, foreign_key_name,
 };
 use sqlx::AssertSqlSafe;
 
@@ -160,6 +160,46 @@ pub fn sql_type(ty: &ColumnType) -> String {
     }
 }
 
+/// One statement per `#[repo(references(..))]` column adding its foreign
+/// key ([`foreign_key_clause`], named by
+/// [`foreign_key_name`]) unless the table already has a constraint of that name, so it can
+/// run again. Separate from [`create_table_sql`] because the referenced
+/// table must exist first: [`PgBackend::create_tables_for`] creates every
+/// table, then every foreign key, so entities may reference each other in
+/// any order (and themselves).
+pub fn foreign_key_sql(schema: &EntitySchema) -> Vec<String> {
+    let table = table_name(schema);
+    schema
+        .references()
+        .map(|(column, reference)| {
+            let name = foreign_key_name(schema.table, column.name);
+            format!(
+                "DO $reposmith$ BEGIN\n\
+                 IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = {} AND conrelid = {}::regclass) THEN\n\
+                 ALTER TABLE {table} ADD CONSTRAINT {} {};\n\
+                 END IF;\n\
+                 END $reposmith$",
+                quote_literal(&name),
+                quote_literal(&table),
+                quote_ident(&name),
+                foreign_key_clause(column, reference),
+            )
+        })
+        .collect()
+}
+
+/// `FOREIGN KEY ("col") REFERENCES "target" ("id") ON DELETE ACTION`.
+pub fn foreign_key_clause(column: &ColumnDef, reference: Reference) -> String {
+    let target = reference.target();
+    format!(
+        "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {}",
+        quote_ident(column.name),
+        table_name(target),
+        quote_ident(target.id_column().name),
+        reference.on_delete.sql()
+    )
+}
+
 /// The type of a column as declared: vectors carry their dimension (`vector(384)`).
 pub fn column_type_sql(column: &ColumnDef) -> String {
     match (&column.ty, &column.vector) {
@@ -218,9 +258,19 @@ pub fn quote_literal(text: &str) -> String {
 }
 
 impl PgBackend {
-    /// Runs [`create_table_sql`] for `E` in one transaction.
+    /// Runs [`create_table_sql`] and [`foreign_key_sql`] for `E` in one
+    /// transaction. The tables `E` references must exist already (or be
+    /// `E`'s own); for entities that reference each other use
+    /// [`PgBackend::create_tables_for`].
     pub async fn create_tables<E: PostgresEntity>(&self) -> Result<()> {
         self.create_schema_tables(&[E::SCHEMA]).await
+    }
+
+    /// Creates the tables of `schemas` (`&[Document::SCHEMA, Chunk::SCHEMA]`)
+    /// in one transaction: every table and index first, then every foreign
+    /// key, so the order of `schemas` does not matter. Idempotent.
+    pub async fn create_tables_for(&self, schemas: &[&EntitySchema]) -> Result<()> {
+        self.create_schema_tables(schemas).await
     }
 
     /// Creates the transactional outbox's tables (the outbox and the job
@@ -243,7 +293,9 @@ impl PgBackend {
         let unit = self.begin().await?;
         {
             let mut connection = unit.connection().await?;
-            for sql in schemas.iter().flat_map(|schema| create_table_sql(schema)) {
+            let tables = schemas.iter().flat_map(|schema| create_table_sql(schema));
+            let keys = schemas.iter().flat_map(|schema| foreign_key_sql(schema));
+            for sql in tables.chain(keys) {
                 // Safe: identifiers from the schema, quoted; defaults are the user's source code.
                 sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(&mut *connection)
@@ -359,6 +411,56 @@ mod tests {
         assert_eq!(
             sql[1],
             "CREATE UNIQUE INDEX IF NOT EXISTS \"t_name_key\" ON \"app\".\"t\" USING btree (\"na\"\"me\")"
+        );
+    }
+
+    fn tree() -> &'static EntitySchema {
+        &TREE
+    }
+
+    static TREE_COLUMNS: [ColumnDef; 2] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("parent_id", "parent", ColumnType::BigInt, true)
+            .with_references(Reference::new(tree, reposmith_core::OnDelete::SetNull)),
+    ];
+    static TREE: EntitySchema = EntitySchema::new(
+        "Node",
+        "no\"des",
+        &TREE_COLUMNS,
+        0,
+        IdStrategy::Identity,
+        &[],
+    );
+
+    /// A self reference: the key is named like PostgreSQL's default,
+    /// quoted, idempotent, and absent from `create_table_sql` (it runs
+    /// after every table exists).
+    #[test]
+    fn renders_foreign_keys_after_tables() {
+        assert!(
+            create_table_sql(&TREE)
+                .iter()
+                .all(|s| !s.contains("FOREIGN KEY"))
+        );
+        assert_eq!(
+            foreign_key_clause(&TREE_COLUMNS[1], TREE_COLUMNS[1].references.unwrap()),
+            "FOREIGN KEY (\"parent\") REFERENCES \"no\"\"des\" (\"id\") ON DELETE SET NULL"
+        );
+        let sql = foreign_key_sql(&TREE.with_schema("app"));
+        assert_eq!(sql.len(), 1);
+        assert!(
+            sql[0].contains(
+                "WHERE conname = 'no\"des_parent_fkey' AND conrelid = '\"app\".\"no\"\"des\"'::regclass"
+            ),
+            "{}",
+            sql[0]
+        );
+        assert!(
+            sql[0].contains(
+                "ALTER TABLE \"app\".\"no\"\"des\" ADD CONSTRAINT \"no\"\"des_parent_fkey\""
+            ),
+            "{}",
+            sql[0]
         );
     }
 }

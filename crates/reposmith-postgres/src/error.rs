@@ -129,6 +129,9 @@ impl ErrorContext<'_> {
                 field,
             });
         }
+        if code == "23503" {
+            return Some(foreign_key_error(db, schema));
+        }
         if RETRYABLE_STATES.contains(&&*code) {
             let (backend, code) = (Backend::Postgres, code.into_owned());
             return Some(Error::Retryable {
@@ -257,4 +260,47 @@ fn field_name(schema: &EntitySchema, column: Option<&str>) -> String {
     };
     let field = schema.columns.iter().find(|c| c.name == column);
     field.map_or(column, |c| c.field).to_owned()
+}
+
+/// A foreign key violation (23503) met by a write on `schema`'s table.
+///
+/// The constraint is one of `schema`'s own references when a row of it
+/// named a missing parent; otherwise it belongs to a child table and a
+/// delete (or id change) of a row it still references was refused. A
+/// self-reference (a tree's `parent_id`) can be either: the server's detail
+/// ("is still referenced") tells them apart, in PostgreSQL's English
+/// messages (`lc_messages` other than English reads as a missing parent).
+fn foreign_key_error(db: &dyn DatabaseError, schema: &'static EntitySchema) -> Error {
+    let constraint = db.constraint().unwrap_or_default().to_owned();
+    let detail = db
+        .try_downcast_ref::<PgDatabaseError>()
+        .and_then(|e| e.detail())
+        .unwrap_or_default();
+    let own = schema.reference_of_constraint(&constraint);
+    let self_reference = own.is_some_and(|(_, r)| {
+        (r.target().schema, r.target().table) == (schema.schema, schema.table)
+    });
+    let still_referenced = own.is_none() || (self_reference && detail.contains("still referenced"));
+    let relation = match own {
+        Some((column, reference)) => format!(
+            "{}.{} -> {}",
+            schema.entity,
+            column.field,
+            reference.target().entity
+        ),
+        None => {
+            let table = db.table().unwrap_or("?");
+            let column = constraint
+                .strip_prefix(&format!("{table}_"))
+                .and_then(|c| c.strip_suffix("_fkey"))
+                .unwrap_or("?");
+            format!("{table}.{column} -> {}", schema.entity)
+        }
+    };
+    Error::ForeignKey {
+        entity: schema.entity,
+        relation,
+        constraint,
+        still_referenced,
+    }
 }

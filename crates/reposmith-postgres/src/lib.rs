@@ -221,8 +221,9 @@ pub use bulk_load::{
 };
 pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
 pub use ddl::{
-    column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
-    index_predicate, index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
+    column_type_sql, create_table_sql, foreign_key_clause, foreign_key_sql, full_text_column_sql,
+    full_text_expression, index_opclass, index_predicate, index_sql, quote_ident, quote_literal,
+    sql_type, table_name, vector_opclass,
 };
 pub use health::PgHealth;
 pub use pool::PooledConnection;

@@ -20,9 +20,14 @@ pub use reposmith_core::{
     Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
     Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
     FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId,
-    Order, Page, Pinned, PostgresEntity, ReadPreference, Repository, Result, RetryPolicy, RowScope,
-    StoredIn, UnitOfWork, Value,
+    OnDelete, Order, Page, Pinned, PostgresEntity, ReadPreference, Reference, Relation, Relations,
+    Repository, Result, RetryPolicy, RowScope, StoredIn, UnitOfWork, Value,
 };
+/// Loading along relations: the children load's builder and the helpers
+/// both backends share.
+pub mod relation {
+    pub use reposmith_core::relation::{KEY_BUDGET, LoadChildren};
+}
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
@@ -98,8 +103,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Changes, Config, Cursor, DataStore, DbEnum, Embedder, Entity, Error, Filter, HalfVector,
-        Page, Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork, Vector,
-        VectorSearch, job::Job, outbox::Event,
+        Page, Relations, Repository, Result, RetryPolicy, Scored, SparseVector, Store, UnitOfWork,
+        Vector, VectorSearch, job::Job, outbox::Event,
     };
 }
 
@@ -108,14 +113,17 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use reposmith_core::cache::CacheSpec;
-    pub use reposmith_core::entity::codegen::{column_meta, decode, decode_json, encode_json};
+    pub use reposmith_core::entity::codegen::{
+        IdOf, column_meta, decode, decode_json, encode_json, reference_in_mongo,
+        reference_in_postgres, reference_key, schema_of,
+    };
     pub use reposmith_core::home;
     pub use reposmith_core::value::DecodeError;
     pub use reposmith_core::{
         Backends, Column, ColumnDef, ColumnRole, ColumnType, Distance, Entity, EntitySchema,
-        FieldType, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, PostgresEntity,
-        ReadPreference, Repository, Result, Search, Value, VectorIndex, VectorKind, VectorSearch,
-        VectorSpec,
+        FieldType, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, OnDelete,
+        PostgresEntity, ReadPreference, Reference, Relation, Repository, Result, Search, Value,
+        VectorIndex, VectorKind, VectorSearch, VectorSpec,
     };
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

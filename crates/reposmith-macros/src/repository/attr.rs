@@ -81,6 +81,9 @@ pub(crate) struct RepoField {
     pub(crate) renamed_from: Option<SpannedValue<String>>,
     /// `ttl = "30d"`: rows expire this long after this timestamp.
     pub(crate) ttl: Option<SpannedValue<String>>,
+    /// `references(Document, on_delete = "cascade")`: the field holds ids of
+    /// another entity (see `relation_rules`).
+    pub(crate) references: Option<super::relation_rules::ReferencesAttr>,
 }
 
 /// `vector(dims = 384, distance = "cosine", index = "hnsw", m = 16, ef_construction = 64, lists = 100)`.

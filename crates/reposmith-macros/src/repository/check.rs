@@ -13,7 +13,7 @@ use super::attr::{Flag, RepoField, RepoInput};
 use super::kinds::{BackendChoice, Reads};
 use super::model::{Entity, Field, IdKind, Role, Storage, VectorIndexModel};
 use super::types::{is_one_of, last_segment, option_inner};
-use super::{backend_rules, cache_rules, search_rules};
+use super::{backend_rules, cache_rules, relation_rules, search_rules};
 use crate::naming;
 
 /// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
@@ -42,7 +42,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     let mut fields: Vec<Field> = input
         .fields()
         .iter()
-        .map(|f| field(f, &mut errors))
+        .map(|f| field(f, &input.ident, &mut errors))
         .collect();
     search_rules::embed_sources(input.fields(), &mut fields, &mut errors);
     search_rules::full_text_column_free(&fields, &mut errors);
@@ -56,6 +56,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
         errors.push(Error::custom(message).with_span(&extra.ident));
     }
     distinct_columns(&fields, &mut errors);
+    relation_rules::distinct_constants(&fields, &mut errors);
     let backends = input.backend.as_ref().map_or(BackendChoice::Both, |b| **b);
     if backends.postgres() {
         // Postgres' identifier limit means nothing to a MongoDB-only entity.
@@ -65,6 +66,10 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     let cache = cache_rules::cache(input, shape, &mut errors);
     backend_rules::postgres_only_attributes(input, backends, &mut errors);
     backend_rules::mongo_field_names(input, backends, &mut errors);
+    if !backends.postgres() {
+        relation_rules::no_action_on_mongo(input, &mut errors);
+    }
+    relation_rules::cached_references_restrict(input, &mut errors);
     // A MongoDB-only entity has no table: the schema's name, from which
     // index names derive, is its collection's.
     let table = match (&collection, backends) {
@@ -118,7 +123,7 @@ fn valid_name(name: &SpannedValue<String>, what: &str, example: &str, errors: &m
 /// Checks one field's own attributes and builds its model. The model is
 /// built even when a rule fails, so later rules (such as "exactly one id")
 /// do not report a second error for the same mistake.
-fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
+fn field(f: &RepoField, entity: &syn::Ident, errors: &mut Accumulator) -> Field {
     let ident = f.ident.clone().expect("darling accepts only named fields");
     let role = errors.handle(one_role(f)).unwrap_or(Role::Data);
     skip_stands_alone(f, errors);
@@ -140,6 +145,7 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
     let ttl_seconds = ttl(f, errors);
     let vector = search_rules::vector(f, role, errors);
     let full_text = search_rules::full_text(f, errors);
+    let references = relation_rules::reference(f, role, entity, errors);
     if let Some(default) = f.default.as_ref().filter(|d| d.trim().is_empty()) {
         let message = "the default is empty; the correct format looks like \
                        #[repo(default = \"now()\")] with a SQL expression";
@@ -168,6 +174,7 @@ fn field(f: &RepoField, errors: &mut Accumulator) -> Field {
         embed_from: None,
         renamed_from: f.renamed_from.as_ref().map(|r| r.as_str().to_owned()),
         ttl_seconds,
+        references,
         span: f.ty.span(),
     }
 }
@@ -468,9 +475,19 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
         );
         errors.push(Error::custom(message).with_span(&input.ident));
     }
+    for field in fields.iter().filter(|f| f.references.is_some()) {
+        let name = reposmith_fk_name(table, &field.column);
+        if name.len() > MAX_IDENTIFIER {
+            let message = format!(
+                "the foreign key name `{name}` is longer than 63 bytes: shorten the table name \
+                 or give the field a shorter #[repo(column = \"...\")]"
+            );
+            errors.push(Error::custom(message).with_span(&field.ident));
+        }
+    }
     for field in fields
         .iter()
-        .filter(|f| f.unique || f.index || vector_indexed(f))
+        .filter(|f| f.unique || f.index || f.references.is_some() || vector_indexed(f))
     {
         let name = naming::index_name(table, &field.column, field.unique);
         if name.len() > MAX_IDENTIFIER {
@@ -481,6 +498,12 @@ fn generated_names_fit(input: &RepoInput, table: &str, fields: &[Field], errors:
             errors.push(Error::custom(message).with_span(&field.ident));
         }
     }
+}
+
+/// The foreign key name the Postgres DDL gives a reference (the core's
+/// `foreign_key_name`): `<table>_<column>_fkey`.
+fn reposmith_fk_name(table: &str, column: &str) -> String {
+    format!("{table}_{column}_fkey")
 }
 
 #[cfg(test)]

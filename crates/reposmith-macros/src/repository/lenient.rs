@@ -96,6 +96,7 @@ fn field(f: &syn::Field) -> Option<Field> {
         full_text: has("full_text").then(String::new),
         renamed_from: None,
         ttl_seconds: None,
+        references: None,
         span: f.ty.span(),
         ident,
     })

@@ -8,6 +8,7 @@ mod expand;
 mod kinds;
 mod lenient;
 mod model;
+mod relation_rules;
 mod search_rules;
 mod shape;
 mod types;

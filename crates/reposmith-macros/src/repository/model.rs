@@ -77,6 +77,8 @@ pub(crate) struct Field {
     pub(crate) renamed_from: Option<String>,
     /// Lifetime of rows after this timestamp, in seconds.
     pub(crate) ttl_seconds: Option<u64>,
+    /// `#[repo(references(..))]`, checked.
+    pub(crate) references: Option<ReferenceModel>,
     /// Where errors about the field's type point.
     pub(crate) span: Span,
 }
@@ -128,6 +130,19 @@ pub(crate) enum IdKind {
     Identity,
     /// Supplied by the application: a `String`, or an integer marked `id(assigned)`.
     Assigned,
+}
+
+/// A checked `#[repo(references(Target, on_delete = ".."))]`.
+#[derive(Clone)]
+pub(crate) struct ReferenceModel {
+    /// The referenced entity (`Self` already replaced by the struct's name).
+    pub(crate) target: syn::Path,
+    /// `Restrict`, `Cascade` or `SetNull`: the core's `OnDelete` variant.
+    pub(crate) on_delete: &'static str,
+    /// The relation constant's name (`DOCUMENT` for `document_id`).
+    pub(crate) constant: String,
+    /// Where errors about the reference point: the target's path.
+    pub(crate) span: Span,
 }
 
 /// A checked `#[repo(vector(..))]`.

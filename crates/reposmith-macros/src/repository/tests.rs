@@ -348,3 +348,89 @@ fn a_bare_word_with_an_empty_list_is_an_error_not_a_panic() {
     .to_string();
     assert!(output.contains("`assigned` takes no arguments"), "{output}");
 }
+
+#[test]
+fn references_declare_the_schema_relation_index_constant_and_checks() {
+    insta::assert_snapshot!(expand(quote! {
+        #[repo(table = "chunks")]
+        pub struct Chunk {
+            #[repo(id)]
+            pub id: i64,
+            #[repo(references(Document, on_delete = "cascade"))]
+            pub document_id: Uuid,
+            #[repo(references(Self, on_delete = "set_null"))]
+            pub parent: Option<i64>,
+            #[repo(references(Owner), unique)]
+            pub owner_id: Uuid,
+        }
+    }));
+}
+
+#[test]
+fn reference_mistakes_are_refused_with_the_reason() {
+    let cases = [
+        (
+            quote!(#[repo(references(Document, on_delete = "nullify"))] doc_id: Uuid),
+            "unknown `on_delete` action \"nullify\"",
+        ),
+        (
+            quote!(#[repo(references(Document, cascade))] doc_id: Uuid),
+            "unknown option in `references`: only `on_delete` is",
+        ),
+        (
+            quote!(#[repo(references)] doc_id: Uuid),
+            "`references` names the referenced entity",
+        ),
+        (
+            quote!(#[repo(references(on_delete = "cascade"))] doc_id: Uuid),
+            "`references` starts with the referenced entity",
+        ),
+        (
+            quote!(#[repo(references(Document, on_delete = "set_null"))] doc_id: Uuid),
+            "`on_delete = \"set_null\"` needs an `Option` field",
+        ),
+        (
+            quote!(#[repo(references(Document), json)] doc_id: Uuid),
+            "`references` applies to a plain field holding the referenced entity's id, not to a `json` field",
+        ),
+        (
+            quote!(#[repo(references(Document))] document_id: Uuid, document: String),
+            "the relation constant `DOCUMENT` of this reference is already the column constant of field `document`",
+        ),
+    ];
+    for (fields, expected) in cases {
+        let out = expand(quote! {
+            struct Chunk {
+                #[repo(id)]
+                id: i64,
+                #fields
+            }
+        });
+        let out = out.replace("\\\"", "\"");
+        assert!(out.contains(expected), "no {expected:?} in {out}");
+    }
+    let out = expand(quote! {
+        #[repo(backend = "mongo")]
+        struct Chunk {
+            #[repo(id)]
+            id: i64,
+            #[repo(references(Document, on_delete = "cascade"))]
+            doc_id: i64,
+        }
+    });
+    assert!(out.contains("MongoDB has no foreign keys"), "{out}");
+    let out = expand(quote! {
+        #[repo(cache(ttl = "5m"))]
+        struct Chunk {
+            #[repo(id)]
+            id: i64,
+            #[repo(references(Document, on_delete = "cascade"))]
+            doc_id: i64,
+        }
+    });
+    let out = out.replace("\\\"", "\"");
+    assert!(
+        out.contains("a cached entity cannot have `on_delete = \"cascade\"`"),
+        "{out}"
+    );
+}

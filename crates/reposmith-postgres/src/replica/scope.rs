@@ -47,6 +47,7 @@ pub(crate) fn may_have_committed<T>(outcome: &Result<T>) -> bool {
     !matches!(
         outcome,
         Err(Error::Conflict { .. }
+            | Error::ForeignKey { .. }
             | Error::InvalidInput { .. }
             | Error::StaleVersion { .. }
             | Error::NotFound { .. }

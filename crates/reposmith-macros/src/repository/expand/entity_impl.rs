@@ -28,6 +28,13 @@ pub(super) fn entity_impl(entity: &Entity) -> TokenStream {
         #mongo
         #pinned
 
+        // What a `#[repo(references(#ident))]` field must hold.
+        impl ::reposmith::__private::IdOf<#ident> for #id_ty {
+            fn as_id(&self) -> &#id_ty {
+                self
+            }
+        }
+
         impl ::reposmith::__private::Entity for #ident {
             type Id = #id_ty;
             const SCHEMA: &'static ::reposmith::__private::EntitySchema = &__REPOSMITH_SCHEMA;

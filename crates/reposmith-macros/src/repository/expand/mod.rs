@@ -9,6 +9,7 @@ mod columns;
 mod entity_impl;
 mod fallback;
 mod finders;
+mod relations;
 mod schema;
 
 use proc_macro2::TokenStream;
@@ -24,12 +25,16 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let entity_impl = entity_impl::entity_impl(entity);
     let columns = columns::column_constants(entity);
     let finders = finders::finder_trait(entity);
+    let checks = relations::reference_checks(entity);
+    let relations = relations::relation_constants(entity);
     quote! {
         const _: () = {
             #schema
             #entity_impl
+            #checks
         };
         #columns
+        #relations
         #finders
     }
 }

@@ -118,9 +118,19 @@ fn column_def(field: &Field) -> TokenStream {
         .as_ref()
         .map(|old| quote!(.with_renamed_from(#old)));
     let ttl = field.ttl_seconds.map(|secs| quote!(.with_ttl(#secs)));
+    let references = field.references.as_ref().map(|r| {
+        let target = &r.target;
+        let on_delete = format_ident!("{}", r.on_delete);
+        quote! {
+            .with_references(::reposmith::__private::Reference::new(
+                ::reposmith::__private::schema_of::<#target>,
+                ::reposmith::__private::OnDelete::#on_delete,
+            ))
+        }
+    });
     quote! {
         ::reposmith::__private::ColumnDef::from_meta(#name, #column, #meta)
-            #role #unique #default #vector #full_text #embed #renamed #ttl
+            #role #unique #default #vector #full_text #embed #renamed #ttl #references
     }
 }
 
@@ -130,7 +140,9 @@ fn index_def(entity: &Entity, field: &Field) -> Option<TokenStream> {
     if let Some(vector) = &field.vector {
         return vector_index_def(entity, field, vector);
     }
-    if !field.unique && !field.index {
+    // A reference is indexed so loading children and the foreign key's
+    // checks on a parent's delete do not scan the table.
+    if !field.unique && !field.index && field.references.is_none() {
         return None;
     }
     let unique = field.unique;
