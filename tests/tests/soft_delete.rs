@@ -18,6 +18,7 @@ mod mongo;
 mod paths;
 mod pg;
 mod pg_recall;
+mod review;
 
 /// A soft-deleted entity with every feature the read paths touch: a
 /// unique field (finder, partial index), an index, full text, a vector,

@@ -58,9 +58,18 @@ pub fn soft_delete_stamp(schema: &EntitySchema) -> Option<SoftDeleteStamp> {
     })
 }
 
+/// The earliest cutoff [`purge_cutoff`] gives: 0001-01-01T00:00:00Z, a time
+/// every backend stores and sends (PostgreSQL's `timestamptz` starts in
+/// 4713 BC, and MongoDB servers and drivers built on calendar types refuse
+/// years before 1), so a span reaching further is refused before the wire
+/// with the same typed error on both backends rather than a server error.
+pub const EARLIEST_PURGE_CUTOFF: DateTime<Utc> =
+    DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)
+        .expect("0001-01-01T00:00:00Z is representable");
+
 /// The instant before which soft-deleted rows are purged by
-/// `purge_deleted(older_than)`: `now - older_than`. A span beyond what a
-/// timestamp can hold is [`Error::InvalidInput`](crate::Error::InvalidInput).
+/// `purge_deleted(older_than)`: `now - older_than`. A span reaching before
+/// [`EARLIEST_PURGE_CUTOFF`] is [`Error::InvalidInput`](crate::Error::InvalidInput).
 pub fn purge_cutoff(
     entity: &'static str,
     now: DateTime<Utc>,
@@ -69,6 +78,7 @@ pub fn purge_cutoff(
     chrono::TimeDelta::from_std(older_than)
         .ok()
         .and_then(|span| now.checked_sub_signed(span))
+        .filter(|cutoff| *cutoff >= EARLIEST_PURGE_CUTOFF)
         .ok_or_else(|| {
             crate::Error::invalid(
                 entity,
@@ -131,6 +141,16 @@ mod tests {
         assert_eq!(
             purge_cutoff("T", now, day).unwrap(),
             now - chrono::TimeDelta::days(1)
+        );
+        let millennia = std::time::Duration::from_secs(10_000 * 366 * 86_400);
+        assert!(matches!(
+            purge_cutoff("T", now, millennia),
+            Err(crate::Error::InvalidInput { .. })
+        ));
+        let to_year_one = (now - EARLIEST_PURGE_CUTOFF).to_std().unwrap();
+        assert_eq!(
+            purge_cutoff("T", now, to_year_one).unwrap(),
+            EARLIEST_PURGE_CUTOFF
         );
         let forever = std::time::Duration::from_secs(u64::MAX);
         assert!(matches!(

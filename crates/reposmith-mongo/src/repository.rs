@@ -584,10 +584,14 @@ impl<E: Entity> MongoRepository<E> {
         let now = Bson::DateTime(mongodb::bson::DateTime::from_millis(
             chrono::Utc::now().timestamp_millis(),
         ));
+        // `null` or a missing key is live, as in the row scope's rendering
+        // (`{k: {$eq: null}}`): a document written before the entity gained
+        // soft delete has no key, reads as live, and must be deletable by id
+        // (`$type: "null"` fails on a missing key) and never "restored".
         let state = if deleting {
-            doc! { key(stamp.column): { "$type": "null" } }
+            doc! { key(stamp.column): { "$eq": Bson::Null } }
         } else {
-            doc! { key(stamp.column): { "$not": { "$type": "null" } } }
+            doc! { key(stamp.column): { "$ne": Bson::Null } }
         };
         let matcher = doc! { "$and": [{ "_id": { "$eq": self.id_bson(id)? } }, state] };
         let filter = self.within(matcher, &self.scope.clone().with_deleted())?;

@@ -17,6 +17,13 @@ pub(crate) struct MongoSoft {
     mongo: MongoBackend,
 }
 
+impl MongoSoft {
+    /// The fixture's database, for raw commands.
+    pub(crate) fn database(&self) -> &reposmith_mongo::mongodb::Database {
+        self.mongo.database()
+    }
+}
+
 impl SoftFixture for MongoSoft {
     type Repo = MongoRepository<Note>;
 
