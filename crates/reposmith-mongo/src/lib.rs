@@ -66,6 +66,7 @@ mod search;
 mod search_index;
 mod size;
 mod store;
+mod tenant;
 mod tls;
 mod unit;
 mod unordered;

@@ -57,6 +57,9 @@ pub struct PgBackend {
     pub(crate) replicas: Option<Arc<Replicas>>,
     /// How statements are sent (see the `pooler` module).
     pooler: PoolerMode,
+    /// The tenant of this handle ([`PgBackend::for_tenant`]): repositories
+    /// and units taken from it are restricted to the tenant's rows.
+    pub(crate) tenant: Option<reposmith_core::Tenant>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -147,6 +150,7 @@ impl PgBackend {
             outbox: Arc::default(),
             replicas,
             pooler: config.pooler,
+            tenant: None,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -348,6 +352,7 @@ impl fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgBackend")
             .field("url", &self.url)
+            .field("tenant", &self.tenant)
             .field("pool_size", &self.connections.size())
             .field("pool_idle", &self.connections.num_idle())
             .finish()

@@ -124,6 +124,12 @@ impl DerefMut for Held<'_> {
 
 impl Executor {
     /// The backend, for error mapping.
+    /// The tenant repositories on this executor are restricted to: the
+    /// backend handle's, which a unit inherits from the handle it began on.
+    pub(crate) fn tenant(&self) -> Option<&reposmith_core::Tenant> {
+        self.backend().tenant.as_ref()
+    }
+
     pub(crate) fn backend(&self) -> &PgBackend {
         match self {
             Executor::Pool(backend) => backend,

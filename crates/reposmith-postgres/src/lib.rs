@@ -204,6 +204,7 @@ pub mod sql_text {
     }
 }
 mod store;
+mod tenant;
 mod tls;
 mod unit;
 mod validate;

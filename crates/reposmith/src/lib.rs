@@ -27,6 +27,8 @@ pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
+/// Tenants of `#[repo(tenant)]` entities ([`Store::for_tenant`]).
+pub use reposmith_core::{IntoTenant, Tenant};
 /// Background jobs: the [`Job`](job::Job) trait a job type implements, and
 /// the settings a queue runs it with. Jobs reach a queue directly or
 /// through a unit of work's outbox ([`UnitOfWork::enqueue`]).
