@@ -18,6 +18,7 @@ use uuid::Uuid;
 mod mongo;
 mod paths;
 mod pg;
+mod pg_rls;
 
 /// A tenant-scoped passage with what the paths touch: an index, full
 /// text, a vector, a version and soft delete (so `with_deleted`, restore

@@ -145,7 +145,7 @@ impl Executor {
     /// ([`Executor::statements_stand_alone`]).
     pub(crate) async fn acquire(&self) -> Result<Held<'_>> {
         match self {
-            Executor::Pool(backend) => backend.acquire().await.map(Held::Pooled),
+            Executor::Pool(backend) => backend.acquire_scoped().await.map(Held::Pooled),
             Executor::Unit(shared, level) => {
                 let connection = shared.lock_at(*level).await?;
                 Ok(Held::Unit {

@@ -220,6 +220,7 @@ pub use bulk_load::{
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
 pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
+pub use ddl::{TENANT_POLICY, TENANT_SETTING, tenant_policy_condition, tenant_policy_sql};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
     index_predicate, index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,

@@ -13,9 +13,11 @@
 //! tenant (`PgBackend::repo`, a unit begun on it) refuses every operation
 //! with `Error::InvalidInput` before anything is sent.
 
+use std::sync::Arc;
+
 use reposmith_core::{IntoTenant, Result, Tenant};
 
-use crate::PgBackend;
+use crate::{PgBackend, PooledConnection, PoolerMode};
 
 impl PgBackend {
     /// This backend for `tenant`: repositories, units of work and retried
@@ -31,13 +33,74 @@ impl PgBackend {
     /// let unit = acme.begin().await?;              // so are the unit's
     /// ```
     pub fn for_tenant(&self, tenant: impl IntoTenant) -> Result<PgBackend> {
+        let tenant = tenant.into_tenant()?;
         let mut handle = self.clone();
-        handle.tenant = Some(tenant.into_tenant()?);
+        handle.tenant_tag = Some(Arc::from(tenant.setting()));
+        handle.tenant = Some(tenant);
         Ok(handle)
     }
 
     /// The tenant of this handle, if it is one ([`PgBackend::for_tenant`]).
     pub fn tenant(&self) -> Option<&Tenant> {
         self.tenant.as_ref()
+    }
+}
+
+/// Sets the session's tenant (Direct mode): lasts until changed, so a
+/// pooled connection already carrying the wanted tenant needs no statement.
+const SET_SESSION_TENANT: &str = "SELECT set_config('reposmith.tenant', $1, false)";
+
+/// Sets the transaction's tenant (`SET LOCAL` semantics): behind a
+/// transaction pooler, where no session outlives a transaction.
+pub(crate) const SET_LOCAL_TENANT: &str = "SELECT set_config('reposmith.tenant', $1, true)";
+
+/// Makes `connection`'s session carry `wanted` (`None`: no tenant, the
+/// setting emptied), sending `set_config` only when the connection's tag
+/// differs. A failure leaves the session's setting uncertain, so the
+/// connection is discarded rather than pooled.
+pub(crate) async fn tag_session(
+    connection: &mut PooledConnection,
+    wanted: Option<&Arc<str>>,
+) -> sqlx::Result<()> {
+    if connection.tenant() == wanted {
+        return Ok(());
+    }
+    let value = wanted.map_or("", |t| &**t);
+    let outcome = sqlx::query(SET_SESSION_TENANT)
+        .bind(value)
+        .execute(&mut **connection)
+        .await;
+    connection.settle(&outcome);
+    match outcome {
+        Ok(_) => {
+            connection.set_tenant(wanted.cloned());
+            Ok(())
+        }
+        Err(error) => {
+            connection.discard();
+            Err(error)
+        }
+    }
+}
+
+impl PgBackend {
+    /// A pooled connection for this handle's statements: in Direct mode its
+    /// session carries the handle's tenant (set only when the connection's
+    /// tag differs; a connection of a handle without a tenant keeps what it
+    /// has, which only tenant-scoped tables read and those refuse such a
+    /// handle before sending anything); behind a transaction pooler the
+    /// tenant is set locally in each operation's transaction instead.
+    pub(crate) async fn acquire_scoped(&self) -> Result<PooledConnection> {
+        let mut connection = self.acquire_raw().await?;
+        match self.pooler() {
+            PoolerMode::Direct => {
+                if self.tenant_tag.is_some() {
+                    let tagged = tag_session(&mut connection, self.tenant_tag.as_ref()).await;
+                    tagged.map_err(|e| self.map_error(e))?;
+                }
+            }
+            _ => connection.set_local_tenant(self.tenant_tag.clone()),
+        }
+        Ok(connection)
     }
 }
