@@ -20,6 +20,8 @@ mod mongo;
 mod revert;
 #[path = "migrate/soft_delete.rs"]
 mod soft_delete;
+#[path = "migrate/tenancy.rs"]
+mod tenancy;
 
 use std::path::PathBuf;
 

@@ -26,6 +26,7 @@ fn derive_ui() {
         "vector",
         "backend",
         "cache",
+        "tenant",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

@@ -68,16 +68,30 @@ pub fn tenant_policy_condition(schema: &EntitySchema) -> Option<String> {
 /// policy [`TENANT_POLICY`] whose `USING` and `WITH CHECK` are
 /// [`tenant_policy_condition`]. Empty for an entity without a tenant column.
 pub fn tenant_policy_sql(schema: &EntitySchema) -> Vec<String> {
-    let Some(condition) = tenant_policy_condition(schema) else {
-        return Vec::new();
-    };
-    let table = table_name(schema);
+    match tenant_policy_condition(schema) {
+        Some(condition) => tenant_policy_statements(&table_name(schema), &condition),
+        None => Vec::new(),
+    }
+}
+
+/// The statements enabling row-level security on `table` (quoted, maybe
+/// schema-qualified) with the tenant policy on `condition`: what
+/// [`tenant_policy_sql`] and generated migrations run.
+pub fn tenant_policy_statements(table: &str, condition: &str) -> Vec<String> {
     vec![
         format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
         format!("DROP POLICY IF EXISTS {TENANT_POLICY} ON {table}"),
         format!(
             "CREATE POLICY {TENANT_POLICY} ON {table} USING ({condition}) WITH CHECK ({condition})"
         ),
+    ]
+}
+
+/// The statements undoing [`tenant_policy_statements`] on `table`.
+pub fn drop_tenant_policy_statements(table: &str) -> Vec<String> {
+    vec![
+        format!("DROP POLICY IF EXISTS {TENANT_POLICY} ON {table}"),
+        format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
     ]
 }
 

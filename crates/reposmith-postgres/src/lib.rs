@@ -220,7 +220,10 @@ pub use bulk_load::{
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
 pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
-pub use ddl::{TENANT_POLICY, TENANT_SETTING, tenant_policy_condition, tenant_policy_sql};
+pub use ddl::{
+    TENANT_POLICY, TENANT_SETTING, drop_tenant_policy_statements, tenant_policy_condition,
+    tenant_policy_sql, tenant_policy_statements,
+};
 pub use ddl::{
     column_type_sql, create_table_sql, full_text_column_sql, full_text_expression, index_opclass,
     index_predicate, index_sql, quote_ident, quote_literal, sql_type, table_name, vector_opclass,
