@@ -59,9 +59,7 @@ pub struct PgBackend {
     pooler: PoolerMode,
     /// The tenant of this handle ([`PgBackend::for_tenant`]): repositories
     /// and units taken from it are restricted to the tenant's rows.
-    pub(crate) tenant: Option<reposmith_core::Tenant>,
-    /// The tenant as the `reposmith.tenant` setting's text.
-    pub(crate) tenant_tag: Option<Arc<str>>,
+    pub(crate) tenant: Option<Arc<crate::tenant::HandleTenant>>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -153,7 +151,6 @@ impl PgBackend {
             replicas,
             pooler: config.pooler,
             tenant: None,
-            tenant_tag: None,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);

@@ -103,7 +103,7 @@ impl PgBackend {
     /// [`repo`](Self::repo) for code already holding proof that Postgres
     /// stores `E` in another form (`E: StoredIn<Postgres>`).
     pub(crate) fn repo_of<E: Entity>(&self) -> PgRepository<E> {
-        PgRepository::new(Executor::Pool(self.clone()))
+        PgRepository::new(Executor::Pool(Box::new(self.clone())))
     }
 }
 

@@ -136,14 +136,11 @@ impl Statements {
                     .and_where(and_scope(id_is(schema), scope)),
             )
         };
-        let soft = match reposmith_core::stamp::soft_delete_stamp(schema) {
-            Some(stamp) => Some(SoftStatements {
-                delete: soft_sql(schema, stamp, true, scope),
-                restore: soft_sql(schema, stamp, false, scope),
-                stamp,
-            }),
-            None => None,
-        };
+        let soft = reposmith_core::stamp::soft_delete_stamp(schema).map(|stamp| SoftStatements {
+            delete: soft_sql(schema, stamp, true, scope),
+            restore: soft_sql(schema, stamp, false, scope),
+            stamp,
+        });
         Statements {
             get: select_where(schema, and_scope(id_is(schema), &scoped)),
             get_many: select_where(schema, and_scope(id_any(schema), &scoped)),

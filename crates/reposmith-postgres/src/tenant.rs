@@ -19,6 +19,14 @@ use reposmith_core::{IntoTenant, Result, Tenant};
 
 use crate::{PgBackend, PooledConnection, PoolerMode};
 
+/// A handle's tenant and its setting's text (one allocation per handle,
+/// shared by its clones).
+#[derive(Debug)]
+pub(crate) struct HandleTenant {
+    pub(crate) tenant: Tenant,
+    pub(crate) setting: Arc<str>,
+}
+
 impl PgBackend {
     /// This backend for `tenant`: repositories, units of work and retried
     /// transactions restricted to the tenant's rows of `#[repo(tenant)]`
@@ -34,15 +42,20 @@ impl PgBackend {
     /// ```
     pub fn for_tenant(&self, tenant: impl IntoTenant) -> Result<PgBackend> {
         let tenant = tenant.into_tenant()?;
+        let setting = Arc::from(tenant.setting());
         let mut handle = self.clone();
-        handle.tenant_tag = Some(Arc::from(tenant.setting()));
-        handle.tenant = Some(tenant);
+        handle.tenant = Some(Arc::new(HandleTenant { tenant, setting }));
         Ok(handle)
     }
 
     /// The tenant of this handle, if it is one ([`PgBackend::for_tenant`]).
     pub fn tenant(&self) -> Option<&Tenant> {
-        self.tenant.as_ref()
+        self.tenant.as_ref().map(|t| &t.tenant)
+    }
+
+    /// The handle's tenant as the setting's text.
+    pub(crate) fn tenant_setting(&self) -> Option<&Arc<str>> {
+        self.tenant.as_ref().map(|t| &t.setting)
     }
 }
 
@@ -94,12 +107,12 @@ impl PgBackend {
         let mut connection = self.acquire_raw().await?;
         match self.pooler() {
             PoolerMode::Direct => {
-                if self.tenant_tag.is_some() {
-                    let tagged = tag_session(&mut connection, self.tenant_tag.as_ref()).await;
+                if let Some(setting) = self.tenant_setting() {
+                    let tagged = tag_session(&mut connection, Some(setting)).await;
                     tagged.map_err(|e| self.map_error(e))?;
                 }
             }
-            _ => connection.set_local_tenant(self.tenant_tag.clone()),
+            _ => connection.set_local_tenant(self.tenant_setting().cloned()),
         }
         Ok(connection)
     }

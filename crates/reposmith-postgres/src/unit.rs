@@ -393,8 +393,7 @@ impl PgBackend {
         // Direct mode: the session already carries the tenant
         // (`acquire_scoped`); behind a pooler the transaction sets it.
         let local = self
-            .tenant_tag
-            .as_ref()
+            .tenant_setting()
             .filter(|_| self.pooler() != PoolerMode::Direct);
         if let Some(tenant) = local {
             let set = sqlx::query(crate::tenant::SET_LOCAL_TENANT)
