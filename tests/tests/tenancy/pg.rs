@@ -97,3 +97,88 @@ async fn tenant_values_are_validated() {
     ));
     fx.teardown().await;
 }
+
+/// A pinned tenant entity, for the facade's `Store`.
+#[derive(Debug, Clone, PartialEq, reposmith::Repository)]
+#[repo(table = "tenant_facade_notes", backend = "postgres")]
+struct FacadeNote {
+    #[repo(id)]
+    id: i64,
+    #[repo(tenant)]
+    org: uuid::Uuid,
+    body: String,
+}
+
+/// `Store::repo` refuses a tenant entity without a tenant at once;
+/// `Store::for_tenant` hands out scoped repositories, units and
+/// transactions, here with a UUID tenant.
+#[tokio::test]
+async fn the_store_refuses_a_tenant_entity_without_a_tenant() {
+    use reposmith::prelude::*;
+    let fx = PgTenancy::setup().await;
+    fx.pg.create_tables::<FacadeNote>().await.unwrap();
+    let url =
+        reposmith_tests::with_search_path(&database_url(), &format!("{},public", fx.namespace));
+    let store = Store::connect(Config::new().with_postgres(reposmith_tests::pg_config(url)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.repo::<FacadeNote>(),
+        Err(Error::InvalidInput { .. })
+    ));
+    let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let note = |body: &str| FacadeNote {
+        id: 0,
+        org: uuid::Uuid::nil(),
+        body: body.into(),
+    };
+    let first = store.for_tenant(a).unwrap();
+    let stored = first
+        .repo::<FacadeNote>()
+        .unwrap()
+        .insert(&note("a"))
+        .await
+        .unwrap();
+    assert_eq!(stored.org, a);
+    let second = store.for_tenant(b).unwrap();
+    second
+        .repo::<FacadeNote>()
+        .unwrap()
+        .insert(&note("b"))
+        .await
+        .unwrap();
+    let unit = first.begin::<FacadeNote>().await.unwrap();
+    assert_eq!(
+        unit.repo::<FacadeNote>()
+            .count(Filter::all())
+            .await
+            .unwrap(),
+        1
+    );
+    unit.rollback().await.unwrap();
+    let seen = second
+        .transaction::<FacadeNote, _>(RetryPolicy::default(), |uow| {
+            Box::pin(async move { uow.repo::<FacadeNote>().find(Filter::all()).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.iter().map(|n| n.body.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(matches!(
+        first.repo::<FacadeNote>().unwrap().get(&stored.id).await,
+        Ok(Some(_))
+    ));
+    assert_eq!(
+        second
+            .repo::<FacadeNote>()
+            .unwrap()
+            .get(&stored.id)
+            .await
+            .unwrap(),
+        None
+    );
+    store.close().await;
+    fx.teardown().await;
+}
