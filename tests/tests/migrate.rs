@@ -22,6 +22,8 @@ mod relations;
 mod revert;
 #[path = "migrate/soft_delete.rs"]
 mod soft_delete;
+#[path = "migrate/tenancy.rs"]
+mod tenancy;
 
 use std::path::PathBuf;
 

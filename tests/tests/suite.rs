@@ -40,5 +40,6 @@ mod secrets;
 mod services;
 mod small_ids;
 mod soft_delete;
+mod tenancy;
 mod tls;
 mod versions;

@@ -29,6 +29,7 @@ fn derive_ui() {
         "changes",
         "soft_delete",
         "relations",
+        "tenant",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

@@ -426,6 +426,7 @@ fn role_name(role: ColumnRole) -> &'static str {
         ColumnRole::CreatedAt => "created_at timestamp",
         ColumnRole::UpdatedAt => "updated_at timestamp",
         ColumnRole::SoftDelete => "soft-delete timestamp; use delete and restore",
+        ColumnRole::Tenant => "tenant; rows never move between tenants",
         _ => "managed column",
     }
 }

@@ -38,6 +38,7 @@ pub mod scope;
 pub mod search;
 pub mod stamp;
 pub mod stream;
+pub mod tenant;
 pub mod tls;
 pub mod unit;
 pub mod url;
@@ -69,6 +70,7 @@ pub use schema::{
 pub use scope::RowScope;
 pub use search::{Fusion, Scored, Search, SearchKind, SearchPage, SearchQuery, VectorSearch};
 pub use stream::EntityStream;
+pub use tenant::{IntoTenant, Tenant};
 pub use unit::{DataStore, UnitOfWork};
 pub use url::ConnectionUrl;
 pub use value::{FieldType, Value};

@@ -111,6 +111,13 @@ pub enum ColumnRole {
     /// set (see [`RowScope`](crate::scope::RowScope)), unique indexes cover
     /// only live rows, and `update` never writes it.
     SoftDelete,
+    /// The tenant owning the row (`#[repo(tenant)]`: text, a UUID or an
+    /// integer). Repositories of the entity come from a tenant's handle
+    /// (`store.for_tenant(..)`): every write stamps the tenant, every read,
+    /// update and delete is restricted to it (see
+    /// [`RowScope`](crate::scope::RowScope)), and PostgreSQL's row-level
+    /// security policy compares it with the session's tenant.
+    Tenant,
 }
 
 /// One stored field.
@@ -719,6 +726,11 @@ impl EntitySchema {
     /// The `#[repo(soft_delete)]` column, if rows are soft-deleted.
     pub fn soft_delete_column(&self) -> Option<(usize, &ColumnDef)> {
         self.column_with_role(ColumnRole::SoftDelete)
+    }
+
+    /// The `#[repo(tenant)]` column, if rows belong to tenants.
+    pub fn tenant_column(&self) -> Option<(usize, &ColumnDef)> {
+        self.column_with_role(ColumnRole::Tenant)
     }
 
     /// The optimistic-locking column, if the entity is versioned.

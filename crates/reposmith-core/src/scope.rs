@@ -9,10 +9,20 @@
 //! applies the same conditions. Statements of fixed shape are cached per
 //! [`ScopeShape`], the scope without its values, so scoped hot paths stay
 //! prepared statements.
+//!
+//! Tenancy is the second: a repository of a `#[repo(tenant)]` entity taken
+//! from a tenant's handle carries [`ScopeCondition::Tenant`] (the value
+//! bound, never in the statement's text). One taken without a tenant
+//! carries a *refusal* instead: every operation through it fails with
+//! [`Error::InvalidInput`](crate::Error::InvalidInput) before anything is
+//! sent ([`RowScope::check`]), so a tenant's rows are never read or written
+//! by a repository that forgot the tenant.
 
 use crate::entity::Entity;
-use crate::filter::{Filter, FilterNode};
+use crate::error::{Error, Result};
+use crate::filter::{CompareOp, Filter, FilterNode};
 use crate::schema::EntitySchema;
+use crate::tenant::{Tenant, no_tenant, stamp_tenant};
 use crate::value::Value;
 
 /// One implicit condition of a [`RowScope`].
@@ -27,6 +37,14 @@ pub enum ScopeCondition {
         /// Position of the soft-delete column.
         column: usize,
     },
+    /// The row belongs to the tenant: its `#[repo(tenant)]` column (at this
+    /// position) equals `value` (of the column's type), a bound parameter.
+    Tenant {
+        /// Position of the tenant column.
+        column: usize,
+        /// The tenant, of the column's type.
+        value: Value,
+    },
 }
 
 impl ScopeCondition {
@@ -36,6 +54,11 @@ impl ScopeCondition {
             ScopeCondition::Live { column } => FilterNode::IsNull {
                 column: *column,
                 negated: false,
+            },
+            ScopeCondition::Tenant { column, value } => FilterNode::Compare {
+                column: *column,
+                op: CompareOp::Eq,
+                value: value.clone(),
             },
         }
     }
@@ -60,6 +83,40 @@ impl ScopeCondition {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RowScope {
     conditions: Vec<ScopeCondition>,
+    /// Why no statement may run under this scope (a tenant-scoped entity
+    /// without a tenant, a tenant of the wrong type): the error
+    /// [`RowScope::check`] returns.
+    refused: Option<Refusal>,
+}
+
+/// The parts of the [`Error::InvalidInput`] a refused scope returns.
+#[derive(Debug, Clone, PartialEq)]
+struct Refusal {
+    entity: &'static str,
+    field: String,
+    reason: String,
+}
+
+impl Refusal {
+    fn of(error: Error) -> Refusal {
+        match error {
+            Error::InvalidInput {
+                entity,
+                field,
+                reason,
+                ..
+            } => Refusal {
+                entity,
+                field,
+                reason,
+            },
+            other => Refusal {
+                entity: "tenant",
+                field: "tenant".to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 /// A [`RowScope`] without its values: what decides the text of a statement.
@@ -74,9 +131,63 @@ impl RowScope {
     }
 
     /// The default scope of an entity's repositories: live rows only when
-    /// the entity has a `#[repo(soft_delete)]` column, else every row.
+    /// the entity has a `#[repo(soft_delete)]` column, else every row. For
+    /// a `#[repo(tenant)]` entity this scope is refused (no tenant): use
+    /// [`RowScope::of_tenant`].
     pub fn of(schema: &EntitySchema) -> Self {
-        RowScope::unscoped().live(schema)
+        RowScope::of_tenant(schema, None)
+    }
+
+    /// The scope of an entity's repositories taken for `tenant`: the
+    /// default scope, restricted to the tenant's rows when the entity is
+    /// tenant-scoped (an entity without `#[repo(tenant)]` is shared by all
+    /// tenants and ignores it). A tenant-scoped entity without a tenant, or
+    /// with a tenant not of its column's type, gives a refused scope.
+    pub fn of_tenant(schema: &EntitySchema, tenant: Option<&Tenant>) -> Self {
+        let mut scope = RowScope::unscoped();
+        if let Some((column, def)) = schema.tenant_column() {
+            match tenant.map(|t| t.value_for(schema.entity, def)) {
+                Some(Ok(value)) => scope
+                    .conditions
+                    .push(ScopeCondition::Tenant { column, value }),
+                Some(Err(error)) => scope.refused = Some(Refusal::of(error)),
+                None => scope.refused = Some(Refusal::of(no_tenant(schema))),
+            }
+        }
+        scope.live(schema)
+    }
+
+    /// `Ok` when statements may run under this scope; else the typed error
+    /// saying why not (a tenant-scoped entity's repository taken without a
+    /// tenant). Every repository operation calls it before sending anything.
+    pub fn check(&self) -> Result<()> {
+        match &self.refused {
+            None => Ok(()),
+            Some(refusal) => Err(Error::invalid(
+                refusal.entity,
+                refusal.field.clone(),
+                refusal.reason.clone(),
+            )),
+        }
+    }
+
+    /// The tenant condition's column and value, if the scope has one.
+    pub fn tenant(&self) -> Option<(usize, &Value)> {
+        self.conditions.iter().find_map(|c| match c {
+            ScopeCondition::Tenant { column, value } => Some((*column, value)),
+            ScopeCondition::Live { .. } => None,
+        })
+    }
+
+    /// Prepares an entity's values for a write under this scope: checks
+    /// the scope, then stamps the tenant (an unset tenant field gets it,
+    /// another tenant is refused; see [`crate::tenant`]).
+    pub fn stamp(&self, schema: &EntitySchema, values: &mut [Value]) -> Result<()> {
+        self.check()?;
+        match self.tenant() {
+            Some((column, tenant)) => stamp_tenant(schema, column, tenant, values),
+            None => Ok(()),
+        }
     }
 
     /// This scope, also matching soft-deleted rows (the `.with_deleted()` view).
@@ -123,6 +234,7 @@ impl RowScope {
                 .iter()
                 .map(|c| match c {
                     ScopeCondition::Live { column } => (0, *column),
+                    ScopeCondition::Tenant { column, .. } => (1, *column),
                 })
                 .collect(),
         )
@@ -130,10 +242,16 @@ impl RowScope {
 
     /// The values the scope binds with the position of the column each is
     /// compared with, in the order its rendering uses them (after a fixed
-    /// statement's own parameters). None so far: a live condition is
-    /// `IS NULL`.
+    /// statement's own parameters): the tenant's, if any (a live condition
+    /// is `IS NULL`).
     pub fn values(&self) -> Vec<(usize, Value)> {
-        Vec::new()
+        self.conditions
+            .iter()
+            .filter_map(|c| match c {
+                ScopeCondition::Tenant { column, value } => Some((*column, value.clone())),
+                ScopeCondition::Live { .. } => None,
+            })
+            .collect()
     }
 
     /// The scope as a filter node; [`FilterNode::All`] when empty.

@@ -23,7 +23,9 @@
 //! JSON fields), `json` (any `Serialize + DeserializeOwned` type as JSONB),
 //! `version` (optimistic locking, `i64`), `created_at` / `updated_at`
 //! (`DateTime<Utc>`, set by the repository), `soft_delete`
-//! (`Option<DateTime<Utc>>`: `delete` sets it, reads skip such rows), `skip` (not stored; `Default`
+//! (`Option<DateTime<Utc>>`: `delete` sets it, reads skip such rows), `tenant`
+//! (`String`, `Uuid` or an integer: the row's owner; repositories come from
+//! `store.for_tenant(..)`), `skip` (not stored; `Default`
 //! when read), `default = "..."` (a SQL default expression).
 
 mod db_enum;

@@ -138,6 +138,7 @@ async fn table_drift(conn: &mut PgConnection, table: &Table) -> Result<Vec<Strin
         })
         .collect();
     problems.extend(compare_indexes(&name, &table.indexes, &indexes));
+    problems.extend(policy_drift(conn, table, oid).await?);
     problems.extend(foreign_key_drift(conn, table, oid).await?);
     Ok(problems)
 }
@@ -207,6 +208,62 @@ async fn foreign_key_drift(
         ));
     }
     Ok(problems)
+}
+
+/// Whether row-level security is on and the table's tenant policy is live,
+/// on the column and setting the entity names, with `USING` and
+/// `WITH CHECK` alike; a policy where none is declared is reported too.
+async fn policy_drift(
+    conn: &mut PgConnection,
+    table: &Table,
+    oid: sqlx::postgres::types::Oid,
+) -> Result<Vec<String>> {
+    let name = table.display_name();
+    let (enabled,): (bool,) = sqlx::query_as("SELECT relrowsecurity FROM pg_class WHERE oid = $1")
+        .bind(oid)
+        .fetch_one(&mut *conn)
+        .await?;
+    let live: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) \
+         FROM pg_policy WHERE polrelid = $1 AND polname = $2",
+    )
+    .bind(oid)
+    .bind(reposmith_postgres::TENANT_POLICY)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let policy = reposmith_postgres::TENANT_POLICY;
+    let mut problems = Vec::new();
+    match (&table.tenant_policy, live) {
+        (None, None) => {}
+        (None, Some(_)) => problems.push(format!("table {name}: extra policy {policy}")),
+        (Some(_), None) => problems.push(format!("table {name}: missing policy {policy}")),
+        (Some(_), Some((using, check))) => {
+            let column = table_tenant_column(table);
+            let names = |e: &Option<String>| {
+                e.as_deref().is_some_and(|e| {
+                    e.contains(reposmith_postgres::TENANT_SETTING) && e.contains(&column)
+                })
+            };
+            if !names(&using) || using != check {
+                problems.push(format!(
+                    "table {name}: policy {policy} differs (USING {}, WITH CHECK {})",
+                    using.unwrap_or_default(),
+                    check.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if table.tenant_policy.is_some() && !enabled {
+        problems.push(format!("table {name}: row level security is not enabled"));
+    }
+    Ok(problems)
+}
+
+/// The tenant column a table's policy compares, as its condition starts.
+fn table_tenant_column(table: &Table) -> String {
+    let condition = table.tenant_policy.as_deref().unwrap_or_default();
+    let quoted = condition.split(" = ").next().unwrap_or_default();
+    quoted.trim_matches('"').replace("\"\"", "\"")
 }
 
 async fn relation(

@@ -117,6 +117,9 @@ pub fn plan(old: &Snapshot, new: &Snapshot, options: &Options) -> Result<Plan> {
             planner.main.push(rename_index(after, from, to));
         }
     }
+    for (before, after) in &kept {
+        planner.main.extend(policy_change(before, after));
+    }
     for table in &old.tables {
         if new.table(table.schema.as_deref(), &table.name).is_none() {
             planner.main.push(drop_table(table));
@@ -267,9 +270,34 @@ fn drop_index(table: &Table, index: &Index, concurrently: bool) -> String {
     format!("DROP INDEX {how}IF EXISTS {name}")
 }
 
+/// Row-level security gained, lost or changed with the tenant field: the
+/// policy replaced (its inverse puts the old one back).
+fn policy_change(before: &Table, after: &Table) -> Option<Step> {
+    if before.tenant_policy == after.tenant_policy {
+        return None;
+    }
+    let table = after.qualified();
+    let undo = reposmith_postgres::drop_tenant_policy_statements(&table);
+    let up = match after.tenant_policy {
+        Some(_) => after.policy_sql(),
+        None => undo.clone(),
+    };
+    let down = match before.tenant_policy {
+        Some(_) => before.policy_sql(),
+        None => undo,
+    };
+    Some(Step {
+        up,
+        down,
+        note: Some("row-level security of the #[repo(tenant)] field".to_owned()),
+        ..Step::default()
+    })
+}
+
 fn create_table(table: &Table) -> Step {
     let mut up = vec![table.create_sql()];
     up.extend(table.indexes.iter().map(|i| i.sql.clone()));
+    up.extend(table.policy_sql());
     Step {
         up,
         down: vec![format!("DROP TABLE IF EXISTS {}", table.qualified())],
@@ -283,6 +311,7 @@ fn create_table(table: &Table) -> Step {
 fn drop_table(table: &Table) -> Step {
     let mut down = vec![table.create_sql()];
     down.extend(table.indexes.iter().map(|i| i.sql.clone()));
+    down.extend(table.policy_sql());
     let back =
         "the table comes back empty, with its columns and indexes; its rows are not restored";
     Step {

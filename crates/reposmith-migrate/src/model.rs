@@ -42,6 +42,10 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Indexes besides the primary key.
     pub indexes: Vec<Index>,
+    /// The condition of the row-level security policy of a tenant-scoped
+    /// table (`reposmith_postgres::tenant_policy_condition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_policy: Option<String>,
     /// Foreign keys (`#[repo(references(..))]`); absent from snapshots
     /// written before relations, and from tables without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -243,6 +247,17 @@ impl Table {
                     }
                 })
                 .collect(),
+            tenant_policy: reposmith_postgres::tenant_policy_condition(schema),
+        }
+    }
+
+    /// Row-level security with the tenant policy, when the table has one.
+    pub fn policy_sql(&self) -> Vec<String> {
+        match &self.tenant_policy {
+            Some(condition) => {
+                reposmith_postgres::tenant_policy_statements(&self.qualified(), condition)
+            }
+            None => Vec::new(),
         }
     }
 

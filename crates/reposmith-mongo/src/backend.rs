@@ -28,6 +28,8 @@ pub struct MongoBackend {
     embedders: Embedders,
     /// The repository cache, when one is attached (see [`MongoBackend::with_cache`]).
     cache: Option<Cache>,
+    /// The tenant of this handle ([`MongoBackend::for_tenant`]).
+    pub(crate) tenant: Option<reposmith_core::Tenant>,
 }
 
 /// Health of a MongoDB server as seen through the client.
@@ -97,6 +99,7 @@ impl MongoBackend {
             operation_timeout: config.operation_timeout,
             embedders: Embedders::default(),
             cache: None,
+            tenant: None,
         })
     }
 
@@ -210,6 +213,7 @@ impl fmt::Debug for MongoBackend {
             .field("database", &self.database.name())
             .field("capabilities", &self.capabilities)
             .field("cache", &self.cache.is_some())
+            .field("tenant", &self.tenant)
             .finish()
     }
 }

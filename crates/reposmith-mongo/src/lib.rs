@@ -28,6 +28,12 @@
 //! [`text_index`], [`search_index_definitions`] (named by
 //! [`search_index_name`], compared by [`vector_similarity`]).
 //!
+//! [`MongoBackend::for_tenant`] gives a handle whose repositories of
+//! `#[repo(tenant)]` entities add the tenant to every command's filter and
+//! stamp it on every document written. MongoDB has no row-level security:
+//! code reaching the collections through the driver directly sees every
+//! tenant.
+//!
 //! [`MongoBackend::begin`] starts a [`MongoUnitOfWork`], a transaction on a
 //! client session whose repositories run every command in it;
 //! [`MongoBackend::transaction`] runs one again after a transient abort.
@@ -67,6 +73,7 @@ mod search;
 mod search_index;
 mod size;
 mod store;
+mod tenant;
 mod tls;
 mod unit;
 mod unordered;

@@ -185,6 +185,8 @@ pub(crate) async fn patch<E: Entity>(
     expected: Option<i64>,
 ) -> Result<E> {
     let schema = E::SCHEMA;
+    // A tenant entity's repository without a tenant refuses before anything is sent.
+    repo.scope.check()?;
     let Prepared { update, ranges } = prepared;
     let expected = expected_version(schema, expected)?;
     let id_value = id.to_value();
@@ -259,7 +261,7 @@ pub(crate) async fn update_where<E: Entity>(
     returning: bool,
 ) -> Result<(u64, Vec<E>)> {
     let Prepared { update, ranges } = prepared;
-    let mut filter = filter_doc(E::SCHEMA, repo.scoped(filter).node())?;
+    let mut filter = filter_doc(E::SCHEMA, repo.scoped(filter)?.node())?;
     if !ranges.is_empty() {
         refuse_overflow(repo, &filter, &ranges).await?;
         let mut all = vec![Bson::Document(filter)];

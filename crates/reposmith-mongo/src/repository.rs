@@ -91,7 +91,7 @@ impl MongoBackend {
             exec: Executor::Client,
             embedder: self.embedder_for::<E>(),
             read_cache: true,
-            scope: RowScope::of(E::SCHEMA),
+            scope: RowScope::of_tenant(E::SCHEMA, self.tenant.as_ref()),
             entity: PhantomData,
         }
     }
@@ -126,13 +126,14 @@ impl<E: Entity> MongoRepository<E> {
     /// The repository of `E` in the transaction of a unit of work.
     pub(crate) fn on_unit(unit: Arc<UnitShared>) -> Self {
         let backend = unit.backend().clone();
+        let scope = RowScope::of_tenant(E::SCHEMA, backend.tenant.as_ref());
         MongoRepository {
             collection: backend.database().collection(E::SCHEMA.collection),
             embedder: backend.embedder_for::<E>(),
             backend,
+            scope,
             exec: Executor::Unit(unit),
             read_cache: true,
-            scope: RowScope::of(E::SCHEMA),
             entity: PhantomData,
         }
     }
@@ -150,13 +151,41 @@ impl<E: Entity> MongoRepository<E> {
     /// `filter` restricted to this repository's row scope: what every
     /// filtered command (find, pages, count, exists, delete_where,
     /// searches) renders.
-    pub(crate) fn scoped(&self, filter: Filter<E>) -> Filter<E> {
-        self.scope.apply(filter)
+    /// A refused scope (a tenant-scoped entity without a tenant) is its
+    /// typed error.
+    pub(crate) fn scoped(&self, filter: Filter<E>) -> Result<Filter<E>> {
+        self.scope.check()?;
+        Ok(self.scope.apply(filter))
+    }
+
+    /// `entities` with the scope's tenant stamped (see
+    /// [`RowScope::stamp`]), for the bulk paths; `None` when the scope
+    /// stamps nothing (no copy is made).
+    pub(crate) fn stamped_entities(&self, entities: &[E]) -> Result<Option<Vec<E>>> {
+        self.scope.check()?;
+        if self.scope.tenant().is_none() {
+            return Ok(None);
+        }
+        let total = entities.len();
+        let stamp = |entity: &E| -> Result<E> {
+            let mut values = entity.to_values()?;
+            self.scope.stamp(E::SCHEMA, &mut values)?;
+            E::from_values(values)
+        };
+        let row = |(i, entity)| stamp(entity).map_err(|e| e.at_row(i, total));
+        entities
+            .iter()
+            .enumerate()
+            .map(row)
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     /// `matcher` (a document's `_id` condition) within `scope`: the one
     /// rendering of the row scope for commands by id.
+    /// A refused scope is its typed error.
     pub(crate) fn within(&self, matcher: Document, scope: &RowScope) -> Result<Document> {
+        scope.check()?;
         if scope.is_empty() {
             return Ok(matcher);
         }
@@ -247,6 +276,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn insert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        self.scope.stamp(schema, &mut values)?;
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_new(schema, &mut values);
@@ -269,6 +299,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn update_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        self.scope.stamp(schema, &mut values)?;
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         stamp_update(schema, &mut values);
@@ -325,6 +356,7 @@ impl<E: Entity> MongoRepository<E> {
     async fn upsert_one(&self, entity: &E) -> Result<E> {
         let schema = self.schema();
         let mut values = entity.to_values()?;
+        self.scope.stamp(schema, &mut values)?;
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         let read_updated_at = values.clone();
@@ -346,7 +378,13 @@ impl<E: Entity> MongoRepository<E> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let filter = doc! { "_id": { "$eq": id.clone() } };
+            // Within the tenant, deleted or not: another tenant's document
+            // with this id is never overwritten (the insert half then
+            // conflicts on `_id`).
+            let filter = self.within(
+                doc! { "_id": { "$eq": id.clone() } },
+                &self.scope.clone().with_deleted(),
+            )?;
             let upserted = self
                 .send("upsert", async |s| {
                     let command = self.collection.find_one_and_update(filter, update.clone());
@@ -415,12 +453,14 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// All or nothing: inside a transaction when the deployment has them,
     /// else the inserted documents are deleted again after a failure.
     async fn insert_many(&self, entities: &[E]) -> Result<u64> {
-        bulk::insert_many(self, entities).await
+        let stamped = self.stamped_entities(entities)?;
+        bulk::insert_many(self, stamped.as_deref().unwrap_or(entities)).await
     }
 
     /// Through the cache on a pool repository of a cached entity (see the
     /// `cache` module), else from the database.
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        self.scope.check()?;
         match self.read_cache() {
             Some(cache) => cache.row::<E, _, _>(id, || self.get_one(id)).await,
             None => self.get_one(id).await,
@@ -430,6 +470,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// Through the cache on a pool repository of a cached entity: hits from
     /// it, every miss in one database read.
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        self.scope.check()?;
         match self.read_cache() {
             Some(cache) => {
                 let load = |missing: Vec<E::Id>| async move { self.get_many_ids(&missing).await };
@@ -469,10 +510,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         match soft_delete_stamp(E::SCHEMA) {
             // A soft delete targets live documents whatever the view.
             Some(stamp) => {
+                self.scope.check()?;
                 let filter = self.scope.clone().live(E::SCHEMA).apply(filter);
                 query::delete_where(self, filter, Some(stamp)).await
             }
-            None => query::delete_where(self, self.scoped(filter), None).await,
+            None => query::delete_where(self, self.scoped(filter)?, None).await,
         }
     }
 
@@ -492,6 +534,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         };
         let cutoff = purge_cutoff(schema.entity, to_millis(chrono::Utc::now()), older_than)?;
         let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
+        self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
         query::delete_where(self, filter, None).await
     }
@@ -534,7 +577,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// Through the cache when the query is `.cached(..)` (see the `cache`
     /// module).
     async fn fetch(&self, mut query: FindQuery<E>) -> Result<Vec<E>> {
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         let limit = query.limit;
         let rows = query::fetch(self, query, limit).await?;
         rows.into_iter().map(E::from_values).collect()
@@ -544,7 +587,7 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     /// when this page is the last; see the `keyset` module for the order.
     /// Through the cache when the query is `.cached(..)`.
     async fn fetch_page(&self, mut query: FindQuery<E>, size: u64) -> Result<Page<E>> {
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         keyset::fetch_page(query, size, |query, limit| {
             query::fetch(self, query, Some(limit))
         })
@@ -552,11 +595,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
     }
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
-        query::count(self, self.scoped(filter)).await
+        query::count(self, self.scoped(filter)?).await
     }
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
-        query::exists(self, self.scoped(filter)).await
+        query::exists(self, self.scoped(filter)?).await
     }
 }
 

@@ -85,7 +85,7 @@ impl<E: Entity> MongoRepository<E> {
         query.validate()?;
         check_cached::<E>(query.cached)?;
         let mut query = query;
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         let schema = E::SCHEMA;
         let after = match &query.after {
             Some(cursor) => {

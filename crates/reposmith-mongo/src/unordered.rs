@@ -121,6 +121,8 @@ impl<E: Entity> MongoRepository<E> {
             db.rows_affected = tracing::field::Empty,
             reposmith.rows_failed = tracing::field::Empty,
         );
+        let stamped = self.stamped_entities(entities)?;
+        let entities = stamped.as_deref().unwrap_or(entities);
         insert_unordered(self, entities).instrument(span).await
     }
 }

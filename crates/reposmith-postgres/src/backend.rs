@@ -57,6 +57,9 @@ pub struct PgBackend {
     pub(crate) replicas: Option<Arc<Replicas>>,
     /// How statements are sent (see the `pooler` module).
     pooler: PoolerMode,
+    /// The tenant of this handle ([`PgBackend::for_tenant`]): repositories
+    /// and units taken from it are restricted to the tenant's rows.
+    pub(crate) tenant: Option<Arc<crate::tenant::HandleTenant>>,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -147,6 +150,7 @@ impl PgBackend {
             outbox: Arc::default(),
             replicas,
             pooler: config.pooler,
+            tenant: None,
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -184,6 +188,19 @@ impl PgBackend {
     /// with parameters inside `BEGIN` ... `COMMIT` on it (see the crate
     /// docs, "Behind PgBouncer").
     pub async fn acquire(&self) -> Result<PooledConnection> {
+        let mut connection = self.acquire_raw().await?;
+        // A raw connection never carries a tenant: the row-level security
+        // policy then shows it no tenant's rows.
+        if connection.tenant().is_some() {
+            let reset = crate::tenant::tag_session(&mut connection, None).await;
+            reset.map_err(|e| self.map_error(e))?;
+        }
+        Ok(connection)
+    }
+
+    /// A pooled connection as it comes, its session's tenant (if any) kept:
+    /// for reposmith's own statements on tables without tenants.
+    pub(crate) async fn acquire_raw(&self) -> Result<PooledConnection> {
         self.connections.acquire().await.map_err(|e| {
             e.into_error(self.acquire_timeout, |err| {
                 self.error_context().map(err, Phase::Connect)
@@ -274,7 +291,7 @@ impl PgBackend {
         F: for<'c, 'h> FnOnce(&'c mut Held<'h>) -> BoxFuture<'c, sqlx::Result<T>> + Send,
         T: Send,
     {
-        let mut held = Held::Pooled(self.acquire().await?);
+        let mut held = Held::Pooled(self.acquire_raw().await?);
         match pooler::run(&mut held, op).await {
             Ok(value) => Ok(value),
             // Behind a pooler some of these are writes (outbox replay,
@@ -348,6 +365,7 @@ impl fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgBackend")
             .field("url", &self.url)
+            .field("tenant", &self.tenant)
             .field("pool_size", &self.connections.size())
             .field("pool_idle", &self.connections.num_idle())
             .finish()
@@ -521,7 +539,7 @@ impl PgBackend {
         if !scan.wanted || scan.on.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut connection = self.acquire().await?;
+        let mut connection = self.acquire_raw().await?;
         let outcome = enable_iterative_scan(&mut connection, self.pooler).await;
         connection.settle(&outcome);
         if outcome.map_err(|e| self.map_error(e))? && !scan.on.swap(true, Ordering::AcqRel) {

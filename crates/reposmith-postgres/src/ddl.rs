@@ -37,7 +37,62 @@ pub fn create_table_sql(schema: &EntitySchema) -> Vec<String> {
         columns.join(",\n    ")
     ));
     statements.extend(schema.indexes.iter().map(|index| index_sql(schema, index)));
+    statements.extend(tenant_policy_sql(schema));
     statements
+}
+
+/// The PostgreSQL setting that carries a session's or a transaction's
+/// tenant to the row-level security policy.
+pub const TENANT_SETTING: &str = "reposmith.tenant";
+
+/// The name of the row-level security policy of a tenant-scoped table.
+pub const TENANT_POLICY: &str = "reposmith_tenant";
+
+/// The condition of a tenant-scoped table's policy: the `#[repo(tenant)]`
+/// column equals the `reposmith.tenant` setting cast to the column's type.
+/// An unset setting (never set: NULL; set then reset: `''`) becomes NULL,
+/// so the comparison is never true: no rows, and never a cast error.
+/// `None` for an entity without a tenant column.
+pub fn tenant_policy_condition(schema: &EntitySchema) -> Option<String> {
+    let (_, column) = schema.tenant_column()?;
+    Some(format!(
+        "{} = NULLIF(current_setting({}, true), '')::{}",
+        quote_ident(column.name),
+        quote_literal(TENANT_SETTING),
+        sql_type(&column.ty),
+    ))
+}
+
+/// Row-level security of a `#[repo(tenant)]` entity's table: `ENABLE` (not
+/// `FORCE`: the table's owner, the migration role, bypasses it) and the
+/// policy [`TENANT_POLICY`] whose `USING` and `WITH CHECK` are
+/// [`tenant_policy_condition`]. Empty for an entity without a tenant column.
+pub fn tenant_policy_sql(schema: &EntitySchema) -> Vec<String> {
+    match tenant_policy_condition(schema) {
+        Some(condition) => tenant_policy_statements(&table_name(schema), &condition),
+        None => Vec::new(),
+    }
+}
+
+/// The statements enabling row-level security on `table` (quoted, maybe
+/// schema-qualified) with the tenant policy on `condition`: what
+/// [`tenant_policy_sql`] and generated migrations run.
+pub fn tenant_policy_statements(table: &str, condition: &str) -> Vec<String> {
+    vec![
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("DROP POLICY IF EXISTS {TENANT_POLICY} ON {table}"),
+        format!(
+            "CREATE POLICY {TENANT_POLICY} ON {table} USING ({condition}) WITH CHECK ({condition})"
+        ),
+    ]
+}
+
+/// The statements undoing [`tenant_policy_statements`] on `table`.
+pub fn drop_tenant_policy_statements(table: &str) -> Vec<String> {
+    vec![
+        format!("DROP POLICY IF EXISTS {TENANT_POLICY} ON {table}"),
+        format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
+    ]
 }
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table USING method (columns [opclass]) [WITH (..)]`.

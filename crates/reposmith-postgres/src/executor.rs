@@ -20,8 +20,9 @@ use crate::unit::{UnitConnection, UnitShared};
 /// The source of connections for a repository.
 #[derive(Clone)]
 pub(crate) enum Executor {
-    /// A pooled connection per operation, returned when the operation ends.
-    Pool(PgBackend),
+    /// A pooled connection per operation, returned when the operation ends
+    /// (boxed: a backend handle is large next to a unit's `Arc`).
+    Pool(Box<PgBackend>),
     /// The connection of a unit of work, shared by its repositories, for
     /// the unit (or nested unit) at this level.
     Unit(std::sync::Arc<UnitShared>, usize),
@@ -124,6 +125,12 @@ impl DerefMut for Held<'_> {
 
 impl Executor {
     /// The backend, for error mapping.
+    /// The tenant repositories on this executor are restricted to: the
+    /// backend handle's, which a unit inherits from the handle it began on.
+    pub(crate) fn tenant(&self) -> Option<&reposmith_core::Tenant> {
+        self.backend().tenant.as_ref().map(|t| &t.tenant)
+    }
+
     pub(crate) fn backend(&self) -> &PgBackend {
         match self {
             Executor::Pool(backend) => backend,
@@ -139,7 +146,7 @@ impl Executor {
     /// ([`Executor::statements_stand_alone`]).
     pub(crate) async fn acquire(&self) -> Result<Held<'_>> {
         match self {
-            Executor::Pool(backend) => backend.acquire().await.map(Held::Pooled),
+            Executor::Pool(backend) => backend.acquire_scoped().await.map(Held::Pooled),
             Executor::Unit(shared, level) => {
                 let connection = shared.lock_at(*level).await?;
                 Ok(Held::Unit {

@@ -9,6 +9,43 @@
 //! SQL is built with sea-query from the entity schema: identifiers only from
 //! the schema, every value a bound parameter.
 //!
+//! # Tenants and row-level security
+//!
+//! [`PgBackend::for_tenant`] gives a handle whose repositories and units of
+//! work of `#[repo(tenant)]` entities compare the tenant column with the
+//! tenant (bound) in every statement and stamp it on every write. The
+//! database enforces the same: [`create_table_sql`] and generated
+//! migrations `ENABLE ROW LEVEL SECURITY` on such a table (not `FORCE`)
+//! with the policy [`TENANT_POLICY`], `USING` and `WITH CHECK`
+//! [`tenant_policy_condition`]: the column equals the `reposmith.tenant`
+//! setting cast to its type; unset or empty, the setting matches no row
+//! (never an error, never every row).
+//!
+//! How the setting reaches the server: in Direct mode the pooled session
+//! carries the handle's tenant (`set_config(.., false)`, sent only when the
+//! connection's tag differs from the wanted tenant, so a steady workload
+//! pays nothing); a unit of work's connection is tagged before `BEGIN`, so
+//! it holds for the whole unit and cannot change midway; a connection
+//! whose `set_config` failed is closed, never pooled with an uncertain
+//! tenant; [`PgBackend::acquire`] hands out connections with the setting
+//! emptied. Behind a transaction pooler ([`PoolerMode::Transaction`]) every
+//! transaction sets it locally (`set_config(.., true)`) after `BEGIN`.
+//!
+//! Roles: the migration role (`PgConfig::migration_url`) owns the tables,
+//! so the policy does not apply to it (it sees every row, as migrations
+//! and `create_tables` need). The application role must not own them and
+//! must not have `BYPASSRLS`; grant it DML only:
+//!
+//! ```sql
+//! CREATE ROLE app LOGIN NOBYPASSRLS PASSWORD '...';
+//! GRANT USAGE ON SCHEMA app_schema TO app;
+//! ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA app_schema
+//!     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app;
+//! ```
+//!
+//! Raw SQL through the application role then sees the rows of the tenant
+//! its session set, and none without one.
+//!
 //! # The repository cache
 //!
 //! With a cache attached ([`PgBackend::with_cache`]; the facade's `Store`
@@ -205,6 +242,7 @@ pub mod sql_text {
     }
 }
 mod store;
+mod tenant;
 mod tls;
 mod unit;
 mod validate;
@@ -220,6 +258,10 @@ pub use bulk_load::{
     LoadProblem, LoadProgress, LoadReport, Rebuild, RepairAction,
 };
 pub use config::{DEFAULT_MAX_BIND_BYTES, MAX_BIND_BYTES_CEILING, PgConfig, PoolerMode};
+pub use ddl::{
+    TENANT_POLICY, TENANT_SETTING, drop_tenant_policy_statements, tenant_policy_condition,
+    tenant_policy_sql, tenant_policy_statements,
+};
 pub use ddl::{
     column_type_sql, create_table_sql, foreign_key_clause, foreign_key_sql, full_text_column_sql,
     full_text_expression, index_opclass, index_predicate, index_sql, quote_ident, quote_literal,

@@ -201,6 +201,8 @@ pub(crate) async fn patch<E: Entity>(
 ) -> Result<E> {
     use reposmith_core::FieldType;
     let schema = E::SCHEMA;
+    // A tenant entity's repository without a tenant refuses before anything is sent.
+    repo.scope.check()?;
     let expected = expected_version(schema, expected)?;
     let id_value = id.to_value();
     check_value(schema.entity, schema.id_column().field, &id_value)?;
@@ -316,7 +318,7 @@ pub(crate) async fn update_where<E: Entity>(
 ) -> Result<(u64, Vec<E>, Vec<Value>)> {
     let schema = E::SCHEMA;
     let mut update = update_of(schema, parts)?;
-    update.and_where(filter_expr(schema, repo.scoped(filter).node())?);
+    update.and_where(filter_expr(schema, repo.scoped(filter)?.node())?);
     match returned {
         Returned::Count => {}
         Returned::Ids => {

@@ -55,6 +55,8 @@ struct Idle {
     connection: PgConnection,
     born: Instant,
     since: Instant,
+    /// The session's `reposmith.tenant` (see [`PooledConnection::tenant`]).
+    tenant: Option<Arc<str>>,
 }
 
 /// Why no connection was handed out.
@@ -130,6 +132,7 @@ impl ConnectionPool {
             connection,
             born: now,
             since: now,
+            tenant: None,
         });
     }
 
@@ -155,7 +158,9 @@ impl ConnectionPool {
                 }
                 self.open.fetch_add(1, Ordering::Relaxed);
             }
-            return Ok(self.hand_out(idle.connection, idle.born, permit));
+            let mut handed = self.hand_out(idle.connection, idle.born, permit);
+            handed.tenant = idle.tenant;
+            return Ok(handed);
         }
         let options = self.options();
         let connect = PgConnection::connect_with(&options);
@@ -208,12 +213,14 @@ impl ConnectionPool {
             reusable: true,
             discarded: false,
             transaction_open: false,
+            tenant: None,
+            local_tenant: None,
             pool: Arc::clone(self),
             _permit: permit,
         }
     }
 
-    fn give_back(&self, connection: PgConnection, born: Instant) {
+    fn give_back(&self, connection: PgConnection, born: Instant, tenant: Option<Arc<str>>) {
         if self.closed.load(Ordering::Acquire) || self.expired(born, None) {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -229,6 +236,7 @@ impl ConnectionPool {
             connection,
             born,
             since: Instant::now(),
+            tenant,
         });
     }
 
@@ -292,6 +300,13 @@ pub struct PooledConnection {
     discarded: bool,
     /// A transaction the pooler shape opened is not confirmed ended.
     transaction_open: bool,
+    /// The tenant this session's `reposmith.tenant` setting holds (Direct
+    /// mode, set session-wide only when it differs from the one wanted);
+    /// `None`: unset or empty. Kept while the connection is idle.
+    tenant: Option<Arc<str>>,
+    /// Behind a transaction pooler: the tenant the pooler shape's
+    /// transaction sets locally after `BEGIN` for this operation.
+    local_tenant: Option<Arc<str>>,
     pool: Arc<ConnectionPool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -367,6 +382,26 @@ impl PooledConnection {
         self.transaction_open = open;
     }
 
+    /// The tenant this session's `reposmith.tenant` holds, if any.
+    pub(crate) fn tenant(&self) -> Option<&Arc<str>> {
+        self.tenant.as_ref()
+    }
+
+    /// Records the session's tenant after a confirmed `set_config`.
+    pub(crate) fn set_tenant(&mut self, tenant: Option<Arc<str>>) {
+        self.tenant = tenant;
+    }
+
+    /// The tenant the pooler shape's transaction sets locally, if any.
+    pub(crate) fn local_tenant(&self) -> Option<&Arc<str>> {
+        self.local_tenant.as_ref()
+    }
+
+    /// Sets the tenant the pooler shape's transaction sets locally.
+    pub(crate) fn set_local_tenant(&mut self, tenant: Option<Arc<str>>) {
+        self.local_tenant = tenant;
+    }
+
     /// Whether the pooler shape's transaction is open on this connection.
     pub(crate) fn transaction_open(&self) -> bool {
         self.transaction_open
@@ -396,7 +431,8 @@ impl Drop for PooledConnection {
             return;
         };
         if self.is_ready() && !self.transaction_open {
-            self.pool.give_back(connection, self.born);
+            self.pool
+                .give_back(connection, self.born, self.tenant.take());
         } else {
             // Dropping closes the socket; the server ends any open transaction.
             self.pool.open.fetch_sub(1, Ordering::Relaxed);

@@ -33,6 +33,11 @@ pub(crate) fn scope_expr(schema: &EntitySchema, scope: &reposmith_core::RowScope
     use reposmith_core::scope::ScopeCondition;
     let conditions = scope.conditions().iter().map(|condition| match condition {
         ScopeCondition::Live { column } => col(&schema.columns[*column]).is_null(),
+        // A placeholder: the tenant is bound after the statement's own values.
+        ScopeCondition::Tenant { column, .. } => {
+            let c = &schema.columns[*column];
+            col(c).eq(val(c, Value::Null))
+        }
     });
     conditions.reduce(|all, next| all.and(next))
 }

@@ -103,7 +103,7 @@ impl PgBackend {
     /// [`repo`](Self::repo) for code already holding proof that Postgres
     /// stores `E` in another form (`E: StoredIn<Postgres>`).
     pub(crate) fn repo_of<E: Entity>(&self) -> PgRepository<E> {
-        PgRepository::new(Executor::Pool(self.clone()))
+        PgRepository::new(Executor::Pool(Box::new(self.clone())))
     }
 }
 
@@ -135,7 +135,7 @@ pub(crate) fn record_rows(rows: u64) {
 impl<E: Entity> PgRepository<E> {
     fn new(exec: Executor) -> Self {
         let embedder = exec.backend().embedder_for::<E>();
-        let scope = RowScope::of(E::SCHEMA);
+        let scope = RowScope::of_tenant(E::SCHEMA, exec.tenant());
         PgRepository {
             exec,
             statements: statements(std::any::TypeId::of::<E>(), E::SCHEMA, &scope),
@@ -151,13 +151,20 @@ impl<E: Entity> PgRepository<E> {
     /// filtered statement (find, pages, count, exists, delete_where,
     /// searches) renders. Fixed-shape statements carry the same conditions
     /// (`render::scope_expr`) and bind [`PgRepository::scoped_params`].
-    pub(crate) fn scoped(&self, filter: Filter<E>) -> Filter<E> {
-        self.scope.apply(filter)
+    /// A refused scope (a tenant-scoped entity without a tenant) is its
+    /// typed error.
+    pub(crate) fn scoped(&self, filter: Filter<E>) -> Result<Filter<E>> {
+        self.scope.check()?;
+        Ok(self.scope.apply(filter))
     }
 
     /// `params` followed by the row scope's values: the parameters of a
-    /// fixed-shape statement.
-    pub(crate) fn scoped_params(&self, mut params: Vec<sea_query::Value>) -> Vec<sea_query::Value> {
+    /// fixed-shape statement. A refused scope is its typed error.
+    pub(crate) fn scoped_params(
+        &self,
+        mut params: Vec<sea_query::Value>,
+    ) -> Result<Vec<sea_query::Value>> {
+        self.scope.check()?;
         let columns = self.schema().columns;
         params.extend(
             self.scope
@@ -165,7 +172,30 @@ impl<E: Entity> PgRepository<E> {
                 .into_iter()
                 .map(|(i, value)| to_sea(value, &columns[i].ty)),
         );
-        params
+        Ok(params)
+    }
+
+    /// `entities` with the scope's tenant stamped (see
+    /// [`RowScope::stamp`]), for the bulk paths that take entities; `None`
+    /// when the scope stamps nothing (no copy is made).
+    pub(crate) fn stamped_entities(&self, entities: &[E]) -> Result<Option<Vec<E>>> {
+        self.scope.check()?;
+        if self.scope.tenant().is_none() {
+            return Ok(None);
+        }
+        let total = entities.len();
+        let stamp = |entity: &E| -> Result<E> {
+            let mut values = entity.to_values()?;
+            self.scope.stamp(E::SCHEMA, &mut values)?;
+            E::from_values(values)
+        };
+        let row = |(i, entity)| stamp(entity).map_err(|e| e.at_row(i, total));
+        entities
+            .iter()
+            .enumerate()
+            .map(row)
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     /// This repository under `scope`, with the statements of its shape.
@@ -248,6 +278,7 @@ impl<E: Entity> PgRepository<E> {
         stamp: fn(&EntitySchema, &mut [Value]),
     ) -> Result<Vec<Value>> {
         let mut values = entity.to_values()?;
+        self.scope.stamp(self.schema(), &mut values)?;
         stamp(self.schema(), &mut values);
         crate::embed::fill_row(self, &mut values).await?;
         check_row(self.schema(), &values)?;
@@ -269,7 +300,7 @@ impl<E: Entity> PgRepository<E> {
         }
         let params = self.params(&values, &positions);
         self.check_bind(&params, &positions)?;
-        let params = self.scoped_params(params);
+        let params = self.scoped_params(params)?;
         match self.fetch_optional(&self.statements.update, params).await? {
             Some(stored) => Ok(stored),
             None => Err(self.update_miss(&values).await?),
@@ -280,7 +311,7 @@ impl<E: Entity> PgRepository<E> {
     async fn update_miss(&self, values: &[Value]) -> Result<Error> {
         let schema = self.schema();
         let id = values[schema.id].clone();
-        let params = self.scoped_params(self.params(values, &[schema.id]));
+        let params = self.scoped_params(self.params(values, &[schema.id]))?;
         let sql = &self.statements.exists;
         // On the primary: the update that missed ran there.
         let primary = Route::primary();
@@ -308,7 +339,26 @@ impl<E: Entity> PgRepository<E> {
         let all: Vec<usize> = (0..values.len()).collect();
         let params = self.params(&values, &all);
         self.check_bind(&params, &all)?;
-        self.write_one(&self.statements.upsert, params).await
+        self.upsert_row(&self.statements.upsert, params).await
+    }
+
+    /// Runs an upsert: a tenant entity's upsert returns no row when the
+    /// conflicting row belongs to another tenant (its `DO UPDATE` is
+    /// conditional), which is a conflict on the key, never an overwrite.
+    async fn upsert_row(&self, sql: &Arc<str>, params: Vec<sea_query::Value>) -> Result<E> {
+        let schema = self.schema();
+        match schema.tenant_column() {
+            Some((_, tenant)) => {
+                self.fetch_optional(sql, params)
+                    .await?
+                    .ok_or_else(|| Error::Conflict {
+                        entity: schema.entity,
+                        constraint: format!("{} (a row of another tenant)", schema.table),
+                        field: Some(tenant.field),
+                    })
+            }
+            None => self.write_one(sql, params).await,
+        }
     }
 
     /// Inserts `entity`, or where a row already has its value of the unique
@@ -351,7 +401,7 @@ impl<E: Entity> PgRepository<E> {
         let params = self.params(&values, &self.statements.insert_columns);
         self.check_bind(&params, &self.statements.insert_columns)?;
         let stored = self
-            .write_one(&sql, params)
+            .upsert_row(&sql, params)
             .instrument(span("upsert", schema.table))
             .bounded(&self.exec)
             .await?;
@@ -374,6 +424,7 @@ impl<E: Entity> PgRepository<E> {
             - chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX);
         let column = reposmith_core::Column::<E, chrono::DateTime<chrono::Utc>>::at(index);
         // Expired rows go for good, soft-deleted or not.
+        self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(column.lt(cutoff));
         write_path!(self, |repo| repo.remove_where(filter, query::Removal::Hard))
     }
@@ -405,7 +456,7 @@ impl<E: Entity> PgRepository<E> {
             .map(|i| to_sea(now.clone(), &schema.columns[i].ty))
             .collect();
         params.push(self.id_param(id)?);
-        let query = statement(sql, self.scoped_params(params));
+        let query = statement(sql, self.scoped_params(params)?);
         let done = self
             .exec
             .write(schema, |held| Box::pin(query.execute(&mut **held)))
@@ -416,7 +467,7 @@ impl<E: Entity> PgRepository<E> {
 
     /// Runs `sql`, a statement by id, with the scope's values.
     async fn execute_by_id(&self, sql: &Arc<str>, id: &E::Id) -> Result<bool> {
-        let query = statement(sql, self.scoped_params(vec![self.id_param(id)?]));
+        let query = statement(sql, self.scoped_params(vec![self.id_param(id)?])?);
         let done = self
             .exec
             .write(self.schema(), |held| Box::pin(query.execute(&mut **held)))
@@ -448,7 +499,7 @@ impl<E: Entity> PgRepository<E> {
         let list = array_of(values, &schema.id_column().ty);
         self.check_bind(std::slice::from_ref(&list), &[schema.id])?;
         let sql = &self.statements.get_many;
-        let params = self.scoped_params(vec![list]);
+        let params = self.scoped_params(vec![list])?;
         let rows = self
             .exec
             .read(&self.route, schema, |held| {
@@ -475,6 +526,8 @@ impl<E: Entity> PgRepository<E> {
 
     async fn insert_many_impl(&self, entities: &[E]) -> Result<u64> {
         let span = span("insert_many", E::SCHEMA.table);
+        let stamped = self.stamped_entities(entities)?;
+        let entities = stamped.as_deref().unwrap_or(entities);
         // Embedded before the transaction opens and the deadline starts.
         let fills = crate::bulk::embedded(self, entities).await?;
         let count = crate::bulk::insert_many(self, entities, &fills)
@@ -531,10 +584,12 @@ impl<E: Entity> PgRepository<E> {
         let (filter, removal) = match stamp::soft_delete_stamp(schema) {
             // A soft delete targets live rows whatever the view.
             Some(stamp) => (
-                self.scope.clone().live(schema).apply(filter),
+                self.scope
+                    .check()
+                    .map(|()| self.scope.clone().live(schema).apply(filter))?,
                 query::Removal::Soft(stamp),
             ),
-            None => (self.scoped(filter), query::Removal::Hard),
+            None => (self.scoped(filter)?, query::Removal::Hard),
         };
         self.remove_where(filter, removal).await
     }
@@ -617,13 +672,14 @@ impl<E: Entity> PgRepository<E> {
         };
         let cutoff = stamp::purge_cutoff(schema.entity, chrono::Utc::now(), older_than)?;
         let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
+        self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
         self.remove_where(filter, query::Removal::Hard).await
     }
 
     /// The row by id from the database, under the caller's span.
     async fn get_uncached(&self, id: &E::Id) -> Result<Option<E>> {
-        let params = self.scoped_params(vec![self.id_param(id)?]);
+        let params = self.scoped_params(vec![self.id_param(id)?])?;
         let sql = &self.statements.get;
         let row = self
             .exec
@@ -648,6 +704,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     /// The cache's hit, miss and refused-fill events land on this span.
     async fn get(&self, id: &E::Id) -> Result<Option<E>> {
+        self.scope.check()?;
         let span = span("select", E::SCHEMA.table);
         match self.read_cache() {
             Some(cache) => {
@@ -662,6 +719,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     }
 
     async fn get_many(&self, ids: &[E::Id]) -> Result<Vec<E>> {
+        self.scope.check()?;
         let span = span("select", E::SCHEMA.table);
         let primary = self.for_cache_fill();
         let load = |missing: Vec<E::Id>| async move {
@@ -722,7 +780,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     }
 
     async fn fetch(&self, mut query: FindQuery<E>) -> Result<Vec<E>> {
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
         let limit = query.limit;
@@ -747,7 +805,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
     /// this page is the last. The order is the query's sort keys then the id
     /// ascending; see the `keyset` module for NULL placement.
     async fn fetch_page(&self, mut query: FindQuery<E>, size: u64) -> Result<Page<E>> {
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         self.check_cached_query(query.cached)?;
         let span = span("select", E::SCHEMA.table);
         // A cached page is its own entry (the cursor is part of its SQL values).
@@ -769,7 +827,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn count(&self, filter: Filter<E>) -> Result<u64> {
         let span = span("count", E::SCHEMA.table);
-        query::count(self, self.scoped(filter))
+        query::count(self, self.scoped(filter)?)
             .instrument(span)
             .bounded(&self.exec)
             .await
@@ -777,7 +835,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
 
     async fn exists(&self, filter: Filter<E>) -> Result<bool> {
         let span = span("exists", E::SCHEMA.table);
-        query::exists(self, self.scoped(filter))
+        query::exists(self, self.scoped(filter)?)
             .instrument(span)
             .bounded(&self.exec)
             .await

@@ -134,7 +134,7 @@ impl<E: Entity> PgRepository<E> {
     ) -> Result<(SearchQuery<E>, Option<After>)> {
         query.validate()?;
         let mut query = query;
-        query.filter = self.scoped(query.filter);
+        query.filter = self.scoped(query.filter)?;
         let after = match &query.after {
             Some(cursor) => Some(decode_cursor(&query, cursor)?),
             None => None,

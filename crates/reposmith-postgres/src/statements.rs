@@ -199,13 +199,17 @@ fn soft_sql(
 }
 
 /// Columns an update writes: all but the id, the version (bumped by SQL),
-/// `created_at` and the soft-delete column (only delete, restore and upsert
-/// change whether a row is deleted).
+/// `created_at`, the soft-delete column (only delete, restore and upsert
+/// change whether a row is deleted) and the tenant (a row never changes owner).
 fn updated_columns(schema: &EntitySchema) -> Vec<usize> {
     let fixed = |role| {
         matches!(
             role,
-            ColumnRole::Id | ColumnRole::Version | ColumnRole::CreatedAt | ColumnRole::SoftDelete
+            ColumnRole::Id
+                | ColumnRole::Version
+                | ColumnRole::CreatedAt
+                | ColumnRole::SoftDelete
+                | ColumnRole::Tenant
         )
     };
     (0..schema.columns.len())
@@ -294,6 +298,13 @@ pub(crate) fn upsert_on_sql(
         && let Some((_, deleted)) = schema.soft_delete_column()
     {
         action.target_and_where(col(deleted).is_null());
+    }
+    // A row of another tenant is never overwritten: the conflicting row is
+    // updated only when it has the tenant the new row was stamped with (else
+    // nothing is returned and the repository reports the conflict).
+    if let Some((_, tenant)) = schema.tenant_column() {
+        let excluded = Expr::col((sea_query::Alias::new("excluded"), tenant.name));
+        action.action_and_where(Expr::col((schema.table, tenant.name)).eq(excluded));
     }
     let names: Vec<&str> = updated
         .iter()

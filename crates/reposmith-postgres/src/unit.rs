@@ -35,6 +35,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use uuid::Uuid;
 
+use crate::PoolerMode;
 use crate::pool::PooledConnection;
 use crate::{PgBackend, PgRepository};
 
@@ -362,7 +363,7 @@ impl PgBackend {
 
     /// Starts a unit of work at `isolation`.
     pub async fn begin_with(&self, isolation: IsolationLevel) -> Result<PgUnitOfWork> {
-        let connection = self.acquire().await?;
+        let connection = self.acquire_scoped().await?;
         // Behind a transaction pooler the session settings come with BEGIN,
         // in the same round trip (see the `pooler` module).
         let begin = match connection.transaction_settings() {
@@ -389,6 +390,19 @@ impl PgBackend {
         };
         let mut connection = unit.shared.lock().await?;
         unit.shared.run(&mut connection, begin).await?;
+        // Direct mode: the session already carries the tenant
+        // (`acquire_scoped`); behind a pooler the transaction sets it.
+        let local = self
+            .tenant_setting()
+            .filter(|_| self.pooler() != PoolerMode::Direct);
+        if let Some(tenant) = local {
+            let set = sqlx::query(crate::tenant::SET_LOCAL_TENANT)
+                .bind(&**tenant)
+                .persistent(false)
+                .execute(&mut *connection)
+                .await;
+            set.map_err(|e| self.map_error(e))?;
+        }
         drop(connection);
         Ok(unit)
     }

@@ -33,6 +33,8 @@ pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
+/// Tenants of `#[repo(tenant)]` entities ([`Store::for_tenant`]).
+pub use reposmith_core::{IntoTenant, Tenant};
 pub use reposmith_core::{
     Patch, PatchQuery, UpdateQuery, UpdateWhere, UpdateWhereReturning, Updated,
 };

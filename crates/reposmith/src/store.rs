@@ -3,7 +3,9 @@
 use std::fmt;
 
 use reposmith_core::repository::BoxFuture;
-use reposmith_core::{Backend, DataStore, Error, Pinned, Result, RetryPolicy, StoredIn};
+use reposmith_core::{
+    Backend, DataStore, Error, IntoTenant, Pinned, Result, RetryPolicy, RowScope, StoredIn, Tenant,
+};
 
 #[cfg(feature = "mongo")]
 use crate::MongoBackend;
@@ -32,6 +34,8 @@ pub struct Store {
     /// durable invalidation), stopped by [`Store::close`].
     #[cfg(all(feature = "redis", feature = "postgres"))]
     replay: std::sync::Arc<std::sync::Mutex<Option<ReplayTask>>>,
+    /// The tenant of this handle ([`Store::for_tenant`]).
+    tenant: Option<Tenant>,
 }
 
 impl Store {
@@ -63,6 +67,7 @@ impl Store {
             cache: None,
             #[cfg(all(feature = "redis", feature = "postgres"))]
             replay: Default::default(),
+            tenant: None,
         };
         #[cfg(feature = "redis")]
         store.attach_cache(&config)?;
@@ -157,7 +162,66 @@ impl Store {
         E: Pinned + StoredIn<E::Home>,
         E::Home: HomeBackend,
     {
+        // A tenant-scoped entity's repository is refused here, at once,
+        // rather than on its first operation.
+        RowScope::of_tenant(E::SCHEMA, self.tenant.as_ref()).check()?;
         Ok(self.backend_of::<E>()?.repo::<E>())
+    }
+
+    /// This store for `tenant`: every repository, unit of work and retried
+    /// transaction taken from the returned handle is restricted to the
+    /// tenant's rows of `#[repo(tenant)]` entities. Writes stamp the tenant
+    /// (an entity whose tenant field is unset, `""`, the nil UUID or `0`,
+    /// gets it; one carrying another tenant is refused with
+    /// [`Error::InvalidInput`] naming the field); reads, searches, counts,
+    /// streams, pages, updates and deletes never see another tenant's rows.
+    /// Entities without a tenant field are shared and unaffected. A unit of
+    /// work keeps the tenant it began with, and nested units inherit it.
+    ///
+    /// The tenant is checked first: non-empty, at most
+    /// [`MAX_TENANT_LEN`](reposmith_core::tenant::MAX_TENANT_LEN) bytes, no
+    /// NUL or control character, not the nil UUID or `0`. A repository of
+    /// a tenant-scoped entity taken from a store *without* a tenant is
+    /// refused: [`Store::repo`] returns the error at once, and backend
+    /// handles' repositories return it from every operation.
+    ///
+    /// On PostgreSQL the tables of tenant-scoped entities also have a
+    /// row-level security policy (see the `reposmith-postgres` docs); MongoDB
+    /// has no row-level security, so there the repository's filter is the
+    /// only guard.
+    ///
+    /// ```no_run
+    /// # use reposmith::prelude::*;
+    /// # #[derive(Debug, Clone, Repository)] #[repo(backend = "postgres")]
+    /// # struct Passage { #[repo(id)] id: i64, #[repo(tenant)] org: String, body: String }
+    /// # async fn run(store: Store) -> reposmith::Result<()> {
+    /// let acme = store.for_tenant("acme")?;
+    /// let passages = acme.repo::<Passage>()?;
+    /// let stored = passages
+    ///     .insert(&Passage { id: 0, org: String::new(), body: "hello".into() })
+    ///     .await?;
+    /// assert_eq!(stored.org, "acme");
+    /// assert!(store.repo::<Passage>().is_err()); // no tenant, no repository
+    /// # Ok(()) }
+    /// ```
+    pub fn for_tenant(&self, tenant: impl IntoTenant) -> Result<Store> {
+        let tenant = tenant.into_tenant()?;
+        let mut store = self.clone();
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = &self.postgres {
+            store.postgres = Some(pg.for_tenant(tenant.clone())?);
+        }
+        #[cfg(feature = "mongo")]
+        if let Some(mongo) = &self.mongo {
+            store.mongo = Some(mongo.for_tenant(tenant.clone())?);
+        }
+        store.tenant = Some(tenant);
+        Ok(store)
+    }
+
+    /// The tenant of this handle, if it is one ([`Store::for_tenant`]).
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// Starts a unit of work (one transaction) on the backend that stores
@@ -293,6 +357,7 @@ impl fmt::Debug for Store {
         debug.field("mongo", &self.mongo);
         #[cfg(feature = "redis")]
         debug.field("redis", &self.redis);
+        debug.field("tenant", &self.tenant);
         debug.finish()
     }
 }

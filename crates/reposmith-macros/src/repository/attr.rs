@@ -67,6 +67,8 @@ pub(crate) struct RepoField {
     /// `soft_delete`: set by `delete` instead of removing the row; an
     /// `Option<DateTime<Utc>>`.
     pub(crate) soft_delete: Flag,
+    /// `tenant`: the tenant owning the row; `String`, `Uuid` or an integer.
+    pub(crate) tenant: Flag,
     /// `skip`: not stored; `Default` when read.
     pub(crate) skip: Flag,
     /// `default = "..."`: SQL default expression.

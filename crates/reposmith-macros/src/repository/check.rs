@@ -51,6 +51,7 @@ pub(crate) fn check(input: &RepoInput, shape: u64) -> Result<Entity, Error> {
     at_most_one(&fields, Role::CreatedAt, "created_at", &mut errors);
     at_most_one(&fields, Role::UpdatedAt, "updated_at", &mut errors);
     soft_delete_rules(input.fields(), &mut errors);
+    tenant_rules(input.fields(), &mut errors);
     for extra in fields.iter().filter(|f| f.ttl_seconds.is_some()).skip(1) {
         let message = "only one field can carry #[repo(ttl = \"..\")]: rows expire by one clock";
         errors.push(Error::custom(message).with_span(&extra.ident));
@@ -227,7 +228,7 @@ pub(super) fn parse_duration(text: &str) -> Option<u64> {
 }
 
 /// Rule: a field has at most one of `id`, `version`, `created_at`,
-/// `updated_at`, `soft_delete`.
+/// `updated_at`, `soft_delete`, `tenant`.
 fn one_role(f: &RepoField) -> Result<Role, Error> {
     let flag = |flag: &Flag| flag.is_present().then(|| flag.span());
     let roles: Vec<(Role, Span, &str)> = [
@@ -236,6 +237,7 @@ fn one_role(f: &RepoField) -> Result<Role, Error> {
         (Role::CreatedAt, flag(&f.created_at), "created_at"),
         (Role::UpdatedAt, flag(&f.updated_at), "updated_at"),
         (Role::SoftDelete, flag(&f.soft_delete), "soft_delete"),
+        (Role::Tenant, flag(&f.tenant), "tenant"),
     ]
     .into_iter()
     .filter_map(|(role, span, name)| Some((role, span?, name)))
@@ -265,6 +267,7 @@ fn skip_stands_alone(f: &RepoField, errors: &mut Accumulator) {
         (f.created_at.is_present(), "created_at"),
         (f.updated_at.is_present(), "updated_at"),
         (f.soft_delete.is_present(), "soft_delete"),
+        (f.tenant.is_present(), "tenant"),
         (f.default.is_some(), "default"),
     ];
     for (_, name) in others.iter().filter(|(present, _)| *present) {
@@ -283,8 +286,8 @@ const INTEGER_IDS: &[&str] = &["i64", "i32", "i16"];
 /// (assigned), never optional; `version` is `i64`; timestamps are `DateTime<Utc>`.
 fn role_type(f: &RepoField, role: Role, errors: &mut Accumulator) {
     let (allowed, example): (&[&str], &str) = match role {
-        // Checked by `soft_delete_rules`, pointing at the attribute.
-        Role::Data | Role::SoftDelete => return,
+        // Checked by `soft_delete_rules` and `tenant_rules`, pointing at the attribute.
+        Role::Data | Role::SoftDelete | Role::Tenant => return,
         Role::Id => (
             &["Uuid", "ObjectId", "i64", "i32", "i16", "String"],
             ID_TYPES,
@@ -427,6 +430,46 @@ fn soft_delete_rules(fields: &[RepoField], errors: &mut Accumulator) {
             let message = format!(
                 "a `soft_delete` field must be `Option<DateTime<Utc>>` (None while the row is \
                  live), found `{found}`"
+            );
+            errors.push(Error::custom(message).with_span(&span));
+        }
+    }
+}
+
+/// The types a tenant field can have.
+const TENANT_TYPES: &[&str] = &["String", "Uuid", "i64", "i32", "i16"];
+
+/// Rule: `tenant` is on one field at most; that field is a `String`, a
+/// `Uuid` or an integer, never an `Option` (every row has an owner), and
+/// is stored as a plain column (not `json`, a vector or full text) so the
+/// scope and PostgreSQL's row-level security policy compare it with `=`.
+/// Every error points at the attribute.
+fn tenant_rules(fields: &[RepoField], errors: &mut Accumulator) {
+    let marked = fields.iter().filter(|f| f.tenant.is_present());
+    for (n, f) in marked.enumerate() {
+        let span = f.tenant.span();
+        if n > 0 {
+            let message = "only one field can be #[repo(tenant)]: a row belongs to one tenant";
+            errors.push(Error::custom(message).with_span(&span));
+            continue;
+        }
+        if option_inner(&f.ty).is_some() || !is_one_of(&f.ty, TENANT_TYPES) {
+            let found = last_segment(&f.ty).unwrap_or_else(|| "this type".to_owned());
+            let message = format!(
+                "a `tenant` field must be `String`, `Uuid`, `i64`, `i32` or `i16` (never an \
+                 `Option`: every row has an owner), found `{found}`"
+            );
+            errors.push(Error::custom(message).with_span(&span));
+        }
+        let storage = [
+            (f.json.is_present(), "json"),
+            (f.vector.is_some(), "vector"),
+            (f.full_text.is_some(), "full_text"),
+        ];
+        for (_, name) in storage.iter().filter(|(present, _)| *present) {
+            let message = format!(
+                "a `tenant` field is a plain column compared with `=`, so `{name}` cannot apply: \
+                 remove one of them"
             );
             errors.push(Error::custom(message).with_span(&span));
         }

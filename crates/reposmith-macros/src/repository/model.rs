@@ -92,6 +92,7 @@ pub(crate) enum Role {
     CreatedAt,
     UpdatedAt,
     SoftDelete,
+    Tenant,
 }
 
 impl Role {
@@ -104,6 +105,7 @@ impl Role {
             Role::CreatedAt => "created_at",
             Role::UpdatedAt => "updated_at",
             Role::SoftDelete => "soft_delete",
+            Role::Tenant => "tenant",
         }
     }
 }

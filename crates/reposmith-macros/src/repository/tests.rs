@@ -53,6 +53,19 @@ fn soft_delete_column_carries_its_role() {
 }
 
 #[test]
+fn tenant_column_carries_its_role() {
+    insta::assert_snapshot!(expand(quote! {
+        pub struct Passage {
+            #[repo(id)]
+            pub id: i64,
+            #[repo(tenant)]
+            pub org: String,
+            pub body: String,
+        }
+    }));
+}
+
+#[test]
 fn identity_id_and_default_table() {
     insta::assert_snapshot!(expand(quote! {
         struct ChatMessage {
@@ -325,6 +338,7 @@ fn a_bare_word_with_an_empty_list_is_an_error_not_a_panic() {
         "created_at",
         "updated_at",
         "soft_delete",
+        "tenant",
         "skip",
     ] {
         let attr: TokenStream = format!("#[repo({word}())]").parse().unwrap();

@@ -59,7 +59,7 @@ impl<'b> Session<'b> {
     }
 
     async fn connect(&mut self) -> Result<()> {
-        let mut c = self.backend.acquire().await?;
+        let mut c = self.backend.acquire_scoped().await?;
         c.discard();
         let defaults = [
             ("statement_timeout", ms(self.statement_timeout)),

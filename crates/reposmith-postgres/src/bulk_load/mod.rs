@@ -583,6 +583,8 @@ impl<E: Entity> PgRepository<E> {
         refuse_in_unit(self, "bulk_load")?;
         refuse_behind_pooler(self, "bulk_load")?;
         options.validate()?;
+        let stamped = self.stamped_entities(rows)?;
+        let rows = stamped.as_deref().unwrap_or(rows);
         let span = crate::repository::span("bulk_load", E::SCHEMA.table);
         let guard = self.track_guard();
         let loaded = build::load(self, rows, options)

@@ -100,6 +100,20 @@ where
         roll_back(held).await;
         return Err(Failed::before_commit(error));
     }
+    // The handle's tenant, for this transaction only, its value bound.
+    let tenant = held.pooled().and_then(|c| c.local_tenant().cloned());
+    if let Some(tenant) = tenant {
+        let set = sqlx::query(crate::tenant::SET_LOCAL_TENANT)
+            .bind(&*tenant)
+            .persistent(false)
+            .execute(&mut **held)
+            .await;
+        held.settle(&set);
+        if let Err(error) = set {
+            roll_back(held).await;
+            return Err(Failed::before_commit(error));
+        }
+    }
     let outcome = op(held).await;
     held.settle(&outcome);
     match outcome {

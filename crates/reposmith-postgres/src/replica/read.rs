@@ -86,7 +86,7 @@ impl PgBackend {
         T: Send,
     {
         tracing::Span::current().record("reposmith.server", "primary");
-        let mut held = Held::Pooled(self.acquire().await?);
+        let mut held = Held::Pooled(self.acquire_scoped().await?);
         let outcome = crate::pooler::run(&mut held, op).await;
         outcome.map_err(|failed| self.map_entity_error(failed.error, schema))
     }

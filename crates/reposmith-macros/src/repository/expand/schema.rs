@@ -94,6 +94,7 @@ fn column_def(field: &Field) -> TokenStream {
         Role::CreatedAt => Some(quote!(CreatedAt)),
         Role::UpdatedAt => Some(quote!(UpdatedAt)),
         Role::SoftDelete => Some(quote!(SoftDelete)),
+        Role::Tenant => Some(quote!(Tenant)),
     };
     let role = role.map(|r| quote!(.with_role(::reposmith::__private::ColumnRole::#r)));
     let unique = field.unique.then(|| quote!(.with_unique()));
