@@ -190,6 +190,29 @@ impl RowScope {
         }
     }
 
+    /// `entities` with this scope's tenant stamped (see [`RowScope::stamp`]),
+    /// for the bulk write paths that take entities; `None` when the scope
+    /// stamps nothing (no copy is made). A refused row's error carries its index.
+    pub fn stamp_entities<E: Entity>(&self, entities: &[E]) -> Result<Option<Vec<E>>> {
+        self.check()?;
+        if self.tenant().is_none() {
+            return Ok(None);
+        }
+        let total = entities.len();
+        let stamp = |entity: &E| -> Result<E> {
+            let mut values = entity.to_values()?;
+            self.stamp(E::SCHEMA, &mut values)?;
+            E::from_values(values)
+        };
+        let row = |(i, entity)| stamp(entity).map_err(|e: Error| e.at_row(i, total));
+        entities
+            .iter()
+            .enumerate()
+            .map(row)
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
     /// This scope, also matching soft-deleted rows (the `.with_deleted()` view).
     pub fn with_deleted(mut self) -> Self {
         self.conditions

@@ -179,23 +179,7 @@ impl<E: Entity> PgRepository<E> {
     /// [`RowScope::stamp`]), for the bulk paths that take entities; `None`
     /// when the scope stamps nothing (no copy is made).
     pub(crate) fn stamped_entities(&self, entities: &[E]) -> Result<Option<Vec<E>>> {
-        self.scope.check()?;
-        if self.scope.tenant().is_none() {
-            return Ok(None);
-        }
-        let total = entities.len();
-        let stamp = |entity: &E| -> Result<E> {
-            let mut values = entity.to_values()?;
-            self.scope.stamp(E::SCHEMA, &mut values)?;
-            E::from_values(values)
-        };
-        let row = |(i, entity)| stamp(entity).map_err(|e| e.at_row(i, total));
-        entities
-            .iter()
-            .enumerate()
-            .map(row)
-            .collect::<Result<_>>()
-            .map(Some)
+        self.scope.stamp_entities(entities)
     }
 
     /// This repository under `scope`, with the statements of its shape.
