@@ -102,6 +102,9 @@ reposmith-bench [crud] [vector] [OPTIONS]
   associations      only loading_associations (users -> posts -> comments),
                     reposmith's relation loaders against raw sqlx
                     (--rounds N, --ops N, --users N, --quick)
+  tenancy           only one tenant's get by id and filtered vector top-10:
+                    by hand against for_tenant, with and without row-level
+                    security (--rounds N, --ops N, --quick)
 
   --rounds N        measured rounds per workload (default 10; each adds a warm-up)
   --ops N           single-row operations per side per round (default 2000)

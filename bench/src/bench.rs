@@ -81,6 +81,14 @@ pub(crate) enum Side {
     /// Insert, then get the row routed without a session: on the replica,
     /// whether or not it has replayed the commit (may miss the row).
     CommitRoutedRead,
+    /// The tenancy bench's baseline: the table owner's pool, the tenant
+    /// condition written by hand, no row-level security.
+    Unscoped,
+    /// A `for_tenant` repository on the table owner: the scope's condition.
+    TenantOwner,
+    /// A `for_tenant` repository on an application role without
+    /// BYPASSRLS: the scope's condition and the policy.
+    TenantRls,
 }
 
 impl Side {
@@ -115,6 +123,9 @@ impl Side {
             Side::CommitPrimaryRead => "get on_primary()",
             Side::CommitSessionRead => "get in the Session",
             Side::CommitRoutedRead => "get routed, no session",
+            Side::Unscoped => "by hand, owner (no RLS)",
+            Side::TenantOwner => "for_tenant, owner",
+            Side::TenantRls => "for_tenant, app role (RLS)",
         }
     }
 }

@@ -30,6 +30,8 @@
 //! `loading_associations` (users → posts → comments) against raw sqlx.
 //! `cargo xtask bench replicas` runs [`replicas`], reads on the primary
 //! alone against reads routed to a streaming replica, and read-your-writes.
+//! `cargo xtask bench tenancy` runs [`tenancy`], one tenant's reads by hand
+//! against `for_tenant` repositories, with and without row-level security.
 
 mod args;
 mod associations;
@@ -48,6 +50,7 @@ mod raw;
 mod recall;
 mod replicas;
 mod report;
+mod tenancy;
 mod vector;
 mod workloads;
 
@@ -94,6 +97,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "limits") {
         return limits::run(args).await;
+    }
+    if args.iter().any(|a| a == "tenancy") {
+        return tenancy::run(args).await;
     }
     if args.iter().any(|a| a == "replicas") {
         return replicas::run(args).await;
