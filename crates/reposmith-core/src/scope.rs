@@ -14,7 +14,7 @@
 //! from a tenant's handle carries [`ScopeCondition::Tenant`] (the value
 //! bound, never in the statement's text). One taken without a tenant
 //! carries a *refusal* instead: every operation through it fails with
-//! [`Error::InvalidInput`](crate::Error::InvalidInput) before anything is
+//! [`Error::InvalidInput`] before anything is
 //! sent ([`RowScope::check`]), so a tenant's rows are never read or written
 //! by a repository that forgot the tenant.
 
