@@ -16,7 +16,7 @@ use reposmith::{PgBackend, PgConfig, PgRepository, Repository, Vector};
 
 use crate::Result;
 use crate::args::Flags;
-use crate::bench::{Side, Table, connect};
+use crate::bench::{Side, Table};
 use crate::measure::{interleave, timed};
 
 /// A tenant's row, as the application sees it.
@@ -108,10 +108,12 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
     let o = options(args)?;
     let started = Instant::now();
     println!("load average at start: {}", crate::report::loadavg());
-    let store = connect(None).await?;
-    let owner = store.postgres()?.clone();
+    // Both roles' backends from the same `PgConfig::new`, so only the role
+    // and the scope differ between the sides.
+    let url = std::env::var("DATABASE_URL")?;
+    let owner = PgBackend::connect(&PgConfig::new(url.clone())).await?;
     let role = format!("bench_tenant_app_{}", std::process::id());
-    let app = setup(&owner, &role).await?;
+    let app = setup(&owner, &role, &url).await?;
     let sides = Sides {
         by_hand: owner.repo::<PlainDoc>(),
         scoped_owner: owner.for_tenant(TENANT)?.repo::<TenantDoc>(),
@@ -169,7 +171,7 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
     ]);
     app.close().await;
     teardown(&owner, &role).await?;
-    store.close().await;
+    owner.close().await;
     println!("\nload average at end: {}", crate::report::loadavg());
     println!("tenancy bench: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -224,7 +226,7 @@ async fn check_sides_agree(sides: &Sides, ids: &[i64]) -> Result<()> {
 /// A fresh table (row-level security on, from the tenant entity's DDL) with
 /// every tenant's rows, and an application role without BYPASSRLS; returns
 /// the backend connected as that role.
-async fn setup(owner: &PgBackend, role: &str) -> Result<PgBackend> {
+async fn setup(owner: &PgBackend, role: &str, url: &str) -> Result<PgBackend> {
     sqlx::query("DROP TABLE IF EXISTS bench_tenant_docs")
         .execute(owner.pool())
         .await?;
@@ -255,8 +257,7 @@ async fn setup(owner: &PgBackend, role: &str) -> Result<PgBackend> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(owner.pool())
         .await?;
-    let url = std::env::var("DATABASE_URL")?;
-    let app = PgBackend::connect(&PgConfig::new(with_credentials(&url, role, &password)?)).await?;
+    let app = PgBackend::connect(&PgConfig::new(with_credentials(url, role, &password)?)).await?;
     Ok(app)
 }
 
