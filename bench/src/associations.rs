@@ -170,8 +170,9 @@ async fn reposmith_load(
 ) -> Result<Loaded> {
     let all = users.find(Filter::all()).await?;
     let per_user = posts.load_for(&all, Post::USER).await?;
-    let flat: Vec<Post> = per_user.concat();
-    let per_post = comments.load_for(&flat, Comment::POST).await?;
+    let per_post = comments
+        .load_for(per_user.iter().flatten(), Comment::POST)
+        .await?;
     Ok((all, per_user, per_post))
 }
 

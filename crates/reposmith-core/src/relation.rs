@@ -120,18 +120,22 @@ pub trait Relations<C: Entity + Clone>: Repository<C> + Sized {
     /// id order unless [`LoadChildren::order_by`] says otherwise. One query
     /// for the whole page (see the module docs for pages beyond
     /// [`KEY_BUDGET`]); none when `parents` is empty.
+    ///
+    /// `parents` is anything that yields `&P`: a slice or `&Vec`, or an
+    /// iterator such as `per_user.iter().flatten()` for the grandchildren
+    /// of a loaded level, without collecting (cloning) it first.
     fn load_for<'r, P>(
         &'r self,
-        parents: &'r [P],
+        parents: impl IntoIterator<Item = &'r P>,
         relation: Relation<C, P>,
     ) -> LoadChildren<'r, C, P, Self>
     where
-        P: Entity,
+        P: Entity + 'r,
         P::Id: Hash + Eq,
     {
         LoadChildren {
             repo: self,
-            parents,
+            parent_ids: parents.into_iter().map(Entity::id).collect(),
             relation,
             filter: Filter::all(),
             order: Vec::new(),
@@ -171,7 +175,7 @@ impl<C: Entity + Clone, R: Repository<C>> Relations<C> for R {}
 #[must_use = "a load does nothing until it is awaited"]
 pub struct LoadChildren<'r, C: Entity, P: Entity, R> {
     repo: &'r R,
-    parents: &'r [P],
+    parent_ids: Vec<&'r P::Id>,
     relation: Relation<C, P>,
     filter: Filter<C>,
     order: Vec<Order<C>>,
@@ -203,17 +207,20 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let ids = distinct(self.parents.iter().map(Entity::id));
+            let ids = distinct(self.parent_ids.iter().copied());
             let mut children = Vec::new();
             for chunk in chunks_by_budget(&ids) {
                 let values = chunk.iter().map(FieldType::to_value).collect();
                 let mut query =
                     FindQuery::new(self.relation.filter(values).and(self.filter.clone()));
                 query.order = self.order.clone();
-                children.extend(self.repo.fetch(query).await?);
+                let found = self.repo.fetch(query).await?;
+                match children.is_empty() {
+                    true => children = found,
+                    false => children.extend(found),
+                }
             }
-            let parent_ids: Vec<&P::Id> = self.parents.iter().map(Entity::id).collect();
-            Ok(group_children(&parent_ids, children, |c| {
+            Ok(group_children(&self.parent_ids, children, |c| {
                 self.relation.key(c).cloned()
             }))
         })

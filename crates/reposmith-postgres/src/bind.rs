@@ -295,12 +295,35 @@ fn bind_array(query: PgQuery<'_>, ty: ArrayType, items: Option<Vec<SqValue>>) ->
 /// `bigint` column as long as each value fits; one that does not is
 /// [`Error::Decode`] naming the column, the value and the field's range.
 pub(crate) fn decode_row(schema: &EntitySchema, row: &PgRow) -> Result<Vec<Value>> {
+    decode_row_as(schema, row, &RowLayout::of(row, schema.columns.len()))
+}
+
+/// The integer width the server sent for each column of a result
+/// (`None` for a column that is not an integer or integer array): the
+/// same for every row of one statement, so a large result reads it once,
+/// from its first row, instead of once per cell.
+pub(crate) struct RowLayout(Vec<Option<ColumnType>>);
+
+impl RowLayout {
+    /// The layout of `row`'s first `columns` columns.
+    pub(crate) fn of(row: &PgRow, columns: usize) -> Self {
+        RowLayout((0..columns).map(|i| stored_integer(row, i)).collect())
+    }
+}
+
+/// [`decode_row`] for a row of a result whose layout is `layout`.
+pub(crate) fn decode_row_as(
+    schema: &EntitySchema,
+    row: &PgRow,
+    layout: &RowLayout,
+) -> Result<Vec<Value>> {
     schema
         .columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            decode(row, i, c).map_err(|source| Error::Decode {
+            let stored = layout.0.get(i).copied().flatten();
+            decode_stored(row, i, c, stored).map_err(|source| Error::Decode {
                 entity: schema.entity,
                 field: c.field,
                 source,
@@ -397,6 +420,16 @@ pub(crate) fn decode(
     i: usize,
     column: &ColumnDef,
 ) -> std::result::Result<Value, DecodeError> {
+    decode_stored(row, i, column, stored_integer(row, i))
+}
+
+/// [`decode`] with the column's stored integer width already known.
+fn decode_stored(
+    row: &PgRow,
+    i: usize,
+    column: &ColumnDef,
+    stored: Option<ColumnType>,
+) -> std::result::Result<Value, DecodeError> {
     fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
     where
         T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
@@ -407,13 +440,13 @@ pub(crate) fn decode(
     let ty = &column.ty;
     match ty {
         ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt => {
-            let stored = stored_integer(row, i).unwrap_or(*ty);
+            let stored = stored.unwrap_or(*ty);
             return decode_integer(row, i, column, &stored, ty);
         }
         ColumnType::Array(
             inner @ (ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt),
         ) => {
-            let stored = stored_integer(row, i).unwrap_or(**inner);
+            let stored = stored.unwrap_or(**inner);
             return decode_integer_array(row, i, column, &stored, inner);
         }
         _ => {}

@@ -108,6 +108,10 @@ impl ErrorContext<'_> {
     /// Like [`ErrorContext::map`] for an operation on `schema`'s table, so
     /// constraint and value errors can name the entity and field.
     pub(crate) fn map_for(&self, err: sqlx::Error, schema: &'static EntitySchema) -> Error {
+        let err = match RowDecode::unwrap(err) {
+            Ok(decoded) => return decoded,
+            Err(err) => err,
+        };
         if let sqlx::Error::Database(db) = &err
             && let Some(mapped) = self.classify(db.as_ref(), schema)
         {
@@ -304,3 +308,37 @@ fn foreign_key_error(db: &dyn DatabaseError, schema: &'static EntitySchema) -> E
         still_referenced,
     }
 }
+
+/// A row that failed to decode into an entity while its statement's rows
+/// were still streaming in: carried through sqlx's error type out of the
+/// statement's future, then handed back unchanged by
+/// [`ErrorContext::map_for`], so the caller sees the typed
+/// [`Error::Decode`] naming the field.
+#[derive(Debug)]
+pub(crate) struct RowDecode(pub(crate) Error);
+
+impl RowDecode {
+    /// `error` as a sqlx error, to leave a row stream with.
+    pub(crate) fn wrap(error: Error) -> sqlx::Error {
+        sqlx::Error::Decode(Box::new(RowDecode(error)))
+    }
+
+    /// The decode error `err` carries, or `err` itself.
+    fn unwrap(err: sqlx::Error) -> Result<Error, sqlx::Error> {
+        match err {
+            sqlx::Error::Decode(inner) => match inner.downcast::<RowDecode>() {
+                Ok(decoded) => Ok(decoded.0),
+                Err(inner) => Err(sqlx::Error::Decode(inner)),
+            },
+            other => Err(other),
+        }
+    }
+}
+
+impl std::fmt::Display for RowDecode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RowDecode {}

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use reposmith_core::cache::{Cache, CachedRow, query_hash};
 use reposmith_core::keyset::Keyset;
 use reposmith_core::stamp::SoftDeleteStamp;
@@ -15,7 +16,8 @@ use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query, SelectStatement, U
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgRepository;
-use crate::bind::{bind_all, decode_row};
+use crate::bind::{RowLayout, bind_all, decode_row, decode_row_as};
+use crate::error::RowDecode;
 use crate::executor::Bounded;
 use crate::keyset::{after, order_by};
 use crate::render::{col, filter_expr, val};
@@ -35,6 +37,45 @@ pub(crate) async fn fetch<E: Entity>(
     let rows = run_select(repo, &select).await?;
     record_rows(rows.len() as u64);
     rows.iter().map(|row| decode_row(E::SCHEMA, row)).collect()
+}
+
+/// The rows of `query`, at most `limit`, as entities. Each row becomes an
+/// `E` as it arrives and its buffer is released at once: collecting every
+/// row first and decoding afterwards kept a whole result's buffers alive
+/// and cost a large read about as much again in allocation.
+pub(crate) async fn fetch_entities<E: Entity>(
+    repo: &PgRepository<E>,
+    query: FindQuery<E>,
+    limit: Option<u64>,
+) -> Result<Vec<E>> {
+    let mut select = select(&query)?;
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    let (sql, values) = select.build(PostgresQueryBuilder);
+    repo.check_bind(&values.0, &[])?;
+    let sql: std::sync::Arc<str> = sql.into();
+    let entities = repo
+        .exec
+        .read(&repo.route, E::SCHEMA, |held| {
+            // Safe: sea-query text over schema identifiers; values are bound, never in the text.
+            let query = sqlx::query(AssertSqlSafe(std::sync::Arc::clone(&sql)));
+            let query = bind_all(query, values.clone());
+            Box::pin(async move {
+                let mut rows = query.fetch(&mut **held);
+                let (mut entities, mut layout) = (Vec::new(), None);
+                while let Some(row) = rows.try_next().await? {
+                    let layout =
+                        layout.get_or_insert_with(|| RowLayout::of(&row, E::SCHEMA.columns.len()));
+                    let values = decode_row_as(E::SCHEMA, &row, layout).map_err(RowDecode::wrap)?;
+                    entities.push(E::from_values(values).map_err(RowDecode::wrap)?);
+                }
+                Ok(entities)
+            })
+        })
+        .await?;
+    record_rows(entities.len() as u64);
+    Ok(entities)
 }
 
 /// [`fetch`] through the cache: the key is a hash of the rendered SQL and

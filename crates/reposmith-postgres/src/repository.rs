@@ -776,10 +776,10 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
                     .await?
             }
             None => {
-                query::fetch(self, query, limit)
+                return query::fetch_entities(self, query, limit)
                     .instrument(span)
                     .bounded(&self.exec)
-                    .await?
+                    .await;
             }
         };
         rows.into_iter().map(E::from_values).collect()
