@@ -295,19 +295,30 @@ fn bind_array(query: PgQuery<'_>, ty: ArrayType, items: Option<Vec<SqValue>>) ->
 /// `bigint` column as long as each value fits; one that does not is
 /// [`Error::Decode`] naming the column, the value and the field's range.
 pub(crate) fn decode_row(schema: &EntitySchema, row: &PgRow) -> Result<Vec<Value>> {
-    decode_row_as(schema, row, &RowLayout::of(row, schema.columns.len()))
+    decode_row_as(schema, row, &mut RowLayout::of(row, schema.columns.len()))
 }
 
-/// The integer width the server sent for each column of a result
-/// (`None` for a column that is not an integer or integer array): the
-/// same for every row of one statement, so a large result reads it once,
-/// from its first row, instead of once per cell.
-pub(crate) struct RowLayout(Vec<Option<ColumnType>>);
+/// What one statement's rows share, learnt as they are read: the integer
+/// width the server sent for each column (`None` for one that is not an
+/// integer or integer array), read from the first row, and whether the
+/// column's type has been compared with the field's yet.
+///
+/// sqlx's `try_get` compares the types for every non-NULL cell, but every
+/// row of one statement has the same column types: a large result compares
+/// each column once, on its first non-NULL value, and reads the rest
+/// unchecked.
+pub(crate) struct RowLayout {
+    stored: Vec<Option<ColumnType>>,
+    verified: Vec<bool>,
+}
 
 impl RowLayout {
     /// The layout of `row`'s first `columns` columns.
     pub(crate) fn of(row: &PgRow, columns: usize) -> Self {
-        RowLayout((0..columns).map(|i| stored_integer(row, i)).collect())
+        RowLayout {
+            stored: (0..columns).map(|i| stored_integer(row, i)).collect(),
+            verified: vec![false; columns],
+        }
     }
 }
 
@@ -315,21 +326,25 @@ impl RowLayout {
 pub(crate) fn decode_row_as(
     schema: &EntitySchema,
     row: &PgRow,
-    layout: &RowLayout,
+    layout: &mut RowLayout,
 ) -> Result<Vec<Value>> {
-    schema
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let stored = layout.0.get(i).copied().flatten();
-            decode_stored(row, i, c, stored).map_err(|source| Error::Decode {
+    let mut values = Vec::with_capacity(schema.columns.len());
+    for (i, c) in schema.columns.iter().enumerate() {
+        let stored = layout.stored.get(i).copied().flatten();
+        let verified = layout.verified.get(i).copied().unwrap_or(false);
+        let value =
+            decode_stored(row, i, c, stored, !verified).map_err(|source| Error::Decode {
                 entity: schema.entity,
                 field: c.field,
                 source,
-            })
-        })
-        .collect()
+            })?;
+        // NULL carries no type to compare: the next value is checked.
+        if !verified && !matches!(value, Value::Null) {
+            layout.verified[i] = true;
+        }
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// Column `at` of `row` read as schema column `column` (a `RETURNING`
@@ -374,13 +389,13 @@ fn decode_integer(
     row: &PgRow,
     i: usize,
     column: &ColumnDef,
-    stored: &ColumnType,
-    ty: &ColumnType,
+    (stored, ty): (&ColumnType, &ColumnType),
+    checked: bool,
 ) -> std::result::Result<Value, DecodeError> {
     let n = match stored {
-        ColumnType::SmallInt => row.try_get::<Option<i16>, _>(i).map(|n| n.map(i64::from)),
-        ColumnType::Int => row.try_get::<Option<i32>, _>(i).map(|n| n.map(i64::from)),
-        _ => row.try_get::<Option<i64>, _>(i),
+        ColumnType::SmallInt => cell::<Option<i16>>(row, i, checked).map(|n| n.map(i64::from)),
+        ColumnType::Int => cell::<Option<i32>>(row, i, checked).map(|n| n.map(i64::from)),
+        _ => cell::<Option<i64>>(row, i, checked),
     }
     .map_err(mismatch)?;
     n.map_or(Ok(Value::Null), |n| fit_integer(n, ty, column.name))
@@ -392,16 +407,16 @@ fn decode_integer_array(
     row: &PgRow,
     i: usize,
     column: &ColumnDef,
-    stored: &ColumnType,
-    ty: &ColumnType,
+    (stored, ty): (&ColumnType, &ColumnType),
+    checked: bool,
 ) -> std::result::Result<Value, DecodeError> {
     fn widen<T: Into<i64>>(items: Option<Vec<Option<T>>>) -> Option<Vec<Option<i64>>> {
         items.map(|items| items.into_iter().map(|n| n.map(Into::into)).collect())
     }
     let items = match stored {
-        ColumnType::SmallInt => row.try_get::<Option<Vec<Option<i16>>>, _>(i).map(widen),
-        ColumnType::Int => row.try_get::<Option<Vec<Option<i32>>>, _>(i).map(widen),
-        _ => row.try_get::<Option<Vec<Option<i64>>>, _>(i),
+        ColumnType::SmallInt => cell::<Option<Vec<Option<i16>>>>(row, i, checked).map(widen),
+        ColumnType::Int => cell::<Option<Vec<Option<i32>>>>(row, i, checked).map(widen),
+        _ => cell::<Option<Vec<Option<i64>>>>(row, i, checked),
     }
     .map_err(mismatch)?;
     let Some(items) = items else {
@@ -420,7 +435,19 @@ pub(crate) fn decode(
     i: usize,
     column: &ColumnDef,
 ) -> std::result::Result<Value, DecodeError> {
-    decode_stored(row, i, column, stored_integer(row, i))
+    decode_stored(row, i, column, stored_integer(row, i), true)
+}
+
+/// Cell `i` of `row` as `T`; `checked` compares the server's type with
+/// `T`'s first (see [`decode_row_as`]).
+fn cell<T>(row: &PgRow, i: usize, checked: bool) -> sqlx::Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    match checked {
+        true => row.try_get(i),
+        false => row.try_get_unchecked(i),
+    }
 }
 
 /// [`decode`] with the column's stored integer width already known.
@@ -429,70 +456,78 @@ fn decode_stored(
     i: usize,
     column: &ColumnDef,
     stored: Option<ColumnType>,
+    checked: bool,
 ) -> std::result::Result<Value, DecodeError> {
-    fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
+    fn get<T, F>(row: &PgRow, i: usize, checked: bool, wrap: F) -> sqlx::Result<Value>
     where
         T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
         F: Fn(T) -> Value,
     {
-        Ok(row.try_get::<Option<T>, _>(i)?.map_or(Value::Null, wrap))
+        Ok(cell::<Option<T>>(row, i, checked)?.map_or(Value::Null, wrap))
     }
     let ty = &column.ty;
     match ty {
         ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt => {
             let stored = stored.unwrap_or(*ty);
-            return decode_integer(row, i, column, &stored, ty);
+            return decode_integer(row, i, column, (&stored, ty), checked);
         }
         ColumnType::Array(
             inner @ (ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt),
         ) => {
             let stored = stored.unwrap_or(**inner);
-            return decode_integer_array(row, i, column, &stored, inner);
+            return decode_integer_array(row, i, column, (&stored, inner), checked);
         }
         _ => {}
     }
     match ty {
-        ColumnType::Text | ColumnType::Enum(_) => get::<String, _>(row, i, Value::Text),
-        ColumnType::Bool => get::<bool, _>(row, i, Value::Bool),
-        ColumnType::Real => get::<f32, _>(row, i, Value::F32),
-        ColumnType::Double => get::<f64, _>(row, i, Value::F64),
-        ColumnType::Uuid => get::<Uuid, _>(row, i, Value::Uuid),
-        ColumnType::ObjectId => get::<String, _>(row, i, object_id),
-        ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, Value::TimestampTz),
-        ColumnType::Date => get::<NaiveDate, _>(row, i, Value::Date),
-        ColumnType::Array(inner) => decode_array(row, i, inner),
-        ColumnType::Vector(kind) => decode_vector(row, i, *kind),
-        _ => get::<serde_json::Value, _>(row, i, Value::Json),
+        ColumnType::Text | ColumnType::Enum(_) => get::<String, _>(row, i, checked, Value::Text),
+        ColumnType::Bool => get::<bool, _>(row, i, checked, Value::Bool),
+        ColumnType::Real => get::<f32, _>(row, i, checked, Value::F32),
+        ColumnType::Double => get::<f64, _>(row, i, checked, Value::F64),
+        ColumnType::Uuid => get::<Uuid, _>(row, i, checked, Value::Uuid),
+        ColumnType::ObjectId => get::<String, _>(row, i, checked, object_id),
+        ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, checked, Value::TimestampTz),
+        ColumnType::Date => get::<NaiveDate, _>(row, i, checked, Value::Date),
+        ColumnType::Array(inner) => decode_array(row, i, inner, checked),
+        ColumnType::Vector(kind) => decode_vector(row, i, *kind, checked),
+        _ => get::<serde_json::Value, _>(row, i, checked, Value::Json),
     }
     .map_err(mismatch)
 }
 
-fn decode_vector(row: &PgRow, i: usize, kind: reposmith_core::VectorKind) -> sqlx::Result<Value> {
+fn decode_vector(
+    row: &PgRow,
+    i: usize,
+    kind: reposmith_core::VectorKind,
+    checked: bool,
+) -> sqlx::Result<Value> {
     use reposmith_core::VectorKind;
-    fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
+    fn get<T, F>(row: &PgRow, i: usize, checked: bool, wrap: F) -> sqlx::Result<Value>
     where
         T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
         F: Fn(T) -> Value,
     {
-        Ok(row.try_get::<Option<T>, _>(i)?.map_or(Value::Null, wrap))
+        Ok(cell::<Option<T>>(row, i, checked)?.map_or(Value::Null, wrap))
     }
     match kind {
-        VectorKind::Half => get::<pgvector::HalfVector, _>(row, i, Value::HalfVector),
-        VectorKind::Sparse => get::<pgvector::SparseVector, _>(row, i, Value::SparseVector),
-        VectorKind::Bit => get::<pgvector::Bit, _>(row, i, Value::Bit),
-        _ => get::<pgvector::Vector, _>(row, i, Value::Vector),
+        VectorKind::Half => get::<pgvector::HalfVector, _>(row, i, checked, Value::HalfVector),
+        VectorKind::Sparse => {
+            get::<pgvector::SparseVector, _>(row, i, checked, Value::SparseVector)
+        }
+        VectorKind::Bit => get::<pgvector::Bit, _>(row, i, checked, Value::Bit),
+        _ => get::<pgvector::Vector, _>(row, i, checked, Value::Vector),
     }
 }
 
-fn decode_array(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Value> {
-    fn get<T, F>(row: &PgRow, i: usize, wrap: F) -> sqlx::Result<Value>
+fn decode_array(row: &PgRow, i: usize, ty: &ColumnType, checked: bool) -> sqlx::Result<Value> {
+    fn get<T, F>(row: &PgRow, i: usize, checked: bool, wrap: F) -> sqlx::Result<Value>
     where
         T: for<'r> sqlx::Decode<'r, Postgres>
             + sqlx::Type<Postgres>
             + sqlx::postgres::PgHasArrayType,
         F: Fn(T) -> Value,
     {
-        let items = row.try_get::<Option<Vec<Option<T>>>, _>(i)?;
+        let items = cell::<Option<Vec<Option<T>>>>(row, i, checked)?;
         Ok(items.map_or(Value::Null, |items| {
             Value::Array(
                 items
@@ -503,18 +538,18 @@ fn decode_array(row: &PgRow, i: usize, ty: &ColumnType) -> sqlx::Result<Value> {
         }))
     }
     match ty {
-        ColumnType::Text | ColumnType::Enum(_) => get::<String, _>(row, i, Value::Text),
-        ColumnType::Bool => get::<bool, _>(row, i, Value::Bool),
-        ColumnType::SmallInt => get::<i16, _>(row, i, Value::I16),
-        ColumnType::Int => get::<i32, _>(row, i, Value::I32),
-        ColumnType::BigInt => get::<i64, _>(row, i, Value::I64),
-        ColumnType::Real => get::<f32, _>(row, i, Value::F32),
-        ColumnType::Double => get::<f64, _>(row, i, Value::F64),
-        ColumnType::Uuid => get::<Uuid, _>(row, i, Value::Uuid),
-        ColumnType::ObjectId => get::<String, _>(row, i, object_id),
-        ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, Value::TimestampTz),
-        ColumnType::Date => get::<NaiveDate, _>(row, i, Value::Date),
-        _ => get::<serde_json::Value, _>(row, i, Value::Json),
+        ColumnType::Text | ColumnType::Enum(_) => get::<String, _>(row, i, checked, Value::Text),
+        ColumnType::Bool => get::<bool, _>(row, i, checked, Value::Bool),
+        ColumnType::SmallInt => get::<i16, _>(row, i, checked, Value::I16),
+        ColumnType::Int => get::<i32, _>(row, i, checked, Value::I32),
+        ColumnType::BigInt => get::<i64, _>(row, i, checked, Value::I64),
+        ColumnType::Real => get::<f32, _>(row, i, checked, Value::F32),
+        ColumnType::Double => get::<f64, _>(row, i, checked, Value::F64),
+        ColumnType::Uuid => get::<Uuid, _>(row, i, checked, Value::Uuid),
+        ColumnType::ObjectId => get::<String, _>(row, i, checked, object_id),
+        ColumnType::TimestampTz => get::<DateTime<Utc>, _>(row, i, checked, Value::TimestampTz),
+        ColumnType::Date => get::<NaiveDate, _>(row, i, checked, Value::Date),
+        _ => get::<serde_json::Value, _>(row, i, checked, Value::Json),
     }
 }
 
