@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use reposmith::prelude::*;
 use reposmith::Clock;
+use reposmith::prelude::*;
 use uuid::Uuid;
 
 mod mongo;
@@ -94,9 +94,7 @@ pub(crate) async fn every_path_stamps_the_clock<R: Repository<Stamped>>(repo: &R
     assert_eq!(repo.insert_many(&few).await.unwrap(), 2);
     let many: Vec<Stamped> = (0..210).map(|i| Stamped::new(&format!("m{i}"))).collect();
     assert_eq!(repo.insert_many(&many).await.unwrap(), 210);
-    let at_t0 = Stamped::CREATED_AT
-        .eq(t0)
-        .and(Stamped::UPDATED_AT.eq(t0));
+    let at_t0 = Stamped::CREATED_AT.eq(t0).and(Stamped::UPDATED_AT.eq(t0));
     assert_eq!(repo.count(at_t0).await.unwrap(), 213);
 
     let t1 = tick(clock);
@@ -140,12 +138,21 @@ pub(crate) async fn every_path_stamps_the_clock<R: Repository<Stamped>>(repo: &R
     let t7 = tick(clock);
     assert!(repo.restore(&a.id).await.unwrap());
     let back = stored(repo, &a.id).await;
-    assert_eq!((back.deleted_at, back.updated_at, back.created_at), (None, t7, t0));
+    assert_eq!(
+        (back.deleted_at, back.updated_at, back.created_at),
+        (None, t7, t0)
+    );
 
     // b was deleted a minute before the clock's now: kept by a 90 s
     // cutoff, purged by a 30 s one.
-    assert_eq!(repo.purge_deleted(Duration::from_secs(90)).await.unwrap(), 0);
-    assert_eq!(repo.purge_deleted(Duration::from_secs(30)).await.unwrap(), 1);
+    assert_eq!(
+        repo.purge_deleted(Duration::from_secs(90)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        repo.purge_deleted(Duration::from_secs(30)).await.unwrap(),
+        1
+    );
     assert!(repo.with_deleted().get(&b.id).await.unwrap().is_none());
 }
 

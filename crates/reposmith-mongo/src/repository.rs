@@ -516,7 +516,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let Some((index, _)) = schema.soft_delete_column() else {
             return Err(not_soft_deleting(schema.entity, "purge_deleted"));
         };
-        let cutoff = purge_cutoff(schema.entity, to_millis(self.backend.clock().now()), older_than)?;
+        let cutoff = purge_cutoff(
+            schema.entity,
+            to_millis(self.backend.clock().now()),
+            older_than,
+        )?;
         let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
         self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));

@@ -28,14 +28,14 @@ pub use reposmith_core::{
 pub mod relation {
     pub use reposmith_core::relation::{KEY_BUDGET, LoadChildren};
 }
+/// The time repositories stamp `created_at`, `updated_at` and soft
+/// deletes with ([`Config::with_clock`]; [`Clock::fixed`] in tests).
+pub use reposmith_core::Clock;
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,
     VectorKind, VectorSearch, VectorSpec,
 };
-/// The time repositories stamp `created_at`, `updated_at` and soft
-/// deletes with ([`Config::with_clock`]; [`Clock::fixed`] in tests).
-pub use reposmith_core::Clock;
 /// Tenants of `#[repo(tenant)]` entities ([`Store::for_tenant`]).
 pub use reposmith_core::{IntoTenant, Tenant};
 pub use reposmith_core::{

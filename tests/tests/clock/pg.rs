@@ -41,7 +41,11 @@ async fn a_unit_of_work_stamps_with_the_backends_clock() {
     let clock = Clock::fixed(start());
     let (pg, admin, namespace) = setup(&clock).await;
     let uow = pg.begin().await.unwrap();
-    let row = uow.repo::<Stamped>().insert(&Stamped::new("u")).await.unwrap();
+    let row = uow
+        .repo::<Stamped>()
+        .insert(&Stamped::new("u"))
+        .await
+        .unwrap();
     let later = tick(&clock);
     let row = uow.repo::<Stamped>().update(&row).await.unwrap();
     uow.commit().await.unwrap();

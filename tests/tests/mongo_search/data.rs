@@ -1,10 +1,10 @@
 //! A seeded, clustered vector data set and exact distances computed in Rust,
 //! in double precision and in the order the server sums them.
 
+use reposmith_core::testing::Clusters;
 /// The seeded generator of `reposmith_core::testing` (SplitMix64), shared
 /// with the PostgreSQL search tests, the vector fixtures and the benchmarks.
 pub(crate) use reposmith_core::testing::SplitMix as Rng;
-use reposmith_core::testing::Clusters;
 
 /// `n` vectors around `clusters` random centres, reproducible from `seed`.
 pub(crate) struct Clustered {

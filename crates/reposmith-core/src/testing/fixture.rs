@@ -73,7 +73,10 @@ impl FixtureSpec {
         }
         if !(1..=super::MAX_TEST_DIMS).contains(&self.dims) {
             let max = super::MAX_TEST_DIMS;
-            return fail("dims", format!("must be between 1 and {max}, got {}", self.dims));
+            return fail(
+                "dims",
+                format!("must be between 1 and {max}, got {}", self.dims),
+            );
         }
         if self.clusters == 0 {
             return fail("clusters", "must be at least 1".into());
@@ -86,7 +89,10 @@ impl FixtureSpec {
             self.distance,
             Distance::Cosine | Distance::L2 | Distance::InnerProduct | Distance::L1
         ) {
-            let reason = format!("{:?} is not a distance between float vectors", self.distance);
+            let reason = format!(
+                "{:?} is not a distance between float vectors",
+                self.distance
+            );
             return fail("distance", reason);
         }
         Ok(())
@@ -299,7 +305,10 @@ mod tests {
             (FixtureSpec::new(10, 0, 1, 0), "dims"),
             (FixtureSpec::new(10, 4, 0, 0), "clusters"),
             (FixtureSpec::new(10, 4, 1, 0).k(11), "k"),
-            (FixtureSpec::new(10, 4, 1, 0).distance(Distance::Hamming), "distance"),
+            (
+                FixtureSpec::new(10, 4, 1, 0).distance(Distance::Hamming),
+                "distance",
+            ),
         ];
         for (spec, field) in bad {
             let err = VectorFixture::generate(spec).unwrap_err().to_string();
