@@ -87,7 +87,7 @@ pub(crate) async fn prepare<E: Entity>(
             }
         }
     }
-    if let Some((i, value)) = updated_at_stamp(schema, to_millis(chrono::Utc::now())) {
+    if let Some((i, value)) = updated_at_stamp(schema, to_millis(repo.backend.clock().now())) {
         let field = schema.columns[i].field;
         set.insert(key(schema, i), to_bson(schema.entity, field, &value)?);
     }

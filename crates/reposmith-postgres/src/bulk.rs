@@ -63,7 +63,7 @@ pub(crate) async fn insert_many<E: Entity>(
     let plan = match Shape::choose(schema, &columns, entities.len()) {
         Shape::Copy => Plan::Copy,
         Shape::Values(per_batch) => {
-            let rows = prepare(schema, entities, (0, entities.len()), fills)?;
+            let rows = prepare(schema, entities, (0, entities.len()), fills, repo.clock())?;
             Plan::Values(batches(schema, &columns, rows, per_batch, limit)?)
         }
     };
@@ -184,7 +184,8 @@ async fn copy_rows<E: Entity>(
 ) -> Result<u64> {
     let limit = repo.exec.backend().max_bind_bytes();
     let mut connection = repo.exec.acquire().await?;
-    match copy::copy_in(&mut connection, columns, entities, fills, limit).await {
+    let clock = repo.clock();
+    match copy::copy_in(&mut connection, columns, entities, fills, (limit, clock)).await {
         Ok(rows) => {
             connection.settle(&Ok::<u64, sqlx::Error>(rows));
             Ok(rows)
@@ -228,6 +229,7 @@ fn prepare<E: Entity>(
     batch: &[E],
     (first, total): (usize, usize),
     fills: &Fills,
+    clock: &reposmith_core::Clock,
 ) -> Result<Vec<Vec<Value>>> {
     batch
         .iter()
@@ -235,7 +237,7 @@ fn prepare<E: Entity>(
         .map(|(i, entity)| {
             let row = || -> Result<Vec<Value>> {
                 let mut values = entity.to_values()?;
-                stamp_new(schema, &mut values);
+                stamp_new(schema, &mut values, clock);
                 fills.apply(first + i, &mut values);
                 check_row(schema, &values)?;
                 Ok(values)

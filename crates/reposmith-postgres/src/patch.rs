@@ -81,7 +81,11 @@ fn unsupported(schema: &EntitySchema, field: &str, op: &AssignOp) -> Error {
 }
 
 /// `UPDATE t SET <parts>, updated_at = now, version = version + 1`, no WHERE yet.
-fn update_of(schema: &'static EntitySchema, parts: &Parts) -> Result<UpdateStatement> {
+fn update_of(
+    schema: &'static EntitySchema,
+    parts: &Parts,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<UpdateStatement> {
     let mut update = Query::update();
     update.table(table(schema));
     let mut done: Vec<usize> = Vec::new();
@@ -94,7 +98,7 @@ fn update_of(schema: &'static EntitySchema, parts: &Parts) -> Result<UpdateState
         let ops = parts.iter().filter(|(c, _)| c == column).map(|(_, op)| op);
         update.value(def.name, assigned(schema, def, ops)?);
     }
-    if let Some((i, value)) = updated_at_stamp(schema, chrono::Utc::now()) {
+    if let Some((i, value)) = updated_at_stamp(schema, now) {
         let def = &schema.columns[i];
         update.value(def.name, val(def, value));
     }
@@ -207,7 +211,7 @@ pub(crate) async fn patch<E: Entity>(
     let id_value = id.to_value();
     check_value(schema.entity, schema.id_column().field, &id_value)?;
     let id_def = schema.id_column();
-    let mut update = update_of(schema, parts)?;
+    let mut update = update_of(schema, parts, repo.clock().now())?;
     update.and_where(col(id_def).eq(val(id_def, id_value.clone())));
     // The repository's row scope (live rows, unless the `with_deleted` view).
     if !repo.scope.is_empty() {
@@ -317,7 +321,7 @@ pub(crate) async fn update_where<E: Entity>(
     returned: Returned,
 ) -> Result<(u64, Vec<E>, Vec<Value>)> {
     let schema = E::SCHEMA;
-    let mut update = update_of(schema, parts)?;
+    let mut update = update_of(schema, parts, repo.clock().now())?;
     update.and_where(filter_expr(schema, repo.scoped(filter)?.node())?);
     match returned {
         Returned::Count => {}
