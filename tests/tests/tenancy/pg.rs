@@ -8,8 +8,9 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{PgBackend, RedisBackend, RedisConfig};
 use reposmith_tests::{database_url, redis_url, unique_name};
 
-use super::Passage;
+use super::cache::{CacheFixture, tenant_cache_tests};
 use super::paths::{TenantFixture, tenancy_tests};
+use super::{Passage, patient_cache};
 
 /// A schema of its own with the passages table and the outbox, and a
 /// backend with a Redis cache attached.
@@ -39,7 +40,7 @@ impl TenantFixture for PgTenancy {
             .await
             .unwrap();
         let store = Arc::new(redis.cache_store(&CacheOptions::default()));
-        let options = CacheOptions::default().prefix(unique_name("tenant"));
+        let options = patient_cache(unique_name("tenant"));
         let pg = pg.with_cache(Cache::new(store, options).unwrap());
         PgTenancy {
             pg,
@@ -73,6 +74,23 @@ pub(crate) async fn run(backend: &PgBackend, sql: &str) {
         .await
         .unwrap();
 }
+
+impl CacheFixture for PgTenancy {
+    /// As the table's owner, whom row-level security does not bind.
+    async fn write_behind(&self, org: &str, topic: &str, body: &str) {
+        sqlx::query("UPDATE tenant_passages SET body = $1 WHERE org = $2 AND topic = $3")
+            .bind(body)
+            .bind(org)
+            .bind(topic)
+            .execute(self.pg.pool())
+            .await
+            .unwrap();
+    }
+}
+
+tenant_cache_tests!(PgTenancy;
+    cached_reads, repository_writes_invalidate_their_tenant, unit_writes_invalidate_their_tenant,
+);
 
 tenancy_tests!(PgTenancy;
     reads, vector_search, text_and_hybrid_search, writes, deletes, units, without_a_tenant,

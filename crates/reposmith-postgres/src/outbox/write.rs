@@ -7,14 +7,18 @@ use uuid::Uuid;
 
 use crate::PgBackend;
 
-/// Inserts every message and signals the relay; the notification is
+/// Inserts every message, each with the unit's tenant (`$4`, NULL for a
+/// unit of no tenant), and signals the relay; the notification is
 /// delivered by Postgres only if the transaction commits.
 const INSERT_SQL: &str = "WITH written AS ( \
-     INSERT INTO reposmith_outbox (id, destination, payload) \
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) RETURNING 1) \
+     INSERT INTO reposmith_outbox (id, destination, payload, tenant) \
+     SELECT m.id, m.destination, m.payload, $4::text \
+     FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS m (id, destination, payload) \
+     RETURNING 1) \
      SELECT pg_notify('reposmith_outbox', count(*)::text) FROM written";
 
-/// Inserts `messages` into the outbox table on the unit's connection, in
+/// Inserts `messages` into the outbox table on the unit's connection, each
+/// carrying the tenant of `backend` (the unit's handle) if it has one, in
 /// as many statements as keep each one's bound bytes within `max_bind_bytes`
 /// (all in the unit's transaction, so still all or nothing). A single
 /// message over the cap is `TooLarge` before anything is sent.
@@ -23,8 +27,12 @@ pub(crate) async fn write_pending(
     connection: &mut PgConnection,
     messages: &[PendingMessage],
 ) -> Result<(), Error> {
-    for chunk in chunks(messages, backend.max_bind_bytes())? {
-        insert(connection, chunk)
+    let tenant = backend.tenant_setting().map(|t| t.to_string());
+    let cap = backend
+        .max_bind_bytes()
+        .saturating_sub(tenant_size(tenant.as_deref()));
+    for chunk in chunks(messages, cap)? {
+        insert(connection, chunk, tenant.as_deref())
             .await
             .map_err(|err| write_error(backend, err))?;
     }
@@ -56,6 +64,11 @@ fn chunks(messages: &[PendingMessage], cap: usize) -> Result<Vec<&[PendingMessag
     Ok(chunks)
 }
 
+/// What the tenant parameter adds to the bound bytes.
+fn tenant_size(tenant: Option<&str>) -> usize {
+    4 + tenant.map_or(0, str::len)
+}
+
 /// The three arrays' length words and headers (one dimension each).
 const ARRAYS: usize = 3 * (4 + 20);
 
@@ -66,7 +79,11 @@ fn bound_size(message: &PendingMessage) -> usize {
     (4 + 16) + (4 + message.destination.to_string().len()) + (4 + 1 + payload)
 }
 
-async fn insert(connection: &mut PgConnection, messages: &[PendingMessage]) -> sqlx::Result<()> {
+async fn insert(
+    connection: &mut PgConnection,
+    messages: &[PendingMessage],
+    tenant: Option<&str>,
+) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
     let destinations: Vec<String> = messages.iter().map(|m| m.destination.to_string()).collect();
     let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
@@ -74,6 +91,7 @@ async fn insert(connection: &mut PgConnection, messages: &[PendingMessage]) -> s
         .bind(ids)
         .bind(destinations)
         .bind(payloads)
+        .bind(tenant)
         .execute(connection)
         .await
         .map(drop)
