@@ -2,7 +2,8 @@
 //! tenant's queue handle, and from a tenant's unit of work through the
 //! outbox row (its `tenant` column) and the relay; the worker's context
 //! hands it to the handler. Idempotency keys dedupe per tenant. A job
-//! stored before jobs carried tenants still runs, with no tenant.
+//! stored before jobs carried tenants still runs, with no tenant, and an
+//! outbox table without the tenant column still takes units of no tenant.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -194,5 +195,35 @@ async fn a_tenants_unit_of_work_carries_its_tenant_through_the_outbox_to_the_wor
         seen,
         BTreeMap::from([(1, tenant("acme")), (2, None), (3, tenant("42"))])
     );
+    db.cleanup().await;
+}
+
+/// An outbox table created before the tenant column: a unit of no tenant
+/// still writes to it, and a tenant's unit fails its commit with a
+/// configuration error naming the column, writing nothing.
+#[tokio::test]
+async fn an_outbox_table_without_the_tenant_column_names_the_migration() {
+    let db = crate::outbox::fixture::OutboxDb::new().await;
+    reposmith::postgres::sqlx::query("ALTER TABLE reposmith_outbox DROP COLUMN tenant")
+        .execute(db.pg.pool())
+        .await
+        .unwrap();
+    let unit = db.pg.begin().await.unwrap();
+    unit.enqueue(&Task::new(1)).unwrap();
+    unit.commit().await.unwrap();
+    let unit = db.pg.for_tenant("acme").unwrap().begin().await.unwrap();
+    unit.enqueue(&Task::new(2)).unwrap();
+    let error = unit.commit().await.unwrap_err();
+    assert!(
+        matches!(&error, reposmith::Error::Config { reason, .. }
+            if reason.contains("reposmith_outbox.tenant")),
+        "{error}"
+    );
+    let rows: i64 =
+        reposmith::postgres::sqlx::query_scalar("SELECT count(*) FROM reposmith_outbox")
+            .fetch_one(db.pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 1);
     db.cleanup().await;
 }

@@ -7,10 +7,17 @@ use uuid::Uuid;
 
 use crate::PgBackend;
 
-/// Inserts every message, each with the unit's tenant (`$4`, NULL for a
-/// unit of no tenant), and signals the relay; the notification is
+/// Inserts every message and signals the relay; the notification is
 /// delivered by Postgres only if the transaction commits.
 const INSERT_SQL: &str = "WITH written AS ( \
+     INSERT INTO reposmith_outbox (id, destination, payload) \
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) RETURNING 1) \
+     SELECT pg_notify('reposmith_outbox', count(*)::text) FROM written";
+
+/// [`INSERT_SQL`] for a tenant's unit: each message with the tenant (`$4`).
+/// A unit of no tenant leaves the column out, so it still writes to an
+/// outbox table created before the column existed.
+const INSERT_TENANT_SQL: &str = "WITH written AS ( \
      INSERT INTO reposmith_outbox (id, destination, payload, tenant) \
      SELECT m.id, m.destination, m.payload, $4::text \
      FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS m (id, destination, payload) \
@@ -87,31 +94,40 @@ async fn insert(
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
     let destinations: Vec<String> = messages.iter().map(|m| m.destination.to_string()).collect();
     let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
-    sqlx::query(INSERT_SQL)
-        .bind(ids)
-        .bind(destinations)
-        .bind(payloads)
-        .bind(tenant)
-        .execute(connection)
-        .await
-        .map(drop)
+    let query = match tenant {
+        Some(tenant) => sqlx::query(INSERT_TENANT_SQL)
+            .bind(ids)
+            .bind(destinations)
+            .bind(payloads)
+            .bind(tenant),
+        None => sqlx::query(INSERT_SQL)
+            .bind(ids)
+            .bind(destinations)
+            .bind(payloads),
+    };
+    query.execute(connection).await.map(drop)
 }
 
-/// A failed outbox statement; a missing table is a configuration error (not
-/// an outage to wait out) saying how to create it.
+/// A failed outbox statement; a missing table, or a table without a column
+/// this version writes or reads (created by an older version), is a
+/// configuration error (not an outage to wait out) saying how to fix it.
 pub(crate) fn write_error(backend: &PgBackend, err: sqlx::Error) -> Error {
-    let missing_table = err
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "42P01");
-    match missing_table {
-        true => Error::config(
+    let code = err.as_database_error().and_then(|e| e.code());
+    match code.as_deref() {
+        Some("42P01") => Error::config(
             "outbox",
             "a table of the outbox (reposmith_outbox, reposmith_job_receipts) does not exist: \
              add them to your migrations (Schemas::new().with_outbox()) or create them with \
              PgBackend::create_outbox_tables",
         ),
-        false => backend.map_error(err),
+        Some("42703") => Error::config(
+            "outbox",
+            "the outbox table lacks a column this version uses (reposmith_outbox.tenant, \
+             added for tenants): generate and apply a migration (Schemas::new().with_outbox(), \
+             then `migrate generate`), or run \
+             ALTER TABLE reposmith_outbox ADD COLUMN tenant text",
+        ),
+        _ => backend.map_error(err),
     }
 }
 
