@@ -32,8 +32,7 @@ async fn run_all(queue: &Queue<Task>, count: u64) -> BTreeMap<u32, Option<String
         .unwrap();
     wait_for_stats(queue, Duration::from_secs(10), |s| s.completed == count).await;
     worker.shutdown(Duration::from_secs(2)).await;
-    let seen = seen.lock().unwrap().clone();
-    seen
+    seen.lock().unwrap().clone()
 }
 
 fn keyed(n: u32, key: &str) -> Task {
@@ -160,8 +159,7 @@ async fn relay_all(pg: &PgBackend, backend: &RedisBackend) -> BTreeMap<u32, Opti
         .topic(<Noted as reposmith::outbox::Event>::TOPIC, handler)
         .unwrap();
     while relay.relay_once().await.unwrap().taken > 0 {}
-    let events = events.lock().unwrap().clone();
-    events
+    events.lock().unwrap().clone()
 }
 
 #[tokio::test]
