@@ -201,3 +201,84 @@ async fn the_store_refuses_a_tenant_entity_without_a_tenant() {
     store.close().await;
     fx.teardown().await;
 }
+
+/// The durable path: the invalidation a tenant's write records in the
+/// outbox carries the tenant and names the tenant's entries only; replayed
+/// by the relay, it drops acme's entries and leaves globex's.
+#[tokio::test]
+async fn durable_invalidations_carry_and_replay_only_the_tenants_entries() {
+    use reposmith::cache::{INVALIDATION_TOPIC, Invalidation, InvalidationReplay};
+    use reposmith::outbox::Relay;
+    use reposmith::prelude::*;
+
+    let fx = PgTenancy::setup().await;
+    let s = super::paths::seed(&fx).await;
+    let (mine, canary) = (&s.mine[0], &s.canaries[0]);
+    s.acme
+        .patch(&mine.id, Passage::BODY.set("patched"))
+        .await
+        .unwrap();
+    let (seq, tenant, payload): (i64, Option<String>, serde_json::Value) = sqlx::query_as(
+        "SELECT seq, tenant, payload FROM reposmith_outbox WHERE destination = $1 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(format!("topic:{INVALIDATION_TOPIC}"))
+    .fetch_one(fx.pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(tenant.as_deref(), Some("acme"));
+    let invalidation: Invalidation = serde_json::from_value(payload).unwrap();
+    assert_eq!(invalidation.rows.len(), 1, "{invalidation:?}");
+    assert!(
+        invalidation.rows[0].contains(":t:acme:r:"),
+        "{invalidation:?}"
+    );
+    assert!(!invalidation.scopes.is_empty());
+    assert!(
+        invalidation
+            .scopes
+            .iter()
+            .all(|s| s.0.ends_with(":t:acme}")),
+        "{invalidation:?}"
+    );
+    // Only the patch's invalidation is left to replay.
+    sqlx::query("DELETE FROM reposmith_outbox WHERE seq <> $1")
+        .bind(seq)
+        .execute(fx.pg.pool())
+        .await
+        .unwrap();
+    // Both tenants' entries filled, then their rows changed behind the back.
+    let body = |p: Option<Passage>| p.map(|p| p.body);
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("patched")
+    );
+    assert_eq!(
+        body(s.globex.get(&canary.id).await.unwrap()),
+        Some(canary.body.clone())
+    );
+    fx.write_behind("acme", "a", "behind").await;
+    fx.write_behind("globex", "a", "behind").await;
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("patched"),
+        "acme's entry hits until the replay"
+    );
+
+    let cache = fx.pg.cache().unwrap().clone();
+    let relay = Relay::new(&fx.pg)
+        .topic(INVALIDATION_TOPIC, InvalidationReplay::new(cache))
+        .unwrap();
+    while relay.relay_once().await.unwrap().taken > 0 {}
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("behind"),
+        "the replay dropped acme's entry"
+    );
+    assert_eq!(
+        body(s.globex.get(&canary.id).await.unwrap()),
+        Some(canary.body.clone()),
+        "the replay left globex's entry"
+    );
+    fx.teardown().await;
+}
