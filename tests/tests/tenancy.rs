@@ -15,6 +15,7 @@ use reposmith::Vector;
 use reposmith::prelude::*;
 use uuid::Uuid;
 
+mod cache;
 mod mongo;
 mod paths;
 mod pg;
@@ -40,6 +41,17 @@ pub(crate) struct Passage {
     pub(crate) version: i64,
     #[repo(soft_delete)]
     pub(crate) deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Cache options for tests that expect hits: a Redis call on a loaded
+/// 2-core machine can exceed the 50 ms default response timeout, which
+/// would (correctly) open the breaker and turn a hit into a database read.
+pub(crate) fn patient_cache(prefix: String) -> reposmith::cache::CacheOptions {
+    let mut options = reposmith::cache::CacheOptions::default()
+        .prefix(prefix)
+        .response_timeout(std::time::Duration::from_secs(2));
+    options.invalidation_timeout = std::time::Duration::from_secs(2);
+    options
 }
 
 impl Passage {

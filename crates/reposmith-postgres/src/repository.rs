@@ -776,7 +776,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let cache = self.read_cache().zip(query.cached);
         let rows = match cache {
             Some((cache, ttl)) => {
-                query::fetch_cached(&self.for_cache_fill(), cache, ttl, query, limit)
+                query::fetch_cached(&self.for_cache_fill(), &cache, ttl, query, limit)
                     .instrument(span)
                     .await?
             }
@@ -801,7 +801,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         if let (Some(cache), Some(ttl)) = (self.read_cache(), query.cached) {
             let primary = self.for_cache_fill();
             return keyset::fetch_page(query, size, |query, limit| {
-                query::fetch_cached(&primary, cache, ttl, query, Some(limit))
+                query::fetch_cached(&primary, &cache, ttl, query, Some(limit))
             })
             .instrument(span)
             .await;
