@@ -219,6 +219,10 @@ async fn run_commands(
     for command in commands {
         let document = to_document(command);
         let name = document.keys().next().cloned().unwrap_or_default();
+        if document.contains_key(super::backfill::STEP) {
+            super::backfill::run(db, &document, file.version, &file.path).await?;
+            continue;
+        }
         let Err(e) = db.run_command(document.clone()).await else {
             continue;
         };
