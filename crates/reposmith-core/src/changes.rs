@@ -855,7 +855,10 @@ mod tests {
 /// `None` when `parts` set no JSON path. One error on both backends:
 /// [`Error::InvalidInput`] naming the field and the path (every path set
 /// on the field, when several were: the server does not say which one).
-pub fn json_path_through_scalar(schema: &EntitySchema, parts: &[(usize, AssignOp)]) -> Option<Error> {
+pub fn json_path_through_scalar(
+    schema: &EntitySchema,
+    parts: &[(usize, AssignOp)],
+) -> Option<Error> {
     let mut fields: Vec<(usize, Vec<String>)> = Vec::new();
     for (column, op) in parts {
         let AssignOp::JsonSet { path, .. } = op else {

@@ -334,8 +334,8 @@ fn name_add_overflow(schema: &EntitySchema, parts: &Parts, error: Error) -> Erro
             row,
         } if field == "value" && reason.contains("out of range") && !adds.is_empty() => {
             Error::InvalidInput {
-            entity,
-            field: adds.join(" or "),
+                entity,
+                field: adds.join(" or "),
                 reason: format!("adding to it leaves its type's range: {reason}"),
                 row,
             }

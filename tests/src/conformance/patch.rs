@@ -359,9 +359,7 @@ pub async fn add_beyond_the_integer_range_is_refused_and_writes_nothing<F: Fixtu
 /// a string) is `InvalidInput` naming the field and the path, the same on
 /// every backend, by `patch` and `update_where` (with and without
 /// `.returning()`); nothing is written.
-pub async fn json_set_through_a_scalar_is_invalid_input_naming_field_and_path<F: Fixture>(
-    fx: &F,
-) {
+pub async fn json_set_through_a_scalar_is_invalid_input_naming_field_and_path<F: Fixture>(fx: &F) {
     let repo = fx.docs();
     let doc = stored(&repo, "scalar").await;
     let refused = |outcome: reposmith::Result<String>| match outcome {
@@ -374,7 +372,11 @@ pub async fn json_set_through_a_scalar_is_invalid_input_naming_field_and_path<F:
     let through = || Doc::META.json_set(["lang", "code"], "x");
     refused(repo.patch(&doc.id, through()).await.map(|d| d.title));
     let filter = || Doc::TITLE.eq("scalar");
-    refused(repo.update_where(filter(), through()).await.map(|n| n.to_string()));
+    refused(
+        repo.update_where(filter(), through())
+            .await
+            .map(|n| n.to_string()),
+    );
     let returning = repo.update_where(filter(), through()).returning();
     refused(returning.await.map(|d| d.len().to_string()));
     assert_eq!(

@@ -207,7 +207,10 @@ async fn assert_live(notes: &reposmith::MongoRepository<LegacyNoteV2>, slugs: &[
     assert_eq!(got.map(|n| n.deleted_at), Some(None), "get");
     let ids: Vec<_> = (1..=n as u8).map(legacy_id).collect();
     assert_eq!(notes.get_many(&ids).await.unwrap().len(), n, "get_many");
-    assert!(notes.find_by_slug(slugs[0]).await.unwrap().is_some(), "finder");
+    assert!(
+        notes.find_by_slug(slugs[0]).await.unwrap().is_some(),
+        "finder"
+    );
     let mut found = names(notes.find(Filter::all()).await.unwrap());
     found.sort();
     assert_eq!(found, slugs, "find");
@@ -242,7 +245,11 @@ async fn mongo_soft_delete_backfills_documents_stored_without_the_key() {
     let config = MongoConfig::new(mongodb_url()).database(name.clone());
     let backend = MongoBackend::connect(&config).await.unwrap();
     let root = std::env::temp_dir().join(&name);
-    let (db, wait, dir) = (backend.database(), Duration::from_secs(10), mongo::dir(&root));
+    let (db, wait, dir) = (
+        backend.database(),
+        Duration::from_secs(10),
+        mongo::dir(&root),
+    );
     let v1 = Schemas::new().add_mongo::<LegacyNote>();
     let v2 = Schemas::new().add_mongo::<LegacyNoteV2>();
     generate_mongo(&v1, &root, "notes", false).unwrap().unwrap();
@@ -257,11 +264,18 @@ async fn mongo_soft_delete_backfills_documents_stored_without_the_key() {
     let file = generate_mongo(&v2, &root, "soft", false).unwrap().unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("\"backfill\": \"legacy_notes\""), "{text}");
-    assert!(text.contains("backfill: legacy_notes.deleted_at"), "the note: {text}");
+    assert!(
+        text.contains("backfill: legacy_notes.deleted_at"),
+        "the note: {text}"
+    );
     let backfill = text.find("\"backfill\"").unwrap();
     let partial = text.find("partialFilterExpression").unwrap();
     assert!(backfill < partial, "the backfill comes first: {text}");
-    std::fs::write(&file, text.replace("\"batchSize\": 1000", "\"batchSize\": 2")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("\"batchSize\": 1000", "\"batchSize\": 2"),
+    )
+    .unwrap();
     assert_eq!(apply_mongo(&dir, db, wait).await.unwrap().versions, [2]);
     let keyed = doc! { "deleted_at": { "$type": "null" } };
     assert_eq!(raw.count_documents(keyed.clone()).await.unwrap(), 3);
@@ -278,7 +292,10 @@ async fn mongo_soft_delete_backfills_documents_stored_without_the_key() {
         deleted_at: None,
     };
     let refused = notes.insert(&twin).await;
-    assert!(matches!(refused, Err(Error::Conflict { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::Conflict { .. })),
+        "{refused:?}"
+    );
     assert_live(&notes, &["a", "b", "c"]).await;
     // Deleting one frees its key, as for any soft-deleted document.
     assert!(notes.delete(&legacy_id(2)).await.unwrap());

@@ -151,7 +151,12 @@ async fn interleaved_tenants_through_pgbouncer_under_rls_never_see_a_foreign_row
                 let own = ids[mine][n % ROWS];
                 let found = match n / 2 % 4 {
                     0 => repo.get(&own).await.unwrap().into_iter().collect(),
-                    1 => repo.get(&ids[other][n % ROWS]).await.unwrap().into_iter().collect(),
+                    1 => repo
+                        .get(&ids[other][n % ROWS])
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .collect(),
                     2 => repo.find(Filter::all()).await.unwrap(),
                     _ => {
                         let count = repo.count(Filter::all()).await.unwrap();
@@ -177,7 +182,11 @@ async fn interleaved_tenants_through_pgbouncer_under_rls_never_see_a_foreign_row
     // transaction taking the role sees the tenant's rows, none without a
     // tenant; the owner sees both.
     for (tenant, rows) in [("acme", ROWS as i64), ("", 0)] {
-        assert_eq!(raw_count(&app, &fx.namespace, &role, tenant).await, rows, "tenant {tenant:?}");
+        assert_eq!(
+            raw_count(&app, &fx.namespace, &role, tenant).await,
+            rows,
+            "tenant {tenant:?}"
+        );
     }
     let owner_count = format!("SELECT count(*) FROM \"{}\".tenant_passages", fx.namespace);
     let all: i64 = sqlx::query_scalar(AssertSqlSafe(owner_count))
@@ -245,7 +254,10 @@ async fn concurrent_units_of_work_per_tenant_through_pgbouncer() {
             assert_eq!(stored.org, tenant);
             let nested = unit.nested().await.unwrap();
             let seen = nested.repo::<Passage>().find(Filter::all()).await.unwrap();
-            assert!(seen.iter().all(|p| p.org == tenant), "{tenant} saw {seen:?}");
+            assert!(
+                seen.iter().all(|p| p.org == tenant),
+                "{tenant} saw {seen:?}"
+            );
             nested.commit().await.unwrap();
             if n % 4 < 2 {
                 unit.commit().await.unwrap();
@@ -315,7 +327,10 @@ async fn no_tenant_setting_outlives_its_transaction_behind_pgbouncer() {
         raw.settle(&row);
         let row = row.unwrap();
         let setting: String = row.get(1);
-        assert_eq!(setting, "", "round {n}: {tenant}'s setting outlived its transaction");
+        assert_eq!(
+            setting, "",
+            "round {n}: {tenant}'s setting outlived its transaction"
+        );
         raw_pids.insert(row.get::<i32, _>(0));
     }
     let logged = format!("SELECT pid, tenant FROM \"{}\".tenant_log", fx.namespace);

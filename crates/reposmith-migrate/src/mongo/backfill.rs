@@ -156,7 +156,10 @@ pub(crate) async fn run(db: &Database, step: &Document, version: i64, path: &Pat
                 .await
                 .map_err(failed)?;
             if let Ok(errors) = reply.get_array("writeErrors") {
-                return Err(stopped(done, format!("the server refused the update: {errors:?}")));
+                return Err(stopped(
+                    done,
+                    format!("the server refused the update: {errors:?}"),
+                ));
             }
             done += reply_count(&reply);
         }
@@ -203,6 +206,9 @@ mod tests {
         }
         let ok = doc! { STEP: "c", "field": "k", "batchSize": 5_i64, "maxTimeMS": 10 };
         let parsed = Backfill::parse(&ok, path).unwrap();
-        assert_eq!((parsed.collection, parsed.field, parsed.batch), ("c", "k", 5));
+        assert_eq!(
+            (parsed.collection, parsed.field, parsed.batch),
+            ("c", "k", 5)
+        );
     }
 }

@@ -359,7 +359,10 @@ mod tests {
         let plan = plan(&old, &new, false).unwrap();
         let order: Vec<&str> = plan.up.iter().map(first_key).collect();
         // serde_json sorts keys: `backfill` sorts first in its own entry.
-        assert_eq!(order, ["dropIndexes", "collMod", "backfill", "createIndexes"]);
+        assert_eq!(
+            order,
+            ["dropIndexes", "collMod", "backfill", "createIndexes"]
+        );
         assert_eq!(plan.up[2], backfill::command("notes", "deleted_at"));
         assert!(!plan.down.iter().any(|c| first_key(c) == "backfill"));
         assert_eq!(plan.notes, [backfill::note("notes", "deleted_at")]);
