@@ -93,7 +93,7 @@ tenancy_tests!(PoolerTenancy;
     partial_updates,
 );
 
-/// Two tenants × 500 reads, interleaved over 16 tasks through PgBouncer,
+/// Two tenants × 500 reads, interleaved over 8 tasks through PgBouncer,
 /// on an application role without BYPASSRLS (PgBouncer knows one user, so
 /// the role is taken per transaction: `-c role=..` in the URL's `options`,
 /// replayed after each `BEGIN` with the tenant). Every read — get of an own
@@ -104,7 +104,7 @@ async fn interleaved_tenants_through_pgbouncer_under_rls_never_see_a_foreign_row
     const ROWS: usize = 20;
     const READS: usize = 500;
     let role = unique_name("rs_pool_app");
-    let fx = PoolerTenancy::with(|c| c.max_connections(16)).await;
+    let fx = PoolerTenancy::with(|c| c.max_connections(8)).await;
     // Test-made names only: no user value reaches this SQL.
     let grant = format!(
         "CREATE ROLE \"{role}\" NOLOGIN NOBYPASSRLS; \
@@ -123,7 +123,7 @@ async fn interleaved_tenants_through_pgbouncer_under_rls_never_see_a_foreign_row
     let app = PgBackend::connect(
         &reposmith_tests::pg_config(url)
             .pooler(PoolerMode::Transaction)
-            .max_connections(16),
+            .max_connections(8),
     )
     .await
     .unwrap();
@@ -139,12 +139,12 @@ async fn interleaved_tenants_through_pgbouncer_under_rls_never_see_a_foreign_row
         ids.push(stored.iter().map(|p| p.id).collect::<Vec<_>>());
     }
     let ids = Arc::new(ids);
-    let tasks = (0..16).map(|task| {
+    let tasks = (0..8).map(|task| {
         let (app, ids) = (app.clone(), Arc::clone(&ids));
         tokio::spawn(async move {
             let mut foreign = 0_usize;
             let mut reads = 0_usize;
-            for n in (task..2 * READS).step_by(16) {
+            for n in (task..2 * READS).step_by(8) {
                 let (mine, other) = (n % 2, 1 - n % 2);
                 let handle = app.for_tenant(tenants[mine]).unwrap();
                 let repo = handle.repo::<Passage>();
