@@ -4,7 +4,8 @@
 //! returns, counts, changes or deletes `globex`'s rows; writes stamp the
 //! tenant; an entity of another tenant is refused; a repository taken
 //! without a tenant refuses to run. On PostgreSQL also the row-level
-//! security the DDL enables (`pg`).
+//! security the DDL enables (`pg`), and the same through PgBouncer in
+//! transaction mode (`pg_pooler`).
 //!
 //! The bodies in `paths` are written once against `DataStore`,
 //! `Repository` and `VectorSearch`; `pg` and `mongo` run them on their
@@ -19,6 +20,7 @@ mod cache;
 mod mongo;
 mod paths;
 mod pg;
+mod pg_pooler;
 mod pg_rls;
 
 /// A tenant-scoped passage with what the paths touch: an index, full

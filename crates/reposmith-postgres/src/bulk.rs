@@ -30,7 +30,7 @@ use sea_query::Values;
 use sqlx::AssertSqlSafe;
 
 use crate::PgRepository;
-use crate::bind::{bind_all, bound_size, check_bound_size, to_sea};
+use crate::bind::{MAX_BINDS, bind_all, bound_size, check_bound_size, to_sea};
 use crate::copy::{self, CopyError};
 use crate::ddl::{quote_ident, table_name};
 use crate::embed::Fills;
@@ -38,8 +38,6 @@ use crate::repository::record_rows;
 use crate::validate::check_row;
 use crate::write::stamp_new;
 
-/// Postgres' limit on parameters in one statement.
-const MAX_BINDS: usize = 65_535;
 /// Rows per VALUES batch at most, whatever the column count.
 const VALUES_BATCH: usize = 1_000;
 
