@@ -18,6 +18,8 @@ mod filters;
 mod json_corpus;
 #[path = "bad_input/quoting.rs"]
 mod quoting;
+#[path = "bad_input/review.rs"]
+mod review;
 #[path = "bad_input/statement_text.rs"]
 mod statement_text;
 

@@ -229,7 +229,7 @@ fn sparse(rng: &mut Rng) -> Vec<f32> {
 
 /// Bits with at least one set (jaccard has no distance from all zeros).
 fn bits(rng: &mut Rng) -> Vec<bool> {
-    let mut b: Vec<bool> = (0..10).map(|_| rng.coin()).collect();
+    let mut b: Vec<bool> = (0..10).map(|_| rng.next_u64() & 1 == 1).collect();
     b[rng.below(10)] = true;
     b
 }

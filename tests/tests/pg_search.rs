@@ -9,6 +9,8 @@ pub(crate) mod data;
 mod db;
 #[path = "pg_search/embedder.rs"]
 mod embedder;
+#[path = "pg_search/fixture.rs"]
+mod fixture;
 #[path = "pg_search/types.rs"]
 mod types;
 

@@ -3,7 +3,8 @@
 //! write): delivery and its order (`delivery`), leases, stalls and shutdown
 //! (`leases`), failures and dead letters (`failures`), restarts and pauses
 //! of the server (`outages`), the outbox destination (`outbox`), a producer
-//! whose clock is skewed (`skew`), SIGTERM with jobs in flight (`sigterm`);
+//! whose clock is skewed (`skew`), SIGTERM with jobs in flight (`sigterm`),
+//! the tenant a job carries (`tenants`);
 //! and, on the Redis Cluster of `cargo xtask services up --cluster`, a
 //! master failover (`cluster`).
 
@@ -23,6 +24,8 @@ mod outbox;
 mod sigterm;
 #[path = "queue/skew.rs"]
 mod skew;
+#[path = "queue/tenants.rs"]
+mod tenants;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -12,6 +12,7 @@ mod backends;
 mod bad_input;
 mod cache;
 mod cancellation;
+mod clock;
 mod connection;
 mod fault_proxy;
 mod faults;

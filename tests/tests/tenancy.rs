@@ -4,7 +4,8 @@
 //! returns, counts, changes or deletes `globex`'s rows; writes stamp the
 //! tenant; an entity of another tenant is refused; a repository taken
 //! without a tenant refuses to run. On PostgreSQL also the row-level
-//! security the DDL enables (`pg`).
+//! security the DDL enables (`pg`), and the same through PgBouncer in
+//! transaction mode (`pg_pooler`).
 //!
 //! The bodies in `paths` are written once against `DataStore`,
 //! `Repository` and `VectorSearch`; `pg` and `mongo` run them on their
@@ -15,9 +16,11 @@ use reposmith::Vector;
 use reposmith::prelude::*;
 use uuid::Uuid;
 
+mod cache;
 mod mongo;
 mod paths;
 mod pg;
+mod pg_pooler;
 mod pg_rls;
 
 /// A tenant-scoped passage with what the paths touch: an index, full
@@ -40,6 +43,17 @@ pub(crate) struct Passage {
     pub(crate) version: i64,
     #[repo(soft_delete)]
     pub(crate) deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Cache options for tests that expect hits: a Redis call on a loaded
+/// 2-core machine can exceed the 50 ms default response timeout, which
+/// would (correctly) open the breaker and turn a hit into a database read.
+pub(crate) fn patient_cache(prefix: String) -> reposmith::cache::CacheOptions {
+    let mut options = reposmith::cache::CacheOptions::default()
+        .prefix(prefix)
+        .response_timeout(std::time::Duration::from_secs(2));
+    options.invalidation_timeout = std::time::Duration::from_secs(2);
+    options
 }
 
 impl Passage {

@@ -1,65 +1,12 @@
 //! The vector data set: seeded, clustered, reproducible (the generator of
-//! `tests/tests/pg_search/data.rs`), and exact cosine neighbours computed
-//! here, in Rust, to measure recall against.
+//! `reposmith_core::testing`), and exact cosine neighbours computed here,
+//! in Rust, to measure recall against (normalised once and summed in eight
+//! lanes: 100k x 384 is too large for the fixtures' plain brute force).
 
-/// SplitMix64: a tiny, well-distributed generator, so the data set needs no crate.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix(u64);
-
-impl SplitMix {
-    pub(crate) fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    /// Uniform below `n` (`n` > 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next_u64() % n as u64).unwrap_or(0)
-    }
-}
-
-/// `n` vectors around `clusters` random centres, drawn from `seed`.
-pub(crate) struct Clustered {
-    centres: Vec<Vec<f32>>,
-}
-
-/// How far a point strays from its centre, per dimension.
-const SPREAD: f32 = 0.25;
-
-impl Clustered {
-    /// The centres; [`Clustered::point`] draws the vectors around them.
-    pub(crate) fn new(dims: usize, clusters: usize, rng: &mut SplitMix) -> Clustered {
-        let centres = (0..clusters)
-            .map(|_| (0..dims).map(|_| rng.unit()).collect())
-            .collect();
-        Clustered { centres }
-    }
-
-    /// A point near a centre the generator picks.
-    pub(crate) fn point(&self, rng: &mut SplitMix) -> Vec<f32> {
-        let centre = &self.centres[rng.below(self.centres.len())];
-        centre.iter().map(|c| c + SPREAD * rng.unit()).collect()
-    }
-
-    /// A query near cluster `i`'s centre, from its own seed: distinct from every stored vector.
-    pub(crate) fn query(&self, i: usize, seed: u64) -> Vec<f32> {
-        let mut rng = SplitMix::new(seed);
-        let centre = &self.centres[i % self.centres.len()];
-        centre.iter().map(|c| c + SPREAD * rng.unit()).collect()
-    }
-}
+/// The seeded generator and clustered points are the library's test aids
+/// (`reposmith_core::testing`), so the benchmarks, the suite's vector tests
+/// and `reposmith-test`'s fixtures draw the same data from the same seed.
+pub(crate) use reposmith_core::testing::{Clusters as Clustered, SplitMix};
 
 /// Stored vectors, normalised once, for exact cosine neighbours.
 pub(crate) struct Exact {

@@ -702,6 +702,50 @@ pub fn patch_miss(
     not_found()
 }
 
+/// The error of a JSON-path `json_set` the server could not apply because
+/// a key on the way holds a scalar (setting `a.b` where `a` is a number:
+/// PostgreSQL's SQLSTATE 22023, MongoDB's PathNotViable, code 28), or
+/// `None` when `parts` set no JSON path. One error on both backends:
+/// [`Error::InvalidInput`] naming the field and the path (every path set
+/// on the field, when several were: the server does not say which one).
+pub fn json_path_through_scalar(
+    schema: &EntitySchema,
+    parts: &[(usize, AssignOp)],
+) -> Option<Error> {
+    let mut fields: Vec<(usize, Vec<String>)> = Vec::new();
+    for (column, op) in parts {
+        let AssignOp::JsonSet { path, .. } = op else {
+            continue;
+        };
+        let path = path.join(".");
+        match fields.iter_mut().find(|(c, _)| c == column) {
+            Some((_, paths)) => paths.push(path),
+            None => fields.push((*column, vec![path])),
+        }
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let field = fields
+        .iter()
+        .map(|(c, _)| schema.columns[*c].field)
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let paths = fields
+        .iter()
+        .flat_map(|(_, paths)| paths.iter().map(|p| format!("`{p}`")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Error::invalid(
+        schema.entity,
+        field,
+        format!(
+            "cannot set the JSON path {paths}: a key on the way holds a scalar, not an object \
+             (set the key's parent to an object first)"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

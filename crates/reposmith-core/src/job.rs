@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
+use crate::tenant::Tenant;
 use crate::{Error, Result};
 
 /// The longest queue or topic name (names become parts of Redis keys).
@@ -114,6 +115,13 @@ pub struct JobEnvelope {
     /// When it may start.
     #[serde(default)]
     pub start: StartAt,
+    /// The tenant the job was enqueued for (from a tenant's queue handle,
+    /// or a unit of work opened for a tenant, through the outbox); the
+    /// worker hands it to the handler, which opens `store.for_tenant(..)`
+    /// with it. `None` for a job of no tenant, and for envelopes written
+    /// before jobs carried tenants (the field is then absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Tenant>,
 }
 
 impl JobEnvelope {
@@ -139,6 +147,7 @@ impl JobEnvelope {
             priority: job.priority(),
             key: job.idempotency_key(),
             start: StartAt::Now,
+            tenant: None,
         };
         envelope.validate(max_payload)?;
         Ok(envelope)
@@ -147,6 +156,12 @@ impl JobEnvelope {
     /// Sets when the job may start.
     pub fn starting(mut self, start: StartAt) -> JobEnvelope {
         self.start = start;
+        self
+    }
+
+    /// Sets the tenant the job runs for (`None`: no tenant).
+    pub fn for_tenant(mut self, tenant: Option<Tenant>) -> JobEnvelope {
+        self.tenant = tenant;
         self
     }
 
@@ -249,6 +264,29 @@ mod tests {
         let json = serde_json::to_string(&envelope).unwrap();
         let back: JobEnvelope = serde_json::from_str(&json).unwrap();
         assert_eq!(back, envelope);
+    }
+
+    #[test]
+    fn tenants_round_trip_and_old_envelopes_still_read() {
+        let acme = Tenant::new("acme").unwrap();
+        let envelope = JobEnvelope::of(&Embed { id: 4 }, DEFAULT_MAX_PAYLOAD)
+            .unwrap()
+            .for_tenant(Some(acme.clone()));
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["tenant"], "acme");
+        let back: JobEnvelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back.tenant, Some(acme));
+        // An envelope written before jobs carried tenants.
+        let old = r#"{"queue":"embed.v1","payload":"{\"id\":4}","max_attempts":5,
+            "backoff_base_ms":1000,"backoff_max_ms":300000,"timeout_ms":300000,
+            "priority":7,"key":null,"start":"now"}"#;
+        let old: JobEnvelope = serde_json::from_str(old).unwrap();
+        assert_eq!(old.tenant, None);
+        let untenanted = serde_json::to_value(&old).unwrap();
+        assert!(untenanted.get("tenant").is_none(), "no tenant, no field");
+        let bad = r#"{"queue":"q","payload":"1","max_attempts":1,"backoff_base_ms":1,
+            "backoff_max_ms":1,"timeout_ms":1,"priority":0,"key":null,"tenant":""}"#;
+        assert!(serde_json::from_str::<JobEnvelope>(bad).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod breaker;
 pub mod cache;
 pub mod capability;
 pub mod changes;
+pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod embed;
@@ -39,6 +40,9 @@ pub mod search;
 pub mod stamp;
 pub mod stream;
 pub mod tenant;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod tls;
 pub mod unit;
 pub mod url;
@@ -48,6 +52,7 @@ pub mod vector;
 pub use backend::Backend;
 pub use capability::Capabilities;
 pub use changes::{AssignOp, Assignment, Changes, Numeric};
+pub use clock::Clock;
 pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
 pub use entity::{Entity, MongoEntity, PostgresEntity};

@@ -10,6 +10,11 @@
 //! then reads committed rows and delivers them; a crash between delivery and
 //! marking the row done delivers the message again, so every destination is
 //! idempotent on [`OutboxMessage::id`]. Nothing here claims two-phase commit.
+//!
+//! A unit of work opened for a tenant (`store.for_tenant(..)`) writes its
+//! tenant on each of its rows (the `tenant` column, its setting's text),
+//! and the relay hands it on ([`OutboxMessage::tenant`]): the queue
+//! destination puts it on the job, so the worker's handler knows it.
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +29,7 @@ use crate::repository::BoxFuture;
 use crate::schema::{
     ColumnDef, ColumnRole, ColumnType, EntitySchema, IdStrategy, IndexDef, IndexMethod,
 };
+use crate::tenant::Tenant;
 use crate::{Backends, Error, Result};
 
 /// The outbox table.
@@ -56,6 +62,10 @@ pub static SCHEMA: EntitySchema = EntitySchema::new(
         )
         .with_default("now()"),
         ColumnDef::new("done_at", "done_at", ColumnType::TimestampTz, true),
+        // The tenant of the unit that recorded the message (its setting's
+        // text), NULL outside a tenant's unit. Last, so a migration adds it
+        // to an existing table as it stands.
+        ColumnDef::new("tenant", "tenant", ColumnType::Text, true),
     ],
     0,
     IdStrategy::Identity,
@@ -340,6 +350,10 @@ pub struct OutboxMessage {
     pub attempts: i32,
     /// When the unit recorded it (database clock).
     pub created_at: DateTime<Utc>,
+    /// The tenant of the unit of work that recorded it, if it was opened
+    /// for one (`store.for_tenant(..)`); read back as text (see
+    /// [`crate::tenant`]), so `store.for_tenant(tenant)` reaches its rows.
+    pub tenant: Option<Tenant>,
 }
 
 impl OutboxMessage {
@@ -358,7 +372,14 @@ impl OutboxMessage {
             payload,
             attempts: 0,
             created_at,
+            tenant: None,
         }
+    }
+
+    /// This message as recorded by a unit of work for `tenant`.
+    pub fn with_tenant(mut self, tenant: Option<Tenant>) -> OutboxMessage {
+        self.tenant = tenant;
+        self
     }
 
     /// The payload read as a job envelope (queue messages).

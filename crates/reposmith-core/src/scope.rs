@@ -213,6 +213,25 @@ impl RowScope {
             .map(Some)
     }
 
+    /// Whether this is the view a repository has when taken (its tenant's
+    /// rows, live ones only when `schema` soft-deletes), as opposed to a
+    /// wider view such as `.with_deleted()` or a refused scope: the only
+    /// view whose reads the repository cache serves and fills, so rows of
+    /// a wider view never land in entries default reads use.
+    pub fn is_default_view(&self, schema: &EntitySchema) -> bool {
+        if self.refused.is_some() {
+            return false;
+        }
+        let mut default = RowScope::unscoped();
+        if let Some((column, value)) = self.tenant() {
+            let value = value.clone();
+            default
+                .conditions
+                .push(ScopeCondition::Tenant { column, value });
+        }
+        default.live(schema) == *self
+    }
+
     /// This scope, also matching soft-deleted rows (the `.with_deleted()` view).
     pub fn with_deleted(mut self) -> Self {
         self.conditions
@@ -311,6 +330,27 @@ mod tests {
     static SOFT: EntitySchema = EntitySchema::new("T", "t", &COLUMNS, 0, IdStrategy::Identity, &[]);
     static HARD: EntitySchema = EntitySchema::new("H", "h", &ID, 0, IdStrategy::Identity, &[]);
 
+    static TENANT_COLUMNS: [ColumnDef; 3] = [
+        ColumnDef::new("id", "id", ColumnType::BigInt, false).with_role(ColumnRole::Id),
+        ColumnDef::new("org", "org", ColumnType::Text, false).with_role(ColumnRole::Tenant),
+        ColumnDef::new("gone", "gone", ColumnType::TimestampTz, true)
+            .with_role(ColumnRole::SoftDelete),
+    ];
+    static TENANTED: EntitySchema =
+        EntitySchema::new("N", "n", &TENANT_COLUMNS, 0, IdStrategy::Identity, &[]);
+
+    #[test]
+    fn a_tenants_default_view_is_its_live_rows_only() {
+        let acme = Tenant::new("acme").unwrap();
+        let scope = RowScope::of_tenant(&TENANTED, Some(&acme));
+        assert!(scope.is_default_view(&TENANTED));
+        assert!(!scope.clone().with_deleted().is_default_view(&TENANTED));
+        assert!(
+            !RowScope::of(&TENANTED).is_default_view(&TENANTED),
+            "a refused scope is no view"
+        );
+    }
+
     #[test]
     fn soft_deleting_entities_scope_to_live_rows_unless_with_deleted() {
         let live = RowScope::of(&SOFT);
@@ -329,6 +369,8 @@ mod tests {
             "live() restores the condition"
         );
         assert_eq!(live.clone().live(&SOFT), live, "never twice");
+        assert!(live.is_default_view(&SOFT) && !all.is_default_view(&SOFT));
+        assert!(RowScope::of(&HARD).is_default_view(&HARD));
         assert!(RowScope::of(&HARD).is_empty());
         assert_eq!(RowScope::of(&HARD).node(), FilterNode::All);
     }

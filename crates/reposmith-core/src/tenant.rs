@@ -8,6 +8,14 @@
 //! value, its checks, its conversion to the column's type, and the rule for
 //! an entity's own tenant field on a write.
 //!
+//! **Carried along.** A tenant travels with what a tenant's unit of work
+//! or queue handle sends elsewhere (outbox rows, queue jobs) as its
+//! setting's text ([`Tenant::setting`], also its serde form). Read back it
+//! is a text tenant, which converts to an integer or UUID column's type
+//! when the text spells such a value, exactly as the row-level security
+//! policy casts the setting: so `store.for_tenant(ctx.tenant())` in a job
+//! handler reaches the rows of the tenant that enqueued the job.
+//!
 //! **The write rule.** An entity written through a tenant's repository
 //! either carries that tenant, or carries the *unset* value of its type
 //! (`""`, the nil UUID, `0`), which is replaced by the tenant; any other
@@ -146,14 +154,25 @@ impl Tenant {
 
     /// The tenant as a value of `column`'s type: text for a text column, a
     /// UUID for a UUID column, an integer in range for an integer column;
-    /// anything else is [`Error::InvalidInput`] naming `entity`'s field.
+    /// a text tenant also converts when its text spells a (non-unset)
+    /// value of the column's type, as the row-level security policy casts
+    /// the setting (a tenant read back from an outbox row or a queue job
+    /// is text). Anything else is [`Error::InvalidInput`] naming
+    /// `entity`'s field.
     pub fn value_for(&self, entity: &'static str, column: &ColumnDef) -> Result<Value> {
         let value = match (&self.0, &column.ty) {
             (TenantValue::Text(text), ColumnType::Text) => Some(Value::Text(text.clone())),
+            (TenantValue::Text(text), ColumnType::Uuid) => Uuid::parse_str(text)
+                .ok()
+                .filter(|uuid| !uuid.is_nil())
+                .map(Value::Uuid),
+            (TenantValue::Text(text), ty) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n != 0)
+                .and_then(|n| int_value(n, ty)),
             (TenantValue::Uuid(uuid), ColumnType::Uuid) => Some(Value::Uuid(*uuid)),
-            (TenantValue::Int(n), ColumnType::SmallInt) => i16::try_from(*n).ok().map(Value::I16),
-            (TenantValue::Int(n), ColumnType::Int) => i32::try_from(*n).ok().map(Value::I32),
-            (TenantValue::Int(n), ColumnType::BigInt) => Some(Value::I64(*n)),
+            (TenantValue::Int(n), ty) => int_value(*n, ty),
             _ => None,
         };
         value.ok_or_else(|| {
@@ -166,6 +185,38 @@ impl Tenant {
                 ),
             )
         })
+    }
+}
+
+/// `n` as a value of the integer column type `ty`, if in range.
+fn int_value(n: i64, ty: &ColumnType) -> Option<Value> {
+    match ty {
+        ColumnType::SmallInt => i16::try_from(n).ok().map(Value::I16),
+        ColumnType::Int => i32::try_from(n).ok().map(Value::I32),
+        ColumnType::BigInt => Some(Value::I64(n)),
+        _ => None,
+    }
+}
+
+/// Serialized as its setting's text ([`Tenant::setting`]).
+impl serde::Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.setting())
+    }
+}
+
+/// Read as a text tenant, checked like [`Tenant::new`]: a stored tenant
+/// that is empty, too long or holds a control character does not
+/// deserialize.
+impl<'de> serde::Deserialize<'de> for Tenant {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Tenant, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Tenant::new(text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -252,6 +303,38 @@ mod tests {
         assert!(big.value_for("T", &small).is_err());
         let err = text.value_for("T", &small).unwrap_err().to_string();
         assert!(err.contains("T.org"), "{err}");
+    }
+
+    #[test]
+    fn text_read_back_converts_to_the_columns_type() {
+        let uuid = Uuid::now_v7();
+        let uuid_column = ColumnDef::new("org", "org", ColumnType::Uuid, false);
+        let big = ColumnDef::new("org", "org", ColumnType::BigInt, false);
+        let small = ColumnDef::new("org", "org", ColumnType::SmallInt, false);
+        for (tenant, column) in [
+            (Tenant::new(uuid).unwrap(), &uuid_column),
+            (Tenant::new(42_i64).unwrap(), &big),
+        ] {
+            let json = serde_json::to_string(&tenant).unwrap();
+            let back: Tenant = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.setting(), tenant.setting());
+            assert_eq!(
+                back.value_for("T", column).unwrap(),
+                tenant.value_for("T", column).unwrap()
+            );
+        }
+        let text = |t: &str| Tenant::new(t).unwrap();
+        assert_eq!(text("7").value_for("T", &small).unwrap(), Value::I16(7));
+        assert!(text("0").value_for("T", &big).is_err(), "0 is unset");
+        assert!(text("70000").value_for("T", &small).is_err());
+        assert!(
+            text(&Uuid::nil().to_string())
+                .value_for("T", &uuid_column)
+                .is_err()
+        );
+        assert!(text("acme").value_for("T", &uuid_column).is_err());
+        assert!(serde_json::from_str::<Tenant>(r#""a\u0000b""#).is_err());
+        assert!(serde_json::from_str::<Tenant>(r#""""#).is_err());
     }
 
     #[test]

@@ -95,6 +95,28 @@ pub enum Error {
         /// The server's error.
         source: mongodb::error::Error,
     },
+    /// A Mongo migration's `backfill` step stopped: its time bound passed
+    /// or the server refused an update. The documents it changed stay
+    /// changed; a rerun continues with the rest.
+    #[cfg(feature = "mongo")]
+    #[error(
+        "mongo migration {version} ({}): backfill of {collection}.{field} stopped after {done} documents: {reason}",
+        .path.display()
+    )]
+    Backfill {
+        /// The migration's version.
+        version: i64,
+        /// Its file.
+        path: PathBuf,
+        /// The collection.
+        collection: String,
+        /// The key being set.
+        field: String,
+        /// Documents changed before it stopped.
+        done: u64,
+        /// Why it stopped.
+        reason: String,
+    },
     /// Bad command-line use.
     #[error("{0}")]
     Usage(String),

@@ -30,6 +30,8 @@ pub struct MongoBackend {
     cache: Option<Cache>,
     /// The tenant of this handle ([`MongoBackend::for_tenant`]).
     pub(crate) tenant: Option<reposmith_core::Tenant>,
+    /// The time repositories stamp documents with ([`MongoConfig::clock`](field@MongoConfig::clock)).
+    clock: reposmith_core::Clock,
 }
 
 /// Health of a MongoDB server as seen through the client.
@@ -100,6 +102,7 @@ impl MongoBackend {
             embedders: Embedders::default(),
             cache: None,
             tenant: None,
+            clock: config.clock.clone(),
         })
     }
 
@@ -168,6 +171,12 @@ impl MongoBackend {
                 operation,
                 after,
             })
+    }
+
+    /// The clock repositories of this backend stamp documents with
+    /// ([`MongoConfig::clock`](field@MongoConfig::clock)).
+    pub fn clock(&self) -> &reposmith_core::Clock {
+        &self.clock
     }
 
     /// Hosts and database, without credentials.

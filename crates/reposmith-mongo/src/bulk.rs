@@ -148,7 +148,7 @@ async fn prepare<E: Entity>(repo: &MongoRepository<E>, entities: &[E]) -> Result
         fills.apply(row, &mut values);
         reposmith_core::vector::check_row(schema, &values).map_err(|e| e.at_row(row, total))?;
         let given = values[schema.id].clone();
-        stamp_new(schema, &mut values);
+        stamp_new(schema, &mut values, repo.backend.clock());
         generated.push(identity || values[schema.id] != given);
         if identity {
             // Measured with a stand-in id of the same encoded size.

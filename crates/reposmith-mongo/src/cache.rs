@@ -84,15 +84,17 @@ impl<E: Entity> MongoRepository<E> {
 
     /// The cache reads of `E` go through: attached, `E` cached, this a pool
     /// repository that was not made [`without_cache`](Self::without_cache).
-    pub(crate) fn read_cache(&self) -> Option<&Cache> {
+    /// A tenant's repository of a tenant-scoped entity gets the tenant's
+    /// partition of the cache ([`Cache::scoped_to`]).
+    pub(crate) fn read_cache(&self) -> Option<Cache> {
         let cache = self.backend.cache()?;
         // A view beyond the default scope (`with_deleted`) reads the
         // database: its rows must never fill entries default reads use.
         let usable = self.read_cache
             && !self.exec.in_unit()
             && E::SCHEMA.cache.is_some()
-            && self.scope == reposmith_core::RowScope::of(E::SCHEMA);
-        usable.then_some(cache)
+            && self.scope.is_default_view(E::SCHEMA);
+        usable.then(|| cache.scoped_to::<E>(&self.scope))
     }
 
     /// Whether writes of `E` through this repository invalidate a cache.
@@ -110,7 +112,8 @@ impl<E: Entity> MongoRepository<E> {
         let Some(cache) = self.backend.cache() else {
             return;
         };
-        let invalidation = cache.invalidation_of::<E>(ids);
+        // The tenant's partition: the entries this tenant's reads filled.
+        let invalidation = cache.scoped_to::<E>(&self.scope).invalidation_of::<E>(ids);
         match &self.exec {
             // Armed: dropped mid-way, it is still applied (spawned).
             Executor::Client => {

@@ -12,6 +12,7 @@
 //! | `operation_timeout` | 30 s | a deadline reposmith puts around each operation it sends |
 //! | write concern | `w: majority`, `wtimeout` 10 s | acknowledged writes survive a failover; the wait is bounded |
 //! | read concern | server default | transactions choose their own |
+//! | `clock` | the system clock | the time repositories stamp documents with; [`Clock::fixed`] in tests |
 //! | `app_name` | `reposmith` | shows in the server's logs and `currentOp` |
 //!
 //! A setting written in the URL (`?maxPoolSize=50&w=1`) wins over the value
@@ -40,7 +41,7 @@ use std::time::Duration;
 
 use mongodb::options::{ReadConcern, WriteConcern};
 use reposmith_core::config::Env;
-use reposmith_core::{ConnectionUrl, Error, Result};
+use reposmith_core::{Clock, ConnectionUrl, Error, Result};
 
 /// The database used when neither the config nor the URL names one.
 pub const DEFAULT_DATABASE: &str = "reposmith";
@@ -78,6 +79,12 @@ pub struct MongoConfig {
     /// `REPOSMITH_ALLOW_PLAINTEXT=1` in the process environment allows it
     /// for every config, however built.
     pub allow_plaintext: bool,
+    /// Where repositories take the time they stamp `created_at`,
+    /// `updated_at` and soft deletes with, and the cutoff of
+    /// `purge_deleted` (the system clock by default; [`Clock::fixed`] in
+    /// tests makes those stamps exact, at BSON's millisecond precision).
+    /// Never read from the environment. See [`reposmith_core::clock`].
+    pub clock: Clock,
 }
 
 impl MongoConfig {
@@ -96,6 +103,7 @@ impl MongoConfig {
             read_concern: None,
             write_concern: Some(majority_write_concern()),
             allow_plaintext: false,
+            clock: Clock::system(),
         }
     }
 
@@ -148,6 +156,13 @@ impl MongoConfig {
     /// need it.
     pub fn allow_plaintext(mut self, allow: bool) -> Self {
         self.allow_plaintext = allow;
+        self
+    }
+
+    /// Sets the clock repositories stamp documents with (see
+    /// [`MongoConfig::clock`](field@MongoConfig::clock)).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -68,6 +68,12 @@ pub(crate) fn map(url: &ConnectionUrl, err: mongodb::error::Error, phase: Phase)
             Error::ConnectionLost { backend, reason }
         }
         ErrorKind::Shutdown => Error::Unavailable { backend, reason },
+        // A write's own error keeps its server code, as a command's does.
+        ErrorKind::Write(WriteFailure::WriteError(ref write)) => Error::Backend {
+            backend,
+            code: Some(write.code.to_string()),
+            reason,
+        },
         _ => Error::Backend {
             backend,
             code: None,

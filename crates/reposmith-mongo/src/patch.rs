@@ -18,6 +18,13 @@
 //! PostgreSQL, a NULL document is not turned into `{}` first (the server
 //! refuses the path), and `add` on a NULL is refused by the server.
 //!
+//! A `json_set` through a scalar (PathNotViable, code 28) is
+//! `InvalidInput` naming the field and path, as on PostgreSQL.
+//!
+//! The update document is held to the server's document size limit before
+//! it is sent ([`Error::TooLarge`] naming the largest assigned field), as
+//! inserted documents are.
+//!
 //! An integer `add` whose result would leave the field's type is refused
 //! as [`Error::InvalidInput`] naming the field, and writes nothing: MongoDB
 //! itself would store a wider integer (an `i32` past its range becomes an
@@ -31,7 +38,8 @@
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
 use reposmith_core::changes::{
-    AddRange, AssignOp, add_ranges, embed_changes, expected_version, patch_miss, updated_at_stamp,
+    AddRange, AssignOp, add_ranges, embed_changes, expected_version, json_path_through_scalar,
+    patch_miss, updated_at_stamp,
 };
 use reposmith_core::{Changes, Entity, EntitySchema, Error, FieldType, Filter, Result, Value};
 
@@ -48,6 +56,23 @@ pub(crate) struct Prepared {
     update: Document,
     /// The ranges the stored values of its integer `$inc`s must be in.
     ranges: Vec<AddRange>,
+    /// The checked assignments, to name a field in the server's refusals.
+    parts: Vec<(usize, AssignOp)>,
+}
+
+/// MongoDB's PathNotViable: a `$set` of a dotted path through a scalar.
+const PATH_NOT_VIABLE: &str = "28";
+
+/// The server's refusal of an update of `parts` as the typed error both
+/// backends give: a `json_set` through a scalar names the field and path
+/// ([`json_path_through_scalar`]).
+fn refusal(schema: &EntitySchema, parts: &[(usize, AssignOp)], error: Error) -> Error {
+    match &error {
+        Error::Backend {
+            code: Some(code), ..
+        } if code == PATH_NOT_VIABLE => json_path_through_scalar(schema, parts).unwrap_or(error),
+        _ => error,
+    }
 }
 
 /// The update document of `changes`: checked, re-embedded, every value
@@ -87,7 +112,7 @@ pub(crate) async fn prepare<E: Entity>(
             }
         }
     }
-    if let Some((i, value)) = updated_at_stamp(schema, to_millis(chrono::Utc::now())) {
+    if let Some((i, value)) = updated_at_stamp(schema, to_millis(repo.backend.clock().now())) {
         let field = schema.columns[i].field;
         set.insert(key(schema, i), to_bson(schema.entity, field, &value)?);
     }
@@ -105,8 +130,16 @@ pub(crate) async fn prepare<E: Entity>(
             update.insert(operator, operand);
         }
     }
+    // Like an inserted document, the update must fit the server's limit:
+    // refused here, naming the field, before a 16 MiB upload is refused.
+    let limit = repo.backend.capabilities().max_bson_object_size;
+    crate::size::check_update(schema, &update, limit)?;
     let ranges = add_ranges(schema, &parts);
-    Ok(Prepared { update, ranges })
+    Ok(Prepared {
+        update,
+        ranges,
+        parts,
+    })
 }
 
 /// `{$or: [{k: null}, {k: {$gte: low, $lte: high}}]}` per range: every
@@ -187,7 +220,11 @@ pub(crate) async fn patch<E: Entity>(
     let schema = E::SCHEMA;
     // A tenant entity's repository without a tenant refuses before anything is sent.
     repo.scope.check()?;
-    let Prepared { update, ranges } = prepared;
+    let Prepared {
+        update,
+        ranges,
+        parts,
+    } = prepared;
     let expected = expected_version(schema, expected)?;
     let id_value = id.to_value();
     let id_bson = to_bson(schema.entity, schema.id_column().field, &id_value)?;
@@ -208,7 +245,8 @@ pub(crate) async fn patch<E: Entity>(
             let command = command.return_document(ReturnDocument::After);
             command.in_session(s).await
         })
-        .await?;
+        .await
+        .map_err(|e| refusal(schema, &parts, e))?;
     match stored {
         Some(stored) => E::from_values(crate::codec::decode(schema, &stored)?),
         None => Err(miss(repo, id_bson, &id_value, expected, &ranges).await?),
@@ -260,7 +298,12 @@ pub(crate) async fn update_where<E: Entity>(
     prepared: Prepared,
     returning: bool,
 ) -> Result<(u64, Vec<E>)> {
-    let Prepared { update, ranges } = prepared;
+    let Prepared {
+        update,
+        ranges,
+        parts,
+    } = prepared;
+    let refused = |e| refusal(E::SCHEMA, &parts, e);
     let mut filter = filter_doc(E::SCHEMA, repo.scoped(filter)?.node())?;
     if !ranges.is_empty() {
         refuse_overflow(repo, &filter, &ranges).await?;
@@ -274,10 +317,11 @@ pub(crate) async fn update_where<E: Entity>(
                 let command = repo.collection.update_many(filter, update);
                 command.in_session(s).await
             })
-            .await?;
+            .await
+            .map_err(refused)?;
         return Ok((done.matched_count, Vec::new()));
     }
-    update_found(repo, filter, update).await
+    update_found(repo, filter, update).await.map_err(refused)
 }
 
 /// Refuses an `update_where` when a document `filter` matches holds a

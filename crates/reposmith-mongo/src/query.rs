@@ -269,7 +269,7 @@ async fn soft_delete_where<E: Entity>(
     let schema = E::SCHEMA;
     let key = |i| crate::codec::key(schema, i);
     let now = Bson::DateTime(mongodb::bson::DateTime::from_millis(
-        chrono::Utc::now().timestamp_millis(),
+        repo.backend.clock().now().timestamp_millis(),
     ));
     let mut set = doc! { key(stamp.column): now.clone() };
     if let Some(i) = stamp.updated_at {

@@ -263,7 +263,7 @@ impl<E: Entity> MongoRepository<E> {
         self.scope.stamp(schema, &mut values)?;
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
-        stamp_new(schema, &mut values);
+        stamp_new(schema, &mut values, self.backend.clock());
         let mut doc = encode(schema, &values)?;
         // Checked before an identity id is reserved: an integer id has the
         // same size whatever its value.
@@ -286,7 +286,7 @@ impl<E: Entity> MongoRepository<E> {
         self.scope.stamp(schema, &mut values)?;
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
-        stamp_update(schema, &mut values);
+        stamp_update(schema, &mut values, self.backend.clock());
         self.check_size(&encode(schema, &values)?)?;
         let id = to_bson(schema.entity, schema.id_column().field, &values[schema.id])?;
         let mut filter = doc! { "_id": { "$eq": id.clone() } };
@@ -344,10 +344,10 @@ impl<E: Entity> MongoRepository<E> {
         fill_row(schema, self.embedder.as_deref(), &mut values).await?;
         reposmith_core::vector::check_row(schema, &values)?;
         let read_updated_at = values.clone();
-        stamp_new(schema, &mut values);
+        stamp_new(schema, &mut values, self.backend.clock());
         if let Some((i, _)) = schema.column_with_role(reposmith_core::ColumnRole::UpdatedAt) {
             let mut caller = read_updated_at;
-            stamp_update(schema, &mut caller);
+            stamp_update(schema, &mut caller, self.backend.clock());
             values[i] = caller[i].clone();
         }
         self.check_size(&encode(schema, &values)?)?;
@@ -516,7 +516,11 @@ impl<E: Entity> Repository<E> for MongoRepository<E> {
         let Some((index, _)) = schema.soft_delete_column() else {
             return Err(not_soft_deleting(schema.entity, "purge_deleted"));
         };
-        let cutoff = purge_cutoff(schema.entity, to_millis(chrono::Utc::now()), older_than)?;
+        let cutoff = purge_cutoff(
+            schema.entity,
+            to_millis(self.backend.clock().now()),
+            older_than,
+        )?;
         let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
         self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
@@ -609,7 +613,7 @@ impl<E: Entity> MongoRepository<E> {
         let schema = E::SCHEMA;
         let key = |i| crate::codec::key(schema, i);
         let now = Bson::DateTime(mongodb::bson::DateTime::from_millis(
-            chrono::Utc::now().timestamp_millis(),
+            self.backend.clock().now().timestamp_millis(),
         ));
         // `null` or a missing key is live, as in the row scope's rendering
         // (`{k: {$eq: null}}`): a document written before the entity gained

@@ -42,6 +42,40 @@ fn too_large(schema: &EntitySchema, doc: &Document, size: usize, limit: usize) -
     }
 }
 
+/// Refuses `update`, an update document (`{$set: {..}, $inc: {..}, ..}`)
+/// of `schema`'s entity, when its BSON encoding exceeds `limit` bytes: the
+/// server refuses such an update as it refuses such a document. The error
+/// names the largest assigned field (a JSON path's column for a dotted
+/// key), not the operator holding it.
+pub(crate) fn check_update(schema: &EntitySchema, update: &Document, limit: i64) -> Result<()> {
+    let size = document_size(update);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if size <= limit {
+        return Ok(());
+    }
+    let largest = update
+        .values()
+        .filter_map(|operand| operand.as_document())
+        .map(largest_field)
+        .max_by_key(|&(_, bytes)| bytes)
+        .unwrap_or(("", 0));
+    let (key, bytes) = largest;
+    let column = key.split('.').next().unwrap_or(key);
+    let field = schema
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map_or(column, |c| c.field);
+    Err(Error::TooLarge {
+        what: format!(
+            "an update of a {} document (its largest value, `{field}`, takes {bytes} bytes)",
+            schema.entity
+        ),
+        size,
+        limit,
+    })
+}
+
 /// [`check`] of an encoded document, whose size is its length.
 pub(crate) fn check_raw(schema: &EntitySchema, doc: &RawDocument, limit: i64) -> Result<()> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -267,7 +267,7 @@ async fn prepare<E: Entity>(
 fn checked<E: Entity>(repo: &MongoRepository<E>, mut values: Vec<Value>) -> Result<Document> {
     let schema = E::SCHEMA;
     reposmith_core::vector::check_row(schema, &values)?;
-    stamp_new(schema, &mut values);
+    stamp_new(schema, &mut values, repo.backend.clock());
     let doc = encode(schema, &values)?;
     repo.check_size(&doc)?;
     Ok(doc)

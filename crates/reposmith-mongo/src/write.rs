@@ -6,27 +6,30 @@
 //! write returns equals the one a later read returns. Because two writes can
 //! fall in one millisecond, an update sets `updated_at` to at least one
 //! millisecond past the value the caller read: `updated_at` grows with every
-//! version, as it does on Postgres' microsecond clock.
+//! version, as it does on Postgres' microsecond clock. The time is the
+//! backend's [`Clock`]'s (so with a fixed test clock, an update the clock
+//! was not advanced for still moves `updated_at` by that one millisecond).
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use mongodb::bson::{Bson, Document};
-use reposmith_core::{ColumnRole, EntitySchema, Result, Value};
+use reposmith_core::{Clock, ColumnRole, EntitySchema, Result, Value};
 
 use crate::codec::{key, to_bson, to_millis};
 
 /// Stamps a document-to-be for insert: a v7 id for a nil client UUID,
-/// version 1, `created_at` and `updated_at` now at millisecond precision.
-pub(crate) fn stamp_new(schema: &EntitySchema, values: &mut [Value]) {
-    reposmith_core::stamp::stamp_new(schema, values, to_millis(Utc::now()));
+/// version 1, `created_at` and `updated_at` at the clock's time, at
+/// millisecond precision.
+pub(crate) fn stamp_new(schema: &EntitySchema, values: &mut [Value], clock: &Clock) {
+    reposmith_core::stamp::stamp_new(schema, values, to_millis(clock.now()));
 }
 
-/// Sets `updated_at` for an update: now, or one millisecond past the value
-/// the caller holds when the clock has not moved on since.
-pub(crate) fn stamp_update(schema: &EntitySchema, values: &mut [Value]) {
+/// Sets `updated_at` for an update: the clock's time, or one millisecond
+/// past the value the caller holds when the clock has not moved on since.
+pub(crate) fn stamp_update(schema: &EntitySchema, values: &mut [Value], clock: &Clock) {
     let Some((i, _)) = schema.column_with_role(ColumnRole::UpdatedAt) else {
         return;
     };
-    let now = to_millis(Utc::now());
+    let now = to_millis(clock.now());
     let next = match &values[i] {
         Value::TimestampTz(read) => now.max(to_millis(*read) + TimeDelta::milliseconds(1)),
         _ => now,

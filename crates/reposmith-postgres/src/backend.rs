@@ -60,6 +60,8 @@ pub struct PgBackend {
     /// The tenant of this handle ([`PgBackend::for_tenant`]): repositories
     /// and units taken from it are restricted to the tenant's rows.
     pub(crate) tenant: Option<Arc<crate::tenant::HandleTenant>>,
+    /// The time repositories stamp rows with ([`PgConfig::clock`](field@PgConfig::clock)).
+    clock: reposmith_core::Clock,
 }
 
 /// pgvector's iterative scans: wanted by the config, and on in the sessions
@@ -151,6 +153,7 @@ impl PgBackend {
             replicas,
             pooler: config.pooler,
             tenant: None,
+            clock: config.clock.clone(),
         };
         // The proven connection serves the first operation.
         backend.connections.adopt(probe);
@@ -172,6 +175,12 @@ impl PgBackend {
     /// so its connections count against the server's limit on their own.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The clock repositories of this backend stamp rows with
+    /// ([`PgConfig::clock`](field@PgConfig::clock)).
+    pub fn clock(&self) -> &reposmith_core::Clock {
+        &self.clock
     }
 
     /// Host, port and database, without credentials.

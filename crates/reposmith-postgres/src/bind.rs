@@ -185,16 +185,36 @@ fn json_len(json: &serde_json::Value) -> usize {
     count.0
 }
 
+/// PostgreSQL's limit on the parameters of one statement: the protocol's
+/// Bind message counts them in 16 bits, so a longer list would be sent
+/// truncated and fail as a protocol error, indistinguishable from a lost
+/// connection.
+pub(crate) const MAX_BINDS: usize = 65_535;
+
 /// Refuses `values`, the parameters of one statement on `entity`'s table,
-/// when they bind more than `limit` bytes ([`Error::TooLarge`], naming the
-/// largest value through `name_of`, which maps a value's position to the
-/// field it holds when the caller knows it).
+/// when there are more than [`MAX_BINDS`] of them ([`Error::InvalidInput`]
+/// naming the entity and the count: a filter of that many conditions wants
+/// `is_in`, which binds one array) or they bind more than `limit` bytes
+/// ([`Error::TooLarge`], naming the largest value through `name_of`, which
+/// maps a value's position to the field it holds when the caller knows it).
 pub(crate) fn check_bound_size<'n>(
     limit: usize,
-    entity: &str,
+    entity: &'static str,
     values: &[SqValue],
     name_of: impl Fn(usize) -> Option<&'n str>,
 ) -> Result<()> {
+    if values.len() > MAX_BINDS {
+        return Err(Error::invalid(
+            entity,
+            "parameters",
+            format!(
+                "one statement would bind {} values; PostgreSQL takes at most {MAX_BINDS} \
+                 (a filter of many conditions on one field can be one `is_in`, which binds \
+                 a single array)",
+                values.len()
+            ),
+        ));
+    }
     let size = bound_size(values);
     if size <= limit {
         return Ok(());
@@ -734,6 +754,18 @@ mod tests {
                 "{value:?}"
             );
         }
+    }
+
+    #[test]
+    fn more_parameters_than_postgres_takes_are_invalid_input_naming_the_count() {
+        let params = vec![to_sea(Value::I64(1), &ColumnType::BigInt); MAX_BINDS + 1];
+        let err = check_bound_size(usize::MAX, "Note", &params, |_| None).unwrap_err();
+        let Error::InvalidInput { entity, reason, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*entity, "Note");
+        assert!(reason.contains("65536 values"), "{reason}");
+        assert!(check_bound_size(usize::MAX, "Note", &params[1..], |_| None).is_ok());
     }
 
     #[test]

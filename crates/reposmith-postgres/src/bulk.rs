@@ -30,7 +30,7 @@ use sea_query::Values;
 use sqlx::AssertSqlSafe;
 
 use crate::PgRepository;
-use crate::bind::{bind_all, bound_size, check_bound_size, to_sea};
+use crate::bind::{MAX_BINDS, bind_all, bound_size, check_bound_size, to_sea};
 use crate::copy::{self, CopyError};
 use crate::ddl::{quote_ident, table_name};
 use crate::embed::Fills;
@@ -38,8 +38,6 @@ use crate::repository::record_rows;
 use crate::validate::check_row;
 use crate::write::stamp_new;
 
-/// Postgres' limit on parameters in one statement.
-const MAX_BINDS: usize = 65_535;
 /// Rows per VALUES batch at most, whatever the column count.
 const VALUES_BATCH: usize = 1_000;
 
@@ -63,7 +61,7 @@ pub(crate) async fn insert_many<E: Entity>(
     let plan = match Shape::choose(schema, &columns, entities.len()) {
         Shape::Copy => Plan::Copy,
         Shape::Values(per_batch) => {
-            let rows = prepare(schema, entities, (0, entities.len()), fills)?;
+            let rows = prepare(schema, entities, (0, entities.len()), fills, repo.clock())?;
             Plan::Values(batches(schema, &columns, rows, per_batch, limit)?)
         }
     };
@@ -184,7 +182,8 @@ async fn copy_rows<E: Entity>(
 ) -> Result<u64> {
     let limit = repo.exec.backend().max_bind_bytes();
     let mut connection = repo.exec.acquire().await?;
-    match copy::copy_in(&mut connection, columns, entities, fills, limit).await {
+    let clock = repo.clock();
+    match copy::copy_in(&mut connection, columns, entities, fills, (limit, clock)).await {
         Ok(rows) => {
             connection.settle(&Ok::<u64, sqlx::Error>(rows));
             Ok(rows)
@@ -228,6 +227,7 @@ fn prepare<E: Entity>(
     batch: &[E],
     (first, total): (usize, usize),
     fills: &Fills,
+    clock: &reposmith_core::Clock,
 ) -> Result<Vec<Vec<Value>>> {
     batch
         .iter()
@@ -235,7 +235,7 @@ fn prepare<E: Entity>(
         .map(|(i, entity)| {
             let row = || -> Result<Vec<Value>> {
                 let mut values = entity.to_values()?;
-                stamp_new(schema, &mut values);
+                stamp_new(schema, &mut values, clock);
                 fills.apply(first + i, &mut values);
                 check_row(schema, &values)?;
                 Ok(values)

@@ -105,17 +105,19 @@ pub(crate) enum WritePath {
 
 impl<E: Entity> PgRepository<E> {
     /// The cache pool reads of `E` go through, if any: none for a
-    /// repository in a unit, made `without_cache`, or `with_deleted`.
-    pub(crate) fn read_cache(&self) -> Option<&Cache> {
+    /// repository in a unit, made `without_cache`, or `with_deleted`. A
+    /// tenant's repository of a tenant-scoped entity gets the tenant's
+    /// partition of the cache ([`Cache::scoped_to`]).
+    pub(crate) fn read_cache(&self) -> Option<Cache> {
         match &self.exec {
             // A view beyond the default scope (`with_deleted`) reads the
             // database: its rows must never fill entries default reads use.
             Executor::Pool(backend)
                 if self.use_cache
                     && E::SCHEMA.cache.is_some()
-                    && self.scope == reposmith_core::RowScope::of(E::SCHEMA) =>
+                    && self.scope.is_default_view(E::SCHEMA) =>
             {
-                backend.cache.as_ref()
+                Some(backend.cache.as_ref()?.scoped_to::<E>(&self.scope))
             }
             _ => None,
         }
@@ -145,7 +147,8 @@ impl<E: Entity> PgRepository<E> {
         if E::SCHEMA.cache.is_none() {
             return;
         }
-        let invalidation = cache.invalidation_of::<E>(ids);
+        // The tenant's partition: the entries this tenant's reads filled.
+        let invalidation = cache.scoped_to::<E>(&self.scope).invalidation_of::<E>(ids);
         match &self.exec {
             Executor::Unit(shared, level) => shared.invalidations.record(*level, invalidation),
             Executor::Pool(_) => {

@@ -17,6 +17,7 @@
 //! | `ef_search` | pgvector's 40 | the `hnsw.ef_search` searches get without a transaction of their own |
 //! | `recall` | off | the recall monitor and `ef_search` tuner ([`RecallConfig`]; its table there) |
 //! | `iterative_scan` | true | a filtered vector search returns `k` rows whenever `k` rows match (pgvector 0.8 iterative index scans, `relaxed_order`; hits are re-sorted exactly) |
+//! | `clock` | the system clock | the time repositories stamp rows with; [`Clock::fixed`] in tests |
 //! | `max_bind_bytes` | 256 MiB | the most one statement may bind (and one row of a `COPY` may carry); more is [`Error::TooLarge`](reposmith_core::Error::TooLarge) before anything is sent, instead of an out-of-memory or "invalid message length" from a server whose protocol messages stop at 1 GiB; see [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes) |
 //!
 //! # Coming from SQLAlchemy
@@ -51,7 +52,7 @@
 use std::time::Duration;
 
 use reposmith_core::config::Env;
-use reposmith_core::{ConnectionUrl, Error, Result};
+use reposmith_core::{Clock, ConnectionUrl, Error, Result};
 
 use crate::recall::RecallConfig;
 use crate::replica::ReplicaConfig;
@@ -143,6 +144,12 @@ pub struct PgConfig {
     /// (PostgreSQL refuses any message from 1 GiB, and the statement text
     /// travels in the same message).
     pub max_bind_bytes: usize,
+    /// Where repositories take the time they stamp `created_at`,
+    /// `updated_at` and soft deletes with, and the cutoffs of
+    /// `purge_deleted` and `purge_expired` (the system clock by default;
+    /// [`Clock::fixed`] in tests makes those stamps exact). Never read from
+    /// the environment. See [`reposmith_core::clock`].
+    pub clock: Clock,
 }
 
 /// The default of [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes): 256 MiB.
@@ -213,6 +220,7 @@ impl PgConfig {
             migration_url: None,
             allow_plaintext: false,
             max_bind_bytes: DEFAULT_MAX_BIND_BYTES,
+            clock: Clock::system(),
         }
     }
 
@@ -406,6 +414,12 @@ impl PgConfig {
     /// Sets `max_bind_bytes` (see [`PgConfig::max_bind_bytes`](field@PgConfig::max_bind_bytes)).
     pub fn max_bind_bytes(mut self, bytes: usize) -> Self {
         self.max_bind_bytes = bytes;
+        self
+    }
+
+    /// Sets the clock repositories stamp rows with (see [`PgConfig::clock`](field@PgConfig::clock)).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -7,7 +7,7 @@
 //! format is written here by hand because sqlx exposes COPY only as raw
 //! bytes; each encoding below is the type's `send` function in Postgres.
 
-use reposmith_core::{ColumnType, Entity, EntitySchema, Error, Result, Value};
+use reposmith_core::{Clock, ColumnType, Entity, EntitySchema, Error, Result, Value};
 use sqlx::PgConnection;
 
 use crate::ddl::{quote_ident, table_name};
@@ -39,7 +39,7 @@ pub(crate) async fn copy_in<E: Entity>(
     columns: &[usize],
     entities: &[E],
     fills: &Fills,
-    limit: usize,
+    (limit, clock): (usize, &Clock),
 ) -> std::result::Result<u64, CopyError> {
     let schema = E::SCHEMA;
     let names: Vec<String> = columns
@@ -63,7 +63,8 @@ pub(crate) async fn copy_in<E: Entity>(
     buffer.extend_from_slice(HEADER);
     for (i, entity) in entities.iter().enumerate() {
         let start = buffer.len();
-        let encoded = encode_entity(schema, columns, &widths, entity, i, fills, &mut buffer)
+        let encoded = stamped_row(schema, entity, i, fills, clock)
+            .and_then(|values| encode_row(schema, columns, &widths, &values, &mut buffer))
             .and_then(|()| row_within(schema, buffer.len() - start, limit));
         if let Err(error) = encoded {
             let error = error.at_row(i, entities.len());
@@ -108,19 +109,19 @@ pub(crate) enum CopyError {
     Sql(sqlx::Error),
 }
 
-fn encode_entity<E: Entity>(
+/// The values of the entity at `position`, stamped at `clock`'s time and
+/// with its embedded vectors filled.
+fn stamped_row<E: Entity>(
     schema: &EntitySchema,
-    columns: &[usize],
-    widths: &[Option<ColumnType>],
     entity: &E,
     position: usize,
     fills: &Fills,
-    out: &mut Vec<u8>,
-) -> Result<()> {
+    clock: &Clock,
+) -> Result<Vec<Value>> {
     let mut values = entity.to_values()?;
-    stamp_new(schema, &mut values);
+    stamp_new(schema, &mut values, clock);
     fills.apply(position, &mut values);
-    encode_row(schema, columns, widths, &values, out)
+    Ok(values)
 }
 
 /// Writes one row of `columns` from schema-ordered `values`, after checking

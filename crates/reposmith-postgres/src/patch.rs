@@ -11,6 +11,8 @@
 //! of several keys reads the document several times, so it reads it by an
 //! alias in a subquery of its own and the statement grows linearly with
 //! the number of paths (inlined, each path multiplied the text before it).
+//! A `json_set` through a scalar (SQLSTATE 22023) is `InvalidInput`
+//! naming the field and path, as on MongoDB.
 //! A patch's integer `add` also requires the stored value to be in its
 //! [`AddRange`], so a result outside the field's type writes nothing and is
 //! reported naming the field; `update_where` leaves that to the server,
@@ -19,7 +21,8 @@
 //! `count` and `delete_where` render theirs.
 
 use reposmith_core::changes::{
-    AddRange, AssignOp, add_ranges, embed_changes, expected_version, patch_miss, updated_at_stamp,
+    AddRange, AssignOp, add_ranges, embed_changes, expected_version, json_path_through_scalar,
+    patch_miss, updated_at_stamp,
 };
 use reposmith_core::{
     Changes, ColumnDef, ColumnType, Entity, EntitySchema, Error, Filter, Result, Value,
@@ -81,7 +84,11 @@ fn unsupported(schema: &EntitySchema, field: &str, op: &AssignOp) -> Error {
 }
 
 /// `UPDATE t SET <parts>, updated_at = now, version = version + 1`, no WHERE yet.
-fn update_of(schema: &'static EntitySchema, parts: &Parts) -> Result<UpdateStatement> {
+fn update_of(
+    schema: &'static EntitySchema,
+    parts: &Parts,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<UpdateStatement> {
     let mut update = Query::update();
     update.table(table(schema));
     let mut done: Vec<usize> = Vec::new();
@@ -94,7 +101,7 @@ fn update_of(schema: &'static EntitySchema, parts: &Parts) -> Result<UpdateState
         let ops = parts.iter().filter(|(c, _)| c == column).map(|(_, op)| op);
         update.value(def.name, assigned(schema, def, ops)?);
     }
-    if let Some((i, value)) = updated_at_stamp(schema, chrono::Utc::now()) {
+    if let Some((i, value)) = updated_at_stamp(schema, now) {
         let def = &schema.columns[i];
         update.value(def.name, val(def, value));
     }
@@ -207,7 +214,7 @@ pub(crate) async fn patch<E: Entity>(
     let id_value = id.to_value();
     check_value(schema.entity, schema.id_column().field, &id_value)?;
     let id_def = schema.id_column();
-    let mut update = update_of(schema, parts)?;
+    let mut update = update_of(schema, parts, repo.clock().now())?;
     update.and_where(col(id_def).eq(val(id_def, id_value.clone())));
     // The repository's row scope (live rows, unless the `with_deleted` view).
     if !repo.scope.is_empty() {
@@ -226,7 +233,8 @@ pub(crate) async fn patch<E: Entity>(
     let row = repo
         .exec
         .write(schema, |held| Box::pin(query.fetch_optional(&mut **held)))
-        .await?;
+        .await
+        .map_err(|e| server_refusal(schema, parts, e))?;
     record_rows(u64::from(row.is_some()));
     match row {
         Some(row) => repo.entity(&row),
@@ -298,6 +306,48 @@ async fn miss<E: Entity>(
     ))
 }
 
+/// The server's refusal of an update as the typed error both backends
+/// give: a `json_set` through a scalar (SQLSTATE 22023, "cannot set path
+/// in scalar") names the field and path ([`json_path_through_scalar`]);
+/// an `add` out of range names the field ([`name_add_overflow`]).
+fn server_refusal(schema: &EntitySchema, parts: &Parts, error: Error) -> Error {
+    match &error {
+        Error::Backend {
+            code: Some(code), ..
+        } if code == "22023" => json_path_through_scalar(schema, parts).unwrap_or(error),
+        _ => name_add_overflow(schema, parts, error),
+    }
+}
+
+/// A value out of its type's range (SQLSTATE 22003) from an
+/// `update_where`, which the server reports without a column (the error
+/// names the generic "value"): it came from an `add` (a `set` value was
+/// checked against its type before sending), so the error names the
+/// fields `parts` adds to.
+fn name_add_overflow(schema: &EntitySchema, parts: &Parts, error: Error) -> Error {
+    let adds: Vec<&str> = parts
+        .iter()
+        .filter(|(_, op)| matches!(op, AssignOp::Add(_)))
+        .map(|(column, _)| schema.columns[*column].field)
+        .collect();
+    match error {
+        Error::InvalidInput {
+            entity,
+            field,
+            reason,
+            row,
+        } if field == "value" && reason.contains("out of range") && !adds.is_empty() => {
+            Error::InvalidInput {
+                entity,
+                field: adds.join(" or "),
+                reason: format!("adding to it leaves its type's range: {reason}"),
+                row,
+            }
+        }
+        other => other,
+    }
+}
+
 /// What `update_where` returns from the statement.
 pub(crate) enum Returned {
     /// Nothing but the count.
@@ -317,7 +367,7 @@ pub(crate) async fn update_where<E: Entity>(
     returned: Returned,
 ) -> Result<(u64, Vec<E>, Vec<Value>)> {
     let schema = E::SCHEMA;
-    let mut update = update_of(schema, parts)?;
+    let mut update = update_of(schema, parts, repo.clock().now())?;
     update.and_where(filter_expr(schema, repo.scoped(filter)?.node())?);
     match returned {
         Returned::Count => {}
@@ -329,18 +379,21 @@ pub(crate) async fn update_where<E: Entity>(
         }
     }
     let query = bound(repo, &update)?;
+    let named = |e| server_refusal(schema, parts, e);
     if matches!(returned, Returned::Count) {
         let done = repo
             .exec
             .write(schema, |held| Box::pin(query.execute(&mut **held)))
-            .await?;
+            .await
+            .map_err(named)?;
         record_rows(done.rows_affected());
         return Ok((done.rows_affected(), Vec::new(), Vec::new()));
     }
     let rows = repo
         .exec
         .write(schema, |held| Box::pin(query.fetch_all(&mut **held)))
-        .await?;
+        .await
+        .map_err(named)?;
     record_rows(rows.len() as u64);
     let id_at = match returned {
         Returned::Rows => schema.id,

@@ -215,7 +215,7 @@ pub(crate) async fn delete_where<E: Entity>(
             delete.build(PostgresQueryBuilder)
         }
         Removal::Soft(stamp) => {
-            let mut update = soft_delete_update(schema, stamp);
+            let mut update = soft_delete_update(schema, stamp, repo.clock().now());
             update.and_where(condition);
             if returning {
                 update.returning_col(id);
@@ -248,8 +248,12 @@ pub(crate) async fn delete_where<E: Entity>(
 
 /// `UPDATE t SET deleted = now [, updated_at = now] [, version = version + 1]`
 /// with the time bound; the caller adds the condition.
-fn soft_delete_update(schema: &'static EntitySchema, stamp: SoftDeleteStamp) -> UpdateStatement {
-    let now = Value::TimestampTz(chrono::Utc::now());
+fn soft_delete_update(
+    schema: &'static EntitySchema,
+    stamp: SoftDeleteStamp,
+    now: chrono::DateTime<chrono::Utc>,
+) -> UpdateStatement {
+    let now = Value::TimestampTz(now);
     let mut update = Query::update();
     update.table(table(schema));
     for i in std::iter::once(stamp.column).chain(stamp.updated_at) {

@@ -199,6 +199,11 @@ impl<E: Entity> PgRepository<E> {
         E::SCHEMA
     }
 
+    /// The clock this repository stamps rows with: its backend's.
+    pub(crate) fn clock(&self) -> &reposmith_core::Clock {
+        self.exec.backend().clock()
+    }
+
     /// The values of `positions`, typed for binding.
     pub(crate) fn params(&self, values: &[Value], positions: &[usize]) -> Vec<sea_query::Value> {
         let columns = self.schema().columns;
@@ -259,11 +264,11 @@ impl<E: Entity> PgRepository<E> {
     async fn prepared(
         &self,
         entity: &E,
-        stamp: fn(&EntitySchema, &mut [Value]),
+        stamp: fn(&EntitySchema, &mut [Value], &reposmith_core::Clock),
     ) -> Result<Vec<Value>> {
         let mut values = entity.to_values()?;
         self.scope.stamp(self.schema(), &mut values)?;
-        stamp(self.schema(), &mut values);
+        stamp(self.schema(), &mut values, self.clock());
         crate::embed::fill_row(self, &mut values).await?;
         check_row(self.schema(), &values)?;
         Ok(values)
@@ -404,7 +409,7 @@ impl<E: Entity> PgRepository<E> {
             return Ok(0);
         };
         let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
-        let cutoff = chrono::Utc::now()
+        let cutoff = self.clock().now()
             - chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX);
         let column = reposmith_core::Column::<E, chrono::DateTime<chrono::Utc>>::at(index);
         // Expired rows go for good, soft-deleted or not.
@@ -431,7 +436,7 @@ impl<E: Entity> PgRepository<E> {
         id: &E::Id,
     ) -> Result<bool> {
         let schema = self.schema();
-        let now = Value::TimestampTz(chrono::Utc::now());
+        let now = Value::TimestampTz(self.clock().now());
         let stamped = deleting
             .then_some(stamp.column)
             .into_iter()
@@ -654,7 +659,7 @@ impl<E: Entity> PgRepository<E> {
         let Some((index, _)) = schema.soft_delete_column() else {
             return Err(stamp::not_soft_deleting(schema.entity, "purge_deleted"));
         };
-        let cutoff = stamp::purge_cutoff(schema.entity, chrono::Utc::now(), older_than)?;
+        let cutoff = stamp::purge_cutoff(schema.entity, self.clock().now(), older_than)?;
         let deleted = reposmith_core::Column::<E, Option<chrono::DateTime<chrono::Utc>>>::at(index);
         self.scope.check()?;
         let filter = self.scope.clone().with_deleted().apply(deleted.lt(cutoff));
@@ -771,7 +776,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         let cache = self.read_cache().zip(query.cached);
         let rows = match cache {
             Some((cache, ttl)) => {
-                query::fetch_cached(&self.for_cache_fill(), cache, ttl, query, limit)
+                query::fetch_cached(&self.for_cache_fill(), &cache, ttl, query, limit)
                     .instrument(span)
                     .await?
             }
@@ -796,7 +801,7 @@ impl<E: Entity> Repository<E> for PgRepository<E> {
         if let (Some(cache), Some(ttl)) = (self.read_cache(), query.cached) {
             let primary = self.for_cache_fill();
             return keyset::fetch_page(query, size, |query, limit| {
-                query::fetch_cached(&primary, cache, ttl, query, Some(limit))
+                query::fetch_cached(&primary, &cache, ttl, query, Some(limit))
             })
             .instrument(span)
             .await;

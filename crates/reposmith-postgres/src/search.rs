@@ -56,7 +56,10 @@ impl<E: Entity> VectorSearch<E> for PgRepository<E> {
         let (query, after) = self.prepare_search(query).await?;
         let span = search_span(&query);
         if let (Some(cache), Some(ttl), None) = (self.read_cache(), query.cached, &after) {
-            return self.search_cached(cache, ttl, query).instrument(span).await;
+            return self
+                .search_cached(&cache, ttl, query)
+                .instrument(span)
+                .await;
         }
         let (hits, _) = self
             .search(query, after)

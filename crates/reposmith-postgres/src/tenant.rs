@@ -12,6 +12,12 @@
 //! A repository of a tenant-scoped entity taken from a handle *without* a
 //! tenant (`PgBackend::repo`, a unit begun on it) refuses every operation
 //! with `Error::InvalidInput` before anything is sent.
+//!
+//! The handle's tenant also reaches what its repositories and units send
+//! elsewhere: a tenant-scoped entity's cache entries are the tenant's own
+//! (`Cache::scoped_to`), and the outbox rows a tenant's unit writes carry
+//! the tenant in their `tenant` column, which the relay hands on
+//! (`OutboxMessage::tenant`, then the job's tenant on a queue).
 
 use std::sync::Arc;
 

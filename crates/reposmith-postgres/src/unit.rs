@@ -593,7 +593,9 @@ impl PgUnitOfWork {
     /// Records `job` in the transactional outbox: written with this unit's
     /// outermost COMMIT, dropped by a rollback (of this unit, or of a nested
     /// unit that recorded it), then moved to its queue by the outbox relay.
-    /// Returns the job's id on the queue.
+    /// Returns the job's id on the queue. A unit begun on a tenant's handle
+    /// ([`PgBackend::for_tenant`]) writes its tenant on the outbox row, and
+    /// the job carries it to the worker.
     ///
     /// The job is validated now (queue name, payload size, priority), so a
     /// bad job fails here rather than at commit.

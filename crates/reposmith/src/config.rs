@@ -66,6 +66,11 @@ pub struct Config {
     #[cfg(feature = "near-cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
     pub near_cache: Option<reposmith_redis::cache::NearCacheOptions>,
+    /// The clock every database backend's repositories stamp timestamps
+    /// with, replacing the one in each backend's settings when set (`None`:
+    /// each backend's own, the system clock unless set there). See
+    /// [`Config::with_clock`].
+    pub clock: Option<reposmith_core::Clock>,
 }
 
 impl Default for Config {
@@ -81,6 +86,7 @@ impl Default for Config {
             cache: Some(reposmith_core::cache::CacheOptions::default()),
             #[cfg(feature = "near-cache")]
             near_cache: None,
+            clock: None,
         }
     }
 }
@@ -122,6 +128,7 @@ impl Config {
             cache: cache_from_env(env)?,
             #[cfg(feature = "near-cache")]
             near_cache: None,
+            clock: None,
         };
         if config.is_empty() {
             return Err(reposmith_core::Error::config(
@@ -192,6 +199,17 @@ impl Config {
     #[cfg_attr(docsrs, doc(cfg(feature = "near-cache")))]
     pub fn with_near_cache(mut self, options: reposmith_redis::cache::NearCacheOptions) -> Self {
         self.near_cache = Some(options);
+        self
+    }
+
+    /// Stamps `created_at`, `updated_at` and soft deletes on every database
+    /// backend with `clock`, whatever the backends' own settings say, and
+    /// takes the cutoffs of `purge_deleted`/`purge_expired` from it. Tests
+    /// pass a [`Clock::fixed`](reposmith_core::Clock::fixed) to assert
+    /// those stamps exactly and move it with `advance`; a clone of the
+    /// clock kept by the test moves the store's too.
+    pub fn with_clock(mut self, clock: reposmith_core::Clock) -> Self {
+        self.clock = Some(clock);
         self
     }
 

@@ -28,6 +28,9 @@ pub use reposmith_core::{
 pub mod relation {
     pub use reposmith_core::relation::{KEY_BUDGET, LoadChildren};
 }
+/// The time repositories stamp `created_at`, `updated_at` and soft
+/// deletes with ([`Config::with_clock`]; [`Clock::fixed`] in tests).
+pub use reposmith_core::Clock;
 pub use reposmith_core::{BatchRow, InsertReport, RowFailure};
 pub use reposmith_core::{
     Distance, EmbedError, Embedder, Fusion, Scored, Search, SearchPage, SearchQuery, VectorIndex,

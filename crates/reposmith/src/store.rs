@@ -444,6 +444,11 @@ fn not_configured(backend: Backend, variable: &str) -> Error {
 #[cfg(feature = "postgres")]
 async fn connect_postgres(config: &Config) -> Result<Option<PgBackend>> {
     match &config.postgres {
+        Some(pg) if config.clock.is_some() => {
+            let mut pg = pg.clone();
+            pg.clock = config.clock.clone().unwrap_or_default();
+            Ok(Some(PgBackend::connect(&pg).await?))
+        }
         Some(pg) => Ok(Some(PgBackend::connect(pg).await?)),
         None => Ok(None),
     }
@@ -457,6 +462,11 @@ async fn connect_postgres(_: &Config) -> Result<()> {
 #[cfg(feature = "mongo")]
 async fn connect_mongo(config: &Config) -> Result<Option<MongoBackend>> {
     match &config.mongo {
+        Some(mongo) if config.clock.is_some() => {
+            let mut mongo = mongo.clone();
+            mongo.clock = config.clock.clone().unwrap_or_default();
+            Ok(Some(MongoBackend::connect(&mongo).await?))
+        }
         Some(mongo) => Ok(Some(MongoBackend::connect(mongo).await?)),
         None => Ok(None),
     }

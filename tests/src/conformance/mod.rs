@@ -57,6 +57,7 @@ pub use patch::{
     add_beyond_the_integer_range_is_refused_and_writes_nothing,
     concurrent_patches_of_different_fields_lose_neither, fifty_concurrent_adds_give_exactly_fifty,
     invalid_changes_are_refused_before_anything_is_sent, json_paths_set_and_remove_round_trip,
+    json_set_through_a_scalar_is_invalid_input_naming_field_and_path,
     many_json_paths_in_one_patch_stay_linear, patch_sets_adds_and_stamps_in_one_write,
     patch_with_a_stale_version_is_refused_and_writes_nothing,
     update_where_counts_and_returns_the_updated_rows,
@@ -196,6 +197,7 @@ macro_rules! conformance_tests {
             json_paths_set_and_remove_round_trip,
             many_json_paths_in_one_patch_stay_linear,
             add_beyond_the_integer_range_is_refused_and_writes_nothing,
+            json_set_through_a_scalar_is_invalid_input_naming_field_and_path,
         );
     };
     (@each $fixture:ty; $($test:ident),+ $(,)?) => {

@@ -295,7 +295,8 @@ pub async fn many_json_paths_in_one_patch_stay_linear<F: Fixture>(fx: &F) {
 /// `add` whose result leaves the field's integer type is `InvalidInput`
 /// naming the field, and nothing is written: the row still reads back
 /// with its old value (a wider integer stored by the server would fail
-/// every later read). `update_where` likewise refuses and writes nothing.
+/// every later read). `update_where` likewise refuses, naming the field,
+/// and writes nothing.
 pub async fn add_beyond_the_integer_range_is_refused_and_writes_nothing<F: Fixture>(fx: &F) {
     let repo = fx.docs();
     let doc = stored(&repo, "overflow").await;
@@ -323,16 +324,16 @@ pub async fn add_beyond_the_integer_range_is_refused_and_writes_nothing<F: Fixtu
         .update_where(Doc::TITLE.eq("overflow"), Doc::RANK.add(2))
         .await;
     assert!(
-        matches!(&refused, Err(Error::InvalidInput { .. })),
-        "{refused:?}"
+        matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "rank"),
+        "the field named: {refused:?}"
     );
     let refused = repo
         .update_where(Doc::TITLE.eq("overflow"), Doc::RANK.add(2))
         .returning()
         .await;
     assert!(
-        matches!(&refused, Err(Error::InvalidInput { .. })),
-        "{refused:?}"
+        matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "rank"),
+        "the field named: {refused:?}"
     );
     assert_eq!(
         repo.get(&doc.id).await.unwrap().unwrap(),
@@ -351,5 +352,36 @@ pub async fn add_beyond_the_integer_range_is_refused_and_writes_nothing<F: Fixtu
     assert!(
         matches!(stale, Err(Error::StaleVersion { .. })),
         "{stale:?}"
+    );
+}
+
+/// A JSON-path `json_set` through a scalar (`lang.code` where `lang` holds
+/// a string) is `InvalidInput` naming the field and the path, the same on
+/// every backend, by `patch` and `update_where` (with and without
+/// `.returning()`); nothing is written.
+pub async fn json_set_through_a_scalar_is_invalid_input_naming_field_and_path<F: Fixture>(fx: &F) {
+    let repo = fx.docs();
+    let doc = stored(&repo, "scalar").await;
+    let refused = |outcome: reposmith::Result<String>| match outcome {
+        Err(Error::InvalidInput { field, reason, .. }) => {
+            assert_eq!(field, "meta");
+            assert!(reason.contains("`lang.code`"), "{reason}");
+        }
+        other => panic!("expected InvalidInput naming meta, got {other:?}"),
+    };
+    let through = || Doc::META.json_set(["lang", "code"], "x");
+    refused(repo.patch(&doc.id, through()).await.map(|d| d.title));
+    let filter = || Doc::TITLE.eq("scalar");
+    refused(
+        repo.update_where(filter(), through())
+            .await
+            .map(|n| n.to_string()),
+    );
+    let returning = repo.update_where(filter(), through()).returning();
+    refused(returning.await.map(|d| d.len().to_string()));
+    assert_eq!(
+        repo.get(&doc.id).await.unwrap().unwrap(),
+        doc,
+        "nothing written"
     );
 }

@@ -1,62 +1,28 @@
 //! A seeded, clustered vector data set and exact distances computed in Rust,
 //! in double precision and in the order the server sums them.
 
-/// SplitMix64: a tiny, well-distributed generator, so the data set needs no crate.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub(crate) fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub(crate) fn coin(&mut self) -> bool {
-        self.next_u64() & 1 == 1
-    }
-}
+use reposmith_core::testing::Clusters;
+/// The seeded generator of `reposmith_core::testing` (SplitMix64), shared
+/// with the PostgreSQL search tests, the vector fixtures and the benchmarks.
+pub(crate) use reposmith_core::testing::SplitMix as Rng;
 
 /// `n` vectors around `clusters` random centres, reproducible from `seed`.
 pub(crate) struct Clustered {
     pub(crate) vectors: Vec<Vec<f32>>,
-    centres: Vec<Vec<f32>>,
+    clusters: Clusters,
 }
 
 impl Clustered {
     pub(crate) fn generate(n: usize, dims: usize, clusters: usize, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let centres: Vec<Vec<f32>> = (0..clusters)
-            .map(|_| (0..dims).map(|_| rng.unit()).collect())
-            .collect();
-        let vectors = (0..n)
-            .map(|_| {
-                let centre = &centres[rng.below(clusters)];
-                centre.iter().map(|c| c + 0.25 * rng.unit()).collect()
-            })
-            .collect();
-        Clustered { vectors, centres }
+        let clusters = Clusters::new(dims, clusters, &mut rng);
+        let vectors = (0..n).map(|_| clusters.point(&mut rng)).collect();
+        Clustered { vectors, clusters }
     }
 
     /// A query near cluster `i`'s centre, distinct from every stored vector.
     pub(crate) fn query(&self, i: usize, seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        let centre = &self.centres[i % self.centres.len()];
-        centre.iter().map(|c| c + 0.25 * rng.unit()).collect()
+        self.clusters.query(i, seed)
     }
 
     /// `(distance, position)` of the `k` nearest vectors (L2) among those

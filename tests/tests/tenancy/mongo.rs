@@ -2,12 +2,13 @@
 //! attached. MongoDB has no row-level security: the repository's filter is
 //! the guard. Text and hybrid search are PostgreSQL's only.
 
-use reposmith::cache::CacheOptions;
+use reposmith::mongo::mongodb::bson::{Document, doc};
 use reposmith::{MongoBackend, MongoConfig, RedisBackend, RedisConfig};
 use reposmith_tests::{mongodb_url, redis_url, unique_name};
 
-use super::Passage;
+use super::cache::{CacheFixture, tenant_cache_tests};
 use super::paths::{TenantFixture, tenancy_tests};
+use super::{Passage, patient_cache};
 
 /// A database of its own with the passages collection and its indexes.
 pub(crate) struct MongoTenancy {
@@ -24,7 +25,7 @@ impl TenantFixture for MongoTenancy {
         let redis = RedisBackend::connect(&RedisConfig::new(redis_url()))
             .await
             .unwrap();
-        let options = CacheOptions::default().prefix(unique_name("mtenant"));
+        let options = patient_cache(unique_name("mtenant"));
         let mongo = mongo.with_cache(redis.cache(options).unwrap());
         MongoTenancy { mongo }
     }
@@ -42,6 +43,24 @@ impl TenantFixture for MongoTenancy {
         self.mongo.close().await;
     }
 }
+
+impl CacheFixture for MongoTenancy {
+    async fn write_behind(&self, org: &str, topic: &str, body: &str) {
+        self.mongo
+            .database()
+            .collection::<Document>("tenant_passages")
+            .update_many(
+                doc! { "org": org, "topic": topic },
+                doc! { "$set": { "body": body } },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+tenant_cache_tests!(MongoTenancy;
+    cached_reads, repository_writes_invalidate_their_tenant, unit_writes_invalidate_their_tenant,
+);
 
 tenancy_tests!(MongoTenancy;
     reads, vector_search, writes, deletes, units, without_a_tenant, partial_updates,

@@ -8,8 +8,9 @@ use reposmith::postgres::sqlx::{self, AssertSqlSafe};
 use reposmith::{PgBackend, RedisBackend, RedisConfig};
 use reposmith_tests::{database_url, redis_url, unique_name};
 
-use super::Passage;
+use super::cache::{CacheFixture, tenant_cache_tests};
 use super::paths::{TenantFixture, tenancy_tests};
+use super::{Passage, patient_cache};
 
 /// A schema of its own with the passages table and the outbox, and a
 /// backend with a Redis cache attached.
@@ -39,7 +40,7 @@ impl TenantFixture for PgTenancy {
             .await
             .unwrap();
         let store = Arc::new(redis.cache_store(&CacheOptions::default()));
-        let options = CacheOptions::default().prefix(unique_name("tenant"));
+        let options = patient_cache(unique_name("tenant"));
         let pg = pg.with_cache(Cache::new(store, options).unwrap());
         PgTenancy {
             pg,
@@ -73,6 +74,23 @@ pub(crate) async fn run(backend: &PgBackend, sql: &str) {
         .await
         .unwrap();
 }
+
+impl CacheFixture for PgTenancy {
+    /// As the table's owner, whom row-level security does not bind.
+    async fn write_behind(&self, org: &str, topic: &str, body: &str) {
+        sqlx::query("UPDATE tenant_passages SET body = $1 WHERE org = $2 AND topic = $3")
+            .bind(body)
+            .bind(org)
+            .bind(topic)
+            .execute(self.pg.pool())
+            .await
+            .unwrap();
+    }
+}
+
+tenant_cache_tests!(PgTenancy;
+    cached_reads, repository_writes_invalidate_their_tenant, unit_writes_invalidate_their_tenant,
+);
 
 tenancy_tests!(PgTenancy;
     reads, vector_search, text_and_hybrid_search, writes, deletes, units, without_a_tenant,
@@ -181,5 +199,86 @@ async fn the_store_refuses_a_tenant_entity_without_a_tenant() {
         None
     );
     store.close().await;
+    fx.teardown().await;
+}
+
+/// The durable path: the invalidation a tenant's write records in the
+/// outbox carries the tenant and names the tenant's entries only; replayed
+/// by the relay, it drops acme's entries and leaves globex's.
+#[tokio::test]
+async fn durable_invalidations_carry_and_replay_only_the_tenants_entries() {
+    use reposmith::cache::{INVALIDATION_TOPIC, Invalidation, InvalidationReplay};
+    use reposmith::outbox::Relay;
+    use reposmith::prelude::*;
+
+    let fx = PgTenancy::setup().await;
+    let s = super::paths::seed(&fx).await;
+    let (mine, canary) = (&s.mine[0], &s.canaries[0]);
+    s.acme
+        .patch(&mine.id, Passage::BODY.set("patched"))
+        .await
+        .unwrap();
+    let (seq, tenant, payload): (i64, Option<String>, serde_json::Value) = sqlx::query_as(
+        "SELECT seq, tenant, payload FROM reposmith_outbox WHERE destination = $1 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(format!("topic:{INVALIDATION_TOPIC}"))
+    .fetch_one(fx.pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(tenant.as_deref(), Some("acme"));
+    let invalidation: Invalidation = serde_json::from_value(payload).unwrap();
+    assert_eq!(invalidation.rows.len(), 1, "{invalidation:?}");
+    assert!(
+        invalidation.rows[0].contains(":t:acme:r:"),
+        "{invalidation:?}"
+    );
+    assert!(!invalidation.scopes.is_empty());
+    assert!(
+        invalidation
+            .scopes
+            .iter()
+            .all(|s| s.0.ends_with(":t:acme}")),
+        "{invalidation:?}"
+    );
+    // Only the patch's invalidation is left to replay.
+    sqlx::query("DELETE FROM reposmith_outbox WHERE seq <> $1")
+        .bind(seq)
+        .execute(fx.pg.pool())
+        .await
+        .unwrap();
+    // Both tenants' entries filled, then their rows changed behind the back.
+    let body = |p: Option<Passage>| p.map(|p| p.body);
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("patched")
+    );
+    assert_eq!(
+        body(s.globex.get(&canary.id).await.unwrap()),
+        Some(canary.body.clone())
+    );
+    fx.write_behind("acme", "a", "behind").await;
+    fx.write_behind("globex", "a", "behind").await;
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("patched"),
+        "acme's entry hits until the replay"
+    );
+
+    let cache = fx.pg.cache().unwrap().clone();
+    let relay = Relay::new(&fx.pg)
+        .topic(INVALIDATION_TOPIC, InvalidationReplay::new(cache))
+        .unwrap();
+    while relay.relay_once().await.unwrap().taken > 0 {}
+    assert_eq!(
+        body(s.acme.get(&mine.id).await.unwrap()).as_deref(),
+        Some("behind"),
+        "the replay dropped acme's entry"
+    );
+    assert_eq!(
+        body(s.globex.get(&canary.id).await.unwrap()),
+        Some(canary.body.clone()),
+        "the replay left globex's entry"
+    );
     fx.teardown().await;
 }

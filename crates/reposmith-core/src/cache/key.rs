@@ -2,12 +2,16 @@
 //!
 //! `{prefix}:c:{backend}:{entity}:r:{id}` for a row and
 //! `{{prefix}:c:{backend}:{entity}}:q:{generation}:{hash}` for a query.
+//! A `#[repo(tenant)]` entity's entries are partitioned by tenant: its
+//! base is `{prefix}:c:{backend}:{entity}:t:{tenant}` ([`Keys::in_tenant`]),
+//! so a row entry, a query's hash tag and generation belong to one tenant
+//! (see [`Cache::scoped_to`](super::Cache::scoped_to) for why).
 //! The struct's shape ([`CacheSpec::shape`](super::CacheSpec::shape)) is not
 //! in the key but in every entry's header ([`codec`](super::codec)): a build
 //! with another struct treats the entry as a miss without decoding it, and
 //! — unlike a shape in the key — an invalidation by either build of a
 //! rolling deploy removes the one entry both read. The id is
-//! the only user value in a key and is escaped: every byte outside
+//! and the tenant are the only user values in a key and are escaped: every byte outside
 //! `A-Z a-z 0-9 . _ -` becomes `%XX`, so an id can hold no `{`, `}`, `:`,
 //! `*` or whitespace (no hash tag, no pattern, no ambiguity).
 
@@ -40,6 +44,15 @@ impl Keys {
     pub fn new(prefix: &str, backend: &str, entity: &str) -> Keys {
         Keys {
             base: format!("{prefix}:c:{}:{}", escape(backend), escape(entity)),
+        }
+    }
+
+    /// These keys restricted to `tenant` (of the entity's tenant column
+    /// type): `{base}:t:{tenant}`, the tenant escaped like an id. A
+    /// tenant-scoped entity's rows and queries are only ever keyed this way.
+    pub fn in_tenant(self, tenant: &Value) -> Keys {
+        Keys {
+            base: format!("{}:t:{}", self.base, escape(&id_text(tenant))),
         }
     }
 
@@ -140,6 +153,26 @@ mod tests {
         let scope = keys().scope();
         assert_eq!(scope.0, "{app:c:pg:Doc}");
         assert!(scope.query_key("g", "h").starts_with("{app:c:pg:Doc}:q:"));
+    }
+
+    #[test]
+    fn tenants_partition_rows_and_queries_and_are_escaped() {
+        let acme = keys().in_tenant(&Value::Text("acme".into()));
+        let globex = keys().in_tenant(&Value::Text("globex".into()));
+        let id = Value::I64(7);
+        assert_eq!(acme.row(&id), "app:c:pg:Doc:t:acme:r:7");
+        assert_ne!(acme.row(&id), globex.row(&id));
+        assert_ne!(acme.row(&id), keys().row(&id));
+        assert_eq!(acme.scope().0, "{app:c:pg:Doc:t:acme}");
+        assert_ne!(acme.scope(), globex.scope());
+        let hostile = keys().in_tenant(&Value::Text("a}:*{r".into()));
+        assert_eq!(hostile.scope().0, "{app:c:pg:Doc:t:a%7D%3A%2A%7Br}");
+        // A tenant can never end where an id begins: `:` is escaped.
+        let tricky = keys().in_tenant(&Value::Text("x:r:1".into()));
+        assert_ne!(
+            tricky.row(&id),
+            keys().in_tenant(&Value::Text("x".into())).row(&id)
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Cache {
     /// The backend and database whose repositories use this handle (part
     /// of every key), see [`Cache::for_database`].
     namespace: Option<Arc<str>>,
+    /// The tenant whose entries of tenant-scoped entities this handle
+    /// reads and invalidates, see [`Cache::scoped_to`].
+    tenant: Option<Arc<crate::Value>>,
 }
 
 struct Inner {
@@ -68,6 +71,7 @@ impl Cache {
         let breaker = Breaker::new(options.breaker_failures, options.breaker_cooldown);
         Ok(Cache {
             namespace: None,
+            tenant: None,
             inner: Arc::new(Inner {
                 store,
                 options,
@@ -111,17 +115,60 @@ impl Cache {
         Cache {
             inner: Arc::clone(&self.inner),
             namespace: Some(Arc::from(format!("{tag}.{}", &hash[..8]))),
+            tenant: self.tenant.clone(),
         }
     }
 
-    /// The key names of `E`, when it declares `#[repo(cache(..))]`.
-    pub fn keys<E: Entity>(&self) -> Option<Keys> {
-        E::SCHEMA.cache.map(|_| self.keys_of::<E>())
+    /// This cache as a repository of `E` under `scope` uses it: for a
+    /// `#[repo(tenant)]` entity, every key (row entries, the query
+    /// generation and query entries) carries the scope's tenant
+    /// ([`Keys::in_tenant`]); an entity without a tenant field is shared by
+    /// every tenant and keeps its shared keys. A tenant-scoped entity under
+    /// a scope without a tenant (refused before anything runs) gets no keys
+    /// at all: reads go to the database and nothing is invalidated.
+    ///
+    /// Why entries are partitioned per tenant rather than shared with a
+    /// tenant check on hit: an entry is filled by a database read made
+    /// under the reader's scope (and, on PostgreSQL, under row-level
+    /// security for the reader's tenant), so it records what *that tenant*
+    /// sees for the key. Tenant A's read of B's id finds nothing and caches
+    /// "absent"; shared, that entry would hide B's row from B. A check on
+    /// hit could guard found rows but neither absent rows nor cached
+    /// queries (whose rows already passed the scope), and filling shared
+    /// entries would need unscoped reads, which row-level security forbids.
+    /// Partitioned, a write through tenant A invalidates A's row entries
+    /// and A's query generation only: no other tenant can see the rows
+    /// A's repository writes (the tenant is stamped on every write and
+    /// cannot be changed), so no other tenant's entry can be stale.
+    pub fn scoped_to<E: Entity>(&self, scope: &crate::RowScope) -> Cache {
+        let tenant = match E::SCHEMA.tenant_column() {
+            Some(_) => scope.tenant().map(|(_, value)| Arc::new(value.clone())),
+            None => None,
+        };
+        Cache {
+            inner: Arc::clone(&self.inner),
+            namespace: self.namespace.clone(),
+            tenant,
+        }
     }
 
-    fn keys_of<E: Entity>(&self) -> Keys {
+    /// The key names of `E`, when it declares `#[repo(cache(..))]` (and,
+    /// for a tenant-scoped entity, this handle has its tenant: see
+    /// [`Cache::scoped_to`]).
+    pub fn keys<E: Entity>(&self) -> Option<Keys> {
+        E::SCHEMA.cache.and_then(|_| self.keys_of::<E>())
+    }
+
+    /// `E`'s keys on this handle; `None` for a tenant-scoped entity on a
+    /// handle without a tenant, whose entries are never read or named.
+    fn keys_of<E: Entity>(&self) -> Option<Keys> {
         let namespace = self.namespace.as_deref().unwrap_or("any");
-        Keys::new(&self.inner.options.prefix, namespace, E::SCHEMA.entity)
+        let keys = Keys::new(&self.inner.options.prefix, namespace, E::SCHEMA.entity);
+        match (E::SCHEMA.tenant_column(), &self.tenant) {
+            (None, _) => Some(keys),
+            (Some(_), Some(tenant)) => Some(keys.in_tenant(tenant)),
+            (Some(_), None) => None,
+        }
     }
 
     /// What to invalidate when rows of `E` with ids `ids` change: their
@@ -149,10 +196,9 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Option<E>>>,
     {
-        let Some(spec) = E::SCHEMA.cache else {
+        let (Some(spec), Some(keys)) = (E::SCHEMA.cache, self.keys_of::<E>()) else {
             return load().await;
         };
-        let keys = self.keys_of::<E>();
         let key = EntryKey::Row(keys.row(&id.to_value()));
         let policy = Policy::of::<E>(&spec, spec.ttl());
         let entry_of = || async {
@@ -187,14 +233,13 @@ impl Cache {
         F: FnOnce(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>>>,
     {
-        let Some(spec) = E::SCHEMA.cache else {
+        let (Some(spec), Some(keys)) = (E::SCHEMA.cache, self.keys_of::<E>()) else {
             return load(ids.to_vec()).await;
         };
         if !self.may_read().await {
             Counters::add(&self.inner.counters.bypassed);
             return load(ids.to_vec()).await;
         }
-        let keys = self.keys_of::<E>();
         let policy = Policy::of::<E>(&spec, spec.ttl());
         let mut wanted: Vec<(E::Id, EntryKey)> = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
@@ -296,11 +341,11 @@ impl Cache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<CachedRow>>>,
     {
-        let Some(spec) = E::SCHEMA.cache else {
+        let (Some(spec), Some(keys)) = (E::SCHEMA.cache, self.keys_of::<E>()) else {
             return load().await;
         };
         let key = EntryKey::Query {
-            scope: self.keys_of::<E>().scope(),
+            scope: keys.scope(),
             hash,
         };
         // Every write of the entity orphans its cached queries; they expire

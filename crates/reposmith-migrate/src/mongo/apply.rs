@@ -219,6 +219,10 @@ async fn run_commands(
     for command in commands {
         let document = to_document(command);
         let name = document.keys().next().cloned().unwrap_or_default();
+        if document.contains_key(super::backfill::STEP) {
+            super::backfill::run(db, &document, file.version, &file.path).await?;
+            continue;
+        }
         let Err(e) = db.run_command(document.clone()).await else {
             continue;
         };
@@ -258,13 +262,36 @@ async fn run_commands(
     Ok(())
 }
 
-/// JSON to a BSON command, keeping key order; an index's `key` given as
+/// The commands a file may hold: the server takes a command's name from
+/// its first key, and the file's JSON objects do not keep their key order
+/// (`updateSearchIndex` sorts after `definition` and `name`).
+const COMMANDS: [&str; 9] = [
+    "create",
+    "createIndexes",
+    "dropIndexes",
+    "collMod",
+    "drop",
+    "createSearchIndexes",
+    "updateSearchIndex",
+    "dropSearchIndex",
+    super::backfill::STEP,
+];
+
+/// JSON to a BSON command, its name first; an index's `key` given as
 /// `[[field, direction], ...]` becomes the ordered key document.
 fn to_document(value: &Value) -> Document {
-    match to_bson(value, false) {
-        Bson::Document(d) => d,
-        _ => Document::new(),
+    let Bson::Document(d) = to_bson(value, false) else {
+        return Document::new();
+    };
+    let Some(name) = COMMANDS.iter().find(|c| d.contains_key(**c)) else {
+        return d;
+    };
+    let mut command = Document::new();
+    if let Some(value) = d.get(*name) {
+        command.insert(*name, value.clone());
     }
+    command.extend(d.into_iter().filter(|(k, _)| k != name));
+    command
 }
 
 fn to_bson(value: &Value, pairs_as_document: bool) -> Bson {
@@ -351,5 +378,29 @@ fn is_duplicate(e: &mongodb::error::Error) -> bool {
         }
         mongodb::error::ErrorKind::Command(c) => c.code == 11000,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The server reads a command's name from its first key.
+    #[test]
+    fn the_command_name_comes_first_whatever_the_json_order() {
+        let update = json!({"updateSearchIndex": "c", "name": "i", "definition": {"fields": []}});
+        let command = to_document(&update);
+        assert_eq!(
+            command.keys().next().map(String::as_str),
+            Some("updateSearchIndex")
+        );
+        assert_eq!(command.len(), 3);
+        let create = to_document(&json!({"createIndexes": "c", "indexes": [{"key": [["a", 1]]}]}));
+        assert_eq!(
+            create.keys().next().map(String::as_str),
+            Some("createIndexes")
+        );
     }
 }

@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use mongodb::Client;
 
-use super::{apply_mongo, dir, generate_mongo, is_mongo_stale, revert_mongo};
+use super::{apply_mongo, dir, generate_plan, is_mongo_stale, revert_mongo};
 use crate::error::{Error, Result};
 use crate::schemas::Schemas;
 
 /// `generate` for the collections.
 pub(crate) fn generate(schemas: &Schemas, root: &Path, name: &str, allow: bool) -> Result<()> {
-    match generate_mongo(schemas, root, name, allow)? {
-        Some(path) => println!("wrote {}", path.display()),
+    match generate_plan(schemas, root, name, allow)? {
+        Some((path, plan)) => {
+            println!("wrote {}", path.display());
+            for note in plan.notes {
+                println!("  {note}");
+            }
+        }
         None => println!("no changes: the collections match {}", dir(root).display()),
     }
     Ok(())

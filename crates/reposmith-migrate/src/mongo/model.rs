@@ -32,6 +32,13 @@ pub struct Collection {
     pub validator: Value,
     /// Atlas Vector Search index specs (`name`, `type`, `definition`).
     pub search_indexes: Vec<Value>,
+    /// The `#[repo(soft_delete)]` key, when the entity soft-deletes: a
+    /// migration that introduces it sets it to `null` on the documents
+    /// stored without it (see [`backfill`](super::backfill)). Absent from
+    /// the snapshot file otherwise, so snapshots written before the field
+    /// existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_delete: Option<String>,
 }
 
 impl MongoSnapshot {
@@ -69,6 +76,9 @@ impl Collection {
                         .expect("a BSON document of strings and numbers")
                 })
                 .collect(),
+            soft_delete: schema
+                .soft_delete_column()
+                .map(|(_, column)| column.name.to_owned()),
         }
     }
 

@@ -289,7 +289,7 @@ pub(super) async fn load<E: Entity>(
     // a bad row never holds a lock.
     let fills = crate::bulk::embedded(repo, rows).await?;
     let limit = repo.exec.backend().max_bind_bytes();
-    let sizes = plan::check_rows(rows, &fills, &columns, limit)?;
+    let sizes = plan::check_rows(rows, &fills, &columns, (limit, repo.clock()))?;
     let check_time = reporter.started().elapsed();
     reporter.phase(LoadPhase::Preparing, None);
     let mut session = Session::open(repo.exec.backend(), &options).await?;
@@ -532,7 +532,8 @@ impl<E: Entity> Load<'_, E> {
         timeout.mapped(&map_err(backend, schema, bound))?;
         let (columns, rows, fills) = (&self.columns, self.rows, &self.fills);
         let copied = async {
-            match copy::copy_in(c, columns, rows, fills, backend.max_bind_bytes()).await {
+            let bounds = (backend.max_bind_bytes(), backend.clock());
+            match copy::copy_in(c, columns, rows, fills, bounds).await {
                 Ok(n) => {
                     c.settle(&Ok::<u64, sqlx::Error>(n));
                     Ok(n)

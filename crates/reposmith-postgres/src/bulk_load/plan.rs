@@ -185,7 +185,7 @@ pub(crate) fn check_rows<E: Entity>(
     rows: &[E],
     fills: &Fills,
     columns: &[usize],
-    limit: usize,
+    (limit, clock): (usize, &reposmith_core::Clock),
 ) -> Result<VectorSizes> {
     let schema = E::SCHEMA;
     let vectors: Vec<usize> = (0..schema.columns.len())
@@ -195,7 +195,7 @@ pub(crate) fn check_rows<E: Entity>(
     for (i, entity) in rows.iter().enumerate() {
         let row = || -> Result<Vec<Value>> {
             let mut values = entity.to_values()?;
-            stamp_new(schema, &mut values);
+            stamp_new(schema, &mut values, clock);
             fills.apply(i, &mut values);
             check_row(schema, &values)?;
             check_row_size(schema, &values, columns, limit)?;

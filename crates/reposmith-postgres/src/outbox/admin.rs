@@ -48,6 +48,9 @@ pub struct DeadMessage {
     pub created_at: DateTime<Utc>,
     /// What it carries.
     pub payload: serde_json::Value,
+    /// The tenant of the unit that recorded it (as stored: the setting's
+    /// text), if any.
+    pub tenant: Option<String>,
 }
 
 impl Outbox {
@@ -87,7 +90,7 @@ impl Outbox {
     /// Up to `limit` dead rows, oldest first.
     pub async fn dead(&self, limit: u32) -> Result<Vec<DeadMessage>> {
         let query = sqlx::query(
-            "SELECT id, destination, attempts, last_error, created_at, payload \
+            "SELECT id, destination, attempts, last_error, created_at, payload, tenant \
              FROM reposmith_outbox WHERE state = 'dead' ORDER BY seq LIMIT $1",
         )
         .bind(i64::from(limit));
@@ -167,5 +170,6 @@ fn dead_of(row: &sqlx::postgres::PgRow) -> Result<DeadMessage> {
         last_error: row.try_get("last_error").map_err(decode)?,
         created_at: row.try_get("created_at").map_err(decode)?,
         payload: row.try_get("payload").map_err(decode)?,
+        tenant: row.try_get("tenant").map_err(decode)?,
     })
 }

@@ -14,7 +14,18 @@ const INSERT_SQL: &str = "WITH written AS ( \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) RETURNING 1) \
      SELECT pg_notify('reposmith_outbox', count(*)::text) FROM written";
 
-/// Inserts `messages` into the outbox table on the unit's connection, in
+/// [`INSERT_SQL`] for a tenant's unit: each message with the tenant (`$4`).
+/// A unit of no tenant leaves the column out, so it still writes to an
+/// outbox table created before the column existed.
+const INSERT_TENANT_SQL: &str = "WITH written AS ( \
+     INSERT INTO reposmith_outbox (id, destination, payload, tenant) \
+     SELECT m.id, m.destination, m.payload, $4::text \
+     FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS m (id, destination, payload) \
+     RETURNING 1) \
+     SELECT pg_notify('reposmith_outbox', count(*)::text) FROM written";
+
+/// Inserts `messages` into the outbox table on the unit's connection, each
+/// carrying the tenant of `backend` (the unit's handle) if it has one, in
 /// as many statements as keep each one's bound bytes within `max_bind_bytes`
 /// (all in the unit's transaction, so still all or nothing). A single
 /// message over the cap is `TooLarge` before anything is sent.
@@ -23,8 +34,12 @@ pub(crate) async fn write_pending(
     connection: &mut PgConnection,
     messages: &[PendingMessage],
 ) -> Result<(), Error> {
-    for chunk in chunks(messages, backend.max_bind_bytes())? {
-        insert(connection, chunk)
+    let tenant = backend.tenant_setting().map(|t| t.to_string());
+    let cap = backend
+        .max_bind_bytes()
+        .saturating_sub(tenant_size(tenant.as_deref()));
+    for chunk in chunks(messages, cap)? {
+        insert(connection, chunk, tenant.as_deref())
             .await
             .map_err(|err| write_error(backend, err))?;
     }
@@ -56,6 +71,11 @@ fn chunks(messages: &[PendingMessage], cap: usize) -> Result<Vec<&[PendingMessag
     Ok(chunks)
 }
 
+/// What the tenant parameter adds to the bound bytes.
+fn tenant_size(tenant: Option<&str>) -> usize {
+    4 + tenant.map_or(0, str::len)
+}
+
 /// The three arrays' length words and headers (one dimension each).
 const ARRAYS: usize = 3 * (4 + 20);
 
@@ -66,34 +86,48 @@ fn bound_size(message: &PendingMessage) -> usize {
     (4 + 16) + (4 + message.destination.to_string().len()) + (4 + 1 + payload)
 }
 
-async fn insert(connection: &mut PgConnection, messages: &[PendingMessage]) -> sqlx::Result<()> {
+async fn insert(
+    connection: &mut PgConnection,
+    messages: &[PendingMessage],
+    tenant: Option<&str>,
+) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
     let destinations: Vec<String> = messages.iter().map(|m| m.destination.to_string()).collect();
     let payloads: Vec<serde_json::Value> = messages.iter().map(|m| m.payload.clone()).collect();
-    sqlx::query(INSERT_SQL)
-        .bind(ids)
-        .bind(destinations)
-        .bind(payloads)
-        .execute(connection)
-        .await
-        .map(drop)
+    let query = match tenant {
+        Some(tenant) => sqlx::query(INSERT_TENANT_SQL)
+            .bind(ids)
+            .bind(destinations)
+            .bind(payloads)
+            .bind(tenant),
+        None => sqlx::query(INSERT_SQL)
+            .bind(ids)
+            .bind(destinations)
+            .bind(payloads),
+    };
+    query.execute(connection).await.map(drop)
 }
 
-/// A failed outbox statement; a missing table is a configuration error (not
-/// an outage to wait out) saying how to create it.
+/// A failed outbox statement; a missing table, or a table without a column
+/// this version writes or reads (created by an older version), is a
+/// configuration error (not an outage to wait out) saying how to fix it.
 pub(crate) fn write_error(backend: &PgBackend, err: sqlx::Error) -> Error {
-    let missing_table = err
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "42P01");
-    match missing_table {
-        true => Error::config(
+    let code = err.as_database_error().and_then(|e| e.code());
+    match code.as_deref() {
+        Some("42P01") => Error::config(
             "outbox",
             "a table of the outbox (reposmith_outbox, reposmith_job_receipts) does not exist: \
              add them to your migrations (Schemas::new().with_outbox()) or create them with \
              PgBackend::create_outbox_tables",
         ),
-        false => backend.map_error(err),
+        Some("42703") => Error::config(
+            "outbox",
+            "the outbox table lacks a column this version uses (reposmith_outbox.tenant, \
+             added for tenants): generate and apply a migration (Schemas::new().with_outbox(), \
+             then `migrate generate`), or run \
+             ALTER TABLE reposmith_outbox ADD COLUMN tenant text",
+        ),
+        _ => backend.map_error(err),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use reposmith_core::Tenant;
 use reposmith_core::job::Job;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ pub struct JobContext<J: Job> {
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) key: Option<String>,
+    pub(crate) tenant: Option<Tenant>,
 }
 
 impl<J: Job> JobContext<J> {
@@ -45,6 +47,19 @@ impl<J: Job> JobContext<J> {
     /// True when a failure of this attempt sends the job to the dead-letter set.
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
+    }
+
+    /// The tenant the job was enqueued for: by a tenant's queue handle
+    /// ([`Queue::for_tenant`](super::Queue::for_tenant)), or by a unit of
+    /// work opened for a tenant, through the outbox. Open the handler's
+    /// repositories with `store.for_tenant(tenant.clone())` to work on the
+    /// tenant's rows. `None` for a job of no tenant (and for jobs enqueued
+    /// before jobs carried tenants).
+    ///
+    /// It is read back as text (see `reposmith_core::tenant`): it reaches
+    /// the rows of an integer or UUID tenant column all the same.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// The queue's name.

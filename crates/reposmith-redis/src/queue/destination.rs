@@ -129,7 +129,7 @@ impl QueueDestination {
             ));
         }
         envelope.validate(self.options.max_payload)?;
-        Ok(envelope)
+        with_tenant_of(message, envelope)
     }
 
     async fn enqueue(
@@ -147,6 +147,26 @@ impl QueueDestination {
             "outbox messages enqueued"
         );
         Ok(())
+    }
+}
+
+/// `envelope` carrying the tenant of the unit that recorded `message` (the
+/// row's `tenant`), which the worker hands to the job's handler. An
+/// envelope naming another tenant than its row is refused (permanently).
+fn with_tenant_of(message: &OutboxMessage, envelope: JobEnvelope) -> Result<JobEnvelope> {
+    match (&message.tenant, &envelope.tenant) {
+        (Some(row), Some(job)) if row.setting() != job.setting() => Err(Error::invalid(
+            "OutboxMessage",
+            "tenant",
+            format!(
+                "message {} was recorded for tenant {:?} but carries a job for tenant {:?}",
+                message.id,
+                row.setting(),
+                job.setting()
+            ),
+        )),
+        (Some(row), None) => Ok(envelope.for_tenant(Some(row.clone()))),
+        _ => Ok(envelope),
     }
 }
 

@@ -79,6 +79,14 @@
 //! that run atomically on the server and read the time from the server's
 //! `TIME`, so workers' clocks never matter.
 //!
+//! # Tenants
+//!
+//! A job enqueued through a tenant's handle ([`Queue::for_tenant`]), or
+//! recorded by a unit of work opened for a tenant and relayed from the
+//! outbox, carries the tenant; the handler reads it from
+//! [`JobContext::tenant`] and opens `store.for_tenant(..)` with it. Jobs
+//! stored before jobs carried tenants have none and run as before.
+//!
 //! # Keys
 //!
 //! All keys of queue `<name>` share the hash tag `{reposmith:q:<name>}`, so
@@ -93,9 +101,9 @@
 //! | `<tag>:delayed` | sorted set | jobs waiting for their start or retry; score: due time (ms, server clock) |
 //! | `<tag>:active` | sorted set | leased jobs; score: lease deadline (ms, server clock) |
 //! | `<tag>:dead` | sorted set | dead letters; score: when they died |
-//! | `<tag>:job:<id>` | hash | payload, attempts, settings, fencing token, last error |
+//! | `<tag>:job:<id>` | hash | payload, attempts, settings, fencing token, last error, tenant (a tenant's job only) |
 //! | `<tag>:id:<id>` | string, expires | a job enqueued under the caller's id (the outbox relay's) was seen within the dedup window; jobs whose id the queue made get none |
-//! | `<tag>:dedup:<sha1(key)>` | string, expires | the id of the job holding an idempotency key; deleted when that job completes or dies |
+//! | `<tag>:dedup:<sha1(key)>` | string, expires | the id of the job holding an idempotency key (a tenant's job: `sha1(tenant + "\n" + key)`, so keys dedupe per tenant); deleted when that job completes or dies |
 //! | `<tag>:seq` | counter | FIFO sequence |
 //! | `<tag>:signal` | list, ≤ 64 | wakes workers blocked on `BLPOP` |
 //! | `<tag>:stats` | hash | lifetime counters ([`QueueStats`]) |

@@ -120,7 +120,14 @@ pub(crate) async fn enqueue<C: ConnectionLike + Send>(
                 .arg(envelope.priority)
                 .arg(envelope.key.as_deref().unwrap_or(""))
                 .arg(kind)
-                .arg(at);
+                .arg(at)
+                .arg(
+                    envelope
+                        .tenant
+                        .as_ref()
+                        .map(|t| t.setting())
+                        .unwrap_or_default(),
+                );
         }
     };
     let reply = invoke(conn, &scripts::ENQUEUE, keys, push_jobs).await?;
@@ -161,7 +168,14 @@ pub(crate) struct Leased {
     pub(crate) backoff_max_ms: u64,
     pub(crate) timeout_ms: u64,
     pub(crate) key: Option<String>,
+    /// The tenant's setting text, for a tenant's job; `None` for a job of
+    /// no tenant and for one enqueued before jobs carried tenants (its
+    /// hash has no such field).
+    pub(crate) tenant: Option<String>,
 }
+
+/// Fields per job in the fetch script's reply.
+const FETCHED_FIELDS: usize = 11;
 
 /// What one fetch returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,13 +196,16 @@ pub(crate) async fn fetch<C: ConnectionLike + Send>(
     let args: [&dyn ToArg; 4] = [&millis(lease).max(1), &max, &REAP_BATCH, &PROMOTE_BATCH];
     let reply = array(run(conn, &scripts::FETCH, keys, &args).await?, "fetch")?;
     let (head, rest) = reply.split_first().ok_or_else(|| unexpected("fetch"))?;
-    if rest.len() % 10 != 0 {
+    if rest.len() % FETCHED_FIELDS != 0 {
         return Err(unexpected("fetch"));
     }
     let next_due = int(head)
         .filter(|ms| *ms >= 0)
         .map(|ms| Duration::from_millis(ms.unsigned_abs()));
-    let jobs = rest.chunks(10).map(leased).collect::<RedisResult<_>>()?;
+    let jobs = rest
+        .chunks(FETCHED_FIELDS)
+        .map(leased)
+        .collect::<RedisResult<_>>()?;
     Ok(Fetched { jobs, next_due })
 }
 
@@ -206,6 +223,7 @@ fn leased(f: &[Value]) -> RedisResult<Leased> {
         backoff_max_ms: unsigned(6)?,
         timeout_ms: unsigned(7)?.max(1),
         key: text(&f[9]).filter(|k| !k.is_empty()),
+        tenant: text(&f[10]).filter(|t| !t.is_empty()),
     })
 }
 

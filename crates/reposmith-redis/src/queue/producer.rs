@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reposmith_core::job::{DEFAULT_MAX_PAYLOAD, Job, JobEnvelope, StartAt};
-use reposmith_core::{Error, Result};
+use reposmith_core::{Error, IntoTenant, Result, Tenant};
 use uuid::Uuid;
 
 use super::dead::DeadLetters;
@@ -103,6 +103,9 @@ pub struct Queue<J: Job> {
     pub(crate) backend: RedisBackend,
     pub(crate) keys: Arc<QueueKeys>,
     pub(crate) options: QueueOptions,
+    /// The tenant every job enqueued through this handle carries
+    /// ([`Queue::for_tenant`]).
+    tenant: Option<Tenant>,
     job: PhantomData<fn() -> J>,
 }
 
@@ -112,6 +115,7 @@ impl<J: Job> Clone for Queue<J> {
             backend: self.backend.clone(),
             keys: Arc::clone(&self.keys),
             options: self.options.clone(),
+            tenant: self.tenant.clone(),
             job: PhantomData,
         }
     }
@@ -123,6 +127,7 @@ impl<J: Job> fmt::Debug for Queue<J> {
             .field("name", &self.keys.name)
             .field("backend", &self.backend)
             .field("options", &self.options)
+            .field("tenant", &self.tenant)
             .finish()
     }
 }
@@ -140,8 +145,27 @@ impl<J: Job> Queue<J> {
             backend: backend.clone(),
             keys: Arc::new(QueueKeys::new(J::QUEUE)?),
             options,
+            tenant: None,
             job: PhantomData,
         })
+    }
+
+    /// This queue for `tenant`: every job enqueued through the handle
+    /// carries the tenant, and the worker hands it to the handler
+    /// ([`JobContext::tenant`](super::JobContext::tenant)), which opens
+    /// `store.for_tenant(..)` with it. The tenant is checked first (see
+    /// [`Tenant`]). Jobs with one idempotency key dedupe per tenant: two
+    /// tenants' jobs never drop each other. Workers serve every tenant's
+    /// jobs of the queue: run them on the handle without a tenant.
+    pub fn for_tenant(&self, tenant: impl IntoTenant) -> Result<Queue<J>> {
+        let mut queue = self.clone();
+        queue.tenant = Some(tenant.into_tenant()?);
+        Ok(queue)
+    }
+
+    /// The tenant of this handle, if it is a tenant's ([`Queue::for_tenant`]).
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// The queue's name ([`Job::QUEUE`]).
@@ -179,7 +203,9 @@ impl<J: Job> Queue<J> {
 
     /// Enqueues `job` with an explicit start.
     pub async fn enqueue_starting(&self, job: &J, start: StartAt) -> Result<Enqueued> {
-        let envelope = JobEnvelope::of(job, self.options.max_payload)?.starting(start);
+        let envelope = JobEnvelope::of(job, self.options.max_payload)?
+            .starting(start)
+            .for_tenant(self.tenant.clone());
         let mut added = self
             .enqueue_checked(&[(Uuid::now_v7(), envelope)], Ids::Fresh)
             .await?;
@@ -203,17 +229,29 @@ impl<J: Job> Queue<J> {
             .map(|(i, job)| {
                 let envelope = JobEnvelope::of(job, self.options.max_payload)
                     .map_err(|e| e.at_row(i, jobs.len()))?;
-                Ok((Uuid::now_v7(), envelope))
+                Ok((Uuid::now_v7(), envelope.for_tenant(self.tenant.clone())))
             })
             .collect::<Result<Vec<_>>>()?;
         self.enqueue_checked(&prepared, Ids::Fresh).await
     }
 
     /// Enqueues prepared envelopes under their ids, checked first (all for
-    /// this queue, valid, within the payload limit): nothing is sent when
-    /// one is refused.
+    /// this queue, valid, within the payload limit, and on a tenant's
+    /// handle of its tenant or none, which then gets it): nothing is sent
+    /// when one is refused.
     pub async fn enqueue_envelopes(&self, jobs: &[(Uuid, JobEnvelope)]) -> Result<Vec<Enqueued>> {
-        self.enqueue_checked(jobs, Ids::Caller).await
+        let Some(tenant) = &self.tenant else {
+            return self.enqueue_checked(jobs, Ids::Caller).await;
+        };
+        let stamped = jobs
+            .iter()
+            .map(|(id, envelope)| {
+                let envelope = envelope.clone();
+                let tenant = envelope.tenant.clone().unwrap_or_else(|| tenant.clone());
+                (*id, envelope.for_tenant(Some(tenant)))
+            })
+            .collect::<Vec<_>>();
+        self.enqueue_checked(&stamped, Ids::Caller).await
     }
 
     /// Checks `jobs` (nothing is sent when one is refused), then enqueues them.
@@ -247,6 +285,19 @@ impl<J: Job> Queue<J> {
                 format!(
                     "the envelope is for queue {:?}, this is queue {:?}",
                     envelope.queue, self.keys.name
+                ),
+            ));
+        }
+        if let (Some(mine), Some(theirs)) = (&self.tenant, &envelope.tenant)
+            && mine.setting() != theirs.setting()
+        {
+            return Err(Error::invalid(
+                "job",
+                "tenant",
+                format!(
+                    "the envelope is for tenant {:?}, this queue handle for tenant {:?}",
+                    theirs.setting(),
+                    mine.setting()
                 ),
             ));
         }

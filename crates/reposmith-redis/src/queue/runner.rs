@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reposmith_core::RetryPolicy;
 use reposmith_core::job::Job;
+use reposmith_core::{RetryPolicy, Tenant};
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
 use tracing::Instrument;
@@ -66,12 +66,17 @@ where
             std::any::type_name::<J>()
         ))
     })?;
+    let tenant = job.tenant.clone().map(Tenant::new).transpose();
+    let tenant = tenant.map_err(|e| {
+        JobError::fatal(format!("the tenant of job {} is not a tenant: {e}", job.id))
+    })?;
     let context = JobContext {
         job: payload,
         id: job.id,
         attempt: job.attempt,
         max_attempts: job.max_attempts,
         key: job.key.clone(),
+        tenant,
     };
     // A task of its own, so a panic is a failed attempt, not a dead worker.
     let mut task = AbortOnDrop(tokio::spawn(handler(context)));

@@ -13,7 +13,9 @@
 //! `backoff_base`, `backoff_max`, `timeout` (ms), `priority`, `key` (the
 //! idempotency key or empty), `token` (fencing token, bumped on every lease
 //! and every reclaim), `seq` (FIFO position), `enqueued_at`, `last_error`,
-//! `died_at`.
+//! `died_at`, and `tenant` (the tenant's setting text) on a tenant's job
+//! only: a job enqueued before jobs carried tenants, or for no tenant, has
+//! no such field and is read as a job of no tenant.
 
 use std::sync::LazyLock;
 
@@ -50,12 +52,19 @@ local function owned(id, token)
   if not redis.call('ZSCORE', KEYS[3], id) then return false end
   return redis.call('HGET', job_key(id), 'token') == token
 end
+-- The marker key of an idempotency key: a tenant's job's is its tenant's
+-- (a tenant holds no newline, so the pair is unambiguous), so two tenants'
+-- jobs never dedupe each other; a job of no tenant keeps the key alone.
+local function dedup_key(key, tenant)
+  if tenant and tenant ~= '' then key = tenant .. '\n' .. key end
+  return ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
+end
 -- Frees the idempotency key of job `id` if `id` still holds it: the key
 -- dedupes only while its job is pending, so a later job with it is new.
 local function release_key(id)
-  local key = redis.call('HGET', job_key(id), 'key')
-  if not key or key == '' then return end
-  local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
+  local f = redis.call('HMGET', job_key(id), 'key', 'tenant')
+  if not f[1] or f[1] == '' then return end
+  local dk = dedup_key(f[1], f[2])
   if redis.call('GET', dk) == id then redis.call('DEL', dk) end
 end
 local function bury(id, now, err)
@@ -72,9 +81,9 @@ end
 /// `1` when the ids came from the caller (an outbox relay: a second
 /// delivery of an id is a duplicate, so ids are checked and remembered for
 /// the window) or `0` when the queue made them just now (fresh UUIDs: no
-/// check, and no marker key per job), then 10 fields per job: id, payload, max_attempts, backoff_base, backoff_max,
+/// check, and no marker key per job), then 11 fields per job: id, payload, max_attempts, backoff_base, backoff_max,
 /// timeout, priority, key ('' for none), start kind (now|after|at), start
-/// value (ms). Returns `status, id` per job: `new` with the job's id, or
+/// value (ms), tenant ('' for none). Returns `status, id` per job: `new` with the job's id, or
 /// `duplicate` with the id of the job already enqueued (the same id, or the
 /// one holding the idempotency key).
 pub(crate) static ENQUEUE: LazyLock<Lua> = LazyLock::new(|| {
@@ -88,16 +97,17 @@ local now = now_ms()
 local out = {}
 local woken, deduped = 0, 0
 for i = 0, n - 1 do
-  local b = 5 + i * 10
+  local b = 5 + i * 11
   local id = ARGV[b]
   local key = ARGV[b + 7]
+  local tenant = ARGV[b + 10]
   local jk = job_key(id)
   local idk = ARGV[1] .. 'id:' .. id
   local status, holder = 'new', id
   if caller_ids and redis.call('EXISTS', jk, idk) > 0 then
     status = 'duplicate'
   elseif key ~= '' then
-    local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(key)
+    local dk = dedup_key(key, tenant)
     local prior = redis.call('GET', dk)
     if prior then
       status, holder = 'duplicate', prior
@@ -115,6 +125,7 @@ for i = 0, n - 1 do
       'max_attempts', ARGV[b + 2], 'backoff_base', ARGV[b + 3],
       'backoff_max', ARGV[b + 4], 'timeout', ARGV[b + 5], 'priority', priority,
       'key', key, 'token', 0, 'seq', seq, 'enqueued_at', now)
+    if tenant ~= '' then redis.call('HSET', jk, 'tenant', tenant) end
     local kind, value = ARGV[b + 8], tonumber(ARGV[b + 9])
     local due = now
     if kind == 'after' then due = now + value elseif kind == 'at' then due = value end
@@ -142,9 +153,9 @@ return out
 /// `ARGV[4]` expired leases (bumping their token so the stale owner can no
 /// longer settle them; dead-lettered when out of attempts), then promotes up
 /// to `ARGV[5]` due delayed jobs. Returns `next_due_ms` (-1: nothing delayed;
-/// only computed when nothing was leased) followed by 10 fields per job: id,
+/// only computed when nothing was leased) followed by 11 fields per job: id,
 /// attempts, token, payload, max_attempts, backoff_base, backoff_max,
-/// timeout, priority, key.
+/// timeout, priority, key, tenant (nil for none).
 pub(crate) static FETCH: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(concat!(
         prelude!(),
@@ -189,7 +200,7 @@ for _ = 1, want + 100 do
   -- Every job hash has a payload: no payload, no job (read first, so no
   -- separate EXISTS).
   local f = redis.call('HMGET', jk, 'payload', 'max_attempts', 'backoff_base',
-    'backoff_max', 'timeout', 'priority', 'key', 'attempts', 'token')
+    'backoff_max', 'timeout', 'priority', 'key', 'attempts', 'token', 'tenant')
   if f[1] then
     -- Read above, written back in one command.
     local attempts = tonumber(f[8]) + 1
@@ -200,6 +211,7 @@ for _ = 1, want + 100 do
     out[#out + 1] = attempts
     out[#out + 1] = token
     for j = 1, 7 do out[#out + 1] = f[j] end
+    out[#out + 1] = f[10]
     got = got + 1
   end
 end
@@ -239,11 +251,11 @@ pub(crate) static ACK: LazyLock<Lua> = LazyLock::new(|| {
 local id = ARGV[2]
 local jk = job_key(id)
 -- The token and the key in one read; the lease check is the ZREM itself.
-local f = redis.call('HMGET', jk, 'token', 'key')
+local f = redis.call('HMGET', jk, 'token', 'key', 'tenant')
 if f[1] ~= ARGV[3] then return 0 end
 if redis.call('ZREM', KEYS[3], id) == 0 then return 0 end
 if f[2] and f[2] ~= '' then
-  local dk = ARGV[1] .. 'dedup:' .. redis.sha1hex(f[2])
+  local dk = dedup_key(f[2], f[3])
   if redis.call('GET', dk) == id then redis.call('DEL', dk) end
 end
 redis.call('DEL', jk)

@@ -24,7 +24,7 @@ pub(crate) const SELECT_SQL: &str = "WITH blocked AS ( \
        SELECT destination, min(seq) AS seq FROM reposmith_outbox \
        WHERE state = 'pending' AND available_at > now() AND destination = ANY($3) \
        GROUP BY destination) \
-     SELECT o.seq, o.id, o.destination, o.payload, o.attempts, o.created_at \
+     SELECT o.seq, o.id, o.destination, o.payload, o.attempts, o.created_at, o.tenant \
      FROM reposmith_outbox AS o LEFT JOIN blocked AS b ON b.destination = o.destination \
      WHERE o.state = 'pending' AND o.available_at <= now() \
        AND (o.destination = ANY($1) OR ($2 AND o.destination LIKE 'queue:%')) \
@@ -370,8 +370,11 @@ fn message_of(row: &PgRow) -> std::result::Result<OutboxMessage, (i64, Error)> {
         let destination: String = row.try_get("destination").map_err(decode)?;
         let payload: serde_json::Value = row.try_get("payload").map_err(decode)?;
         let created_at: DateTime<Utc> = row.try_get("created_at").map_err(decode)?;
+        let tenant: Option<String> = row.try_get("tenant").map_err(decode)?;
+        let tenant = tenant.map(reposmith_core::Tenant::new).transpose()?;
         let destination = Destination::parse(&destination)?;
-        let mut message = OutboxMessage::new(seq, id, destination, payload, created_at);
+        let mut message =
+            OutboxMessage::new(seq, id, destination, payload, created_at).with_tenant(tenant);
         message.attempts = row.try_get("attempts").map_err(decode)?;
         Ok::<_, Error>(message)
     })();
