@@ -8,6 +8,7 @@
 use std::marker::PhantomData;
 
 use crate::entity::Entity;
+use crate::error::{Error, Result};
 use crate::schema::ColumnDef;
 use crate::value::{FieldType, Value};
 
@@ -102,6 +103,47 @@ pub enum FilterNode {
     Not(Box<FilterNode>),
 }
 
+/// The most conditions (nodes) one filter may hold; a longer list of
+/// alternatives belongs in one `is_in`, which binds a single array.
+pub const MAX_FILTER_NODES: usize = 1_024;
+
+/// The deepest a filter may nest `and` / `or` / `not`.
+pub const MAX_FILTER_DEPTH: usize = 64;
+
+impl FilterNode {
+    /// Refuses a filter too big or too deep to render
+    /// ([`MAX_FILTER_NODES`], [`MAX_FILTER_DEPTH`]) with
+    /// [`Error::InvalidInput`] naming `entity`, before a backend renders it:
+    /// rendering recurses once per node, and a filter of tens of thousands of
+    /// `or`ed conditions overflowed the thread's stack and aborted the
+    /// process. The walk itself keeps its own stack, so it cannot overflow.
+    pub fn check_shape(&self, entity: &'static str) -> Result<()> {
+        let mut pending = vec![(self, 1usize)];
+        let mut nodes = 0usize;
+        while let Some((node, depth)) = pending.pop() {
+            nodes += 1;
+            if nodes > MAX_FILTER_NODES || depth > MAX_FILTER_DEPTH {
+                return Err(Error::invalid(
+                    entity,
+                    "filter",
+                    format!(
+                        "a filter may hold at most {MAX_FILTER_NODES} conditions nested at most \
+                         {MAX_FILTER_DEPTH} deep; match a long list of values with one `is_in`"
+                    ),
+                ));
+            }
+            match node {
+                FilterNode::And(children) | FilterNode::Or(children) => {
+                    pending.extend(children.iter().map(|c| (c, depth + 1)));
+                }
+                FilterNode::Not(child) => pending.push((child, depth + 1)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A filter over entity `E`. Combine with [`Filter::and`], [`Filter::or`],
 /// [`Filter::not`] or the `&`, `|`, `!` operators.
 pub struct Filter<E> {
@@ -158,6 +200,11 @@ impl<E: Entity> Filter<E> {
         match (self.node, other.node) {
             (FilterNode::Or(mut left), FilterNode::Or(right)) => {
                 left.extend(right);
+                Filter::new(FilterNode::Or(left))
+            }
+            // A chain `a.or(b).or(c)…` stays one flat list, as `and` does.
+            (FilterNode::Or(mut left), node) => {
+                left.push(node);
                 Filter::new(FilterNode::Or(left))
             }
             (left, right) => Filter::new(FilterNode::Or(vec![left, right])),

@@ -57,7 +57,7 @@ pub use cursor::Cursor;
 pub use embed::{EmbedError, Embedder};
 pub use entity::{Entity, MongoEntity, PostgresEntity};
 pub use error::{BatchRow, Error, Result};
-pub use filter::{Column, Filter, JsonColumn, Order};
+pub use filter::{Column, Filter, JsonColumn, MAX_FILTER_DEPTH, MAX_FILTER_NODES, Order};
 pub use home::{Pinned, StoredIn};
 pub use object_id::ObjectId;
 pub use relation::{Relation, Relations};

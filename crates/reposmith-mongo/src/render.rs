@@ -29,6 +29,7 @@ use crate::json_filter;
 
 /// The query document selecting the rows where `node` is TRUE.
 pub(crate) fn filter_doc(schema: &'static EntitySchema, node: &FilterNode) -> Result<Document> {
+    node.check_shape(schema.entity)?;
     Renderer { schema }.when(node, true)
 }
 

@@ -44,6 +44,7 @@ pub(crate) fn scope_expr(schema: &EntitySchema, scope: &reposmith_core::RowScope
 
 /// Renders `node` over `schema`, rejecting NUL in any operand.
 pub(crate) fn filter_expr(schema: &EntitySchema, node: &FilterNode) -> Result<Expr> {
+    node.check_shape(schema.entity)?;
     Renderer { schema }.node(node)
 }
 

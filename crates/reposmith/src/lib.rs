@@ -19,9 +19,10 @@ pub use reposmith_core::{AssignOp, Assignment, Changes, Numeric};
 pub use reposmith_core::{
     Backend, Backends, Capabilities, Column, ColumnDef, ColumnRole, ColumnType, ConnectionUrl,
     Cursor, DataStore, Entity, EntitySchema, EntityStream, Error, FieldType, Filter, Find,
-    FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MongoEntity, ObjectId,
-    OnDelete, Order, Page, Pinned, PostgresEntity, ReadPreference, Reference, Relation, Relations,
-    Repository, Result, RetryPolicy, RowScope, StoredIn, UnitOfWork, Value,
+    FindPage, FindQuery, IdStrategy, IndexDef, IndexMethod, JsonColumn, MAX_FILTER_DEPTH,
+    MAX_FILTER_NODES, MongoEntity, ObjectId, OnDelete, Order, Page, Pinned, PostgresEntity,
+    ReadPreference, Reference, Relation, Relations, Repository, Result, RetryPolicy, RowScope,
+    StoredIn, UnitOfWork, Value,
 };
 /// Loading along relations: the children load's builder and the helpers
 /// both backends share.
