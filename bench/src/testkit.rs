@@ -73,7 +73,10 @@ fn migrations() -> PathBuf {
 }
 
 /// One `#[sqlx::test]`, as its expansion runs it.
-fn sqlx_test(migrator: &'static sqlx::migrate::Migrator, path: &'static str) -> (Duration, Duration) {
+fn sqlx_test(
+    migrator: &'static sqlx::migrate::Migrator,
+    path: &'static str,
+) -> (Duration, Duration) {
     use sqlx::testing::TestFn;
     async fn body(pool: sqlx::PgPool) {
         mark_body();
@@ -141,7 +144,10 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
         }
     }
     println!("\nper-test setup and teardown, {tests} tests per side (quickstart migrations)");
-    println!("{:<16} {:>12} {:>12} {:>14}", "side", "setup p50", "setup p90", "teardown p50");
+    println!(
+        "{:<16} {:>12} {:>12} {:>14}",
+        "side", "setup p50", "setup p90", "teardown p50"
+    );
     for (name, setup, teardown) in &sides {
         println!(
             "{name:<16} {:>12} {:>12} {:>14}",
@@ -161,18 +167,28 @@ async fn clone_cost(tests: usize) -> Result<()> {
     let mut admin = PgAdmin::connect(&PgConfig::new(url.clone())).await?;
     let template = ensure_template(&mut admin, Some(&migrations())).await?;
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
-    println!("\nCREATE DATABASE .. TEMPLATE {} alone, {tests} times each", template.name);
+    println!(
+        "\nCREATE DATABASE .. TEMPLATE {} alone, {tests} times each",
+        template.name
+    );
     for strategy in ["WAL_LOG", "FILE_COPY"] {
         let (mut create, mut drop) = (Vec::new(), Vec::new());
         for i in 0..tests {
             let name = format!("reposmith_bench_clone_{}_{i}", std::process::id());
-            let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\" STRATEGY {strategy}", template.name);
+            let sql = format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{}\" STRATEGY {strategy}",
+                template.name
+            );
             let at = Instant::now();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
             create.push(at.elapsed());
             let at = Instant::now();
             let sql = format!("DROP DATABASE \"{name}\" WITH (FORCE)");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
             drop.push(at.elapsed());
         }
         println!(

@@ -46,7 +46,10 @@ impl RedisBackend {
     /// tests.
     pub async fn delete_prefixed(&self, prefix: &str) -> Result<u64> {
         if prefix.is_empty() {
-            return Err(Error::config("redis prefix", "an empty prefix matches every key"));
+            return Err(Error::config(
+                "redis prefix",
+                "an empty prefix matches every key",
+            ));
         }
         let mut conn = self.connection();
         if conn.is_cluster() {

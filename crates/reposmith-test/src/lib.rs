@@ -84,7 +84,10 @@ where
         }
         Ok(Err(failure)) => {
             eprintln!("{}", session.keep().await);
-            panic!("reposmith::test `{}` returned an error: {failure}", args.name);
+            panic!(
+                "reposmith::test `{}` returned an error: {failure}",
+                args.name
+            );
         }
         Err(panic) => {
             eprintln!("{}", session.keep().await);

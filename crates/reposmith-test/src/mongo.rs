@@ -45,7 +45,9 @@ pub async fn apply_fixture(db: &Database, path: &Path) -> Result<()> {
     };
     for (collection, docs) in collections {
         let Value::Array(docs) = docs else {
-            return Err(fixture(format!("{collection:?} is not an array of documents")));
+            return Err(fixture(format!(
+                "{collection:?} is not an array of documents"
+            )));
         };
         let mut batch = Vec::with_capacity(docs.len());
         for doc in &docs {
@@ -72,14 +74,18 @@ fn to_bson(value: &Value) -> std::result::Result<Bson, String> {
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i32::try_from(i).map_or(Bson::Int64(i), Bson::Int32),
             (None, Some(f)) => Bson::Double(f),
-            _ => return Err(format!("number {n} does not fit a 64-bit integer or double")),
+            _ => {
+                return Err(format!(
+                    "number {n} does not fit a 64-bit integer or double"
+                ));
+            }
         },
         Value::String(s) => Bson::String(s.clone()),
         Value::Array(items) => Bson::Array(items.iter().map(to_bson).collect::<Result<_, _>>()?),
         Value::Object(map) => match (map.len(), map.iter().next()) {
-            (1, Some((k, Value::String(hex)))) if k == "$oid" => Bson::ObjectId(
-                ObjectId::parse_str(hex).map_err(|e| format!("$oid {hex:?}: {e}"))?,
-            ),
+            (1, Some((k, Value::String(hex)))) if k == "$oid" => {
+                Bson::ObjectId(ObjectId::parse_str(hex).map_err(|e| format!("$oid {hex:?}: {e}"))?)
+            }
             (1, Some((k, Value::String(date)))) if k == "$date" => Bson::DateTime(
                 DateTime::parse_rfc3339_str(date).map_err(|e| format!("$date {date:?}: {e}"))?,
             ),

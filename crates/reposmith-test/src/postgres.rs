@@ -130,11 +130,16 @@ impl PgAdmin {
 
     /// Runs `sql`, a statement the harness built from names it made.
     async fn run(&mut self, sql: String) -> Result<()> {
-        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut self.conn).await {
+        match sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut self.conn)
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if sqlstate(&e).as_deref() == Some("42501") => Err(Error::CannotCreateDatabase {
-                role: self.role().await.unwrap_or_else(|_| "?".to_owned()),
-            }),
+            Err(e) if sqlstate(&e).as_deref() == Some("42501") => {
+                Err(Error::CannotCreateDatabase {
+                    role: self.role().await.unwrap_or_else(|_| "?".to_owned()),
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -151,7 +156,9 @@ impl PgAdmin {
         let mut tries = 0;
         loop {
             match self.run(sql.clone()).await {
-                Err(Error::Postgres(e)) if sqlstate(&e).as_deref() == Some("55006") && tries < 50 => {
+                Err(Error::Postgres(e))
+                    if sqlstate(&e).as_deref() == Some("55006") && tries < 50 =>
+                {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -337,7 +344,10 @@ async fn build_locked(admin: &mut PgAdmin, name: &str, dir: Option<&Path>) -> Re
     let build = uuid::Uuid::now_v7().simple().to_string();
     let comment = quote_literal(&format!("{COMPLETE}{build}"));
     admin
-        .run(format!("COMMENT ON DATABASE {} IS {comment}", quote_ident(name)))
+        .run(format!(
+            "COMMENT ON DATABASE {} IS {comment}",
+            quote_ident(name)
+        ))
         .await?;
     Ok(Template {
         name: name.to_owned(),

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use reposmith_core::{Backend, ConnectionUrl};
 use reposmith_core::config::Env;
+use reposmith_core::{Backend, ConnectionUrl};
 use reposmith_mongo::MongoConfig;
 use reposmith_postgres::PgConfig;
 use reposmith_redis::RedisConfig;
@@ -13,9 +13,9 @@ use reposmith_redis::RedisConfig;
 use crate::args::TestArgs;
 use crate::context::{StoreParts, TestContext, TestStore};
 use crate::error::{Error, Result};
+use crate::mongo;
 use crate::names::{TestNames, fresh_id};
 use crate::postgres::{PgAdmin, ensure_template};
-use crate::mongo;
 
 /// A test's stores while it runs.
 #[derive(Debug)]
@@ -38,9 +38,24 @@ impl FromEnv {
     fn read(args: &TestArgs) -> Result<FromEnv> {
         let env = Env::process();
         Ok(FromEnv {
-            postgres: pick(args, Backend::Postgres, PgConfig::from_env(&env)?, "DATABASE_URL")?,
-            mongo: pick(args, Backend::Mongo, MongoConfig::from_env(&env)?, "MONGODB_URL")?,
-            redis: pick(args, Backend::Redis, RedisConfig::from_env(&env)?, "REDIS_URL")?,
+            postgres: pick(
+                args,
+                Backend::Postgres,
+                PgConfig::from_env(&env)?,
+                "DATABASE_URL",
+            )?,
+            mongo: pick(
+                args,
+                Backend::Mongo,
+                MongoConfig::from_env(&env)?,
+                "MONGODB_URL",
+            )?,
+            redis: pick(
+                args,
+                Backend::Redis,
+                RedisConfig::from_env(&env)?,
+                "REDIS_URL",
+            )?,
         })
     }
 }
@@ -134,12 +149,18 @@ fn test_pg_config(
     database: &str,
     pool_size: Option<u32>,
 ) -> Result<PgConfig> {
-    let moved = |url: &ConnectionUrl| PgAdmin::url_of(url.expose(), database).map(ConnectionUrl::new);
+    let moved =
+        |url: &ConnectionUrl| PgAdmin::url_of(url.expose(), database).map(ConnectionUrl::new);
     config.url = moved(&config.url)?;
     if let Some(owner) = &config.migration_url {
         config.migration_url = Some(moved(owner)?);
     }
-    config.replicas.urls = config.replicas.urls.iter().map(moved).collect::<Result<_>>()?;
+    config.replicas.urls = config
+        .replicas
+        .urls
+        .iter()
+        .map(moved)
+        .collect::<Result<_>>()?;
     if let Some(n) = pool_size {
         config = config.max_connections(n);
         config.min_connections = config.min_connections.min(n);
@@ -238,7 +259,8 @@ pub fn kept_message(names: &TestNames) -> String {
         text += &format!("  MongoDB database:    {db}\n");
     }
     if let Some(prefix) = &names.redis {
-        text += &format!("  Redis key prefix:    {prefix} (keys `{prefix}:*` and `{{{prefix}:*`)\n");
+        text +=
+            &format!("  Redis key prefix:    {prefix} (keys `{prefix}:*` and `{{{prefix}:*`)\n");
     }
     text += &format!(
         "remove them with `{}` (leftovers of every failed test older than the age given), \

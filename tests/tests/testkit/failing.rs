@@ -23,16 +23,27 @@ async fn deliberately_fails(ctx: TestContext) -> Result<()> {
     let store = ctx.store();
     store
         .repo::<PgItem>()?
-        .insert(&PgItem { id: 0, slug: "kept".into(), body: "b".into() })
+        .insert(&PgItem {
+            id: 0,
+            slug: "kept".into(),
+            body: "b".into(),
+        })
         .await?;
     store
         .repo::<MongoItem>()?
-        .insert(&MongoItem { id: 7, slug: "kept".into(), body: "b".into() })
+        .insert(&MongoItem {
+            id: 7,
+            slug: "kept".into(),
+            body: "b".into(),
+        })
         .await?;
     let redis = store.redis()?;
     let mut conn = redis.connection();
     let key = format!("{}:kept", ctx.key_prefix());
-    let () = conn.set(&key, "yes").await.map_err(|e| redis.map_error(&e))?;
+    let () = conn
+        .set(&key, "yes")
+        .await
+        .map_err(|e| redis.map_error(&e))?;
     if std::env::var_os(FAIL).is_some() {
         panic!("deliberate failure");
     }
@@ -43,7 +54,12 @@ async fn deliberately_fails(ctx: TestContext) -> Result<()> {
 fn run_failing_child() -> (bool, String) {
     let exe = std::env::current_exe().expect("the test binary");
     let mut child = Command::new(exe)
-        .args(["testkit::failing::deliberately_fails", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "testkit::failing::deliberately_fails",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(FAIL, "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -80,10 +96,15 @@ fn printed(text: &str, label: &str) -> String {
 
 #[tokio::test]
 async fn a_failing_test_keeps_its_stores_and_names_them() {
-    let (passed, text) = tokio::task::spawn_blocking(run_failing_child).await.unwrap();
+    let (passed, text) = tokio::task::spawn_blocking(run_failing_child)
+        .await
+        .unwrap();
     assert!(!passed, "the child should fail:\n{text}");
     assert!(text.contains("deliberate failure"), "{text}");
-    assert!(text.contains("reposmith-test-cleanup"), "no cleanup command:\n{text}");
+    assert!(
+        text.contains("reposmith-test-cleanup"),
+        "no cleanup command:\n{text}"
+    );
     let pg_db = printed(&text, "PostgreSQL database:");
     let mongo_db = printed(&text, "MongoDB database:");
     let prefix = printed(&text, "Redis key prefix:");
@@ -92,12 +113,13 @@ async fn a_failing_test_keeps_its_stores_and_names_them() {
     let store = Store::connect(Config::from_env().unwrap()).await.unwrap();
     // PostgreSQL: the database is there with the test's row.
     let pg = store.postgres().unwrap();
-    let exists: bool =
-        reposmith::postgres::sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&pg_db)
-            .fetch_one(pg.pool())
-            .await
-            .unwrap();
+    let exists: bool = reposmith::postgres::sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+    )
+    .bind(&pg_db)
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
     assert!(exists, "{pg_db} was dropped");
     // MongoDB: the database holds the document.
     let mongo = store.mongo().unwrap();
@@ -116,18 +138,22 @@ async fn a_failing_test_keeps_its_stores_and_names_them() {
     assert_eq!(kept.as_deref(), Some("yes"));
 
     // A cleanup of leftovers older than an hour spares them (they are new).
-    let report = cleanup(CleanupOptions { older_than: Duration::from_secs(3600), templates: false })
-        .await
-        .unwrap();
+    let report = cleanup(CleanupOptions {
+        older_than: Duration::from_secs(3600),
+        templates: false,
+    })
+    .await
+    .unwrap();
     assert!(!report.postgres.contains(&pg_db) && !report.mongo.contains(&mongo_db));
     // Removing that one test's stores leaves nothing behind.
     remove(&pg_db).await.unwrap();
-    let exists: bool =
-        reposmith::postgres::sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&pg_db)
-            .fetch_one(pg.pool())
-            .await
-            .unwrap();
+    let exists: bool = reposmith::postgres::sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+    )
+    .bind(&pg_db)
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
     assert!(!exists);
     let names = mongo.client().list_database_names().await.unwrap();
     assert!(!names.contains(&mongo_db));

@@ -46,7 +46,11 @@ async fn cache_limiter_and_queue_use_the_prefix_and_a_pass_removes_everything() 
     // The cache: a read by id fills `<prefix>:c:..`.
     let items = store.repo::<PgItem>().unwrap();
     let row = items
-        .insert(&PgItem { id: 0, slug: "a".into(), body: "b".into() })
+        .insert(&PgItem {
+            id: 0,
+            slug: "a".into(),
+            body: "b".into(),
+        })
         .await
         .unwrap();
     items.get(&row.id).await.unwrap().unwrap();
@@ -62,7 +66,10 @@ async fn cache_limiter_and_queue_use_the_prefix_and_a_pass_removes_everything() 
         .unwrap();
     let keys = keys_under(&store, &prefix).await;
     for part in [":c:", ":l:", ":q:"] {
-        assert!(keys.iter().any(|k| k.contains(part)), "no {part} key in {keys:?}");
+        assert!(
+            keys.iter().any(|k| k.contains(part)),
+            "no {part} key in {keys:?}"
+        );
     }
     // A key of someone else's, which teardown must not touch.
     let mut conn = redis.connection();
@@ -71,10 +78,20 @@ async fn cache_limiter_and_queue_use_the_prefix_and_a_pass_removes_everything() 
     // MongoDB: the migration's unique index refuses a second slug.
     let mongo = store.repo::<MongoItem>().unwrap();
     mongo
-        .insert(&MongoItem { id: 1, slug: "a".into(), body: "b".into() })
+        .insert(&MongoItem {
+            id: 1,
+            slug: "a".into(),
+            body: "b".into(),
+        })
         .await
         .unwrap();
-    let twin = mongo.insert(&MongoItem { id: 2, slug: "a".into(), body: "c".into() }).await;
+    let twin = mongo
+        .insert(&MongoItem {
+            id: 2,
+            slug: "a".into(),
+            body: "c".into(),
+        })
+        .await;
     assert!(matches!(twin, Err(Error::Conflict { .. })), "{twin:?}");
     let mongo_db = ctx.mongo_database().unwrap().to_owned();
     let observer = Store::connect(Config::from_env().unwrap()).await.unwrap();
@@ -85,23 +102,41 @@ async fn cache_limiter_and_queue_use_the_prefix_and_a_pass_removes_everything() 
     let kept: Option<i64> = conn.get(&other).await.unwrap();
     assert_eq!(kept, Some(1), "a key outside the prefix was deleted");
     let () = conn.del(&other).await.unwrap();
-    let names = observer.mongo().unwrap().client().list_database_names().await.unwrap();
-    assert!(!names.contains(&mongo_db), "{mongo_db} survived the teardown");
+    let names = observer
+        .mongo()
+        .unwrap()
+        .client()
+        .list_database_names()
+        .await
+        .unwrap();
+    assert!(
+        !names.contains(&mongo_db),
+        "{mongo_db} survived the teardown"
+    );
     observer.close().await;
 }
 
 #[reposmith::test(
     migrations = "tests/testkit/migrations",
-    fixtures("tests/testkit/fixtures/items.sql", "tests/testkit/fixtures/items.json"),
+    fixtures(
+        "tests/testkit/fixtures/items.sql",
+        "tests/testkit/fixtures/items.json"
+    ),
     pool_size = 2,
     flavor = "multi_thread"
 )]
 async fn fixtures_are_applied_to_both_databases(ctx: TestContext) -> Result<()> {
     let pg = ctx.store().repo::<PgItem>()?;
-    let row = pg.find_by_slug("fixture").await?.expect("the SQL fixture's row");
+    let row = pg
+        .find_by_slug("fixture")
+        .await?
+        .expect("the SQL fixture's row");
     assert_eq!(row.body, "from items.sql");
     let mongo = ctx.store().repo::<MongoItem>()?;
-    assert_eq!(mongo.get(&1000).await?.expect("the JSON fixture").body, "from items.json");
+    assert_eq!(
+        mongo.get(&1000).await?.expect("the JSON fixture").body,
+        "from items.json"
+    );
     Ok(())
 }
 

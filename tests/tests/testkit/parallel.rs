@@ -28,22 +28,37 @@ async fn write_conflicting(ctx: TestContext) -> Result<()> {
     // PostgreSQL: the same unique slug in every test; read back through the cache.
     let pg = store.repo::<PgItem>()?;
     let row = pg
-        .insert(&PgItem { id: 0, slug: "same".into(), body: ctx.key_prefix().into() })
+        .insert(&PgItem {
+            id: 0,
+            slug: "same".into(),
+            body: ctx.key_prefix().into(),
+        })
         .await?;
     assert_eq!(pg.count(Filter::all()).await?, 1);
     let cached = pg.get(&row.id).await?.expect("the row");
-    assert_eq!(cached.body, ctx.key_prefix(), "another test's row came back");
+    assert_eq!(
+        cached.body,
+        ctx.key_prefix(),
+        "another test's row came back"
+    );
     // MongoDB: the same id and unique slug.
     let mongo = store.repo::<MongoItem>()?;
     mongo
-        .insert(&MongoItem { id: 1, slug: "same".into(), body: ctx.key_prefix().into() })
+        .insert(&MongoItem {
+            id: 1,
+            slug: "same".into(),
+            body: ctx.key_prefix().into(),
+        })
         .await?;
     assert_eq!(mongo.count(Filter::all()).await?, 1);
     // Redis: a raw counter under the prefix, a queue and the cache's keys.
     let redis = store.redis()?;
     let mut conn = redis.connection();
     let counter = format!("{}:counter", ctx.key_prefix());
-    let n: i64 = conn.incr(&counter, 1).await.map_err(|e| redis.map_error(&e))?;
+    let n: i64 = conn
+        .incr(&counter, 1)
+        .await
+        .map_err(|e| redis.map_error(&e))?;
     assert_eq!(n, 1, "the counter was shared");
     let queue = Queue::<Ping>::with_options(redis, ctx.queue_options())?;
     queue.enqueue(&Ping { n: 1 }).await?;

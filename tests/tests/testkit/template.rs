@@ -38,7 +38,10 @@ async fn a_template_is_reused_until_a_migration_changes() {
     assert!(first.built, "a fresh set of migrations builds its template");
     for _ in 0..3 {
         let again = ensure_template(&mut admin, Some(&dir)).await.unwrap();
-        assert_eq!((again.built, &again.name, &again.build), (false, &first.name, &first.build));
+        assert_eq!(
+            (again.built, &again.name, &again.build),
+            (false, &first.name, &first.build)
+        );
     }
     // CRLF line endings are the same migration.
     let text = std::fs::read_to_string(dir.join("0001_probe.up.sql")).unwrap();
@@ -52,7 +55,11 @@ async fn a_template_is_reused_until_a_migration_changes() {
     assert!(!ensure_template(&mut admin, Some(&dir)).await.unwrap().built);
     // Half built (no completion comment): dropped and built again, migrated.
     let url = reposmith_tests::service_url("DATABASE_URL");
-    run(&url, &format!("COMMENT ON DATABASE \"{}\" IS NULL", edited.name)).await;
+    run(
+        &url,
+        &format!("COMMENT ON DATABASE \"{}\" IS NULL", edited.name),
+    )
+    .await;
     let rebuilt = ensure_template(&mut admin, Some(&dir)).await.unwrap();
     assert!(rebuilt.built);
     assert_ne!(rebuilt.build, edited.build);
@@ -96,14 +103,19 @@ async fn concurrent_builders_build_once() {
 #[tokio::test]
 async fn a_role_without_createdb_gets_a_typed_error() {
     let url = reposmith_tests::service_url("DATABASE_URL");
-    let role = format!("testkit_nocreate_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let role = format!(
+        "testkit_nocreate_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
     let mut owner = admin().await;
     let create = format!("CREATE ROLE {role} LOGIN PASSWORD 'pw' NOCREATEDB");
     run(&url, &create).await;
     let mut limited = url::Url::parse(&url).unwrap();
     limited.set_username(&role).unwrap();
     limited.set_password(Some("pw")).unwrap();
-    let mut admin = PgAdmin::connect(&PgConfig::new(limited.to_string())).await.unwrap();
+    let mut admin = PgAdmin::connect(&PgConfig::new(limited.to_string()))
+        .await
+        .unwrap();
     let dir = migrations_dir("nocreate");
     let error = ensure_template(&mut admin, Some(&dir)).await.unwrap_err();
     assert!(
@@ -120,7 +132,9 @@ async fn a_role_without_createdb_gets_a_typed_error() {
 
 async fn run(url: &str, sql: &str) {
     use reposmith::postgres::sqlx::Connection;
-    let mut conn = reposmith::postgres::sqlx::PgConnection::connect(url).await.unwrap();
+    let mut conn = reposmith::postgres::sqlx::PgConnection::connect(url)
+        .await
+        .unwrap();
     reposmith::postgres::sqlx::raw_sql(reposmith::postgres::sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&mut conn)
         .await

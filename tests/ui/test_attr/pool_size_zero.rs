@@ -1,6 +1,6 @@
 // pool_size is at least 1.
 #[reposmith_macros::test(pool_size = 0)]
-async fn writes(store: Store) {}
+async fn writes(_store: Store) {}
 
 struct Store;
 

@@ -44,7 +44,8 @@ fn signature(function: &ItemFn, errors: &mut Accumulator) {
     }
     if !sig.generics.params.is_empty() {
         errors.push(
-            Error::custom("a #[reposmith::test] function cannot be generic").with_span(&sig.generics),
+            Error::custom("a #[reposmith::test] function cannot be generic")
+                .with_span(&sig.generics),
         );
     }
     let span = match sig.inputs.is_empty() {
@@ -68,7 +69,8 @@ fn signature(function: &ItemFn, errors: &mut Accumulator) {
 fn migrations(options: &TestOptions, errors: &mut Accumulator) -> Option<Option<LitStr>> {
     match options.migrations.as_ref()? {
         MigrationsOpt::Path(path) if path.value().trim().is_empty() => {
-            errors.push(Error::custom("`migrations` names a directory; it is empty").with_span(path));
+            errors
+                .push(Error::custom("`migrations` names a directory; it is empty").with_span(path));
             None
         }
         MigrationsOpt::Path(path) => Some(Some(path.clone())),
@@ -120,8 +122,13 @@ fn backends(options: &TestOptions, errors: &mut Accumulator) -> Option<Vec<&'sta
     }
     let mut names: Vec<&'static str> = Vec::new();
     for path in list.iter() {
-        let name = path.get_ident().map(ToString::to_string).unwrap_or_default();
-        let known = ["postgres", "mongo", "redis"].into_iter().find(|k| *k == name);
+        let name = path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let known = ["postgres", "mongo", "redis"]
+            .into_iter()
+            .find(|k| *k == name);
         match known {
             Some(known) if names.contains(&known) => errors.push(
                 Error::custom(format!("backend `{known}` is listed twice")).with_span(path),

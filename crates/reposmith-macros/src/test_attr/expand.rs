@@ -14,6 +14,13 @@ pub(crate) fn expand(model: &TestModel, function: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs, vis, sig, ..
     } = function;
+    // The body as an inner async fn, without the attributes (they belong to
+    // the test) or the visibility.
+    let inner = ItemFn {
+        attrs: Vec::new(),
+        vis: syn::Visibility::Inherited,
+        ..function.clone()
+    };
     let name = &sig.ident;
     let name_str = name.to_string();
     let args = test_args(model, &name_str);
@@ -21,7 +28,7 @@ pub(crate) fn expand(model: &TestModel, function: &ItemFn) -> TokenStream {
         #(#attrs)*
         #[::core::prelude::v1::test]
         #vis fn #name() {
-            #function
+            #inner
             ::reposmith::__private::test::run(#args, #name)
         }
     }
