@@ -215,15 +215,15 @@ impl<S: TestStore> Session<S> {
     /// under the prefix, closes the store and drops the PostgreSQL database.
     pub async fn teardown(self) -> Result<()> {
         let mut first_error = None;
-        if let Some(mongo) = self.store.mongo() {
-            if let Err(e) = mongo.database().drop().await {
-                first_error.get_or_insert(Error::Backend(mongo.map_error(e)));
-            }
+        if let Some(mongo) = self.store.mongo()
+            && let Err(e) = mongo.database().drop().await
+        {
+            first_error.get_or_insert(Error::Backend(mongo.map_error(e)));
         }
-        if let Some(redis) = self.store.redis() {
-            if let Err(e) = redis.delete_prefixed(&self.names.id).await {
-                first_error.get_or_insert(Error::Backend(e));
-            }
+        if let Some(redis) = self.store.redis()
+            && let Err(e) = redis.delete_prefixed(&self.names.id).await
+        {
+            first_error.get_or_insert(Error::Backend(e));
         }
         self.store.close().await;
         if let Some(mut admin) = self.admin {
