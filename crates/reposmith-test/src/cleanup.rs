@@ -19,10 +19,11 @@ use crate::error::{Error, Result};
 use crate::names::{PREFIX, TEMPLATE_PREFIX, created_at, id_of_key};
 use crate::postgres::PgAdmin;
 
-/// The command that removes leftovers in this repository, as a failed
-/// test prints it.
-pub const COMMAND: &str =
-    "cargo run -p reposmith-test --bin reposmith-test-cleanup -- --older-than 0s";
+/// The command that removes leftovers, as a failed test prints it (with
+/// `--id <its id>` appended: only that test's stores, so tests still
+/// running are never touched; `--older-than 1h` instead removes every
+/// leftover older than an hour).
+pub const COMMAND: &str = "cargo run -p reposmith-test --bin reposmith-test-cleanup --";
 
 /// What [`cleanup`] removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,10 @@ use crate::names::TEMPLATE_PREFIX;
 /// The longest wait for another process's template build.
 pub const TEMPLATE_LOCK_WAIT: Duration = Duration::from_secs(180);
 
+/// Longest wait for a dropped test database's sessions to exit on their
+/// own before `DROP DATABASE .. WITH (FORCE)` ends them.
+pub const SESSIONS_GONE_WAIT: Duration = Duration::from_millis(500);
+
 /// Longest wait to connect; every harness wait is bounded.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,7 +173,25 @@ impl PgAdmin {
 
     /// `DROP DATABASE IF EXISTS name WITH (FORCE)`: the test's connections
     /// that are still open are ended.
+    ///
+    /// First it waits (at most [`SESSIONS_GONE_WAIT`]) for the sessions a
+    /// just-closed pool leaves to exit: a server process ends a moment after
+    /// its client hung up, and `DROP DATABASE` that finds one still there
+    /// sleeps 100 ms before it looks again, which measured as most of a
+    /// test's teardown.
     pub async fn drop_database(&mut self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + SESSIONS_GONE_WAIT;
+        while Instant::now() < deadline {
+            let sessions: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(name)
+                    .fetch_one(&mut self.conn)
+                    .await?;
+            if sessions == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
         self.run(sql).await
     }

@@ -263,9 +263,11 @@ pub fn kept_message(names: &TestNames) -> String {
             &format!("  Redis key prefix:    {prefix} (keys `{prefix}:*` and `{{{prefix}:*`)\n");
     }
     text += &format!(
-        "remove them with `{}` (leftovers of every failed test older than the age given), \
-         or `reposmith::testing::cleanup(..)`",
-        crate::cleanup::COMMAND
+        "remove them with `{} --id {}` (or `reposmith::testing::remove(\"{}\")`); \
+         every leftover older than an hour: `--older-than 1h`",
+        crate::cleanup::COMMAND,
+        names.id,
+        names.id
     );
     text
 }

@@ -3,6 +3,7 @@
 //! `docs/testing.md`, this module's documentation.
 
 use reposmith_core::repository::BoxFuture;
+pub use reposmith_test::cleanup::remove;
 pub use reposmith_test::{
     CleanupOptions, CleanupReport, Error, Flavor, FromContext, Migrations, Session, StoreParts,
     TestArgs, TestNames, TestOutcome, TestStore, cleanup, names, run_async,

@@ -109,6 +109,10 @@ async fn a_failing_test_keeps_its_stores_and_names_them() {
     let mongo_db = printed(&text, "MongoDB database:");
     let prefix = printed(&text, "Redis key prefix:");
     assert!(pg_db.starts_with("reposmith_test_"), "{pg_db}");
+    assert!(
+        text.contains(&format!("--id {pg_db}")),
+        "no per-test cleanup command:\n{text}"
+    );
 
     let store = Store::connect(Config::from_env().unwrap()).await.unwrap();
     // PostgreSQL: the database is there with the test's row.
