@@ -7,7 +7,7 @@
 //! reuses the old one. It is built once, under a session advisory lock on a
 //! key from the same hash, so nextest's process per test and `cargo test`'s
 //! threads all wait for one builder; the migrations run through
-//! `reposmith-migrate`'s own [`apply`](reposmith_migrate::apply) (its
+//! `reposmith-migrate`'s own [`apply`](reposmith_migrate::apply()) (its
 //! ledger, its checksums). The last step of a build is a comment on the
 //! template saying it is complete, with a build id: a template without it
 //! (its builder died half way) is dropped and built again.
