@@ -156,7 +156,15 @@ pub(crate) async fn run(args: &[String]) -> Result<()> {
             duration(quantile(teardown.clone(), 0.5)),
         );
     }
-    clone_cost(tests).await
+    clone_cost(tests).await?;
+    // sqlx's side records its databases in a schema of its own in the
+    // bench's database; it dropped every database of a passing test.
+    let url = std::env::var("DATABASE_URL")?;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+    sqlx::raw_sql("DROP SCHEMA IF EXISTS _sqlx_test CASCADE")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
 }
 
 /// `CREATE DATABASE .. TEMPLATE` alone (and its `DROP .. WITH (FORCE)`), with
