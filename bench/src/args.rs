@@ -105,6 +105,9 @@ reposmith-bench [crud] [vector] [OPTIONS]
   tenancy           only one tenant's get by id and filtered vector top-10:
                     by hand against for_tenant, with and without row-level
                     security (--rounds N, --ops N, --quick)
+  testkit           only #[reposmith::test]'s per-test setup (template clone,
+                    MongoDB database, Redis prefix) against #[sqlx::test]'s
+                    (--tests N, default 100; --quick: 10)
 
   --rounds N        measured rounds per workload (default 10; each adds a warm-up)
   --ops N           single-row operations per side per round (default 2000)

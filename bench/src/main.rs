@@ -32,6 +32,8 @@
 //! alone against reads routed to a streaming replica, and read-your-writes.
 //! `cargo xtask bench tenancy` runs [`tenancy`], one tenant's reads by hand
 //! against `for_tenant` repositories, with and without row-level security.
+//! `cargo xtask bench testkit` runs [`testkit`], `#[reposmith::test]`'s
+//! per-test setup against `#[sqlx::test]`'s.
 
 mod args;
 mod associations;
@@ -51,6 +53,7 @@ mod recall;
 mod replicas;
 mod report;
 mod tenancy;
+mod testkit;
 mod vector;
 mod workloads;
 
@@ -100,6 +103,9 @@ async fn run(args: &[String]) -> Result<()> {
     }
     if args.iter().any(|a| a == "tenancy") {
         return tenancy::run(args).await;
+    }
+    if args.iter().any(|a| a == "testkit") {
+        return testkit::run(args).await;
     }
     if args.iter().any(|a| a == "replicas") {
         return replicas::run(args).await;

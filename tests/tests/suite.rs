@@ -42,5 +42,6 @@ mod services;
 mod small_ids;
 mod soft_delete;
 mod tenancy;
+mod testkit;
 mod tls;
 mod versions;

@@ -1,4 +1,5 @@
-//! Compile-fail cases for `#[derive(Repository)]` and `#[derive(DbEnum)]`:
+//! Compile-fail cases for `#[derive(Repository)]`, `#[derive(DbEnum)]` and
+//! `#[reposmith::test]`:
 //! one rule per file under `<topic>/`, its first line stating the rule; the
 //! expected compiler output sits beside it. Regenerate after an intended
 //! change with `TRYBUILD=overwrite`.
@@ -30,6 +31,10 @@ fn derive_ui() {
         "soft_delete",
         "relations",
         "tenant",
+        // `#[reposmith::test]`'s options (through reposmith-macros: the
+        // facade re-exports it only with its `test` feature, which brings
+        // every backend into trybuild's build).
+        "test_attr",
     ] {
         cases.compile_fail(format!("{topic}/*.rs"));
     }

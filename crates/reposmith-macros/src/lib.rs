@@ -33,6 +33,7 @@ mod naming;
 #[cfg(test)]
 mod never_panics;
 mod repository;
+mod test_attr;
 
 use proc_macro::TokenStream;
 
@@ -48,4 +49,12 @@ pub fn derive_repository(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(DbEnum, attributes(repo))]
 pub fn derive_db_enum(input: TokenStream) -> TokenStream {
     db_enum::derive(input.into()).into()
+}
+
+/// `#[reposmith::test]`: an async test with a PostgreSQL database, a MongoDB
+/// database and a Redis key prefix of its own. Options and behaviour are
+/// documented in the facade's `reposmith::testing` module.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    test_attr::attribute(args.into(), item.into()).into()
 }

@@ -26,6 +26,7 @@ mod connection;
 mod error;
 pub mod limit;
 mod lua;
+pub mod prefix;
 pub mod queue;
 mod reply;
 mod tls;

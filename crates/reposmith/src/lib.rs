@@ -64,6 +64,15 @@ pub use store::Store;
 #[cfg(feature = "migrate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
 pub use reposmith_migrate as migrate;
+#[cfg(feature = "test")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
+#[doc = include_str!("../docs/testing.md")]
+pub mod testing;
+/// Runs an async test against a PostgreSQL database, a MongoDB database and
+/// a Redis key prefix of its own; see [`testing`] for the options.
+#[cfg(feature = "test")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
+pub use reposmith_macros::test;
 /// MongoDB-only items: server capabilities, the driver (`mongo::mongodb`),
 /// commit settings.
 #[cfg(feature = "mongo")]
@@ -133,6 +142,13 @@ pub mod __private {
     };
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;
+
+    /// The runtime `#[reposmith::test]` calls.
+    #[cfg(feature = "test")]
+    pub mod test {
+        pub use crate::testing::{Flavor, Migrations, TestArgs, run};
+        pub use reposmith_core::Backend;
+    }
 
     /// The schema of an entity whose derive failed; never read, the crate does not compile.
     pub static FALLBACK_SCHEMA: EntitySchema =

@@ -77,7 +77,7 @@ impl QueueDestination {
             }
         }
         for (name, jobs) in by_queue {
-            let outcome = match QueueKeys::new(&name) {
+            let outcome = match QueueKeys::new(&self.options.prefix, &name) {
                 Ok(keys) => self.enqueue(&keys, &jobs).await.map_err(Some),
                 // `envelope` validated the name; kept for a total match.
                 Err(_) => Err(None),

@@ -89,7 +89,8 @@
 //!
 //! # Keys
 //!
-//! All keys of queue `<name>` share the hash tag `{reposmith:q:<name>}`, so
+//! All keys of queue `<name>` share the hash tag `{reposmith:q:<name>}` (the
+//! prefix is [`QueueOptions::prefix`], `reposmith` by default), so
 //! they sit in one Redis Cluster slot and every script touches one slot.
 //! Names are validated (1 to 64 of `A-Z a-z 0-9 _ - .`); job ids are UUIDs
 //! and idempotency keys are hashed with SHA-1 inside the script, so no user
@@ -135,7 +136,7 @@ pub use check::{ServerCheck, check_server};
 pub use context::{JobContext, JobError};
 pub use dead::{DeadLetter, DeadLetters, MAX_DEAD_PAGE};
 pub use destination::QueueDestination;
-pub use producer::{Enqueued, Queue, QueueOptions};
+pub use producer::{DEFAULT_PREFIX, Enqueued, Queue, QueueOptions};
 pub use stats::QueueStats;
 pub use worker::{ShutdownReport, Worker, WorkerCounts, WorkerHandle};
 

@@ -35,6 +35,12 @@ pub struct QueueOptions {
     /// longest wait for them (`WAIT`); `None` (the default) acknowledges
     /// once the master has it. See [`replicas_ack`](Self::replicas_ack).
     pub replicas_ack: Option<(u32, Duration)>,
+    /// The key prefix: the queue's keys live under the hash tag
+    /// `{<prefix>:q:<name>}`. Default `reposmith`; a test gives each test
+    /// its own (what `#[reposmith::test]` does), so parallel tests never
+    /// share a queue. 1 to 64 of `A-Z a-z 0-9 . _ -`, checked when a
+    /// [`Queue`] is made. Producers and workers of one queue must agree.
+    pub prefix: String,
 }
 
 impl Default for QueueOptions {
@@ -43,11 +49,21 @@ impl Default for QueueOptions {
             dedup_window: Duration::from_secs(24 * 3600),
             max_payload: DEFAULT_MAX_PAYLOAD,
             replicas_ack: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
 }
 
+/// The key prefix of queues unless [`QueueOptions::prefix`] says otherwise.
+pub const DEFAULT_PREFIX: &str = "reposmith";
+
 impl QueueOptions {
+    /// Sets [`prefix`](Self::prefix).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
     /// Sets [`dedup_window`](Self::dedup_window) (at least 1 ms).
     pub fn dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window = window.max(Duration::from_millis(1));
@@ -143,7 +159,7 @@ impl<J: Job> Queue<J> {
     pub fn with_options(backend: &RedisBackend, options: QueueOptions) -> Result<Queue<J>> {
         Ok(Queue {
             backend: backend.clone(),
-            keys: Arc::new(QueueKeys::new(J::QUEUE)?),
+            keys: Arc::new(QueueKeys::new(&options.prefix, J::QUEUE)?),
             options,
             tenant: None,
             job: PhantomData,
