@@ -4,6 +4,7 @@
 //! migration changes, MongoDB and Redis isolation and teardown, the
 //! attribute's options.
 
+mod clock;
 mod failing;
 mod isolation;
 mod parallel;

@@ -3,6 +3,7 @@
 //! test's own databases (this crate sits below the facade, so it names the
 //! store type only through this trait).
 
+use reposmith_core::Clock;
 use reposmith_core::limit::LimiterOptions;
 use reposmith_core::repository::BoxFuture;
 use reposmith_mongo::{MongoBackend, MongoConfig};
@@ -26,12 +27,16 @@ pub struct StoreParts {
     pub redis: Option<RedisConfig>,
     /// The key prefix of the test's Redis keys (cache, limiter, queue).
     pub key_prefix: String,
+    /// The clock every repository of the store stamps with: fixed at the
+    /// test's start (a whole millisecond, which both backends store
+    /// exactly) until the test moves it.
+    pub clock: Clock,
 }
 
 /// A store a test can be handed: `reposmith::Store` implements it.
 pub trait TestStore: Clone + Send + Sync + Sized + 'static {
     /// Connects the backends in `parts`; the repository cache (if any) must
-    /// use `parts.key_prefix`.
+    /// use `parts.key_prefix`, and every backend `parts.clock`.
     fn connect(parts: StoreParts) -> BoxFuture<'static, reposmith_core::Result<Self>>;
     /// The MongoDB backend, if connected (migrations and fixtures run on its database).
     fn mongo(&self) -> Option<&MongoBackend>;
@@ -49,12 +54,26 @@ pub trait TestStore: Clone + Send + Sync + Sized + 'static {
 pub struct TestContext<S> {
     store: S,
     names: TestNames,
+    clock: Clock,
 }
 
 impl<S> TestContext<S> {
-    /// A context over `store` for the stores named in `names`.
-    pub fn new(store: S, names: TestNames) -> Self {
-        TestContext { store, names }
+    /// A context over `store` for the stores named in `names`, whose
+    /// repositories stamp with `clock`.
+    pub fn new(store: S, names: TestNames, clock: Clock) -> Self {
+        TestContext {
+            store,
+            names,
+            clock,
+        }
+    }
+
+    /// The clock the store's repositories stamp `created_at`, `updated_at`
+    /// and soft deletes with, and purges cut off by: fixed at the test's
+    /// start, so timestamps can be asserted exactly; move it with
+    /// [`Clock::advance`] or [`Clock::set`] (clones share the time).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The test's store.

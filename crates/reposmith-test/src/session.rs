@@ -23,6 +23,7 @@ pub struct Session<S> {
     store: S,
     names: TestNames,
     admin: Option<PgAdmin>,
+    clock: reposmith_core::Clock,
 }
 
 /// The backends' settings from the environment, as the application reads them.
@@ -111,11 +112,13 @@ pub async fn setup<S: TestStore>(args: &TestArgs) -> Result<Session<S>> {
             None => config,
         }
     });
+    let clock = test_clock();
     let parts = StoreParts {
         postgres,
         mongo,
         redis: env.redis,
         key_prefix: names.id.clone(),
+        clock: clock.clone(),
     };
     let store = match S::connect(parts).await {
         Ok(store) => store,
@@ -131,6 +134,7 @@ pub async fn setup<S: TestStore>(args: &TestArgs) -> Result<Session<S>> {
         store,
         names,
         admin,
+        clock,
     };
     match session.prepare(args, dir.as_deref()).await {
         Ok(()) => Ok(session),
@@ -203,7 +207,7 @@ impl<S: TestStore> Session<S> {
 
     /// The context handed to the test body.
     pub fn context(&self) -> TestContext<S> {
-        TestContext::new(self.store.clone(), self.names.clone())
+        TestContext::new(self.store.clone(), self.names.clone(), self.clock.clone())
     }
 
     /// The names of the test's stores.
@@ -270,4 +274,12 @@ pub fn kept_message(names: &TestNames) -> String {
         names.id
     );
     text
+}
+
+/// A fixed clock at the current time, truncated to a whole millisecond
+/// (MongoDB stores milliseconds; PostgreSQL keeps the same value exactly).
+fn test_clock() -> reposmith_core::Clock {
+    let now = chrono::Utc::now();
+    let millis = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    reposmith_core::Clock::fixed(millis)
 }

@@ -11,6 +11,13 @@ pub use reposmith_test::{
 
 use crate::{Config, MongoBackend, RedisBackend, Store};
 
+/// The clock a test's repositories stamp with ([`TestContext::clock`]).
+pub use reposmith_core::Clock;
+/// A deterministic embedder and seeded vector fixtures with exact
+/// neighbours, for tests that search (see their own docs for the properties
+/// they promise).
+pub use reposmith_core::testing::{FixtureSpec, Neighbour, TestEmbedder, VectorFixture};
+
 /// What a `#[reposmith::test]` function may take: its [`Store`] and the
 /// names of the test's databases and key prefix, with helpers.
 pub type TestContext = reposmith_test::TestContext<Store>;
@@ -43,6 +50,7 @@ impl TestStore for Store {
             config.mongo = parts.mongo;
             config.redis = parts.redis;
             config.cache = config.cache.map(|c| c.prefix(parts.key_prefix));
+            config.clock = Some(parts.clock);
             Store::connect(config).await
         })
     }
