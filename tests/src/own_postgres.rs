@@ -151,7 +151,7 @@ impl OwnPostgres {
             .args(victims.iter().map(u32::to_string))
             .status();
         // The shared memory is free once every process is gone.
-        for _ in 0..100 {
+        for _ in 0..500 {
             if victims.iter().all(|&pid| gone(pid)) {
                 return;
             }
@@ -192,6 +192,11 @@ impl Drop for OwnPostgres {
 /// Whether process `pid` is gone from `/proc`: exited and reaped. A
 /// zombie still counts as there, because a restart's check of
 /// `postmaster.pid` takes a zombie's pid for a live postmaster.
+/// Whether `pid` is no longer listed. A zombie still counts as running:
+/// PostgreSQL's lock-file check (`kill(pid, 0)`) sees it as a live
+/// postmaster, so a restart must wait until it is reaped. Orphans are
+/// reaped by PID 1, which on some machines does so only about once a
+/// second, hence the ten-second bound in [`OwnPostgres::kill_9`].
 fn gone(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
