@@ -203,15 +203,20 @@ impl Renderer<'_> {
         ))
     }
 
-    /// `And` of nothing is true and `Or` of nothing is false, as in logic.
+    /// `children` joined by AND (`all`) or OR as a balanced tree: sea-query
+    /// renders a binary expression recursively, so a left-deep chain of a
+    /// thousand conditions overflowed a 2 MiB stack in a debug build, while
+    /// a balanced one nests only about ten deep. `And` of nothing is true
+    /// and `Or` of nothing is false, as in logic.
     fn fold(&self, children: &[FilterNode], all: bool) -> Result<Expr> {
-        let mut exprs = children.iter().map(|child| self.node(child));
-        let Some(first) = exprs.next() else {
-            return Ok(Expr::cust(if all { "TRUE" } else { "FALSE" }));
-        };
-        exprs.try_fold(first?, |acc, next| {
-            let next = next?;
-            Ok(if all { acc.and(next) } else { acc.or(next) })
-        })
+        match children {
+            [] => Ok(Expr::cust(if all { "TRUE" } else { "FALSE" })),
+            [only] => self.node(only),
+            _ => {
+                let (left, right) = children.split_at(children.len() / 2);
+                let (left, right) = (self.fold(left, all)?, self.fold(right, all)?);
+                Ok(if all { left.and(right) } else { left.or(right) })
+            }
+        }
     }
 }
