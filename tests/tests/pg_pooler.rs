@@ -283,7 +283,13 @@ async fn a_session_reads_its_write_on_a_replica_behind_pgbouncer() {
     let path = format!("{namespace},public");
     let config = reposmith_tests::pg_config(in_schema(&primary, &path))
         .pooler(PoolerMode::Transaction)
-        .replicas(ReplicaConfig::new([in_schema(&replica, &path)]));
+        // Other tests' WAL (template clones of `#[reposmith::test]`) must
+        // not push this replica past the lag limit or the session's wait.
+        .replicas(
+            ReplicaConfig::new([in_schema(&replica, &path)])
+                .max_lag(1 << 30)
+                .read_your_writes_timeout(Duration::from_secs(10)),
+        );
     let pg = PgBackend::connect(&config).await.unwrap();
     pg.create_tables::<Doc>().await.unwrap();
     let session = Session::new();

@@ -33,7 +33,7 @@ pub(crate) struct ReplicaDb {
 }
 
 impl ReplicaDb {
-    /// Replicas with a 100 ms probe and `tune`'s other settings.
+    /// Replicas with a 100 ms probe, 1 GiB of lag allowed, and `tune`'s other settings.
     /// `None` (the test returns) only beside the user's own PostgreSQL,
     /// where no replica can exist; a replica that should run and does not
     /// is a panic saying how to start it.
@@ -55,8 +55,14 @@ impl ReplicaDb {
             .unwrap();
         let namespace = unique_name("pgreplica");
         run_sql(&admin, &format!("CREATE SCHEMA \"{namespace}\"")).await;
+        // 1 GiB of lag allowed unless the test sets its own: while a test
+        // holds replay paused, other tests' writes keep adding WAL (a
+        // `#[reposmith::test]` database cloned from its template writes the
+        // whole template to WAL), and the default 16 MiB skipped the frozen
+        // replica the test meant to read.
         let replicas = ReplicaConfig::new([in_schema(&replica_url(), &namespace)])
-            .probe_interval(Duration::from_millis(100));
+            .probe_interval(Duration::from_millis(100))
+            .max_lag(1 << 30);
         let config = reposmith_tests::pg_config(in_schema(&database_url(), &namespace))
             .application_name(namespace.clone())
             .statement_timeout(Some(timeout))
