@@ -16,7 +16,7 @@ use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query, SelectStatement, U
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgRepository;
-use crate::bind::{RowLayout, bind_all, decode_row, decode_row_as};
+use crate::bind::{RowLayout, bind_all, decode_row_as};
 use crate::error::RowDecode;
 use crate::executor::Bounded;
 use crate::keyset::{after, order_by};
@@ -30,52 +30,18 @@ pub(crate) async fn fetch<E: Entity>(
     query: FindQuery<E>,
     limit: Option<u64>,
 ) -> Result<Vec<Vec<Value>>> {
-    let mut select = select(&query)?;
-    if let Some(limit) = limit {
-        select.limit(limit);
-    }
-    let rows = run_select(repo, &select).await?;
-    record_rows(rows.len() as u64);
-    rows.iter().map(|row| decode_row(E::SCHEMA, row)).collect()
+    let (sql, values) = limited(&query, limit)?;
+    decoded_rows(repo, &sql, values, Ok).await
 }
 
-/// The rows of `query`, at most `limit`, as entities. Each row becomes an
-/// `E` as it arrives and its buffer is released at once: collecting every
-/// row first and decoding afterwards kept a whole result's buffers alive
-/// and cost a large read about as much again in allocation.
+/// The rows of `query`, at most `limit`, as entities.
 pub(crate) async fn fetch_entities<E: Entity>(
     repo: &PgRepository<E>,
     query: FindQuery<E>,
     limit: Option<u64>,
 ) -> Result<Vec<E>> {
-    let mut select = select(&query)?;
-    if let Some(limit) = limit {
-        select.limit(limit);
-    }
-    let (sql, values) = select.build(PostgresQueryBuilder);
-    repo.check_bind(&values.0, &[])?;
-    let sql: std::sync::Arc<str> = sql.into();
-    let entities = repo
-        .exec
-        .read(&repo.route, E::SCHEMA, |held| {
-            // Safe: sea-query text over schema identifiers; values are bound, never in the text.
-            let query = sqlx::query(AssertSqlSafe(std::sync::Arc::clone(&sql)));
-            let query = bind_all(query, values.clone());
-            Box::pin(async move {
-                let mut rows = query.fetch(&mut **held);
-                let (mut entities, mut layout) = (Vec::new(), None);
-                while let Some(row) = rows.try_next().await? {
-                    let layout =
-                        layout.get_or_insert_with(|| RowLayout::of(&row, E::SCHEMA.columns.len()));
-                    let values = decode_row_as(E::SCHEMA, &row, layout).map_err(RowDecode::wrap)?;
-                    entities.push(E::from_values(values).map_err(RowDecode::wrap)?);
-                }
-                Ok(entities)
-            })
-        })
-        .await?;
-    record_rows(entities.len() as u64);
-    Ok(entities)
+    let (sql, values) = limited(&query, limit)?;
+    decoded_rows(repo, &sql, values, E::from_values).await
 }
 
 /// [`fetch`] through the cache: the key is a hash of the rendered SQL and
@@ -88,29 +54,71 @@ pub(crate) async fn fetch_cached<E: Entity>(
     query: FindQuery<E>,
     limit: Option<u64>,
 ) -> Result<Vec<Vec<Value>>> {
-    let mut select = select(&query)?;
-    if let Some(limit) = limit {
-        select.limit(limit);
-    }
-    let (sql, values) = select.build(PostgresQueryBuilder);
+    let (sql, values) = limited(&query, limit)?;
     let params = format!("{:?}", values.0);
     let hash = query_hash([b"pg:find".as_slice(), sql.as_bytes(), params.as_bytes()]);
     let load = || async {
-        let rows = run_sql(repo, &sql, values.clone())
-            .bounded(&repo.exec)
-            .await?;
-        record_rows(rows.len() as u64);
-        rows.iter()
-            .map(|row| {
-                Ok(CachedRow {
-                    values: decode_row(E::SCHEMA, row)?,
-                    ..CachedRow::default()
-                })
+        let cached = |values| {
+            Ok(CachedRow {
+                values,
+                ..CachedRow::default()
             })
-            .collect()
+        };
+        decoded_rows(repo, &sql, values.clone(), cached)
+            .bounded(&repo.exec)
+            .await
     };
     let rows = cache.query::<E, _, _>(hash, ttl, load).await?;
     Ok(rows.into_iter().map(|row| row.values).collect())
+}
+
+/// The SQL and values of `query`'s `SELECT`, at most `limit` rows.
+fn limited<E: Entity>(
+    query: &FindQuery<E>,
+    limit: Option<u64>,
+) -> Result<(String, sea_query::Values)> {
+    let mut select = select(query)?;
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    Ok(select.build(PostgresQueryBuilder))
+}
+
+/// Runs the read `sql` and turns each row's schema-ordered values into a
+/// `T` with `make` as the row arrives, releasing its buffer at once:
+/// collecting every row first and decoding afterwards kept a whole
+/// result's buffers alive and cost a large read about as much again in
+/// allocation. A decode failure leaves the row stream inside sqlx's error
+/// type ([`RowDecode`]) and comes back as the same typed error.
+async fn decoded_rows<E: Entity, T: Send + 'static>(
+    repo: &PgRepository<E>,
+    sql: &str,
+    values: sea_query::Values,
+    make: fn(Vec<Value>) -> Result<T>,
+) -> Result<Vec<T>> {
+    repo.check_bind(&values.0, &[])?;
+    let sql: std::sync::Arc<str> = sql.into();
+    let decoded = repo
+        .exec
+        .read(&repo.route, E::SCHEMA, |held| {
+            // Safe: sea-query text over schema identifiers; values are bound, never in the text.
+            let query = sqlx::query(AssertSqlSafe(std::sync::Arc::clone(&sql)));
+            let query = bind_all(query, values.clone());
+            Box::pin(async move {
+                let mut rows = query.fetch(&mut **held);
+                let (mut decoded, mut layout) = (Vec::new(), None);
+                while let Some(row) = rows.try_next().await? {
+                    let layout =
+                        layout.get_or_insert_with(|| RowLayout::of(&row, E::SCHEMA.columns.len()));
+                    let values = decode_row_as(E::SCHEMA, &row, layout).map_err(RowDecode::wrap)?;
+                    decoded.push(make(values).map_err(RowDecode::wrap)?);
+                }
+                Ok(decoded)
+            })
+        })
+        .await?;
+    record_rows(decoded.len() as u64);
+    Ok(decoded)
 }
 
 /// `SELECT` of `query` without a limit: filter, keyset position, order.
