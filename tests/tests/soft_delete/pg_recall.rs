@@ -1,5 +1,7 @@
 //! A filtered HNSW search with soft-deleted rows still in the index: 20,000
-//! seeded 16-dimensional points, 30% deleted, then searched with the row
+//! seeded 16-dimensional points (6,000 unless `REPOSMITH_HEAVY=1`; at either
+//! size the deleted rows are spread through the graph a scan walks), 30%
+//! deleted, then searched with the row
 //! scope alone and with the scope plus a caller's filter. pgvector's
 //! iterative index scans (on by default, `PgConfig::iterative_scan`) keep
 //! walking the graph past deleted rows, so every search returns `k` rows,
@@ -24,7 +26,14 @@ struct Point {
     deleted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const ROWS: usize = 20_000;
+/// Points stored: 20,000 under `REPOSMITH_HEAVY=1`, else 6,000.
+fn rows() -> usize {
+    if reposmith_tests::heavy() {
+        20_000
+    } else {
+        6_000
+    }
+}
 const DIMS: usize = 16;
 const QUERIES: usize = 30;
 const K: u32 = 10;
@@ -82,7 +91,7 @@ async fn filtered_hnsw_search_over_soft_deleted_rows_keeps_k_and_recall() {
         .unwrap();
     pg.create_tables::<Point>().await.unwrap();
     let mut rng = Rng(29);
-    let vectors: Vec<Vec<f32>> = (0..ROWS).map(|_| rng.vector()).collect();
+    let vectors: Vec<Vec<f32>> = (0..rows()).map(|_| rng.vector()).collect();
     let points: Vec<Point> = vectors
         .iter()
         .enumerate()
@@ -103,7 +112,7 @@ async fn filtered_hnsw_search_over_soft_deleted_rows_keeps_k_and_recall() {
         .delete_where(Point::BUCKET.lt(30))
         .await
         .unwrap();
-    assert_eq!(deleted, (ROWS * 30 / 100) as u64);
+    assert_eq!(deleted, (rows() * 30 / 100) as u64);
     run(&admin, &format!("ANALYZE \"{namespace}\".soft_points")).await;
     let live = |id: i64| id % 100 >= 30;
     let (mut scoped, mut filtered) = (0.0, 0.0);
