@@ -2,81 +2,42 @@
 //! the three on-delete actions, and the loaders on a pool and in a unit.
 
 use reposmith::postgres::sqlx::{self, AssertSqlSafe};
-use reposmith::{Error, Filter, PgBackend, Repository};
-use reposmith_tests::{database_url, unique_name};
+use reposmith::{Error, Filter, PgBackend, Repository, Store};
 use uuid::Uuid;
 
 use super::entities::{RelChunk, RelDoc, RelNode, RelNote, RelTag, schemas};
 use super::loading;
 
-/// A schema of its own on every pooled connection's search path, with the
-/// relation tables created children first (the DDL orders foreign keys).
-struct Db {
-    pg: PgBackend,
-    admin: PgBackend,
-    namespace: String,
+/// The test's PostgreSQL backend, with the relation tables created
+/// children first (the DDL orders foreign keys).
+async fn tables(store: &Store) -> PgBackend {
+    let pg = store.postgres().unwrap().clone();
+    pg.create_tables_for(&schemas()).await.unwrap();
+    pg
 }
 
-impl Db {
-    async fn new() -> Db {
-        let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
-            .await
-            .unwrap();
-        let namespace = unique_name("pgrel");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{namespace}\"")))
-            .execute(admin.pool())
-            .await
-            .unwrap();
-        let url = reposmith_tests::with_search_path(&database_url(), &namespace);
-        let pg = PgBackend::connect(&reposmith_tests::pg_config(url))
-            .await
-            .unwrap();
-        pg.create_tables_for(&schemas()).await.unwrap();
-        Db {
-            pg,
-            admin,
-            namespace,
-        }
-    }
-
-    async fn cleanup(self) {
-        self.pg.close().await;
-        let drop = format!("DROP SCHEMA \"{}\" CASCADE", self.namespace);
-        sqlx::raw_sql(AssertSqlSafe(drop))
-            .execute(self.admin.pool())
-            .await
-            .unwrap();
-        self.admin.close().await;
-    }
-
-    /// `SELECT <sql>` as text, in this test's schema.
-    async fn text(&self, sql: &str) -> Vec<String> {
-        sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_owned()))
-            .bind(&self.namespace)
-            .fetch_all(self.admin.pool())
-            .await
-            .unwrap()
-    }
+/// `SELECT <sql>` as text, `$1` bound to the test database's schema.
+async fn text(pg: &PgBackend, sql: &str) -> Vec<String> {
+    sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_owned()))
+        .bind("public")
+        .fetch_all(pg.pool())
+        .await
+        .unwrap()
 }
 
 /// The DDL creates each foreign key with its action and an index on each
 /// referencing column, and runs again without error.
-#[tokio::test]
-async fn ddl_creates_foreign_keys_and_their_indexes_idempotently() {
-    let db = Db::new().await;
-    db.pg.create_tables_for(&schemas()).await.unwrap();
-    let keys = db
-        .text(
-            "SELECT c.conname || ': ' || pg_get_constraintdef(c.oid) FROM pg_constraint c \
-             JOIN pg_namespace n ON n.oid = c.connamespace \
-             WHERE n.nspname = $1 AND c.contype = 'f' ORDER BY 1",
-        )
-        .await;
-    // The admin connection's search path lacks the schema, so targets are qualified.
-    let keys: Vec<String> = keys
-        .iter()
-        .map(|k| k.replace(&format!("{}.", db.namespace), ""))
-        .collect();
+#[reposmith::test(backends(postgres))]
+async fn ddl_creates_foreign_keys_and_their_indexes_idempotently(store: Store) {
+    let pg = tables(&store).await;
+    pg.create_tables_for(&schemas()).await.unwrap();
+    let keys = text(
+        &pg,
+        "SELECT c.conname || ': ' || pg_get_constraintdef(c.oid) FROM pg_constraint c \
+         JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE n.nspname = $1 AND c.contype = 'f' ORDER BY 1",
+    )
+    .await;
     assert_eq!(
         keys,
         [
@@ -86,9 +47,8 @@ async fn ddl_creates_foreign_keys_and_their_indexes_idempotently() {
             "rel_tags_doc_id_fkey: FOREIGN KEY (doc_id) REFERENCES rel_docs(id) ON DELETE SET NULL",
         ]
     );
-    let indexes = db
-        .text("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE '%_idx' ORDER BY 1")
-        .await;
+    let indexes = text(&pg, "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE '%_idx' ORDER BY 1")
+    .await;
     assert_eq!(
         indexes,
         [
@@ -98,15 +58,14 @@ async fn ddl_creates_foreign_keys_and_their_indexes_idempotently() {
             "rel_tags_doc_id_idx"
         ]
     );
-    db.cleanup().await;
 }
 
 /// A child naming a missing parent is a `ForeignKey` error naming the
 /// relation child → parent; nothing is written.
-#[tokio::test]
-async fn a_missing_parent_is_a_foreign_key_error_naming_the_relation() {
-    let db = Db::new().await;
-    let chunks = db.pg.repo::<RelChunk>();
+#[reposmith::test(backends(postgres))]
+async fn a_missing_parent_is_a_foreign_key_error_naming_the_relation(store: Store) {
+    let pg = tables(&store).await;
+    let chunks = pg.repo::<RelChunk>();
     let orphan = RelChunk {
         id: Uuid::now_v7(),
         doc_id: Uuid::now_v7(),
@@ -141,7 +100,7 @@ async fn a_missing_parent_is_a_foreign_key_error_naming_the_relation() {
     );
     assert_eq!(chunks.count(Filter::all()).await.unwrap(), 0);
     // The same through a unit of work, and on a self reference.
-    let unit = db.pg.begin().await.unwrap();
+    let unit = pg.begin().await.unwrap();
     let node = RelNode {
         id: 0,
         parent_id: Some(424_242),
@@ -154,17 +113,16 @@ async fn a_missing_parent_is_a_foreign_key_error_naming_the_relation() {
         "{err:?}"
     );
     unit.rollback().await.unwrap();
-    db.cleanup().await;
 }
 
 /// `restrict` (the default) refuses deleting a referenced parent with a
 /// `ForeignKey` error naming the child's table and column; `cascade`
 /// deletes the children; `set_null` keeps them with a NULL reference.
-#[tokio::test]
-async fn restrict_cascade_and_set_null_behave() {
-    let db = Db::new().await;
-    let (docs, chunks) = (db.pg.repo::<RelDoc>(), db.pg.repo::<RelChunk>());
-    let (notes, tags) = (db.pg.repo::<RelNote>(), db.pg.repo::<RelTag>());
+#[reposmith::test(backends(postgres))]
+async fn restrict_cascade_and_set_null_behave(store: Store) {
+    let pg = tables(&store).await;
+    let (docs, chunks) = (pg.repo::<RelDoc>(), pg.repo::<RelChunk>());
+    let (notes, tags) = (pg.repo::<RelNote>(), pg.repo::<RelTag>());
     let kept = docs.insert(&RelDoc::new("kept")).await.unwrap();
     let note = RelNote {
         id: Uuid::now_v7(),
@@ -213,7 +171,7 @@ async fn restrict_cascade_and_set_null_behave() {
     assert_eq!(tag.doc_id, None);
 
     // A tree deleted at its root goes entirely (cascade through itself).
-    let nodes = db.pg.repo::<RelNode>();
+    let nodes = pg.repo::<RelNode>();
     let root = nodes
         .insert(&RelNode {
             id: 0,
@@ -240,39 +198,31 @@ async fn restrict_cascade_and_set_null_behave() {
         .unwrap();
     assert!(nodes.delete(&root.id).await.unwrap());
     assert_eq!(nodes.count(Filter::all()).await.unwrap(), 0);
-    db.cleanup().await;
 }
 
-#[tokio::test]
-async fn loading_500_parents_is_one_query_per_relation_on_the_pool() {
-    let db = Db::new().await;
-    loading::one_query_per_relation(&db.pg.repo::<RelDoc>(), &db.pg.repo::<RelChunk>()).await;
-    db.cleanup().await;
+#[reposmith::test(backends(postgres))]
+async fn loading_500_parents_is_one_query_per_relation_on_the_pool(store: Store) {
+    let pg = tables(&store).await;
+    loading::one_query_per_relation(&pg.repo::<RelDoc>(), &pg.repo::<RelChunk>()).await;
 }
 
-#[tokio::test]
-async fn loading_500_parents_is_one_query_per_relation_in_a_unit() {
-    let db = Db::new().await;
-    let unit = db.pg.begin().await.unwrap();
+#[reposmith::test(backends(postgres))]
+async fn loading_500_parents_is_one_query_per_relation_in_a_unit(store: Store) {
+    let pg = tables(&store).await;
+    let unit = pg.begin().await.unwrap();
     loading::one_query_per_relation(&unit.repo::<RelDoc>(), &unit.repo::<RelChunk>()).await;
     unit.rollback().await.unwrap();
-    db.cleanup().await;
 }
 
-#[tokio::test]
-async fn loading_keeps_order_filters_and_duplicates() {
-    let db = Db::new().await;
-    loading::order_filter_duplicates_and_empty_pages(
-        &db.pg.repo::<RelDoc>(),
-        &db.pg.repo::<RelChunk>(),
-    )
-    .await;
-    db.cleanup().await;
+#[reposmith::test(backends(postgres))]
+async fn loading_keeps_order_filters_and_duplicates(store: Store) {
+    let pg = tables(&store).await;
+    loading::order_filter_duplicates_and_empty_pages(&pg.repo::<RelDoc>(), &pg.repo::<RelChunk>())
+        .await;
 }
 
-#[tokio::test]
-async fn loading_a_self_referencing_tree() {
-    let db = Db::new().await;
-    loading::tree(&db.pg.repo::<RelNode>()).await;
-    db.cleanup().await;
+#[reposmith::test(backends(postgres))]
+async fn loading_a_self_referencing_tree(store: Store) {
+    let pg = tables(&store).await;
+    loading::tree(&pg.repo::<RelNode>()).await;
 }
