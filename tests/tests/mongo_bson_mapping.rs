@@ -8,8 +8,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use reposmith::mongo::mongodb::bson::spec::BinarySubtype;
 use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
 use reposmith::prelude::*;
-use reposmith::{Bit, MongoBackend, MongoConfig, ObjectId};
-use reposmith_tests::{mongodb_url, unique_name};
+use reposmith::{Bit, ObjectId, Store};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, DbEnum)]
@@ -90,10 +89,9 @@ fn sample() -> EveryType {
     }
 }
 
-#[tokio::test]
-async fn every_field_type_has_its_documented_bson_form() {
-    let config = MongoConfig::new(mongodb_url()).database(unique_name("bson"));
-    let mongo = MongoBackend::connect(&config).await.unwrap();
+#[reposmith::test(backends(mongo))]
+async fn every_field_type_has_its_documented_bson_form(store: Store) {
+    let mongo = store.mongo().unwrap();
     mongo.create_collections::<EveryType>().await.unwrap();
     let repo = mongo.repo::<EveryType>();
     let entity = sample();
@@ -195,17 +193,14 @@ async fn every_field_type_has_its_documented_bson_form() {
         1
     );
     assert_eq!(repo.count(EveryType::MISSING.is_null()).await.unwrap(), 1);
-    mongo.database().drop().await.unwrap();
-    mongo.close().await;
 }
 
 /// BSON dates hold whole milliseconds; an operand finer than that compares
 /// as Postgres compares it at full precision, in both forms of each filter:
 /// `created_at < now()` finds the rows stamped in the current millisecond.
-#[tokio::test]
-async fn sub_millisecond_instants_compare_as_in_postgres() {
-    let config = MongoConfig::new(mongodb_url()).database(unique_name("bson_ms"));
-    let mongo = MongoBackend::connect(&config).await.unwrap();
+#[reposmith::test(backends(mongo))]
+async fn sub_millisecond_instants_compare_as_in_postgres(store: Store) {
+    let mongo = store.mongo().unwrap();
     mongo.create_collections::<EveryType>().await.unwrap();
     let repo = mongo.repo::<EveryType>();
     repo.insert(&sample()).await.unwrap(); // at = ….123 s
@@ -244,6 +239,4 @@ async fn sub_millisecond_instants_compare_as_in_postgres() {
     for (name, filter, expected) in cases {
         assert_eq!(repo.count(filter).await.unwrap(), expected, "{name}");
     }
-    mongo.database().drop().await.unwrap();
-    mongo.close().await;
 }

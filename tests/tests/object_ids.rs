@@ -5,8 +5,7 @@
 use reposmith::mongo::mongodb::bson::{Bson, Document, doc};
 use reposmith::postgres::sqlx;
 use reposmith::prelude::*;
-use reposmith::{MongoBackend, MongoConfig, ObjectId, PgBackend};
-use reposmith_tests::{database_url, mongodb_url, unique_name};
+use reposmith::{ObjectId, Store};
 
 /// An LLM trace keyed the MongoDB way.
 #[derive(Debug, Clone, PartialEq, Repository)]
@@ -67,10 +66,9 @@ async fn exercise<R: Repository<Trace>>(repo: &R) -> Vec<Trace> {
     seen
 }
 
-#[tokio::test]
-async fn object_ids_work_on_mongodb_as_bson_object_ids() {
-    let config = MongoConfig::new(mongodb_url()).database(unique_name("oid"));
-    let mongo = MongoBackend::connect(&config).await.unwrap();
+#[reposmith::test(backends(mongo))]
+async fn object_ids_work_on_mongodb_as_bson_object_ids(store: Store) {
+    let mongo = store.mongo().unwrap();
     mongo.create_collections::<Trace>().await.unwrap();
     let seen = exercise(&mongo.repo::<Trace>()).await;
     let raw = mongo
@@ -81,40 +79,16 @@ async fn object_ids_work_on_mongodb_as_bson_object_ids() {
         .unwrap()
         .expect("stored under its ObjectId");
     assert!(matches!(raw.get("_id"), Some(Bson::ObjectId(_))), "{raw:?}");
-    mongo.database().drop().await.unwrap();
-    mongo.close().await;
 }
 
-#[tokio::test]
-async fn object_ids_work_on_postgres_as_hex_text() {
-    let admin = PgBackend::connect(&reposmith::PgConfig::new(database_url()))
-        .await
-        .unwrap();
-    let namespace = unique_name("oid");
-    let run = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
-    run(format!("CREATE SCHEMA \"{namespace}\""))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let url = database_url();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}options=-c%20search_path%3D{namespace}");
-    let pg = PgBackend::connect(&reposmith_tests::pg_config(url))
-        .await
-        .unwrap();
+#[reposmith::test(backends(postgres))]
+async fn object_ids_work_on_postgres_as_hex_text(store: Store) {
+    let pg = store.postgres().unwrap();
     pg.create_tables::<Trace>().await.unwrap();
     let seen = exercise(&pg.repo::<Trace>()).await;
-    let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM \"{namespace}\".oid_traces ORDER BY id LIMIT 1"
-    )))
-    .fetch_one(admin.pool())
-    .await
-    .unwrap();
-    assert_eq!(stored, seen[0].id.to_hex());
-    pg.close().await;
-    run(format!("DROP SCHEMA \"{namespace}\" CASCADE"))
-        .execute(admin.pool())
+    let stored: String = sqlx::query_scalar("SELECT id FROM oid_traces ORDER BY id LIMIT 1")
+        .fetch_one(pg.pool())
         .await
         .unwrap();
-    admin.close().await;
+    assert_eq!(stored, seen[0].id.to_hex());
 }
