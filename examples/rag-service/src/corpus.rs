@@ -1,0 +1,1 @@
+//! The evaluation corpus: passages and title queries from the PostgreSQL manual.

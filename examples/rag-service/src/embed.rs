@@ -1,0 +1,1 @@
+//! The sentence embedding model (all-MiniLM-L6-v2 on candle).
