@@ -1,9 +1,16 @@
-//! The RAG service's integration tests, one binary: each module starts the
-//! service against a store of its own (`#[reposmith::test]`).
+//! The RAG service's integration tests, one binary: each module
+//! (`tests/rag/<name>.rs`, named by its `#[path]`) starts the service
+//! against a store of its own (`#[reposmith::test]`).
 
+#[path = "rag/bad_input.rs"]
 mod bad_input;
+#[path = "rag/end_to_end.rs"]
 mod end_to_end;
+#[path = "rag/ingest.rs"]
 mod ingest;
+#[path = "rag/limits.rs"]
 mod limits;
+#[path = "rag/migrations.rs"]
 mod migrations;
+#[path = "rag/support.rs"]
 mod support;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reposmith::prelude::*;
 use reposmith::testing::TestContext;
 use reposmith_example_rag::domain::{
-    Chunk, ChunkRepository, ChatMessage, ChatSession, Document, RequestTrace,
+    ChatMessage, ChatSession, Chunk, ChunkRepository, Document, RequestTrace, RequestTraceRepository,
 };
 use serde_json::{Value, json};
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::support;
 
 /// Outbox rows recorded for `queue`, delivered or not.
-pub async fn outbox_rows(ctx: &TestContext, queue: &str) -> i64 {
+pub(crate) async fn outbox_rows(ctx: &TestContext, queue: &str) -> i64 {
     let pg = ctx.store().postgres().unwrap();
     reposmith::postgres::sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM reposmith_outbox WHERE destination = $1",

@@ -32,26 +32,26 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The migrations every test of this crate runs on (relative to the crate).
-pub const MIGRATIONS: &str = "../../migrations/rag";
+pub(crate) const MIGRATIONS: &str = "../../migrations/rag";
 
 /// The longest a test request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running service and a client for it.
-pub struct TestService {
+pub(crate) struct TestService {
     /// `http://127.0.0.1:<port>`.
-    pub base_url: String,
+    pub(crate) base_url: String,
     /// The socket address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The service's state (its store, limiter, settings).
-    pub state: AppState,
+    pub(crate) state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// Settings for a test: the test's Redis key prefix for the limiter and
 /// the queues, limits high enough not to get in the way, short timeouts.
-pub fn config(ctx: &TestContext) -> Config {
+pub(crate) fn config(ctx: &TestContext) -> Config {
     Config {
         redis_prefix: ctx.key_prefix().to_owned(),
         requests_per_minute: 100_000,
@@ -63,12 +63,12 @@ pub fn config(ctx: &TestContext) -> Config {
 }
 
 /// The service with [`config`], started on `127.0.0.1:0`.
-pub async fn start(ctx: &TestContext) -> TestService {
+pub(crate) async fn start(ctx: &TestContext) -> TestService {
     start_with(ctx, config(ctx)).await
 }
 
 /// The service with `config` (its `addr` is ignored: a free port is taken).
-pub async fn start_with(ctx: &TestContext, config: Config) -> TestService {
+pub(crate) async fn start_with(ctx: &TestContext, config: Config) -> TestService {
     let embedder = Arc::new(TestEmbedder::new(EMBEDDING_DIMS).expect("384 dims"));
     let service = Service::start(ctx.store().clone(), embedder, config)
         .await
@@ -93,18 +93,18 @@ pub async fn start_with(ctx: &TestContext, config: Config) -> TestService {
 
 /// A response: status, headers, body.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Response headers.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// The body's bytes.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Reply {
     /// The body as JSON (panics, naming the body, when it is not).
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}): {:?}",
@@ -114,12 +114,12 @@ impl Reply {
     }
 
     /// A header's value as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The `error.code` of an error body.
-    pub fn error_code(&self) -> String {
+    pub(crate) fn error_code(&self) -> String {
         self.json()["error"]["code"]
             .as_str()
             .unwrap_or_else(|| panic!("no error code in {}", self.json()))
@@ -129,31 +129,31 @@ impl Reply {
 
 impl TestService {
     /// `base_url` + `path`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Reply {
         let bytes = serde_json::to_vec(body).expect("serializable");
         self.send(Method::POST, path, &[("content-type", "application/json")], bytes)
             .await
     }
 
     /// `POST path` with a JSON body and an API key.
-    pub async fn post_json_as(&self, key: &str, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post_json_as(&self, key: &str, path: &str, body: &Value) -> Reply {
         let bytes = serde_json::to_vec(body).expect("serializable");
         let headers = [("content-type", "application/json"), ("x-api-key", key)];
         self.send(Method::POST, path, &headers, bytes).await
     }
 
     /// `GET path`.
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, &[], Vec::new()).await
     }
 
     /// Any request, on a connection of its own.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -193,7 +193,7 @@ impl TestService {
     }
 
     /// Polls `GET /v1/documents/{id}` until it is `ready`, at most `limit`.
-    pub async fn wait_ready(&self, id: &str, limit: Duration) -> Value {
+    pub(crate) async fn wait_ready(&self, id: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let reply = self.get(&format!("/v1/documents/{id}")).await;
@@ -211,7 +211,7 @@ impl TestService {
     }
 
     /// Stops serving, the workers and the relay; panics if serving failed.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
