@@ -134,7 +134,8 @@ mod tests {
             passage("Ducks", "Ducks swim. Mallards migrate south in winter."),
             passage("Geese", "Geese fly in a V. Canada geese migrate south too."),
         ];
-        let answer = Extractive { sentences: 2 }.extract("where do mallards migrate in winter", &passages);
+        let answer =
+            Extractive { sentences: 2 }.extract("where do mallards migrate in winter", &passages);
         assert_eq!(
             answer,
             "Mallards migrate south in winter. [1] Canada geese migrate south too. [2]"

@@ -98,7 +98,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("state", &self.state).finish()
+        f.debug_struct("Service")
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -149,7 +151,11 @@ impl Service {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        if let Err(error) = self.pipeline.shutdown(self.state.config.shutdown_grace).await {
+        if let Err(error) = self
+            .pipeline
+            .shutdown(self.state.config.shutdown_grace)
+            .await
+        {
             tracing::warn!(%error, "the outbox relay stopped with an error");
         }
         served

@@ -146,13 +146,20 @@ mod tests {
 
     #[test]
     fn every_passage_is_bounded_and_nothing_is_lost() {
-        let chunker = Chunker { target: 30, max: 50 };
+        let chunker = Chunker {
+            target: 30,
+            max: 50,
+        };
         let long_word = "x".repeat(130);
         let text = format!(
             "A first sentence that is long. A second one, also long enough! Third?\n\n{long_word} tail\n\n\n\n  spaced   out  "
         );
         let passages = chunker.split(&text);
-        assert!(passages.iter().all(|p| !p.is_empty() && p.chars().count() <= 50));
+        assert!(
+            passages
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().count() <= 50)
+        );
         let original: String = text.split_whitespace().collect();
         let rebuilt: String = passages.concat().split_whitespace().collect();
         assert_eq!(original, rebuilt);

@@ -157,7 +157,10 @@ impl Config {
                 None => Ok(default),
                 Some(v) => match parse_duration(&v) {
                     Ok(d) if !d.is_zero() => Ok(d),
-                    _ => Err(invalid(name, "expected a duration such as 500ms, 30s or 2m")),
+                    _ => Err(invalid(
+                        name,
+                        "expected a duration such as 500ms, 30s or 2m",
+                    )),
                 },
             }
         };
@@ -262,8 +265,8 @@ mod tests {
             ("RAG_REQUEST_TIMEOUT", "soon"),
             ("RAG_ADDR", "localhost"),
         ] {
-            let error = Config::from_lookup(|n| (n == name).then(|| value.to_owned()))
-                .expect_err(value);
+            let error =
+                Config::from_lookup(|n| (n == name).then(|| value.to_owned())).expect_err(value);
             assert_eq!(error.variable, name);
         }
     }

@@ -206,17 +206,20 @@ impl Pipeline {
             .queue(EmbedChunks::QUEUE, destination())?
             .spawn();
         let chunk_pg = pg.clone();
-        let chunkers = Worker::new(Queue::<ChunkDocument>::with_options(redis, options.clone())?)
-            .concurrency(1)
-            .run(move |ctx| {
-                let pg = chunk_pg.clone();
-                async move {
-                    let made = chunk_document(&pg, Chunker::default(), &ctx).await?;
-                    tracing::debug!(document = %ctx.job().document_id, chunks = made, "chunked");
-                    Ok(())
-                }
-            })
-            .await?;
+        let chunkers = Worker::new(Queue::<ChunkDocument>::with_options(
+            redis,
+            options.clone(),
+        )?)
+        .concurrency(1)
+        .run(move |ctx| {
+            let pg = chunk_pg.clone();
+            async move {
+                let made = chunk_document(&pg, Chunker::default(), &ctx).await?;
+                tracing::debug!(document = %ctx.job().document_id, chunks = made, "chunked");
+                Ok(())
+            }
+        })
+        .await?;
         let embedders = Worker::new(Queue::<EmbedChunks>::with_options(redis, options)?)
             .concurrency(embed_workers.max(1))
             .run(move |ctx| {

@@ -24,7 +24,11 @@ pub struct Applied {
 
 /// Applies the pending migrations in `dir` to the store's PostgreSQL
 /// (through `pg`, its configuration) and MongoDB.
-pub async fn apply(dir: &Path, pg: &PgConfig, store: &Store) -> Result<Applied, reposmith::migrate::Error> {
+pub async fn apply(
+    dir: &Path,
+    pg: &PgConfig,
+    store: &Store,
+) -> Result<Applied, reposmith::migrate::Error> {
     let postgres = reposmith::migrate::apply(dir, &Connection::for_config(pg)).await?;
     let database = store
         .mongo()

@@ -5,11 +5,11 @@
 //! are written to MongoDB in one unit of work with the session's turn
 //! counter, so a conversation never holds a question without its answer.
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use reposmith::prelude::*;
 use reposmith::ObjectId;
+use reposmith::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -129,7 +129,15 @@ pub async fn ask(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "generator_failed", e.to_string()))?;
     let passage_ids: Vec<Uuid> = hits.iter().map(|h| h.entity.id).collect();
-    let session = remember(&state, &caller, session, question, &answer.text, passage_ids).await?;
+    let session = remember(
+        &state,
+        &caller,
+        session,
+        question,
+        &answer.text,
+        passage_ids,
+    )
+    .await?;
     settle(&state, &caller, answer.tokens).await;
     Ok(Json(AskResponse {
         session_id: session.id.to_hex(),
@@ -198,7 +206,11 @@ async fn remember(
 
 /// The session `id` if it exists and belongs to the caller's key; another
 /// key's session is as absent as a missing one.
-async fn owned_session(state: &AppState, caller: &Caller, id: &str) -> Result<ChatSession, ApiError> {
+async fn owned_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ChatSession, ApiError> {
     let object_id: ObjectId = id
         .trim()
         .parse()

@@ -19,13 +19,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         check_content_type(request.headers().get(header::CONTENT_TYPE))?;
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("the body could not be read: {rejection}"),
-            )
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("the body could not be read: {rejection}"),
+                )
+            })?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -42,7 +44,9 @@ fn check_content_type(value: Option<&axum::http::HeaderValue>) -> Result<(), Api
     let Some(value) = value else {
         return Err(refuse("no Content-Type"));
     };
-    let text = value.to_str().map_err(|_| refuse("a non-ASCII Content-Type"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| refuse("a non-ASCII Content-Type"))?;
     let mut parts = text.split(';').map(|p| p.trim().to_ascii_lowercase());
     let essence = parts.next().unwrap_or_default();
     let params_ok = parts.all(|p| p.is_empty() || p.replace(' ', "") == "charset=utf-8");
@@ -65,14 +69,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|error| {
-        use serde_json::error::Category;
-        let code = match error.classify() {
-            Category::Data => "invalid_request",
-            Category::Syntax | Category::Eof | Category::Io => "invalid_json",
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
-    })
+    // Through a `Value` first: serde would read a struct from an array too.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string())
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|error| ApiError::invalid(error.to_string()))
 }
 
 #[cfg(test)]
@@ -85,7 +89,11 @@ mod tests {
         for ok in ["application/json", "Application/JSON; charset=UTF-8"] {
             assert!(check_content_type(Some(&HeaderValue::from_static(ok))).is_ok());
         }
-        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonx"] {
+        for bad in [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+        ] {
             let error = check_content_type(Some(&HeaderValue::from_static(bad))).unwrap_err();
             assert_eq!(error.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
@@ -100,8 +108,15 @@ mod tests {
         struct Q {
             query: String,
         }
-        assert_eq!(parse::<Q>(b"{\"query\": \"\xff\"}").unwrap_err().code, "invalid_utf8");
-        assert_eq!(parse::<Q>(b"{\"query\": ").unwrap_err().code, "invalid_json");
+        assert_eq!(
+            parse::<Q>(b"{\"query\": \"\xff\"}").unwrap_err().code,
+            "invalid_utf8"
+        );
+        assert_eq!(
+            parse::<Q>(b"{\"query\": ").unwrap_err().code,
+            "invalid_json"
+        );
+        assert_eq!(parse::<Q>(b"[\"a\"]").unwrap_err().code, "invalid_request");
         let shape = parse::<Q>(b"{\"query\": \"a\", \"kk\": 1}").unwrap_err();
         assert_eq!(shape.code, "invalid_request");
         assert!(shape.message.contains("kk"), "{}", shape.message);

@@ -204,7 +204,9 @@ fn bounded_text(field: &str, value: &str, max: usize) -> Result<String, ApiError
         )));
     }
     if value.contains('\0') {
-        return Err(ApiError::invalid(format!("{field} contains a NUL character")));
+        return Err(ApiError::invalid(format!(
+            "{field} contains a NUL character"
+        )));
     }
     Ok(value.to_owned())
 }

@@ -83,9 +83,11 @@ impl From<reposmith::Error> for ApiError {
         use reposmith::Error as E;
         match &error {
             E::InvalidInput { .. } => ApiError::invalid(error.to_string()),
-            E::TooLarge { .. } | E::ExceedsCapacity { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", error.to_string())
-            }
+            E::TooLarge { .. } | E::ExceedsCapacity { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                error.to_string(),
+            ),
             E::NotFound { .. } => ApiError::not_found(error.to_string()),
             E::Conflict { .. } | E::StaleVersion { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())

@@ -63,7 +63,10 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         caller,
         request_bytes: bytes as i64,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-        error: response.extensions().get::<ErrorCode>().map(|c| c.0.to_owned()),
+        error: response
+            .extensions()
+            .get::<ErrorCode>()
+            .map(|c| c.0.to_owned()),
         created_at: chrono::DateTime::UNIX_EPOCH,
     };
     record(&state, trace).await;
@@ -137,9 +140,8 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErro
     if keys.is_empty() {
         return Ok("anonymous".to_owned());
     }
-    let unauthorized = |message: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
-    };
+    let unauthorized =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned());
     let Some(sent) = headers.get("x-api-key") else {
         return Err(unauthorized("send an API key in the x-api-key header"));
     };

@@ -43,7 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}", get(ask::session))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), layer::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            layer::layer,
+        ))
         .with_state(state)
 }
 

@@ -160,12 +160,20 @@ pub async fn retrieve(
             (page.items, page.next)
         }
         (Mode::Text, None) => {
-            let hits = chunks.search_text(query, k).filter(filter).cached(ttl).await?;
+            let hits = chunks
+                .search_text(query, k)
+                .filter(filter)
+                .cached(ttl)
+                .await?;
             let next = first_page_cursor(&hits, k, Order::Rank);
             (hits, next)
         }
         (Mode::Text, after) => {
-            let page = chunks.search_text(query, k).filter(filter).page_after(after).await?;
+            let page = chunks
+                .search_text(query, k)
+                .filter(filter)
+                .page_after(after)
+                .await?;
             (page.items, page.next)
         }
         (Mode::Hybrid, _) => {
@@ -251,7 +259,9 @@ pub fn check_query<'q>(state: &AppState, field: &str, text: &'q str) -> Result<&
         )));
     }
     if text.contains('\0') {
-        return Err(ApiError::invalid(format!("{field} contains a NUL character")));
+        return Err(ApiError::invalid(format!(
+            "{field} contains a NUL character"
+        )));
     }
     Ok(text)
 }

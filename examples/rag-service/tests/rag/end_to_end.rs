@@ -8,7 +8,8 @@ use std::time::Duration;
 use reposmith::prelude::*;
 use reposmith::testing::TestContext;
 use reposmith_example_rag::domain::{
-    ChatMessage, ChatSession, Chunk, ChunkRepository, Document, RequestTrace, RequestTraceRepository,
+    ChatMessage, ChatSession, Chunk, ChunkRepository, Document, RequestTrace,
+    RequestTraceRepository,
 };
 use serde_json::{Value, json};
 
@@ -102,7 +103,11 @@ async fn ingest_search_and_ask_end_to_end(ctx: TestContext) {
     assert!(page["took_ms"].as_f64().is_some());
 
     // Text: the one paragraph with the marker word.
-    let page = search(&service, json!({"query": "marker5q12", "mode": "text", "k": 3})).await;
+    let page = search(
+        &service,
+        json!({"query": "marker5q12", "mode": "text", "k": 3}),
+    )
+    .await;
     let results = page["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{page}");
     assert!(results[0]["text"].as_str().unwrap().contains("marker5q12"));
@@ -125,7 +130,13 @@ async fn ingest_search_and_ask_end_to_end(ctx: TestContext) {
         json!({"query": "observers report", "mode": "text", "k": 50, "filter": {"source": "survey-0"}}),
     )
     .await;
-    assert!(page["results"].as_array().unwrap().iter().all(|r| r["source"] == "survey-0"));
+    assert!(
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["source"] == "survey-0")
+    );
     let page = search(
         &service,
         json!({"query": "otter", "mode": "vector", "k": 50,
@@ -150,29 +161,49 @@ async fn ingest_search_and_ask_end_to_end(ctx: TestContext) {
         .await
         .unwrap();
     assert_eq!(ingests, DOCUMENTS as u64);
-    let one = traces.find_all_by_route("/v1/search").await.unwrap().remove(0);
+    let one = traces
+        .find_all_by_route("/v1/search")
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(one.caller, "anonymous");
     assert!(one.request_bytes > 0 && one.took_ms > 0.0);
-    assert_eq!(store.repo::<Document>().unwrap().count(Filter::all()).await.unwrap(), 10);
+    assert_eq!(
+        store
+            .repo::<Document>()
+            .unwrap()
+            .count(Filter::all())
+            .await
+            .unwrap(),
+        10
+    );
     service.stop().await;
 }
 
 /// Vector pages of 10 through one document's 30 passages, then text pages
 /// through a source: every passage once, in rank order.
 async fn pages_neither_skip_nor_repeat(service: &TestService) {
-    for (mode, filter, expected) in [
-        ("vector", json!({"metadata": {"animal": "walrus"}}), 30),
-        ("text", json!({"source": "survey-1"}), 150),
+    for (mode, query, filter, expected) in [
+        (
+            "vector",
+            "walrus survey season",
+            json!({"metadata": {"animal": "walrus"}}),
+            30,
+        ),
+        ("text", "survey season", json!({"source": "survey-1"}), 150),
     ] {
         let mut seen = HashSet::new();
         let mut scores = Vec::new();
         let mut cursor = Value::Null;
         for _ in 0..40 {
-            let body = json!({"query": "walrus survey season", "mode": mode, "k": 10,
+            let body = json!({"query": query, "mode": mode, "k": 10,
                               "filter": filter, "cursor": cursor});
             let page = search(service, body).await;
             for hit in page["results"].as_array().unwrap() {
-                assert!(seen.insert(hit["chunk_id"].as_str().unwrap().to_owned()), "{hit}");
+                assert!(
+                    seen.insert(hit["chunk_id"].as_str().unwrap().to_owned()),
+                    "{hit}"
+                );
                 scores.push(hit["score"].as_f64().unwrap());
             }
             cursor = page["next_cursor"].clone();
@@ -194,7 +225,11 @@ async fn pages_neither_skip_nor_repeat(service: &TestService) {
 /// carries.
 async fn repeated_searches_come_from_the_cache(ctx: &TestContext, service: &TestService) {
     let cache = ctx.store().cache().expect("the test store has a cache");
-    for (mode, query) in [("vector", "the badger sleeps"), ("text", "badger"), ("hybrid", "badger")] {
+    for (mode, query) in [
+        ("vector", "the badger sleeps"),
+        ("text", "badger"),
+        ("hybrid", "badger"),
+    ] {
         let body = json!({"query": query, "mode": mode, "k": 7});
         let first = search(service, body.clone()).await;
         let hits_before = cache.stats().hits;
@@ -209,9 +244,17 @@ async fn repeated_searches_come_from_the_cache(ctx: &TestContext, service: &Test
         .page_after(None)
         .await
         .unwrap();
-    let served = search(service, json!({"query": "the badger sleeps", "mode": "vector", "k": 7})).await;
+    let served = search(
+        service,
+        json!({"query": "the badger sleeps", "mode": "vector", "k": 7}),
+    )
+    .await;
     assert_eq!(served["next_cursor"], uncached.next.unwrap().as_str());
-    let uncached = chunks.search_text("badger", 7).page_after(None).await.unwrap();
+    let uncached = chunks
+        .search_text("badger", 7)
+        .page_after(None)
+        .await
+        .unwrap();
     let served = search(service, json!({"query": "badger", "mode": "text", "k": 7})).await;
     assert_eq!(served["next_cursor"], uncached.next.unwrap().as_str());
 }
@@ -220,17 +263,25 @@ async fn repeated_searches_come_from_the_cache(ctx: &TestContext, service: &Test
 /// conversation is in MongoDB, in order, with the passage ids.
 async fn conversation(ctx: &TestContext, service: &TestService) {
     let question = "Where does the puffin build a nest of reeds?";
-    let reply = service.post_json("/v1/ask", &json!({"question": question, "k": 3})).await;
+    let reply = service
+        .post_json("/v1/ask", &json!({"question": question, "k": 3}))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.json());
     let first = reply.json();
     let session_id = first["session_id"].as_str().unwrap().to_owned();
     assert_eq!(first["passages"].as_array().unwrap().len(), 3);
     let answer = first["answer"].as_str().unwrap();
-    assert!(answer.contains("[1]") || answer.contains("[2]") || answer.contains("[3]"), "{answer}");
+    assert!(
+        answer.contains("[1]") || answer.contains("[2]") || answer.contains("[3]"),
+        "{answer}"
+    );
     assert!(answer.contains("nest of reeds"), "{answer}");
 
     let reply = service
-        .post_json("/v1/ask", &json!({"session_id": session_id, "question": "And the gecko?"}))
+        .post_json(
+            "/v1/ask",
+            &json!({"session_id": session_id, "question": "And the gecko?"}),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.json());
     assert_eq!(reply.json()["session_id"], session_id.as_str());
@@ -239,17 +290,35 @@ async fn conversation(ctx: &TestContext, service: &TestService) {
     let reply = service.get(&format!("/v1/sessions/{session_id}")).await;
     assert_eq!(reply.status, 200, "{}", reply.json());
     let messages = reply.json()["messages"].as_array().unwrap().clone();
-    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
     assert_eq!(messages[0]["text"], question);
-    let cited: Vec<&Value> = first["passages"].as_array().unwrap().iter().map(|p| &p["chunk_id"]).collect();
-    let stored: Vec<&Value> = messages[1]["passage_ids"].as_array().unwrap().iter().collect();
+    let cited: Vec<&Value> = first["passages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["chunk_id"])
+        .collect();
+    let stored: Vec<&Value> = messages[1]["passage_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     assert_eq!(cited, stored);
 
     // And directly in MongoDB.
     let store = ctx.store();
     let id: reposmith::ObjectId = session_id.parse().unwrap();
-    let session = store.repo::<ChatSession>().unwrap().get(&id).await.unwrap().unwrap();
+    let session = store
+        .repo::<ChatSession>()
+        .unwrap()
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((session.turns, session.owner.as_str()), (4, "anonymous"));
     let stored = store
         .repo::<ChatMessage>()

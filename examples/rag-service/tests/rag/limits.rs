@@ -44,8 +44,18 @@ async fn requests_per_minute_per_key_with_headers_and_retry_after(ctx: TestConte
         assert_eq!(reply.status, 200, "{}", reply.json());
         assert_eq!(number(&reply, "ratelimit-limit"), 3);
         assert!(number(&reply, "ratelimit-reset") <= 60);
-        assert!(reply.header("ratelimit-policy").unwrap().contains("\"rag.rpm\";q=3"));
-        assert!(reply.header("ratelimit").unwrap().contains("\"rag.rpm\";r="));
+        assert!(
+            reply
+                .header("ratelimit-policy")
+                .unwrap()
+                .contains("\"rag.rpm\";q=3")
+        );
+        assert!(
+            reply
+                .header("ratelimit")
+                .unwrap()
+                .contains("\"rag.rpm\";r=")
+        );
         assert!(reply.header("retry-after").is_none());
         remaining.push(number(&reply, "ratelimit-remaining"));
     }
@@ -54,9 +64,17 @@ async fn requests_per_minute_per_key_with_headers_and_retry_after(ctx: TestConte
     let refused = service.post_json_as(ALICE, "/v1/search", &search).await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.error_code(), "rate_limited");
-    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("rpm"));
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpm")
+    );
     let retry_after = number(&refused, "retry-after");
-    assert!((1..=20).contains(&retry_after), "Retry-After: {retry_after}");
+    assert!(
+        (1..=20).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
     assert_eq!(number(&refused, "ratelimit-remaining"), 0);
 
     // Bob's budget is his own; no key or a wrong one is refused before any is charged.
@@ -64,9 +82,17 @@ async fn requests_per_minute_per_key_with_headers_and_retry_after(ctx: TestConte
     assert_eq!(reply.status, 200, "{}", reply.json());
     assert_eq!(number(&reply, "ratelimit-remaining"), 2);
     let anonymous = service.post_json("/v1/search", &search).await;
-    assert_eq!((anonymous.status, anonymous.error_code().as_str()), (401, "unauthorized"));
-    let wrong = service.post_json_as("alice-key-0123456788", "/v1/search", &search).await;
-    assert_eq!((wrong.status, wrong.error_code().as_str()), (401, "unauthorized"));
+    assert_eq!(
+        (anonymous.status, anonymous.error_code().as_str()),
+        (401, "unauthorized")
+    );
+    let wrong = service
+        .post_json_as("alice-key-0123456788", "/v1/search", &search)
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.error_code().as_str()),
+        (401, "unauthorized")
+    );
     assert!(wrong.header("ratelimit-limit").is_none());
     // Pages and the API document are not limited.
     assert_eq!(service.get("/openapi.json").await.status, 200);
@@ -89,11 +115,19 @@ async fn tokens_per_minute_count_body_bytes(ctx: TestContext) {
     assert!(number(&first, "ratelimit-remaining") < 1_000);
     let second = service.post_json("/v1/search", &search).await;
     assert_eq!(second.status, 429, "{}", second.json());
-    assert!(second.json()["error"]["message"].as_str().unwrap().contains("tpm"));
+    assert!(
+        second.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tpm")
+    );
     assert!(number(&second, "retry-after") >= 1);
     // A body no minute could admit is too large, not "retry later".
     let huge = json!({"title": "t", "source": "s", "text": "y".repeat(5_000)});
     let reply = service.post_json("/v1/documents", &huge).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (413, "payload_too_large"));
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (413, "payload_too_large")
+    );
     service.stop().await;
 }

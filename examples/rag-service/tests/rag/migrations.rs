@@ -19,7 +19,10 @@ fn the_migrations_match_the_entities() {
         "the entities changed: run `cargo run -p reposmith-example-rag --bin migrate -- generate <name>`"
     );
     let mongo = reposmith::migrate::mongo::is_mongo_stale(&schemas, &dir()).unwrap();
-    assert!(!mongo, "the MongoDB collections changed: generate a migration");
+    assert!(
+        !mongo,
+        "the MongoDB collections changed: generate a migration"
+    );
 }
 
 #[reposmith::test(migrations = "../../migrations/rag")]

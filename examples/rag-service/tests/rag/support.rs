@@ -105,12 +105,8 @@ pub(crate) struct Reply {
 impl Reply {
     /// The body as JSON (panics, naming the body, when it is not).
     pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// A header's value as text.
@@ -136,8 +132,13 @@ impl TestService {
     /// `POST path` with a JSON body.
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Reply {
         let bytes = serde_json::to_vec(body).expect("serializable");
-        self.send(Method::POST, path, &[("content-type", "application/json")], bytes)
-            .await
+        self.send(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            bytes,
+        )
+        .await
     }
 
     /// `POST path` with a JSON body and an API key.
