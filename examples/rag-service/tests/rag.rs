@@ -2,6 +2,8 @@
 //! (`tests/rag/<name>.rs`, named by its `#[path]`) starts the service
 //! against a store of its own (`#[reposmith::test]`).
 
+#[path = "rag/ask.rs"]
+mod ask;
 #[path = "rag/bad_input.rs"]
 mod bad_input;
 #[path = "rag/end_to_end.rs"]

@@ -47,8 +47,15 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     };
     let mut caller = String::new();
     let mut bytes = 0;
+    // The timeout covers reading the body too: a slow upload is cut off.
     let mut response = match route.starts_with("/v1/") {
-        true => limited(&state, &route, request, next, &mut caller, &mut bytes).await,
+        true => {
+            bounded(
+                &state,
+                limited(&state, &route, request, next, &mut caller, &mut bytes),
+            )
+            .await
+        }
         false => bounded(&state, next.run(request)).await,
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -115,12 +122,12 @@ async fn limited(
         charged,
         lease: decision.lease.take(),
     });
-    let mut response = bounded(state, next.run(request)).await;
+    let mut response = next.run(request).await;
     rate_headers(response.headers_mut(), &decision);
     response
 }
 
-/// The handler within the request timeout: 503 `timeout` past it.
+/// A request within the request timeout: 503 `timeout` past it.
 async fn bounded(state: &AppState, handler: impl Future<Output = Response>) -> Response {
     let limit = state.config.request_timeout;
     match tokio::time::timeout(limit, handler).await {

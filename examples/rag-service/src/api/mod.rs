@@ -111,3 +111,44 @@ impl Modify for KeyHeader {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiDoc;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_openapi_document_has_every_route_and_the_page_contract() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, method) in [
+            ("/v1/documents", "post"),
+            ("/v1/documents/{id}", "get"),
+            ("/v1/search", "post"),
+            ("/v1/ask", "post"),
+            ("/v1/sessions/{id}", "get"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let schemas = &doc["components"]["schemas"];
+        let response = &schemas["SearchResponse"]["properties"];
+        for field in ["results", "next_cursor", "took_ms"] {
+            assert!(response[field].is_object(), "SearchResponse.{field}");
+        }
+        let hit = &schemas["Hit"]["properties"];
+        for field in [
+            "chunk_id",
+            "document_id",
+            "title",
+            "source",
+            "text",
+            "distance",
+            "score",
+        ] {
+            assert!(hit[field].is_object(), "Hit.{field}");
+        }
+        assert!(schemas["ErrorBody"]["properties"]["error"].is_object());
+        let scheme = &doc["components"]["securitySchemes"]["api_key"];
+        assert_eq!(scheme["in"], "header");
+        assert_eq!(scheme["name"], "x-api-key");
+    }
+}

@@ -86,6 +86,16 @@ async fn search(service: &TestService, body: Value) -> Value {
 #[reposmith::test(migrations = "../../migrations/rag", flavor = "multi_thread")]
 async fn ingest_search_and_ask_end_to_end(ctx: TestContext) {
     let service = support::start(&ctx).await;
+    let page = service.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let openapi = service.get("/openapi.json").await;
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.json()["paths"]["/v1/search"]["post"].is_object());
     let ids = ingest_all(&service).await;
     let store = ctx.store();
     let chunks = store.repo::<Chunk>().unwrap();

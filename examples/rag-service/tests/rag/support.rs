@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use reposmith::testing::{TestContext, TestEmbedder};
+use reposmith_example_rag::answer::{Extractive, Generator};
 use reposmith_example_rag::app::{AppState, Service};
 use reposmith_example_rag::config::Config;
 use reposmith_example_rag::domain::EMBEDDING_DIMS;
@@ -69,8 +70,17 @@ pub(crate) async fn start(ctx: &TestContext) -> TestService {
 
 /// The service with `config` (its `addr` is ignored: a free port is taken).
 pub(crate) async fn start_with(ctx: &TestContext, config: Config) -> TestService {
+    start_with_generator(ctx, config, Arc::new(Extractive::default())).await
+}
+
+/// The service with `config` and an application's answer generator.
+pub(crate) async fn start_with_generator(
+    ctx: &TestContext,
+    config: Config,
+    generator: Arc<dyn Generator>,
+) -> TestService {
     let embedder = Arc::new(TestEmbedder::new(EMBEDDING_DIMS).expect("384 dims"));
-    let service = Service::start(ctx.store().clone(), embedder, config)
+    let service = Service::start_with(ctx.store().clone(), embedder, generator, config)
         .await
         .expect("the service starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
