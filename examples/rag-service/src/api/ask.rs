@@ -6,6 +6,7 @@
 //! counter, so a conversation never holds a question without its answer.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use reposmith::ObjectId;
@@ -94,7 +95,12 @@ pub struct SessionResponse {
         (status = 400, description = "An empty or oversized question, a bad session id, malformed JSON", body = ErrorBody),
         (status = 404, description = "No such session for this key", body = ErrorBody),
         (status = 409, description = "Another question of the session was answered meanwhile", body = ErrorBody),
+        (status = 502, description = "The application's generator failed", body = ErrorBody),
+        (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
+        (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 429, description = "A limit is spent; see Retry-After", body = ErrorBody),
+        (status = 503, description = "A store or the model did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn ask(
@@ -232,13 +238,19 @@ async fn owned_session(
         (status = 200, description = "The conversation", body = SessionResponse),
         (status = 400, description = "Not a session id", body = ErrorBody),
         (status = 404, description = "No such session for this key", body = ErrorBody),
+        (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
+        (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 429, description = "A limit is spent; see Retry-After", body = ErrorBody),
+        (status = 503, description = "A store or the model did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn session(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SessionResponse>, ApiError> {
+    let Path(id) = id.map_err(super::path_error)?;
     let session = owned_session(&state, &caller, &id).await?;
     let mut messages = state
         .store

@@ -6,6 +6,7 @@
 //! the job with the row, so nothing is half-stored and nothing is queued.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use reposmith::prelude::*;
@@ -95,9 +96,11 @@ pub struct DocumentStatusResponse {
         (status = 202, description = "Stored; chunking and embedding are queued", body = IngestResponse),
         (status = 400, description = "A missing, blank or malformed field", body = ErrorBody),
         (status = 409, description = "The same text is already stored", body = ErrorBody),
-        (status = 413, description = "The text or the body is too large", body = ErrorBody),
+        (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
+        (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 429, description = "A limit is spent; see Retry-After", body = ErrorBody),
+        (status = 503, description = "A store or the model did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn ingest(
@@ -222,12 +225,18 @@ fn bounded_text(field: &str, value: &str, max: usize) -> Result<String, ApiError
         (status = 200, description = "The document's state", body = DocumentStatusResponse),
         (status = 400, description = "Not a uuid", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
+        (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
+        (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 429, description = "A limit is spent; see Retry-After", body = ErrorBody),
+        (status = 503, description = "A store or the model did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DocumentStatusResponse>, ApiError> {
+    let Path(id) = id.map_err(super::path_error)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid(format!("{id:?} is not a document id (a uuid)")))?;
     let Some(doc) = state.store.repo::<Document>()?.get(&id).await? else {

@@ -66,6 +66,15 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// A path segment that could not be read (percent-encoded bytes that are
+/// not UTF-8), as a JSON 400.
+fn path_error(rejection: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError::invalid(format!(
+        "the path could not be read: {}",
+        rejection.body_text()
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route; GET /openapi.json lists them")
 }

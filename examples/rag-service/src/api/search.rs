@@ -106,9 +106,11 @@ pub struct SearchResponse {
     responses(
         (status = 200, description = "A page of hits", body = SearchResponse),
         (status = 400, description = "An empty or oversized query, an unknown filter field, a bad cursor, malformed JSON", body = ErrorBody),
-        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
+        (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 429, description = "A limit is spent; see Retry-After", body = ErrorBody),
+        (status = 503, description = "A store or the model did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn search(

@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
+use reposmith::PgConfig;
 use reposmith::testing::TestContext;
 use reposmith_example_rag::domain::schemas;
+use reposmith_example_rag::migrations;
 
 fn dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(super::support::MIGRATIONS)
@@ -26,17 +28,30 @@ fn the_migrations_match_the_entities() {
 }
 
 #[reposmith::test(migrations = "../../migrations/rag")]
-async fn the_mongo_migrations_are_applied_with_the_traces_ttl(ctx: TestContext) {
+async fn migrating_at_start_finds_everything_applied_and_traces_expire(ctx: TestContext) {
     let store = ctx.store();
+    // What the service runs at start: against the test's database (built
+    // from the same files), nothing is left to apply.
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
+    let mut own = format!(
+        "{server}/{}",
+        ctx.database().expect("a PostgreSQL database")
+    );
+    if let Some(query) = query {
+        own = format!("{own}?{query}");
+    }
+    let applied = migrations::apply(&dir(), &PgConfig::new(own), store)
+        .await
+        .unwrap();
+    assert!(
+        applied.postgres.is_empty() && applied.mongo.is_empty(),
+        "{applied:?}"
+    );
     let database = store.mongo().unwrap().database();
-    let applied = reposmith::migrate::mongo::apply_mongo(
-        &reposmith::migrate::mongo::dir(&dir()),
-        database,
-        std::time::Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    assert!(applied.versions.is_empty(), "{:?}", applied.versions);
     // The traces' TTL index exists: MongoDB drops them after 7 days.
     let indexes: Vec<String> = {
         use futures_util::TryStreamExt;
