@@ -279,6 +279,9 @@ pub fn check_k(state: &AppState, k: u32) -> Result<u32, ApiError> {
     }
 }
 
+/// The most sources one filter lists.
+pub const MAX_SOURCES: usize = 100;
+
 /// The filter fields a search accepts.
 pub const FILTER_FIELDS: [&str; 3] = ["source", "document_id", "metadata"];
 
@@ -295,6 +298,12 @@ pub fn chunk_filter(filter: Option<serde_json::Value>) -> Result<Filter<Chunk>, 
     for (field, value) in fields {
         let condition = match (field.as_str(), value) {
             ("source", J::String(source)) => Chunk::SOURCE.eq(source),
+            ("source", J::Array(sources)) if sources.len() > MAX_SOURCES => {
+                return Err(ApiError::invalid(format!(
+                    "filter.source lists {} sources; the limit is {MAX_SOURCES}",
+                    sources.len()
+                )));
+            }
             ("source", J::Array(sources)) => {
                 let sources = sources
                     .into_iter()

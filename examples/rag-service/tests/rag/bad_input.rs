@@ -112,6 +112,18 @@ async fn bad_input_is_a_json_4xx_and_stores_nothing(ctx: TestContext) {
             "filter.source",
         ),
         (
+            "too many sources",
+            service
+                .post_json(
+                    "/v1/search",
+                    &json!({"query": "x", "filter": {"source": vec!["s"; 101]}}),
+                )
+                .await,
+            400,
+            "invalid_request",
+            "the limit is 100",
+        ),
+        (
             "filter not an object",
             service
                 .post_json("/v1/search", &json!({"query": "x", "filter": [1]}))
