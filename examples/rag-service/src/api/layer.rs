@@ -22,6 +22,9 @@ use crate::domain::RequestTrace;
 /// the handler settles the difference once the answer is written.
 pub const ANSWER_TOKENS: u64 = 512;
 
+/// The most characters of an unmatched path a trace keeps.
+const MAX_TRACED_PATH: usize = 200;
+
 /// The longest a request's trace may take to write.
 const TRACE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,7 +46,8 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let method = request.method().to_string();
     let route = match request.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str().to_owned(),
-        None => request.uri().path().to_owned(),
+        // No route matched: the path, cut to a bounded length.
+        None => request.uri().path().chars().take(MAX_TRACED_PATH).collect(),
     };
     let mut caller = String::new();
     let mut bytes = 0;
