@@ -14,10 +14,12 @@ use reposmith::config_source::parse_duration;
 pub struct Config {
     /// `RAG_ADDR`: where to listen (default `127.0.0.1:8080`).
     pub addr: SocketAddr,
-    /// `RAG_MODEL_DIR`: the embedding model's files (default `models/all-MiniLM-L6-v2`).
+    /// `RAG_MODEL_DIR`: the embedding model's files (default
+    /// `<workspace>/target/rag/model`, where `cargo xtask rag fetch` puts them).
     pub model_dir: PathBuf,
     /// `RAG_MIGRATIONS_DIR`: the migrations applied at start (default
-    /// `migrations/rag`, relative to the working directory).
+    /// `<workspace>/migrations/rag`; set it where the binary runs outside
+    /// its source tree).
     pub migrations_dir: PathBuf,
     /// `RAG_API_KEYS`: `name=key` pairs, comma-separated. Empty (the
     /// default): no key is asked for and every caller is `anonymous`.
@@ -86,8 +88,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
-            migrations_dir: PathBuf::from("migrations/rag"),
+            model_dir: workspace_root().join("target/rag/model"),
+            migrations_dir: workspace_root().join("migrations/rag"),
             api_keys: Vec::new(),
             requests_per_minute: 120,
             tokens_per_minute: 200_000,
@@ -104,6 +106,17 @@ impl Default for Config {
             redis_prefix: "rag".to_owned(),
         }
     }
+}
+
+/// The source tree's root, from this crate's manifest directory
+/// (`examples/rag-service`): the defaults work from any directory under
+/// `cargo run`.
+fn workspace_root() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
 }
 
 /// A setting that does not parse, naming the variable.

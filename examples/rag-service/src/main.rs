@@ -60,7 +60,8 @@ async fn run() -> Result<(), Failure> {
 
 /// The embedding model: the one place the service's model is chosen.
 ///
-/// Wiring point for the sentence model of `src/embed.rs`:
+/// Wiring point for the sentence model of `src/embed.rs` (all-MiniLM-L6-v2,
+/// 384 dimensions, as `Chunk::embedding` declares):
 /// `Ok(Arc::new(reposmith_example_rag::embed::MiniLm::load(&config.model_dir)?))`.
 /// Until that model is part of this crate the binary refuses to start
 /// rather than serve vectors of no meaning.
