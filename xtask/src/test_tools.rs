@@ -129,10 +129,7 @@ fn ensure_chromium(dir: &Path) -> Result<bool, Error> {
         "test-tools: installing Debian's Chromium ({APT_INSTALL}; log: {})",
         log.display()
     );
-    let install: Vec<&str> = ["install", "-y", "--no-install-recommends"]
-        .into_iter()
-        .chain(APT_PACKAGES)
-        .collect();
+    let install = apt_install_args();
     // An empty or stale package list knows no chromium: refresh it once.
     let installed = apt(&install, &log) || (apt(&["update"], &log) && apt(&install, &log));
     if installed && Path::new(CHROMIUM).is_file() {
@@ -142,6 +139,14 @@ fn ensure_chromium(dir: &Path) -> Result<bool, Error> {
         "`{APT_INSTALL}` failed; run it yourself and try again\n{}",
         log_tail(&log, 20)
     )))
+}
+
+/// `apt-get`'s arguments for [`APT_PACKAGES`], as [`APT_INSTALL`] shows them.
+fn apt_install_args() -> Vec<&'static str> {
+    ["install", "-y", "--no-install-recommends"]
+        .into_iter()
+        .chain(APT_PACKAGES)
+        .collect()
 }
 
 /// One `apt-get` run, non-interactive, waiting a while for another apt's lock.
@@ -237,4 +242,39 @@ fn ensure_schemathesis(root: &Path, dir: &Path) -> Result<bool, Error> {
     fs::write(&marker, format!("{SCHEMATHESIS}\n"))
         .context(format!("cannot write {}", marker.display()))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apt_command_shown_is_the_one_run() {
+        assert_eq!(
+            APT_INSTALL,
+            format!("apt-get {}", apt_install_args().join(" "))
+        );
+    }
+
+    #[test]
+    fn the_browser_test_installs_from_a_committed_lock_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let project = root.join(NODE_PROJECT);
+        let manifest = fs::read_to_string(project.join("package.json")).unwrap();
+        let lock = fs::read_to_string(project.join("package-lock.json")).unwrap();
+        // An exact pin in package.json, and the lock file holds that version.
+        let pin = manifest
+            .split("\"playwright-core\": \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        assert!(pin.chars().all(|c| c.is_ascii_digit() || c == '.'), "{pin}");
+        let locked = lock
+            .split("\"node_modules/playwright-core\": {")
+            .nth(1)
+            .unwrap();
+        assert!(locked.contains(&format!("\"version\": \"{pin}\"")));
+        let ignored = fs::read_to_string(project.join(".gitignore")).unwrap();
+        assert!(ignored.lines().any(|line| line == "node_modules/"));
+    }
 }

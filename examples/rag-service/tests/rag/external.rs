@@ -1,0 +1,120 @@
+//! Programs the end-to-end tests run beside the service: node driving
+//! Debian's Chromium (`browser.rs`) and schemathesis (`schemathesis.rs`).
+//! `cargo xtask test-tools` installs them (and `cargo xtask test` runs it
+//! first); a test that finds one missing fails saying so, it never skips.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command that installs every program below.
+pub const INSTALL: &str = "cargo xtask test-tools";
+
+/// Debian's Chromium, as `cargo xtask test-tools` installs it.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The workspace root (this crate is `examples/rag-service`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// This crate's own directory.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/rag-e2e/<name>` under the workspace root, created empty: where a
+/// test keeps its artifacts (screenshots, reports, the programs' output).
+pub fn artifacts(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target").join("rag-e2e").join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// `path` when it exists; otherwise the test fails naming what is missing
+/// and the command that installs it.
+pub fn require(path: impl Into<PathBuf>, what: &str) -> PathBuf {
+    let path = path.into();
+    assert!(
+        path.exists(),
+        "{what} is missing ({} not found): run `{INSTALL}` (as root: it installs \
+         Debian's chromium with apt-get, the browser test's npm packages and \
+         schemathesis), then this test again",
+        path.display()
+    );
+    path
+}
+
+/// What a program did: its exit status, both outputs and its wall time.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+    /// From start to exit.
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    /// Both outputs, for a failure message.
+    pub fn output(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `command` to its end, at most `timeout`: its outputs go to files in
+/// `dir` (no pipe to fill up), and on timeout its whole process group (node
+/// and the browser it launched) is killed and the test fails with what it
+/// printed so far. Blocking: call it from `spawn_blocking`.
+pub fn run(mut command: Command, dir: &Path, name: &str, timeout: Duration) -> Finished {
+    use std::os::unix::process::CommandExt;
+
+    let out_path = dir.join(format!("{name}.stdout"));
+    let err_path = dir.join(format!("{name}.stderr"));
+    let create = |path: &Path| {
+        fs::File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(create(&out_path))
+        .stderr(create(&err_path))
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+    let read = |path: &Path| fs::read_to_string(path).unwrap_or_default();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Finished {
+                status,
+                stdout: read(&out_path),
+                stderr: read(&err_path),
+                elapsed: started.elapsed(),
+            };
+        }
+        if started.elapsed() > timeout {
+            // The group: node's Chromium would outlive node alone.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} did not finish within {} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                timeout.as_secs(),
+                read(&out_path),
+                read(&err_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
