@@ -124,6 +124,8 @@ async function readPage(page) {
     const error = document.getElementById("error");
     const list = document.getElementById("results");
     return {
+      // The documents' markup tries to set it: it must stay the page's own.
+      document_title: document.title,
       state: document.body.dataset.state ?? null,
       status: text(document.getElementById("status")),
       error: error.hidden

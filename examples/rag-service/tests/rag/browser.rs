@@ -112,6 +112,12 @@ async fn the_search_page_finds_an_ingested_page_in_chromium(ctx: TestContext) {
     check_search(&seen);
     check_bad_key(&seen);
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    for state in [&seen["search"], &seen["bad_key"]] {
+        assert_eq!(
+            state["document_title"], "RAG search",
+            "a document's markup ran: {state}"
+        );
+    }
     let size = std::fs::metadata(&screenshot).map_or(0, |m| m.len());
     assert!(size > 1_000, "no screenshot at {}", screenshot.display());
     service.stop().await;
@@ -121,7 +127,10 @@ async fn the_search_page_finds_an_ingested_page_in_chromium(ctx: TestContext) {
 /// each hit with its score, the time taken, and only the page's own markup.
 fn check_search(seen: &Value) {
     assert_eq!(seen["key_from_address"], true, "{seen}");
-    assert_eq!(seen["address_keeps_key"], false, "the key stays in the address: {seen}");
+    assert_eq!(
+        seen["address_keeps_key"], false,
+        "the key stays in the address: {seen}"
+    );
     let search = &seen["search"];
     assert_eq!(search["state"], "done", "{search}");
     assert_eq!(search["error"], Value::Null, "{search}");
@@ -135,16 +144,22 @@ fn check_search(seen: &Value) {
     assert_eq!(expected["title"], "CREATE INDEX", "{expected}");
     assert_eq!(expected["source_is_link"], true, "{expected}");
     assert!(
-        expected["text"].as_str().is_some_and(|t| t.contains("CONCURRENTLY")),
+        expected["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("CONCURRENTLY")),
         "{expected}"
     );
     for hit in results {
         let metric = hit["metric"].as_str().unwrap_or_default();
-        assert!(metric.starts_with("score "), "hybrid hits show a score: {hit}");
+        assert!(
+            metric.starts_with("score "),
+            "hybrid hits show a score: {hit}"
+        );
     }
     let status = search["status"].as_str().unwrap_or_default();
     assert!(
-        status.starts_with(&format!("{} result", results.len())) && status.contains(" ms on the server"),
+        status.starts_with(&format!("{} result", results.len()))
+            && status.contains(" ms on the server"),
         "status line: {status:?}"
     );
     // Markup in a title, a source or a text is shown as text, never parsed.
@@ -156,9 +171,18 @@ fn check_search(seen: &Value) {
         .collect();
     let allowed = BTreeSet::from(["a", "div", "li", "p", "span"]);
     assert!(tags.is_subset(&allowed), "tags from the data: {tags:?}");
-    if let Some(markup) = results.iter().find(|hit| hit["source"].as_str().is_some_and(|s| s.starts_with("javascript:"))) {
+    if let Some(markup) = results.iter().find(|hit| {
+        hit["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("javascript:"))
+    }) {
         assert_eq!(markup["source_is_link"], false, "{markup}");
-        assert!(markup["title"].as_str().is_some_and(|t| t.contains("<b id=\"injected\">")), "{markup}");
+        assert!(
+            markup["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("<b id=\"injected\">")),
+            "{markup}"
+        );
     }
 }
 
@@ -168,7 +192,9 @@ fn check_bad_key(seen: &Value) {
     assert_eq!(bad["state"], "error", "{bad}");
     assert_eq!(bad["error"]["code"], "unauthorized", "{bad}");
     assert!(
-        bad["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        bad["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{bad}"
     );
     assert_eq!(bad["results"], json!([]), "{bad}");
@@ -180,7 +206,9 @@ async fn ingest(service: &TestService) {
     let mut ids = Vec::new();
     for document in documents() {
         let body = serde_json::to_vec(&document).expect("serializable");
-        let reply = service.send(Method::POST, "/v1/documents", &headers, body).await;
+        let reply = service
+            .send(Method::POST, "/v1/documents", &headers, body)
+            .await;
         assert_eq!(reply.status, 202, "{}", reply.json());
         ids.push(reply.json()["id"].as_str().expect("an id").to_owned());
     }
@@ -188,12 +216,18 @@ async fn ingest(service: &TestService) {
     for id in ids {
         loop {
             let path = format!("/v1/documents/{id}");
-            let reply = service.send(Method::GET, &path, &[("x-api-key", KEY)], Vec::new()).await;
+            let reply = service
+                .send(Method::GET, &path, &[("x-api-key", KEY)], Vec::new())
+                .await;
             assert_eq!(reply.status, 200, "{}", reply.json());
             if reply.json()["status"] == "ready" {
                 break;
             }
-            assert!(Instant::now() < deadline, "{id} not ready: {}", reply.json());
+            assert!(
+                Instant::now() < deadline,
+                "{id} not ready: {}",
+                reply.json()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -9,24 +9,25 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The command that installs every program below.
-pub const INSTALL: &str = "cargo xtask test-tools";
+pub(crate) const INSTALL: &str = "cargo xtask test-tools";
 
 /// Debian's Chromium, as `cargo xtask test-tools` installs it.
-pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The workspace root (this crate is `examples/rag-service`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+pub(crate) fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    fs::canonicalize(&root).unwrap_or(root)
 }
 
 /// This crate's own directory.
-pub fn crate_dir() -> PathBuf {
+pub(crate) fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `target/rag-e2e/<name>` under the workspace root, created empty: where a
 /// test keeps its artifacts (screenshots, reports, the programs' output).
-pub fn artifacts(name: &str) -> PathBuf {
+pub(crate) fn artifacts(name: &str) -> PathBuf {
     let dir = workspace_root().join("target").join("rag-e2e").join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
@@ -35,7 +36,7 @@ pub fn artifacts(name: &str) -> PathBuf {
 
 /// `path` when it exists; otherwise the test fails naming what is missing
 /// and the command that installs it.
-pub fn require(path: impl Into<PathBuf>, what: &str) -> PathBuf {
+pub(crate) fn require(path: impl Into<PathBuf>, what: &str) -> PathBuf {
     let path = path.into();
     assert!(
         path.exists(),
@@ -49,20 +50,20 @@ pub fn require(path: impl Into<PathBuf>, what: &str) -> PathBuf {
 
 /// What a program did: its exit status, both outputs and its wall time.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// The exit status.
-    pub status: ExitStatus,
+    pub(crate) status: ExitStatus,
     /// Everything it wrote to stdout.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Everything it wrote to stderr.
-    pub stderr: String,
+    pub(crate) stderr: String,
     /// From start to exit.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl Finished {
     /// Both outputs, for a failure message.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!(
             "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.status, self.stdout, self.stderr
@@ -74,7 +75,7 @@ impl Finished {
 /// `dir` (no pipe to fill up), and on timeout its whole process group (node
 /// and the browser it launched) is killed and the test fails with what it
 /// printed so far. Blocking: call it from `spawn_blocking`.
-pub fn run(mut command: Command, dir: &Path, name: &str, timeout: Duration) -> Finished {
+pub(crate) fn run(mut command: Command, dir: &Path, name: &str, timeout: Duration) -> Finished {
     use std::os::unix::process::CommandExt;
 
     let out_path = dir.join(format!("{name}.stdout"));

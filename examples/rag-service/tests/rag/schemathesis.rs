@@ -80,12 +80,14 @@ async fn schemathesis_finds_no_server_error(ctx: TestContext) {
         .args(["--report", "junit"])
         .arg("--report-dir")
         .arg(&artifacts)
-        .arg("--no-color");
+        .arg("--no-color")
+        // It keeps a cache of crashes in `.schemathesis/` under its working
+        // directory: there, not in the source tree.
+        .current_dir(&artifacts);
     let dir = artifacts.clone();
-    let finished =
-        tokio::task::spawn_blocking(move || external::run(run, &dir, "st", RUN_TIMEOUT))
-            .await
-            .expect("the run's thread");
+    let finished = tokio::task::spawn_blocking(move || external::run(run, &dir, "st", RUN_TIMEOUT))
+        .await
+        .expect("the run's thread");
     println!(
         "schemathesis: seed {seed}, {:.1} s, report in {}",
         finished.elapsed.as_secs_f64(),
