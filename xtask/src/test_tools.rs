@@ -149,13 +149,9 @@ fn apt_install_args() -> Vec<&'static str> {
         .collect()
 }
 
-/// One `apt-get` run, non-interactive, waiting a while for another apt's lock.
+/// One `apt-get` run (one at a time in this process: see [`cmd::apt_get`]).
 fn apt(args: &[&str], log: &Path) -> bool {
-    let mut apt = Command::new("apt-get");
-    apt.env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["-o", "DPkg::Lock::Timeout=120"])
-        .args(args);
-    cmd::run_logged(&mut apt, log, INSTALL_TIMEOUT).is_ok_and(|status| status.success())
+    cmd::apt_get(args, log, INSTALL_TIMEOUT)
 }
 
 /// `npm ci` in the browser test's project unless its `node_modules` came
