@@ -28,9 +28,11 @@ use super::support;
 /// The key every generated request carries.
 const KEY: &str = "schemathesis-key-1";
 
-/// Cases per operation in the fuzzing phase: with the five operations the
-/// service has, about 580 requests in 18 s here (2 cores, debug build).
-const MAX_EXAMPLES: u32 = 100;
+/// Cases per operation in the fuzzing phase. With the five operations the
+/// service has: about 380 requests in 14 s on an idle 2-core machine (debug
+/// build); 100 took 18 s idle and 37 s beside other builds, too close to
+/// the minute this test may take in a busy CI run.
+const MAX_EXAMPLES: u32 = 50;
 
 /// The default seed: any fixed one, so CI sees the same cases every run.
 const SEED: &str = "20261207";
