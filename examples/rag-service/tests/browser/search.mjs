@@ -5,6 +5,7 @@
 //   node search.mjs --url http://127.0.0.1:PORT --key KEY --query TEXT
 //                   [--mode hybrid|vector|text] --screenshot PATH
 //                   [--chromium /usr/bin/chromium] [--bad-key KEY]
+//                   [--error-screenshot PATH]
 //
 // Steps: open /?key=KEY (the page takes the key from the address), type the
 // query, pick the mode, press Search, read the results and the status line,
@@ -27,6 +28,7 @@ const { values: opts } = parseArgs({
     screenshot: { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
     "bad-key": { type: "string", default: "not-a-valid-key" },
+    "error-screenshot": { type: "string" },
   },
 });
 for (const required of ["url", "key", "query", "screenshot"]) {
@@ -96,6 +98,7 @@ try {
   await page.waitForSelector("body[data-state=error]");
   timings.bad_key_ms = Date.now() - started;
   const badKey = await readPage(page);
+  if (opts["error-screenshot"]) await page.screenshot({ path: opts["error-screenshot"], fullPage: true });
 
   console.log(
     JSON.stringify({

@@ -2,8 +2,8 @@
 //! serves `GET /`, `tests/browser/search.mjs` (playwright-core) opens it
 //! with the API key in the address, types a query, picks hybrid mode and
 //! reads what the page shows; then searches with a wrong key and reads the
-//! error. A screenshot of the results is kept under
-//! `target/rag-e2e/browser/` (its path is printed).
+//! error. Screenshots of both are kept under `target/rag-e2e/browser/`
+//! (`search.png`, `bad-key.png`; the path is printed).
 //!
 //! Needs `/usr/bin/chromium` and `tests/browser/node_modules`: `cargo
 //! xtask test-tools` installs both, and this test fails naming it when
@@ -91,6 +91,8 @@ async fn the_search_page_finds_an_ingested_page_in_chromium(ctx: TestContext) {
         .args(["--mode", "hybrid"])
         .arg("--screenshot")
         .arg(&screenshot)
+        .arg("--error-screenshot")
+        .arg(artifacts.join("bad-key.png"))
         .arg("--chromium")
         .arg(&chromium);
     let dir = artifacts.clone();
