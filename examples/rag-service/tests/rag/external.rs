@@ -119,3 +119,38 @@ pub(crate) fn run(mut command: Command, dir: &Path, name: &str, timeout: Duratio
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A program past its deadline is killed with everything it started, and
+/// the test fails saying so.
+#[test]
+fn a_program_past_its_deadline_is_killed_with_its_children() {
+    let dir = artifacts("external-deadline");
+    let pid_file = dir.join("child.pid");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("sleep 30 & echo $! > {}; wait", pid_file.display()));
+    let started = Instant::now();
+    let outcome =
+        std::panic::catch_unwind(|| run(command, &dir, "sleeper", Duration::from_millis(500)));
+    let message = outcome
+        .expect_err("the deadline passed")
+        .downcast::<String>()
+        .expect("a message");
+    assert!(message.contains("did not finish within"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let child = fs::read_to_string(&pid_file).expect("the child's pid");
+    // Reaped by init shortly after the kill: poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{}", child.trim())).exists() {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+        if stat.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background sleep outlived its group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
