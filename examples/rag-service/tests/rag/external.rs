@@ -131,8 +131,9 @@ fn a_program_past_its_deadline_is_killed_with_its_children() {
         .arg("-c")
         .arg(format!("sleep 30 & echo $! > {}; wait", pid_file.display()));
     let started = Instant::now();
-    let outcome =
-        std::panic::catch_unwind(|| run(command, &dir, "sleeper", Duration::from_millis(500)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(command, &dir, "sleeper", Duration::from_millis(500))
+    }));
     let message = outcome
         .expect_err("the deadline passed")
         .downcast::<String>()
