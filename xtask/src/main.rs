@@ -13,6 +13,7 @@ mod migrate;
 mod reliability;
 mod services;
 mod test;
+mod test_tools;
 mod tidy;
 
 use std::path::PathBuf;
@@ -56,9 +57,14 @@ Commands:
   tidy              the repository's own rules: module docs, no unfinished-work
                     markers, Markdown links inside the repository, lints kept on
   test [--no-lint] [-- ARGS]
-                    tidy, services up, fmt + clippy + rustdoc (unless --no-lint),
-                    the demo, doctests, then the test suite (nextest when
-                    installed, ARGS passed to it)
+                    tidy, services up and test-tools, fmt + clippy + rustdoc
+                    (unless --no-lint), the demo, doctests, then the test suite
+                    (nextest when installed, ARGS passed to it)
+  test-tools        what the RAG example's browser and schemathesis tests need:
+                    Debian's Chromium (apt-get, as root), the npm packages of
+                    examples/rag-service/tests/browser (npm ci) and schemathesis
+                    (pinned, in a venv under target/reposmith-tools); each
+                    installed once, checked in well under a second afterwards
   migrate <command> [--package P] [--bin B]
                     generate <name> | apply | status | revert | check through
                     the application's migrate binary (default: the quickstart's);
@@ -97,6 +103,7 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["tidy"] => tidy::run(&workspace_root()),
         ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), &fuzz::Options::parse(rest)?),
         ["reliability", rest @ ..] => reliability::run(&workspace_root(), rest),
+        ["test-tools"] => test_tools::run(&workspace_root()),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

@@ -1,18 +1,21 @@
 //! The RAG service's integration tests, one binary: each module
-//! (`tests/rag/<name>.rs`, named by its `#[path]`) starts the service
-//! against a store of its own (`#[reposmith::test]`).
-
-#[path = "rag/ask.rs"]
+//! (`tests/rag/<name>.rs`, named by its `#[path = "rag/ask.rs"]
 mod ask;
 #[path = "rag/bad_input.rs"]
 mod bad_input;
+#[path = "rag/browser.rs"]
+mod browser;
 #[path = "rag/end_to_end.rs"]
 mod end_to_end;
+#[path = "rag/external.rs"]
+mod external;
 #[path = "rag/ingest.rs"]
 mod ingest;
 #[path = "rag/limits.rs"]
 mod limits;
 #[path = "rag/migrations.rs"]
 mod migrations;
+#[path = "rag/schemathesis.rs"]
+mod schemathesis;
 #[path = "rag/support.rs"]
 mod support;
