@@ -11,8 +11,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use reposmith::prelude::*;
-use reposmith::PgRepository;
+use reposmith::{Config, Embedder, Filter, PgRepository, Repository, Scored, Store, Vector, VectorSearch};
 use reposmith_example_rag::corpus::{self, Corpus, Query};
 use reposmith_example_rag::embed::{self, DIMS, MiniLm};
 use reposmith_example_rag::eval::{
@@ -260,7 +259,7 @@ async fn load_tables(
     let n = corpus.passages.len();
     let last = i64::try_from(n)? - 1;
     let current = async {
-        let counts = (
+        let counts: (u64, u64) = (
             repos.hnsw.count(Filter::all()).await?,
             repos.exact.count(Filter::all()).await?,
         );
@@ -268,7 +267,7 @@ async fn load_tables(
         let same = row.is_some_and(|r| {
             r.body == corpus.passages[n - 1].text && r.embedding.as_slice() == vectors[n - 1]
         });
-        reposmith::Result::Ok(counts == (n as u64, n as u64) && same)
+        Ok::<bool, reposmith::Error>(counts == (n as u64, n as u64) && same)
     };
     if !reload && current.await? {
         println!("tables: eval_passages and eval_passages_exact already hold these {n} rows");
@@ -348,7 +347,7 @@ impl Method {
         query: &Query,
         vector: &Vector,
         k: u32,
-    ) -> reposmith::Result<Vec<i64>> {
+    ) -> Result<Vec<i64>, reposmith::Error> {
         let text = |any: bool| {
             if any {
                 eval::any_word_query(&query.text)
@@ -408,7 +407,7 @@ async fn measure(
     method: Method,
     corpus: &Corpus,
     queries: &[Vector],
-) -> reposmith::Result<(Vec<Outcome>, Vec<Vec<i64>>)> {
+) -> Result<(Vec<Outcome>, Vec<Vec<i64>>), reposmith::Error> {
     let mut outcomes = Vec::with_capacity(queries.len());
     let mut all_ids = Vec::with_capacity(queries.len());
     for (query, vector) in corpus.queries.iter().zip(queries) {
