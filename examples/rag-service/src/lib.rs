@@ -9,6 +9,8 @@
 //! - [`api`]: the routes, the request layer, the OpenAPI document.
 //! - [`app`]: [`app::Service`] starts the workers and serves the routes.
 //! - [`answer`]: the [`answer::Generator`] an application plugs its LLM into.
+//! - [`embed`]: the sentence embedding model; [`corpus`] and [`eval`]: the
+//!   PostgreSQL manual as a labelled retrieval benchmark.
 
 pub mod answer;
 pub mod api;
@@ -18,5 +20,6 @@ pub mod config;
 pub mod corpus;
 pub mod domain;
 pub mod embed;
+pub mod eval;
 pub mod jobs;
 pub mod migrations;

@@ -19,15 +19,26 @@ use tokio::net::TcpListener;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread starts: it may re-execute the process (see its docs).
+    let tuned = reposmith_example_rag::embed::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run().await {
+    if let Err(error) = tuned {
+        tracing::warn!(%error, "glibc's allocator keeps its defaults; embedding runs slower");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rag-service: no async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rag-service: {error}");
@@ -59,18 +70,12 @@ async fn run() -> Result<(), Failure> {
 }
 
 /// The embedding model: the one place the service's model is chosen.
-///
-/// Wiring point for the sentence model of `src/embed.rs` (all-MiniLM-L6-v2,
-/// 384 dimensions, as `Chunk::embedding` declares):
-/// `Ok(Arc::new(reposmith_example_rag::embed::MiniLm::load(&config.model_dir)?))`.
-/// Until that model is part of this crate the binary refuses to start
-/// rather than serve vectors of no meaning.
+/// all-MiniLM-L6-v2 (384 dimensions, as `Chunk::embedding` declares),
+/// loaded from `RAG_MODEL_DIR` (`cargo xtask rag fetch` puts it in
+/// `target/rag/model`); an application swaps in its own [`Embedder`] here.
 fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, Failure> {
-    Err(format!(
-        "no embedding model is wired into this build (RAG_MODEL_DIR={}); see load_embedder in src/main.rs",
-        config.model_dir.display()
-    )
-    .into())
+    let model = reposmith_example_rag::embed::MiniLm::load(&config.model_dir)?;
+    Ok(Arc::new(model))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
