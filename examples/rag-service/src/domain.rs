@@ -1,6 +1,6 @@
 //! What the service stores, as plain structs: documents and their chunks in
 //! PostgreSQL (pgvector, full text, JSONB), conversations and request
-//! traces in MongoDB. `src/bin/migrate.rs` generates `migrations/rag` from
+//! traces in MongoDB. `src/bin/rag-migrate.rs` generates `migrations/rag` from
 //! [`schemas`]; the service applies them when it starts.
 
 use chrono::{DateTime, Utc};

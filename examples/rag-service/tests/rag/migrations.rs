@@ -18,7 +18,7 @@ fn the_migrations_match_the_entities() {
     let stale = reposmith::migrate::is_stale(&schemas, &dir()).unwrap();
     assert!(
         !stale,
-        "the entities changed: run `cargo run -p reposmith-example-rag --bin migrate -- generate <name>`"
+        "the entities changed: run `cargo run -p reposmith-example-rag --bin rag-migrate -- generate <name>`"
     );
     let mongo = reposmith::migrate::mongo::is_mongo_stale(&schemas, &dir()).unwrap();
     assert!(

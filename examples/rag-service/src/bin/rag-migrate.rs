@@ -9,6 +9,6 @@ use reposmith_example_rag::domain;
 fn main() -> std::process::ExitCode {
     let schemas = domain::schemas();
     Cli::new(&schemas, "migrations/rag")
-        .program("cargo run -p reposmith-example-rag --bin migrate --")
+        .program("cargo run -p reposmith-example-rag --bin rag-migrate --")
         .run(std::env::args().skip(1))
 }
