@@ -33,6 +33,25 @@ pub(crate) fn run_logged(
     run(cmd, timeout)
 }
 
+/// One `apt-get` run with `args`, non-interactive, its output appended to
+/// `log`; true when it succeeded.
+///
+/// Runs are serialized within this process: `cargo xtask test` installs
+/// PgBouncer and Chromium from two threads, and while `DPkg::Lock::Timeout`
+/// makes apt wait for dpkg's lock, `apt-get update` does not wait for the
+/// package lists' lock, so two at once would fail one of them.
+pub(crate) fn apt_get(args: &[&str], log: &Path, timeout: Duration) -> bool {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = APT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut apt = Command::new("apt-get");
+    apt.env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["-o", "DPkg::Lock::Timeout=120"])
+        .args(args);
+    run_logged(&mut apt, log, timeout).is_ok_and(|status| status.success())
+}
+
 /// Runs `cmd` with no output and says whether it succeeded.
 pub(crate) fn run_quiet(cmd: &mut Command, timeout: Duration) -> bool {
     cmd.stdin(Stdio::null())

