@@ -73,7 +73,11 @@ pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
             scope.spawn(|| timed("npm ci", || ensure_node_modules(root, &dir))),
             scope.spawn(|| timed("schemathesis", || ensure_schemathesis(root, &dir))),
             // The embedder's and the service's tests load the real model.
-            scope.spawn(|| timed("model", || crate::rag_fetch::fetch_model(root).map(|_| false))),
+            scope.spawn(|| {
+                timed("model", || {
+                    crate::rag_fetch::fetch_model(root).map(|_| false)
+                })
+            }),
         ];
         installs
             .into_iter()
