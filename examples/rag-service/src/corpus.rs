@@ -360,8 +360,8 @@ mod tests {
         assert!(is_passage(&words(200)));
         assert!(!is_passage(&words(201)));
         // 4 letters of 5 visible characters per word: kept; 3 of 5: dropped.
-        assert!(is_passage(&vec!["abcd1"; 12].join(" ")));
-        assert!(!is_passage(&vec!["abc12"; 12].join(" ")));
+        assert!(is_passage(&["abcd1"; 12].join(" ")));
+        assert!(!is_passage(&["abc12"; 12].join(" ")));
     }
 
     #[test]
