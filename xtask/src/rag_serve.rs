@@ -121,9 +121,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
         // on the default prefix would take this one's jobs.
         .env("RAG_REDIS_PREFIX", redis_prefix())
         // The loader's requests must never wait on a limit: a page is one
-        // request of up to ~100 KB of text, the searches are thousands.
+        // request of up to ~100 KB of text, the searches are thousands (the
+        // limiter takes at most one token per microsecond: 60 M a minute).
         .env("RAG_REQUESTS_PER_MINUTE", "1000000")
-        .env("RAG_TOKENS_PER_MINUTE", "1000000000")
+        .env("RAG_TOKENS_PER_MINUTE", "50000000")
         .env("RAG_MAX_DOCUMENT_BYTES", (1024 * 1024).to_string())
         .env("RAG_MAX_BODY_BYTES", (2 * 1024 * 1024).to_string());
     println!(
@@ -168,10 +169,12 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
 /// [`DATABASE`], created in PostgreSQL when missing (dropped first when
 /// `fresh`). MongoDB creates a database on first write.
 fn databases(vars: &[(String, String)], fresh: bool) -> Result<(String, String), Error> {
+    // A managed server's URL is in `vars`; the user's is in our environment.
     let var = |name: &str| {
         vars.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
             .ok_or_else(|| Error::msg(format!("services up gave no {name}")))
     };
     let (pg, mongo) = (var("DATABASE_URL")?, var("MONGODB_URL")?);
