@@ -41,11 +41,19 @@ pub(crate) fn run_logged(
 /// makes apt wait for dpkg's lock, `apt-get update` does not wait for the
 /// package lists' lock, so two at once would fail one of them.
 pub(crate) fn apt_get(args: &[&str], log: &Path, timeout: Duration) -> bool {
+    apt_get_in(None, args, log, timeout)
+}
+
+/// [`apt_get`] in directory `dir` (where `apt-get download` saves).
+pub(crate) fn apt_get_in(dir: Option<&Path>, args: &[&str], log: &Path, timeout: Duration) -> bool {
     static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = APT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut apt = Command::new("apt-get");
+    if let Some(dir) = dir {
+        apt.current_dir(dir);
+    }
     apt.env("DEBIAN_FRONTEND", "noninteractive")
         .args(["-o", "DPkg::Lock::Timeout=120"])
         .args(args);

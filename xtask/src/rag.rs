@@ -1,15 +1,17 @@
-//! `cargo xtask rag fetch` and `cargo xtask eval rag`: the RAG example's
-//! model and corpus (see [`crate::rag_fetch`]), and its retrieval
-//! evaluation (`examples/rag-service/src/bin/rag-eval.rs`) in release mode
-//! against the services.
+//! `cargo xtask rag fetch`, `cargo xtask rag` and `cargo xtask eval rag`:
+//! the RAG example's model and corpus (see [`crate::rag_fetch`]), the
+//! service loaded, measured and served (see [`crate::rag_serve`]), and its
+//! retrieval evaluation (`examples/rag-service/src/bin/rag-eval.rs`) in
+//! release mode against the services.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::error::Error;
-use crate::{bench, cmd, rag_fetch, services, test};
+use crate::{bench, cmd, rag_fetch, rag_serve, services, test};
 
-/// `rag fetch [--model] [--corpus]`: both unless one is named.
+/// `rag fetch [--model] [--corpus]`: both unless one is named; `rag
+/// [OPTIONS]`: see [`rag_serve`].
 pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
     match args {
         ["fetch", flags @ ..] => {
@@ -22,10 +24,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        _ => Err(Error::msg(format!(
-            "unknown `rag` command `{}`: use `rag fetch [--model] [--corpus]`",
-            args.join(" ")
-        ))),
+        options => rag_serve::run(root, &rag_serve::Options::parse(options)?),
     }
 }
 

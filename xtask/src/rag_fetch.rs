@@ -211,14 +211,9 @@ fn find_deb(dir: &Path) -> Result<Option<PathBuf>, Error> {
 /// `apt-get download`, after `apt-get update` when the package lists do not
 /// know the package (a fresh machine has none).
 fn download_deb(dir: &Path, log: &Path) -> Result<(), Error> {
-    let apt = |args: &[&str]| {
-        let mut apt = Command::new("apt-get");
-        apt.current_dir(dir)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["-o", "DPkg::Lock::Timeout=120"])
-            .args(args);
-        cmd::run_logged(&mut apt, log, DOWNLOAD_TIMEOUT).is_ok_and(|s| s.success())
-    };
+    // Serialized with the other apt-get runs of this process (`cargo xtask
+    // test-tools` installs Chromium at the same time).
+    let apt = |args: &[&str]| cmd::apt_get_in(Some(dir), args, log, DOWNLOAD_TIMEOUT);
     if apt(&["download", DOC_PACKAGE]) || (apt(&["update"]) && apt(&["download", DOC_PACKAGE])) {
         return Ok(());
     }

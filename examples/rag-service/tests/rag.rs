@@ -21,6 +21,8 @@ mod ingest;
 mod limits;
 #[path = "rag/migrations.rs"]
 mod migrations;
+#[path = "rag/real_model.rs"]
+mod real_model;
 #[path = "rag/schemathesis.rs"]
 mod schemathesis;
 #[path = "rag/support.rs"]

@@ -18,7 +18,7 @@ pub(crate) mod process;
 mod python;
 mod redis;
 mod state;
-mod url;
+pub(crate) mod url;
 
 use std::cell::OnceCell;
 use std::path::Path;

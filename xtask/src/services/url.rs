@@ -57,6 +57,20 @@ fn split_authority(rest: &str) -> (Option<&str>, &str, &str) {
     (info, &after[..end], &after[end..])
 }
 
+/// `url` naming database `name` instead of its own (the path after the
+/// hosts; the query is kept). `None` for what is not a URL, or a Unix-socket
+/// URL whose path is the socket.
+pub(crate) fn with_database(url: &str, name: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.ends_with("unix") {
+        return None;
+    }
+    let (info, hosts, tail) = split_authority(rest);
+    let query = tail.find(['?', '#']).map_or("", |at| &tail[at..]);
+    let info = info.map_or(String::new(), |info| format!("{info}@"));
+    Some(format!("{scheme}://{info}{hosts}/{name}{query}"))
+}
+
 /// `host[:port]` or `[v6][:port]`; `None` for a port that is not a number.
 fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = match text.strip_prefix('[') {
@@ -121,6 +135,29 @@ fn redact_query(tail: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::with_database;
+
+    #[test]
+    fn a_url_names_another_database() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:55432/reposmith", "rag").as_deref(),
+            Some("postgres://u:p@127.0.0.1:55432/rag")
+        );
+        assert_eq!(
+            with_database(
+                "mongodb://127.0.0.1:27117/reposmith?directConnection=true",
+                "rag"
+            )
+            .as_deref(),
+            Some("mongodb://127.0.0.1:27117/rag?directConnection=true")
+        );
+        assert_eq!(
+            with_database("postgres://h", "rag").as_deref(),
+            Some("postgres://h/rag")
+        );
+        assert_eq!(with_database("not a url", "rag"), None);
+    }
+
     use super::*;
 
     fn tcp(host: &str, port: u16) -> Option<Address> {

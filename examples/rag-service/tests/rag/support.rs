@@ -1,7 +1,8 @@
 //! Starting the service for a test: on `127.0.0.1:0`, against the test's
 //! own PostgreSQL database, MongoDB database and Redis key prefix (from
 //! `#[reposmith::test]`), with the deterministic 384-dimension
-//! `TestEmbedder`; and a small HTTP/1 client over a real socket.
+//! `TestEmbedder` (or, for `real_model.rs`, the model); and a small HTTP/1
+//! client over a real socket.
 //!
 //! ```ignore
 //! #[reposmith::test(migrations = "../../migrations/rag", flavor = "multi_thread")]
@@ -23,6 +24,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use reposmith::Embedder;
 use reposmith::testing::{TestContext, TestEmbedder};
 use reposmith_example_rag::answer::{Extractive, Generator};
 use reposmith_example_rag::app::{AppState, Service};
@@ -80,6 +82,24 @@ pub(crate) async fn start_with_generator(
     generator: Arc<dyn Generator>,
 ) -> TestService {
     let embedder = Arc::new(TestEmbedder::new(EMBEDDING_DIMS).expect("384 dims"));
+    start_with_parts(ctx, config, embedder, generator).await
+}
+
+/// The service with `config` and a real embedder (the model).
+pub(crate) async fn start_with_embedder(
+    ctx: &TestContext,
+    config: Config,
+    embedder: Arc<dyn Embedder>,
+) -> TestService {
+    start_with_parts(ctx, config, embedder, Arc::new(Extractive::default())).await
+}
+
+async fn start_with_parts(
+    ctx: &TestContext,
+    config: Config,
+    embedder: Arc<dyn Embedder>,
+    generator: Arc<dyn Generator>,
+) -> TestService {
     let service = Service::start_with(ctx.store().clone(), embedder, generator, config)
         .await
         .expect("the service starts");
