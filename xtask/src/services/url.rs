@@ -144,8 +144,11 @@ mod tests {
             Some("postgres://u:p@127.0.0.1:55432/rag")
         );
         assert_eq!(
-            with_database("mongodb://127.0.0.1:27117/reposmith?directConnection=true", "rag")
-                .as_deref(),
+            with_database(
+                "mongodb://127.0.0.1:27117/reposmith?directConnection=true",
+                "rag"
+            )
+            .as_deref(),
             Some("mongodb://127.0.0.1:27117/rag?directConnection=true")
         );
         assert_eq!(

@@ -199,7 +199,12 @@ impl Client {
     }
 
     /// `method path` with an optional JSON body, within [`REQUEST_TIMEOUT`].
-    async fn send(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply, AnyError> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, AnyError> {
         let exchange = async {
             let mut sender = match self.sender.take() {
                 Some(sender) if !sender.is_closed() => sender,
@@ -378,7 +383,9 @@ impl IngestReport {
                 ms(percentile(&posts, 0.99)),
             ));
         } else {
-            text.push_str("\ningest rate: nothing new to embed (run `cargo xtask rag --fresh` to measure it)");
+            text.push_str(
+                "\ningest rate: nothing new to embed (run `cargo xtask rag --fresh` to measure it)",
+            );
         }
         text
     }
@@ -451,7 +458,9 @@ async fn ingest(target: &Target, pages: &[PageDoc]) -> Result<IngestReport, AnyE
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Asks about the oldest unfinished pages: finished ones are confirmed up to
@@ -480,7 +489,11 @@ async fn poll_front(
             queue.remove(position);
         } else {
             // Until chunked, the service's total is 0: keep the expected one.
-            let total = if status == "received" { stored[index].total } else { total };
+            let total = if status == "received" {
+                stored[index].total
+            } else {
+                total
+            };
             updates.push((index, total, embedded));
             unfinished += 1;
             position += 1;
@@ -513,7 +526,10 @@ async fn post_pages(
         let (id, earlier) = match reply.status {
             202 => {
                 latencies.push(sent.elapsed());
-                (reply.body["id"].as_str().and_then(|id| id.parse().ok()), false)
+                (
+                    reply.body["id"].as_str().and_then(|id| id.parse().ok()),
+                    false,
+                )
             }
             _ => (duplicate_of(&reply.body), true),
         };
@@ -565,7 +581,10 @@ impl Progress {
         if self.terminal {
             let _ = write!(err, "\r{line}\x1b[K");
             self.drawn = true;
-        } else if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
+        } else if self
+            .last_line
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
+        {
             let _ = writeln!(err, "{line}");
             self.last_line = Some(Instant::now());
         }
@@ -591,7 +610,11 @@ fn progress_line(
 ) -> String {
     const WIDTH: u64 = 30;
     let filled = (embedded.min(total) * WIDTH / total.max(1)) as usize;
-    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH as usize - filled));
+    let bar = format!(
+        "{}{}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled)
+    );
     let new = embedded.saturating_sub(earlier);
     let rate = new as f64 / elapsed.as_secs_f64().max(1e-3);
     let eta = match (rate > 0.0, total.saturating_sub(embedded)) {
@@ -639,7 +662,10 @@ fn ms(d: Duration) -> f64 {
 const MODES: [&str; 3] = ["vector", "text", "hybrid"];
 
 /// Every title query through `POST /v1/search` in each mode, one at a time.
-async fn evaluate(target: &Target, queries: &[Query]) -> Result<Vec<(&'static str, Scores)>, AnyError> {
+async fn evaluate(
+    target: &Target,
+    queries: &[Query],
+) -> Result<Vec<(&'static str, Scores)>, AnyError> {
     let mut client = Client::new(target);
     let mut rows = Vec::new();
     for mode in MODES {
@@ -659,7 +685,11 @@ async fn evaluate(target: &Target, queries: &[Query]) -> Result<Vec<(&'static st
                         .collect()
                 })
                 .unwrap_or_default();
-            outcomes.push(Outcome::of(query, sources.iter().map(String::as_str), latency));
+            outcomes.push(Outcome::of(
+                query,
+                sources.iter().map(String::as_str),
+                latency,
+            ));
         }
         rows.push((mode, Scores::of(&outcomes)));
     }
@@ -716,7 +746,9 @@ async fn throughput(
     let mut client = Client::new(target);
     for query in &repeated {
         let body = json!({"query": query, "mode": "hybrid", "k": 10});
-        client.expect(Method::POST, "/v1/search", Some(&body), &[200]).await?;
+        client
+            .expect(Method::POST, "/v1/search", Some(&body), &[200])
+            .await?;
     }
     let label = format!("hybrid, {} repeated queries (cache hits)", repeated.len());
     runs.push(load(target, "hybrid", &repeated, options, label).await?);
@@ -731,7 +763,13 @@ fn distinct_queries(pages: &[PageDoc], queries: &[Query]) -> Vec<String> {
     let openings = pages.iter().flat_map(|p| {
         p.text
             .split("\n\n")
-            .map(|passage| passage.split_whitespace().take(8).collect::<Vec<_>>().join(" "))
+            .map(|passage| {
+                passage
+                    .split_whitespace()
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect::<Vec<_>>()
     });
     titles
@@ -850,7 +888,10 @@ mod tests {
     #[test]
     fn the_progress_line_shows_count_rate_and_eta() {
         let line = progress_line(500, 0, 1_000, 40, 100, Duration::from_secs(10));
-        assert!(line.starts_with(&format!("[{}{}]", "#".repeat(15), ".".repeat(15))), "{line}");
+        assert!(
+            line.starts_with(&format!("[{}{}]", "#".repeat(15), ".".repeat(15))),
+            "{line}"
+        );
         assert!(line.contains("500/1,000 passages embedded"), "{line}");
         assert!(line.contains("50.0/s"), "{line}");
         assert!(line.contains("ETA 10s"), "{line}");
