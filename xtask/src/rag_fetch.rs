@@ -144,11 +144,11 @@ pub(crate) fn fetch_corpus(root: &Path) -> Result<PathBuf, Error> {
     let dir = rag_dir(root);
     let doc = dir.join("doc");
     let html = doc.join(DOC_HTML);
-    if let Ok(package) = fs::read_to_string(doc.join(DOC_MARKER)) {
-        if html.join("index.html").is_file() {
-            println!("rag: corpus {} in {}", package.trim(), html.display());
-            return Ok(html);
-        }
+    if let Ok(package) = fs::read_to_string(doc.join(DOC_MARKER))
+        && html.join("index.html").is_file()
+    {
+        println!("rag: corpus {} in {}", package.trim(), html.display());
+        return Ok(html);
     }
     fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
     let log = dir.join("fetch.log");

@@ -408,10 +408,10 @@ async fn ingest(target: &Target, pages: &[PageDoc]) -> Result<IngestReport, AnyE
     let mut posted: Option<Vec<Duration>> = None;
     let mut last_change = (Instant::now(), 0u64);
     loop {
-        if poster.as_ref().is_some_and(|p| p.is_finished()) {
-            if let Some(handle) = poster.take() {
-                posted = Some(handle.await??);
-            }
+        if poster.as_ref().is_some_and(|p| p.is_finished())
+            && let Some(handle) = poster.take()
+        {
+            posted = Some(handle.await??);
         }
         // Newly stored pages join the queue of unfinished ones, in order.
         let snapshot: Vec<Stored> = lock(&stored).clone();
@@ -646,7 +646,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
