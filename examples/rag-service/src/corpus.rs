@@ -340,11 +340,7 @@ mod tests {
             page("a.html", "CREATE TABLE", vec![long.clone()]),
             page("b.html", "Full Text Search", vec![]),
             page("c.html", "The SQL Language", vec![long.clone()]),
-            page(
-                "d.html",
-                "The SQL Language Again",
-                vec![format!("{long} more")],
-            ),
+            page("d.html", "The SQL Language Again", vec![format!("{long} more")]),
         ]);
         let queries: Vec<&str> = corpus.queries.iter().map(|q| q.page.as_str()).collect();
         // c.html's only paragraph is a duplicate of a.html's.
@@ -367,22 +363,13 @@ mod tests {
     #[test]
     fn section_numbers_are_stripped() {
         for (title, want) in [
-            (
-                "Chapter 25. Routine Database Maintenance Tasks",
-                "Routine Database Maintenance Tasks",
-            ),
+            ("Chapter 25. Routine Database Maintenance Tasks", "Routine Database Maintenance Tasks"),
             ("25.1. Routine Vacuuming", "Routine Vacuuming"),
             ("Part III. Server Administration", "Server Administration"),
-            (
-                "Appendix F. Additional Supplied Modules",
-                "Additional Supplied Modules",
-            ),
+            ("Appendix F. Additional Supplied Modules", "Additional Supplied Modules"),
             ("F.6. basic_archive", "basic_archive"),
             ("CREATE TABLE AS", "CREATE TABLE AS"),
-            (
-                "PostgreSQL 15.20 Documentation",
-                "PostgreSQL 15.20 Documentation",
-            ),
+            ("PostgreSQL 15.20 Documentation", "PostgreSQL 15.20 Documentation"),
             ("Chapter", "Chapter"),
         ] {
             assert_eq!(strip_section_number(title), want, "{title}");

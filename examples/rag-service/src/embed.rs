@@ -135,9 +135,7 @@ impl MiniLm {
         let mut vectors = vec![Vec::new(); texts.len()];
         for batch in order.chunks(BATCH) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i]).collect();
-            let out = inner
-                .forward(&rows)
-                .map_err(|e| EmbedError::new(e.to_string()))?;
+            let out = inner.forward(&rows).map_err(|e| EmbedError::new(e.to_string()))?;
             for (&i, vector) in batch.iter().zip(out) {
                 vectors[i] = vector;
             }
@@ -186,10 +184,7 @@ impl Inner {
 }
 
 impl Embedder for MiniLm {
-    fn embed<'a>(
-        &'a self,
-        texts: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
         let model = self.clone();
         let texts = texts.to_vec();
         Box::pin(async move {

@@ -210,11 +210,7 @@ impl VectorCache {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let bytes: Vec<u8> = vectors
-            .iter()
-            .flatten()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
         let partial = self.path.with_extension("partial");
         std::fs::write(&partial, bytes)?;
         std::fs::rename(&partial, &self.path)
@@ -275,16 +271,10 @@ mod tests {
         // 7 is 2nd on both sides: 2/62 beats 1/61 alone.
         assert_eq!(fuse(&[1, 7, 3], &[9, 7, 4], rrf, 2), [7, 1]);
         // Only the first `candidates` of each side count.
-        let one = Rrf {
-            candidates: 1,
-            ..rrf
-        };
+        let one = Rrf { candidates: 1, ..rrf };
         assert_eq!(fuse(&[1, 7, 3], &[9, 7, 4], one, 5), [1, 9]);
         // A heavy text side wins.
-        let text = Rrf {
-            text_weight: 3.0,
-            ..rrf
-        };
+        let text = Rrf { text_weight: 3.0, ..rrf };
         assert_eq!(fuse(&[1, 2], &[5, 6], text, 1), [5]);
     }
 
@@ -302,10 +292,7 @@ mod tests {
             .filter(|i| in_tuning_half(&query(&format!("page-{i}.html"))))
             .count();
         assert!((400..600).contains(&tuning), "{tuning}");
-        assert_eq!(
-            in_tuning_half(&query("x.html")),
-            in_tuning_half(&query("x.html"))
-        );
+        assert_eq!(in_tuning_half(&query("x.html")), in_tuning_half(&query("x.html")));
     }
 
     #[test]

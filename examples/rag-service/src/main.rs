@@ -31,10 +31,7 @@ fn main() -> ExitCode {
     if let Err(error) = tuned {
         tracing::warn!(%error, "glibc's allocator keeps its defaults; embedding runs slower");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("rag-service: no async runtime: {error}");

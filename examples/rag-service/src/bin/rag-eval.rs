@@ -11,9 +11,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use reposmith::{
-    Config, Embedder, Filter, PgRepository, Repository, Scored, Store, Vector, VectorSearch,
-};
+use reposmith::{Config, Embedder, Filter, PgRepository, Repository, Scored, Store, Vector, VectorSearch};
 use reposmith_example_rag::corpus::{self, Corpus, Query};
 use reposmith_example_rag::embed::{self, DIMS, MiniLm};
 use reposmith_example_rag::eval::{
@@ -169,12 +167,7 @@ async fn throughput(model: &MiniLm, corpus: &Corpus) -> Result<(), AnyError> {
         .take(2000)
         .map(str::to_owned)
         .collect();
-    let passages: Vec<String> = corpus
-        .passages
-        .iter()
-        .take(1000)
-        .map(|p| p.text.clone())
-        .collect();
+    let passages: Vec<String> = corpus.passages.iter().take(1000).map(|p| p.text.clone()).collect();
     for (what, texts) in [("sentences", sentences), ("passages", passages)] {
         let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
         let (_, secs) = timed_embed(model, &texts).await?;
@@ -308,11 +301,7 @@ async fn load_tables(
     println!(
         "tables: {n} rows into eval_passages (COPY, then HNSW m 16 ef_construction 64 and GIN) in {:.1} s{}",
         start.elapsed().as_secs_f64(),
-        if report.is_complete() {
-            ""
-        } else {
-            " (an index is not valid!)"
-        }
+        if report.is_complete() { "" } else { " (an index is not valid!)" }
     );
     repos.exact.bulk_load(&exact).await?;
     Ok(())
@@ -425,9 +414,7 @@ async fn measure(
         let start = Instant::now();
         let ids = method.search(repos, query, vector, 10).await?;
         let latency = start.elapsed();
-        let pages = ids
-            .iter()
-            .map(|&id| corpus.passages[id as usize].page.as_str());
+        let pages = ids.iter().map(|&id| corpus.passages[id as usize].page.as_str());
         outcomes.push(Outcome::of(query, pages, latency));
         all_ids.push(ids);
     }
@@ -441,22 +428,14 @@ async fn evaluate(
     queries: &[Vector],
     ef_high: u32,
 ) -> Result<String, AnyError> {
-    let held_out: Vec<bool> = corpus
-        .queries
-        .iter()
-        .map(|q| !eval::in_tuning_half(q))
-        .collect();
+    let held_out: Vec<bool> = corpus.queries.iter().map(|q| !eval::in_tuning_half(q)).collect();
     println!(
         "split: {} queries to tune on, {} held out",
         held_out.iter().filter(|h| !**h).count(),
         held_out.iter().filter(|h| **h).count()
     );
     // Warm the caches (index pages, plans) so the first method measured is not penalised.
-    for method in [
-        Method::Exact,
-        Method::Hnsw(None),
-        Method::Text { any: true },
-    ] {
+    for method in [Method::Exact, Method::Hnsw(None), Method::Text { any: true }] {
         measure(repos, method, corpus, queries).await?;
     }
     let tuned = tune(repos, corpus, queries, &held_out, ef_high).await?;
@@ -466,14 +445,8 @@ async fn evaluate(
         Method::Hnsw(Some(ef_high)),
         Method::Text { any: false },
         Method::Text { any: true },
-        Method::Hybrid {
-            any: false,
-            rrf: None,
-        },
-        Method::Hybrid {
-            any: true,
-            rrf: None,
-        },
+        Method::Hybrid { any: false, rrf: None },
+        Method::Hybrid { any: true, rrf: None },
         Method::Hybrid {
             any: tuned.0,
             rrf: Some(tuned.1),
@@ -538,9 +511,7 @@ fn check_exact(vectors: &[Vec<f32>], queries: &[Vector], ids: &[Vec<i64>]) {
         })
         .sum();
     let total: usize = ids.iter().map(Vec::len).sum();
-    println!(
-        "check: PostgreSQL's exact top 10 vs brute force in memory: {agree}/{total} ids agree"
-    );
+    println!("check: PostgreSQL's exact top 10 vs brute force in memory: {agree}/{total} ids agree");
 }
 
 /// Picks the fusion with the best MRR@10 on the tuning half, recomputing
@@ -583,9 +554,8 @@ async fn tune(
                         .map(|(q, v, all, anyw)| {
                             let text = if any { anyw } else { all };
                             let fused = eval::fuse(v, text, rrf, 10);
-                            let pages = fused
-                                .iter()
-                                .map(|&id| corpus.passages[id as usize].page.as_str());
+                            let pages =
+                                fused.iter().map(|&id| corpus.passages[id as usize].page.as_str());
                             Outcome::of(q, pages, Duration::ZERO)
                         })
                         .collect();

@@ -53,10 +53,7 @@ fn similarities_match_sentence_transformers() {
 #[test]
 fn vectors_have_384_dimensions_and_unit_length() {
     let v = model()
-        .embed_blocking(&texts(&[
-            "VACUUM reclaims storage occupied by dead tuples.",
-            "",
-        ]))
+        .embed_blocking(&texts(&["VACUUM reclaims storage occupied by dead tuples.", ""]))
         .unwrap();
     for vector in &v {
         assert_eq!(vector.len(), DIMS);
@@ -82,18 +79,11 @@ fn a_text_gets_the_same_vector_alone_and_in_any_batch() {
     let alone = model().embed_one(short).unwrap();
     let again = model().embed_one(short).unwrap();
     assert_eq!(alone, again, "the same text twice");
-    let distance: f32 = together[1]
-        .iter()
-        .zip(&alone)
-        .map(|(a, b)| (a - b).abs())
-        .sum();
+    let distance: f32 = together[1].iter().zip(&alone).map(|(a, b)| (a - b).abs()).sum();
     assert!(distance < 1e-4, "in a batch vs alone: L1 {distance}");
     let first_alone = model().embed_one(&batch[0]).unwrap();
     assert!(dot(&together[0], &first_alone) > 0.9999);
-    assert!(
-        dot(&together[0], &together[1]) < 0.99,
-        "different texts stay apart"
-    );
+    assert!(dot(&together[0], &together[1]) < 0.99, "different texts stay apart");
 }
 
 /// Texts are cut at 256 word pieces (sentence-transformers' `max_seq_length`,
@@ -105,10 +95,7 @@ fn texts_are_cut_at_256_word_pieces() {
     let base = words(300).join(" ");
     let longer = format!("{base} and then something else entirely");
     let v = model().embed_blocking(&[base.clone(), longer]).unwrap();
-    assert!(
-        dot(&v[0], &v[1]) > 0.99999,
-        "past 256 pieces nothing counts"
-    );
+    assert!(dot(&v[0], &v[1]) > 0.99999, "past 256 pieces nothing counts");
     // "w0".."w9" are two pieces each: word 100 is past piece 128, within 256.
     let mut changed = words(300);
     for w in &mut changed[100..110] {
@@ -142,9 +129,6 @@ fn a_missing_model_file_is_named() {
     std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
     std::fs::write(dir.join("model.safetensors"), "").unwrap();
     let err = MiniLm::load(&dir).unwrap_err();
-    assert!(
-        matches!(&err, LoadError::Bad { path, .. } if path.ends_with("config.json")),
-        "{err}"
-    );
+    assert!(matches!(&err, LoadError::Bad { path, .. } if path.ends_with("config.json")), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
