@@ -1,5 +1,5 @@
-//! The service end to end with the real model on the real manual: a dozen
-//! pages of the PostgreSQL manual (a few hundred paragraphs) ingested
+//! The service end to end with the real model on the real manual: eleven
+//! pages of the PostgreSQL manual (179 paragraphs) ingested
 //! through `POST /v1/documents`, chunked and embedded by the workers with
 //! all-MiniLM-L6-v2, then searched by their titles in vector and hybrid
 //! mode and asked about through `/v1/ask`.
@@ -20,40 +20,38 @@ use serde_json::{Value, json};
 
 use super::support::{self, TestService};
 
-/// The pages ingested: short and long ones, on different subjects.
-const PAGES: [&str; 12] = [
-    "routine-vacuuming.html",
+/// The pages ingested: short and long ones, on different subjects (179
+/// paragraphs; kept small, since each passage is a forward pass of the
+/// model and the test must stay quick in the debug profile).
+const PAGES: [&str; 11] = [
     "tutorial-window.html",
     "indexes-types.html",
     "wal-intro.html",
     "ddl-rowsecurity.html",
-    "auth-pg-hba-conf.html",
-    "queries-with.html",
     "tablesample-method.html",
     "brin-intro.html",
     "gin-intro.html",
     "logical-replication.html",
     "mvcc-intro.html",
+    "explicit-locking.html",
+    "pgtrgm.html",
 ];
 
 /// Title queries and the page each must find.
 const TITLES: [(&str, &str); 6] = [
-    ("Routine Vacuuming", "routine-vacuuming.html"),
     ("Window Functions", "tutorial-window.html"),
+    ("Index Types", "indexes-types.html"),
+    ("Write-Ahead Logging (WAL)", "wal-intro.html"),
     ("Row Security Policies", "ddl-rowsecurity.html"),
-    ("The pg_hba.conf File", "auth-pg-hba-conf.html"),
-    (
-        "WITH Queries (Common Table Expressions)",
-        "queries-with.html",
-    ),
     ("Writing a Table Sampling Method", "tablesample-method.html"),
+    ("Explicit Locking", "explicit-locking.html"),
 ];
 
 /// How far down the hits a title's own page must appear.
 const TOP: usize = 3;
 
-/// Every page embedded within this, on a busy two-core machine (96 s seen
-/// there beside a full ingest of the manual and a build).
+/// Every page embedded within this, on a busy two-core machine (43 s seen
+/// there beside a full ingest of the manual; 96 s for twelve larger pages).
 const EMBED_LIMIT: Duration = Duration::from_secs(240);
 
 fn model() -> MiniLm {
@@ -123,7 +121,7 @@ async fn the_real_model_finds_manual_pages_by_their_titles(ctx: TestContext) {
     let service = support::start_with_embedder(&ctx, support::config(&ctx), embedder).await;
     let docs = documents();
     let paragraphs: usize = docs.iter().map(|(_, _, t)| t.split("\n\n").count()).sum();
-    assert!((200..=400).contains(&paragraphs), "{paragraphs} paragraphs");
+    assert!((150..=300).contains(&paragraphs), "{paragraphs} paragraphs");
 
     let started = Instant::now();
     let mut ids = Vec::new();
