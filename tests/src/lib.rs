@@ -161,10 +161,24 @@ pub fn password_of(url: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_owned())
 }
 
-/// A loopback port nothing listens on: bound, then released.
+/// A loopback port that refuses connections for as long as the process runs.
+///
+/// The port stays bound by a socket that never listens (and is bound
+/// without `SO_REUSEADDR`), so a connection to it is refused and the kernel
+/// never hands it to another socket. A port bound and then released would be
+/// free for anyone: a test that keeps retrying it (a Redis client's
+/// reconnects) could reach a listener another test process bound there
+/// since, and count as that listener's connection.
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    static HELD: std::sync::OnceLock<tokio::net::TcpSocket> = std::sync::OnceLock::new();
+    let socket = HELD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a loopback port");
+        socket
+    });
+    socket.local_addr().expect("local address").port()
 }
 
 /// A free loopback port below Linux's ephemeral range (32768-60999), for a

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::{closed_port, unique_name};
+use crate::{server_port, unique_name};
 
 /// Longest wait for a started server to answer `PING` (an AOF reload is
 /// part of it).
@@ -40,7 +40,7 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(unique_name("reposmith-redis"));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let mut server = RedisServer {
-            port: closed_port(),
+            port: server_port(),
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             child: None,

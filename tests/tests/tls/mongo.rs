@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reposmith::{Error, MongoBackend, MongoConfig};
 use reposmith_tests::tls_certs::TestCertificates;
-use reposmith_tests::{closed_port, unique_name};
+use reposmith_tests::{server_port, unique_name};
 
 use super::first_line;
 
@@ -99,7 +99,7 @@ async fn tls_with_the_right_ca_connects_and_a_wrong_ca_is_refused() {
         return;
     };
     let certs = TestCertificates::generate();
-    let port = closed_port();
+    let port = server_port();
     let _server = start(&program, &certs, port);
 
     for host in ["127.0.0.1", "localhost"] {

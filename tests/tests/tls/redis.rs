@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reposmith::{Error, RedisBackend, RedisConfig};
-use reposmith_tests::closed_port;
+use reposmith_tests::server_port;
 use reposmith_tests::redis_server::RedisServer;
 use reposmith_tests::tls_certs::TestCertificates;
 
@@ -31,7 +31,7 @@ fn refused(outcome: reposmith::Result<RedisBackend>, what: &str) -> String {
 #[tokio::test]
 async fn rediss_with_the_right_ca_connects_and_a_wrong_ca_or_host_name_is_refused() {
     let certs = TestCertificates::generate();
-    let tls_port = closed_port().to_string();
+    let tls_port = server_port().to_string();
     let (cert, key, ca) = (certs.server_cert(), certs.server_key(), certs.ca());
     // The plaintext port stays on (loopback only): the helper's readiness
     // check pings it. Every assertion below goes through the TLS port.
