@@ -136,7 +136,16 @@ mod conformance {
 async fn two_thousand_concurrent_queries_each_get_their_own_answer() {
     const ROWS: usize = 2_000;
     const TASKS: usize = 32;
-    let db = PoolerDb::with(|config| config.max_connections(TASKS as u32)).await;
+    // What is checked is each answer, not the wait: PgBouncer's 20 server
+    // connections are shared with the tests running beside this one, and on
+    // a loaded machine a connection's first statement waited past the
+    // default 5 s acquire timeout for one of them.
+    let db = PoolerDb::with(|config| {
+        config
+            .max_connections(TASKS as u32)
+            .acquire_timeout(Duration::from_secs(30))
+    })
+    .await;
     let repo = db.pg.repo::<Doc>();
     let docs: Vec<Doc> = (0..ROWS)
         .map(|i| Doc {
