@@ -168,7 +168,10 @@ impl Service {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        self.state.traces.shutdown(self.state.config.shutdown_grace).await;
+        self.state
+            .traces
+            .shutdown(self.state.config.shutdown_grace)
+            .await;
         if let Err(error) = self
             .pipeline
             .shutdown(self.state.config.shutdown_grace)

@@ -28,7 +28,9 @@ pub const USAGE_ERROR: u8 = 2;
 /// on stderr (logging is not set up yet).
 pub fn tune_allocator(program: &str) {
     if let Err(error) = crate::embed::tune_allocator() {
-        eprintln!("{program}: glibc's allocator keeps its defaults ({error}); embedding runs slower");
+        eprintln!(
+            "{program}: glibc's allocator keeps its defaults ({error}); embedding runs slower"
+        );
     }
 }
 
@@ -36,7 +38,11 @@ pub fn tune_allocator(program: &str) {
 /// `Err` holds the exit status to end with: success after printing
 /// `usage` for `--help`, [`USAGE_ERROR`] after printing the parser's
 /// message and `usage` on stderr.
-pub fn options<T>(program: &str, usage: &str, parsed: Result<Option<T>, String>) -> Result<T, ExitCode> {
+pub fn options<T>(
+    program: &str,
+    usage: &str,
+    parsed: Result<Option<T>, String>,
+) -> Result<T, ExitCode> {
     match parsed {
         Ok(Some(options)) => Ok(options),
         Ok(None) => {

@@ -12,8 +12,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use reposmith::limit::{Decision, Denial, Lease};
 use reposmith::ObjectId;
+use reposmith::limit::{Decision, Denial, Lease};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorCode};

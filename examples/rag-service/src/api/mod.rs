@@ -191,7 +191,10 @@ mod tests {
         let search = &schemas["SearchRequest"]["properties"];
         assert_eq!(search["query"]["minLength"], 1);
         assert_eq!(search["query"]["maxLength"], 300);
-        assert_eq!((&search["k"]["minimum"], &search["k"]["maximum"]), (&1.into(), &25.into()));
+        assert_eq!(
+            (&search["k"]["minimum"], &search["k"]["maximum"]),
+            (&1.into(), &25.into())
+        );
         let ask = &schemas["AskRequest"]["properties"];
         assert_eq!(ask["question"]["maxLength"], 300);
         assert_eq!(ask["k"]["maximum"], super::ask::MAX_PASSAGES);
@@ -210,8 +213,14 @@ mod tests {
         let sources = &filter["properties"]["source"]["oneOf"][1]["maxItems"];
         assert_eq!(sources, super::search::MAX_SOURCES);
         let ingest = &schemas["IngestRequest"]["properties"];
-        assert_eq!(ingest["title"]["maxLength"], super::documents::MAX_TITLE_CHARS);
-        assert_eq!(ingest["source"]["maxLength"], super::documents::MAX_SOURCE_CHARS);
+        assert_eq!(
+            ingest["title"]["maxLength"],
+            super::documents::MAX_TITLE_CHARS
+        );
+        assert_eq!(
+            ingest["source"]["maxLength"],
+            super::documents::MAX_SOURCE_CHARS
+        );
         let session = &doc["paths"]["/v1/sessions/{id}"]["get"]["parameters"][0]["schema"];
         assert_eq!(session["pattern"], super::SESSION_ID_PATTERN);
         let detail = &schemas["ErrorDetail"]["properties"];

@@ -310,7 +310,9 @@ fn condition(field: &str, value: serde_json::Value) -> Result<Filter<Chunk>, Api
             let wanted = J::Object(wanted);
             // PostgreSQL's JSONB holds no NUL character: refused here, by name.
             match has_nul(&wanted) {
-                true => Err(ApiError::invalid("filter.metadata contains a NUL character")),
+                true => Err(ApiError::invalid(
+                    "filter.metadata contains a NUL character",
+                )),
                 false => Ok(Chunk::METADATA.contains(wanted)),
             }
         }
@@ -350,7 +352,9 @@ fn source_list(sources: Vec<serde_json::Value>) -> Result<Filter<Chunk>, ApiErro
 /// `text` unless it holds a NUL character (which PostgreSQL's text refuses).
 fn no_nul(field: &str, text: String) -> Result<String, ApiError> {
     match text.contains('\0') {
-        true => Err(ApiError::invalid(format!("{field} contains a NUL character"))),
+        true => Err(ApiError::invalid(format!(
+            "{field} contains a NUL character"
+        ))),
         false => Ok(text),
     }
 }

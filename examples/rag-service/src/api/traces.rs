@@ -66,7 +66,11 @@ impl TraceWriter {
     /// Queues `trace` without waiting; drops it (counted) when the queue is
     /// full or the writer stopped.
     pub fn record(&self, trace: RequestTrace) {
-        if self.sender.try_send(Message::Trace(Box::new(trace))).is_err() {
+        if self
+            .sender
+            .try_send(Message::Trace(Box::new(trace)))
+            .is_err()
+        {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Logged at 1, 2, 4, 8, ...: a backlog cannot flood the log.
             if dropped.is_power_of_two() {
@@ -85,9 +89,8 @@ impl TraceWriter {
     /// is written (or dropped). False when the limit passed first.
     pub async fn flush(&self, limit: Duration) -> bool {
         let (done, written) = oneshot::channel();
-        let flushed = async {
-            self.sender.send(Message::Flush(done)).await.is_ok() && written.await.is_ok()
-        };
+        let flushed =
+            async { self.sender.send(Message::Flush(done)).await.is_ok() && written.await.is_ok() };
         tokio::time::timeout(limit, flushed).await.unwrap_or(false)
     }
 
@@ -104,11 +107,7 @@ impl TraceWriter {
     }
 }
 
-async fn write_loop(
-    store: Store,
-    mut receiver: mpsc::Receiver<Message>,
-    dropped: Arc<AtomicU64>,
-) {
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(TRACE_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = receiver.recv().await {
@@ -137,11 +136,13 @@ async fn write(store: &Store, batch: &mut Vec<RequestTrace>, dropped: &AtomicU64
     }
     let failed = match store.repo::<RequestTrace>() {
         Err(error) => Some(error.to_string()),
-        Ok(traces) => match tokio::time::timeout(TRACE_TIMEOUT, traces.insert_many(batch.as_slice())).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(_) => Some(format!("no answer within {TRACE_TIMEOUT:?}")),
-        },
+        Ok(traces) => {
+            match tokio::time::timeout(TRACE_TIMEOUT, traces.insert_many(batch.as_slice())).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some(format!("no answer within {TRACE_TIMEOUT:?}")),
+            }
+        }
     };
     if let Some(error) = failed {
         dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -102,7 +102,9 @@ async fn questions_take_the_search_filter(ctx: TestContext) {
         let reply = service.post_json("/v1/documents", &body).await;
         assert_eq!(reply.status, 202, "{}", reply.json());
         let id = reply.json()["id"].as_str().unwrap().to_owned();
-        service.wait_ready(&id, std::time::Duration::from_secs(30)).await;
+        service
+            .wait_ready(&id, std::time::Duration::from_secs(30))
+            .await;
         ids.push(id);
     }
     let question = "What do kestrels hunt?";
@@ -113,7 +115,9 @@ async fn questions_take_the_search_filter(ctx: TestContext) {
             .map(|p| p["source"].as_str().unwrap().to_owned())
             .collect()
     };
-    let unfiltered = service.post_json("/v1/ask", &json!({"question": question})).await;
+    let unfiltered = service
+        .post_json("/v1/ask", &json!({"question": question}))
+        .await;
     assert_eq!(unfiltered.status, 200, "{}", unfiltered.json());
     assert_eq!(sources(&unfiltered).len(), 2);
     for (filter, source) in [
@@ -131,12 +135,19 @@ async fn questions_take_the_search_filter(ctx: TestContext) {
     let reply = service.post_json("/v1/ask", &nothing).await;
     assert_eq!(reply.json()["passages"], json!([]));
 
-    let sessions = ctx.store().repo::<reposmith_example_rag::domain::ChatSession>();
+    let sessions = ctx
+        .store()
+        .repo::<reposmith_example_rag::domain::ChatSession>();
     let before = sessions.unwrap().count(Filter::all()).await.unwrap();
     let bad = json!({"question": question, "filter": {"shelf": "south"}});
     let reply = service.post_json("/v1/ask", &bad).await;
-    assert_eq!((reply.status, reply.error_code().as_str()), (400, "unknown_filter_field"));
-    let sessions = ctx.store().repo::<reposmith_example_rag::domain::ChatSession>();
+    assert_eq!(
+        (reply.status, reply.error_code().as_str()),
+        (400, "unknown_filter_field")
+    );
+    let sessions = ctx
+        .store()
+        .repo::<reposmith_example_rag::domain::ChatSession>();
     let after = sessions.unwrap().count(Filter::all()).await.unwrap();
     assert_eq!(before, after, "a refused question started a conversation");
     service.stop().await;

@@ -367,9 +367,15 @@ async fn a_repeated_query_is_embedded_once(ctx: TestContext) {
     assert!(cursor.is_string(), "{first}");
     let body = json!({"query": query, "mode": "vector", "k": 5, "cursor": cursor});
     search(&service, body).await;
-    let reply = service.post_json("/v1/ask", &json!({"question": query})).await;
+    let reply = service
+        .post_json("/v1/ask", &json!({"question": query}))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.json());
-    assert_eq!(embedder.calls_for(query), 1, "the model ran again for {query:?}");
+    assert_eq!(
+        embedder.calls_for(query),
+        1,
+        "the model ran again for {query:?}"
+    );
 
     // The key is the text as embedded (trimmed): another text embeds.
     let padded = format!("  {query}  ");

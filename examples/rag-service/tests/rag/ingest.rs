@@ -130,8 +130,8 @@ async fn a_dead_lettered_job_fails_its_document(ctx: TestContext) {
     let fine = reply.json()["id"].as_str().unwrap().to_owned();
     service.wait_ready(&fine, Duration::from_secs(30)).await;
     let options = QueueOptions::default().prefix(ctx.key_prefix());
-    let queue = Queue::<UnreadableEmbed>::with_options(ctx.store().redis().unwrap(), options)
-        .unwrap();
+    let queue =
+        Queue::<UnreadableEmbed>::with_options(ctx.store().redis().unwrap(), options).unwrap();
     let broken = UnreadableEmbed {
         document_id: fine.parse().unwrap(),
         chunk_ids: "not a list".to_owned(),
@@ -148,7 +148,10 @@ async fn a_dead_lettered_job_fails_its_document(ctx: TestContext) {
     // Stored, not just shown: the row says failed, with the reason.
     let docs = ctx.store().repo::<Document>().unwrap();
     let stored = docs.get(&poisoned.parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(stored.status, reposmith_example_rag::domain::DocumentStatus::Failed);
+    assert_eq!(
+        stored.status,
+        reposmith_example_rag::domain::DocumentStatus::Failed
+    );
     assert!(stored.failure.unwrap().contains("chokes on poison"));
     service.stop().await;
 }

@@ -31,9 +31,7 @@ use reposmith::{BoxFuture, EmbedError, Embedder};
 use reposmith_example_rag::answer::{Extractive, Generator};
 use reposmith_example_rag::app::{AppState, Service};
 use reposmith_example_rag::config::Config;
-use reposmith_example_rag::domain::{
-    ChatMessage, ChatSession, Chunk, Document, EMBEDDING_DIMS,
-};
+use reposmith_example_rag::domain::{ChatMessage, ChatSession, Chunk, Document, EMBEDDING_DIMS};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -297,21 +295,36 @@ pub(crate) async fn outbox_rows(ctx: &TestContext, queue: &str) -> i64 {
 pub(crate) async fn assert_nothing_stored(ctx: &TestContext) {
     let store = ctx.store();
     let documents = store.repo::<Document>().unwrap();
-    assert_eq!(documents.count(Filter::all()).await.unwrap(), 0, "documents stored");
+    assert_eq!(
+        documents.count(Filter::all()).await.unwrap(),
+        0,
+        "documents stored"
+    );
     let chunks = store.repo::<Chunk>().unwrap();
-    assert_eq!(chunks.count(Filter::all()).await.unwrap(), 0, "chunks stored");
+    assert_eq!(
+        chunks.count(Filter::all()).await.unwrap(),
+        0,
+        "chunks stored"
+    );
     let pg = store.postgres().unwrap();
-    let jobs = reposmith::postgres::sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM reposmith_outbox",
-    )
-    .fetch_one(pg.pool())
-    .await
-    .unwrap();
+    let jobs =
+        reposmith::postgres::sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reposmith_outbox")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
     assert_eq!(jobs, 0, "jobs recorded in the outbox");
     let sessions = store.repo::<ChatSession>().unwrap();
-    assert_eq!(sessions.count(Filter::all()).await.unwrap(), 0, "conversations stored");
+    assert_eq!(
+        sessions.count(Filter::all()).await.unwrap(),
+        0,
+        "conversations stored"
+    );
     let messages = store.repo::<ChatMessage>().unwrap();
-    assert_eq!(messages.count(Filter::all()).await.unwrap(), 0, "messages stored");
+    assert_eq!(
+        messages.count(Filter::all()).await.unwrap(),
+        0,
+        "messages stored"
+    );
 }
 
 /// The deterministic `TestEmbedder`, counting how often each text was
@@ -341,7 +354,10 @@ impl CountingEmbedder {
 }
 
 impl Embedder for CountingEmbedder {
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
         {
             let mut calls = self.calls.lock().unwrap();
             for text in texts {
