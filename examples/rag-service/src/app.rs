@@ -14,6 +14,8 @@ use reposmith::{Embedder, Store};
 use tokio::net::TcpListener;
 
 use crate::answer::{Extractive, Generator};
+use crate::api::query_vectors::QueryVectors;
+use crate::api::traces::TraceWriter;
 use crate::config::Config;
 use crate::domain::Chunk;
 use crate::jobs::Pipeline;
@@ -30,6 +32,10 @@ pub struct Shared {
     pub store: Store,
     /// Embeds search queries (and, in the workers, chunks).
     pub embedder: Arc<dyn Embedder>,
+    /// The queries' embeddings, cached in process.
+    pub queries: QueryVectors,
+    /// Writes the request traces off the response path.
+    pub traces: TraceWriter,
     /// Writes answers from passages.
     pub generator: Arc<dyn Generator>,
     /// Requests and tokens per minute, per API key.
@@ -65,6 +71,7 @@ pub fn policy(config: &Config) -> Policy {
 impl AppState {
     /// The state over a connected `store` (PostgreSQL, MongoDB and Redis
     /// configured). The embedder becomes the chunks' repository embedder.
+    /// Starts the trace writer, so it must run inside a Tokio runtime.
     pub fn new(
         store: Store,
         embedder: Arc<dyn Embedder>,
@@ -80,9 +87,18 @@ impl AppState {
         let limiter = store
             .redis()?
             .limiter(policy(&config), options.prefix(config.redis_prefix.clone()))?;
+        let queries = QueryVectors::new(
+            embedder.clone(),
+            config.query_cache_entries,
+            config.query_cache_ttl,
+            config.embed_timeout,
+        );
+        let traces = TraceWriter::start(store.clone());
         Ok(AppState(Arc::new(Shared {
             store,
             embedder,
+            queries,
+            traces,
             generator,
             limiter,
             config,
@@ -140,8 +156,9 @@ impl Service {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets requests
-    /// in flight finish (each bounded by the request timeout), stops the
-    /// workers (running jobs get the shutdown grace) and the relay.
+    /// in flight finish (each bounded by the request timeout), writes the
+    /// traces still queued, stops the workers (running jobs get the
+    /// shutdown grace) and the relay.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -150,6 +167,10 @@ impl Service {
         let app = router(self.state.clone());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
+            .await;
+        self.state
+            .traces
+            .shutdown(self.state.config.shutdown_grace)
             .await;
         if let Err(error) = self
             .pipeline

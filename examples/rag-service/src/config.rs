@@ -46,6 +46,11 @@ pub struct Config {
     /// `RAG_SEARCH_CACHE_TTL`: how long a first page of hits is cached
     /// (default 60s; any chunk write invalidates it sooner).
     pub search_cache_ttl: Duration,
+    /// `RAG_QUERY_CACHE_ENTRIES`: query embeddings kept in process (default
+    /// 10,000; see [`QueryVectors`](crate::api::query_vectors::QueryVectors)).
+    pub query_cache_entries: u64,
+    /// `RAG_QUERY_CACHE_TTL`: how long a query's embedding is kept (default 1h).
+    pub query_cache_ttl: Duration,
     /// `RAG_EMBED_TIMEOUT`: the longest one embedding call may take (default 60s).
     pub embed_timeout: Duration,
     /// `RAG_EMBED_WORKERS`: embedding jobs run at once (default 2).
@@ -100,6 +105,8 @@ impl Default for Config {
             max_k: 50,
             request_timeout: Duration::from_secs(30),
             search_cache_ttl: Duration::from_secs(60),
+            query_cache_entries: 10_000,
+            query_cache_ttl: Duration::from_secs(3_600),
             embed_timeout: Duration::from_secs(60),
             embed_workers: 2,
             shutdown_grace: Duration::from_secs(10),
@@ -160,6 +167,8 @@ impl Config {
         c.max_document_bytes =
             number("RAG_MAX_DOCUMENT_BYTES", c.max_document_bytes as u64)? as usize;
         c.max_query_chars = number("RAG_MAX_QUERY_CHARS", c.max_query_chars as u64)? as usize;
+        c.query_cache_entries =
+            number("RAG_QUERY_CACHE_ENTRIES", c.query_cache_entries)?.min(1_000_000);
         c.max_k = number("RAG_MAX_K", u64::from(c.max_k))?.min(1_000) as u32;
         c.embed_workers = number("RAG_EMBED_WORKERS", c.embed_workers as u64)?.min(64) as usize;
         if let Some(v) = get("RAG_LIMITS_FAIL_OPEN") {
@@ -179,6 +188,7 @@ impl Config {
         };
         c.request_timeout = duration("RAG_REQUEST_TIMEOUT", c.request_timeout)?;
         c.search_cache_ttl = duration("RAG_SEARCH_CACHE_TTL", c.search_cache_ttl)?;
+        c.query_cache_ttl = duration("RAG_QUERY_CACHE_TTL", c.query_cache_ttl)?;
         c.embed_timeout = duration("RAG_EMBED_TIMEOUT", c.embed_timeout)?;
         c.shutdown_grace = duration("RAG_SHUTDOWN_GRACE", c.shutdown_grace)?;
         if let Some(v) = get("RAG_REDIS_PREFIX") {
@@ -259,6 +269,7 @@ mod tests {
             "RAG_API_KEYS" => Some("alice=0123456789abcdef, bob=fedcba9876543210".to_owned()),
             "RAG_TOKENS_PER_MINUTE" => Some("5000".to_owned()),
             "RAG_REQUEST_TIMEOUT" => Some("5s".to_owned()),
+            "RAG_QUERY_CACHE_ENTRIES" => Some("500".to_owned()),
             _ => None,
         };
         let config = Config::from_lookup(env).unwrap();
@@ -266,6 +277,8 @@ mod tests {
         assert_eq!(config.api_keys[1].name, "bob");
         assert_eq!(config.tokens_per_minute, 5_000);
         assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.query_cache_entries, 500);
+        assert_eq!(config.query_cache_ttl, Duration::from_secs(3_600));
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 
@@ -275,6 +288,7 @@ mod tests {
             ("RAG_API_KEYS", "alice=short"),
             ("RAG_API_KEYS", "no-equals-sign"),
             ("RAG_REQUESTS_PER_MINUTE", "0"),
+            ("RAG_QUERY_CACHE_ENTRIES", "-1"),
             ("RAG_REQUEST_TIMEOUT", "soon"),
             ("RAG_ADDR", "localhost"),
         ] {

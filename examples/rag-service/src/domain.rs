@@ -18,6 +18,9 @@ pub enum DocumentStatus {
     Received,
     /// Split into chunks; their embedding jobs are queued.
     Chunked,
+    /// Its chunking job or one of its embedding jobs was dead-lettered
+    /// (out of attempts, or unreadable): [`Document::failure`] says why.
+    Failed,
 }
 
 /// An ingested document. Its text stays here; retrieval reads [`Chunk`]s.
@@ -45,6 +48,9 @@ pub struct Document {
     pub status: DocumentStatus,
     /// How many chunks the text was split into (0 until chunked).
     pub chunks_total: i32,
+    /// Why the pipeline gave up on it (status `Failed`): the dead job's
+    /// queue, attempts and last error.
+    pub failure: Option<String>,
     /// Optimistic locking.
     #[repo(version)]
     pub version: i64,

@@ -11,11 +11,14 @@
 //! - [`answer`]: the [`answer::Generator`] an application plugs its LLM into.
 //! - [`embed`]: the sentence embedding model; [`corpus`] and [`eval`]: the
 //!   PostgreSQL manual as a labelled retrieval benchmark.
+//! - [`cli`]: what the binaries share around their work (allocator,
+//!   runtime, exit status).
 
 pub mod answer;
 pub mod api;
 pub mod app;
 pub mod chunker;
+pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod domain;

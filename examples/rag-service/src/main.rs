@@ -13,41 +13,21 @@ use std::sync::Arc;
 
 use reposmith::{Embedder, Store};
 use reposmith_example_rag::app::Service;
+use reposmith_example_rag::cli::{self, Failure};
 use reposmith_example_rag::config::Config;
 use reposmith_example_rag::migrations;
 use tokio::net::TcpListener;
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
 fn main() -> ExitCode {
     // Before any thread starts: it may re-execute the process (see its docs).
-    let tuned = reposmith_example_rag::embed::tune_allocator();
+    cli::tune_allocator("rag-service");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    if let Err(error) = tuned {
-        tracing::warn!(%error, "glibc's allocator keeps its defaults; embedding runs slower");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("rag-service: no async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("rag-service: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run("rag-service", run())
 }
 
 async fn run() -> Result<(), Failure> {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use super::layer::Caller;
-use super::search::{Hit, Mode, check_query, hit, retrieve};
+use super::search::{Hit, Mode, check_query, chunk_filter, hit, retrieve};
 use crate::answer::Passage;
 use crate::app::AppState;
 use crate::domain::{ChatMessage, ChatSession, Role};
@@ -32,14 +32,23 @@ pub const MAX_MESSAGES: u64 = 1_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
-    /// The conversation to continue; a new one when absent.
+    /// The conversation to continue (24 hex digits); a new one when absent.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{24}$")]
     pub session_id: Option<String>,
-    /// The question: 1 to `RAG_MAX_QUERY_CHARS` characters.
+    /// The question: 1 to `RAG_MAX_QUERY_CHARS` characters (1,000),
+    /// trimmed, no NUL.
+    #[schema(min_length = 1, max_length = 1000)]
     pub question: String,
     /// Passages to retrieve, 1 to 20; default 4.
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 20, default = 4)]
     pub k: u32,
+    /// Only passages matching all of its fields, as in `/v1/search` (the
+    /// `Filter` schema); any other field is refused (`unknown_filter_field`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 fn default_k() -> u32 {
@@ -92,7 +101,7 @@ pub struct SessionResponse {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The answer and its passages", body = AskResponse),
-        (status = 400, description = "An empty or oversized question, a bad session id, malformed JSON", body = ErrorBody),
+        (status = 400, description = "An empty or oversized question, a bad session id, an unknown filter field, malformed JSON", body = ErrorBody),
         (status = 404, description = "No such session for this key", body = ErrorBody),
         (status = 409, description = "Another question of the session was answered meanwhile", body = ErrorBody),
         (status = 502, description = "The application's generator failed", body = ErrorBody),
@@ -117,11 +126,12 @@ pub async fn ask(
             )));
         }
     };
+    let filter = chunk_filter(request.filter)?;
     let session = match &request.session_id {
         Some(id) => Some(owned_session(&state, &caller, id).await?),
         None => None,
     };
-    let (hits, _) = retrieve(&state, question, Mode::Hybrid, k, Filter::all(), None).await?;
+    let (hits, _) = retrieve(&state, question, Mode::Hybrid, k, filter, None).await?;
     let passages: Vec<Passage> = hits
         .iter()
         .map(|h| Passage {
@@ -232,7 +242,7 @@ async fn owned_session(
     get,
     path = "/v1/sessions/{id}",
     tag = "ask",
-    params(("id" = String, Path, description = "The session's id (24 hex digits)")),
+    params(("id" = String, Path, description = "The session's id (24 hex digits; the schema's pattern)")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The conversation", body = SessionResponse),

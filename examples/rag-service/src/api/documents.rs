@@ -33,14 +33,19 @@ pub const MAX_SOURCE_CHARS: usize = 2_000;
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     /// Shown with its passages; 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     pub title: String,
     /// Where it came from (a URL, a file, a collection); 1 to 2,000
     /// characters; searches filter on it.
+    #[schema(min_length = 1, max_length = 2000)]
     pub source: String,
-    /// The text: not blank, at most `RAG_MAX_DOCUMENT_BYTES` (256 KiB).
+    /// The text: not blank, at most `RAG_MAX_DOCUMENT_BYTES` bytes (256
+    /// KiB) of UTF-8 (a bound in bytes, which JSON Schema cannot state).
+    #[schema(min_length = 1)]
     pub text: String,
-    /// Any JSON object (at most 16 KiB), copied to every chunk; searches
-    /// filter on it. Default `{}`.
+    /// Any JSON object, at most 16 KiB serialized (a bound in bytes, which
+    /// JSON Schema cannot state), copied to every chunk; searches filter on
+    /// it. Default `{}`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -77,8 +82,14 @@ pub struct DocumentStatusResponse {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// `received` (waiting to be chunked), `embedding` (chunked, some
-    /// chunks without a vector yet) or `ready` (every chunk embedded).
+    /// chunks without a vector yet), `ready` (every chunk embedded) or
+    /// `failed` (a chunking or embedding job was dead-lettered; see
+    /// `failure`).
     pub status: String,
+    /// Why the document failed: the dead job's queue, attempts and last
+    /// error. Absent unless `status` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Chunk counts.
     pub chunks: ChunkCounts,
     /// When it was ingested.
@@ -95,7 +106,7 @@ pub struct DocumentStatusResponse {
     responses(
         (status = 202, description = "Stored; chunking and embedding are queued", body = IngestResponse),
         (status = 400, description = "A missing, blank or malformed field", body = ErrorBody),
-        (status = 409, description = "The same text is already stored", body = ErrorBody),
+        (status = 409, description = "The same text is already stored: `error.document_id` names the stored document", body = ErrorBody),
         (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
         (status = 413, description = "The body is too large, or larger than a limit could ever admit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -131,18 +142,25 @@ pub async fn ingest(
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-/// 409 naming the document that holds the same text.
+/// 409 naming the document that holds the same text, in the message and
+/// as `error.document_id`.
 async fn duplicate(state: &AppState, hash: &str) -> ApiError {
     let existing = match state.store.repo::<Document>() {
         Ok(docs) => docs.find_by_content_hash(hash).await.ok().flatten(),
         Err(_) => None,
     };
-    let named = existing.map_or(String::new(), |d| format!(" as document {}", d.id));
-    ApiError::new(
+    let named = existing
+        .as_ref()
+        .map_or(String::new(), |d| format!(" as document {}", d.id));
+    let error = ApiError::new(
         StatusCode::CONFLICT,
         "duplicate_document",
         format!("the same text is already stored{named}"),
-    )
+    );
+    match existing {
+        Some(document) => error.with_document(document.id),
+        None => error,
+    }
 }
 
 /// The request checked field by field, as the document to store.
@@ -189,6 +207,7 @@ fn checked(state: &AppState, request: IngestRequest) -> Result<Document, ApiErro
         content_hash,
         status: DocumentStatus::Received,
         chunks_total: 0,
+        failure: None,
         version: 0,
         created_at: chrono::DateTime::UNIX_EPOCH,
         updated_at: chrono::DateTime::UNIX_EPOCH,
@@ -222,7 +241,7 @@ fn bounded_text(field: &str, value: &str, max: usize) -> Result<String, ApiError
     params(("id" = Uuid, Path, description = "The document's id")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The document's state", body = DocumentStatusResponse),
+        (status = 200, description = "The document's state: `failed`, with a `failure` reason, once one of its jobs was dead-lettered", body = DocumentStatusResponse),
         (status = 400, description = "Not a uuid", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
         (status = 401, description = "No or an unknown x-api-key (when the service has keys)", body = ErrorBody),
@@ -251,6 +270,7 @@ pub async fn status(
         DocumentStatus::Received => "received",
         DocumentStatus::Chunked if embedded < total => "embedding",
         DocumentStatus::Chunked => "ready",
+        DocumentStatus::Failed => "failed",
     };
     Ok(Json(DocumentStatusResponse {
         id,
@@ -258,6 +278,7 @@ pub async fn status(
         source: doc.source,
         metadata: doc.metadata,
         status: status.to_owned(),
+        failure: doc.failure,
         chunks: ChunkCounts { total, embedded },
         created_at: doc.created_at,
     }))

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what is accepted.
     pub message: String,
+    /// The document a `duplicate_document` conflict names.
+    pub document_id: Option<uuid::Uuid>,
 }
 
 /// The JSON body of every error response.
@@ -34,6 +36,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// A sentence for people.
     pub message: String,
+    /// With `duplicate_document` (409): the stored document holding the
+    /// same text. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
@@ -43,6 +49,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            document_id: None,
+        }
+    }
+
+    /// The same error naming `document` (see [`ErrorDetail::document_id`]).
+    pub fn with_document(self, document: uuid::Uuid) -> ApiError {
+        ApiError {
+            document_id: Some(document),
+            ..self
         }
     }
 
@@ -63,6 +78,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                document_id: self.document_id,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

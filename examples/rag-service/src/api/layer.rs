@@ -1,17 +1,19 @@
 //! The request layer every route runs behind: a request id, the caller's
 //! API key, the body read within its bound, the caller's limits (with the
 //! rate-limit headers on every `/v1` response), the request timeout, and a
-//! trace of the request in MongoDB.
+//! trace of the request in MongoDB, handed to the
+//! [`TraceWriter`](super::traces::TraceWriter) so that no response waits
+//! for it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use reposmith::ObjectId;
 use reposmith::limit::{Decision, Denial, Lease};
-use reposmith::{ObjectId, Repository};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorCode};
@@ -24,9 +26,6 @@ pub const ANSWER_TOKENS: u64 = 512;
 
 /// The most characters of an unmatched path a trace keeps.
 const MAX_TRACED_PATH: usize = 200;
-
-/// The longest a request's trace may take to write.
-const TRACE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Who is calling and what their limits admitted; in the request's extensions.
 #[derive(Debug, Clone)]
@@ -80,7 +79,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             .map(|c| c.0.to_owned()),
         created_at: chrono::DateTime::UNIX_EPOCH,
     };
-    record(&state, trace).await;
+    state.traces.record(trace);
     response
 }
 
@@ -244,19 +243,6 @@ fn rate_headers(headers: &mut HeaderMap, decision: &Decision) {
         ) {
             headers.insert(name, value);
         }
-    }
-}
-
-/// Writes the request's trace, bounded; a failure is logged, never the
-/// client's problem.
-async fn record(state: &AppState, trace: RequestTrace) {
-    let Ok(traces) = state.store.repo::<RequestTrace>() else {
-        return;
-    };
-    match tokio::time::timeout(TRACE_TIMEOUT, traces.insert(&trace)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "request trace not written"),
-        Err(_) => tracing::warn!("request trace not written within {TRACE_TIMEOUT:?}"),
     }
 }
 

@@ -6,7 +6,10 @@
 //! kept in Redis under a hash of the rendered search and its values (the
 //! query vector included), and any committed chunk write invalidates them,
 //! so a repeated search is answered from Redis and never older than the
-//! last ingest. Later pages (`page_after(cursor)`) read PostgreSQL.
+//! last ingest. Later pages (`page_after(cursor)`) read PostgreSQL. The
+//! query's vector comes from the in-process
+//! [`QueryVectors`](super::query_vectors::QueryVectors) cache, so a
+//! repeated query pays neither the model nor the database.
 
 use std::time::Instant;
 
@@ -40,17 +43,19 @@ pub enum Mode {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// What to look for: 1 to `RAG_MAX_QUERY_CHARS` characters (1,000).
+    /// What to look for: 1 to `RAG_MAX_QUERY_CHARS` characters (1,000),
+    /// trimmed, no NUL.
+    #[schema(min_length = 1, max_length = 1000)]
     pub query: String,
     /// `vector`, `text` or `hybrid` (the default).
     #[serde(default)]
     pub mode: Mode,
     /// Hits per page, 1 to `RAG_MAX_K` (50); default 10.
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 50, default = 10)]
     pub k: u32,
-    /// Only chunks matching all of: `source` (a string, or a list of
-    /// strings), `document_id` (a uuid), `metadata` (an object the chunk's
-    /// metadata contains, JSONB `@>`). Any other field is refused.
+    /// Only chunks matching all of its fields (the `Filter` schema);
+    /// any other field is refused (`unknown_filter_field`).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
@@ -151,13 +156,15 @@ pub async fn retrieve(
     let ttl = state.config.search_cache_ttl;
     Ok(match (mode, cursor) {
         (Mode::Vector, None) => {
-            let search = chunks.search_embedding_by_text(query, k).filter(filter);
+            let vector = embed_query(state, query).await?;
+            let search = chunks.search_embedding(vector, k).filter(filter);
             let hits = search.cached(ttl).await?;
             let next = first_page_cursor(&hits, k, Order::Distance);
             (hits, next)
         }
         (Mode::Vector, after) => {
-            let search = chunks.search_embedding_by_text(query, k).filter(filter);
+            let vector = embed_query(state, query).await?;
+            let search = chunks.search_embedding(vector, k).filter(filter);
             let page = search.page_after(after).await?;
             (page.items, page.next)
         }
@@ -186,24 +193,11 @@ pub async fn retrieve(
     })
 }
 
-/// The query's embedding, within the embedding timeout.
+/// The query's embedding: from the in-process cache
+/// ([`QueryVectors`](super::query_vectors::QueryVectors)), else from the
+/// model within the embedding timeout.
 async fn embed_query(state: &AppState, query: &str) -> Result<Vector, ApiError> {
-    let texts = [query.to_owned()];
-    let limit = state.config.embed_timeout;
-    let unavailable = |why: String| {
-        tracing::warn!(%why, "query not embedded");
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the embedding model did not answer; retry shortly",
-        )
-    };
-    match tokio::time::timeout(limit, state.embedder.embed(&texts)).await {
-        Ok(Ok(mut vectors)) if vectors.len() == 1 => Ok(Vector::from(vectors.remove(0))),
-        Ok(Ok(vectors)) => Err(unavailable(format!("{} vectors for 1 text", vectors.len()))),
-        Ok(Err(error)) => Err(unavailable(error.to_string())),
-        Err(_) => Err(unavailable(format!("no answer within {limit:?}"))),
-    }
+    state.queries.embed(query).await
 }
 
 /// How a page is ordered, for its cursor.
@@ -285,8 +279,9 @@ pub const MAX_SOURCES: usize = 100;
 /// The filter fields a search accepts.
 pub const FILTER_FIELDS: [&str; 3] = ["source", "document_id", "metadata"];
 
-/// The request's filter as a typed reposmith filter (values bound, never
-/// spliced into SQL); an unknown field is refused by name.
+/// The request's filter (of `/v1/search` and `/v1/ask` alike) as a typed
+/// reposmith filter (values bound, never spliced into SQL); an unknown
+/// field is refused by name (`unknown_filter_field`).
 pub fn chunk_filter(filter: Option<serde_json::Value>) -> Result<Filter<Chunk>, ApiError> {
     use serde_json::Value as J;
     let fields = match filter {
@@ -296,47 +291,81 @@ pub fn chunk_filter(filter: Option<serde_json::Value>) -> Result<Filter<Chunk>, 
     };
     let mut combined = Filter::all();
     for (field, value) in fields {
-        let condition = match (field.as_str(), value) {
-            ("source", J::String(source)) => Chunk::SOURCE.eq(source),
-            ("source", J::Array(sources)) if sources.len() > MAX_SOURCES => {
-                return Err(ApiError::invalid(format!(
-                    "filter.source lists {} sources; the limit is {MAX_SOURCES}",
-                    sources.len()
-                )));
-            }
-            ("source", J::Array(sources)) => {
-                let sources = sources
-                    .into_iter()
-                    .map(|s| match s {
-                        J::String(s) => Ok(s),
-                        _ => Err(ApiError::invalid("filter.source lists strings only")),
-                    })
-                    .collect::<Result<Vec<String>, _>>()?;
-                Chunk::SOURCE.is_in(sources)
-            }
-            ("document_id", J::String(id)) => match Uuid::parse_str(&id) {
-                Ok(id) => Chunk::DOCUMENT_ID.eq(id),
-                Err(_) => return Err(ApiError::invalid("filter.document_id is not a uuid")),
-            },
-            ("metadata", J::Object(wanted)) => Chunk::METADATA.contains(J::Object(wanted)),
-            (known, _) if FILTER_FIELDS.contains(&known) => {
-                return Err(ApiError::invalid(format!(
-                    "filter.{known} has the wrong type: source takes a string or a list of \
-                     strings, document_id a uuid, metadata an object"
-                )));
-            }
-            (unknown, _) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "unknown_filter_field",
-                    format!(
-                        "unknown filter field {unknown:?}; a filter takes {}",
-                        FILTER_FIELDS.join(", ")
-                    ),
-                ));
-            }
-        };
-        combined = combined.and(condition);
+        combined = combined.and(condition(&field, value)?);
     }
     Ok(combined)
+}
+
+/// One field of a filter.
+fn condition(field: &str, value: serde_json::Value) -> Result<Filter<Chunk>, ApiError> {
+    use serde_json::Value as J;
+    match (field, value) {
+        ("source", J::String(source)) => Ok(Chunk::SOURCE.eq(no_nul("filter.source", source)?)),
+        ("source", J::Array(sources)) => source_list(sources),
+        ("document_id", J::String(id)) => match Uuid::parse_str(&id) {
+            Ok(id) => Ok(Chunk::DOCUMENT_ID.eq(id)),
+            Err(_) => Err(ApiError::invalid("filter.document_id is not a uuid")),
+        },
+        ("metadata", J::Object(wanted)) => {
+            let wanted = J::Object(wanted);
+            // PostgreSQL's JSONB holds no NUL character: refused here, by name.
+            match has_nul(&wanted) {
+                true => Err(ApiError::invalid(
+                    "filter.metadata contains a NUL character",
+                )),
+                false => Ok(Chunk::METADATA.contains(wanted)),
+            }
+        }
+        (known, _) if FILTER_FIELDS.contains(&known) => Err(ApiError::invalid(format!(
+            "filter.{known} has the wrong type: source takes a string or a list of \
+             strings, document_id a uuid, metadata an object"
+        ))),
+        (unknown, _) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unknown_filter_field",
+            format!(
+                "unknown filter field {unknown:?}; a filter takes {}",
+                FILTER_FIELDS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// `filter.source` as a list: at most [`MAX_SOURCES`] strings.
+fn source_list(sources: Vec<serde_json::Value>) -> Result<Filter<Chunk>, ApiError> {
+    if sources.len() > MAX_SOURCES {
+        return Err(ApiError::invalid(format!(
+            "filter.source lists {} sources; the limit is {MAX_SOURCES}",
+            sources.len()
+        )));
+    }
+    let sources = sources
+        .into_iter()
+        .map(|s| match s {
+            serde_json::Value::String(s) => no_nul("filter.source", s),
+            _ => Err(ApiError::invalid("filter.source lists strings only")),
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(Chunk::SOURCE.is_in(sources))
+}
+
+/// `text` unless it holds a NUL character (which PostgreSQL's text refuses).
+fn no_nul(field: &str, text: String) -> Result<String, ApiError> {
+    match text.contains('\0') {
+        true => Err(ApiError::invalid(format!(
+            "{field} contains a NUL character"
+        ))),
+        false => Ok(text),
+    }
+}
+
+/// True when a key or a string anywhere in `value` holds a NUL character.
+fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match value {
+        J::String(text) => text.contains('\0'),
+        J::Array(items) => items.iter().any(has_nul),
+        J::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }

@@ -34,6 +34,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use reposmith_example_rag::chunker::Chunker;
+use reposmith_example_rag::cli;
 use reposmith_example_rag::corpus::{self, Corpus, Query};
 use reposmith_example_rag::eval::{Outcome, Scores, percentile};
 use serde_json::{Value, json};
@@ -63,7 +64,7 @@ const POLL_FINISHED: usize = 64;
 /// Queries of the repeated (cached) throughput run.
 const REPEATED_QUERIES: usize = 16;
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+type AnyError = cli::Failure;
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]
@@ -75,30 +76,10 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rag-load: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let result = match runtime {
-        Ok(runtime) => runtime.block_on(run(options)),
-        Err(e) => Err(e.into()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rag-load failed: {e}");
-            ExitCode::FAILURE
-        }
+    let parsed = parse(std::env::args().skip(1));
+    match cli::options("rag-load", USAGE, parsed) {
+        Ok(options) => cli::run("rag-load", run(options)),
+        Err(status) => status,
     }
 }
 
@@ -544,13 +525,12 @@ async fn post_pages(
     Ok(latencies)
 }
 
-/// The stored document a 409 names ("... already stored as document <id>").
+/// The stored document a 409 names in `error.document_id`.
 fn duplicate_of(body: &Value) -> Option<Uuid> {
     if body["error"]["code"] != "duplicate_document" {
         return None;
     }
-    let message = body["error"]["message"].as_str()?;
-    message.rsplit(' ').next()?.parse().ok()
+    body["error"]["document_id"].as_str()?.parse().ok()
 }
 
 /// The progress line: drawn in place on a terminal, a line every 15 s
@@ -879,9 +859,13 @@ mod tests {
     fn a_duplicate_names_its_document() {
         let id = Uuid::now_v7();
         let body = json!({"error": {"code": "duplicate_document",
-            "message": format!("the same text is already stored as document {id}")}});
+            "message": "the same text is already stored", "document_id": id}});
         assert_eq!(duplicate_of(&body), Some(id));
-        let other = json!({"error": {"code": "invalid_request", "message": format!("x {id}")}});
+        // The id is read from its field, never from the message.
+        let in_message = json!({"error": {"code": "duplicate_document",
+            "message": format!("the same text is already stored as document {id}")}});
+        assert_eq!(duplicate_of(&in_message), None);
+        let other = json!({"error": {"code": "invalid_request", "document_id": id}});
         assert_eq!(duplicate_of(&other), None);
     }
 

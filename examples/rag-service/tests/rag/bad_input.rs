@@ -5,11 +5,9 @@ use axum::http::Method;
 use reposmith::prelude::*;
 use reposmith::testing::TestContext;
 use reposmith_example_rag::config::Config;
-use reposmith_example_rag::domain::{Chunk, Document, RequestTrace};
-use reposmith_example_rag::jobs::ChunkDocument;
+use reposmith_example_rag::domain::RequestTrace;
 use serde_json::{Value, json};
 
-use super::ingest::outbox_rows;
 use super::support::{self, Reply, TestService};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -324,6 +322,42 @@ async fn bad_input_is_a_json_4xx_and_stores_nothing(ctx: TestContext) {
             "question is empty",
         ),
         (
+            "unknown filter field of a question",
+            service
+                .post_json(
+                    "/v1/ask",
+                    &json!({"question": "why", "filter": {"colour": "red"}}),
+                )
+                .await,
+            400,
+            "unknown_filter_field",
+            "\"colour\"",
+        ),
+        (
+            "NUL in a metadata filter",
+            service
+                .post_json(
+                    "/v1/search",
+                    &json!({"query": "x", "filter": {"metadata": {"k": ["a\u{0}"]}}}),
+                )
+                .await,
+            400,
+            "invalid_request",
+            "filter.metadata",
+        ),
+        (
+            "NUL in a source filter",
+            service
+                .post_json(
+                    "/v1/ask",
+                    &json!({"question": "x", "filter": {"source": ["a\u{0}"]}}),
+                )
+                .await,
+            400,
+            "invalid_request",
+            "filter.source",
+        ),
+        (
             "bad session id",
             service
                 .post_json("/v1/ask", &json!({"question": "why", "session_id": "zz"}))
@@ -386,34 +420,16 @@ async fn bad_input_is_a_json_4xx_and_stores_nothing(ctx: TestContext) {
         check(reply, *status, code, mentions, case);
     }
 
-    let store = ctx.store();
-    assert_eq!(
-        store
-            .repo::<Document>()
-            .unwrap()
-            .count(Filter::all())
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .repo::<Chunk>()
-            .unwrap()
-            .count(Filter::all())
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(outbox_rows(&ctx, ChunkDocument::QUEUE).await, 0);
+    support::assert_nothing_stored(&ctx).await;
     // Each refusal is traced with its code.
-    let traces = store.repo::<RequestTrace>().unwrap();
+    service.flush_traces().await;
+    let traces = ctx.store().repo::<RequestTrace>().unwrap();
     let refused = traces.count(RequestTrace::STATUS.ge(400)).await.unwrap();
     assert_eq!(refused, cases.len() as u64);
     let unknown = traces
         .count(RequestTrace::ERROR.eq("unknown_filter_field".to_owned()))
         .await
         .unwrap();
-    assert_eq!(unknown, 1);
+    assert_eq!(unknown, 2);
     service.stop().await;
 }

@@ -3,6 +3,7 @@
 //! search cache, a conversation and the request traces in MongoDB.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reposmith::prelude::*;
@@ -13,7 +14,7 @@ use reposmith_example_rag::domain::{
 };
 use serde_json::{Value, json};
 
-use super::support::{self, TestService};
+use super::support::{self, CountingEmbedder, TestService};
 
 const DOCUMENTS: usize = 10;
 const PARAGRAPHS: usize = 30;
@@ -160,6 +161,7 @@ async fn ingest_search_and_ask_end_to_end(ctx: TestContext) {
     conversation(&ctx, &service).await;
 
     // Every request left a trace in MongoDB.
+    service.flush_traces().await;
     let traces = store.repo::<RequestTrace>().unwrap();
     let searches = traces
         .count(RequestTrace::ROUTE.eq("/v1/search") & RequestTrace::STATUS.eq(200))
@@ -337,4 +339,58 @@ async fn conversation(ctx: &TestContext, service: &TestService) {
         .await
         .unwrap();
     assert_eq!(stored, 4);
+}
+
+/// The query's embedding is cached in process: the same text again (in any
+/// mode, a later page, a question) does not call the model; another text
+/// does; the cache holds no more than its bound.
+#[reposmith::test(migrations = "../../migrations/rag", flavor = "multi_thread")]
+async fn a_repeated_query_is_embedded_once(ctx: TestContext) {
+    let embedder = Arc::new(CountingEmbedder::new());
+    let config = reposmith_example_rag::config::Config {
+        query_cache_entries: 4,
+        ..support::config(&ctx)
+    };
+    let service = support::start_with_embedder(&ctx, config, embedder.clone()).await;
+    let reply = service.post_json("/v1/documents", &document(2)).await;
+    assert_eq!(reply.status, 202, "{}", reply.json());
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    service.wait_ready(&id, Duration::from_secs(60)).await;
+
+    let query = "where does the badger sleep";
+    let first = search(&service, json!({"query": query, "mode": "vector", "k": 5})).await;
+    assert_eq!(embedder.calls_for(query), 1);
+    let again = search(&service, json!({"query": query, "mode": "vector", "k": 5})).await;
+    assert_eq!(first["results"], again["results"]);
+    search(&service, json!({"query": query, "mode": "hybrid", "k": 5})).await;
+    let cursor = first["next_cursor"].clone();
+    assert!(cursor.is_string(), "{first}");
+    let body = json!({"query": query, "mode": "vector", "k": 5, "cursor": cursor});
+    search(&service, body).await;
+    let reply = service
+        .post_json("/v1/ask", &json!({"question": query}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json());
+    assert_eq!(
+        embedder.calls_for(query),
+        1,
+        "the model ran again for {query:?}"
+    );
+
+    // The key is the text as embedded (trimmed): another text embeds.
+    let padded = format!("  {query}  ");
+    search(&service, json!({"query": padded, "mode": "vector"})).await;
+    assert_eq!(embedder.calls_for(query), 1);
+    let other = "where does the badger hunt";
+    search(&service, json!({"query": other, "mode": "vector"})).await;
+    assert_eq!(embedder.calls_for(other), 1);
+
+    for i in 0..20 {
+        let text = format!("badger query {i}");
+        search(&service, json!({"query": text, "mode": "hybrid"})).await;
+        assert_eq!(embedder.calls_for(&text), 1);
+    }
+    let cached = service.state.queries.len();
+    assert!((1..=4).contains(&cached), "{cached} query vectors cached");
+    service.stop().await;
 }

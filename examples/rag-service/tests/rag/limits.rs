@@ -129,5 +129,6 @@ async fn tokens_per_minute_count_body_bytes(ctx: TestContext) {
         (reply.status, reply.error_code().as_str()),
         (413, "payload_too_large")
     );
+    support::assert_nothing_stored(&ctx).await;
     service.stop().await;
 }

@@ -16,20 +16,22 @@
 
 #![allow(dead_code, reason = "each test module uses part of the support")]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use reposmith::Embedder;
+use reposmith::prelude::*;
 use reposmith::testing::{TestContext, TestEmbedder};
+use reposmith::{BoxFuture, EmbedError, Embedder};
 use reposmith_example_rag::answer::{Extractive, Generator};
 use reposmith_example_rag::app::{AppState, Service};
 use reposmith_example_rag::config::Config;
-use reposmith_example_rag::domain::EMBEDDING_DIMS;
+use reposmith_example_rag::domain::{ChatMessage, ChatSession, Chunk, Document, EMBEDDING_DIMS};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -225,20 +227,33 @@ impl TestService {
 
     /// Polls `GET /v1/documents/{id}` until it is `ready`, at most `limit`.
     pub(crate) async fn wait_ready(&self, id: &str, limit: Duration) -> Value {
+        self.wait_status(id, "ready", limit).await
+    }
+
+    /// Polls `GET /v1/documents/{id}` until its status is `wanted`, at
+    /// most `limit`; returns the last answer.
+    pub(crate) async fn wait_status(&self, id: &str, wanted: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let reply = self.get(&format!("/v1/documents/{id}")).await;
             assert_eq!(reply.status, 200, "{}", reply.json());
             let status = reply.json();
-            if status["status"] == "ready" {
+            if status["status"] == wanted {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "document {id} not ready within {limit:?}: {status}"
+                "document {id} not {wanted} within {limit:?}: {status}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the traces of every request answered so far are in
+    /// MongoDB (the service writes them off the response path).
+    pub(crate) async fn flush_traces(&self) {
+        let flushed = self.state.traces.flush(Duration::from_secs(10)).await;
+        assert!(flushed, "the traces were not written within 10 s");
     }
 
     /// Stops serving, the workers and the relay; panics if serving failed.
@@ -260,5 +275,98 @@ impl Drop for TestService {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// Outbox rows recorded for `queue`, delivered or not.
+pub(crate) async fn outbox_rows(ctx: &TestContext, queue: &str) -> i64 {
+    let pg = ctx.store().postgres().unwrap();
+    reposmith::postgres::sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM reposmith_outbox WHERE destination = $1",
+    )
+    .bind(format!("queue:{queue}"))
+    .fetch_one(pg.pool())
+    .await
+    .unwrap()
+}
+
+/// Nothing reached the test's stores: no document, no chunk, no job in the
+/// outbox, no conversation.
+pub(crate) async fn assert_nothing_stored(ctx: &TestContext) {
+    let store = ctx.store();
+    let documents = store.repo::<Document>().unwrap();
+    assert_eq!(
+        documents.count(Filter::all()).await.unwrap(),
+        0,
+        "documents stored"
+    );
+    let chunks = store.repo::<Chunk>().unwrap();
+    assert_eq!(
+        chunks.count(Filter::all()).await.unwrap(),
+        0,
+        "chunks stored"
+    );
+    let pg = store.postgres().unwrap();
+    let jobs =
+        reposmith::postgres::sqlx::query_scalar::<_, i64>("SELECT count(*) FROM reposmith_outbox")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(jobs, 0, "jobs recorded in the outbox");
+    let sessions = store.repo::<ChatSession>().unwrap();
+    assert_eq!(
+        sessions.count(Filter::all()).await.unwrap(),
+        0,
+        "conversations stored"
+    );
+    let messages = store.repo::<ChatMessage>().unwrap();
+    assert_eq!(
+        messages.count(Filter::all()).await.unwrap(),
+        0,
+        "messages stored"
+    );
+}
+
+/// The deterministic `TestEmbedder`, counting how often each text was
+/// embedded, and failing every call that holds a text containing
+/// [`CountingEmbedder::POISON`].
+pub(crate) struct CountingEmbedder {
+    inner: TestEmbedder,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl CountingEmbedder {
+    /// A text containing this makes the call fail.
+    pub(crate) const POISON: &'static str = "POISON";
+
+    pub(crate) fn new() -> CountingEmbedder {
+        CountingEmbedder {
+            inner: TestEmbedder::new(EMBEDDING_DIMS).expect("384 dims"),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many calls embedded `text`.
+    pub(crate) fn calls_for(&self, text: &str) -> usize {
+        let calls = self.calls.lock().unwrap();
+        calls.get(text).copied().unwrap_or(0)
+    }
+}
+
+impl Embedder for CountingEmbedder {
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        {
+            let mut calls = self.calls.lock().unwrap();
+            for text in texts {
+                *calls.entry(text.clone()).or_default() += 1;
+            }
+        }
+        if texts.iter().any(|t| t.contains(Self::POISON)) {
+            return Box::pin(async { Err(EmbedError::new("the model chokes on poison")) });
+        }
+        self.inner.embed(texts)
     }
 }
