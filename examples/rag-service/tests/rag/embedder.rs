@@ -148,3 +148,28 @@ fn a_missing_model_file_is_named() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A config.json that parses but describes a model the encoder does not
+/// implement (here the tanh-approximated GELU) is refused, naming the file
+/// and the field, before the weights are read.
+#[test]
+fn a_config_the_encoder_cannot_run_is_named() {
+    let dir = std::env::temp_dir().join(format!("rag-other-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::fs::read_to_string(embed::model_dir().join("config.json"))
+        .expect("the RAG model's config.json (run `cargo xtask rag fetch`)");
+    let mut config: serde_json::Value = serde_json::from_str(&real).unwrap();
+    config["hidden_act"] = "gelu_new".into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+    std::fs::write(dir.join("model.safetensors"), "").unwrap();
+    let err = MiniLm::load(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    match &err {
+        LoadError::Bad { path, reason } => {
+            assert!(path.ends_with("config.json"), "{path:?}");
+            assert!(reason.contains("hidden_act"), "{reason}");
+        }
+        other => panic!("expected Bad config.json, got {other:?}"),
+    }
+}
