@@ -23,14 +23,17 @@ pub struct Scored<E> {
     /// The matching entity.
     pub entity: E,
     /// Vector distance to the query (smaller is closer); `None` for a text
-    /// search, or a hybrid hit found by the text side only.
+    /// search, or a hybrid hit found by the text side only under reciprocal
+    /// rank fusion (convex fusion scores every candidate on both sides).
     pub distance: Option<f64>,
-    /// `ts_rank_cd` of the text match (larger is better); `None` for a vector
-    /// search, or a hybrid hit found by the vector side only.
+    /// `ts_rank_cd` of the text match (larger is better; `ts_rank` in a
+    /// [`FusionMethod::Convex`] hybrid search); `None` for a vector search,
+    /// or a hybrid hit that does not match the text or, under rank fusion,
+    /// was found by the vector side only.
     pub text_rank: Option<f64>,
     /// The value results are ordered by: the distance (ascending) for a vector
     /// search, the text rank (descending) for a text search, the fused
-    /// reciprocal-rank score (descending) for a hybrid search.
+    /// score (descending) for a hybrid search.
     pub score: f64,
 }
 
@@ -83,9 +86,9 @@ pub enum SearchKind {
 
 /// How a hybrid search fuses its vector ranking and its full-text ranking.
 ///
-/// Both methods start from the same candidates: each side's first
-/// [`Fusion::candidates`] rows (vector: nearest first; text: best
-/// `ts_rank_cd` first), each within the search's filter.
+/// Both methods start from each side's first [`Fusion::candidates`] rows
+/// within the search's filter (vector: nearest first; text: best rank
+/// first, by `ts_rank_cd` for rank fusion and `ts_rank` for convex fusion).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FusionMethod {
@@ -100,11 +103,14 @@ pub enum FusionMethod {
     /// `(vector_weight · v + text_weight · t) / (vector_weight + text_weight)`,
     /// where `v = (d_max − d) / (d_max − d_min)` from the vector distance
     /// `d` and `t = (r − r_min) / (r_max − r_min)` from the text rank `r`
-    /// (`ts_rank_cd`; 0 for a candidate that does not match the text).
-    /// Every candidate is scored on both sides, so a text candidate has
-    /// its distance and a vector candidate its text rank. A side whose
-    /// candidates all score alike adds 0. Unlike rank fusion it keeps how
-    /// far ahead a hit is on each side. `rrf_k` does not apply.
+    /// (`ts_rank`, which fuses better than `ts_rank_cd` here; 0 for a
+    /// candidate that does not match the text). The text side's
+    /// candidates are the best by `ts_rank`. Every candidate is scored on
+    /// both sides, so a text candidate has its distance and a vector
+    /// candidate its text rank. A side whose candidates all score alike
+    /// adds 0. Unlike rank fusion it keeps how far ahead a hit is on each
+    /// side, and a weak text side (a query of common words) weighs little.
+    /// `rrf_k` does not apply.
     Convex,
 }
 

@@ -8,6 +8,9 @@
 //! there is none), with latency percentiles of the searches themselves
 //! (query embedding excluded: it is the same for every method).
 
+pub mod explore;
+pub mod fusion;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
