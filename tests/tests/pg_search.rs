@@ -11,6 +11,8 @@ mod db;
 mod embedder;
 #[path = "pg_search/fixture.rs"]
 mod fixture;
+#[path = "pg_search/fusion.rs"]
+mod fusion;
 #[path = "pg_search/types.rs"]
 mod types;
 

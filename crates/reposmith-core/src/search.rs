@@ -23,14 +23,17 @@ pub struct Scored<E> {
     /// The matching entity.
     pub entity: E,
     /// Vector distance to the query (smaller is closer); `None` for a text
-    /// search, or a hybrid hit found by the text side only.
+    /// search, or a hybrid hit found by the text side only under reciprocal
+    /// rank fusion (convex fusion scores every candidate on both sides).
     pub distance: Option<f64>,
-    /// `ts_rank_cd` of the text match (larger is better); `None` for a vector
-    /// search, or a hybrid hit found by the vector side only.
+    /// `ts_rank_cd` of the text match (larger is better; `ts_rank` in a
+    /// [`FusionMethod::Convex`] hybrid search); `None` for a vector search,
+    /// or a hybrid hit that does not match the text or, under rank fusion,
+    /// was found by the vector side only.
     pub text_rank: Option<f64>,
     /// The value results are ordered by: the distance (ascending) for a vector
     /// search, the text rank (descending) for a text search, the fused
-    /// reciprocal-rank score (descending) for a hybrid search.
+    /// score (descending) for a hybrid search.
     pub score: f64,
 }
 
@@ -70,7 +73,7 @@ pub enum SearchKind {
         /// The user's query text.
         text: String,
     },
-    /// Both, fused with reciprocal rank fusion.
+    /// Both, fused as [`Fusion`] says (reciprocal rank fusion by default).
     Hybrid {
         /// The user's query text.
         text: String,
@@ -81,14 +84,48 @@ pub enum SearchKind {
     },
 }
 
-/// Weights and constant of reciprocal rank fusion:
-/// `score = text_weight / (rrf_k + text_rank) + vector_weight / (rrf_k + vector_rank)`.
+/// How a hybrid search fuses its vector ranking and its full-text ranking.
+///
+/// Both methods start from each side's first [`Fusion::candidates`] rows
+/// within the search's filter (vector: nearest first; text: best rank
+/// first, by `ts_rank_cd` for rank fusion and `ts_rank` for convex fusion).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FusionMethod {
+    /// Reciprocal rank fusion: `text_weight / (rrf_k + text rank) +
+    /// vector_weight / (rrf_k + vector rank)`, a side's term 0 for a
+    /// candidate it did not bring. Only ranks count, so it needs no
+    /// calibration between the sides' scores; the default.
+    #[default]
+    ReciprocalRank,
+    /// A convex combination of the two sides' scores, each min-max
+    /// normalised over the fused candidates:
+    /// `(vector_weight · v + text_weight · t) / (vector_weight + text_weight)`,
+    /// where `v = (d_max − d) / (d_max − d_min)` from the vector distance
+    /// `d` and `t = (r − r_min) / (r_max − r_min)` from the text rank `r`
+    /// (`ts_rank`, which fuses better than `ts_rank_cd` here; 0 for a
+    /// candidate that does not match the text). The text side's
+    /// candidates are the best by `ts_rank`. Every candidate is scored on
+    /// both sides, so a text candidate has its distance and a vector
+    /// candidate its text rank. A side whose candidates all score alike
+    /// adds 0. Unlike rank fusion it keeps how far ahead a hit is on each
+    /// side, and a weak text side (a query of common words) weighs little.
+    /// `rrf_k` does not apply.
+    Convex,
+}
+
+/// How a hybrid search fuses its two rankings, and the knobs of both
+/// methods. With [`FusionMethod::ReciprocalRank`] (the default):
+/// `score = text_weight / (rrf_k + text_rank) + vector_weight / (rrf_k + vector_rank)`;
+/// see [`FusionMethod`] for [`FusionMethod::Convex`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct Fusion {
-    /// Weight of the full-text ranking.
+    /// The fusion method.
+    pub method: FusionMethod,
+    /// Weight of the full-text side.
     pub text_weight: f64,
-    /// Weight of the vector ranking.
+    /// Weight of the vector side.
     pub vector_weight: f64,
     /// The RRF constant; 60 in the original paper, dampening the top ranks' lead.
     pub rrf_k: u32,
@@ -99,6 +136,7 @@ pub struct Fusion {
 impl Default for Fusion {
     fn default() -> Self {
         Fusion {
+            method: FusionMethod::ReciprocalRank,
             text_weight: 1.0,
             vector_weight: 1.0,
             rrf_k: 60,
@@ -201,6 +239,10 @@ impl<E: Entity> SearchQuery<E> {
         }
         if f.text_weight == 0.0 && f.vector_weight == 0.0 {
             return invalid("weights", "cannot both be zero: nothing would rank".into());
+        }
+        if f.candidates > MAX_K {
+            let reason = format!("must be at most {MAX_K}, got {}", f.candidates);
+            return invalid("candidates", reason);
         }
         match &self.kind {
             SearchKind::Vector { column, vector } | SearchKind::Hybrid { column, vector, .. } => {
@@ -410,14 +452,23 @@ impl<'r, E: Entity, R: VectorSearch<E>, M: Pageable> Search<'r, E, R, M> {
 }
 
 impl<'r, E: Entity, R: VectorSearch<E>> Search<'r, E, R, Hybrid> {
-    /// Weights of the text and vector rankings in the fused score (default 1 and 1).
+    /// Weights of the text and vector sides in the fused score (default 1
+    /// and 1): finite, not negative, not both 0. Under
+    /// [`FusionMethod::Convex`] only their ratio matters.
     pub fn weights(mut self, text: f64, vector: f64) -> Self {
         self.query.fusion.text_weight = text;
         self.query.fusion.vector_weight = vector;
         self
     }
 
-    /// The reciprocal rank fusion constant (default 60).
+    /// How the two sides are fused (default [`FusionMethod::ReciprocalRank`]).
+    pub fn fusion(mut self, method: FusionMethod) -> Self {
+        self.query.fusion.method = method;
+        self
+    }
+
+    /// The reciprocal rank fusion constant (default 60; not used by
+    /// [`FusionMethod::Convex`]).
     pub fn rrf_k(mut self, rrf_k: u32) -> Self {
         self.query.fusion.rrf_k = rrf_k;
         self
@@ -471,3 +522,6 @@ impl<'r, E: Entity, R: VectorSearch<E>> IntoFuture for SearchPage<'r, E, R> {
         Box::pin(self.repo.run_search_page(self.query))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,7 +52,9 @@ pub mod job {
 }
 /// The search builders' mode markers and knobs.
 pub mod search {
-    pub use reposmith_core::search::{ByText, ByVector, HasVector, Hybrid, MAX_K, Pageable};
+    pub use reposmith_core::search::{
+        ByText, ByVector, FusionMethod, HasVector, Hybrid, MAX_K, Pageable,
+    };
 }
 pub use home::{HandleOf, HomeBackend, RepoOf, UnitOf};
 #[doc = include_str!("../docs/db_enum.md")]

@@ -1,12 +1,16 @@
 //! Retrieval evaluation over the PostgreSQL manual (`rag-eval`): the tables
 //! it loads, the metrics, the vector cache, and reciprocal rank fusion
-//! recomputed in memory to tune its settings.
+//! recomputed in memory to tune its settings; [`fusion`] and [`explore`]
+//! do the same for score-based (convex) fusion and compare the two.
 //!
 //! A query is a page title; a hit is relevant when it comes from that page
 //! (see [`crate::corpus`]). Scores are hit@1, hit@10 and MRR@10 (the mean
 //! over queries of 1/rank of the first relevant hit in the top 10, 0 when
 //! there is none), with latency percentiles of the searches themselves
 //! (query embedding excluded: it is the same for every method).
+
+pub mod explore;
+pub mod fusion;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -34,7 +34,7 @@ pub enum Mode {
     Vector,
     /// PostgreSQL full-text rank (web-search syntax: quotes, `or`, `-word`).
     Text,
-    /// Both, fused by reciprocal rank (no cursor: raise `k` instead).
+    /// Both, fused by a convex combination of normalised scores (no cursor: raise `k` instead).
     #[default]
     Hybrid,
 }
@@ -188,6 +188,7 @@ pub async fn retrieve(
         (Mode::Hybrid, _) => {
             let vector = embed_query(state, query).await?;
             let search = chunks.search_hybrid(query, vector, k).filter(filter);
+            let search = search.fusion(reposmith::search::FusionMethod::Convex);
             (search.cached(ttl).await?, None)
         }
     })

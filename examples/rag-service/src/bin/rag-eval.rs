@@ -11,14 +11,16 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use reposmith::search::FusionMethod;
 use reposmith::{
     Config, Embedder, Filter, PgRepository, Repository, Scored, Store, Vector, VectorSearch,
 };
 use reposmith_example_rag::corpus::{self, Corpus, Query};
 use reposmith_example_rag::embed::{self, DIMS, MiniLm};
+use reposmith_example_rag::eval::fusion::Norm;
 use reposmith_example_rag::eval::{
     self, EvalPassage, EvalPassageExact, EvalPassageExactRepository, EvalPassageRepository,
-    Outcome, Rrf, Scores, VectorCache,
+    Outcome, Rrf, Scores, VectorCache, explore, fusion,
 };
 
 const USAGE: &str = "\
@@ -123,7 +125,8 @@ async fn run(options: Options) -> Result<(), AnyError> {
         exact: store.repo::<EvalPassageExact>()?,
     };
     load_tables(&store, &repos, &corpus, &vectors, options.reload).await?;
-    let report = evaluate(&repos, &corpus, &vectors, &queries, options.ef_high).await?;
+    let pool = store.postgres()?.pool();
+    let report = evaluate(&repos, pool, &corpus, &vectors, &queries, options.ef_high).await?;
     println!("{report}");
     store.close().await;
     Ok(())
@@ -331,8 +334,23 @@ enum Method {
     Hnsw(Option<u32>),
     /// Full text: all the title's words, or any of them.
     Text { any: bool },
-    /// Hybrid RRF: the library's defaults, or these settings.
-    Hybrid { any: bool, rrf: Option<Rrf> },
+    /// Hybrid: text query kind and fusion.
+    Hybrid { any: bool, fusion: Fused },
+}
+
+/// A hybrid search's fusion settings, as the library takes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fused {
+    /// The library's defaults (reciprocal rank fusion, k 60, 1:1).
+    Default,
+    /// Reciprocal rank fusion with these settings.
+    Rrf(Rrf),
+    /// `FusionMethod::Convex` with this vector share (weights `1 − w`, `w`)
+    /// and candidates per side, or the library's default candidates.
+    Convex {
+        vector_weight: f64,
+        candidates: Option<usize>,
+    },
 }
 
 impl Method {
@@ -342,16 +360,7 @@ impl Method {
             Method::Exact => "vector, exact (no index)".into(),
             Method::Hnsw(ef) => format!("vector, HNSW ef_search {}", ef.unwrap_or(ef_default)),
             Method::Text { any } => format!("full text, {}", words(*any)),
-            Method::Hybrid { any, rrf: None } => {
-                format!("hybrid RRF default (k 60, 1:1), text {}", words(*any))
-            }
-            Method::Hybrid { any, rrf: Some(r) } => format!(
-                "hybrid RRF tuned (k {}, text weight {}, {} candidates), text {}",
-                r.k,
-                r.text_weight,
-                r.candidates,
-                words(*any)
-            ),
+            Method::Hybrid { any, fusion } => format!("{}, text {}", fusion.label(), words(*any)),
         }
     }
 
@@ -380,21 +389,51 @@ impl Method {
                 })
             }
             Method::Text { any } => ids(repos.hnsw.search_text(text(any), k).await?),
-            Method::Hybrid { any, rrf } => {
+            Method::Hybrid { any, fusion } => {
                 let search = repos.hnsw.search_hybrid(text(any), vector.clone(), k);
-                ids(match rrf {
-                    Some(r) => {
-                        search
-                            .weights(r.text_weight, 1.0)
-                            .rrf_k(r.k)
-                            .candidates(u32::try_from(r.candidates).unwrap_or(u32::MAX))
-                            .await?
+                let n = |c: usize| u32::try_from(c).unwrap_or(u32::MAX);
+                ids(match fusion {
+                    Fused::Default => search.await?,
+                    Fused::Rrf(r) => {
+                        let search = search.weights(r.text_weight, 1.0).rrf_k(r.k);
+                        search.candidates(n(r.candidates)).await?
                     }
-                    None => search.await?,
+                    Fused::Convex {
+                        vector_weight: w,
+                        candidates,
+                    } => {
+                        let search = search.fusion(FusionMethod::Convex).weights(1.0 - w, w);
+                        match candidates {
+                            Some(c) => search.candidates(n(c)).await?,
+                            None => search.await?,
+                        }
+                    }
                 })
             }
         };
         Ok(hits)
+    }
+}
+
+impl Fused {
+    fn label(&self) -> String {
+        match self {
+            Fused::Default => "hybrid RRF default (k 60, 1:1)".into(),
+            Fused::Rrf(r) => format!(
+                "hybrid RRF tuned (k {}, text weight {}, {} candidates)",
+                r.k, r.text_weight, r.candidates
+            ),
+            Fused::Convex {
+                vector_weight,
+                candidates: None,
+            } => format!("hybrid convex default (min-max, ts_rank, vector weight {vector_weight})"),
+            Fused::Convex {
+                vector_weight,
+                candidates: Some(c),
+            } => format!(
+                "hybrid convex tuned (min-max, ts_rank, vector weight {vector_weight}, {c} candidates)"
+            ),
+        }
     }
 }
 
@@ -440,6 +479,7 @@ async fn measure(
 
 async fn evaluate(
     repos: &Repos,
+    pool: &reposmith::postgres::PgPool,
     corpus: &Corpus,
     vectors: &[Vec<f32>],
     queries: &[Vector],
@@ -463,7 +503,7 @@ async fn evaluate(
     ] {
         measure(repos, method, corpus, queries).await?;
     }
-    let tuned = tune(repos, corpus, queries, &held_out, ef_high).await?;
+    let tuned = tune(pool, corpus, vectors, queries, &held_out).await?;
     let methods = [
         Method::Exact,
         Method::Hnsw(None),
@@ -472,15 +512,36 @@ async fn evaluate(
         Method::Text { any: true },
         Method::Hybrid {
             any: false,
-            rrf: None,
+            fusion: Fused::Default,
         },
         Method::Hybrid {
             any: true,
-            rrf: None,
+            fusion: Fused::Default,
         },
         Method::Hybrid {
-            any: tuned.0,
-            rrf: Some(tuned.1),
+            any: tuned.rrf.0,
+            fusion: Fused::Rrf(tuned.rrf.1),
+        },
+        Method::Hybrid {
+            any: false,
+            fusion: Fused::Convex {
+                vector_weight: 0.5,
+                candidates: None,
+            },
+        },
+        Method::Hybrid {
+            any: true,
+            fusion: Fused::Convex {
+                vector_weight: 0.5,
+                candidates: None,
+            },
+        },
+        Method::Hybrid {
+            any: tuned.convex.0,
+            fusion: Fused::Convex {
+                vector_weight: tuned.convex.1.vector_weight,
+                candidates: Some(tuned.convex.1.candidates),
+            },
         },
     ];
     let mut table = String::from(
@@ -547,61 +608,67 @@ fn check_exact(vectors: &[Vec<f32>], queries: &[Vector], ids: &[Vec<i64>]) {
     );
 }
 
-/// Picks the fusion with the best MRR@10 on the tuning half, recomputing
-/// RRF in memory from each side's top 200 (fetched once per query).
+/// Explores the fusions in memory (see `eval::explore`), prints their
+/// table, and returns the best on the tuning half of those the library's
+/// hybrid search offers (its text rank is `ts_rank_cd`) for each method.
 async fn tune(
-    repos: &Repos,
+    pool: &reposmith::postgres::PgPool,
     corpus: &Corpus,
+    vectors: &[Vec<f32>],
     queries: &[Vector],
     held_out: &[bool],
-    ef_high: u32,
-) -> Result<(bool, Rrf), AnyError> {
-    const DEPTH: u32 = 200;
-    let mut sides = Vec::new();
-    for ((query, vector), held) in corpus.queries.iter().zip(queries).zip(held_out) {
-        if *held {
-            continue;
+) -> Result<Library, AnyError> {
+    let start = Instant::now();
+    let slices: Vec<&[f32]> = queries.iter().map(Vector::as_slice).collect();
+    let text_of = |i: usize, any: bool| {
+        let title = &corpus.queries[i].text;
+        if any {
+            eval::any_word_query(title)
+        } else {
+            title.clone()
         }
-        let v = Method::Hnsw(Some(ef_high.max(DEPTH)));
-        let all = Method::Text { any: false };
-        let any = Method::Text { any: true };
-        sides.push((
-            query,
-            v.search(repos, query, vector, DEPTH).await?,
-            all.search(repos, query, vector, DEPTH).await?,
-            any.search(repos, query, vector, DEPTH).await?,
-        ));
-    }
-    let mut best: Option<(f64, bool, Rrf)> = None;
-    for any in [false, true] {
-        for k in [1, 2, 5, 10, 20, 40, 60, 100] {
-            for text_weight in [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0] {
-                for candidates in [10, 20, 40, 100, 200] {
-                    let rrf = Rrf {
-                        text_weight,
-                        k,
-                        candidates,
-                    };
-                    let outcomes: Vec<Outcome> = sides
-                        .iter()
-                        .map(|(q, v, all, anyw)| {
-                            let text = if any { anyw } else { all };
-                            let fused = eval::fuse(v, text, rrf, 10);
-                            let pages = fused
-                                .iter()
-                                .map(|&id| corpus.passages[id as usize].page.as_str());
-                            Outcome::of(q, pages, Duration::ZERO)
-                        })
-                        .collect();
-                    let mrr = Scores::of(&outcomes).mrr10;
-                    if best.is_none_or(|(b, _, _)| mrr > b + 1e-12) {
-                        best = Some((mrr, any, rrf));
-                    }
-                }
+    };
+    let materials = explore::gather(pool, vectors, &slices, text_of).await?;
+    let mut tuned: Vec<explore::Tuned> = explore::variants()
+        .iter()
+        .filter_map(|v| explore::tune(corpus, &materials, held_out, v))
+        .collect();
+    tuned.sort_by(|a, b| b.tuning.total_cmp(&a.tuning));
+    println!(
+        "tuning: {} variants explored in {:.0} s, best on the tuning half first:\n\n{}",
+        tuned.len(),
+        start.elapsed().as_secs_f64(),
+        explore::table(&tuned)
+    );
+    // The text ranks the library's fusions use: ts_rank_cd for RRF, ts_rank for convex.
+    let uses = |name: &'static str| move |t: &&explore::Tuned| fusion::TEXT_SCORES[t.score] == name;
+    let rrf = tuned
+        .iter()
+        .filter(uses("ts_rank_cd"))
+        .find_map(|t| match t.setting {
+            explore::Setting::Rrf(r) => Some((t.any, r)),
+            _ => None,
+        })
+        .ok_or("no query to tune on")?;
+    let convex = tuned
+        .iter()
+        .filter(uses("ts_rank"))
+        .find_map(|t| match t.setting {
+            explore::Setting::Convex(c)
+                if c.vector_norm == Norm::MinMax && c.text_norm == Norm::MinMax =>
+            {
+                Some((t.any, c))
             }
-        }
-    }
-    let (mrr, any, rrf) = best.ok_or("no query to tune on")?;
-    println!("tuning: best MRR@10 on the tuning half {mrr:.3} with {rrf:?}, any word: {any}");
-    Ok((any, rrf))
+            _ => None,
+        })
+        .ok_or("no query to tune on")?;
+    Ok(Library { rrf, convex })
+}
+
+/// The tuned settings of the library's fusions.
+struct Library {
+    /// Reciprocal rank fusion: any word?, settings.
+    rrf: (bool, Rrf),
+    /// Convex fusion with min-max normalisation: any word?, settings.
+    convex: (bool, fusion::Convex),
 }

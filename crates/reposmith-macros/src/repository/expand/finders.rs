@@ -165,7 +165,9 @@ fn searches(entity: &Entity) -> TokenStream {
             };
             let doc = format!(
                 "The `k` best `{ident}`s by full-text match of `text` and nearness of `{}` \
-                 to `vector`, fused with reciprocal rank fusion (`.weights(text, vector)` to tune).",
+                 to `vector`, fused with reciprocal rank fusion by default \
+                 (`.fusion(FusionMethod::Convex)` for a convex combination of normalised scores; \
+                 `.weights(text, vector)`, `.rrf_k(n)` and `.candidates(n)` to tune).",
                 field.ident
             );
             out.extend(quote! {
