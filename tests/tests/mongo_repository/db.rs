@@ -79,7 +79,11 @@ impl Fixture for MongoDb {
     ///   row, in six orders) are most of that test's time.
     fn sizes(&self) -> Sizes {
         Sizes {
-            bulk: if reposmith_tests::heavy() { 30_000 } else { 12_000 },
+            bulk: if reposmith_tests::heavy() {
+                30_000
+            } else {
+                12_000
+            },
             bulk_failing: 12_000,
             paged: Sizes::MIN_PAGED,
         }

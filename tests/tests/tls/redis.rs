@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use reposmith::{Error, RedisBackend, RedisConfig};
-use reposmith_tests::server_port;
 use reposmith_tests::redis_server::RedisServer;
+use reposmith_tests::server_port;
 use reposmith_tests::tls_certs::TestCertificates;
 
 use super::first_line;
