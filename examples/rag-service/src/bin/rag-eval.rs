@@ -44,41 +44,19 @@ struct Options {
     passages: Option<usize>,
 }
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+use reposmith_example_rag::cli::{self, Failure as AnyError};
 
 fn main() -> ExitCode {
-    if let Err(e) = embed::tune_allocator() {
-        eprintln!("rag-eval: glibc tunables not applied ({e}); embedding will be slower");
-    }
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("rag-eval: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    cli::tune_allocator("rag-eval");
+    let options = match cli::options("rag-eval", USAGE, parse(std::env::args().skip(1))) {
+        Ok(options) => options,
+        Err(status) => return status,
     };
     println!(
         "allocator: GLIBC_TUNABLES={}",
         std::env::var("GLIBC_TUNABLES").unwrap_or_default()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let result = match runtime {
-        Ok(runtime) => runtime.block_on(run(options)),
-        Err(e) => Err(e.into()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rag-eval failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run("rag-eval", run(options))
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
